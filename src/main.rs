@@ -1,0 +1,3 @@
+//! The `checkit` binary: a thin shell over the library.
+
+fn main() {}
