@@ -151,3 +151,33 @@ async fn misbehaving_servers() {
     assert_eq!(client.command("QUIT").await.0, 221);
     assert_eq!(server.received_lines(), ["EHLO me", "STARTTLS", "QUIT"]);
 }
+
+#[tokio::test]
+async fn mariadb_password_login_over_tls() {
+    use mysql_async::prelude::Queryable;
+    let db = crate::peer!(
+        MariaDb::start(MariaDbOpts {
+            require_tls: true,
+            ..MariaDbOpts::default()
+        })
+        .await
+    );
+
+    let mut conn = mysql_async::Conn::new(db.opts(true))
+        .await
+        .expect("tls login");
+    let user: Option<String> = conn
+        .query_first("SELECT CURRENT_USER()")
+        .await
+        .expect("query");
+    assert_eq!(user.as_deref(), Some(format!("{}@%", db.user).as_str()));
+    let cipher: Option<(String, String)> = conn
+        .query_first("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+        .await
+        .expect("status");
+    assert!(cipher.is_some_and(|(_, value)| !value.is_empty()));
+    conn.disconnect().await.expect("disconnect");
+
+    // The user requires TLS, so a plain login must fail.
+    assert!(mysql_async::Conn::new(db.opts(false)).await.is_err());
+}

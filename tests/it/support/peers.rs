@@ -6,9 +6,11 @@
 //! and deletes its files. Use [`crate::peer!`] to skip in one line:
 //! `let pg = peer!(Postgres::start(PostgresOpts::default()).await);`
 
+mod mariadb;
 mod postgres;
 mod smtp;
 
+pub use mariadb::{MariaDb, MariaDbOpts};
 pub use postgres::{Postgres, PostgresOpts};
 #[allow(unused_imports)] // Re-exported for the tests that read the spool.
 pub use smtp::{ReceivedMail, SmtpFailure, SmtpOpts, SmtpServer, SmtpStage};
