@@ -181,3 +181,85 @@ async fn mariadb_password_login_over_tls() {
     // The user requires TLS, so a plain login must fail.
     assert!(mysql_async::Conn::new(db.opts(false)).await.is_err());
 }
+
+#[tokio::test]
+async fn nginx_http_https_redirects_and_files() {
+    let nginx = crate::peer!(Nginx::start(NginxOpts::default()).await);
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+
+    let root = plain.get(nginx.url("/")).send().await.expect("GET /");
+    assert_eq!(root.status(), 200);
+    assert_eq!(root.text().await.expect("body"), NGINX_BODY);
+    let hop = plain
+        .get(nginx.url("/redirect-chain"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(hop.status(), 302);
+    assert_eq!(
+        hop.headers()["location"].to_str().expect("ascii"),
+        format!("{}/redirect-chain/2", nginx.url(""))
+    );
+    assert_eq!(
+        plain
+            .get(nginx.url("/status/503"))
+            .send()
+            .await
+            .expect("GET")
+            .status(),
+        503
+    );
+    assert_eq!(
+        plain
+            .get(nginx.url("/basic-auth"))
+            .send()
+            .await
+            .expect("GET")
+            .status(),
+        401
+    );
+    let (user, password) = &nginx.basic_auth;
+    let authed = plain
+        .get(nginx.url("/basic-auth"))
+        .basic_auth(user, Some(password))
+        .send()
+        .await;
+    assert_eq!(authed.expect("GET").status(), 200);
+    let big = plain.get(nginx.url("/big")).send().await.expect("GET /big");
+    assert_eq!(big.bytes().await.expect("body").len(), NGINX_BIG_SIZE);
+    let page = plain
+        .get(nginx.url("/static.txt"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(
+        page.headers()["last-modified"],
+        "Tue, 02 Jan 2024 03:04:05 GMT"
+    );
+    if nginx.has_slow {
+        let slow = plain
+            .get(nginx.url("/slow?seconds=0.2"))
+            .send()
+            .await
+            .expect("GET /slow");
+        assert_eq!(slow.text().await.expect("body"), "slow\n");
+    }
+
+    let ca = reqwest::Certificate::from_pem(nginx.certs.ca.cert_pem.as_bytes()).expect("ca");
+    let tls = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .resolve("localhost", nginx.tls_addr)
+        .build()
+        .expect("client");
+    let followed = tls
+        .get(nginx.tls_url("/redirect-chain"))
+        .send()
+        .await
+        .expect("GET https");
+    assert_eq!(followed.status(), 200);
+    assert_eq!(followed.url().path(), "/");
+}

@@ -6,13 +6,19 @@
 //! and deletes its files. Use [`crate::peer!`] to skip in one line:
 //! `let pg = peer!(Postgres::start(PostgresOpts::default()).await);`
 
+// Each test module uses a different subset of the re-exports.
+#![allow(unused_imports)]
+
 mod mariadb;
+mod nginx;
 mod postgres;
 mod smtp;
 
 pub use mariadb::{MariaDb, MariaDbOpts};
+pub use nginx::{
+    NGINX_BIG_SIZE, NGINX_BODY, NGINX_LAST_MODIFIED_UNIX, Nginx, NginxOpts, nginx_last_modified,
+};
 pub use postgres::{Postgres, PostgresOpts};
-#[allow(unused_imports)] // Re-exported for the tests that read the spool.
 pub use smtp::{ReceivedMail, SmtpFailure, SmtpOpts, SmtpServer, SmtpStage};
 
 /// How long any peer may take to become ready.
