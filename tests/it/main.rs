@@ -1,4 +1,6 @@
 //! Integration tests: one module per area, shared helpers in `support`.
 
+mod config;
+mod exporter;
 mod peers;
 mod support;
