@@ -6,4 +6,5 @@
 //! - `server`: the HTTP endpoints (`/probe`, `/metrics`, reload, `/logs`).
 //! - `bridge`: Alertmanager/Grafana webhooks to people, with a durable outbox.
 
+pub mod bridge;
 pub mod config;

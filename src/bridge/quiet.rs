@@ -1,0 +1,1 @@
+//! Quiet hours (work in progress on this branch).

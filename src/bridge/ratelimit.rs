@@ -1,0 +1,1 @@
+//! Rate limits (work in progress on this branch).
