@@ -65,10 +65,7 @@ impl QuietHours {
         if self.timezone.parse::<Tz>().is_err() {
             problems.push(
                 format!("{path}.timezone"),
-                format!(
-                    "unknown time zone {:?}: use an IANA name such as Europe/Berlin",
-                    self.timezone
-                ),
+                format!("unknown time zone {:?}: use an IANA name such as Europe/Berlin", self.timezone),
             );
         }
         if self.ranges.is_empty() {
@@ -121,8 +118,7 @@ impl QuietHours {
     /// Whether `at` falls in a quiet period. An invalid schedule (which
     /// validation rejects) is never quiet.
     pub fn is_quiet(&self, at: DateTime<Utc>) -> bool {
-        self.compile()
-            .is_ok_and(|schedule| schedule.end_of_period_containing(at).is_some())
+        self.compile().is_ok_and(|schedule| schedule.end_of_period_containing(at).is_some())
     }
 
     /// The end of the quiet period containing `at`, following touching and
@@ -142,10 +138,7 @@ impl QuietHours {
     }
 
     fn compile(&self) -> Result<Schedule, String> {
-        let timezone: Tz = self
-            .timezone
-            .parse()
-            .map_err(|_| format!("unknown time zone {:?}", self.timezone))?;
+        let timezone: Tz = self.timezone.parse().map_err(|_| format!("unknown time zone {:?}", self.timezone))?;
         let mut ranges = Vec::with_capacity(self.ranges.len());
         for range in &self.ranges {
             let mut days = [range.days.is_empty(); 7];
@@ -191,11 +184,7 @@ impl Schedule {
             .iter()
             .filter(|range| range.days[weekday])
             .filter_map(|range| {
-                let end_date = if range.to <= range.from {
-                    date.succ_opt()?
-                } else {
-                    date
-                };
+                let end_date = if range.to <= range.from { date.succ_opt()? } else { date };
                 let start = local_instant(self.timezone, date, range.from, false)?;
                 let end = local_instant(self.timezone, end_date, range.to, true)?;
                 (start < end).then_some((start, end))
@@ -239,18 +228,11 @@ impl Schedule {
 /// The instant of local `date` + `minutes` in `timezone`. In a DST gap this
 /// is the first instant after the gap; when the local time occurs twice,
 /// the earlier one, or the later one if `latest`.
-fn local_instant(
-    timezone: Tz,
-    date: NaiveDate,
-    minutes: u32,
-    latest: bool,
-) -> Option<DateTime<Utc>> {
+fn local_instant(timezone: Tz, date: NaiveDate, minutes: u32, latest: bool) -> Option<DateTime<Utc>> {
     let local = date.and_hms_opt(0, 0, 0)? + Duration::minutes(i64::from(minutes));
     match timezone.from_local_datetime(&local) {
         LocalResult::Single(time) => Some(time.with_timezone(&Utc)),
-        LocalResult::Ambiguous(earlier, later) => {
-            Some(if latest { later } else { earlier }.with_timezone(&Utc))
-        }
+        LocalResult::Ambiguous(earlier, later) => Some(if latest { later } else { earlier }.with_timezone(&Utc)),
         // Gaps are whole minutes and at most a day long (Samoa skipped
         // 2011-12-30), so the first valid minute is the gap's end.
         LocalResult::None => (1..=MINUTES_PER_DAY as i64 + 60).find_map(|step| {
@@ -297,9 +279,7 @@ fn parse_days(text: &str) -> Result<Vec<Weekday>, String> {
             "sat" | "saturday" => Weekday::Sat,
             "sun" | "sunday" => Weekday::Sun,
             _ => {
-                return Err(format!(
-                    "unknown day {name:?}: use mon, tue, … sun or a range such as mon-fri"
-                ));
+                return Err(format!("unknown day {name:?}: use mon, tue, … sun or a range such as mon-fri"));
             }
         };
         Ok(weekday)
@@ -324,18 +304,12 @@ fn parse_days(text: &str) -> Result<Vec<Weekday>, String> {
 /// matcher does the real parsing.
 fn check_matcher_shape(expression: &str) -> Result<(), String> {
     let trimmed = expression.trim();
-    let name_end = trimmed
-        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .unwrap_or(trimmed.len());
+    let name_end = trimmed.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(trimmed.len());
     let name = &trimmed[..name_end];
     let rest = trimmed[name_end..].trim_start();
-    let has_operator = ["=~", "!~", "!=", "="]
-        .iter()
-        .any(|op| rest.starts_with(op));
+    let has_operator = ["=~", "!~", "!=", "="].iter().any(|op| rest.starts_with(op));
     if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) || !has_operator {
-        Err(format!(
-            "invalid matcher {expression:?}: expected label=value, label!=value, label=~regex or label!~regex"
-        ))
+        Err(format!("invalid matcher {expression:?}: expected label=value, label!=value, label=~regex or label!~regex"))
     } else {
         Ok(())
     }
@@ -346,25 +320,15 @@ mod tests {
     use super::*;
 
     fn utc(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .unwrap()
-            .with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
     }
 
     fn range(days: &[&str], from: &str, to: &str) -> QuietRange {
-        QuietRange {
-            days: days.iter().map(|day| day.to_string()).collect(),
-            from: from.into(),
-            to: to.into(),
-        }
+        QuietRange { days: days.iter().map(|day| day.to_string()).collect(), from: from.into(), to: to.into() }
     }
 
     fn quiet(timezone: &str, ranges: Vec<QuietRange>) -> QuietHours {
-        QuietHours {
-            timezone: timezone.into(),
-            ranges,
-            bypass: Vec::new(),
-        }
+        QuietHours { timezone: timezone.into(), ranges, bypass: Vec::new() }
     }
 
     /// Checks `(instant, expected quiet_until)` pairs; `None` = not quiet.
@@ -399,13 +363,7 @@ mod tests {
 
     #[test]
     fn same_day_ranges_and_every_day_default() {
-        let hours = quiet(
-            "UTC",
-            vec![
-                range(&[], "12:00", "13:30"),
-                range(&["sat", "Sunday"], "00:00", "24:00"),
-            ],
-        );
+        let hours = quiet("UTC", vec![range(&[], "12:00", "13:30"), range(&["sat", "Sunday"], "00:00", "24:00")]);
         check(
             &hours,
             &[
@@ -440,10 +398,7 @@ mod tests {
 
     #[test]
     fn wrapping_day_ranges() {
-        assert_eq!(
-            parse_days("fri-mon").unwrap(),
-            [Weekday::Fri, Weekday::Sat, Weekday::Sun, Weekday::Mon]
-        );
+        assert_eq!(parse_days("fri-mon").unwrap(), [Weekday::Fri, Weekday::Sat, Weekday::Sun, Weekday::Mon]);
         assert_eq!(parse_days("Tue").unwrap(), [Weekday::Tue]);
         assert_eq!(parse_days("mon-sun").unwrap().len(), 7);
     }
@@ -567,10 +522,7 @@ mod tests {
         );
         let mut problems = Problems::default();
         quiet("UTC", vec![]).validate("q", &mut problems);
-        assert_eq!(
-            problems.0[0].to_string(),
-            "q.ranges: at least one range is needed"
-        );
+        assert_eq!(problems.0[0].to_string(), "q.ranges: at least one range is needed");
     }
 
     #[test]
@@ -582,10 +534,7 @@ mod tests {
         assert!(problems.0[0].message.contains("whole week"));
         // quiet_until stays bounded even so.
         let at = utc("2026-01-05T12:00:00Z");
-        assert_eq!(
-            always.quiet_until(at),
-            Some(at + Duration::days(HORIZON_DAYS))
-        );
+        assert_eq!(always.quiet_until(at), Some(at + Duration::days(HORIZON_DAYS)));
 
         let nightly = quiet("Europe/Berlin", vec![range(&[], "22:00", "07:00")]);
         let mut problems = Problems::default();

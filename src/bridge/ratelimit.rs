@@ -36,14 +36,8 @@ impl RateLimit {
 
     /// Parses several limits that must all hold.
     pub fn parse_all(specs: &[String]) -> Result<RateLimit, String> {
-        let windows = specs
-            .iter()
-            .map(|spec| parse_window(spec))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(RateLimit {
-            specs: specs.to_vec(),
-            windows,
-        })
+        let windows = specs.iter().map(|spec| parse_window(spec)).collect::<Result<Vec<_>, _>>()?;
+        Ok(RateLimit { specs: specs.to_vec(), windows })
     }
 
     /// The limits as written.
@@ -56,11 +50,7 @@ impl RateLimit {
         let single = self.specs.len() == 1;
         for (index, spec) in self.specs.iter().enumerate() {
             if let Err(message) = parse_window(spec) {
-                let entry_path = if single {
-                    path.to_string()
-                } else {
-                    format!("{path}[{index}]")
-                };
+                let entry_path = if single { path.to_string() } else { format!("{path}[{index}]") };
                 problems.push(entry_path, message);
             }
         }
@@ -70,11 +60,7 @@ impl RateLimit {
     /// at which every window has budget again, assuming no further sends.
     /// `recent_sends` need not be sorted; sends older than [`max_window`]
     /// (`Self::max_window`) do not matter.
-    pub fn next_allowed(
-        &self,
-        recent_sends: &[DateTime<Utc>],
-        now: DateTime<Utc>,
-    ) -> Option<DateTime<Utc>> {
+    pub fn next_allowed(&self, recent_sends: &[DateTime<Utc>], now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let mut newest_first = recent_sends.to_vec();
         newest_first.sort_unstable_by(|a, b| b.cmp(a));
         // Each window frees up once its count-th most recent send has aged
@@ -93,43 +79,24 @@ impl RateLimit {
 
     /// The longest window: how much send history `next_allowed` needs.
     pub fn max_window(&self) -> Duration {
-        self.windows
-            .iter()
-            .map(|window| window.length)
-            .max()
-            .unwrap_or(Duration::ZERO)
+        self.windows.iter().map(|window| window.length).max().unwrap_or(Duration::ZERO)
     }
 }
 
 /// Parses `N/window` where window is `[k]unit` with unit `s`, `m`, `h`, `d`
 /// or `w`: `10/h`, `5/15m`, `100/7d`.
 fn parse_window(spec: &str) -> Result<Window, String> {
-    let invalid = |why: &str| {
-        format!("invalid rate limit {spec:?}: {why}; write N/window such as 10/h, 30/d or 5/15m")
-    };
-    let (count, window) = spec
-        .trim()
-        .split_once('/')
-        .ok_or_else(|| invalid("missing '/'"))?;
-    let count: u32 = count
-        .trim()
-        .parse()
-        .map_err(|_| invalid("the count must be a whole number"))?;
+    let invalid = |why: &str| format!("invalid rate limit {spec:?}: {why}; write N/window such as 10/h, 30/d or 5/15m");
+    let (count, window) = spec.trim().split_once('/').ok_or_else(|| invalid("missing '/'"))?;
+    let count: u32 = count.trim().parse().map_err(|_| invalid("the count must be a whole number"))?;
     if count == 0 {
         return Err(invalid("the count must be at least 1"));
     }
     let window = window.trim();
-    let unit_start = window
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| invalid("missing unit"))?;
+    let unit_start = window.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| invalid("missing unit"))?;
     let (multiplier, unit) = window.split_at(unit_start);
-    let multiplier: u64 = if multiplier.is_empty() {
-        1
-    } else {
-        multiplier
-            .parse()
-            .map_err(|_| invalid("bad window length"))?
-    };
+    let multiplier: u64 =
+        if multiplier.is_empty() { 1 } else { multiplier.parse().map_err(|_| invalid("bad window length"))? };
     let unit_seconds = match unit {
         "s" => 1,
         "m" => 60,
@@ -161,10 +128,7 @@ impl<'de> Deserialize<'de> for RateLimit {
             Raw::Many(specs) => specs,
         };
         // Keep malformed entries so that `validate` reports each with its path.
-        let windows = specs
-            .iter()
-            .filter_map(|spec| parse_window(spec).ok())
-            .collect();
+        let windows = specs.iter().filter_map(|spec| parse_window(spec).ok()).collect();
         Ok(RateLimit { specs, windows })
     }
 }
@@ -201,18 +165,9 @@ mod tests {
             (" 2 / 2w ", 2, 1_209_600),
         ];
         for (spec, count, seconds) in cases {
-            assert_eq!(
-                parse_window(spec),
-                Ok(Window {
-                    count,
-                    length: Duration::from_secs(seconds)
-                }),
-                "{spec}"
-            );
+            assert_eq!(parse_window(spec), Ok(Window { count, length: Duration::from_secs(seconds) }), "{spec}");
         }
-        for bad in [
-            "10", "0/h", "x/h", "10/", "10/h2", "10/0m", "10/y", "-1/h", "1/32d",
-        ] {
+        for bad in ["10", "0/h", "x/h", "10/", "10/h2", "10/0m", "10/y", "-1/h", "1/32d"] {
             assert!(parse_window(bad).is_err(), "{bad}");
         }
     }
@@ -232,10 +187,7 @@ mod tests {
         // A send exactly one window ago has just aged out.
         let sends = [t(9_500), t(9_000), t(6_400)];
         assert_eq!(limit.next_allowed(&sends, t(6_400 + 3_600)), None);
-        assert_eq!(
-            limit.next_allowed(&sends, t(6_400 + 3_599)),
-            Some(t(6_400 + 3_600))
-        );
+        assert_eq!(limit.next_allowed(&sends, t(6_400 + 3_599)), Some(t(6_400 + 3_600)));
     }
 
     #[test]
@@ -272,14 +224,8 @@ mod tests {
                 }
             }
             for (count, length) in [(2, 600), (3, 3_600)] {
-                let in_window = sends
-                    .iter()
-                    .filter(|s| **s > now - chrono::Duration::seconds(length))
-                    .count();
-                assert!(
-                    in_window <= count,
-                    "{in_window} sends in {length}s at {now}"
-                );
+                let in_window = sends.iter().filter(|s| **s > now - chrono::Duration::seconds(length)).count();
+                assert!(in_window <= count, "{in_window} sends in {length}s at {now}");
             }
         }
         assert_eq!(sends.len(), 9, "3 per hour for 3 hours");
@@ -293,10 +239,7 @@ mod tests {
         let mut problems = Problems::default();
         many.validate("contacts.bob.rate_limit", &mut problems);
         let paths: Vec<&str> = problems.0.iter().map(|p| p.path.as_str()).collect();
-        assert_eq!(
-            paths,
-            ["contacts.bob.rate_limit[1]", "contacts.bob.rate_limit[2]"]
-        );
+        assert_eq!(paths, ["contacts.bob.rate_limit[1]", "contacts.bob.rate_limit[2]"]);
         // Only the valid window limits until the config is fixed.
         assert_eq!(many.max_window(), Duration::from_secs(3_600));
 
@@ -305,13 +248,10 @@ mod tests {
         assert_eq!(one, limit(&["30/d"]));
         assert_eq!(crate::config::yaml::to_string(&one).trim(), "30/d");
         let mut problems = Problems::default();
-        RateLimit::parse("3/h")
-            .unwrap()
-            .validate("p", &mut problems);
+        RateLimit::parse("3/h").unwrap().validate("p", &mut problems);
         assert!(problems.is_empty());
         let bad: RateLimit =
-            crate::config::yaml::from_value(crate::config::yaml::parse_value("nope").unwrap(), "r")
-                .unwrap();
+            crate::config::yaml::from_value(crate::config::yaml::parse_value("nope").unwrap(), "r").unwrap();
         bad.validate("p", &mut problems);
         assert_eq!(problems.0[0].path, "p");
     }

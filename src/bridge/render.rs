@@ -139,16 +139,8 @@ pub struct View {
 impl View {
     /// Fills `firing_for` on every alert.
     pub fn with_durations(mut self, now: DateTime<Utc>) -> Self {
-        for list in [
-            &mut self.alerts,
-            &mut self.firing,
-            &mut self.resolved,
-            &mut self.still_firing,
-        ] {
-            *list = std::mem::take(list)
-                .into_iter()
-                .map(|alert| alert.with_duration(now))
-                .collect();
+        for list in [&mut self.alerts, &mut self.firing, &mut self.resolved, &mut self.still_firing] {
+            *list = std::mem::take(list).into_iter().map(|alert| alert.with_duration(now)).collect();
         }
         self
     }
@@ -157,11 +149,8 @@ impl View {
     /// Templates are test-rendered against these at load; `/config` dry-runs
     /// can use them too.
     pub fn sample(kind: ViewKind) -> View {
-        let at = |text: &str| {
-            DateTime::parse_from_rfc3339(text)
-                .map(|time| time.with_timezone(&Utc))
-                .unwrap_or_default()
-        };
+        let at =
+            |text: &str| DateTime::parse_from_rfc3339(text).map(|time| time.with_timezone(&Utc)).unwrap_or_default();
         let alert = |instance: &str, status: &str, ends_at: Option<&str>| AlertView {
             status: status.to_string(),
             labels: BTreeMap::from([
@@ -172,18 +161,9 @@ impl View {
                 ("team".to_string(), "payments".to_string()),
             ]),
             annotations: BTreeMap::from([
-                (
-                    "summary".to_string(),
-                    format!("High request latency on {instance}"),
-                ),
-                (
-                    "description".to_string(),
-                    "p99 latency is 2.3s (threshold 1s)".to_string(),
-                ),
-                (
-                    "runbook_url".to_string(),
-                    "https://runbooks.example/HighLatency".to_string(),
-                ),
+                ("summary".to_string(), format!("High request latency on {instance}")),
+                ("description".to_string(), "p99 latency is 2.3s (threshold 1s)".to_string()),
+                ("runbook_url".to_string(), "https://runbooks.example/HighLatency".to_string()),
             ]),
             starts_at: at("2026-11-22T17:11:51Z"),
             ends_at: ends_at.map(at),
@@ -365,9 +345,7 @@ pub struct Templates {
 
 impl std::fmt::Debug for Templates {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Templates")
-            .field("parts", &self.parts)
-            .finish_non_exhaustive()
+        f.debug_struct("Templates").field("parts", &self.parts).finish_non_exhaustive()
     }
 }
 
@@ -422,14 +400,8 @@ impl Templates {
             ];
             for (field, inline, file) in overrides {
                 let field_path = format!("{path}.{field}");
-                if field == "html"
-                    && kind != ChannelKind::Email
-                    && (inline.is_some() || file.is_some())
-                {
-                    problems.push(Problem::new(
-                        field_path.clone(),
-                        "html is only used by the email channel",
-                    ));
+                if field == "html" && kind != ChannelKind::Email && (inline.is_some() || file.is_some()) {
+                    problems.push(Problem::new(field_path.clone(), "html is only used by the email channel"));
                     continue;
                 }
                 let source = match (inline, file) {
@@ -474,21 +446,14 @@ impl Templates {
         // broken channel does not hide the problems of another.
         for kind in compiled {
             {
-                for view_kind in [
-                    ViewKind::Notification,
-                    ViewKind::CatchUp,
-                    ViewKind::Overflow,
-                ] {
+                for view_kind in [ViewKind::Notification, ViewKind::CatchUp, ViewKind::Overflow] {
                     let sample = View::sample(view_kind);
                     if let Err(err) = templates.render_at(kind, &sample, Utc::now()) {
                         let field = match &err {
-                            Error::Render { template, .. } => {
-                                template_field(template).unwrap_or("body")
-                            }
+                            Error::Render { template, .. } => template_field(template).unwrap_or("body"),
                             _ => "body",
                         };
-                        let problem =
-                            Problem::new(format!("{base}.{kind}.{field}"), err.to_string());
+                        let problem = Problem::new(format!("{base}.{kind}.{field}"), err.to_string());
                         if !problems.contains(&problem) {
                             problems.push(problem);
                         }
@@ -496,11 +461,7 @@ impl Templates {
                 }
             }
         }
-        if problems.is_empty() {
-            Ok(templates)
-        } else {
-            Err(problems)
-        }
+        if problems.is_empty() { Ok(templates) } else { Err(problems) }
     }
 
     /// Renders `view` for `kind` at the current time.
@@ -510,17 +471,8 @@ impl Templates {
 
     /// Renders `view` for `kind` as if the time were `now` (for `since` and
     /// for tests).
-    pub fn render_at(
-        &self,
-        kind: ChannelKind,
-        view: &View,
-        now: DateTime<Utc>,
-    ) -> Result<Outgoing, Error> {
-        let parts = self
-            .parts
-            .get(&kind)
-            .cloned()
-            .unwrap_or_else(|| default_parts(kind));
+    pub fn render_at(&self, kind: ChannelKind, view: &View, now: DateTime<Utc>) -> Result<Outgoing, Error> {
+        let parts = self.parts.get(&kind).cloned().unwrap_or_else(|| default_parts(kind));
         let view_value = Value::from_serialize(view);
         let context = minijinja::context! {
             channel => kind.as_str(),
@@ -533,8 +485,7 @@ impl Templates {
         let body = match (&parts.body, kind) {
             (Some(name), ChannelKind::Webhook) => {
                 let body = self.render_template(name, &body_context)?;
-                serde_json::from_str::<serde_json::Value>(&body)
-                    .map_err(|err| Error::NotJson(err.to_string()))?;
+                serde_json::from_str::<serde_json::Value>(&body).map_err(|err| Error::NotJson(err.to_string()))?;
                 body
             }
             (Some(name), _) => tidy(&self.render_template(name, &body_context)?),
@@ -544,33 +495,19 @@ impl Templates {
             Some(name) => Some(self.render_template(name, &body_context)?),
             None => None,
         };
-        Ok(Outgoing {
-            subject,
-            body: truncate_for(kind, &body),
-            html,
-        })
+        Ok(Outgoing { subject, body: truncate_for(kind, &body), html })
     }
 
     fn render_template(&self, name: &str, context: &Value) -> Result<String, Error> {
-        let to_error = |err: minijinja::Error| Error::Render {
-            template: name.to_string(),
-            message: err.to_string(),
-        };
-        self.environment
-            .get_template(name)
-            .map_err(to_error)?
-            .render(context)
-            .map_err(to_error)
+        let to_error = |err: minijinja::Error| Error::Render { template: name.to_string(), message: err.to_string() };
+        self.environment.get_template(name).map_err(to_error)?.render(context).map_err(to_error)
     }
 }
 
 fn default_parts(kind: ChannelKind) -> Parts {
     let subject = "checkit/subject.txt".to_string();
     let (body, html) = match kind {
-        ChannelKind::Email => (
-            Some("checkit/full.txt".to_string()),
-            Some("checkit/full.html".to_string()),
-        ),
+        ChannelKind::Email => (Some("checkit/full.txt".to_string()), Some("checkit/full.html".to_string())),
         ChannelKind::Sms => (Some("checkit/sms.txt".to_string()), None),
         ChannelKind::Telegram | ChannelKind::Slack | ChannelKind::Ntfy | ChannelKind::Log => {
             (Some("checkit/short.txt".to_string()), None)
@@ -578,11 +515,7 @@ fn default_parts(kind: ChannelKind) -> Parts {
         // `None`: the view itself, as JSON.
         ChannelKind::Webhook => (None, None),
     };
-    Parts {
-        subject,
-        body,
-        html,
-    }
+    Parts { subject, body, html }
 }
 
 /// Template names choose auto-escaping: `.html` escapes HTML, `.json` JSON.
@@ -624,28 +557,12 @@ fn new_environment() -> Environment<'static> {
     environment.add_filter("since", since_filter);
     environment.add_filter("date", date_filter);
     environment.add_filter("sortedPairs", sorted_pairs_filter);
-    environment.add_filter(
-        "labelNames",
-        |value: Value| -> Result<Value, minijinja::Error> {
-            Ok(Value::from(
-                label_pairs(&value)?
-                    .into_iter()
-                    .map(|(name, _)| name)
-                    .collect::<Vec<_>>(),
-            ))
-        },
-    );
-    environment.add_filter(
-        "labelValues",
-        |value: Value| -> Result<Value, minijinja::Error> {
-            Ok(Value::from(
-                label_pairs(&value)?
-                    .into_iter()
-                    .map(|(_, value)| value)
-                    .collect::<Vec<_>>(),
-            ))
-        },
-    );
+    environment.add_filter("labelNames", |value: Value| -> Result<Value, minijinja::Error> {
+        Ok(Value::from(label_pairs(&value)?.into_iter().map(|(name, _)| name).collect::<Vec<_>>()))
+    });
+    environment.add_filter("labelValues", |value: Value| -> Result<Value, minijinja::Error> {
+        Ok(Value::from(label_pairs(&value)?.into_iter().map(|(_, value)| value).collect::<Vec<_>>()))
+    });
     environment.add_filter("without", without_filter);
     environment.add_filter("formatLabels", format_labels_filter);
     environment.add_filter("reReplaceAll", re_replace_all_filter);
@@ -662,10 +579,7 @@ fn label_pairs(value: &Value) -> Result<Vec<(String, String)>, minijinja::Error>
         return Ok(Vec::new());
     }
     if value.kind() != ValueKind::Map {
-        return Err(invalid(format!(
-            "expected a map of labels, got {}",
-            value.kind()
-        )));
+        return Err(invalid(format!("expected a map of labels, got {}", value.kind())));
     }
     let mut pairs = Vec::new();
     for key in value.try_iter()? {
@@ -695,17 +609,12 @@ fn without_filter(value: Value, names: Rest<Value>) -> Result<Value, minijinja::
             removed.push(name.to_string());
         }
     }
-    let kept: BTreeMap<String, String> = label_pairs(&value)?
-        .into_iter()
-        .filter(|(name, _)| !removed.contains(name))
-        .collect();
+    let kept: BTreeMap<String, String> =
+        label_pairs(&value)?.into_iter().filter(|(name, _)| !removed.contains(name)).collect();
     Ok(Value::from_serialize(kept))
 }
 
-fn format_labels_filter(
-    value: Value,
-    separator: Option<String>,
-) -> Result<String, minijinja::Error> {
+fn format_labels_filter(value: Value, separator: Option<String>) -> Result<String, minijinja::Error> {
     let separator = separator.unwrap_or_else(|| ", ".to_string());
     Ok(label_pairs(&value)?
         .into_iter()
@@ -714,13 +623,9 @@ fn format_labels_filter(
         .join(&separator))
 }
 
-fn re_replace_all_filter(
-    text: String,
-    pattern: String,
-    replacement: String,
-) -> Result<String, minijinja::Error> {
-    let regex = regex::Regex::new(&pattern)
-        .map_err(|err| invalid(format!("invalid regular expression {pattern:?}: {err}")))?;
+fn re_replace_all_filter(text: String, pattern: String, replacement: String) -> Result<String, minijinja::Error> {
+    let regex =
+        regex::Regex::new(&pattern).map_err(|err| invalid(format!("invalid regular expression {pattern:?}: {err}")))?;
     Ok(regex.replace_all(&text, replacement.as_str()).into_owned())
 }
 
@@ -735,9 +640,7 @@ fn humanize_duration_filter(value: Value) -> Result<String, minijinja::Error> {
             .map_err(|_| invalid(format!("humanizeDuration expects seconds, got {value}")))?,
         ValueKind::Undefined | ValueKind::None => return Ok(String::new()),
         other => {
-            return Err(invalid(format!(
-                "humanizeDuration expects seconds, got {other}"
-            )));
+            return Err(invalid(format!("humanizeDuration expects seconds, got {other}")));
         }
     };
     Ok(human_duration(seconds))
@@ -750,11 +653,7 @@ fn parse_time(value: &Value) -> Result<Option<DateTime<Utc>>, minijinja::Error> 
     let text = value.to_string();
     DateTime::parse_from_rfc3339(&text)
         .map(|time| Some(time.with_timezone(&Utc)))
-        .map_err(|err| {
-            invalid(format!(
-                "expected an RFC 3339 timestamp, got {text:?}: {err}"
-            ))
-        })
+        .map_err(|err| invalid(format!("expected an RFC 3339 timestamp, got {text:?}: {err}")))
 }
 
 fn since_filter(state: &State, value: Value) -> Result<String, minijinja::Error> {
@@ -768,20 +667,14 @@ fn since_filter(state: &State, value: Value) -> Result<String, minijinja::Error>
     Ok(human_duration((now - then).num_seconds() as f64))
 }
 
-fn date_filter(
-    value: Value,
-    format: Option<String>,
-    timezone: Option<String>,
-) -> Result<String, minijinja::Error> {
+fn date_filter(value: Value, format: Option<String>, timezone: Option<String>) -> Result<String, minijinja::Error> {
     let Some(time) = parse_time(&value)? else {
         return Ok(String::new());
     };
     let format = format.unwrap_or_else(|| "%Y-%m-%d %H:%M:%S %Z".to_string());
     let timezone: chrono_tz::Tz = match timezone.as_deref() {
         None => chrono_tz::UTC,
-        Some(name) => name
-            .parse()
-            .map_err(|_| invalid(format!("unknown time zone {name:?}")))?,
+        Some(name) => name.parse().map_err(|_| invalid(format!("unknown time zone {name:?}")))?,
     };
     let mut text = String::new();
     // Writing (not `to_string`) turns a bad format string into an error
@@ -886,19 +779,11 @@ struct SmsEncoding {
 
 impl SmsEncoding {
     fn of(text: &str) -> Self {
-        SmsEncoding {
-            gsm: text
-                .chars()
-                .all(|c| GSM_BASIC.contains(c) || GSM_EXTENSION.contains(c)),
-        }
+        SmsEncoding { gsm: text.chars().all(|c| GSM_BASIC.contains(c) || GSM_EXTENSION.contains(c)) }
     }
 
     fn cost(&self, c: char) -> usize {
-        if self.gsm {
-            if GSM_EXTENSION.contains(c) { 2 } else { 1 }
-        } else {
-            c.len_utf16()
-        }
+        if self.gsm { if GSM_EXTENSION.contains(c) { 2 } else { 1 } } else { c.len_utf16() }
     }
 
     fn single(&self) -> usize {
@@ -936,11 +821,7 @@ struct Packer {
 
 impl Packer {
     fn new(capacity: usize) -> Self {
-        Packer {
-            capacity,
-            segments: 1,
-            used: 0,
-        }
+        Packer { capacity, segments: 1, used: 0 }
     }
 
     fn add(&mut self, cost: usize) {

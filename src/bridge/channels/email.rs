@@ -1,7 +1,7 @@
 //! Email over SMTP with lettre: one pooled transport per account, TLS by
 //! rustls, SMTP replies split into transient (4xx) and permanent (5xx).
 
-use super::{ChannelKind, DeliveryError, Error, Receipt, SecretSource, error_chain, reason};
+use super::{ChannelKind, DeliveryError, Error, Receipt, SecretSource, error_chain, is_tls_failure, reason};
 use crate::bridge::render::Outgoing;
 use crate::config::Problems;
 use lettre::message::header::ContentType;
@@ -83,10 +83,7 @@ impl Config {
             }
         };
         if let Err(err) = self.from.parse::<Mailbox>() {
-            problems.push(
-                format!("{path}.from"),
-                format!("invalid sender address {:?}: {err}", self.from),
-            );
+            problems.push(format!("{path}.from"), format!("invalid sender address {:?}: {err}", self.from));
         }
         if let Some(hello) = &self.hello {
             if hello.is_empty() || hello.contains(char::is_whitespace) {
@@ -96,40 +93,26 @@ impl Config {
         let password = SecretSource::from_pair(&self.password_file, &self.password_env);
         match &self.username {
             Some(_) => password.validate(path, "password_file", "password_env", true, problems),
-            None if !password.is_empty() => problems.push(
-                format!("{path}.username"),
-                "username must be set when a password is given",
-            ),
+            None if !password.is_empty() => {
+                problems.push(format!("{path}.username"), "username must be set when a password is given")
+            }
             None => {}
         }
         let is_loopback = host.as_deref().is_some_and(is_loopback_host);
         if self.tls_mode() == TlsMode::None && self.username.is_some() && !is_loopback {
-            problems.push(
-                format!("{path}.tls"),
-                "tls: none would send the password in clear text to a remote host",
-            );
+            problems.push(format!("{path}.tls"), "tls: none would send the password in clear text to a remote host");
         }
-        if self.tls_mode() == TlsMode::None && (self.ca_file.is_some() || self.insecure_skip_verify)
-        {
-            problems.push(
-                format!("{path}.tls"),
-                "ca_file and insecure_skip_verify need tls: starttls or implicit",
-            );
+        if self.tls_mode() == TlsMode::None && (self.ca_file.is_some() || self.insecure_skip_verify) {
+            problems.push(format!("{path}.tls"), "ca_file and insecure_skip_verify need tls: starttls or implicit");
         }
         if let Some(ca_file) = &self.ca_file {
             match std::fs::read(ca_file) {
                 Ok(pem) => {
                     if Certificate::from_pem(&pem).is_err() {
-                        problems.push(
-                            format!("{path}.ca_file"),
-                            format!("{ca_file:?} holds no PEM certificate"),
-                        );
+                        problems.push(format!("{path}.ca_file"), format!("{ca_file:?} holds no PEM certificate"));
                     }
                 }
-                Err(err) => problems.push(
-                    format!("{path}.ca_file"),
-                    format!("cannot read {ca_file:?}: {err}"),
-                ),
+                Err(err) => problems.push(format!("{path}.ca_file"), format!("cannot read {ca_file:?}: {err}")),
             }
         }
         if self.pool_size == 0 {
@@ -143,13 +126,11 @@ impl Config {
         if text.is_empty() {
             return Err("smarthost must be set".to_string());
         }
-        let (host, port_in_host) = split_host_port(text)
-            .ok_or_else(|| format!("invalid smarthost {text:?}: expected host or host:port"))?;
+        let (host, port_in_host) =
+            split_host_port(text).ok_or_else(|| format!("invalid smarthost {text:?}: expected host or host:port"))?;
         if let (Some(a), Some(b)) = (port_in_host, self.port) {
             if a != b {
-                return Err(format!(
-                    "smarthost names port {a} but port is {b}; set the port once"
-                ));
+                return Err(format!("smarthost names port {a} but port is {b}; set the port once"));
             }
         }
         Ok((host, self.port.or(port_in_host).unwrap_or(DEFAULT_PORT)))
@@ -187,10 +168,7 @@ fn split_host_port(text: &str) -> Option<(String, Option<u16>)> {
 }
 
 fn is_loopback_host(host: &str) -> bool {
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The built email channel: a shared pooled transport and the sender.
@@ -201,15 +179,9 @@ pub(crate) struct Channel {
 
 impl Channel {
     pub(crate) fn new(config: &Config, timeout: Duration) -> Result<Self, Error> {
-        let invalid = |message: String| Error::Invalid {
-            channel: ChannelKind::Email,
-            message,
-        };
+        let invalid = |message: String| Error::Invalid { channel: ChannelKind::Email, message };
         let (host, port) = config.host_and_port().map_err(invalid)?;
-        let from = config
-            .from
-            .parse::<Mailbox>()
-            .map_err(|err| invalid(format!("invalid sender address: {err}")))?;
+        let from = config.from.parse::<Mailbox>().map_err(|err| invalid(format!("invalid sender address: {err}")))?;
         let tls = match config.tls_mode() {
             TlsMode::None => Tls::None,
             TlsMode::Starttls => Tls::Required(tls_parameters(config, &host)?),
@@ -227,29 +199,16 @@ impl Channel {
         if let Some(username) = &config.username {
             let password = SecretSource::from_pair(&config.password_file, &config.password_env)
                 .load()
-                .map_err(|message| Error::Secret {
-                    channel: ChannelKind::Email,
-                    message,
-                })?;
-            builder = builder.credentials(Credentials::new(
-                username.clone(),
-                password.expose().to_string(),
-            ));
+                .map_err(|message| Error::Secret { channel: ChannelKind::Email, message })?;
+            builder = builder.credentials(Credentials::new(username.clone(), password.expose().to_string()));
         }
-        Ok(Channel {
-            transport: builder.build(),
-            from,
-        })
+        Ok(Channel { transport: builder.build(), from })
     }
 
-    pub(crate) async fn deliver(
-        &self,
-        address: &str,
-        message: &Outgoing,
-    ) -> Result<Receipt, DeliveryError> {
-        let to = address.parse::<Mailbox>().map_err(|err| {
-            DeliveryError::permanent(reason::INVALID_ADDRESS, format!("{address:?}: {err}"))
-        })?;
+    pub(crate) async fn deliver(&self, address: &str, message: &Outgoing) -> Result<Receipt, DeliveryError> {
+        let to = address
+            .parse::<Mailbox>()
+            .map_err(|err| DeliveryError::permanent(reason::INVALID_ADDRESS, format!("{address:?}: {err}")))?;
         let builder = Message::builder()
             .from(self.from.clone())
             .to(to)
@@ -257,24 +216,15 @@ impl Channel {
             .message_id(None)
             .user_agent(concat!("checkit/", env!("CARGO_PKG_VERSION")).to_string());
         let email = match &message.html {
-            Some(html) => builder.multipart(MultiPart::alternative_plain_html(
-                message.body.clone(),
-                html.clone(),
-            )),
-            None => builder
-                .header(ContentType::TEXT_PLAIN)
-                .body(message.body.clone()),
+            Some(html) => builder.multipart(MultiPart::alternative_plain_html(message.body.clone(), html.clone())),
+            None => builder.header(ContentType::TEXT_PLAIN).body(message.body.clone()),
         }
         .map_err(|err| DeliveryError::permanent(reason::INVALID_MESSAGE, err.to_string()))?;
         match self.transport.send(email).await {
             Ok(response) => Ok(Receipt {
-                provider_response: format!(
-                    "{} {}",
-                    response.code(),
-                    response.message().collect::<Vec<_>>().join(" ")
-                )
-                .trim_end()
-                .to_string(),
+                provider_response: format!("{} {}", response.code(), response.message().collect::<Vec<_>>().join(" "))
+                    .trim_end()
+                    .to_string(),
             }),
             Err(err) => Err(classify(&err)),
         }
@@ -282,16 +232,12 @@ impl Channel {
 }
 
 fn tls_parameters(config: &Config, host: &str) -> Result<TlsParameters, Error> {
-    let tls_error = |message: String| Error::Invalid {
-        channel: ChannelKind::Email,
-        message,
-    };
+    let tls_error = |message: String| Error::Invalid { channel: ChannelKind::Email, message };
     let mut builder = TlsParameters::builder(host.to_string());
     if let Some(ca_file) = &config.ca_file {
-        let pem = std::fs::read(ca_file)
-            .map_err(|err| tls_error(format!("cannot read ca_file {ca_file:?}: {err}")))?;
-        let certificate = Certificate::from_pem(&pem)
-            .map_err(|err| tls_error(format!("invalid ca_file {ca_file:?}: {err}")))?;
+        let pem = std::fs::read(ca_file).map_err(|err| tls_error(format!("cannot read ca_file {ca_file:?}: {err}")))?;
+        let certificate =
+            Certificate::from_pem(&pem).map_err(|err| tls_error(format!("invalid ca_file {ca_file:?}: {err}")))?;
         builder = builder.add_root_certificate(certificate);
     }
     builder
@@ -310,7 +256,7 @@ fn classify(err: &smtp::Error) -> DeliveryError {
         DeliveryError::permanent(reason::SMTP_PERMANENT, detail)
     } else if err.is_timeout() {
         DeliveryError::retryable(reason::TIMEOUT, detail)
-    } else if err.is_tls() {
+    } else if err.is_tls() || is_tls_failure(err) {
         DeliveryError::retryable(reason::TLS, detail)
     } else if err.is_client() {
         DeliveryError::permanent(reason::INVALID_MESSAGE, detail)
@@ -345,18 +291,13 @@ mod tests {
             ("mail.example.com", None, Ok(("mail.example.com", 587))),
             ("mail.example.com:465", None, Ok(("mail.example.com", 465))),
             ("mail.example.com", Some(25), Ok(("mail.example.com", 25))),
-            (
-                "mail.example.com:25",
-                Some(25),
-                Ok(("mail.example.com", 25)),
-            ),
+            ("mail.example.com:25", Some(25), Ok(("mail.example.com", 25))),
             ("[::1]:2525", None, Ok(("::1", 2525))),
             ("[::1]", None, Ok(("::1", 587))),
         ];
         for (smarthost, port, expected) in cases {
             let got = config(smarthost, port).host_and_port();
-            let expected: Result<(String, u16), String> =
-                expected.map(|(host, port)| (host.to_string(), port));
+            let expected: Result<(String, u16), String> = expected.map(|(host, port)| (host.to_string(), port));
             assert_eq!(got, expected, "{smarthost}");
         }
         for bad in ["", "mail:notaport", "mail.example.com:25:25", "::1"] {

@@ -33,8 +33,6 @@ impl Channel {
             body = %message.body,
             "Notification written to the log channel"
         );
-        Receipt {
-            provider_response: "logged".to_string(),
-        }
+        Receipt { provider_response: "logged".to_string() }
     }
 }

@@ -122,10 +122,7 @@ impl ChannelsConfig {
     /// (normally `bridge.channels`). Reads secret files to check they exist.
     pub fn validate(&self, path: &str, problems: &mut Problems) {
         if self.timeout.get().is_zero() {
-            problems.push(
-                format!("{path}.timeout"),
-                "timeout must be greater than zero",
-            );
+            problems.push(format!("{path}.timeout"), "timeout must be greater than zero");
         }
         if let Some(email) = &self.email {
             email.validate(&format!("{path}.email"), problems);
@@ -157,9 +154,7 @@ impl ChannelsConfig {
             ChannelKind::Email => self.email.is_some(),
             ChannelKind::Sms => self.sms.is_some(),
             ChannelKind::Telegram => self.telegram.is_some(),
-            ChannelKind::Slack | ChannelKind::Ntfy | ChannelKind::Webhook | ChannelKind::Log => {
-                true
-            }
+            ChannelKind::Slack | ChannelKind::Ntfy | ChannelKind::Webhook | ChannelKind::Log => true,
         }
     }
 }
@@ -177,10 +172,7 @@ pub struct SecretSource {
 impl SecretSource {
     /// Builds a source from a `*_file` / `*_env` key pair.
     pub fn from_pair(file: &Option<String>, env: &Option<String>) -> Self {
-        SecretSource {
-            file: file.clone(),
-            env: env.clone(),
-        }
+        SecretSource { file: file.clone(), env: env.clone() }
     }
 
     /// True when neither key is set.
@@ -190,31 +182,15 @@ impl SecretSource {
 
     /// Checks that exactly one source is set (or none, if optional) and that
     /// it can be read. `file_key`/`env_key` name the YAML keys in messages.
-    pub fn validate(
-        &self,
-        path: &str,
-        file_key: &str,
-        env_key: &str,
-        required: bool,
-        problems: &mut Problems,
-    ) {
+    pub fn validate(&self, path: &str, file_key: &str, env_key: &str, required: bool, problems: &mut Problems) {
         match (&self.file, &self.env) {
-            (Some(_), Some(_)) => problems.push(
-                path,
-                format!("{file_key} and {env_key} are mutually exclusive"),
-            ),
-            (None, None) if required => {
-                problems.push(path, format!("one of {file_key} or {env_key} must be set"))
-            }
+            (Some(_), Some(_)) => problems.push(path, format!("{file_key} and {env_key} are mutually exclusive")),
+            (None, None) if required => problems.push(path, format!("one of {file_key} or {env_key} must be set")),
             _ => {}
         }
         if self.file.is_some() || self.env.is_some() {
             if let Err(message) = self.load() {
-                let key = if self.file.is_some() {
-                    file_key
-                } else {
-                    env_key
-                };
+                let key = if self.file.is_some() { file_key } else { env_key };
                 problems.push(format!("{path}.{key}"), message);
             }
         }
@@ -222,20 +198,16 @@ impl SecretSource {
 
     /// Reads the secret. `Ok(None)` when no source is set.
     pub fn load_optional(&self) -> Result<Option<Secret>, String> {
-        if self.is_empty() {
-            Ok(None)
-        } else {
-            self.load().map(Some)
-        }
+        if self.is_empty() { Ok(None) } else { self.load().map(Some) }
     }
 
     /// Reads the secret from its file or environment variable.
     pub fn load(&self) -> Result<Secret, String> {
         let secret = match (&self.file, &self.env) {
             (Some(file), _) => read_secret_file(file)?,
-            (None, Some(name)) => std::env::var(name)
-                .map(Secret)
-                .map_err(|_| format!("environment variable {name:?} is not set"))?,
+            (None, Some(name)) => {
+                std::env::var(name).map(Secret).map_err(|_| format!("environment variable {name:?} is not set"))?
+            }
             (None, None) => return Err("no secret source set".to_string()),
         };
         if secret.expose().is_empty() {
@@ -258,10 +230,7 @@ pub(crate) fn validate_headers(
             problems.push(format!("{path}.headers.{name}"), "invalid HTTP header name");
         }
         if reqwest::header::HeaderValue::from_str(value).is_err() {
-            problems.push(
-                format!("{path}.headers.{name}"),
-                "invalid HTTP header value",
-            );
+            problems.push(format!("{path}.headers.{name}"), "invalid HTTP header value");
         }
     }
     for (name, source) in secret_headers {
@@ -270,10 +239,7 @@ pub(crate) fn validate_headers(
             problems.push(header_path.clone(), "invalid HTTP header name");
         }
         if headers.contains_key(name) {
-            problems.push(
-                header_path.clone(),
-                "header is also set in headers; set it in one place",
-            );
+            problems.push(header_path.clone(), "header is also set in headers; set it in one place");
         }
         source.validate(&header_path, "file", "env", true, problems);
     }
@@ -288,10 +254,7 @@ pub(crate) fn build_headers(
     secrets: &mut Vec<Secret>,
 ) -> Result<reqwest::header::HeaderMap, Error> {
     use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-    let invalid = |name: &str| Error::Invalid {
-        channel,
-        message: format!("invalid HTTP header {name:?}"),
-    };
+    let invalid = |name: &str| Error::Invalid { channel, message: format!("invalid HTTP header {name:?}") };
     let mut map = HeaderMap::new();
     for (name, value) in headers {
         let header_name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid(name))?;
@@ -300,9 +263,7 @@ pub(crate) fn build_headers(
     }
     for (name, source) in secret_headers {
         let header_name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid(name))?;
-        let secret = source
-            .load()
-            .map_err(|message| Error::Secret { channel, message })?;
+        let secret = source.load().map_err(|message| Error::Secret { channel, message })?;
         let mut header_value = HeaderValue::from_str(secret.expose()).map_err(|_| invalid(name))?;
         header_value.set_sensitive(true);
         map.insert(header_name, header_value);
@@ -413,22 +374,12 @@ pub struct DeliveryError {
 impl DeliveryError {
     /// A failure worth retrying.
     pub fn retryable(reason: &'static str, detail: impl Into<String>) -> Self {
-        DeliveryError {
-            retryable: true,
-            retry_after: None,
-            reason,
-            detail: detail.into(),
-        }
+        DeliveryError { retryable: true, retry_after: None, reason, detail: detail.into() }
     }
 
     /// A failure that will not go away by retrying.
     pub fn permanent(reason: &'static str, detail: impl Into<String>) -> Self {
-        DeliveryError {
-            retryable: false,
-            retry_after: None,
-            reason,
-            detail: detail.into(),
-        }
+        DeliveryError { retryable: false, retry_after: None, reason, detail: detail.into() }
     }
 
     fn with_retry_after(mut self, retry_after: Option<Duration>) -> Self {
@@ -471,16 +422,8 @@ impl Channels {
             .build()
             .map_err(|err| Error::HttpClient(err.to_string()))?;
         Ok(Channels {
-            email: config
-                .email
-                .as_ref()
-                .map(|email| email::Channel::new(email, timeout))
-                .transpose()?,
-            sms: config
-                .sms
-                .as_ref()
-                .map(|sms| sms::Channel::new(sms, http.clone()))
-                .transpose()?,
+            email: config.email.as_ref().map(|email| email::Channel::new(email, timeout)).transpose()?,
+            sms: config.sms.as_ref().map(|sms| sms::Channel::new(sms, http.clone())).transpose()?,
             telegram: config
                 .telegram
                 .as_ref()
@@ -488,10 +431,7 @@ impl Channels {
                 .transpose()?,
             slack: slack::Channel::new(&config.slack.clone().unwrap_or_default(), http.clone())?,
             ntfy: ntfy::Channel::new(&config.ntfy.clone().unwrap_or_default(), http.clone())?,
-            webhook: webhook::Channel::new(
-                &config.webhook.clone().unwrap_or_default(),
-                http.clone(),
-            )?,
+            webhook: webhook::Channel::new(&config.webhook.clone().unwrap_or_default(), http.clone())?,
             log: log::Channel::new(&config.log.clone().unwrap_or_default()),
         })
     }
@@ -506,12 +446,8 @@ impl Channels {
     ) -> Result<Receipt, DeliveryError> {
         validate_address(kind, address)
             .map_err(|message| DeliveryError::permanent(reason::INVALID_ADDRESS, message))?;
-        let not_configured = || {
-            DeliveryError::permanent(
-                reason::NOT_CONFIGURED,
-                format!("bridge.channels.{kind} is not configured"),
-            )
-        };
+        let not_configured =
+            || DeliveryError::permanent(reason::NOT_CONFIGURED, format!("bridge.channels.{kind} is not configured"));
         match kind {
             ChannelKind::Email => {
                 let channel = self.email.as_ref().ok_or_else(not_configured)?;
@@ -561,16 +497,12 @@ pub fn validate_address(kind: ChannelKind, address: &str) -> Result<(), String> 
             if valid {
                 Ok(())
             } else {
-                Err(format!(
-                    "invalid phone number {address:?}: expected E.164 such as +491701234567"
-                ))
+                Err(format!("invalid phone number {address:?}: expected E.164 such as +491701234567"))
             }
         }
         ChannelKind::Telegram => {
             let numeric = address.strip_prefix('-').unwrap_or(address);
-            let is_id = !numeric.is_empty()
-                && numeric.len() <= 20
-                && numeric.bytes().all(|b| b.is_ascii_digit());
+            let is_id = !numeric.is_empty() && numeric.len() <= 20 && numeric.bytes().all(|b| b.is_ascii_digit());
             let is_name = address.strip_prefix('@').is_some_and(|name| {
                 (5..=32).contains(&name.len())
                     && name.starts_with(|c: char| c.is_ascii_alphabetic())
@@ -579,9 +511,7 @@ pub fn validate_address(kind: ChannelKind, address: &str) -> Result<(), String> 
             if is_id || is_name {
                 Ok(())
             } else {
-                Err(format!(
-                    "invalid telegram chat {address:?}: expected a numeric chat id or @channelname"
-                ))
+                Err(format!("invalid telegram chat {address:?}: expected a numeric chat id or @channelname"))
             }
         }
         ChannelKind::Slack => {
@@ -593,16 +523,12 @@ pub fn validate_address(kind: ChannelKind, address: &str) -> Result<(), String> 
             }
         }
         ChannelKind::Ntfy => {
-            let valid = address.len() <= 64
-                && address
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            let valid =
+                address.len() <= 64 && address.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
             if valid {
                 Ok(())
             } else {
-                Err(format!(
-                    "invalid ntfy topic {address:?}: use 1 to 64 of A-Z, a-z, 0-9, _ and -"
-                ))
+                Err(format!("invalid ntfy topic {address:?}: use 1 to 64 of A-Z, a-z, 0-9, _ and -"))
             }
         }
         ChannelKind::Webhook => parse_http_url(address).map(|_| ()),
@@ -656,10 +582,7 @@ pub(crate) async fn send_http(
     request: reqwest::RequestBuilder,
     secrets: &[Secret],
 ) -> Result<HttpAnswer, DeliveryError> {
-    let mut response = request
-        .send()
-        .await
-        .map_err(|err| transport_error(err, secrets))?;
+    let mut response = request.send().await.map_err(|err| transport_error(err, secrets))?;
     let status = response.status();
     let headers = response.headers().clone();
     let mut bytes = Vec::new();
@@ -672,22 +595,40 @@ pub(crate) async fn send_http(
             break;
         }
     }
-    Ok(HttpAnswer {
-        status,
-        headers,
-        body: scrub(&String::from_utf8_lossy(&bytes), secrets),
-    })
+    Ok(HttpAnswer { status, headers, body: scrub(&String::from_utf8_lossy(&bytes), secrets) })
 }
 
 fn transport_error(err: reqwest::Error, secrets: &[Secret]) -> DeliveryError {
     let reason = if err.is_timeout() {
         reason::TIMEOUT
+    } else if is_tls_failure(&err) {
+        reason::TLS
     } else {
         reason::CONNECT
     };
     // `without_url` drops URLs that carry tokens (Telegram, Slack).
     let detail = scrub(&error_chain(&err.without_url()), secrets);
     DeliveryError::retryable(reason, detail)
+}
+
+/// Whether a rustls error sits anywhere in the chain. Client libraries
+/// report failed handshakes as connection errors wrapping an `io::Error`
+/// that wraps the rustls error; `io::Error::source` skips that layer, so
+/// look inside with `get_ref`.
+pub(crate) fn is_tls_failure(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(error) = current {
+        if error.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        if let Some(inner) = error.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            if is_tls_failure(inner) {
+                return true;
+            }
+        }
+        current = error.source();
+    }
+    false
 }
 
 /// Formats an error with its sources, the way logs want it.
@@ -710,25 +651,15 @@ pub(crate) fn scrub(text: &str, secrets: &[Secret]) -> String {
     secrets
         .iter()
         .filter(|secret| !secret.expose().is_empty())
-        .fold(text.to_string(), |acc, secret| {
-            acc.replace(secret.expose(), "<secret>")
-        })
+        .fold(text.to_string(), |acc, secret| acc.replace(secret.expose(), "<secret>"))
 }
 
 /// `"<code> <reason>"` plus `": <body>"` when the body says something.
 pub(crate) fn describe(status: reqwest::StatusCode, body: &str) -> String {
-    let head = format!(
-        "{} {}",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("")
-    );
+    let head = format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or(""));
     let head = head.trim_end().to_string();
     let snippet = snippet(body);
-    if snippet.is_empty() {
-        head
-    } else {
-        format!("{head}: {snippet}")
-    }
+    if snippet.is_empty() { head } else { format!("{head}: {snippet}") }
 }
 
 /// Collapses whitespace and keeps the first few hundred characters.
@@ -750,9 +681,7 @@ pub(crate) fn http_outcome(answer: &HttpAnswer, now: SystemTime) -> Result<Recei
     let status = answer.status;
     let detail = describe(status, &answer.body);
     if status.is_success() {
-        return Ok(Receipt {
-            provider_response: detail,
-        });
+        return Ok(Receipt { provider_response: detail });
     }
     let retry_after = answer
         .headers
@@ -793,11 +722,7 @@ mod tests {
         if let Some(value) = retry_after {
             headers.insert(RETRY_AFTER, HeaderValue::from_str(value).unwrap());
         }
-        HttpAnswer {
-            status: StatusCode::from_u16(status).unwrap(),
-            headers,
-            body: body.to_string(),
-        }
+        HttpAnswer { status: StatusCode::from_u16(status).unwrap(), headers, body: body.to_string() }
     }
 
     #[test]
@@ -815,11 +740,7 @@ mod tests {
             ("-5", None),
         ];
         for (value, expected) in cases {
-            assert_eq!(
-                parse_retry_after(value, now),
-                expected.map(Duration::from_secs),
-                "{value}"
-            );
+            assert_eq!(parse_retry_after(value, now), expected.map(Duration::from_secs), "{value}");
         }
     }
 
@@ -841,11 +762,7 @@ mod tests {
             assert_eq!(err.reason, expected_reason, "{status}");
             assert_eq!(err.retryable, retryable, "{status}");
             assert_eq!(err.retry_after, Some(Duration::from_secs(7)), "{status}");
-            assert!(
-                err.detail.starts_with(&status.to_string()),
-                "{}",
-                err.detail
-            );
+            assert!(err.detail.starts_with(&status.to_string()), "{}", err.detail);
             assert!(err.detail.ends_with(": oops"), "{}", err.detail);
         }
         let receipt = http_outcome(&answer(202, None, "queued\n"), now).unwrap();
@@ -867,10 +784,7 @@ mod tests {
         let long = "x".repeat(1000);
         assert_eq!(snippet(&long).chars().count(), RESPONSE_SNIPPET_CHARS + 1);
         let secrets = [Secret("t0k3n".into())];
-        assert_eq!(
-            scrub("bad token t0k3n here", &secrets),
-            "bad token <secret> here"
-        );
+        assert_eq!(scrub("bad token t0k3n here", &secrets), "bad token <secret> here");
     }
 
     #[test]
@@ -911,17 +825,13 @@ mod tests {
             (Log, "two\nlines"),
         ];
         for (kind, address) in bad {
-            assert!(
-                validate_address(kind, address).is_err(),
-                "{kind} {address} should be rejected"
-            );
+            assert!(validate_address(kind, address).is_err(), "{kind} {address} should be rejected");
         }
     }
 
     #[test]
     fn url_errors_do_not_echo_the_secret_path() {
-        let err =
-            validate_address(ChannelKind::Slack, "http://hooks.slack.com/T/B/s3cr3t").unwrap_err();
+        let err = validate_address(ChannelKind::Slack, "http://hooks.slack.com/T/B/s3cr3t").unwrap_err();
         assert!(!err.contains("s3cr3t"), "{err}");
     }
 
@@ -939,16 +849,20 @@ mod tests {
     fn secret_sources_report_every_problem() {
         let mut problems = Problems::default();
         SecretSource::default().validate("a", "token_file", "token_env", true, &mut problems);
-        SecretSource {
-            file: Some("/nonexistent/secret".into()),
-            env: Some("X".into()),
-        }
-        .validate("b", "token_file", "token_env", true, &mut problems);
-        SecretSource {
-            file: None,
-            env: Some("CHECKIT_TEST_SURELY_UNSET_VARIABLE".into()),
-        }
-        .validate("c", "token_file", "token_env", false, &mut problems);
+        SecretSource { file: Some("/nonexistent/secret".into()), env: Some("X".into()) }.validate(
+            "b",
+            "token_file",
+            "token_env",
+            true,
+            &mut problems,
+        );
+        SecretSource { file: None, env: Some("CHECKIT_TEST_SURELY_UNSET_VARIABLE".into()) }.validate(
+            "c",
+            "token_file",
+            "token_env",
+            false,
+            &mut problems,
+        );
         let shown: Vec<String> = problems.0.iter().map(ToString::to_string).collect();
         assert_eq!(shown.len(), 4, "{shown:#?}");
         assert!(shown[0].starts_with("a: one of token_file or token_env"));

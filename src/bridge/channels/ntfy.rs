@@ -3,10 +3,7 @@
 //! configured `Priority` and `Tags` headers. ntfy answers 429 when the
 //! visitor's request budget is spent and 5xx when it is unwell; both retry.
 
-use super::{
-    ChannelKind, DeliveryError, Error, Receipt, SecretSource, http_outcome, send_http,
-    validate_config_url,
-};
+use super::{ChannelKind, DeliveryError, Error, Receipt, SecretSource, http_outcome, send_http, validate_config_url};
 use crate::bridge::render::{self, Outgoing};
 use crate::config::Problems;
 use crate::config::types::Secret;
@@ -43,9 +40,7 @@ impl Default for Config {
     }
 }
 
-const PRIORITIES: &[&str] = &[
-    "min", "low", "default", "high", "max", "urgent", "1", "2", "3", "4", "5",
-];
+const PRIORITIES: &[&str] = &["min", "low", "default", "high", "max", "urgent", "1", "2", "3", "4", "5"];
 
 impl Config {
     /// Records every problem of this block below `path`.
@@ -87,18 +82,12 @@ pub(crate) struct Channel {
 
 impl Channel {
     pub(crate) fn new(config: &Config, http: reqwest::Client) -> Result<Self, Error> {
-        let invalid = |message: String| Error::Invalid {
-            channel: ChannelKind::Ntfy,
-            message,
-        };
+        let invalid = |message: String| Error::Invalid { channel: ChannelKind::Ntfy, message };
         let mut headers = HeaderMap::new();
         let mut secrets = Vec::new();
         let token = SecretSource::from_pair(&config.token_file, &config.token_env)
             .load_optional()
-            .map_err(|message| Error::Secret {
-                channel: ChannelKind::Ntfy,
-                message,
-            })?;
+            .map_err(|message| Error::Secret { channel: ChannelKind::Ntfy, message })?;
         if let Some(token) = token {
             let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
                 .map_err(|_| invalid("token is not a valid header value".to_string()))?;
@@ -109,37 +98,23 @@ impl Channel {
         if let Some(priority) = &config.priority {
             headers.insert(
                 "Priority",
-                HeaderValue::from_str(priority)
-                    .map_err(|_| invalid(format!("invalid priority {priority:?}")))?,
+                HeaderValue::from_str(priority).map_err(|_| invalid(format!("invalid priority {priority:?}")))?,
             );
         }
         if !config.tags.is_empty() {
             headers.insert("Tags", header_text(&config.tags.join(",")));
         }
-        Ok(Channel {
-            http,
-            server: config.server.trim_end_matches('/').to_string(),
-            headers,
-            secrets,
-        })
+        Ok(Channel { http, server: config.server.trim_end_matches('/').to_string(), headers, secrets })
     }
 
-    pub(crate) async fn deliver(
-        &self,
-        address: &str,
-        message: &Outgoing,
-    ) -> Result<Receipt, DeliveryError> {
+    pub(crate) async fn deliver(&self, address: &str, message: &Outgoing) -> Result<Receipt, DeliveryError> {
         let mut headers = self.headers.clone();
         let title = render::truncate_bytes(message.subject.trim(), NTFY_TITLE_BYTES, "…");
         if !title.is_empty() {
             headers.insert("Title", header_text(&title));
         }
         let body = render::truncate_for(ChannelKind::Ntfy, &message.body);
-        let request = self
-            .http
-            .post(format!("{}/{address}", self.server))
-            .headers(headers)
-            .body(body);
+        let request = self.http.post(format!("{}/{address}", self.server)).headers(headers).body(body);
         let answer = send_http(request, &self.secrets).await?;
         http_outcome(&answer, SystemTime::now())
     }
@@ -152,16 +127,11 @@ const NTFY_TITLE_BYTES: usize = 1024;
 /// RFC 2047 encoded word, which ntfy decodes.
 fn header_text(text: &str) -> HeaderValue {
     let single_line = text.replace(['\r', '\n'], " ");
-    let plain = single_line
-        .bytes()
-        .all(|b| (0x20..0x7f).contains(&b) && b != b'=');
+    let plain = single_line.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'=');
     let encoded = if plain {
         single_line
     } else {
-        format!(
-            "=?UTF-8?B?{}?=",
-            base64::engine::general_purpose::STANDARD.encode(single_line.as_bytes())
-        )
+        format!("=?UTF-8?B?{}?=", base64::engine::general_purpose::STANDARD.encode(single_line.as_bytes()))
     };
     // Both branches are printable ASCII, which is always a valid header value.
     HeaderValue::from_str(&encoded).unwrap_or(HeaderValue::from_static(""))
@@ -174,10 +144,7 @@ mod tests {
     #[test]
     fn non_ascii_header_text_is_rfc2047_encoded() {
         assert_eq!(header_text("Disk full").to_str().unwrap(), "Disk full");
-        assert_eq!(
-            header_text("Störung ✓").to_str().unwrap(),
-            "=?UTF-8?B?U3TDtnJ1bmcg4pyT?="
-        );
+        assert_eq!(header_text("Störung ✓").to_str().unwrap(), "=?UTF-8?B?U3TDtnJ1bmcg4pyT?=");
         assert_eq!(header_text("a\nb").to_str().unwrap(), "a b");
     }
 

@@ -34,14 +34,8 @@ impl Channel {
         Ok(Channel { http })
     }
 
-    pub(crate) async fn deliver(
-        &self,
-        address: &str,
-        message: &Outgoing,
-    ) -> Result<Receipt, DeliveryError> {
-        let request = self.http.post(address).json(&Payload {
-            text: &message.body,
-        });
+    pub(crate) async fn deliver(&self, address: &str, message: &Outgoing) -> Result<Receipt, DeliveryError> {
+        let request = self.http.post(address).json(&Payload { text: &message.body });
         let answer = send_http(request, &[]).await?;
         http_outcome(&answer, SystemTime::now())
     }

@@ -6,8 +6,8 @@
 //! carriers bill per segment.
 
 use super::{
-    ChannelKind, DeliveryError, Error, Receipt, SecretSource, build_headers, http_outcome, reason,
-    send_http, validate_config_url, validate_headers,
+    ChannelKind, DeliveryError, Error, Receipt, SecretSource, build_headers, http_outcome, reason, send_http,
+    validate_config_url, validate_headers,
 };
 use crate::bridge::render::{self, Outgoing};
 use crate::config::Problems;
@@ -92,10 +92,7 @@ impl Config {
     pub fn validate(&self, path: &str, problems: &mut Problems) {
         validate_config_url(&format!("{path}.url"), &self.url, problems);
         if self.method == Method::Get && self.format != Format::Form {
-            problems.push(
-                format!("{path}.method"),
-                "method GET sends the body as query string and needs format: form",
-            );
+            problems.push(format!("{path}.method"), "method GET sends the body as query string and needs format: form");
         }
         if !(1..=MAX_SEGMENTS_LIMIT).contains(&self.max_segments) {
             problems.push(
@@ -140,15 +137,9 @@ impl Config {
 
     /// Renders the gateway body for one message; for JSON also checks that
     /// the result parses, so a quoting mistake fails at load, not at 3 am.
-    fn render_body(
-        &self,
-        environment: &Environment<'static>,
-        to: &str,
-        text: &str,
-    ) -> Result<String, String> {
-        let template = environment
-            .get_template(self.template_name())
-            .map_err(|err| format!("invalid template: {err:#}"))?;
+    fn render_body(&self, environment: &Environment<'static>, to: &str, text: &str) -> Result<String, String> {
+        let template =
+            environment.get_template(self.template_name()).map_err(|err| format!("invalid template: {err:#}"))?;
         let from = self.from.clone().unwrap_or_default();
         let rendered = match self.format {
             Format::Json => template.render(minijinja::context! { to, text, from }),
@@ -183,40 +174,21 @@ pub(crate) struct Channel {
 
 impl Channel {
     pub(crate) fn new(config: &Config, http: reqwest::Client) -> Result<Self, Error> {
-        let environment = config.environment().map_err(|message| Error::Invalid {
-            channel: ChannelKind::Sms,
-            message,
-        })?;
+        let environment =
+            config.environment().map_err(|message| Error::Invalid { channel: ChannelKind::Sms, message })?;
         let mut secrets = Vec::new();
-        let mut headers = build_headers(
-            &config.headers,
-            &config.secret_headers,
-            ChannelKind::Sms,
-            &mut secrets,
-        )?;
+        let mut headers = build_headers(&config.headers, &config.secret_headers, ChannelKind::Sms, &mut secrets)?;
         if config.method != Method::Get {
             let content_type = match config.format {
                 Format::Json => "application/json",
                 Format::Form => "application/x-www-form-urlencoded",
             };
-            headers
-                .entry(CONTENT_TYPE)
-                .or_insert(HeaderValue::from_static(content_type));
+            headers.entry(CONTENT_TYPE).or_insert(HeaderValue::from_static(content_type));
         }
-        Ok(Channel {
-            config: config.clone(),
-            environment,
-            http,
-            headers,
-            secrets,
-        })
+        Ok(Channel { config: config.clone(), environment, http, headers, secrets })
     }
 
-    pub(crate) async fn deliver(
-        &self,
-        address: &str,
-        message: &Outgoing,
-    ) -> Result<Receipt, DeliveryError> {
+    pub(crate) async fn deliver(&self, address: &str, message: &Outgoing) -> Result<Receipt, DeliveryError> {
         let text = render::truncate_sms(message.body.trim(), self.config.max_segments);
         let body = self
             .config
@@ -224,13 +196,8 @@ impl Channel {
             .map_err(|detail| DeliveryError::permanent(reason::INVALID_MESSAGE, detail))?;
         let request = match self.config.method {
             Method::Get => {
-                let separator = if self.config.url.contains('?') {
-                    '&'
-                } else {
-                    '?'
-                };
-                self.http
-                    .get(format!("{}{separator}{body}", self.config.url))
+                let separator = if self.config.url.contains('?') { '&' } else { '?' };
+                self.http.get(format!("{}{separator}{body}", self.config.url))
             }
             Method::Post => self.http.post(&self.config.url).body(body),
             Method::Put => self.http.put(&self.config.url).body(body),
@@ -268,9 +235,7 @@ mod tests {
         assert_eq!(body, r#"{"to": "+491701234567", "text": "say \"hi\"\n"}"#);
         let custom = config(
             Format::Json,
-            Some(
-                r#"{"messages": [{"destinations": [{"to": {{ to }}}], "from": {{ from }}, "text": {{ text }}}]}"#,
-            ),
+            Some(r#"{"messages": [{"destinations": [{"to": {{ to }}}], "from": {{ from }}, "text": {{ text }}}]}"#),
         );
         let body: serde_json::Value = serde_json::from_str(&render(&custom, "x").unwrap()).unwrap();
         assert_eq!(body["messages"][0]["from"], "checkit");
@@ -291,11 +256,7 @@ mod tests {
         bad.validate("s", &mut problems);
         let paths: Vec<&str> = problems.0.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(paths, ["s.method", "s.max_segments", "s.body"]);
-        assert!(
-            problems.0[2].message.contains("not \"{{ text }}\""),
-            "{}",
-            problems.0[2]
-        );
+        assert!(problems.0[2].message.contains("not \"{{ text }}\""), "{}", problems.0[2]);
 
         let mut problems = Problems::default();
         config(Format::Json, Some("{{ text ")).validate("s", &mut problems);

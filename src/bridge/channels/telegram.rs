@@ -3,8 +3,7 @@
 //! answers 429 with `parameters.retry_after` when a chat is flooded.
 
 use super::{
-    ChannelKind, DeliveryError, Error, Receipt, SecretSource, http_outcome, reason, send_http,
-    validate_config_url,
+    ChannelKind, DeliveryError, Error, Receipt, SecretSource, http_outcome, reason, send_http, validate_config_url,
 };
 use crate::bridge::render::{self, Outgoing};
 use crate::config::Problems;
@@ -87,33 +86,15 @@ impl Channel {
     pub(crate) fn new(config: &Config, http: reqwest::Client) -> Result<Self, Error> {
         let token = SecretSource::from_pair(&config.token_file, &config.token_env)
             .load()
-            .map_err(|message| Error::Secret {
-                channel: ChannelKind::Telegram,
-                message,
-            })?;
-        let send_message_url = format!(
-            "{}/bot{}/sendMessage",
-            config.api_url.trim_end_matches('/'),
-            token.expose()
-        );
-        Ok(Channel {
-            http,
-            send_message_url,
-            secrets: vec![token],
-        })
+            .map_err(|message| Error::Secret { channel: ChannelKind::Telegram, message })?;
+        let send_message_url = format!("{}/bot{}/sendMessage", config.api_url.trim_end_matches('/'), token.expose());
+        Ok(Channel { http, send_message_url, secrets: vec![token] })
     }
 
-    pub(crate) async fn deliver(
-        &self,
-        address: &str,
-        message: &Outgoing,
-    ) -> Result<Receipt, DeliveryError> {
+    pub(crate) async fn deliver(&self, address: &str, message: &Outgoing) -> Result<Receipt, DeliveryError> {
         let text = render::truncate_for(ChannelKind::Telegram, &message.body);
         if text.trim().is_empty() {
-            return Err(DeliveryError::permanent(
-                reason::INVALID_MESSAGE,
-                "telegram refuses empty messages",
-            ));
+            return Err(DeliveryError::permanent(reason::INVALID_MESSAGE, "telegram refuses empty messages"));
         }
         let request = self.http.post(&self.send_message_url).json(&SendMessage {
             chat_id: address,
@@ -124,13 +105,9 @@ impl Channel {
         let parsed: Answer = serde_json::from_str(&answer.body).unwrap_or_default();
         match http_outcome(&answer, SystemTime::now()) {
             Ok(receipt) => Ok(match parsed.result {
-                Some(sent) => Receipt {
-                    provider_response: format!(
-                        "{} message_id={}",
-                        answer.status.as_u16(),
-                        sent.message_id
-                    ),
-                },
+                Some(sent) => {
+                    Receipt { provider_response: format!("{} message_id={}", answer.status.as_u16(), sent.message_id) }
+                }
                 None => receipt,
             }),
             Err(mut err) => {

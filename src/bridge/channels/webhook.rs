@@ -4,8 +4,7 @@
 //! failures are retryable (honouring `Retry-After`), other 4xx are not.
 
 use super::{
-    ChannelKind, DeliveryError, Error, Receipt, SecretSource, build_headers, http_outcome,
-    send_http, validate_headers,
+    ChannelKind, DeliveryError, Error, Receipt, SecretSource, build_headers, http_outcome, send_http, validate_headers,
 };
 use crate::bridge::render::Outgoing;
 use crate::config::Problems;
@@ -43,32 +42,13 @@ pub(crate) struct Channel {
 impl Channel {
     pub(crate) fn new(config: &Config, http: reqwest::Client) -> Result<Self, Error> {
         let mut secrets = Vec::new();
-        let mut headers = build_headers(
-            &config.headers,
-            &config.secret_headers,
-            ChannelKind::Webhook,
-            &mut secrets,
-        )?;
-        headers
-            .entry(CONTENT_TYPE)
-            .or_insert(HeaderValue::from_static("application/json"));
-        Ok(Channel {
-            http,
-            headers,
-            secrets,
-        })
+        let mut headers = build_headers(&config.headers, &config.secret_headers, ChannelKind::Webhook, &mut secrets)?;
+        headers.entry(CONTENT_TYPE).or_insert(HeaderValue::from_static("application/json"));
+        Ok(Channel { http, headers, secrets })
     }
 
-    pub(crate) async fn deliver(
-        &self,
-        address: &str,
-        message: &Outgoing,
-    ) -> Result<Receipt, DeliveryError> {
-        let request = self
-            .http
-            .post(address)
-            .headers(self.headers.clone())
-            .body(message.body.clone());
+    pub(crate) async fn deliver(&self, address: &str, message: &Outgoing) -> Result<Receipt, DeliveryError> {
+        let request = self.http.post(address).headers(self.headers.clone()).body(message.body.clone());
         let answer = send_http(request, &self.secrets).await?;
         http_outcome(&answer, SystemTime::now())
     }

@@ -5,9 +5,7 @@ use super::*;
 use crate::bridge::channels::ChannelKind;
 
 fn at(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text)
-        .unwrap()
-        .with_timezone(&Utc)
+    DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
 }
 
 fn now() -> DateTime<Utc> {
@@ -19,9 +17,7 @@ fn defaults() -> Templates {
 }
 
 fn render(kind: ChannelKind, view_kind: ViewKind) -> Outgoing {
-    defaults()
-        .render_at(kind, &View::sample(view_kind), now())
-        .unwrap()
+    defaults().render_at(kind, &View::sample(view_kind), now()).unwrap()
 }
 
 #[test]
@@ -43,32 +39,18 @@ fn durations_read_like_people_write_them() {
     let alert = View::sample(ViewKind::Notification).resolved[0].clone();
     assert_eq!(alert.firing_for.as_deref(), Some("1h 5m"));
     let firing = View::sample(ViewKind::Notification).firing[0].clone();
-    assert_eq!(
-        firing
-            .with_duration(at("2026-11-22T17:12:36Z"))
-            .firing_for
-            .as_deref(),
-        Some("45s")
-    );
+    assert_eq!(firing.with_duration(at("2026-11-22T17:12:36Z")).firing_for.as_deref(), Some("45s"));
 }
 
 #[test]
 fn default_notification_subject_follows_alertmanager() {
     let out = render(ChannelKind::Email, ViewKind::Notification);
-    assert_eq!(
-        out.subject,
-        "[FIRING:1] HighLatency (api critical payments)"
-    );
+    assert_eq!(out.subject, "[FIRING:1] HighLatency (api critical payments)");
     let mut resolved = View::sample(ViewKind::Notification);
     resolved.status = "resolved".into();
     resolved.firing.clear();
-    let out = defaults()
-        .render_at(ChannelKind::Slack, &resolved, now())
-        .unwrap();
-    assert_eq!(
-        out.subject,
-        "[RESOLVED] HighLatency (api critical payments)"
-    );
+    let out = defaults().render_at(ChannelKind::Slack, &resolved, now()).unwrap();
+    assert_eq!(out.subject, "[RESOLVED] HighLatency (api critical payments)");
 }
 
 #[test]
@@ -84,20 +66,13 @@ fn short_body_lists_firing_and_resolved_with_durations() {
     assert_eq!(out.html, None);
     // ntfy shows the subject as its title, so the body does not repeat it.
     let ntfy = render(ChannelKind::Ntfy, ViewKind::Notification);
-    assert!(
-        ntfy.body.starts_with("🔥 High request latency on api-2"),
-        "{}",
-        ntfy.body
-    );
+    assert!(ntfy.body.starts_with("🔥 High request latency on api-2"), "{}", ntfy.body);
 }
 
 #[test]
 fn catch_up_says_what_fired_what_fires_and_what_resolved() {
     let out = render(ChannelKind::Slack, ViewKind::CatchUp);
-    assert_eq!(
-        out.subject,
-        "[CATCH-UP] 1 fired while quiet: 1 still firing, 1 resolved"
-    );
+    assert_eq!(out.subject, "[CATCH-UP] 1 fired while quiet: 1 still firing, 1 resolved");
     assert_eq!(
         out.body,
         "[CATCH-UP] 1 fired while quiet: 1 still firing, 1 resolved\n\
@@ -124,10 +99,7 @@ fn overflow_summarises_what_was_held_back() {
         out.body
     );
     let sms = render(ChannelKind::Sms, ViewKind::Overflow);
-    assert_eq!(
-        sms.body,
-        "12 more alerts, 1 still firing; High request latency on api-2 (api-2:9100)"
-    );
+    assert_eq!(sms.body, "12 more alerts, 1 still firing; High request latency on api-2 (api-2:9100)");
 }
 
 #[test]
@@ -144,51 +116,22 @@ fn sms_default_is_one_compact_gsm_line() {
 #[test]
 fn email_has_full_text_and_escaped_html() {
     let mut view = View::sample(ViewKind::Notification);
-    view.firing[0]
-        .annotations
-        .insert("summary".into(), "<script>alert(1)</script> & co".into());
-    let out = defaults()
-        .render_at(ChannelKind::Email, &view, now())
-        .unwrap();
-    assert!(
-        out.body
-            .starts_with("Firing (1):\n\n* <script>alert(1)</script> & co"),
-        "{}",
-        out.body
-    );
-    assert!(
-        out.body
-            .contains("  Labels:\n    alertname = HighLatency\n    instance = api-2:9100\n"),
-        "{}",
-        out.body
-    );
+    view.firing[0].annotations.insert("summary".into(), "<script>alert(1)</script> & co".into());
+    let out = defaults().render_at(ChannelKind::Email, &view, now()).unwrap();
+    assert!(out.body.starts_with("Firing (1):\n\n* <script>alert(1)</script> & co"), "{}", out.body);
+    assert!(out.body.contains("  Labels:\n    alertname = HighLatency\n    instance = api-2:9100\n"), "{}", out.body);
     assert!(out.body.contains("Resolved (1):"), "{}", out.body);
-    assert!(
-        out.body
-            .contains("Started: 2026-11-22 17:11:51 UTC, ended: 2026-11-22 18:16:51 UTC"),
-        "{}",
-        out.body
-    );
-    assert!(
-        out.body
-            .ends_with("Alertmanager: http://alertmanager.example:9093"),
-        "{}",
-        out.body
-    );
+    assert!(out.body.contains("Started: 2026-11-22 17:11:51 UTC, ended: 2026-11-22 18:16:51 UTC"), "{}", out.body);
+    assert!(out.body.ends_with("Alertmanager: http://alertmanager.example:9093"), "{}", out.body);
     let html = out.html.unwrap();
-    assert!(
-        html.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt; &amp; co"),
-        "{html}"
-    );
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt; &amp; co"), "{html}");
     assert!(!html.contains("<script>"), "{html}");
 }
 
 #[test]
 fn webhook_default_body_is_the_view_as_json() {
     let view = View::sample(ViewKind::Notification);
-    let out = defaults()
-        .render_at(ChannelKind::Webhook, &view, now())
-        .unwrap();
+    let out = defaults().render_at(ChannelKind::Webhook, &view, now()).unwrap();
     let back: View = serde_json::from_str(&out.body).unwrap();
     assert_eq!(back, view);
 }
@@ -215,29 +158,18 @@ fn overrides_replace_defaults_and_see_helpers() {
     };
     let templates = Templates::new(&config).unwrap();
     let view = View::sample(ViewKind::Notification);
-    let out = templates
-        .render_at(ChannelKind::Telegram, &view, now())
-        .unwrap();
+    let out = templates.render_at(ChannelKind::Telegram, &view, now()).unwrap();
     assert_eq!(
         out.body,
         "FIRING alertname=HighLatency job=api severity=critical team=payments since 1h 48m at 18:11 \
          alertname,severity 1h 5m a+b+c alertname:HighLatency [[FIRING:1] HighLatency (api critical payments)]"
     );
-    let hook = templates
-        .render_at(ChannelKind::Webhook, &view, now())
-        .unwrap();
-    assert_eq!(
-        hook.body,
-        r#"{"text": "[FIRING:1] HighLatency (api critical payments)", "n": 2}"#
-    );
+    let hook = templates.render_at(ChannelKind::Webhook, &view, now()).unwrap();
+    assert_eq!(hook.body, r#"{"text": "[FIRING:1] HighLatency (api critical payments)", "n": 2}"#);
     // Other channels keep their defaults.
     assert_eq!(
-        templates
-            .render_at(ChannelKind::Slack, &view, now())
-            .unwrap(),
-        defaults()
-            .render_at(ChannelKind::Slack, &view, now())
-            .unwrap()
+        templates.render_at(ChannelKind::Slack, &view, now()).unwrap(),
+        defaults().render_at(ChannelKind::Slack, &view, now()).unwrap()
     );
 }
 
@@ -247,19 +179,12 @@ fn template_files_are_read() {
     let path = dir.path().join("subject.j2");
     std::fs::write(&path, "{{ receiver }}: {{ alerts|length }} alerts\n").unwrap();
     let config = TemplatesConfig {
-        email: Some(TemplateSet {
-            subject_file: Some(path.to_string_lossy().into_owned()),
-            ..TemplateSet::default()
-        }),
+        email: Some(TemplateSet { subject_file: Some(path.to_string_lossy().into_owned()), ..TemplateSet::default() }),
         ..TemplatesConfig::default()
     };
     let out = Templates::new(&config)
         .unwrap()
-        .render_at(
-            ChannelKind::Email,
-            &View::sample(ViewKind::Notification),
-            now(),
-        )
+        .render_at(ChannelKind::Email, &View::sample(ViewKind::Notification), now())
         .unwrap();
     assert_eq!(out.subject, "team-payments: 2 alerts");
 }
@@ -273,26 +198,14 @@ fn bad_templates_fail_the_config_check_with_their_path() {
             body_file: Some("/x".into()),
             ..TemplateSet::default()
         }),
-        sms: Some(TemplateSet {
-            subject_file: Some("/nonexistent/subject.j2".into()),
-            ..TemplateSet::default()
-        }),
-        slack: Some(TemplateSet {
-            html: Some("<p>".into()),
-            ..TemplateSet::default()
-        }),
+        sms: Some(TemplateSet { subject_file: Some("/nonexistent/subject.j2".into()), ..TemplateSet::default() }),
+        slack: Some(TemplateSet { html: Some("<p>".into()), ..TemplateSet::default() }),
         telegram: Some(TemplateSet {
             body: Some("{{ firing[0].starts_at|date('%Y', 'Mars/Olympus') }}".into()),
             ..TemplateSet::default()
         }),
-        webhook: Some(TemplateSet {
-            body: Some(r#"{"text": "{{ subject }}"}"#.into()),
-            ..TemplateSet::default()
-        }),
-        log: Some(TemplateSet {
-            subject: Some("{{ alerts|nosuchfilter }}".into()),
-            ..TemplateSet::default()
-        }),
+        webhook: Some(TemplateSet { body: Some(r#"{"text": "{{ subject }}"}"#.into()), ..TemplateSet::default() }),
+        log: Some(TemplateSet { subject: Some("{{ alerts|nosuchfilter }}".into()), ..TemplateSet::default() }),
         ..TemplatesConfig::default()
     };
     let mut problems = crate::config::Problems::default();
@@ -325,11 +238,7 @@ fn missing_labels_render_empty_instead_of_failing() {
     };
     let out = Templates::new(&config)
         .unwrap()
-        .render_at(
-            ChannelKind::Slack,
-            &View::sample(ViewKind::Notification),
-            now(),
-        )
+        .render_at(ChannelKind::Slack, &View::sample(ViewKind::Notification), now())
         .unwrap();
     assert_eq!(out.body, "[][]");
 }
@@ -338,17 +247,10 @@ fn missing_labels_render_empty_instead_of_failing() {
 fn empty_group_labels_fall_back_to_alertname() {
     let mut view = View::sample(ViewKind::Notification);
     view.group_labels.clear();
-    let out = defaults()
-        .render_at(ChannelKind::Email, &view, now())
-        .unwrap();
-    assert_eq!(
-        out.subject,
-        "[FIRING:1] HighLatency (api critical payments)"
-    );
+    let out = defaults().render_at(ChannelKind::Email, &view, now()).unwrap();
+    assert_eq!(out.subject, "[FIRING:1] HighLatency (api critical payments)");
     view.common_labels.clear();
-    let out = defaults()
-        .render_at(ChannelKind::Email, &view, now())
-        .unwrap();
+    let out = defaults().render_at(ChannelKind::Email, &view, now()).unwrap();
     assert_eq!(out.subject, "[FIRING:1] alerts");
 }
 
@@ -359,29 +261,21 @@ fn long_messages_are_cut_to_channel_limits() {
     view.firing = (0..400)
         .map(|index| {
             let mut alert = template.clone();
-            alert
-                .labels
-                .insert("instance".into(), format!("node-{index}"));
+            alert.labels.insert("instance".into(), format!("node-{index}"));
             alert
         })
         .collect();
     let templates = defaults();
-    let telegram = templates
-        .render_at(ChannelKind::Telegram, &view, now())
-        .unwrap();
+    let telegram = templates.render_at(ChannelKind::Telegram, &view, now()).unwrap();
     assert!(telegram.body.encode_utf16().count() <= TELEGRAM_MAX_UTF16);
     assert!(telegram.body.ends_with(ELLIPSIS));
-    let ntfy = templates
-        .render_at(ChannelKind::Ntfy, &view, now())
-        .unwrap();
+    let ntfy = templates.render_at(ChannelKind::Ntfy, &view, now()).unwrap();
     assert!(ntfy.body.len() <= NTFY_MAX_BYTES);
     assert!(ntfy.body.ends_with(ELLIPSIS));
     let sms = templates.render_at(ChannelKind::Sms, &view, now()).unwrap();
     assert_eq!(sms_segments(&sms.body), 10);
     assert!(sms.body.ends_with("..."));
-    let email = templates
-        .render_at(ChannelKind::Email, &view, now())
-        .unwrap();
+    let email = templates.render_at(ChannelKind::Email, &view, now()).unwrap();
     assert!(email.body.contains("node-399"));
 }
 
@@ -414,11 +308,7 @@ fn sms_segments_follow_gsm_and_ucs2_sizes() {
     // One non-GSM character switches the whole text to UCS-2.
     assert_eq!(sms_segments(&format!("{}…", "a".repeat(69))), 1);
     assert_eq!(sms_segments(&format!("{}…", "a".repeat(70))), 2);
-    assert_eq!(
-        sms_segments(&"ü".repeat(160)),
-        1,
-        "ü is in the GSM alphabet"
-    );
+    assert_eq!(sms_segments(&"ü".repeat(160)), 1, "ü is in the GSM alphabet");
     // A surrogate pair never straddles two segments: 33 pairs fill 66 of 67
     // units, so the 34th starts segment two.
     assert_eq!(sms_segments(&"😀".repeat(35)), 1);
