@@ -268,6 +268,17 @@ pub struct TemplateSet {
 }
 
 /// The `bridge.templates:` section: per-channel overrides of the defaults.
+///
+/// ```yaml
+/// email:
+///   subject: '[{{ status|toUpper }}] {{ common_labels.alertname }}'
+///   html_file: /etc/checkit/email.html.j2
+/// telegram:
+///   body: |
+///     {% for a in firing %}🔥 {{ a.annotations.summary }} ({{ a.starts_at|since }}){% endfor %}
+/// webhook:
+///   body: '{"text": {{ subject }}, "alerts": {{ alerts|length }}}'
+/// ```
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TemplatesConfig {

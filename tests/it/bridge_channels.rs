@@ -294,6 +294,8 @@ async fn slack_posts_text_and_honours_retry_after() {
     assert_eq!(request.path, "/services/T000/B000/XXXX");
     assert_eq!(request.header("content-type"), Some("application/json"));
     assert_eq!(request.json(), serde_json::json!({ "text": message.body }));
+    channels.deliver(ChannelKind::Slack, &url, &text("s", "p99 > 1s & <rising>")).await.expect("deliver");
+    assert_eq!(recorder.last().json()["text"], "p99 &gt; 1s &amp; &lt;rising&gt;");
 
     recorder.answer([
         reply_with(429, "retry-after", "30", "rate_limited"),

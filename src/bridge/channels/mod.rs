@@ -80,7 +80,25 @@ impl fmt::Display for ChannelKind {
 /// The `bridge.channels:` section. A provider block that is absent leaves
 /// that channel unconfigured, except `slack`, `webhook` and `log`, which need
 /// no settings and work with their defaults, and `ntfy`, which defaults to
-/// `https://ntfy.sh`.
+/// `https://ntfy.sh`. Secrets are only read from files (`*_file`, `file:`)
+/// or environment variables (`*_env`, `env:`).
+///
+/// ```yaml
+/// timeout: 10s
+/// email:
+///   smarthost: mail.example.com:587     # tls: starttls (required) unless port 465
+///   from: "checkit <alerts@example.com>"
+///   username: alerts@example.com
+///   password_file: /run/secrets/smtp
+/// sms:
+///   url: https://sms.example/api/send
+///   secret_headers: {Authorization: {file: /run/secrets/sms}}
+///   body: '{"to": {{ to }}, "text": {{ text }}}'   # values arrive JSON-quoted
+///   max_segments: 2
+/// telegram: {token_file: /run/secrets/telegram}
+/// ntfy: {server: https://ntfy.example, token_env: NTFY_TOKEN, priority: high, tags: [rotating_light]}
+/// webhook: {secret_headers: {Authorization: {env: HOOK_AUTH}}}
+/// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ChannelsConfig {
@@ -712,7 +730,7 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use reqwest::StatusCode;
     use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
@@ -833,6 +851,36 @@ mod tests {
     fn url_errors_do_not_echo_the_secret_path() {
         let err = validate_address(ChannelKind::Slack, "http://hooks.slack.com/T/B/s3cr3t").unwrap_err();
         assert!(!err.contains("s3cr3t"), "{err}");
+    }
+
+    /// The YAML example of a doc comment in `source`, found after `marker`.
+    pub(crate) fn doc_example(source: &str, marker: &str) -> String {
+        let start = source.find(marker).unwrap();
+        source[start..]
+            .lines()
+            .map(|line| line.trim_start().trim_start_matches("///"))
+            .skip_while(|line| line.trim() != "```yaml")
+            .skip(1)
+            .take_while(|line| line.trim() != "```")
+            .map(|line| line.strip_prefix(' ').unwrap_or(line))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn the_documented_example_parses() {
+        let yaml = doc_example(include_str!("mod.rs"), "/// The `bridge.channels:` section.");
+        let value = crate::config::yaml::parse_value(&yaml).unwrap();
+        let config: ChannelsConfig = crate::config::yaml::from_value(value, "bridge.channels").unwrap();
+        assert!(config.email.is_some() && config.sms.is_some() && config.telegram.is_some());
+        assert_eq!(config.ntfy.unwrap().priority.as_deref(), Some("high"));
+    }
+
+    #[test]
+    fn built_channels_can_be_shared_across_tasks() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Channels>();
+        assert_send_sync::<crate::bridge::render::Templates>();
     }
 
     #[test]

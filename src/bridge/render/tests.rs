@@ -333,3 +333,19 @@ fn sms_truncation_keeps_within_segments_and_encoding() {
     assert_eq!(cut.chars().count(), 134);
     assert_eq!(truncate_sms("short", 1), "short");
 }
+
+#[test]
+fn the_documented_example_compiles() {
+    let yaml = crate::bridge::channels::tests::doc_example(
+        include_str!("../render.rs"),
+        "/// The `bridge.templates:` section",
+    );
+    let value = crate::config::yaml::parse_value(&yaml).unwrap();
+    let mut config: TemplatesConfig = crate::config::yaml::from_value(value, "bridge.templates").unwrap();
+    config.email.as_mut().unwrap().html_file = None;
+    let out = Templates::new(&config)
+        .unwrap()
+        .render_at(ChannelKind::Webhook, &View::sample(ViewKind::Notification), now())
+        .unwrap();
+    assert_eq!(out.body, r#"{"text": "[FIRING:1] HighLatency (api critical payments)", "alerts": 2}"#);
+}
