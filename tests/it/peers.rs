@@ -263,3 +263,64 @@ async fn nginx_http_https_redirects_and_files() {
     assert_eq!(followed.status(), 200);
     assert_eq!(followed.url().path(), "/");
 }
+
+#[tokio::test]
+async fn dovecot_imap_and_pop3_login_with_and_without_tls() {
+    let mail = crate::peer!(
+        Dovecot::start(DovecotOpts {
+            messages: 2,
+            ..DovecotOpts::default()
+        })
+        .await
+    );
+    let tls = mail.certs.client_config();
+
+    let mut imap = LineClient::connect(mail.imap_addr).await;
+    assert!(imap.read_line().await.contains("STARTTLS"));
+    imap.send("a STARTTLS").await;
+    assert!(
+        imap.read_until("a ")
+            .await
+            .last()
+            .expect("reply")
+            .starts_with("a OK")
+    );
+    let mut imap = imap.start_tls(tls.clone(), "localhost").await;
+    imap.send(&format!("b LOGIN {} {}", mail.user, mail.password))
+        .await;
+    assert!(
+        imap.read_until("b ")
+            .await
+            .last()
+            .expect("reply")
+            .starts_with("b OK")
+    );
+    imap.send("c SELECT INBOX").await;
+    let select = imap.read_until("c ").await;
+    assert!(select.iter().any(|line| line == "* 2 EXISTS"), "{select:?}");
+
+    let mut imaps = LineClient::connect_tls(mail.imaps_addr, tls.clone(), "localhost").await;
+    assert!(imaps.read_line().await.starts_with("* OK"));
+    imaps.send(&format!("a LOGIN {} wrong", mail.user)).await;
+    assert!(
+        imaps
+            .read_until("a ")
+            .await
+            .last()
+            .expect("reply")
+            .starts_with("a NO")
+    );
+
+    mail.deliver("Late", "arrived later\r\n");
+    let mut pop3 = LineClient::connect(mail.pop3_addr).await;
+    assert!(pop3.read_line().await.starts_with("+OK"));
+    pop3.send(&format!("USER {}", mail.user)).await;
+    assert!(pop3.read_line().await.starts_with("+OK"));
+    pop3.send(&format!("PASS {}", mail.password)).await;
+    assert!(pop3.read_line().await.starts_with("+OK"));
+    pop3.send("STAT").await;
+    assert!(pop3.read_line().await.starts_with("+OK 3 "));
+
+    let mut pop3s = LineClient::connect_tls(mail.pop3s_addr, tls, "localhost").await;
+    assert!(pop3s.read_line().await.starts_with("+OK"));
+}
