@@ -324,3 +324,54 @@ async fn dovecot_imap_and_pop3_login_with_and_without_tls() {
     let mut pop3s = LineClient::connect_tls(mail.pop3s_addr, tls, "localhost").await;
     assert!(pop3s.read_line().await.starts_with("+OK"));
 }
+
+#[tokio::test]
+async fn dnsmasq_answers_soa_over_udp_and_a_over_tcp() {
+    use hickory_proto::op::{Message, Query, ResponseCode};
+    use hickory_proto::rr::{Name, RData, RecordType};
+    let dns = crate::peer!(Dnsmasq::start(DnsmasqOpts::default()).await);
+    let query = |name: &str, record_type| {
+        let mut message = Message::new();
+        message.set_id(7).add_query(Query::query(
+            Name::from_ascii(name).expect("name"),
+            record_type,
+        ));
+        message.to_vec().expect("encode")
+    };
+
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    socket
+        .send_to(&query("example.test.", RecordType::SOA), dns.addr)
+        .await
+        .expect("send");
+    let mut buf = [0u8; 4096];
+    let (len, _) = tokio::time::timeout(Duration::from_secs(5), socket.recv_from(&mut buf))
+        .await
+        .expect("answer in time")
+        .expect("recv");
+    let answer = Message::from_vec(&buf[..len]).expect("decode");
+    assert!(answer.authoritative());
+    match answer.answers()[0].data() {
+        RData::SOA(soa) => assert_eq!(soa.serial(), dns.serial),
+        other => panic!("not an SOA: {other:?}"),
+    }
+
+    // DNS over TCP: two-byte length prefix.
+    let mut tcp = tokio::net::TcpStream::connect(dns.addr)
+        .await
+        .expect("connect");
+    let request = query("www.example.test.", RecordType::A);
+    tcp.write_all(&(request.len() as u16).to_be_bytes())
+        .await
+        .expect("write");
+    tcp.write_all(&request).await.expect("write");
+    let mut len = [0u8; 2];
+    tcp.read_exact(&mut len).await.expect("read");
+    let mut body = vec![0u8; u16::from_be_bytes(len) as usize];
+    tcp.read_exact(&mut body).await.expect("read");
+    let answer = Message::from_vec(&body).expect("decode");
+    assert_eq!(answer.response_code(), ResponseCode::NoError);
+    assert_eq!(answer.answers()[0].data().to_string(), "192.0.2.11");
+}

@@ -9,12 +9,14 @@
 // Each test module uses a different subset of the re-exports.
 #![allow(unused_imports)]
 
+mod dnsmasq;
 mod dovecot;
 mod mariadb;
 mod nginx;
 mod postgres;
 mod smtp;
 
+pub use dnsmasq::{DNS_ZONE, Dnsmasq, DnsmasqOpts};
 pub use dovecot::{Dovecot, DovecotOpts};
 pub use mariadb::{MariaDb, MariaDbOpts};
 pub use nginx::{
