@@ -375,3 +375,70 @@ async fn dnsmasq_answers_soa_over_udp_and_a_over_tcp() {
     assert_eq!(answer.response_code(), ResponseCode::NoError);
     assert_eq!(answer.answers()[0].data().to_string(), "192.0.2.11");
 }
+
+#[tokio::test]
+async fn ftp_login_retrieve_and_tls() {
+    let ftp = crate::peer!(
+        FtpServer::start(FtpOpts {
+            anonymous: true,
+            implicit_tls: true,
+            ..FtpOpts::default()
+        })
+        .await
+    );
+    let tls = ftp.certs.client_config();
+
+    let mut control = LineClient::connect(ftp.addr).await;
+    assert_eq!(control.read_reply().await.0, 220);
+    assert_eq!(control.command(&format!("USER {}", ftp.user)).await.0, 331);
+    assert_eq!(control.command("PASS wrong").await.0, 530);
+    assert_eq!(control.command(&format!("USER {}", ftp.user)).await.0, 331);
+    assert_eq!(
+        control.command(&format!("PASS {}", ftp.password)).await.0,
+        230
+    );
+    let (code, size) = control.command(&format!("SIZE {}", ftp.file_name)).await;
+    assert_eq!(
+        (code, size[0].clone()),
+        (213, format!("213 {}", ftp.file_contents.len()))
+    );
+    let (code, pasv) = control.command("PASV").await;
+    assert_eq!(code, 227);
+    let numbers: Vec<u16> = pasv[0]
+        .split(['(', ')'])
+        .nth(1)
+        .expect("227 (h,h,h,h,p,p)")
+        .split(',')
+        .map(|part| part.parse().expect("number"))
+        .collect();
+    let data_addr = crate::support::loopback(numbers[4] * 256 + numbers[5]);
+    let mut data = tokio::net::TcpStream::connect(data_addr)
+        .await
+        .expect("data connection");
+    assert_eq!(
+        control.command(&format!("RETR {}", ftp.file_name)).await.0,
+        150
+    );
+    let mut contents = String::new();
+    data.read_to_string(&mut contents).await.expect("read file");
+    assert_eq!(contents, ftp.file_contents);
+    assert_eq!(control.read_reply().await.0, 226);
+
+    let mut explicit = LineClient::connect(ftp.addr).await;
+    assert_eq!(explicit.read_reply().await.0, 220);
+    assert_eq!(explicit.command("AUTH TLS").await.0, 234);
+    let mut explicit = explicit.start_tls(tls.clone(), "localhost").await;
+    assert_eq!(explicit.command(&format!("USER {}", ftp.user)).await.0, 331);
+    assert_eq!(
+        explicit.command(&format!("PASS {}", ftp.password)).await.0,
+        230
+    );
+
+    let implicit_addr = ftp.implicit_tls_addr.expect("implicit TLS instance");
+    let mut implicit = LineClient::connect_tls(implicit_addr, tls, "localhost").await;
+    assert_eq!(implicit.read_reply().await.0, 220);
+
+    let mut anonymous = LineClient::connect(ftp.addr).await;
+    assert_eq!(anonymous.read_reply().await.0, 220);
+    assert_eq!(anonymous.command("USER anonymous").await.0, 230);
+}

@@ -11,6 +11,7 @@
 
 mod dnsmasq;
 mod dovecot;
+mod ftp;
 mod mariadb;
 mod nginx;
 mod postgres;
@@ -18,6 +19,7 @@ mod smtp;
 
 pub use dnsmasq::{DNS_ZONE, Dnsmasq, DnsmasqOpts};
 pub use dovecot::{Dovecot, DovecotOpts};
+pub use ftp::{FtpOpts, FtpServer};
 pub use mariadb::{MariaDb, MariaDbOpts};
 pub use nginx::{
     NGINX_BIG_SIZE, NGINX_BODY, NGINX_LAST_MODIFIED_UNIX, Nginx, NginxOpts, nginx_last_modified,
