@@ -442,3 +442,47 @@ async fn ftp_login_retrieve_and_tls() {
     assert_eq!(anonymous.read_reply().await.0, 220);
     assert_eq!(anonymous.command("USER anonymous").await.0, 230);
 }
+
+#[tokio::test]
+async fn blackbox_exporter_probes_nginx() {
+    let config = "modules:\n  http_2xx:\n    prober: http\n    timeout: 5s\n";
+    let blackbox = crate::peer!(BlackboxExporter::start(config).await);
+    let nginx = crate::peer!(Nginx::start(NginxOpts::default()).await);
+
+    let (status, body) = blackbox.probe(&nginx.url("/"), "http_2xx").await;
+    assert_eq!(status, 200);
+    assert!(body.lines().any(|line| line == "probe_success 1"), "{body}");
+    let (_, body) = blackbox.probe(&nginx.url("/status/500"), "http_2xx").await;
+    assert!(body.lines().any(|line| line == "probe_success 0"), "{body}");
+}
+
+#[tokio::test]
+async fn prometheus_evaluates_a_rule() {
+    let config = "global:\n  evaluation_interval: 1s\nrule_files: [rules.yml]\n";
+    let rules = "groups:\n- name: t\n  rules:\n  - record: checkit_answer\n    expr: vector(42)\n";
+    let prometheus = crate::peer!(Prometheus::start(config, &[("rules.yml", rules)]).await);
+
+    let result = prometheus
+        .wait_until("checkit_answer", Duration::from_secs(30))
+        .await;
+    assert_eq!(result[0]["value"][1], "42");
+}
+
+#[tokio::test]
+async fn alertmanager_cluster_of_two_shares_alerts() {
+    let config = "route:\n  receiver: blackhole\nreceivers:\n- name: blackhole\n";
+    let members = crate::peer!(Alertmanager::start_cluster(config, 2).await);
+
+    let status = members[1].status().await;
+    assert_eq!(status["cluster"]["status"], "ready", "{status}");
+    assert_eq!(status["cluster"]["peers"].as_array().map(Vec::len), Some(2));
+    let alert = serde_json::json!([{ "labels": { "alertname": "CheckitSmoke" } }]);
+    assert_eq!(members[0].post_alerts(&alert).await, 200);
+    assert_eq!(
+        members[0].alerts().await[0]["labels"]["alertname"],
+        "CheckitSmoke"
+    );
+
+    let single = crate::peer!(Alertmanager::start(config).await);
+    assert_eq!(single.status().await["cluster"]["status"], "disabled");
+}
