@@ -486,3 +486,37 @@ async fn alertmanager_cluster_of_two_shares_alerts() {
     let single = crate::peer!(Alertmanager::start(config).await);
     assert_eq!(single.status().await["cluster"]["status"], "disabled");
 }
+
+#[tokio::test]
+async fn test_certs_cover_every_tls_outcome() {
+    use crate::support::Leaf;
+    let certs = TestCerts::generate();
+    for (leaf, name, accepted) in [
+        (Leaf::Valid, "localhost", true),
+        (Leaf::Valid, "127.0.0.1", true),
+        (Leaf::Expired, "localhost", false),
+        (Leaf::Untrusted, "localhost", false),
+        (Leaf::WrongHost, "localhost", false),
+        (Leaf::WrongHost, "wrong.example.test", true),
+    ] {
+        let server = crate::support::scripted_tls_server(
+            certs.server_config(leaf),
+            vec![ScriptStep::send("hello")],
+        )
+        .await;
+        let tcp = tokio::net::TcpStream::connect(server.addr)
+            .await
+            .expect("connect");
+        let server_name = rustls::pki_types::ServerName::try_from(name.to_owned()).expect("name");
+        let handshake = tokio_rustls::TlsConnector::from(certs.client_config())
+            .connect(server_name, tcp)
+            .await;
+        assert_eq!(
+            handshake.is_ok(),
+            accepted,
+            "{leaf:?} as {name}: {handshake:?}"
+        );
+    }
+    assert!(certs.expired.not_after < std::time::SystemTime::now());
+    assert!(certs.valid.not_after > std::time::SystemTime::now());
+}

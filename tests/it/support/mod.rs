@@ -4,8 +4,8 @@
 //! Every helper owns its resources and cleans them up on `Drop`, so a test
 //! only keeps the returned value alive for as long as it needs the server.
 
-// Each test module uses a different subset of these helpers.
-#![allow(dead_code)]
+// Each test module uses a different subset of these helpers and re-exports.
+#![allow(dead_code, unused_imports)]
 
 pub mod certs;
 pub mod client;
@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 pub use certs::{Leaf, TestCerts};
 pub use client::LineClient;
-pub use fake::{ScriptStep, closed_port, hang_server, scripted_line_server};
+pub use fake::{
+    FakeServer, ScriptStep, closed_port, hang_server, scripted_line_server, scripted_tls_server,
+};
 pub use process::{ChildGuard, run_to_completion};
 
 /// Returns a TCP port on 127.0.0.1 that was free a moment ago.
