@@ -3,5 +3,7 @@
 mod bridge_channels;
 mod config;
 mod exporter;
+mod ops_rules;
 mod peers;
 mod support;
+mod tidy;
