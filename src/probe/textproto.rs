@@ -11,6 +11,7 @@ use crate::config::types::{Secret, read_secret_file};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -117,8 +118,23 @@ impl Families {
         result
     }
 
-    /// Resolves the endpoint's host (as blackbox chooses the address) and
-    /// opens one TCP connection to the chosen address.
+    /// Resolves the endpoint's host and picks one address as blackbox does.
+    pub async fn resolve(
+        &self,
+        ctx: &mut ProbeCtx<'_>,
+        endpoint: &Endpoint,
+        preferred: IpProtocol,
+        fallback: bool,
+    ) -> Result<SocketAddr, ProbeError> {
+        let resolved = resolve::resolve(ctx, &endpoint.host, preferred, fallback).await;
+        if let Ok(resolved) = &resolved {
+            self.add(ctx, Phase::Resolve, resolved.lookup_time);
+        }
+        Ok(SocketAddr::new(resolved?.ip, endpoint.port))
+    }
+
+    /// Resolves the endpoint's host and opens one TCP connection to the
+    /// chosen address (never re-resolving: the policy checked that address).
     pub async fn connect(
         &self,
         ctx: &mut ProbeCtx<'_>,
@@ -126,11 +142,7 @@ impl Families {
         preferred: IpProtocol,
         fallback: bool,
     ) -> Result<TcpStream, ProbeError> {
-        let resolved = resolve::resolve(ctx, &endpoint.host, preferred, fallback).await;
-        if let Ok(resolved) = &resolved {
-            self.add(ctx, Phase::Resolve, resolved.lookup_time);
-        }
-        let address = std::net::SocketAddr::new(resolved?.ip, endpoint.port);
+        let address = self.resolve(ctx, endpoint, preferred, fallback).await?;
         ctx.log.info(format!("Dialing address={address}"));
         let stream = self.step(ctx, Phase::Connect, TcpStream::connect(address)).await?.map_err(|err| {
             ctx.log.error(format!("Error dialing target err={err}"));
@@ -271,7 +283,7 @@ impl Lines {
     }
 
     /// The local address, for the SMTP EHLO address literal.
-    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+    pub fn local_addr(&self) -> Option<SocketAddr> {
         match self.reader.get_ref() {
             Either::Left(tcp) => tcp.local_addr().ok(),
             Either::Right(tls) => tls.get_ref().0.local_addr().ok(),
