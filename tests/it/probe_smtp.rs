@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use checkit::probe::{Outcome, Phase, Reason};
 
+use crate::support::module::{failure, run_block, secret_file, unix_time};
 use crate::support::peers::{SmtpFailure, SmtpOpts, SmtpServer, SmtpStage};
 use crate::support::{Leaf, ScriptStep, closed_port, hang_server, scripted_line_server};
 
@@ -12,31 +13,13 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs the `smtp` prober with `block` as the module's `smtp:` block.
 async fn probe(block: &str, target: &str, timeout: Duration) -> Outcome {
-    let block: String = block.lines().map(|line| format!("      {line}\n")).collect();
-    let yaml = format!("modules:\n  m:\n    prober: smtp\n    smtp:\n{block}");
-    let config = checkit::config::Config::parse(&yaml).unwrap_or_else(|err| panic!("{err}\n{yaml}"));
-    checkit::probe::run(&config.modules["m"], target, None, timeout, &config.policy).await
-}
-
-fn failure(outcome: &Outcome) -> Option<(Phase, Reason)> {
-    outcome.error.as_ref().map(|err| (err.phase, err.reason))
-}
-
-/// A temp file holding `password`, as `password_file` reads it.
-fn password_file(password: &str) -> tempfile::NamedTempFile {
-    let file = tempfile::NamedTempFile::new().expect("temp file");
-    std::fs::write(file.path(), format!("{password}\n")).expect("write password");
-    file
-}
-
-fn unix_time(at: std::time::SystemTime) -> f64 {
-    at.duration_since(std::time::UNIX_EPOCH).expect("after epoch").as_secs() as f64
+    run_block("smtp", block, target, timeout).await
 }
 
 #[tokio::test]
 async fn starttls_auth_and_envelope_check_succeed_without_sending_mail() {
     let smtp = crate::peer!(SmtpServer::start(SmtpOpts { auth_required: true, ..SmtpOpts::default() }).await);
-    let secret = password_file(&smtp.password);
+    let secret = secret_file(&smtp.password);
     let block = format!(
         "tls: starttls\ntls_config:\n  ca_file: {ca}\nbanner_regexp: \"^220 smtp\\\\.checkit\\\\.test \"\n\
          ehlo: probe.checkit.test\nusername: {user}\npassword_file: {pw}\nmail_from: probe@checkit.test\n\
@@ -70,7 +53,7 @@ async fn starttls_auth_and_envelope_check_succeed_without_sending_mail() {
 #[tokio::test]
 async fn implicit_tls_and_auth_login() {
     let smtp = crate::peer!(SmtpServer::start(SmtpOpts { implicit_tls: true, ..SmtpOpts::default() }).await);
-    let secret = password_file(&smtp.password);
+    let secret = secret_file(&smtp.password);
     let block = format!(
         "tls: implicit\ntls_config:\n  ca_file: {ca}\n  server_name: localhost\nusername: {user}\n\
          password_file: {pw}\nauth_mechanism: LOGIN",
@@ -89,7 +72,7 @@ async fn implicit_tls_and_auth_login() {
 #[tokio::test]
 async fn wrong_password_is_auth_failed() {
     let smtp = crate::peer!(SmtpServer::start(SmtpOpts::default()).await);
-    let secret = password_file("not-the-password");
+    let secret = secret_file("not-the-password");
     let block = format!(
         "tls: starttls\ntls_config:\n  ca_file: {ca}\nusername: {user}\npassword_file: {pw}",
         ca = smtp.certs.ca.cert_path.display(),
