@@ -3,5 +3,7 @@
 mod config;
 mod exporter;
 mod peers;
+mod probe_imap;
+mod probe_pop3;
 mod probe_smtp;
 mod support;
