@@ -20,7 +20,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use suppaftp::tokio::{AsyncRustlsStream, AsyncTlsConnector, ImplAsyncFtpStream};
-use suppaftp::{FtpError, FtpResult, Mode};
+use suppaftp::{FtpError, FtpResult, Mode, Status};
 use tokio::net::TcpStream;
 
 /// The `ftp:` block of a module.
@@ -158,6 +158,10 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
         ctx.registry.set_with(SERVER_INFO, SERVER_INFO_HELP, &[("software", software)], 1.0);
     }
     textproto::check_banner(ctx, config.banner_regexp.as_ref(), &greeting)?;
+    if endpoint.tls == TlsMode::Implicit {
+        ftp = protect_data(ctx, ftp).await?;
+        ctx.registry.set(STATUS, STATUS_HELP, 200.0);
+    }
 
     if let (Some(connector), TlsMode::Starttls | TlsMode::Opportunistic) = (&connector, endpoint.tls) {
         if endpoint.tls == TlsMode::Starttls || offers_tls(ctx, &mut ftp).await? {
@@ -248,16 +252,19 @@ async fn connect_implicit(
     let result =
         ctx.within(Phase::Connect, FtpStream::connect_secure_implicit(address, connector.clone(), server_name)).await;
     let now = Instant::now();
-    let (dialed, finished) = state.lock().map(|state| (state.dialed, state.finished)).unwrap_or_default();
+    let (dialed, finished, secured) = state
+        .lock()
+        .map(|state| (state.dialed, state.finished, matches!(state.outcome, Some(Ok(_)))))
+        .unwrap_or_default();
     let dialed_at = dialed.unwrap_or(now);
     let finished_at = finished.unwrap_or(now).max(dialed_at);
     FAMILIES.add(ctx, Phase::Connect, dialed_at - start);
     FAMILIES.add(ctx, Phase::Tls, finished_at - dialed_at);
     FAMILIES.add(ctx, Phase::Processing, now - finished_at);
-    let phase = match (dialed, finished) {
+    let phase = match (dialed, secured) {
         (None, _) => Phase::Connect,
-        (Some(_), None) => Phase::Tls,
-        (Some(_), Some(_)) => Phase::Processing,
+        (Some(_), false) => Phase::Tls,
+        (Some(_), true) => Phase::Processing,
     };
     if phase != Phase::Connect {
         connector.record(ctx);
@@ -271,6 +278,18 @@ async fn connect_implicit(
         Ok(Err(err)) => Err(failure(ctx, phase, err, Some(&connector))),
         Ok(Ok(ftp)) => Ok(ftp),
     }
+}
+
+/// Implicit FTPS still negotiates data protection (RFC 4217 section 9):
+/// without `PROT P` the server would expect plain data connections, while
+/// suppaftp wraps them in TLS.
+async fn protect_data(ctx: &mut ProbeCtx<'_>, mut ftp: FtpStream) -> Result<FtpStream, ProbeError> {
+    for command in ["PBSZ 0", "PROT P"] {
+        ctx.log.debug(format!("Sending command={command:?}"));
+        let result = FAMILIES.step(ctx, Phase::Tls, ftp.custom_command(command, &[Status::CommandOk])).await?;
+        result.map_err(|err| failure(ctx, Phase::Tls, err, None))?;
+    }
+    Ok(ftp)
 }
 
 /// QUIT, briefly and never failing the probe.
@@ -335,7 +354,8 @@ impl std::fmt::Debug for Connector {
 
 impl Connector {
     fn new(tls_config: &TlsConfig, default_server_name: &str) -> Result<Connector, ProbeError> {
-        let client = tls::Client::new(tls_config, &[]).map_err(|err| ProbeError::new(Phase::Tls, Reason::Config, err))?;
+        let client =
+            tls::Client::new(tls_config, &[]).map_err(|err| ProbeError::new(Phase::Tls, Reason::Config, err))?;
         let server_name = tls::server_name(tls_config.server_name.as_deref().unwrap_or(default_server_name))?;
         Ok(Connector { client: Arc::new(client), server_name, state: Arc::new(Mutex::new(Handshake::default())) })
     }
@@ -420,9 +440,11 @@ mod tests {
 
     #[test]
     fn checks_after_login_need_a_user() {
-        let err = Root::parse("modules:\n  m:\n    prober: ftp\n    ftp:\n      list_directory: .\n      file_exists: \"\"\n")
-            .unwrap_err()
-            .to_string();
+        let err = Root::parse(
+            "modules:\n  m:\n    prober: ftp\n    ftp:\n      list_directory: .\n      file_exists: \"\"\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("modules.m.ftp.list_directory: list_directory needs username"), "{err}");
         assert!(err.contains("modules.m.ftp.file_exists: file_exists must be a non-empty path"), "{err}");
     }

@@ -92,7 +92,8 @@ impl Config {
                 problems.push(format!("{path}.mailbox"), "mailbox must be a non-empty name without line breaks");
             }
         }
-        for (key, set) in [("min_messages", self.min_messages.is_some()), ("max_messages", self.max_messages.is_some())] {
+        for (key, set) in [("min_messages", self.min_messages.is_some()), ("max_messages", self.max_messages.is_some())]
+        {
             if set && self.mailbox.is_none() {
                 problems.push(format!("{path}.{key}"), format!("{key} needs mailbox"));
             }
@@ -178,7 +179,9 @@ async fn greeting(ctx: &mut ProbeCtx<'_>, client: &mut Client<Stream>) -> Result
     let response = FAMILIES.step(ctx, Phase::Processing, client.read_response()).await?;
     let response = match response {
         Ok(Some(response)) => response,
-        Ok(None) => return Err(ProbeError::new(Phase::Processing, Reason::Io, "connection closed before the greeting")),
+        Ok(None) => {
+            return Err(ProbeError::new(Phase::Processing, Reason::Io, "connection closed before the greeting"));
+        }
         Err(err) => return Err(failure(Phase::Processing, ImapError::Io(err))),
     };
     let raw = String::from_utf8_lossy(response.borrow_owner());
@@ -186,7 +189,9 @@ async fn greeting(ctx: &mut ProbeCtx<'_>, client: &mut Client<Stream>) -> Result
     ctx.log.debug(format!("Received greeting line={line:?}"));
     match response.parsed() {
         Response::Data { status: Status::Ok | Status::PreAuth, .. } => Ok(line),
-        _ => Err(ProbeError::new(Phase::Processing, Reason::UnexpectedResponse, format!("unexpected greeting {line:?}"))),
+        _ => {
+            Err(ProbeError::new(Phase::Processing, Reason::UnexpectedResponse, format!("unexpected greeting {line:?}")))
+        }
     }
 }
 

@@ -76,7 +76,8 @@ impl Config {
             true,
             problems,
         );
-        for (key, set) in [("min_messages", self.min_messages.is_some()), ("max_messages", self.max_messages.is_some())] {
+        for (key, set) in [("min_messages", self.min_messages.is_some()), ("max_messages", self.max_messages.is_some())]
+        {
             if set && self.username.is_none() {
                 problems.push(format!("{path}.{key}"), format!("{key} needs username (STAT runs after login)"));
             }
@@ -233,7 +234,9 @@ async fn read_multiline(lines: &mut Lines) -> std::io::Result<Vec<String>> {
 async fn stat(ctx: &mut ProbeCtx<'_>, lines: &mut Lines, config: &Config) -> ProbeResult {
     let line = match exchange(ctx, lines, Phase::Query, Some(("STAT", "STAT"))).await? {
         Answer::Ok(line) => line,
-        Answer::Err(line) => return Err(ProbeError::new(Phase::Query, Reason::Query, format!("STAT failed: {line:?}"))),
+        Answer::Err(line) => {
+            return Err(ProbeError::new(Phase::Query, Reason::Query, format!("STAT failed: {line:?}")));
+        }
     };
     let (messages, size) = parse_stat(&line).ok_or_else(|| {
         ProbeError::new(Phase::Query, Reason::UnexpectedResponse, format!("malformed STAT reply {line:?}"))

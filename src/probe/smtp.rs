@@ -167,14 +167,19 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
         let required = endpoint.tls == TlsMode::Starttls;
         if !capabilities.has("STARTTLS") {
             if required {
-                return Err(ProbeError::new(Phase::Tls, Reason::UnexpectedResponse, "the server does not offer STARTTLS"));
+                return Err(ProbeError::new(
+                    Phase::Tls,
+                    Reason::UnexpectedResponse,
+                    "the server does not offer STARTTLS",
+                ));
             }
             ctx.log.info("The server does not offer STARTTLS; continuing without TLS");
         } else {
             let reply = exchange(ctx, &mut lines, Phase::Tls, Some(("STARTTLS", "STARTTLS"))).await?;
             if reply.code == 220 {
                 let tcp = lines.into_plain()?;
-                lines = Lines::new(Either::Right(FAMILIES.handshake(ctx, &config.tls_config, &server_name, tcp).await?));
+                lines =
+                    Lines::new(Either::Right(FAMILIES.handshake(ctx, &config.tls_config, &server_name, tcp).await?));
                 capabilities = hello(ctx, &mut lines, &ehlo).await?;
             } else if required {
                 return Err(unexpected(Phase::Tls, "STARTTLS", &reply));

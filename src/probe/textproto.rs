@@ -76,7 +76,8 @@ pub fn endpoint(target: &str, tls: Option<TlsMode>, ports: Ports) -> Result<Endp
 }
 
 /// The phases every line-based prober seeds, in protocol order.
-pub const PHASES: [Phase; 6] = [Phase::Resolve, Phase::Connect, Phase::Tls, Phase::Processing, Phase::Auth, Phase::Query];
+pub const PHASES: [Phase; 6] =
+    [Phase::Resolve, Phase::Connect, Phase::Tls, Phase::Processing, Phase::Auth, Phase::Query];
 
 /// The per-protocol families shared by the line-based probers.
 #[derive(Debug, Clone, Copy)]

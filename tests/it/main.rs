@@ -3,6 +3,7 @@
 mod config;
 mod exporter;
 mod peers;
+mod probe_ftp;
 mod probe_imap;
 mod probe_pop3;
 mod probe_smtp;

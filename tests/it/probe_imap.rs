@@ -73,7 +73,8 @@ async fn imaps_and_plain_logins_succeed() {
 async fn wrong_password_is_auth_failed() {
     let dovecot = crate::peer!(Dovecot::start(DovecotOpts::default()).await);
     let secret = secret_file("not-the-password");
-    let outcome = probe(&login_block(&dovecot, &secret, "tls: starttls"), &dovecot.imap_addr.to_string(), TIMEOUT).await;
+    let outcome =
+        probe(&login_block(&dovecot, &secret, "tls: starttls"), &dovecot.imap_addr.to_string(), TIMEOUT).await;
     assert_eq!(failure(&outcome), Some((Phase::Auth, Reason::AuthFailed)), "{:#?}", outcome.log);
 }
 

@@ -30,8 +30,11 @@ fn login_block(dovecot: &Dovecot, password_file: &tempfile::NamedTempFile, extra
 async fn stls_login_and_stat_succeed() {
     let dovecot = crate::peer!(Dovecot::start(DovecotOpts { messages: 2, ..DovecotOpts::default() }).await);
     let secret = secret_file(&dovecot.password);
-    let block =
-        login_block(&dovecot, &secret, "tls: starttls\nbanner_regexp: \"^\\\\+OK Dovecot\"\nmin_messages: 2\nmax_messages: 2");
+    let block = login_block(
+        &dovecot,
+        &secret,
+        "tls: starttls\nbanner_regexp: \"^\\\\+OK Dovecot\"\nmin_messages: 2\nmax_messages: 2",
+    );
     let outcome = probe(&block, &dovecot.pop3_addr.to_string(), TIMEOUT).await;
     assert_eq!(failure(&outcome), None, "{:#?}\n{}", outcome.log, dovecot.diagnostics());
     let registry = &outcome.registry;
@@ -50,7 +53,8 @@ async fn stls_login_and_stat_succeed() {
 async fn pop3s_opportunistic_and_plain_sessions_succeed() {
     let dovecot = crate::peer!(Dovecot::start(DovecotOpts::default()).await);
     let secret = secret_file(&dovecot.password);
-    let outcome = probe(&login_block(&dovecot, &secret, "tls: implicit"), &dovecot.pop3s_addr.to_string(), TIMEOUT).await;
+    let outcome =
+        probe(&login_block(&dovecot, &secret, "tls: implicit"), &dovecot.pop3s_addr.to_string(), TIMEOUT).await;
     assert_eq!(failure(&outcome), None, "{:#?}", outcome.log);
     assert_eq!(outcome.registry.get("probe_pop3_ssl", &[]), Some(1.0));
 
@@ -70,7 +74,8 @@ async fn pop3s_opportunistic_and_plain_sessions_succeed() {
 async fn wrong_password_is_auth_failed() {
     let dovecot = crate::peer!(Dovecot::start(DovecotOpts::default()).await);
     let secret = secret_file("not-the-password");
-    let outcome = probe(&login_block(&dovecot, &secret, "tls: starttls"), &dovecot.pop3_addr.to_string(), TIMEOUT).await;
+    let outcome =
+        probe(&login_block(&dovecot, &secret, "tls: starttls"), &dovecot.pop3_addr.to_string(), TIMEOUT).await;
     assert_eq!(failure(&outcome), Some((Phase::Auth, Reason::AuthFailed)), "{:#?}", outcome.log);
     assert!(!outcome.registry.contains("probe_pop3_messages"));
 }
@@ -79,7 +84,8 @@ async fn wrong_password_is_auth_failed() {
 async fn message_count_out_of_bounds_fails_the_query_phase() {
     let dovecot = crate::peer!(Dovecot::start(DovecotOpts { messages: 3, ..DovecotOpts::default() }).await);
     let secret = secret_file(&dovecot.password);
-    let outcome = probe(&login_block(&dovecot, &secret, "max_messages: 1"), &dovecot.pop3_addr.to_string(), TIMEOUT).await;
+    let outcome =
+        probe(&login_block(&dovecot, &secret, "max_messages: 1"), &dovecot.pop3_addr.to_string(), TIMEOUT).await;
     assert_eq!(failure(&outcome), Some((Phase::Query, Reason::Query)), "{:#?}", outcome.log);
     assert_eq!(outcome.registry.get("probe_pop3_messages", &[]), Some(3.0));
 }
