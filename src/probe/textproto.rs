@@ -421,6 +421,20 @@ mod tests {
     }
 
     #[test]
+    fn shipped_examples_parse() {
+        for (name, example) in [
+            ("ftp", include_str!("../../config/examples.d/ftp.yml")),
+            ("imap", include_str!("../../config/examples.d/imap.yml")),
+            ("pop3", include_str!("../../config/examples.d/pop3.yml")),
+            ("smtp", include_str!("../../config/examples.d/smtp.yml")),
+        ] {
+            let config = crate::config::Config::parse(&format!("modules:\n{example}"))
+                .unwrap_or_else(|err| panic!("{name}: {err}"));
+            assert!(config.modules.values().all(|module| module.prober.as_str() == name), "{name}");
+        }
+    }
+
+    #[test]
     fn password_comes_from_the_environment_or_a_file() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("pw");
@@ -431,5 +445,7 @@ mod tests {
         let missing = password(None, Some("CHECKIT_TEST_SURELY_UNSET_VARIABLE")).unwrap_err();
         assert_eq!((missing.phase, missing.reason), (Phase::Auth, Reason::Config));
         assert!(password(None, None).unwrap().is_none());
+        let path = std::env::var("PATH").unwrap();
+        assert_eq!(password(None, Some("PATH")).unwrap().unwrap().expose(), path);
     }
 }
