@@ -115,6 +115,22 @@ async fn closed_port_is_refused() {
     for tls in ["none", "implicit"] {
         let outcome = probe(&format!("tls: {tls}"), &closed_port().to_string(), TIMEOUT).await;
         assert_eq!(failure(&outcome), Some((Phase::Connect, Reason::Refused)), "{tls}: {:#?}", outcome.log);
+        let names: Vec<&str> = outcome.registry.names().collect();
+        assert_eq!(
+            names,
+            [
+                "probe_dns_lookup_time_seconds",
+                "probe_duration_seconds",
+                "probe_failure_info",
+                "probe_ftp_duration_seconds",
+                "probe_ftp_ssl",
+                "probe_ftp_status_code",
+                "probe_ip_addr_hash",
+                "probe_ip_protocol",
+                "probe_success"
+            ],
+            "{tls}"
+        );
     }
 }
 

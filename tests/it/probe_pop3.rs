@@ -103,6 +103,20 @@ async fn untrusted_certificate_fails_the_handshake() {
 async fn closed_port_is_refused() {
     let outcome = probe("", &closed_port().to_string(), TIMEOUT).await;
     assert_eq!(failure(&outcome), Some((Phase::Connect, Reason::Refused)));
+    let names: Vec<&str> = outcome.registry.names().collect();
+    assert_eq!(
+        names,
+        [
+            "probe_dns_lookup_time_seconds",
+            "probe_duration_seconds",
+            "probe_failure_info",
+            "probe_ip_addr_hash",
+            "probe_ip_protocol",
+            "probe_pop3_duration_seconds",
+            "probe_pop3_ssl",
+            "probe_success"
+        ]
+    );
 }
 
 #[tokio::test]

@@ -111,6 +111,21 @@ async fn rejected_recipient_fails_the_query_phase() {
 async fn closed_port_is_refused() {
     let outcome = probe("", &closed_port().to_string(), TIMEOUT).await;
     assert_eq!(failure(&outcome), Some((Phase::Connect, Reason::Refused)));
+    let names: Vec<&str> = outcome.registry.names().collect();
+    assert_eq!(
+        names,
+        [
+            "probe_dns_lookup_time_seconds",
+            "probe_duration_seconds",
+            "probe_failure_info",
+            "probe_ip_addr_hash",
+            "probe_ip_protocol",
+            "probe_smtp_duration_seconds",
+            "probe_smtp_ssl",
+            "probe_smtp_status_code",
+            "probe_success"
+        ]
+    );
     assert_eq!(outcome.registry.get("probe_smtp_status_code", &[]), Some(0.0));
     assert_eq!(outcome.registry.get("probe_smtp_duration_seconds", &[("phase", "auth")]), Some(0.0));
 }
