@@ -4,8 +4,8 @@
 //! Every helper owns its resources and cleans them up on `Drop`, so a test
 //! only keeps the returned value alive for as long as it needs the server.
 
-// Each test module uses a different subset of these helpers.
-#![allow(dead_code)]
+// Each test module uses a different subset of these helpers and re-exports.
+#![allow(dead_code, unused_imports)]
 
 pub mod app;
 pub mod certs;
@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 pub use certs::{Leaf, TestCerts};
 pub use client::LineClient;
-pub use fake::{ScriptStep, closed_port, hang_server, scripted_line_server};
+pub use fake::{FakeServer, ScriptStep, closed_port, hang_server, scripted_line_server, scripted_tls_server};
 pub use process::{ChildGuard, run_to_completion};
 
 /// Returns a TCP port on 127.0.0.1 that was free a moment ago.
@@ -77,9 +77,9 @@ pub fn in_ci() -> bool {
 pub fn require_binary(name: &str, debian_package: &str) -> Option<PathBuf> {
     match find_binary(name) {
         Some(path) => Some(path),
-        None => unavailable(&format!(
-            "missing {name}: apt-get install {debian_package} (or run tests/install-peers.sh)"
-        )),
+        None => {
+            unavailable(&format!("missing {name}: apt-get install {debian_package} (or run tests/install-peers.sh)"))
+        }
     }
 }
 
@@ -88,9 +88,9 @@ pub fn require_binary(name: &str, debian_package: &str) -> Option<PathBuf> {
 pub fn require_path(found: Option<PathBuf>, what: &str, debian_package: &str) -> Option<PathBuf> {
     match found {
         Some(path) => Some(path),
-        None => unavailable(&format!(
-            "missing {what}: apt-get install {debian_package} (or run tests/install-peers.sh)"
-        )),
+        None => {
+            unavailable(&format!("missing {what}: apt-get install {debian_package} (or run tests/install-peers.sh)"))
+        }
     }
 }
 

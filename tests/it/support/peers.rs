@@ -15,6 +15,7 @@ mod ftp;
 mod mariadb;
 mod nginx;
 mod postgres;
+mod prometheus;
 mod smtp;
 
 pub use dnsmasq::{DNS_ZONE, Dnsmasq, DnsmasqOpts};
@@ -23,6 +24,7 @@ pub use ftp::{FtpOpts, FtpServer};
 pub use mariadb::{MariaDb, MariaDbOpts};
 pub use nginx::{NGINX_BIG_SIZE, NGINX_BODY, NGINX_LAST_MODIFIED_UNIX, Nginx, NginxOpts, nginx_last_modified};
 pub use postgres::{Postgres, PostgresOpts};
+pub use prometheus::{Alertmanager, BlackboxExporter, Prometheus};
 pub use smtp::{ReceivedMail, SmtpFailure, SmtpOpts, SmtpServer, SmtpStage};
 
 /// How long any peer may take to become ready.

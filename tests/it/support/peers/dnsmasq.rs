@@ -22,11 +22,7 @@ pub struct DnsmasqOpts {
 
 impl Default for DnsmasqOpts {
     fn default() -> Self {
-        DnsmasqOpts {
-            serial: 2024010201,
-            ttl: 300,
-            extra_args: Vec::new(),
-        }
+        DnsmasqOpts { serial: 2024010201, ttl: 300, extra_args: Vec::new() }
     }
 }
 
@@ -60,16 +56,10 @@ impl Dnsmasq {
             .args(["--conf-file=/dev/null", "--no-resolv", "--no-hosts"])
             .arg(format!("--port={port}"))
             .args(["--listen-address=127.0.0.1", "--bind-interfaces"])
-            .arg(format!(
-                "--pid-file={}",
-                dir.path().join("dnsmasq.pid").display()
-            ))
+            .arg(format!("--pid-file={}", dir.path().join("dnsmasq.pid").display()))
             .arg(format!("--auth-server=ns1.{DNS_ZONE},127.0.0.1"))
             .arg(format!("--auth-zone={DNS_ZONE}"))
-            .arg(format!(
-                "--auth-soa={},hostmaster.{DNS_ZONE},1200,120,604800",
-                opts.serial
-            ))
+            .arg(format!("--auth-soa={},hostmaster.{DNS_ZONE},1200,120,604800", opts.serial))
             .arg(format!("--auth-ttl={}", opts.ttl))
             .arg(format!("--host-record={DNS_ZONE},192.0.2.10,2001:db8::10"))
             .arg(format!("--host-record=www.{DNS_ZONE},192.0.2.11"))
@@ -86,12 +76,7 @@ impl Dnsmasq {
         let mut guard = ChildGuard::spawn("dnsmasq", command, &dir.path().join("dnsmasq.log"));
         let addr = loopback(port);
         guard.wait_for_port(addr, START_TIMEOUT).await;
-        Some(Dnsmasq {
-            addr,
-            serial: opts.serial,
-            guard,
-            _dir: dir,
-        })
+        Some(Dnsmasq { addr, serial: opts.serial, guard, _dir: dir })
     }
 
     /// Process diagnostics (query log tail).

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::START_TIMEOUT;
 use crate::support::{
-    ChildGuard, Leaf, TestCerts, chown_tree, free_ports, loopback, make_dir, os_user,
-    require_binary, running_as_root, shared_temp_dir, write_file,
+    ChildGuard, Leaf, TestCerts, chown_tree, free_ports, loopback, make_dir, os_user, require_binary, running_as_root,
+    shared_temp_dir, write_file,
 };
 
 /// How to start [`Dovecot`].
@@ -27,12 +27,7 @@ pub struct DovecotOpts {
 
 impl Default for DovecotOpts {
     fn default() -> Self {
-        DovecotOpts {
-            user: "checkit".into(),
-            password: "checkit-mail-secret".into(),
-            messages: 3,
-            leaf: Leaf::Valid,
-        }
+        DovecotOpts { user: "checkit".into(), password: "checkit-mail-secret".into(), messages: 3, leaf: Leaf::Valid }
     }
 }
 
@@ -82,17 +77,9 @@ impl Dovecot {
             make_dir(&maildir.join(sub), 0o700);
         }
         // Mail processes may not run as root; use `nobody` when we are root.
-        let mail_owner = if running_as_root() {
-            Some(os_user("nobody").expect("user nobody exists"))
-        } else {
-            None
-        };
+        let mail_owner = if running_as_root() { Some(os_user("nobody").expect("user nobody exists")) } else { None };
         let users = dir.path().join("users");
-        write_file(
-            &users,
-            format!("{}:{{PLAIN}}{}::::::\n", opts.user, opts.password),
-            0o644,
-        );
+        write_file(&users, format!("{}:{{PLAIN}}{}::::::\n", opts.user, opts.password), 0o644);
 
         let ports = free_ports(4);
         let owner = match mail_owner {
@@ -194,20 +181,12 @@ service pop3-login {{
             _dir: dir,
         };
         for number in 1..=opts.messages {
-            server.deliver(
-                &format!("Test message {number}"),
-                &format!("This is test message {number}.\r\n"),
-            );
+            server.deliver(&format!("Test message {number}"), &format!("This is test message {number}.\r\n"));
         }
         if let Some((uid, gid)) = mail_owner {
             chown_tree(&home, uid, gid);
         }
-        for addr in [
-            server.imap_addr,
-            server.imaps_addr,
-            server.pop3_addr,
-            server.pop3s_addr,
-        ] {
+        for addr in [server.imap_addr, server.imaps_addr, server.pop3_addr, server.pop3s_addr] {
             server.guard.wait_for_port(addr, START_TIMEOUT).await;
         }
         Some(server)

@@ -15,8 +15,8 @@ use std::process::Command;
 
 use super::START_TIMEOUT;
 use crate::support::{
-    ChildGuard, Leaf, TestCerts, free_port, loopback, make_dir, os_user, require_binary,
-    run_to_completion, running_as_root, shared_temp_dir, unavailable, write_file,
+    ChildGuard, Leaf, TestCerts, free_port, loopback, make_dir, os_user, require_binary, run_to_completion,
+    running_as_root, shared_temp_dir, unavailable, write_file,
 };
 
 const PAM_DIR: &str = "/etc/pam.d";
@@ -137,28 +137,16 @@ impl FtpServer {
             pam_service,
             dir,
         };
-        server
-            .spawn("vsftpd", &vsftpd, port, &service, false, &opts)
-            .await;
+        server.spawn("vsftpd", &vsftpd, port, &service, false, &opts).await;
         if opts.implicit_tls {
             let tls_port = free_port();
-            server
-                .spawn("vsftpd-implicit", &vsftpd, tls_port, &service, true, &opts)
-                .await;
+            server.spawn("vsftpd-implicit", &vsftpd, tls_port, &service, true, &opts).await;
             server.implicit_tls_addr = Some(loopback(tls_port));
         }
         Some(server)
     }
 
-    async fn spawn(
-        &mut self,
-        name: &str,
-        vsftpd: &Path,
-        port: u16,
-        service: &str,
-        implicit: bool,
-        opts: &FtpOpts,
-    ) {
+    async fn spawn(&mut self, name: &str, vsftpd: &Path, port: u16, service: &str, implicit: bool, opts: &FtpOpts) {
         let dir = self.dir.path();
         let leaf = self.certs.leaf(opts.leaf);
         let passive = passive_range();
@@ -223,11 +211,7 @@ impl FtpServer {
 
     /// Process diagnostics (log tails).
     pub fn diagnostics(&self) -> String {
-        self.guards
-            .iter()
-            .map(ChildGuard::diagnostics)
-            .collect::<Vec<_>>()
-            .join("\n")
+        self.guards.iter().map(ChildGuard::diagnostics).collect::<Vec<_>>().join("\n")
     }
 }
 
@@ -247,8 +231,8 @@ fn passive_range() -> u16 {
         if first > u16::MAX - PASSIVE_PORTS {
             continue;
         }
-        let all_free = (first..first + PASSIVE_PORTS)
-            .all(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
+        let all_free =
+            (first..first + PASSIVE_PORTS).all(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
         if all_free {
             return first;
         }
