@@ -1,1 +1,4 @@
-//! Integration tests.
+//! Integration tests: one module per area, shared helpers in `support`.
+
+mod peers;
+mod support;
