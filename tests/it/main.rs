@@ -1,4 +1,5 @@
 //! Integration tests: one module per area, shared helpers in `support`.
 
 mod peers;
+mod probe_grpc;
 mod support;
