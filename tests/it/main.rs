@@ -1,5 +1,6 @@
 //! Integration tests: one module per area, shared helpers in `support`.
 
+mod compat_grpc;
 mod peers;
 mod probe_grpc;
 mod support;
