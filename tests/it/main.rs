@@ -3,4 +3,5 @@
 mod compat_grpc;
 mod peers;
 mod probe_grpc;
+mod probe_tls;
 mod support;
