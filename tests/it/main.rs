@@ -3,5 +3,6 @@
 mod compat_grpc;
 mod peers;
 mod probe_grpc;
+mod probe_rdap;
 mod probe_tls;
 mod support;
