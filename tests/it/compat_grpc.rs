@@ -35,12 +35,12 @@ fn families(text: &str) -> BTreeMap<String, (String, Vec<String>)> {
     let mut families: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# HELP ") {
-            let (name, help) = rest.split_once(' ').unwrap();
+            let (name, help) = rest.split_once(' ').expect("HELP line");
             families.entry(name.to_string()).or_default().0 = help.to_string();
         } else if !line.starts_with('#') && !line.is_empty() {
-            let name = line.split(['{', ' ']).next().unwrap().to_string();
+            let name = line.split(['{', ' ']).next().expect("sample name").to_string();
             let sample = if name.contains("duration") || name.contains("lookup_time") {
-                line.rsplit_once(' ').unwrap().0.to_string()
+                line.rsplit_once(' ').expect("sample value").0.to_string()
             } else {
                 line.to_string()
             };
@@ -52,8 +52,8 @@ fn families(text: &str) -> BTreeMap<String, (String, Vec<String>)> {
 
 async fn compare(blackbox: &Blackbox, target: &str) {
     let url = format!("http://{}/probe?module=grpc&target={target}", blackbox.addr);
-    let theirs = reqwest::get(&url).await.unwrap().text().await.unwrap();
-    let config = checkit::config::Config::parse(&format!("modules:\n  grpc:\n{MODULE}")).unwrap();
+    let theirs = reqwest::get(&url).await.expect("blackbox /probe").text().await.expect("blackbox body");
+    let config = checkit::config::Config::parse(&format!("modules:\n  grpc:\n{MODULE}")).expect("config");
     let outcome =
         checkit::probe::run(&config.modules["grpc"], target, None, Duration::from_secs(5), &config.policy).await;
     let ours = outcome.registry.encode();

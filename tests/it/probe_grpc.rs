@@ -34,17 +34,17 @@ pub(crate) async fn grpc_server(tls: Option<(&TestCerts, Leaf)>) -> GrpcServer {
     let seen = seen_metadata.clone();
     let service = InterceptedService::new(health, move |request: tonic::Request<()>| {
         if let Some(value) = request.metadata().get("x-checkit") {
-            seen.lock().unwrap().push(value.to_str().unwrap().to_string());
+            seen.lock().expect("lock").push(value.to_str().expect("ASCII metadata").to_string());
         }
         Ok(request)
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("local addr");
     let mut builder = Server::builder();
     if let Some((certs, leaf)) = tls {
         let files = certs.leaf(leaf);
         let identity = Identity::from_pem(&files.cert_pem, &files.key_pem);
-        builder = builder.tls_config(ServerTlsConfig::new().identity(identity)).unwrap();
+        builder = builder.tls_config(ServerTlsConfig::new().identity(identity)).expect("tls config");
     }
     let router = builder.add_service(service);
     let task = tokio::spawn(async move {

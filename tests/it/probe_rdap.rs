@@ -37,7 +37,7 @@ impl RdapServer {
     }
 
     fn requests(&self, domain: &str) -> usize {
-        self.seen.requests.lock().unwrap().get(domain).copied().unwrap_or(0)
+        self.seen.requests.lock().expect("lock").get(domain).copied().unwrap_or(0)
     }
 }
 
@@ -60,8 +60,9 @@ const NO_EXPIRATION: &str = r#"{
 }"#;
 
 async fn domain(State(seen): State<Seen>, Path(name): Path<String>, headers: HeaderMap) -> Response {
-    *seen.requests.lock().unwrap().entry(name.clone()).or_default() += 1;
-    *seen.accept.lock().unwrap() = headers.get(header::ACCEPT).map(|value| value.to_str().unwrap().to_string());
+    *seen.requests.lock().expect("lock").entry(name.clone()).or_default() += 1;
+    *seen.accept.lock().expect("lock") =
+        headers.get(header::ACCEPT).map(|value| value.to_str().expect("ASCII header").to_string());
     let rdap = [(header::CONTENT_TYPE, "application/rdap+json")];
     match name.as_str() {
         "noexp.com" => (rdap, NO_EXPIRATION).into_response(),
@@ -80,8 +81,8 @@ async fn domain(State(seen): State<Seen>, Path(name): Path<String>, headers: Hea
 async fn rdap_server() -> RdapServer {
     let seen = Seen::default();
     let router = axum::Router::new().route("/rdap/domain/{name}", axum::routing::get(domain)).with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("local addr");
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });

@@ -24,7 +24,7 @@ fn failure(outcome: &Outcome) -> Option<(Phase, Reason)> {
 }
 
 fn unix(time: SystemTime) -> f64 {
-    time.duration_since(UNIX_EPOCH).unwrap().as_secs() as f64
+    time.duration_since(UNIX_EPOCH).expect("after epoch").as_secs() as f64
 }
 
 /// A TLS server presenting `leaf` that closes after the handshake.
