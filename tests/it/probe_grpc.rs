@@ -246,3 +246,11 @@ async fn bad_targets_and_metadata_are_refused() {
     let err = checkit::config::Config::parse(text).unwrap_err().to_string();
     assert!(err.contains("modules.m.grpc.metadata.bad key"), "{err}");
 }
+
+#[test]
+fn shipped_examples_parse() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/examples.d/grpc.yml");
+    let text = std::fs::read_to_string(path).expect("read example");
+    let config = checkit::config::Config::parse(&format!("modules:\n{text}")).unwrap_or_else(|err| panic!("{err}"));
+    assert!(config.modules.values().all(|module| module.prober.as_str() == "grpc"));
+}

@@ -278,3 +278,11 @@ async fn config_problems_are_reported_with_their_paths() {
     let err = checkit::config::Config::parse(text).unwrap_err().to_string();
     assert!(err.contains("modules.m.rdap.server_url"), "{err}");
 }
+
+#[test]
+fn shipped_examples_parse() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/examples.d/rdap.yml");
+    let text = std::fs::read_to_string(path).expect("read example");
+    let config = checkit::config::Config::parse(&format!("modules:\n{text}")).unwrap_or_else(|err| panic!("{err}"));
+    assert!(config.modules.values().all(|module| module.prober.as_str() == "rdap"));
+}

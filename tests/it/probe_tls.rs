@@ -266,3 +266,11 @@ async fn starttls_dialogues_upgrade_or_fail_on_refusal() {
         }
     }
 }
+
+#[test]
+fn shipped_examples_parse() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/examples.d/tls.yml");
+    let text = std::fs::read_to_string(path).expect("read example");
+    let config = checkit::config::Config::parse(&format!("modules:\n{text}")).unwrap_or_else(|err| panic!("{err}"));
+    assert!(config.modules.values().all(|module| module.prober.as_str() == "tls"));
+}
