@@ -112,7 +112,10 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
 
     let client =
         tls::Client::new(&config.tls_config, &[]).map_err(|err| ProbeError::new(Phase::Tls, Reason::Config, err))?;
-    let server_name = tls::server_name(config.tls_config.server_name.as_deref().unwrap_or(&host))?;
+    // As blackbox's tcp prober: the `hostname` parameter names the server when
+    // the target is an address.
+    let default_name = ctx.hostname.unwrap_or(&host);
+    let server_name = tls::server_name(config.tls_config.server_name.as_deref().unwrap_or(default_name))?;
     let connector = tokio_rustls::TlsConnector::from(client.config.clone());
     let start = Instant::now();
     let handshake = ctx.within(Phase::Tls, connector.connect(server_name.clone(), stream)).await;

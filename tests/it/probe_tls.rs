@@ -274,3 +274,25 @@ fn shipped_examples_parse() {
     let config = checkit::config::Config::parse(&format!("modules:\n{text}")).unwrap_or_else(|err| panic!("{err}"));
     assert!(config.modules.values().all(|module| module.prober.as_str() == "tls"));
 }
+
+#[tokio::test]
+async fn hostname_parameter_names_the_server_behind_an_address() {
+    let certs = TestCerts::generate();
+    let server = tls_server(&certs, Leaf::Valid).await;
+    let text = format!("modules:\n  m:\n    prober: tls\n    tls:\n{}", {
+        let block: String = block(&certs, "").lines().map(|line| format!("      {line}\n")).collect();
+        block
+    });
+    let config = checkit::config::Config::parse(&text).expect("config");
+    let target = server.addr.to_string();
+    let named =
+        checkit::probe::run(&config.modules["m"], &target, Some("localhost"), Duration::from_secs(5), &config.policy)
+            .await;
+    assert!(named.success(), "{:?}", named.error);
+    // Without it the name is 127.0.0.1, which the certificate also carries;
+    // a name it does not carry fails verification.
+    let wrong =
+        checkit::probe::run(&config.modules["m"], &target, Some("other.test"), Duration::from_secs(5), &config.policy)
+            .await;
+    assert_eq!(failure(&wrong), Some((Phase::Tls, Reason::TlsUntrusted)));
+}
