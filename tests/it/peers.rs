@@ -17,7 +17,10 @@ async fn postgres_password_login_and_tls() {
     config.connect_timeout(Duration::from_secs(5));
     let (client, connection) = config.connect(tokio_postgres::NoTls).await.expect("login");
     tokio::spawn(connection);
-    let row = client.query_one("SELECT current_user::text", &[]).await.expect("query");
+    let row = client
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .expect("query");
     assert_eq!(row.get::<_, String>(0), pg.user);
 
     let mut wrong = config.clone();
@@ -25,8 +28,13 @@ async fn postgres_password_login_and_tls() {
     assert!(wrong.connect(tokio_postgres::NoTls).await.is_err());
 
     // SSLRequest, then a handshake that must verify against the test CA.
-    let mut stream = tokio::net::TcpStream::connect(pg.addr).await.expect("connect");
-    stream.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]).await.expect("ssl request");
+    let mut stream = tokio::net::TcpStream::connect(pg.addr)
+        .await
+        .expect("connect");
+    stream
+        .write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+        .await
+        .expect("ssl request");
     let mut answer = [0u8; 1];
     stream.read_exact(&mut answer).await.expect("ssl answer");
     assert_eq!(answer[0], b'S');
@@ -35,21 +43,39 @@ async fn postgres_password_login_and_tls() {
 
 #[tokio::test]
 async fn smtp_starttls_auth_delivery_failures_and_restart() {
-    let mut smtp = crate::peer!(SmtpServer::start(SmtpOpts { implicit_tls: true, ..SmtpOpts::default() }).await);
+    let mut smtp = crate::peer!(
+        SmtpServer::start(SmtpOpts {
+            implicit_tls: true,
+            ..SmtpOpts::default()
+        })
+        .await
+    );
 
     let mut client = LineClient::connect(smtp.addr).await;
     assert_eq!(client.read_reply().await.0, 220);
     let (code, ehlo) = client.command("EHLO probe.test").await;
     assert_eq!(code, 250);
-    assert!(ehlo.iter().any(|line| line.contains("STARTTLS")), "{ehlo:?}");
-    assert!(!ehlo.iter().any(|line| line.contains("AUTH")), "AUTH before TLS: {ehlo:?}");
+    assert!(
+        ehlo.iter().any(|line| line.contains("STARTTLS")),
+        "{ehlo:?}"
+    );
+    assert!(
+        !ehlo.iter().any(|line| line.contains("AUTH")),
+        "AUTH before TLS: {ehlo:?}"
+    );
     assert_eq!(client.command("STARTTLS").await.0, 220);
-    let mut client = client.start_tls(smtp.certs.client_config(), "localhost").await;
+    let mut client = client
+        .start_tls(smtp.certs.client_config(), "localhost")
+        .await;
     let (_, ehlo) = client.command("EHLO probe.test").await;
-    assert!(ehlo.iter().any(|line| line.contains("AUTH LOGIN PLAIN")), "{ehlo:?}");
+    assert!(
+        ehlo.iter().any(|line| line.contains("AUTH LOGIN PLAIN")),
+        "{ehlo:?}"
+    );
     let bad = base64::engine::general_purpose::STANDARD.encode(format!("\0{}\0wrong", smtp.user));
     assert_eq!(client.command(&format!("AUTH PLAIN {bad}")).await.0, 535);
-    let good = base64::engine::general_purpose::STANDARD.encode(format!("\0{}\0{}", smtp.user, smtp.password));
+    let good = base64::engine::general_purpose::STANDARD
+        .encode(format!("\0{}\0{}", smtp.user, smtp.password));
     assert_eq!(client.command(&format!("AUTH PLAIN {good}")).await.0, 235);
     send_mail(&mut client, "Subject: one").await;
     let messages = smtp.wait_for_messages(1, Duration::from_secs(5)).await;
@@ -71,7 +97,8 @@ async fn smtp_starttls_auth_delivery_failures_and_restart() {
     assert!(tokio::net::TcpStream::connect(smtp.addr).await.is_err());
     smtp.restart().await;
     let tls_addr = smtp.tls_addr.expect("implicit TLS listener");
-    let mut client = LineClient::connect_tls(tls_addr, smtp.certs.client_config(), "localhost").await;
+    let mut client =
+        LineClient::connect_tls(tls_addr, smtp.certs.client_config(), "localhost").await;
     assert_eq!(client.read_reply().await.0, 220);
     let (_, ehlo) = client.command("EHLO probe.test").await;
     assert!(ehlo.iter().any(|line| line.contains("AUTH")), "{ehlo:?}");
@@ -97,7 +124,9 @@ async fn misbehaving_servers() {
     assert!(tokio::net::TcpStream::connect(closed).await.is_err());
 
     let hang = crate::support::hang_server().await;
-    let mut stream = tokio::net::TcpStream::connect(hang.addr).await.expect("connect");
+    let mut stream = tokio::net::TcpStream::connect(hang.addr)
+        .await
+        .expect("connect");
     let mut buf = [0u8; 1];
     let read = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await;
     assert!(read.is_err(), "hang server answered");
@@ -126,13 +155,26 @@ async fn misbehaving_servers() {
 #[tokio::test]
 async fn mariadb_password_login_over_tls() {
     use mysql_async::prelude::Queryable;
-    let db = crate::peer!(MariaDb::start(MariaDbOpts { require_tls: true, ..MariaDbOpts::default() }).await);
+    let db = crate::peer!(
+        MariaDb::start(MariaDbOpts {
+            require_tls: true,
+            ..MariaDbOpts::default()
+        })
+        .await
+    );
 
-    let mut conn = mysql_async::Conn::new(db.opts(true)).await.expect("tls login");
-    let user: Option<String> = conn.query_first("SELECT CURRENT_USER()").await.expect("query");
+    let mut conn = mysql_async::Conn::new(db.opts(true))
+        .await
+        .expect("tls login");
+    let user: Option<String> = conn
+        .query_first("SELECT CURRENT_USER()")
+        .await
+        .expect("query");
     assert_eq!(user.as_deref(), Some(format!("{}@%", db.user).as_str()));
-    let cipher: Option<(String, String)> =
-        conn.query_first("SHOW SESSION STATUS LIKE 'Ssl_cipher'").await.expect("status");
+    let cipher: Option<(String, String)> = conn
+        .query_first("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+        .await
+        .expect("status");
     assert!(cipher.is_some_and(|(_, value)| !value.is_empty()));
     conn.disconnect().await.expect("disconnect");
 
@@ -143,25 +185,66 @@ async fn mariadb_password_login_over_tls() {
 #[tokio::test]
 async fn nginx_http_https_redirects_and_files() {
     let nginx = crate::peer!(Nginx::start(NginxOpts::default()).await);
-    let plain = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
 
     let root = plain.get(nginx.url("/")).send().await.expect("GET /");
     assert_eq!(root.status(), 200);
     assert_eq!(root.text().await.expect("body"), NGINX_BODY);
-    let hop = plain.get(nginx.url("/redirect-chain")).send().await.expect("GET");
+    let hop = plain
+        .get(nginx.url("/redirect-chain"))
+        .send()
+        .await
+        .expect("GET");
     assert_eq!(hop.status(), 302);
-    assert_eq!(hop.headers()["location"].to_str().expect("ascii"), format!("{}/redirect-chain/2", nginx.url("")));
-    assert_eq!(plain.get(nginx.url("/status/503")).send().await.expect("GET").status(), 503);
-    assert_eq!(plain.get(nginx.url("/basic-auth")).send().await.expect("GET").status(), 401);
+    assert_eq!(
+        hop.headers()["location"].to_str().expect("ascii"),
+        format!("{}/redirect-chain/2", nginx.url(""))
+    );
+    assert_eq!(
+        plain
+            .get(nginx.url("/status/503"))
+            .send()
+            .await
+            .expect("GET")
+            .status(),
+        503
+    );
+    assert_eq!(
+        plain
+            .get(nginx.url("/basic-auth"))
+            .send()
+            .await
+            .expect("GET")
+            .status(),
+        401
+    );
     let (user, password) = &nginx.basic_auth;
-    let authed = plain.get(nginx.url("/basic-auth")).basic_auth(user, Some(password)).send().await;
+    let authed = plain
+        .get(nginx.url("/basic-auth"))
+        .basic_auth(user, Some(password))
+        .send()
+        .await;
     assert_eq!(authed.expect("GET").status(), 200);
     let big = plain.get(nginx.url("/big")).send().await.expect("GET /big");
     assert_eq!(big.bytes().await.expect("body").len(), NGINX_BIG_SIZE);
-    let page = plain.get(nginx.url("/static.txt")).send().await.expect("GET");
-    assert_eq!(page.headers()["last-modified"], "Tue, 02 Jan 2024 03:04:05 GMT");
+    let page = plain
+        .get(nginx.url("/static.txt"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(
+        page.headers()["last-modified"],
+        "Tue, 02 Jan 2024 03:04:05 GMT"
+    );
     if nginx.has_slow {
-        let slow = plain.get(nginx.url("/slow?seconds=0.2")).send().await.expect("GET /slow");
+        let slow = plain
+            .get(nginx.url("/slow?seconds=0.2"))
+            .send()
+            .await
+            .expect("GET /slow");
         assert_eq!(slow.text().await.expect("body"), "slow\n");
     }
 
@@ -172,7 +255,11 @@ async fn nginx_http_https_redirects_and_files() {
         .resolve("localhost", nginx.tls_addr)
         .build()
         .expect("client");
-    let followed = tls.get(nginx.tls_url("/redirect-chain")).send().await.expect("GET https");
+    let followed = tls
+        .get(nginx.tls_url("/redirect-chain"))
+        .send()
+        .await
+        .expect("GET https");
     assert_eq!(followed.status(), 200);
     assert_eq!(followed.url().path(), "/");
 }

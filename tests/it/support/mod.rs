@@ -34,9 +34,13 @@ pub fn free_port() -> u16 {
 /// Returns `count` distinct free ports (see [`free_port`]).
 pub fn free_ports(count: usize) -> Vec<u16> {
     // Hold every listener until all are chosen so no port repeats.
-    let listeners: Vec<TcpListener> =
-        (0..count).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0")).collect();
-    listeners.iter().map(|listener| listener.local_addr().expect("local addr").port()).collect()
+    let listeners: Vec<TcpListener> = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+        .collect();
+    listeners
+        .iter()
+        .map(|listener| listener.local_addr().expect("local addr").port())
+        .collect()
 }
 
 /// `127.0.0.1:<port>`.
@@ -50,7 +54,11 @@ pub fn loopback(port: u16) -> SocketAddr {
 pub async fn wait_for_port(addr: SocketAddr, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
-        let attempt = tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(addr)).await;
+        let attempt = tokio::time::timeout(
+            Duration::from_millis(500),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await;
         if matches!(attempt, Ok(Ok(_))) {
             return true;
         }
@@ -76,7 +84,8 @@ pub fn require_binary(name: &str, debian_package: &str) -> Option<PathBuf> {
     if let Some(path) = find_binary(name) {
         return Some(path);
     }
-    let notice = format!("missing {name}: apt-get install {debian_package} (or run tests/install-peers.sh)");
+    let notice =
+        format!("missing {name}: apt-get install {debian_package} (or run tests/install-peers.sh)");
     if in_ci() {
         panic!("{notice}");
     }
@@ -90,7 +99,8 @@ pub fn require_path(found: Option<PathBuf>, what: &str, debian_package: &str) ->
     if found.is_some() {
         return found;
     }
-    let notice = format!("missing {what}: apt-get install {debian_package} (or run tests/install-peers.sh)");
+    let notice =
+        format!("missing {what}: apt-get install {debian_package} (or run tests/install-peers.sh)");
     if in_ci() {
         panic!("{notice}");
     }
@@ -113,7 +123,8 @@ pub fn find_binary(name: &str) -> Option<PathBuf> {
 
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    std::fs::metadata(path)
+        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
 /// `let wrk = require_binary!("wrk", "wrk");` returns from the test (after a
@@ -144,8 +155,12 @@ macro_rules! peer {
 /// `nobody` accounts peers run as) may traverse.
 pub fn shared_temp_dir(prefix: &str) -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::Builder::new().prefix(&format!("checkit-{prefix}-")).tempdir().expect("create temp dir");
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod temp dir");
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("checkit-{prefix}-"))
+        .tempdir()
+        .expect("create temp dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod temp dir");
     dir
 }
 

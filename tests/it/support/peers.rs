@@ -15,7 +15,9 @@ mod postgres;
 mod smtp;
 
 pub use mariadb::{MariaDb, MariaDbOpts};
-pub use nginx::{NGINX_BIG_SIZE, NGINX_BODY, NGINX_LAST_MODIFIED_UNIX, Nginx, NginxOpts, nginx_last_modified};
+pub use nginx::{
+    NGINX_BIG_SIZE, NGINX_BODY, NGINX_LAST_MODIFIED_UNIX, Nginx, NginxOpts, nginx_last_modified,
+};
 pub use postgres::{Postgres, PostgresOpts};
 pub use smtp::{ReceivedMail, SmtpFailure, SmtpOpts, SmtpServer, SmtpStage};
 
