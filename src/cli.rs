@@ -80,6 +80,12 @@ pub enum Command {
         #[arg(long, default_value_t = 10.0)]
         timeout: f64,
     },
+    /// Exit 0 when a running checkit answers on `/-/healthy` (for container health checks).
+    Healthcheck {
+        /// The URL to check.
+        #[arg(long, default_value = "http://127.0.0.1:9115/-/healthy")]
+        url: String,
+    },
 }
 
 /// Runs the command line and returns the exit code.
@@ -105,6 +111,9 @@ fn config_source(cli: &Cli) -> ConfigSource {
 }
 
 async fn run(cli: Cli) -> ExitCode {
+    if let Some(Command::Healthcheck { url }) = &cli.command {
+        return healthcheck(url).await;
+    }
     let source = config_source(&cli);
     let config = match source.load() {
         Ok(config) => config,
@@ -146,6 +155,24 @@ async fn probe_once(
     let outcome = crate::probe::run(module, target, hostname, timeout, &config.policy).await;
     print!("{}", server::debug_output(&outcome, module));
     if outcome.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+async fn healthcheck(url: &str) -> ExitCode {
+    let client = match reqwest::Client::builder().timeout(Duration::from_secs(5)).build() {
+        Ok(client) => client,
+        Err(_) => return ExitCode::FAILURE,
+    };
+    match client.get(url).send().await {
+        Ok(response) if response.status().is_success() => ExitCode::SUCCESS,
+        Ok(response) => {
+            eprintln!("{url}: HTTP {}", response.status());
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("{url}: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Binds `:port`, `host:port` or `[v6]:port`; `:port` listens on every

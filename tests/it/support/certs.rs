@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    SanType,
 };
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -69,24 +69,13 @@ impl TestCerts {
 
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "checkit test CA");
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        ca_params.distinguished_name.push(DnType::CommonName, "checkit test CA");
+        ca_params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         set_validity(&mut ca_params, now - DAY, now + 365 * DAY);
         let ca_key = KeyPair::generate().expect("ca key");
         let ca_cert = ca_params.self_signed(&ca_key).expect("self-sign ca");
-        let ca = write(
-            dir.path(),
-            "ca",
-            ca_cert.pem(),
-            ca_key.serialize_pem(),
-            now + 365 * DAY,
-        );
+        let ca = write(dir.path(), "ca", ca_cert.pem(), ca_key.serialize_pem(), now + 365 * DAY);
         let issuer = Issuer::new(ca_params, ca_key);
 
         let localhost = || {
@@ -95,69 +84,28 @@ impl TestCerts {
                 SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             ]
         };
-        let valid = leaf(
-            dir.path(),
-            "valid",
-            localhost(),
-            now - DAY,
-            now + 90 * DAY,
-            Some(&issuer),
-        );
-        let expired = leaf(
-            dir.path(),
-            "expired",
-            localhost(),
-            now - 30 * DAY,
-            now - DAY,
-            Some(&issuer),
-        );
-        let untrusted = leaf(
-            dir.path(),
-            "untrusted",
-            localhost(),
-            now - DAY,
-            now + 90 * DAY,
-            None,
-        );
+        let valid = leaf(dir.path(), "valid", localhost(), now - DAY, now + 90 * DAY, Some(&issuer));
+        let expired = leaf(dir.path(), "expired", localhost(), now - 30 * DAY, now - DAY, Some(&issuer));
+        let untrusted = leaf(dir.path(), "untrusted", localhost(), now - DAY, now + 90 * DAY, None);
         let wrong_host = leaf(
             dir.path(),
             "wrong-host",
-            vec![SanType::DnsName(
-                "wrong.example.test".try_into().expect("dns name"),
-            )],
+            vec![SanType::DnsName("wrong.example.test".try_into().expect("dns name"))],
             now - DAY,
             now + 90 * DAY,
             Some(&issuer),
         );
 
         let mut client_params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        client_params
-            .distinguished_name
-            .push(DnType::CommonName, "checkit-client");
+        client_params.distinguished_name.push(DnType::CommonName, "checkit-client");
         client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         client_params.use_authority_key_identifier_extension = true;
         set_validity(&mut client_params, now - DAY, now + 90 * DAY);
         let client_key = KeyPair::generate().expect("client key");
-        let client_cert = client_params
-            .signed_by(&client_key, &issuer)
-            .expect("sign client");
-        let client = write(
-            dir.path(),
-            "client",
-            client_cert.pem(),
-            client_key.serialize_pem(),
-            now + 90 * DAY,
-        );
+        let client_cert = client_params.signed_by(&client_key, &issuer).expect("sign client");
+        let client = write(dir.path(), "client", client_cert.pem(), client_key.serialize_pem(), now + 90 * DAY);
 
-        TestCerts {
-            dir,
-            ca,
-            valid,
-            expired,
-            untrusted,
-            wrong_host,
-            client,
-        }
+        TestCerts { dir, ca, valid, expired, untrusted, wrong_host, client }
     }
 
     /// The directory holding every PEM file.
@@ -178,9 +126,7 @@ impl TestCerts {
     /// A rustls client config that trusts only the test CA.
     pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(parse_certs(&self.ca.cert_pem).remove(0))
-            .expect("add test CA");
+        roots.add(parse_certs(&self.ca.cert_pem).remove(0)).expect("add test CA");
         let config = rustls::ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .expect("protocol versions")
@@ -192,9 +138,7 @@ impl TestCerts {
     /// A rustls server config presenting `leaf`.
     pub fn server_config(&self, leaf: Leaf) -> Arc<rustls::ServerConfig> {
         let files = self.leaf(leaf);
-        let key = rustls_pemfile::private_key(&mut files.key_pem.as_bytes())
-            .expect("parse key")
-            .expect("a key");
+        let key = rustls_pemfile::private_key(&mut files.key_pem.as_bytes()).expect("parse key").expect("a key");
         let config = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .expect("protocol versions")
@@ -210,9 +154,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 fn parse_certs(pem: &str) -> Vec<rustls::pki_types::CertificateDer<'static>> {
-    rustls_pemfile::certs(&mut pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .expect("parse certificate")
+    rustls_pemfile::certs(&mut pem.as_bytes()).collect::<Result<_, _>>().expect("parse certificate")
 }
 
 fn leaf(
@@ -225,9 +167,7 @@ fn leaf(
 ) -> CertFiles {
     let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
     params.subject_alt_names = names;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, format!("checkit {name}"));
+    params.distinguished_name.push(DnType::CommonName, format!("checkit {name}"));
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     set_validity(&mut params, not_before, not_after);
@@ -252,32 +192,14 @@ fn set_validity(params: &mut CertificateParams, not_before: SystemTime, not_afte
     params.not_after = epoch + whole(not_after);
 }
 
-fn write(
-    dir: &Path,
-    name: &str,
-    cert_pem: String,
-    key_pem: String,
-    not_after: SystemTime,
-) -> CertFiles {
+fn write(dir: &Path, name: &str, cert_pem: String, key_pem: String, not_after: SystemTime) -> CertFiles {
     let cert_path = dir.join(format!("{name}.crt"));
     let key_path = dir.join(format!("{name}.key"));
     let combined_path = dir.join(format!("{name}.pem"));
     super::write_file(&cert_path, &cert_pem, 0o644);
     super::write_file(&key_path, &key_pem, 0o644);
     super::write_file(&combined_path, format!("{cert_pem}{key_pem}"), 0o644);
-    let not_after = UNIX_EPOCH
-        + Duration::from_secs(
-            not_after
-                .duration_since(UNIX_EPOCH)
-                .expect("after epoch")
-                .as_secs(),
-        );
-    CertFiles {
-        cert_pem,
-        key_pem,
-        cert_path,
-        key_path,
-        combined_path,
-        not_after,
-    }
+    let not_after =
+        UNIX_EPOCH + Duration::from_secs(not_after.duration_since(UNIX_EPOCH).expect("after epoch").as_secs());
+    CertFiles { cert_pem, key_pem, cert_path, key_path, combined_path, not_after }
 }

@@ -25,51 +25,33 @@ impl LineClient {
     /// Connects over plain TCP.
     pub async fn connect(addr: SocketAddr) -> LineClient {
         let stream = timed(TcpStream::connect(addr)).await.expect("connect");
-        LineClient {
-            reader: BufReader::new(Box::new(stream)),
-        }
+        LineClient { reader: BufReader::new(Box::new(stream)) }
     }
 
     /// Connects with implicit TLS, verifying the server as `server_name`.
-    pub async fn connect_tls(
-        addr: SocketAddr,
-        config: Arc<rustls::ClientConfig>,
-        server_name: &str,
-    ) -> LineClient {
+    pub async fn connect_tls(addr: SocketAddr, config: Arc<rustls::ClientConfig>, server_name: &str) -> LineClient {
         let stream = timed(TcpStream::connect(addr)).await.expect("connect");
         let tls = tls_connect(stream, config, server_name).await;
-        LineClient {
-            reader: BufReader::new(Box::new(tls)),
-        }
+        LineClient { reader: BufReader::new(Box::new(tls)) }
     }
 
     /// Upgrades the connection to TLS (after the server agreed to STARTTLS).
-    pub async fn start_tls(
-        self,
-        config: Arc<rustls::ClientConfig>,
-        server_name: &str,
-    ) -> LineClient {
+    pub async fn start_tls(self, config: Arc<rustls::ClientConfig>, server_name: &str) -> LineClient {
         let tls = tls_connect(self.reader.into_inner(), config, server_name).await;
-        LineClient {
-            reader: BufReader::new(Box::new(tls)),
-        }
+        LineClient { reader: BufReader::new(Box::new(tls)) }
     }
 
     /// Sends `line` plus CRLF.
     pub async fn send(&mut self, line: &str) {
         let stream = self.reader.get_mut();
-        timed(stream.write_all(format!("{line}\r\n").as_bytes()))
-            .await
-            .expect("write");
+        timed(stream.write_all(format!("{line}\r\n").as_bytes())).await.expect("write");
         timed(stream.flush()).await.expect("flush");
     }
 
     /// Reads one line without its line ending; `None` at end of stream.
     pub async fn try_read_line(&mut self) -> Option<String> {
         let mut line = String::new();
-        let read = timed(self.reader.read_line(&mut line))
-            .await
-            .expect("read line");
+        let read = timed(self.reader.read_line(&mut line)).await.expect("read line");
         (read > 0).then(|| line.trim_end_matches(['\r', '\n']).to_owned())
     }
 
@@ -99,9 +81,7 @@ impl LineClient {
         loop {
             let line = self.read_line().await;
             assert!(line.len() >= 3, "short reply line {line:?} after {lines:?}");
-            let code = line[..3]
-                .parse::<u16>()
-                .unwrap_or_else(|_| panic!("bad reply {line:?}"));
+            let code = line[..3].parse::<u16>().unwrap_or_else(|_| panic!("bad reply {line:?}"));
             let last = line.as_bytes().get(3) != Some(&b'-');
             lines.push(line);
             if last {
@@ -127,18 +107,11 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let name = ServerName::try_from(server_name.to_owned()).expect("server name");
-    timed(tokio_rustls::TlsConnector::from(config).connect(name, stream))
-        .await
-        .expect("tls handshake")
+    timed(tokio_rustls::TlsConnector::from(config).connect(name, stream)).await.expect("tls handshake")
 }
 
 async fn timed<T>(future: impl Future<Output = std::io::Result<T>>) -> std::io::Result<T> {
     tokio::time::timeout(IO_TIMEOUT, future)
         .await
-        .unwrap_or_else(|_| {
-            Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "timed out",
-            ))
-        })
+        .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out")))
 }

@@ -50,11 +50,7 @@ pub async fn hang_server() -> FakeServer {
             held.push(stream);
         }
     });
-    FakeServer {
-        addr,
-        received: Arc::default(),
-        task,
-    }
+    FakeServer { addr, received: Arc::default(), task }
 }
 
 /// One step of a scripted dialogue.
@@ -90,17 +86,11 @@ pub async fn scripted_line_server(script: Vec<ScriptStep>) -> FakeServer {
 }
 
 /// Like [`scripted_line_server`] behind implicit TLS with `config`.
-pub async fn scripted_tls_server(
-    config: Arc<rustls::ServerConfig>,
-    script: Vec<ScriptStep>,
-) -> FakeServer {
+pub async fn scripted_tls_server(config: Arc<rustls::ServerConfig>, script: Vec<ScriptStep>) -> FakeServer {
     serve_script(script, Some(config)).await
 }
 
-async fn serve_script(
-    script: Vec<ScriptStep>,
-    tls: Option<Arc<rustls::ServerConfig>>,
-) -> FakeServer {
+async fn serve_script(script: Vec<ScriptStep>, tls: Option<Arc<rustls::ServerConfig>>) -> FakeServer {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("local addr");
     let received: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -117,11 +107,7 @@ async fn serve_script(
             });
         }
     });
-    FakeServer {
-        addr,
-        received,
-        task,
-    }
+    FakeServer { addr, received, task }
 }
 
 async fn run_script(
@@ -131,21 +117,14 @@ async fn run_script(
     received: &Mutex<Vec<String>>,
 ) -> std::io::Result<()> {
     let stream: Box<dyn Stream> = match tls {
-        Some(config) => Box::new(
-            tokio_rustls::TlsAcceptor::from(config)
-                .accept(stream)
-                .await?,
-        ),
+        Some(config) => Box::new(tokio_rustls::TlsAcceptor::from(config).accept(stream).await?),
         None => Box::new(stream),
     };
     let mut reader = BufReader::new(stream);
     for step in script {
         match step {
             ScriptStep::Send(line) => {
-                reader
-                    .get_mut()
-                    .write_all(format!("{line}\r\n").as_bytes())
-                    .await?;
+                reader.get_mut().write_all(format!("{line}\r\n").as_bytes()).await?;
                 reader.get_mut().flush().await?;
             }
             ScriptStep::Expect(pattern) => {
@@ -164,9 +143,7 @@ async fn run_script(
                 // The client waits for our STARTTLS reply before its
                 // handshake, so the read buffer is empty here.
                 let inner = reader.into_inner();
-                let tls = tokio_rustls::TlsAcceptor::from(config.clone())
-                    .accept(inner)
-                    .await?;
+                let tls = tokio_rustls::TlsAcceptor::from(config.clone()).accept(inner).await?;
                 reader = BufReader::new(Box::new(tls) as Box<dyn Stream>);
             }
             ScriptStep::Sleep(duration) => tokio::time::sleep(*duration).await,

@@ -4,9 +4,10 @@
 //! Every helper owns its resources and cleans them up on `Drop`, so a test
 //! only keeps the returned value alive for as long as it needs the server.
 
-// Each test module uses a different subset of these helpers.
-#![allow(dead_code)]
+// Each test module uses a different subset of these helpers and re-exports.
+#![allow(dead_code, unused_imports)]
 
+pub mod app;
 pub mod certs;
 pub mod client;
 pub mod fake;
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 
 pub use certs::{Leaf, TestCerts};
 pub use client::LineClient;
-pub use fake::{ScriptStep, closed_port, hang_server, scripted_line_server};
+pub use fake::{FakeServer, ScriptStep, closed_port, hang_server, scripted_line_server, scripted_tls_server};
 pub use process::{ChildGuard, run_to_completion};
 
 /// Returns a TCP port on 127.0.0.1 that was free a moment ago.
@@ -34,13 +35,9 @@ pub fn free_port() -> u16 {
 /// Returns `count` distinct free ports (see [`free_port`]).
 pub fn free_ports(count: usize) -> Vec<u16> {
     // Hold every listener until all are chosen so no port repeats.
-    let listeners: Vec<TcpListener> = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
-        .collect();
-    listeners
-        .iter()
-        .map(|listener| listener.local_addr().expect("local addr").port())
-        .collect()
+    let listeners: Vec<TcpListener> =
+        (0..count).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0")).collect();
+    listeners.iter().map(|listener| listener.local_addr().expect("local addr").port()).collect()
 }
 
 /// `127.0.0.1:<port>`.
@@ -54,11 +51,7 @@ pub fn loopback(port: u16) -> SocketAddr {
 pub async fn wait_for_port(addr: SocketAddr, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
-        let attempt = tokio::time::timeout(
-            Duration::from_millis(500),
-            tokio::net::TcpStream::connect(addr),
-        )
-        .await;
+        let attempt = tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(addr)).await;
         if matches!(attempt, Ok(Ok(_))) {
             return true;
         }
@@ -81,26 +74,28 @@ pub fn in_ci() -> bool {
 /// stderr and returns `None` so the test can return early. Use
 /// [`require_binary!`] to make that one line.
 pub fn require_binary(name: &str, debian_package: &str) -> Option<PathBuf> {
-    if let Some(path) = find_binary(name) {
-        return Some(path);
+    match find_binary(name) {
+        Some(path) => Some(path),
+        None => {
+            unavailable(&format!("missing {name}: apt-get install {debian_package} (or run tests/install-peers.sh)"))
+        }
     }
-    let notice =
-        format!("missing {name}: apt-get install {debian_package} (or run tests/install-peers.sh)");
-    if in_ci() {
-        panic!("{notice}");
-    }
-    eprintln!("skipping test: {notice}");
-    None
 }
 
 /// Like [`require_binary`] for a file that is not an executable (a module, a
 /// glob-resolved path): `found` is what the caller located, if anything.
 pub fn require_path(found: Option<PathBuf>, what: &str, debian_package: &str) -> Option<PathBuf> {
-    if found.is_some() {
-        return found;
+    match found {
+        Some(path) => Some(path),
+        None => {
+            unavailable(&format!("missing {what}: apt-get install {debian_package} (or run tests/install-peers.sh)"))
+        }
     }
-    let notice =
-        format!("missing {what}: apt-get install {debian_package} (or run tests/install-peers.sh)");
+}
+
+/// A peer cannot run here: panics with `notice` under `CI=true`, otherwise
+/// prints it and returns `None` so the caller can skip.
+pub fn unavailable<T>(notice: &str) -> Option<T> {
     if in_ci() {
         panic!("{notice}");
     }
@@ -123,8 +118,7 @@ pub fn find_binary(name: &str) -> Option<PathBuf> {
 
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path)
-        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    std::fs::metadata(path).is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
 /// `let wrk = require_binary!("wrk", "wrk");` returns from the test (after a
@@ -155,12 +149,8 @@ macro_rules! peer {
 /// `nobody` accounts peers run as) may traverse.
 pub fn shared_temp_dir(prefix: &str) -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::Builder::new()
-        .prefix(&format!("checkit-{prefix}-"))
-        .tempdir()
-        .expect("create temp dir");
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-        .expect("chmod temp dir");
+    let dir = tempfile::Builder::new().prefix(&format!("checkit-{prefix}-")).tempdir().expect("create temp dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod temp dir");
     dir
 }
 

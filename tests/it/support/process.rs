@@ -34,14 +34,8 @@ impl ChildGuard {
             .open(output)
             .unwrap_or_else(|err| panic!("{name}: open {}: {err}", output.display()));
         let log_err = log.try_clone().expect("clone log handle");
-        command
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .process_group(0);
-        let child = command
-            .spawn()
-            .unwrap_or_else(|err| panic!("{name}: spawn {command:?}: {err}"));
+        command.stdin(Stdio::null()).stdout(log).stderr(log_err).process_group(0);
+        let child = command.spawn().unwrap_or_else(|err| panic!("{name}: spawn {command:?}: {err}"));
         ChildGuard {
             name: name.to_owned(),
             child: Some(child),
@@ -79,18 +73,10 @@ impl ChildGuard {
 
     /// The last lines of the output and every extra log, for panic messages.
     pub fn diagnostics(&self) -> String {
-        let mut text = format!(
-            "--- {} output ({}):\n{}",
-            self.name,
-            self.output.display(),
-            super::log_tail(&self.output, 40)
-        );
+        let mut text =
+            format!("--- {} output ({}):\n{}", self.name, self.output.display(), super::log_tail(&self.output, 40));
         for log in &self.logs {
-            text.push_str(&format!(
-                "\n--- {}:\n{}",
-                log.display(),
-                super::log_tail(log, 40)
-            ));
+            text.push_str(&format!("\n--- {}:\n{}", log.display(), super::log_tail(log, 40)));
         }
         text
     }
@@ -114,10 +100,7 @@ impl ChildGuard {
                 return;
             }
             if !self.is_running() {
-                let status = self
-                    .child
-                    .as_mut()
-                    .and_then(|child| child.try_wait().ok().flatten());
+                let status = self.child.as_mut().and_then(|child| child.try_wait().ok().flatten());
                 self.fail(&format!("exited ({status:?}) before {what}"));
             }
             if Instant::now() >= deadline {
@@ -178,10 +161,7 @@ pub async fn run_to_completion(name: &str, command: Command, output: &Path, time
     let mut guard = ChildGuard::spawn(name, command, output);
     let deadline = Instant::now() + timeout;
     loop {
-        let status = guard
-            .child
-            .as_mut()
-            .and_then(|child| child.try_wait().ok().flatten());
+        let status = guard.child.as_mut().and_then(|child| child.try_wait().ok().flatten());
         if let Some(status) = status {
             if !status.success() {
                 guard.fail(&format!("failed with {status}"));

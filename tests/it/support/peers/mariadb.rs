@@ -7,8 +7,7 @@ use std::process::Command;
 
 use super::START_TIMEOUT;
 use crate::support::{
-    ChildGuard, Leaf, TestCerts, free_port, loopback, require_binary, run_to_completion,
-    shared_temp_dir, write_file,
+    ChildGuard, Leaf, TestCerts, free_port, loopback, require_binary, run_to_completion, shared_temp_dir, write_file,
 };
 
 /// How to start [`MariaDb`].
@@ -74,13 +73,7 @@ impl MariaDb {
             .arg(format!("--datadir={}", data.display()))
             .args(["--user=root", "--auth-root-authentication-method=normal"])
             .args(["--skip-test-db", "--skip-name-resolve"]);
-        run_to_completion(
-            "mariadb-install-db",
-            install,
-            &dir.path().join("install.log"),
-            START_TIMEOUT,
-        )
-        .await;
+        run_to_completion("mariadb-install-db", install, &dir.path().join("install.log"), START_TIMEOUT).await;
 
         let quote = |text: &str| text.replace('\\', "\\\\").replace('\'', "\\'");
         let init = format!(
@@ -104,10 +97,7 @@ impl MariaDb {
             .arg(format!("--port={port}"))
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--socket={}", socket.display()))
-            .arg(format!(
-                "--pid-file={}",
-                dir.path().join("mysqld.pid").display()
-            ))
+            .arg(format!("--pid-file={}", dir.path().join("mysqld.pid").display()))
             .arg(format!("--tmpdir={}", dir.path().display()))
             .arg(format!("--init-file={}", init_file.display()))
             .arg(format!("--ssl-cert={}", leaf.cert_path.display()))
@@ -157,10 +147,7 @@ impl MariaDb {
 
     /// `mysql://user:password@127.0.0.1:port/database`.
     pub fn url(&self) -> String {
-        format!(
-            "mysql://{}:{}@{}/{}",
-            self.user, self.password, self.addr, self.database
-        )
+        format!("mysql://{}:{}@{}/{}", self.user, self.password, self.addr, self.database)
     }
 
     /// Process diagnostics (log tail).
@@ -169,13 +156,7 @@ impl MariaDb {
     }
 }
 
-fn login_opts(
-    addr: SocketAddr,
-    user: &str,
-    password: &str,
-    database: &str,
-    ca: Option<PathBuf>,
-) -> mysql_async::Opts {
+fn login_opts(addr: SocketAddr, user: &str, password: &str, database: &str, ca: Option<PathBuf>) -> mysql_async::Opts {
     let mut builder = mysql_async::OptsBuilder::default()
         .ip_or_hostname(addr.ip().to_string())
         .tcp_port(addr.port())
@@ -184,8 +165,7 @@ fn login_opts(
         .db_name(Some(database))
         .prefer_socket(false);
     if let Some(ca) = ca {
-        builder =
-            builder.ssl_opts(mysql_async::SslOpts::default().with_root_certs(vec![ca.into()]));
+        builder = builder.ssl_opts(mysql_async::SslOpts::default().with_root_certs(vec![ca.into()]));
     }
     builder.into()
 }

@@ -8,8 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::START_TIMEOUT;
 use crate::support::{
-    ChildGuard, Leaf, TestCerts, free_ports, loopback, make_dir, require_binary, shared_temp_dir,
-    write_file,
+    ChildGuard, Leaf, TestCerts, free_ports, loopback, make_dir, require_binary, shared_temp_dir, write_file,
 };
 
 /// Body of `/` and `/basic-auth` (with a trailing newline).
@@ -74,38 +73,20 @@ impl Nginx {
         std::fs::File::options()
             .write(true)
             .open(&static_file)
-            .and_then(|file| {
-                file.set_modified(UNIX_EPOCH + Duration::from_secs(NGINX_LAST_MODIFIED_UNIX))
-            })
+            .and_then(|file| file.set_modified(UNIX_EPOCH + Duration::from_secs(NGINX_LAST_MODIFIED_UNIX)))
             .expect("set mtime");
         let basic_auth = ("checkit".to_owned(), "checkit-http-secret".to_owned());
-        write_file(
-            &dir.path().join("htpasswd"),
-            format!("{}:{{PLAIN}}{}\n", basic_auth.0, basic_auth.1),
-            0o644,
-        );
+        write_file(&dir.path().join("htpasswd"), format!("{}:{{PLAIN}}{}\n", basic_auth.0, basic_auth.1), 0o644);
 
         let certs = TestCerts::generate();
         let has_slow = Path::new(ECHO_MODULE).is_file();
         let ports = free_ports(2);
-        let config = config(
-            dir.path(),
-            &root,
-            ports[0],
-            ports[1],
-            &certs,
-            &opts,
-            has_slow,
-        );
+        let config = config(dir.path(), &root, ports[0], ports[1], &certs, &opts, has_slow);
         let config_path = dir.path().join("nginx.conf");
         write_file(&config_path, config, 0o644);
 
         let mut command = Command::new(nginx);
-        command
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(&config_path);
+        command.arg("-p").arg(dir.path()).arg("-c").arg(&config_path);
         // SIGQUIT is nginx's graceful shutdown.
         let mut guard = ChildGuard::spawn("nginx", command, &dir.path().join("nginx.out"))
             .with_stop_signal("QUIT")
@@ -113,16 +94,7 @@ impl Nginx {
         let (addr, tls_addr) = (loopback(ports[0]), loopback(ports[1]));
         guard.wait_for_port(addr, START_TIMEOUT).await;
         guard.wait_for_port(tls_addr, START_TIMEOUT).await;
-        Some(Nginx {
-            addr,
-            tls_addr,
-            certs,
-            has_slow,
-            basic_auth,
-            root,
-            guard,
-            _dir: dir,
-        })
+        Some(Nginx { addr, tls_addr, certs, has_slow, basic_auth, root, guard, _dir: dir })
     }
 
     /// `http://127.0.0.1:<port><path>`.
@@ -157,21 +129,14 @@ fn config(
 ) -> String {
     let leaf = certs.leaf(opts.leaf);
     let dir = dir.display();
-    let load_echo = if has_slow {
-        format!("load_module {ECHO_MODULE};")
-    } else {
-        String::new()
-    };
+    let load_echo = if has_slow { format!("load_module {ECHO_MODULE};") } else { String::new() };
     let slow = if has_slow {
         r#"location = /slow { default_type text/plain; echo_sleep $arg_seconds; echo "slow"; }"#
     } else {
         ""
     };
     let client_auth = if opts.require_client_cert {
-        format!(
-            "ssl_client_certificate {}; ssl_verify_client on;",
-            certs.ca.cert_path.display()
-        )
+        format!("ssl_client_certificate {}; ssl_verify_client on;", certs.ca.cert_path.display())
     } else {
         String::new()
     };

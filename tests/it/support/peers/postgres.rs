@@ -8,8 +8,8 @@ use std::process::Command;
 
 use super::START_TIMEOUT;
 use crate::support::{
-    ChildGuard, Leaf, TestCerts, chown_tree, free_port, loopback, make_dir, os_user, require_path,
-    run_to_completion, running_as_root, shared_temp_dir, write_file,
+    ChildGuard, Leaf, TestCerts, chown_tree, free_port, loopback, make_dir, os_user, require_path, run_to_completion,
+    running_as_root, shared_temp_dir, write_file,
 };
 
 /// How to start [`Postgres`].
@@ -60,11 +60,7 @@ pub struct Postgres {
 impl Postgres {
     /// Runs `initdb`, starts the server and creates the test role and database.
     pub async fn start(opts: PostgresOpts) -> Option<Postgres> {
-        let bin = require_path(
-            find_bin_dir(),
-            "/usr/lib/postgresql/*/bin/postgres",
-            "postgresql",
-        )?;
+        let bin = require_path(find_bin_dir(), "/usr/lib/postgresql/*/bin/postgres", "postgresql")?;
         let dir = shared_temp_dir("postgres");
         let data = dir.path().join("data");
         let socket_dir = dir.path().join("sock");
@@ -79,8 +75,7 @@ impl Postgres {
         write_file(&tls.join("server.key"), &leaf.key_pem, 0o600);
         write_file(&tls.join("ca.crt"), &certs.ca.cert_pem, 0o644);
         let account = if running_as_root() {
-            let (uid, gid) =
-                os_user("postgres").expect("the postgresql package creates user postgres");
+            let (uid, gid) = os_user("postgres").expect("the postgresql package creates user postgres");
             for path in [&data, &socket_dir, &tls] {
                 chown_tree(path, uid, gid);
             }
@@ -91,16 +86,12 @@ impl Postgres {
 
         let initdb_log = dir.path().join("initdb.log");
         let mut initdb = as_account(Command::new(bin.join("initdb")), account);
-        initdb
-            .arg("-D")
-            .arg(&data)
-            .args([
-                "-U",
-                "postgres",
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-            ])
-            .args(["--no-sync", "-E", "UTF8", "--locale=C.UTF-8"]);
+        initdb.arg("-D").arg(&data).args(["-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256"]).args([
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        ]);
         run_to_completion("initdb", initdb, &initdb_log, START_TIMEOUT).await;
 
         let hba = if opts.require_tls {
@@ -121,10 +112,7 @@ impl Postgres {
             ("port", port.to_string()),
             ("unix_socket_directories", socket_dir.display().to_string()),
             ("ssl", "on".to_owned()),
-            (
-                "ssl_cert_file",
-                tls.join("server.crt").display().to_string(),
-            ),
+            ("ssl_cert_file", tls.join("server.crt").display().to_string()),
             ("ssl_key_file", tls.join("server.key").display().to_string()),
             ("ssl_ca_file", tls.join("ca.crt").display().to_string()),
             ("fsync", "off".to_owned()),
@@ -157,11 +145,7 @@ impl Postgres {
         };
         let client = pg.superuser().await;
         // Separate statements: CREATE DATABASE refuses to run in a batch.
-        let role = format!(
-            "CREATE ROLE \"{}\" LOGIN PASSWORD '{}'",
-            pg.user,
-            pg.password.replace('\'', "''")
-        );
+        let role = format!("CREATE ROLE \"{}\" LOGIN PASSWORD '{}'", pg.user, pg.password.replace('\'', "''"));
         let database = format!("CREATE DATABASE \"{}\" OWNER \"{}\"", pg.database, pg.user);
         for statement in [role, database] {
             if let Err(err) = client.batch_execute(&statement).await {
@@ -183,10 +167,7 @@ impl Postgres {
 
     /// `postgres://user:password@127.0.0.1:port/database`.
     pub fn url(&self) -> String {
-        format!(
-            "postgres://{}:{}@{}/{}",
-            self.user, self.password, self.addr, self.database
-        )
+        format!("postgres://{}:{}@{}/{}", self.user, self.password, self.addr, self.database)
     }
 
     /// Process diagnostics (log tail).
@@ -197,11 +178,7 @@ impl Postgres {
 
 fn superuser_config(socket_dir: &Path, port: u16) -> tokio_postgres::Config {
     let mut config = tokio_postgres::Config::new();
-    config
-        .host_path(socket_dir)
-        .port(port)
-        .user("postgres")
-        .dbname("postgres");
+    config.host_path(socket_dir).port(port).user("postgres").dbname("postgres");
     config.connect_timeout(std::time::Duration::from_secs(2));
     config
 }

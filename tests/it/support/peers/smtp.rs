@@ -7,9 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::START_TIMEOUT;
-use crate::support::{
-    ChildGuard, Leaf, TestCerts, free_port, loopback, make_dir, require_binary, shared_temp_dir,
-};
+use crate::support::{ChildGuard, Leaf, TestCerts, free_port, loopback, make_dir, require_binary, shared_temp_dir};
 
 /// How to start [`SmtpServer`].
 #[derive(Clone, Debug)]
@@ -109,10 +107,8 @@ impl SmtpServer {
     /// Starts the server and waits until it greets.
     pub async fn start(opts: SmtpOpts) -> Option<SmtpServer> {
         let python = require_binary("/usr/bin/python3", "python3-aiosmtpd")?;
-        let has_aiosmtpd = Command::new(&python)
-            .args(["-c", "import aiosmtpd"])
-            .status()
-            .is_ok_and(|status| status.success());
+        let has_aiosmtpd =
+            Command::new(&python).args(["-c", "import aiosmtpd"]).status().is_ok_and(|status| status.success());
         if !has_aiosmtpd {
             crate::support::require_path(None, "python module aiosmtpd", "python3-aiosmtpd")?;
         }
@@ -241,10 +237,7 @@ impl SmtpServer {
                 return messages;
             }
             if Instant::now() >= deadline {
-                panic!(
-                    "smtp: {} of {count} messages after {timeout:?}",
-                    messages.len()
-                );
+                panic!("smtp: {} of {count} messages after {timeout:?}", messages.len());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
