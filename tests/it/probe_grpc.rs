@@ -64,6 +64,13 @@ fn indent(text: &str, spaces: usize) -> String {
     text.lines().map(|line| format!("{}{line}\n", " ".repeat(spaces))).collect()
 }
 
+/// Every family emitted is in the exporter's list of metric names.
+fn assert_listed(outcome: &Outcome) {
+    for name in outcome.registry.names() {
+        assert!(checkit::telemetry::METRIC_NAMES.contains(&name), "{name} is not in telemetry::METRIC_NAMES");
+    }
+}
+
 fn failure(outcome: &Outcome) -> Option<(Phase, Reason)> {
     outcome.error.as_ref().map(|err| (err.phase, err.reason))
 }
@@ -102,6 +109,7 @@ async fn serving_server_succeeds_with_blackbox_families() {
     )
     .await;
     assert!(outcome.success(), "{:?}\n{}", outcome.error, outcome.log.join("\n"));
+    assert_listed(&outcome);
     let registry = &outcome.registry;
     assert_eq!(
         registry.names().collect::<Vec<_>>(),
@@ -166,6 +174,7 @@ async fn tls_server_succeeds_and_emits_tls_families_without_last_chain_expiry() 
     // The certificate names localhost: the name is the target's, the address the resolved one.
     let outcome = probe(&block, &format!("localhost:{}", server.addr.port()), Duration::from_secs(5)).await;
     assert!(outcome.success(), "{:?}\n{}", outcome.error, outcome.log.join("\n"));
+    assert_listed(&outcome);
     let registry = &outcome.registry;
     assert_eq!(registry.get("probe_grpc_ssl", &[]), Some(1.0));
     assert_eq!(serving_statuses(&outcome), only("SERVING"));

@@ -99,6 +99,13 @@ async fn probe(rdap_block: &str, target: &str, timeout: Duration) -> Outcome {
     probe_with(&format!("modules:\n  m:\n    prober: rdap\n    rdap:\n{block}"), target, timeout).await
 }
 
+/// Every family emitted is in the exporter's list of metric names.
+fn assert_listed(outcome: &Outcome) {
+    for name in outcome.registry.names() {
+        assert!(checkit::telemetry::METRIC_NAMES.contains(&name), "{name} is not in telemetry::METRIC_NAMES");
+    }
+}
+
 fn failure(outcome: &Outcome) -> Option<(Phase, Reason)> {
     outcome.error.as_ref().map(|err| (err.phase, err.reason))
 }
@@ -111,6 +118,7 @@ async fn dates_are_exported_and_the_answer_is_cached() {
     let block = format!("server_url: {}", server.url());
     let outcome = probe(&block, "example.com", Duration::from_secs(5)).await;
     assert!(outcome.success(), "{:?}\n{}", outcome.error, outcome.log.join("\n"));
+    assert_listed(&outcome);
     let registry = &outcome.registry;
     assert_eq!(
         registry.names().collect::<Vec<_>>(),

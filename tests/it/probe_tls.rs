@@ -19,6 +19,13 @@ fn block(certs: &TestCerts, extra: &str) -> String {
     format!("preferred_ip_protocol: ip4\ntls_config:\n  ca_file: {}\n{extra}", certs.ca.cert_path.display())
 }
 
+/// Every family emitted is in the exporter's list of metric names.
+fn assert_listed(outcome: &Outcome) {
+    for name in outcome.registry.names() {
+        assert!(checkit::telemetry::METRIC_NAMES.contains(&name), "{name} is not in telemetry::METRIC_NAMES");
+    }
+}
+
 fn failure(outcome: &Outcome) -> Option<(Phase, Reason)> {
     outcome.error.as_ref().map(|err| (err.phase, err.reason))
 }
@@ -46,6 +53,7 @@ async fn valid_certificate_succeeds_with_every_tls_family() {
     let server = tls_server(&certs, Leaf::Valid).await;
     let outcome = probe(&block(&certs, ""), &format!("localhost:{}", server.addr.port()), Duration::from_secs(5)).await;
     assert!(outcome.success(), "{:?}\n{}", outcome.error, outcome.log.join("\n"));
+    assert_listed(&outcome);
     let registry = &outcome.registry;
     assert_eq!(
         registry.names().collect::<Vec<_>>(),
@@ -89,6 +97,7 @@ async fn bad_certificates_fail_but_their_expiry_and_verification_are_visible() {
         let outcome =
             probe(&block(&certs, ""), &format!("localhost:{}", server.addr.port()), Duration::from_secs(5)).await;
         assert_eq!(failure(&outcome), Some((Phase::Tls, reason)), "{leaf:?}");
+        assert_listed(&outcome);
         let registry = &outcome.registry;
         assert_eq!(registry.get("probe_tls_certificate_verified", &[]), Some(0.0), "{leaf:?}");
         assert_eq!(
