@@ -12,6 +12,7 @@ pub mod certs;
 pub mod client;
 pub mod fake;
 pub mod grafana;
+pub mod module;
 pub mod peers;
 pub mod process;
 
