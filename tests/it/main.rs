@@ -4,6 +4,7 @@ mod bridge_channels;
 mod compat_grpc;
 mod config;
 mod exporter;
+mod ops_dashboards;
 mod ops_examples;
 mod ops_rules;
 mod peers;

@@ -13,6 +13,7 @@ pub mod client;
 pub mod fake;
 pub mod grafana;
 pub mod module;
+pub mod ops;
 pub mod peers;
 pub mod process;
 
