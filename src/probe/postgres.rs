@@ -7,7 +7,7 @@
 //! exactly as for HTTPS.
 
 use super::resolve::IpProtocol;
-use super::sql::{self, Durations, Expectation, QueryResult};
+use super::sql::{self, Metrics, Expectation, QueryResult, Verify};
 use super::tls::{self, TlsConfig, TlsInfo};
 use super::{Phase, ProbeCtx, ProbeError, ProbeResult, Reason};
 use crate::config::Problems;
@@ -125,23 +125,22 @@ impl Config {
     }
 }
 
-const DURATIONS: Durations = Durations {
+const METRICS: Metrics = Metrics {
     name: "probe_postgres_duration_seconds",
     help: "Duration of PostgreSQL probe phases in seconds: resolve, connect, tls, auth, query",
+    ssl_name: "probe_postgres_ssl",
+    ssl_help: "Whether the PostgreSQL session is encrypted with TLS",
 };
 const VERSION: &str = "probe_postgres_version_info";
 const HELP_VERSION: &str = "The server_version the PostgreSQL server reported at login";
-const SSL: &str = "probe_postgres_ssl";
-const HELP_SSL: &str = "Whether the PostgreSQL session is encrypted with TLS";
 const DEFAULT_PORT: u16 = 5432;
 
 /// Runs one probe.
 pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
-    DURATIONS.seed(ctx);
-    ctx.registry.set(SSL, HELP_SSL, 0.0);
+    METRICS.seed(ctx);
     let password = sql::read_password(&config.password_file, &config.password_env)?;
     let (stream, host) =
-        sql::connect(ctx, DURATIONS, DEFAULT_PORT, config.preferred_ip_protocol, config.ip_protocol_fallback).await?;
+        sql::connect(ctx, METRICS, DEFAULT_PORT, config.preferred_ip_protocol, config.ip_protocol_fallback).await?;
     let connector = Connector::new(config, &host)?;
     let state = connector.state.clone();
     let uses_tls = config.sslmode != SslMode::Disable;
@@ -168,12 +167,10 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
     let elapsed = start.elapsed();
     let snapshot = state.lock().map(|state| state.clone()).unwrap_or_default();
     let tls_time = snapshot.tls_done.map(|done| done.saturating_duration_since(start)).unwrap_or_default();
-    DURATIONS.add(ctx, Phase::Tls, tls_time);
-    DURATIONS.add(ctx, Phase::Auth, elapsed.saturating_sub(tls_time));
+    METRICS.add(ctx, Phase::Tls, tls_time);
+    METRICS.add(ctx, Phase::Auth, elapsed.saturating_sub(tls_time));
     if let Some(info) = &snapshot.info {
-        info.record(&mut ctx.registry, tls::Families { cipher: true, last_chain_expiry: true });
-        ctx.registry.set(SSL, HELP_SSL, 1.0);
-        ctx.log.info(format!("TLS handshake done version={:?} cipher={}", info.version, info.cipher));
+        sql::record_tls(ctx, METRICS, info);
     }
     let pending_phase = if uses_tls && snapshot.in_tls() { Phase::Tls } else { Phase::Auth };
     let (client, mut connection) = match connected {
@@ -212,7 +209,7 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
                 }
             })
             .await;
-            DURATIONS.add(ctx, Phase::Query, start.elapsed());
+            METRICS.add(ctx, Phase::Query, start.elapsed());
             match outcome {
                 Err(_) => Err(ProbeError::timeout(Phase::Query)),
                 Ok(Err(err)) => Err(err),
@@ -315,16 +312,15 @@ impl Connector {
         let state = SharedState::default();
         let server_name = tls::server_name(config.tls_config.server_name.as_deref().unwrap_or(host))?;
         let names_ca = config.tls_config.ca.is_some() || config.tls_config.ca_file.is_some();
-        let built = match config.sslmode {
+        let verify = match config.sslmode {
             SslMode::Disable => return Ok(Connector { client: None, server_name, state }),
-            SslMode::Prefer => tls::Client::new(&TlsConfig { insecure_skip_verify: true, ..config.tls_config.clone() }, &[]),
-            SslMode::Require if !names_ca => {
-                tls::Client::new(&TlsConfig { insecure_skip_verify: true, ..config.tls_config.clone() }, &[])
-            }
-            SslMode::Require | SslMode::VerifyCa => tls::Client::new_without_name_check(&config.tls_config, &[]),
-            SslMode::VerifyFull => tls::Client::new(&config.tls_config, &[]),
+            SslMode::Prefer => Verify::Nothing,
+            // libpq verifies a `require` connection when a root certificate is configured.
+            SslMode::Require if !names_ca => Verify::Nothing,
+            SslMode::Require | SslMode::VerifyCa => Verify::Chain,
+            SslMode::VerifyFull => Verify::ChainAndName,
         };
-        let client = built.map_err(|err| ProbeError::new(Phase::Tls, Reason::Config, err))?;
+        let client = sql::tls_client(&config.tls_config, verify)?;
         Ok(Connector { client: Some(Arc::new(client)), server_name, state })
     }
 }

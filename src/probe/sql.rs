@@ -3,30 +3,38 @@
 //! and the per-phase duration family.
 
 use super::resolve::{self, IpProtocol};
+use super::tls::{self, TlsConfig, TlsInfo};
 use super::{Phase, ProbeCtx, ProbeError, Reason};
 use crate::config::Problems;
 use crate::config::types::{Regex, Secret, read_secret_file};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 /// The phases every database prober pre-seeds, in order.
 pub const PHASES: [Phase; 5] = [Phase::Resolve, Phase::Connect, Phase::Tls, Phase::Auth, Phase::Query];
 
-/// The `probe_<proto>_duration_seconds{phase}` family of one prober.
+/// The families every database prober always emits: the
+/// `probe_<proto>_duration_seconds{phase}` family and `probe_<proto>_ssl`.
 #[derive(Debug, Clone, Copy)]
-pub struct Durations {
-    /// Family name.
+pub struct Metrics {
+    /// Duration family name.
     pub name: &'static str,
-    /// HELP text.
+    /// Duration HELP text.
     pub help: &'static str,
+    /// Name of the gauge that says whether the session is encrypted.
+    pub ssl_name: &'static str,
+    /// Its HELP text.
+    pub ssl_help: &'static str,
 }
 
-impl Durations {
+impl Metrics {
     /// Creates every phase sample at 0 so the series exist even when the
-    /// deadline strikes early.
+    /// deadline strikes early, and the TLS gauge at 0.
     pub fn seed(&self, ctx: &mut ProbeCtx<'_>) {
         let phases: Vec<&str> = PHASES.iter().map(|phase| phase.as_str()).collect();
         ctx.registry.seed_phases(self.name, self.help, &phases);
+        ctx.registry.set(self.ssl_name, self.ssl_help, 0.0);
     }
 
     /// Adds `elapsed` to `phase`.
@@ -45,7 +53,7 @@ pub fn record_version(ctx: &mut ProbeCtx<'_>, name: &str, help: &str, version: &
 /// Returns the stream and the host as written (for TLS server names).
 pub async fn connect(
     ctx: &mut ProbeCtx<'_>,
-    durations: Durations,
+    metrics: Metrics,
     default_port: u16,
     preferred: IpProtocol,
     fallback: bool,
@@ -53,12 +61,12 @@ pub async fn connect(
     let (host, port) = resolve::split_host_port(ctx.target, Some(default_port))
         .map_err(|err| ProbeError::new(Phase::Resolve, Reason::Config, err))?;
     let resolved = resolve::resolve(ctx, &host, preferred, fallback).await?;
-    durations.add(ctx, Phase::Resolve, resolved.lookup_time);
+    metrics.add(ctx, Phase::Resolve, resolved.lookup_time);
     let address = std::net::SocketAddr::new(resolved.ip, port);
     ctx.log.info(format!("Dialing address={address}"));
     let start = std::time::Instant::now();
     let dialed = ctx.within(Phase::Connect, TcpStream::connect(address)).await;
-    durations.add(ctx, Phase::Connect, start.elapsed());
+    metrics.add(ctx, Phase::Connect, start.elapsed());
     let stream = dialed?.map_err(|err| {
         ctx.log.error(format!("Error dialing target address={address} err={err}"));
         ProbeError::connect(&err)
@@ -66,6 +74,66 @@ pub async fn connect(
     // Login dialogues are small request/response exchanges.
     let _ = stream.set_nodelay(true);
     Ok((stream, host))
+}
+
+/// How much of the server's certificate a TLS mode checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verify {
+    /// Encrypt only (libpq `prefer`/`require`, MySQL `PREFERRED`/`REQUIRED`).
+    Nothing,
+    /// The chain must lead to a trusted CA; the name is not checked.
+    Chain,
+    /// The chain and the server name.
+    ChainAndName,
+}
+
+/// Builds checkit's rustls client for a TLS mode. `tls_config` still supplies
+/// the CA, client certificate, versions and server name.
+pub fn tls_client(tls_config: &TlsConfig, verify: Verify) -> Result<tls::Client, ProbeError> {
+    let built = match verify {
+        Verify::Nothing => tls::Client::new(&TlsConfig { insecure_skip_verify: true, ..tls_config.clone() }, &[]),
+        Verify::Chain => tls::Client::new_without_name_check(tls_config, &[]),
+        Verify::ChainAndName => tls::Client::new(tls_config, &[]),
+    };
+    built.map_err(|err| ProbeError::new(Phase::Tls, Reason::Config, err))
+}
+
+/// Performs a TLS handshake over `stream` within the deadline, timing the
+/// `tls` phase and recording the TLS families and `ssl_metric` on success.
+pub async fn tls_handshake<S>(
+    ctx: &mut ProbeCtx<'_>,
+    metrics: Metrics,
+    client: &tls::Client,
+    server_name: &str,
+    stream: S,
+) -> Result<tokio_rustls::client::TlsStream<S>, ProbeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let name = tls::server_name(server_name)?;
+    let connector = tokio_rustls::TlsConnector::from(client.config.clone());
+    let start = std::time::Instant::now();
+    let handshake = ctx.within(Phase::Tls, connector.connect(name, stream)).await;
+    metrics.add(ctx, Phase::Tls, start.elapsed());
+    match handshake? {
+        Ok(stream) => {
+            let info = client.info(stream.get_ref().1);
+            record_tls(ctx, metrics, &info);
+            Ok(stream)
+        }
+        Err(err) => {
+            ctx.log.error(format!("TLS handshake failed err={err}"));
+            Err(ProbeError::new(Phase::Tls, tls::classify(&err), err))
+        }
+    }
+}
+
+/// Records a successful handshake: the `probe_ssl_*` / `probe_tls_*`
+/// families (the cipher too) and `probe_<proto>_ssl 1`.
+pub fn record_tls(ctx: &mut ProbeCtx<'_>, metrics: Metrics, info: &TlsInfo) {
+    info.record(&mut ctx.registry, tls::Families { cipher: true, last_chain_expiry: true });
+    ctx.registry.set(metrics.ssl_name, metrics.ssl_help, 1.0);
+    ctx.log.info(format!("TLS handshake done version={:?} cipher={}", info.version, info.cipher));
 }
 
 /// Records the problems of the login keys shared by the database probers.
