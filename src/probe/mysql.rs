@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io;
 use std::time::Instant;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// MySQL's `--ssl-mode`, lowercase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -488,12 +488,9 @@ fn io_failure(phase: Phase, err: io::Error) -> ProbeError {
     }
 }
 
-trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
-
 /// MySQL packet framing: a 3-byte little-endian length and a sequence id.
 struct Packets {
-    stream: Box<dyn Stream>,
+    stream: Box<dyn sql::Io>,
     seq: u8,
 }
 

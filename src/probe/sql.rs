@@ -11,6 +11,10 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
+/// A byte stream a prober can swap from plain to TLS behind one type.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
 /// The phases every database prober pre-seeds, in order.
 pub const PHASES: [Phase; 5] = [Phase::Resolve, Phase::Connect, Phase::Tls, Phase::Auth, Phase::Query];
 
