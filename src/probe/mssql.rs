@@ -212,7 +212,7 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
     tiberius_config.authentication(tiberius::AuthMethod::sql_server(&config.user, secret));
 
     let start = Instant::now();
-    let login = ctx.within(Phase::Auth, tiberius::Client::connect(tiberius_config, shim.compat_write())).await;
+    let login = ctx.within(Phase::Auth, unpanicked(tiberius::Client::connect(tiberius_config, shim.compat_write()))).await;
     METRICS.add(ctx, Phase::Auth, start.elapsed());
     let mut client = login?.map_err(|err| tiberius_failure(Phase::Auth, err))?;
     ctx.log.info(format!("Logged in user={:?} tls={encrypt}", config.user));
@@ -221,14 +221,14 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
         None => Ok(()),
         Some(query) => {
             let start = Instant::now();
-            let outcome = ctx.within(Phase::Query, run_query(&mut client, query)).await;
+            let outcome = ctx.within(Phase::Query, unpanicked(run_query(&mut client, query))).await;
             METRICS.add(ctx, Phase::Query, start.elapsed());
             match outcome? {
                 Ok(result) => {
                     ctx.log.info(format!("Query done rows={} first_value={:?}", result.rows, result.first_value));
                     config.expectation().check(&result)
                 }
-                Err(err) => Err(err),
+                Err(err) => Err(tiberius_failure(Phase::Query, err)),
             }
         }
     };
@@ -236,13 +236,25 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
     result
 }
 
-async fn run_query<S>(client: &mut tiberius::Client<S>, query: &str) -> Result<QueryResult, ProbeError>
+/// tiberius panics on token types it knows but does not implement; a
+/// server sending one is a protocol surprise, not a reason to lose the probe.
+async fn unpanicked<T>(
+    future: impl std::future::Future<Output = tiberius::Result<T>>,
+) -> tiberius::Result<T> {
+    use futures::FutureExt;
+    std::panic::AssertUnwindSafe(future)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| Err(tiberius::error::Error::Protocol("the server sent a token tiberius cannot read".into())))
+}
+
+async fn run_query<S>(client: &mut tiberius::Client<S>, query: &str) -> tiberius::Result<QueryResult>
 where
     S: futures::AsyncRead + futures::AsyncWrite + Unpin + Send,
 {
-    let mut stream = client.simple_query(query).await.map_err(|err| tiberius_failure(Phase::Query, err))?;
+    let mut stream = client.simple_query(query).await?;
     let mut result = QueryResult::default();
-    while let Some(item) = stream.try_next().await.map_err(|err| tiberius_failure(Phase::Query, err))? {
+    while let Some(item) = stream.try_next().await? {
         let tiberius::QueryItem::Row(row) = item else { continue };
         if row.result_index() > 0 {
             break;

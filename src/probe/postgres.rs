@@ -267,7 +267,14 @@ fn classify(err: &tokio_postgres::Error, state: &TlsState, pending_phase: Phase)
     }
     let source = std::error::Error::source(err);
     if let Some(io_err) = source.and_then(|source| source.downcast_ref::<io::Error>()) {
-        return ProbeError::io(pending_phase, io_err);
+        return match io_err.kind() {
+            // Unparsable bytes, or a frame cut short by the server closing.
+            io::ErrorKind::InvalidInput
+            | io::ErrorKind::InvalidData
+            | io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::Other => ProbeError::new(pending_phase, Reason::UnexpectedResponse, err),
+            _ => ProbeError::io(pending_phase, io_err),
+        };
     }
     if source.is_some_and(|source| source.to_string().contains("does not support TLS")) {
         return ProbeError::new(Phase::Tls, Reason::TlsPolicy, err);
