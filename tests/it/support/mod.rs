@@ -10,6 +10,7 @@
 pub mod app;
 pub mod certs;
 pub mod client;
+pub mod db;
 pub mod fake;
 pub mod peers;
 pub mod process;
