@@ -3,5 +3,6 @@
 mod config;
 mod exporter;
 mod peers;
+mod probe_mysql;
 mod probe_postgres;
 mod support;
