@@ -517,6 +517,14 @@ impl<S> TdsTls<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TdsTls<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if this.header_filled > 0 && this.handshake_done {
+            // Bytes read as a header before the peer switched to raw TLS.
+            let count = this.header_filled.min(buf.remaining());
+            buf.put_slice(&this.header[..count]);
+            this.header.copy_within(count..this.header_filled, 0);
+            this.header_filled -= count;
+            return Poll::Ready(Ok(()));
+        }
         if this.handshake_done {
             return Pin::new(&mut this.inner).poll_read(cx, buf);
         }
@@ -528,14 +536,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TdsTls<S> {
                 return Poll::Ready(Ok(()));
             }
             this.header_filled += read;
+            if this.header[0] != PACKET_PRELOGIN && this.header[0] != PACKET_REPLY {
+                // A TLS record, not a TDS packet: the peer finished the
+                // handshake and went raw (TLS 1.3 tickets arrive like this).
+                this.handshake_done = true;
+                return Pin::new(this).poll_read(cx, buf);
+            }
             if this.header_filled == HEADER_LEN {
                 this.header_filled = 0;
                 let length = usize::from(u16::from_be_bytes([this.header[2], this.header[3]]));
-                if this.header[0] != PACKET_PRELOGIN && this.header[0] != PACKET_REPLY || length < HEADER_LEN {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "TLS handshake data outside a TDS packet",
-                    )));
+                if length < HEADER_LEN {
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, "TDS packet shorter than its header")));
                 }
                 this.payload_left = length - HEADER_LEN;
             }

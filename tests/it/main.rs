@@ -3,6 +3,7 @@
 mod config;
 mod exporter;
 mod peers;
+mod probe_mssql;
 mod probe_mysql;
 mod probe_postgres;
 mod support;

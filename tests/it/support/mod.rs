@@ -14,6 +14,7 @@ pub mod db;
 pub mod fake;
 pub mod peers;
 pub mod process;
+pub mod tds_fake;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
