@@ -212,7 +212,8 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
     tiberius_config.authentication(tiberius::AuthMethod::sql_server(&config.user, secret));
 
     let start = Instant::now();
-    let login = ctx.within(Phase::Auth, unpanicked(tiberius::Client::connect(tiberius_config, shim.compat_write()))).await;
+    let login =
+        ctx.within(Phase::Auth, unpanicked(tiberius::Client::connect(tiberius_config, shim.compat_write()))).await;
     METRICS.add(ctx, Phase::Auth, start.elapsed());
     let mut client = login?.map_err(|err| tiberius_failure(Phase::Auth, err))?;
     ctx.log.info(format!("Logged in user={:?} tls={encrypt}", config.user));
@@ -238,14 +239,11 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
 
 /// tiberius panics on token types it knows but does not implement; a
 /// server sending one is a protocol surprise, not a reason to lose the probe.
-async fn unpanicked<T>(
-    future: impl std::future::Future<Output = tiberius::Result<T>>,
-) -> tiberius::Result<T> {
+async fn unpanicked<T>(future: impl std::future::Future<Output = tiberius::Result<T>>) -> tiberius::Result<T> {
     use futures::FutureExt;
-    std::panic::AssertUnwindSafe(future)
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|_| Err(tiberius::error::Error::Protocol("the server sent a token tiberius cannot read".into())))
+    std::panic::AssertUnwindSafe(future).catch_unwind().await.unwrap_or_else(|_| {
+        Err(tiberius::error::Error::Protocol("the server sent a token tiberius cannot read".into()))
+    })
 }
 
 async fn run_query<S>(client: &mut tiberius::Client<S>, query: &str) -> tiberius::Result<QueryResult>
@@ -289,14 +287,13 @@ fn column_text(data: &tiberius::ColumnData<'_>) -> Option<String> {
             let millis = (u64::from(v.seconds_fragments()) * 10 + 1) / 3;
             datetime_text(1900, i64::from(v.days()), millis * 1_000_000, 3)
         }),
-        ColumnData::SmallDateTime(value) => {
-            value.map(|v| datetime_text(1900, i64::from(v.days()), u64::from(v.seconds_fragments()) * 60_000_000_000, 0))
-        }
+        ColumnData::SmallDateTime(value) => value
+            .map(|v| datetime_text(1900, i64::from(v.days()), u64::from(v.seconds_fragments()) * 60_000_000_000, 0)),
         ColumnData::Time(value) => value.map(|v| time_text(time_nanos(v), v.scale())),
         ColumnData::Date(value) => value.map(|v| date_text(1, i64::from(v.days()))),
-        ColumnData::DateTime2(value) => value.map(|v| {
-            datetime_text(1, i64::from(v.date().days()), time_nanos(v.time()), v.time().scale())
-        }),
+        ColumnData::DateTime2(value) => {
+            value.map(|v| datetime_text(1, i64::from(v.date().days()), time_nanos(v.time()), v.time().scale()))
+        }
         ColumnData::DateTimeOffset(value) => value.map(|v| {
             // Stored in UTC; shown in the value's own offset, as SQL Server does.
             let offset = i64::from(v.offset());
@@ -546,7 +543,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TdsTls<S> {
                 this.header_filled = 0;
                 let length = usize::from(u16::from_be_bytes([this.header[2], this.header[3]]));
                 if length < HEADER_LEN {
-                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, "TDS packet shorter than its header")));
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "TDS packet shorter than its header",
+                    )));
                 }
                 this.payload_left = length - HEADER_LEN;
             }

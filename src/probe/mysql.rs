@@ -359,7 +359,12 @@ async fn login(
 
 /// The scramble (or clear password) a plugin wants, for the plugins checkit
 /// speaks.
-fn auth_data(plugin: &AuthPlugin<'_>, pass: Option<&str>, nonce: &[u8], encrypted: bool) -> Result<Vec<u8>, ProbeError> {
+fn auth_data(
+    plugin: &AuthPlugin<'_>,
+    pass: Option<&str>,
+    nonce: &[u8],
+    encrypted: bool,
+) -> Result<Vec<u8>, ProbeError> {
     let supported = match plugin {
         AuthPlugin::MysqlNativePassword | AuthPlugin::CachingSha2Password => true,
         // Never send a clear password over an unencrypted socket.
@@ -456,7 +461,8 @@ fn first_text_value(row: &[u8]) -> Result<Option<String>, ProbeError> {
     }
     let mut rest = row;
     let length = lenenc_int(&mut rest).ok_or_else(|| unexpected("invalid row"))?;
-    let value = usize::try_from(length).ok().and_then(|length| rest.get(..length)).ok_or_else(|| unexpected("short row"))?;
+    let value =
+        usize::try_from(length).ok().and_then(|length| rest.get(..length)).ok_or_else(|| unexpected("short row"))?;
     Ok(Some(String::from_utf8_lossy(value).into_owned()))
 }
 
@@ -483,7 +489,9 @@ fn lenenc_int(input: &mut &[u8]) -> Option<u64> {
 fn io_failure(phase: Phase, err: io::Error) -> ProbeError {
     match err.kind() {
         io::ErrorKind::InvalidData => ProbeError::new(phase, Reason::UnexpectedResponse, err),
-        io::ErrorKind::UnexpectedEof => ProbeError::new(phase, Reason::UnexpectedResponse, "the server closed the connection"),
+        io::ErrorKind::UnexpectedEof => {
+            ProbeError::new(phase, Reason::UnexpectedResponse, "the server closed the connection")
+        }
         _ => ProbeError::io(phase, &err),
     }
 }
@@ -508,7 +516,10 @@ impl Packets {
             self.stream.read_exact(&mut header).await?;
             let length = usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
             if payload.len() + length > limit {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, format!("packet of {length} bytes is too large")));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("packet of {length} bytes is too large"),
+                ));
             }
             self.seq = header[3].wrapping_add(1);
             let start = payload.len();
@@ -573,11 +584,9 @@ mod tests {
 
     #[test]
     fn tls_modes_accept_mysql_spelling() {
-        let mode: TlsMode = crate::config::yaml::from_value(
-            crate::config::yaml::parse_value("VERIFY_IDENTITY").unwrap(),
-            "tls",
-        )
-        .unwrap();
+        let mode: TlsMode =
+            crate::config::yaml::from_value(crate::config::yaml::parse_value("VERIFY_IDENTITY").unwrap(), "tls")
+                .unwrap();
         assert_eq!(mode, TlsMode::VerifyIdentity);
     }
 }

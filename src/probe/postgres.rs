@@ -7,7 +7,7 @@
 //! exactly as for HTTPS.
 
 use super::resolve::IpProtocol;
-use super::sql::{self, Metrics, Expectation, QueryResult, Verify};
+use super::sql::{self, Expectation, Metrics, QueryResult, Verify};
 use super::tls::{self, TlsConfig, TlsInfo};
 use super::{Phase, ProbeCtx, ProbeError, ProbeResult, Reason};
 use crate::config::Problems;

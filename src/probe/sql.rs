@@ -170,7 +170,10 @@ pub fn validate_login(
 
 /// Reads the password at probe time, so that a rotated secret is picked up
 /// without a reload. `None` when the module names no password source.
-pub fn read_password(password_file: &Option<String>, password_env: &Option<String>) -> Result<Option<Secret>, ProbeError> {
+pub fn read_password(
+    password_file: &Option<String>,
+    password_env: &Option<String>,
+) -> Result<Option<Secret>, ProbeError> {
     if let Some(file) = password_file {
         return read_secret_file(file).map(Some).map_err(|err| ProbeError::new(Phase::Auth, Reason::Config, err));
     }
@@ -219,9 +222,11 @@ impl Expectation<'_> {
             }
             return;
         }
-        for (set, key) in
-            [(self.rows.is_some(), "expect_rows"), (self.value.is_some(), "expect_value"), (self.regex.is_some(), "expect_value_regex")]
-        {
+        for (set, key) in [
+            (self.rows.is_some(), "expect_rows"),
+            (self.value.is_some(), "expect_value"),
+            (self.regex.is_some(), "expect_value_regex"),
+        ] {
             if set {
                 problems.push(format!("{path}.{key}"), format!("{key} needs a query"));
             }

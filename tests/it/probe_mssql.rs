@@ -84,7 +84,9 @@ async fn mssql_prober_with_tls_inside_prelogin() {
     let ca = certs.ca.cert_path.display().to_string();
     let target = fake.addr().to_string();
 
-    let block = format!("{{{login}, tls_config: {{ca_file: {ca}, server_name: localhost}}, query: 'SELECT 7', expect_value: '7'}}");
+    let block = format!(
+        "{{{login}, tls_config: {{ca_file: {ca}, server_name: localhost}}, query: 'SELECT 7', expect_value: '7'}}"
+    );
     let outcome = probe("mssql", &block, &target, TIMEOUT).await;
     assert_success(&outcome);
     assert_db_families(&outcome, "mssql", true);
@@ -94,14 +96,17 @@ async fn mssql_prober_with_tls_inside_prelogin() {
     assert!(fake.logins().iter().all(|login| login.tls), "LOGIN7 travelled encrypted");
 
     // SQL Server negotiates TLS 1.2 on TDS 7.x; the same framing works.
-    let block = format!("{{{login}, encryption: required, tls_config: {{ca_file: {ca}, server_name: localhost, max_version: TLS12}}}}");
+    let block = format!(
+        "{{{login}, encryption: required, tls_config: {{ca_file: {ca}, server_name: localhost, max_version: TLS12}}}}"
+    );
     let outcome = probe("mssql", &block, &target, TIMEOUT).await;
     assert_success(&outcome);
     assert_eq!(outcome.registry.get("probe_tls_version_info", &[("version", "TLS 1.2")]), Some(1.0));
 
     // Without the test CA the certificate is untrusted; insecure_skip_verify
     // accepts it and still describes it.
-    let outcome = probe("mssql", &format!("{{{login}, tls_config: {{server_name: localhost}}}}"), &target, TIMEOUT).await;
+    let outcome =
+        probe("mssql", &format!("{{{login}, tls_config: {{server_name: localhost}}}}"), &target, TIMEOUT).await;
     assert_failure(&outcome, "tls", "tls_untrusted");
     assert_db_families(&outcome, "mssql", false);
     let insecure = format!("{{{login}, tls_config: {{insecure_skip_verify: true}}}}");

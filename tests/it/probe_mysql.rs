@@ -78,10 +78,18 @@ async fn mysql_prober_against_a_real_mariadb() {
     }
 
     // Refusals that are not about credentials, query failures, expectations.
-    assert_failure(&run(format!("user: {}, password_file: {good}, database: nope", db.user)).await, "auth", "auth_failed");
+    assert_failure(
+        &run(format!("user: {}, password_file: {good}, database: nope", db.user)).await,
+        "auth",
+        "auth_failed",
+    );
     assert_failure(&run(format!("{login}, query: 'select * from no_such_table'")).await, "query", "query");
     assert_failure(&run(format!("{login}, query: 'select 1', expect_value: '2'")).await, "query", "query");
-    assert_failure(&run(format!("{login}, query: 'select 1 from dual where false', expect_rows: 1")).await, "query", "query");
+    assert_failure(
+        &run(format!("{login}, query: 'select 1 from dual where false', expect_rows: 1")).await,
+        "query",
+        "query",
+    );
     assert_failure(&run(format!("{login}, query: 'select null', expect_value_regex: '.*'")).await, "query", "query");
     assert_success(&run(format!("{login}, query: 'do 1'")).await);
 }
@@ -112,7 +120,8 @@ async fn mysql_prober_against_broken_servers() {
 
     // A server without TLS: `required` refuses to log in, `preferred` goes
     // on in the clear (and this one denies everyone).
-    let plain = greeting_server(10, CapabilityFlags::CLIENT_PROTOCOL_41 | CapabilityFlags::CLIENT_SECURE_CONNECTION).await;
+    let plain =
+        greeting_server(10, CapabilityFlags::CLIENT_PROTOCOL_41 | CapabilityFlags::CLIENT_SECURE_CONNECTION).await;
     let outcome = probe("mysql", "{user: checkit, tls: required}", &plain.addr.to_string(), TIMEOUT).await;
     assert_failure(&outcome, "tls", "tls_policy");
     let outcome = probe("mysql", "{user: checkit, tls: preferred}", &plain.addr.to_string(), TIMEOUT).await;

@@ -45,7 +45,8 @@ async fn postgres_prober_against_a_real_server() {
         .map(str::to_string)
         .collect();
     assert_eq!(versions.len(), 1, "{versions:?}");
-    let version = versions[0].strip_prefix("probe_postgres_version_info{version=\"").and_then(|rest| rest.strip_suffix("\"} 1"));
+    let version =
+        versions[0].strip_prefix("probe_postgres_version_info{version=\"").and_then(|rest| rest.strip_suffix("\"} 1"));
     let version = version.unwrap_or_else(|| panic!("{versions:?}"));
     assert!(version.starts_with("15.") && !version.contains(' '), "only the number: {version:?}");
     for phase in ["auth", "query"] {
@@ -55,7 +56,8 @@ async fn postgres_prober_against_a_real_server() {
     assert_eq!(outcome.registry.get("probe_postgres_duration_seconds", &[("phase", "tls")]), Some(0.0));
 
     // verify-full against the test CA: TLS families for cert expiry alerts.
-    let outcome = run(format!("{login}, sslmode: verify-full, tls_config: {{ca_file: {ca}, server_name: localhost}}")).await;
+    let outcome =
+        run(format!("{login}, sslmode: verify-full, tls_config: {{ca_file: {ca}, server_name: localhost}}")).await;
     assert_success(&outcome);
     assert_db_families(&outcome, "postgres", true);
     assert_expiry(&outcome, pg.certs.valid.not_after);

@@ -155,8 +155,7 @@ async fn serve(mut stream: TcpStream, opts: TdsOpts, logins: Arc<Mutex<Vec<Login
                     return Ok(());
                 }
                 if login.user != opts.user || login.password != opts.password {
-                    let mut reply =
-                        error_token(18456, 1, 14, &format!("Login failed for user '{}'.", login.user));
+                    let mut reply = error_token(18456, 1, 14, &format!("Login failed for user '{}'.", login.user));
                     reply.extend(done(0x0002, 0, 0));
                     write_message(&mut io, REPLY, &reply).await?;
                     return Ok(());
