@@ -191,9 +191,9 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
     };
     let transport: Box<dyn sql::Io> = if encrypt {
         let client = sql::tls_client(&config.tls_config, Verify::ChainAndName)?;
-        let server_name = config.tls_config.server_name.as_deref().unwrap_or(&host);
+        let server_name = sql::server_name(ctx, &config.tls_config, &host);
         let framed = TdsTls::new(stream);
-        let mut secure = sql::tls_handshake(ctx, METRICS, &client, server_name, framed).await?;
+        let mut secure = sql::tls_handshake(ctx, METRICS, &client, &server_name, framed).await?;
         secure.get_mut().0.handshake_done = true;
         Box::new(secure)
     } else {

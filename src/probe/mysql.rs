@@ -189,9 +189,9 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
             SslRequest::new(caps, MAX_PACKET as u32, UTF8MB4_GENERAL_CI).serialize(&mut request);
             let sent = ctx.within(Phase::Tls, conn.write(&request)).await;
             sent?.map_err(|err| io_failure(Phase::Tls, err))?;
-            let server_name = config.tls_config.server_name.as_deref().unwrap_or(&host);
+            let server_name = sql::server_name(ctx, &config.tls_config, &host);
             let plain = std::mem::replace(&mut conn.stream, Box::new(tokio::io::empty()));
-            let secure = sql::tls_handshake(ctx, METRICS, &client, server_name, plain).await?;
+            let secure = sql::tls_handshake(ctx, METRICS, &client, &server_name, plain).await?;
             conn.stream = Box::new(secure);
             true
         }

@@ -141,7 +141,7 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
     let password = sql::read_password(&config.password_file, &config.password_env)?;
     let (stream, host) =
         sql::connect(ctx, METRICS, DEFAULT_PORT, config.preferred_ip_protocol, config.ip_protocol_fallback).await?;
-    let connector = Connector::new(config, &host)?;
+    let connector = Connector::new(config, &sql::server_name(ctx, &config.tls_config, &host))?;
     let state = connector.state.clone();
     let uses_tls = config.sslmode != SslMode::Disable;
     let stream = Watched { inner: stream, state: state.clone(), ssl_request: uses_tls };
@@ -276,8 +276,12 @@ fn classify(err: &tokio_postgres::Error, state: &TlsState, pending_phase: Phase)
             _ => ProbeError::io(pending_phase, io_err),
         };
     }
-    if source.is_some_and(|source| source.to_string().contains("does not support TLS")) {
+    let cause = source.map(|source| source.to_string()).unwrap_or_default();
+    if cause.contains("does not support TLS") {
         return ProbeError::new(Phase::Tls, Reason::TlsPolicy, err);
+    }
+    if cause.contains("password missing") {
+        return ProbeError::new(Phase::Auth, Reason::Config, "the server asks for a password and the module has none");
     }
     // Closed mid-dialogue, unparsable or out-of-order messages.
     ProbeError::new(pending_phase, Reason::UnexpectedResponse, err)
@@ -315,9 +319,9 @@ struct Connector {
 }
 
 impl Connector {
-    fn new(config: &Config, host: &str) -> Result<Connector, ProbeError> {
+    fn new(config: &Config, server_name: &str) -> Result<Connector, ProbeError> {
         let state = SharedState::default();
-        let server_name = tls::server_name(config.tls_config.server_name.as_deref().unwrap_or(host))?;
+        let server_name = tls::server_name(server_name)?;
         let names_ca = config.tls_config.ca.is_some() || config.tls_config.ca_file.is_some();
         let verify = match config.sslmode {
             SslMode::Disable => return Ok(Connector { client: None, server_name, state }),

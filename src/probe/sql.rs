@@ -102,6 +102,12 @@ pub fn tls_client(tls_config: &TlsConfig, verify: Verify) -> Result<tls::Client,
     built.map_err(|err| ProbeError::new(Phase::Tls, Reason::Config, err))
 }
 
+/// The name to verify and send as SNI: `tls_config.server_name`, else the
+/// `hostname` parameter, else the target host.
+pub fn server_name(ctx: &ProbeCtx<'_>, tls_config: &TlsConfig, host: &str) -> String {
+    tls_config.server_name.as_deref().or(ctx.hostname).unwrap_or(host).to_string()
+}
+
 /// Performs a TLS handshake over `stream` within the deadline, timing the
 /// `tls` phase and recording the TLS families and `ssl_metric` on success.
 pub async fn tls_handshake<S>(
@@ -159,12 +165,10 @@ pub fn validate_login(
             problems.push(format!("{path}.password_file"), format!("unable to read password file {file:?}: {err}"));
         }
     }
-    if let Some(name) = password_env {
-        if name.is_empty() {
-            problems.push(format!("{path}.password_env"), "password_env must name an environment variable");
-        } else if std::env::var_os(name).is_none() {
-            problems.push(format!("{path}.password_env"), format!("environment variable {name} is not set"));
-        }
+    // The variable itself is read at probe time, so a config stays valid
+    // wherever it is checked (`--config.check` on a build host).
+    if password_env.as_deref().is_some_and(str::is_empty) {
+        problems.push(format!("{path}.password_env"), "password_env must name an environment variable");
     }
 }
 
@@ -299,14 +303,24 @@ mod tests {
     #[test]
     fn login_keys_are_validated() {
         let mut problems = Problems::default();
-        validate_login(
-            "m",
-            "",
-            &Some("/nonexistent/checkit-password".into()),
-            &Some("CHECKIT_SURELY_UNSET_VARIABLE".into()),
-            &mut problems,
-        );
+        validate_login("m", "", &Some("/nonexistent/checkit-password".into()), &Some(String::new()), &mut problems);
         let paths: Vec<&str> = problems.0.iter().map(|problem| problem.path.as_str()).collect();
         assert_eq!(paths, ["m.user", "m.password_file", "m.password_file", "m.password_env"]);
+    }
+
+    #[test]
+    fn passwords_come_from_a_file_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        let from_file = read_password(&Some(file.display().to_string()), &None).unwrap().unwrap();
+        assert_eq!(from_file.expose(), "s3cret");
+        assert_eq!(format!("{from_file:?}"), "<secret>");
+        // PATH is set in every test environment; setting a variable here would race other tests.
+        let from_env = read_password(&None, &Some("PATH".into())).unwrap().unwrap();
+        assert_eq!(Some(from_env.expose().to_string()), std::env::var("PATH").ok());
+        let missing = read_password(&None, &Some("CHECKIT_SURELY_UNSET_VARIABLE".into())).unwrap_err();
+        assert_eq!((missing.phase, missing.reason), (Phase::Auth, Reason::Config));
+        assert!(read_password(&None, &None).unwrap().is_none());
     }
 }

@@ -92,6 +92,10 @@ async fn postgres_prober_against_a_real_server() {
     assert!(!outcome.registry.contains("probe_postgres_version_info"));
     assert!(outcome.log.iter().all(|line| !line.contains(&pg.password)), "the password never reaches the log");
 
+    // No password configured, but the server asks for one.
+    let outcome = run(format!("user: {}, sslmode: disable", pg.user)).await;
+    assert_failure(&outcome, "auth", "config");
+
     // A refusal that is not about credentials: an unknown database.
     let outcome = run(format!("user: {}, password_file: {good}, database: nope", pg.user)).await;
     assert_failure(&outcome, "auth", "status");
@@ -170,4 +174,48 @@ async fn declining_server() -> TaskServer {
         }
     });
     TaskServer::new(addr, task)
+}
+
+#[test]
+fn database_examples_load_and_mistakes_are_all_reported() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples.d");
+    let mut yaml = String::from("modules:\n");
+    for kind in ["postgres", "mysql", "mssql"] {
+        yaml.push_str(&std::fs::read_to_string(root.join(format!("{kind}.yml"))).expect("example"));
+    }
+    let config = checkit::config::Config::parse(&yaml).unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(config.modules.len(), 3);
+
+    let broken = format!(
+        "modules:
+  pg:
+    prober: postgres
+    postgres: {{sslmode: verify-full, tls_config: {{insecure_skip_verify: true}}, expect_rows: 1}}
+  my:
+    prober: mysql
+    mysql: {{user: u, password_file: /nonexistent/checkit, password_env: X, tls: VERIFY_CA}}
+  ms:
+    prober: mssql
+    mssql: {{user: u, query: ' ', application_name: {}}}
+",
+        "x".repeat(129)
+    );
+    let Err(checkit::config::Error::Invalid(problems)) = checkit::config::Config::parse(&broken) else {
+        panic!("the broken config loaded");
+    };
+    let mut paths: Vec<&str> = problems.iter().map(|problem| problem.path.as_str()).collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "modules.ms.mssql.application_name",
+            "modules.ms.mssql.query",
+            "modules.my.mysql.password_file",
+            "modules.my.mysql.password_file",
+            "modules.pg.postgres.expect_rows",
+            "modules.pg.postgres.tls_config.insecure_skip_verify",
+            "modules.pg.postgres.user",
+        ],
+        "{problems:#?}"
+    );
 }
