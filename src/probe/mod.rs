@@ -24,6 +24,7 @@ pub mod resolve;
 pub mod smtp;
 pub mod sql;
 pub mod tcp;
+mod textproto;
 pub mod tls;
 pub mod tls_only;
 pub mod unix;

@@ -41,9 +41,11 @@ pub fn failure(outcome: &Outcome) -> Option<(&'static str, &'static str)> {
     outcome.error.as_ref().map(|err| (err.phase.as_str(), err.reason.as_str()))
 }
 
-/// Asserts success and says why not, with the probe log.
+/// Asserts success and says why not, with the probe log; every family
+/// emitted must be listed in `telemetry::METRIC_NAMES`.
 #[track_caller]
 pub fn assert_success(outcome: &Outcome) {
+    assert_listed(outcome);
     assert!(outcome.success(), "probe failed: {:?}\nlog:\n{}", outcome.error, outcome.log.join("\n"));
     assert_eq!(outcome.registry.get("probe_success", &[]), Some(1.0));
     assert!(!outcome.registry.contains("probe_failure_info"));
@@ -52,9 +54,17 @@ pub fn assert_success(outcome: &Outcome) {
 /// Asserts a failure with `phase` and `reason`, and its `probe_failure_info`.
 #[track_caller]
 pub fn assert_failure(outcome: &Outcome, phase: &str, reason: &str) {
+    assert_listed(outcome);
     assert_eq!(failure(outcome), Some((phase, reason)), "log:\n{}", outcome.log.join("\n"));
     assert_eq!(outcome.registry.get("probe_success", &[]), Some(0.0));
     assert_eq!(outcome.registry.get("probe_failure_info", &[("phase", phase), ("reason", reason)]), Some(1.0));
+}
+
+#[track_caller]
+fn assert_listed(outcome: &Outcome) {
+    for name in outcome.registry.names() {
+        assert!(checkit::telemetry::METRIC_NAMES.contains(&name), "{name} is not in telemetry::METRIC_NAMES");
+    }
 }
 
 /// Asserts that `probe_<proto>_duration_seconds` has every phase and
