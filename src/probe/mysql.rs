@@ -150,7 +150,6 @@ const COM_QUERY: u8 = 0x03;
 pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
     METRICS.seed(ctx);
     let password = sql::read_password(&config.password_file, &config.password_env)?;
-    let connect_start = Instant::now();
     let (stream, host) =
         sql::connect(ctx, METRICS, DEFAULT_PORT, config.preferred_ip_protocol, config.ip_protocol_fallback).await?;
     let dialed = Instant::now();
@@ -162,11 +161,7 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
     let greeting = greeting?.map_err(|err| io_failure(Phase::Connect, err))?;
     let handshake = parse_greeting(&greeting)?;
     let version = server_version(&handshake);
-    ctx.log.info(format!(
-        "Greeting received version={version:?} plugin={:?} after={:?}",
-        handshake.auth_plugin_name_str(),
-        connect_start.elapsed()
-    ));
+    ctx.log.info(format!("Greeting received version={version:?} plugin={:?}", handshake.auth_plugin_name_str()));
     sql::record_version(ctx, VERSION, HELP_VERSION, &version);
 
     let server_caps = handshake.capabilities();
@@ -187,7 +182,9 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
             let client = sql::tls_client(&config.tls_config, verify)?;
             let mut request = Vec::new();
             SslRequest::new(caps, MAX_PACKET as u32, UTF8MB4_GENERAL_CI).serialize(&mut request);
+            let start = Instant::now();
             let sent = ctx.within(Phase::Tls, conn.write(&request)).await;
+            METRICS.add(ctx, Phase::Tls, start.elapsed());
             sent?.map_err(|err| io_failure(Phase::Tls, err))?;
             let server_name = sql::server_name(ctx, &config.tls_config, &host);
             let plain = std::mem::replace(&mut conn.stream, Box::new(tokio::io::empty()));

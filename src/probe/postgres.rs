@@ -166,13 +166,18 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
     let connected = tokio::time::timeout_at(ctx.deadline, pg.connect_raw(stream, connector)).await;
     let elapsed = start.elapsed();
     let snapshot = state.lock().map(|state| state.clone()).unwrap_or_default();
-    let tls_time = snapshot.tls_done.map(|done| done.saturating_duration_since(start)).unwrap_or_default();
+    // Where the dialogue stood when it ended (for a timeout, where it struck).
+    let pending_phase = if uses_tls && snapshot.in_tls() { Phase::Tls } else { Phase::Auth };
+    let tls_time = match snapshot.tls_done {
+        Some(done) => done.saturating_duration_since(start),
+        None if pending_phase == Phase::Tls => elapsed,
+        None => std::time::Duration::ZERO,
+    };
     METRICS.add(ctx, Phase::Tls, tls_time);
     METRICS.add(ctx, Phase::Auth, elapsed.saturating_sub(tls_time));
     if let Some(info) = &snapshot.info {
         sql::record_tls(ctx, METRICS, info);
     }
-    let pending_phase = if uses_tls && snapshot.in_tls() { Phase::Tls } else { Phase::Auth };
     let (client, mut connection) = match connected {
         Err(_) => return Err(ProbeError::timeout(pending_phase)),
         Ok(Err(err)) => {
