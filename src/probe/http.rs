@@ -18,3 +18,8 @@ impl Config {
 pub async fn probe(_ctx: &mut ProbeCtx<'_>, _config: &Config) -> ProbeResult {
     Err(ProbeError::new(Phase::Connect, Reason::Config, "the http prober is not built yet"))
 }
+
+/// The `Host` header a module sets, which the `hostname` parameter may not contradict.
+pub fn host_header(_config: &Config) -> Option<&str> {
+    None
+}

@@ -1,2 +1,7 @@
-//! Integration tests.
+//! Integration tests: one module per area, shared helpers in `support`.
+
+mod config;
+mod exporter;
+mod peers;
 mod probe_icmp;
+mod support;
