@@ -4,4 +4,5 @@ mod config;
 mod exporter;
 mod peers;
 mod probe_icmp;
+mod probe_tcp;
 mod support;
