@@ -5,4 +5,5 @@ mod exporter;
 mod peers;
 mod probe_icmp;
 mod probe_tcp;
+mod probe_unix;
 mod support;
