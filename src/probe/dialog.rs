@@ -388,10 +388,7 @@ mod tests {
         let mut problems = Problems::default();
         validate(&parsed, "modules.m.tcp.query_response", &mut problems);
         let paths: Vec<&str> = problems.0.iter().map(|p| p.path.as_str()).collect();
-        assert_eq!(
-            paths,
-            ["modules.m.tcp.query_response[0]", "modules.m.tcp.query_response[0].labels[0].name"]
-        );
+        assert_eq!(paths, ["modules.m.tcp.query_response[0]", "modules.m.tcp.query_response[0].labels[0].name"]);
     }
 
     #[tokio::test]
@@ -399,7 +396,8 @@ mod tests {
         let parsed = steps(
             "- expect: \"^SSH-2.0-([^ -]+)(?: (.*))?$\"\n  labels: [{name: ssh_version, value: \"${1}\"}]\n  send: \"hello ${1}\"\n",
         );
-        let (registry, result, received) = run_against(&parsed, b"banner line\r\nSSH-2.0-OpenSSH_9.2p1 Debian\r\n").await;
+        let (registry, result, received) =
+            run_against(&parsed, b"banner line\r\nSSH-2.0-OpenSSH_9.2p1 Debian\r\n").await;
         assert!(result.is_ok(), "{result:?}");
         assert_eq!(registry.get("probe_expect_info", &[("ssh_version", "OpenSSH_9.2p1")]), Some(1.0));
         assert_eq!(registry.get("probe_failed_due_to_regex", &[]), Some(0.0));

@@ -112,7 +112,8 @@ impl Config {
         if self.query_name.is_empty() {
             problems.push(format!("{path}.query_name"), "query name must be set for DNS module");
         } else if let Err(err) = Name::from_ascii(&self.query_name) {
-            problems.push(format!("{path}.query_name"), format!("query name {:?} is not valid: {err}", self.query_name));
+            problems
+                .push(format!("{path}.query_name"), format!("query name {:?} is not valid: {err}", self.query_name));
         }
         if class_code(&self.query_class).is_none() {
             problems.push(format!("{path}.query_class"), format!("query class '{}' is not valid", self.query_class));
@@ -636,7 +637,10 @@ mod tests {
     #[test]
     fn records_print_like_miekg() {
         let cases = [
-            (record("www.prometheus.io.", 300, RData::A(A::new(127, 0, 0, 1))), "www.prometheus.io.\t300\tIN\tA\t127.0.0.1"),
+            (
+                record("www.prometheus.io.", 300, RData::A(A::new(127, 0, 0, 1))),
+                "www.prometheus.io.\t300\tIN\tA\t127.0.0.1",
+            ),
             (
                 record("example.com.", 3600, RData::MX(MX::new(10, Name::from_str("mail.example.com.").unwrap()))),
                 "example.com.\t3600\tIN\tMX\t10 mail.example.com.",
@@ -673,25 +677,40 @@ mod tests {
         let records = vec!["a.\t1\tIN\tA\t10.0.0.1".to_string(), "a.\t1\tIN\tA\t10.0.0.2".to_string()];
         let none = RrValidator::default();
         assert!(check_records(&records, &none).is_ok());
-        assert!(check_records(&[], &RrValidator { fail_if_none_matches_regexp: vec![re(".")], ..none.clone() }).is_err());
-        assert!(check_records(&records, &RrValidator { fail_if_matches_regexp: vec![re("10.0.0.2")], ..none.clone() }).is_err());
+        assert!(
+            check_records(&[], &RrValidator { fail_if_none_matches_regexp: vec![re(".")], ..none.clone() }).is_err()
+        );
+        assert!(
+            check_records(&records, &RrValidator { fail_if_matches_regexp: vec![re("10.0.0.2")], ..none.clone() })
+                .is_err()
+        );
         // blackbox's inverted fail_if_all_match_regexp.
-        assert!(check_records(&records, &RrValidator { fail_if_all_match_regexp: vec![re("10.0.0")], ..none.clone() }).is_ok());
-        assert!(check_records(&records, &RrValidator { fail_if_all_match_regexp: vec![re("0.1$")], ..none.clone() }).is_err());
-        assert!(check_records(&records, &RrValidator { fail_if_not_matches_regexp: vec![re("0.1$")], ..none.clone() }).is_err());
-        assert!(check_records(&records, &RrValidator { fail_if_none_matches_regexp: vec![re("0.2$")], ..none.clone() }).is_ok());
-        assert!(check_records(&records, &RrValidator { fail_if_none_matches_regexp: vec![re("AAAA")], ..none }).is_err());
+        assert!(
+            check_records(&records, &RrValidator { fail_if_all_match_regexp: vec![re("10.0.0")], ..none.clone() })
+                .is_ok()
+        );
+        assert!(
+            check_records(&records, &RrValidator { fail_if_all_match_regexp: vec![re("0.1$")], ..none.clone() })
+                .is_err()
+        );
+        assert!(
+            check_records(&records, &RrValidator { fail_if_not_matches_regexp: vec![re("0.1$")], ..none.clone() })
+                .is_err()
+        );
+        assert!(
+            check_records(&records, &RrValidator { fail_if_none_matches_regexp: vec![re("0.2$")], ..none.clone() })
+                .is_ok()
+        );
+        assert!(
+            check_records(&records, &RrValidator { fail_if_none_matches_regexp: vec![re("AAAA")], ..none }).is_err()
+        );
     }
 
     #[test]
     fn config_is_validated_like_blackbox() {
         let mut problems = Problems::default();
-        let config = Config {
-            query_type: "BOGUS".into(),
-            query_class: "XX".into(),
-            dns_over_tls: true,
-            ..Config::default()
-        };
+        let config =
+            Config { query_type: "BOGUS".into(), query_class: "XX".into(), dns_over_tls: true, ..Config::default() };
         config.validate("modules.dns.dns", &mut problems);
         let messages: Vec<String> = problems.0.iter().map(ToString::to_string).collect();
         assert_eq!(

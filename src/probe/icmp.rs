@@ -366,10 +366,7 @@ mod tests {
         let messages: Vec<String> = problems.0.iter().map(ToString::to_string).collect();
         assert_eq!(
             messages,
-            [
-                "modules.icmp.icmp.ttl: \"ttl\" cannot exceed 255",
-                "modules.icmp.icmp.ttl: \"ttl\" cannot be negative"
-            ]
+            ["modules.icmp.icmp.ttl: \"ttl\" cannot exceed 255", "modules.icmp.icmp.ttl: \"ttl\" cannot be negative"]
         );
     }
 }

@@ -61,9 +61,7 @@ pub(crate) mod source_ip {
         if text.is_empty() {
             return Ok(None);
         }
-        text.parse()
-            .map(Some)
-            .map_err(|_| serde::de::Error::custom(format!("invalid source IP address {text:?}")))
+        text.parse().map(Some).map_err(|_| serde::de::Error::custom(format!("invalid source IP address {text:?}")))
     }
 
     /// Writes the address as text.
@@ -136,8 +134,8 @@ mod tests {
         let config: Config =
             yaml::from_value(yaml::parse_value("source_ip_address: 127.0.0.1\n").unwrap(), "tcp").unwrap();
         assert_eq!(config.source_ip_address, Some("127.0.0.1".parse().unwrap()));
-        let err = yaml::from_value::<Config>(yaml::parse_value("source_ip_address: nope\n").unwrap(), "m.tcp")
-            .unwrap_err();
+        let err =
+            yaml::from_value::<Config>(yaml::parse_value("source_ip_address: nope\n").unwrap(), "m.tcp").unwrap_err();
         assert_eq!(err.path, "m.tcp.source_ip_address");
     }
 }

@@ -67,8 +67,7 @@ async fn custom_ttl_payload_and_dont_fragment() {
 
 #[tokio::test]
 async fn unresolvable_target_fails_in_resolve() {
-    let outcome =
-        run("modules:\n  icmp:\n    prober: icmp\n", "does-not-exist.invalid", Duration::from_secs(5)).await;
+    let outcome = run("modules:\n  icmp:\n    prober: icmp\n", "does-not-exist.invalid", Duration::from_secs(5)).await;
     let error = outcome.error.expect("fails");
     assert_eq!((error.phase, error.reason), (Phase::Resolve, Reason::Resolve));
     assert_eq!(outcome.registry.get("probe_ip_protocol", &[]), Some(0.0));
@@ -81,4 +80,14 @@ async fn unresolvable_target_fails_in_resolve() {
 async fn ttl_above_255_is_a_config_error() {
     let err = Config::parse("modules:\n  icmp:\n    prober: icmp\n    icmp:\n      ttl: 256\n").unwrap_err();
     assert!(err.to_string().contains("modules.icmp.icmp.ttl: \"ttl\" cannot exceed 255"), "{err}");
+}
+
+#[test]
+fn shipped_example_modules_parse() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples.d/icmp.yml");
+    let fragment = std::fs::read_to_string(&path).expect("example file");
+    let config =
+        Config::parse(&format!("modules:\n{fragment}")).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+    assert!(config.modules.values().all(|module| module.prober.as_str() == "icmp"));
+    assert!(!config.modules.is_empty());
 }

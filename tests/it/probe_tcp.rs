@@ -233,8 +233,7 @@ async fn postgres_sslrequest_then_starttls() {
 #[tokio::test]
 async fn implicit_tls_and_the_hostname_parameter() {
     let certs = TestCerts::generate();
-    let server =
-        scripted_tls_server(certs.server_config(Leaf::WrongHost), vec![ScriptStep::send("* OK ready")]).await;
+    let server = scripted_tls_server(certs.server_config(Leaf::WrongHost), vec![ScriptStep::send("* OK ready")]).await;
     let yaml = format!(
         "modules:\n  tcp:\n    prober: tcp\n    tcp:\n      tls: true\n      tls_config:\n        ca_file: {}\n      \
          query_response:\n        - expect: '^\\* OK'\n",
@@ -262,4 +261,14 @@ async fn expect_and_expect_bytes_together_is_a_config_error() {
         err.to_string().contains("modules.tcp.tcp.query_response[0]: expect and expect_bytes are mutually exclusive"),
         "{err}"
     );
+}
+
+#[test]
+fn shipped_example_modules_parse() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples.d/tcp.yml");
+    let fragment = std::fs::read_to_string(&path).expect("example file");
+    let config =
+        Config::parse(&format!("modules:\n{fragment}")).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+    assert!(config.modules.values().all(|module| module.prober.as_str() == "tcp"));
+    assert!(!config.modules.is_empty());
 }

@@ -31,7 +31,11 @@ fn assert_success(outcome: &Outcome) {
 
 /// Serves every connection on `path`: optional TLS, then `banner`, then
 /// echoes each line it reads back as `echo: <line>`.
-fn line_server(path: &Path, tls: Option<Arc<rustls::ServerConfig>>, banner: &'static str) -> tokio::task::JoinHandle<()> {
+fn line_server(
+    path: &Path,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    banner: &'static str,
+) -> tokio::task::JoinHandle<()> {
     let listener = UnixListener::bind(path).expect("bind unix socket");
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
@@ -169,4 +173,14 @@ async fn silent_socket_times_out_within_the_deadline() {
     assert_eq!(failure(&outcome), (Phase::Processing, Reason::Timeout));
     assert!(outcome.duration < timeout + Duration::from_millis(500), "took {:?}", outcome.duration);
     server.abort();
+}
+
+#[test]
+fn shipped_example_modules_parse() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples.d/unix.yml");
+    let fragment = std::fs::read_to_string(&path).expect("example file");
+    let config =
+        Config::parse(&format!("modules:\n{fragment}")).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+    assert!(config.modules.values().all(|module| module.prober.as_str() == "unix"));
+    assert!(!config.modules.is_empty());
 }
