@@ -4,6 +4,7 @@ mod bridge_channels;
 mod config;
 mod exporter;
 mod peers;
+mod probe_dns;
 mod probe_icmp;
 mod probe_tcp;
 mod probe_unix;
