@@ -1,6 +1,7 @@
 //! Integration tests: one module per area, shared helpers in `support`.
 
 mod bridge_channels;
+mod compat_net;
 mod config;
 mod exporter;
 mod peers;
