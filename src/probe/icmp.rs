@@ -111,24 +111,39 @@ struct Echo {
     hop_limit_enabled: bool,
 }
 
-fn open(ip: IpAddr, config: &Config, log: &mut super::ProbeLog) -> std::io::Result<Echo> {
+/// The socket kinds to try, in order.
+fn kinds(ip: IpAddr, config: &Config) -> &'static [Kind] {
+    if ip.is_ipv4() && config.dont_fragment {
+        // The don't-fragment bit is an IP header field: only a raw socket sets it.
+        &[Kind::RawWithHeader]
+    } else {
+        &[Kind::Datagram, Kind::Raw]
+    }
+}
+
+/// Opens the first socket of `kinds` the system allows.
+fn open(ip: IpAddr, config: &Config, kinds: &[Kind], log: &mut super::ProbeLog) -> std::io::Result<Echo> {
     let (domain, protocol) =
         if ip.is_ipv4() { (Domain::IPV4, Protocol::ICMPV4) } else { (Domain::IPV6, Protocol::ICMPV6) };
-    let with_header = ip.is_ipv4() && config.dont_fragment;
-    let (socket, kind) = if with_header {
-        // The don't-fragment bit is an IP header field: only a raw socket sets it.
-        let socket = Socket::new(domain, Type::RAW, Some(protocol))?;
-        socket.set_header_included_v4(true)?;
-        (socket, Kind::RawWithHeader)
-    } else {
-        match Socket::new(domain, Type::DGRAM, Some(protocol)) {
-            Ok(socket) => (socket, Kind::Datagram),
+    let mut last_error = std::io::Error::other("no ICMP socket kind to try");
+    let mut opened = None;
+    for &kind in kinds {
+        let socket_type = if kind == Kind::Datagram { Type::DGRAM } else { Type::RAW };
+        match Socket::new(domain, socket_type, Some(protocol)) {
+            Ok(socket) => {
+                opened = Some((socket, kind));
+                break;
+            }
             Err(err) => {
-                log.debug(format!("Unable to do unprivileged listen on socket, will attempt privileged err={err}"));
-                (Socket::new(domain, Type::RAW, Some(protocol))?, Kind::Raw)
+                log.debug(format!("Unable to open ICMP socket kind={kind:?} err={err}"));
+                last_error = err;
             }
         }
-    };
+    }
+    let Some((socket, kind)) = opened else { return Err(last_error) };
+    if kind == Kind::RawWithHeader {
+        socket.set_header_included_v4(true)?;
+    }
     if let Some(source) = config.source_ip_address {
         socket.bind(&SockAddr::from(SocketAddr::new(source, 0)))?;
     }
@@ -151,6 +166,31 @@ fn open(ip: IpAddr, config: &Config, log: &mut super::ProbeLog) -> std::io::Resu
     socket.set_nonblocking(true)?;
     let socket = tokio::net::UdpSocket::from_std(std::net::UdpSocket::from(socket))?;
     Ok(Echo { socket, kind, hop_limit_enabled })
+}
+
+impl Echo {
+    /// Waits for the reply to `request` from `ip`; returns its hop limit when known.
+    async fn reply(&self, ip: IpAddr, request: &[u8]) -> std::io::Result<Option<i32>> {
+        // The kernel rewrites the ID on Linux ping sockets and only delivers our replies.
+        let check_id = self.kind != Kind::Datagram;
+        let mut errors = 0u32;
+        loop {
+            let received = match self.socket.async_io(Interest::READABLE, || receive(&self.socket, self.kind)).await {
+                Ok(received) => received,
+                Err(err) => {
+                    // ICMP errors surface as socket errors; blackbox keeps waiting.
+                    errors += 1;
+                    if errors >= 16 {
+                        return Err(err);
+                    }
+                    continue;
+                }
+            };
+            if received.from == Some(ip) && is_reply(request, &received.icmp, ip.is_ipv4(), check_id) {
+                return Ok(received.hop_limit);
+            }
+        }
+    }
 }
 
 /// The Internet checksum (RFC 1071).
@@ -265,7 +305,7 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
     let setup_start = std::time::Instant::now();
     ctx.enter(Phase::Setup);
     ctx.log.debug("Creating socket");
-    let echo = open(ip, config, &mut ctx.log).map_err(|err| {
+    let echo = open(ip, config, kinds(ip, config), &mut ctx.log).map_err(|err| {
         ctx.log.error(format!("Error listening to socket err={err}"));
         ProbeError::new(Phase::Setup, Reason::Io, format!("cannot open an ICMP socket: {err}"))
     })?;
@@ -293,28 +333,7 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
     })?;
 
     ctx.log.debug("Waiting for reply packets");
-    // The kernel rewrites the ID on Linux ping sockets and only delivers our replies.
-    let check_id = echo.kind != Kind::Datagram;
-    let wait = async {
-        let mut errors = 0u32;
-        loop {
-            let received = match echo.socket.async_io(Interest::READABLE, || receive(&echo.socket, echo.kind)).await {
-                Ok(received) => received,
-                Err(err) => {
-                    // ICMP errors surface as socket errors; blackbox keeps waiting.
-                    errors += 1;
-                    if errors >= 16 {
-                        return Err(err);
-                    }
-                    continue;
-                }
-            };
-            if received.from == Some(ip) && is_reply(&request, &received.icmp, ip.is_ipv4(), check_id) {
-                return Ok(received.hop_limit);
-            }
-        }
-    };
-    let hop_limit = ctx.within(Phase::Rtt, wait).await?.map_err(|err| {
+    let hop_limit = ctx.within(Phase::Rtt, echo.reply(ip, &request)).await?.map_err(|err| {
         ctx.log.error(format!("Error reading from socket err={err}"));
         ProbeError::new(Phase::Rtt, Reason::Io, format!("cannot read the echo reply: {err}"))
     })?;
@@ -356,6 +375,45 @@ mod tests {
         reply[7] = 8;
         assert!(!is_reply(&request, &reply, true, false));
         assert!(!is_reply(&request, &request, true, true), "our own request is not a reply");
+    }
+
+    /// Every socket kind against the loopback interface. Raw sockets need root
+    /// or CAP_NET_RAW (the tests run as root); without them this is skipped,
+    /// except under `CI=true`.
+    #[tokio::test]
+    async fn every_socket_kind_gets_its_reply() {
+        let mut cases: Vec<(IpAddr, Kind)> = vec![
+            ("127.0.0.1".parse().unwrap(), Kind::Datagram),
+            ("127.0.0.1".parse().unwrap(), Kind::Raw),
+            ("127.0.0.1".parse().unwrap(), Kind::RawWithHeader),
+        ];
+        if std::net::UdpSocket::bind("[::1]:0").is_ok() {
+            cases.push(("::1".parse().unwrap(), Kind::Datagram));
+            cases.push(("::1".parse().unwrap(), Kind::Raw));
+        }
+        let config = Config { dont_fragment: true, ..Config::default() };
+        for (ip, kind) in cases {
+            let mut log = crate::probe::ProbeLog::default();
+            let echo = match open(ip, &config, &[kind], &mut log) {
+                Ok(echo) => echo,
+                Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied && std::env::var("CI").is_err() => {
+                    eprintln!("skipping {kind:?} {ip}: {err} (needs root or CAP_NET_RAW)");
+                    continue;
+                }
+                Err(err) => panic!("{kind:?} {ip}: {err}"),
+            };
+            let request = echo_request(ip.is_ipv4(), rand::random(), next_sequence(), PAYLOAD);
+            let datagram = match (kind, ip) {
+                (Kind::RawWithHeader, IpAddr::V4(v4)) => {
+                    [ipv4_header(None, v4, 64, request.len()), request.clone()].concat()
+                }
+                _ => request.clone(),
+            };
+            echo.socket.send_to(&datagram, SocketAddr::new(ip, 0)).await.unwrap();
+            let reply = tokio::time::timeout(std::time::Duration::from_secs(3), echo.reply(ip, &request)).await;
+            let hop_limit = reply.unwrap_or_else(|_| panic!("{kind:?} {ip}: no reply")).unwrap();
+            assert_eq!(hop_limit, Some(64), "{kind:?} {ip}");
+        }
     }
 
     #[test]

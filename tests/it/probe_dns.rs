@@ -185,30 +185,37 @@ async fn closed_ports_are_refused() {
 
 /// A DNS-over-TLS server (RFC 7858) that answers every query with one A record.
 async fn dot_server(config: Arc<rustls::ServerConfig>) -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("local addr");
     let task = tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
             tokio::spawn(async move {
-                let Ok(mut stream) = acceptor.accept(stream).await else { return };
-                let length = stream.read_u16().await.unwrap();
-                let mut query = vec![0; usize::from(length)];
-                stream.read_exact(&mut query).await.unwrap();
-                let query = Message::from_vec(&query).unwrap();
-                let mut response = Message::new();
-                response.set_id(query.id()).set_message_type(MessageType::Response).set_authoritative(true);
-                let question = query.queries()[0].clone();
-                let record = Record::from_rdata(question.name().clone(), 60, RData::A(A::new(192, 0, 2, 53)));
-                response.add_query(question).add_answer(record);
-                let bytes = response.to_vec().unwrap();
-                stream.write_u16(bytes.len() as u16).await.unwrap();
-                stream.write_all(&bytes).await.unwrap();
-                stream.flush().await.unwrap();
+                if let Ok(stream) = acceptor.accept(stream).await {
+                    let _ = answer_one(stream).await;
+                }
             });
         }
     });
     (addr, task)
+}
+
+async fn answer_one<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut stream: S) -> std::io::Result<()> {
+    let invalid = |err: hickory_proto::ProtoError| std::io::Error::new(std::io::ErrorKind::InvalidData, err);
+    let length = stream.read_u16().await?;
+    let mut query = vec![0; usize::from(length)];
+    stream.read_exact(&mut query).await?;
+    let query = Message::from_vec(&query).map_err(invalid)?;
+    let mut response = Message::new();
+    response.set_id(query.id()).set_message_type(MessageType::Response).set_authoritative(true);
+    if let Some(question) = query.queries().first() {
+        let record = Record::from_rdata(question.name().clone(), 60, RData::A(A::new(192, 0, 2, 53)));
+        response.add_query(question.clone()).add_answer(record);
+    }
+    let bytes = response.to_vec().map_err(invalid)?;
+    stream.write_u16(bytes.len() as u16).await?;
+    stream.write_all(&bytes).await?;
+    stream.flush().await
 }
 
 #[tokio::test]
@@ -256,4 +263,8 @@ fn shipped_example_modules_parse() {
         Config::parse(&format!("modules:\n{fragment}")).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
     assert!(config.modules.values().all(|module| module.prober.as_str() == "dns"));
     assert!(!config.modules.is_empty());
+    // `/config` shows the modules with defaults filled in; that text loads again.
+    let shown = config.to_yaml();
+    let again = Config::parse(&shown).unwrap_or_else(|err| panic!("/config output does not load: {err}\n{shown}"));
+    assert_eq!(again.to_yaml(), shown);
 }

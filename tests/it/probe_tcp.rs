@@ -271,4 +271,8 @@ fn shipped_example_modules_parse() {
         Config::parse(&format!("modules:\n{fragment}")).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
     assert!(config.modules.values().all(|module| module.prober.as_str() == "tcp"));
     assert!(!config.modules.is_empty());
+    // `/config` shows the modules with defaults filled in; that text loads again.
+    let shown = config.to_yaml();
+    let again = Config::parse(&shown).unwrap_or_else(|err| panic!("/config output does not load: {err}\n{shown}"));
+    assert_eq!(again.to_yaml(), shown);
 }
