@@ -276,3 +276,20 @@ fn shipped_example_modules_parse() {
     let again = Config::parse(&shown).unwrap_or_else(|err| panic!("/config output does not load: {err}\n{shown}"));
     assert_eq!(again.to_yaml(), shown);
 }
+
+#[tokio::test]
+async fn source_ip_address_is_the_local_end() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let target = listener.local_addr().expect("addr").to_string();
+    let accepted = tokio::spawn(async move { listener.accept().await.map(|(_, peer)| peer.ip()) });
+    // All of 127.0.0.0/8 is local on Linux, so 127.0.0.2 is a usable source.
+    let yaml = "modules:\n  tcp:\n    prober: tcp\n    tcp:\n      source_ip_address: 127.0.0.2\n";
+    let outcome = run(yaml, &target, None, TIMEOUT).await;
+    assert_success(&outcome);
+    assert_eq!(accepted.await.expect("join").expect("accept").to_string(), "127.0.0.2");
+
+    // A source of the other family cannot reach the target.
+    let yaml = "modules:\n  tcp:\n    prober: tcp\n    tcp:\n      source_ip_address: '::1'\n";
+    let outcome = run(yaml, &closed_port().to_string(), None, TIMEOUT).await;
+    assert_eq!(failure(&outcome), (Phase::Connect, Reason::Connect));
+}
