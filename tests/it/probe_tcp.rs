@@ -293,3 +293,16 @@ async fn source_ip_address_is_the_local_end() {
     let outcome = run(yaml, &closed_port().to_string(), None, TIMEOUT).await;
     assert_eq!(failure(&outcome), (Phase::Connect, Reason::Connect));
 }
+
+#[tokio::test]
+async fn ipv6_loopback_target() {
+    let Ok(listener) = tokio::net::TcpListener::bind("[::1]:0").await else {
+        eprintln!("skipping: no IPv6 loopback on this machine");
+        return;
+    };
+    let target = listener.local_addr().expect("addr").to_string();
+    assert!(target.starts_with("[::1]:"), "{target}");
+    let outcome = run("modules:\n  tcp:\n    prober: tcp\n", &target, None, TIMEOUT).await;
+    assert_success(&outcome);
+    assert_eq!(outcome.registry.get("probe_ip_protocol", &[]), Some(6.0));
+}
