@@ -206,6 +206,16 @@ pub const METRIC_NAMES: &[&str] = &[
     "probe_ftp_server_info",
     "probe_ftp_directory_entries",
     "probe_ftp_file_modified_timestamp_seconds",
+    // Databases (checkit).
+    "probe_postgres_duration_seconds",
+    "probe_postgres_ssl",
+    "probe_postgres_version_info",
+    "probe_mysql_duration_seconds",
+    "probe_mysql_ssl",
+    "probe_mysql_version_info",
+    "probe_mssql_duration_seconds",
+    "probe_mssql_ssl",
+    "probe_mssql_version_info",
     // Exporter.
     "blackbox_exporter_config_last_reload_successful",
     "blackbox_exporter_config_last_reload_success_timestamp_seconds",

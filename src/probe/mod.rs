@@ -22,6 +22,7 @@ pub mod postgres;
 pub mod rdap;
 pub mod resolve;
 pub mod smtp;
+pub mod sql;
 pub mod tcp;
 mod textproto;
 pub mod tls;

@@ -10,12 +10,14 @@
 pub mod app;
 pub mod certs;
 pub mod client;
+pub mod db;
 pub mod fake;
 pub mod grafana;
 pub mod module;
 pub mod ops;
 pub mod peers;
 pub mod process;
+pub mod tds_fake;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
