@@ -38,7 +38,7 @@ fn file_name(path: &Path) -> String {
 fn rule_files_pass_promtool_check_rules() {
     let promtool_path = crate::require_binary!("promtool", "prometheus");
     let rule_files = alert_files(".rules.yml");
-    assert!(rule_files.len() >= 2, "expected the probe and expiry rule files: {rule_files:?}");
+    assert!(rule_files.len() >= 3, "expected the probe, expiry and bridge rule files: {rule_files:?}");
     let names: Vec<String> = rule_files.iter().map(|path| file_name(path)).collect();
     let mut args = vec!["check", "rules"];
     args.extend(names.iter().map(String::as_str));
