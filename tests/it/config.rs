@@ -26,6 +26,7 @@ const INVALID: &[(&str, &[&str])] = &[
         &["modules.a.prober: prober 'nope' is not valid", "modules.b.timeout", "exporter.targets.deny[0]"],
     ),
     ("invalid-yaml-syntax.yml", &["line 3"]),
+    ("invalid-undecodable-block.yml", &["modules.pg.postgres.sslmode"]),
 ];
 
 #[test]
@@ -56,6 +57,13 @@ fn several_problems_are_all_reported() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config");
     let problems = problems_of(&dir.join("invalid-several-problems.yml"));
     assert_eq!(problems.len(), 3, "{problems:#?}");
+}
+
+#[test]
+fn an_undecodable_block_is_not_validated_with_defaults() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config");
+    let problems = problems_of(&dir.join("invalid-undecodable-block.yml"));
+    assert_eq!(problems.len(), 1, "{problems:#?}");
 }
 
 #[test]
