@@ -1032,3 +1032,221 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
     }
     failure.map_or(Ok(()), Err)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> (Config, Vec<(String, String)>) {
+        let value = crate::config::yaml::parse_value(yaml).unwrap();
+        let config: Config = crate::config::yaml::from_value(value, "modules.m.http").unwrap();
+        let mut problems = Problems::default();
+        config.validate("modules.m.http", &mut problems);
+        (config, problems.0.into_iter().map(|problem| (problem.path, problem.message)).collect())
+    }
+
+    #[test]
+    fn defaults_match_blackbox() {
+        let (config, problems) = parse("{}");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(config.preferred_ip_protocol, IpProtocol::Ip6);
+        assert!(config.ip_protocol_fallback && config.follow_redirects && config.enable_http2);
+        assert_eq!(config.method, "GET");
+        assert!(config.valid_status_codes.is_empty());
+        assert_eq!(config.body_size_limit.limit(), None);
+    }
+
+    #[test]
+    fn every_blackbox_key_parses() {
+        let (config, problems) = parse(
+            r#"
+valid_status_codes: [200, "2xx", "300-302"]
+valid_http_versions: ["HTTP/1.1", "HTTP/2.0"]
+preferred_ip_protocol: ip4
+ip_protocol_fallback: false
+skip_resolve_phase_with_proxy: true
+no_follow_redirects: true
+fail_if_ssl: false
+fail_if_not_ssl: true
+method: POST
+headers: {Host: vhost.example.com, Accept-Encoding: "gzip, br;q=0.5"}
+fail_if_body_matches_regexp: ["error"]
+fail_if_body_not_matches_regexp: ["ok"]
+fail_if_header_matches: [{header: X-A, regexp: "x", allow_missing: true}]
+fail_if_header_not_matches: [{header: X-B, regexp: "y"}]
+body: '{"a": 1}'
+compression: gzip
+body_size_limit: 1MB
+enable_http3: false
+basic_auth: {username: u, password: p}
+tls_config: {insecure_skip_verify: true, server_name: s}
+follow_redirects: true
+enable_http2: false
+proxy_url: http://proxy:3128
+no_proxy: localhost,10.0.0.0/8
+proxy_connect_header: {X-P: [secret]}
+http_headers: {X-Custom: {values: [a], secrets: [b]}}
+"#,
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            config.valid_status_codes,
+            [StatusCodes::Code(200), StatusCodes::Range(200, 299), StatusCodes::Range(300, 302)]
+        );
+        assert!(!config.follows_redirects(), "no_follow_redirects wins");
+        assert_eq!(config.body_size_limit.limit(), Some(1 << 20));
+        assert_eq!(host_header(&config), Some("vhost.example.com"));
+        let shown = crate::config::yaml::to_string(&config);
+        assert!(!shown.contains("no_follow_redirects"), "{shown}");
+        assert!(!shown.contains("secret\n") && shown.contains("<secret>"), "{shown}");
+        assert!(shown.contains("- 2xx") && shown.contains("- 300-302"), "{shown}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let (_, problems) = parse(
+            r#"
+valid_status_codes: [42]
+valid_http_versions: ["HTTP/3.0"]
+enable_http3: true
+method: "GE T"
+headers: {Accept-Encoding: "br", host: a, Host: b}
+body: x
+body_file: /tmp/x
+compression: gzip
+fail_if_header_matches: [{header: "", regexp: ""}]
+fail_if_body_json_matches_cel: "body.a == 1"
+basic_auth: {username: u, username_file: /f, password_ref: r}
+bearer_token: t
+bearer_token_file: /t
+authorization: {type: Basic, credentials: c}
+oauth2: {client_secret: s, grant_type: password}
+no_proxy: x
+http_headers: {Authorization: {values: [x]}, user-agent: {values: [y]}}
+"#,
+        );
+        let paths: Vec<&str> = problems.iter().map(|(path, _)| path.as_str()).collect();
+        for expected in [
+            "modules.m.http.valid_status_codes[0]",
+            "modules.m.http.enable_http3",
+            "modules.m.http.method",
+            "modules.m.http.headers.host",
+            "modules.m.http.headers.Accept-Encoding",
+            "modules.m.http.fail_if_body_json_matches_cel",
+            "modules.m.http.fail_if_header_matches[0].header",
+            "modules.m.http.fail_if_header_matches[0].regexp",
+            "modules.m.http.body_file",
+            "modules.m.http.bearer_token_file",
+            "modules.m.http",
+            "modules.m.http.basic_auth.username_file",
+            "modules.m.http.basic_auth.password_ref",
+            "modules.m.http.authorization.type",
+            "modules.m.http.oauth2.client_id",
+            "modules.m.http.oauth2.token_url",
+            "modules.m.http.oauth2.grant_type",
+            "modules.m.http.no_proxy",
+            "modules.m.http.http_headers.Authorization",
+            "modules.m.http.http_headers.user-agent",
+        ] {
+            assert!(paths.contains(&expected), "missing {expected} in {problems:#?}");
+        }
+        let message = |path: &str| problems.iter().find(|(at, _)| at == path).map(|(_, message)| message.as_str());
+        assert_eq!(message("modules.m.http.body_file"), Some("setting body and body_file both are not allowed"));
+        assert_eq!(
+            message("modules.m.http.headers.Accept-Encoding"),
+            Some("invalid configuration \"Accept-Encoding: br\", \"compression: gzip\"")
+        );
+        assert!(
+            message("modules.m.http.fail_if_body_json_matches_cel")
+                .unwrap()
+                .contains("CEL is not supported by checkit")
+        );
+        assert!(message("modules.m.http.enable_http3").unwrap().contains("not supported"));
+        assert_eq!(
+            message("modules.m.http.http_headers.user-agent"),
+            Some("setting header \"User-Agent\" is not allowed")
+        );
+        let (_, problems) = parse("valid_http_versions: [\"HTTP/1.1\", \"HTTP/3.0\"]");
+        assert_eq!(
+            problems,
+            [(
+                "modules.m.http.valid_http_versions[1]".to_string(),
+                "HTTP/3 cannot be used as a valid HTTP version when enable_http3 is false".to_string()
+            )]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_rejected() {
+        for (yaml, path) in [
+            ("bogus: 1", "modules.m.http"),
+            ("valid_status_codes: [\"2yy\"]", "modules.m.http.valid_status_codes[0]"),
+            ("fail_if_body_matches_regexp: [\"(\"]", "modules.m.http.fail_if_body_matches_regexp[0]"),
+            ("basic_auth: {user: x}", "modules.m.http.basic_auth"),
+            ("preferred_ip_protocol: ip5", "modules.m.http.preferred_ip_protocol"),
+        ] {
+            let value = crate::config::yaml::parse_value(yaml).unwrap();
+            let problem = crate::config::yaml::from_value::<Config>(value, "modules.m.http").unwrap_err();
+            assert!(problem.path.starts_with(path), "{yaml}: {problem}");
+        }
+    }
+
+    #[test]
+    fn status_code_extension_grammar() {
+        assert_eq!(StatusCodes::parse("2xx").unwrap(), StatusCodes::Range(200, 299));
+        assert_eq!(StatusCodes::parse("200-204").unwrap(), StatusCodes::Range(200, 204));
+        assert_eq!(StatusCodes::parse("404").unwrap(), StatusCodes::Code(404));
+        assert!(StatusCodes::parse("0xx").is_err() && StatusCodes::parse("22xx").is_err());
+        assert!(StatusCodes::Range(200, 299).contains(204) && !StatusCodes::Range(200, 299).contains(300));
+        assert_eq!(StatusCodes::Range(500, 599).to_string(), "5xx");
+    }
+
+    #[test]
+    fn accept_encoding_rules_match_blackbox() {
+        assert!(compression_accepted("gzip", "gzip"));
+        assert!(compression_accepted("gzip", "br, gzip;q=0.5"));
+        assert!(compression_accepted("gzip", "*"));
+        assert!(!compression_accepted("gzip", "gzip;q=0"));
+        assert!(!compression_accepted("gzip", "br"));
+        assert!(compression_accepted("", "br"));
+        assert!(compression_accepted("gzip", ""));
+    }
+
+    #[test]
+    fn url_pieces_like_go() {
+        assert_eq!(written_authority("http://Example.COM:80/x").as_deref(), Some("Example.COM:80"));
+        assert_eq!(written_authority("https://u:p@h:8443?q").as_deref(), Some("h:8443"));
+        assert_eq!(written_authority("http://[::1]:8080").as_deref(), Some("[::1]:8080"));
+        assert_eq!(strip_port("vhost:8443"), "vhost");
+        assert_eq!(strip_port("[::1]:80"), "::1");
+        assert_eq!(strip_port("vhost"), "vhost");
+        assert_eq!(join_host_port("::1", 80), "[::1]:80");
+        assert!(same_site("a.example.com", "example.com") && !same_site("example.com", "a.example.com"));
+        let from = Url::parse("https://u:p@a.example/x#f").unwrap();
+        assert_eq!(referer(&from, &Url::parse("https://b.example/").unwrap()).as_deref(), Some("https://a.example/x"));
+        assert_eq!(referer(&from, &Url::parse("http://b.example/").unwrap()), None);
+    }
+
+    #[test]
+    fn redirects_follow_go_method_rules() {
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::LOCATION, HeaderValue::from_static("/next"));
+        let post = Method::POST;
+        assert_eq!(redirect(302, &post, &headers).map(|(_, method, body)| (method, body)), Some((Method::GET, false)));
+        assert_eq!(redirect(307, &post, &headers).map(|(_, method, body)| (method, body)), Some((Method::POST, true)));
+        assert_eq!(redirect(303, &Method::HEAD, &headers).map(|(_, method, _)| method), Some(Method::HEAD));
+        assert!(redirect(304, &Method::GET, &headers).is_none());
+        assert!(redirect(302, &Method::GET, &HeaderMap::new()).is_none(), "no Location: final response");
+    }
+
+    #[test]
+    fn content_length_like_go() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(content_length(200, &headers), -1.0);
+        headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("12"));
+        assert_eq!(content_length(200, &headers), 12.0);
+        assert_eq!(content_length(204, &headers), 0.0);
+        headers.insert(http::header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        assert_eq!(content_length(200, &headers), -1.0);
+    }
+}
