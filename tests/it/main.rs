@@ -1,1 +1,6 @@
-//! Integration tests.
+//! Integration tests: one module per area, shared helpers in `support`.
+
+mod config;
+mod exporter;
+mod peers;
+mod support;
