@@ -1250,8 +1250,3 @@ http_headers: {Authorization: {values: [x]}, user-agent: {values: [y]}}
         assert_eq!(content_length(200, &headers), -1.0);
     }
 }
-
-/// The `Host` header a module sets, which the `hostname` parameter may not contradict.
-pub fn host_header(_config: &Config) -> Option<&str> {
-    None
-}
