@@ -3,4 +3,5 @@
 mod config;
 mod exporter;
 mod peers;
+mod probe_http;
 mod support;

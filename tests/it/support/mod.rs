@@ -11,6 +11,7 @@ pub mod app;
 pub mod certs;
 pub mod client;
 pub mod fake;
+pub mod httpd;
 pub mod peers;
 pub mod process;
 
