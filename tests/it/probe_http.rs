@@ -492,8 +492,8 @@ async fn stalled_body_times_out_in_transfer_with_the_response_metrics() {
 async fn start_proxy()
 -> (std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<String>>>, tokio::task::JoinHandle<()>) {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let log = seen.clone();
     let task = tokio::spawn(async move {
@@ -514,17 +514,18 @@ async fn start_proxy()
                     }
                 }
                 let first = head[0].trim().to_string();
-                log.lock().unwrap().push(first.clone());
+                log.lock().expect("lock").push(first.clone());
                 let mut parts = first.split_whitespace();
                 let (method, target) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
                 if method == "CONNECT" {
                     let Ok(mut upstream) = tokio::net::TcpStream::connect(target).await else { return };
                     let mut client = client.into_inner();
-                    client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await.unwrap();
+                    client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await.expect("reply");
                     let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
                 } else {
-                    let url = url::Url::parse(target).unwrap();
-                    let authority = format!("{}:{}", url.host_str().unwrap(), url.port_or_known_default().unwrap());
+                    let url = url::Url::parse(target).expect("absolute-form target");
+                    let authority =
+                        format!("{}:{}", url.host_str().expect("host"), url.port_or_known_default().expect("port"));
                     let Ok(mut upstream) = tokio::net::TcpStream::connect(authority).await else { return };
                     let path = match url.query() {
                         Some(query) => format!("{}?{query}", url.path()),
@@ -536,7 +537,7 @@ async fn start_proxy()
                             request.push_str(line);
                         }
                     }
-                    upstream.write_all(request.as_bytes()).await.unwrap();
+                    upstream.write_all(request.as_bytes()).await.expect("forward");
                     let mut client = client.into_inner();
                     let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
                 }
