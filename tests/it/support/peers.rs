@@ -9,11 +9,13 @@
 // Each test module uses a different subset of the re-exports.
 #![allow(unused_imports)]
 
+mod blackbox;
 mod mariadb;
 mod nginx;
 mod postgres;
 mod smtp;
 
+pub use blackbox::Blackbox;
 pub use mariadb::{MariaDb, MariaDbOpts};
 pub use nginx::{NGINX_BIG_SIZE, NGINX_BODY, NGINX_LAST_MODIFIED_UNIX, Nginx, NginxOpts, nginx_last_modified};
 pub use postgres::{Postgres, PostgresOpts};
