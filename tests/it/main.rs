@@ -1,5 +1,6 @@
 //! Integration tests: one module per area, shared helpers in `support`.
 
+mod compat_http;
 mod config;
 mod exporter;
 mod peers;
