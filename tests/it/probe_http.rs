@@ -613,3 +613,16 @@ async fn nginx_redirects_keep_alive_and_http2() {
     let outcome = probe("preferred_ip_protocol: ip4", &nginx.url("/basic-auth")).await;
     assert_eq!(gauge(&outcome, "probe_http_status_code"), 401.0);
 }
+
+#[test]
+fn shipped_example_modules_load() {
+    let examples = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/examples.d/http.yml"))
+        .expect("config/examples.d/http.yml");
+    let config = Config::parse(&format!("modules:\n{examples}")).unwrap_or_else(|err| panic!("{err}"));
+    assert!(config.modules.len() >= 6);
+    assert!(!config.modules["http_2xx"].http.tls_config.insecure_skip_verify);
+    use checkit::probe::http::StatusCodes;
+    let codes = &config.modules["http_post_json"].http.valid_status_codes;
+    assert_eq!(codes, &[StatusCodes::Code(200), StatusCodes::Range(201, 204)]);
+    assert_eq!(checkit::probe::http::host_header(&config.modules["http_post_json"].http), Some("api.example.com"));
+}
