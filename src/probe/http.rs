@@ -9,6 +9,8 @@
 
 mod client;
 mod exchange;
+mod response;
+mod urls;
 
 pub use client::{Authorization, BasicAuth, HttpHeader, OAuth2};
 
@@ -20,12 +22,14 @@ use crate::config::Problems;
 use crate::config::types::{ByteSize, Regex, Secret};
 use exchange::{Hop, Route};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use response::{check_body, check_headers, content_length, proto, redirect};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::time::Instant;
 use url::Url;
+use urls::{join_host_port, referer, same_site, strip_port, url_host, written_authority};
 
 /// The `User-Agent` sent unless the module sets one. blackbox sends
 /// `Blackbox-Exporter/<version>`; checkit names itself so that server logs
@@ -494,63 +498,6 @@ fn register_families(registry: &mut Registry) {
     }
 }
 
-/// `host` without IPv6 brackets, `host:port` joined back with them.
-fn bare(host: &str) -> &str {
-    host.trim_start_matches('[').trim_end_matches(']')
-}
-
-fn join_host_port(host: &str, port: u16) -> String {
-    if bare(host).contains(':') { format!("[{}]:{port}", bare(host)) } else { format!("{host}:{port}") }
-}
-
-/// The URL's authority as written (Go keeps `URL.Host` verbatim: case, an
-/// explicit default port), without user info.
-fn written_authority(target: &str) -> Option<String> {
-    let rest = target.split_once("://")?.1;
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..end];
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
-    (!authority.is_empty()).then(|| authority.to_string())
-}
-
-/// `Host` without a port, for the TLS server name.
-fn strip_port(host: &str) -> &str {
-    if let Some(rest) = host.strip_prefix('[') {
-        return rest.split_once(']').map_or(rest, |(ip, _)| ip);
-    }
-    match host.rsplit_once(':') {
-        Some((name, port)) if !name.contains(':') && port.parse::<u16>().is_ok() => name,
-        _ => host,
-    }
-}
-
-/// Go's `isDomainOrSubdomain`: may headers such as `Authorization` follow a
-/// redirect from `initial` to `destination`?
-fn same_site(destination: &str, initial: &str) -> bool {
-    let destination = destination.to_ascii_lowercase();
-    let initial = initial.to_ascii_lowercase();
-    destination == initial || destination.ends_with(&format!(".{initial}"))
-}
-
-/// Go's `refererForURL`: no Referer from https to http, never user info.
-fn referer(from: &Url, to: &Url) -> Option<String> {
-    if from.scheme() == "https" && to.scheme() == "http" {
-        return None;
-    }
-    let mut referer = from.clone();
-    let _ = referer.set_username("");
-    let _ = referer.set_password(None);
-    referer.set_fragment(None);
-    Some(referer.to_string())
-}
-
-fn url_host(url: &Url) -> Option<String> {
-    match url.host()? {
-        url::Host::Ipv6(ip) => Some(ip.to_string()),
-        host => Some(host.to_string()),
-    }
-}
-
 /// Values of `probe_ip_*` and `probe_dns_lookup_time_seconds`, so that a later
 /// hop's lookup (needed for the target policy) leaves the first hop's values,
 /// as in blackbox where only the first lookup sets them.
@@ -644,96 +591,6 @@ struct Target {
     /// `Host` header value.
     host_header: String,
     tls: Option<exchange::TlsSettings>,
-}
-
-/// A redirect status with a usable `Location`, as Go's client follows them:
-/// the next method and whether the body is sent again.
-fn redirect(status: u16, method: &Method, headers: &HeaderMap) -> Option<(String, Method, bool)> {
-    let (next_method, keep_body) = match status {
-        301..=303 if *method == Method::GET || *method == Method::HEAD => (method.clone(), false),
-        301..=303 => (Method::GET, false),
-        307 | 308 => (method.clone(), true),
-        _ => return None,
-    };
-    let location = headers.get(http::header::LOCATION)?;
-    let location = String::from_utf8_lossy(location.as_bytes()).into_owned();
-    (!location.is_empty()).then_some((location, next_method, keep_body))
-}
-
-/// The `HTTP/x.y` string Go puts in `resp.Proto`, and the version gauge.
-fn proto(version: http::Version) -> (&'static str, f64) {
-    match version {
-        http::Version::HTTP_09 => ("HTTP/0.9", 0.9),
-        http::Version::HTTP_10 => ("HTTP/1.0", 1.0),
-        http::Version::HTTP_11 => ("HTTP/1.1", 1.1),
-        http::Version::HTTP_2 => ("HTTP/2.0", 2.0),
-        http::Version::HTTP_3 => ("HTTP/3.0", 3.0),
-        _ => ("", 0.0),
-    }
-}
-
-/// Go's `resp.ContentLength`: −1 when unknown or chunked, 0 for bodiless statuses.
-fn content_length(status: u16, headers: &HeaderMap) -> f64 {
-    if (100..200).contains(&status) || status == 204 || status == 304 {
-        return 0.0;
-    }
-    if headers.contains_key(http::header::TRANSFER_ENCODING) {
-        return -1.0;
-    }
-    headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.trim().parse::<u64>().ok())
-        .map_or(-1.0, |length| length as f64)
-}
-
-/// blackbox's `matchRegularExpressionsOnHeaders`: the first failing rule, if any.
-fn check_headers(config: &Config, headers: &HeaderMap) -> Option<String> {
-    let values = |name: &str| -> Vec<String> {
-        headers.get_all(name).iter().map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned()).collect()
-    };
-    for (matchers, must_match) in [(&config.fail_if_header_matches, false), (&config.fail_if_header_not_matches, true)]
-    {
-        for matcher in matchers {
-            let Some(regexp) = &matcher.regexp else { continue };
-            let found = values(&matcher.header);
-            if found.is_empty() {
-                if matcher.allow_missing {
-                    continue;
-                }
-                return Some(format!("Missing required header header={}", matcher.header));
-            }
-            let any = found.iter().any(|value| regexp.is_match(value));
-            if any && !must_match {
-                return Some(format!(
-                    "Header matched regular expression header={} regexp={:?}",
-                    matcher.header,
-                    regexp.as_str()
-                ));
-            }
-            if !any && must_match {
-                return Some(format!(
-                    "Header did not match regular expression header={} regexp={:?}",
-                    matcher.header,
-                    regexp.as_str()
-                ));
-            }
-        }
-    }
-    None
-}
-
-/// blackbox's `matchRegularExpressions` over the whole body. Go matches bytes
-/// with invalid UTF-8 read as U+FFFD, which a lossy conversion reproduces.
-fn check_body(config: &Config, body: &[u8]) -> Option<String> {
-    let text = String::from_utf8_lossy(body);
-    if let Some(regexp) = config.fail_if_body_matches_regexp.iter().find(|regexp| regexp.is_match(&text)) {
-        return Some(format!("Body matched regular expression regexp={:?}", regexp.as_str()));
-    }
-    if let Some(regexp) = config.fail_if_body_not_matches_regexp.iter().find(|regexp| !regexp.is_match(&text)) {
-        return Some(format!("Body did not match regular expression regexp={:?}", regexp.as_str()));
-    }
-    None
 }
 
 /// Runs one probe.
@@ -1210,43 +1067,5 @@ http_headers: {Authorization: {values: [x]}, user-agent: {values: [y]}}
         assert!(!compression_accepted("gzip", "br"));
         assert!(compression_accepted("", "br"));
         assert!(compression_accepted("gzip", ""));
-    }
-
-    #[test]
-    fn url_pieces_like_go() {
-        assert_eq!(written_authority("http://Example.COM:80/x").as_deref(), Some("Example.COM:80"));
-        assert_eq!(written_authority("https://u:p@h:8443?q").as_deref(), Some("h:8443"));
-        assert_eq!(written_authority("http://[::1]:8080").as_deref(), Some("[::1]:8080"));
-        assert_eq!(strip_port("vhost:8443"), "vhost");
-        assert_eq!(strip_port("[::1]:80"), "::1");
-        assert_eq!(strip_port("vhost"), "vhost");
-        assert_eq!(join_host_port("::1", 80), "[::1]:80");
-        assert!(same_site("a.example.com", "example.com") && !same_site("example.com", "a.example.com"));
-        let from = Url::parse("https://u:p@a.example/x#f").unwrap();
-        assert_eq!(referer(&from, &Url::parse("https://b.example/").unwrap()).as_deref(), Some("https://a.example/x"));
-        assert_eq!(referer(&from, &Url::parse("http://b.example/").unwrap()), None);
-    }
-
-    #[test]
-    fn redirects_follow_go_method_rules() {
-        let mut headers = HeaderMap::new();
-        headers.insert(http::header::LOCATION, HeaderValue::from_static("/next"));
-        let post = Method::POST;
-        assert_eq!(redirect(302, &post, &headers).map(|(_, method, body)| (method, body)), Some((Method::GET, false)));
-        assert_eq!(redirect(307, &post, &headers).map(|(_, method, body)| (method, body)), Some((Method::POST, true)));
-        assert_eq!(redirect(303, &Method::HEAD, &headers).map(|(_, method, _)| method), Some(Method::HEAD));
-        assert!(redirect(304, &Method::GET, &headers).is_none());
-        assert!(redirect(302, &Method::GET, &HeaderMap::new()).is_none(), "no Location: final response");
-    }
-
-    #[test]
-    fn content_length_like_go() {
-        let mut headers = HeaderMap::new();
-        assert_eq!(content_length(200, &headers), -1.0);
-        headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("12"));
-        assert_eq!(content_length(200, &headers), 12.0);
-        assert_eq!(content_length(204, &headers), 0.0);
-        headers.insert(http::header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
-        assert_eq!(content_length(200, &headers), -1.0);
     }
 }
