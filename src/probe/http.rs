@@ -727,7 +727,12 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
             headers,
             body: body.clone(),
         };
-        ctx.log.debug(format!("Making HTTP request url={} host={}", current.url, hop.host));
+        // Never log a password given in the target URL.
+        let mut shown = current.url.clone();
+        if shown.password().is_some() {
+            let _ = shown.set_password(Some("<secret>"));
+        }
+        ctx.log.debug(format!("Making HTTP request url={shown} host={}", hop.host));
         let response = exchange::send(ctx, &hop, config.enable_http2).await.inspect_err(|err| {
             ctx.log.error(format!("Error for HTTP request err={err}"));
         })?;
