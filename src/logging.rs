@@ -12,6 +12,12 @@ use tracing_subscriber::registry::LookupSpan;
 pub fn init(level: &str, format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},hyper=warn,h2=warn,rustls=warn,tokio_postgres=warn,mysql_async=warn,tiberius=warn,suppaftp=warn,async_imap=warn,lettre=warn,reqwest=warn")));
+    // suppaftp and async-imap log the PASS/LOGIN lines at trace level: cap them
+    // whatever RUST_LOG says, so no probe password ever reaches the log.
+    let filter = ["suppaftp=warn", "async_imap=warn"]
+        .iter()
+        .filter_map(|directive| directive.parse().ok())
+        .fold(filter, tracing_subscriber::EnvFilter::add_directive);
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = if format == "json" {
         builder.json().flatten_event(true).try_init()

@@ -2,9 +2,10 @@
 # Installs the real servers that the integration tests in tests/it/ start on
 # loopback (see tests/it/support/peers.rs). Debian/Ubuntu only; run as root.
 #
-# FTP uses vsftpd: its virtual users work without touching /etc, because the
-# tests point `pam_service_name` at a PAM file in their temp dir that checks the
-# password with pam_exec (pam_exec and pam_permit ship with libpam-modules).
+# FTP uses vsftpd rather than pure-ftpd because it also speaks implicit FTPS.
+# Its virtual user is checked by pam_userdb (libpam-modules, always installed)
+# against a Berkeley DB the tests write with python3's dbm.ndbm; each running
+# test instance adds, and on exit removes, one /etc/pam.d/checkit-ftp-* file.
 #
 # Nothing here starts or enables a system service: every test starts its own
 # instance in a temp dir, so the packages' own units are never needed.

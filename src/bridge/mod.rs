@@ -1,5 +1,10 @@
 //! The alert bridge (placeholder until its engineers land it).
 
+pub mod channels;
+pub mod quiet;
+pub mod ratelimit;
+pub mod render;
+
 use crate::config::Problems;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;

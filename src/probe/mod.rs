@@ -23,6 +23,7 @@ pub mod rdap;
 pub mod resolve;
 pub mod smtp;
 pub mod tcp;
+mod textproto;
 pub mod tls;
 pub mod tls_only;
 pub mod unix;

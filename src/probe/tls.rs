@@ -281,6 +281,15 @@ impl Client {
         self.verifier.presented.lock().map(|certs| certs.clone()).unwrap_or_default()
     }
 
+    /// Verifies the chain presented in the last handshake against the
+    /// configured roots and `server_name`, now, even when
+    /// `insecure_skip_verify` let the handshake through.
+    pub fn verify_presented(&self, server_name: &ServerName<'_>) -> Result<(), rustls::Error> {
+        let presented = self.presented();
+        let (leaf, intermediates) = presented.split_first().ok_or(rustls::Error::NoCertificatesPresented)?;
+        self.verifier.inner.verify_server_cert(leaf, intermediates, server_name, &[], UnixTime::now()).map(|_| ())
+    }
+
     /// Describes a finished handshake.
     pub fn info(&self, connection: &rustls::ClientConnection) -> TlsInfo {
         let version = match connection.protocol_version() {

@@ -4,7 +4,7 @@
 
 use crate::support::app::{Family, parse_exposition};
 use crate::support::httpd::TestServer;
-use crate::support::peers::Blackbox;
+use crate::support::peers::BlackboxExporter;
 use crate::support::{Leaf, TestCerts, closed_port, hang_server};
 use checkit::config::Config;
 use std::collections::{BTreeMap, BTreeSet};
@@ -145,7 +145,7 @@ async fn checkit_matches_blackbox_0_23_on_http() {
 "#,
         ca = certs.ca.cert_path
     );
-    let blackbox = crate::peer!(Blackbox::start(&yaml).await);
+    let blackbox = crate::peer!(BlackboxExporter::start(&yaml).await);
     let config = Config::parse(&yaml).expect("checkit loads the blackbox config");
     let plain = TestServer::http().await;
     let valid = TestServer::https(certs.server_config(Leaf::Valid)).await;
@@ -172,7 +172,9 @@ async fn checkit_matches_blackbox_0_23_on_http() {
         ("stalled body", "quick", plain.url("/stall-body")),
     ];
     for (case, module, target) in cases {
-        let theirs = parse_exposition(&blackbox.probe(module, &target, &[]).await);
+        let (status, body) = blackbox.probe(&target, module).await;
+        assert_eq!(status, 200, "{case}: {body}\n{}", blackbox.diagnostics());
+        let theirs = parse_exposition(&body);
         // Without a scrape-timeout header both use min(module timeout, 120 s − 0.5 s).
         let module = &config.modules[module];
         let timeout = checkit::probe::effective_timeout(module.timeout.get(), None, 0.5);
@@ -181,7 +183,7 @@ async fn checkit_matches_blackbox_0_23_on_http() {
         compare(case, &ours, &theirs);
     }
     // Sanity: the cases really differ from each other.
-    let success = parse_exposition(&blackbox.probe("plain", &plain.url("/"), &[]).await);
-    let failed = parse_exposition(&blackbox.probe("plain", &format!("http://{refused}/"), &[]).await);
+    let success = parse_exposition(&blackbox.probe(&plain.url("/"), "plain").await.1);
+    let failed = parse_exposition(&blackbox.probe(&format!("http://{refused}/"), "plain").await.1);
     assert_ne!(success.get("probe_success"), failed.get("probe_success"), "{}", blackbox.diagnostics());
 }

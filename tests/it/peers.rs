@@ -176,3 +176,186 @@ async fn nginx_http_https_redirects_and_files() {
     assert_eq!(followed.status(), 200);
     assert_eq!(followed.url().path(), "/");
 }
+
+#[tokio::test]
+async fn dovecot_imap_and_pop3_login_with_and_without_tls() {
+    let mail = crate::peer!(Dovecot::start(DovecotOpts { messages: 2, ..DovecotOpts::default() }).await);
+    let tls = mail.certs.client_config();
+
+    let mut imap = LineClient::connect(mail.imap_addr).await;
+    assert!(imap.read_line().await.contains("STARTTLS"));
+    imap.send("a STARTTLS").await;
+    assert!(imap.read_until("a ").await.last().expect("reply").starts_with("a OK"));
+    let mut imap = imap.start_tls(tls.clone(), "localhost").await;
+    imap.send(&format!("b LOGIN {} {}", mail.user, mail.password)).await;
+    assert!(imap.read_until("b ").await.last().expect("reply").starts_with("b OK"));
+    imap.send("c SELECT INBOX").await;
+    let select = imap.read_until("c ").await;
+    assert!(select.iter().any(|line| line == "* 2 EXISTS"), "{select:?}");
+
+    let mut imaps = LineClient::connect_tls(mail.imaps_addr, tls.clone(), "localhost").await;
+    assert!(imaps.read_line().await.starts_with("* OK"));
+    imaps.send(&format!("a LOGIN {} wrong", mail.user)).await;
+    assert!(imaps.read_until("a ").await.last().expect("reply").starts_with("a NO"));
+
+    mail.deliver("Late", "arrived later\r\n");
+    let mut pop3 = LineClient::connect(mail.pop3_addr).await;
+    assert!(pop3.read_line().await.starts_with("+OK"));
+    pop3.send(&format!("USER {}", mail.user)).await;
+    assert!(pop3.read_line().await.starts_with("+OK"));
+    pop3.send(&format!("PASS {}", mail.password)).await;
+    assert!(pop3.read_line().await.starts_with("+OK"));
+    pop3.send("STAT").await;
+    assert!(pop3.read_line().await.starts_with("+OK 3 "));
+
+    let mut pop3s = LineClient::connect_tls(mail.pop3s_addr, tls, "localhost").await;
+    assert!(pop3s.read_line().await.starts_with("+OK"));
+}
+
+#[tokio::test]
+async fn dnsmasq_answers_soa_over_udp_and_a_over_tcp() {
+    use hickory_proto::op::{Message, Query, ResponseCode};
+    use hickory_proto::rr::{Name, RData, RecordType};
+    let dns = crate::peer!(Dnsmasq::start(DnsmasqOpts::default()).await);
+    let query = |name: &str, record_type| {
+        let mut message = Message::new();
+        message.set_id(7).add_query(Query::query(Name::from_ascii(name).expect("name"), record_type));
+        message.to_vec().expect("encode")
+    };
+
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    socket.send_to(&query("example.test.", RecordType::SOA), dns.addr).await.expect("send");
+    let mut buf = [0u8; 4096];
+    let (len, _) = tokio::time::timeout(Duration::from_secs(5), socket.recv_from(&mut buf))
+        .await
+        .expect("answer in time")
+        .expect("recv");
+    let answer = Message::from_vec(&buf[..len]).expect("decode");
+    assert!(answer.authoritative());
+    match answer.answers()[0].data() {
+        RData::SOA(soa) => assert_eq!(soa.serial(), dns.serial),
+        other => panic!("not an SOA: {other:?}"),
+    }
+
+    // DNS over TCP: two-byte length prefix.
+    let mut tcp = tokio::net::TcpStream::connect(dns.addr).await.expect("connect");
+    let request = query("www.example.test.", RecordType::A);
+    tcp.write_all(&(request.len() as u16).to_be_bytes()).await.expect("write");
+    tcp.write_all(&request).await.expect("write");
+    let mut len = [0u8; 2];
+    tcp.read_exact(&mut len).await.expect("read");
+    let mut body = vec![0u8; u16::from_be_bytes(len) as usize];
+    tcp.read_exact(&mut body).await.expect("read");
+    let answer = Message::from_vec(&body).expect("decode");
+    assert_eq!(answer.response_code(), ResponseCode::NoError);
+    assert_eq!(answer.answers()[0].data().to_string(), "192.0.2.11");
+}
+
+#[tokio::test]
+async fn ftp_login_retrieve_and_tls() {
+    let ftp =
+        crate::peer!(FtpServer::start(FtpOpts { anonymous: true, implicit_tls: true, ..FtpOpts::default() }).await);
+    let tls = ftp.certs.client_config();
+
+    let mut control = LineClient::connect(ftp.addr).await;
+    assert_eq!(control.read_reply().await.0, 220);
+    assert_eq!(control.command(&format!("USER {}", ftp.user)).await.0, 331);
+    assert_eq!(control.command("PASS wrong").await.0, 530);
+    assert_eq!(control.command(&format!("USER {}", ftp.user)).await.0, 331);
+    assert_eq!(control.command(&format!("PASS {}", ftp.password)).await.0, 230);
+    let (code, size) = control.command(&format!("SIZE {}", ftp.file_name)).await;
+    assert_eq!((code, size[0].clone()), (213, format!("213 {}", ftp.file_contents.len())));
+    let (code, pasv) = control.command("PASV").await;
+    assert_eq!(code, 227);
+    let numbers: Vec<u16> = pasv[0]
+        .split(['(', ')'])
+        .nth(1)
+        .expect("227 (h,h,h,h,p,p)")
+        .split(',')
+        .map(|part| part.parse().expect("number"))
+        .collect();
+    let data_addr = crate::support::loopback(numbers[4] * 256 + numbers[5]);
+    let mut data = tokio::net::TcpStream::connect(data_addr).await.expect("data connection");
+    assert_eq!(control.command(&format!("RETR {}", ftp.file_name)).await.0, 150);
+    let mut contents = String::new();
+    data.read_to_string(&mut contents).await.expect("read file");
+    assert_eq!(contents, ftp.file_contents);
+    assert_eq!(control.read_reply().await.0, 226);
+
+    let mut explicit = LineClient::connect(ftp.addr).await;
+    assert_eq!(explicit.read_reply().await.0, 220);
+    assert_eq!(explicit.command("AUTH TLS").await.0, 234);
+    let mut explicit = explicit.start_tls(tls.clone(), "localhost").await;
+    assert_eq!(explicit.command(&format!("USER {}", ftp.user)).await.0, 331);
+    assert_eq!(explicit.command(&format!("PASS {}", ftp.password)).await.0, 230);
+
+    let implicit_addr = ftp.implicit_tls_addr.expect("implicit TLS instance");
+    let mut implicit = LineClient::connect_tls(implicit_addr, tls, "localhost").await;
+    assert_eq!(implicit.read_reply().await.0, 220);
+
+    let mut anonymous = LineClient::connect(ftp.addr).await;
+    assert_eq!(anonymous.read_reply().await.0, 220);
+    assert_eq!(anonymous.command("USER anonymous").await.0, 230);
+}
+
+#[tokio::test]
+async fn blackbox_exporter_probes_nginx() {
+    let config = "modules:\n  http_2xx:\n    prober: http\n    timeout: 5s\n";
+    let blackbox = crate::peer!(BlackboxExporter::start(config).await);
+    let nginx = crate::peer!(Nginx::start(NginxOpts::default()).await);
+
+    let (status, body) = blackbox.probe(&nginx.url("/"), "http_2xx").await;
+    assert_eq!(status, 200);
+    assert!(body.lines().any(|line| line == "probe_success 1"), "{body}");
+    let (_, body) = blackbox.probe(&nginx.url("/status/500"), "http_2xx").await;
+    assert!(body.lines().any(|line| line == "probe_success 0"), "{body}");
+}
+
+#[tokio::test]
+async fn prometheus_evaluates_a_rule() {
+    let config = "global:\n  evaluation_interval: 1s\nrule_files: [rules.yml]\n";
+    let rules = "groups:\n- name: t\n  rules:\n  - record: checkit_answer\n    expr: vector(42)\n";
+    let prometheus = crate::peer!(Prometheus::start(config, &[("rules.yml", rules)]).await);
+
+    let result = prometheus.wait_until("checkit_answer", Duration::from_secs(30)).await;
+    assert_eq!(result[0]["value"][1], "42");
+}
+
+#[tokio::test]
+async fn alertmanager_cluster_of_two_shares_alerts() {
+    let config = "route:\n  receiver: blackhole\nreceivers:\n- name: blackhole\n";
+    let members = crate::peer!(Alertmanager::start_cluster(config, 2).await);
+
+    let status = members[1].status().await;
+    assert_eq!(status["cluster"]["status"], "ready", "{status}");
+    assert_eq!(status["cluster"]["peers"].as_array().map(Vec::len), Some(2));
+    let alert = serde_json::json!([{ "labels": { "alertname": "CheckitSmoke" } }]);
+    assert_eq!(members[0].post_alerts(&alert).await, 200);
+    assert_eq!(members[0].alerts().await[0]["labels"]["alertname"], "CheckitSmoke");
+
+    let single = crate::peer!(Alertmanager::start(config).await);
+    assert_eq!(single.status().await["cluster"]["status"], "disabled");
+}
+
+#[tokio::test]
+async fn test_certs_cover_every_tls_outcome() {
+    use crate::support::Leaf;
+    let certs = TestCerts::generate();
+    for (leaf, name, accepted) in [
+        (Leaf::Valid, "localhost", true),
+        (Leaf::Valid, "127.0.0.1", true),
+        (Leaf::Expired, "localhost", false),
+        (Leaf::Untrusted, "localhost", false),
+        (Leaf::WrongHost, "localhost", false),
+        (Leaf::WrongHost, "wrong.example.test", true),
+    ] {
+        let server =
+            crate::support::scripted_tls_server(certs.server_config(leaf), vec![ScriptStep::send("hello")]).await;
+        let tcp = tokio::net::TcpStream::connect(server.addr).await.expect("connect");
+        let server_name = rustls::pki_types::ServerName::try_from(name.to_owned()).expect("name");
+        let handshake = tokio_rustls::TlsConnector::from(certs.client_config()).connect(server_name, tcp).await;
+        assert_eq!(handshake.is_ok(), accepted, "{leaf:?} as {name}: {handshake:?}");
+    }
+    assert!(certs.expired.not_after < std::time::SystemTime::now());
+    assert!(certs.valid.not_after > std::time::SystemTime::now());
+}

@@ -4,14 +4,15 @@
 //! Every helper owns its resources and cleans them up on `Drop`, so a test
 //! only keeps the returned value alive for as long as it needs the server.
 
-// Each test module uses a different subset of these helpers.
-#![allow(dead_code)]
+// Each test module uses a different subset of these helpers and re-exports.
+#![allow(dead_code, unused_imports)]
 
 pub mod app;
 pub mod certs;
 pub mod client;
 pub mod fake;
 pub mod httpd;
+pub mod module;
 pub mod peers;
 pub mod process;
 
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 
 pub use certs::{Leaf, TestCerts};
 pub use client::LineClient;
-pub use fake::{ScriptStep, closed_port, hang_server, scripted_line_server};
+pub use fake::{FakeServer, ScriptStep, closed_port, hang_server, scripted_line_server, scripted_tls_server};
 pub use process::{ChildGuard, run_to_completion};
 
 /// Returns a TCP port on 127.0.0.1 that was free a moment ago.
@@ -75,24 +76,28 @@ pub fn in_ci() -> bool {
 /// stderr and returns `None` so the test can return early. Use
 /// [`require_binary!`] to make that one line.
 pub fn require_binary(name: &str, debian_package: &str) -> Option<PathBuf> {
-    if let Some(path) = find_binary(name) {
-        return Some(path);
+    match find_binary(name) {
+        Some(path) => Some(path),
+        None => {
+            unavailable(&format!("missing {name}: apt-get install {debian_package} (or run tests/install-peers.sh)"))
+        }
     }
-    let notice = format!("missing {name}: apt-get install {debian_package} (or run tests/install-peers.sh)");
-    if in_ci() {
-        panic!("{notice}");
-    }
-    eprintln!("skipping test: {notice}");
-    None
 }
 
 /// Like [`require_binary`] for a file that is not an executable (a module, a
 /// glob-resolved path): `found` is what the caller located, if anything.
 pub fn require_path(found: Option<PathBuf>, what: &str, debian_package: &str) -> Option<PathBuf> {
-    if found.is_some() {
-        return found;
+    match found {
+        Some(path) => Some(path),
+        None => {
+            unavailable(&format!("missing {what}: apt-get install {debian_package} (or run tests/install-peers.sh)"))
+        }
     }
-    let notice = format!("missing {what}: apt-get install {debian_package} (or run tests/install-peers.sh)");
+}
+
+/// A peer cannot run here: panics with `notice` under `CI=true`, otherwise
+/// prints it and returns `None` so the caller can skip.
+pub fn unavailable<T>(notice: &str) -> Option<T> {
     if in_ci() {
         panic!("{notice}");
     }

@@ -9,16 +9,22 @@
 // Each test module uses a different subset of the re-exports.
 #![allow(unused_imports)]
 
-mod blackbox;
+mod dnsmasq;
+mod dovecot;
+mod ftp;
 mod mariadb;
 mod nginx;
 mod postgres;
+mod prometheus;
 mod smtp;
 
-pub use blackbox::Blackbox;
+pub use dnsmasq::{DNS_ZONE, Dnsmasq, DnsmasqOpts};
+pub use dovecot::{Dovecot, DovecotOpts};
+pub use ftp::{FtpOpts, FtpServer};
 pub use mariadb::{MariaDb, MariaDbOpts};
 pub use nginx::{NGINX_BIG_SIZE, NGINX_BODY, NGINX_LAST_MODIFIED_UNIX, Nginx, NginxOpts, nginx_last_modified};
 pub use postgres::{Postgres, PostgresOpts};
+pub use prometheus::{Alertmanager, BlackboxExporter, Prometheus};
 pub use smtp::{ReceivedMail, SmtpFailure, SmtpOpts, SmtpServer, SmtpStage};
 
 /// How long any peer may take to become ready.
