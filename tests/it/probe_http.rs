@@ -3,6 +3,7 @@
 //! TLS outcomes, checks, auth, proxies and deadlines.
 
 use crate::support::httpd::{self, TestServer};
+use crate::support::module::{failure, unix_time};
 use crate::support::peers::{NGINX_BIG_SIZE, NGINX_BODY, NGINX_LAST_MODIFIED_UNIX, Nginx, NginxOpts};
 use crate::support::{Leaf, TestCerts, closed_port, hang_server};
 use checkit::config::Config;
@@ -56,10 +57,6 @@ async fn probe(http: &str, target: &str) -> Outcome {
 
 fn gauge(outcome: &Outcome, name: &str) -> f64 {
     outcome.registry.get(name, &[]).unwrap_or_else(|| panic!("{name} missing:\n{}", outcome.registry.encode()))
-}
-
-fn failure(outcome: &Outcome) -> Option<(Phase, Reason)> {
-    outcome.error.as_ref().map(|err| (err.phase, err.reason))
 }
 
 fn assert_families(outcome: &Outcome, groups: &[&[&str]]) {
@@ -132,7 +129,7 @@ async fn https_with_ca_file_emits_tls_families() {
     assert_eq!(gauge(&outcome, "probe_http_ssl"), 1.0);
     assert_eq!(gauge(&outcome, "probe_http_version"), 2.0, "h2 is negotiated by ALPN by default");
     assert!(phase(&outcome, "tls") > 0.0);
-    let leaf_expiry = certs.valid.not_after.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as f64;
+    let leaf_expiry = unix_time(certs.valid.not_after);
     assert_eq!(gauge(&outcome, "probe_ssl_earliest_cert_expiry"), leaf_expiry);
     assert_eq!(
         gauge(&outcome, "probe_ssl_last_chain_expiry_timestamp_seconds"),
@@ -182,7 +179,7 @@ async fn insecure_skip_verify_exposes_an_expired_certificate() {
     let outcome = probe("preferred_ip_protocol: ip4\ntls_config: {insecure_skip_verify: true}", &server.url("/")).await;
     assert_eq!(failure(&outcome), None, "{:?}", outcome.log);
     assert_families(&outcome, &[&HTTP_FAMILIES, &TLS_FAMILIES, &["probe_http_last_modified_timestamp_seconds"]]);
-    let expiry = certs.expired.not_after.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as f64;
+    let expiry = unix_time(certs.expired.not_after);
     assert_eq!(gauge(&outcome, "probe_ssl_earliest_cert_expiry"), expiry);
     assert_eq!(gauge(&outcome, "probe_ssl_last_chain_expiry_timestamp_seconds"), -62_135_596_800.0, "Go's zero time");
 }
