@@ -583,7 +583,16 @@ async fn nginx_redirects_keep_alive_and_http2() {
     assert_eq!(gauge(&outcome, "probe_http_uncompressed_body_length"), NGINX_BODY.len() as f64);
     // nginx keeps connections alive unless asked not to; every hop must have
     // asked (Connection: close) and used its own connection.
-    let log = std::fs::read_to_string(&nginx.access_log).expect("access log");
+    // nginx writes a line when it finalizes a request, which may be just after
+    // the client has read the response: wait (bounded) for the fourth line.
+    let mut log = String::new();
+    for _ in 0..50 {
+        log = std::fs::read_to_string(&nginx.access_log).expect("access log");
+        if log.lines().count() >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let hops: Vec<&str> = log.lines().filter(|line| line.contains("/redirect-chain") || line.contains(" / ")).collect();
     assert_eq!(hops.len(), 4, "{log}");
     let connections: BTreeSet<&str> = hops.iter().map(|line| line.split(' ').next().unwrap_or_default()).collect();
