@@ -82,8 +82,8 @@ fn phase(outcome: &Outcome, phase: &str) -> f64 {
     outcome.registry.get("probe_http_duration_seconds", &[("phase", phase)]).unwrap_or(f64::NAN)
 }
 
-/// The JSON `/echo` returned, read back from a body regex is awkward; instead
-/// fetch it the way the prober sent it by probing `/echo` with a body regex.
+/// Probes `target` (usually `/echo`, which answers with the request it got as
+/// JSON) with a body regex, so the outcome says what the prober sent.
 async fn echo_matches(http: &str, target: &str, pattern: &str) -> Outcome {
     let http = format!("{http}\nfail_if_body_not_matches_regexp: [{pattern:?}]");
     probe(&http, target).await
@@ -108,6 +108,19 @@ async fn success_over_plain_http_has_blackbox_families() {
     assert_eq!(phase(&outcome, "tls"), 0.0, "no TLS on plain HTTP");
     assert!(phase(&outcome, "connect") > 0.0 && phase(&outcome, "processing") > 0.0);
     assert_eq!(server.connections(), 1);
+}
+
+#[tokio::test]
+async fn ipv6_target_is_bracketed_in_host() {
+    let Some(server) = TestServer::http_ipv6().await else {
+        eprintln!("skipping: no IPv6 loopback on this host");
+        return;
+    };
+    let pattern = format!(r#"\["host","\[::1\]:{}"\]"#, server.addr.port());
+    // Default preferred_ip_protocol (ip6).
+    let outcome = echo_matches("", &server.url("/echo"), &pattern).await;
+    assert_eq!(failure(&outcome), None, "{:?}", outcome.log);
+    assert_eq!(gauge(&outcome, "probe_ip_protocol"), 6.0);
 }
 
 #[tokio::test]

@@ -65,8 +65,18 @@ impl TestServer {
         Self::start(Some(Arc::new(config))).await
     }
 
+    /// Starts a plain HTTP/1.1 server on `[::1]`, or `None` when the host has no IPv6 loopback.
+    pub async fn http_ipv6() -> Option<TestServer> {
+        let listener = TcpListener::bind("[::1]:0").await.ok()?;
+        Some(Self::serve(listener, None))
+    }
+
     async fn start(tls: Option<Arc<rustls::ServerConfig>>) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Self::serve(listener, tls)
+    }
+
+    fn serve(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>) -> TestServer {
         let addr = listener.local_addr().expect("addr");
         let connections = Arc::new(AtomicUsize::new(0));
         let counter = connections.clone();
@@ -96,9 +106,9 @@ impl TestServer {
         TestServer { addr, tls: is_tls, connections, task }
     }
 
-    /// `http(s)://127.0.0.1:<port><path>`.
+    /// `http(s)://<address>:<port><path>` (IPv6 in brackets).
     pub fn url(&self, path: &str) -> String {
-        format!("{}://127.0.0.1:{}{path}", if self.tls { "https" } else { "http" }, self.addr.port())
+        format!("{}://{}{path}", if self.tls { "https" } else { "http" }, self.addr)
     }
 
     /// `http(s)://localhost:<port><path>`.
