@@ -170,6 +170,9 @@ async fn checkit_matches_blackbox_0_23_on_http() {
         ("body size limit", "limited", plain.url("/big?size=1025")),
         ("silent server", "quick", format!("http://{}/", hang.addr)),
         ("stalled body", "quick", plain.url("/stall-body")),
+        ("cookies across redirects", "plain", plain.url("/cookie/set")),
+        ("cross-host redirect", "plain", format!("{}?url={}", plain.url("/to"), plain.localhost_url("/"))),
+        ("no content", "plain", plain.url("/status/204")),
     ];
     for (case, module, target) in cases {
         let (status, body) = blackbox.probe(&target, module).await;
