@@ -12,6 +12,7 @@ pub mod certs;
 pub mod client;
 pub mod db;
 pub mod fake;
+pub mod httpd;
 pub mod module;
 pub mod peers;
 pub mod process;
