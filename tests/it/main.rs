@@ -2,6 +2,7 @@
 
 mod bridge_channels;
 mod compat_grpc;
+mod compat_http;
 mod compat_net;
 mod config;
 mod exporter;
@@ -12,6 +13,7 @@ mod peers;
 mod probe_dns;
 mod probe_ftp;
 mod probe_grpc;
+mod probe_http;
 mod probe_icmp;
 mod probe_imap;
 mod probe_mssql;

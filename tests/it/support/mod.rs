@@ -13,6 +13,7 @@ pub mod client;
 pub mod db;
 pub mod fake;
 pub mod grafana;
+pub mod httpd;
 pub mod module;
 pub mod ops;
 pub mod peers;
