@@ -202,6 +202,7 @@ modules:
     prober: mssql
     mssql:
       preferred_ip_protocol: ip4
+      user: monitor
 "#,
         nginx_ca = nginx.certs.ca.cert_path.display(),
         smtp_ca = smtp.certs.ca.cert_path.display(),
