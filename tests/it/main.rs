@@ -8,6 +8,7 @@ mod config;
 mod exporter;
 mod ops_dashboards;
 mod ops_examples;
+mod ops_full_loop;
 mod ops_rules;
 mod peers;
 mod probe_dns;

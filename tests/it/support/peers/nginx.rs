@@ -111,6 +111,26 @@ impl Nginx {
         format!("https://localhost:{}{path}", self.tls_addr.port())
     }
 
+    /// Stops nginx gracefully: both ports refuse connections until
+    /// [`restart`](Self::restart).
+    pub fn stop(&mut self) {
+        self.guard.stop();
+    }
+
+    /// Starts nginx again on the same ports with the same configuration.
+    pub async fn restart(&mut self) {
+        self.guard.stop();
+        let dir = self._dir.path();
+        let nginx = crate::support::find_binary("nginx").expect("nginx was found at start");
+        let mut command = Command::new(nginx);
+        command.arg("-p").arg(dir).arg("-c").arg(dir.join("nginx.conf"));
+        self.guard = ChildGuard::spawn("nginx", command, &dir.join("nginx.out"))
+            .with_stop_signal("QUIT")
+            .with_log(dir.join("error.log"));
+        self.guard.wait_for_port(self.addr, START_TIMEOUT).await;
+        self.guard.wait_for_port(self.tls_addr, START_TIMEOUT).await;
+    }
+
     /// Process diagnostics (log tail).
     pub fn diagnostics(&self) -> String {
         self.guard.diagnostics()
