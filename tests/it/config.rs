@@ -132,3 +132,35 @@ fn example_yml_is_the_concatenation_of_examples_d() {
     assert!(actual == expected, "config/example.yml is stale: run CHECKIT_BLESS=1 cargo test --test it config::");
     Config::parse(&actual).unwrap_or_else(|err| panic!("config/example.yml does not load: {err}"));
 }
+
+/// `config/README.md` is generated from `config/reference.d/` in a fixed order.
+#[test]
+fn config_readme_is_the_concatenation_of_reference_d() {
+    const ORDER: &[&str] = &[
+        "overview", "http", "tcp", "unix", "icmp", "dns", "grpc", "postgres", "mysql", "mssql", "ftp", "imap", "smtp",
+        "pop3", "tls", "rdap", "bridge",
+    ];
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut on_disk: Vec<String> = std::fs::read_dir(root.join("reference.d"))
+        .expect("reference.d")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "md"))
+        .map(|path| path.file_stem().expect("stem").to_string_lossy().into_owned())
+        .collect();
+    on_disk.sort();
+    for stem in &on_disk {
+        assert!(ORDER.contains(&stem.as_str()), "config/reference.d/{stem}.md is not in the README order");
+    }
+    let mut expected = String::new();
+    for stem in ORDER.iter().filter(|stem| on_disk.iter().any(|name| name == *stem)) {
+        let text = std::fs::read_to_string(root.join(format!("reference.d/{stem}.md"))).expect("section");
+        expected.push_str(text.trim_end());
+        expected.push_str("\n\n");
+    }
+    let path = root.join("README.md");
+    if std::env::var_os("CHECKIT_BLESS").is_some() {
+        std::fs::write(&path, &expected).expect("write README.md");
+    }
+    let actual = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(actual == expected, "config/README.md is stale: run CHECKIT_BLESS=1 cargo test --test it config::");
+}
