@@ -234,11 +234,19 @@ fn dockerfile_builds_small_non_root_image_with_healthcheck() {
     assert!(!["root", "0"].contains(&user.trim()), "runtime user {user}");
     assert!(dockerfile.lines().any(|line| line.starts_with("HEALTHCHECK ")), "HEALTHCHECK");
     assert!(dockerfile.contains("/-/healthy"), "health check hits /-/healthy");
-    // Every path the build stage copies exists.
+    // Every path the build stage copies exists and is in the build context.
+    let ignored: Vec<String> = read(".dockerignore")
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(str::to_owned)
+        .collect();
     for line in dockerfile.lines().filter(|line| line.starts_with("COPY ") && !line.contains("--from")) {
         let parts: Vec<&str> = line.split_whitespace().collect();
         for source in &parts[1..parts.len() - 1] {
             assert!(repo(source).exists(), "Dockerfile copies {source}, which does not exist");
+            let top = source.trim_start_matches("./").split('/').next().unwrap_or_default();
+            assert!(!ignored.iter().any(|pattern| pattern == top), "{source} is excluded by .dockerignore");
         }
     }
 }
