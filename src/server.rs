@@ -300,44 +300,46 @@ async fn probe_handler(State(app): State<Arc<App>>, headers: HeaderMap, request:
     app.telemetry.in_flight.dec();
     let result = outcome.error.as_ref().map_or("success", |err| err.reason.as_str());
     app.telemetry.probes.get_or_create(&ProbeLabels { module: params.module.clone(), result: result.into() }).inc();
-    let debug_output = debug_output(&outcome, module);
+    let module_yaml = config.module_yaml(&params.module);
+    let body = outcome.registry.encode();
+    let debug = params.debug.then(|| debug_output(&outcome.log, &body, &module_yaml));
+    let denied = outcome.error.as_ref().filter(|err| err.reason == Reason::Denied).map(|err| err.detail.clone());
     if let Ok(mut history) = app.history.lock() {
-        history.add(&params.module, &target, outcome.success(), debug_output.clone());
+        history.add(&params.module, &target, outcome.success(), outcome.log, body.clone(), module_yaml);
     }
-    if let Some(err) = &outcome.error {
-        if err.reason == Reason::Denied {
-            app.telemetry.reject("denied");
-            return text(StatusCode::FORBIDDEN, format!("{}\n", err.detail));
-        }
+    if let Some(detail) = denied {
+        app.telemetry.reject("denied");
+        return text(StatusCode::FORBIDDEN, format!("{detail}\n"));
     }
-    if params.debug {
-        return text(StatusCode::OK, debug_output);
+    if let Some(debug) = debug {
+        return text(StatusCode::OK, debug);
     }
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], outcome.registry.encode())
-        .into_response()
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 
 /// blackbox's three-section debug output.
-pub fn debug_output(outcome: &probe::Outcome, module: &probe::Module) -> String {
+pub fn debug_output(log: &[String], metrics: &str, module_yaml: &str) -> String {
     let mut out = String::from("Logs for the probe:\n");
-    for line in &outcome.log {
+    for line in log {
         out.push_str(line);
         out.push('\n');
     }
     out.push_str("\n\n\nMetrics that would have been returned:\n");
-    out.push_str(&outcome.registry.encode());
+    out.push_str(metrics);
     out.push_str("\n\n\nModule configuration:\n");
-    out.push_str(&crate::config::yaml::to_string(module));
+    out.push_str(module_yaml);
     out
 }
 
-async fn metrics_handler(State(app): State<Arc<App>>) -> Response {
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        app.telemetry.encode(),
-    )
-        .into_response()
+/// OpenMetrics when the scraper asks for it (Prometheus does), else text 0.0.4.
+async fn metrics_handler(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|value| value.to_str().ok()).unwrap_or_default();
+    if accept.contains("application/openmetrics-text") {
+        let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+        return (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], app.telemetry.encode()).into_response();
+    }
+    let content_type = "text/plain; version=0.0.4; charset=utf-8";
+    (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], app.telemetry.encode_text()).into_response()
 }
 
 async fn reload_handler(State(app): State<Arc<App>>, method: Method) -> Response {
@@ -378,7 +380,7 @@ async fn logs_handler(State(app): State<Arc<App>>, request: Request) -> Response
         _ => return text(StatusCode::BAD_REQUEST, "Exactly one of the id or target parameters is required\n"),
     };
     match entry {
-        Some(entry) => text(StatusCode::OK, entry.debug_output.clone()),
+        Some(entry) => text(StatusCode::OK, entry.debug_output()),
         None => text(StatusCode::NOT_FOUND, "Probe not found\n"),
     }
 }
