@@ -7,3 +7,4 @@
 //! - `bridge`: Alertmanager/Grafana webhooks to people, with a durable outbox.
 
 pub mod config;
+pub mod bridge;

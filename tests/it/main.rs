@@ -1,1 +1,5 @@
 //! Integration tests.
+
+mod bridge_delivery;
+mod bridge_intake;
+mod bridge_support;
