@@ -3,8 +3,17 @@
 //!
 //! - `config`: blackbox.yml plus checkit's keys, parsed, validated, frozen.
 //! - `probe`: one file per prober behind one enum; a fresh registry per probe.
-//! - `server`: the HTTP endpoints (`/probe`, `/metrics`, reload, `/logs`).
+//! - `server`: the HTTP endpoints (`/probe`, `/metrics`, reload, `/logs`), on
+//!   an already-bound listener so tests run the real app on port 0.
 //! - `bridge`: Alertmanager/Grafana webhooks to people, with a durable outbox.
+//! - `cli`, `logging`, `telemetry`, `history`, `webconfig`: the process around them.
 
-pub mod config;
 pub mod bridge;
+pub mod cli;
+pub mod config;
+pub mod history;
+pub mod logging;
+pub mod probe;
+pub mod server;
+pub mod telemetry;
+pub mod webconfig;

@@ -1,3 +1,5 @@
 //! The `checkit` binary: a thin shell over the library.
 
-fn main() {}
+fn main() -> std::process::ExitCode {
+    checkit::cli::main()
+}

@@ -19,27 +19,19 @@ use super::channels::{ChannelKind, ChannelsConfig};
 use super::matcher::Matchers;
 use super::quiet::QuietHours;
 use super::ratelimit::RateLimit;
-use super::render::{Templates, TemplatesConfig};
+use super::render::TemplatesConfig;
 use crate::config::Problems;
 use crate::config::types::{ByteSize, GoDuration, Secret};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// Every channel kind, in the order a contact's channels are listed.
-pub const CHANNEL_KINDS: [ChannelKind; 7] = [
-    ChannelKind::Email,
-    ChannelKind::Sms,
-    ChannelKind::Telegram,
-    ChannelKind::Slack,
-    ChannelKind::Ntfy,
-    ChannelKind::Webhook,
-    ChannelKind::Log,
-];
-
 /// Looks a channel kind up by its label value (`"sms"`).
 pub fn channel_kind(name: &str) -> Option<ChannelKind> {
-    CHANNEL_KINDS.into_iter().find(|kind| kind.as_str() == name)
+    ChannelKind::all()
+        .iter()
+        .copied()
+        .find(|kind| kind.as_str() == name)
 }
 
 /// The `bridge:` section.
@@ -268,9 +260,21 @@ impl Contact {
 
     /// The channels this contact can be reached on.
     pub fn channels(&self) -> impl Iterator<Item = ChannelKind> + '_ {
-        CHANNEL_KINDS
-            .into_iter()
+        ChannelKind::all()
+            .iter()
+            .copied()
             .filter(|kind| self.address(*kind).is_some())
+    }
+
+    /// The quiet-hours bypass matchers; an alert matching any of them is
+    /// delivered at once. Expressions that do not parse are left out
+    /// (validation reports them).
+    pub fn bypass(&self) -> Vec<Matchers> {
+        self.quiet_hours
+            .iter()
+            .flat_map(|quiet_hours| quiet_hours.bypass_expressions())
+            .filter_map(|expression| Matchers::parse(expression).ok())
+            .collect()
     }
 }
 
@@ -342,13 +346,12 @@ impl Config {
         if self.retention.get() < Duration::from_secs(3600) {
             problems.push(format!("{path}.retention"), "must be at least 1h");
         }
-        for name in self.rate_limits.keys() {
+        for (name, limit) in &self.rate_limits {
+            let limit_path = format!("{path}.rate_limits.{name}");
             if channel_kind(name).is_none() {
-                problems.push(
-                    format!("{path}.rate_limits.{name}"),
-                    format!("unknown channel {name:?}"),
-                );
+                problems.push(&limit_path, format!("unknown channel {name:?}"));
             }
+            limit.validate(&limit_path, problems);
         }
         for (name, contact) in &self.contacts {
             let contact_path = format!("{path}.contacts.{name}");
@@ -359,15 +362,34 @@ impl Config {
                 );
             }
             for kind in contact.channels() {
-                if contact.address(kind).is_some_and(|address| address.trim().is_empty()) {
+                let address_path = format!("{contact_path}.{}", kind.as_str());
+                if let Some(Err(message)) = contact
+                    .address(kind)
+                    .map(|address| super::channels::validate_address(kind, address))
+                {
+                    problems.push(&address_path, message);
+                }
+                if !self.channels.is_configured(kind) {
                     problems.push(
-                        format!("{contact_path}.{}", kind.as_str()),
-                        "address must not be empty",
+                        &address_path,
+                        format!("{path}.channels.{} must be configured to use this channel", kind.as_str()),
                     );
                 }
             }
             if let Some(quiet_hours) = &contact.quiet_hours {
-                quiet_hours.validate(&format!("{contact_path}.quiet_hours"), problems);
+                let quiet_path = format!("{contact_path}.quiet_hours");
+                quiet_hours.validate(&quiet_path, problems);
+                for (index, expression) in quiet_hours.bypass_expressions().iter().enumerate() {
+                    if let Err(message) = Matchers::parse(expression) {
+                        let problem = format!("{quiet_path}.bypass[{index}]");
+                        if !problems.0.iter().any(|known| known.path == problem) {
+                            problems.push(problem, message);
+                        }
+                    }
+                }
+            }
+            if let Some(limit) = &contact.rate_limit {
+                limit.validate(&format!("{contact_path}.rate_limit"), problems);
             }
         }
         for (name, members) in &self.groups {
@@ -393,16 +415,7 @@ impl Config {
             self.validate_route(&format!("{path}.routes[{index}]"), route, problems);
         }
         self.channels.validate(&format!("{path}.channels"), problems);
-        if let Err(template_problems) = Templates::new(&self.templates) {
-            for problem in template_problems {
-                let problem_path = if problem.path.is_empty() {
-                    format!("{path}.templates")
-                } else {
-                    problem.path
-                };
-                problems.push(problem_path, problem.message);
-            }
-        }
+        self.templates.validate(&format!("{path}.templates"), problems);
     }
 
     fn validate_auth(&self, path: &str, problems: &mut Problems) {

@@ -32,10 +32,12 @@ pub mod store;
 pub use config::Config;
 
 use clock::{Clock, SystemClock};
-use config::CHANNEL_KINDS;
+use channels::ChannelKind;
 use metrics::Metrics;
 use prometheus_client::registry::Registry;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use store::{PostgresStore, Retention, SqliteStore, Store, StoreError};
@@ -67,11 +69,18 @@ pub(crate) struct Runtime {
     pub(crate) credentials: intake::Credentials,
     pub(crate) channels: channels::Channels,
     pub(crate) templates: render::Templates,
+    /// Quiet-hours bypass matchers by contact.
+    pub(crate) bypass: HashMap<String, Vec<matcher::Matchers>>,
 }
 
 impl Runtime {
     fn build(config: Arc<Config>) -> Result<Runtime, Error> {
         Ok(Runtime {
+            bypass: config
+                .contacts
+                .iter()
+                .map(|(name, contact)| (name.clone(), contact.bypass()))
+                .collect(),
             routing: route::Routing::new(&config),
             credentials: intake::Credentials::load(&config).map_err(Error::Config)?,
             channels: channels::Channels::new(&config.channels)?,
@@ -108,7 +117,7 @@ impl Shared {
 pub struct Bridge {
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Bridge {
@@ -137,7 +146,7 @@ impl Bridge {
         registry: &mut Registry,
         clock: Arc<dyn Clock>,
     ) -> Result<Bridge, Error> {
-        let channel_names: Vec<&'static str> = CHANNEL_KINDS.iter().map(|kind| kind.as_str()).collect();
+        let channel_names: Vec<&'static str> = ChannelKind::all().iter().map(|kind| kind.as_str()).collect();
         let metrics = Metrics::register(registry, &channel_names);
         let runtime = Runtime::build(Arc::clone(&config))?;
         let store = open_store(&config).await?;
@@ -177,7 +186,7 @@ impl Bridge {
         Ok(Bridge {
             shared,
             shutdown,
-            tasks,
+            tasks: Mutex::new(tasks),
         })
     }
 
@@ -190,9 +199,18 @@ impl Bridge {
     }
 
     /// Swaps contacts, groups, routes, channels, templates, auth and tuning.
-    /// Store and listen-address changes need a restart; they are logged and
-    /// otherwise ignored. On error the running configuration stays.
-    pub fn reload(&self, config: Arc<Config>) -> Result<(), Error> {
+    /// Store, listen-address and worker-count changes need a restart; they
+    /// are logged and otherwise ignored. A config that cannot be built (an
+    /// unreadable secret file) is logged and the running one stays; use
+    /// [`Bridge::try_reload`] to get the error.
+    pub fn reload(&self, config: Arc<Config>) {
+        if let Err(err) = self.try_reload(config) {
+            tracing::error!(error = %err, "Bridge reload failed; keeping the running configuration.");
+        }
+    }
+
+    /// Like [`Bridge::reload`], returning why a config could not be used.
+    pub fn try_reload(&self, config: Arc<Config>) -> Result<(), Error> {
         let current = self.shared.runtime();
         let store_changed = format!("{:?}", current.config.store) != format!("{:?}", config.store);
         if store_changed {
@@ -225,14 +243,21 @@ impl Bridge {
     }
 
     /// Stops the workers after their in-flight attempt; pending rows stay
-    /// in the store for the next start.
-    pub async fn shutdown(self) {
+    /// in the store for the next start. Calling it again does nothing.
+    pub async fn shutdown(&self) {
         let _ = self.shutdown.send(true);
         self.shared.wake.notify_waiters();
-        for task in self.tasks {
+        let tasks = match self.tasks.lock() {
+            Ok(mut tasks) => std::mem::take(&mut *tasks),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        };
+        let stopped = !tasks.is_empty();
+        for task in tasks {
             let _ = task.await;
         }
-        tracing::info!("Bridge stopped.");
+        if stopped {
+            tracing::info!("Bridge stopped.");
+        }
     }
 }
 

@@ -42,7 +42,7 @@ const ROWS_PER_LEASE: u32 = 50;
 /// Idle workers re-check the store this often (other replicas add work too).
 const POLL: Duration = Duration::from_secs(1);
 /// Send history kept for rate-limit decisions.
-pub(super) const SEND_WINDOW: chrono::Duration = chrono::Duration::days(8);
+pub(super) const SEND_WINDOW: chrono::Duration = chrono::Duration::days(32);
 
 /// How long a lane lease lasts (wall clock): several delivery timeouts.
 fn lease_length(delivery_timeout: Duration) -> chrono::Duration {
@@ -276,7 +276,13 @@ impl LaneWorker<'_> {
         }
         if let Some(quiet_hours) = &target.contact.quiet_hours {
             if let Some(until) = quiet_until(Some(quiet_hours), now) {
-                if !content.any_alert(|labels| quiet_hours.bypasses(labels)) {
+                let bypass = self
+                    .runtime
+                    .bypass
+                    .get(&self.lane.contact)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                if !content.any_alert(|labels| bypass.iter().any(|matchers| matchers.matches(labels))) {
                     let mut transition = Transition::of(&row, RowState::Held, until);
                     transition.event = Some(self.event(&row, row.mode, Outcome::Held, now, content.alert_refs(), None, Some(format!("quiet hours until {}", until.to_rfc3339())), None));
                     self.shared
@@ -340,14 +346,18 @@ impl LaneWorker<'_> {
             return Ok(Some(until));
         }
         let store = &self.shared.store;
-        let since = now - SEND_WINDOW;
+        let window = |limit: &super::ratelimit::RateLimit| {
+            now - chrono::Duration::from_std(limit.max_window()).unwrap_or(SEND_WINDOW).min(SEND_WINDOW)
+        };
         let mut next: Option<DateTime<Utc>> = None;
         if let Some(limit) = self.runtime.config.rate_limits.get(&self.lane.channel) {
-            let sends = store.recent_sends(&self.lane.contact, Some(&self.lane.channel), since).await?;
+            let sends = store
+                .recent_sends(&self.lane.contact, Some(&self.lane.channel), window(limit))
+                .await?;
             next = next.max(limit.next_allowed(&sends, now));
         }
         if let Some(limit) = &target.contact.rate_limit {
-            let sends = store.recent_sends(&self.lane.contact, None, since).await?;
+            let sends = store.recent_sends(&self.lane.contact, None, window(limit)).await?;
             next = next.max(limit.next_allowed(&sends, now));
         }
         Ok(next.filter(|next| *next > now))
@@ -373,7 +383,7 @@ impl LaneWorker<'_> {
         let attempt = row.attempts.saturating_add(1);
         let first_attempt_at = row.first_attempt_at.unwrap_or(now);
         let alerts = content.alert_refs();
-        let result = match self.runtime.templates.render(target.kind, &view) {
+        let result = match self.runtime.templates.render_at(target.kind, &view, now) {
             Ok(outgoing) => {
                 let started = Instant::now();
                 let sent = tokio::time::timeout(

@@ -22,20 +22,13 @@ pub struct Problem {
 impl Problem {
     /// Creates a problem at `path`.
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Problem {
-            path: path.into(),
-            message: message.into(),
-        }
+        Problem { path: path.into(), message: message.into() }
     }
 }
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            write!(f, "{}", self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
+        if self.path.is_empty() { write!(f, "{}", self.message) } else { write!(f, "{}: {}", self.path, self.message) }
     }
 }
 
@@ -69,3 +62,116 @@ pub enum Error {
     #[error("{} problem(s) in config:\n{}", .0.len(), .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<Problem>),
 }
+
+use crate::probe::policy::{PolicyConfig, TargetPolicy};
+use crate::probe::{Module, Modules};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// `exporter:` — checkit's additions for the probe exporter.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExporterConfig {
+    /// Which targets `/probe` may reach (SSRF guard).
+    pub targets: PolicyConfig,
+    /// Probes running at once; past it `/probe` answers 503.
+    pub max_concurrent_probes: usize,
+}
+
+impl Default for ExporterConfig {
+    fn default() -> Self {
+        ExporterConfig { targets: PolicyConfig::default(), max_concurrent_probes: 1024 }
+    }
+}
+
+/// The whole, validated, immutable configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// Probe modules by name (blackbox.yml's only key).
+    pub modules: Modules,
+    /// checkit's exporter settings.
+    pub exporter: ExporterConfig,
+    /// The compiled target policy.
+    #[serde(skip)]
+    pub policy: TargetPolicy,
+    /// The alert bridge, when enabled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<std::sync::Arc<crate::bridge::Config>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    modules: Option<BTreeMap<String, yaml::Value>>,
+    #[serde(default)]
+    exporter: Option<yaml::Value>,
+    #[serde(default)]
+    bridge: Option<yaml::Value>,
+}
+
+impl Config {
+    /// Parses and validates config text, gathering every problem.
+    pub fn parse(text: &str) -> Result<Config, Error> {
+        let mut problems = Problems::default();
+        let value = yaml::parse_value(text).map_err(|problem| Error::Invalid(vec![problem]))?;
+        let value = if value.is_null() { yaml::Value::Mapping(Default::default()) } else { value };
+        let raw: RawConfig = yaml::from_value(value, "").map_err(|problem| Error::Invalid(vec![problem]))?;
+        let mut modules = Modules::new();
+        for (name, module) in raw.modules.unwrap_or_default() {
+            let path = format!("modules.{name}");
+            if let Some(module) = Module::from_yaml(module, &path, &mut problems) {
+                modules.insert(name, module);
+            }
+        }
+        let exporter: ExporterConfig = match raw.exporter {
+            Some(value) => yaml::from_value(value, "exporter").unwrap_or_else(|problem| {
+                problems.0.push(problem);
+                ExporterConfig::default()
+            }),
+            None => ExporterConfig::default(),
+        };
+        if exporter.max_concurrent_probes == 0 {
+            problems.push("exporter.max_concurrent_probes", "must be at least 1");
+        }
+        let policy = TargetPolicy::new(&exporter.targets, "exporter.targets", &mut problems);
+        let bridge = match raw.bridge {
+            Some(value) if !value.is_null() => match yaml::from_value::<crate::bridge::Config>(value, "bridge") {
+                Ok(bridge) => {
+                    bridge.validate("bridge", &mut problems);
+                    Some(std::sync::Arc::new(bridge))
+                }
+                Err(problem) => {
+                    problems.0.push(problem);
+                    None
+                }
+            },
+            _ => None,
+        };
+        if !problems.is_empty() {
+            return Err(Error::Invalid(problems.0));
+        }
+        Ok(Config { modules, exporter, policy, bridge })
+    }
+
+    /// Reads and parses a config file.
+    pub fn load(path: &std::path::Path) -> Result<Config, Error> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.display().to_string(), source })?;
+        Config::parse(&text)
+    }
+
+    /// The module called `name`.
+    pub fn module(&self, name: &str) -> Option<&Module> {
+        self.modules.get(name)
+    }
+
+    /// The config as YAML with defaults filled in and secrets hidden (`/config`).
+    pub fn to_yaml(&self) -> String {
+        yaml::to_string(self)
+    }
+}
+
+/// The config compiled into the binary (`config/default.yml`), used when no
+/// config file is given and `blackbox.yml` does not exist.
+pub const DEFAULT_CONFIG: &str = include_str!("../../config/default.yml");

@@ -30,20 +30,14 @@ impl GoDuration {
         let mut rest = text;
         let mut total_nanos: f64 = 0.0;
         while !rest.is_empty() {
-            let number_len = rest
-                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-                .unwrap_or(rest.len());
+            let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
             let number = &rest[..number_len];
             if number.is_empty() || number == "." {
                 return Err(format!("invalid duration {original:?}"));
             }
-            let value: f64 = number
-                .parse()
-                .map_err(|_| format!("invalid duration {original:?}"))?;
+            let value: f64 = number.parse().map_err(|_| format!("invalid duration {original:?}"))?;
             rest = &rest[number_len..];
-            let unit_len = rest
-                .find(|c: char| c.is_ascii_digit() || c == '.')
-                .unwrap_or(rest.len());
+            let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
             let unit = &rest[..unit_len];
             rest = &rest[unit_len..];
             let nanos_per_unit = match unit {
@@ -126,9 +120,7 @@ pub struct Regex(pub regex::Regex);
 impl Regex {
     /// Compiles `pattern`.
     pub fn new(pattern: &str) -> Result<Self, String> {
-        regex::Regex::new(pattern)
-            .map(Regex)
-            .map_err(|err| format!("invalid regular expression {pattern:?}: {err}"))
+        regex::Regex::new(pattern).map(Regex).map_err(|err| format!("invalid regular expression {pattern:?}: {err}"))
     }
     /// The original pattern.
     pub fn as_str(&self) -> &str {
@@ -177,13 +169,9 @@ impl ByteSize {
     /// Parses `512`, `10KB`, `1MiB`, `2GB`.
     pub fn parse(text: &str) -> Result<Self, String> {
         let trimmed = text.trim();
-        let split = trimmed
-            .find(|c: char| !(c.is_ascii_digit() || c == '-'))
-            .unwrap_or(trimmed.len());
+        let split = trimmed.find(|c: char| !(c.is_ascii_digit() || c == '-')).unwrap_or(trimmed.len());
         let (number, unit) = trimmed.split_at(split);
-        let number: i64 = number
-            .parse()
-            .map_err(|_| format!("invalid size {text:?}"))?;
+        let number: i64 = number.parse().map_err(|_| format!("invalid size {text:?}"))?;
         let shift = match unit.trim() {
             "" | "B" => 0,
             "KB" | "KiB" | "K" => 10,
@@ -194,10 +182,7 @@ impl ByteSize {
             "EB" | "EiB" | "E" => 60,
             other => return Err(format!("unknown unit {other:?} in size {text:?}")),
         };
-        number
-            .checked_mul(1i64 << shift)
-            .map(ByteSize)
-            .ok_or_else(|| format!("size {text:?} is too large"))
+        number.checked_mul(1i64 << shift).map(ByteSize).ok_or_else(|| format!("size {text:?} is too large"))
     }
     /// The limit in bytes, or `None` when unlimited.
     pub fn limit(self) -> Option<u64> {
@@ -258,8 +243,7 @@ impl Serialize for Secret {
 /// Reads a secret from a `*_file` path, trimming one trailing newline the way
 /// editors leave it.
 pub fn read_secret_file(path: &str) -> Result<Secret, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|err| format!("cannot read secret file {path:?}: {err}"))?;
+    let text = std::fs::read_to_string(path).map_err(|err| format!("cannot read secret file {path:?}: {err}"))?;
     let text = text.strip_suffix('\n').unwrap_or(&text);
     let text = text.strip_suffix('\r').unwrap_or(text);
     Ok(Secret(text.to_string()))

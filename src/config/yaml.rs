@@ -13,10 +13,8 @@ pub type Mapping = serde_yaml::Mapping;
 /// Parses YAML text into an untyped value, reporting the line of a syntax error.
 pub fn parse_value(text: &str) -> Result<Value, Problem> {
     serde_yaml::from_str(text).map_err(|err| {
-        let path = err
-            .location()
-            .map(|loc| format!("line {}, column {}", loc.line(), loc.column()))
-            .unwrap_or_default();
+        let path =
+            err.location().map(|loc| format!("line {}, column {}", loc.line(), loc.column())).unwrap_or_default();
         Problem::new(path, err.to_string())
     })
 }

@@ -1,0 +1,25 @@
+# checkit: multi-stage build, small non-root runtime image.
+#   docker build -t checkit .
+#   docker run -p 9115:9115 -v checkit-data:/var/lib/checkit checkit
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src src
+COPY config config
+RUN cargo build --release --locked --bin checkit
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --home-dir /var/lib/checkit --create-home checkit
+COPY --from=build /src/target/release/checkit /usr/local/bin/checkit
+COPY config/docker.yml /etc/checkit/checkit.yml
+USER checkit
+WORKDIR /var/lib/checkit
+VOLUME /var/lib/checkit
+EXPOSE 9115
+# ICMP probes need CAP_NET_RAW or net.ipv4.ping_group_range covering uid 10001.
+HEALTHCHECK --interval=30s --timeout=5s --retries=3 CMD ["checkit", "healthcheck", "--url", "http://127.0.0.1:9115/-/healthy"]
+ENTRYPOINT ["checkit"]
+CMD ["--config.file=/etc/checkit/checkit.yml", "--web.listen-address=:9115"]

@@ -1,0 +1,60 @@
+//! Slack incoming webhooks: one webhook URL per contact (the URL is the
+//! secret, so it never appears in errors or receipts). Slack answers 429 with
+//! `Retry-After` when a channel posts too fast. The text is sent as plain
+//! text: `&`, `<` and `>` are escaped as Slack requires, so an alert saying
+//! `latency > 1s` is shown as written (bare URLs are still linked by Slack).
+
+use super::{DeliveryError, Error, Receipt, http_outcome, send_http};
+use crate::bridge::render::Outgoing;
+use crate::config::Problems;
+use serde::{Deserialize, Serialize};
+use std::time::SystemTime;
+
+/// `bridge.channels.slack`: nothing to set today, the URL comes from the
+/// contact. The block exists so every channel is configured the same way.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {}
+
+impl Config {
+    /// Records every problem of this block below `path` (there are none).
+    pub fn validate(&self, _path: &str, _problems: &mut Problems) {}
+}
+
+/// The built Slack channel.
+pub(crate) struct Channel {
+    http: reqwest::Client,
+}
+
+#[derive(Serialize)]
+struct Payload<'a> {
+    text: &'a str,
+}
+
+impl Channel {
+    pub(crate) fn new(_config: &Config, http: reqwest::Client) -> Result<Self, Error> {
+        Ok(Channel { http })
+    }
+
+    pub(crate) async fn deliver(&self, address: &str, message: &Outgoing) -> Result<Receipt, DeliveryError> {
+        let text = escape_control_characters(&message.body);
+        let request = self.http.post(address).json(&Payload { text: &text });
+        let answer = send_http(request, &[]).await?;
+        http_outcome(&answer, SystemTime::now())
+    }
+}
+
+/// Escapes the three characters Slack treats as markup.
+fn escape_control_characters(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markup_characters_are_escaped() {
+        assert_eq!(escape_control_characters("p99 > 1s & <rising>"), "p99 &gt; 1s &amp; &lt;rising&gt;");
+    }
+}

@@ -1,0 +1,121 @@
+//! Telegram Bot API `sendMessage`. Plain text (no parse mode), so alert text
+//! never needs escaping. Telegram caps a message at 4096 characters and
+//! answers 429 with `parameters.retry_after` when a chat is flooded.
+
+use super::{
+    ChannelKind, DeliveryError, Error, Receipt, SecretSource, http_outcome, reason, send_http, validate_config_url,
+};
+use crate::bridge::render::{self, Outgoing};
+use crate::config::Problems;
+use crate::config::types::Secret;
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, SystemTime};
+
+/// `bridge.channels.telegram`: the bot.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Bot API base URL; override for tests or a local Bot API server.
+    #[serde(default = "default_api_url")]
+    pub api_url: String,
+    /// File holding the bot token (`123456:ABC-DEF…`).
+    #[serde(default)]
+    pub token_file: Option<String>,
+    /// Environment variable holding the bot token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+}
+
+fn default_api_url() -> String {
+    "https://api.telegram.org".to_string()
+}
+
+impl Config {
+    /// Records every problem of this block below `path`.
+    pub fn validate(&self, path: &str, problems: &mut Problems) {
+        validate_config_url(&format!("{path}.api_url"), &self.api_url, problems);
+        SecretSource::from_pair(&self.token_file, &self.token_env).validate(
+            path,
+            "token_file",
+            "token_env",
+            true,
+            problems,
+        );
+    }
+}
+
+/// The built Telegram channel.
+pub(crate) struct Channel {
+    http: reqwest::Client,
+    send_message_url: String,
+    secrets: Vec<Secret>,
+}
+
+#[derive(Serialize)]
+struct SendMessage<'a> {
+    chat_id: &'a str,
+    text: &'a str,
+    link_preview_options: LinkPreviewOptions,
+}
+
+#[derive(Serialize)]
+struct LinkPreviewOptions {
+    is_disabled: bool,
+}
+
+/// The parts of a Bot API answer that matter here.
+#[derive(Deserialize, Default)]
+struct Answer {
+    #[serde(default)]
+    result: Option<SentMessage>,
+    #[serde(default)]
+    parameters: Option<ResponseParameters>,
+}
+
+#[derive(Deserialize)]
+struct SentMessage {
+    message_id: i64,
+}
+
+#[derive(Deserialize)]
+struct ResponseParameters {
+    retry_after: Option<u64>,
+}
+
+impl Channel {
+    pub(crate) fn new(config: &Config, http: reqwest::Client) -> Result<Self, Error> {
+        let token = SecretSource::from_pair(&config.token_file, &config.token_env)
+            .load()
+            .map_err(|message| Error::Secret { channel: ChannelKind::Telegram, message })?;
+        let send_message_url = format!("{}/bot{}/sendMessage", config.api_url.trim_end_matches('/'), token.expose());
+        Ok(Channel { http, send_message_url, secrets: vec![token] })
+    }
+
+    pub(crate) async fn deliver(&self, address: &str, message: &Outgoing) -> Result<Receipt, DeliveryError> {
+        let text = render::truncate_for(ChannelKind::Telegram, &message.body);
+        if text.trim().is_empty() {
+            return Err(DeliveryError::permanent(reason::INVALID_MESSAGE, "telegram refuses empty messages"));
+        }
+        let request = self.http.post(&self.send_message_url).json(&SendMessage {
+            chat_id: address,
+            text: &text,
+            link_preview_options: LinkPreviewOptions { is_disabled: true },
+        });
+        let answer = send_http(request, &self.secrets).await?;
+        let parsed: Answer = serde_json::from_str(&answer.body).unwrap_or_default();
+        match http_outcome(&answer, SystemTime::now()) {
+            Ok(receipt) => Ok(match parsed.result {
+                Some(sent) => {
+                    Receipt { provider_response: format!("{} message_id={}", answer.status.as_u16(), sent.message_id) }
+                }
+                None => receipt,
+            }),
+            Err(mut err) => {
+                if let Some(seconds) = parsed.parameters.and_then(|p| p.retry_after) {
+                    err.retry_after = Some(Duration::from_secs(seconds));
+                }
+                Err(err)
+            }
+        }
+    }
+}

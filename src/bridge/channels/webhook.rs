@@ -1,0 +1,55 @@
+//! Generic webhook: POSTs the notification as JSON to the contact's URL.
+//! The body is what `render` produced for the webhook channel: by default the
+//! whole notification view as JSON. 2xx succeeds, 5xx, 408, 429 and network
+//! failures are retryable (honouring `Retry-After`), other 4xx are not.
+
+use super::{
+    ChannelKind, DeliveryError, Error, Receipt, SecretSource, build_headers, http_outcome, send_http, validate_headers,
+};
+use crate::bridge::render::Outgoing;
+use crate::config::Problems;
+use crate::config::types::Secret;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+/// `bridge.channels.webhook`: settings shared by every webhook contact.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Extra request headers with plain values.
+    pub headers: BTreeMap<String, String>,
+    /// Extra request headers whose values are secrets (`file:` or `env:`),
+    /// e.g. `Authorization: {file: /run/secrets/hook-auth}`.
+    pub secret_headers: BTreeMap<String, SecretSource>,
+}
+
+impl Config {
+    /// Records every problem of this block below `path`.
+    pub fn validate(&self, path: &str, problems: &mut Problems) {
+        validate_headers(path, &self.headers, &self.secret_headers, problems);
+    }
+}
+
+/// The built webhook channel.
+pub(crate) struct Channel {
+    http: reqwest::Client,
+    headers: HeaderMap,
+    secrets: Vec<Secret>,
+}
+
+impl Channel {
+    pub(crate) fn new(config: &Config, http: reqwest::Client) -> Result<Self, Error> {
+        let mut secrets = Vec::new();
+        let mut headers = build_headers(&config.headers, &config.secret_headers, ChannelKind::Webhook, &mut secrets)?;
+        headers.entry(CONTENT_TYPE).or_insert(HeaderValue::from_static("application/json"));
+        Ok(Channel { http, headers, secrets })
+    }
+
+    pub(crate) async fn deliver(&self, address: &str, message: &Outgoing) -> Result<Receipt, DeliveryError> {
+        let request = self.http.post(address).headers(self.headers.clone()).body(message.body.clone());
+        let answer = send_http(request, &self.secrets).await?;
+        http_outcome(&answer, SystemTime::now())
+    }
+}

@@ -1,0 +1,1 @@
+//! The expect/send/STARTTLS line dialogue shared by tcp and unix (placeholder).

@@ -1,0 +1,505 @@
+//! Probers: one file per protocol behind one enum.
+//!
+//! The handler ([`run`]) owns the protocol-independent work: the one deadline,
+//! a fresh [`metrics::Registry`], `probe_success`, `probe_duration_seconds` and
+//! `probe_failure_info`. A prober only registers its own `probe_<proto>_*`
+//! families and returns `Err(ProbeError)` with a bounded reason.
+
+pub mod dialog;
+pub mod dns;
+pub mod error;
+pub mod ftp;
+pub mod grpc;
+pub mod http;
+pub mod icmp;
+pub mod imap;
+pub mod metrics;
+pub mod mssql;
+pub mod mysql;
+pub mod policy;
+pub mod pop3;
+pub mod postgres;
+pub mod rdap;
+pub mod resolve;
+pub mod smtp;
+pub mod tcp;
+pub mod tls;
+pub mod tls_only;
+pub mod unix;
+
+use crate::config::types::GoDuration;
+use crate::config::yaml::{self, Value};
+use crate::config::{Problem, Problems};
+pub use error::{Phase, ProbeError, ProbeResult, Reason};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The closed set of probe kinds (`prober:` in a module).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProberKind {
+    /// blackbox `http`.
+    Http,
+    /// blackbox `tcp`.
+    Tcp,
+    /// blackbox `icmp`.
+    Icmp,
+    /// blackbox `dns`.
+    Dns,
+    /// blackbox `grpc` (standard health check).
+    Grpc,
+    /// blackbox `unix` (0.28).
+    Unix,
+    /// checkit: PostgreSQL login and query.
+    Postgres,
+    /// checkit: MySQL/MariaDB login and query.
+    Mysql,
+    /// checkit: MSSQL login and query.
+    Mssql,
+    /// checkit: FTP/FTPS login.
+    Ftp,
+    /// checkit: IMAP login.
+    Imap,
+    /// checkit: SMTP dialogue.
+    Smtp,
+    /// checkit: POP3 login.
+    Pop3,
+    /// checkit: TLS handshake only (certificate metrics).
+    Tls,
+    /// checkit: domain expiry via RDAP.
+    Rdap,
+}
+
+impl ProberKind {
+    /// The `prober:` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProberKind::Http => "http",
+            ProberKind::Tcp => "tcp",
+            ProberKind::Icmp => "icmp",
+            ProberKind::Dns => "dns",
+            ProberKind::Grpc => "grpc",
+            ProberKind::Unix => "unix",
+            ProberKind::Postgres => "postgres",
+            ProberKind::Mysql => "mysql",
+            ProberKind::Mssql => "mssql",
+            ProberKind::Ftp => "ftp",
+            ProberKind::Imap => "imap",
+            ProberKind::Smtp => "smtp",
+            ProberKind::Pop3 => "pop3",
+            ProberKind::Tls => "tls",
+            ProberKind::Rdap => "rdap",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == text)
+    }
+
+    /// Every kind.
+    pub const ALL: [ProberKind; 15] = [
+        ProberKind::Http,
+        ProberKind::Tcp,
+        ProberKind::Icmp,
+        ProberKind::Dns,
+        ProberKind::Grpc,
+        ProberKind::Unix,
+        ProberKind::Postgres,
+        ProberKind::Mysql,
+        ProberKind::Mssql,
+        ProberKind::Ftp,
+        ProberKind::Imap,
+        ProberKind::Smtp,
+        ProberKind::Pop3,
+        ProberKind::Tls,
+        ProberKind::Rdap,
+    ];
+}
+
+/// A named probe configuration (`modules.<name>` in blackbox.yml).
+///
+/// Like blackbox, every blackbox block is always present with its defaults,
+/// whatever the prober; checkit's own blocks are present when written.
+#[derive(Debug, Clone, Serialize)]
+pub struct Module {
+    /// Which prober runs.
+    pub prober: ProberKind,
+    /// Module timeout; zero means "use the scrape timeout".
+    pub timeout: GoDuration,
+    /// `http:` block.
+    pub http: http::Config,
+    /// `tcp:` block.
+    pub tcp: tcp::Config,
+    /// `icmp:` block.
+    pub icmp: icmp::Config,
+    /// `dns:` block.
+    pub dns: dns::Config,
+    /// `grpc:` block.
+    pub grpc: grpc::Config,
+    /// `unix:` block.
+    pub unix: unix::Config,
+    /// `postgres:` block (checkit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<postgres::Config>,
+    /// `mysql:` block (checkit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mysql: Option<mysql::Config>,
+    /// `mssql:` block (checkit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mssql: Option<mssql::Config>,
+    /// `ftp:` block (checkit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ftp: Option<ftp::Config>,
+    /// `imap:` block (checkit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub imap: Option<imap::Config>,
+    /// `smtp:` block (checkit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smtp: Option<smtp::Config>,
+    /// `pop3:` block (checkit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pop3: Option<pop3::Config>,
+    /// `tls:` block (checkit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<tls_only::Config>,
+    /// `rdap:` block (checkit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rdap: Option<rdap::Config>,
+}
+
+/// The module as written, before each block is decoded on its own so that
+/// problems in several blocks are all reported.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModule {
+    prober: Option<String>,
+    timeout: Option<Value>,
+    http: Option<Value>,
+    tcp: Option<Value>,
+    icmp: Option<Value>,
+    dns: Option<Value>,
+    grpc: Option<Value>,
+    unix: Option<Value>,
+    postgres: Option<Value>,
+    mysql: Option<Value>,
+    mssql: Option<Value>,
+    ftp: Option<Value>,
+    imap: Option<Value>,
+    smtp: Option<Value>,
+    pop3: Option<Value>,
+    tls: Option<Value>,
+    rdap: Option<Value>,
+}
+
+fn block<T: serde::de::DeserializeOwned + Default>(value: Option<Value>, path: &str, problems: &mut Problems) -> T {
+    match value {
+        None | Some(Value::Null) => T::default(),
+        Some(value) => yaml::from_value(value, path).unwrap_or_else(|problem: Problem| {
+            problems.0.push(problem);
+            T::default()
+        }),
+    }
+}
+
+fn optional_block<T: serde::de::DeserializeOwned + Default>(
+    value: Option<Value>,
+    path: &str,
+    wanted: bool,
+    problems: &mut Problems,
+) -> Option<T> {
+    match value {
+        None if wanted => Some(T::default()),
+        None => None,
+        Some(value) => Some(block(Some(value), path, problems)),
+    }
+}
+
+impl Module {
+    /// Decodes and validates one module, recording every problem under `path`.
+    pub fn from_yaml(value: Value, path: &str, problems: &mut Problems) -> Option<Module> {
+        let raw: RawModule = match yaml::from_value(value, path) {
+            Ok(raw) => raw,
+            Err(problem) => {
+                problems.0.push(problem);
+                return None;
+            }
+        };
+        let prober = match raw.prober.as_deref() {
+            None => {
+                problems.push(format!("{path}.prober"), "prober must be set");
+                None
+            }
+            Some(name) => {
+                let kind = ProberKind::parse(name);
+                if kind.is_none() {
+                    let known: Vec<&str> = ProberKind::ALL.iter().map(|k| k.as_str()).collect();
+                    problems.push(
+                        format!("{path}.prober"),
+                        format!("prober '{name}' is not valid (known: {})", known.join(", ")),
+                    );
+                }
+                kind
+            }
+        };
+        let timeout: GoDuration = block(raw.timeout, &format!("{path}.timeout"), problems);
+        let is = |kind: ProberKind| prober == Some(kind);
+        let module = Module {
+            prober: prober.unwrap_or(ProberKind::Http),
+            timeout,
+            http: block(raw.http, &format!("{path}.http"), problems),
+            tcp: block(raw.tcp, &format!("{path}.tcp"), problems),
+            icmp: block(raw.icmp, &format!("{path}.icmp"), problems),
+            dns: block(raw.dns, &format!("{path}.dns"), problems),
+            grpc: block(raw.grpc, &format!("{path}.grpc"), problems),
+            unix: block(raw.unix, &format!("{path}.unix"), problems),
+            postgres: optional_block(raw.postgres, &format!("{path}.postgres"), is(ProberKind::Postgres), problems),
+            mysql: optional_block(raw.mysql, &format!("{path}.mysql"), is(ProberKind::Mysql), problems),
+            mssql: optional_block(raw.mssql, &format!("{path}.mssql"), is(ProberKind::Mssql), problems),
+            ftp: optional_block(raw.ftp, &format!("{path}.ftp"), is(ProberKind::Ftp), problems),
+            imap: optional_block(raw.imap, &format!("{path}.imap"), is(ProberKind::Imap), problems),
+            smtp: optional_block(raw.smtp, &format!("{path}.smtp"), is(ProberKind::Smtp), problems),
+            pop3: optional_block(raw.pop3, &format!("{path}.pop3"), is(ProberKind::Pop3), problems),
+            tls: optional_block(raw.tls, &format!("{path}.tls"), is(ProberKind::Tls), problems),
+            rdap: optional_block(raw.rdap, &format!("{path}.rdap"), is(ProberKind::Rdap), problems),
+        };
+        module.validate(path, problems);
+        prober.map(|_| module)
+    }
+
+    /// Semantic validation of every block, used or not (as blackbox does).
+    fn validate(&self, path: &str, problems: &mut Problems) {
+        self.http.validate(&format!("{path}.http"), problems);
+        self.tcp.validate(&format!("{path}.tcp"), problems);
+        self.icmp.validate(&format!("{path}.icmp"), problems);
+        if self.prober == ProberKind::Dns {
+            self.dns.validate(&format!("{path}.dns"), problems);
+        }
+        self.grpc.validate(&format!("{path}.grpc"), problems);
+        self.unix.validate(&format!("{path}.unix"), problems);
+        macro_rules! validate_optional {
+            ($($field:ident),*) => {$(
+                if let Some(config) = &self.$field {
+                    config.validate(&format!("{path}.{}", stringify!($field)), problems);
+                }
+            )*};
+        }
+        validate_optional!(postgres, mysql, mssql, ftp, imap, smtp, pop3, tls, rdap);
+    }
+}
+
+/// The per-probe log: kept for `debug=true` and `/logs`, and mirrored to tracing.
+#[derive(Debug, Default, Clone)]
+pub struct ProbeLog {
+    lines: Vec<String>,
+}
+
+impl ProbeLog {
+    fn push(&mut self, level: &str, message: &str) {
+        let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        self.lines.push(format!("ts={timestamp} level={level} msg={message:?}"));
+    }
+    /// A routine step.
+    pub fn debug(&mut self, message: impl AsRef<str>) {
+        tracing::debug!(message = message.as_ref());
+        self.push("debug", message.as_ref());
+    }
+    /// A notable step.
+    pub fn info(&mut self, message: impl AsRef<str>) {
+        tracing::debug!(message = message.as_ref());
+        self.push("info", message.as_ref());
+    }
+    /// A failure.
+    pub fn error(&mut self, message: impl AsRef<str>) {
+        tracing::debug!(message = message.as_ref());
+        self.push("error", message.as_ref());
+    }
+    /// The lines so far.
+    pub fn lines(&self) -> &[String] {
+        &self.lines
+    }
+}
+
+/// Everything a prober gets for one probe.
+pub struct ProbeCtx<'a> {
+    /// The `target` parameter.
+    pub target: &'a str,
+    /// The `hostname` parameter, if given.
+    pub hostname: Option<&'a str>,
+    /// When the probe must be over.
+    pub deadline: Instant,
+    /// The fresh per-probe registry.
+    pub registry: metrics::Registry,
+    /// The per-probe log.
+    pub log: ProbeLog,
+    /// The phase running now, so that a timeout names where it struck.
+    pub phase: Phase,
+    /// The target allowlist, checked again after every resolution.
+    pub policy: &'a policy::TargetPolicy,
+}
+
+impl ProbeCtx<'_> {
+    /// Time left before the deadline.
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// Marks the start of a phase (for timeout attribution).
+    pub fn enter(&mut self, phase: Phase) {
+        self.phase = phase;
+    }
+
+    /// Runs `future` within the probe deadline, failing with a timeout in `phase`.
+    pub async fn within<T>(
+        &mut self,
+        phase: Phase,
+        future: impl std::future::Future<Output = T>,
+    ) -> Result<T, ProbeError> {
+        self.phase = phase;
+        tokio::time::timeout_at(self.deadline, future).await.map_err(|_| ProbeError::timeout(phase))
+    }
+}
+
+/// The result of one probe, ready to be encoded.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// All families, including the handler's.
+    pub registry: metrics::Registry,
+    /// The failure, if any.
+    pub error: Option<ProbeError>,
+    /// The per-probe log.
+    pub log: Vec<String>,
+    /// Wall time of the prober.
+    pub duration: Duration,
+}
+
+impl Outcome {
+    /// True when the probe succeeded.
+    pub fn success(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+/// HELP strings shared by several probers, exactly as blackbox writes them.
+pub mod help {
+    /// `probe_success`.
+    pub const SUCCESS: &str = "Displays whether or not the probe was a success";
+    /// `probe_duration_seconds`.
+    pub const DURATION: &str = "Returns how long the probe took to complete in seconds";
+    /// `probe_failure_info` (checkit).
+    pub const FAILURE_INFO: &str = "Why the probe failed: the phase and a reason from a fixed set; absent on success";
+}
+
+/// Blackbox's timeout: the scrape timeout header minus the offset, capped by the
+/// module timeout (`prober/handler.go` `getTimeout`). Applied in [`run`] only.
+pub fn effective_timeout(module_timeout: Duration, scrape_timeout_header: Option<f64>, offset: f64) -> Duration {
+    let scrape = match scrape_timeout_header {
+        Some(seconds) if seconds > 0.0 => seconds,
+        _ => 120.0,
+    };
+    let max = scrape - offset;
+    let module = module_timeout.as_secs_f64();
+    let seconds = if (module > 0.0 && module < max) || max < 0.0 { module } else { max };
+    Duration::from_secs_f64(seconds.max(0.0))
+}
+
+/// Runs one probe of `module` against `target` within `timeout`.
+pub async fn run(
+    module: &Module,
+    target: &str,
+    hostname: Option<&str>,
+    timeout: Duration,
+    policy: &policy::TargetPolicy,
+) -> Outcome {
+    let start = Instant::now();
+    let mut ctx = ProbeCtx {
+        target,
+        hostname,
+        deadline: start + timeout,
+        registry: metrics::Registry::new(),
+        log: ProbeLog::default(),
+        phase: Phase::Resolve,
+        policy,
+    };
+    ctx.log.info(format!("Beginning probe probe={} timeout_seconds={}", module.prober.as_str(), timeout.as_secs_f64()));
+    let deadline = ctx.deadline;
+    let result = match tokio::time::timeout_at(deadline, dispatch(&mut ctx, module)).await {
+        Ok(result) => result,
+        Err(_) => Err(ProbeError::timeout(ctx.phase)),
+    };
+    let duration = start.elapsed();
+    let mut registry = std::mem::take(&mut ctx.registry);
+    registry.set("probe_duration_seconds", help::DURATION, duration.as_secs_f64());
+    registry.set("probe_success", help::SUCCESS, if result.is_ok() { 1.0 } else { 0.0 });
+    match &result {
+        Ok(()) => ctx.log.info(format!("Probe succeeded duration_seconds={}", duration.as_secs_f64())),
+        Err(err) => {
+            registry.set_with(
+                "probe_failure_info",
+                help::FAILURE_INFO,
+                &[("phase", err.phase.as_str()), ("reason", err.reason.as_str())],
+                1.0,
+            );
+            ctx.log.error(format!("Probe failed duration_seconds={} err={err}", duration.as_secs_f64()));
+        }
+    }
+    Outcome { registry, error: result.err(), log: ctx.log.lines, duration }
+}
+
+async fn dispatch(ctx: &mut ProbeCtx<'_>, module: &Module) -> ProbeResult {
+    fn block<T: Default + Clone>(config: &Option<T>) -> std::borrow::Cow<'_, T> {
+        match config {
+            Some(config) => std::borrow::Cow::Borrowed(config),
+            None => std::borrow::Cow::Owned(T::default()),
+        }
+    }
+    match module.prober {
+        ProberKind::Http => http::probe(ctx, &module.http).await,
+        ProberKind::Tcp => tcp::probe(ctx, &module.tcp).await,
+        ProberKind::Icmp => icmp::probe(ctx, &module.icmp).await,
+        ProberKind::Dns => dns::probe(ctx, &module.dns).await,
+        ProberKind::Grpc => grpc::probe(ctx, &module.grpc).await,
+        ProberKind::Unix => unix::probe(ctx, &module.unix).await,
+        ProberKind::Postgres => postgres::probe(ctx, &block(&module.postgres)).await,
+        ProberKind::Mysql => mysql::probe(ctx, &block(&module.mysql)).await,
+        ProberKind::Mssql => mssql::probe(ctx, &block(&module.mssql)).await,
+        ProberKind::Ftp => ftp::probe(ctx, &block(&module.ftp)).await,
+        ProberKind::Imap => imap::probe(ctx, &block(&module.imap)).await,
+        ProberKind::Smtp => smtp::probe(ctx, &block(&module.smtp)).await,
+        ProberKind::Pop3 => pop3::probe(ctx, &block(&module.pop3)).await,
+        ProberKind::Tls => tls_only::probe(ctx, &block(&module.tls)).await,
+        ProberKind::Rdap => rdap::probe(ctx, &block(&module.rdap)).await,
+    }
+}
+
+/// Modules by name.
+pub type Modules = BTreeMap<String, Module>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeout_table_matches_blackbox() {
+        let s = Duration::from_secs;
+        for (module, header, offset, expected) in [
+            (s(0), Some(15.0), 0.5, 14.5),
+            (s(20), Some(15.0), 0.5, 14.5),
+            (s(5), Some(15.0), 0.5, 5.0),
+            (s(5), Some(15.0), 0.0, 5.0),
+            (s(10), None, 0.5, 10.0),
+            (s(10), Some(10.0), 0.5, 9.5),
+            (s(0), None, 0.5, 119.5),
+            (s(0), None, 0.0, 120.0),
+            (s(0), Some(3.0), 0.5, 2.5),
+            (s(0), Some(0.2), 0.5, 0.0),
+        ] {
+            assert_eq!(
+                effective_timeout(module, header, offset).as_secs_f64(),
+                expected,
+                "{module:?} {header:?} {offset}"
+            );
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! The target allowlist/denylist against SSRF (`exporter.targets` in the config).
+//!
+//! Host patterns are checked before a probe starts; address ranges are checked
+//! after every resolution (and so on every redirect hop), because a harmless
+//! looking name can resolve to an internal address.
+
+use crate::config::Problems;
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+/// `exporter.targets`: entries are CIDRs (`10.0.0.0/8`), addresses, or host
+/// patterns (`example.com`, `*.example.com`). Deny wins over allow; an empty
+/// allow list allows everything not denied.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Targets that may be probed.
+    pub allow: Vec<String>,
+    /// Targets that may never be probed.
+    pub deny: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Rules {
+    nets: Vec<IpNet>,
+    hosts: Vec<String>,
+}
+
+impl Rules {
+    fn parse(entries: &[String], path: &str, problems: &mut Problems) -> Rules {
+        let mut rules = Rules::default();
+        for (index, entry) in entries.iter().enumerate() {
+            let entry = entry.trim();
+            if let Ok(net) = entry.parse::<IpNet>() {
+                rules.nets.push(net);
+            } else if let Ok(ip) = entry.parse::<IpAddr>() {
+                rules.nets.push(IpNet::from(ip));
+            } else if valid_host_pattern(entry) {
+                rules.hosts.push(entry.to_ascii_lowercase());
+            } else {
+                problems.push(
+                    format!("{path}[{index}]"),
+                    format!("{entry:?} is neither a CIDR, an IP address nor a host pattern"),
+                );
+            }
+        }
+        rules
+    }
+
+    fn matches_host(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        self.hosts.iter().any(|pattern| match pattern.strip_prefix("*.") {
+            Some(suffix) => {
+                host.len() > suffix.len() && host.ends_with(suffix) && host[..host.len() - suffix.len()].ends_with('.')
+            }
+            None => *pattern == host,
+        })
+    }
+
+    fn matches_ip(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.nets.iter().any(|net| net.contains(&ip))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.nets.is_empty() && self.hosts.is_empty()
+    }
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+fn valid_host_pattern(entry: &str) -> bool {
+    let name = entry.strip_prefix("*.").unwrap_or(entry);
+    !name.is_empty()
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+}
+
+/// The compiled policy.
+#[derive(Debug, Clone, Default)]
+pub struct TargetPolicy {
+    allow: Rules,
+    deny: Rules,
+}
+
+impl TargetPolicy {
+    /// Compiles the config, recording bad entries.
+    pub fn new(config: &PolicyConfig, path: &str, problems: &mut Problems) -> TargetPolicy {
+        TargetPolicy {
+            allow: Rules::parse(&config.allow, &format!("{path}.allow"), problems),
+            deny: Rules::parse(&config.deny, &format!("{path}.deny"), problems),
+        }
+    }
+
+    /// A policy that allows everything.
+    pub fn allow_all() -> TargetPolicy {
+        TargetPolicy::default()
+    }
+
+    /// The check before probing: a denied host pattern, or an address literal
+    /// outside the lists, is refused at once. Names that need resolving are
+    /// decided later by [`TargetPolicy::check_address`].
+    pub fn check_host(&self, host: &str) -> Result<(), String> {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            return self.check_address(host, ip);
+        }
+        if self.deny.matches_host(host) {
+            return Err(format!("target host {host:?} is denied by exporter.targets.deny"));
+        }
+        Ok(())
+    }
+
+    /// The check after resolution: `host` resolved to `ip`.
+    pub fn check_address(&self, host: &str, ip: IpAddr) -> Result<(), String> {
+        if self.deny.matches_ip(ip) || self.deny.matches_host(host) {
+            return Err(format!("target {host:?} ({ip}) is denied by exporter.targets.deny"));
+        }
+        if !self.allow.is_empty() && !self.allow.matches_ip(ip) && !self.allow.matches_host(host) {
+            return Err(format!("target {host:?} ({ip}) is not in exporter.targets.allow"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(allow: &[&str], deny: &[&str]) -> TargetPolicy {
+        let mut problems = Problems::default();
+        let config = PolicyConfig {
+            allow: allow.iter().map(|s| s.to_string()).collect(),
+            deny: deny.iter().map(|s| s.to_string()).collect(),
+        };
+        let policy = TargetPolicy::new(&config, "exporter.targets", &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        policy
+    }
+
+    #[test]
+    fn deny_wins_and_allow_restricts() {
+        let policy = policy(&["127.0.0.0/8", "*.example.com"], &["127.0.0.2", "bad.example.com"]);
+        assert!(policy.check_address("localhost", "127.0.0.1".parse().unwrap()).is_ok());
+        assert!(policy.check_address("x", "127.0.0.2".parse().unwrap()).is_err());
+        assert!(policy.check_address("www.example.com", "10.1.1.1".parse().unwrap()).is_ok());
+        assert!(policy.check_address("example.com", "10.1.1.1".parse().unwrap()).is_err());
+        assert!(policy.check_host("bad.example.com").is_err());
+        assert!(policy.check_host("169.254.169.254").is_err());
+        assert!(policy.check_host("[::ffff:127.0.0.1]").is_ok());
+    }
+
+    #[test]
+    fn bad_entries_are_reported_with_their_path() {
+        let mut problems = Problems::default();
+        let config = PolicyConfig { allow: vec!["10.0.0.0/33".into(), "ok.example".into()], deny: vec!["a b".into()] };
+        TargetPolicy::new(&config, "exporter.targets", &mut problems);
+        let paths: Vec<&str> = problems.0.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["exporter.targets.allow[0]", "exporter.targets.deny[0]"]);
+    }
+}

@@ -1,0 +1,210 @@
+//! `--web.config.file`: TLS and basic auth in exporter-toolkit's format, so
+//! the file operators already have for blackbox_exporter works unchanged.
+
+use crate::config::types::Secret;
+use crate::config::{Problem, Problems, yaml};
+use rustls::ServerConfig;
+use rustls::pki_types::CertificateDer;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+/// The web config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// Serve HTTPS.
+    pub tls_server_config: Option<TlsServerConfig>,
+    /// HTTP options.
+    pub http_server_config: Option<HttpServerConfig>,
+    /// user → bcrypt hash.
+    pub basic_auth_users: BTreeMap<String, Secret>,
+}
+
+/// exporter-toolkit's `tls_server_config`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsServerConfig {
+    /// Server certificate (PEM file).
+    pub cert_file: Option<String>,
+    /// Server key (PEM file).
+    pub key_file: Option<String>,
+    /// Inline certificate.
+    pub cert: Option<String>,
+    /// Inline key.
+    pub key: Option<Secret>,
+    /// `NoClientCert` (default), `RequireAnyClientCert`, `VerifyClientCertIfGiven`, `RequireAndVerifyClientCert`.
+    pub client_auth_type: Option<String>,
+    /// CA for client certificates.
+    pub client_ca_file: Option<String>,
+    /// Lowest TLS version (`TLS12`, `TLS13`).
+    pub min_version: Option<String>,
+    /// Highest TLS version.
+    pub max_version: Option<String>,
+    /// Accepted for compatibility; rustls picks its own safe suites.
+    pub cipher_suites: Vec<String>,
+    /// Accepted for compatibility.
+    pub curve_preferences: Vec<String>,
+    /// Accepted for compatibility.
+    pub prefer_server_cipher_suites: Option<bool>,
+    /// Accepted for compatibility; not enforced.
+    pub client_allowed_sans: Vec<String>,
+}
+
+/// exporter-toolkit's `http_server_config`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpServerConfig {
+    /// Allow HTTP/2 (default true).
+    pub http2: Option<bool>,
+    /// Extra response headers.
+    pub headers: BTreeMap<String, String>,
+}
+
+/// The loaded web config: an optional TLS acceptor config and basic-auth users.
+#[derive(Clone, Default)]
+pub struct Web {
+    /// rustls server config when TLS is on.
+    pub tls: Option<Arc<ServerConfig>>,
+    users: Arc<BTreeMap<String, String>>,
+    /// Verified (user, password) pairs: bcrypt is slow by design, and a scrape
+    /// every few seconds must not pay for it each time.
+    verified: Arc<Mutex<HashSet<(String, String)>>>,
+    /// Extra response headers.
+    pub headers: Arc<BTreeMap<String, String>>,
+}
+
+impl Web {
+    /// Loads and checks the file.
+    pub fn load(path: &str) -> Result<Web, Vec<Problem>> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|err| vec![Problem::new("", format!("cannot read web config {path:?}: {err}"))])?;
+        let value = yaml::parse_value(&text).map_err(|problem| vec![problem])?;
+        let config: WebConfig = yaml::from_value(value, "").map_err(|problem| vec![problem])?;
+        let mut problems = Problems::default();
+        for (user, hash) in &config.basic_auth_users {
+            if !hash.expose().starts_with("$2") {
+                problems.push(format!("basic_auth_users.{user}"), "password must be a bcrypt hash");
+            }
+        }
+        let tls = config.tls_server_config.as_ref().and_then(|tls| match server_config(tls) {
+            Ok(config) => Some(Arc::new(config)),
+            Err(message) => {
+                problems.push("tls_server_config", message);
+                None
+            }
+        });
+        if !problems.is_empty() {
+            return Err(problems.0);
+        }
+        Ok(Web {
+            tls,
+            users: Arc::new(config.basic_auth_users.into_iter().map(|(user, hash)| (user, hash.0)).collect()),
+            verified: Arc::default(),
+            headers: Arc::new(config.http_server_config.map(|http| http.headers).unwrap_or_default()),
+        })
+    }
+
+    /// True when basic auth is required.
+    pub fn auth_required(&self) -> bool {
+        !self.users.is_empty()
+    }
+
+    /// Checks an `Authorization` header value.
+    pub fn authorize(&self, header: Option<&str>) -> bool {
+        if self.users.is_empty() {
+            return true;
+        }
+        let Some((user, password)) = header.and_then(decode_basic) else {
+            return false;
+        };
+        let Some(hash) = self.users.get(&user) else {
+            return false;
+        };
+        let key = (user.clone(), password.clone());
+        if self.verified.lock().map(|cache| cache.contains(&key)).unwrap_or(false) {
+            return true;
+        }
+        let ok = bcrypt::verify(&password, hash).unwrap_or(false);
+        if ok {
+            if let Ok(mut cache) = self.verified.lock() {
+                cache.insert(key);
+            }
+        }
+        ok
+    }
+}
+
+/// Decodes `Basic <base64(user:password)>`.
+pub fn decode_basic(header: &str) -> Option<(String, String)> {
+    use base64::Engine;
+    let encoded = header.strip_prefix("Basic ").or_else(|| header.strip_prefix("basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+fn read_pem(inline: Option<&str>, file: Option<&str>, what: &str) -> Result<Vec<u8>, String> {
+    match (inline, file) {
+        (Some(text), None) => Ok(text.as_bytes().to_vec()),
+        (None, Some(file)) => std::fs::read(file).map_err(|err| format!("cannot read {what} {file:?}: {err}")),
+        (Some(_), Some(_)) => Err(format!("at most one of {what} and {what}_file may be set")),
+        (None, None) => Err(format!("{what}_file is required")),
+    }
+}
+
+fn server_config(tls: &TlsServerConfig) -> Result<ServerConfig, String> {
+    let cert_pem = read_pem(tls.cert.as_deref(), tls.cert_file.as_deref(), "cert")?;
+    let key_pem = read_pem(tls.key.as_ref().map(Secret::expose), tls.key_file.as_deref(), "key")?;
+    let certs: Vec<CertificateDer<'static>> =
+        rustls_pemfile::certs(&mut cert_pem.as_slice()).collect::<Result<_, _>>().map_err(|err| err.to_string())?;
+    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+        .map_err(|err| err.to_string())?
+        .ok_or_else(|| "no private key found".to_string())?;
+    let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
+    let min13 = tls.min_version.as_deref() == Some("TLS13");
+    let max12 = tls.max_version.as_deref() == Some("TLS12");
+    if !min13 {
+        versions.push(&rustls::version::TLS12);
+    }
+    if !max12 {
+        versions.push(&rustls::version::TLS13);
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions)
+        .map_err(|err| err.to_string())?;
+    let auth_type = tls.client_auth_type.as_deref().unwrap_or("NoClientCert");
+    let builder = match auth_type {
+        "NoClientCert" => builder.with_no_client_auth(),
+        "RequireAndVerifyClientCert" | "VerifyClientCertIfGiven" | "RequireAnyClientCert" => {
+            let ca_file = tls.client_ca_file.as_deref().ok_or("client_ca_file is required for client auth")?;
+            let ca_pem = std::fs::read(ca_file).map_err(|err| format!("cannot read client_ca_file: {err}"))?;
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in rustls_pemfile::certs(&mut ca_pem.as_slice()) {
+                roots.add(cert.map_err(|err| err.to_string())?).map_err(|err| err.to_string())?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier =
+                if auth_type == "VerifyClientCertIfGiven" { verifier.allow_unauthenticated() } else { verifier };
+            builder.with_client_cert_verifier(verifier.build().map_err(|err| err.to_string())?)
+        }
+        other => return Err(format!("invalid client_auth_type {other:?}")),
+    };
+    let mut config =
+        builder.with_single_cert(certs, key).map_err(|err| format!("invalid certificate or key: {err}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_basic_auth() {
+        assert_eq!(decode_basic("Basic dXNlcjpwYXNz"), Some(("user".into(), "pass".into())));
+        assert_eq!(decode_basic("Bearer x"), None);
+    }
+}

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Installs the real servers that the integration tests in tests/it/ start on
+# loopback (see tests/it/support/peers.rs). Debian/Ubuntu only; run as root.
+#
+# FTP uses vsftpd rather than pure-ftpd because it also speaks implicit FTPS.
+# Its virtual user is checked by pam_userdb (libpam-modules, always installed)
+# against a Berkeley DB the tests write with python3's dbm.ndbm; each running
+# test instance adds, and on exit removes, one /etc/pam.d/checkit-ftp-* file.
+#
+# Nothing here starts or enables a system service: every test starts its own
+# instance in a temp dir, so the packages' own units are never needed.
+set -euo pipefail
+
+packages=(
+  prometheus
+  prometheus-alertmanager
+  prometheus-blackbox-exporter
+  postgresql
+  mariadb-server
+  dovecot-imapd
+  dovecot-pop3d
+  vsftpd
+  python3-aiosmtpd
+  dnsmasq-base
+  nginx-light
+  wrk
+  openssl
+  procps
+)
+
+missing=()
+for package in "${packages[@]}"; do
+  if ! dpkg -s "$package" >/dev/null 2>&1; then
+    missing+=("$package")
+  fi
+done
+
+if ((${#missing[@]} > 0)); then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # Package maintainer scripts must not start daemons (containers have no init
+  # anyway); policy-rc.d exit code 101 means "action forbidden".
+  created_policy=false
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 0755 /usr/sbin/policy-rc.d
+    created_policy=true
+  fi
+  apt-get update
+  apt-get install -y --no-install-recommends "${packages[@]}"
+  if [[ "$created_policy" == true ]]; then
+    rm -f /usr/sbin/policy-rc.d
+  fi
+else
+  echo "all test peer packages are installed"
+fi
+
+# Unprivileged ICMP echo sockets for the ICMP prober tests; root does not need
+# it and containers may forbid it, so failure is fine.
+sysctl -w net.ipv4.ping_group_range="0 2147483647" >/dev/null 2>&1 || true

@@ -1,0 +1,158 @@
+//! The exporter's HTTP surface on the real app: status codes and bodies of
+//! `/probe`, reload semantics, `/logs`, `/metrics`, the target allowlist, the
+//! concurrency bound and basic auth from `--web.config.file`.
+
+use crate::support::app::{parse_exposition, start_app, start_app_with, value};
+use crate::support::{closed_port, hang_server};
+use checkit::server::Options;
+use checkit::webconfig::Web;
+
+const CONFIG: &str = r#"
+modules:
+  tcp_connect:
+    prober: tcp
+    timeout: 2s
+    tcp:
+      preferred_ip_protocol: ip4
+  tcp_banner:
+    prober: tcp
+    timeout: 2s
+    tcp:
+      preferred_ip_protocol: ip4
+      query_response:
+        - expect: "^SSH-"
+exporter:
+  targets:
+    allow: ["127.0.0.0/8", "::1/128"]
+"#;
+
+#[tokio::test]
+async fn probe_request_errors_are_4xx_with_a_reason() {
+    let app = start_app(CONFIG).await;
+    let (status, body) = app.probe("nope", "127.0.0.1:1").await;
+    assert_eq!((status, body.as_str()), (400, "Unknown module \"nope\"\n"));
+    let (status, body) = app.get("/probe?module=tcp_connect").await;
+    assert_eq!((status, body.as_str()), (400, "Target parameter is missing\n"));
+    let (status, body) = app.probe("tcp_connect", "10.1.2.3:80").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("not in exporter.targets.allow"), "{body}");
+    let response = reqwest::Client::new()
+        .get(app.url("/probe?module=tcp_connect&target=127.0.0.1:1"))
+        .header("X-Prometheus-Scrape-Timeout-Seconds", "soon")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status().as_u16(), 500);
+    let (_, metrics) = app.get("/metrics").await;
+    assert!(metrics.contains("blackbox_module_unknown_total 1"), "{metrics}");
+    assert!(metrics.contains("checkit_probe_requests_rejected_total{reason=\"denied\"} 1"), "{metrics}");
+}
+
+#[tokio::test]
+async fn failed_probe_is_200_with_probe_success_0_and_its_reason() {
+    let app = start_app(CONFIG).await;
+    let target = closed_port().to_string();
+    let response = reqwest::get(app.url(&format!("/probe?module=tcp_connect&target={target}"))).await.expect("probe");
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers()["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+    let families = parse_exposition(&response.text().await.expect("body"));
+    assert_eq!(value(&families, "probe_success"), Some(0.0));
+    let failure = &families["probe_failure_info"].samples[0].0;
+    assert_eq!(failure.get("phase").map(String::as_str), Some("connect"));
+    assert_eq!(failure.get("reason").map(String::as_str), Some("refused"));
+    // The result is kept for /logs, by target and by id.
+    let (status, logs) = app.get(&format!("/logs?target={target}&module=tcp_connect")).await;
+    assert_eq!(status, 200);
+    assert!(logs.starts_with("Logs for the probe:\n"), "{logs}");
+    assert!(logs.contains("Metrics that would have been returned:"), "{logs}");
+    assert!(logs.contains("Module configuration:\nprober: tcp"), "{logs}");
+    assert_eq!(app.get("/logs?id=0").await.0, 200);
+    assert_eq!(app.get("/logs?id=99").await.0, 404);
+    assert_eq!(app.get("/logs").await.0, 400);
+    let (_, index) = app.get("/").await;
+    assert!(index.contains("Failure") && index.contains(&target), "{index}");
+}
+
+#[tokio::test]
+async fn debug_output_has_the_three_sections() {
+    let app = start_app(CONFIG).await;
+    let (status, body) = app.get(&format!("/probe?module=tcp_connect&target={}&debug=true", closed_port())).await;
+    assert_eq!(status, 200);
+    let logs = body.find("Logs for the probe:").expect("logs section");
+    let metrics = body.find("Metrics that would have been returned:").expect("metrics section");
+    let module = body.find("Module configuration:").expect("module section");
+    assert!(logs < metrics && metrics < module);
+    assert!(body.contains("probe_success 0"));
+}
+
+#[tokio::test]
+async fn reload_keeps_the_old_config_when_the_new_one_is_bad() {
+    let app = start_app(CONFIG).await;
+    assert_eq!(app.get("/-/reload").await, (405, "This endpoint requires a POST request.\n".into()));
+    std::fs::write(&app.config_path, "modules:\n  broken:\n    prober: nope\n").expect("write");
+    let client = reqwest::Client::new();
+    let response = client.post(app.url("/-/reload")).send().await.expect("reload");
+    assert_eq!(response.status().as_u16(), 500);
+    let body = response.text().await.expect("body");
+    assert!(body.starts_with("failed to reload config:") && body.contains("modules.broken.prober"), "{body}");
+    let (_, metrics) = app.get("/metrics").await;
+    assert!(metrics.contains("blackbox_exporter_config_last_reload_successful 0"), "{metrics}");
+    assert_eq!(app.probe("tcp_connect", &closed_port().to_string()).await.0, 200, "old config still serves");
+    std::fs::write(&app.config_path, CONFIG.replace("tcp_connect", "tcp_renamed")).expect("write");
+    let response = client.post(app.url("/-/reload")).send().await.expect("reload");
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(app.probe("tcp_renamed", &closed_port().to_string()).await.0, 200);
+    assert_eq!(app.probe("tcp_connect", &closed_port().to_string()).await.0, 400);
+    let (_, metrics) = app.get("/metrics").await;
+    assert!(metrics.contains("blackbox_exporter_config_last_reload_successful 1"), "{metrics}");
+    let (_, config) = app.get("/config").await;
+    assert!(config.contains("tcp_renamed:") && config.contains("preferred_ip_protocol: ip4"), "{config}");
+}
+
+#[tokio::test]
+async fn probes_past_the_concurrency_bound_get_503() {
+    let config = format!("{CONFIG}  max_concurrent_probes: 1\n");
+    let app = start_app(&config).await;
+    let hang = hang_server().await;
+    let slow = {
+        let url = app.url(&format!("/probe?module=tcp_banner&target={}", hang.addr));
+        // A dialogue that waits for a banner keeps the one slot busy.
+        tokio::spawn(async move { reqwest::get(url).await.map(|response| response.status().as_u16()) })
+    };
+    let mut saw_503 = false;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let (status, body) = app.probe("tcp_connect", &closed_port().to_string()).await;
+        if status == 503 {
+            assert!(body.contains("Too many concurrent probes"), "{body}");
+            saw_503 = true;
+            break;
+        }
+    }
+    assert!(saw_503, "a second probe while one runs is refused");
+    assert_eq!(slow.await.expect("join").expect("request"), 200);
+}
+
+#[tokio::test]
+async fn web_config_basic_auth_guards_every_endpoint() {
+    let dir = tempfile::tempdir().expect("dir");
+    let hash = bcrypt::hash("s3cret", 4).expect("hash");
+    let path = dir.path().join("web.yml");
+    std::fs::write(&path, format!("basic_auth_users:\n  prometheus: '{hash}'\n")).expect("write");
+    let web = Web::load(path.to_str().expect("utf-8")).expect("web config loads");
+    let app = start_app_with(CONFIG, Options::default(), web).await;
+    assert_eq!(app.get("/metrics").await.0, 401);
+    assert_eq!(app.get("/probe?module=tcp_connect&target=127.0.0.1:1").await.0, 401);
+    let client = reqwest::Client::new();
+    for password in ["wrong", "s3cret"] {
+        let status = client
+            .get(app.url("/-/healthy"))
+            .basic_auth("prometheus", Some(password))
+            .send()
+            .await
+            .expect("request")
+            .status()
+            .as_u16();
+        assert_eq!(status, if password == "s3cret" { 200 } else { 401 });
+    }
+}
