@@ -102,9 +102,20 @@ pub(crate) struct Shared {
     pub(crate) queue_depth: AtomicU64,
     /// This process's lease owner name.
     pub(crate) owner: String,
+    /// Serialises sends of contacts with a contact-wide rate limit.
+    contact_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Shared {
+    /// The lock of `contact`'s contact-wide rate limit.
+    pub(crate) fn contact_lock(&self, contact: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = match self.contact_locks.lock() {
+            Ok(locks) => locks,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        Arc::clone(locks.entry(contact.to_string()).or_default())
+    }
+
     pub(crate) fn runtime(&self) -> Arc<Runtime> {
         match self.runtime.read() {
             Ok(runtime) => Arc::clone(&runtime),
@@ -164,6 +175,7 @@ impl Bridge {
             wake: Notify::new(),
             queue_depth: AtomicU64::new(0),
             owner,
+            contact_locks: Mutex::new(HashMap::new()),
         });
         refresh_stats(&shared).await;
         let (shutdown, shutdown_rx) = watch::channel(false);

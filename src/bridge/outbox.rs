@@ -295,6 +295,14 @@ impl LaneWorker<'_> {
                 }
             }
         }
+        // A contact-wide budget is shared by the contact's lanes: check and
+        // send under one per-contact lock so that two workers cannot both
+        // spend the last unit. (Across PostgreSQL replicas this check stays
+        // approximate by at most one message per replica.)
+        let _contact_guard = match &target.contact.rate_limit {
+            Some(_) => Some(self.shared.contact_lock(&self.lane.contact).lock_owned().await),
+            None => None,
+        };
         if let Some(until) = self.next_allowed(target, now).await? {
             self.limited_until = Some(until);
             let mut transition = Transition::of(&row, RowState::Limited, until);

@@ -3,6 +3,7 @@
 mod bridge_channels;
 mod bridge_delivery;
 mod bridge_intake;
+mod bridge_planner;
 mod bridge_support;
 mod config;
 mod exporter;
