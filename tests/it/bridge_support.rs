@@ -158,6 +158,12 @@ impl TestBridge {
     /// Starts a bridge with `yaml` as its section, on SQLite in a temp dir
     /// unless the section names a store.
     pub async fn start(yaml: &str) -> TestBridge {
+        Self::start_at(yaml, start_time()).await
+    }
+
+    /// Like [`TestBridge::start`] with the clock stopped at `now` (real
+    /// Alertmanagers stamp alerts with the wall clock).
+    pub async fn start_at(yaml: &str, now: DateTime<Utc>) -> TestBridge {
         let dir = tempfile::tempdir().unwrap();
         let mut config = config(yaml);
         if yaml.find("store:").is_none() {
@@ -165,7 +171,7 @@ impl TestBridge {
                 path: dir.path().join("bridge.db").display().to_string(),
             });
         }
-        Self::start_config(config, dir, TestClock::new(start_time())).await
+        Self::start_config(config, dir, TestClock::new(now)).await
     }
 
     pub async fn start_config(config: Config, dir: tempfile::TempDir, clock: Arc<TestClock>) -> TestBridge {
