@@ -215,3 +215,54 @@ async fn metrics_cover_queue_and_latency() {
 fn urlencode(text: &str) -> String {
     text.replace('+', "%2B").replace(':', "%3A")
 }
+
+#[tokio::test]
+async fn every_http_channel_is_delivered_through_failures() {
+    let recorder = Recorder::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("telegram-token");
+    std::fs::write(&token, "123:abc").unwrap();
+    recorder.script(&[
+        Answer { status: 500, retry_after: None },
+        Answer { status: 429, retry_after: Some(30) },
+        Answer { status: 503, retry_after: None },
+    ]);
+    let bridge = TestBridge::start(&format!(
+        "retry: {{initial_interval: 5s, max_interval: 1m}}\n\
+         contacts:\n  erin:\n    sms: '+491701234567'\n    telegram: '42'\n    slack: '{slack}'\n    ntfy: alerts\n    webhook: '{hook}'\n\
+         routes: [{{contacts: [erin]}}]\n\
+         channels:\n  sms: {{url: '{sms}'}}\n  telegram: {{api_url: '{base}/', token_file: {token}}}\n  ntfy: {{server: '{base}'}}\n",
+        slack = recorder.url("/slack"),
+        hook = recorder.url("/hook"),
+        sms = recorder.url("/sms"),
+        base = recorder.url(""),
+        token = token.display(),
+    ))
+    .await;
+    bridge
+        .post(notification("team", "g", &[("DiskFull", "critical", "firing")]))
+        .await;
+    bridge.wait_for_outcome("failed", 3).await;
+    for _ in 0..10 {
+        if bridge.history("status=sent").await["total"] == 5 {
+            break;
+        }
+        bridge.advance(Duration::seconds(31));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let sent = bridge.wait_for_outcome("sent", 5).await;
+    let mut channels: Vec<&str> = sent["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["channel"].as_str().unwrap())
+        .collect();
+    channels.sort();
+    assert_eq!(channels, ["ntfy", "slack", "sms", "telegram", "webhook"]);
+    assert_eq!(recorder.count(), 8, "five deliveries and three failed attempts");
+    let paths: Vec<String> = recorder.requests().iter().map(|r| r.path.clone()).collect();
+    for expected in ["/sms", "/bot123:abc/sendMessage", "/slack", "/alerts", "/hook"] {
+        assert!(paths.iter().any(|path| path == expected), "{expected} not in {paths:?}");
+    }
+    bridge.stop().await;
+}
