@@ -189,7 +189,7 @@ async fn storm(options: &Options) {
             "ok"
         }
     });
-    let receiver_address = serve(receiver).await;
+    let receiver_address = serve(receiver.layer(axum::extract::DefaultBodyLimit::disable())).await;
     let dir = tempfile::tempdir().unwrap();
     let config = config(
         &format!(
@@ -254,9 +254,15 @@ async fn storm(options: &Options) {
     }
     let drained = started.elapsed();
     let left = store.queue_stats().await.unwrap().depth();
+    let dead_query = checkit::bridge::store::HistoryQuery {
+        outcome: Some(checkit::bridge::store::Outcome::Dead),
+        limit: 1,
+        ..Default::default()
+    };
+    let dead = store.history(dead_query).await.unwrap().total;
     println!(
         "storm: {} alerts to one contact limited to 5/m: {} messages sent ({} notifications, {} overflow summaries, {} other); \
-         {} left in the outbox; ingest {:.1}s, all decided {:.1}s, drained {:.1}s (clock moved {} min)",
+         {} left in the outbox, {} dead; ingest {:.1}s, all decided {:.1}s, drained {:.1}s (clock moved {} min)",
         options.storm,
         received.notifications.load(Ordering::Relaxed)
             + received.summaries.load(Ordering::Relaxed)
@@ -265,6 +271,7 @@ async fn storm(options: &Options) {
         received.summaries.load(Ordering::Relaxed),
         received.other.load(Ordering::Relaxed),
         left,
+        dead,
         ingested.as_secs_f64(),
         decided.as_secs_f64(),
         drained.as_secs_f64(),

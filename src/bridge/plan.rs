@@ -14,6 +14,10 @@ use std::time::Duration;
 
 /// Most alerts listed in one history entry.
 const HISTORY_ALERTS: usize = 500;
+/// Most alerts in each list of a catch-up or overflow summary: a storm of
+/// thousands must not become a multi-megabyte message. `suppressed_count`
+/// still counts them all.
+pub const SUMMARY_LIST_LIMIT: usize = 200;
 
 /// The alerts of one message, gathered from the notification(s) behind it.
 #[derive(Debug, Clone)]
@@ -181,7 +185,11 @@ impl Content {
         now: DateTime<Utc>,
     ) -> View {
         let alert_view = |alert: &Alert| alert_view(alert, self.received_at, now);
-        let all: Vec<AlertView> = self.alerts.iter().map(alert_view).collect();
+        let listed = match mode {
+            Mode::Notification => usize::MAX,
+            Mode::CatchUp | Mode::Overflow => SUMMARY_LIST_LIMIT,
+        };
+        let all: Vec<AlertView> = self.alerts.iter().take(listed).map(alert_view).collect();
         let (kind, firing, resolved, still_firing) = match mode {
             Mode::Notification => {
                 let firing: Vec<AlertView> = self
@@ -203,18 +211,21 @@ impl Content {
                     .alerts
                     .iter()
                     .filter(|a| self.fired.contains(&a.fingerprint))
+                    .take(listed)
                     .map(alert_view)
                     .collect();
                 let resolved = self
                     .alerts
                     .iter()
                     .filter(|a| self.current(a, states) == Status::Resolved)
+                    .take(listed)
                     .map(alert_view)
                     .collect();
                 let still_firing = self
                     .alerts
                     .iter()
                     .filter(|a| self.current(a, states) == Status::Firing)
+                    .take(listed)
                     .map(alert_view)
                     .collect();
                 let kind = if mode == Mode::CatchUp {
@@ -239,7 +250,7 @@ impl Content {
             common_annotations: self.common_annotations.clone(),
             external_url: self.external_url.clone(),
             suppressed_count: if mode == Mode::Overflow {
-                all.len() as u64
+                self.alerts.len() as u64
             } else {
                 0
             },
@@ -443,6 +454,22 @@ mod tests {
         let (told_firing, told_resolved) = content.told(Mode::CatchUp, &states);
         assert_eq!(told_firing.len(), 1);
         assert_eq!(told_resolved, ["a", "c"]);
+    }
+
+    #[test]
+    fn summaries_list_a_bounded_number_of_alerts_but_count_them_all() {
+        let alerts: Vec<(String, String)> =
+            (0..SUMMARY_LIST_LIMIT + 50).map(|i| (format!("A{i}"), format!("f{i}"))).collect();
+        let refs: Vec<(&str, &str, &str)> =
+            alerts.iter().map(|(name, fingerprint)| (name.as_str(), fingerprint.as_str(), "firing")).collect();
+        let notification = stored(1, 0, &refs);
+        let content = collect(&[(&notification, None)]);
+        let view = content.view(Mode::Overflow, &HashMap::new(), "alice", at(1));
+        assert_eq!(view.suppressed_count, (SUMMARY_LIST_LIMIT + 50) as u64);
+        assert_eq!(view.alerts.len(), SUMMARY_LIST_LIMIT);
+        assert_eq!(view.still_firing.len(), SUMMARY_LIST_LIMIT);
+        let single = content.view(Mode::Notification, &HashMap::new(), "alice", at(1));
+        assert_eq!(single.alerts.len(), SUMMARY_LIST_LIMIT + 50, "one notification is told whole");
     }
 
     #[test]
