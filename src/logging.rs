@@ -11,7 +11,15 @@ use tracing_subscriber::registry::LookupSpan;
 /// Installs the global subscriber. Safe to call more than once (tests).
 pub fn init(level: &str, format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},hyper=warn,h2=warn,rustls=warn,tokio_postgres=warn,mysql_async=warn,tiberius=warn,suppaftp=warn,async_imap=warn,lettre=warn,reqwest=warn")));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},hyper=warn,h2=warn,rustls=warn,tokio_postgres=warn,mysql_async=warn,tiberius=error,suppaftp=warn,async_imap=warn,lettre=warn,reqwest=warn")));
+    // suppaftp and async-imap log the PASS/LOGIN lines at trace level: cap them
+    // whatever RUST_LOG says, so no probe password ever reaches the log.
+    let filter = ["suppaftp=warn", "async_imap=warn"]
+        .iter()
+        .filter_map(|directive| directive.parse().ok())
+        .fold(filter, tracing_subscriber::EnvFilter::add_directive);
+    // tiberius warns "TLS encryption is not enabled" on every mssql probe: the
+    // mssql prober encrypts beneath it, so the warning is false (mssql.rs).
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = if format == "json" {
         builder.json().flatten_event(true).try_init()

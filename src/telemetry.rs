@@ -175,6 +175,27 @@ pub const METRIC_NAMES: &[&str] = &[
     "probe_grpc_status_code",
     "probe_grpc_healthcheck_response",
     "probe_grpc_ssl",
+    // TLS handshake only (checkit).
+    "probe_tls_duration_seconds",
+    "probe_tls_leaf_certificate_expiry_timestamp_seconds",
+    "probe_tls_certificate_verified",
+    // RDAP (checkit).
+    "probe_rdap_duration_seconds",
+    "probe_rdap_status_code",
+    "probe_rdap_cache_age_seconds",
+    "probe_domain_expiration_timestamp_seconds",
+    "probe_domain_registration_timestamp_seconds",
+    "probe_domain_last_changed_timestamp_seconds",
+    // Databases (checkit).
+    "probe_postgres_duration_seconds",
+    "probe_postgres_ssl",
+    "probe_postgres_version_info",
+    "probe_mysql_duration_seconds",
+    "probe_mysql_ssl",
+    "probe_mysql_version_info",
+    "probe_mssql_duration_seconds",
+    "probe_mssql_ssl",
+    "probe_mssql_version_info",
     // Exporter.
     "blackbox_exporter_config_last_reload_successful",
     "blackbox_exporter_config_last_reload_success_timestamp_seconds",

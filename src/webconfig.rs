@@ -87,6 +87,26 @@ impl Web {
                 problems.push(format!("basic_auth_users.{user}"), "password must be a bcrypt hash");
             }
         }
+        if let Some(tls) = &config.tls_server_config {
+            for (inline, file, what) in
+                [(tls.cert.is_some(), &tls.cert_file, "cert"), (tls.key.is_some(), &tls.key_file, "key")]
+            {
+                let path = format!("tls_server_config.{what}_file");
+                match (inline, file) {
+                    (false, None) => problems.push(path, format!("{what}_file is required")),
+                    (true, Some(_)) => problems.push(path, format!("at most one of {what} and {what}_file may be set")),
+                    (false, Some(file)) => {
+                        if let Err(err) = std::fs::metadata(file) {
+                            problems.push(path, format!("cannot read {file:?}: {err}"));
+                        }
+                    }
+                    (true, None) => {}
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems.0);
+        }
         let tls = config.tls_server_config.as_ref().and_then(|tls| match server_config(tls) {
             Ok(config) => Some(Arc::new(config)),
             Err(message) => {

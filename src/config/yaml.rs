@@ -4,6 +4,7 @@
 use super::Problem;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::borrow::Cow;
 
 /// A parsed but untyped YAML document.
 pub type Value = serde_yaml::Value;
@@ -12,7 +13,7 @@ pub type Mapping = serde_yaml::Mapping;
 
 /// Parses YAML text into an untyped value, reporting the line of a syntax error.
 pub fn parse_value(text: &str) -> Result<Value, Problem> {
-    serde_yaml::from_str(text).map_err(|err| {
+    serde_yaml::from_str(&keep_binary_tags(text)).map_err(|err| {
         let path =
             err.location().map(|loc| format!("line {}, column {}", loc.line(), loc.column())).unwrap_or_default();
         Problem::new(path, err.to_string())
@@ -41,4 +42,124 @@ pub fn to_string<T: Serialize>(value: &T) -> String {
 /// Converts a serialisable value into an untyped YAML value.
 pub fn to_value<T: Serialize>(value: &T) -> Value {
     serde_yaml::to_value(value).unwrap_or(Value::Null)
+}
+
+/// The variant name under which a `!!binary` scalar reaches a `Deserialize`
+/// impl's `visit_enum` (see [`keep_binary_tags`]).
+pub const BINARY_TAG: &str = "binary";
+
+/// serde_yaml resolves the core tag `!!binary` to `tag:yaml.org,2002:binary`
+/// and then drops it, handing the base64 text over as a plain string, so a
+/// binary `send: !!binary AAAACATSFi8=` (blackbox's PostgreSQL recipe) would be
+/// sent as base64 text. Rewriting the tag token to the local tag `!binary`,
+/// which serde_yaml keeps, lets the payload type decode it. Only tag tokens are
+/// touched: quoted scalars, block scalars and comments are left alone.
+fn keep_binary_tags(text: &str) -> Cow<'_, str> {
+    const TAG: &str = "!!binary";
+    if !text.contains(TAG) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut quote: Option<char> = None;
+    // Indentation of the line that opened a block scalar (`key: |`).
+    let mut block_parent: Option<usize> = None;
+    for line in text.split_inclusive('\n') {
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        if let Some(parent) = block_parent {
+            if line.trim().is_empty() || indent > parent {
+                out.push_str(line);
+                continue;
+            }
+            block_parent = None;
+        }
+        let mut content_end = line.len();
+        let mut prev: Option<char> = None;
+        let mut chars = line.char_indices().peekable();
+        while let Some((pos, c)) = chars.next() {
+            match quote {
+                Some('"') if c == '\\' => {
+                    out.push(c);
+                    if let Some((_, escaped)) = chars.next() {
+                        out.push(escaped);
+                    }
+                    continue;
+                }
+                Some('\'') if c == '\'' && chars.peek().is_some_and(|&(_, next)| next == '\'') => {
+                    out.push(c);
+                    chars.next();
+                    out.push('\'');
+                    continue;
+                }
+                Some(open) if c == open => quote = None,
+                Some(_) => {}
+                None => {
+                    let token_start = prev.is_none_or(|p| p == ' ' || p == '\t' || "[{,".contains(p));
+                    if c == '#' && prev.is_none_or(|p| p == ' ' || p == '\t') {
+                        content_end = pos;
+                        out.push_str(&line[pos..]);
+                        break;
+                    }
+                    if token_start && (c == '"' || c == '\'') {
+                        quote = Some(c);
+                    }
+                    let rest = &line[pos..];
+                    let tag_ends = rest[TAG.len().min(rest.len())..]
+                        .chars()
+                        .next()
+                        .is_none_or(|next| next.is_whitespace() || next == ',' || next == ']' || next == '}');
+                    if token_start && rest.starts_with(TAG) && tag_ends {
+                        out.push_str("!binary");
+                        for _ in 1..TAG.len() {
+                            chars.next();
+                        }
+                        prev = Some('y');
+                        continue;
+                    }
+                }
+            }
+            out.push(c);
+            prev = Some(c);
+        }
+        let last_token = line[..content_end].split_whitespace().last().unwrap_or("");
+        let is_block_header = quote.is_none()
+            && (last_token.starts_with('|') || last_token.starts_with('>'))
+            && last_token[1..].chars().all(|c| c == '-' || c == '+' || c.is_ascii_digit());
+        if is_block_header {
+            block_parent = Some(indent);
+        }
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binary_tags_become_local_tags() {
+        let text = "a: !!binary AAAACATSFi8= # !!binary\n\
+                    b: \"!!binary x\"\n\
+                    c: '!!binary ''y'' !!binary'\n\
+                    d: !!binary |\n  AAAA\n  !!binary\n\
+                    e: [!!binary QQ==, x]\n\
+                    f: x!!binary\n";
+        assert_eq!(
+            keep_binary_tags(text),
+            "a: !binary AAAACATSFi8= # !!binary\n\
+             b: \"!!binary x\"\n\
+             c: '!!binary ''y'' !!binary'\n\
+             d: !binary |\n  AAAA\n  !!binary\n\
+             e: [!binary QQ==, x]\n\
+             f: x!!binary\n"
+        );
+        assert!(matches!(keep_binary_tags("a: b\n"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn binary_tags_survive_parsing() {
+        let value = parse_value("send: !!binary AAAACATSFi8=\n").unwrap();
+        let Value::Mapping(mapping) = value else { panic!("not a mapping") };
+        let Some(Value::Tagged(tagged)) = mapping.get("send") else { panic!("not tagged: {mapping:?}") };
+        assert_eq!(tagged.tag, serde_yaml::value::Tag::new(BINARY_TAG));
+    }
 }

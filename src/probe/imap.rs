@@ -1,20 +1,265 @@
-//! The `imap` prober (placeholder until its engineer lands it).
+//! The `imap` prober: greeting, STARTTLS or implicit TLS (IMAPS), LOGIN, and
+//! an optional read-only look at a mailbox with message-count bounds.
+//!
+//! async-imap speaks the protocol over the connection the prober opened
+//! itself, so address selection, the target policy and the TLS metrics stay
+//! the framework's.
 
+use super::resolve::IpProtocol;
+use super::textproto::{self, Families, Ports, Stream, TlsMode};
+use super::tls::TlsConfig;
 use super::{Phase, ProbeCtx, ProbeError, ProbeResult, Reason};
 use crate::config::Problems;
+use crate::config::types::Regex;
+use async_imap::error::Error as ImapError;
+use async_imap::imap_proto::{Response, Status};
+use async_imap::{Client, Session};
 use serde::{Deserialize, Serialize};
+use tokio_util::either::Either;
 
 /// The `imap:` block of a module.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct Config {}
+pub struct Config {
+    /// Address family to prefer (blackbox's default: `ip6`).
+    pub preferred_ip_protocol: IpProtocol,
+    /// Fall back to the other family when the preferred one has no address.
+    pub ip_protocol_fallback: bool,
+    /// `none`, `starttls`, `opportunistic` or `implicit`; unset means
+    /// implicit on port 993 and plain elsewhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsMode>,
+    /// TLS settings for implicit TLS and STARTTLS.
+    pub tls_config: TlsConfig,
+    /// Must match the greeting line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub banner_regexp: Option<Regex>,
+    /// Log in as this user (LOGIN); unset means no login.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// File holding the password, read at every probe.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<String>,
+    /// Environment variable holding the password.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+    /// Mailbox to open read-only (EXAMINE) after login, e.g. `INBOX`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mailbox: Option<String>,
+    /// Fail when the mailbox holds fewer messages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_messages: Option<u32>,
+    /// Fail when the mailbox holds more messages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_messages: Option<u32>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            preferred_ip_protocol: IpProtocol::default(),
+            ip_protocol_fallback: true,
+            tls: None,
+            tls_config: TlsConfig::default(),
+            banner_regexp: None,
+            username: None,
+            password_file: None,
+            password_env: None,
+            mailbox: None,
+            min_messages: None,
+            max_messages: None,
+        }
+    }
+}
 
 impl Config {
     /// Records every problem of this block.
-    pub fn validate(&self, _path: &str, _problems: &mut Problems) {}
+    pub fn validate(&self, path: &str, problems: &mut Problems) {
+        self.tls_config.validate(&format!("{path}.tls_config"), problems);
+        textproto::validate_credentials(
+            path,
+            self.username.as_deref(),
+            self.password_file.as_deref(),
+            self.password_env.as_deref(),
+            true,
+            problems,
+        );
+        if self.mailbox.is_some() && self.username.is_none() {
+            problems.push(format!("{path}.mailbox"), "mailbox needs username (it is opened after login)");
+        }
+        if let Some(mailbox) = &self.mailbox {
+            if mailbox.is_empty() || !textproto::is_protocol_safe(mailbox) {
+                problems.push(format!("{path}.mailbox"), "mailbox must be a non-empty name without line breaks");
+            }
+        }
+        for (key, set) in [("min_messages", self.min_messages.is_some()), ("max_messages", self.max_messages.is_some())]
+        {
+            if set && self.mailbox.is_none() {
+                problems.push(format!("{path}.{key}"), format!("{key} needs mailbox"));
+            }
+        }
+        if let (Some(min), Some(max)) = (self.min_messages, self.max_messages) {
+            if min > max {
+                problems.push(format!("{path}.min_messages"), "min_messages must not be greater than max_messages");
+            }
+        }
+    }
 }
 
+const PORTS: Ports = Ports { plain: 143, implicit: 993, starttls: None };
+
+const FAMILIES: Families = Families {
+    duration: "probe_imap_duration_seconds",
+    duration_help: "Duration of the IMAP probe by phase",
+    ssl: "probe_imap_ssl",
+    ssl_help: "Indicates if TLS was used for the IMAP session",
+};
+const SERVER_INFO: &str = "probe_imap_server_info";
+const SERVER_INFO_HELP: &str = "Server software recognised in the greeting, from a fixed list";
+const MESSAGES: &str = "probe_imap_mailbox_messages";
+const MESSAGES_HELP: &str = "Number of messages in the examined mailbox";
+
 /// Runs one probe.
-pub async fn probe(_ctx: &mut ProbeCtx<'_>, _config: &Config) -> ProbeResult {
-    Err(ProbeError::new(Phase::Connect, Reason::Config, "the imap prober is not built yet"))
+pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
+    FAMILIES.seed(ctx);
+    let endpoint = textproto::endpoint(ctx.target, config.tls, PORTS)?;
+    let password = textproto::password(config.password_file.as_deref(), config.password_env.as_deref())?;
+    let tcp = FAMILIES.connect(ctx, &endpoint, config.preferred_ip_protocol, config.ip_protocol_fallback).await?;
+    let server_name = textproto::server_name(ctx, &endpoint).to_string();
+    let stream: Stream = if endpoint.tls == TlsMode::Implicit {
+        Either::Right(FAMILIES.handshake(ctx, &config.tls_config, &server_name, tcp).await?)
+    } else {
+        Either::Left(tcp)
+    };
+    let mut client = Client::new(stream);
+
+    let greeting = greeting(ctx, &mut client).await?;
+    if let Some(software) = textproto::software(&greeting) {
+        ctx.registry.set_with(SERVER_INFO, SERVER_INFO_HELP, &[("software", software)], 1.0);
+    }
+    textproto::check_banner(ctx, config.banner_regexp.as_ref(), &greeting)?;
+
+    if matches!(endpoint.tls, TlsMode::Starttls | TlsMode::Opportunistic) {
+        ctx.log.debug("Sending command=\"STARTTLS\"");
+        let result = FAMILIES.step(ctx, Phase::Tls, client.run_command_and_check_ok("STARTTLS", None)).await?;
+        match result {
+            Ok(()) => {
+                let Either::Left(tcp) = client.into_inner() else {
+                    return Err(ProbeError::new(Phase::Tls, Reason::UnexpectedResponse, "STARTTLS on TLS"));
+                };
+                let stream = FAMILIES.handshake(ctx, &config.tls_config, &server_name, tcp).await?;
+                client = Client::new(Either::Right(stream));
+            }
+            Err(ImapError::No(text) | ImapError::Bad(text)) if endpoint.tls == TlsMode::Opportunistic => {
+                ctx.log.info(format!("The server refused STARTTLS reply={text:?}; continuing without TLS"));
+            }
+            Err(err) => return Err(failure(Phase::Tls, err)),
+        }
+    }
+
+    let Some(username) = &config.username else {
+        logout_client(ctx, client).await;
+        return Ok(());
+    };
+    let password = password.unwrap_or_default();
+    ctx.log.debug(format!("Sending command=\"LOGIN {username:?} <secret>\""));
+    let result = FAMILIES.step(ctx, Phase::Auth, client.login(username, password.expose())).await?;
+    let mut session = result.map_err(|(err, _)| failure(Phase::Auth, err))?;
+    ctx.log.info(format!("Authenticated user={username:?}"));
+    if let Some(mailbox) = &config.mailbox {
+        examine(ctx, &mut session, mailbox, config).await?;
+    }
+    let grace = textproto::QUIT_GRACE.min(ctx.remaining() / 2);
+    let _ = tokio::time::timeout(grace, session.logout()).await;
+    Ok(())
+}
+
+/// Reads the server greeting (`* OK …` or `* PREAUTH …`) and returns its line.
+async fn greeting(ctx: &mut ProbeCtx<'_>, client: &mut Client<Stream>) -> Result<String, ProbeError> {
+    let response = FAMILIES.step(ctx, Phase::Processing, client.read_response()).await?;
+    let response = match response {
+        Ok(Some(response)) => response,
+        Ok(None) => {
+            return Err(ProbeError::new(Phase::Processing, Reason::Io, "connection closed before the greeting"));
+        }
+        Err(err) => return Err(failure(Phase::Processing, ImapError::Io(err))),
+    };
+    let raw = String::from_utf8_lossy(response.borrow_owner());
+    let line = raw.split("\r\n").next().unwrap_or_default().to_string();
+    ctx.log.debug(format!("Received greeting line={line:?}"));
+    match response.parsed() {
+        Response::Data { status: Status::Ok | Status::PreAuth, .. } => Ok(line),
+        _ => {
+            Err(ProbeError::new(Phase::Processing, Reason::UnexpectedResponse, format!("unexpected greeting {line:?}")))
+        }
+    }
+}
+
+/// EXAMINE (SELECT without side effects: `\Recent` flags stay) and the bounds.
+async fn examine(ctx: &mut ProbeCtx<'_>, session: &mut Session<Stream>, name: &str, config: &Config) -> ProbeResult {
+    ctx.log.debug(format!("Sending command=\"EXAMINE {name:?}\""));
+    let result = FAMILIES.step(ctx, Phase::Query, session.examine(name)).await?;
+    let mailbox = result.map_err(|err| failure(Phase::Query, err))?;
+    let messages = mailbox.exists;
+    ctx.registry.set(MESSAGES, MESSAGES_HELP, f64::from(messages));
+    ctx.log.info(format!("Mailbox examined mailbox={name:?} messages={messages}"));
+    if let Some(min) = config.min_messages.filter(|min| messages < *min) {
+        return Err(ProbeError::new(Phase::Query, Reason::Query, format!("{messages} messages, fewer than {min}")));
+    }
+    if let Some(max) = config.max_messages.filter(|max| messages > *max) {
+        return Err(ProbeError::new(Phase::Query, Reason::Query, format!("{messages} messages, more than {max}")));
+    }
+    Ok(())
+}
+
+/// LOGOUT without a session, briefly and never failing the probe.
+async fn logout_client(ctx: &ProbeCtx<'_>, mut client: Client<Stream>) {
+    let grace = textproto::QUIT_GRACE.min(ctx.remaining() / 2);
+    let _ = tokio::time::timeout(grace, client.run_command_and_check_ok("LOGOUT", None)).await;
+}
+
+/// Maps an async-imap error to a bounded reason. A NO to LOGIN is a refused
+/// login; a NO to EXAMINE is a failed check (no such mailbox).
+fn failure(phase: Phase, err: ImapError) -> ProbeError {
+    let reason = match &err {
+        // async-imap reports unparseable server data as an `Other` I/O error.
+        ImapError::Io(io) if io.kind() == std::io::ErrorKind::Other => Reason::UnexpectedResponse,
+        ImapError::Io(io) => return ProbeError::io(phase, io),
+        ImapError::ConnectionLost => Reason::Io,
+        ImapError::No(_) if phase == Phase::Auth => Reason::AuthFailed,
+        ImapError::No(_) if phase == Phase::Query => Reason::Query,
+        ImapError::Validate(_) => Reason::Config,
+        _ => Reason::UnexpectedResponse,
+    };
+    ProbeError::new(phase, reason, err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config as Root;
+
+    #[test]
+    fn failures_map_to_bounded_reasons() {
+        let no = || ImapError::No("[AUTHENTICATIONFAILED] Authentication failed.".into());
+        assert_eq!(failure(Phase::Auth, no()).reason, Reason::AuthFailed);
+        assert_eq!(failure(Phase::Query, no()).reason, Reason::Query);
+        assert_eq!(failure(Phase::Tls, ImapError::Bad("unknown command".into())).reason, Reason::UnexpectedResponse);
+        let garbage = ImapError::Io(std::io::Error::other("Error during parsing"));
+        assert_eq!(failure(Phase::Processing, garbage).reason, Reason::UnexpectedResponse);
+        let eof = ImapError::Io(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "eof"));
+        assert_eq!(failure(Phase::Processing, eof).reason, Reason::Io);
+    }
+
+    #[test]
+    fn config_problems_name_their_keys() {
+        let err = Root::parse(
+            "modules:\n  m:\n    prober: imap\n    imap:\n      mailbox: INBOX\n      min_messages: 3\n      \
+             max_messages: 1\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("modules.m.imap.mailbox: mailbox needs username"), "{err}");
+        assert!(err.contains("modules.m.imap.min_messages: min_messages must not be greater"), "{err}");
+    }
 }

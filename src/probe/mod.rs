@@ -22,7 +22,9 @@ pub mod postgres;
 pub mod rdap;
 pub mod resolve;
 pub mod smtp;
+pub mod sql;
 pub mod tcp;
+mod textproto;
 pub mod tls;
 pub mod tls_only;
 pub mod unix;
@@ -268,22 +270,38 @@ impl Module {
         prober.map(|_| module)
     }
 
-    /// Semantic validation of every block, used or not (as blackbox does).
+    /// Semantic validation of every block, used or not (as blackbox does). A
+    /// block that failed to decode is skipped: validating its defaults instead
+    /// would report problems the user did not write.
     fn validate(&self, path: &str, problems: &mut Problems) {
-        self.http.validate(&format!("{path}.http"), problems);
-        self.tcp.validate(&format!("{path}.tcp"), problems);
-        self.icmp.validate(&format!("{path}.icmp"), problems);
-        if self.prober == ProberKind::Dns {
-            self.dns.validate(&format!("{path}.dns"), problems);
+        let undecodable = |block: &str, problems: &Problems| {
+            let block_path = format!("{path}.{block}");
+            problems.0.iter().any(|problem| {
+                problem.path == block_path
+                    || problem.path.starts_with(&format!("{block_path}."))
+                    || problem.path.starts_with(&format!("{block_path}["))
+            })
+        };
+        macro_rules! validate {
+            ($($field:ident),*) => {$(
+                if !undecodable(stringify!($field), problems) {
+                    self.$field.validate(&format!("{path}.{}", stringify!($field)), problems);
+                }
+            )*};
         }
-        self.grpc.validate(&format!("{path}.grpc"), problems);
-        self.unix.validate(&format!("{path}.unix"), problems);
         macro_rules! validate_optional {
             ($($field:ident),*) => {$(
                 if let Some(config) = &self.$field {
-                    config.validate(&format!("{path}.{}", stringify!($field)), problems);
+                    if !undecodable(stringify!($field), problems) {
+                        config.validate(&format!("{path}.{}", stringify!($field)), problems);
+                    }
                 }
             )*};
+        }
+        validate!(http, tcp, icmp, grpc, unix);
+        // blackbox checks the dns block (query_name is required) only for dns modules.
+        if self.prober == ProberKind::Dns && !undecodable("dns", problems) {
+            self.dns.validate(&format!("{path}.dns"), problems);
         }
         validate_optional!(postgres, mysql, mssql, ftp, imap, smtp, pop3, tls, rdap);
     }

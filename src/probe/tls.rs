@@ -175,6 +175,7 @@ fn system_roots() -> &'static (Arc<RootCertStore>, Vec<CertificateDer<'static>>)
 struct CapturingVerifier {
     inner: Arc<rustls::client::WebPkiServerVerifier>,
     insecure: bool,
+    check_name: bool,
     presented: Mutex<Vec<CertificateDer<'static>>>,
 }
 
@@ -194,7 +195,13 @@ impl ServerCertVerifier for CapturingVerifier {
         if self.insecure {
             return Ok(ServerCertVerified::assertion());
         }
-        self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        match self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+            // webpki checks the chain before the name, so this error means the chain is good.
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) if !self.check_name => Ok(ServerCertVerified::assertion()),
+            result => result,
+        }
     }
 
     fn verify_tls12_signature(
@@ -231,6 +238,16 @@ pub struct Client {
 impl Client {
     /// Builds a client from `tls_config`, offering `alpn` protocols.
     pub fn new(tls: &TlsConfig, alpn: &[&[u8]]) -> Result<Client, String> {
+        Client::build(tls, alpn, true)
+    }
+
+    /// Like [`Client::new`], but verifies only the chain, not the server name
+    /// (libpq's `verify-ca`, MySQL's `VERIFY_CA`).
+    pub fn new_without_name_check(tls: &TlsConfig, alpn: &[&[u8]]) -> Result<Client, String> {
+        Client::build(tls, alpn, false)
+    }
+
+    fn build(tls: &TlsConfig, alpn: &[&[u8]], check_name: bool) -> Result<Client, String> {
         let extra_roots = tls.ca_certificates()?;
         let roots = if extra_roots.is_empty() {
             system_roots().0.clone()
@@ -247,6 +264,7 @@ impl Client {
         let verifier = Arc::new(CapturingVerifier {
             inner,
             insecure: tls.insecure_skip_verify,
+            check_name,
             presented: Mutex::new(Vec::new()),
         });
         let min = tls.min_version.map(rank).unwrap_or(2);
@@ -279,6 +297,15 @@ impl Client {
     /// The certificates the server presented in the last handshake.
     pub fn presented(&self) -> Vec<CertificateDer<'static>> {
         self.verifier.presented.lock().map(|certs| certs.clone()).unwrap_or_default()
+    }
+
+    /// Verifies the chain presented in the last handshake against the
+    /// configured roots and `server_name`, now, even when
+    /// `insecure_skip_verify` let the handshake through.
+    pub fn verify_presented(&self, server_name: &ServerName<'_>) -> Result<(), rustls::Error> {
+        let presented = self.presented();
+        let (leaf, intermediates) = presented.split_first().ok_or(rustls::Error::NoCertificatesPresented)?;
+        self.verifier.inner.verify_server_cert(leaf, intermediates, server_name, &[], UnixTime::now()).map(|_| ())
     }
 
     /// Describes a finished handshake.

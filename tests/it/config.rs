@@ -26,6 +26,7 @@ const INVALID: &[(&str, &[&str])] = &[
         &["modules.a.prober: prober 'nope' is not valid", "modules.b.timeout", "exporter.targets.deny[0]"],
     ),
     ("invalid-yaml-syntax.yml", &["line 3"]),
+    ("invalid-undecodable-block.yml", &["modules.pg.postgres.sslmode"]),
 ];
 
 #[test]
@@ -56,6 +57,13 @@ fn several_problems_are_all_reported() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config");
     let problems = problems_of(&dir.join("invalid-several-problems.yml"));
     assert_eq!(problems.len(), 3, "{problems:#?}");
+}
+
+#[test]
+fn an_undecodable_block_is_not_validated_with_defaults() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config");
+    let problems = problems_of(&dir.join("invalid-undecodable-block.yml"));
+    assert_eq!(problems.len(), 1, "{problems:#?}");
 }
 
 #[test]
@@ -91,4 +99,68 @@ fn config_check_flag_prints_every_problem_and_fails() {
         .output()
         .expect("run checkit");
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+}
+
+/// `config/example.yml` is the cookbook: every prober's fragment from
+/// `config/examples.d/`, under one `modules:` key. It is generated, and this
+/// test keeps it from drifting: `CHECKIT_BLESS=1 cargo test --test it config::` rewrites it.
+#[test]
+fn example_yml_is_the_concatenation_of_examples_d() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut fragments: Vec<_> = std::fs::read_dir(root.join("examples.d"))
+        .expect("examples.d")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "yml"))
+        .collect();
+    fragments.sort();
+    let mut expected = String::from(
+        "# checkit cookbook: one example module per prober, generated from config/examples.d/*.yml\n\
+         # (edit those, then run `CHECKIT_BLESS=1 cargo test --test it config::`).\n\
+         # Every key is documented in config/README.md.\nmodules:\n",
+    );
+    for fragment in &fragments {
+        expected.push_str(&std::fs::read_to_string(fragment).expect("fragment"));
+        if !expected.ends_with('\n') {
+            expected.push('\n');
+        }
+    }
+    let path = root.join("example.yml");
+    if std::env::var_os("CHECKIT_BLESS").is_some() {
+        std::fs::write(&path, &expected).expect("write example.yml");
+    }
+    let actual = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(actual == expected, "config/example.yml is stale: run CHECKIT_BLESS=1 cargo test --test it config::");
+    Config::parse(&actual).unwrap_or_else(|err| panic!("config/example.yml does not load: {err}"));
+}
+
+/// `config/README.md` is generated from `config/reference.d/` in a fixed order.
+#[test]
+fn config_readme_is_the_concatenation_of_reference_d() {
+    const ORDER: &[&str] = &[
+        "overview", "http", "tcp", "unix", "icmp", "dns", "grpc", "postgres", "mysql", "mssql", "ftp", "imap", "smtp",
+        "pop3", "tls", "rdap", "bridge",
+    ];
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut on_disk: Vec<String> = std::fs::read_dir(root.join("reference.d"))
+        .expect("reference.d")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "md"))
+        .map(|path| path.file_stem().expect("stem").to_string_lossy().into_owned())
+        .collect();
+    on_disk.sort();
+    for stem in &on_disk {
+        assert!(ORDER.contains(&stem.as_str()), "config/reference.d/{stem}.md is not in the README order");
+    }
+    let mut expected = String::new();
+    for stem in ORDER.iter().filter(|stem| on_disk.iter().any(|name| name == *stem)) {
+        let text = std::fs::read_to_string(root.join(format!("reference.d/{stem}.md"))).expect("section");
+        expected.push_str(text.trim_end());
+        expected.push_str("\n\n");
+    }
+    let path = root.join("README.md");
+    if std::env::var_os("CHECKIT_BLESS").is_some() {
+        std::fs::write(&path, &expected).expect("write README.md");
+    }
+    let actual = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(actual == expected, "config/README.md is stale: run CHECKIT_BLESS=1 cargo test --test it config::");
 }

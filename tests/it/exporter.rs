@@ -156,3 +156,45 @@ async fn web_config_basic_auth_guards_every_endpoint() {
         assert_eq!(status, if password == "s3cret" { 200 } else { 401 });
     }
 }
+
+#[tokio::test]
+async fn web_config_tls_serves_https_only() {
+    let certs = crate::support::TestCerts::generate();
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("web.yml");
+    std::fs::write(
+        &path,
+        format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
+            certs.valid.cert_path.display(),
+            certs.valid.key_path.display()
+        ),
+    )
+    .expect("write");
+    let web = Web::load(path.to_str().expect("utf-8")).expect("web config loads");
+    let app = start_app_with(CONFIG, Options::default(), web).await;
+    let ca = reqwest::Certificate::from_pem(certs.ca.cert_pem.as_bytes()).expect("ca");
+    let client = reqwest::Client::builder().add_root_certificate(ca).build().expect("client");
+    let response =
+        client.get(format!("https://localhost:{}/-/healthy", app.addr.port())).send().await.expect("https request");
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.text().await.expect("body"), "Healthy");
+    assert!(reqwest::get(app.url("/-/healthy")).await.is_err(), "plain HTTP is not served");
+}
+
+#[tokio::test]
+async fn invalid_web_config_lists_its_problems() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("web.yml");
+    std::fs::write(&path, "basic_auth_users:\n  admin: plaintext\ntls_server_config:\n  cert_file: /nonexistent.pem\n")
+        .expect("write");
+    let problems = match Web::load(path.to_str().expect("utf-8")) {
+        Ok(_) => panic!("an invalid web config must not load"),
+        Err(problems) => problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    };
+    assert!(
+        problems.iter().any(|p| p.starts_with("basic_auth_users.admin: password must be a bcrypt hash")),
+        "{problems:?}"
+    );
+    assert!(problems.iter().any(|p| p.starts_with("tls_server_config.key_file: key_file is required")), "{problems:?}");
+}

@@ -10,9 +10,13 @@
 pub mod app;
 pub mod certs;
 pub mod client;
+pub mod db;
 pub mod fake;
+pub mod httpd;
+pub mod module;
 pub mod peers;
 pub mod process;
+pub mod tds_fake;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

@@ -54,6 +54,9 @@ pub struct Nginx {
     pub basic_auth: (String, String),
     /// The document root (add files to serve more paths).
     pub root: PathBuf,
+    /// Access log, one line per request:
+    /// `<connection id> requests=<n on that connection> connection=<Connection header> "<request>" <status>`.
+    pub access_log: PathBuf,
     guard: ChildGuard,
     _dir: tempfile::TempDir,
 }
@@ -94,7 +97,8 @@ impl Nginx {
         let (addr, tls_addr) = (loopback(ports[0]), loopback(ports[1]));
         guard.wait_for_port(addr, START_TIMEOUT).await;
         guard.wait_for_port(tls_addr, START_TIMEOUT).await;
-        Some(Nginx { addr, tls_addr, certs, has_slow, basic_auth, root, guard, _dir: dir })
+        let access_log = dir.path().join("access.log");
+        Some(Nginx { addr, tls_addr, certs, has_slow, basic_auth, root, access_log, guard, _dir: dir })
     }
 
     /// `http://127.0.0.1:<port><path>`.
@@ -152,7 +156,8 @@ pid {dir}/nginx.pid;
 error_log {dir}/error.log info;
 events {{ worker_connections 256; }}
 http {{
-  access_log {dir}/access.log;
+  log_format checkit '$connection requests=$connection_requests connection=$http_connection "$request" $status';
+  access_log {dir}/access.log checkit;
   client_body_temp_path {dir}/tmp/body;
   proxy_temp_path {dir}/tmp/proxy;
   fastcgi_temp_path {dir}/tmp/fastcgi;

@@ -1,0 +1,326 @@
+//! Shared pieces of the database probers (`postgres`, `mysql`, `mssql`): the
+//! target address and TCP dial, the password source, the query expectation
+//! and the per-phase duration family.
+
+use super::resolve::{self, IpProtocol};
+use super::tls::{self, TlsConfig, TlsInfo};
+use super::{Phase, ProbeCtx, ProbeError, Reason};
+use crate::config::Problems;
+use crate::config::types::{Regex, Secret, read_secret_file};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+/// A byte stream a prober can swap from plain to TLS behind one type.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// The phases every database prober pre-seeds, in order.
+pub const PHASES: [Phase; 5] = [Phase::Resolve, Phase::Connect, Phase::Tls, Phase::Auth, Phase::Query];
+
+/// The families every database prober always emits: the
+/// `probe_<proto>_duration_seconds{phase}` family and `probe_<proto>_ssl`.
+#[derive(Debug, Clone, Copy)]
+pub struct Metrics {
+    /// Duration family name.
+    pub name: &'static str,
+    /// Duration HELP text.
+    pub help: &'static str,
+    /// Name of the gauge that says whether the session is encrypted.
+    pub ssl_name: &'static str,
+    /// Its HELP text.
+    pub ssl_help: &'static str,
+}
+
+impl Metrics {
+    /// Creates every phase sample at 0 so the series exist even when the
+    /// deadline strikes early, and the TLS gauge at 0.
+    pub fn seed(&self, ctx: &mut ProbeCtx<'_>) {
+        let phases: Vec<&str> = PHASES.iter().map(|phase| phase.as_str()).collect();
+        ctx.registry.seed_phases(self.name, self.help, &phases);
+        ctx.registry.set(self.ssl_name, self.ssl_help, 0.0);
+    }
+
+    /// Adds `elapsed` to `phase`.
+    pub fn add(&self, ctx: &mut ProbeCtx<'_>, phase: Phase, elapsed: Duration) {
+        ctx.registry.add_phase(self.name, self.help, phase.as_str(), elapsed.as_secs_f64());
+    }
+}
+
+/// Records `probe_<proto>_version_info{version} 1`.
+pub fn record_version(ctx: &mut ProbeCtx<'_>, name: &str, help: &str, version: &str) {
+    ctx.registry.set_with(name, help, &[("version", version)], 1.0);
+}
+
+/// Resolves the target (`host[:port]`, `default_port` when absent) with the
+/// module's address-family policy, then dials the chosen address once.
+/// Returns the stream and the host as written (for TLS server names).
+pub async fn connect(
+    ctx: &mut ProbeCtx<'_>,
+    metrics: Metrics,
+    default_port: u16,
+    preferred: IpProtocol,
+    fallback: bool,
+) -> Result<(TcpStream, String), ProbeError> {
+    let (host, port) = resolve::split_host_port(ctx.target, Some(default_port))
+        .map_err(|err| ProbeError::new(Phase::Resolve, Reason::Config, err))?;
+    let resolved = resolve::resolve(ctx, &host, preferred, fallback).await?;
+    metrics.add(ctx, Phase::Resolve, resolved.lookup_time);
+    let address = std::net::SocketAddr::new(resolved.ip, port);
+    ctx.log.info(format!("Dialing address={address}"));
+    let start = std::time::Instant::now();
+    let dialed = ctx.within(Phase::Connect, TcpStream::connect(address)).await;
+    metrics.add(ctx, Phase::Connect, start.elapsed());
+    let stream = dialed?.map_err(|err| {
+        ctx.log.error(format!("Error dialing target address={address} err={err}"));
+        ProbeError::connect(&err)
+    })?;
+    // Login dialogues are small request/response exchanges.
+    let _ = stream.set_nodelay(true);
+    Ok((stream, host))
+}
+
+/// How much of the server's certificate a TLS mode checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verify {
+    /// Encrypt only (libpq `prefer`/`require`, MySQL `PREFERRED`/`REQUIRED`).
+    Nothing,
+    /// The chain must lead to a trusted CA; the name is not checked.
+    Chain,
+    /// The chain and the server name.
+    ChainAndName,
+}
+
+/// Builds checkit's rustls client for a TLS mode. `tls_config` still supplies
+/// the CA, client certificate, versions and server name.
+pub fn tls_client(tls_config: &TlsConfig, verify: Verify) -> Result<tls::Client, ProbeError> {
+    let built = match verify {
+        Verify::Nothing => tls::Client::new(&TlsConfig { insecure_skip_verify: true, ..tls_config.clone() }, &[]),
+        Verify::Chain => tls::Client::new_without_name_check(tls_config, &[]),
+        Verify::ChainAndName => tls::Client::new(tls_config, &[]),
+    };
+    built.map_err(|err| ProbeError::new(Phase::Tls, Reason::Config, err))
+}
+
+/// The name to verify and send as SNI: `tls_config.server_name`, else the
+/// `hostname` parameter, else the target host.
+pub fn server_name(ctx: &ProbeCtx<'_>, tls_config: &TlsConfig, host: &str) -> String {
+    tls_config.server_name.as_deref().or(ctx.hostname).unwrap_or(host).to_string()
+}
+
+/// Performs a TLS handshake over `stream` within the deadline, timing the
+/// `tls` phase and recording the TLS families and `ssl_metric` on success.
+pub async fn tls_handshake<S>(
+    ctx: &mut ProbeCtx<'_>,
+    metrics: Metrics,
+    client: &tls::Client,
+    server_name: &str,
+    stream: S,
+) -> Result<tokio_rustls::client::TlsStream<S>, ProbeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let name = tls::server_name(server_name)?;
+    let connector = tokio_rustls::TlsConnector::from(client.config.clone());
+    let start = std::time::Instant::now();
+    let handshake = ctx.within(Phase::Tls, connector.connect(name, stream)).await;
+    metrics.add(ctx, Phase::Tls, start.elapsed());
+    match handshake? {
+        Ok(stream) => {
+            let info = client.info(stream.get_ref().1);
+            record_tls(ctx, metrics, &info);
+            Ok(stream)
+        }
+        Err(err) => {
+            ctx.log.error(format!("TLS handshake failed err={err}"));
+            Err(ProbeError::new(Phase::Tls, tls::classify(&err), err))
+        }
+    }
+}
+
+/// Records a successful handshake: the `probe_ssl_*` / `probe_tls_*`
+/// families (the cipher too) and `probe_<proto>_ssl 1`.
+pub fn record_tls(ctx: &mut ProbeCtx<'_>, metrics: Metrics, info: &TlsInfo) {
+    info.record(&mut ctx.registry, tls::Families { cipher: true, last_chain_expiry: true });
+    ctx.registry.set(metrics.ssl_name, metrics.ssl_help, 1.0);
+    ctx.log.info(format!("TLS handshake done version={:?} cipher={}", info.version, info.cipher));
+}
+
+/// Records the problems of the login keys shared by the database probers.
+pub fn validate_login(
+    path: &str,
+    user: &str,
+    password_file: &Option<String>,
+    password_env: &Option<String>,
+    problems: &mut Problems,
+) {
+    if user.is_empty() {
+        problems.push(format!("{path}.user"), "user must be set");
+    }
+    if password_file.is_some() && password_env.is_some() {
+        problems.push(format!("{path}.password_file"), "at most one of password_file and password_env must be set");
+    }
+    if let Some(file) = password_file {
+        if let Err(err) = std::fs::metadata(file) {
+            problems.push(format!("{path}.password_file"), format!("unable to read password file {file:?}: {err}"));
+        }
+    }
+    // The variable itself is read at probe time, so a config stays valid
+    // wherever it is checked (`--config.check` on a build host).
+    if password_env.as_deref().is_some_and(str::is_empty) {
+        problems.push(format!("{path}.password_env"), "password_env must name an environment variable");
+    }
+}
+
+/// Reads the password at probe time, so that a rotated secret is picked up
+/// without a reload. `None` when the module names no password source.
+pub fn read_password(
+    password_file: &Option<String>,
+    password_env: &Option<String>,
+) -> Result<Option<Secret>, ProbeError> {
+    if let Some(file) = password_file {
+        return read_secret_file(file).map(Some).map_err(|err| ProbeError::new(Phase::Auth, Reason::Config, err));
+    }
+    if let Some(name) = password_env {
+        return match std::env::var(name) {
+            Ok(value) => Ok(Some(Secret(value))),
+            Err(_) => Err(ProbeError::new(
+                Phase::Auth,
+                Reason::Config,
+                format!("environment variable {name} is not set or not unicode"),
+            )),
+        };
+    }
+    Ok(None)
+}
+
+/// What a module expects of its query's result.
+#[derive(Debug, Clone, Copy)]
+pub struct Expectation<'a> {
+    /// The query; without one nothing else applies.
+    pub query: Option<&'a str>,
+    /// The minimum number of rows.
+    pub rows: Option<u64>,
+    /// The first column of the first row, as text.
+    pub value: Option<&'a str>,
+    /// A regular expression the first column of the first row must match.
+    pub regex: Option<&'a Regex>,
+}
+
+/// What a query returned, as far as expectations look at it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueryResult {
+    /// Rows returned.
+    pub rows: u64,
+    /// The first column of the first row as text: `None` without rows,
+    /// `Some(None)` for SQL NULL.
+    pub first_value: Option<Option<String>>,
+}
+
+impl Expectation<'_> {
+    /// Records expectation keys that cannot apply.
+    pub fn validate(&self, path: &str, problems: &mut Problems) {
+        if let Some(query) = self.query {
+            if query.trim().is_empty() {
+                problems.push(format!("{path}.query"), "query must not be empty");
+            }
+            return;
+        }
+        for (set, key) in [
+            (self.rows.is_some(), "expect_rows"),
+            (self.value.is_some(), "expect_value"),
+            (self.regex.is_some(), "expect_value_regex"),
+        ] {
+            if set {
+                problems.push(format!("{path}.{key}"), format!("{key} needs a query"));
+            }
+        }
+    }
+
+    /// Checks a result, failing in phase `query` with reason `query`.
+    pub fn check(&self, result: &QueryResult) -> Result<(), ProbeError> {
+        let fail = |detail: String| Err(ProbeError::new(Phase::Query, Reason::Query, detail));
+        if let Some(min) = self.rows {
+            if result.rows < min {
+                return fail(format!("query returned {} row(s), expected at least {min}", result.rows));
+            }
+        }
+        if self.value.is_none() && self.regex.is_none() {
+            return Ok(());
+        }
+        let first = match &result.first_value {
+            None => return fail("query returned no rows, expected a first value".into()),
+            Some(None) => return fail("the first value is NULL".into()),
+            Some(Some(first)) => first.as_str(),
+        };
+        if let Some(expected) = self.value {
+            if first != expected {
+                return fail(format!("the first value is {first:?}, expected {expected:?}"));
+            }
+        }
+        if let Some(regex) = self.regex {
+            if !regex.is_match(first) {
+                return fail(format!("the first value {first:?} does not match {:?}", regex.as_str()));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(rows: u64, first: Option<Option<&str>>) -> QueryResult {
+        QueryResult { rows, first_value: first.map(|value| value.map(str::to_string)) }
+    }
+
+    #[test]
+    fn expectations_check_rows_value_and_regex() {
+        let regex = Regex::new("^1[0-9]$").unwrap();
+        let all = Expectation { query: Some("select"), rows: Some(1), value: Some("15"), regex: Some(&regex) };
+        assert!(all.check(&result(1, Some(Some("15")))).is_ok());
+        for bad in [result(0, None), result(1, Some(None)), result(2, Some(Some("16"))), result(1, Some(Some("x")))] {
+            let err = all.check(&bad).unwrap_err();
+            assert_eq!((err.phase, err.reason), (Phase::Query, Reason::Query), "{bad:?}");
+        }
+        let rows_only = Expectation { query: Some("select"), rows: Some(2), value: None, regex: None };
+        assert!(rows_only.check(&result(2, Some(None))).is_ok());
+        assert!(rows_only.check(&result(1, Some(None))).is_err());
+        let nothing = Expectation { query: Some("select"), rows: None, value: None, regex: None };
+        assert!(nothing.check(&result(0, None)).is_ok());
+    }
+
+    #[test]
+    fn expectations_without_a_query_are_problems() {
+        let regex = Regex::new("x").unwrap();
+        let mut problems = Problems::default();
+        Expectation { query: None, rows: Some(1), value: Some("a"), regex: Some(&regex) }.validate("m", &mut problems);
+        let paths: Vec<&str> = problems.0.iter().map(|problem| problem.path.as_str()).collect();
+        assert_eq!(paths, ["m.expect_rows", "m.expect_value", "m.expect_value_regex"]);
+    }
+
+    #[test]
+    fn login_keys_are_validated() {
+        let mut problems = Problems::default();
+        validate_login("m", "", &Some("/nonexistent/checkit-password".into()), &Some(String::new()), &mut problems);
+        let paths: Vec<&str> = problems.0.iter().map(|problem| problem.path.as_str()).collect();
+        assert_eq!(paths, ["m.user", "m.password_file", "m.password_file", "m.password_env"]);
+    }
+
+    #[test]
+    fn passwords_come_from_a_file_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        let from_file = read_password(&Some(file.display().to_string()), &None).unwrap().unwrap();
+        assert_eq!(from_file.expose(), "s3cret");
+        assert_eq!(format!("{from_file:?}"), "<secret>");
+        // PATH is set in every test environment; setting a variable here would race other tests.
+        let from_env = read_password(&None, &Some("PATH".into())).unwrap().unwrap();
+        assert_eq!(Some(from_env.expose().to_string()), std::env::var("PATH").ok());
+        let missing = read_password(&None, &Some("CHECKIT_SURELY_UNSET_VARIABLE".into())).unwrap_err();
+        assert_eq!((missing.phase, missing.reason), (Phase::Auth, Reason::Config));
+        assert!(read_password(&None, &None).unwrap().is_none());
+    }
+}

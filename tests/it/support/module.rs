@@ -1,0 +1,32 @@
+//! Running one prober module in-process: build a config around a YAML block,
+//! run the probe, and read the outcome.
+
+use std::time::Duration;
+
+use checkit::probe::{Outcome, Phase, Reason};
+
+/// Runs a module `prober: <prober>` whose `<prober>:` block is `block`
+/// (YAML, indented as at the top level) against `target`.
+pub async fn run_block(prober: &str, block: &str, target: &str, timeout: Duration) -> Outcome {
+    let block: String = block.lines().map(|line| format!("      {line}\n")).collect();
+    let yaml = format!("modules:\n  m:\n    prober: {prober}\n    {prober}:\n{block}");
+    let config = checkit::config::Config::parse(&yaml).unwrap_or_else(|err| panic!("{err}\n{yaml}"));
+    checkit::probe::run(&config.modules["m"], target, None, timeout, &config.policy).await
+}
+
+/// The failure's phase and reason, `None` on success.
+pub fn failure(outcome: &Outcome) -> Option<(Phase, Reason)> {
+    outcome.error.as_ref().map(|err| (err.phase, err.reason))
+}
+
+/// A temp file holding `secret` plus a newline, as `*_file` keys read it.
+pub fn secret_file(secret: &str) -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), format!("{secret}\n")).expect("write secret");
+    file
+}
+
+/// Whole seconds since the Unix epoch, as `probe_ssl_earliest_cert_expiry` reports.
+pub fn unix_time(at: std::time::SystemTime) -> f64 {
+    at.duration_since(std::time::UNIX_EPOCH).expect("after epoch").as_secs() as f64
+}
