@@ -231,8 +231,10 @@ struct Checkit {
 
 impl Checkit {
     async fn start(config: &Path, log: &Path, port: u16) -> Checkit {
+        let directory = log.parent().expect("log in a directory");
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_checkit"));
         command
+            .current_dir(directory)
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"));
         let guard = ChildGuard::spawn("checkit", command, log);
@@ -318,4 +320,37 @@ async fn kill_9_with_pending_deliveries_loses_nothing() {
     let sent: serde_json::Value =
         client.get(checkit.url("/api/v1/deliveries?status=sent")).send().await.unwrap().json().await.unwrap();
     assert_eq!(sent["total"], MESSAGES);
+}
+
+#[tokio::test]
+async fn the_default_config_runs_the_bridge_with_the_log_channel() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.yml");
+    let checkit = Checkit::start(&config, &dir.path().join("checkit.log"), free_port()).await;
+    let client = reqwest::Client::new();
+    let body = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/alertmanager/am-0.25-firing-2alerts.json"))
+        .unwrap();
+    let response = client.post(checkit.url("/webhook")).body(body).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let page: serde_json::Value = client
+            .get(checkit.url("/api/v1/deliveries?status=sent"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if page["total"] == 1 {
+            assert_eq!(page["items"][0]["channel"], "log");
+            assert_eq!(page["items"][0]["contact"], "operator");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not delivered to the log: {page}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(dir.path().join("checkit-bridge.db").exists(), "SQLite store in the working directory");
+    let log = std::fs::read_to_string(dir.path().join("checkit.log")).unwrap();
+    assert!(log.contains("HighLatency"), "the log channel wrote the message: {log}");
 }
