@@ -43,10 +43,7 @@ pub struct TestClock {
 impl TestClock {
     /// A clock stopped at `start`.
     pub fn new(start: DateTime<Utc>) -> Arc<TestClock> {
-        Arc::new(TestClock {
-            now: Mutex::new(start),
-            changed: watch::Sender::new(start),
-        })
+        Arc::new(TestClock { now: Mutex::new(start), changed: watch::Sender::new(start) })
     }
 
     /// Moves the clock forward by `by`.
@@ -98,10 +95,7 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!sleeper.is_finished());
         clock.advance(chrono::Duration::minutes(1));
-        tokio::time::timeout(std::time::Duration::from_secs(5), sleeper)
-            .await
-            .unwrap()
-            .unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), sleeper).await.unwrap().unwrap();
         assert_eq!(clock.now(), start + chrono::Duration::minutes(5));
     }
 }

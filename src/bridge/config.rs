@@ -28,10 +28,7 @@ use std::time::Duration;
 
 /// Looks a channel kind up by its label value (`"sms"`).
 pub fn channel_kind(name: &str) -> Option<ChannelKind> {
-    ChannelKind::all()
-        .iter()
-        .copied()
-        .find(|kind| kind.as_str() == name)
+    ChannelKind::all().iter().copied().find(|kind| kind.as_str() == name)
 }
 
 /// The `bridge:` section.
@@ -83,12 +80,7 @@ impl Default for Config {
             listen_address: None,
             auth: Auth::default(),
             max_body_size: ByteSize(4 << 20),
-            store: StoreConfig {
-                sqlite: Some(SqliteConfig {
-                    path: "checkit-bridge.db".into(),
-                }),
-                postgres: None,
-            },
+            store: StoreConfig { sqlite: Some(SqliteConfig { path: "checkit-bridge.db".into() }), postgres: None },
             dedup_window: GoDuration(Duration::from_secs(600)),
             max_age: GoDuration(Duration::from_secs(24 * 3600)),
             workers: 4,
@@ -171,11 +163,7 @@ pub struct PostgresConfig {
 
 impl Default for PostgresConfig {
     fn default() -> Self {
-        PostgresConfig {
-            url_file: None,
-            url_env: None,
-            max_connections: 4,
-        }
+        PostgresConfig { url_file: None, url_env: None, max_connections: 4 }
     }
 }
 
@@ -184,9 +172,9 @@ impl PostgresConfig {
     pub fn url(&self) -> Result<Secret, String> {
         match (&self.url_file, &self.url_env) {
             (Some(file), None) => crate::config::types::read_secret_file(file),
-            (None, Some(var)) => std::env::var(var)
-                .map(Secret)
-                .map_err(|_| format!("environment variable {var} is not set")),
+            (None, Some(var)) => {
+                std::env::var(var).map(Secret).map_err(|_| format!("environment variable {var} is not set"))
+            }
             _ => Err("exactly one of url_file and url_env must be set".into()),
         }
     }
@@ -260,10 +248,7 @@ impl Contact {
 
     /// The channels this contact can be reached on.
     pub fn channels(&self) -> impl Iterator<Item = ChannelKind> + '_ {
-        ChannelKind::all()
-            .iter()
-            .copied()
-            .filter(|kind| self.address(*kind).is_some())
+        ChannelKind::all().iter().copied().filter(|kind| self.address(*kind).is_some())
     }
 
     /// The quiet-hours bypass matchers; an alert matching any of them is
@@ -329,16 +314,10 @@ impl Config {
             problems.push(format!("{path}.max_queue"), "must be greater than 0");
         }
         if self.retry.initial_interval.get().is_zero() {
-            problems.push(
-                format!("{path}.retry.initial_interval"),
-                "must be greater than 0s",
-            );
+            problems.push(format!("{path}.retry.initial_interval"), "must be greater than 0s");
         }
         if self.retry.max_interval < self.retry.initial_interval {
-            problems.push(
-                format!("{path}.retry.max_interval"),
-                "must not be shorter than initial_interval",
-            );
+            problems.push(format!("{path}.retry.max_interval"), "must not be shorter than initial_interval");
         }
         if self.delivery_timeout.get().is_zero() {
             problems.push(format!("{path}.delivery_timeout"), "must be greater than 0s");
@@ -363,9 +342,8 @@ impl Config {
             }
             for kind in contact.channels() {
                 let address_path = format!("{contact_path}.{}", kind.as_str());
-                if let Some(Err(message)) = contact
-                    .address(kind)
-                    .map(|address| super::channels::validate_address(kind, address))
+                if let Some(Err(message)) =
+                    contact.address(kind).map(|address| super::channels::validate_address(kind, address))
                 {
                     problems.push(&address_path, message);
                 }
@@ -394,20 +372,14 @@ impl Config {
         }
         for (name, members) in &self.groups {
             if self.contacts.contains_key(name) {
-                problems.push(
-                    format!("{path}.groups.{name}"),
-                    format!("group {name:?} has the name of a contact"),
-                );
+                problems.push(format!("{path}.groups.{name}"), format!("group {name:?} has the name of a contact"));
             }
             if members.is_empty() {
                 problems.push(format!("{path}.groups.{name}"), "group has no members");
             }
             for (index, member) in members.iter().enumerate() {
                 if !self.contacts.contains_key(member) {
-                    problems.push(
-                        format!("{path}.groups.{name}[{index}]"),
-                        format!("unknown contact {member:?}"),
-                    );
+                    problems.push(format!("{path}.groups.{name}[{index}]"), format!("unknown contact {member:?}"));
                 }
             }
         }
@@ -450,16 +422,10 @@ impl Config {
                     problems.push(&postgres_path, err);
                 }
                 if postgres.max_connections == 0 || postgres.max_connections > 64 {
-                    problems.push(
-                        format!("{postgres_path}.max_connections"),
-                        "must be between 1 and 64",
-                    );
+                    problems.push(format!("{postgres_path}.max_connections"), "must be between 1 and 64");
                 }
             }
-            _ => problems.push(
-                format!("{path}.store"),
-                "set exactly one of sqlite and postgres",
-            ),
+            _ => problems.push(format!("{path}.store"), "set exactly one of sqlite and postgres"),
         }
     }
 
@@ -469,18 +435,12 @@ impl Config {
         }
         for (index, name) in route.contacts.iter().enumerate() {
             if !self.contacts.contains_key(name) {
-                problems.push(
-                    format!("{route_path}.contacts[{index}]"),
-                    format!("unknown contact {name:?}"),
-                );
+                problems.push(format!("{route_path}.contacts[{index}]"), format!("unknown contact {name:?}"));
             }
         }
         for (index, name) in route.groups.iter().enumerate() {
             if !self.groups.contains_key(name) {
-                problems.push(
-                    format!("{route_path}.groups[{index}]"),
-                    format!("unknown group {name:?}"),
-                );
+                problems.push(format!("{route_path}.groups[{index}]"), format!("unknown group {name:?}"));
             }
         }
         let reachable: Vec<ChannelKind> = self
@@ -502,11 +462,7 @@ impl Config {
     /// The distinct contact names a route selects, directly or through groups.
     pub fn route_contacts(&self, route: &Route) -> Vec<String> {
         let mut names = Vec::new();
-        let members = route
-            .groups
-            .iter()
-            .filter_map(|group| self.groups.get(group))
-            .flatten();
+        let members = route.groups.iter().filter_map(|group| self.groups.get(group)).flatten();
         for name in route.contacts.iter().chain(members) {
             if !names.contains(name) {
                 names.push(name.clone());
@@ -518,14 +474,8 @@ impl Config {
 
 /// Parses `host:port` or Go's `:port` into a socket address string.
 pub fn parse_listen_address(address: &str) -> Option<std::net::SocketAddr> {
-    let full = if address.starts_with(':') {
-        format!("0.0.0.0{address}")
-    } else {
-        address.to_string()
-    };
-    std::net::ToSocketAddrs::to_socket_addrs(&full)
-        .ok()
-        .and_then(|mut addresses| addresses.next())
+    let full = if address.starts_with(':') { format!("0.0.0.0{address}") } else { address.to_string() };
+    std::net::ToSocketAddrs::to_socket_addrs(&full).ok().and_then(|mut addresses| addresses.next())
 }
 
 #[cfg(test)]
@@ -611,10 +561,7 @@ routes:
             "bridge.routes[1].groups[0]: unknown group \"nobody\"",
             "bridge.routes[1].channels[0]: no contact of this route has a sms address",
         ] {
-            assert!(
-                found.iter().any(|problem| problem.starts_with(expected)),
-                "missing {expected:?} in {found:#?}"
-            );
+            assert!(found.iter().any(|problem| problem.starts_with(expected)), "missing {expected:?} in {found:#?}");
         }
     }
 
@@ -626,10 +573,9 @@ routes:
 
     #[test]
     fn route_contacts_merge_groups_without_duplicates() {
-        let config = load(
-            "contacts: {a: {log: a}, b: {log: b}}\ngroups: {g: [a, b]}\nroutes: [{contacts: [b], groups: [g]}]",
-        )
-        .unwrap();
+        let config =
+            load("contacts: {a: {log: a}, b: {log: b}}\ngroups: {g: [a, b]}\nroutes: [{contacts: [b], groups: [g]}]")
+                .unwrap();
         assert_eq!(config.route_contacts(&config.routes[0]), ["b", "a"]);
     }
 

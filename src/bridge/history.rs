@@ -30,10 +30,7 @@ const MAX_LIMIT: u32 = 1000;
 
 /// Parses the query string into a [`HistoryQuery`].
 pub fn parse_query(params: &HashMap<String, String>) -> Result<HistoryQuery, String> {
-    let mut query = HistoryQuery {
-        limit: DEFAULT_LIMIT,
-        ..HistoryQuery::default()
-    };
+    let mut query = HistoryQuery { limit: DEFAULT_LIMIT, ..HistoryQuery::default() };
     for (name, value) in params {
         match name.as_str() {
             "contact" => query.contact = Some(value.clone()),
@@ -41,9 +38,7 @@ pub fn parse_query(params: &HashMap<String, String>) -> Result<HistoryQuery, Str
             "alertname" => query.alertname = Some(value.clone()),
             "status" => {
                 query.outcome = Some(Outcome::parse(value).ok_or_else(|| {
-                    format!(
-                        "invalid status {value:?}: expected sent, failed, dead, held, rate_limited or skipped"
-                    )
+                    format!("invalid status {value:?}: expected sent, failed, dead, held, rate_limited or skipped")
                 })?)
             }
             "since" => query.since = Some(parse_time(name, value)?),
@@ -63,9 +58,7 @@ pub fn parse_query(params: &HashMap<String, String>) -> Result<HistoryQuery, Str
                     .ok_or_else(|| format!("invalid limit {value:?}: expected 1 to {MAX_LIMIT}"))?
             }
             "offset" => {
-                query.offset = value
-                    .parse()
-                    .map_err(|_| format!("invalid offset {value:?}: expected a number"))?
+                query.offset = value.parse().map_err(|_| format!("invalid offset {value:?}: expected a number"))?
             }
             other => return Err(format!("unknown parameter {other:?}")),
         }
@@ -104,11 +97,7 @@ pub(super) async fn deliveries(
         .into_response(),
         Err(err) => {
             tracing::error!(error = %err, "Cannot read delivery history.");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("storage unavailable: {err}\n"),
-            )
-                .into_response()
+            (StatusCode::SERVICE_UNAVAILABLE, format!("storage unavailable: {err}\n")).into_response()
         }
     }
 }
@@ -118,10 +107,7 @@ mod tests {
     use super::*;
 
     fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]

@@ -35,19 +35,12 @@ pub struct Credentials {
 impl Credentials {
     /// Reads the secret files named in `config.auth`.
     pub fn load(config: &Config) -> Result<Credentials, String> {
-        let bearer = config
-            .auth
-            .bearer
-            .as_ref()
-            .map(|bearer| read_secret_file(&bearer.token_file))
-            .transpose()?;
+        let bearer = config.auth.bearer.as_ref().map(|bearer| read_secret_file(&bearer.token_file)).transpose()?;
         let basic = config
             .auth
             .basic
             .as_ref()
-            .map(|basic| {
-                read_secret_file(&basic.password_file).map(|password| (basic.username.clone(), password))
-            })
+            .map(|basic| read_secret_file(&basic.password_file).map(|password| (basic.username.clone(), password)))
             .transpose()?;
         Ok(Credentials { bearer, basic })
     }
@@ -85,11 +78,7 @@ impl Credentials {
 
     /// The `WWW-Authenticate` challenge for a 401.
     fn challenge(&self) -> &'static str {
-        if self.basic.is_some() {
-            "Basic realm=\"checkit\""
-        } else {
-            "Bearer realm=\"checkit\""
-        }
+        if self.basic.is_some() { "Basic realm=\"checkit\"" } else { "Bearer realm=\"checkit\"" }
     }
 }
 
@@ -113,9 +102,7 @@ pub(super) fn check_auth(shared: &Shared, credentials: &Credentials, headers: &H
     }
     shared.metrics.reject("unauthorized");
     let mut response = refuse(StatusCode::UNAUTHORIZED, "missing or invalid credentials\n");
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(credentials.challenge()));
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(credentials.challenge()));
     Err(response)
 }
 
@@ -126,18 +113,11 @@ pub(super) async fn webhook(State(shared): State<Arc<Shared>>, headers: HeaderMa
     if let Err(response) = check_auth(&shared, &runtime.credentials, &headers) {
         return response;
     }
-    let limit = runtime
-        .config
-        .max_body_size
-        .limit()
-        .and_then(|limit| usize::try_from(limit).ok())
-        .unwrap_or(usize::MAX);
+    let limit =
+        runtime.config.max_body_size.limit().and_then(|limit| usize::try_from(limit).ok()).unwrap_or(usize::MAX);
     let too_large = || {
         shared.metrics.reject("too_large");
-        refuse(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("body larger than max_body_size ({limit} bytes)\n"),
-        )
+        refuse(StatusCode::PAYLOAD_TOO_LARGE, format!("body larger than max_body_size ({limit} bytes)\n"))
     };
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -178,25 +158,12 @@ pub(super) async fn webhook(State(shared): State<Arc<Shared>>, headers: HeaderMa
     let window = runtime.config.dedup_window.get();
     let dedup_key = (!window.is_zero()).then(|| dedup::key(&notification));
     let dedup_since = received_at - chrono::Duration::from_std(window).unwrap_or_default();
-    let committed = shared
-        .store
-        .ingest(NewNotification {
-            received_at,
-            notification,
-            dedup_key,
-            dedup_since,
-            deliveries,
-        })
-        .await;
+    let committed =
+        shared.store.ingest(NewNotification { received_at, notification, dedup_key, dedup_since, deliveries }).await;
     match committed {
-        Ok(Ingested::Accepted {
-            notification_id,
-            deliveries,
-        }) => {
+        Ok(Ingested::Accepted { notification_id, deliveries }) => {
             shared.metrics.notifications_accepted.inc();
-            shared
-                .queue_depth
-                .fetch_add(deliveries as u64, Ordering::Relaxed);
+            shared.queue_depth.fetch_add(deliveries as u64, Ordering::Relaxed);
             if deliveries > 0 {
                 shared.wake.notify_waiters();
             }
@@ -209,19 +176,12 @@ pub(super) async fn webhook(State(shared): State<Arc<Shared>>, headers: HeaderMa
         }
         Ok(Ingested::Duplicate) => {
             shared.metrics.deduplicated.inc();
-            (
-                StatusCode::OK,
-                axum::Json(serde_json::json!({"status": "duplicate"})),
-            )
-                .into_response()
+            (StatusCode::OK, axum::Json(serde_json::json!({"status": "duplicate"}))).into_response()
         }
         Err(err) => {
             shared.metrics.reject("unavailable");
             tracing::error!(error = %err, "Cannot commit a notification; answering 503.");
-            refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("storage unavailable: {err}\n"),
-            )
+            refuse(StatusCode::SERVICE_UNAVAILABLE, format!("storage unavailable: {err}\n"))
         }
     }
 }
@@ -238,10 +198,8 @@ mod tests {
 
     #[test]
     fn credentials_accept_bearer_of_any_scheme_and_basic() {
-        let credentials = Credentials {
-            bearer: Some(Secret("tok123".into())),
-            basic: Some(("am".into(), Secret("s3cret".into()))),
-        };
+        let credentials =
+            Credentials { bearer: Some(Secret("tok123".into())), basic: Some(("am".into(), Secret("s3cret".into()))) };
         assert!(credentials.allows(&headers("Bearer tok123")));
         assert!(credentials.allows(&headers("webhook tok123")));
         assert!(credentials.allows(&headers("Basic YW06czNjcmV0")));
@@ -254,10 +212,7 @@ mod tests {
 
     #[test]
     fn basic_only_refuses_bearer() {
-        let credentials = Credentials {
-            bearer: None,
-            basic: Some(("am".into(), Secret("s3cret".into()))),
-        };
+        let credentials = Credentials { bearer: None, basic: Some(("am".into(), Secret("s3cret".into()))) };
         assert!(!credentials.allows(&headers("Bearer s3cret")));
         assert_eq!(credentials.challenge(), "Basic realm=\"checkit\"");
     }

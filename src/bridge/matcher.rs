@@ -64,12 +64,7 @@ impl Matcher {
             ),
             Op::Equal | Op::NotEqual => None,
         };
-        Ok(Matcher {
-            name,
-            op,
-            value,
-            regex,
-        })
+        Ok(Matcher { name, op, value, regex })
     }
 
     /// True when `labels` satisfy this matcher.
@@ -102,16 +97,12 @@ impl Matchers {
     pub fn parse(text: &str) -> Result<Matchers, String> {
         let trimmed = text.trim();
         let inner = match trimmed.strip_prefix('{') {
-            Some(rest) => rest
-                .strip_suffix('}')
-                .ok_or_else(|| format!("missing closing brace in matchers {text:?}"))?,
+            Some(rest) => {
+                rest.strip_suffix('}').ok_or_else(|| format!("missing closing brace in matchers {text:?}"))?
+            }
             None => trimmed,
         };
-        let mut parser = Parser {
-            input: inner,
-            position: 0,
-            original: text,
-        };
+        let mut parser = Parser { input: inner, position: 0, original: text };
         let mut matchers = Vec::new();
         loop {
             parser.skip_spaces();
@@ -220,9 +211,7 @@ impl<'a> Parser<'a> {
             self.quoted()?
         } else {
             let rest = self.rest();
-            let length = rest
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(rest.len());
+            let length = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
             let name = &rest[..length];
             if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
                 return Err(self.error("expected a label name"));
@@ -231,14 +220,9 @@ impl<'a> Parser<'a> {
             name.to_string()
         };
         self.skip_spaces();
-        let op = if let Some(op) = [
-            ("=~", Op::Regex),
-            ("!~", Op::NotRegex),
-            ("!=", Op::NotEqual),
-            ("=", Op::Equal),
-        ]
-        .into_iter()
-        .find_map(|(text, op)| self.rest().starts_with(text).then_some((text, op)))
+        let op = if let Some(op) = [("=~", Op::Regex), ("!~", Op::NotRegex), ("!=", Op::NotEqual), ("=", Op::Equal)]
+            .into_iter()
+            .find_map(|(text, op)| self.rest().starts_with(text).then_some((text, op)))
         {
             self.position += op.0.len();
             op.1
@@ -286,10 +270,7 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -317,15 +298,9 @@ mod tests {
 
     #[test]
     fn bad_matchers_are_rejected_with_a_reason() {
-        for text in [
-            "",
-            "severity",
-            r#"severity=~"(""#,
-            r#"severity="open"#,
-            r#"{a="b""#,
-            r#"1a="b""#,
-            r#"a="b" c="d""#,
-        ] {
+        for text in
+            ["", "severity", r#"severity=~"(""#, r#"severity="open"#, r#"{a="b""#, r#"1a="b""#, r#"a="b" c="d""#]
+        {
             assert!(Matchers::parse(text).is_err(), "{text} should be rejected");
         }
     }
@@ -333,14 +308,11 @@ mod tests {
     #[test]
     fn matchers_deserialize_from_a_string_or_a_list() {
         let one: Matchers =
-            crate::config::yaml::from_value(crate::config::yaml::parse_value(r#"'a="b"'"#).unwrap(), "")
-                .unwrap();
+            crate::config::yaml::from_value(crate::config::yaml::parse_value(r#"'a="b"'"#).unwrap(), "").unwrap();
         assert_eq!(one.0.len(), 1);
-        let many: Matchers = crate::config::yaml::from_value(
-            crate::config::yaml::parse_value("['a=\"b\"', 'c=~\"d|e\"']").unwrap(),
-            "",
-        )
-        .unwrap();
+        let many: Matchers =
+            crate::config::yaml::from_value(crate::config::yaml::parse_value("['a=\"b\"', 'c=~\"d|e\"']").unwrap(), "")
+                .unwrap();
         assert_eq!(many.0.len(), 2);
         assert_eq!(many.to_string(), r#"{a="b", c=~"d|e"}"#);
     }

@@ -26,14 +26,8 @@ pub const METRIC_NAMES: &[&str] = &[
 ];
 
 /// Why a webhook was refused.
-pub const REJECT_REASONS: &[&str] = &[
-    "unauthorized",
-    "too_large",
-    "malformed",
-    "unsupported_version",
-    "queue_full",
-    "unavailable",
-];
+pub const REJECT_REASONS: &[&str] =
+    &["unauthorized", "too_large", "malformed", "unsupported_version", "queue_full", "unavailable"];
 
 /// Delivery outcomes counted per channel.
 pub const DELIVERY_OUTCOMES: &[&str] = &["sent", "failed", "dead", "skipped"];
@@ -131,9 +125,7 @@ impl Metrics {
             let _ = metrics.delivery_latency.get_or_create(&labels);
             let _ = metrics.attempt_duration.get_or_create(&labels);
             for outcome in DELIVERY_OUTCOMES {
-                let _ = metrics
-                    .deliveries
-                    .get_or_create(&DeliveryLabels { channel, outcome });
+                let _ = metrics.deliveries.get_or_create(&DeliveryLabels { channel, outcome });
             }
         }
         registry.register(
@@ -199,15 +191,11 @@ impl Metrics {
 
     /// Counts a refused webhook.
     pub fn reject(&self, reason: &'static str) {
-        self.webhooks_rejected
-            .get_or_create(&ReasonLabels { reason })
-            .inc();
+        self.webhooks_rejected.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     /// Counts a delivery outcome.
     pub fn delivery(&self, channel: &'static str, outcome: &'static str) {
-        self.deliveries
-            .get_or_create(&DeliveryLabels { channel, outcome })
-            .inc();
+        self.deliveries.get_or_create(&DeliveryLabels { channel, outcome }).inc();
     }
 }

@@ -31,13 +31,13 @@ pub mod store;
 
 pub use config::Config;
 
-use clock::{Clock, SystemClock};
 use channels::ChannelKind;
+use clock::{Clock, SystemClock};
 use metrics::Metrics;
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use store::{PostgresStore, Retention, SqliteStore, Store, StoreError};
@@ -76,11 +76,7 @@ pub(crate) struct Runtime {
 impl Runtime {
     fn build(config: Arc<Config>) -> Result<Runtime, Error> {
         Ok(Runtime {
-            bypass: config
-                .contacts
-                .iter()
-                .map(|(name, contact)| (name.clone(), contact.bypass()))
-                .collect(),
+            bypass: config.contacts.iter().map(|(name, contact)| (name.clone(), contact.bypass())).collect(),
             routing: route::Routing::new(&config),
             credentials: intake::Credentials::load(&config).map_err(Error::Config)?,
             channels: channels::Channels::new(&config.channels)?,
@@ -133,9 +129,7 @@ pub struct Bridge {
 
 impl std::fmt::Debug for Bridge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Bridge")
-            .field("owner", &self.shared.owner)
-            .finish_non_exhaustive()
+        f.debug_struct("Bridge").field("owner", &self.shared.owner).finish_non_exhaustive()
     }
 }
 
@@ -161,12 +155,7 @@ impl Bridge {
         let metrics = Metrics::register(registry, &channel_names);
         let runtime = Runtime::build(Arc::clone(&config))?;
         let store = open_store(&config).await?;
-        let owner = format!(
-            "{}-{}-{:08x}",
-            hostname(),
-            std::process::id(),
-            rand::random::<u32>()
-        );
+        let owner = format!("{}-{}-{:08x}", hostname(), std::process::id(), rand::random::<u32>());
         let shared = Arc::new(Shared {
             store,
             clock,
@@ -181,25 +170,15 @@ impl Bridge {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         for _ in 0..config.workers.max(1) {
-            tasks.push(tokio::spawn(outbox::run_worker(
-                Arc::clone(&shared),
-                shutdown_rx.clone(),
-            )));
+            tasks.push(tokio::spawn(outbox::run_worker(Arc::clone(&shared), shutdown_rx.clone())));
         }
-        tasks.push(tokio::spawn(run_housekeeping(
-            Arc::clone(&shared),
-            shutdown_rx,
-        )));
+        tasks.push(tokio::spawn(run_housekeeping(Arc::clone(&shared), shutdown_rx)));
         tracing::info!(
             workers = config.workers,
             store = if config.store.postgres.is_some() { "postgres" } else { "sqlite" },
             "Bridge started."
         );
-        Ok(Bridge {
-            shared,
-            shutdown,
-            tasks: Mutex::new(tasks),
-        })
+        Ok(Bridge { shared, shutdown, tasks: Mutex::new(tasks) })
     }
 
     /// The bridge's HTTP routes: `POST /webhook` and `GET /api/v1/deliveries`.
@@ -278,13 +257,9 @@ async fn open_store(config: &Config) -> Result<Store, Error> {
         (Some(sqlite), None) => Ok(Store::Sqlite(SqliteStore::open(&sqlite.path).await?)),
         (None, Some(postgres)) => {
             let url = postgres.url().map_err(Error::Config)?;
-            Ok(Store::Postgres(
-                PostgresStore::open(url.expose(), postgres.max_connections).await?,
-            ))
+            Ok(Store::Postgres(PostgresStore::open(url.expose(), postgres.max_connections).await?))
         }
-        _ => Err(Error::Config(
-            "bridge.store: set exactly one of sqlite and postgres".into(),
-        )),
+        _ => Err(Error::Config("bridge.store: set exactly one of sqlite and postgres".into())),
     }
 }
 
@@ -293,12 +268,7 @@ async fn refresh_stats(shared: &Shared) {
     match shared.store.queue_stats().await {
         Ok(stats) => {
             shared.queue_depth.store(stats.depth(), Ordering::Relaxed);
-            let gauge = |state| {
-                shared
-                    .metrics
-                    .queue_depth
-                    .get_or_create(&metrics::StateLabels { state })
-            };
+            let gauge = |state| shared.metrics.queue_depth.get_or_create(&metrics::StateLabels { state });
             gauge("pending").set(i64::try_from(stats.pending).unwrap_or(i64::MAX));
             gauge("held").set(i64::try_from(stats.held).unwrap_or(i64::MAX));
             gauge("limited").set(i64::try_from(stats.limited).unwrap_or(i64::MAX));

@@ -19,16 +19,14 @@
 //! At-least-once: a row is marked sent only after the provider accepted it,
 //! so a crash between the two sends it again after restart.
 
+use super::Runtime;
 use super::Shared;
 use super::channels::{ChannelKind, DeliveryError};
 use super::config::{Contact, channel_kind};
 use super::plan::{self, Content};
 use super::quiet::QuietHours;
-use super::store::{
-    HistoryEvent, Lane, Mode, OutboxRow, RowState, StoreError, StoredNotification, Transition,
-};
-use super::Runtime;
 use super::store::Outcome;
+use super::store::{HistoryEvent, Lane, Mode, OutboxRow, RowState, StoreError, StoredNotification, Transition};
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use std::collections::HashMap;
@@ -63,10 +61,7 @@ pub(super) async fn run_worker(shared: Arc<Shared>, mut shutdown: watch::Receive
         let delivery_timeout = runtime.config.delivery_timeout.get();
         let lease_now = Utc::now();
         let lease_until = lease_now + lease_length(delivery_timeout);
-        let claimed = shared
-            .store
-            .claim_lane(&shared.owner, shared.clock.now(), lease_now, lease_until)
-            .await;
+        let claimed = shared.store.claim_lane(&shared.owner, shared.clock.now(), lease_now, lease_until).await;
         let mut failed = false;
         match claimed {
             Ok(Some(lane)) => {
@@ -91,11 +86,7 @@ pub(super) async fn run_worker(shared: Arc<Shared>, mut shutdown: watch::Receive
                 failed = true;
             }
         }
-        let next_due = if failed {
-            None
-        } else {
-            shared.store.next_due(Utc::now()).await.ok().flatten()
-        };
+        let next_due = if failed { None } else { shared.store.next_due(Utc::now()).await.ok().flatten() };
         let due = match next_due {
             Some(next_due) => shared.clock.sleep_until(next_due),
             None => Box::pin(std::future::pending()),
@@ -155,13 +146,9 @@ impl LaneWorker<'_> {
         }
         let contact = self.runtime.config.contacts.get(&self.lane.contact);
         let kind = channel_kind(&self.lane.channel);
-        let target = contact.zip(kind).and_then(|(contact, kind)| {
-            contact.address(kind).map(|address| Target {
-                contact,
-                kind,
-                address,
-            })
-        });
+        let target = contact
+            .zip(kind)
+            .and_then(|(contact, kind)| contact.address(kind).map(|address| Target { contact, kind, address }));
         let Some(target) = target else {
             return self.bury_unreachable(rows, now).await;
         };
@@ -181,36 +168,23 @@ impl LaneWorker<'_> {
                     let members = store.lane_rows(self.lane, RowState::Held).await?;
                     let ids = members.iter().map(|row| row.id).collect();
                     store.merge(leader.id, ids, Mode::CatchUp, now).await?;
-                    sendable.push(OutboxRow {
-                        state: RowState::Pending,
-                        mode: Mode::CatchUp,
-                        ..(*leader).clone()
-                    });
+                    sendable.push(OutboxRow { state: RowState::Pending, mode: Mode::CatchUp, ..(*leader).clone() });
                 }
             }
         }
         let limited: Vec<&OutboxRow> = rows.iter().filter(|r| r.state == RowState::Limited).collect();
         if let Some(leader) = limited.first() {
             let members = store.lane_rows(self.lane, RowState::Limited).await?;
-            let mode = if members.len() > 1 {
-                Mode::Overflow
-            } else {
-                leader.mode
-            };
+            let mode = if members.len() > 1 { Mode::Overflow } else { leader.mode };
             let ids = members.iter().map(|row| row.id).collect();
             store.merge(leader.id, ids, mode, now).await?;
-            sendable.push(OutboxRow {
-                state: RowState::Pending,
-                mode,
-                ..(*leader).clone()
-            });
+            sendable.push(OutboxRow { state: RowState::Pending, mode, ..(*leader).clone() });
         }
         sendable.extend(rows.into_iter().filter(|r| r.state == RowState::Pending));
         sendable.sort_by_key(|row| (row.created_at, row.id));
 
         let delivery_timeout = self.runtime.config.delivery_timeout.get();
-        let margin = chrono::Duration::from_std(delivery_timeout).unwrap_or_default()
-            + chrono::Duration::seconds(10);
+        let margin = chrono::Duration::from_std(delivery_timeout).unwrap_or_default() + chrono::Duration::seconds(10);
         for row in sendable {
             if *self.shutdown.borrow() || Utc::now() + margin > self.lease_until {
                 break;
@@ -223,24 +197,20 @@ impl LaneWorker<'_> {
     /// Writes the deferred transitions.
     async fn flush(&mut self) -> Result<(), StoreError> {
         let transitions = std::mem::take(&mut self.deferred);
-        self.shared
-            .store
-            .apply(transitions, self.lane, self.shared.clock.now())
-            .await
+        self.shared.store.apply(transitions, self.lane, self.shared.clock.now()).await
     }
 
     /// The contact or its address for this channel left the config: nothing
     /// can be delivered, so the rows are dead-lettered, visibly.
     async fn bury_unreachable(&mut self, rows: Vec<OutboxRow>, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let reason = format!(
-            "contact {:?} has no {} address in the current config",
-            self.lane.contact, self.lane.channel
-        );
+        let reason =
+            format!("contact {:?} has no {} address in the current config", self.lane.contact, self.lane.channel);
         tracing::warn!(contact = %self.lane.contact, channel = %self.lane.channel, "Dead-lettering messages for a contact no longer configured.");
         for row in rows {
             let mut transition = Transition::of(&row, RowState::Dead, now);
             transition.last_error = Some(reason.clone());
-            transition.event = Some(self.event(&row, row.mode, Outcome::Dead, now, Vec::new(), None, Some(reason.clone()), None));
+            transition.event =
+                Some(self.event(&row, row.mode, Outcome::Dead, now, Vec::new(), None, Some(reason.clone()), None));
             self.count(Outcome::Dead);
             self.deferred.push(transition);
         }
@@ -260,11 +230,8 @@ impl LaneWorker<'_> {
                 .filter(|alert| alert.status == super::payload::Status::Resolved)
                 .map(|alert| alert.fingerprint.clone())
                 .collect();
-            let told = if resolved.is_empty() {
-                Default::default()
-            } else {
-                store.told(&self.lane.contact, resolved).await?
-            };
+            let told =
+                if resolved.is_empty() { Default::default() } else { store.told(&self.lane.contact, resolved).await? };
             if !content.keep_still_relevant(&states, &told) {
                 self.skip(&row, &content, now, "alerts resolved before the delay ended");
                 return Ok(());
@@ -276,15 +243,19 @@ impl LaneWorker<'_> {
         }
         if let Some(quiet_hours) = &target.contact.quiet_hours {
             if let Some(until) = quiet_until(Some(quiet_hours), now) {
-                let bypass = self
-                    .runtime
-                    .bypass
-                    .get(&self.lane.contact)
-                    .map(Vec::as_slice)
-                    .unwrap_or_default();
+                let bypass = self.runtime.bypass.get(&self.lane.contact).map(Vec::as_slice).unwrap_or_default();
                 if !content.any_alert(|labels| bypass.iter().any(|matchers| matchers.matches(labels))) {
                     let mut transition = Transition::of(&row, RowState::Held, until);
-                    transition.event = Some(self.event(&row, row.mode, Outcome::Held, now, content.alert_refs(), None, Some(format!("quiet hours until {}", until.to_rfc3339())), None));
+                    transition.event = Some(self.event(
+                        &row,
+                        row.mode,
+                        Outcome::Held,
+                        now,
+                        content.alert_refs(),
+                        None,
+                        Some(format!("quiet hours until {}", until.to_rfc3339())),
+                        None,
+                    ));
                     self.shared
                         .metrics
                         .held
@@ -306,7 +277,16 @@ impl LaneWorker<'_> {
         if let Some(until) = self.next_allowed(target, now).await? {
             self.limited_until = Some(until);
             let mut transition = Transition::of(&row, RowState::Limited, until);
-            transition.event = Some(self.event(&row, row.mode, Outcome::RateLimited, now, content.alert_refs(), None, Some(format!("rate limited until {}", until.to_rfc3339())), None));
+            transition.event = Some(self.event(
+                &row,
+                row.mode,
+                Outcome::RateLimited,
+                now,
+                content.alert_refs(),
+                None,
+                Some(format!("rate limited until {}", until.to_rfc3339())),
+                None,
+            ));
             self.shared
                 .metrics
                 .rate_limited
@@ -331,18 +311,12 @@ impl LaneWorker<'_> {
         let mut ids: Vec<i64> = rows.iter().map(|row| row.notification_id).collect();
         ids.sort_unstable();
         ids.dedup();
-        let notifications: HashMap<i64, StoredNotification> = store
-            .notifications(ids)
-            .await?
-            .into_iter()
-            .map(|stored| (stored.id, stored))
-            .collect();
+        let notifications: HashMap<i64, StoredNotification> =
+            store.notifications(ids).await?.into_iter().map(|stored| (stored.id, stored)).collect();
         let parts: Vec<plan::Part<'_>> = rows
             .iter()
             .filter_map(|row| {
-                notifications
-                    .get(&row.notification_id)
-                    .map(|stored| (stored, row.fingerprints.as_deref()))
+                notifications.get(&row.notification_id).map(|stored| (stored, row.fingerprints.as_deref()))
             })
             .collect();
         Ok(plan::collect(&parts))
@@ -359,9 +333,7 @@ impl LaneWorker<'_> {
         };
         let mut next: Option<DateTime<Utc>> = None;
         if let Some(limit) = self.runtime.config.rate_limits.get(&self.lane.channel) {
-            let sends = store
-                .recent_sends(&self.lane.contact, Some(&self.lane.channel), window(limit))
-                .await?;
+            let sends = store.recent_sends(&self.lane.contact, Some(&self.lane.channel), window(limit)).await?;
             next = next.max(limit.next_allowed(&sends, now));
         }
         if let Some(limit) = &target.contact.rate_limit {
@@ -373,7 +345,16 @@ impl LaneWorker<'_> {
 
     fn skip(&mut self, row: &OutboxRow, content: &Content, now: DateTime<Utc>, reason: &str) {
         let mut transition = Transition::of(row, RowState::Skipped, now);
-        transition.event = Some(self.event(row, row.mode, Outcome::Skipped, now, content.alert_refs(), None, Some(reason.to_string()), None));
+        transition.event = Some(self.event(
+            row,
+            row.mode,
+            Outcome::Skipped,
+            now,
+            content.alert_refs(),
+            None,
+            Some(reason.to_string()),
+            None,
+        ));
         self.count(Outcome::Skipped);
         self.deferred.push(transition);
     }
@@ -415,12 +396,9 @@ impl LaneWorker<'_> {
                     .observe(elapsed.as_secs_f64());
                 sent.map(|receipt| (receipt, elapsed))
             }
-            Err(err) => Err(DeliveryError {
-                retryable: false,
-                retry_after: None,
-                reason: "template",
-                detail: err.to_string(),
-            }),
+            Err(err) => {
+                Err(DeliveryError { retryable: false, retry_after: None, reason: "template", detail: err.to_string() })
+            }
         };
         let done_at = self.shared.clock.now();
         let mut transition = Transition::of(&row, RowState::Sent, done_at);
@@ -432,7 +410,16 @@ impl LaneWorker<'_> {
                 transition.sent_at = Some(done_at);
                 transition.told_firing = told_firing;
                 transition.told_resolved = told_resolved;
-                transition.event = Some(self.event(&row, row.mode, Outcome::Sent, done_at, alerts, Some(receipt.provider_response), None, Some(elapsed)));
+                transition.event = Some(self.event(
+                    &row,
+                    row.mode,
+                    Outcome::Sent,
+                    done_at,
+                    alerts,
+                    Some(receipt.provider_response),
+                    None,
+                    Some(elapsed),
+                ));
                 self.count(Outcome::Sent);
                 if row.mode == Mode::Notification && !row.delayed && row.attempts == 0 {
                     let latency = (done_at - row.created_at).to_std().unwrap_or_default();
@@ -476,9 +463,10 @@ impl LaneWorker<'_> {
             }
         }
         if matches!(transition.state, RowState::Sent | RowState::Dead) {
-            let _ = self.shared.queue_depth.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |depth| {
-                Some(depth.saturating_sub(1))
-            });
+            let _ = self
+                .shared
+                .queue_depth
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |depth| Some(depth.saturating_sub(1)));
         }
         self.shared.store.apply(vec![transition], self.lane, done_at).await
     }
@@ -535,9 +523,5 @@ fn quiet_until(quiet_hours: Option<&QuietHours>, now: DateTime<Utc>) -> Option<D
         return None;
     }
     // A schedule that never ends (every day, all day) still releases daily.
-    Some(
-        quiet_hours
-            .quiet_until(now)
-            .unwrap_or(now + chrono::Duration::days(1)),
-    )
+    Some(quiet_hours.quiet_until(now).unwrap_or(now + chrono::Duration::days(1)))
 }

@@ -148,9 +148,7 @@ impl PayloadError {
     pub fn reason(&self) -> &'static str {
         match self {
             PayloadError::UnsupportedVersion(_) => "unsupported_version",
-            PayloadError::Json(_) | PayloadError::Status { .. } | PayloadError::Time { .. } => {
-                "malformed"
-            }
+            PayloadError::Json(_) | PayloadError::Status { .. } | PayloadError::Time { .. } => "malformed",
         }
     }
 }
@@ -168,29 +166,20 @@ pub fn parse(body: &[u8], received_at: DateTime<Utc>) -> Result<Notification, Pa
     }
     let top_status = match raw.status.as_deref() {
         None | Some("") => None,
-        Some(text) => Some(Status::parse(text).ok_or_else(|| PayloadError::Status {
-            field: "status".into(),
-            value: text.into(),
-        })?),
+        Some(text) => Some(
+            Status::parse(text).ok_or_else(|| PayloadError::Status { field: "status".into(), value: text.into() })?,
+        ),
     };
     let mut alerts = Vec::with_capacity(raw.alerts.len());
     for (index, raw_alert) in raw.alerts.into_iter().enumerate() {
         alerts.push(raw_alert.normalise(index, top_status, received_at)?);
     }
     let status = top_status.unwrap_or_else(|| {
-        if alerts.iter().any(|alert| alert.status == Status::Firing) {
-            Status::Firing
-        } else {
-            Status::Resolved
-        }
+        if alerts.iter().any(|alert| alert.status == Status::Firing) { Status::Firing } else { Status::Resolved }
     });
     let receiver = raw.receiver.unwrap_or_default();
     // Grafana does not escape the receiver; Alertmanager applies regexp.QuoteMeta.
-    let receiver = if version == "1" {
-        receiver
-    } else {
-        unescape_receiver(&receiver)
-    };
+    let receiver = if version == "1" { receiver } else { unescape_receiver(&receiver) };
     Ok(Notification {
         version,
         receiver,
@@ -322,12 +311,8 @@ impl RawAlert {
         let starts_at = parse_time(self.starts_at.as_deref(), index, "startsAt")?;
         let ends_at = parse_time(self.ends_at.as_deref(), index, "endsAt")?;
         let status = match self.status.as_deref() {
-            Some(text) if !text.is_empty() => {
-                Status::parse(text).ok_or_else(|| PayloadError::Status {
-                    field: format!("alerts[{index}].status"),
-                    value: text.into(),
-                })?
-            }
+            Some(text) if !text.is_empty() => Status::parse(text)
+                .ok_or_else(|| PayloadError::Status { field: format!("alerts[{index}].status"), value: text.into() })?,
             // Old bodies omit the alert status: an end in the past means resolved.
             _ => match (ends_at, top_status) {
                 (Some(ends_at), _) if ends_at <= received_at => Status::Resolved,
@@ -358,18 +343,12 @@ impl RawAlert {
 }
 
 /// RFC 3339 with any fraction and offset; Go's zero time (year 1) is `None`.
-fn parse_time(
-    text: Option<&str>,
-    index: usize,
-    field: &str,
-) -> Result<Option<DateTime<Utc>>, PayloadError> {
+fn parse_time(text: Option<&str>, index: usize, field: &str) -> Result<Option<DateTime<Utc>>, PayloadError> {
     let Some(text) = text.filter(|text| !text.is_empty()) else {
         return Ok(None);
     };
-    let parsed = DateTime::parse_from_rfc3339(text).map_err(|_| PayloadError::Time {
-        field: format!("alerts[{index}].{field}"),
-        value: text.into(),
-    })?;
+    let parsed = DateTime::parse_from_rfc3339(text)
+        .map_err(|_| PayloadError::Time { field: format!("alerts[{index}].{field}"), value: text.into() })?;
     let parsed = parsed.with_timezone(&Utc);
     Ok((chrono::Datelike::year(&parsed) > 1).then_some(parsed))
 }
@@ -382,9 +361,7 @@ impl<'de> Deserialize<'de> for Scalar {
         match serde_json::Value::deserialize(deserializer)? {
             serde_json::Value::String(text) => Ok(Scalar(text)),
             serde_json::Value::Number(number) => Ok(Scalar(number.to_string())),
-            other => Err(serde::de::Error::custom(format!(
-                "expected a string, found {other}"
-            ))),
+            other => Err(serde::de::Error::custom(format!("expected a string, found {other}"))),
         }
     }
 }
@@ -404,9 +381,7 @@ impl<'de> Deserialize<'de> for Labels {
                 serde_json::Value::String(text) => text,
                 serde_json::Value::Bool(_) | serde_json::Value::Number(_) => value.to_string(),
                 serde_json::Value::Array(_) | serde_json::Value::Object(_) => {
-                    return Err(serde::de::Error::custom(format!(
-                        "label {name:?} must be a string"
-                    )));
+                    return Err(serde::de::Error::custom(format!("label {name:?} must be a string")));
                 }
             };
             labels.insert(name, text);
@@ -438,10 +413,7 @@ mod tests {
         let resolved = &notification.alerts[0];
         assert_eq!(resolved.status, Status::Resolved);
         assert_eq!(resolved.fingerprint, "8cb9ba740429b172");
-        assert_eq!(
-            resolved.ends_at,
-            Some(Utc.with_ymd_and_hms(2026, 11, 22, 17, 12, 14).unwrap())
-        );
+        assert_eq!(resolved.ends_at, Some(Utc.with_ymd_and_hms(2026, 11, 22, 17, 12, 14).unwrap()));
         let firing = &notification.alerts[1];
         assert_eq!(firing.status, Status::Firing);
         assert_eq!(firing.ends_at, None, "zero endsAt means not ended");
@@ -489,8 +461,7 @@ mod tests {
         assert_eq!(alert.fingerprint.len(), 16);
         assert_eq!(
             alert.starts_at.unwrap(),
-            Utc.with_ymd_and_hms(2018, 3, 7, 11, 33, 21).unwrap()
-                + chrono::Duration::nanoseconds(873_077_559)
+            Utc.with_ymd_and_hms(2018, 3, 7, 11, 33, 21).unwrap() + chrono::Duration::nanoseconds(873_077_559)
         );
         assert_eq!(notification.truncated_alerts, 0);
     }
@@ -520,8 +491,7 @@ mod tests {
         assert!(first.silence_url.as_deref().unwrap().contains("silence"));
         assert_eq!(
             first.starts_at.unwrap(),
-            Utc.with_ymd_and_hms(2021, 10, 12, 7, 51, 3).unwrap()
-                + chrono::Duration::microseconds(157_076)
+            Utc.with_ymd_and_hms(2021, 10, 12, 7, 51, 3).unwrap() + chrono::Duration::microseconds(157_076)
         );
         assert_eq!(notification.alerts[1].dashboard_url, None);
     }
@@ -535,10 +505,7 @@ mod tests {
             "notification_reason":"first notification","routeLabels":{},"version":4,
             "groupKey":"k","truncatedAlerts":0,"somethingElse":[1,2]}"#;
         let notification = parse(body, Utc::now()).unwrap();
-        assert_eq!(
-            notification.notification_reason.as_deref(),
-            Some("first notification")
-        );
+        assert_eq!(notification.notification_reason.as_deref(), Some("first notification"));
         assert_eq!(notification.version, "4");
         assert_eq!(notification.alerts[0].labels.get("n").unwrap(), "5");
         assert!(!notification.alerts[0].labels.contains_key("gone"));
@@ -550,26 +517,10 @@ mod tests {
         for (body, reason, text) in [
             (&b"not json"[..], "malformed", "invalid webhook body"),
             (br#"{"receiver":"r"}"#, "malformed", "missing field `alerts`"),
-            (
-                br#"{"version":"5","alerts":[]}"#,
-                "unsupported_version",
-                "unsupported payload version \"5\"",
-            ),
-            (
-                br#"{"status":"pending","alerts":[]}"#,
-                "malformed",
-                "unknown status \"pending\" at status",
-            ),
-            (
-                br#"{"alerts":[{"status":"weird"}]}"#,
-                "malformed",
-                "alerts[0].status",
-            ),
-            (
-                br#"{"alerts":[{"startsAt":"yesterday"}]}"#,
-                "malformed",
-                "alerts[0].startsAt",
-            ),
+            (br#"{"version":"5","alerts":[]}"#, "unsupported_version", "unsupported payload version \"5\""),
+            (br#"{"status":"pending","alerts":[]}"#, "malformed", "unknown status \"pending\" at status"),
+            (br#"{"alerts":[{"status":"weird"}]}"#, "malformed", "alerts[0].status"),
+            (br#"{"alerts":[{"startsAt":"yesterday"}]}"#, "malformed", "alerts[0].startsAt"),
             (br#"{"alerts":{}}"#, "malformed", "invalid type"),
         ] {
             let err = parse(body, now).unwrap_err();
@@ -587,10 +538,7 @@ mod tests {
             {"labels":{"a":"3"}}]}"#;
         let notification = parse(body, now).unwrap();
         let statuses: Vec<Status> = notification.alerts.iter().map(|a| a.status).collect();
-        assert_eq!(
-            statuses,
-            [Status::Resolved, Status::Firing, Status::Firing]
-        );
+        assert_eq!(statuses, [Status::Resolved, Status::Firing, Status::Firing]);
         assert_eq!(notification.status, Status::Firing);
     }
 }

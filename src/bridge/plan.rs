@@ -76,14 +76,10 @@ pub fn collect(parts: &[Part<'_>]) -> Content {
         _ => None,
     };
     let (common_labels, common_annotations) = match single_whole {
-        Some(notification) => (
-            notification.common_labels.clone(),
-            notification.common_annotations.clone(),
-        ),
-        None => (
-            common(alerts.iter().map(|alert| &alert.labels)),
-            common(alerts.iter().map(|alert| &alert.annotations)),
-        ),
+        Some(notification) => (notification.common_labels.clone(), notification.common_annotations.clone()),
+        None => {
+            (common(alerts.iter().map(|alert| &alert.labels)), common(alerts.iter().map(|alert| &alert.annotations)))
+        }
     };
     let first = parts.first().map(|(stored, _)| &stored.notification);
     let last = parts.last().map(|(stored, _)| *stored);
@@ -92,9 +88,7 @@ pub fn collect(parts: &[Part<'_>]) -> Content {
         group_labels: group_labels.unwrap_or_default(),
         common_labels,
         common_annotations,
-        external_url: last
-            .map(|stored| stored.notification.external_url.clone())
-            .unwrap_or_default(),
+        external_url: last.map(|stored| stored.notification.external_url.clone()).unwrap_or_default(),
         alerts,
         fired,
         received_at: last.map(|stored| stored.received_at).unwrap_or_default(),
@@ -105,15 +99,9 @@ impl Content {
     /// Keeps what a delayed message should still say: alerts that still fire,
     /// and resolutions of alerts the contact was told about. False when
     /// nothing is left.
-    pub fn keep_still_relevant(
-        &mut self,
-        states: &HashMap<String, AlertState>,
-        told: &HashSet<String>,
-    ) -> bool {
+    pub fn keep_still_relevant(&mut self, states: &HashMap<String, AlertState>, told: &HashSet<String>) -> bool {
         self.alerts.retain(|alert| match alert.status {
-            Status::Firing => states
-                .get(&alert.fingerprint)
-                .is_none_or(|state| state.status == Status::Firing),
+            Status::Firing => states.get(&alert.fingerprint).is_none_or(|state| state.status == Status::Firing),
             Status::Resolved => told.contains(&alert.fingerprint),
         });
         !self.alerts.is_empty()
@@ -144,10 +132,7 @@ impl Content {
 
     /// The current status of `alert`: the stored latest state, else its own.
     fn current(&self, alert: &Alert, states: &HashMap<String, AlertState>) -> Status {
-        states
-            .get(&alert.fingerprint)
-            .map(|state| state.status)
-            .unwrap_or(alert.status)
+        states.get(&alert.fingerprint).map(|state| state.status).unwrap_or(alert.status)
     }
 
     /// What the contact is told by this message: (firing with start, resolved).
@@ -177,13 +162,7 @@ impl Content {
     /// and `still_firing` repeats `firing`. For a catch-up or an overflow
     /// summary, `firing` lists what fired meanwhile, `still_firing` what fires
     /// now and `resolved` what has resolved since.
-    pub fn view(
-        &self,
-        mode: Mode,
-        states: &HashMap<String, AlertState>,
-        contact: &str,
-        now: DateTime<Utc>,
-    ) -> View {
+    pub fn view(&self, mode: Mode, states: &HashMap<String, AlertState>, contact: &str, now: DateTime<Utc>) -> View {
         let alert_view = |alert: &Alert| alert_view(alert, self.received_at, now);
         let listed = match mode {
             Mode::Notification => usize::MAX,
@@ -192,18 +171,9 @@ impl Content {
         let all: Vec<AlertView> = self.alerts.iter().take(listed).map(alert_view).collect();
         let (kind, firing, resolved, still_firing) = match mode {
             Mode::Notification => {
-                let firing: Vec<AlertView> = self
-                    .alerts
-                    .iter()
-                    .filter(|a| a.status == Status::Firing)
-                    .map(alert_view)
-                    .collect();
-                let resolved = self
-                    .alerts
-                    .iter()
-                    .filter(|a| a.status == Status::Resolved)
-                    .map(alert_view)
-                    .collect();
+                let firing: Vec<AlertView> =
+                    self.alerts.iter().filter(|a| a.status == Status::Firing).map(alert_view).collect();
+                let resolved = self.alerts.iter().filter(|a| a.status == Status::Resolved).map(alert_view).collect();
                 (ViewKind::Notification, firing.clone(), resolved, firing)
             }
             Mode::CatchUp | Mode::Overflow => {
@@ -228,19 +198,11 @@ impl Content {
                     .take(listed)
                     .map(alert_view)
                     .collect();
-                let kind = if mode == Mode::CatchUp {
-                    ViewKind::CatchUp
-                } else {
-                    ViewKind::Overflow
-                };
+                let kind = if mode == Mode::CatchUp { ViewKind::CatchUp } else { ViewKind::Overflow };
                 (kind, firing, resolved, still_firing)
             }
         };
-        let status = if still_firing.is_empty() {
-            Status::Resolved
-        } else {
-            Status::Firing
-        };
+        let status = if still_firing.is_empty() { Status::Resolved } else { Status::Firing };
         View {
             kind,
             status: status.as_str().to_string(),
@@ -249,11 +211,7 @@ impl Content {
             common_labels: self.common_labels.clone(),
             common_annotations: self.common_annotations.clone(),
             external_url: self.external_url.clone(),
-            suppressed_count: if mode == Mode::Overflow {
-                self.alerts.len() as u64
-            } else {
-                0
-            },
+            suppressed_count: if mode == Mode::Overflow { self.alerts.len() as u64 } else { 0 },
             alerts: all,
             firing,
             resolved,
@@ -300,12 +258,8 @@ fn common<'a>(mut sets: impl Iterator<Item = &'a LabelSet>) -> LabelSet {
 /// A duration for people: the two largest units, `3d 4h`, `1h 5m`, `42s`.
 pub fn humanize(duration: Duration) -> String {
     let seconds = duration.as_secs();
-    let units = [
-        (seconds / 86_400, "d"),
-        ((seconds / 3600) % 24, "h"),
-        ((seconds / 60) % 60, "m"),
-        (seconds % 60, "s"),
-    ];
+    let units =
+        [(seconds / 86_400, "d"), ((seconds / 3600) % 24, "h"), ((seconds / 60) % 60, "m"), (seconds % 60, "s")];
     let parts: Vec<String> = units
         .iter()
         .skip_while(|(value, _)| *value == 0)
@@ -313,11 +267,7 @@ pub fn humanize(duration: Duration) -> String {
         .filter(|(value, _)| *value > 0)
         .map(|(value, unit)| format!("{value}{unit}"))
         .collect();
-    if parts.is_empty() {
-        "0s".into()
-    } else {
-        parts.join(" ")
-    }
+    if parts.is_empty() { "0s".into() } else { parts.join(" ") }
 }
 
 /// The wait before the next attempt after `attempts` failed ones: exponential
@@ -365,23 +315,14 @@ mod tests {
             r#"{{"receiver":"r","groupLabels":{{"team":"ops"}},"commonLabels":{{"team":"ops"}},"alerts":[{}]}}"#,
             alerts.join(",")
         );
-        StoredNotification {
-            id,
-            received_at: at(minute),
-            notification: parse(body.as_bytes(), at(minute)).unwrap(),
-        }
+        StoredNotification { id, received_at: at(minute), notification: parse(body.as_bytes(), at(minute)).unwrap() }
     }
 
     #[test]
     fn humanize_shows_the_two_largest_units() {
-        for (seconds, text) in [
-            (0, "0s"),
-            (42, "42s"),
-            (65, "1m 5s"),
-            (3_900, "1h 5m"),
-            (3_600, "1h"),
-            (90_061, "1d 1h"),
-        ] {
+        for (seconds, text) in
+            [(0, "0s"), (42, "42s"), (65, "1m 5s"), (3_900, "1h 5m"), (3_600, "1h"), (90_061, "1d 1h")]
+        {
             assert_eq!(humanize(Duration::from_secs(seconds)), text);
         }
     }
@@ -395,10 +336,7 @@ mod tests {
         assert_eq!(backoff(40, initial, max, 1.0, None), max);
         assert_eq!(backoff(4, initial, max, 0.5, None), Duration::from_secs(4));
         assert_eq!(backoff(40, initial, max, 1.5, None), max);
-        assert_eq!(
-            backoff(1, initial, max, 1.0, Some(Duration::from_secs(30))),
-            Duration::from_secs(30)
-        );
+        assert_eq!(backoff(1, initial, max, 1.0, Some(Duration::from_secs(30))), Duration::from_secs(30));
     }
 
     #[test]
@@ -432,17 +370,10 @@ mod tests {
         let third = stored(3, 20, &[("Mem", "c", "firing")]);
         let content = collect(&[(&first, None), (&second, None), (&third, None)]);
         let mut states = HashMap::new();
-        states.insert(
-            "c".to_string(),
-            AlertState {
-                status: Status::Resolved,
-                starts_at: None,
-            },
-        );
+        states.insert("c".to_string(), AlertState { status: Status::Resolved, starts_at: None });
         let view = content.view(Mode::CatchUp, &states, "alice", at(30));
-        let names = |alerts: &[AlertView]| -> Vec<String> {
-            alerts.iter().map(|a| a.labels["alertname"].clone()).collect()
-        };
+        let names =
+            |alerts: &[AlertView]| -> Vec<String> { alerts.iter().map(|a| a.labels["alertname"].clone()).collect() };
         assert_eq!(view.kind, ViewKind::CatchUp);
         assert_eq!(names(&view.firing), ["Disk", "Cpu", "Mem"]);
         assert_eq!(names(&view.still_firing), ["Cpu"]);
@@ -474,16 +405,14 @@ mod tests {
 
     #[test]
     fn delayed_content_keeps_only_what_still_matters() {
-        let notification = stored(1, 0, &[("Disk", "a", "firing"), ("Cpu", "b", "firing"), ("Mem", "c", "resolved"), ("Net", "d", "resolved")]);
+        let notification = stored(
+            1,
+            0,
+            &[("Disk", "a", "firing"), ("Cpu", "b", "firing"), ("Mem", "c", "resolved"), ("Net", "d", "resolved")],
+        );
         let mut content = collect(&[(&notification, None)]);
         let mut states = HashMap::new();
-        states.insert(
-            "a".to_string(),
-            AlertState {
-                status: Status::Resolved,
-                starts_at: None,
-            },
-        );
+        states.insert("a".to_string(), AlertState { status: Status::Resolved, starts_at: None });
         let told: HashSet<String> = ["c".to_string()].into();
         assert!(content.keep_still_relevant(&states, &told));
         assert_eq!(content.fingerprints(), ["b", "c"]);

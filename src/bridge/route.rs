@@ -49,10 +49,7 @@ impl Routing {
                         }
                     }
                 }
-                ResolvedRoute {
-                    route: route.clone(),
-                    targets,
-                }
+                ResolvedRoute { route: route.clone(), targets }
             })
             .collect();
         Routing { routes }
@@ -78,10 +75,7 @@ impl Routing {
                 }
                 let delay = route.delay.map(|delay| delay.get()).unwrap_or_default();
                 for (contact, channel) in &resolved.targets {
-                    let index = match pending
-                        .iter()
-                        .position(|p| &p.contact == contact && p.channel == *channel)
-                    {
+                    let index = match pending.iter().position(|p| &p.contact == contact && p.channel == *channel) {
                         Some(index) => {
                             let entry = &mut pending[index];
                             entry.delay = entry.delay.min(delay);
@@ -160,11 +154,7 @@ mod tests {
         deliveries
             .iter()
             .map(|d| {
-                let fingerprints = d
-                    .fingerprints
-                    .as_ref()
-                    .map(|f| f.join("+"))
-                    .unwrap_or_else(|| "all".into());
+                let fingerprints = d.fingerprints.as_ref().map(|f| f.join("+")).unwrap_or_else(|| "all".into());
                 format!("{}/{}:{}", d.contact, d.channel, fingerprints)
             })
             .collect()
@@ -203,10 +193,7 @@ groups: {oncall: [alice, bob]}
 "
         ));
         let deliveries = routing.route(&notification(), Utc::now());
-        assert_eq!(
-            summary(&deliveries),
-            ["alice/email:c", "alice/sms:c", "bob/email:all", "carol/log:all"]
-        );
+        assert_eq!(summary(&deliveries), ["alice/email:c", "alice/sms:c", "bob/email:all", "carol/log:all"]);
     }
 
     #[test]

@@ -17,14 +17,9 @@ fn webhook_bridge_yaml(recorder: &Recorder, extra: &str) -> String {
 #[tokio::test]
 async fn server_errors_are_retried_with_backoff_until_delivered() {
     let recorder = Recorder::start().await;
-    recorder.script(&[
-        Answer { status: 500, retry_after: None },
-        Answer { status: 503, retry_after: None },
-    ]);
+    recorder.script(&[Answer { status: 500, retry_after: None }, Answer { status: 503, retry_after: None }]);
     let bridge = TestBridge::start(&webhook_bridge_yaml(&recorder, "")).await;
-    let (status, _) = bridge
-        .post(notification("team", "g", &[("DiskFull", "critical", "firing")]))
-        .await;
+    let (status, _) = bridge.post(notification("team", "g", &[("DiskFull", "critical", "firing")])).await;
     assert_eq!(status, 200);
     recorder.wait_for(1).await;
     bridge.wait_for_outcome("failed", 1).await;
@@ -46,10 +41,7 @@ async fn server_errors_are_retried_with_backoff_until_delivered() {
     assert_eq!(item["alerts"][0]["alertname"], "DiskFull");
     assert!(item["provider_response"].as_str().unwrap().contains("200"));
     assert_eq!(recorder.requests().iter().filter(|r| r.path == "/ops").count(), 3);
-    assert_eq!(
-        bridge.metric("checkit_bridge_deliveries_total{channel=\"webhook\",outcome=\"failed\"}"),
-        2.0
-    );
+    assert_eq!(bridge.metric("checkit_bridge_deliveries_total{channel=\"webhook\",outcome=\"failed\"}"), 2.0);
     bridge.stop().await;
 }
 
@@ -58,9 +50,7 @@ async fn retry_after_is_honoured() {
     let recorder = Recorder::start().await;
     recorder.script(&[Answer { status: 429, retry_after: Some(120) }]);
     let bridge = TestBridge::start(&webhook_bridge_yaml(&recorder, "")).await;
-    bridge
-        .post(notification("team", "g", &[("DiskFull", "critical", "firing")]))
-        .await;
+    bridge.post(notification("team", "g", &[("DiskFull", "critical", "firing")])).await;
     bridge.wait_for_outcome("failed", 1).await;
     // Backoff alone would retry within 15s; the provider asked for 120s.
     bridge.advance(Duration::seconds(60));
@@ -77,9 +67,7 @@ async fn messages_older_than_max_age_are_dead_lettered_and_visible() {
     let recorder = Recorder::start().await;
     recorder.answer_by_default(500);
     let bridge = TestBridge::start(&webhook_bridge_yaml(&recorder, "")).await;
-    bridge
-        .post(notification("team", "g", &[("DiskFull", "critical", "firing")]))
-        .await;
+    bridge.post(notification("team", "g", &[("DiskFull", "critical", "firing")])).await;
     let mut failures = 1;
     bridge.wait_for_outcome("failed", failures).await;
     // Keep moving past every backoff (max 5m) until the hour is used up.
@@ -104,10 +92,7 @@ async fn messages_older_than_max_age_are_dead_lettered_and_visible() {
     bridge.advance(Duration::hours(2));
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert_eq!(recorder.count(), attempts, "no attempt after the dead letter");
-    assert_eq!(
-        bridge.metric("checkit_bridge_deliveries_total{channel=\"webhook\",outcome=\"dead\"}"),
-        1.0
-    );
+    assert_eq!(bridge.metric("checkit_bridge_deliveries_total{channel=\"webhook\",outcome=\"dead\"}"), 1.0);
     bridge.stop().await;
 }
 
@@ -116,9 +101,7 @@ async fn client_errors_are_permanent() {
     let recorder = Recorder::start().await;
     recorder.script(&[Answer { status: 400, retry_after: None }]);
     let bridge = TestBridge::start(&webhook_bridge_yaml(&recorder, "")).await;
-    bridge
-        .post(notification("team", "g", &[("DiskFull", "critical", "firing")]))
-        .await;
+    bridge.post(notification("team", "g", &[("DiskFull", "critical", "firing")])).await;
     let dead = bridge.wait_for_outcome("dead", 1).await;
     assert!(dead["items"][0]["error"].as_str().unwrap().contains("permanent failure"));
     bridge.advance(Duration::hours(1));
@@ -131,29 +114,19 @@ async fn client_errors_are_permanent() {
 async fn history_filters_sorts_and_pages() {
     let recorder = Recorder::start().await;
     let bridge = TestBridge::start(&webhook_bridge_yaml(&recorder, "")).await;
-    for (index, (name, severity)) in [
-        ("DiskFull", "critical"),
-        ("HighLatency", "warning"),
-        ("DiskFull", "warning"),
-        ("CpuHot", "critical"),
-    ]
-    .into_iter()
-    .enumerate()
+    for (index, (name, severity)) in
+        [("DiskFull", "critical"), ("HighLatency", "warning"), ("DiskFull", "warning"), ("CpuHot", "critical")]
+            .into_iter()
+            .enumerate()
     {
-        bridge
-            .post(notification("team", &format!("g{index}"), &[(name, severity, "firing")]))
-            .await;
+        bridge.post(notification("team", &format!("g{index}"), &[(name, severity, "firing")])).await;
         bridge.wait_for_outcome("sent", index + 1).await;
         bridge.advance(Duration::minutes(1));
     }
     let all = bridge.history("").await;
     assert_eq!(all["total"], 4);
-    let newest_first: Vec<&str> = all["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|item| item["alerts"][0]["alertname"].as_str().unwrap())
-        .collect();
+    let newest_first: Vec<&str> =
+        all["items"].as_array().unwrap().iter().map(|item| item["alerts"][0]["alertname"].as_str().unwrap()).collect();
     assert_eq!(newest_first, ["CpuHot", "DiskFull", "HighLatency", "DiskFull"]);
     let ops = bridge.history("contact=ops&sort=time").await;
     assert_eq!(ops["total"], 2);
@@ -167,16 +140,9 @@ async fn history_filters_sorts_and_pages() {
     assert_eq!(page["items"].as_array().unwrap().len(), 1);
     assert_eq!(page["items"][0]["alerts"][0]["alertname"], "HighLatency");
     let since = (crate::bridge_support::start_time() + Duration::seconds(90)).to_rfc3339();
-    let recent = bridge
-        .history(&format!("since={}&channel=webhook&status=sent", urlencode(&since)))
-        .await;
+    let recent = bridge.history(&format!("since={}&channel=webhook&status=sent", urlencode(&since))).await;
     assert_eq!(recent["total"], 2);
-    let response = bridge
-        .client
-        .get(bridge.url("/api/v1/deliveries?status=lost"))
-        .send()
-        .await
-        .unwrap();
+    let response = bridge.client.get(bridge.url("/api/v1/deliveries?status=lost")).send().await.unwrap();
     assert_eq!(response.status(), 400);
     assert!(response.text().await.unwrap().contains("invalid status"));
     bridge.stop().await;
@@ -187,9 +153,7 @@ async fn metrics_cover_queue_and_latency() {
     let recorder = Recorder::start().await;
     recorder.answer_by_default(500);
     let bridge = TestBridge::start(&webhook_bridge_yaml(&recorder, "")).await;
-    bridge
-        .post(notification("team", "g", &[("DiskFull", "critical", "firing")]))
-        .await;
+    bridge.post(notification("team", "g", &[("DiskFull", "critical", "firing")])).await;
     bridge.wait_for_outcome("failed", 1).await;
     bridge.advance(Duration::minutes(2));
     crate::bridge_support::eventually("the queue gauges", || {
@@ -239,9 +203,7 @@ async fn every_http_channel_is_delivered_through_failures() {
         token = token.display(),
     ))
     .await;
-    bridge
-        .post(notification("team", "g", &[("DiskFull", "critical", "firing")]))
-        .await;
+    bridge.post(notification("team", "g", &[("DiskFull", "critical", "firing")])).await;
     bridge.wait_for_outcome("failed", 3).await;
     for _ in 0..10 {
         if bridge.history("status=sent").await["total"] == 5 {
@@ -251,12 +213,8 @@ async fn every_http_channel_is_delivered_through_failures() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let sent = bridge.wait_for_outcome("sent", 5).await;
-    let mut channels: Vec<&str> = sent["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|item| item["channel"].as_str().unwrap())
-        .collect();
+    let mut channels: Vec<&str> =
+        sent["items"].as_array().unwrap().iter().map(|item| item["channel"].as_str().unwrap()).collect();
     channels.sort();
     assert_eq!(channels, ["ntfy", "slack", "sms", "telegram", "webhook"]);
     assert_eq!(recorder.count(), 8, "five deliveries and three failed attempts");

@@ -11,10 +11,7 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 async fn log_bridge(extra: &str) -> TestBridge {
-    TestBridge::start(&format!(
-        "contacts: {{ops: {{log: ops}}}}\nroutes: [{{contacts: [ops]}}]\n{extra}"
-    ))
-    .await
+    TestBridge::start(&format!("contacts: {{ops: {{log: ops}}}}\nroutes: [{{contacts: [ops]}}]\n{extra}")).await
 }
 
 #[tokio::test]
@@ -41,10 +38,7 @@ async fn captured_payloads_are_accepted_and_delivered() {
     }
     bridge.wait_for_outcome("sent", accepted).await;
     assert_eq!(bridge.metric("checkit_bridge_notifications_accepted_total"), accepted as f64);
-    assert_eq!(
-        bridge.metric("checkit_bridge_deliveries_total{channel=\"log\",outcome=\"sent\"}"),
-        accepted as f64
-    );
+    assert_eq!(bridge.metric("checkit_bridge_deliveries_total{channel=\"log\",outcome=\"sent\"}"), accepted as f64);
     bridge.stop().await;
 }
 
@@ -63,14 +57,8 @@ async fn bad_bodies_get_400_with_the_reason() {
         assert_eq!(status, 400, "{body}");
         assert!(text.contains(reason), "{body}: {text}");
     }
-    assert_eq!(
-        bridge.metric("checkit_bridge_webhooks_rejected_total{reason=\"malformed\"}"),
-        4.0
-    );
-    assert_eq!(
-        bridge.metric("checkit_bridge_webhooks_rejected_total{reason=\"unsupported_version\"}"),
-        2.0
-    );
+    assert_eq!(bridge.metric("checkit_bridge_webhooks_rejected_total{reason=\"malformed\"}"), 4.0);
+    assert_eq!(bridge.metric("checkit_bridge_webhooks_rejected_total{reason=\"unsupported_version\"}"), 2.0);
     assert_eq!(bridge.metric("checkit_bridge_notifications_accepted_total"), 0.0);
     bridge.stop().await;
 }
@@ -83,19 +71,14 @@ async fn oversized_bodies_get_413() {
     let (status, text) = bridge.post(big.clone()).await;
     assert_eq!(status, 413, "{text}");
     // Without a Content-Length the limit still holds.
-    let chunks: Vec<Result<hyper::body::Frame<bytes::Bytes>, std::io::Error>> = big
-        .chunks(512)
-        .map(|chunk| Ok(hyper::body::Frame::data(bytes::Bytes::copy_from_slice(chunk))))
-        .collect();
+    let chunks: Vec<Result<hyper::body::Frame<bytes::Bytes>, std::io::Error>> =
+        big.chunks(512).map(|chunk| Ok(hyper::body::Frame::data(bytes::Bytes::copy_from_slice(chunk)))).collect();
     let stream = reqwest::Body::wrap(http_body_util::StreamBody::new(futures::stream::iter(chunks)));
     let (status, _) = bridge.post(stream).await;
     assert_eq!(status, 413);
     let (status, _) = bridge.post(fixture("am-0.25-receiver-name-escaped.json")).await;
     assert_eq!(status, 200, "small bodies still pass");
-    assert_eq!(
-        bridge.metric("checkit_bridge_webhooks_rejected_total{reason=\"too_large\"}"),
-        2.0
-    );
+    assert_eq!(bridge.metric("checkit_bridge_webhooks_rejected_total{reason=\"too_large\"}"), 2.0);
     bridge.stop().await;
 }
 
@@ -103,10 +86,7 @@ async fn oversized_bodies_get_413() {
 async fn credentials_are_required_when_configured() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
-    std::fs::File::create(&token)
-        .unwrap()
-        .write_all(b"tok123\n")
-        .unwrap();
+    std::fs::File::create(&token).unwrap().write_all(b"tok123\n").unwrap();
     let password = dir.path().join("password");
     std::fs::write(&password, "s3cret").unwrap();
     let bridge = log_bridge(&format!(
@@ -118,37 +98,20 @@ async fn credentials_are_required_when_configured() {
     let body = fixture("am-0.25-firing-2alerts.json");
     let (status, _) = bridge.post(body.clone()).await;
     assert_eq!(status, 401);
-    let (status, _) = bridge
-        .post_with(body.clone(), |r| r.bearer_auth("wrong"))
-        .await;
+    let (status, _) = bridge.post_with(body.clone(), |r| r.bearer_auth("wrong")).await;
     assert_eq!(status, 401);
-    let (status, _) = bridge
-        .post_with(body.clone(), |r| r.basic_auth("am", Some("wrong")))
-        .await;
+    let (status, _) = bridge.post_with(body.clone(), |r| r.basic_auth("am", Some("wrong"))).await;
     assert_eq!(status, 401);
-    let (status, text) = bridge
-        .post_with(body.clone(), |r| r.bearer_auth("tok123"))
-        .await;
+    let (status, text) = bridge.post_with(body.clone(), |r| r.bearer_auth("tok123")).await;
     assert_eq!(status, 200, "{text}");
-    let (status, text) = bridge
-        .post_with(fixture("am-0.25-all-resolved.json"), |r| {
-            r.basic_auth("am", Some("s3cret"))
-        })
-        .await;
+    let (status, text) =
+        bridge.post_with(fixture("am-0.25-all-resolved.json"), |r| r.basic_auth("am", Some("s3cret"))).await;
     assert_eq!(status, 200, "{text}");
     // The history API is behind the same credentials.
-    let response = bridge
-        .client
-        .get(bridge.url("/api/v1/deliveries"))
-        .send()
-        .await
-        .unwrap();
+    let response = bridge.client.get(bridge.url("/api/v1/deliveries")).send().await.unwrap();
     assert_eq!(response.status(), 401);
     assert!(response.headers().contains_key("www-authenticate"));
-    assert_eq!(
-        bridge.metric("checkit_bridge_webhooks_rejected_total{reason=\"unauthorized\"}"),
-        4.0
-    );
+    assert_eq!(bridge.metric("checkit_bridge_webhooks_rejected_total{reason=\"unauthorized\"}"), 4.0);
     bridge.stop().await;
 }
 
@@ -197,20 +160,13 @@ async fn a_full_outbox_answers_503_not_429() {
     ))
     .await;
     for group in ["a", "b"] {
-        let (status, text) = bridge
-            .post(notification("team", group, &[("A", "critical", "firing")]))
-            .await;
+        let (status, text) = bridge.post(notification("team", group, &[("A", "critical", "firing")])).await;
         assert_eq!(status, 200, "{text}");
     }
-    let (status, text) = bridge
-        .post(notification("team", "c", &[("A", "critical", "firing")]))
-        .await;
+    let (status, text) = bridge.post(notification("team", "c", &[("A", "critical", "firing")])).await;
     assert_eq!(status, 503, "{text}");
     assert!(text.contains("outbox full"), "{text}");
-    assert_eq!(
-        bridge.metric("checkit_bridge_webhooks_rejected_total{reason=\"queue_full\"}"),
-        1.0
-    );
+    assert_eq!(bridge.metric("checkit_bridge_webhooks_rejected_total{reason=\"queue_full\"}"), 1.0);
     // Once the receiver recovers and the queue drains, intake resumes.
     recorder.answer_by_default(200);
     bridge.advance(chrono::Duration::minutes(1));
@@ -219,9 +175,7 @@ async fn a_full_outbox_answers_503_not_429() {
         (bridge.metric("checkit_bridge_queue_depth{state=\"pending\"}") == 0.0).then_some(())
     })
     .await;
-    let (status, text) = bridge
-        .post(notification("team", "c", &[("A", "critical", "firing")]))
-        .await;
+    let (status, text) = bridge.post(notification("team", "c", &[("A", "critical", "firing")])).await;
     assert_eq!(status, 200, "{text}");
     bridge.stop().await;
 }
@@ -230,14 +184,9 @@ async fn a_full_outbox_answers_503_not_429() {
 async fn accepted_notifications_survive_a_restart() {
     let recorder = Recorder::start().await;
     recorder.answer_by_default(500);
-    let yaml = format!(
-        "contacts: {{ops: {{webhook: '{}'}}}}\nroutes: [{{contacts: [ops]}}]\n",
-        recorder.url("/ops")
-    );
+    let yaml = format!("contacts: {{ops: {{webhook: '{}'}}}}\nroutes: [{{contacts: [ops]}}]\n", recorder.url("/ops"));
     let bridge = TestBridge::start(&yaml).await;
-    let (status, _) = bridge
-        .post(notification("team", "g", &[("A", "critical", "firing")]))
-        .await;
+    let (status, _) = bridge.post(notification("team", "g", &[("A", "critical", "firing")])).await;
     assert_eq!(status, 200);
     recorder.wait_for(1).await;
     bridge.wait_for_outcome("failed", 1).await;
@@ -245,9 +194,8 @@ async fn accepted_notifications_survive_a_restart() {
     let dir = bridge.stop().await;
     recorder.answer_by_default(200);
     let mut config = crate::bridge_support::config(&yaml);
-    config.store.sqlite = Some(checkit::bridge::config::SqliteConfig {
-        path: dir.path().join("bridge.db").display().to_string(),
-    });
+    config.store.sqlite =
+        Some(checkit::bridge::config::SqliteConfig { path: dir.path().join("bridge.db").display().to_string() });
     clock.advance(chrono::Duration::minutes(5));
     let bridge = TestBridge::start_config(config, dir, clock).await;
     bridge.wait_for_outcome("sent", 1).await;

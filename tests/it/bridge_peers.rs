@@ -55,9 +55,8 @@ fn alert(name: &str, severity: &str, base: DateTime<Utc>, ended: bool) -> serde_
 
 #[tokio::test]
 async fn alertmanager_to_bridge_to_smtp_firing_and_resolved() {
-    let smtp = peer!(
-        SmtpServer::start(SmtpOpts { require_starttls: true, auth_required: true, ..SmtpOpts::default() }).await
-    );
+    let smtp =
+        peer!(SmtpServer::start(SmtpOpts { require_starttls: true, auth_required: true, ..SmtpOpts::default() }).await);
     let secrets = tempfile::tempdir().unwrap();
     let am_password = write(secrets.path(), "am-password", "s3cret\n");
     let bridge = TestBridge::start_at(
@@ -131,10 +130,8 @@ async fn two_clustered_alertmanagers_give_one_message_per_notification() {
     // The second peer waits its peer timeout (15s) before it would send.
     tokio::time::sleep(Duration::from_secs(20)).await;
     assert_eq!(recorder.count(), 1, "one message for the firing notification");
-    let resolved = serde_json::json!([
-        alert("HighLatency", "critical", base, true),
-        alert("HighLatency", "warning", base, true)
-    ]);
+    let resolved =
+        serde_json::json!([alert("HighLatency", "critical", base, true), alert("HighLatency", "warning", base, true)]);
     for am in &peers {
         assert_eq!(am.post_alerts(&resolved).await, 200);
     }
@@ -172,11 +169,16 @@ async fn two_replicas_on_postgres_deliver_every_message_once() {
     // Each notification reaches both replicas at once, as from two HA peers.
     let mut posts = Vec::new();
     for index in 0..30 {
-        let body = crate::bridge_support::notification("team", &format!("g{index}"), &[(&format!("Alert{index}"), "warning", "firing")]);
+        let body = crate::bridge_support::notification(
+            "team",
+            &format!("g{index}"),
+            &[(&format!("Alert{index}"), "warning", "firing")],
+        );
         for bridge in [&first, &second] {
             let (client, url, body) = (bridge.client.clone(), bridge.url("/webhook"), body.clone());
             posts.push(tokio::spawn(async move {
-                let response = client.post(url).header("content-type", "application/json").body(body).send().await.unwrap();
+                let response =
+                    client.post(url).header("content-type", "application/json").body(body).send().await.unwrap();
                 (response.status().as_u16(), response.text().await.unwrap())
             }));
         }
@@ -216,7 +218,8 @@ async fn storage_failure_answers_503() {
     let body = crate::bridge_support::notification("team", "g", &[("A", "warning", "firing")]);
     assert_eq!(bridge.post(body.clone()).await.0, 200);
     drop(pg);
-    let (status, text) = bridge.post(crate::bridge_support::notification("team", "h", &[("B", "warning", "firing")])).await;
+    let (status, text) =
+        bridge.post(crate::bridge_support::notification("team", "h", &[("B", "warning", "firing")])).await;
     assert_eq!(status, 503, "{text}");
     assert!(text.contains("storage unavailable"), "{text}");
     assert_eq!(bridge.metric("checkit_bridge_webhooks_rejected_total{reason=\"unavailable\"}"), 1.0);
@@ -328,20 +331,15 @@ async fn the_default_config_runs_the_bridge_with_the_log_channel() {
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.yml");
     let checkit = Checkit::start(&config, &dir.path().join("checkit.log"), free_port()).await;
     let client = reqwest::Client::new();
-    let body = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/alertmanager/am-0.25-firing-2alerts.json"))
-        .unwrap();
+    let body =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/alertmanager/am-0.25-firing-2alerts.json"))
+            .unwrap();
     let response = client.post(checkit.url("/webhook")).body(body).send().await.unwrap();
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
-        let page: serde_json::Value = client
-            .get(checkit.url("/api/v1/deliveries?status=sent"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page: serde_json::Value =
+            client.get(checkit.url("/api/v1/deliveries?status=sent")).send().await.unwrap().json().await.unwrap();
         if page["total"] == 1 {
             assert_eq!(page["items"][0]["channel"], "log");
             assert_eq!(page["items"][0]["contact"], "operator");

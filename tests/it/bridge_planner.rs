@@ -7,11 +7,7 @@ use serde_json::Value;
 
 /// The JSON views the recorder received (the webhook channel posts the view).
 fn views(recorder: &Recorder) -> Vec<Value> {
-    recorder
-        .requests()
-        .iter()
-        .map(|request| serde_json::from_str(&request.body).unwrap())
-        .collect()
+    recorder.requests().iter().map(|request| serde_json::from_str(&request.body).unwrap()).collect()
 }
 
 fn names(alerts: &Value) -> Vec<String> {
@@ -68,10 +64,7 @@ async fn quiet_hours_hold_messages_and_send_one_catch_up() {
     assert_eq!(recorder.count(), 3, "exactly one catch-up");
     let sent = bridge.history("status=sent&sort=time").await;
     assert_eq!(sent["items"][2]["kind"], "catch_up");
-    assert_eq!(
-        bridge.metric("checkit_bridge_quiet_hours_held_total{channel=\"webhook\"}"),
-        3.0
-    );
+    assert_eq!(bridge.metric("checkit_bridge_quiet_hours_held_total{channel=\"webhook\"}"), 3.0);
     bridge.stop().await;
 }
 
@@ -85,13 +78,9 @@ async fn rate_limit_overflow_is_collapsed_into_one_summary() {
     .await;
     for index in 1..=6 {
         let name = format!("Alert{index}");
-        bridge
-            .post(notification("team", &name, &[(&name, "warning", "firing")]))
-            .await;
+        bridge.post(notification("team", &name, &[(&name, "warning", "firing")])).await;
     }
-    bridge
-        .post(notification("team", "Alert3", &[("Alert3", "warning", "resolved")]))
-        .await;
+    bridge.post(notification("team", "Alert3", &[("Alert3", "warning", "resolved")])).await;
     recorder.wait_for(2).await;
     bridge.wait_for_outcome("rate_limited", 5).await;
     assert_eq!(recorder.count(), 2, "the budget is two per hour");
@@ -109,9 +98,7 @@ async fn rate_limit_overflow_is_collapsed_into_one_summary() {
     told.dedup();
     assert_eq!(told, ["Alert1", "Alert2", "Alert3", "Alert4", "Alert5", "Alert6"]);
     // The daily budget (3) is now spent: the next message waits for the day.
-    bridge
-        .post(notification("team", "late", &[("Late", "critical", "firing")]))
-        .await;
+    bridge.post(notification("team", "late", &[("Late", "critical", "firing")])).await;
     bridge.wait_for_outcome("rate_limited", 6).await;
     bridge.advance(Duration::hours(2));
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -154,17 +141,11 @@ async fn delayed_routes_notify_only_alerts_that_still_fire() {
     ))
     .await;
     let starts = start_time() - Duration::minutes(1);
-    bridge
-        .post(notification_at("team", "x", &[("Flapping", "warning", "firing")], starts))
-        .await;
-    bridge
-        .post(notification_at("team", "y", &[("Steady", "warning", "firing")], starts))
-        .await;
+    bridge.post(notification_at("team", "x", &[("Flapping", "warning", "firing")], starts)).await;
+    bridge.post(notification_at("team", "y", &[("Steady", "warning", "firing")], starts)).await;
     bridge.advance(Duration::minutes(2));
     // Flapping resolves before the delay is over: dave never hears of it.
-    bridge
-        .post(notification_at("team", "x", &[("Flapping", "warning", "resolved")], starts))
-        .await;
+    bridge.post(notification_at("team", "x", &[("Flapping", "warning", "resolved")], starts)).await;
     bridge.wait_for_outcome("skipped", 1).await;
     bridge.advance(Duration::minutes(2));
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -176,9 +157,7 @@ async fn delayed_routes_notify_only_alerts_that_still_fire() {
     assert_eq!(names(&first["alerts"]), ["Steady"]);
     // Steady resolves: dave was told it fired, so he hears it resolved, at once,
     // with how long it fired.
-    bridge
-        .post(notification_at("team", "y", &[("Steady", "warning", "resolved")], starts))
-        .await;
+    bridge.post(notification_at("team", "y", &[("Steady", "warning", "resolved")], starts)).await;
     recorder.wait_for(2).await;
     let resolved = &views(&recorder)[1];
     assert_eq!(resolved["status"], "resolved");

@@ -4,12 +4,12 @@
 
 use crate::peer;
 use crate::support::peers::{Postgres, PostgresOpts};
-use chrono::{DateTime, Duration, Utc};
 use checkit::bridge::payload::{self, Status};
 use checkit::bridge::store::{
-    HistoryEvent, HistoryQuery, Ingested, Lane, Mode, NewDelivery, NewNotification, Outcome, PostgresStore,
-    Retention, RowState, SqliteStore, Store, Transition,
+    HistoryEvent, HistoryQuery, Ingested, Lane, Mode, NewDelivery, NewNotification, Outcome, PostgresStore, Retention,
+    RowState, SqliteStore, Store, Transition,
 };
+use chrono::{DateTime, Duration, Utc};
 use std::collections::HashSet;
 
 fn t0() -> DateTime<Utc> {
@@ -184,10 +184,7 @@ async fn store_suite(store: Store) {
 
     // GC removes finished rows, history and old state, never pending rows.
     let later = t0() + Duration::days(60);
-    store
-        .gc(Retention { history_before: later, dedup_before: later, sends_before: later })
-        .await
-        .unwrap();
+    store.gc(Retention { history_before: later, dedup_before: later, sends_before: later }).await.unwrap();
     assert_eq!(store.history(HistoryQuery { limit: 10, ..HistoryQuery::default() }).await.unwrap().total, 0);
     assert!(store.recent_sends("alice", None, t0()).await.unwrap().is_empty());
     assert_eq!(store.queue_stats().await.unwrap().pending, 1, "bob's pending row survives");

@@ -5,9 +5,9 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, TimeZone, Utc};
 use checkit::bridge::clock::TestClock;
 use checkit::bridge::{Bridge, Config};
+use chrono::{DateTime, TimeZone, Utc};
 use prometheus_client::registry::Registry;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -50,13 +50,8 @@ pub struct Recorder {
 
 impl Recorder {
     pub async fn start() -> Recorder {
-        let state = Arc::new(Mutex::new(RecorderState {
-            default_status: 200,
-            ..RecorderState::default()
-        }));
-        let router = axum::Router::new()
-            .fallback(record)
-            .with_state(Arc::clone(&state));
+        let state = Arc::new(Mutex::new(RecorderState { default_status: 200, ..RecorderState::default() }));
+        let router = axum::Router::new().fallback(record).with_state(Arc::clone(&state));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         tokio::spawn(async move {
@@ -97,27 +92,15 @@ impl Recorder {
     }
 }
 
-async fn record(
-    State(state): State<Arc<Mutex<RecorderState>>>,
-    uri: axum::http::Uri,
-    body: Bytes,
-) -> Response {
+async fn record(State(state): State<Arc<Mutex<RecorderState>>>, uri: axum::http::Uri, body: Bytes) -> Response {
     let mut state = state.lock().unwrap();
-    state.requests.push(Recorded {
-        path: uri.path().to_string(),
-        body: String::from_utf8_lossy(&body).into_owned(),
-    });
-    let default = Answer {
-        status: state.default_status,
-        retry_after: None,
-    };
+    state.requests.push(Recorded { path: uri.path().to_string(), body: String::from_utf8_lossy(&body).into_owned() });
+    let default = Answer { status: state.default_status, retry_after: None };
     let answer = state.script.pop_front().unwrap_or(default);
     let status = StatusCode::from_u16(answer.status).unwrap();
     let mut response = (status, "recorded").into_response();
     if let Some(seconds) = answer.retry_after {
-        response
-            .headers_mut()
-            .insert("retry-after", seconds.to_string().parse().unwrap());
+        response.headers_mut().insert("retry-after", seconds.to_string().parse().unwrap());
     }
     response
 }
@@ -129,10 +112,7 @@ pub async fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> 
         if let Some(value) = probe() {
             return value;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -179,24 +159,14 @@ impl TestBridge {
         config.validate("bridge", &mut problems);
         assert!(problems.is_empty(), "invalid test config: {:?}", problems.0);
         let mut registry = Registry::default();
-        let bridge = Bridge::start_with_clock(Arc::new(config), &mut registry, clock.clone())
-            .await
-            .unwrap();
+        let bridge = Bridge::start_with_clock(Arc::new(config), &mut registry, clock.clone()).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let router = bridge.router();
         let server = tokio::spawn(async move {
             axum::serve(listener, router).await.unwrap();
         });
-        TestBridge {
-            bridge: Some(bridge),
-            clock,
-            registry,
-            address,
-            client: reqwest::Client::new(),
-            dir,
-            server,
-        }
+        TestBridge { bridge: Some(bridge), clock, registry, address, client: reqwest::Client::new(), dir, server }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -217,11 +187,7 @@ impl TestBridge {
         body: impl Into<reqwest::Body>,
         decorate: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     ) -> (u16, String) {
-        let request = self
-            .client
-            .post(self.url("/webhook"))
-            .header("content-type", "application/json")
-            .body(body);
+        let request = self.client.post(self.url("/webhook")).header("content-type", "application/json").body(body);
         let response = decorate(request).send().await.unwrap();
         let status = response.status().as_u16();
         (status, response.text().await.unwrap())
@@ -229,12 +195,7 @@ impl TestBridge {
 
     /// `GET /api/v1/deliveries?{query}` as JSON.
     pub async fn history(&self, query: &str) -> serde_json::Value {
-        let response = self
-            .client
-            .get(self.url(&format!("/api/v1/deliveries?{query}")))
-            .send()
-            .await
-            .unwrap();
+        let response = self.client.get(self.url(&format!("/api/v1/deliveries?{query}"))).send().await.unwrap();
         assert_eq!(response.status(), 200, "history query {query}");
         response.json().await.unwrap()
     }
@@ -307,12 +268,7 @@ pub fn notification(receiver: &str, group: &str, alerts: &[(&str, &str, &str)]) 
 }
 
 /// Alerts as (alertname, severity, status), started at `starts_at`.
-pub fn notification_at(
-    receiver: &str,
-    group: &str,
-    alerts: &[(&str, &str, &str)],
-    starts_at: DateTime<Utc>,
-) -> String {
+pub fn notification_at(receiver: &str, group: &str, alerts: &[(&str, &str, &str)], starts_at: DateTime<Utc>) -> String {
     let items: Vec<serde_json::Value> = alerts
         .iter()
         .map(|(name, severity, status)| {
@@ -332,11 +288,7 @@ pub fn notification_at(
             })
         })
         .collect();
-    let status = if alerts.iter().any(|(_, _, status)| *status == "firing") {
-        "firing"
-    } else {
-        "resolved"
-    };
+    let status = if alerts.iter().any(|(_, _, status)| *status == "firing") { "firing" } else { "resolved" };
     serde_json::json!({
         "receiver": receiver,
         "status": status,

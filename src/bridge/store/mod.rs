@@ -299,16 +299,9 @@ impl Outcome {
 
     /// Parses a stored or query value.
     pub fn parse(text: &str) -> Option<Outcome> {
-        [
-            Outcome::Sent,
-            Outcome::Failed,
-            Outcome::Dead,
-            Outcome::Held,
-            Outcome::RateLimited,
-            Outcome::Skipped,
-        ]
-        .into_iter()
-        .find(|outcome| outcome.as_str() == text)
+        [Outcome::Sent, Outcome::Failed, Outcome::Dead, Outcome::Held, Outcome::RateLimited, Outcome::Skipped]
+            .into_iter()
+            .find(|outcome| outcome.as_str() == text)
     }
 }
 
@@ -472,12 +465,7 @@ impl Store {
     }
 
     /// Rows of `lane` that are due, oldest first.
-    pub async fn due_rows(
-        &self,
-        lane: &Lane,
-        due_by: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<OutboxRow>, StoreError> {
+    pub async fn due_rows(&self, lane: &Lane, due_by: DateTime<Utc>, limit: u32) -> Result<Vec<OutboxRow>, StoreError> {
         dispatch!(self, store => store.due_rows(lane, due_by, limit))
     }
 
@@ -504,12 +492,7 @@ impl Store {
 
     /// Applies row transitions, each with its history entry, send record and
     /// told state, in one transaction.
-    pub async fn apply(
-        &self,
-        transitions: Vec<Transition>,
-        lane: &Lane,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    pub async fn apply(&self, transitions: Vec<Transition>, lane: &Lane, now: DateTime<Utc>) -> Result<(), StoreError> {
         if transitions.is_empty() {
             return Ok(());
         }
@@ -574,17 +557,13 @@ pub(crate) fn sqlite_sql(sql: &str) -> String {
 
 /// Encodes the fingerprint subset of a row.
 pub(crate) fn encode_fingerprints(fingerprints: &Option<Vec<String>>) -> Option<String> {
-    fingerprints
-        .as_ref()
-        .map(|list| serde_json::to_string(list).unwrap_or_else(|_| "[]".into()))
+    fingerprints.as_ref().map(|list| serde_json::to_string(list).unwrap_or_else(|_| "[]".into()))
 }
 
 /// Decodes the fingerprint subset of a row.
 pub(crate) fn decode_fingerprints(text: Option<String>) -> Result<Option<Vec<String>>, StoreError> {
-    text.map(|text| {
-        serde_json::from_str(&text).map_err(|err| StoreError::Corrupt(format!("fingerprints: {err}")))
-    })
-    .transpose()
+    text.map(|text| serde_json::from_str(&text).map_err(|err| StoreError::Corrupt(format!("fingerprints: {err}"))))
+        .transpose()
 }
 
 /// `|name|name|`, searched with `|name|` to filter history by alert name.
@@ -656,13 +635,11 @@ pub(crate) mod sql {
          next_due_at = (SELECT MIN(due_at) FROM outbox WHERE contact = $1 AND channel = $2 \
          AND state IN ('pending', 'held', 'limited')) \
          WHERE contact = $1 AND channel = $2 AND lease_owner = $3";
-    pub const NEXT_DUE: &str =
-        "SELECT MIN(next_due_at) FROM lanes WHERE lease_until IS NULL OR lease_until < $1";
+    pub const NEXT_DUE: &str = "SELECT MIN(next_due_at) FROM lanes WHERE lease_until IS NULL OR lease_until < $1";
     pub const MERGE_MEMBER: &str =
         "UPDATE outbox SET state = 'merged', merged_into = $1, updated_at = $2 WHERE id = $3";
     pub const REPOINT_MEMBERS: &str = "UPDATE outbox SET merged_into = $1 WHERE merged_into = $2";
-    pub const MERGE_LEADER: &str =
-        "UPDATE outbox SET mode = $2, state = 'pending', updated_at = $3 WHERE id = $1";
+    pub const MERGE_LEADER: &str = "UPDATE outbox SET mode = $2, state = 'pending', updated_at = $3 WHERE id = $1";
     pub const APPLY: &str = "UPDATE outbox SET state = $2, due_at = $3, attempts = $4, \
          first_attempt_at = $5, last_error = $6, updated_at = $7 WHERE id = $1";
     pub const INSERT_SEND: &str = "INSERT INTO sends (contact, channel, sent_at) VALUES ($1, $2, $3)";
@@ -675,8 +652,7 @@ pub(crate) mod sql {
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
     pub const NOTIFICATION: &str = "SELECT id, received_at, payload FROM notifications WHERE id = $1";
     pub const ALERT_STATE: &str = "SELECT status, starts_at FROM alerts WHERE fingerprint = $1";
-    pub const SENDS_CHANNEL: &str =
-        "SELECT sent_at FROM sends WHERE contact = $1 AND channel = $2 AND sent_at > $3";
+    pub const SENDS_CHANNEL: &str = "SELECT sent_at FROM sends WHERE contact = $1 AND channel = $2 AND sent_at > $3";
     pub const SENDS_CONTACT: &str = "SELECT sent_at FROM sends WHERE contact = $1 AND sent_at > $2";
     pub const TOLD: &str = "SELECT 1 FROM told WHERE contact = $1 AND fingerprint = $2";
     pub const QUEUE_STATS: &str = "SELECT state, COUNT(*), MIN(created_at) FROM outbox \
@@ -697,10 +673,7 @@ pub(crate) mod sql {
         ("DELETE FROM told WHERE told_at < $1", Some(super::GcCut::History)),
         ("DELETE FROM dedup WHERE seen_at < $1", Some(super::GcCut::Dedup)),
         ("DELETE FROM sends WHERE sent_at < $1", Some(super::GcCut::Sends)),
-        (
-            "DELETE FROM lanes WHERE next_due_at IS NULL AND lease_owner IS NULL",
-            None,
-        ),
+        ("DELETE FROM lanes WHERE next_due_at IS NULL AND lease_owner IS NULL", None),
     ];
 }
 
@@ -765,22 +738,14 @@ impl HistorySql {
         if let Some(until) = query.until {
             add(&|n| format!("at < ${n}"), SqlParam::Int(to_ms(until)));
         }
-        let filter = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", conditions.join(" AND "))
-        };
+        let filter = if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) };
         let order = if query.ascending { "ASC" } else { "DESC" };
         let count = format!("SELECT COUNT(*) FROM deliveries{filter}");
         let page = format!(
             "SELECT {HISTORY_COLUMNS} FROM deliveries{filter} ORDER BY at {order}, id {order} LIMIT {} OFFSET {}",
             query.limit, query.offset
         );
-        HistorySql {
-            count,
-            page,
-            params,
-        }
+        HistorySql { count, page, params }
     }
 }
 

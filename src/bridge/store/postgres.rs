@@ -8,9 +8,9 @@
 //! dependency tree), each with its own prepared-statement cache.
 
 use super::{
-    AlertState, HistoryPage, HistoryQuery, HistorySql, Ingested, Lane, Mode, NewNotification,
-    OutboxRow, QueueStats, RawHistory, RawRow, Retention, RowState, SqlParam, StoreError,
-    StoredNotification, Transition, alertnames, encode_fingerprints, from_ms, schema, sql, to_ms,
+    AlertState, HistoryPage, HistoryQuery, HistorySql, Ingested, Lane, Mode, NewNotification, OutboxRow, QueueStats,
+    RawHistory, RawRow, Retention, RowState, SqlParam, StoreError, StoredNotification, Transition, alertnames,
+    encode_fingerprints, from_ms, schema, sql, to_ms,
 };
 use crate::bridge::payload::Status;
 use chrono::{DateTime, Utc};
@@ -70,9 +70,7 @@ impl Drop for Pooled {
 
 impl Pooled {
     fn connection(&mut self) -> Result<&mut Connection, StoreError> {
-        self.connection
-            .as_mut()
-            .ok_or_else(|| StoreError::Unavailable("postgres connection lost".into()))
+        self.connection.as_mut().ok_or_else(|| StoreError::Unavailable("postgres connection lost".into()))
     }
 
     async fn statement(&mut self, sql: &'static str) -> Result<Statement, StoreError> {
@@ -90,11 +88,7 @@ impl Pooled {
         Ok(self.connection()?.client.query(&statement, params).await?)
     }
 
-    async fn query_opt(
-        &mut self,
-        sql: &'static str,
-        params: &[Param<'_>],
-    ) -> Result<Option<Row>, StoreError> {
+    async fn query_opt(&mut self, sql: &'static str, params: &[Param<'_>]) -> Result<Option<Row>, StoreError> {
         let statement = self.statement(sql).await?;
         Ok(self.connection()?.client.query_opt(&statement, params).await?)
     }
@@ -157,9 +151,7 @@ impl PostgresStore {
         let mut pooled = store.pooled().await?;
         pooled.batch(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})")).await?;
         let migrated = migrate(&mut pooled).await;
-        pooled
-            .batch(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
-            .await?;
+        pooled.batch(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})")).await?;
         migrated?;
         Ok(store)
     }
@@ -181,17 +173,10 @@ impl PostgresStore {
                         tracing::warn!(error = %err, "PostgreSQL connection closed.");
                     }
                 });
-                Connection {
-                    client,
-                    statements: HashMap::new(),
-                }
+                Connection { client, statements: HashMap::new() }
             }
         };
-        Ok(Pooled {
-            connection: Some(connection),
-            inner: Arc::clone(&self.inner),
-            _permit: permit,
-        })
+        Ok(Pooled { connection: Some(connection), inner: Arc::clone(&self.inner), _permit: permit })
     }
 
     pub(super) async fn ingest(&self, new: NewNotification) -> Result<Ingested, StoreError> {
@@ -209,9 +194,7 @@ impl PostgresStore {
         let result = async {
             if let Some(key) = &new.dedup_key {
                 let dedup_since = to_ms(new.dedup_since);
-                let fresh = pooled
-                    .query_opt(sql::DEDUP, &[key, &received_at, &dedup_since])
-                    .await?;
+                let fresh = pooled.query_opt(sql::DEDUP, &[key, &received_at, &dedup_since]).await?;
                 if fresh.is_none() {
                     return Ok(Ingested::Duplicate);
                 }
@@ -235,12 +218,7 @@ impl PostgresStore {
                 pooled
                     .execute(
                         sql::UPSERT_ALERT,
-                        &[
-                            &alert.fingerprint,
-                            &alert.status.as_str(),
-                            &alert.starts_at.map(to_ms),
-                            &received_at,
-                        ],
+                        &[&alert.fingerprint, &alert.status.as_str(), &alert.starts_at.map(to_ms), &received_at],
                     )
                     .await?;
             }
@@ -260,14 +238,9 @@ impl PostgresStore {
                         ],
                     )
                     .await?;
-                pooled
-                    .execute(sql::UPSERT_LANE, &[&delivery.contact, &delivery.channel, &due_at])
-                    .await?;
+                pooled.execute(sql::UPSERT_LANE, &[&delivery.contact, &delivery.channel, &due_at]).await?;
             }
-            Ok(Ingested::Accepted {
-                notification_id,
-                deliveries: new.deliveries.len(),
-            })
+            Ok(Ingested::Accepted { notification_id, deliveries: new.deliveries.len() })
         }
         .await;
         pooled.finish(result).await
@@ -281,33 +254,18 @@ impl PostgresStore {
         lease_until: DateTime<Utc>,
     ) -> Result<Option<Lane>, StoreError> {
         let mut pooled = self.pooled().await?;
-        let row = pooled
-            .query_opt(
-                CLAIM_LANE,
-                &[&owner, &to_ms(lease_until), &to_ms(due_by), &to_ms(lease_now)],
-            )
-            .await?;
-        row.map(|row| {
-            Ok(Lane {
-                contact: row.try_get(0)?,
-                channel: row.try_get(1)?,
-            })
-        })
-        .transpose()
+        let row =
+            pooled.query_opt(CLAIM_LANE, &[&owner, &to_ms(lease_until), &to_ms(due_by), &to_ms(lease_now)]).await?;
+        row.map(|row| Ok(Lane { contact: row.try_get(0)?, channel: row.try_get(1)? })).transpose()
     }
 
     pub(super) async fn release_lane(&self, lane: &Lane, owner: &str) -> Result<(), StoreError> {
         let mut pooled = self.pooled().await?;
-        pooled
-            .execute(sql::RELEASE_LANE, &[&lane.contact, &lane.channel, &owner])
-            .await?;
+        pooled.execute(sql::RELEASE_LANE, &[&lane.contact, &lane.channel, &owner]).await?;
         Ok(())
     }
 
-    pub(super) async fn next_due(
-        &self,
-        lease_now: DateTime<Utc>,
-    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+    pub(super) async fn next_due(&self, lease_now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError> {
         let mut pooled = self.pooled().await?;
         let row = pooled.query_opt(sql::NEXT_DUE, &[&to_ms(lease_now)]).await?;
         let next: Option<i64> = match row {
@@ -324,24 +282,13 @@ impl PostgresStore {
         limit: u32,
     ) -> Result<Vec<OutboxRow>, StoreError> {
         let mut pooled = self.pooled().await?;
-        let rows = pooled
-            .query(
-                DUE_ROWS,
-                &[&lane.contact, &lane.channel, &to_ms(due_by), &i64::from(limit)],
-            )
-            .await?;
+        let rows = pooled.query(DUE_ROWS, &[&lane.contact, &lane.channel, &to_ms(due_by), &i64::from(limit)]).await?;
         decode_rows(rows)
     }
 
-    pub(super) async fn lane_rows(
-        &self,
-        lane: &Lane,
-        state: RowState,
-    ) -> Result<Vec<OutboxRow>, StoreError> {
+    pub(super) async fn lane_rows(&self, lane: &Lane, state: RowState) -> Result<Vec<OutboxRow>, StoreError> {
         let mut pooled = self.pooled().await?;
-        let rows = pooled
-            .query(LANE_ROWS, &[&lane.contact, &lane.channel, &state.as_str()])
-            .await?;
+        let rows = pooled.query(LANE_ROWS, &[&lane.contact, &lane.channel, &state.as_str()]).await?;
         decode_rows(rows)
     }
 
@@ -366,9 +313,7 @@ impl PostgresStore {
                 pooled.execute(sql::MERGE_MEMBER, &[&leader, &now, &member]).await?;
                 pooled.execute(sql::REPOINT_MEMBERS, &[&leader, &member]).await?;
             }
-            pooled
-                .execute(sql::MERGE_LEADER, &[&leader, &mode.as_str(), &now])
-                .await?;
+            pooled.execute(sql::MERGE_LEADER, &[&leader, &mode.as_str(), &now]).await?;
             Ok(())
         }
         .await;
@@ -394,10 +339,7 @@ impl PostgresStore {
         pooled.finish(result).await
     }
 
-    pub(super) async fn notifications(
-        &self,
-        ids: Vec<i64>,
-    ) -> Result<Vec<StoredNotification>, StoreError> {
+    pub(super) async fn notifications(&self, ids: Vec<i64>) -> Result<Vec<StoredNotification>, StoreError> {
         let mut pooled = self.pooled().await?;
         let mut found = Vec::with_capacity(ids.len());
         for id in ids {
@@ -424,18 +366,8 @@ impl PostgresStore {
             if let Some(row) = pooled.query_opt(sql::ALERT_STATE, &[&fingerprint]).await? {
                 let status: String = row.try_get(0)?;
                 let starts_at: Option<i64> = row.try_get(1)?;
-                let status = if status == "resolved" {
-                    Status::Resolved
-                } else {
-                    Status::Firing
-                };
-                states.insert(
-                    fingerprint,
-                    AlertState {
-                        status,
-                        starts_at: starts_at.map(from_ms),
-                    },
-                );
+                let status = if status == "resolved" { Status::Resolved } else { Status::Firing };
+                states.insert(fingerprint, AlertState { status, starts_at: starts_at.map(from_ms) });
             }
         }
         Ok(states)
@@ -450,31 +382,17 @@ impl PostgresStore {
         let mut pooled = self.pooled().await?;
         let since = to_ms(since);
         let rows = match channel {
-            Some(channel) => {
-                pooled
-                    .query(sql::SENDS_CHANNEL, &[&contact, &channel, &since])
-                    .await?
-            }
+            Some(channel) => pooled.query(sql::SENDS_CHANNEL, &[&contact, &channel, &since]).await?,
             None => pooled.query(sql::SENDS_CONTACT, &[&contact, &since]).await?,
         };
-        rows.iter()
-            .map(|row| Ok(from_ms(row.try_get(0)?)))
-            .collect()
+        rows.iter().map(|row| Ok(from_ms(row.try_get(0)?))).collect()
     }
 
-    pub(super) async fn told(
-        &self,
-        contact: &str,
-        fingerprints: Vec<String>,
-    ) -> Result<HashSet<String>, StoreError> {
+    pub(super) async fn told(&self, contact: &str, fingerprints: Vec<String>) -> Result<HashSet<String>, StoreError> {
         let mut pooled = self.pooled().await?;
         let mut told = HashSet::new();
         for fingerprint in fingerprints {
-            if pooled
-                .query_opt(sql::TOLD, &[&contact, &fingerprint])
-                .await?
-                .is_some()
-            {
+            if pooled.query_opt(sql::TOLD, &[&contact, &fingerprint]).await?.is_some() {
                 told.insert(fingerprint);
             }
         }
@@ -513,10 +431,7 @@ impl PostgresStore {
                 }
             })
             .collect();
-        let params: Vec<Param<'_>> = values
-            .iter()
-            .map(|value| value.as_ref() as Param<'_>)
-            .collect();
+        let params: Vec<Param<'_>> = values.iter().map(|value| value.as_ref() as Param<'_>).collect();
         let mut pooled = self.pooled().await?;
         let client = &pooled.connection()?.client;
         let total: i64 = client.query_one(&built.count, &params).await?.try_get(0)?;
@@ -542,10 +457,7 @@ impl PostgresStore {
                 .into_entry()?,
             );
         }
-        Ok(HistoryPage {
-            total: u64::try_from(total).unwrap_or(0),
-            items,
-        })
+        Ok(HistoryPage { total: u64::try_from(total).unwrap_or(0), items })
     }
 
     pub(super) async fn gc(&self, retention: Retention) -> Result<(), StoreError> {
@@ -560,12 +472,7 @@ impl PostgresStore {
     }
 }
 
-async fn apply_one(
-    pooled: &mut Pooled,
-    transition: &Transition,
-    lane: &Lane,
-    now: i64,
-) -> Result<(), StoreError> {
+async fn apply_one(pooled: &mut Pooled, transition: &Transition, lane: &Lane, now: i64) -> Result<(), StoreError> {
     pooled
         .execute(
             sql::APPLY,
@@ -605,31 +512,20 @@ async fn apply_one(
             .await?;
     }
     if let Some(sent_at) = transition.sent_at {
-        pooled
-            .execute(sql::INSERT_SEND, &[&lane.contact, &lane.channel, &to_ms(sent_at)])
-            .await?;
+        pooled.execute(sql::INSERT_SEND, &[&lane.contact, &lane.channel, &to_ms(sent_at)]).await?;
     }
     for (fingerprint, starts_at) in &transition.told_firing {
-        pooled
-            .execute(
-                sql::TOLD_FIRING,
-                &[&lane.contact, fingerprint, &starts_at.map(to_ms), &now],
-            )
-            .await?;
+        pooled.execute(sql::TOLD_FIRING, &[&lane.contact, fingerprint, &starts_at.map(to_ms), &now]).await?;
     }
     for fingerprint in &transition.told_resolved {
-        pooled
-            .execute(sql::TOLD_RESOLVED, &[&lane.contact, fingerprint])
-            .await?;
+        pooled.execute(sql::TOLD_RESOLVED, &[&lane.contact, fingerprint]).await?;
     }
     Ok(())
 }
 
 async fn migrate(pooled: &mut Pooled) -> Result<(), StoreError> {
     pooled.batch(schema::VERSIONS_TABLE).await?;
-    let row = pooled
-        .query_opt("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])
-        .await?;
+    let row = pooled.query_opt("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[]).await?;
     let current: i64 = match row {
         Some(row) => row.try_get(0)?,
         None => 0,

@@ -105,9 +105,8 @@ pub(crate) fn sqlite() -> impl Iterator<Item = (i64, String)> {
 /// Migrations in PostgreSQL's dialect.
 pub(crate) fn postgres() -> impl Iterator<Item = (i64, String)> {
     MIGRATIONS.iter().map(|(version, sql)| {
-        let sql = sql
-            .replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
-            .replace("INTEGER", "BIGINT");
+        let sql =
+            sql.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY").replace("INTEGER", "BIGINT");
         (*version, sql)
     })
 }

@@ -11,10 +11,9 @@
 //! therefore cleared at open: whatever held them died with the last process.
 
 use super::{
-    AlertState, HistoryPage, HistoryQuery, HistorySql, Ingested, Lane, Mode, NewNotification,
-    OutboxRow, QueueStats, RawHistory, RawRow, Retention, RowState, SqlParam, StoreError,
-    StoredNotification, Transition, alertnames, encode_fingerprints, from_ms, schema, sql,
-    sqlite_sql, to_ms, ROW_COLUMNS,
+    AlertState, HistoryPage, HistoryQuery, HistorySql, Ingested, Lane, Mode, NewNotification, OutboxRow, QueueStats,
+    ROW_COLUMNS, RawHistory, RawRow, Retention, RowState, SqlParam, StoreError, StoredNotification, Transition,
+    alertnames, encode_fingerprints, from_ms, schema, sql, sqlite_sql, to_ms,
 };
 use crate::bridge::payload::Status;
 use chrono::{DateTime, Utc};
@@ -44,9 +43,7 @@ struct Inner {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore")
-            .field("path", &self.inner.path)
-            .finish()
+        f.debug_struct("SqliteStore").field("path", &self.inner.path).finish()
     }
 }
 
@@ -57,9 +54,8 @@ impl SqliteStore {
         let writer_path = path.clone();
         let connection = tokio::task::spawn_blocking(move || -> Result<Connection, StoreError> {
             let connection = Connection::open(&writer_path)?;
-            connection.execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
-            )?;
+            connection
+                .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")?;
             migrate(&connection)?;
             connection.execute("UPDATE lanes SET lease_owner = NULL, lease_until = NULL", [])?;
             Ok(connection)
@@ -71,13 +67,7 @@ impl SqliteStore {
             .name("checkit-sqlite".into())
             .spawn(move || run_writer(connection, jobs))
             .map_err(|err| StoreError::Unavailable(format!("cannot start sqlite writer: {err}")))?;
-        Ok(SqliteStore {
-            inner: Arc::new(Inner {
-                writer,
-                readers: Mutex::new(Vec::new()),
-                path,
-            }),
-        })
+        Ok(SqliteStore { inner: Arc::new(Inner { writer, readers: Mutex::new(Vec::new()), path }) })
     }
 
     /// Runs `work` in the writer's next transaction and returns once committed.
@@ -153,18 +143,16 @@ impl SqliteStore {
                 }
             }
             let notification = &new.notification;
-            let notification_id: i64 = connection
-                .prepare_cached(&sqlite_sql(sql::INSERT_NOTIFICATION))?
-                .query_row(
-                    params![
-                        received_at,
-                        notification.receiver,
-                        notification.group_key,
-                        notification.status.as_str(),
-                        payload
-                    ],
-                    |row| row.get(0),
-                )?;
+            let notification_id: i64 = connection.prepare_cached(&sqlite_sql(sql::INSERT_NOTIFICATION))?.query_row(
+                params![
+                    received_at,
+                    notification.receiver,
+                    notification.group_key,
+                    notification.status.as_str(),
+                    payload
+                ],
+                |row| row.get(0),
+            )?;
             let mut upsert_alert = connection.prepare_cached(&sqlite_sql(sql::UPSERT_ALERT))?;
             for alert in &notification.alerts {
                 upsert_alert.execute(params![
@@ -189,10 +177,7 @@ impl SqliteStore {
                 ])?;
                 upsert_lane.execute(params![delivery.contact, delivery.channel, due_at])?;
             }
-            Ok(Ingested::Accepted {
-                notification_id,
-                deliveries: new.deliveries.len(),
-            })
+            Ok(Ingested::Accepted { notification_id, deliveries: new.deliveries.len() })
         })
         .await
     }
@@ -213,15 +198,9 @@ impl SqliteStore {
                      AND (lease_until IS NULL OR lease_until < ?4) ORDER BY next_due_at LIMIT 1) \
                      RETURNING contact, channel",
                 )?
-                .query_row(
-                    params![owner, to_ms(lease_until), to_ms(due_by), to_ms(lease_now)],
-                    |row| {
-                        Ok(Lane {
-                            contact: row.get(0)?,
-                            channel: row.get(1)?,
-                        })
-                    },
-                )
+                .query_row(params![owner, to_ms(lease_until), to_ms(due_by), to_ms(lease_now)], |row| {
+                    Ok(Lane { contact: row.get(0)?, channel: row.get(1)? })
+                })
                 .optional()?)
         })
         .await
@@ -231,18 +210,17 @@ impl SqliteStore {
         let lane = lane.clone();
         let owner = owner.to_string();
         self.write(move |connection| {
-            connection
-                .prepare_cached(&sqlite_sql(sql::RELEASE_LANE))?
-                .execute(params![lane.contact, lane.channel, owner])?;
+            connection.prepare_cached(&sqlite_sql(sql::RELEASE_LANE))?.execute(params![
+                lane.contact,
+                lane.channel,
+                owner
+            ])?;
             Ok(())
         })
         .await
     }
 
-    pub(super) async fn next_due(
-        &self,
-        lease_now: DateTime<Utc>,
-    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+    pub(super) async fn next_due(&self, lease_now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.read(move |connection| {
             let next: Option<i64> = connection
                 .prepare_cached(&sqlite_sql(sql::NEXT_DUE))?
@@ -264,30 +242,18 @@ impl SqliteStore {
                 "SELECT {ROW_COLUMNS} FROM outbox WHERE contact = ?1 AND channel = ?2 \
                  AND state IN ('pending', 'held', 'limited') AND due_at <= ?3 ORDER BY due_at, id LIMIT ?4"
             );
-            query_rows(
-                connection,
-                &sql,
-                params![lane.contact, lane.channel, to_ms(due_by), i64::from(limit)],
-            )
+            query_rows(connection, &sql, params![lane.contact, lane.channel, to_ms(due_by), i64::from(limit)])
         })
         .await
     }
 
-    pub(super) async fn lane_rows(
-        &self,
-        lane: &Lane,
-        state: RowState,
-    ) -> Result<Vec<OutboxRow>, StoreError> {
+    pub(super) async fn lane_rows(&self, lane: &Lane, state: RowState) -> Result<Vec<OutboxRow>, StoreError> {
         let lane = lane.clone();
         self.read(move |connection| {
             let sql = format!(
                 "SELECT {ROW_COLUMNS} FROM outbox WHERE contact = ?1 AND channel = ?2 AND state = ?3 ORDER BY id"
             );
-            query_rows(
-                connection,
-                &sql,
-                params![lane.contact, lane.channel, state.as_str()],
-            )
+            query_rows(connection, &sql, params![lane.contact, lane.channel, state.as_str()])
         })
         .await
     }
@@ -315,9 +281,7 @@ impl SqliteStore {
                 merge_member.execute(params![leader, now, member])?;
                 repoint.execute(params![leader, member])?;
             }
-            connection
-                .prepare_cached(&sqlite_sql(sql::MERGE_LEADER))?
-                .execute(params![leader, mode.as_str(), now])?;
+            connection.prepare_cached(&sqlite_sql(sql::MERGE_LEADER))?.execute(params![leader, mode.as_str(), now])?;
             Ok(())
         })
         .await
@@ -337,9 +301,8 @@ impl SqliteStore {
                 .event
                 .as_ref()
                 .map(|event| -> Result<_, StoreError> {
-                    let alerts = serde_json::to_string(&event.alerts).map_err(|err| {
-                        StoreError::Corrupt(format!("cannot encode alerts: {err}"))
-                    })?;
+                    let alerts = serde_json::to_string(&event.alerts)
+                        .map_err(|err| StoreError::Corrupt(format!("cannot encode alerts: {err}")))?;
                     Ok((alerts, alertnames(&event.alerts)))
                 })
                 .transpose()?;
@@ -354,24 +317,19 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn notifications(
-        &self,
-        ids: Vec<i64>,
-    ) -> Result<Vec<StoredNotification>, StoreError> {
+    pub(super) async fn notifications(&self, ids: Vec<i64>) -> Result<Vec<StoredNotification>, StoreError> {
         self.read(move |connection| {
             let mut statement = connection.prepare_cached(&sqlite_sql(sql::NOTIFICATION))?;
             let mut found = Vec::with_capacity(ids.len());
             for id in ids {
-                let row: Option<(i64, i64, String)> = statement
-                    .query_row(params![id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
-                    .optional()?;
+                let row: Option<(i64, i64, String)> =
+                    statement.query_row(params![id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?))).optional()?;
                 if let Some((id, received_at, payload)) = row {
                     found.push(StoredNotification {
                         id,
                         received_at: from_ms(received_at),
-                        notification: serde_json::from_str(&payload).map_err(|err| {
-                            StoreError::Corrupt(format!("notification {id}: {err}"))
-                        })?,
+                        notification: serde_json::from_str(&payload)
+                            .map_err(|err| StoreError::Corrupt(format!("notification {id}: {err}")))?,
                     });
                 }
             }
@@ -388,22 +346,11 @@ impl SqliteStore {
             let mut statement = connection.prepare_cached(&sqlite_sql(sql::ALERT_STATE))?;
             let mut states = HashMap::new();
             for fingerprint in fingerprints {
-                let row: Option<(String, Option<i64>)> = statement
-                    .query_row(params![fingerprint], |row| Ok((row.get(0)?, row.get(1)?)))
-                    .optional()?;
+                let row: Option<(String, Option<i64>)> =
+                    statement.query_row(params![fingerprint], |row| Ok((row.get(0)?, row.get(1)?))).optional()?;
                 if let Some((status, starts_at)) = row {
-                    let status = if status == "resolved" {
-                        Status::Resolved
-                    } else {
-                        Status::Firing
-                    };
-                    states.insert(
-                        fingerprint,
-                        AlertState {
-                            status,
-                            starts_at: starts_at.map(from_ms),
-                        },
-                    );
+                    let status = if status == "resolved" { Status::Resolved } else { Status::Firing };
+                    states.insert(fingerprint, AlertState { status, starts_at: starts_at.map(from_ms) });
                 }
             }
             Ok(states)
@@ -436,11 +383,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn told(
-        &self,
-        contact: &str,
-        fingerprints: Vec<String>,
-    ) -> Result<HashSet<String>, StoreError> {
+    pub(super) async fn told(&self, contact: &str, fingerprints: Vec<String>) -> Result<HashSet<String>, StoreError> {
         let contact = contact.to_string();
         self.read(move |connection| {
             let mut statement = connection.prepare_cached(&sqlite_sql(sql::TOLD))?;
@@ -460,11 +403,7 @@ impl SqliteStore {
             let mut stats = QueueStats::default();
             let mut statement = connection.prepare_cached(sql::QUEUE_STATS)?;
             let rows = statement.query_map([], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, i64>(1)?,
-                    row.get::<_, Option<i64>>(2)?,
-                ))
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, Option<i64>>(2)?))
             })?;
             for row in rows {
                 let (state, count, oldest) = row?;
@@ -519,10 +458,7 @@ impl SqliteStore {
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(HistoryPage {
                 total: u64::try_from(total).unwrap_or(0),
-                items: raw
-                    .into_iter()
-                    .map(RawHistory::into_entry)
-                    .collect::<Result<_, _>>()?,
+                items: raw.into_iter().map(RawHistory::into_entry).collect::<Result<_, _>>()?,
             })
         })
         .await
@@ -560,28 +496,28 @@ fn apply_one(
         now
     ])?;
     if let (Some(event), Some((alerts, names))) = (&transition.event, encoded_event) {
-        connection
-            .prepare_cached(&sqlite_sql(sql::INSERT_EVENT))?
-            .execute(params![
-                to_ms(event.at),
-                event.outbox_id,
-                event.notification_id,
-                event.contact,
-                event.channel,
-                event.kind.as_str(),
-                event.outcome.as_str(),
-                i64::from(event.attempt),
-                alerts,
-                names,
-                event.provider_response,
-                event.error,
-                event.duration_ms
-            ])?;
+        connection.prepare_cached(&sqlite_sql(sql::INSERT_EVENT))?.execute(params![
+            to_ms(event.at),
+            event.outbox_id,
+            event.notification_id,
+            event.contact,
+            event.channel,
+            event.kind.as_str(),
+            event.outcome.as_str(),
+            i64::from(event.attempt),
+            alerts,
+            names,
+            event.provider_response,
+            event.error,
+            event.duration_ms
+        ])?;
     }
     if let Some(sent_at) = transition.sent_at {
-        connection
-            .prepare_cached(&sqlite_sql(sql::INSERT_SEND))?
-            .execute(params![lane.contact, lane.channel, to_ms(sent_at)])?;
+        connection.prepare_cached(&sqlite_sql(sql::INSERT_SEND))?.execute(params![
+            lane.contact,
+            lane.channel,
+            to_ms(sent_at)
+        ])?;
     }
     let mut told_firing = connection.prepare_cached(&sqlite_sql(sql::TOLD_FIRING))?;
     for (fingerprint, starts_at) in &transition.told_firing {
@@ -597,11 +533,8 @@ fn apply_one(
 /// Applies every migration newer than the database's version.
 fn migrate(connection: &Connection) -> Result<(), StoreError> {
     connection.execute_batch(schema::VERSIONS_TABLE)?;
-    let current: i64 = connection.query_row(
-        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-        [],
-        |row| row.get(0),
-    )?;
+    let current: i64 =
+        connection.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |row| row.get(0))?;
     if current > schema::latest() {
         return Err(StoreError::Unavailable(format!(
             "database schema version {current} is newer than this checkit ({}); upgrade checkit",
@@ -648,9 +581,7 @@ fn run_writer(connection: Connection, mut jobs: mpsc::Receiver<Job>) {
             continue;
         }
         let replies: Vec<Reply> = batch.into_iter().map(|job| job(Ok(&connection))).collect();
-        let commit = connection
-            .execute_batch("COMMIT")
-            .map_err(|err| err.to_string());
+        let commit = connection.execute_batch("COMMIT").map_err(|err| err.to_string());
         if commit.is_err() {
             let _ = connection.execute_batch("ROLLBACK");
         }
@@ -660,11 +591,7 @@ fn run_writer(connection: Connection, mut jobs: mpsc::Receiver<Job>) {
     }
 }
 
-fn query_rows(
-    connection: &Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-) -> Result<Vec<OutboxRow>, StoreError> {
+fn query_rows(connection: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<OutboxRow>, StoreError> {
     let mut statement = connection.prepare_cached(sql)?;
     let raw = statement
         .query_map(params, |row| {
