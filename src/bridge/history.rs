@@ -16,7 +16,7 @@
 //! a bad parameter gives 400 with the reason.
 
 use super::Shared;
-use super::intake::check_auth;
+use super::intake::refuse_unauthorized;
 use super::store::{HistoryQuery, Outcome};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -79,7 +79,7 @@ pub(super) async fn deliveries(
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
     let runtime = shared.runtime();
-    if let Err(response) = check_auth(&shared, &runtime.credentials, &headers) {
+    if let Some(response) = refuse_unauthorized(&shared, &runtime.credentials, &headers) {
         return response;
     }
     let query = match parse_query(&params) {

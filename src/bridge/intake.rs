@@ -95,22 +95,22 @@ fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
     (status, message.into()).into_response()
 }
 
-/// Refuses with 401 and a challenge when the request lacks valid credentials.
-pub(super) fn check_auth(shared: &Shared, credentials: &Credentials, headers: &HeaderMap) -> Result<(), Response> {
+/// The 401 refusal (with a challenge) when the request lacks valid credentials.
+pub(super) fn refuse_unauthorized(shared: &Shared, credentials: &Credentials, headers: &HeaderMap) -> Option<Response> {
     if credentials.allows(headers) {
-        return Ok(());
+        return None;
     }
     shared.metrics.reject("unauthorized");
     let mut response = refuse(StatusCode::UNAUTHORIZED, "missing or invalid credentials\n");
     response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(credentials.challenge()));
-    Err(response)
+    Some(response)
 }
 
 /// The webhook handler.
 pub(super) async fn webhook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
     shared.metrics.webhooks_received.inc();
     let runtime = shared.runtime();
-    if let Err(response) = check_auth(&shared, &runtime.credentials, &headers) {
+    if let Some(response) = refuse_unauthorized(&shared, &runtime.credentials, &headers) {
         return response;
     }
     let limit =

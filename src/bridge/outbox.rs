@@ -406,10 +406,10 @@ impl LaneWorker<'_> {
         transition.first_attempt_at = Some(first_attempt_at);
         match result {
             Ok((receipt, elapsed)) => {
-                let (told_firing, told_resolved) = content.told(row.mode, states);
+                let told = content.told(row.mode, states);
                 transition.sent_at = Some(done_at);
-                transition.told_firing = told_firing;
-                transition.told_resolved = told_resolved;
+                transition.told_firing = told.firing;
+                transition.told_resolved = told.resolved;
                 transition.event = Some(self.event(
                     &row,
                     row.mode,

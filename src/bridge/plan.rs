@@ -40,6 +40,15 @@ pub struct Content {
     pub received_at: DateTime<Utc>,
 }
 
+/// What a sent message told the contact.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Told {
+    /// Alerts told as firing: fingerprint and start.
+    pub firing: Vec<(String, Option<DateTime<Utc>>)>,
+    /// Alerts told as resolved.
+    pub resolved: Vec<String>,
+}
+
 /// One notification and the fingerprints routed to the contact (`None` = all).
 pub type Part<'a> = (&'a StoredNotification, Option<&'a [String]>);
 
@@ -135,12 +144,8 @@ impl Content {
         states.get(&alert.fingerprint).map(|state| state.status).unwrap_or(alert.status)
     }
 
-    /// What the contact is told by this message: (firing with start, resolved).
-    pub fn told(
-        &self,
-        mode: Mode,
-        states: &HashMap<String, AlertState>,
-    ) -> (Vec<(String, Option<DateTime<Utc>>)>, Vec<String>) {
+    /// What the contact is told by this message.
+    pub fn told(&self, mode: Mode, states: &HashMap<String, AlertState>) -> Told {
         let mut firing = Vec::new();
         let mut resolved = Vec::new();
         for alert in &self.alerts {
@@ -153,7 +158,7 @@ impl Content {
                 Status::Resolved => resolved.push(alert.fingerprint.clone()),
             }
         }
-        (firing, resolved)
+        Told { firing, resolved }
     }
 
     /// The template view of this content for `contact`.
@@ -382,9 +387,9 @@ mod tests {
         let overflow = content.view(Mode::Overflow, &states, "alice", at(30));
         assert_eq!(overflow.kind, ViewKind::Overflow);
         assert_eq!(overflow.suppressed_count, 3);
-        let (told_firing, told_resolved) = content.told(Mode::CatchUp, &states);
-        assert_eq!(told_firing.len(), 1);
-        assert_eq!(told_resolved, ["a", "c"]);
+        let told = content.told(Mode::CatchUp, &states);
+        assert_eq!(told.firing.len(), 1);
+        assert_eq!(told.resolved, ["a", "c"]);
     }
 
     #[test]

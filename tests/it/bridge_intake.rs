@@ -7,7 +7,7 @@ use std::io::Write;
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/alertmanager");
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{FIXTURES}/{name}")).unwrap()
+    std::fs::read(format!("{FIXTURES}/{name}")).expect("fixture")
 }
 
 async fn log_bridge(extra: &str) -> TestBridge {

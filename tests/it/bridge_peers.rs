@@ -13,7 +13,7 @@ use std::time::Duration;
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
+    std::fs::write(&path, text).expect("write test file");
     path.display().to_string()
 }
 

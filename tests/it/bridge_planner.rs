@@ -7,15 +7,15 @@ use serde_json::Value;
 
 /// The JSON views the recorder received (the webhook channel posts the view).
 fn views(recorder: &Recorder) -> Vec<Value> {
-    recorder.requests().iter().map(|request| serde_json::from_str(&request.body).unwrap()).collect()
+    recorder.requests().iter().map(|request| serde_json::from_str(&request.body).expect("a JSON view")).collect()
 }
 
 fn names(alerts: &Value) -> Vec<String> {
     let mut names: Vec<String> = alerts
         .as_array()
-        .unwrap()
+        .expect("a list of alerts")
         .iter()
-        .map(|alert| alert["labels"]["alertname"].as_str().unwrap().to_string())
+        .map(|alert| alert["labels"]["alertname"].as_str().expect("an alertname").to_string())
         .collect();
     names.sort();
     names

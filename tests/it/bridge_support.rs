@@ -16,7 +16,7 @@ use std::time::Duration;
 
 /// A Monday, noon UTC: where every test clock starts.
 pub fn start_time() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 2, 12, 0, 0).unwrap()
+    Utc.with_ymd_and_hms(2026, 3, 2, 12, 0, 0).single().expect("a valid time")
 }
 
 /// One recorded request.
@@ -52,10 +52,10 @@ impl Recorder {
     pub async fn start() -> Recorder {
         let state = Arc::new(Mutex::new(RecorderState { default_status: 200, ..RecorderState::default() }));
         let router = axum::Router::new().fallback(record).with_state(Arc::clone(&state));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("test setup");
+        let address = listener.local_addr().expect("test setup");
         tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
+            axum::serve(listener, router).await.expect("test setup");
         });
         Recorder { address, state }
     }
@@ -66,20 +66,20 @@ impl Recorder {
 
     /// Answers the next requests with these statuses, in order.
     pub fn script(&self, answers: &[Answer]) {
-        self.state.lock().unwrap().script.extend(answers.iter().copied());
+        self.state.lock().expect("recorder state").script.extend(answers.iter().copied());
     }
 
     /// Answers every unscripted request with `status`.
     pub fn answer_by_default(&self, status: u16) {
-        self.state.lock().unwrap().default_status = status;
+        self.state.lock().expect("recorder state").default_status = status;
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
-        self.state.lock().unwrap().requests.clone()
+        self.state.lock().expect("recorder state").requests.clone()
     }
 
     pub fn count(&self) -> usize {
-        self.state.lock().unwrap().requests.len()
+        self.state.lock().expect("recorder state").requests.len()
     }
 
     /// Waits (bounded) until at least `n` requests arrived.
@@ -93,14 +93,14 @@ impl Recorder {
 }
 
 async fn record(State(state): State<Arc<Mutex<RecorderState>>>, uri: axum::http::Uri, body: Bytes) -> Response {
-    let mut state = state.lock().unwrap();
+    let mut state = state.lock().expect("recorder state");
     state.requests.push(Recorded { path: uri.path().to_string(), body: String::from_utf8_lossy(&body).into_owned() });
     let default = Answer { status: state.default_status, retry_after: None };
     let answer = state.script.pop_front().unwrap_or(default);
-    let status = StatusCode::from_u16(answer.status).unwrap();
+    let status = StatusCode::from_u16(answer.status).expect("test setup");
     let mut response = (status, "recorded").into_response();
     if let Some(seconds) = answer.retry_after {
-        response.headers_mut().insert("retry-after", seconds.to_string().parse().unwrap());
+        response.headers_mut().insert("retry-after", seconds.to_string().parse().expect("test setup"));
     }
     response
 }
@@ -130,8 +130,8 @@ pub struct TestBridge {
 
 /// Parses a `bridge:` section written as YAML.
 pub fn config(yaml: &str) -> Config {
-    let value = checkit::config::yaml::parse_value(yaml).unwrap();
-    checkit::config::yaml::from_value(value, "bridge").unwrap()
+    let value = checkit::config::yaml::parse_value(yaml).expect("test setup");
+    checkit::config::yaml::from_value(value, "bridge").expect("test setup")
 }
 
 impl TestBridge {
@@ -144,7 +144,7 @@ impl TestBridge {
     /// Like [`TestBridge::start`] with the clock stopped at `now` (real
     /// Alertmanagers stamp alerts with the wall clock).
     pub async fn start_at(yaml: &str, now: DateTime<Utc>) -> TestBridge {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("test setup");
         let mut config = config(yaml);
         if yaml.find("store:").is_none() {
             config.store.sqlite = Some(checkit::bridge::config::SqliteConfig {
@@ -159,12 +159,13 @@ impl TestBridge {
         config.validate("bridge", &mut problems);
         assert!(problems.is_empty(), "invalid test config: {:?}", problems.0);
         let mut registry = Registry::default();
-        let bridge = Bridge::start_with_clock(Arc::new(config), &mut registry, clock.clone()).await.unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
+        let bridge =
+            Bridge::start_with_clock(Arc::new(config), &mut registry, clock.clone()).await.expect("test setup");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("test setup");
+        let address = listener.local_addr().expect("test setup");
         let router = bridge.router();
         let server = tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
+            axum::serve(listener, router).await.expect("test setup");
         });
         TestBridge { bridge: Some(bridge), clock, registry, address, client: reqwest::Client::new(), dir, server }
     }
@@ -174,7 +175,7 @@ impl TestBridge {
     }
 
     pub fn bridge(&self) -> &Bridge {
-        self.bridge.as_ref().unwrap()
+        self.bridge.as_ref().expect("test setup")
     }
 
     /// POSTs `body` to `/webhook`; returns status and text.
@@ -188,16 +189,17 @@ impl TestBridge {
         decorate: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     ) -> (u16, String) {
         let request = self.client.post(self.url("/webhook")).header("content-type", "application/json").body(body);
-        let response = decorate(request).send().await.unwrap();
+        let response = decorate(request).send().await.expect("test setup");
         let status = response.status().as_u16();
-        (status, response.text().await.unwrap())
+        (status, response.text().await.expect("test setup"))
     }
 
     /// `GET /api/v1/deliveries?{query}` as JSON.
     pub async fn history(&self, query: &str) -> serde_json::Value {
-        let response = self.client.get(self.url(&format!("/api/v1/deliveries?{query}"))).send().await.unwrap();
+        let response =
+            self.client.get(self.url(&format!("/api/v1/deliveries?{query}"))).send().await.expect("test setup");
         assert_eq!(response.status(), 200, "history query {query}");
-        response.json().await.unwrap()
+        response.json().await.expect("test setup")
     }
 
     /// Outcomes in history, oldest first, as `outcome/kind`.
@@ -205,9 +207,15 @@ impl TestBridge {
         let page = self.history("sort=time&limit=1000").await;
         page["items"]
             .as_array()
-            .unwrap()
+            .expect("test setup")
             .iter()
-            .map(|item| format!("{}/{}", item["outcome"].as_str().unwrap(), item["kind"].as_str().unwrap()))
+            .map(|item| {
+                format!(
+                    "{}/{}",
+                    item["outcome"].as_str().expect("test setup"),
+                    item["kind"].as_str().expect("test setup")
+                )
+            })
             .collect()
     }
 
@@ -216,7 +224,7 @@ impl TestBridge {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         loop {
             let page = self.history(&format!("status={outcome}&sort=time&limit=1000")).await;
-            if page["total"].as_u64().unwrap() >= n as u64 {
+            if page["total"].as_u64().expect("test setup") >= n as u64 {
                 return page;
             }
             assert!(
@@ -237,7 +245,7 @@ impl TestBridge {
     /// The registry in text exposition format.
     pub fn metrics(&self) -> String {
         let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry).unwrap();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("test setup");
         text
     }
 
@@ -248,7 +256,7 @@ impl TestBridge {
             .find_map(|line| {
                 line.strip_prefix(sample)
                     .and_then(|rest| rest.strip_prefix(' '))
-                    .map(|value| value.trim().parse::<f64>().unwrap())
+                    .map(|value| value.trim().parse::<f64>().expect("test setup"))
             })
             .unwrap_or_else(|| panic!("no sample {sample} in:\n{text}"))
     }
