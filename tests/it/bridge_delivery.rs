@@ -224,3 +224,51 @@ async fn every_http_channel_is_delivered_through_failures() {
     }
     bridge.stop().await;
 }
+
+#[tokio::test]
+async fn reload_swaps_people_and_routes_and_keeps_the_old_config_on_error() {
+    let recorder = Recorder::start().await;
+    let people = |name: &str| {
+        format!(
+            "contacts: {{{name}: {{webhook: '{}'}}}}\nroutes: [{{contacts: [{name}]}}]\n",
+            recorder.url(&format!("/{name}"))
+        )
+    };
+    let bridge = TestBridge::start(&people("ann")).await;
+    bridge.post(notification("team", "one", &[("One", "warning", "firing")])).await;
+    recorder.wait_for(1).await;
+    let mut config = crate::bridge_support::config(&people("ben"));
+    config.store = checkit::bridge::Config::default().store;
+    bridge.bridge().reload(std::sync::Arc::new(config.clone()));
+    bridge.post(notification("team", "two", &[("Two", "warning", "firing")])).await;
+    recorder.wait_for(2).await;
+    // A config whose secret cannot be read is refused; the running one stays.
+    config.auth.bearer = Some(checkit::bridge::config::BearerAuth { token_file: "/nonexistent/token".into() });
+    let err = bridge.bridge().try_reload(std::sync::Arc::new(config)).unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/token"), "{err}");
+    let (status, _) = bridge.post(notification("team", "three", &[("Three", "warning", "firing")])).await;
+    assert_eq!(status, 200, "still open: the failed reload changed nothing");
+    recorder.wait_for(3).await;
+    let paths: Vec<String> = recorder.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(paths, ["/ann", "/ben", "/ben"]);
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_finishes_the_attempt_in_flight_and_leaves_the_rest_pending() {
+    let recorder = Recorder::start().await;
+    recorder.delay_answers(std::time::Duration::from_millis(700));
+    let bridge = TestBridge::start(&webhook_bridge_yaml(&recorder, "")).await;
+    for group in ["a", "b", "c"] {
+        bridge.post(notification("team", group, &[("DiskFull", "warning", "firing")])).await;
+    }
+    recorder.wait_for(1).await;
+    bridge.bridge().shutdown().await;
+    let sent = bridge.history("status=sent").await;
+    assert_eq!(sent["total"], 1, "the attempt in flight was finished and recorded");
+    let stats = bridge.bridge().store().queue_stats().await.expect("queue stats");
+    assert_eq!(stats.pending, 2, "the rest stays pending for the next start");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(recorder.count(), 1);
+    bridge.stop().await;
+}

@@ -39,6 +39,8 @@ struct RecorderState {
     /// Answers used in order; when empty, `default` answers.
     script: VecDeque<Answer>,
     default_status: u16,
+    /// How long each answer is held back.
+    delay: Duration,
 }
 
 /// An HTTP receiver on loopback that records every request.
@@ -69,6 +71,11 @@ impl Recorder {
         self.state.lock().expect("recorder state").script.extend(answers.iter().copied());
     }
 
+    /// Holds every answer back by `delay` (an in-flight delivery).
+    pub fn delay_answers(&self, delay: Duration) {
+        self.state.lock().expect("recorder state").delay = delay;
+    }
+
     /// Answers every unscripted request with `status`.
     pub fn answer_by_default(&self, status: u16) {
         self.state.lock().expect("recorder state").default_status = status;
@@ -93,8 +100,16 @@ impl Recorder {
 }
 
 async fn record(State(state): State<Arc<Mutex<RecorderState>>>, uri: axum::http::Uri, body: Bytes) -> Response {
+    // Recorded on arrival; the answer may be held back (an in-flight delivery).
+    let delay = {
+        let mut state = state.lock().expect("recorder state");
+        state
+            .requests
+            .push(Recorded { path: uri.path().to_string(), body: String::from_utf8_lossy(&body).into_owned() });
+        state.delay
+    };
+    tokio::time::sleep(delay).await;
     let mut state = state.lock().expect("recorder state");
-    state.requests.push(Recorded { path: uri.path().to_string(), body: String::from_utf8_lossy(&body).into_owned() });
     let default = Answer { status: state.default_status, retry_after: None };
     let answer = state.script.pop_front().unwrap_or(default);
     let status = StatusCode::from_u16(answer.status).expect("test setup");
