@@ -159,11 +159,15 @@ pub struct PostgresConfig {
     pub url_env: Option<String>,
     /// Connections per process.
     pub max_connections: usize,
+    /// TLS to the server (`ca_file`, `cert_file`/`key_file`, `server_name`,
+    /// `insecure_skip_verify`); unset connects in plain text. Add
+    /// `sslmode=require` to the URL to refuse a server without TLS.
+    pub tls_config: Option<crate::probe::tls::TlsConfig>,
 }
 
 impl Default for PostgresConfig {
     fn default() -> Self {
-        PostgresConfig { url_file: None, url_env: None, max_connections: 4 }
+        PostgresConfig { url_file: None, url_env: None, max_connections: 4, tls_config: None }
     }
 }
 
@@ -420,6 +424,9 @@ impl Config {
                 let postgres_path = format!("{path}.store.postgres");
                 if let Err(err) = postgres.url() {
                     problems.push(&postgres_path, err);
+                }
+                if let Some(tls_config) = &postgres.tls_config {
+                    tls_config.validate(&format!("{postgres_path}.tls_config"), problems);
                 }
                 if postgres.max_connections == 0 || postgres.max_connections > 64 {
                     problems.push(format!("{postgres_path}.max_connections"), "must be between 1 and 64");

@@ -257,7 +257,13 @@ async fn open_store(config: &Config) -> Result<Store, Error> {
         (Some(sqlite), None) => Ok(Store::Sqlite(SqliteStore::open(&sqlite.path).await?)),
         (None, Some(postgres)) => {
             let url = postgres.url().map_err(Error::Config)?;
-            Ok(Store::Postgres(PostgresStore::open(url.expose(), postgres.max_connections).await?))
+            let tls = postgres
+                .tls_config
+                .as_ref()
+                .map(|tls_config| crate::probe::tls::Client::new(tls_config, &[]).map(|client| client.config))
+                .transpose()
+                .map_err(|err| Error::Config(format!("bridge.store.postgres.tls_config: {err}")))?;
+            Ok(Store::Postgres(PostgresStore::open_with_tls(url.expose(), postgres.max_connections, tls).await?))
         }
         _ => Err(Error::Config("bridge.store: set exactly one of sqlite and postgres".into())),
     }

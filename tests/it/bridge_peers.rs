@@ -352,3 +352,40 @@ async fn the_default_config_runs_the_bridge_with_the_log_channel() {
     let log = std::fs::read_to_string(dir.path().join("checkit.log")).unwrap();
     assert!(log.contains("HighLatency"), "the log channel wrote the message: {log}");
 }
+
+#[tokio::test]
+async fn the_postgres_store_speaks_tls() {
+    let pg = peer!(Postgres::start(PostgresOpts { require_tls: true, ..PostgresOpts::default() }).await);
+    let recorder = Recorder::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = write(dir.path(), "pg-url", &format!("{}?sslmode=require", pg.url()));
+    let yaml = |tls: &str| {
+        format!(
+            "store: {{postgres: {{url_file: {url}{tls}}}}}\ncontacts: {{ops: {{webhook: '{}'}}}}\nroutes: [{{contacts: [ops]}}]\n",
+            recorder.url("/ops")
+        )
+    };
+    // Without TLS settings the server (hostnossl … reject) refuses the bridge.
+    let plain = crate::bridge_support::config(&yaml(""));
+    let err = checkit::bridge::Bridge::start(std::sync::Arc::new(plain), &mut Default::default())
+        .await
+        .expect_err("plain text is refused");
+    assert!(err.to_string().contains("cannot connect to postgres"), "{err}");
+    let ca = pg.certs.ca.cert_path.display().to_string();
+    let bridge = TestBridge::start(&yaml(&format!(", tls_config: {{ca_file: {ca}}}"))).await;
+    let (status, text) =
+        bridge.post(crate::bridge_support::notification("team", "g", &[("A", "warning", "firing")])).await;
+    assert_eq!(status, 200, "{text}");
+    bridge.wait_for_outcome("sent", 1).await;
+    let client = pg.superuser().await;
+    let encrypted: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE ssl AND usename = 'checkit'",
+            &[],
+        )
+        .await
+        .expect("pg_stat_ssl")
+        .get(0);
+    assert!(encrypted >= 1, "the bridge's connections use TLS");
+    bridge.stop().await;
+}

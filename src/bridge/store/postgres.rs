@@ -34,6 +34,8 @@ pub struct PostgresStore {
 
 struct Inner {
     url: String,
+    /// TLS settings; `None` connects in plain text.
+    tls: Option<Arc<rustls::ClientConfig>>,
     idle: Mutex<Vec<Connection>>,
     permits: Arc<Semaphore>,
 }
@@ -141,9 +143,20 @@ impl PostgresStore {
     /// Connects with `url` (a URL or `key=value` string), then migrates under
     /// an advisory lock so that replicas starting together do not race.
     pub async fn open(url: &str, max_connections: usize) -> Result<PostgresStore, StoreError> {
+        Self::open_with_tls(url, max_connections, None).await
+    }
+
+    /// Like [`PostgresStore::open`], speaking TLS with `tls` when the server
+    /// (and the URL's `sslmode`) allows it; `sslmode=require` insists on it.
+    pub async fn open_with_tls(
+        url: &str,
+        max_connections: usize,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<PostgresStore, StoreError> {
         let store = PostgresStore {
             inner: Arc::new(Inner {
                 url: url.to_string(),
+                tls,
                 idle: Mutex::new(Vec::new()),
                 permits: Arc::new(Semaphore::new(max_connections.max(1))),
             }),
@@ -165,14 +178,23 @@ impl PostgresStore {
         let connection = match idle {
             Some(connection) if !connection.client.is_closed() => connection,
             _ => {
-                let (client, connection) = tokio_postgres::connect(&self.inner.url, NoTls)
-                    .await
-                    .map_err(|err| StoreError::Unavailable(format!("cannot connect to postgres: {err}")))?;
-                tokio::spawn(async move {
-                    if let Err(err) = connection.await {
-                        tracing::warn!(error = %err, "PostgreSQL connection closed.");
+                let refused =
+                    |err: tokio_postgres::Error| StoreError::Unavailable(format!("cannot connect to postgres: {err}"));
+                let client = match &self.inner.tls {
+                    None => {
+                        let (client, connection) =
+                            tokio_postgres::connect(&self.inner.url, NoTls).await.map_err(refused)?;
+                        tokio::spawn(drive(connection));
+                        client
                     }
-                });
+                    Some(config) => {
+                        let tls = tls::MakeRustls(Arc::clone(config));
+                        let (client, connection) =
+                            tokio_postgres::connect(&self.inner.url, tls).await.map_err(refused)?;
+                        tokio::spawn(drive(connection));
+                        client
+                    }
+                };
                 Connection { client, statements: HashMap::new() }
             }
         };
@@ -469,6 +491,93 @@ impl PostgresStore {
             };
         }
         Ok(())
+    }
+}
+
+/// Runs a connection until it closes.
+async fn drive<F: std::future::Future<Output = Result<(), tokio_postgres::Error>>>(connection: F) {
+    if let Err(err) = connection.await {
+        tracing::warn!(error = %err, "PostgreSQL connection closed.");
+    }
+}
+
+/// TLS for tokio-postgres over checkit's rustls setup: tokio-postgres only
+/// ships adapters for native-tls and OpenSSL, so this small one is written here.
+mod tls {
+    use std::future::Future;
+    use std::io;
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::task::{Context, Poll};
+    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+    use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect};
+
+    /// Makes one [`Connect`] per connection, naming the server by the URL's host.
+    #[derive(Clone)]
+    pub(super) struct MakeRustls(pub(super) Arc<rustls::ClientConfig>);
+
+    pub(super) struct Connect {
+        config: Arc<rustls::ClientConfig>,
+        server_name: rustls::pki_types::ServerName<'static>,
+    }
+
+    impl<S> MakeTlsConnect<S> for MakeRustls
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        type Stream = Stream<S>;
+        type TlsConnect = Connect;
+        type Error = io::Error;
+
+        fn make_tls_connect(&mut self, domain: &str) -> io::Result<Connect> {
+            let server_name = rustls::pki_types::ServerName::try_from(domain.to_string())
+                .map_err(|err| io::Error::other(format!("invalid server name {domain:?}: {err}")))?;
+            Ok(Connect { config: Arc::clone(&self.0), server_name })
+        }
+    }
+
+    impl<S> TlsConnect<S> for Connect
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        type Stream = Stream<S>;
+        type Error = io::Error;
+        type Future = Pin<Box<dyn Future<Output = io::Result<Stream<S>>> + Send>>;
+
+        fn connect(self, stream: S) -> Self::Future {
+            Box::pin(async move {
+                let connector = tokio_rustls::TlsConnector::from(self.config);
+                connector.connect(self.server_name, stream).await.map(Stream)
+            })
+        }
+    }
+
+    /// The encrypted stream handed to tokio-postgres.
+    pub(super) struct Stream<S>(tokio_rustls::client::TlsStream<S>);
+
+    impl<S: AsyncRead + AsyncWrite + Unpin> tokio_postgres::tls::TlsStream for Stream<S> {
+        fn channel_binding(&self) -> ChannelBinding {
+            // SCRAM works without binding data (channel_binding=prefer).
+            ChannelBinding::none()
+        }
+    }
+
+    impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Stream<S> {
+        fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.0).poll_read(cx, buf)
+        }
+    }
+
+    impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Stream<S> {
+        fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            Pin::new(&mut self.0).poll_write(cx, buf)
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.0).poll_flush(cx)
+        }
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.0).poll_shutdown(cx)
+        }
     }
 }
 
