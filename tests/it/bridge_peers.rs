@@ -4,7 +4,7 @@
 
 use crate::bridge_support::{Recorder, TestBridge};
 use crate::peer;
-use crate::support::peers::{Alertmanager, Postgres, PostgresOpts, SmtpOpts, SmtpServer};
+use crate::support::peers::{Alertmanager, Postgres, PostgresOpts, SmtpFailure, SmtpOpts, SmtpServer, SmtpStage};
 use crate::support::{ChildGuard, free_port, loopback, wait_for_port};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -387,5 +387,38 @@ async fn the_postgres_store_speaks_tls() {
         .expect("pg_stat_ssl")
         .get(0);
     assert!(encrypted >= 1, "the bridge's connections use TLS");
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn smtp_temporary_failures_are_retried_and_permanent_ones_dead_lettered() {
+    let smtp = peer!(SmtpServer::start(SmtpOpts::default()).await);
+    let secrets = tempfile::tempdir().expect("temp dir");
+    let bridge = TestBridge::start_at(
+        &format!(
+            "retry: {{initial_interval: 10s, max_interval: 1m}}\ncontacts: {{alice: {{email: alice@example.com}}}}\n\
+             routes: [{{contacts: [alice]}}]\nchannels:\n{}",
+            email_block(&smtp, secrets.path())
+        ),
+        Utc::now(),
+    )
+    .await;
+    smtp.set_failure(SmtpStage::Rcpt, Some(SmtpFailure::Temporary));
+    bridge.post(crate::bridge_support::notification("team", "a", &[("Temporary", "warning", "firing")])).await;
+    let failed = bridge.wait_for_outcome("failed", 1).await;
+    assert!(failed["items"][0]["error"].as_str().expect("error").contains("451"), "{failed}");
+    smtp.set_failure(SmtpStage::Rcpt, None);
+    bridge.advance(chrono::Duration::seconds(16));
+    smtp.wait_for_messages(1, Duration::from_secs(15)).await;
+    bridge.wait_for_outcome("sent", 1).await;
+
+    smtp.set_failure(SmtpStage::Data, Some(SmtpFailure::Permanent));
+    bridge.post(crate::bridge_support::notification("team", "b", &[("Permanent", "warning", "firing")])).await;
+    let dead = bridge.wait_for_outcome("dead", 1).await;
+    let error = dead["items"][0]["error"].as_str().expect("error");
+    assert!(error.contains("permanent failure") && error.contains("550"), "{error}");
+    bridge.advance(chrono::Duration::hours(1));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(smtp.messages().len(), 1, "a permanent failure is not retried");
     bridge.stop().await;
 }
