@@ -18,7 +18,7 @@ for bin in wrk nginx prometheus-blackbox-exporter; do
   command -v "$bin" >/dev/null || { echo "missing $bin: run tests/install-peers.sh" >&2; exit 1; }
 done
 cargo build --release --locked --quiet
-checkit=target/release/checkit
+checkit=${CARGO_TARGET_DIR:-target}/release/checkit
 
 # Every probe opens a new connection, as blackbox does; let TIME_WAIT ports be
 # reused so neither exporter runs out of ephemeral ports during the run.
@@ -26,6 +26,7 @@ sysctl -qw net.ipv4.tcp_tw_reuse=1 2>/dev/null || true
 sysctl -qw net.ipv4.ip_local_port_range="1024 65000" 2>/dev/null || true
 
 work=$(mktemp -d)
+chmod 0755 "$work"  # nginx workers run unprivileged and must read the document root
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
@@ -74,8 +75,8 @@ wait_port "$nginx_port"; wait_port "$checkit_port"; wait_port "$blackbox_port"
 for port in "$checkit_port" "$blackbox_port"; do
   for module in http_2xx tcp_connect; do
     target=127.0.0.1:$nginx_port
-    curl -fsS "http://127.0.0.1:$port/probe?module=$module&target=$target" | grep -q '^probe_success 1' \
-      || { echo "probe $module failed on port $port" >&2; exit 1; }
+    body=$(curl -fsS "http://127.0.0.1:$port/probe?module=$module&target=$target")
+    grep -q '^probe_success 1' <<<"$body" || { echo "probe $module failed on port $port:" >&2; echo "$body" >&2; exit 1; }
   done
 done
 

@@ -14,8 +14,18 @@ pub struct Entry {
     pub target: String,
     /// Whether it succeeded.
     pub success: bool,
-    /// The debug output.
-    pub debug_output: String,
+    /// The probe's result, rendered into debug output only when asked for:
+    /// rendering on every probe would cost more than most probes do.
+    pub outcome: crate::probe::Outcome,
+    /// The module as YAML (shared with the config).
+    pub module_yaml: std::sync::Arc<str>,
+}
+
+impl Entry {
+    /// blackbox's three-section debug output.
+    pub fn debug_output(&self) -> String {
+        crate::server::debug_output(&self.outcome, &self.module_yaml)
+    }
 }
 
 /// Bounded history.
@@ -34,13 +44,20 @@ impl History {
     }
 
     /// Stores a result and returns its id.
-    pub fn add(&mut self, module: &str, target: &str, success: bool, debug_output: String) -> u64 {
+    pub fn add(
+        &mut self,
+        module: &str,
+        target: &str,
+        outcome: crate::probe::Outcome,
+        module_yaml: std::sync::Arc<str>,
+    ) -> u64 {
+        let success = outcome.success();
         let id = self.next_id;
         self.next_id += 1;
         if self.limit == 0 {
             return id;
         }
-        self.recent.push_back(Entry { id, module: module.into(), target: target.into(), success, debug_output });
+        self.recent.push_back(Entry { id, module: module.into(), target: target.into(), success, outcome, module_yaml });
         while self.recent.len() > self.limit {
             if let Some(evicted) = self.recent.pop_front() {
                 if !evicted.success {
@@ -75,17 +92,25 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probe::{Outcome, Phase, ProbeError, Reason};
+
+    fn outcome(error: Option<ProbeError>) -> Outcome {
+        Outcome { registry: Default::default(), error, log: vec!["line".into()], duration: Default::default() }
+    }
 
     #[test]
     fn failures_outlive_successes() {
         let mut history = History::new(2);
-        history.add("m", "failed", false, "f".into());
+        let failed = Some(ProbeError::new(Phase::Connect, Reason::Refused, "refused"));
+        history.add("m", "failed", outcome(failed), "prober: tcp\n".into());
         for index in 0..5 {
-            history.add("m", &format!("ok{index}"), true, String::new());
+            history.add("m", &format!("ok{index}"), outcome(None), "prober: tcp\n".into());
         }
         let targets: Vec<&str> = history.list().iter().map(|entry| entry.target.as_str()).collect();
         assert_eq!(targets, ["ok4", "ok3", "failed"]);
-        assert_eq!(history.get(0).map(|entry| entry.debug_output.as_str()), Some("f"));
+        let debug_output = history.get(0).map(Entry::debug_output).unwrap_or_default();
+        assert!(debug_output.starts_with("Logs for the probe:\nline\n"), "{debug_output}");
+        assert!(debug_output.ends_with("Module configuration:\nprober: tcp\n"), "{debug_output}");
         assert!(history.latest("ok3", Some("m")).is_some());
         assert!(history.latest("ok3", Some("other")).is_none());
     }

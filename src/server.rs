@@ -300,25 +300,25 @@ async fn probe_handler(State(app): State<Arc<App>>, headers: HeaderMap, request:
     app.telemetry.in_flight.dec();
     let result = outcome.error.as_ref().map_or("success", |err| err.reason.as_str());
     app.telemetry.probes.get_or_create(&ProbeLabels { module: params.module.clone(), result: result.into() }).inc();
-    let debug_output = debug_output(&outcome, module);
+    let module_yaml = config.module_yaml(&params.module);
+    let debug = params.debug.then(|| debug_output(&outcome, &module_yaml));
+    let body = outcome.registry.encode();
+    let denied = outcome.error.as_ref().filter(|err| err.reason == Reason::Denied).map(|err| err.detail.clone());
     if let Ok(mut history) = app.history.lock() {
-        history.add(&params.module, &target, outcome.success(), debug_output.clone());
+        history.add(&params.module, &target, outcome, module_yaml);
     }
-    if let Some(err) = &outcome.error {
-        if err.reason == Reason::Denied {
-            app.telemetry.reject("denied");
-            return text(StatusCode::FORBIDDEN, format!("{}\n", err.detail));
-        }
+    if let Some(detail) = denied {
+        app.telemetry.reject("denied");
+        return text(StatusCode::FORBIDDEN, format!("{detail}\n"));
     }
-    if params.debug {
-        return text(StatusCode::OK, debug_output);
+    if let Some(debug) = debug {
+        return text(StatusCode::OK, debug);
     }
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], outcome.registry.encode())
-        .into_response()
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 
 /// blackbox's three-section debug output.
-pub fn debug_output(outcome: &probe::Outcome, module: &probe::Module) -> String {
+pub fn debug_output(outcome: &probe::Outcome, module_yaml: &str) -> String {
     let mut out = String::from("Logs for the probe:\n");
     for line in &outcome.log {
         out.push_str(line);
@@ -327,7 +327,7 @@ pub fn debug_output(outcome: &probe::Outcome, module: &probe::Module) -> String 
     out.push_str("\n\n\nMetrics that would have been returned:\n");
     out.push_str(&outcome.registry.encode());
     out.push_str("\n\n\nModule configuration:\n");
-    out.push_str(&crate::config::yaml::to_string(module));
+    out.push_str(module_yaml);
     out
 }
 
@@ -378,7 +378,7 @@ async fn logs_handler(State(app): State<Arc<App>>, request: Request) -> Response
         _ => return text(StatusCode::BAD_REQUEST, "Exactly one of the id or target parameters is required\n"),
     };
     match entry {
-        Some(entry) => text(StatusCode::OK, entry.debug_output.clone()),
+        Some(entry) => text(StatusCode::OK, entry.debug_output()),
         None => text(StatusCode::NOT_FOUND, "Probe not found\n"),
     }
 }

@@ -94,6 +94,9 @@ pub struct Config {
     /// The compiled target policy.
     #[serde(skip)]
     pub policy: TargetPolicy,
+    /// Each module rendered as YAML once, for debug output and `/logs`.
+    #[serde(skip)]
+    module_yaml: BTreeMap<String, std::sync::Arc<str>>,
     /// The alert bridge, when enabled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bridge: Option<std::sync::Arc<crate::bridge::Config>>,
@@ -151,7 +154,8 @@ impl Config {
         if !problems.is_empty() {
             return Err(Error::Invalid(problems.0));
         }
-        Ok(Config { modules, exporter, policy, bridge })
+        let module_yaml = modules.iter().map(|(name, module)| (name.clone(), yaml::to_string(module).into())).collect();
+        Ok(Config { modules, exporter, policy, module_yaml, bridge })
     }
 
     /// Reads and parses a config file.
@@ -164,6 +168,11 @@ impl Config {
     /// The module called `name`.
     pub fn module(&self, name: &str) -> Option<&Module> {
         self.modules.get(name)
+    }
+
+    /// The module called `name` as YAML (empty when there is none).
+    pub fn module_yaml(&self, name: &str) -> std::sync::Arc<str> {
+        self.module_yaml.get(name).cloned().unwrap_or_else(|| "".into())
     }
 
     /// The config as YAML with defaults filled in and secrets hidden (`/config`).
