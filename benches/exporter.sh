@@ -24,6 +24,9 @@ checkit=${CARGO_TARGET_DIR:-target}/release/checkit
 # reused so neither exporter runs out of ephemeral ports during the run.
 sysctl -qw net.ipv4.tcp_tw_reuse=1 2>/dev/null || true
 sysctl -qw net.ipv4.ip_local_port_range="1024 65000" 2>/dev/null || true
+# A target that cannot accept fast enough drops SYNs, which shows up as 1 s
+# retransmits in the p99 of whichever exporter probes fastest.
+sysctl -qw net.core.somaxconn=4096 2>/dev/null || true
 
 work=$(mktemp -d)
 chmod 0755 "$work"  # nginx workers run unprivileged and must read the document root
@@ -46,7 +49,7 @@ http {
   access_log off;
   client_body_temp_path $work/nginx/body; proxy_temp_path $work/nginx/proxy;
   fastcgi_temp_path $work/nginx/fastcgi; uwsgi_temp_path $work/nginx/uwsgi; scgi_temp_path $work/nginx/scgi;
-  server { listen 127.0.0.1:$nginx_port; root $work/www; }
+  server { listen 127.0.0.1:$nginx_port backlog=4096; root $work/www; }
 }
 NGINX
 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" & pids+=($!)

@@ -153,7 +153,7 @@ async fn probe_once(
     };
     let timeout = crate::probe::effective_timeout(module.timeout.get(), Some(timeout + offset), offset);
     let outcome = crate::probe::run(module, target, hostname, timeout, &config.policy).await;
-    print!("{}", server::debug_output(&outcome, &config.module_yaml(module_name)));
+    print!("{}", server::debug_output(&outcome.log, &outcome.registry.encode(), &config.module_yaml(module_name)));
     if outcome.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 

@@ -14,17 +14,19 @@ pub struct Entry {
     pub target: String,
     /// Whether it succeeded.
     pub success: bool,
-    /// The probe's result, rendered into debug output only when asked for:
-    /// rendering on every probe would cost more than most probes do.
-    pub outcome: crate::probe::Outcome,
+    /// The probe's log lines.
+    pub log: Vec<String>,
+    /// The metrics it returned, encoded (smaller to keep than the registry).
+    pub metrics: String,
     /// The module as YAML (shared with the config).
     pub module_yaml: std::sync::Arc<str>,
 }
 
 impl Entry {
-    /// blackbox's three-section debug output.
+    /// blackbox's three-section debug output, rendered only when asked for:
+    /// rendering on every probe would cost more than most probes do.
     pub fn debug_output(&self) -> String {
-        crate::server::debug_output(&self.outcome, &self.module_yaml)
+        crate::server::debug_output(&self.log, &self.metrics, &self.module_yaml)
     }
 }
 
@@ -48,16 +50,25 @@ impl History {
         &mut self,
         module: &str,
         target: &str,
-        outcome: crate::probe::Outcome,
+        success: bool,
+        log: Vec<String>,
+        metrics: String,
         module_yaml: std::sync::Arc<str>,
     ) -> u64 {
-        let success = outcome.success();
         let id = self.next_id;
         self.next_id += 1;
         if self.limit == 0 {
             return id;
         }
-        self.recent.push_back(Entry { id, module: module.into(), target: target.into(), success, outcome, module_yaml });
+        self.recent.push_back(Entry {
+            id,
+            module: module.into(),
+            target: target.into(),
+            success,
+            log,
+            metrics,
+            module_yaml,
+        });
         while self.recent.len() > self.limit {
             if let Some(evicted) = self.recent.pop_front() {
                 if !evicted.success {
@@ -92,19 +103,20 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::{Outcome, Phase, ProbeError, Reason};
-
-    fn outcome(error: Option<ProbeError>) -> Outcome {
-        Outcome { registry: Default::default(), error, log: vec!["line".into()], duration: Default::default() }
-    }
 
     #[test]
     fn failures_outlive_successes() {
         let mut history = History::new(2);
-        let failed = Some(ProbeError::new(Phase::Connect, Reason::Refused, "refused"));
-        history.add("m", "failed", outcome(failed), "prober: tcp\n".into());
+        history.add("m", "failed", false, vec!["line".into()], "probe_success 0\n".into(), "prober: tcp\n".into());
         for index in 0..5 {
-            history.add("m", &format!("ok{index}"), outcome(None), "prober: tcp\n".into());
+            history.add(
+                "m",
+                &format!("ok{index}"),
+                true,
+                Vec::new(),
+                "probe_success 1\n".into(),
+                "prober: tcp\n".into(),
+            );
         }
         let targets: Vec<&str> = history.list().iter().map(|entry| entry.target.as_str()).collect();
         assert_eq!(targets, ["ok4", "ok3", "failed"]);

@@ -301,11 +301,11 @@ async fn probe_handler(State(app): State<Arc<App>>, headers: HeaderMap, request:
     let result = outcome.error.as_ref().map_or("success", |err| err.reason.as_str());
     app.telemetry.probes.get_or_create(&ProbeLabels { module: params.module.clone(), result: result.into() }).inc();
     let module_yaml = config.module_yaml(&params.module);
-    let debug = params.debug.then(|| debug_output(&outcome, &module_yaml));
     let body = outcome.registry.encode();
+    let debug = params.debug.then(|| debug_output(&outcome.log, &body, &module_yaml));
     let denied = outcome.error.as_ref().filter(|err| err.reason == Reason::Denied).map(|err| err.detail.clone());
     if let Ok(mut history) = app.history.lock() {
-        history.add(&params.module, &target, outcome, module_yaml);
+        history.add(&params.module, &target, outcome.success(), outcome.log, body.clone(), module_yaml);
     }
     if let Some(detail) = denied {
         app.telemetry.reject("denied");
@@ -318,26 +318,28 @@ async fn probe_handler(State(app): State<Arc<App>>, headers: HeaderMap, request:
 }
 
 /// blackbox's three-section debug output.
-pub fn debug_output(outcome: &probe::Outcome, module_yaml: &str) -> String {
+pub fn debug_output(log: &[String], metrics: &str, module_yaml: &str) -> String {
     let mut out = String::from("Logs for the probe:\n");
-    for line in &outcome.log {
+    for line in log {
         out.push_str(line);
         out.push('\n');
     }
     out.push_str("\n\n\nMetrics that would have been returned:\n");
-    out.push_str(&outcome.registry.encode());
+    out.push_str(metrics);
     out.push_str("\n\n\nModule configuration:\n");
     out.push_str(module_yaml);
     out
 }
 
-async fn metrics_handler(State(app): State<Arc<App>>) -> Response {
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        app.telemetry.encode(),
-    )
-        .into_response()
+/// OpenMetrics when the scraper asks for it (Prometheus does), else text 0.0.4.
+async fn metrics_handler(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|value| value.to_str().ok()).unwrap_or_default();
+    if accept.contains("application/openmetrics-text") {
+        let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+        return (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], app.telemetry.encode()).into_response();
+    }
+    let content_type = "text/plain; version=0.0.4; charset=utf-8";
+    (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], app.telemetry.encode_text()).into_response()
 }
 
 async fn reload_handler(State(app): State<Arc<App>>, method: Method) -> Response {

@@ -111,6 +111,12 @@ impl Telemetry {
         }
     }
 
+    /// Encodes the registry in the Prometheus text format 0.0.4, which every
+    /// scraper and `promtool check metrics` read (see [`to_text_format`]).
+    pub fn encode_text(&self) -> String {
+        to_text_format(&self.encode())
+    }
+
     /// Encodes the registry (OpenMetrics text).
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -121,6 +127,39 @@ impl Telemetry {
         }
         out
     }
+}
+
+/// Rewrites OpenMetrics text (what `prometheus-client` writes) as text format
+/// 0.0.4: counter families are named with their `_total` suffix, and `# UNIT`
+/// and `# EOF` lines are dropped.
+pub fn to_text_format(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = line
+            .strip_prefix("# HELP ")
+            .map(|rest| ("# HELP ", rest))
+            .or_else(|| line.strip_prefix("# TYPE ").map(|rest| ("# TYPE ", rest)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let name = if counters.contains(name) { format!("{name}_total") } else { name.to_string() };
+                out.push_str(&format!("{prefix}{name} {tail}\n"));
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
 }
 
 impl Default for Telemetry {
@@ -205,3 +244,24 @@ pub const METRIC_NAMES: &[&str] = &[
     "checkit_probe_requests_rejected_total",
     "checkit_probes_in_flight",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openmetrics_counters_become_text_format_counters() {
+        let telemetry = Telemetry::new();
+        telemetry.module_unknown.inc();
+        let text = telemetry.encode_text();
+        assert!(
+            text.contains("# HELP blackbox_module_unknown_total Count of unknown modules requested by probes"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE blackbox_module_unknown_total counter\nblackbox_module_unknown_total 1\n"),
+            "{text}"
+        );
+        assert!(!text.contains("# EOF"), "{text}");
+    }
+}

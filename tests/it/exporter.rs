@@ -21,6 +21,11 @@ modules:
       preferred_ip_protocol: ip4
       query_response:
         - expect: "^SSH-"
+  http_2xx:
+    prober: http
+    timeout: 2s
+    http:
+      preferred_ip_protocol: ip4
 exporter:
   targets:
     allow: ["127.0.0.0/8", "::1/128"]
@@ -197,4 +202,67 @@ async fn invalid_web_config_lists_its_problems() {
         "{problems:?}"
     );
     assert!(problems.iter().any(|p| p.starts_with("tls_server_config.key_file: key_file is required")), "{problems:?}");
+}
+
+/// `promtool check metrics` accepts what `/probe` and `/metrics` serve.
+#[tokio::test]
+async fn promtool_accepts_probe_and_exporter_metrics() {
+    let Some(promtool) = crate::support::require_binary("promtool", "prometheus") else {
+        return;
+    };
+    let app = start_app(CONFIG).await;
+    let healthy = app.url("/-/healthy");
+    let refused = closed_port().to_string();
+    let mut bodies = Vec::new();
+    for (module, target) in [("http_2xx", healthy.as_str()), ("tcp_connect", refused.as_str())] {
+        let (status, body) = app.probe(module, target).await;
+        assert_eq!(status, 200);
+        bodies.push((format!("/probe {module}"), body));
+    }
+    assert!(bodies[0].1.contains("probe_success 1"), "{}", bodies[0].1);
+    bodies.push(("/metrics".into(), app.get("/metrics").await.1));
+    for (what, body) in bodies {
+        let mut child = std::process::Command::new(&promtool)
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run promtool");
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), body.as_bytes()).expect("write");
+        let output = child.wait_with_output().expect("promtool");
+        assert!(
+            output.status.success(),
+            "promtool rejects {what}: {}{}\n{body}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+#[tokio::test]
+async fn config_endpoint_hides_secrets_and_hostname_conflicts_are_400() {
+    let config = r#"
+modules:
+  http_auth:
+    prober: http
+    http:
+      headers:
+        Host: example.test
+      basic_auth:
+        username: prometheus
+        password: hunter2-secret
+"#;
+    let app = start_app(config).await;
+    let (status, body) = app.get("/config").await;
+    assert_eq!(status, 200);
+    assert!(!body.contains("hunter2-secret"), "{body}");
+    assert!(body.contains("password: <secret>"), "{body}");
+    let (status, body) = app.get("/probe?module=http_auth&target=127.0.0.1:1&hostname=other.test").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("Host header defined both in module configuration"), "{body}");
+    // The debug output shows the module without its secret either.
+    let (status, body) = app.get("/probe?module=http_auth&target=127.0.0.1:1&hostname=example.test&debug=true").await;
+    assert_eq!(status, 200);
+    assert!(!body.contains("hunter2-secret") && body.contains("Module configuration:"), "{body}");
 }
