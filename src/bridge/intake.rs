@@ -163,6 +163,7 @@ pub(super) async fn webhook(State(shared): State<Arc<Shared>>, headers: HeaderMa
     match committed {
         Ok(Ingested::Accepted { notification_id, deliveries }) => {
             shared.metrics.notifications_accepted.inc();
+            shared.rows_accepted.fetch_add(deliveries as u64, Ordering::Relaxed);
             shared.queue_depth.fetch_add(deliveries as u64, Ordering::Relaxed);
             if deliveries > 0 {
                 shared.wake.notify_waiters();

@@ -96,6 +96,9 @@ pub(crate) struct Shared {
     pub(crate) wake: Notify,
     /// Approximate outbox depth, for 503 back-pressure without a query per request.
     pub(crate) queue_depth: AtomicU64,
+    /// Outbox rows committed by intake since start, so that a statistics
+    /// refresh racing with intake never lowers the depth below the truth.
+    pub(crate) rows_accepted: AtomicU64,
     /// This process's lease owner name.
     pub(crate) owner: String,
     /// Serialises sends of contacts with a contact-wide rate limit.
@@ -163,6 +166,7 @@ impl Bridge {
             runtime: RwLock::new(Arc::new(runtime)),
             wake: Notify::new(),
             queue_depth: AtomicU64::new(0),
+            rows_accepted: AtomicU64::new(0),
             owner,
             contact_locks: Mutex::new(HashMap::new()),
         });
@@ -271,9 +275,13 @@ async fn open_store(config: &Config) -> Result<Store, Error> {
 
 /// Refreshes the queue gauges and the back-pressure count from the store.
 async fn refresh_stats(shared: &Shared) {
+    let accepted_before = shared.rows_accepted.load(Ordering::Relaxed);
     match shared.store.queue_stats().await {
         Ok(stats) => {
-            shared.queue_depth.store(stats.depth(), Ordering::Relaxed);
+            // Rows committed while the query ran may be missing from it: add
+            // them (at worst counting some twice until the next refresh).
+            let accepted_meanwhile = shared.rows_accepted.load(Ordering::Relaxed) - accepted_before;
+            shared.queue_depth.store(stats.depth() + accepted_meanwhile, Ordering::Relaxed);
             let gauge = |state| shared.metrics.queue_depth.get_or_create(&metrics::StateLabels { state });
             gauge("pending").set(i64::try_from(stats.pending).unwrap_or(i64::MAX));
             gauge("held").set(i64::try_from(stats.held).unwrap_or(i64::MAX));
