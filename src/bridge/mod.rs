@@ -1,44 +1,330 @@
-//! The alert bridge (placeholder until its engineers land it).
+//! The Alertmanager bridge: webhooks in, messages to people out.
+//!
+//! - `intake`: `POST /webhook` — auth, size, parse, route, durable commit, 2xx.
+//! - `payload`: Alertmanager v4 / Grafana v1 bodies, normalised.
+//! - `route`, `matcher`: which contacts hear about which alerts.
+//! - `dedup`: the idempotency key that makes HA peers and retries count once.
+//! - `store`: SQLite or PostgreSQL; notifications, outbox, lanes, history.
+//! - `outbox`, `plan`: the worker pool and its decisions (delay, quiet hours
+//!   with catch-up, rate limits with overflow summary, retries, dead letters).
+//! - `channels`, `render`, `quiet`, `ratelimit`: providers, templates and the
+//!   schedule and budget maths.
+//! - `history`: `GET /api/v1/deliveries`. `metrics`: `checkit_bridge_*`.
+//! - `clock`: every time decision reads a [`clock::Clock`], so tests move time by hand.
 
 pub mod channels;
+pub mod clock;
+pub mod config;
+pub mod dedup;
+pub mod history;
+pub mod intake;
+pub mod matcher;
+pub mod metrics;
+pub mod outbox;
+pub mod payload;
+pub mod plan;
 pub mod quiet;
 pub mod ratelimit;
 pub mod render;
+pub mod route;
+pub mod store;
 
-use crate::config::Problems;
-use serde::{Deserialize, Serialize};
-use std::sync::Arc;
+pub use config::Config;
 
-/// The `bridge:` section.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    /// A listener of its own for the bridge's routes.
-    pub listen_address: Option<String>,
+use channels::ChannelKind;
+use clock::{Clock, SystemClock};
+use metrics::Metrics;
+use prometheus_client::registry::Registry;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use store::{PostgresStore, Retention, SqliteStore, Store, StoreError};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+/// Why the bridge could not start or reload.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The store could not be opened or migrated.
+    #[error("bridge store: {0}")]
+    Store(#[from] StoreError),
+    /// A channel could not be set up.
+    #[error("bridge channels: {0}")]
+    Channels(#[from] channels::Error),
+    /// Templates failed to compile.
+    #[error("bridge templates: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Templates(Vec<crate::config::Problem>),
+    /// The configuration cannot be used (unreadable secret, no store).
+    #[error("bridge config: {0}")]
+    Config(String),
 }
 
-impl Config {
-    /// Records every problem of this section.
-    pub fn validate(&self, _path: &str, _problems: &mut Problems) {}
+/// The parts of the running bridge that a reload swaps.
+#[derive(Debug)]
+pub(crate) struct Runtime {
+    pub(crate) config: Arc<Config>,
+    pub(crate) routing: route::Routing,
+    pub(crate) credentials: intake::Credentials,
+    pub(crate) channels: channels::Channels,
+    pub(crate) templates: render::Templates,
+    /// Quiet-hours bypass matchers by contact.
+    pub(crate) bypass: HashMap<String, Vec<matcher::Matchers>>,
+}
+
+impl Runtime {
+    fn build(config: Arc<Config>) -> Result<Runtime, Error> {
+        Ok(Runtime {
+            bypass: config.contacts.iter().map(|(name, contact)| (name.clone(), contact.bypass())).collect(),
+            routing: route::Routing::new(&config),
+            credentials: intake::Credentials::load(&config).map_err(Error::Config)?,
+            channels: channels::Channels::new(&config.channels)?,
+            templates: render::Templates::new(&config.templates).map_err(Error::Templates)?,
+            config,
+        })
+    }
+}
+
+/// State shared by the handlers and workers.
+pub(crate) struct Shared {
+    pub(crate) store: Store,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) metrics: Metrics,
+    runtime: RwLock<Arc<Runtime>>,
+    /// Wakes idle workers when rows are committed.
+    pub(crate) wake: Notify,
+    /// Approximate outbox depth, for 503 back-pressure without a query per request.
+    pub(crate) queue_depth: AtomicU64,
+    /// Outbox rows committed by intake since start, so that a statistics
+    /// refresh racing with intake never lowers the depth below the truth.
+    pub(crate) rows_accepted: AtomicU64,
+    /// This process's lease owner name.
+    pub(crate) owner: String,
+    /// Serialises sends of contacts with a contact-wide rate limit.
+    contact_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Shared {
+    /// The lock of `contact`'s contact-wide rate limit.
+    pub(crate) fn contact_lock(&self, contact: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = match self.contact_locks.lock() {
+            Ok(locks) => locks,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        Arc::clone(locks.entry(contact.to_string()).or_default())
+    }
+
+    pub(crate) fn runtime(&self) -> Arc<Runtime> {
+        match self.runtime.read() {
+            Ok(runtime) => Arc::clone(&runtime),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
 }
 
 /// The running bridge.
-pub struct Bridge;
+pub struct Bridge {
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Bridge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bridge").field("owner", &self.shared.owner).finish_non_exhaustive()
+    }
+}
+
+/// How often queue gauges and the back-pressure count are refreshed.
+const STATS_INTERVAL: Duration = Duration::from_secs(2);
+/// How often old history and state are deleted.
+const GC_INTERVAL: Duration = Duration::from_secs(3600);
 
 impl Bridge {
-    /// Starts the bridge.
-    pub async fn start(
-        _config: Arc<Config>,
-        _registry: &mut prometheus_client::registry::Registry,
-    ) -> anyhow::Result<Bridge> {
-        anyhow::bail!("the bridge is not built yet")
+    /// Opens the store, runs migrations, registers metrics and starts the workers.
+    pub async fn start(config: Arc<Config>, registry: &mut Registry) -> Result<Bridge, Error> {
+        Self::start_with_clock(config, registry, Arc::new(SystemClock)).await
     }
-    /// The bridge's routes.
+
+    /// Like [`Bridge::start`], reading time from `clock` (tests pass a
+    /// [`clock::TestClock`]).
+    pub async fn start_with_clock(
+        config: Arc<Config>,
+        registry: &mut Registry,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Bridge, Error> {
+        let channel_names: Vec<&'static str> = ChannelKind::all().iter().map(|kind| kind.as_str()).collect();
+        let metrics = Metrics::register(registry, &channel_names);
+        let runtime = Runtime::build(Arc::clone(&config))?;
+        let store = open_store(&config).await?;
+        let owner = format!("{}-{}-{:08x}", hostname(), std::process::id(), rand::random::<u32>());
+        let shared = Arc::new(Shared {
+            store,
+            clock,
+            metrics,
+            runtime: RwLock::new(Arc::new(runtime)),
+            wake: Notify::new(),
+            queue_depth: AtomicU64::new(0),
+            rows_accepted: AtomicU64::new(0),
+            owner,
+            contact_locks: Mutex::new(HashMap::new()),
+        });
+        refresh_stats(&shared).await;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        for _ in 0..config.workers.max(1) {
+            tasks.push(tokio::spawn(outbox::run_worker(Arc::clone(&shared), shutdown_rx.clone())));
+        }
+        tasks.push(tokio::spawn(run_housekeeping(Arc::clone(&shared), shutdown_rx)));
+        tracing::info!(
+            workers = config.workers,
+            store = if config.store.postgres.is_some() { "postgres" } else { "sqlite" },
+            "Bridge started."
+        );
+        Ok(Bridge { shared, shutdown, tasks: Mutex::new(tasks) })
+    }
+
+    /// The bridge's HTTP routes: `POST /webhook` and `GET /api/v1/deliveries`.
     pub fn router(&self) -> axum::Router {
         axum::Router::new()
+            .route("/webhook", axum::routing::post(intake::webhook))
+            .route("/api/v1/deliveries", axum::routing::get(history::deliveries))
+            .with_state(Arc::clone(&self.shared))
     }
-    /// Applies a new config.
-    pub fn reload(&self, _config: Arc<Config>) {}
-    /// Stops the workers.
-    pub async fn shutdown(&self) {}
+
+    /// Swaps contacts, groups, routes, channels, templates, auth and tuning.
+    /// Store, listen-address and worker-count changes need a restart; they
+    /// are logged and otherwise ignored. A config that cannot be built (an
+    /// unreadable secret file) is logged and the running one stays; use
+    /// [`Bridge::try_reload`] to get the error.
+    pub fn reload(&self, config: Arc<Config>) {
+        if let Err(err) = self.try_reload(config) {
+            tracing::error!(error = %err, "Bridge reload failed; keeping the running configuration.");
+        }
+    }
+
+    /// Like [`Bridge::reload`], returning why a config could not be used.
+    pub fn try_reload(&self, config: Arc<Config>) -> Result<(), Error> {
+        let current = self.shared.runtime();
+        let store_changed = format!("{:?}", current.config.store) != format!("{:?}", config.store);
+        if store_changed {
+            tracing::warn!("The bridge store changed; restart checkit to use it.");
+        }
+        if current.config.listen_address != config.listen_address {
+            tracing::warn!("The bridge listen address changed; restart checkit to use it.");
+        }
+        if current.config.workers != config.workers {
+            tracing::warn!("The bridge worker count changed; restart checkit to use it.");
+        }
+        let runtime = Arc::new(Runtime::build(config)?);
+        match self.shared.runtime.write() {
+            Ok(mut slot) => *slot = runtime,
+            Err(poisoned) => *poisoned.into_inner() = runtime,
+        }
+        self.shared.wake.notify_waiters();
+        tracing::info!("Bridge configuration reloaded.");
+        Ok(())
+    }
+
+    /// The store, for diagnostics and tests.
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    /// Wakes the workers (after a test moved its clock, for example).
+    pub fn wake(&self) {
+        self.shared.wake.notify_waiters();
+    }
+
+    /// Stops the workers after their in-flight attempt; pending rows stay
+    /// in the store for the next start. Calling it again does nothing.
+    pub async fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+        self.shared.wake.notify_waiters();
+        let tasks = match self.tasks.lock() {
+            Ok(mut tasks) => std::mem::take(&mut *tasks),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        };
+        let stopped = !tasks.is_empty();
+        for task in tasks {
+            let _ = task.await;
+        }
+        if stopped {
+            tracing::info!("Bridge stopped.");
+        }
+    }
+}
+
+async fn open_store(config: &Config) -> Result<Store, Error> {
+    match (&config.store.sqlite, &config.store.postgres) {
+        (Some(sqlite), None) => Ok(Store::Sqlite(SqliteStore::open(&sqlite.path).await?)),
+        (None, Some(postgres)) => {
+            let url = postgres.url().map_err(Error::Config)?;
+            let tls = postgres
+                .tls_config
+                .as_ref()
+                .map(|tls_config| crate::probe::tls::Client::new(tls_config, &[]).map(|client| client.config))
+                .transpose()
+                .map_err(|err| Error::Config(format!("bridge.store.postgres.tls_config: {err}")))?;
+            Ok(Store::Postgres(PostgresStore::open_with_tls(url.expose(), postgres.max_connections, tls).await?))
+        }
+        _ => Err(Error::Config("bridge.store: set exactly one of sqlite and postgres".into())),
+    }
+}
+
+/// Refreshes the queue gauges and the back-pressure count from the store.
+async fn refresh_stats(shared: &Shared) {
+    let accepted_before = shared.rows_accepted.load(Ordering::Relaxed);
+    match shared.store.queue_stats().await {
+        Ok(stats) => {
+            // Rows committed while the query ran may be missing from it: add
+            // them (at worst counting some twice until the next refresh).
+            let accepted_meanwhile = shared.rows_accepted.load(Ordering::Relaxed) - accepted_before;
+            shared.queue_depth.store(stats.depth() + accepted_meanwhile, Ordering::Relaxed);
+            let gauge = |state| shared.metrics.queue_depth.get_or_create(&metrics::StateLabels { state });
+            gauge("pending").set(i64::try_from(stats.pending).unwrap_or(i64::MAX));
+            gauge("held").set(i64::try_from(stats.held).unwrap_or(i64::MAX));
+            gauge("limited").set(i64::try_from(stats.limited).unwrap_or(i64::MAX));
+            let age = stats
+                .oldest_pending
+                .map(|oldest| (shared.clock.now() - oldest).num_milliseconds().max(0) as f64 / 1000.0)
+                .unwrap_or(0.0);
+            shared.metrics.oldest_pending_age.set(age);
+        }
+        Err(err) => tracing::warn!(error = %err, "Cannot read outbox statistics."),
+    }
+}
+
+async fn run_housekeeping(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let mut stats = tokio::time::interval(STATS_INTERVAL);
+    let mut gc = tokio::time::interval(GC_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = stats.tick() => refresh_stats(&shared).await,
+            _ = gc.tick() => {
+                let config = Arc::clone(&shared.runtime().config);
+                let now = shared.clock.now();
+                let retention = Retention {
+                    history_before: now - chrono::Duration::from_std(config.retention.get()).unwrap_or_default(),
+                    dedup_before: now - chrono::Duration::from_std(config.dedup_window.get()).unwrap_or_default(),
+                    sends_before: now - outbox::SEND_WINDOW,
+                };
+                if let Err(err) = shared.store.gc(retention).await {
+                    tracing::warn!(error = %err, "Cannot delete old bridge data.");
+                }
+            }
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .unwrap_or_else(|_| "checkit".into())
 }

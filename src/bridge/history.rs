@@ -1,0 +1,148 @@
+//! `GET /api/v1/deliveries`: every delivery attempt and decision, newest first.
+//!
+//! Query parameters (all optional):
+//!
+//! | parameter | meaning |
+//! |---|---|
+//! | `contact`, `channel` | exact match |
+//! | `status` | `sent`, `failed` (will retry), `dead`, `held`, `rate_limited`, `skipped` |
+//! | `alertname` | entries with an alert of this name |
+//! | `since`, `until` | RFC 3339 times; `since` inclusive, `until` exclusive |
+//! | `sort` | `-time` (default, newest first) or `time` |
+//! | `limit` | page size, 1–1000, default 100 |
+//! | `offset` | entries to skip, default 0 |
+//!
+//! The answer is `{"total": n, "limit": …, "offset": …, "items": [...]}`;
+//! a bad parameter gives 400 with the reason.
+
+use super::Shared;
+use super::intake::refuse_unauthorized;
+use super::store::{HistoryQuery, Outcome};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+const DEFAULT_LIMIT: u32 = 100;
+const MAX_LIMIT: u32 = 1000;
+
+/// Parses the query string into a [`HistoryQuery`].
+pub fn parse_query(params: &HashMap<String, String>) -> Result<HistoryQuery, String> {
+    let mut query = HistoryQuery { limit: DEFAULT_LIMIT, ..HistoryQuery::default() };
+    for (name, value) in params {
+        match name.as_str() {
+            "contact" => query.contact = Some(value.clone()),
+            "channel" => query.channel = Some(value.clone()),
+            "alertname" => query.alertname = Some(value.clone()),
+            "status" => {
+                query.outcome = Some(Outcome::parse(value).ok_or_else(|| {
+                    format!("invalid status {value:?}: expected sent, failed, dead, held, rate_limited or skipped")
+                })?)
+            }
+            "since" => query.since = Some(parse_time(name, value)?),
+            "until" => query.until = Some(parse_time(name, value)?),
+            "sort" => {
+                query.ascending = match value.as_str() {
+                    "time" => true,
+                    "-time" => false,
+                    _ => return Err(format!("invalid sort {value:?}: expected time or -time")),
+                }
+            }
+            "limit" => {
+                query.limit = value
+                    .parse()
+                    .ok()
+                    .filter(|limit| (1..=MAX_LIMIT).contains(limit))
+                    .ok_or_else(|| format!("invalid limit {value:?}: expected 1 to {MAX_LIMIT}"))?
+            }
+            "offset" => {
+                query.offset = value.parse().map_err(|_| format!("invalid offset {value:?}: expected a number"))?
+            }
+            other => return Err(format!("unknown parameter {other:?}")),
+        }
+    }
+    Ok(query)
+}
+
+fn parse_time(name: &str, value: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(value)
+        .map(|time| time.with_timezone(&Utc))
+        .map_err(|_| format!("invalid {name} {value:?}: expected an RFC 3339 time"))
+}
+
+/// The history handler.
+pub(super) async fn deliveries(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let runtime = shared.runtime();
+    if let Some(response) = refuse_unauthorized(&shared, &runtime.credentials, &headers) {
+        return response;
+    }
+    let query = match parse_query(&params) {
+        Ok(query) => query,
+        Err(reason) => return (StatusCode::BAD_REQUEST, format!("{reason}\n")).into_response(),
+    };
+    let (limit, offset) = (query.limit, query.offset);
+    match shared.store.history(query).await {
+        Ok(page) => axum::Json(serde_json::json!({
+            "total": page.total,
+            "limit": limit,
+            "offset": offset,
+            "items": page.items,
+        }))
+        .into_response(),
+        Err(err) => {
+            tracing::error!(error = %err, "Cannot read delivery history.");
+            (StatusCode::SERVICE_UNAVAILABLE, format!("storage unavailable: {err}\n")).into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn queries_parse_with_defaults() {
+        let query = parse_query(&params(&[])).unwrap();
+        assert_eq!(query.limit, DEFAULT_LIMIT);
+        assert!(!query.ascending);
+        let query = parse_query(&params(&[
+            ("contact", "alice"),
+            ("status", "rate_limited"),
+            ("since", "2026-01-01T00:00:00+01:00"),
+            ("sort", "time"),
+            ("limit", "5"),
+            ("offset", "10"),
+        ]))
+        .unwrap();
+        assert_eq!(query.contact.as_deref(), Some("alice"));
+        assert_eq!(query.outcome, Some(Outcome::RateLimited));
+        assert_eq!(query.since.unwrap().to_rfc3339(), "2025-12-31T23:00:00+00:00");
+        assert!(query.ascending);
+        assert_eq!((query.limit, query.offset), (5, 10));
+    }
+
+    #[test]
+    fn bad_queries_say_why() {
+        for (pairs, reason) in [
+            (vec![("status", "lost")], "invalid status"),
+            (vec![("limit", "0")], "invalid limit"),
+            (vec![("limit", "5000")], "invalid limit"),
+            (vec![("since", "yesterday")], "invalid since"),
+            (vec![("sort", "name")], "invalid sort"),
+            (vec![("page", "2")], "unknown parameter"),
+        ] {
+            let err = parse_query(&params(&pairs)).unwrap_err();
+            assert!(err.contains(reason), "{err}");
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! `POST /webhook`: auth → size → parse → back-pressure → route → durable
+//! commit → 2xx.
+//!
+//! The status codes follow the bridge's inbound contract: 401 for missing or
+//! wrong credentials, 413 for bodies over `max_body_size`, 400 with the
+//! reason for bodies that are not a webhook payload, 503 when the outbox is
+//! full or storage fails (Alertmanager retries 5xx with backoff), and never
+//! 429 (Alertmanager would wait a whole `group_interval`).
+//!
+//! **Architecture invariant:** the handler never delivers anything itself; it
+//! only commits rows that the outbox workers pick up.
+
+use super::Shared;
+use super::config::Config;
+use super::dedup;
+use super::payload;
+use super::store::{Ingested, NewNotification};
+use crate::config::types::{Secret, read_secret_file};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use http_body_util::BodyExt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// Inbound credentials, read from their files at start and on reload.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    bearer: Option<Secret>,
+    basic: Option<(String, Secret)>,
+}
+
+impl Credentials {
+    /// Reads the secret files named in `config.auth`.
+    pub fn load(config: &Config) -> Result<Credentials, String> {
+        let bearer = config.auth.bearer.as_ref().map(|bearer| read_secret_file(&bearer.token_file)).transpose()?;
+        let basic = config
+            .auth
+            .basic
+            .as_ref()
+            .map(|basic| read_secret_file(&basic.password_file).map(|password| (basic.username.clone(), password)))
+            .transpose()?;
+        Ok(Credentials { bearer, basic })
+    }
+
+    /// True when nothing is configured or the request carries valid credentials.
+    pub fn allows(&self, headers: &HeaderMap) -> bool {
+        if self.bearer.is_none() && self.basic.is_none() {
+            return true;
+        }
+        let Some((scheme, credentials)) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().split_once(' '))
+        else {
+            return false;
+        };
+        let credentials = credentials.trim();
+        if scheme.eq_ignore_ascii_case("basic") {
+            let Some((username, password)) = &self.basic else {
+                return false;
+            };
+            let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(credentials) else {
+                return false;
+            };
+            let expected = format!("{username}:{}", password.expose());
+            constant_time_eq(&decoded, expected.as_bytes())
+        } else {
+            // Alertmanager's `authorization.type` may be any word; only the
+            // credentials are compared.
+            self.bearer
+                .as_ref()
+                .is_some_and(|token| constant_time_eq(credentials.as_bytes(), token.expose().as_bytes()))
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge for a 401.
+    fn challenge(&self) -> &'static str {
+        if self.basic.is_some() { "Basic realm=\"checkit\"" } else { "Bearer realm=\"checkit\"" }
+    }
+}
+
+/// Compares secrets without an early exit that would leak their prefix.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+/// A plain-text error response; Alertmanager copies the text into its log.
+fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, message.into()).into_response()
+}
+
+/// The 401 refusal (with a challenge) when the request lacks valid credentials.
+pub(super) fn refuse_unauthorized(shared: &Shared, credentials: &Credentials, headers: &HeaderMap) -> Option<Response> {
+    if credentials.allows(headers) {
+        return None;
+    }
+    shared.metrics.reject("unauthorized");
+    let mut response = refuse(StatusCode::UNAUTHORIZED, "missing or invalid credentials\n");
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(credentials.challenge()));
+    Some(response)
+}
+
+/// The webhook handler.
+pub(super) async fn webhook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
+    shared.metrics.webhooks_received.inc();
+    let runtime = shared.runtime();
+    if let Some(response) = refuse_unauthorized(&shared, &runtime.credentials, &headers) {
+        return response;
+    }
+    let limit =
+        runtime.config.max_body_size.limit().and_then(|limit| usize::try_from(limit).ok()).unwrap_or(usize::MAX);
+    let too_large = || {
+        shared.metrics.reject("too_large");
+        refuse(StatusCode::PAYLOAD_TOO_LARGE, format!("body larger than max_body_size ({limit} bytes)\n"))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return too_large();
+    }
+    let bytes = match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(err) if err.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            return too_large();
+        }
+        Err(err) => {
+            shared.metrics.reject("malformed");
+            return refuse(StatusCode::BAD_REQUEST, format!("cannot read body: {err}\n"));
+        }
+    };
+    let received_at = shared.clock.now();
+    let notification = match payload::parse(&bytes, received_at) {
+        Ok(notification) => notification,
+        Err(err) => {
+            shared.metrics.reject(err.reason());
+            tracing::debug!(error = %err, "Refused a webhook body.");
+            return refuse(StatusCode::BAD_REQUEST, format!("{err}\n"));
+        }
+    };
+    let max_queue = runtime.config.max_queue;
+    if shared.queue_depth.load(Ordering::Relaxed) >= max_queue {
+        shared.metrics.reject("queue_full");
+        tracing::warn!(max_queue, "Refused a webhook: the outbox is full.");
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("outbox full ({max_queue} messages pending); retry later\n"),
+        );
+    }
+    let deliveries = runtime.routing.route(&notification, received_at);
+    let window = runtime.config.dedup_window.get();
+    let dedup_key = (!window.is_zero()).then(|| dedup::key(&notification));
+    let dedup_since = received_at - chrono::Duration::from_std(window).unwrap_or_default();
+    let committed =
+        shared.store.ingest(NewNotification { received_at, notification, dedup_key, dedup_since, deliveries }).await;
+    match committed {
+        Ok(Ingested::Accepted { notification_id, deliveries }) => {
+            shared.metrics.notifications_accepted.inc();
+            shared.rows_accepted.fetch_add(deliveries as u64, Ordering::Relaxed);
+            shared.queue_depth.fetch_add(deliveries as u64, Ordering::Relaxed);
+            if deliveries > 0 {
+                shared.wake.notify_waiters();
+            }
+            let body = serde_json::json!({
+                "status": "accepted",
+                "notification": notification_id,
+                "deliveries": deliveries,
+            });
+            (StatusCode::OK, axum::Json(body)).into_response()
+        }
+        Ok(Ingested::Duplicate) => {
+            shared.metrics.deduplicated.inc();
+            (StatusCode::OK, axum::Json(serde_json::json!({"status": "duplicate"}))).into_response()
+        }
+        Err(err) => {
+            shared.metrics.reject("unavailable");
+            tracing::error!(error = %err, "Cannot commit a notification; answering 503.");
+            refuse(StatusCode::SERVICE_UNAVAILABLE, format!("storage unavailable: {err}\n"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(authorization: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_str(authorization).unwrap());
+        headers
+    }
+
+    #[test]
+    fn credentials_accept_bearer_of_any_scheme_and_basic() {
+        let credentials =
+            Credentials { bearer: Some(Secret("tok123".into())), basic: Some(("am".into(), Secret("s3cret".into()))) };
+        assert!(credentials.allows(&headers("Bearer tok123")));
+        assert!(credentials.allows(&headers("webhook tok123")));
+        assert!(credentials.allows(&headers("Basic YW06czNjcmV0")));
+        assert!(!credentials.allows(&headers("Bearer tok1234")));
+        assert!(!credentials.allows(&headers("Basic YW06d3Jvbmc=")));
+        assert!(!credentials.allows(&headers("Basic !!!")));
+        assert!(!credentials.allows(&HeaderMap::new()));
+        assert!(Credentials::default().allows(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn basic_only_refuses_bearer() {
+        let credentials = Credentials { bearer: None, basic: Some(("am".into(), Secret("s3cret".into()))) };
+        assert!(!credentials.allows(&headers("Bearer s3cret")));
+        assert_eq!(credentials.challenge(), "Basic realm=\"checkit\"");
+    }
+}

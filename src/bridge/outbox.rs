@@ -1,0 +1,527 @@
+//! The outbox worker pool: leases a lane (contact, channel), decides what to
+//! do with its due rows, delivers, and records every step.
+//!
+//! Per row, in order:
+//! 1. **Delay**: a row from a route with `delay` keeps only alerts that still
+//!    fire (and resolutions of alerts the contact was told about); if nothing
+//!    is left it is skipped.
+//! 2. **Quiet hours**: unless an alert matches the contact's bypass matchers,
+//!    the row is held until the quiet hours end. When they end, every held
+//!    row of the lane is merged into one catch-up.
+//! 3. **Rate limits** (per channel for each contact, and per contact over all
+//!    channels): over budget, the row waits until budget returns; then every
+//!    waiting row of the lane is merged into one overflow summary.
+//! 4. **Delivery**, bounded by `delivery_timeout`. Retryable failures back
+//!    off exponentially with jitter, never sooner than the provider's
+//!    `Retry-After`; permanent failures, and retries past `max_age` after the
+//!    first attempt, are dead-lettered.
+//!
+//! At-least-once: a row is marked sent only after the provider accepted it,
+//! so a crash between the two sends it again after restart.
+
+use super::Runtime;
+use super::Shared;
+use super::channels::{ChannelKind, DeliveryError};
+use super::config::{Contact, channel_kind};
+use super::plan::{self, Content};
+use super::quiet::QuietHours;
+use super::store::Outcome;
+use super::store::{HistoryEvent, Lane, Mode, OutboxRow, RowState, StoreError, StoredNotification, Transition};
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Due rows handled per lane lease.
+const ROWS_PER_LEASE: u32 = 50;
+/// Idle workers re-check the store this often (other replicas add work too).
+const POLL: Duration = Duration::from_secs(1);
+/// Send history kept for rate-limit decisions.
+pub(super) const SEND_WINDOW: chrono::Duration = chrono::Duration::days(32);
+
+/// How long a lane lease lasts (wall clock): several delivery timeouts.
+fn lease_length(delivery_timeout: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(delivery_timeout.saturating_mul(4).max(Duration::from_secs(60)))
+        .unwrap_or(chrono::Duration::minutes(2))
+}
+
+/// One worker: claims lanes until shutdown.
+pub(super) async fn run_worker(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let wake = shared.wake.notified();
+        tokio::pin!(wake);
+        wake.as_mut().enable();
+        let runtime = shared.runtime();
+        let delivery_timeout = runtime.config.delivery_timeout.get();
+        let lease_now = Utc::now();
+        let lease_until = lease_now + lease_length(delivery_timeout);
+        let claimed = shared.store.claim_lane(&shared.owner, shared.clock.now(), lease_now, lease_until).await;
+        let mut failed = false;
+        match claimed {
+            Ok(Some(lane)) => {
+                let mut worker = LaneWorker {
+                    shared: &shared,
+                    runtime: &runtime,
+                    lane: &lane,
+                    lease_until,
+                    shutdown: &shutdown,
+                    deferred: Vec::new(),
+                    limited_until: None,
+                };
+                if let Err(err) = worker.process().await {
+                    tracing::warn!(error = %err, contact = %lane.contact, channel = %lane.channel, "Cannot process a delivery lane.");
+                }
+                release(&shared, &lane).await;
+                continue;
+            }
+            Ok(None) => {}
+            Err(err) => {
+                tracing::warn!(error = %err, "Cannot claim a delivery lane.");
+                failed = true;
+            }
+        }
+        let next_due = if failed { None } else { shared.store.next_due(Utc::now()).await.ok().flatten() };
+        let due = match next_due {
+            Some(next_due) => shared.clock.sleep_until(next_due),
+            None => Box::pin(std::future::pending()),
+        };
+        tokio::select! {
+            _ = &mut wake => {}
+            _ = due => {}
+            _ = tokio::time::sleep(POLL) => {}
+            changed = shutdown.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn release(shared: &Shared, lane: &Lane) {
+    for attempt in 1..=3 {
+        match shared.store.release_lane(lane, &shared.owner).await {
+            Ok(()) => return,
+            Err(err) => {
+                tracing::warn!(error = %err, attempt, "Cannot release a delivery lane.");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// Everything one lane lease needs.
+struct LaneWorker<'a> {
+    shared: &'a Shared,
+    runtime: &'a Runtime,
+    lane: &'a Lane,
+    lease_until: DateTime<Utc>,
+    shutdown: &'a watch::Receiver<bool>,
+    /// Holds, limits and skips, written together.
+    deferred: Vec<Transition>,
+    /// Once over budget, the lane stays so for this lease.
+    limited_until: Option<DateTime<Utc>>,
+}
+
+/// Where a lane's messages go.
+struct Target<'a> {
+    contact: &'a Contact,
+    kind: ChannelKind,
+    address: &'a str,
+}
+
+impl LaneWorker<'_> {
+    async fn process(&mut self) -> Result<(), StoreError> {
+        let store = &self.shared.store;
+        let now = self.shared.clock.now();
+        let rows = store.due_rows(self.lane, now, ROWS_PER_LEASE).await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let contact = self.runtime.config.contacts.get(&self.lane.contact);
+        let kind = channel_kind(&self.lane.channel);
+        let target = contact
+            .zip(kind)
+            .and_then(|(contact, kind)| contact.address(kind).map(|address| Target { contact, kind, address }));
+        let Some(target) = target else {
+            return self.bury_unreachable(rows, now).await;
+        };
+        let quiet = quiet_until(target.contact.quiet_hours.as_ref(), now);
+        let mut sendable: Vec<OutboxRow> = Vec::new();
+
+        let held: Vec<&OutboxRow> = rows.iter().filter(|r| r.state == RowState::Held).collect();
+        if let Some(leader) = held.first() {
+            match quiet {
+                // Quiet hours were extended (by a reload): keep holding.
+                Some(until) => {
+                    for row in &held {
+                        self.deferred.push(Transition::of(row, RowState::Held, until));
+                    }
+                }
+                None => {
+                    let members = store.lane_rows(self.lane, RowState::Held).await?;
+                    let ids = members.iter().map(|row| row.id).collect();
+                    store.merge(leader.id, ids, Mode::CatchUp, now).await?;
+                    sendable.push(OutboxRow { state: RowState::Pending, mode: Mode::CatchUp, ..(*leader).clone() });
+                }
+            }
+        }
+        let limited: Vec<&OutboxRow> = rows.iter().filter(|r| r.state == RowState::Limited).collect();
+        if let Some(leader) = limited.first() {
+            let members = store.lane_rows(self.lane, RowState::Limited).await?;
+            let mode = if members.len() > 1 { Mode::Overflow } else { leader.mode };
+            let ids = members.iter().map(|row| row.id).collect();
+            store.merge(leader.id, ids, mode, now).await?;
+            sendable.push(OutboxRow { state: RowState::Pending, mode, ..(*leader).clone() });
+        }
+        sendable.extend(rows.into_iter().filter(|r| r.state == RowState::Pending));
+        sendable.sort_by_key(|row| (row.created_at, row.id));
+
+        let delivery_timeout = self.runtime.config.delivery_timeout.get();
+        let margin = chrono::Duration::from_std(delivery_timeout).unwrap_or_default() + chrono::Duration::seconds(10);
+        for row in sendable {
+            if *self.shutdown.borrow() || Utc::now() + margin > self.lease_until {
+                break;
+            }
+            self.process_row(&target, row).await?;
+        }
+        self.flush().await
+    }
+
+    /// Writes the deferred transitions.
+    async fn flush(&mut self) -> Result<(), StoreError> {
+        let transitions = std::mem::take(&mut self.deferred);
+        self.shared.store.apply(transitions, self.lane, self.shared.clock.now()).await
+    }
+
+    /// The contact or its address for this channel left the config: nothing
+    /// can be delivered, so the rows are dead-lettered, visibly.
+    async fn bury_unreachable(&mut self, rows: Vec<OutboxRow>, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let reason =
+            format!("contact {:?} has no {} address in the current config", self.lane.contact, self.lane.channel);
+        tracing::warn!(contact = %self.lane.contact, channel = %self.lane.channel, "Dead-lettering messages for a contact no longer configured.");
+        for row in rows {
+            let mut transition = Transition::of(&row, RowState::Dead, now);
+            transition.last_error = Some(reason.clone());
+            transition.event =
+                Some(self.event(&row, row.mode, Outcome::Dead, now, Vec::new(), None, Some(reason.clone()), None));
+            self.count(Outcome::Dead);
+            self.deferred.push(transition);
+        }
+        self.flush().await
+    }
+
+    async fn process_row(&mut self, target: &Target<'_>, row: OutboxRow) -> Result<(), StoreError> {
+        let store = &self.shared.store;
+        let now = self.shared.clock.now();
+        let mut content = self.content(&row).await?;
+        let states = store.alert_states(content.fingerprints()).await?;
+
+        if row.delayed && row.attempts == 0 && row.mode == Mode::Notification {
+            let resolved: Vec<String> = content
+                .alerts
+                .iter()
+                .filter(|alert| alert.status == super::payload::Status::Resolved)
+                .map(|alert| alert.fingerprint.clone())
+                .collect();
+            let told =
+                if resolved.is_empty() { Default::default() } else { store.told(&self.lane.contact, resolved).await? };
+            if !content.keep_still_relevant(&states, &told) {
+                self.skip(&row, &content, now, "alerts resolved before the delay ended");
+                return Ok(());
+            }
+        }
+        if content.alerts.is_empty() {
+            self.skip(&row, &content, now, "no alerts left to tell");
+            return Ok(());
+        }
+        if let Some(quiet_hours) = &target.contact.quiet_hours {
+            if let Some(until) = quiet_until(Some(quiet_hours), now) {
+                let bypass = self.runtime.bypass.get(&self.lane.contact).map(Vec::as_slice).unwrap_or_default();
+                if !content.any_alert(|labels| bypass.iter().any(|matchers| matchers.matches(labels))) {
+                    let mut transition = Transition::of(&row, RowState::Held, until);
+                    transition.event = Some(self.event(
+                        &row,
+                        row.mode,
+                        Outcome::Held,
+                        now,
+                        content.alert_refs(),
+                        None,
+                        Some(format!("quiet hours until {}", until.to_rfc3339())),
+                        None,
+                    ));
+                    self.shared
+                        .metrics
+                        .held
+                        .get_or_create(&super::metrics::ChannelLabels { channel: target.kind.as_str() })
+                        .inc();
+                    self.deferred.push(transition);
+                    return Ok(());
+                }
+            }
+        }
+        // A contact-wide budget is shared by the contact's lanes: check and
+        // send under one per-contact lock so that two workers cannot both
+        // spend the last unit. (Across PostgreSQL replicas this check stays
+        // approximate by at most one message per replica.)
+        let _contact_guard = match &target.contact.rate_limit {
+            Some(_) => Some(self.shared.contact_lock(&self.lane.contact).lock_owned().await),
+            None => None,
+        };
+        if let Some(until) = self.next_allowed(target, now).await? {
+            self.limited_until = Some(until);
+            let mut transition = Transition::of(&row, RowState::Limited, until);
+            transition.event = Some(self.event(
+                &row,
+                row.mode,
+                Outcome::RateLimited,
+                now,
+                content.alert_refs(),
+                None,
+                Some(format!("rate limited until {}", until.to_rfc3339())),
+                None,
+            ));
+            self.shared
+                .metrics
+                .rate_limited
+                .get_or_create(&super::metrics::ChannelLabels { channel: target.kind.as_str() })
+                .inc();
+            self.deferred.push(transition);
+            return Ok(());
+        }
+        // Holds and limits decided so far are written before anything goes out.
+        self.flush().await?;
+        self.deliver(target, row, content, &states, now).await
+    }
+
+    /// Gathers the notifications behind `row` (and the rows merged into it).
+    async fn content(&self, row: &OutboxRow) -> Result<Content, StoreError> {
+        let store = &self.shared.store;
+        let mut rows = vec![row.clone()];
+        if row.mode != Mode::Notification {
+            rows.extend(store.members(row.id).await?);
+        }
+        rows.sort_by_key(|row| (row.created_at, row.id));
+        let mut ids: Vec<i64> = rows.iter().map(|row| row.notification_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let notifications: HashMap<i64, StoredNotification> =
+            store.notifications(ids).await?.into_iter().map(|stored| (stored.id, stored)).collect();
+        let parts: Vec<plan::Part<'_>> = rows
+            .iter()
+            .filter_map(|row| {
+                notifications.get(&row.notification_id).map(|stored| (stored, row.fingerprints.as_deref()))
+            })
+            .collect();
+        Ok(plan::collect(&parts))
+    }
+
+    /// When the budget of this contact and channel allows the next send.
+    async fn next_allowed(&self, target: &Target<'_>, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError> {
+        if let Some(until) = self.limited_until.filter(|until| *until > now) {
+            return Ok(Some(until));
+        }
+        let store = &self.shared.store;
+        let window = |limit: &super::ratelimit::RateLimit| {
+            now - chrono::Duration::from_std(limit.max_window()).unwrap_or(SEND_WINDOW).min(SEND_WINDOW)
+        };
+        let mut next: Option<DateTime<Utc>> = None;
+        if let Some(limit) = self.runtime.config.rate_limits.get(&self.lane.channel) {
+            let sends = store.recent_sends(&self.lane.contact, Some(&self.lane.channel), window(limit)).await?;
+            next = next.max(limit.next_allowed(&sends, now));
+        }
+        if let Some(limit) = &target.contact.rate_limit {
+            let sends = store.recent_sends(&self.lane.contact, None, window(limit)).await?;
+            next = next.max(limit.next_allowed(&sends, now));
+        }
+        Ok(next.filter(|next| *next > now))
+    }
+
+    fn skip(&mut self, row: &OutboxRow, content: &Content, now: DateTime<Utc>, reason: &str) {
+        let mut transition = Transition::of(row, RowState::Skipped, now);
+        transition.event = Some(self.event(
+            row,
+            row.mode,
+            Outcome::Skipped,
+            now,
+            content.alert_refs(),
+            None,
+            Some(reason.to_string()),
+            None,
+        ));
+        self.count(Outcome::Skipped);
+        self.deferred.push(transition);
+    }
+
+    async fn deliver(
+        &mut self,
+        target: &Target<'_>,
+        row: OutboxRow,
+        content: Content,
+        states: &HashMap<String, super::store::AlertState>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let config = &self.runtime.config;
+        let view = content.view(row.mode, states, &self.lane.contact, now);
+        let attempt = row.attempts.saturating_add(1);
+        let first_attempt_at = row.first_attempt_at.unwrap_or(now);
+        let alerts = content.alert_refs();
+        let result = match self.runtime.templates.render_at(target.kind, &view, now) {
+            Ok(outgoing) => {
+                let started = Instant::now();
+                let sent = tokio::time::timeout(
+                    config.delivery_timeout.get(),
+                    self.runtime.channels.deliver(target.kind, target.address, &outgoing),
+                )
+                .await
+                .unwrap_or_else(|_| {
+                    Err(DeliveryError {
+                        retryable: true,
+                        retry_after: None,
+                        reason: "timeout",
+                        detail: format!("no answer within {}", config.delivery_timeout),
+                    })
+                });
+                let elapsed = started.elapsed();
+                self.shared
+                    .metrics
+                    .attempt_duration
+                    .get_or_create(&super::metrics::ChannelLabels { channel: target.kind.as_str() })
+                    .observe(elapsed.as_secs_f64());
+                sent.map(|receipt| (receipt, elapsed))
+            }
+            Err(err) => {
+                Err(DeliveryError { retryable: false, retry_after: None, reason: "template", detail: err.to_string() })
+            }
+        };
+        let done_at = self.shared.clock.now();
+        let mut transition = Transition::of(&row, RowState::Sent, done_at);
+        transition.attempts = attempt;
+        transition.first_attempt_at = Some(first_attempt_at);
+        match result {
+            Ok((receipt, elapsed)) => {
+                let told = content.told(row.mode, states);
+                transition.sent_at = Some(done_at);
+                transition.told_firing = told.firing;
+                transition.told_resolved = told.resolved;
+                transition.event = Some(self.event(
+                    &row,
+                    row.mode,
+                    Outcome::Sent,
+                    done_at,
+                    alerts,
+                    Some(receipt.provider_response),
+                    None,
+                    Some(elapsed),
+                ));
+                self.count(Outcome::Sent);
+                if row.mode == Mode::Notification && !row.delayed && row.attempts == 0 {
+                    let latency = (done_at - row.created_at).to_std().unwrap_or_default();
+                    self.shared
+                        .metrics
+                        .delivery_latency
+                        .get_or_create(&super::metrics::ChannelLabels { channel: target.kind.as_str() })
+                        .observe(latency.as_secs_f64());
+                }
+            }
+            Err(err) => {
+                let detail = format!("{}: {}", err.reason, err.detail);
+                let wait = plan::backoff(
+                    attempt,
+                    config.retry.initial_interval.get(),
+                    config.retry.max_interval.get(),
+                    rand::rng().random_range(0.5..1.5),
+                    err.retry_after,
+                );
+                let next_attempt = done_at + chrono::Duration::from_std(wait).unwrap_or_default();
+                let max_age = chrono::Duration::from_std(config.max_age.get()).unwrap_or_default();
+                let (state, outcome, error) = if !err.retryable {
+                    (RowState::Dead, Outcome::Dead, format!("permanent failure: {detail}"))
+                } else if next_attempt - first_attempt_at > max_age {
+                    (
+                        RowState::Dead,
+                        Outcome::Dead,
+                        format!("gave up after {attempt} attempts (max_age {}): {detail}", config.max_age),
+                    )
+                } else {
+                    (RowState::Pending, Outcome::Failed, detail)
+                };
+                if state == RowState::Dead {
+                    tracing::warn!(contact = %self.lane.contact, channel = %self.lane.channel, error = %error, "Dead-lettered a message.");
+                }
+                transition.state = state;
+                transition.due_at = next_attempt;
+                transition.last_error = Some(error.clone());
+                transition.event = Some(self.event(&row, row.mode, outcome, done_at, alerts, None, Some(error), None));
+                self.count(outcome);
+            }
+        }
+        if matches!(transition.state, RowState::Sent | RowState::Dead) {
+            let _ = self
+                .shared
+                .queue_depth
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |depth| Some(depth.saturating_sub(1)));
+        }
+        self.shared.store.apply(vec![transition], self.lane, done_at).await
+    }
+
+    fn count(&self, outcome: Outcome) {
+        let channel = channel_kind(&self.lane.channel).map(ChannelKind::as_str).unwrap_or("unknown");
+        let outcome = match outcome {
+            Outcome::Sent => "sent",
+            Outcome::Failed => "failed",
+            Outcome::Dead => "dead",
+            Outcome::Skipped => "skipped",
+            Outcome::Held | Outcome::RateLimited => return,
+        };
+        self.shared.metrics.delivery(channel, outcome);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn event(
+        &self,
+        row: &OutboxRow,
+        kind: Mode,
+        outcome: Outcome,
+        at: DateTime<Utc>,
+        alerts: Vec<super::store::AlertRef>,
+        provider_response: Option<String>,
+        error: Option<String>,
+        duration: Option<Duration>,
+    ) -> HistoryEvent {
+        let attempt = match outcome {
+            Outcome::Sent | Outcome::Failed | Outcome::Dead => row.attempts.saturating_add(1),
+            Outcome::Held | Outcome::RateLimited | Outcome::Skipped => row.attempts,
+        };
+        HistoryEvent {
+            at,
+            outbox_id: row.id,
+            notification_id: row.notification_id,
+            contact: self.lane.contact.clone(),
+            channel: self.lane.channel.clone(),
+            kind,
+            outcome,
+            attempt,
+            alerts,
+            provider_response,
+            error,
+            duration_ms: duration.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        }
+    }
+}
+
+/// The end of the quiet hours `now` falls in, if any.
+fn quiet_until(quiet_hours: Option<&QuietHours>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let quiet_hours = quiet_hours?;
+    if !quiet_hours.is_quiet(now) {
+        return None;
+    }
+    // A schedule that never ends (every day, all day) still releases daily.
+    Some(quiet_hours.quiet_until(now).unwrap_or(now + chrono::Duration::days(1)))
+}

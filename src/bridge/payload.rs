@@ -1,0 +1,544 @@
+//! The webhook body: Alertmanager `version: "4"` and Grafana `version: "1"`.
+//!
+//! Parsing follows the parser rules of the bridge reference (§1.7): only
+//! `alerts` is required, unknown fields are ignored, the regex-escaped
+//! receiver is unescaped, the zero `endsAt` becomes `None`, a missing alert
+//! status is inferred and a missing fingerprint is computed the way
+//! Alertmanager computes it (FNV-1a over the sorted labels).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::BTreeMap;
+
+/// Label or annotation names to values.
+pub type LabelSet = BTreeMap<String, String>;
+
+/// Whether an alert (or a whole notification) is firing or resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// At least one alert fires.
+    Firing,
+    /// Every alert has resolved.
+    Resolved,
+}
+
+impl Status {
+    /// `firing` or `resolved`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Firing => "firing",
+            Status::Resolved => "resolved",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Status> {
+        match text {
+            "firing" => Some(Status::Firing),
+            "resolved" => Some(Status::Resolved),
+            _ => None,
+        }
+    }
+}
+
+/// One webhook POST, normalised. This is also the form kept in storage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Notification {
+    /// `"4"` (Alertmanager), `"1"` (Grafana), or `""` when the sender omitted it.
+    pub version: String,
+    /// The receiver name, unescaped.
+    pub receiver: String,
+    /// `firing` when any alert fires.
+    pub status: Status,
+    /// The alerts of the group, in payload order.
+    pub alerts: Vec<Alert>,
+    /// Values of the `group_by` labels.
+    pub group_labels: LabelSet,
+    /// Labels shared by every alert of the payload.
+    pub common_labels: LabelSet,
+    /// Annotations shared by every alert of the payload.
+    pub common_annotations: LabelSet,
+    /// Alertmanager's (or Grafana's) external URL.
+    #[serde(rename = "externalURL")]
+    pub external_url: String,
+    /// The aggregation group key; may be opaque (Grafana) or empty.
+    pub group_key: String,
+    /// Alerts dropped by `max_alerts`.
+    pub truncated_alerts: u64,
+    /// Alertmanager 0.32+: why this notification was sent.
+    pub notification_reason: Option<String>,
+    /// Alertmanager 0.34+: labels set on the route.
+    pub route_labels: LabelSet,
+    /// Grafana: the rendered title, when sent.
+    pub title: Option<String>,
+}
+
+/// One alert of a notification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Alert {
+    /// Firing or resolved.
+    pub status: Status,
+    /// The full label set.
+    pub labels: LabelSet,
+    /// Annotations.
+    pub annotations: LabelSet,
+    /// When the alert started, if known.
+    pub starts_at: Option<DateTime<Utc>>,
+    /// When it ended; `None` while it fires.
+    pub ends_at: Option<DateTime<Utc>>,
+    /// Link to the expression.
+    #[serde(rename = "generatorURL")]
+    pub generator_url: String,
+    /// 16 hex characters identifying the label set.
+    pub fingerprint: String,
+    /// Grafana: link to silence the alert.
+    #[serde(rename = "silenceURL")]
+    pub silence_url: Option<String>,
+    /// Grafana: dashboard link.
+    #[serde(rename = "dashboardURL")]
+    pub dashboard_url: Option<String>,
+    /// Grafana: panel link.
+    #[serde(rename = "panelURL")]
+    pub panel_url: Option<String>,
+    /// Grafana: panel image.
+    #[serde(rename = "imageURL")]
+    pub image_url: Option<String>,
+    /// Grafana: `B=22, C=1`.
+    pub value_string: Option<String>,
+}
+
+impl Alert {
+    /// The `alertname` label, or `""`.
+    pub fn name(&self) -> &str {
+        self.labels.get("alertname").map(String::as_str).unwrap_or("")
+    }
+}
+
+/// Why a body was refused; [`PayloadError::reason`] is a bounded metric label.
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    /// Not JSON, or not the webhook shape.
+    #[error("invalid webhook body: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A `version` other than "4" or "1" (or the older "3").
+    #[error("unsupported payload version {0:?}: expected \"4\" (Alertmanager) or \"1\" (Grafana)")]
+    UnsupportedVersion(String),
+    /// A `status` other than firing or resolved.
+    #[error("unknown status {value:?} at {field}: expected \"firing\" or \"resolved\"")]
+    Status {
+        /// Where: `status` or `alerts[3].status`.
+        field: String,
+        /// What was sent.
+        value: String,
+    },
+    /// A timestamp that is not RFC 3339.
+    #[error("invalid timestamp {value:?} at {field}: expected RFC 3339")]
+    Time {
+        /// Where: `alerts[0].startsAt`.
+        field: String,
+        /// What was sent.
+        value: String,
+    },
+}
+
+impl PayloadError {
+    /// The bounded rejection reason for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            PayloadError::UnsupportedVersion(_) => "unsupported_version",
+            PayloadError::Json(_) | PayloadError::Status { .. } | PayloadError::Time { .. } => "malformed",
+        }
+    }
+}
+
+/// Parses a webhook body received at `received_at` (used to infer a missing
+/// alert status from `endsAt`).
+pub fn parse(body: &[u8], received_at: DateTime<Utc>) -> Result<Notification, PayloadError> {
+    let raw: RawNotification = serde_json::from_slice(body)?;
+    let version = match raw.version {
+        None => String::new(),
+        Some(Scalar(text)) => text,
+    };
+    if !matches!(version.as_str(), "" | "1" | "3" | "4") {
+        return Err(PayloadError::UnsupportedVersion(version));
+    }
+    let top_status = match raw.status.as_deref() {
+        None | Some("") => None,
+        Some(text) => Some(
+            Status::parse(text).ok_or_else(|| PayloadError::Status { field: "status".into(), value: text.into() })?,
+        ),
+    };
+    let mut alerts = Vec::with_capacity(raw.alerts.len());
+    for (index, raw_alert) in raw.alerts.into_iter().enumerate() {
+        alerts.push(raw_alert.normalise(index, top_status, received_at)?);
+    }
+    let status = top_status.unwrap_or_else(|| {
+        if alerts.iter().any(|alert| alert.status == Status::Firing) { Status::Firing } else { Status::Resolved }
+    });
+    let receiver = raw.receiver.unwrap_or_default();
+    // Grafana does not escape the receiver; Alertmanager applies regexp.QuoteMeta.
+    let receiver = if version == "1" { receiver } else { unescape_receiver(&receiver) };
+    Ok(Notification {
+        version,
+        receiver,
+        status,
+        alerts,
+        group_labels: raw.group_labels.0,
+        common_labels: raw.common_labels.0,
+        common_annotations: raw.common_annotations.0,
+        external_url: raw.external_url.unwrap_or_default(),
+        group_key: raw.group_key.unwrap_or_default(),
+        truncated_alerts: raw.truncated_alerts.unwrap_or(0),
+        notification_reason: raw.notification_reason.filter(|reason| !reason.is_empty()),
+        route_labels: raw.route_labels.0,
+        title: raw.title,
+    })
+}
+
+/// Undoes Go's `regexp.QuoteMeta`, which Alertmanager applies to the receiver name.
+pub fn unescape_receiver(escaped: &str) -> String {
+    let mut out = String::with_capacity(escaped.len());
+    let mut chars = escaped.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(&next) = chars.peek() {
+                if r"\.+*?()|[]{}^$".contains(next) {
+                    out.push(next);
+                    chars.next();
+                    continue;
+                }
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Alertmanager's fingerprint of a label set (prometheus/common
+/// `labelSetToFingerprint`: FNV-1a 64 over sorted name, 0xff, value, 0xff),
+/// as 16 hex characters. Written by hand: it is ten lines and must match
+/// Alertmanager bit for bit.
+pub fn fingerprint(labels: &LabelSet) -> String {
+    const OFFSET: u64 = 14_695_981_039_346_656_037;
+    const PRIME: u64 = 1_099_511_628_211;
+    if labels.is_empty() {
+        return format!("{OFFSET:016x}");
+    }
+    let mut hash = OFFSET;
+    let mut add = |bytes: &[u8]| {
+        for byte in bytes {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(PRIME);
+        }
+    };
+    for (name, value) in labels {
+        add(name.as_bytes());
+        add(&[0xff]);
+        add(value.as_bytes());
+        add(&[0xff]);
+    }
+    format!("{hash:016x}")
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawNotification {
+    #[serde(default)]
+    version: Option<Scalar>,
+    #[serde(default)]
+    group_key: Option<String>,
+    #[serde(default)]
+    truncated_alerts: Option<u64>,
+    #[serde(default)]
+    receiver: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    alerts: Vec<RawAlert>,
+    #[serde(default)]
+    group_labels: Labels,
+    #[serde(default)]
+    common_labels: Labels,
+    #[serde(default)]
+    common_annotations: Labels,
+    #[serde(default, rename = "externalURL")]
+    external_url: Option<String>,
+    #[serde(default, rename = "notification_reason")]
+    notification_reason: Option<String>,
+    #[serde(default)]
+    route_labels: Labels,
+    #[serde(default)]
+    title: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawAlert {
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    labels: Labels,
+    #[serde(default)]
+    annotations: Labels,
+    #[serde(default)]
+    starts_at: Option<String>,
+    #[serde(default)]
+    ends_at: Option<String>,
+    #[serde(default, rename = "generatorURL")]
+    generator_url: Option<String>,
+    #[serde(default)]
+    fingerprint: Option<String>,
+    #[serde(default, rename = "silenceURL")]
+    silence_url: Option<String>,
+    #[serde(default, rename = "dashboardURL")]
+    dashboard_url: Option<String>,
+    #[serde(default, rename = "panelURL")]
+    panel_url: Option<String>,
+    #[serde(default, rename = "imageURL")]
+    image_url: Option<String>,
+    #[serde(default)]
+    value_string: Option<String>,
+}
+
+impl RawAlert {
+    fn normalise(
+        self,
+        index: usize,
+        top_status: Option<Status>,
+        received_at: DateTime<Utc>,
+    ) -> Result<Alert, PayloadError> {
+        let starts_at = parse_time(self.starts_at.as_deref(), index, "startsAt")?;
+        let ends_at = parse_time(self.ends_at.as_deref(), index, "endsAt")?;
+        let status = match self.status.as_deref() {
+            Some(text) if !text.is_empty() => Status::parse(text)
+                .ok_or_else(|| PayloadError::Status { field: format!("alerts[{index}].status"), value: text.into() })?,
+            // Old bodies omit the alert status: an end in the past means resolved.
+            _ => match (ends_at, top_status) {
+                (Some(ends_at), _) if ends_at <= received_at => Status::Resolved,
+                (_, Some(Status::Resolved)) => Status::Resolved,
+                _ => Status::Firing,
+            },
+        };
+        let labels = self.labels.0;
+        let fingerprint = match self.fingerprint {
+            Some(fingerprint) if !fingerprint.is_empty() => fingerprint,
+            _ => fingerprint(&labels),
+        };
+        Ok(Alert {
+            status,
+            labels,
+            annotations: self.annotations.0,
+            starts_at,
+            ends_at,
+            generator_url: self.generator_url.unwrap_or_default(),
+            fingerprint,
+            silence_url: self.silence_url.filter(|url| !url.is_empty()),
+            dashboard_url: self.dashboard_url.filter(|url| !url.is_empty()),
+            panel_url: self.panel_url.filter(|url| !url.is_empty()),
+            image_url: self.image_url.filter(|url| !url.is_empty()),
+            value_string: self.value_string.filter(|text| !text.is_empty()),
+        })
+    }
+}
+
+/// RFC 3339 with any fraction and offset; Go's zero time (year 1) is `None`.
+fn parse_time(text: Option<&str>, index: usize, field: &str) -> Result<Option<DateTime<Utc>>, PayloadError> {
+    let Some(text) = text.filter(|text| !text.is_empty()) else {
+        return Ok(None);
+    };
+    let parsed = DateTime::parse_from_rfc3339(text)
+        .map_err(|_| PayloadError::Time { field: format!("alerts[{index}].{field}"), value: text.into() })?;
+    let parsed = parsed.with_timezone(&Utc);
+    Ok((chrono::Datelike::year(&parsed) > 1).then_some(parsed))
+}
+
+/// A version sent as a string or (by some senders) a number.
+struct Scalar(String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match serde_json::Value::deserialize(deserializer)? {
+            serde_json::Value::String(text) => Ok(Scalar(text)),
+            serde_json::Value::Number(number) => Ok(Scalar(number.to_string())),
+            other => Err(serde::de::Error::custom(format!("expected a string, found {other}"))),
+        }
+    }
+}
+
+/// A label map that tolerates `null` (empty) and non-string scalar values
+/// (turned into their JSON text), which some third-party senders produce.
+#[derive(Default)]
+struct Labels(LabelSet);
+
+impl<'de> Deserialize<'de> for Labels {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw: Option<BTreeMap<String, serde_json::Value>> = Option::deserialize(deserializer)?;
+        let mut labels = LabelSet::new();
+        for (name, value) in raw.unwrap_or_default() {
+            let text = match value {
+                serde_json::Value::Null => continue,
+                serde_json::Value::String(text) => text,
+                serde_json::Value::Bool(_) | serde_json::Value::Number(_) => value.to_string(),
+                serde_json::Value::Array(_) | serde_json::Value::Object(_) => {
+                    return Err(serde::de::Error::custom(format!("label {name:?} must be a string")));
+                }
+            };
+            labels.insert(name, text);
+        }
+        Ok(Labels(labels))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/alertmanager");
+
+    fn sample(name: &str) -> Notification {
+        let body = std::fs::read(format!("{SAMPLES}/{name}")).unwrap();
+        parse(&body, Utc.with_ymd_and_hms(2026, 11, 22, 18, 0, 0).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn alertmanager_mixed_payload_keeps_every_field() {
+        let notification = sample("am-0.25-mixed-firing-resolved.json");
+        assert_eq!(notification.version, "4");
+        assert_eq!(notification.receiver, "hook");
+        assert_eq!(notification.status, Status::Firing);
+        assert_eq!(notification.group_key, "{}:{alertname=\"HighLatency\"}");
+        assert_eq!(notification.alerts.len(), 2);
+        let resolved = &notification.alerts[0];
+        assert_eq!(resolved.status, Status::Resolved);
+        assert_eq!(resolved.fingerprint, "8cb9ba740429b172");
+        assert_eq!(resolved.ends_at, Some(Utc.with_ymd_and_hms(2026, 11, 22, 17, 12, 14).unwrap()));
+        let firing = &notification.alerts[1];
+        assert_eq!(firing.status, Status::Firing);
+        assert_eq!(firing.ends_at, None, "zero endsAt means not ended");
+        assert_eq!(firing.name(), "HighLatency");
+        assert_eq!(notification.external_url, "http://alertmanager.example:9093");
+    }
+
+    #[test]
+    fn computed_fingerprints_match_alertmanager() {
+        for name in [
+            "am-0.25-mixed-firing-resolved.json",
+            "am-0.25-firing-2alerts.json",
+            "am-0.25-max_alerts-truncated.json",
+            "am-0.25-receiver-name-escaped.json",
+        ] {
+            for alert in sample(name).alerts {
+                assert_eq!(fingerprint(&alert.labels), alert.fingerprint, "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn receiver_is_unescaped_and_nanoseconds_parse() {
+        let notification = sample("am-0.25-receiver-name-escaped.json");
+        assert_eq!(notification.receiver, "team.ops-pager");
+        let starts_at = notification.alerts[0].starts_at.unwrap();
+        assert_eq!(starts_at.timestamp_subsec_nanos(), 784_138_472);
+        assert_eq!(unescape_receiver(r"a\.b\\c\*"), r"a.b\c*");
+    }
+
+    #[test]
+    fn truncated_payload_reports_dropped_alerts() {
+        let notification = sample("am-0.25-max_alerts-truncated.json");
+        assert_eq!(notification.truncated_alerts, 2);
+        assert_eq!(notification.alerts.len(), 2);
+        assert_eq!(notification.alerts[0].generator_url, "");
+    }
+
+    #[test]
+    fn old_format_alerts_get_inferred_status_and_fingerprint() {
+        let notification = sample("ext-prometheus-msteams-prom_post_request.json");
+        let alert = &notification.alerts[0];
+        assert_eq!(alert.status, Status::Firing);
+        assert_eq!(alert.fingerprint, fingerprint(&alert.labels));
+        assert_eq!(alert.fingerprint.len(), 16);
+        assert_eq!(
+            alert.starts_at.unwrap(),
+            Utc.with_ymd_and_hms(2018, 3, 7, 11, 33, 21).unwrap() + chrono::Duration::nanoseconds(873_077_559)
+        );
+        assert_eq!(notification.truncated_alerts, 0);
+    }
+
+    #[test]
+    fn third_party_samples_parse() {
+        let calert = sample("ext-calert-mock_payload.json");
+        assert_eq!(calert.version, "");
+        assert_eq!(calert.group_key, "");
+        assert_eq!(calert.alerts.len(), 31);
+        let bot = sample("ext-alertmanager-bot-firing.json");
+        assert_eq!(bot.alerts[0].status, Status::Firing, "explicit status wins");
+        let bot_resolved = sample("ext-alertmanager-bot-resolved.json");
+        assert_eq!(bot_resolved.status, Status::Resolved);
+        let goalert = sample("ext-goalert-example.json");
+        assert_eq!(goalert.group_key, "{}:{}");
+        assert!(goalert.group_labels.is_empty());
+    }
+
+    #[test]
+    fn grafana_payload_is_accepted_with_its_extras() {
+        let notification = sample("ext-grafana-unified-alerting-sample.json");
+        assert_eq!(notification.version, "1");
+        assert_eq!(notification.receiver, "My Super Webhook");
+        assert_eq!(notification.title.as_deref(), Some("[FIRING:2]  (blue)"));
+        let first = &notification.alerts[0];
+        assert!(first.silence_url.as_deref().unwrap().contains("silence"));
+        assert_eq!(
+            first.starts_at.unwrap(),
+            Utc.with_ymd_and_hms(2021, 10, 12, 7, 51, 3).unwrap() + chrono::Duration::microseconds(157_076)
+        );
+        assert_eq!(notification.alerts[1].dashboard_url, None);
+    }
+
+    #[test]
+    fn newer_alertmanager_fields_and_drift_are_tolerated() {
+        let body = br#"{"receiver":"r","status":"firing","alerts":[{"status":"firing",
+            "labels":{"alertname":"A","n":5,"gone":null},"annotations":null,
+            "startsAt":"2026-01-01T00:00:00Z","endsAt":"0001-01-01T00:00:00Z","fingerprint":"x",
+            "brandNewField":{"nested":true}}],
+            "notification_reason":"first notification","routeLabels":{},"version":4,
+            "groupKey":"k","truncatedAlerts":0,"somethingElse":[1,2]}"#;
+        let notification = parse(body, Utc::now()).unwrap();
+        assert_eq!(notification.notification_reason.as_deref(), Some("first notification"));
+        assert_eq!(notification.version, "4");
+        assert_eq!(notification.alerts[0].labels.get("n").unwrap(), "5");
+        assert!(!notification.alerts[0].labels.contains_key("gone"));
+    }
+
+    #[test]
+    fn bad_bodies_are_refused_with_a_reason() {
+        let now = Utc::now();
+        for (body, reason, text) in [
+            (&b"not json"[..], "malformed", "invalid webhook body"),
+            (br#"{"receiver":"r"}"#, "malformed", "missing field `alerts`"),
+            (br#"{"version":"5","alerts":[]}"#, "unsupported_version", "unsupported payload version \"5\""),
+            (br#"{"status":"pending","alerts":[]}"#, "malformed", "unknown status \"pending\" at status"),
+            (br#"{"alerts":[{"status":"weird"}]}"#, "malformed", "alerts[0].status"),
+            (br#"{"alerts":[{"startsAt":"yesterday"}]}"#, "malformed", "alerts[0].startsAt"),
+            (br#"{"alerts":{}}"#, "malformed", "invalid type"),
+        ] {
+            let err = parse(body, now).unwrap_err();
+            assert_eq!(err.reason(), reason, "{err}");
+            assert!(err.to_string().contains(text), "{err} should mention {text}");
+        }
+    }
+
+    #[test]
+    fn status_is_inferred_when_missing() {
+        let now = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
+        let body = br#"{"alerts":[
+            {"labels":{"a":"1"},"endsAt":"2026-01-01T11:00:00Z"},
+            {"labels":{"a":"2"},"endsAt":"2026-01-01T13:00:00Z"},
+            {"labels":{"a":"3"}}]}"#;
+        let notification = parse(body, now).unwrap();
+        let statuses: Vec<Status> = notification.alerts.iter().map(|a| a.status).collect();
+        assert_eq!(statuses, [Status::Resolved, Status::Firing, Status::Firing]);
+        assert_eq!(notification.status, Status::Firing);
+    }
+}

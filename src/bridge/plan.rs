@@ -1,0 +1,427 @@
+//! Pure decisions of the delivery planner: what a message says (one
+//! notification, a catch-up after quiet hours, an overflow summary), whether a
+//! delayed message is still worth sending, and how long to back off.
+//!
+//! **Architecture invariant:** nothing here does I/O or reads the clock; the
+//! outbox worker passes `now` and the stored state in.
+
+use super::payload::{Alert, LabelSet, Status};
+use super::render::{AlertView, View, ViewKind};
+use super::store::{AlertRef, AlertState, Mode, StoredNotification};
+use chrono::{DateTime, Utc};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+/// Most alerts listed in one history entry.
+const HISTORY_ALERTS: usize = 500;
+/// Most alerts in each list of a catch-up or overflow summary: a storm of
+/// thousands must not become a multi-megabyte message. `suppressed_count`
+/// still counts them all.
+pub const SUMMARY_LIST_LIMIT: usize = 200;
+
+/// The alerts of one message, gathered from the notification(s) behind it.
+#[derive(Debug, Clone)]
+pub struct Content {
+    /// Receiver of the first notification.
+    pub receiver: String,
+    /// `group_by` labels shared by every notification.
+    pub group_labels: LabelSet,
+    /// Labels shared by every alert.
+    pub common_labels: LabelSet,
+    /// Annotations shared by every alert.
+    pub common_annotations: LabelSet,
+    /// Alertmanager link of the latest notification.
+    pub external_url: String,
+    /// The latest version of each alert, in first-seen order.
+    pub alerts: Vec<Alert>,
+    /// Fingerprints seen firing in any of the notifications.
+    pub fired: HashSet<String>,
+    /// When the latest notification arrived.
+    pub received_at: DateTime<Utc>,
+}
+
+/// What a sent message told the contact.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Told {
+    /// Alerts told as firing: fingerprint and start.
+    pub firing: Vec<(String, Option<DateTime<Utc>>)>,
+    /// Alerts told as resolved.
+    pub resolved: Vec<String>,
+}
+
+/// One notification and the fingerprints routed to the contact (`None` = all).
+pub type Part<'a> = (&'a StoredNotification, Option<&'a [String]>);
+
+/// Gathers `parts` (oldest first) into one message's content.
+pub fn collect(parts: &[Part<'_>]) -> Content {
+    let mut alerts: Vec<Alert> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut fired = HashSet::new();
+    let mut group_labels: Option<LabelSet> = None;
+    for (stored, subset) in parts {
+        let notification = &stored.notification;
+        group_labels = Some(match group_labels {
+            None => notification.group_labels.clone(),
+            Some(labels) => intersect(&labels, &notification.group_labels),
+        });
+        for alert in &notification.alerts {
+            if subset.is_some_and(|subset| !subset.contains(&alert.fingerprint)) {
+                continue;
+            }
+            if alert.status == Status::Firing {
+                fired.insert(alert.fingerprint.clone());
+            }
+            match index.get(&alert.fingerprint) {
+                Some(&position) => alerts[position] = alert.clone(),
+                None => {
+                    index.insert(alert.fingerprint.clone(), alerts.len());
+                    alerts.push(alert.clone());
+                }
+            }
+        }
+    }
+    let single_whole = match parts {
+        [(stored, None)] => Some(&stored.notification),
+        _ => None,
+    };
+    let (common_labels, common_annotations) = match single_whole {
+        Some(notification) => (notification.common_labels.clone(), notification.common_annotations.clone()),
+        None => {
+            (common(alerts.iter().map(|alert| &alert.labels)), common(alerts.iter().map(|alert| &alert.annotations)))
+        }
+    };
+    let first = parts.first().map(|(stored, _)| &stored.notification);
+    let last = parts.last().map(|(stored, _)| *stored);
+    Content {
+        receiver: first.map(|n| n.receiver.clone()).unwrap_or_default(),
+        group_labels: group_labels.unwrap_or_default(),
+        common_labels,
+        common_annotations,
+        external_url: last.map(|stored| stored.notification.external_url.clone()).unwrap_or_default(),
+        alerts,
+        fired,
+        received_at: last.map(|stored| stored.received_at).unwrap_or_default(),
+    }
+}
+
+impl Content {
+    /// Keeps what a delayed message should still say: alerts that still fire,
+    /// and resolutions of alerts the contact was told about. False when
+    /// nothing is left.
+    pub fn keep_still_relevant(&mut self, states: &HashMap<String, AlertState>, told: &HashSet<String>) -> bool {
+        self.alerts.retain(|alert| match alert.status {
+            Status::Firing => states.get(&alert.fingerprint).is_none_or(|state| state.status == Status::Firing),
+            Status::Resolved => told.contains(&alert.fingerprint),
+        });
+        !self.alerts.is_empty()
+    }
+
+    /// Fingerprints of every alert.
+    pub fn fingerprints(&self) -> Vec<String> {
+        self.alerts.iter().map(|a| a.fingerprint.clone()).collect()
+    }
+
+    /// The alerts as listed in history (capped).
+    pub fn alert_refs(&self) -> Vec<AlertRef> {
+        self.alerts
+            .iter()
+            .take(HISTORY_ALERTS)
+            .map(|alert| AlertRef {
+                alertname: alert.name().to_string(),
+                fingerprint: alert.fingerprint.clone(),
+                status: alert.status,
+            })
+            .collect()
+    }
+
+    /// True when an alert's labels satisfy `test` (quiet-hours bypass).
+    pub fn any_alert(&self, test: impl Fn(&LabelSet) -> bool) -> bool {
+        self.alerts.iter().any(|alert| test(&alert.labels))
+    }
+
+    /// The current status of `alert`: the stored latest state, else its own.
+    fn current(&self, alert: &Alert, states: &HashMap<String, AlertState>) -> Status {
+        states.get(&alert.fingerprint).map(|state| state.status).unwrap_or(alert.status)
+    }
+
+    /// What the contact is told by this message.
+    pub fn told(&self, mode: Mode, states: &HashMap<String, AlertState>) -> Told {
+        let mut firing = Vec::new();
+        let mut resolved = Vec::new();
+        for alert in &self.alerts {
+            let status = match mode {
+                Mode::Notification => alert.status,
+                Mode::CatchUp | Mode::Overflow => self.current(alert, states),
+            };
+            match status {
+                Status::Firing => firing.push((alert.fingerprint.clone(), alert.starts_at)),
+                Status::Resolved => resolved.push(alert.fingerprint.clone()),
+            }
+        }
+        Told { firing, resolved }
+    }
+
+    /// The template view of this content for `contact`.
+    ///
+    /// For one notification, `firing`/`resolved` are as the notification says
+    /// and `still_firing` repeats `firing`. For a catch-up or an overflow
+    /// summary, `firing` lists what fired meanwhile, `still_firing` what fires
+    /// now and `resolved` what has resolved since.
+    pub fn view(&self, mode: Mode, states: &HashMap<String, AlertState>, contact: &str, now: DateTime<Utc>) -> View {
+        let alert_view = |alert: &Alert| alert_view(alert, self.received_at, now);
+        let listed = match mode {
+            Mode::Notification => usize::MAX,
+            Mode::CatchUp | Mode::Overflow => SUMMARY_LIST_LIMIT,
+        };
+        let all: Vec<AlertView> = self.alerts.iter().take(listed).map(alert_view).collect();
+        let (kind, firing, resolved, still_firing) = match mode {
+            Mode::Notification => {
+                let firing: Vec<AlertView> =
+                    self.alerts.iter().filter(|a| a.status == Status::Firing).map(alert_view).collect();
+                let resolved = self.alerts.iter().filter(|a| a.status == Status::Resolved).map(alert_view).collect();
+                (ViewKind::Notification, firing.clone(), resolved, firing)
+            }
+            Mode::CatchUp | Mode::Overflow => {
+                let firing = self
+                    .alerts
+                    .iter()
+                    .filter(|a| self.fired.contains(&a.fingerprint))
+                    .take(listed)
+                    .map(alert_view)
+                    .collect();
+                let resolved = self
+                    .alerts
+                    .iter()
+                    .filter(|a| self.current(a, states) == Status::Resolved)
+                    .take(listed)
+                    .map(alert_view)
+                    .collect();
+                let still_firing = self
+                    .alerts
+                    .iter()
+                    .filter(|a| self.current(a, states) == Status::Firing)
+                    .take(listed)
+                    .map(alert_view)
+                    .collect();
+                let kind = if mode == Mode::CatchUp { ViewKind::CatchUp } else { ViewKind::Overflow };
+                (kind, firing, resolved, still_firing)
+            }
+        };
+        let status = if still_firing.is_empty() { Status::Resolved } else { Status::Firing };
+        View {
+            kind,
+            status: status.as_str().to_string(),
+            receiver: self.receiver.clone(),
+            group_labels: self.group_labels.clone(),
+            common_labels: self.common_labels.clone(),
+            common_annotations: self.common_annotations.clone(),
+            external_url: self.external_url.clone(),
+            suppressed_count: if mode == Mode::Overflow { self.alerts.len() as u64 } else { 0 },
+            alerts: all,
+            firing,
+            resolved,
+            still_firing,
+            contact: contact.to_string(),
+        }
+    }
+}
+
+fn alert_view(alert: &Alert, received_at: DateTime<Utc>, now: DateTime<Utc>) -> AlertView {
+    let firing_for = alert.starts_at.map(|starts_at| {
+        let until = match alert.status {
+            Status::Resolved => alert.ends_at.unwrap_or(now),
+            Status::Firing => now,
+        };
+        humanize((until - starts_at).to_std().unwrap_or_default())
+    });
+    AlertView {
+        status: alert.status.as_str().to_string(),
+        labels: alert.labels.clone(),
+        annotations: alert.annotations.clone(),
+        starts_at: alert.starts_at.unwrap_or(received_at),
+        ends_at: alert.ends_at,
+        fingerprint: alert.fingerprint.clone(),
+        generator_url: alert.generator_url.clone(),
+        firing_for,
+    }
+}
+
+fn intersect(a: &LabelSet, b: &LabelSet) -> LabelSet {
+    a.iter()
+        .filter(|(name, value)| b.get(*name) == Some(value))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect()
+}
+
+fn common<'a>(mut sets: impl Iterator<Item = &'a LabelSet>) -> LabelSet {
+    let Some(first) = sets.next() else {
+        return LabelSet::new();
+    };
+    sets.fold(first.clone(), |shared, next| intersect(&shared, next))
+}
+
+/// A duration for people: the two largest units, `3d 4h`, `1h 5m`, `42s`.
+pub fn humanize(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    let units =
+        [(seconds / 86_400, "d"), ((seconds / 3600) % 24, "h"), ((seconds / 60) % 60, "m"), (seconds % 60, "s")];
+    let parts: Vec<String> = units
+        .iter()
+        .skip_while(|(value, _)| *value == 0)
+        .take(2)
+        .filter(|(value, _)| *value > 0)
+        .map(|(value, unit)| format!("{value}{unit}"))
+        .collect();
+    if parts.is_empty() { "0s".into() } else { parts.join(" ") }
+}
+
+/// The wait before the next attempt after `attempts` failed ones: exponential
+/// from `initial`, capped at `max`, scaled by `jitter` (drawn from 0.5..1.5 by
+/// the caller), and never shorter than the provider's `retry_after`.
+pub fn backoff(
+    attempts: u32,
+    initial: Duration,
+    max: Duration,
+    jitter: f64,
+    retry_after: Option<Duration>,
+) -> Duration {
+    let exponent = attempts.saturating_sub(1).min(30);
+    let base = initial.saturating_mul(1u32 << exponent).min(max);
+    let jittered = base.mul_f64(jitter.clamp(0.5, 1.5)).min(max);
+    jittered.max(retry_after.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bridge::payload::parse;
+    use chrono::TimeZone;
+
+    fn at(minute: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 12, minute, 0).unwrap()
+    }
+
+    fn stored(id: i64, minute: u32, alerts: &[(&str, &str, &str)]) -> StoredNotification {
+        let alerts: Vec<String> = alerts
+            .iter()
+            .map(|(name, fingerprint, status)| {
+                let ends = if *status == "resolved" {
+                    format!("2026-01-01T12:{minute:02}:00Z")
+                } else {
+                    "0001-01-01T00:00:00Z".into()
+                };
+                format!(
+                    r#"{{"status":"{status}","labels":{{"alertname":"{name}","team":"ops"}},
+                    "startsAt":"2026-01-01T11:00:00Z","endsAt":"{ends}","fingerprint":"{fingerprint}"}}"#
+                )
+            })
+            .collect();
+        let body = format!(
+            r#"{{"receiver":"r","groupLabels":{{"team":"ops"}},"commonLabels":{{"team":"ops"}},"alerts":[{}]}}"#,
+            alerts.join(",")
+        );
+        StoredNotification { id, received_at: at(minute), notification: parse(body.as_bytes(), at(minute)).unwrap() }
+    }
+
+    #[test]
+    fn humanize_shows_the_two_largest_units() {
+        for (seconds, text) in
+            [(0, "0s"), (42, "42s"), (65, "1m 5s"), (3_900, "1h 5m"), (3_600, "1h"), (90_061, "1d 1h")]
+        {
+            assert_eq!(humanize(Duration::from_secs(seconds)), text);
+        }
+    }
+
+    #[test]
+    fn backoff_grows_caps_jitters_and_honours_retry_after() {
+        let initial = Duration::from_secs(1);
+        let max = Duration::from_secs(60);
+        assert_eq!(backoff(1, initial, max, 1.0, None), Duration::from_secs(1));
+        assert_eq!(backoff(4, initial, max, 1.0, None), Duration::from_secs(8));
+        assert_eq!(backoff(40, initial, max, 1.0, None), max);
+        assert_eq!(backoff(4, initial, max, 0.5, None), Duration::from_secs(4));
+        assert_eq!(backoff(40, initial, max, 1.5, None), max);
+        assert_eq!(backoff(1, initial, max, 1.0, Some(Duration::from_secs(30))), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_notification_view_lists_firing_and_resolved_with_durations() {
+        let notification = stored(1, 30, &[("Disk", "a", "resolved"), ("Cpu", "b", "firing")]);
+        let content = collect(&[(&notification, None)]);
+        let view = content.view(Mode::Notification, &HashMap::new(), "alice", at(40));
+        assert_eq!(view.kind, ViewKind::Notification);
+        assert_eq!(view.status, "firing");
+        assert_eq!(view.resolved.len(), 1);
+        assert_eq!(view.resolved[0].firing_for.as_deref(), Some("1h 30m"), "11:00 to 12:30");
+        assert_eq!(view.firing[0].firing_for.as_deref(), Some("1h 40m"), "11:00 to now");
+        assert_eq!(view.common_labels.get("team").map(String::as_str), Some("ops"));
+        assert_eq!(view.suppressed_count, 0);
+        assert_eq!(view.contact, "alice");
+    }
+
+    #[test]
+    fn a_subset_recomputes_common_labels() {
+        let notification = stored(1, 0, &[("Disk", "a", "firing"), ("Cpu", "b", "firing")]);
+        let subset = vec!["b".to_string()];
+        let content = collect(&[(&notification, Some(&subset))]);
+        assert_eq!(content.alerts.len(), 1);
+        assert_eq!(content.common_labels.get("alertname").map(String::as_str), Some("Cpu"));
+    }
+
+    #[test]
+    fn a_catch_up_tells_what_fired_what_still_fires_and_what_resolved() {
+        let first = stored(1, 0, &[("Disk", "a", "firing"), ("Cpu", "b", "firing")]);
+        let second = stored(2, 10, &[("Disk", "a", "resolved"), ("Cpu", "b", "firing")]);
+        let third = stored(3, 20, &[("Mem", "c", "firing")]);
+        let content = collect(&[(&first, None), (&second, None), (&third, None)]);
+        let mut states = HashMap::new();
+        states.insert("c".to_string(), AlertState { status: Status::Resolved, starts_at: None });
+        let view = content.view(Mode::CatchUp, &states, "alice", at(30));
+        let names =
+            |alerts: &[AlertView]| -> Vec<String> { alerts.iter().map(|a| a.labels["alertname"].clone()).collect() };
+        assert_eq!(view.kind, ViewKind::CatchUp);
+        assert_eq!(names(&view.firing), ["Disk", "Cpu", "Mem"]);
+        assert_eq!(names(&view.still_firing), ["Cpu"]);
+        assert_eq!(names(&view.resolved), ["Disk", "Mem"]);
+        assert_eq!(view.status, "firing");
+        let overflow = content.view(Mode::Overflow, &states, "alice", at(30));
+        assert_eq!(overflow.kind, ViewKind::Overflow);
+        assert_eq!(overflow.suppressed_count, 3);
+        let told = content.told(Mode::CatchUp, &states);
+        assert_eq!(told.firing.len(), 1);
+        assert_eq!(told.resolved, ["a", "c"]);
+    }
+
+    #[test]
+    fn summaries_list_a_bounded_number_of_alerts_but_count_them_all() {
+        let alerts: Vec<(String, String)> =
+            (0..SUMMARY_LIST_LIMIT + 50).map(|i| (format!("A{i}"), format!("f{i}"))).collect();
+        let refs: Vec<(&str, &str, &str)> =
+            alerts.iter().map(|(name, fingerprint)| (name.as_str(), fingerprint.as_str(), "firing")).collect();
+        let notification = stored(1, 0, &refs);
+        let content = collect(&[(&notification, None)]);
+        let view = content.view(Mode::Overflow, &HashMap::new(), "alice", at(1));
+        assert_eq!(view.suppressed_count, (SUMMARY_LIST_LIMIT + 50) as u64);
+        assert_eq!(view.alerts.len(), SUMMARY_LIST_LIMIT);
+        assert_eq!(view.still_firing.len(), SUMMARY_LIST_LIMIT);
+        let single = content.view(Mode::Notification, &HashMap::new(), "alice", at(1));
+        assert_eq!(single.alerts.len(), SUMMARY_LIST_LIMIT + 50, "one notification is told whole");
+    }
+
+    #[test]
+    fn delayed_content_keeps_only_what_still_matters() {
+        let notification = stored(
+            1,
+            0,
+            &[("Disk", "a", "firing"), ("Cpu", "b", "firing"), ("Mem", "c", "resolved"), ("Net", "d", "resolved")],
+        );
+        let mut content = collect(&[(&notification, None)]);
+        let mut states = HashMap::new();
+        states.insert("a".to_string(), AlertState { status: Status::Resolved, starts_at: None });
+        let told: HashSet<String> = ["c".to_string()].into();
+        assert!(content.keep_still_relevant(&states, &told));
+        assert_eq!(content.fingerprints(), ["b", "c"]);
+        let mut gone = collect(&[(&notification, Some(&["a".to_string()][..]))]);
+        assert!(!gone.keep_still_relevant(&states, &told));
+    }
+}

@@ -1,0 +1,791 @@
+//! Durable state of the bridge: notifications, the dedup window, the latest
+//! state of each alert, the outbox (one row per notification, contact and
+//! channel), delivery lanes with leases, send times for rate limits and the
+//! delivery history.
+//!
+//! One interface, two backends: embedded SQLite for a single process and
+//! PostgreSQL for several replicas sharing state. Both run the same SQL
+//! (written with `$n` placeholders) and the same versioned migrations.
+//!
+//! **Lanes.** Every (contact, channel) pair is a lane. A worker leases a
+//! whole lane, so everything that must be serialised per person and channel
+//! (rate-limit checks, catch-up and overflow merges) is, across replicas:
+//! PostgreSQL claims lanes with `FOR UPDATE SKIP LOCKED`.
+
+mod postgres;
+mod schema;
+mod sqlite;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+use super::payload::{Notification, Status};
+use chrono::{DateTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+
+/// A storage failure; the webhook answers 503 on any of these.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite refused.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL refused or the connection broke.
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// The store cannot be opened or reached.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A stored value could not be decoded.
+    #[error("corrupt stored value: {0}")]
+    Corrupt(String),
+}
+
+/// Where a message is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RowState {
+    /// Waiting for `due_at`: first attempt, delay or retry backoff.
+    Pending,
+    /// Held by quiet hours until `due_at`.
+    Held,
+    /// Over its rate limit until `due_at`.
+    Limited,
+    /// Delivered.
+    Sent,
+    /// Given up: permanent failure or too old.
+    Dead,
+    /// Folded into another row's catch-up or summary.
+    Merged,
+    /// Not needed any more (a delayed alert resolved first).
+    Skipped,
+}
+
+impl RowState {
+    /// The stored and displayed name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RowState::Pending => "pending",
+            RowState::Held => "held",
+            RowState::Limited => "limited",
+            RowState::Sent => "sent",
+            RowState::Dead => "dead",
+            RowState::Merged => "merged",
+            RowState::Skipped => "skipped",
+        }
+    }
+
+    fn parse(text: &str) -> Result<RowState, StoreError> {
+        [
+            RowState::Pending,
+            RowState::Held,
+            RowState::Limited,
+            RowState::Sent,
+            RowState::Dead,
+            RowState::Merged,
+            RowState::Skipped,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == text)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown row state {text:?}")))
+    }
+}
+
+/// What a row will render as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// One notification.
+    Notification,
+    /// The single message after quiet hours.
+    CatchUp,
+    /// The summary of messages over the rate limit.
+    Overflow,
+}
+
+impl Mode {
+    /// The stored and displayed name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Notification => "notification",
+            Mode::CatchUp => "catch_up",
+            Mode::Overflow => "overflow",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Mode, StoreError> {
+        [Mode::Notification, Mode::CatchUp, Mode::Overflow]
+            .into_iter()
+            .find(|mode| mode.as_str() == text)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown row mode {text:?}")))
+    }
+}
+
+/// A notification to commit, with the outbox rows routing produced for it.
+#[derive(Debug, Clone)]
+pub struct NewNotification {
+    /// When the webhook arrived.
+    pub received_at: DateTime<Utc>,
+    /// The parsed body.
+    pub notification: Notification,
+    /// The idempotency key, or `None` when dedup is off.
+    pub dedup_key: Option<String>,
+    /// A previous key seen before this instant no longer counts.
+    pub dedup_since: DateTime<Utc>,
+    /// One per (contact, channel).
+    pub deliveries: Vec<NewDelivery>,
+}
+
+/// One outbox row to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDelivery {
+    /// Contact name.
+    pub contact: String,
+    /// Channel label value (`email`).
+    pub channel: String,
+    /// First attempt not before this.
+    pub due_at: DateTime<Utc>,
+    /// Created by a route with `delay`: recheck that the alerts still fire.
+    pub delayed: bool,
+    /// The alerts of the notification routed to this contact; `None` = all.
+    pub fingerprints: Option<Vec<String>>,
+}
+
+/// The result of [`Store::ingest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingested {
+    /// Committed, with its outbox rows.
+    Accepted {
+        /// The notification's ID.
+        notification_id: i64,
+        /// How many outbox rows were created.
+        deliveries: usize,
+    },
+    /// The same notification was committed within the dedup window.
+    Duplicate,
+}
+
+/// A (contact, channel) pair whose rows one worker handles at a time.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Lane {
+    /// Contact name.
+    pub contact: String,
+    /// Channel label value.
+    pub channel: String,
+}
+
+/// An outbox row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRow {
+    /// Row ID.
+    pub id: i64,
+    /// The notification it came from.
+    pub notification_id: i64,
+    /// Contact name.
+    pub contact: String,
+    /// Channel label value.
+    pub channel: String,
+    /// Life-cycle state.
+    pub state: RowState,
+    /// What it renders as.
+    pub mode: Mode,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it is next looked at.
+    pub due_at: DateTime<Utc>,
+    /// Recheck that the alerts still fire before the first attempt.
+    pub delayed: bool,
+    /// Routed alerts; `None` = all of the notification's.
+    pub fingerprints: Option<Vec<String>>,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the first attempt was made.
+    pub first_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// A committed notification.
+#[derive(Debug, Clone)]
+pub struct StoredNotification {
+    /// ID.
+    pub id: i64,
+    /// When it arrived.
+    pub received_at: DateTime<Utc>,
+    /// The parsed body.
+    pub notification: Notification,
+}
+
+/// The latest known state of one alert (by fingerprint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlertState {
+    /// Firing or resolved.
+    pub status: Status,
+    /// Its start, if known.
+    pub starts_at: Option<DateTime<Utc>>,
+}
+
+/// A row's move to its next state, with what goes along with it.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    /// The row.
+    pub row_id: i64,
+    /// Its next state.
+    pub state: RowState,
+    /// When it is next looked at.
+    pub due_at: DateTime<Utc>,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the first attempt was made.
+    pub first_attempt_at: Option<DateTime<Utc>>,
+    /// The last failure, for dead letters.
+    pub last_error: Option<String>,
+    /// The history entry recording this step.
+    pub event: Option<HistoryEvent>,
+    /// A successful send, counted against rate limits.
+    pub sent_at: Option<DateTime<Utc>>,
+    /// Alerts the contact has now been told are firing (fingerprint, start).
+    pub told_firing: Vec<(String, Option<DateTime<Utc>>)>,
+    /// Alerts the contact has now been told have resolved.
+    pub told_resolved: Vec<String>,
+}
+
+impl Transition {
+    /// A transition of `row` to `state` at `due_at`, keeping its counters.
+    pub fn of(row: &OutboxRow, state: RowState, due_at: DateTime<Utc>) -> Transition {
+        Transition {
+            row_id: row.id,
+            state,
+            due_at,
+            attempts: row.attempts,
+            first_attempt_at: row.first_attempt_at,
+            last_error: None,
+            event: None,
+            sent_at: None,
+            told_firing: Vec::new(),
+            told_resolved: Vec::new(),
+        }
+    }
+}
+
+/// What happened, as listed by `GET /api/v1/deliveries`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Delivered.
+    Sent,
+    /// Attempt failed; will be retried.
+    Failed,
+    /// Given up (permanent failure or too old).
+    Dead,
+    /// Held by quiet hours.
+    Held,
+    /// Deferred by a rate limit.
+    RateLimited,
+    /// Not sent because it was no longer needed.
+    Skipped,
+}
+
+impl Outcome {
+    /// The stored and displayed name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Sent => "sent",
+            Outcome::Failed => "failed",
+            Outcome::Dead => "dead",
+            Outcome::Held => "held",
+            Outcome::RateLimited => "rate_limited",
+            Outcome::Skipped => "skipped",
+        }
+    }
+
+    /// Parses a stored or query value.
+    pub fn parse(text: &str) -> Option<Outcome> {
+        [Outcome::Sent, Outcome::Failed, Outcome::Dead, Outcome::Held, Outcome::RateLimited, Outcome::Skipped]
+            .into_iter()
+            .find(|outcome| outcome.as_str() == text)
+    }
+}
+
+/// An alert as listed in history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertRef {
+    /// `alertname` label.
+    pub alertname: String,
+    /// Fingerprint.
+    pub fingerprint: String,
+    /// `firing` or `resolved`.
+    pub status: Status,
+}
+
+/// One history entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEvent {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The outbox row.
+    pub outbox_id: i64,
+    /// The notification behind the row.
+    pub notification_id: i64,
+    /// Contact name.
+    pub contact: String,
+    /// Channel label value.
+    pub channel: String,
+    /// What the message was.
+    pub kind: Mode,
+    /// What happened.
+    pub outcome: Outcome,
+    /// Attempt number (1-based) for sent/failed/dead, else the attempts so far.
+    pub attempt: u32,
+    /// The alerts in the message.
+    pub alerts: Vec<AlertRef>,
+    /// What the provider answered.
+    pub provider_response: Option<String>,
+    /// Why it failed or was not sent.
+    pub error: Option<String>,
+    /// How long the attempt took.
+    pub duration_ms: Option<i64>,
+}
+
+/// A stored history entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// Entry ID.
+    pub id: i64,
+    /// The entry.
+    #[serde(flatten)]
+    pub event: HistoryEvent,
+}
+
+/// Filters, order and page of a history query.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryQuery {
+    /// Only this contact.
+    pub contact: Option<String>,
+    /// Only this channel.
+    pub channel: Option<String>,
+    /// Only this outcome.
+    pub outcome: Option<Outcome>,
+    /// Only entries with an alert of this name.
+    pub alertname: Option<String>,
+    /// At or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Before.
+    pub until: Option<DateTime<Utc>>,
+    /// Oldest first instead of newest first.
+    pub ascending: bool,
+    /// Page size.
+    pub limit: u32,
+    /// Entries to skip.
+    pub offset: u64,
+}
+
+/// One page of history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryPage {
+    /// Entries matching the filters, over all pages.
+    pub total: u64,
+    /// This page.
+    pub items: Vec<HistoryEntry>,
+}
+
+/// Outbox size by state, for metrics and back-pressure.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Rows waiting for an attempt.
+    pub pending: u64,
+    /// Rows held by quiet hours.
+    pub held: u64,
+    /// Rows over their rate limit.
+    pub limited: u64,
+    /// Creation time of the oldest pending row.
+    pub oldest_pending: Option<DateTime<Utc>>,
+}
+
+impl QueueStats {
+    /// Every row not yet finished.
+    pub fn depth(&self) -> u64 {
+        self.pending + self.held + self.limited
+    }
+}
+
+/// Cut-off times for [`Store::gc`].
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// History, finished rows, notifications and alert states older than this go.
+    pub history_before: DateTime<Utc>,
+    /// Dedup keys older than this go.
+    pub dedup_before: DateTime<Utc>,
+    /// Send times older than this go.
+    pub sends_before: DateTime<Utc>,
+}
+
+/// The store, SQLite or PostgreSQL.
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// Embedded SQLite.
+    Sqlite(SqliteStore),
+    /// PostgreSQL.
+    Postgres(PostgresStore),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            Store::Sqlite($store) => $call.await,
+            Store::Postgres($store) => $call.await,
+        }
+    };
+}
+
+impl Store {
+    /// Commits a notification and its outbox rows atomically, unless its
+    /// dedup key was seen since `dedup_since`.
+    pub async fn ingest(&self, new: NewNotification) -> Result<Ingested, StoreError> {
+        dispatch!(self, store => store.ingest(new))
+    }
+
+    /// Leases the lane with the earliest due row that nobody holds.
+    pub async fn claim_lane(
+        &self,
+        owner: &str,
+        due_by: DateTime<Utc>,
+        lease_now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<Lane>, StoreError> {
+        dispatch!(self, store => store.claim_lane(owner, due_by, lease_now, lease_until))
+    }
+
+    /// Ends the lease on `lane` and records when it is next due.
+    pub async fn release_lane(&self, lane: &Lane, owner: &str) -> Result<(), StoreError> {
+        dispatch!(self, store => store.release_lane(lane, owner))
+    }
+
+    /// The earliest time any unleased lane is due.
+    pub async fn next_due(&self, lease_now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError> {
+        dispatch!(self, store => store.next_due(lease_now))
+    }
+
+    /// Rows of `lane` that are due, oldest first.
+    pub async fn due_rows(&self, lane: &Lane, due_by: DateTime<Utc>, limit: u32) -> Result<Vec<OutboxRow>, StoreError> {
+        dispatch!(self, store => store.due_rows(lane, due_by, limit))
+    }
+
+    /// Every row of `lane` in `state`, due or not.
+    pub async fn lane_rows(&self, lane: &Lane, state: RowState) -> Result<Vec<OutboxRow>, StoreError> {
+        dispatch!(self, store => store.lane_rows(lane, state))
+    }
+
+    /// Rows merged into `leader`.
+    pub async fn members(&self, leader: i64) -> Result<Vec<OutboxRow>, StoreError> {
+        dispatch!(self, store => store.members(leader))
+    }
+
+    /// Folds `members` into `leader`, which becomes a pending `mode` message.
+    pub async fn merge(
+        &self,
+        leader: i64,
+        members: Vec<i64>,
+        mode: Mode,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, store => store.merge(leader, members, mode, now))
+    }
+
+    /// Applies row transitions, each with its history entry, send record and
+    /// told state, in one transaction.
+    pub async fn apply(&self, transitions: Vec<Transition>, lane: &Lane, now: DateTime<Utc>) -> Result<(), StoreError> {
+        if transitions.is_empty() {
+            return Ok(());
+        }
+        dispatch!(self, store => store.apply(transitions, lane, now))
+    }
+
+    /// Notifications by ID (missing ones are left out).
+    pub async fn notifications(&self, ids: Vec<i64>) -> Result<Vec<StoredNotification>, StoreError> {
+        dispatch!(self, store => store.notifications(ids))
+    }
+
+    /// The latest known state of each fingerprint.
+    pub async fn alert_states(&self, fingerprints: Vec<String>) -> Result<HashMap<String, AlertState>, StoreError> {
+        dispatch!(self, store => store.alert_states(fingerprints))
+    }
+
+    /// Send times of `contact` (on `channel`, or on every channel) after `since`.
+    pub async fn recent_sends(
+        &self,
+        contact: &str,
+        channel: Option<&str>,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<DateTime<Utc>>, StoreError> {
+        dispatch!(self, store => store.recent_sends(contact, channel, since))
+    }
+
+    /// Which of `fingerprints` `contact` has been told are firing.
+    pub async fn told(&self, contact: &str, fingerprints: Vec<String>) -> Result<HashSet<String>, StoreError> {
+        dispatch!(self, store => store.told(contact, fingerprints))
+    }
+
+    /// Outbox size by state.
+    pub async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
+        dispatch!(self, store => store.queue_stats())
+    }
+
+    /// One page of history.
+    pub async fn history(&self, query: HistoryQuery) -> Result<HistoryPage, StoreError> {
+        dispatch!(self, store => store.history(query))
+    }
+
+    /// Deletes what retention no longer needs.
+    pub async fn gc(&self, retention: Retention) -> Result<(), StoreError> {
+        dispatch!(self, store => store.gc(retention))
+    }
+}
+
+/// Milliseconds since the epoch, the stored form of every time.
+pub(crate) fn to_ms(time: DateTime<Utc>) -> i64 {
+    time.timestamp_millis()
+}
+
+/// The inverse of [`to_ms`].
+pub(crate) fn from_ms(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+/// Rewrites `$n` placeholders as SQLite's positional `?n`.
+pub(crate) fn sqlite_sql(sql: &str) -> String {
+    sql.replace('$', "?")
+}
+
+/// Encodes the fingerprint subset of a row.
+pub(crate) fn encode_fingerprints(fingerprints: &Option<Vec<String>>) -> Option<String> {
+    fingerprints.as_ref().map(|list| serde_json::to_string(list).unwrap_or_else(|_| "[]".into()))
+}
+
+/// Decodes the fingerprint subset of a row.
+pub(crate) fn decode_fingerprints(text: Option<String>) -> Result<Option<Vec<String>>, StoreError> {
+    text.map(|text| serde_json::from_str(&text).map_err(|err| StoreError::Corrupt(format!("fingerprints: {err}"))))
+        .transpose()
+}
+
+/// `|name|name|`, searched with `|name|` to filter history by alert name.
+pub(crate) fn alertnames(alerts: &[AlertRef]) -> String {
+    let mut names: Vec<&str> = alerts.iter().map(|alert| alert.alertname.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    format!("|{}|", names.join("|"))
+}
+
+/// Columns of `outbox` in the order [`OutboxRow`] is read.
+pub(crate) const ROW_COLUMNS: &str = "id, notification_id, contact, channel, state, mode, created_at, \
+     due_at, delayed, fingerprints, attempts, first_attempt_at";
+
+/// The raw column values of an outbox row, decoded by [`RawRow::into_row`].
+pub(crate) struct RawRow {
+    pub id: i64,
+    pub notification_id: i64,
+    pub contact: String,
+    pub channel: String,
+    pub state: String,
+    pub mode: String,
+    pub created_at: i64,
+    pub due_at: i64,
+    pub delayed: i64,
+    pub fingerprints: Option<String>,
+    pub attempts: i64,
+    pub first_attempt_at: Option<i64>,
+}
+
+impl RawRow {
+    pub(crate) fn into_row(self) -> Result<OutboxRow, StoreError> {
+        Ok(OutboxRow {
+            id: self.id,
+            notification_id: self.notification_id,
+            contact: self.contact,
+            channel: self.channel,
+            state: RowState::parse(&self.state)?,
+            mode: Mode::parse(&self.mode)?,
+            created_at: from_ms(self.created_at),
+            due_at: from_ms(self.due_at),
+            delayed: self.delayed != 0,
+            fingerprints: decode_fingerprints(self.fingerprints)?,
+            attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
+            first_attempt_at: self.first_attempt_at.map(from_ms),
+        })
+    }
+}
+
+/// SQL shared by both backends.
+pub(crate) mod sql {
+    pub const DEDUP: &str = "INSERT INTO dedup (key, seen_at) VALUES ($1, $2) \
+         ON CONFLICT (key) DO UPDATE SET seen_at = excluded.seen_at WHERE dedup.seen_at < $3 \
+         RETURNING key";
+    pub const INSERT_NOTIFICATION: &str = "INSERT INTO notifications \
+         (received_at, receiver, group_key, status, payload) VALUES ($1, $2, $3, $4, $5) RETURNING id";
+    pub const UPSERT_ALERT: &str = "INSERT INTO alerts (fingerprint, status, starts_at, received_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (fingerprint) DO UPDATE SET status = excluded.status, \
+         starts_at = excluded.starts_at, received_at = excluded.received_at \
+         WHERE alerts.received_at <= excluded.received_at";
+    pub const INSERT_OUTBOX: &str = "INSERT INTO outbox (notification_id, contact, channel, state, mode, \
+         created_at, due_at, delayed, fingerprints, attempts, updated_at) \
+         VALUES ($1, $2, $3, 'pending', 'notification', $4, $5, $6, $7, 0, $4)";
+    pub const UPSERT_LANE: &str = "INSERT INTO lanes (contact, channel, next_due_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (contact, channel) DO UPDATE SET next_due_at = CASE \
+         WHEN lanes.next_due_at IS NULL OR excluded.next_due_at < lanes.next_due_at \
+         THEN excluded.next_due_at ELSE lanes.next_due_at END";
+    pub const RELEASE_LANE: &str = "UPDATE lanes SET lease_owner = NULL, lease_until = NULL, \
+         next_due_at = (SELECT MIN(due_at) FROM outbox WHERE contact = $1 AND channel = $2 \
+         AND state IN ('pending', 'held', 'limited')) \
+         WHERE contact = $1 AND channel = $2 AND lease_owner = $3";
+    pub const NEXT_DUE: &str = "SELECT MIN(next_due_at) FROM lanes WHERE lease_until IS NULL OR lease_until < $1";
+    pub const MERGE_MEMBER: &str =
+        "UPDATE outbox SET state = 'merged', merged_into = $1, updated_at = $2 WHERE id = $3";
+    pub const REPOINT_MEMBERS: &str = "UPDATE outbox SET merged_into = $1 WHERE merged_into = $2";
+    pub const MERGE_LEADER: &str = "UPDATE outbox SET mode = $2, state = 'pending', updated_at = $3 WHERE id = $1";
+    pub const APPLY: &str = "UPDATE outbox SET state = $2, due_at = $3, attempts = $4, \
+         first_attempt_at = $5, last_error = $6, updated_at = $7 WHERE id = $1";
+    pub const INSERT_SEND: &str = "INSERT INTO sends (contact, channel, sent_at) VALUES ($1, $2, $3)";
+    pub const TOLD_FIRING: &str = "INSERT INTO told (contact, fingerprint, starts_at, told_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (contact, fingerprint) DO UPDATE \
+         SET starts_at = excluded.starts_at, told_at = excluded.told_at";
+    pub const TOLD_RESOLVED: &str = "DELETE FROM told WHERE contact = $1 AND fingerprint = $2";
+    pub const INSERT_EVENT: &str = "INSERT INTO deliveries (at, outbox_id, notification_id, contact, \
+         channel, kind, outcome, attempt, alerts, alertnames, provider_response, error, duration_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+    pub const NOTIFICATION: &str = "SELECT id, received_at, payload FROM notifications WHERE id = $1";
+    pub const ALERT_STATE: &str = "SELECT status, starts_at FROM alerts WHERE fingerprint = $1";
+    pub const SENDS_CHANNEL: &str = "SELECT sent_at FROM sends WHERE contact = $1 AND channel = $2 AND sent_at > $3";
+    pub const SENDS_CONTACT: &str = "SELECT sent_at FROM sends WHERE contact = $1 AND sent_at > $2";
+    pub const TOLD: &str = "SELECT 1 FROM told WHERE contact = $1 AND fingerprint = $2";
+    pub const QUEUE_STATS: &str = "SELECT state, COUNT(*), MIN(created_at) FROM outbox \
+         WHERE state IN ('pending', 'held', 'limited') GROUP BY state";
+    /// Retention deletes; each binds the one cut-off it names.
+    pub const GC: [(&str, Option<super::GcCut>); 8] = [
+        ("DELETE FROM deliveries WHERE at < $1", Some(super::GcCut::History)),
+        (
+            "DELETE FROM outbox WHERE state IN ('sent', 'dead', 'merged', 'skipped') AND updated_at < $1",
+            Some(super::GcCut::History),
+        ),
+        (
+            "DELETE FROM notifications WHERE received_at < $1 AND NOT EXISTS \
+             (SELECT 1 FROM outbox WHERE outbox.notification_id = notifications.id)",
+            Some(super::GcCut::History),
+        ),
+        ("DELETE FROM alerts WHERE received_at < $1", Some(super::GcCut::History)),
+        ("DELETE FROM told WHERE told_at < $1", Some(super::GcCut::History)),
+        ("DELETE FROM dedup WHERE seen_at < $1", Some(super::GcCut::Dedup)),
+        ("DELETE FROM sends WHERE sent_at < $1", Some(super::GcCut::Sends)),
+        ("DELETE FROM lanes WHERE next_due_at IS NULL AND lease_owner IS NULL", None),
+    ];
+}
+
+/// Which cut-off of [`Retention`] a GC statement binds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum GcCut {
+    History,
+    Dedup,
+    Sends,
+}
+
+impl Retention {
+    pub(crate) fn cut(&self, cut: GcCut) -> i64 {
+        to_ms(match cut {
+            GcCut::History => self.history_before,
+            GcCut::Dedup => self.dedup_before,
+            GcCut::Sends => self.sends_before,
+        })
+    }
+}
+
+/// A history query as SQL with `$n` placeholders and its parameters.
+pub(crate) struct HistorySql {
+    pub count: String,
+    pub page: String,
+    pub params: Vec<SqlParam>,
+}
+
+/// A parameter of a dynamically built query.
+#[derive(Debug, Clone)]
+pub(crate) enum SqlParam {
+    Int(i64),
+    Text(String),
+}
+
+pub(crate) const HISTORY_COLUMNS: &str = "id, at, outbox_id, notification_id, contact, channel, kind, \
+     outcome, attempt, alerts, provider_response, error, duration_ms";
+
+impl HistorySql {
+    pub(crate) fn build(query: &HistoryQuery, alertname_test: fn(usize) -> String) -> HistorySql {
+        let mut conditions = Vec::new();
+        let mut params = Vec::new();
+        let mut add = |condition: &dyn Fn(usize) -> String, param: SqlParam| {
+            params.push(param);
+            conditions.push(condition(params.len()));
+        };
+        if let Some(contact) = &query.contact {
+            add(&|n| format!("contact = ${n}"), SqlParam::Text(contact.clone()));
+        }
+        if let Some(channel) = &query.channel {
+            add(&|n| format!("channel = ${n}"), SqlParam::Text(channel.clone()));
+        }
+        if let Some(outcome) = query.outcome {
+            add(&|n| format!("outcome = ${n}"), SqlParam::Text(outcome.as_str().into()));
+        }
+        if let Some(alertname) = &query.alertname {
+            add(&alertname_test, SqlParam::Text(format!("|{alertname}|")));
+        }
+        if let Some(since) = query.since {
+            add(&|n| format!("at >= ${n}"), SqlParam::Int(to_ms(since)));
+        }
+        if let Some(until) = query.until {
+            add(&|n| format!("at < ${n}"), SqlParam::Int(to_ms(until)));
+        }
+        let filter = if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) };
+        let order = if query.ascending { "ASC" } else { "DESC" };
+        let count = format!("SELECT COUNT(*) FROM deliveries{filter}");
+        let page = format!(
+            "SELECT {HISTORY_COLUMNS} FROM deliveries{filter} ORDER BY at {order}, id {order} LIMIT {} OFFSET {}",
+            query.limit, query.offset
+        );
+        HistorySql { count, page, params }
+    }
+}
+
+/// Raw column values of a history row.
+pub(crate) struct RawHistory {
+    pub id: i64,
+    pub at: i64,
+    pub outbox_id: i64,
+    pub notification_id: i64,
+    pub contact: String,
+    pub channel: String,
+    pub kind: String,
+    pub outcome: String,
+    pub attempt: i64,
+    pub alerts: String,
+    pub provider_response: Option<String>,
+    pub error: Option<String>,
+    pub duration_ms: Option<i64>,
+}
+
+impl RawHistory {
+    pub(crate) fn into_entry(self) -> Result<HistoryEntry, StoreError> {
+        Ok(HistoryEntry {
+            id: self.id,
+            event: HistoryEvent {
+                at: from_ms(self.at),
+                outbox_id: self.outbox_id,
+                notification_id: self.notification_id,
+                contact: self.contact,
+                channel: self.channel,
+                kind: Mode::parse(&self.kind)?,
+                outcome: Outcome::parse(&self.outcome)
+                    .ok_or_else(|| StoreError::Corrupt(format!("unknown outcome {:?}", self.outcome)))?,
+                attempt: u32::try_from(self.attempt).unwrap_or(0),
+                alerts: serde_json::from_str(&self.alerts)
+                    .map_err(|err| StoreError::Corrupt(format!("history alerts: {err}")))?,
+                provider_response: self.provider_response,
+                error: self.error,
+                duration_ms: self.duration_ms,
+            },
+        })
+    }
+}

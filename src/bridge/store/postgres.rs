@@ -1,0 +1,680 @@
+//! The PostgreSQL backend, for several bridge replicas sharing one state.
+//!
+//! Replicas never deliver the same row twice: a worker leases a whole lane
+//! with `FOR UPDATE SKIP LOCKED`, and the dedup key insert is atomic, so the
+//! same notification arriving at two replicas is committed once.
+//!
+//! A small pool of connections is kept by hand (no pool crate is in the
+//! dependency tree), each with its own prepared-statement cache.
+
+use super::{
+    AlertState, HistoryPage, HistoryQuery, HistorySql, Ingested, Lane, Mode, NewNotification, OutboxRow, QueueStats,
+    RawHistory, RawRow, Retention, RowState, SqlParam, StoreError, StoredNotification, Transition, alertnames,
+    encode_fingerprints, from_ms, schema, sql, to_ms,
+};
+use crate::bridge::payload::Status;
+use chrono::{DateTime, Utc};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Row, Statement};
+
+/// Any value a statement takes.
+type Param<'a> = &'a (dyn ToSql + Sync);
+
+/// An arbitrary constant identifying the migration advisory lock.
+const MIGRATION_LOCK: i64 = 0x636b_6974_6272;
+
+/// The PostgreSQL store; cheap to clone.
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    url: String,
+    /// TLS settings; `None` connects in plain text.
+    tls: Option<Arc<rustls::ClientConfig>>,
+    idle: Mutex<Vec<Connection>>,
+    permits: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").finish_non_exhaustive()
+    }
+}
+
+struct Connection {
+    client: Client,
+    statements: HashMap<&'static str, Statement>,
+}
+
+/// A pooled connection, returned to the pool when dropped.
+struct Pooled {
+    connection: Option<Connection>,
+    inner: Arc<Inner>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            if !connection.client.is_closed() {
+                if let Ok(mut idle) = self.inner.idle.lock() {
+                    idle.push(connection);
+                }
+            }
+        }
+    }
+}
+
+impl Pooled {
+    fn connection(&mut self) -> Result<&mut Connection, StoreError> {
+        self.connection.as_mut().ok_or_else(|| StoreError::Unavailable("postgres connection lost".into()))
+    }
+
+    async fn statement(&mut self, sql: &'static str) -> Result<Statement, StoreError> {
+        let connection = self.connection()?;
+        if let Some(statement) = connection.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = connection.client.prepare(sql).await?;
+        connection.statements.insert(sql, statement.clone());
+        Ok(statement)
+    }
+
+    async fn query(&mut self, sql: &'static str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
+        let statement = self.statement(sql).await?;
+        Ok(self.connection()?.client.query(&statement, params).await?)
+    }
+
+    async fn query_opt(&mut self, sql: &'static str, params: &[Param<'_>]) -> Result<Option<Row>, StoreError> {
+        let statement = self.statement(sql).await?;
+        Ok(self.connection()?.client.query_opt(&statement, params).await?)
+    }
+
+    async fn execute(&mut self, sql: &'static str, params: &[Param<'_>]) -> Result<u64, StoreError> {
+        let statement = self.statement(sql).await?;
+        Ok(self.connection()?.client.execute(&statement, params).await?)
+    }
+
+    async fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
+        Ok(self.connection()?.client.batch_execute(sql).await?)
+    }
+
+    /// Commits when `ok`, else rolls back; a failed rollback drops the connection.
+    async fn finish<T>(&mut self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        match result {
+            Ok(value) => {
+                self.batch("COMMIT").await?;
+                Ok(value)
+            }
+            Err(err) => {
+                if self.batch("ROLLBACK").await.is_err() {
+                    self.connection = None;
+                }
+                Err(err)
+            }
+        }
+    }
+}
+
+const CLAIM_LANE: &str = "UPDATE lanes SET lease_owner = $1, lease_until = $2 WHERE (contact, channel) = \
+     (SELECT contact, channel FROM lanes WHERE next_due_at <= $3 \
+     AND (lease_until IS NULL OR lease_until < $4) ORDER BY next_due_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
+     RETURNING contact, channel";
+
+const DUE_ROWS: &str = "SELECT id, notification_id, contact, channel, state, mode, created_at, \
+     due_at, delayed, fingerprints, attempts, first_attempt_at FROM outbox \
+     WHERE contact = $1 AND channel = $2 AND state IN ('pending', 'held', 'limited') \
+     AND due_at <= $3 ORDER BY due_at, id LIMIT $4";
+
+const LANE_ROWS: &str = "SELECT id, notification_id, contact, channel, state, mode, created_at, \
+     due_at, delayed, fingerprints, attempts, first_attempt_at FROM outbox \
+     WHERE contact = $1 AND channel = $2 AND state = $3 ORDER BY id";
+
+const MEMBERS: &str = "SELECT id, notification_id, contact, channel, state, mode, created_at, \
+     due_at, delayed, fingerprints, attempts, first_attempt_at FROM outbox \
+     WHERE merged_into = $1 ORDER BY id";
+
+impl PostgresStore {
+    /// Connects with `url` (a URL or `key=value` string), then migrates under
+    /// an advisory lock so that replicas starting together do not race.
+    pub async fn open(url: &str, max_connections: usize) -> Result<PostgresStore, StoreError> {
+        Self::open_with_tls(url, max_connections, None).await
+    }
+
+    /// Like [`PostgresStore::open`], speaking TLS with `tls` when the server
+    /// (and the URL's `sslmode`) allows it; `sslmode=require` insists on it.
+    pub async fn open_with_tls(
+        url: &str,
+        max_connections: usize,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<PostgresStore, StoreError> {
+        let store = PostgresStore {
+            inner: Arc::new(Inner {
+                url: url.to_string(),
+                tls,
+                idle: Mutex::new(Vec::new()),
+                permits: Arc::new(Semaphore::new(max_connections.max(1))),
+            }),
+        };
+        let mut pooled = store.pooled().await?;
+        pooled.batch(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})")).await?;
+        let migrated = migrate(&mut pooled).await;
+        pooled.batch(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})")).await?;
+        migrated?;
+        Ok(store)
+    }
+
+    async fn pooled(&self) -> Result<Pooled, StoreError> {
+        let permit = Arc::clone(&self.inner.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Unavailable("postgres pool closed".into()))?;
+        let idle = self.inner.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let connection = match idle {
+            Some(connection) if !connection.client.is_closed() => connection,
+            _ => {
+                let refused =
+                    |err: tokio_postgres::Error| StoreError::Unavailable(format!("cannot connect to postgres: {err}"));
+                let client = match &self.inner.tls {
+                    None => {
+                        let (client, connection) =
+                            tokio_postgres::connect(&self.inner.url, NoTls).await.map_err(refused)?;
+                        tokio::spawn(drive(connection));
+                        client
+                    }
+                    Some(config) => {
+                        let tls = tls::MakeRustls(Arc::clone(config));
+                        let (client, connection) =
+                            tokio_postgres::connect(&self.inner.url, tls).await.map_err(refused)?;
+                        tokio::spawn(drive(connection));
+                        client
+                    }
+                };
+                Connection { client, statements: HashMap::new() }
+            }
+        };
+        Ok(Pooled { connection: Some(connection), inner: Arc::clone(&self.inner), _permit: permit })
+    }
+
+    pub(super) async fn ingest(&self, new: NewNotification) -> Result<Ingested, StoreError> {
+        let payload = serde_json::to_string(&new.notification)
+            .map_err(|err| StoreError::Corrupt(format!("cannot encode notification: {err}")))?;
+        let received_at = to_ms(new.received_at);
+        // A fixed lock order (alerts, then lanes, each sorted) avoids deadlocks
+        // between concurrent intakes.
+        let mut alerts: Vec<_> = new.notification.alerts.iter().collect();
+        alerts.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+        let mut deliveries: Vec<_> = new.deliveries.iter().collect();
+        deliveries.sort_by(|a, b| (&a.contact, &a.channel).cmp(&(&b.contact, &b.channel)));
+        let mut pooled = self.pooled().await?;
+        pooled.batch("BEGIN").await?;
+        let result = async {
+            if let Some(key) = &new.dedup_key {
+                let dedup_since = to_ms(new.dedup_since);
+                let fresh = pooled.query_opt(sql::DEDUP, &[key, &received_at, &dedup_since]).await?;
+                if fresh.is_none() {
+                    return Ok(Ingested::Duplicate);
+                }
+            }
+            let notification = &new.notification;
+            let row = pooled
+                .query_opt(
+                    sql::INSERT_NOTIFICATION,
+                    &[
+                        &received_at,
+                        &notification.receiver,
+                        &notification.group_key,
+                        &notification.status.as_str(),
+                        &payload,
+                    ],
+                )
+                .await?
+                .ok_or_else(|| StoreError::Unavailable("insert returned no id".into()))?;
+            let notification_id: i64 = row.try_get(0)?;
+            for alert in alerts {
+                pooled
+                    .execute(
+                        sql::UPSERT_ALERT,
+                        &[&alert.fingerprint, &alert.status.as_str(), &alert.starts_at.map(to_ms), &received_at],
+                    )
+                    .await?;
+            }
+            for delivery in deliveries {
+                let due_at = to_ms(delivery.due_at);
+                pooled
+                    .execute(
+                        sql::INSERT_OUTBOX,
+                        &[
+                            &notification_id,
+                            &delivery.contact,
+                            &delivery.channel,
+                            &received_at,
+                            &due_at,
+                            &i64::from(delivery.delayed),
+                            &encode_fingerprints(&delivery.fingerprints),
+                        ],
+                    )
+                    .await?;
+                pooled.execute(sql::UPSERT_LANE, &[&delivery.contact, &delivery.channel, &due_at]).await?;
+            }
+            Ok(Ingested::Accepted { notification_id, deliveries: new.deliveries.len() })
+        }
+        .await;
+        pooled.finish(result).await
+    }
+
+    pub(super) async fn claim_lane(
+        &self,
+        owner: &str,
+        due_by: DateTime<Utc>,
+        lease_now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<Lane>, StoreError> {
+        let mut pooled = self.pooled().await?;
+        let row =
+            pooled.query_opt(CLAIM_LANE, &[&owner, &to_ms(lease_until), &to_ms(due_by), &to_ms(lease_now)]).await?;
+        row.map(|row| Ok(Lane { contact: row.try_get(0)?, channel: row.try_get(1)? })).transpose()
+    }
+
+    pub(super) async fn release_lane(&self, lane: &Lane, owner: &str) -> Result<(), StoreError> {
+        let mut pooled = self.pooled().await?;
+        pooled.execute(sql::RELEASE_LANE, &[&lane.contact, &lane.channel, &owner]).await?;
+        Ok(())
+    }
+
+    pub(super) async fn next_due(&self, lease_now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let mut pooled = self.pooled().await?;
+        let row = pooled.query_opt(sql::NEXT_DUE, &[&to_ms(lease_now)]).await?;
+        let next: Option<i64> = match row {
+            Some(row) => row.try_get(0)?,
+            None => None,
+        };
+        Ok(next.map(from_ms))
+    }
+
+    pub(super) async fn due_rows(
+        &self,
+        lane: &Lane,
+        due_by: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        let mut pooled = self.pooled().await?;
+        let rows = pooled.query(DUE_ROWS, &[&lane.contact, &lane.channel, &to_ms(due_by), &i64::from(limit)]).await?;
+        decode_rows(rows)
+    }
+
+    pub(super) async fn lane_rows(&self, lane: &Lane, state: RowState) -> Result<Vec<OutboxRow>, StoreError> {
+        let mut pooled = self.pooled().await?;
+        let rows = pooled.query(LANE_ROWS, &[&lane.contact, &lane.channel, &state.as_str()]).await?;
+        decode_rows(rows)
+    }
+
+    pub(super) async fn members(&self, leader: i64) -> Result<Vec<OutboxRow>, StoreError> {
+        let mut pooled = self.pooled().await?;
+        let rows = pooled.query(MEMBERS, &[&leader]).await?;
+        decode_rows(rows)
+    }
+
+    pub(super) async fn merge(
+        &self,
+        leader: i64,
+        members: Vec<i64>,
+        mode: Mode,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let now = to_ms(now);
+        let mut pooled = self.pooled().await?;
+        pooled.batch("BEGIN").await?;
+        let result = async {
+            for member in members.into_iter().filter(|member| *member != leader) {
+                pooled.execute(sql::MERGE_MEMBER, &[&leader, &now, &member]).await?;
+                pooled.execute(sql::REPOINT_MEMBERS, &[&leader, &member]).await?;
+            }
+            pooled.execute(sql::MERGE_LEADER, &[&leader, &mode.as_str(), &now]).await?;
+            Ok(())
+        }
+        .await;
+        pooled.finish(result).await
+    }
+
+    pub(super) async fn apply(
+        &self,
+        transitions: Vec<Transition>,
+        lane: &Lane,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let now = to_ms(now);
+        let mut pooled = self.pooled().await?;
+        pooled.batch("BEGIN").await?;
+        let result = async {
+            for transition in &transitions {
+                apply_one(&mut pooled, transition, lane, now).await?;
+            }
+            Ok(())
+        }
+        .await;
+        pooled.finish(result).await
+    }
+
+    pub(super) async fn notifications(&self, ids: Vec<i64>) -> Result<Vec<StoredNotification>, StoreError> {
+        let mut pooled = self.pooled().await?;
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(row) = pooled.query_opt(sql::NOTIFICATION, &[&id]).await? {
+                let payload: String = row.try_get(2)?;
+                found.push(StoredNotification {
+                    id: row.try_get(0)?,
+                    received_at: from_ms(row.try_get(1)?),
+                    notification: serde_json::from_str(&payload)
+                        .map_err(|err| StoreError::Corrupt(format!("notification {id}: {err}")))?,
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    pub(super) async fn alert_states(
+        &self,
+        fingerprints: Vec<String>,
+    ) -> Result<HashMap<String, AlertState>, StoreError> {
+        let mut pooled = self.pooled().await?;
+        let mut states = HashMap::new();
+        for fingerprint in fingerprints {
+            if let Some(row) = pooled.query_opt(sql::ALERT_STATE, &[&fingerprint]).await? {
+                let status: String = row.try_get(0)?;
+                let starts_at: Option<i64> = row.try_get(1)?;
+                let status = if status == "resolved" { Status::Resolved } else { Status::Firing };
+                states.insert(fingerprint, AlertState { status, starts_at: starts_at.map(from_ms) });
+            }
+        }
+        Ok(states)
+    }
+
+    pub(super) async fn recent_sends(
+        &self,
+        contact: &str,
+        channel: Option<&str>,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<DateTime<Utc>>, StoreError> {
+        let mut pooled = self.pooled().await?;
+        let since = to_ms(since);
+        let rows = match channel {
+            Some(channel) => pooled.query(sql::SENDS_CHANNEL, &[&contact, &channel, &since]).await?,
+            None => pooled.query(sql::SENDS_CONTACT, &[&contact, &since]).await?,
+        };
+        rows.iter().map(|row| Ok(from_ms(row.try_get(0)?))).collect()
+    }
+
+    pub(super) async fn told(&self, contact: &str, fingerprints: Vec<String>) -> Result<HashSet<String>, StoreError> {
+        let mut pooled = self.pooled().await?;
+        let mut told = HashSet::new();
+        for fingerprint in fingerprints {
+            if pooled.query_opt(sql::TOLD, &[&contact, &fingerprint]).await?.is_some() {
+                told.insert(fingerprint);
+            }
+        }
+        Ok(told)
+    }
+
+    pub(super) async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
+        let mut pooled = self.pooled().await?;
+        let mut stats = QueueStats::default();
+        for row in pooled.query(sql::QUEUE_STATS, &[]).await? {
+            let state: String = row.try_get(0)?;
+            let count: i64 = row.try_get(1)?;
+            let oldest: Option<i64> = row.try_get(2)?;
+            let count = u64::try_from(count).unwrap_or(0);
+            match state.as_str() {
+                "pending" => {
+                    stats.pending = count;
+                    stats.oldest_pending = oldest.map(from_ms);
+                }
+                "held" => stats.held = count,
+                _ => stats.limited = count,
+            }
+        }
+        Ok(stats)
+    }
+
+    pub(super) async fn history(&self, query: HistoryQuery) -> Result<HistoryPage, StoreError> {
+        let built = HistorySql::build(&query, |n| format!("strpos(alertnames, ${n}) > 0"));
+        let values: Vec<Box<dyn ToSql + Sync + Send>> = built
+            .params
+            .iter()
+            .map(|param| -> Box<dyn ToSql + Sync + Send> {
+                match param {
+                    SqlParam::Int(value) => Box::new(*value),
+                    SqlParam::Text(value) => Box::new(value.clone()),
+                }
+            })
+            .collect();
+        let params: Vec<Param<'_>> = values.iter().map(|value| value.as_ref() as Param<'_>).collect();
+        let mut pooled = self.pooled().await?;
+        let client = &pooled.connection()?.client;
+        let total: i64 = client.query_one(&built.count, &params).await?.try_get(0)?;
+        let rows = client.query(&built.page, &params).await?;
+        let mut items = Vec::with_capacity(rows.len());
+        for row in rows {
+            items.push(
+                RawHistory {
+                    id: row.try_get(0)?,
+                    at: row.try_get(1)?,
+                    outbox_id: row.try_get(2)?,
+                    notification_id: row.try_get(3)?,
+                    contact: row.try_get(4)?,
+                    channel: row.try_get(5)?,
+                    kind: row.try_get(6)?,
+                    outcome: row.try_get(7)?,
+                    attempt: row.try_get(8)?,
+                    alerts: row.try_get(9)?,
+                    provider_response: row.try_get(10)?,
+                    error: row.try_get(11)?,
+                    duration_ms: row.try_get(12)?,
+                }
+                .into_entry()?,
+            );
+        }
+        Ok(HistoryPage { total: u64::try_from(total).unwrap_or(0), items })
+    }
+
+    pub(super) async fn gc(&self, retention: Retention) -> Result<(), StoreError> {
+        let mut pooled = self.pooled().await?;
+        for (statement, cut) in sql::GC {
+            match cut {
+                Some(cut) => pooled.execute(statement, &[&retention.cut(cut)]).await?,
+                None => pooled.execute(statement, &[]).await?,
+            };
+        }
+        Ok(())
+    }
+}
+
+/// Runs a connection until it closes.
+async fn drive<F: std::future::Future<Output = Result<(), tokio_postgres::Error>>>(connection: F) {
+    if let Err(err) = connection.await {
+        tracing::warn!(error = %err, "PostgreSQL connection closed.");
+    }
+}
+
+/// TLS for tokio-postgres over checkit's rustls setup: tokio-postgres only
+/// ships adapters for native-tls and OpenSSL, so this small one is written here.
+mod tls {
+    use std::future::Future;
+    use std::io;
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::task::{Context, Poll};
+    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+    use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect};
+
+    /// Makes one [`Connect`] per connection, naming the server by the URL's host.
+    #[derive(Clone)]
+    pub(super) struct MakeRustls(pub(super) Arc<rustls::ClientConfig>);
+
+    pub(super) struct Connect {
+        config: Arc<rustls::ClientConfig>,
+        server_name: rustls::pki_types::ServerName<'static>,
+    }
+
+    impl<S> MakeTlsConnect<S> for MakeRustls
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        type Stream = Stream<S>;
+        type TlsConnect = Connect;
+        type Error = io::Error;
+
+        fn make_tls_connect(&mut self, domain: &str) -> io::Result<Connect> {
+            let server_name = rustls::pki_types::ServerName::try_from(domain.to_string())
+                .map_err(|err| io::Error::other(format!("invalid server name {domain:?}: {err}")))?;
+            Ok(Connect { config: Arc::clone(&self.0), server_name })
+        }
+    }
+
+    impl<S> TlsConnect<S> for Connect
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        type Stream = Stream<S>;
+        type Error = io::Error;
+        type Future = Pin<Box<dyn Future<Output = io::Result<Stream<S>>> + Send>>;
+
+        fn connect(self, stream: S) -> Self::Future {
+            Box::pin(async move {
+                let connector = tokio_rustls::TlsConnector::from(self.config);
+                connector.connect(self.server_name, stream).await.map(Stream)
+            })
+        }
+    }
+
+    /// The encrypted stream handed to tokio-postgres.
+    pub(super) struct Stream<S>(tokio_rustls::client::TlsStream<S>);
+
+    impl<S: AsyncRead + AsyncWrite + Unpin> tokio_postgres::tls::TlsStream for Stream<S> {
+        fn channel_binding(&self) -> ChannelBinding {
+            // SCRAM works without binding data (channel_binding=prefer).
+            ChannelBinding::none()
+        }
+    }
+
+    impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Stream<S> {
+        fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.0).poll_read(cx, buf)
+        }
+    }
+
+    impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Stream<S> {
+        fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            Pin::new(&mut self.0).poll_write(cx, buf)
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.0).poll_flush(cx)
+        }
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.0).poll_shutdown(cx)
+        }
+    }
+}
+
+async fn apply_one(pooled: &mut Pooled, transition: &Transition, lane: &Lane, now: i64) -> Result<(), StoreError> {
+    pooled
+        .execute(
+            sql::APPLY,
+            &[
+                &transition.row_id,
+                &transition.state.as_str(),
+                &to_ms(transition.due_at),
+                &i64::from(transition.attempts),
+                &transition.first_attempt_at.map(to_ms),
+                &transition.last_error,
+                &now,
+            ],
+        )
+        .await?;
+    if let Some(event) = &transition.event {
+        let alerts = serde_json::to_string(&event.alerts)
+            .map_err(|err| StoreError::Corrupt(format!("cannot encode alerts: {err}")))?;
+        pooled
+            .execute(
+                sql::INSERT_EVENT,
+                &[
+                    &to_ms(event.at),
+                    &event.outbox_id,
+                    &event.notification_id,
+                    &event.contact,
+                    &event.channel,
+                    &event.kind.as_str(),
+                    &event.outcome.as_str(),
+                    &i64::from(event.attempt),
+                    &alerts,
+                    &alertnames(&event.alerts),
+                    &event.provider_response,
+                    &event.error,
+                    &event.duration_ms,
+                ],
+            )
+            .await?;
+    }
+    if let Some(sent_at) = transition.sent_at {
+        pooled.execute(sql::INSERT_SEND, &[&lane.contact, &lane.channel, &to_ms(sent_at)]).await?;
+    }
+    for (fingerprint, starts_at) in &transition.told_firing {
+        pooled.execute(sql::TOLD_FIRING, &[&lane.contact, fingerprint, &starts_at.map(to_ms), &now]).await?;
+    }
+    for fingerprint in &transition.told_resolved {
+        pooled.execute(sql::TOLD_RESOLVED, &[&lane.contact, fingerprint]).await?;
+    }
+    Ok(())
+}
+
+async fn migrate(pooled: &mut Pooled) -> Result<(), StoreError> {
+    pooled.batch(schema::VERSIONS_TABLE).await?;
+    let row = pooled.query_opt("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[]).await?;
+    let current: i64 = match row {
+        Some(row) => row.try_get(0)?,
+        None => 0,
+    };
+    if current > schema::latest() {
+        return Err(StoreError::Unavailable(format!(
+            "database schema version {current} is newer than this checkit ({}); upgrade checkit",
+            schema::latest()
+        )));
+    }
+    for (version, statements) in schema::postgres().filter(|(version, _)| *version > current) {
+        pooled
+            .batch(&format!(
+                "BEGIN; {statements}; INSERT INTO schema_migrations (version, applied_at) \
+                 VALUES ({version}, {}); COMMIT;",
+                to_ms(Utc::now())
+            ))
+            .await?;
+    }
+    Ok(())
+}
+
+fn decode_rows(rows: Vec<Row>) -> Result<Vec<OutboxRow>, StoreError> {
+    rows.into_iter()
+        .map(|row| {
+            RawRow {
+                id: row.try_get(0)?,
+                notification_id: row.try_get(1)?,
+                contact: row.try_get(2)?,
+                channel: row.try_get(3)?,
+                state: row.try_get(4)?,
+                mode: row.try_get(5)?,
+                created_at: row.try_get(6)?,
+                due_at: row.try_get(7)?,
+                delayed: row.try_get(8)?,
+                fingerprints: row.try_get(9)?,
+                attempts: row.try_get(10)?,
+                first_attempt_at: row.try_get(11)?,
+            }
+            .into_row()
+        })
+        .collect()
+}

@@ -1,0 +1,615 @@
+//! The embedded SQLite backend (WAL, `synchronous=FULL`).
+//!
+//! One dedicated thread owns the write connection. Writes queue up as jobs;
+//! the thread runs every job waiting in one transaction (each inside its own
+//! savepoint, so one failing job does not undo the others) and answers them
+//! only after `COMMIT` returned: a group commit, so durable intake does not
+//! pay one fsync per webhook. Reads use separate connections on the blocking
+//! pool; WAL lets them run beside the writer.
+//!
+//! **Architecture invariant:** one process per database file. Leases are
+//! therefore cleared at open: whatever held them died with the last process.
+
+use super::{
+    AlertState, HistoryPage, HistoryQuery, HistorySql, Ingested, Lane, Mode, NewNotification, OutboxRow, QueueStats,
+    ROW_COLUMNS, RawHistory, RawRow, Retention, RowState, SqlParam, StoreError, StoredNotification, Transition,
+    alertnames, encode_fingerprints, from_ms, schema, sql, sqlite_sql, to_ms,
+};
+use crate::bridge::payload::Status;
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+
+type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Job = Box<dyn FnOnce(Result<&Connection, String>) -> Reply + Send>;
+
+/// Most jobs committed together.
+const MAX_BATCH: usize = 512;
+
+/// The SQLite store; cheap to clone.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    writer: mpsc::Sender<Job>,
+    readers: Mutex<Vec<Connection>>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.inner.path).finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub async fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let writer_path = path.clone();
+        let connection = tokio::task::spawn_blocking(move || -> Result<Connection, StoreError> {
+            let connection = Connection::open(&writer_path)?;
+            connection
+                .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")?;
+            migrate(&connection)?;
+            connection.execute("UPDATE lanes SET lease_owner = NULL, lease_until = NULL", [])?;
+            Ok(connection)
+        })
+        .await
+        .map_err(|err| StoreError::Unavailable(format!("sqlite open task failed: {err}")))??;
+        let (writer, jobs) = mpsc::channel(8192);
+        std::thread::Builder::new()
+            .name("checkit-sqlite".into())
+            .spawn(move || run_writer(connection, jobs))
+            .map_err(|err| StoreError::Unavailable(format!("cannot start sqlite writer: {err}")))?;
+        Ok(SqliteStore { inner: Arc::new(Inner { writer, readers: Mutex::new(Vec::new()), path }) })
+    }
+
+    /// Runs `work` in the writer's next transaction and returns once committed.
+    async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply_to, reply) = oneshot::channel::<Result<T, StoreError>>();
+        let job: Job = Box::new(move |connection| match connection {
+            Err(err) => {
+                let _ = reply_to.send(Err(StoreError::Unavailable(err)));
+                Box::new(|_| {})
+            }
+            Ok(connection) => {
+                let result = in_savepoint(connection, work);
+                Box::new(move |commit: Result<(), String>| {
+                    let outcome = match commit {
+                        Ok(()) => result,
+                        Err(err) => Err(StoreError::Unavailable(format!("sqlite commit failed: {err}"))),
+                    };
+                    let _ = reply_to.send(outcome);
+                })
+            }
+        });
+        let stopped = || StoreError::Unavailable("sqlite writer has stopped".into());
+        self.inner.writer.send(job).await.map_err(|_| stopped())?;
+        reply.await.map_err(|_| stopped())?
+    }
+
+    /// Runs `work` on a read connection on the blocking pool.
+    async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner.readers.lock().ok().and_then(|mut readers| readers.pop());
+            let connection = match pooled {
+                Some(connection) => connection,
+                None => {
+                    let connection = Connection::open_with_flags(
+                        &inner.path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )?;
+                    connection.busy_timeout(std::time::Duration::from_secs(5))?;
+                    connection
+                }
+            };
+            let result = work(&connection);
+            if let Ok(mut readers) = inner.readers.lock() {
+                readers.push(connection);
+            }
+            result
+        })
+        .await
+        .map_err(|err| StoreError::Unavailable(format!("sqlite read task failed: {err}")))?
+    }
+
+    pub(super) async fn ingest(&self, new: NewNotification) -> Result<Ingested, StoreError> {
+        let payload = serde_json::to_string(&new.notification)
+            .map_err(|err| StoreError::Corrupt(format!("cannot encode notification: {err}")))?;
+        let received_at = to_ms(new.received_at);
+        self.write(move |connection| {
+            if let Some(key) = &new.dedup_key {
+                let fresh = connection
+                    .prepare_cached(&sqlite_sql(sql::DEDUP))?
+                    .query_row(params![key, received_at, to_ms(new.dedup_since)], |_| Ok(()))
+                    .optional()?;
+                if fresh.is_none() {
+                    return Ok(Ingested::Duplicate);
+                }
+            }
+            let notification = &new.notification;
+            let notification_id: i64 = connection.prepare_cached(&sqlite_sql(sql::INSERT_NOTIFICATION))?.query_row(
+                params![
+                    received_at,
+                    notification.receiver,
+                    notification.group_key,
+                    notification.status.as_str(),
+                    payload
+                ],
+                |row| row.get(0),
+            )?;
+            let mut upsert_alert = connection.prepare_cached(&sqlite_sql(sql::UPSERT_ALERT))?;
+            for alert in &notification.alerts {
+                upsert_alert.execute(params![
+                    alert.fingerprint,
+                    alert.status.as_str(),
+                    alert.starts_at.map(to_ms),
+                    received_at
+                ])?;
+            }
+            let mut insert_outbox = connection.prepare_cached(&sqlite_sql(sql::INSERT_OUTBOX))?;
+            let mut upsert_lane = connection.prepare_cached(&sqlite_sql(sql::UPSERT_LANE))?;
+            for delivery in &new.deliveries {
+                let due_at = to_ms(delivery.due_at);
+                insert_outbox.execute(params![
+                    notification_id,
+                    delivery.contact,
+                    delivery.channel,
+                    received_at,
+                    due_at,
+                    i64::from(delivery.delayed),
+                    encode_fingerprints(&delivery.fingerprints)
+                ])?;
+                upsert_lane.execute(params![delivery.contact, delivery.channel, due_at])?;
+            }
+            Ok(Ingested::Accepted { notification_id, deliveries: new.deliveries.len() })
+        })
+        .await
+    }
+
+    pub(super) async fn claim_lane(
+        &self,
+        owner: &str,
+        due_by: DateTime<Utc>,
+        lease_now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<Lane>, StoreError> {
+        let owner = owner.to_string();
+        self.write(move |connection| {
+            Ok(connection
+                .prepare_cached(
+                    "UPDATE lanes SET lease_owner = ?1, lease_until = ?2 WHERE (contact, channel) = \
+                     (SELECT contact, channel FROM lanes WHERE next_due_at <= ?3 \
+                     AND (lease_until IS NULL OR lease_until < ?4) ORDER BY next_due_at LIMIT 1) \
+                     RETURNING contact, channel",
+                )?
+                .query_row(params![owner, to_ms(lease_until), to_ms(due_by), to_ms(lease_now)], |row| {
+                    Ok(Lane { contact: row.get(0)?, channel: row.get(1)? })
+                })
+                .optional()?)
+        })
+        .await
+    }
+
+    pub(super) async fn release_lane(&self, lane: &Lane, owner: &str) -> Result<(), StoreError> {
+        let lane = lane.clone();
+        let owner = owner.to_string();
+        self.write(move |connection| {
+            connection.prepare_cached(&sqlite_sql(sql::RELEASE_LANE))?.execute(params![
+                lane.contact,
+                lane.channel,
+                owner
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn next_due(&self, lease_now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.read(move |connection| {
+            let next: Option<i64> = connection
+                .prepare_cached(&sqlite_sql(sql::NEXT_DUE))?
+                .query_row(params![to_ms(lease_now)], |row| row.get(0))?;
+            Ok(next.map(from_ms))
+        })
+        .await
+    }
+
+    pub(super) async fn due_rows(
+        &self,
+        lane: &Lane,
+        due_by: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        let lane = lane.clone();
+        self.read(move |connection| {
+            let sql = format!(
+                "SELECT {ROW_COLUMNS} FROM outbox WHERE contact = ?1 AND channel = ?2 \
+                 AND state IN ('pending', 'held', 'limited') AND due_at <= ?3 ORDER BY due_at, id LIMIT ?4"
+            );
+            query_rows(connection, &sql, params![lane.contact, lane.channel, to_ms(due_by), i64::from(limit)])
+        })
+        .await
+    }
+
+    pub(super) async fn lane_rows(&self, lane: &Lane, state: RowState) -> Result<Vec<OutboxRow>, StoreError> {
+        let lane = lane.clone();
+        self.read(move |connection| {
+            let sql = format!(
+                "SELECT {ROW_COLUMNS} FROM outbox WHERE contact = ?1 AND channel = ?2 AND state = ?3 ORDER BY id"
+            );
+            query_rows(connection, &sql, params![lane.contact, lane.channel, state.as_str()])
+        })
+        .await
+    }
+
+    pub(super) async fn members(&self, leader: i64) -> Result<Vec<OutboxRow>, StoreError> {
+        self.read(move |connection| {
+            let sql = format!("SELECT {ROW_COLUMNS} FROM outbox WHERE merged_into = ?1 ORDER BY id");
+            query_rows(connection, &sql, params![leader])
+        })
+        .await
+    }
+
+    pub(super) async fn merge(
+        &self,
+        leader: i64,
+        members: Vec<i64>,
+        mode: Mode,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let now = to_ms(now);
+        self.write(move |connection| {
+            let mut merge_member = connection.prepare_cached(&sqlite_sql(sql::MERGE_MEMBER))?;
+            let mut repoint = connection.prepare_cached(&sqlite_sql(sql::REPOINT_MEMBERS))?;
+            for member in members.into_iter().filter(|member| *member != leader) {
+                merge_member.execute(params![leader, now, member])?;
+                repoint.execute(params![leader, member])?;
+            }
+            connection.prepare_cached(&sqlite_sql(sql::MERGE_LEADER))?.execute(params![leader, mode.as_str(), now])?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn apply(
+        &self,
+        transitions: Vec<Transition>,
+        lane: &Lane,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let lane = lane.clone();
+        let now = to_ms(now);
+        let mut encoded = Vec::with_capacity(transitions.len());
+        for transition in transitions {
+            let event = transition
+                .event
+                .as_ref()
+                .map(|event| -> Result<_, StoreError> {
+                    let alerts = serde_json::to_string(&event.alerts)
+                        .map_err(|err| StoreError::Corrupt(format!("cannot encode alerts: {err}")))?;
+                    Ok((alerts, alertnames(&event.alerts)))
+                })
+                .transpose()?;
+            encoded.push((transition, event));
+        }
+        self.write(move |connection| {
+            for (transition, encoded_event) in &encoded {
+                apply_one(connection, transition, encoded_event.as_ref(), &lane, now)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn notifications(&self, ids: Vec<i64>) -> Result<Vec<StoredNotification>, StoreError> {
+        self.read(move |connection| {
+            let mut statement = connection.prepare_cached(&sqlite_sql(sql::NOTIFICATION))?;
+            let mut found = Vec::with_capacity(ids.len());
+            for id in ids {
+                let row: Option<(i64, i64, String)> =
+                    statement.query_row(params![id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?))).optional()?;
+                if let Some((id, received_at, payload)) = row {
+                    found.push(StoredNotification {
+                        id,
+                        received_at: from_ms(received_at),
+                        notification: serde_json::from_str(&payload)
+                            .map_err(|err| StoreError::Corrupt(format!("notification {id}: {err}")))?,
+                    });
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    pub(super) async fn alert_states(
+        &self,
+        fingerprints: Vec<String>,
+    ) -> Result<HashMap<String, AlertState>, StoreError> {
+        self.read(move |connection| {
+            let mut statement = connection.prepare_cached(&sqlite_sql(sql::ALERT_STATE))?;
+            let mut states = HashMap::new();
+            for fingerprint in fingerprints {
+                let row: Option<(String, Option<i64>)> =
+                    statement.query_row(params![fingerprint], |row| Ok((row.get(0)?, row.get(1)?))).optional()?;
+                if let Some((status, starts_at)) = row {
+                    let status = if status == "resolved" { Status::Resolved } else { Status::Firing };
+                    states.insert(fingerprint, AlertState { status, starts_at: starts_at.map(from_ms) });
+                }
+            }
+            Ok(states)
+        })
+        .await
+    }
+
+    pub(super) async fn recent_sends(
+        &self,
+        contact: &str,
+        channel: Option<&str>,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<DateTime<Utc>>, StoreError> {
+        let contact = contact.to_string();
+        let channel = channel.map(str::to_string);
+        self.read(move |connection| {
+            let since = to_ms(since);
+            let times: Vec<i64> = match &channel {
+                Some(channel) => connection
+                    .prepare_cached(&sqlite_sql(sql::SENDS_CHANNEL))?
+                    .query_map(params![contact, channel, since], |row| row.get(0))?
+                    .collect::<Result<_, _>>()?,
+                None => connection
+                    .prepare_cached(&sqlite_sql(sql::SENDS_CONTACT))?
+                    .query_map(params![contact, since], |row| row.get(0))?
+                    .collect::<Result<_, _>>()?,
+            };
+            Ok(times.into_iter().map(from_ms).collect())
+        })
+        .await
+    }
+
+    pub(super) async fn told(&self, contact: &str, fingerprints: Vec<String>) -> Result<HashSet<String>, StoreError> {
+        let contact = contact.to_string();
+        self.read(move |connection| {
+            let mut statement = connection.prepare_cached(&sqlite_sql(sql::TOLD))?;
+            let mut told = HashSet::new();
+            for fingerprint in fingerprints {
+                if statement.exists(params![contact, fingerprint])? {
+                    told.insert(fingerprint);
+                }
+            }
+            Ok(told)
+        })
+        .await
+    }
+
+    pub(super) async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
+        self.read(|connection| {
+            let mut stats = QueueStats::default();
+            let mut statement = connection.prepare_cached(sql::QUEUE_STATS)?;
+            let rows = statement.query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, Option<i64>>(2)?))
+            })?;
+            for row in rows {
+                let (state, count, oldest) = row?;
+                let count = u64::try_from(count).unwrap_or(0);
+                match state.as_str() {
+                    "pending" => {
+                        stats.pending = count;
+                        stats.oldest_pending = oldest.map(from_ms);
+                    }
+                    "held" => stats.held = count,
+                    _ => stats.limited = count,
+                }
+            }
+            Ok(stats)
+        })
+        .await
+    }
+
+    pub(super) async fn history(&self, query: HistoryQuery) -> Result<HistoryPage, StoreError> {
+        self.read(move |connection| {
+            let built = HistorySql::build(&query, |n| format!("instr(alertnames, ${n}) > 0"));
+            let params: Vec<rusqlite::types::Value> = built
+                .params
+                .iter()
+                .map(|param| match param {
+                    SqlParam::Int(value) => rusqlite::types::Value::Integer(*value),
+                    SqlParam::Text(value) => rusqlite::types::Value::Text(value.clone()),
+                })
+                .collect();
+            let total: i64 = connection
+                .prepare(&sqlite_sql(&built.count))?
+                .query_row(rusqlite::params_from_iter(params.iter()), |row| row.get(0))?;
+            let mut statement = connection.prepare(&sqlite_sql(&built.page))?;
+            let raw = statement
+                .query_map(rusqlite::params_from_iter(params.iter()), |row| {
+                    Ok(RawHistory {
+                        id: row.get(0)?,
+                        at: row.get(1)?,
+                        outbox_id: row.get(2)?,
+                        notification_id: row.get(3)?,
+                        contact: row.get(4)?,
+                        channel: row.get(5)?,
+                        kind: row.get(6)?,
+                        outcome: row.get(7)?,
+                        attempt: row.get(8)?,
+                        alerts: row.get(9)?,
+                        provider_response: row.get(10)?,
+                        error: row.get(11)?,
+                        duration_ms: row.get(12)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(HistoryPage {
+                total: u64::try_from(total).unwrap_or(0),
+                items: raw.into_iter().map(RawHistory::into_entry).collect::<Result<_, _>>()?,
+            })
+        })
+        .await
+    }
+
+    pub(super) async fn gc(&self, retention: Retention) -> Result<(), StoreError> {
+        self.write(move |connection| {
+            for (statement, cut) in sql::GC {
+                let mut statement = connection.prepare_cached(&sqlite_sql(statement))?;
+                match cut {
+                    Some(cut) => statement.execute(params![retention.cut(cut)])?,
+                    None => statement.execute([])?,
+                };
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn apply_one(
+    connection: &Connection,
+    transition: &Transition,
+    encoded_event: Option<&(String, String)>,
+    lane: &Lane,
+    now: i64,
+) -> Result<(), StoreError> {
+    connection.prepare_cached(&sqlite_sql(sql::APPLY))?.execute(params![
+        transition.row_id,
+        transition.state.as_str(),
+        to_ms(transition.due_at),
+        i64::from(transition.attempts),
+        transition.first_attempt_at.map(to_ms),
+        transition.last_error,
+        now
+    ])?;
+    if let (Some(event), Some((alerts, names))) = (&transition.event, encoded_event) {
+        connection.prepare_cached(&sqlite_sql(sql::INSERT_EVENT))?.execute(params![
+            to_ms(event.at),
+            event.outbox_id,
+            event.notification_id,
+            event.contact,
+            event.channel,
+            event.kind.as_str(),
+            event.outcome.as_str(),
+            i64::from(event.attempt),
+            alerts,
+            names,
+            event.provider_response,
+            event.error,
+            event.duration_ms
+        ])?;
+    }
+    if let Some(sent_at) = transition.sent_at {
+        connection.prepare_cached(&sqlite_sql(sql::INSERT_SEND))?.execute(params![
+            lane.contact,
+            lane.channel,
+            to_ms(sent_at)
+        ])?;
+    }
+    let mut told_firing = connection.prepare_cached(&sqlite_sql(sql::TOLD_FIRING))?;
+    for (fingerprint, starts_at) in &transition.told_firing {
+        told_firing.execute(params![lane.contact, fingerprint, starts_at.map(to_ms), now])?;
+    }
+    let mut told_resolved = connection.prepare_cached(&sqlite_sql(sql::TOLD_RESOLVED))?;
+    for fingerprint in &transition.told_resolved {
+        told_resolved.execute(params![lane.contact, fingerprint])?;
+    }
+    Ok(())
+}
+
+/// Applies every migration newer than the database's version.
+fn migrate(connection: &Connection) -> Result<(), StoreError> {
+    connection.execute_batch(schema::VERSIONS_TABLE)?;
+    let current: i64 =
+        connection.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |row| row.get(0))?;
+    if current > schema::latest() {
+        return Err(StoreError::Unavailable(format!(
+            "database schema version {current} is newer than this checkit ({}); upgrade checkit",
+            schema::latest()
+        )));
+    }
+    for (version, statements) in schema::sqlite().filter(|(version, _)| *version > current) {
+        connection.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {statements}; INSERT INTO schema_migrations (version, applied_at) \
+             VALUES ({version}, {}); COMMIT;",
+            to_ms(Utc::now())
+        ))?;
+    }
+    Ok(())
+}
+
+fn in_savepoint<T>(
+    connection: &Connection,
+    work: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    connection.execute_batch("SAVEPOINT job")?;
+    let result = work(connection);
+    match &result {
+        Ok(_) => connection.execute_batch("RELEASE job")?,
+        Err(_) => connection.execute_batch("ROLLBACK TO job; RELEASE job")?,
+    }
+    result
+}
+
+fn run_writer(connection: Connection, mut jobs: mpsc::Receiver<Job>) {
+    while let Some(first) = jobs.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(err) = connection.execute_batch("BEGIN IMMEDIATE") {
+            let message = err.to_string();
+            for job in batch {
+                job(Err(message.clone()))(Err(message.clone()));
+            }
+            continue;
+        }
+        let replies: Vec<Reply> = batch.into_iter().map(|job| job(Ok(&connection))).collect();
+        let commit = connection.execute_batch("COMMIT").map_err(|err| err.to_string());
+        if commit.is_err() {
+            let _ = connection.execute_batch("ROLLBACK");
+        }
+        for reply in replies {
+            reply(commit.clone());
+        }
+    }
+}
+
+fn query_rows(connection: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<OutboxRow>, StoreError> {
+    let mut statement = connection.prepare_cached(sql)?;
+    let raw = statement
+        .query_map(params, |row| {
+            Ok(RawRow {
+                id: row.get(0)?,
+                notification_id: row.get(1)?,
+                contact: row.get(2)?,
+                channel: row.get(3)?,
+                state: row.get(4)?,
+                mode: row.get(5)?,
+                created_at: row.get(6)?,
+                due_at: row.get(7)?,
+                delayed: row.get(8)?,
+                fingerprints: row.get(9)?,
+                attempts: row.get(10)?,
+                first_attempt_at: row.get(11)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    raw.into_iter().map(RawRow::into_row).collect()
+}
