@@ -263,6 +263,18 @@ pub const METRIC_NAMES: &[&str] = &[
     "checkit_probes_total",
     "checkit_probe_requests_rejected_total",
     "checkit_probes_in_flight",
+    // Alert bridge (registered by `bridge::metrics`; kept in step by a tidy test).
+    "checkit_bridge_webhooks_received_total",
+    "checkit_bridge_webhooks_rejected_total",
+    "checkit_bridge_notifications_accepted_total",
+    "checkit_bridge_notifications_deduplicated_total",
+    "checkit_bridge_deliveries_total",
+    "checkit_bridge_queue_depth",
+    "checkit_bridge_queue_oldest_pending_age_seconds",
+    "checkit_bridge_quiet_hours_held_total",
+    "checkit_bridge_rate_limited_total",
+    "checkit_bridge_delivery_latency_seconds",
+    "checkit_bridge_delivery_attempt_duration_seconds",
 ];
 
 #[cfg(test)]

@@ -120,6 +120,15 @@ fn metric_names_list_has_no_duplicates() {
     assert!(duplicates.is_empty(), "listed twice in METRIC_NAMES: {duplicates:?}");
 }
 
+/// The bridge keeps its own list next to its registrations; the shared one
+/// must contain it.
+#[test]
+fn bridge_metric_names_are_in_the_shared_list() {
+    let missing: Vec<&str> =
+        checkit::bridge::metrics::METRIC_NAMES.iter().copied().filter(|name| !METRIC_NAMES.contains(name)).collect();
+    assert!(missing.is_empty(), "add to telemetry::METRIC_NAMES: {missing:?}");
+}
+
 #[test]
 fn alert_rules_use_only_emitted_metrics() {
     let mut problems = BTreeSet::new();
