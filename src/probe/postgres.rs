@@ -375,8 +375,16 @@ where
     }
 }
 
-/// The encrypted stream handed to tokio-postgres.
-struct RustlsStream<S>(tokio_rustls::client::TlsStream<S>);
+/// A tokio-rustls stream as tokio-postgres wants it (it ships adapters only for
+/// native-tls and OpenSSL); the bridge's PostgreSQL store uses it too.
+pub struct RustlsStream<S>(tokio_rustls::client::TlsStream<S>);
+
+impl<S> RustlsStream<S> {
+    /// Wraps a finished TLS stream.
+    pub fn new(stream: tokio_rustls::client::TlsStream<S>) -> Self {
+        RustlsStream(stream)
+    }
+}
 
 impl<S: AsyncRead + AsyncWrite + Unpin> tokio_postgres::tls::TlsStream for RustlsStream<S> {
     fn channel_binding(&self) -> ChannelBinding {

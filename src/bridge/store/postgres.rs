@@ -502,15 +502,16 @@ async fn drive<F: std::future::Future<Output = Result<(), tokio_postgres::Error>
 }
 
 /// TLS for tokio-postgres over checkit's rustls setup: tokio-postgres only
-/// ships adapters for native-tls and OpenSSL, so this small one is written here.
+/// ships adapters for native-tls and OpenSSL. The stream type is the postgres
+/// prober's, which needs the same adapter.
 mod tls {
+    use crate::probe::postgres::RustlsStream as Stream;
     use std::future::Future;
     use std::io;
     use std::pin::Pin;
     use std::sync::Arc;
-    use std::task::{Context, Poll};
-    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-    use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect};
+    use tokio::io::{AsyncRead, AsyncWrite};
+    use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 
     /// Makes one [`Connect`] per connection, naming the server by the URL's host.
     #[derive(Clone)]
@@ -547,36 +548,8 @@ mod tls {
         fn connect(self, stream: S) -> Self::Future {
             Box::pin(async move {
                 let connector = tokio_rustls::TlsConnector::from(self.config);
-                connector.connect(self.server_name, stream).await.map(Stream)
+                connector.connect(self.server_name, stream).await.map(Stream::new)
             })
-        }
-    }
-
-    /// The encrypted stream handed to tokio-postgres.
-    pub(super) struct Stream<S>(tokio_rustls::client::TlsStream<S>);
-
-    impl<S: AsyncRead + AsyncWrite + Unpin> tokio_postgres::tls::TlsStream for Stream<S> {
-        fn channel_binding(&self) -> ChannelBinding {
-            // SCRAM works without binding data (channel_binding=prefer).
-            ChannelBinding::none()
-        }
-    }
-
-    impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Stream<S> {
-        fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.0).poll_read(cx, buf)
-        }
-    }
-
-    impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Stream<S> {
-        fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-            Pin::new(&mut self.0).poll_write(cx, buf)
-        }
-        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.0).poll_flush(cx)
-        }
-        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.0).poll_shutdown(cx)
         }
     }
 }
