@@ -12,9 +12,9 @@
 //! Peak RSS (VmHWM) of the whole process is printed after each phase.
 //!
 //! ```text
-//! CARGO_TARGET_DIR=/work/target cargo bench --bench bridge_intake
-//! CARGO_TARGET_DIR=/work/target cargo bench --bench bridge_intake -- --requests 50000 --concurrency 128 --storm 10000
-//! CARGO_TARGET_DIR=/work/target cargo bench --bench bridge_intake -- --only storm   # peak RSS of one phase
+//! cargo bench --bench bridge_intake
+//! cargo bench --bench bridge_intake -- --requests 50000 --concurrency 128 --storm 10000
+//! cargo bench --bench bridge_intake -- --only storm   # peak RSS of one phase
 //! ```
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
