@@ -192,6 +192,27 @@ async fn read_line(reader: &mut BufReader<BoxStream>) -> std::io::Result<Line> {
     Ok(Line::Text(line))
 }
 
+/// Opens the dialogue on a freshly dialled connection: implicit TLS first when
+/// `implicit_tls` (recording the TLS families), then [`run`]. Shared by the tcp
+/// and unix probers, which differ only in how they dial.
+pub async fn start(
+    ctx: &mut ProbeCtx<'_>,
+    implicit_tls: bool,
+    steps: &[Step],
+    tls_config: &TlsConfig,
+    server_name: &str,
+    stream: impl Stream + 'static,
+) -> ProbeResult {
+    let stream: BoxStream = if implicit_tls {
+        let (tls_stream, info) = tls::connect(ctx, tls_config, server_name, &[], stream).await?;
+        info.record(&mut ctx.registry, TLS_FAMILIES);
+        Box::new(tls_stream)
+    } else {
+        Box::new(stream)
+    };
+    run(ctx, steps, tls_config, server_name, stream).await
+}
+
 /// Runs the dialogue over `stream`. `server_name` is the STARTTLS default
 /// when `tls_config.server_name` is unset.
 pub async fn run(

@@ -1,9 +1,9 @@
 //! The `tcp` prober: one connection to `host:port`, optional implicit TLS,
 //! then the `query_response` dialogue (see [`super::dialog`]).
 
-use super::dialog::{self, BoxStream, Step};
+use super::dialog::{self, Step};
 use super::resolve::{self, IpProtocol};
-use super::tls::{self, TlsConfig};
+use super::tls::TlsConfig;
 use super::{Phase, ProbeCtx, ProbeError, ProbeResult, Reason};
 use crate::config::Problems;
 use serde::{Deserialize, Serialize};
@@ -112,14 +112,7 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
     ctx.log.debug("Successfully dialed");
     // Precedence as blackbox: tls_config.server_name, then `hostname`, then the target host.
     let server_name = ctx.hostname.unwrap_or(&host).to_string();
-    let stream: BoxStream = if config.tls {
-        let (tls_stream, info) = tls::connect(ctx, &config.tls_config, &server_name, &[], stream).await?;
-        info.record(&mut ctx.registry, dialog::TLS_FAMILIES);
-        Box::new(tls_stream)
-    } else {
-        Box::new(stream)
-    };
-    dialog::run(ctx, &config.query_response, &config.tls_config, &server_name, stream).await
+    dialog::start(ctx, config.tls, &config.query_response, &config.tls_config, &server_name, stream).await
 }
 
 #[cfg(test)]

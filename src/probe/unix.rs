@@ -1,8 +1,8 @@
 //! The `unix` prober (blackbox 0.28): the target is a socket path; connect,
 //! optional TLS, then the `query_response` dialogue. No IP families.
 
-use super::dialog::{self, BoxStream, Step};
-use super::tls::{self, TlsConfig};
+use super::dialog::{self, Step};
+use super::tls::TlsConfig;
 use super::{Phase, ProbeCtx, ProbeError, ProbeResult, Reason};
 use crate::config::Problems;
 use serde::{Deserialize, Serialize};
@@ -51,12 +51,5 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
     })?;
     ctx.log.debug("Successfully dialed");
     let server_name = ctx.hostname.unwrap_or(DEFAULT_SERVER_NAME).to_string();
-    let stream: BoxStream = if config.tls {
-        let (tls_stream, info) = tls::connect(ctx, &config.tls_config, &server_name, &[], stream).await?;
-        info.record(&mut ctx.registry, dialog::TLS_FAMILIES);
-        Box::new(tls_stream)
-    } else {
-        Box::new(stream)
-    };
-    dialog::run(ctx, &config.query_response, &config.tls_config, &server_name, stream).await
+    dialog::start(ctx, config.tls, &config.query_response, &config.tls_config, &server_name, stream).await
 }

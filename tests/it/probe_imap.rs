@@ -16,22 +16,11 @@ async fn probe(block: &str, target: &str, timeout: Duration) -> Outcome {
     run_block("imap", block, target, timeout).await
 }
 
-/// A block that logs in as the Dovecot user, plus `extra`.
-fn login_block(dovecot: &Dovecot, password_file: &tempfile::NamedTempFile, extra: &str) -> String {
-    format!(
-        "tls_config:\n  ca_file: {ca}\nusername: {user}\npassword_file: {pw}\n{extra}",
-        ca = dovecot.certs.ca.cert_path.display(),
-        user = dovecot.user,
-        pw = password_file.path().display(),
-    )
-}
-
 #[tokio::test]
 async fn starttls_login_and_examine_succeed() {
     let dovecot = crate::peer!(Dovecot::start(DovecotOpts { messages: 3, ..DovecotOpts::default() }).await);
     let secret = secret_file(&dovecot.password);
-    let block = login_block(
-        &dovecot,
+    let block = dovecot.login_block(
         &secret,
         "tls: starttls\nbanner_regexp: \"^\\\\* OK .*Dovecot\"\nmailbox: INBOX\nmin_messages: 1\nmax_messages: 3",
     );
@@ -55,13 +44,13 @@ async fn starttls_login_and_examine_succeed() {
 async fn imaps_and_plain_logins_succeed() {
     let dovecot = crate::peer!(Dovecot::start(DovecotOpts::default()).await);
     let secret = secret_file(&dovecot.password);
-    let block = login_block(&dovecot, &secret, "tls: implicit\nmailbox: INBOX");
+    let block = dovecot.login_block(&secret, "tls: implicit\nmailbox: INBOX");
     let outcome = probe(&block, &dovecot.imaps_addr.to_string(), TIMEOUT).await;
     assert_eq!(failure(&outcome), None, "{:#?}", outcome.log);
     assert_eq!(outcome.registry.get("probe_imap_ssl", &[]), Some(1.0));
     assert!(outcome.registry.contains("probe_ssl_last_chain_info"));
 
-    let block = login_block(&dovecot, &secret, "tls: none");
+    let block = dovecot.login_block(&secret, "tls: none");
     let outcome = probe(&block, &dovecot.imap_addr.to_string(), TIMEOUT).await;
     assert_eq!(failure(&outcome), None, "{:#?}", outcome.log);
     assert_eq!(outcome.registry.get("probe_imap_ssl", &[]), Some(0.0));
@@ -73,8 +62,7 @@ async fn imaps_and_plain_logins_succeed() {
 async fn wrong_password_is_auth_failed() {
     let dovecot = crate::peer!(Dovecot::start(DovecotOpts::default()).await);
     let secret = secret_file("not-the-password");
-    let outcome =
-        probe(&login_block(&dovecot, &secret, "tls: starttls"), &dovecot.imap_addr.to_string(), TIMEOUT).await;
+    let outcome = probe(&dovecot.login_block(&secret, "tls: starttls"), &dovecot.imap_addr.to_string(), TIMEOUT).await;
     assert_eq!(failure(&outcome), Some((Phase::Auth, Reason::AuthFailed)), "{:#?}", outcome.log);
 }
 
@@ -83,12 +71,12 @@ async fn mailbox_checks_fail_the_query_phase() {
     let dovecot = crate::peer!(Dovecot::start(DovecotOpts { messages: 3, ..DovecotOpts::default() }).await);
     let secret = secret_file(&dovecot.password);
     let target = dovecot.imap_addr.to_string();
-    let outcome = probe(&login_block(&dovecot, &secret, "mailbox: INBOX\nmax_messages: 2"), &target, TIMEOUT).await;
+    let outcome = probe(&dovecot.login_block(&secret, "mailbox: INBOX\nmax_messages: 2"), &target, TIMEOUT).await;
     assert_eq!(failure(&outcome), Some((Phase::Query, Reason::Query)), "{:#?}", outcome.log);
     assert_eq!(outcome.registry.get("probe_imap_mailbox_messages", &[]), Some(3.0));
-    let outcome = probe(&login_block(&dovecot, &secret, "mailbox: INBOX\nmin_messages: 4"), &target, TIMEOUT).await;
+    let outcome = probe(&dovecot.login_block(&secret, "mailbox: INBOX\nmin_messages: 4"), &target, TIMEOUT).await;
     assert_eq!(failure(&outcome), Some((Phase::Query, Reason::Query)));
-    let outcome = probe(&login_block(&dovecot, &secret, "mailbox: Missing"), &target, TIMEOUT).await;
+    let outcome = probe(&dovecot.login_block(&secret, "mailbox: Missing"), &target, TIMEOUT).await;
     assert_eq!(failure(&outcome), Some((Phase::Query, Reason::Query)), "{:#?}", outcome.log);
 }
 

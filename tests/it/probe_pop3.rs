@@ -16,25 +16,12 @@ async fn probe(block: &str, target: &str, timeout: Duration) -> Outcome {
     run_block("pop3", block, target, timeout).await
 }
 
-/// A block that logs in as the Dovecot user, plus `extra`.
-fn login_block(dovecot: &Dovecot, password_file: &tempfile::NamedTempFile, extra: &str) -> String {
-    format!(
-        "tls_config:\n  ca_file: {ca}\nusername: {user}\npassword_file: {pw}\n{extra}",
-        ca = dovecot.certs.ca.cert_path.display(),
-        user = dovecot.user,
-        pw = password_file.path().display(),
-    )
-}
-
 #[tokio::test]
 async fn stls_login_and_stat_succeed() {
     let dovecot = crate::peer!(Dovecot::start(DovecotOpts { messages: 2, ..DovecotOpts::default() }).await);
     let secret = secret_file(&dovecot.password);
-    let block = login_block(
-        &dovecot,
-        &secret,
-        "tls: starttls\nbanner_regexp: \"^\\\\+OK Dovecot\"\nmin_messages: 2\nmax_messages: 2",
-    );
+    let block = dovecot
+        .login_block(&secret, "tls: starttls\nbanner_regexp: \"^\\\\+OK Dovecot\"\nmin_messages: 2\nmax_messages: 2");
     let outcome = probe(&block, &dovecot.pop3_addr.to_string(), TIMEOUT).await;
     assert_eq!(failure(&outcome), None, "{:#?}\n{}", outcome.log, dovecot.diagnostics());
     let registry = &outcome.registry;
@@ -53,18 +40,17 @@ async fn stls_login_and_stat_succeed() {
 async fn pop3s_opportunistic_and_plain_sessions_succeed() {
     let dovecot = crate::peer!(Dovecot::start(DovecotOpts::default()).await);
     let secret = secret_file(&dovecot.password);
-    let outcome =
-        probe(&login_block(&dovecot, &secret, "tls: implicit"), &dovecot.pop3s_addr.to_string(), TIMEOUT).await;
+    let outcome = probe(&dovecot.login_block(&secret, "tls: implicit"), &dovecot.pop3s_addr.to_string(), TIMEOUT).await;
     assert_eq!(failure(&outcome), None, "{:#?}", outcome.log);
     assert_eq!(outcome.registry.get("probe_pop3_ssl", &[]), Some(1.0));
 
     // Dovecot lists STLS in CAPA, so opportunistic mode upgrades.
-    let block = login_block(&dovecot, &secret, "tls: opportunistic");
+    let block = dovecot.login_block(&secret, "tls: opportunistic");
     let outcome = probe(&block, &dovecot.pop3_addr.to_string(), TIMEOUT).await;
     assert_eq!(failure(&outcome), None, "{:#?}", outcome.log);
     assert_eq!(outcome.registry.get("probe_pop3_ssl", &[]), Some(1.0));
 
-    let outcome = probe(&login_block(&dovecot, &secret, "tls: none"), &dovecot.pop3_addr.to_string(), TIMEOUT).await;
+    let outcome = probe(&dovecot.login_block(&secret, "tls: none"), &dovecot.pop3_addr.to_string(), TIMEOUT).await;
     assert_eq!(failure(&outcome), None, "{:#?}", outcome.log);
     assert_eq!(outcome.registry.get("probe_pop3_ssl", &[]), Some(0.0));
     assert!(!outcome.registry.contains("probe_tls_version_info"));
@@ -74,8 +60,7 @@ async fn pop3s_opportunistic_and_plain_sessions_succeed() {
 async fn wrong_password_is_auth_failed() {
     let dovecot = crate::peer!(Dovecot::start(DovecotOpts::default()).await);
     let secret = secret_file("not-the-password");
-    let outcome =
-        probe(&login_block(&dovecot, &secret, "tls: starttls"), &dovecot.pop3_addr.to_string(), TIMEOUT).await;
+    let outcome = probe(&dovecot.login_block(&secret, "tls: starttls"), &dovecot.pop3_addr.to_string(), TIMEOUT).await;
     assert_eq!(failure(&outcome), Some((Phase::Auth, Reason::AuthFailed)), "{:#?}", outcome.log);
     assert!(!outcome.registry.contains("probe_pop3_messages"));
 }
@@ -85,7 +70,7 @@ async fn message_count_out_of_bounds_fails_the_query_phase() {
     let dovecot = crate::peer!(Dovecot::start(DovecotOpts { messages: 3, ..DovecotOpts::default() }).await);
     let secret = secret_file(&dovecot.password);
     let outcome =
-        probe(&login_block(&dovecot, &secret, "max_messages: 1"), &dovecot.pop3_addr.to_string(), TIMEOUT).await;
+        probe(&dovecot.login_block(&secret, "max_messages: 1"), &dovecot.pop3_addr.to_string(), TIMEOUT).await;
     assert_eq!(failure(&outcome), Some((Phase::Query, Reason::Query)), "{:#?}", outcome.log);
     assert_eq!(outcome.registry.get("probe_pop3_messages", &[]), Some(3.0));
 }

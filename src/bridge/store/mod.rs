@@ -401,6 +401,19 @@ pub struct QueueStats {
 }
 
 impl QueueStats {
+    /// Adds one `(state, count, oldest)` row of `sql::QUEUE_STATS`.
+    pub(crate) fn add_row(&mut self, state: &str, count: i64, oldest_ms: Option<i64>) {
+        let count = u64::try_from(count).unwrap_or(0);
+        match state {
+            "pending" => {
+                self.pending = count;
+                self.oldest_pending = oldest_ms.map(from_ms);
+            }
+            "held" => self.held = count,
+            _ => self.limited = count,
+        }
+    }
+
     /// Every row not yet finished.
     pub fn depth(&self) -> u64 {
         self.pending + self.held + self.limited

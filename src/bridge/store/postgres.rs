@@ -428,15 +428,7 @@ impl PostgresStore {
             let state: String = row.try_get(0)?;
             let count: i64 = row.try_get(1)?;
             let oldest: Option<i64> = row.try_get(2)?;
-            let count = u64::try_from(count).unwrap_or(0);
-            match state.as_str() {
-                "pending" => {
-                    stats.pending = count;
-                    stats.oldest_pending = oldest.map(from_ms);
-                }
-                "held" => stats.held = count,
-                _ => stats.limited = count,
-            }
+            stats.add_row(&state, count, oldest);
         }
         Ok(stats)
     }

@@ -407,15 +407,7 @@ impl SqliteStore {
             })?;
             for row in rows {
                 let (state, count, oldest) = row?;
-                let count = u64::try_from(count).unwrap_or(0);
-                match state.as_str() {
-                    "pending" => {
-                        stats.pending = count;
-                        stats.oldest_pending = oldest.map(from_ms);
-                    }
-                    "held" => stats.held = count,
-                    _ => stats.limited = count,
-                }
+                stats.add_row(&state, count, oldest);
             }
             Ok(stats)
         })

@@ -57,6 +57,17 @@ pub struct Dovecot {
 }
 
 impl Dovecot {
+    /// A prober block (imap or pop3) that logs in as the test user, trusting
+    /// the test CA, with `extra` YAML lines appended.
+    pub fn login_block(&self, password_file: &tempfile::NamedTempFile, extra: &str) -> String {
+        format!(
+            "tls_config:\n  ca_file: {ca}\nusername: {user}\npassword_file: {pw}\n{extra}",
+            ca = self.certs.ca.cert_path.display(),
+            user = self.user,
+            pw = password_file.path().display(),
+        )
+    }
+
     /// Writes the config and Maildir, starts Dovecot and waits for all ports.
     pub async fn start(opts: DovecotOpts) -> Option<Dovecot> {
         let dovecot = require_binary("dovecot", "dovecot-imapd")?;
