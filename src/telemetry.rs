@@ -168,8 +168,9 @@ impl Default for Telemetry {
     }
 }
 
-/// Every metric family name checkit can emit, on `/probe` and `/metrics`, as
-/// it appears in a scrape. The tidy test checks `alerts/` and `dashboards/`
+/// Every metric family name the exporter can emit, on `/probe` and `/metrics`,
+/// as it appears in a scrape; the bridge keeps its own list next to its
+/// registrations, and [`metric_names`] joins the two. The tidy test checks `alerts/` and `dashboards/`
 /// against this list; each prober's tests check that what it emits is listed.
 pub const METRIC_NAMES: &[&str] = &[
     // Handler.
@@ -263,19 +264,17 @@ pub const METRIC_NAMES: &[&str] = &[
     "checkit_probes_total",
     "checkit_probe_requests_rejected_total",
     "checkit_probes_in_flight",
-    // Alert bridge (registered by `bridge::metrics`; kept in step by a tidy test).
-    "checkit_bridge_webhooks_received_total",
-    "checkit_bridge_webhooks_rejected_total",
-    "checkit_bridge_notifications_accepted_total",
-    "checkit_bridge_notifications_deduplicated_total",
-    "checkit_bridge_deliveries_total",
-    "checkit_bridge_queue_depth",
-    "checkit_bridge_queue_oldest_pending_age_seconds",
-    "checkit_bridge_quiet_hours_held_total",
-    "checkit_bridge_rate_limited_total",
-    "checkit_bridge_delivery_latency_seconds",
-    "checkit_bridge_delivery_attempt_duration_seconds",
 ];
+
+/// Every metric family name checkit can emit, exporter and bridge.
+pub fn metric_names() -> impl Iterator<Item = &'static str> {
+    METRIC_NAMES.iter().chain(crate::bridge::metrics::METRIC_NAMES).copied()
+}
+
+/// Whether checkit can emit a family called `name`.
+pub fn is_metric_name(name: &str) -> bool {
+    metric_names().any(|known| known == name)
+}
 
 #[cfg(test)]
 mod tests {

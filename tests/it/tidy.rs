@@ -1,11 +1,11 @@
 //! Tidy checks on the shipped operational assets: every metric name used in
 //! `alerts/` rules and in dashboard queries (ours and the community
 //! dashboards checkit promises to keep working) is one checkit emits
-//! (`checkit::telemetry::METRIC_NAMES`), and that list has no duplicates.
+//! (`checkit::telemetry::metric_names()`), and that list has no duplicates.
 
 use crate::support::grafana::{Dashboard, dashboards_in, parse_label_values};
 use checkit::config::yaml::{Value, parse_value};
-use checkit::telemetry::METRIC_NAMES;
+use checkit::telemetry::is_metric_name;
 use regex::Regex;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -68,10 +68,8 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
 
 /// Whether checkit emits `name`: listed as is, or a histogram's series.
 fn emitted(name: &str) -> bool {
-    METRIC_NAMES.contains(&name)
-        || ["_bucket", "_sum", "_count"]
-            .iter()
-            .any(|suffix| name.strip_suffix(suffix).is_some_and(|base| METRIC_NAMES.contains(&base)))
+    is_metric_name(name)
+        || ["_bucket", "_sum", "_count"].iter().any(|suffix| name.strip_suffix(suffix).is_some_and(is_metric_name))
 }
 
 /// Every `expr` of every rule in a Prometheus rule file.
@@ -116,17 +114,8 @@ fn unknown_names(source: &str, exprs: &[String]) -> BTreeSet<String> {
 #[test]
 fn metric_names_list_has_no_duplicates() {
     let mut seen = BTreeSet::new();
-    let duplicates: Vec<&str> = METRIC_NAMES.iter().copied().filter(|name| !seen.insert(*name)).collect();
-    assert!(duplicates.is_empty(), "listed twice in METRIC_NAMES: {duplicates:?}");
-}
-
-/// The bridge keeps its own list next to its registrations; the shared one
-/// must contain it.
-#[test]
-fn bridge_metric_names_are_in_the_shared_list() {
-    let missing: Vec<&str> =
-        checkit::bridge::metrics::METRIC_NAMES.iter().copied().filter(|name| !METRIC_NAMES.contains(name)).collect();
-    assert!(missing.is_empty(), "add to telemetry::METRIC_NAMES: {missing:?}");
+    let duplicates: Vec<&str> = checkit::telemetry::metric_names().filter(|name| !seen.insert(*name)).collect();
+    assert!(duplicates.is_empty(), "listed twice in the metric name lists: {duplicates:?}");
 }
 
 #[test]
