@@ -6,6 +6,19 @@ use crate::support::app::{parse_exposition, start_app, value};
 use crate::support::httpd::TestServer;
 use checkit::config::Config;
 
+const LOOPBACK_DENIED: &str = r#"
+modules:
+  http_2xx:
+    prober: http
+    timeout: 2s
+  tcp_connect:
+    prober: tcp
+    timeout: 2s
+exporter:
+  targets:
+    deny: ["127.0.0.1/32", "::1/128"]
+"#;
+
 /// Defect 1: an absurd scrape-timeout header is clamped, never a panic, and
 /// the in-flight gauge returns to zero.
 #[tokio::test]
@@ -30,3 +43,56 @@ async fn scrape_timeout_header_never_panics() {
     assert!(metrics.contains("checkit_probes_in_flight 0"), "{metrics}");
 }
 
+/// Defect 2: every numeric key is range-checked at load, so what passes the
+/// check also starts.
+#[test]
+fn numeric_keys_are_range_checked_at_load() {
+    let err = Config::parse("exporter:\n  max_concurrent_probes: 18446744073709551615\n")
+        .expect_err("a semaphore cannot hold that many permits");
+    assert!(err.to_string().contains("exporter.max_concurrent_probes"), "{err}");
+    // Durations past Go's int64 nanoseconds would overflow clock arithmetic.
+    let err = Config::parse("modules:\n  m:\n    prober: tcp\n    timeout: 5000000h\n").expect_err("too long");
+    assert!(err.to_string().contains("modules.m.timeout"), "{err}");
+}
+
+/// Defect 3: the unspecified addresses reach the local host, so a deny of the
+/// loopback addresses covers them too, also after a redirect.
+#[tokio::test]
+async fn unspecified_addresses_do_not_bypass_the_deny_list() {
+    let denied = TestServer::http().await;
+    let port = denied.addr.port();
+    let app = start_app(LOOPBACK_DENIED).await;
+    for target in [
+        format!("http://0.0.0.0:{port}/"),
+        format!("http://0:{port}/"),
+        format!("http://[::]:{port}/"),
+        format!("http://[::ffff:0.0.0.0]:{port}/"),
+        format!("http://[::ffff:127.0.0.1]:{port}/"),
+    ] {
+        let (status, body) = app.probe("http_2xx", &target).await;
+        assert_eq!(status, 403, "{target}: {body}");
+        assert!(body.contains("exporter.targets.deny"), "{target}: {body}");
+    }
+    for target in [format!("0.0.0.0:{port}"), format!("[::]:{port}"), format!("[::ffff:0.0.0.0]:{port}")] {
+        let (status, body) = app.probe("tcp_connect", &target).await;
+        assert_eq!(status, 403, "{target}: {body}");
+    }
+    // An allowed host redirecting to the unspecified address.
+    let allowed = TestServer::http_on("127.0.0.2").await;
+    let target = allowed.url(&format!("/to?url=http://0.0.0.0:{port}/"));
+    let (status, body) = app.probe("http_2xx", &target).await;
+    assert_eq!(status, 403, "{target}: {body}");
+    assert_eq!(denied.connections(), 0, "the denied server was reached");
+}
+
+/// Defect 4: allow/deny entries that look numeric but are not addresses are
+/// config errors, not host patterns that never match.
+#[test]
+fn numeric_looking_policy_entries_are_config_errors() {
+    for entry in ["300.1.1.1", "127.1", "010.0.0.1", "0", "0x7f.0.0.1"] {
+        let yaml = format!("exporter:\n  targets:\n    deny: [\"{entry}\"]\n");
+        let err = Config::parse(&yaml).expect_err(entry);
+        assert!(err.to_string().contains("exporter.targets.deny[0]"), "{entry}: {err}");
+    }
+    assert!(Config::parse("exporter:\n  targets:\n    deny: [\"db1.example\", \"10.0.0.1\"]\n").is_ok());
+}
