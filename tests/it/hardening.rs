@@ -2,6 +2,7 @@
 //! before its fix. Requests that must be refused get a 4xx with a reason;
 //! nothing a client sends may panic a handler or leak a permit.
 
+use crate::bridge_support::TestBridge;
 use crate::support::app::{parse_exposition, start_app, value};
 use crate::support::httpd::TestServer;
 use checkit::config::Config;
@@ -95,4 +96,45 @@ fn numeric_looking_policy_entries_are_config_errors() {
         assert!(err.to_string().contains("exporter.targets.deny[0]"), "{entry}: {err}");
     }
     assert!(Config::parse("exporter:\n  targets:\n    deny: [\"db1.example\", \"10.0.0.1\"]\n").is_ok());
+}
+
+/// Defect 10: a body that is not an object with an `alerts` array of objects
+/// is a 400 with the reason, never "accepted".
+#[tokio::test]
+async fn webhook_bodies_of_the_wrong_shape_are_400() {
+    let bridge = TestBridge::start("contacts: {ops: {log: ops}}\nroutes: [{contacts: [ops]}]\n").await;
+    for body in [
+        "[null,null,null,null,null,[{}]]",
+        "[]",
+        r#"{"alerts":[[]]}"#,
+        r#"{"alerts":[null]}"#,
+        r#"{"alerts":[{"labels":{"a":"b"}}, ["x"]]}"#,
+        r#"{"alerts":{}}"#,
+        r#""alerts""#,
+        "null",
+    ] {
+        let (status, text) = bridge.post(body).await;
+        assert_eq!(status, 400, "{body}: {text}");
+        assert!(text.contains("invalid webhook body"), "{body}: {text}");
+    }
+    assert_eq!(bridge.metric("checkit_bridge_notifications_accepted_total"), 0.0);
+    bridge.stop().await;
+}
+
+/// Defect 9: out-of-range numbers in the deliveries API are a 400 with the
+/// reason, not a storage error.
+#[tokio::test]
+async fn deliveries_api_refuses_out_of_range_numbers() {
+    let bridge = TestBridge::start("contacts: {ops: {log: ops}}\nroutes: [{contacts: [ops]}]\n").await;
+    for query in ["offset=9223372036854775808", "offset=18446744073709551615", "offset=-1", "limit=4294967296"] {
+        let response =
+            bridge.client.get(bridge.url(&format!("/api/v1/deliveries?{query}"))).send().await.expect("request");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        assert_eq!(status, 400, "{query}: {text}");
+        assert!(text.contains("invalid"), "{query}: {text}");
+    }
+    let page = bridge.history("offset=9223372036854775807").await;
+    assert_eq!(page["items"], serde_json::json!([]));
+    bridge.stop().await;
 }
