@@ -6,6 +6,7 @@
 //! the first one.
 
 pub mod live;
+pub mod secret;
 pub mod types;
 pub mod yaml;
 
