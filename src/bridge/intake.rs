@@ -106,8 +106,13 @@ pub(super) fn refuse_unauthorized(shared: &Shared, credentials: &Credentials, he
     Some(response)
 }
 
+/// The webhook surface.
+pub(super) fn router(shared: Arc<Shared>) -> axum::Router {
+    axum::Router::new().route("/webhook", axum::routing::post(webhook)).with_state(shared)
+}
+
 /// The webhook handler.
-pub(super) async fn webhook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
+async fn webhook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
     shared.metrics.webhooks_received.inc();
     let runtime = shared.runtime();
     if let Some(response) = refuse_unauthorized(&shared, &runtime.credentials, &headers) {

@@ -5,6 +5,7 @@
 //! Loading gathers *every* problem with its YAML path instead of stopping at
 //! the first one.
 
+pub mod live;
 pub mod types;
 pub mod yaml;
 
