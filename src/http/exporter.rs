@@ -5,10 +5,10 @@
 //! start the real app on `127.0.0.1:0`.
 
 use crate::config::Config;
-use crate::history::History;
+use crate::http::history::History;
+use crate::http::webconfig::Web;
 use crate::probe::{self, ProberKind, Reason};
 use crate::telemetry::{ProbeLabels, Telemetry};
-use crate::webconfig::Web;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
