@@ -158,16 +158,20 @@ fn alertmanager_example_passes_amtool_and_sends_to_the_bridge() {
 #[test]
 fn checkit_example_passes_config_check() {
     let checkit = Path::new(env!("CARGO_BIN_EXE_checkit"));
-    // As docker-compose.yml runs it: secret files relative to the config's directory.
+    // Secret files are relative to the config's directory, so the check
+    // passes from any working directory (here a fresh, writable one: the
+    // SQLite store defaults to it).
+    let elsewhere = tempfile::tempdir().expect("temp dir");
     let output = Command::new(checkit)
-        .args(["--config.check", "--config.file=checkit.yml"])
-        .current_dir(repo("examples"))
+        .args(["--config.check", &format!("--config.file={}", repo("examples/checkit.yml").display())])
+        .current_dir(elsewhere.path())
         .output()
         .expect("run checkit");
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success() && text.contains("Config file is ok"), "{text}");
+    // docker-compose.yml runs it in the state volume, where the store lands.
     let compose = compose_services();
-    assert_eq!(str_at(&compose["checkit"], &["working_dir"]), Some("/etc/checkit"));
+    assert_eq!(str_at(&compose["checkit"], &["working_dir"]), Some("/var/lib/checkit"));
     assert!(yaml("examples/checkit.yml").get("bridge").is_some(), "the example runs the bridge");
     check(checkit, &["--config.check", "--config.file=config/docker.yml"]);
 }
