@@ -11,9 +11,7 @@
 pub mod bridge;
 pub mod cli;
 pub mod config;
-pub mod history;
+pub mod http;
 pub mod logging;
 pub mod probe;
-pub mod server;
 pub mod telemetry;
-pub mod webconfig;
