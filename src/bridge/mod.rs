@@ -12,6 +12,7 @@
 //! - `history`: `GET /api/v1/deliveries`. `metrics`: `checkit_bridge_*`.
 //! - `clock`: every time decision reads a [`clock::Clock`], so tests move time by hand.
 
+pub mod activity;
 pub mod channels;
 pub mod clock;
 pub mod config;
@@ -183,11 +184,16 @@ impl Bridge {
             tasks.push(outbox::run_worker(Arc::clone(&shared), shutdown_rx.clone()).boxed());
         }
         tasks.push(run_housekeeping(Arc::clone(&shared), shutdown_rx).boxed());
-        tracing::info!(
-            workers = config.workers,
-            store = if config.store.postgres.is_some() { "postgres" } else { "sqlite" },
-            "Bridge started."
-        );
+        match &config.store.sqlite {
+            // The absolute path: a relative default lands in the working directory.
+            Some(sqlite) => tracing::info!(
+                workers = config.workers,
+                store = "sqlite",
+                path = %std::path::absolute(&sqlite.path).unwrap_or_else(|_| sqlite.path.clone().into()).display(),
+                "Bridge started."
+            ),
+            None => tracing::info!(workers = config.workers, store = "postgres", "Bridge started."),
+        }
         Ok(Bridge { shared, shutdown, tasks: Mutex::new(tasks), running: TaskTracker::new() })
     }
 
