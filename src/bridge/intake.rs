@@ -158,8 +158,10 @@ pub(super) async fn webhook(State(shared): State<Arc<Shared>>, headers: HeaderMa
     let window = runtime.config.dedup_window.get();
     let dedup_key = (!window.is_zero()).then(|| dedup::key(&notification));
     let dedup_since = received_at - chrono::Duration::from_std(window).unwrap_or_default();
-    let committed =
-        shared.store.ingest(NewNotification { received_at, notification, dedup_key, dedup_since, deliveries }).await;
+    let committed = shared
+        .store
+        .ingest(NewNotification { received_at, notification, dedup_key, dedup_since, deliveries, message: None })
+        .await;
     match committed {
         Ok(Ingested::Accepted { notification_id, deliveries }) => {
             shared.metrics.notifications_accepted.inc();

@@ -10,6 +10,8 @@
 //! - `channels`, `render`, `quiet`, `ratelimit`: providers, templates and the
 //!   schedule and budget maths.
 //! - `history`: `GET /api/v1/deliveries`. `metrics`: `checkit_bridge_*`.
+//! - `messages`: the message API (`POST`/`GET /api/v1/messages`) for other systems;
+//!   `send`: the `checkit send` client of it.
 //! - `clock`: every time decision reads a [`clock::Clock`], so tests move time by hand.
 
 pub mod channels;
@@ -19,6 +21,7 @@ pub mod dedup;
 pub mod history;
 pub mod intake;
 pub mod matcher;
+pub mod messages;
 pub mod metrics;
 pub mod outbox;
 pub mod payload;
@@ -27,6 +30,7 @@ pub mod quiet;
 pub mod ratelimit;
 pub mod render;
 pub mod route;
+pub mod send;
 pub mod store;
 
 pub use config::Config;
@@ -71,6 +75,8 @@ pub(crate) struct Runtime {
     pub(crate) templates: render::Templates,
     /// Quiet-hours bypass matchers by contact.
     pub(crate) bypass: HashMap<String, Vec<matcher::Matchers>>,
+    /// Message API tokens.
+    pub(crate) tokens: messages::Tokens,
 }
 
 impl Runtime {
@@ -79,6 +85,7 @@ impl Runtime {
             bypass: config.contacts.iter().map(|(name, contact)| (name.clone(), contact.bypass())).collect(),
             routing: route::Routing::new(&config),
             credentials: intake::Credentials::load(&config).map_err(Error::Config)?,
+            tokens: messages::Tokens::load(&config.messages).map_err(Error::Config)?,
             channels: channels::Channels::new(&config.channels)?,
             templates: render::Templates::new(&config.templates).map_err(Error::Templates)?,
             config,
@@ -185,11 +192,13 @@ impl Bridge {
         Ok(Bridge { shared, shutdown, tasks: Mutex::new(tasks) })
     }
 
-    /// The bridge's HTTP routes: `POST /webhook` and `GET /api/v1/deliveries`.
+    /// The bridge's HTTP routes: `POST /webhook`, `GET /api/v1/deliveries`
+    /// and `/api/v1/messages`.
     pub fn router(&self) -> axum::Router {
         axum::Router::new()
             .route("/webhook", axum::routing::post(intake::webhook))
             .route("/api/v1/deliveries", axum::routing::get(history::deliveries))
+            .route("/api/v1/messages", axum::routing::post(messages::send).get(messages::search))
             .with_state(Arc::clone(&self.shared))
     }
 
