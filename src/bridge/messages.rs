@@ -389,8 +389,13 @@ fn deliveries(
     Ok(rows)
 }
 
+/// The message API's routes.
+pub(super) fn router(shared: Arc<Shared>) -> axum::Router {
+    axum::Router::new().route("/api/v1/messages", axum::routing::post(send).get(search)).with_state(shared)
+}
+
 /// `POST /api/v1/messages`.
-pub(super) async fn send(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
+async fn send(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
     let runtime = shared.runtime();
     let Some(sender) = runtime.tokens.sender(&headers) else {
         return unauthorized();
@@ -586,7 +591,7 @@ pub fn parse_query(params: &HashMap<String, String>) -> Result<MessageQuery, Str
 }
 
 /// `GET /api/v1/messages`.
-pub(super) async fn search(
+async fn search(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
@@ -595,7 +600,7 @@ pub(super) async fn search(
     // A message token sees its own messages; the bridge's credentials see all.
     let own = runtime.tokens.sender(&headers);
     if own.is_none() {
-        if let Some(response) = refuse_unauthorized(&shared, &runtime.credentials, &headers) {
+        if let Some(response) = refuse_unauthorized(&runtime.credentials, &headers) {
             return response;
         }
     }
