@@ -167,8 +167,10 @@ async fn webhook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bo
     let dedup_key = (!window.is_zero()).then(|| dedup::key(&notification));
     let dedup_since = received_at - chrono::Duration::from_std(window).unwrap_or_default();
     let activity = super::activity::Accepted::of(&notification, &deliveries);
-    let committed =
-        shared.store.ingest(NewNotification { received_at, notification, dedup_key, dedup_since, deliveries }).await;
+    let committed = shared
+        .store
+        .ingest(NewNotification { received_at, notification, dedup_key, dedup_since, deliveries, message: None })
+        .await;
     match committed {
         Ok(Ingested::Accepted { notification_id, deliveries }) => {
             activity.log(notification_id);
