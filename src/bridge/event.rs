@@ -216,6 +216,8 @@ impl Batch {
             notification_reason: group.reason,
             route_labels: group.route_labels,
             title: group.title,
+            // Only the message API carries a message, and it commits directly.
+            message: None,
         })
     }
 }

@@ -89,7 +89,7 @@ async fn deliveries(
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
     let runtime = shared.runtime();
-    if let Some(response) = refuse_unauthorized(&shared, &runtime.credentials, &headers) {
+    if let Some(response) = refuse_unauthorized(&runtime.credentials, &headers) {
         return response;
     }
     let query = match parse_query(&params) {

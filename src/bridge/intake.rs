@@ -96,11 +96,13 @@ fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 /// The 401 refusal (with a challenge) when the request lacks valid credentials.
-pub(super) fn refuse_unauthorized(shared: &Shared, credentials: &Credentials, headers: &HeaderMap) -> Option<Response> {
+/// Only the caller knows whether it was a webhook, so counting is left to it:
+/// `webhooks_rejected_total` pages, and a person opening the history without
+/// credentials must not.
+pub(super) fn refuse_unauthorized(credentials: &Credentials, headers: &HeaderMap) -> Option<Response> {
     if credentials.allows(headers) {
         return None;
     }
-    shared.metrics.reject("unauthorized");
     let mut response = refuse(StatusCode::UNAUTHORIZED, "missing or invalid credentials\n");
     response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(credentials.challenge()));
     Some(response)
@@ -115,7 +117,8 @@ pub(super) fn router(shared: Arc<Shared>) -> axum::Router {
 async fn webhook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
     shared.metrics.webhooks_received.inc();
     let runtime = shared.runtime();
-    if let Some(response) = refuse_unauthorized(&shared, &runtime.credentials, &headers) {
+    if let Some(response) = refuse_unauthorized(&runtime.credentials, &headers) {
+        shared.metrics.reject("unauthorized");
         return response;
     }
     let limit =

@@ -12,8 +12,11 @@
 //! - `channels`, `render`, `quiet`, `ratelimit`: providers, templates and the
 //!   schedule and budget maths.
 //! - `history`: `GET /api/v1/deliveries`. `metrics`: `checkit_bridge_*`.
+//! - `messages`: the message API (`POST`/`GET /api/v1/messages`) for other systems;
+//!   `send`: the `checkit send` client of it.
 //! - `clock`: every time decision reads a [`clock::Clock`], so tests move time by hand.
 
+pub mod activity;
 pub mod channels;
 pub mod clock;
 pub mod config;
@@ -22,6 +25,7 @@ pub mod event;
 pub mod history;
 pub mod intake;
 pub mod matcher;
+pub mod messages;
 pub mod metrics;
 pub mod outbox;
 pub mod payload;
@@ -30,6 +34,7 @@ pub mod quiet;
 pub mod ratelimit;
 pub mod render;
 pub mod route;
+pub mod send;
 pub mod store;
 pub mod submit;
 
@@ -77,6 +82,8 @@ pub(crate) struct Runtime {
     pub(crate) templates: render::Templates,
     /// Quiet-hours bypass matchers by contact.
     pub(crate) bypass: HashMap<String, Vec<matcher::Matchers>>,
+    /// Message API tokens.
+    pub(crate) tokens: messages::Tokens,
 }
 
 impl Runtime {
@@ -85,6 +92,7 @@ impl Runtime {
             bypass: config.contacts.iter().map(|(name, contact)| (name.clone(), contact.bypass())).collect(),
             routing: route::Routing::new(&config),
             credentials: intake::Credentials::load(&config).map_err(Error::Config)?,
+            tokens: messages::Tokens::load(&config.messages).map_err(Error::Config)?,
             channels: channels::Channels::new(&config.channels)?,
             templates: render::Templates::new(&config.templates).map_err(Error::Templates)?,
             config,
@@ -187,11 +195,16 @@ impl Bridge {
             tasks.push(outbox::run_worker(Arc::clone(&shared), shutdown_rx.clone()).boxed());
         }
         tasks.push(run_housekeeping(Arc::clone(&shared), shutdown_rx).boxed());
-        tracing::info!(
-            workers = config.workers,
-            store = if config.store.postgres.is_some() { "postgres" } else { "sqlite" },
-            "Bridge started."
-        );
+        match &config.store.sqlite {
+            // The absolute path: a relative default lands in the working directory.
+            Some(sqlite) => tracing::info!(
+                workers = config.workers,
+                store = "sqlite",
+                path = %std::path::absolute(&sqlite.path).unwrap_or_else(|_| sqlite.path.clone().into()).display(),
+                "Bridge started."
+            ),
+            None => tracing::info!(workers = config.workers, store = "postgres", "Bridge started."),
+        }
         Ok(Bridge { shared, shutdown, tasks: Mutex::new(tasks), running: TaskTracker::new() })
     }
 
@@ -226,9 +239,14 @@ impl Bridge {
         history::router(Arc::clone(&self.shared))
     }
 
-    /// Both surfaces on one router (tests serve it directly).
+    /// The message API surface: `POST` and `GET /api/v1/messages`.
+    pub fn messages_router(&self) -> axum::Router {
+        messages::router(Arc::clone(&self.shared))
+    }
+
+    /// Every surface on one router (tests serve it directly).
     pub fn router(&self) -> axum::Router {
-        self.webhook_router().merge(self.deliveries_router())
+        self.webhook_router().merge(self.deliveries_router()).merge(self.messages_router())
     }
 
     /// Swaps contacts, groups, routes, channels, templates, auth and tuning.

@@ -80,19 +80,32 @@ pub(super) async fn submit(shared: &Shared, batch: Batch) -> Result<Submitted, S
     let window = runtime.config.dedup_window.get();
     let dedup_key = (!window.is_zero()).then(|| dedup::key(&notification));
     let dedup_since = received_at - chrono::Duration::from_std(window).unwrap_or_default();
-    let committed =
-        shared.store.ingest(NewNotification { received_at, notification, dedup_key, dedup_since, deliveries }).await?;
+    let activity = super::activity::Accepted::of(&notification, &deliveries);
+    let new = NewNotification { received_at, notification, dedup_key, dedup_since, deliveries, message: None };
+    let committed = commit(shared, new).await?;
     match committed {
-        Submitted::Accepted { deliveries, .. } => {
+        Submitted::Accepted { notification_id, .. } => {
+            activity.log(notification_id);
             shared.metrics.notifications_accepted.inc();
-            shared.rows_accepted.fetch_add(deliveries as u64, Ordering::Relaxed);
-            shared.queue_depth.fetch_add(deliveries as u64, Ordering::Relaxed);
-            if deliveries > 0 {
-                shared.wake.notify_waiters();
-            }
         }
         Submitted::Duplicate => {
             shared.metrics.deduplicated.inc();
+        }
+    }
+    Ok(committed)
+}
+
+/// The durable step every source ends in: one transaction for the
+/// notification, its outbox rows and its dedup key; then the back-pressure
+/// count grows and idle workers wake. [`submit`] routes before it; the
+/// message API, which addresses contacts itself, calls it directly.
+pub(super) async fn commit(shared: &Shared, new: NewNotification) -> Result<Submitted, StoreError> {
+    let committed = shared.store.ingest(new).await?;
+    if let Submitted::Accepted { deliveries, .. } = committed {
+        shared.rows_accepted.fetch_add(deliveries as u64, Ordering::Relaxed);
+        shared.queue_depth.fetch_add(deliveries as u64, Ordering::Relaxed);
+        if deliveries > 0 {
+            shared.wake.notify_waiters();
         }
     }
     Ok(committed)

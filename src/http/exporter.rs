@@ -79,12 +79,18 @@ struct ProbeParams {
     hostname: Option<String>,
 }
 
+/// Each parameter's first value counts, as with Go's `url.Values.Get`
+/// (`module=http_2xx&module=nope` probes with `http_2xx`, like blackbox).
 fn parse_probe_params(query: &str) -> ProbeParams {
     let mut params = ProbeParams { target: None, module: "http_2xx".into(), debug: false, hostname: None };
+    let mut seen: Vec<std::borrow::Cow<'_, str>> = Vec::new();
     for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        if seen.contains(&key) {
+            continue;
+        }
         match key.as_ref() {
             // blackbox unescapes the target a second time.
-            "target" if params.target.is_none() => {
+            "target" => {
                 let twice = percent_encoding::percent_decode_str(&value).decode_utf8().map(|v| v.into_owned());
                 params.target = Some(twice.unwrap_or_else(|_| value.into_owned()));
             }
@@ -93,6 +99,7 @@ fn parse_probe_params(query: &str) -> ProbeParams {
             "hostname" if !value.is_empty() => params.hostname = Some(value.into_owned()),
             _ => {}
         }
+        seen.push(key);
     }
     params
 }
