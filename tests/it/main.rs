@@ -36,3 +36,4 @@ mod probe_tls;
 mod probe_unix;
 mod support;
 mod tidy;
+mod tidy_layers;

@@ -1,6 +1,7 @@
 //! The `grpc` prober against a real gRPC server (tonic + tonic-health), nginx
 //! as a port that is not gRPC, a closed port and a server that never answers.
 
+use crate::support::module::{assert_listed, failure};
 use crate::support::{Leaf, TestCerts, closed_port, hang_server};
 use checkit::probe::{Outcome, Phase, Reason};
 use std::net::SocketAddr;
@@ -62,17 +63,6 @@ async fn probe(grpc_block: &str, target: &str, timeout: Duration) -> Outcome {
 
 fn indent(text: &str, spaces: usize) -> String {
     text.lines().map(|line| format!("{}{line}\n", " ".repeat(spaces))).collect()
-}
-
-/// Every family emitted is in the exporter's list of metric names.
-fn assert_listed(outcome: &Outcome) {
-    for name in outcome.registry.names() {
-        assert!(checkit::telemetry::is_metric_name(name), "{name} is not in telemetry::METRIC_NAMES");
-    }
-}
-
-fn failure(outcome: &Outcome) -> Option<(Phase, Reason)> {
-    outcome.error.as_ref().map(|err| (err.phase, err.reason))
 }
 
 fn serving_statuses(outcome: &Outcome) -> Vec<(String, f64)> {

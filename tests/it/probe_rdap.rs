@@ -3,6 +3,7 @@
 //! the answer cache, bootstrap files, the target policy and a closed port.
 
 use crate::support::closed_port;
+use crate::support::module::{assert_listed, failure};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -97,17 +98,6 @@ async fn probe_with(config_text: &str, target: &str, timeout: Duration) -> Outco
 async fn probe(rdap_block: &str, target: &str, timeout: Duration) -> Outcome {
     let block: String = rdap_block.lines().map(|line| format!("      {line}\n")).collect();
     probe_with(&format!("modules:\n  m:\n    prober: rdap\n    rdap:\n{block}"), target, timeout).await
-}
-
-/// Every family emitted is in the exporter's list of metric names.
-fn assert_listed(outcome: &Outcome) {
-    for name in outcome.registry.names() {
-        assert!(checkit::telemetry::is_metric_name(name), "{name} is not in telemetry::METRIC_NAMES");
-    }
-}
-
-fn failure(outcome: &Outcome) -> Option<(Phase, Reason)> {
-    outcome.error.as_ref().map(|err| (err.phase, err.reason))
 }
 
 const EXPIRATION: f64 = 1_786_593_600.0;

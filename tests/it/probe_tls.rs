@@ -3,6 +3,7 @@
 //! FTP dialogues, a closed port, a silent server and a plain-text server.
 
 use crate::peer;
+use crate::support::module::{assert_listed, failure};
 use crate::support::peers::{Postgres, PostgresOpts, SmtpOpts, SmtpServer};
 use crate::support::{Leaf, ScriptStep, TestCerts, closed_port, hang_server, scripted_line_server};
 use checkit::probe::{Outcome, Phase, Reason};
@@ -17,17 +18,6 @@ async fn probe(tls_block: &str, target: &str, timeout: Duration) -> Outcome {
 
 fn block(certs: &TestCerts, extra: &str) -> String {
     format!("preferred_ip_protocol: ip4\ntls_config:\n  ca_file: {}\n{extra}", certs.ca.cert_path.display())
-}
-
-/// Every family emitted is in the exporter's list of metric names.
-fn assert_listed(outcome: &Outcome) {
-    for name in outcome.registry.names() {
-        assert!(checkit::telemetry::is_metric_name(name), "{name} is not in telemetry::METRIC_NAMES");
-    }
-}
-
-fn failure(outcome: &Outcome) -> Option<(Phase, Reason)> {
-    outcome.error.as_ref().map(|err| (err.phase, err.reason))
 }
 
 fn unix(time: SystemTime) -> f64 {

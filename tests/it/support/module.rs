@@ -30,3 +30,10 @@ pub fn secret_file(secret: &str) -> tempfile::NamedTempFile {
 pub fn unix_time(at: std::time::SystemTime) -> f64 {
     at.duration_since(std::time::UNIX_EPOCH).expect("after epoch").as_secs() as f64
 }
+
+/// Every family emitted is in the exporter's list of metric names.
+pub fn assert_listed(outcome: &Outcome) {
+    for name in outcome.registry.names() {
+        assert!(checkit::telemetry::is_metric_name(name), "{name} is not in telemetry::METRIC_NAMES");
+    }
+}

@@ -1,0 +1,119 @@
+//! The import layering, enforced: each top-level module of `src/` may name
+//! only the modules listed for it in [`LAYERS`] (`crate::…` paths, in `use`
+//! lines and inline). A new edge is a design decision: add it here, with the
+//! reason, and to ARCHITECTURE.md.
+
+use std::path::Path;
+
+/// Module → the `crate::` paths it may name (a module, or `module::item` for
+/// a narrower exception). Its own paths are always allowed.
+const LAYERS: &[(&str, &[&str])] = &[
+    // The composition root builds everything.
+    ("app", &["bridge", "config", "http", "logging", "probe", "telemetry"]),
+    // Flags, handed to `app`; `checkit probe` and `checkit send` run a part directly.
+    ("cli", &["app", "bridge", "config", "http", "logging", "probe"]),
+    // Surfaces parse, call one service, map errors; the bridge's own surfaces
+    // are composed in by `app`, so `http` does not name the bridge.
+    ("http", &["config", "probe", "telemetry"]),
+    // Debt (issue 8): the bridge still takes TLS client configs and the
+    // PostgreSQL TLS adapter from `probe` until they move to a shared `net`.
+    ("bridge", &["config", "probe::tls", "probe::postgres"]),
+    // Only the list of the bridge's metric names, to join it with the exporter's.
+    ("telemetry", &["bridge::metrics"]),
+    // Debt (issue 8): config still names the probe and bridge block types;
+    // it becomes a leaf when each part decodes its own block.
+    ("config", &["bridge", "probe"]),
+    // Probers import nothing above them.
+    ("probe", &["config"]),
+    ("logging", &[]),
+];
+
+/// Every forbidden `crate::` path in `files` (path relative to `src/`, text),
+/// as `file:line: module names crate::path`.
+fn violations<'a>(files: impl IntoIterator<Item = (String, &'a str)>) -> Vec<String> {
+    let mut found = Vec::new();
+    for (path, text) in files {
+        let module = path.split(['/', '.']).next().unwrap_or_default();
+        if matches!(module, "lib" | "main") {
+            continue;
+        }
+        let Some((_, allowed)) = LAYERS.iter().find(|(name, _)| *name == module) else {
+            found.push(format!("{path}: module {module} is not in LAYERS"));
+            continue;
+        };
+        for (index, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default();
+            for (offset, _) in code.match_indices("crate::") {
+                let rest = &code[offset + "crate::".len()..];
+                let named: String =
+                    rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':').collect();
+                let named = named.trim_end_matches(':');
+                let top = named.split("::").next().unwrap_or_default();
+                let permitted = top == module
+                    || allowed.iter().any(|entry| named == *entry || named.starts_with(&format!("{entry}::")));
+                // `use crate::{a, b}` lists: check each name in the braces.
+                if top.is_empty() && rest.starts_with('{') {
+                    let inside = rest[1..].split('}').next().unwrap_or_default();
+                    for part in inside.split(',').map(str::trim).filter(|part| !part.is_empty()) {
+                        let part_top = part.split("::").next().unwrap_or_default();
+                        let ok = part_top == module
+                            || allowed.iter().any(|entry| part == *entry || part.starts_with(&format!("{entry}::")));
+                        if !ok {
+                            found.push(format!("{path}:{}: {module} names crate::{part}", index + 1));
+                        }
+                    }
+                    continue;
+                }
+                if !permitted {
+                    found.push(format!("{path}:{}: {module} names crate::{named}", index + 1));
+                }
+            }
+        }
+    }
+    found
+}
+
+fn source_files(dir: &Path, root: &Path, out: &mut Vec<(String, String)>) {
+    for entry in std::fs::read_dir(dir).expect("read src") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            source_files(&path, root, out);
+        } else if path.extension().is_some_and(|extension| extension == "rs") {
+            let relative = path.strip_prefix(root).expect("under src").display().to_string();
+            out.push((relative, std::fs::read_to_string(&path).expect("read source")));
+        }
+    }
+}
+
+#[test]
+fn every_module_imports_only_what_its_layer_allows() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    source_files(&root, &root, &mut files);
+    assert!(files.len() > 50, "found only {} source files", files.len());
+    let found = violations(files.iter().map(|(path, text)| (path.clone(), text.as_str())));
+    assert!(found.is_empty(), "imports across layers (see LAYERS in tests/it/tidy_layers.rs):\n{}", found.join("\n"));
+}
+
+#[test]
+fn the_checker_catches_a_forbidden_import() {
+    let files = [
+        ("probe/tcp.rs".to_string(), "use crate::config::types::GoDuration;\nuse crate::bridge::Bridge;\n"),
+        ("http/exporter.rs".to_string(), "let x = crate::bridge::submit::Submitter::clone(&y); // crate::app\n"),
+        ("bridge/outbox.rs".to_string(), "use crate::probe::tls::Client;\nuse crate::probe::http::probe;\n"),
+        ("probe/dns.rs".to_string(), "use crate::{config::Problems, telemetry::Telemetry};\n"),
+        ("config/mod.rs".to_string(), "use crate::probe::Module;\n"),
+        ("newpart/mod.rs".to_string(), "\n"),
+    ];
+    let found = violations(files.iter().map(|(path, text)| (path.clone(), *text)));
+    assert_eq!(
+        found,
+        [
+            "probe/tcp.rs:2: probe names crate::bridge::Bridge",
+            "http/exporter.rs:1: http names crate::bridge::submit::Submitter::clone",
+            "bridge/outbox.rs:2: bridge names crate::probe::http::probe",
+            "probe/dns.rs:1: probe names crate::telemetry::Telemetry",
+            "newpart/mod.rs: module newpart is not in LAYERS",
+        ]
+    );
+}
