@@ -6,7 +6,7 @@
 
 use crate::config::Config;
 use crate::http::history::History;
-use crate::http::webconfig::Web;
+use crate::http::webconfig::{Authorization, Web};
 use crate::probe::{self, ProberKind, Reason};
 use crate::telemetry::{ProbeLabels, Telemetry};
 use axum::Router;
@@ -175,12 +175,18 @@ pub fn router(app: Arc<App>) -> Router {
 /// Basic auth and extra headers from `--web.config.file`, on every endpoint.
 async fn web_layer(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
     let authorization = request.headers().get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
-    if !app.web.authorize(authorization) {
-        return Response::builder()
-            .status(StatusCode::UNAUTHORIZED)
-            .header(header::WWW_AUTHENTICATE, "Basic")
-            .body(Body::from("Unauthorized\n"))
-            .unwrap_or_default();
+    match app.web.authorize(authorization).await {
+        Authorization::Allowed => {}
+        Authorization::Denied => {
+            return Response::builder()
+                .status(StatusCode::UNAUTHORIZED)
+                .header(header::WWW_AUTHENTICATE, "Basic")
+                .body(Body::from("Unauthorized\n"))
+                .unwrap_or_default();
+        }
+        Authorization::Busy => {
+            return text(StatusCode::SERVICE_UNAVAILABLE, "Too many password checks in progress; try again later\n");
+        }
     }
     let mut response = next.run(request).await;
     for (name, value) in app.web.headers.iter() {
