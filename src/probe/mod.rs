@@ -314,23 +314,24 @@ pub struct ProbeLog {
 }
 
 impl ProbeLog {
+    /// Records `message` with any URL password redacted (a redirect's
+    /// `Location` or an error may carry credentials).
     fn push(&mut self, level: &str, message: &str) {
+        let message = crate::config::types::redact_url_passwords(message);
+        tracing::debug!(message = message.as_ref());
         let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         self.lines.push(format!("ts={timestamp} level={level} msg={message:?}"));
     }
     /// A routine step.
     pub fn debug(&mut self, message: impl AsRef<str>) {
-        tracing::debug!(message = message.as_ref());
         self.push("debug", message.as_ref());
     }
     /// A notable step.
     pub fn info(&mut self, message: impl AsRef<str>) {
-        tracing::debug!(message = message.as_ref());
         self.push("info", message.as_ref());
     }
     /// A failure.
     pub fn error(&mut self, message: impl AsRef<str>) {
-        tracing::debug!(message = message.as_ref());
         self.push("error", message.as_ref());
     }
     /// The lines so far.

@@ -260,3 +260,54 @@ async fn bcrypt_does_not_block_authorised_requests() {
         assert!(status == 401 || status == 503, "{status}");
     }
 }
+
+/// Defect 6: passwords in URLs are redacted wherever a URL is shown:
+/// `/config`, `debug=true` output and `/logs`.
+#[tokio::test]
+async fn url_passwords_never_show() {
+    let server = TestServer::http().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("bridge.db");
+    let app = start_app(&format!(
+        r#"
+modules:
+  http_2xx:
+    prober: http
+    timeout: 2s
+  via_proxy:
+    prober: http
+    http:
+      proxy_url: http://proxyuser:hunter2@127.0.0.1:1
+      oauth2:
+        client_id: probe
+        client_secret: x
+        token_url: https://tokenuser:hunter2@auth.example.com/token
+bridge:
+  store: {{sqlite: {{path: {}}}}}
+  channels:
+    sms:
+      url: https://smsuser:hunter2@sms.example.com/send
+  contacts: {{ops: {{sms: "+491701234567"}}}}
+  routes: [{{contacts: [ops]}}]
+"#,
+        db.display()
+    ))
+    .await;
+    let (status, config) = app.get("/config").await;
+    assert_eq!(status, 200);
+    assert!(!config.contains("hunter2"), "{config}");
+    assert!(config.contains("proxyuser:xxxxx@127.0.0.1"), "{config}");
+    let location = format!("http://user:hunter2@{}/", server.addr);
+    let target = server.url(&format!("/to?url={location}"));
+    let (status, debug) = app
+        .get(&format!(
+            "/probe?module=http_2xx&debug=true&target={}",
+            url::form_urlencoded::byte_serialize(target.as_bytes()).collect::<String>()
+        ))
+        .await;
+    assert_eq!(status, 200);
+    assert!(debug.contains("Received redirect"), "{debug}");
+    assert!(!debug.contains("hunter2"), "{debug}");
+    let (_, logs) = app.get("/logs?id=0").await;
+    assert!(!logs.contains("hunter2"), "{logs}");
+}
