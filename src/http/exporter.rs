@@ -137,9 +137,12 @@ impl App {
         }
     }
 
-    /// The bridge's routes, for a listener of their own (`bridge.listen_address`).
-    pub fn bridge_router(&self) -> Option<Router> {
-        self.bridge.as_ref().map(|bridge| bridge.router())
+    /// The bridge's routes, for a listener of their own (`bridge.listen_address`),
+    /// behind the same `--web.config.file` basic auth and headers as every
+    /// other listener (TLS is applied by [`serve`]).
+    pub fn bridge_router(self: &Arc<Self>) -> Option<Router> {
+        let router = self.bridge.as_ref()?.router();
+        Some(router.layer(middleware::from_fn_with_state(self.clone(), web_layer)))
     }
 
     /// Stops background work (the bridge's workers) gracefully.

@@ -311,3 +311,32 @@ bridge:
     let (_, logs) = app.get("/logs?id=0").await;
     assert!(!logs.contains("hunter2"), "{logs}");
 }
+
+/// Defect 5: the bridge's own listener (`bridge.listen_address`) applies the
+/// same web config as the main one: basic auth and extra headers.
+#[tokio::test]
+async fn the_bridge_listener_applies_the_web_config() {
+    let dir = tempfile::tempdir().expect("dir");
+    let hash = bcrypt::hash("s3cret", 4).expect("hash");
+    let web_path = dir.path().join("web.yml");
+    std::fs::write(&web_path, format!("basic_auth_users:\n  prometheus: '{hash}'\n")).expect("write");
+    let web = Web::load(web_path.to_str().expect("utf-8")).expect("web config loads");
+    let config = format!(
+        "modules: {{}}\nbridge:\n  listen_address: 127.0.0.1:0\n  store: {{sqlite: {{path: {}}}}}\n  contacts: {{ops: {{log: ops}}}}\n  routes: [{{contacts: [ops]}}]\n",
+        dir.path().join("bridge.db").display()
+    );
+    let app = start_app_with(&config, Options::default(), web).await;
+    let bridge_router = app.app.bridge_router().expect("bridge router");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(checkit::http::exporter::serve(listener, bridge_router, None, shutdown.clone()));
+    let client = reqwest::Client::new();
+    let webhook = client.post(format!("http://{addr}/webhook")).body(r#"{"alerts":[]}"#);
+    assert_eq!(webhook.send().await.expect("request").status().as_u16(), 401);
+    let deliveries = client.get(format!("http://{addr}/api/v1/deliveries"));
+    assert_eq!(deliveries.send().await.expect("request").status().as_u16(), 401);
+    let authorised = client.get(format!("http://{addr}/api/v1/deliveries")).basic_auth("prometheus", Some("s3cret"));
+    assert_eq!(authorised.send().await.expect("request").status().as_u16(), 200);
+    shutdown.cancel();
+}
