@@ -29,9 +29,9 @@ pub mod tls;
 pub mod tls_only;
 pub mod unix;
 
+use crate::config::Problems;
 use crate::config::types::GoDuration;
 use crate::config::yaml::{self, Value};
-use crate::config::{Problem, Problems};
 pub use error::{Phase, ProbeError, ProbeResult, Reason};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -198,10 +198,11 @@ struct RawModule {
 fn block<T: serde::de::DeserializeOwned + Default>(value: Option<Value>, path: &str, problems: &mut Problems) -> T {
     match value {
         None | Some(Value::Null) => T::default(),
-        Some(value) => yaml::from_value(value, path).unwrap_or_else(|problem: Problem| {
-            problems.0.push(problem);
-            T::default()
-        }),
+        Some(value) => {
+            let partial = yaml::from_value_each(value, path);
+            problems.0.extend(partial.problems);
+            partial.value.unwrap_or_default()
+        }
     }
 }
 

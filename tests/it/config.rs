@@ -27,7 +27,45 @@ const INVALID: &[(&str, &[&str])] = &[
     ),
     ("invalid-yaml-syntax.yml", &["line 3"]),
     ("invalid-undecodable-block.yml", &["modules.pg.postgres.sslmode"]),
+    (
+        "invalid-unknown-key-hides-nothing.yml",
+        &["modulez: unknown field `modulez`", "modules.a.prober", "exporter.max_concurrent_probes"],
+    ),
+    (
+        "invalid-three-in-one-block.yml",
+        &[
+            "modules.m.http.valid_status_codes[0]",
+            "modules.m.http.preferred_ip_protocol",
+            "modules.m.http.fail_if_body_matches_regexp[0]",
+        ],
+    ),
+    (
+        "invalid-bridge-several.yml",
+        &[
+            "bridge.routes[0].matchers",
+            "bridge.rate_limits.sms",
+            "bridge.contacts.alice.quiet_hours.timezone",
+            "bridge.templates.log.body",
+        ],
+    ),
 ];
+
+/// Fixture file → exactly how many problems it has (issue 13, defect 11: no
+/// problem hides another, none is reported twice).
+const COUNTS: &[(&str, usize)] = &[
+    ("invalid-unknown-key-hides-nothing.yml", 3),
+    ("invalid-three-in-one-block.yml", 3),
+    ("invalid-bridge-several.yml", 4),
+];
+
+#[test]
+fn no_problem_hides_another() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config");
+    for (file, count) in COUNTS {
+        let problems = problems_of(&dir.join(file));
+        assert_eq!(problems.len(), *count, "{file}: {problems:#?}");
+    }
+}
 
 #[test]
 fn every_invalid_fixture_reports_its_problems() {
