@@ -176,9 +176,12 @@ impl App {
         self.config().bridge.as_ref().is_some_and(|bridge| bridge.listen_address.is_some())
     }
 
-    /// The bridge's surfaces: the webhook and the deliveries API.
+    /// The bridge's surfaces: the webhook, the deliveries API and the message API.
     fn bridge_surfaces(&self) -> Vec<Router> {
-        self.bridge.iter().flat_map(|bridge| [bridge.webhook_router(), bridge.deliveries_router()]).collect()
+        self.bridge
+            .iter()
+            .flat_map(|bridge| [bridge.webhook_router(), bridge.deliveries_router(), bridge.messages_router()])
+            .collect()
     }
 
     /// The router of `--web.listen-address`: the exporter, plus the bridge's

@@ -72,6 +72,8 @@ pub struct Config {
     pub channels: ChannelsConfig,
     /// Per-channel template overrides.
     pub templates: TemplatesConfig,
+    /// The message API's tokens.
+    pub messages: super::messages::MessagesConfig,
 }
 
 impl Default for Config {
@@ -94,6 +96,7 @@ impl Default for Config {
             routes: Vec::new(),
             channels: ChannelsConfig::default(),
             templates: TemplatesConfig::default(),
+            messages: super::messages::MessagesConfig::default(),
         }
     }
 }
@@ -424,6 +427,7 @@ impl Config {
         }
         self.channels.validate(&format!("{path}.channels"), problems);
         self.templates.validate(&format!("{path}.templates"), problems);
+        self.messages.validate(self, &format!("{path}.messages"), problems);
     }
 
     fn validate_auth(&self, path: &str, problems: &mut Problems) {

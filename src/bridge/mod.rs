@@ -1,6 +1,8 @@
 //! The Alertmanager bridge: webhooks in, messages to people out.
 //!
-//! - `intake`: `POST /webhook` — auth, size, parse, route, durable commit, 2xx.
+//! - `event`, `submit`: the one input — every source turns what it received
+//!   into [`event::Event`]s and commits them with [`Bridge::submit`].
+//! - `intake`: the webhook source, `POST /webhook` — auth, size, parse, submit, 2xx.
 //! - `payload`: Alertmanager v4 / Grafana v1 bodies, normalised.
 //! - `route`, `matcher`: which contacts hear about which alerts.
 //! - `dedup`: the idempotency key that makes HA peers and retries count once.
@@ -10,6 +12,8 @@
 //! - `channels`, `render`, `quiet`, `ratelimit`: providers, templates and the
 //!   schedule and budget maths.
 //! - `history`: `GET /api/v1/deliveries`. `metrics`: `checkit_bridge_*`.
+//! - `messages`: the message API (`POST`/`GET /api/v1/messages`) for other systems;
+//!   `send`: the `checkit send` client of it.
 //! - `clock`: every time decision reads a [`clock::Clock`], so tests move time by hand.
 
 pub mod activity;
@@ -17,9 +21,11 @@ pub mod channels;
 pub mod clock;
 pub mod config;
 pub mod dedup;
+pub mod event;
 pub mod history;
 pub mod intake;
 pub mod matcher;
+pub mod messages;
 pub mod metrics;
 pub mod outbox;
 pub mod payload;
@@ -28,7 +34,9 @@ pub mod quiet;
 pub mod ratelimit;
 pub mod render;
 pub mod route;
+pub mod send;
 pub mod store;
+pub mod submit;
 
 pub use config::Config;
 
@@ -74,6 +82,8 @@ pub(crate) struct Runtime {
     pub(crate) templates: render::Templates,
     /// Quiet-hours bypass matchers by contact.
     pub(crate) bypass: HashMap<String, Vec<matcher::Matchers>>,
+    /// Message API tokens.
+    pub(crate) tokens: messages::Tokens,
 }
 
 impl Runtime {
@@ -82,6 +92,7 @@ impl Runtime {
             bypass: config.contacts.iter().map(|(name, contact)| (name.clone(), contact.bypass())).collect(),
             routing: route::Routing::new(&config),
             credentials: intake::Credentials::load(&config).map_err(Error::Config)?,
+            tokens: messages::Tokens::load(&config.messages).map_err(Error::Config)?,
             channels: channels::Channels::new(&config.channels)?,
             templates: render::Templates::new(&config.templates).map_err(Error::Templates)?,
             config,
@@ -208,6 +219,16 @@ impl Bridge {
         tasks.into_iter().map(|task| self.running.track_future(task).boxed()).collect()
     }
 
+    /// Commits `batch` durably (see [`submit`]); the one way in for every source.
+    pub async fn submit(&self, batch: event::Batch) -> Result<submit::Submitted, submit::SubmitError> {
+        submit::submit(&self.shared, batch).await
+    }
+
+    /// A handle on [`Bridge::submit`] for sources that live apart from the bridge.
+    pub fn submitter(&self) -> submit::Submitter {
+        submit::Submitter(Arc::clone(&self.shared))
+    }
+
     /// The webhook surface: `POST /webhook`.
     pub fn webhook_router(&self) -> axum::Router {
         intake::router(Arc::clone(&self.shared))
@@ -218,9 +239,14 @@ impl Bridge {
         history::router(Arc::clone(&self.shared))
     }
 
-    /// Both surfaces on one router (tests serve it directly).
+    /// The message API surface: `POST` and `GET /api/v1/messages`.
+    pub fn messages_router(&self) -> axum::Router {
+        messages::router(Arc::clone(&self.shared))
+    }
+
+    /// Every surface on one router (tests serve it directly).
     pub fn router(&self) -> axum::Router {
-        self.webhook_router().merge(self.deliveries_router())
+        self.webhook_router().merge(self.deliveries_router()).merge(self.messages_router())
     }
 
     /// Swaps contacts, groups, routes, channels, templates, auth and tuning.

@@ -3,6 +3,7 @@
 mod bridge_channels;
 mod bridge_delivery;
 mod bridge_intake;
+mod bridge_messages;
 mod bridge_peers;
 mod bridge_planner;
 mod bridge_store;
@@ -14,6 +15,7 @@ mod config;
 mod exporter;
 mod hardening;
 mod ops_dashboards;
+mod ops_docker;
 mod ops_examples;
 mod ops_full_loop;
 mod ops_rules;
