@@ -1,6 +1,8 @@
 //! The Alertmanager bridge: webhooks in, messages to people out.
 //!
-//! - `intake`: `POST /webhook` — auth, size, parse, route, durable commit, 2xx.
+//! - `event`, `submit`: the one input — every source turns what it received
+//!   into [`event::Event`]s and commits them with [`Bridge::submit`].
+//! - `intake`: the webhook source, `POST /webhook` — auth, size, parse, submit, 2xx.
 //! - `payload`: Alertmanager v4 / Grafana v1 bodies, normalised.
 //! - `route`, `matcher`: which contacts hear about which alerts.
 //! - `dedup`: the idempotency key that makes HA peers and retries count once.
@@ -21,6 +23,7 @@ pub mod channels;
 pub mod clock;
 pub mod config;
 pub mod dedup;
+pub mod event;
 pub mod history;
 pub mod intake;
 pub mod matcher;
@@ -35,6 +38,7 @@ pub mod render;
 pub mod route;
 pub mod send;
 pub mod store;
+pub mod submit;
 
 pub use config::Config;
 
@@ -219,6 +223,16 @@ impl Bridge {
             Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
         };
         tasks.into_iter().map(|task| self.running.track_future(task).boxed()).collect()
+    }
+
+    /// Commits `batch` durably (see [`submit`]); the one way in for every source.
+    pub async fn submit(&self, batch: event::Batch) -> Result<submit::Submitted, submit::SubmitError> {
+        submit::submit(&self.shared, batch).await
+    }
+
+    /// A handle on [`Bridge::submit`] for sources that live apart from the bridge.
+    pub fn submitter(&self) -> submit::Submitter {
+        submit::Submitter(Arc::clone(&self.shared))
     }
 
     /// The webhook surface: `POST /webhook`.
