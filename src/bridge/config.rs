@@ -213,9 +213,9 @@ impl PostgresConfig {
     /// Reads the connection string from its file or env var.
     pub fn url(&self) -> Result<Secret, String> {
         match (&self.url_file, &self.url_env) {
-            (Some(file), None) => crate::config::types::read_secret_file(file),
-            (None, Some(var)) => {
-                std::env::var(var).map(Secret).map_err(|_| format!("environment variable {var} is not set"))
+            (Some(_), None) | (None, Some(_)) => {
+                crate::config::secret::read(self.url_file.as_deref(), self.url_env.as_deref())?
+                    .ok_or_else(|| "exactly one of url_file and url_env must be set".into())
             }
             _ => Err("exactly one of url_file and url_env must be set".into()),
         }

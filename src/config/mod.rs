@@ -7,6 +7,7 @@
 
 pub mod live;
 pub mod paths;
+pub mod secret;
 pub mod types;
 pub mod yaml;
 

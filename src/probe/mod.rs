@@ -5,6 +5,7 @@
 //! `probe_failure_info`. A prober only registers its own `probe_<proto>_*`
 //! families and returns `Err(ProbeError)` with a bounded reason.
 
+pub mod credentials;
 pub mod debug;
 pub mod dialog;
 pub mod dns;
@@ -24,6 +25,7 @@ pub mod rdap;
 pub mod resolve;
 pub mod smtp;
 pub mod sql;
+pub mod target;
 pub mod tcp;
 mod textproto;
 pub mod tls;
