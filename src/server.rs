@@ -303,6 +303,8 @@ async fn probe_handler(State(app): State<Arc<App>>, headers: HeaderMap, request:
     let module_yaml = config.module_yaml(&params.module);
     let body = outcome.registry.encode();
     let debug = params.debug.then(|| debug_output(&outcome.log, &body, &module_yaml));
+    // Shared with the history entry rather than copied.
+    let body = bytes::Bytes::from(body);
     let denied = outcome.error.as_ref().filter(|err| err.reason == Reason::Denied).map(|err| err.detail.clone());
     if let Ok(mut history) = app.history.lock() {
         history.add(&params.module, &target, outcome.success(), outcome.log, body.clone(), module_yaml);
@@ -318,11 +320,11 @@ async fn probe_handler(State(app): State<Arc<App>>, headers: HeaderMap, request:
 }
 
 /// blackbox's three-section debug output.
-pub fn debug_output(log: &[String], metrics: &str, module_yaml: &str) -> String {
+pub fn debug_output(log: &probe::ProbeLog, metrics: &str, module_yaml: &str) -> String {
+    use std::fmt::Write as _;
     let mut out = String::from("Logs for the probe:\n");
-    for line in log {
-        out.push_str(line);
-        out.push('\n');
+    for line in log.lines() {
+        let _ = writeln!(out, "{line}");
     }
     out.push_str("\n\n\nMetrics that would have been returned:\n");
     out.push_str(metrics);
