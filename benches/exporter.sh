@@ -171,6 +171,13 @@ stop_exporters() {
 pin_nginx() { for pid in $nginx_pid $(pgrep -P "$nginx_pid"); do taskset -a -cp "$1" "$pid" >/dev/null; done; }
 
 rss_kib() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+# SYNs the kernel dropped because a listener's accept queue was full (the
+# target's, when a prober connects faster than it accepts): each costs the
+# probe a 1 s SYN retransmit.
+listen_overflows() {
+  awk '/^TcpExt:/ { if (!seen) { for (i = 1; i <= NF; i++) col[$i] = i; seen = 1 } else print $col["ListenOverflows"] }' \
+    /proc/net/netstat
+}
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime, in clock ticks
 ticks_per_s=$(getconf CLK_TCK)
 exporter_pid() { [[ $1 == checkit ]] && echo "$checkit_pid" || echo "$blackbox_pid"; }
@@ -201,17 +208,17 @@ measure() {
   pid=$(exporter_pid "$name"); port=$(exporter_port "$name")
   local runner=()
   [[ -n $pin ]] && runner=(taskset -c "$pin")
-  before=$(cpu_ticks "$pid")
+  before=$(cpu_ticks "$pid"); overflows_before=$(listen_overflows)
   out=$("${runner[@]}" wrk -t"$THREADS" -c"$connections" -d"$duration" --timeout 10s --latency -s "$work/check.lua" \
     "http://127.0.0.1:$port/probe?module=$module&target=127.0.0.1:$nginx_port")
-  after=$(cpu_ticks "$pid")
+  after=$(cpu_ticks "$pid"); overflows=$(( $(listen_overflows) - overflows_before ))
   read -r total rps p50 p99 errors failures < <(wrk_stats "$out")
   local cpu_us
   cpu_us=$(python3 -c "print(round(($after-$before)/$ticks_per_s*1e6/max($total,1),1))")
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
-    "$phase" "$module" "$name" "$connections" "$rps" "$p50" "$p99" "$cpu_us" "$errors" "$failures" >>"$results"
-  printf '  %-9s %-12s %-9s c=%-4s %10s probes/s  p50 %7s ms  p99 %7s ms  CPU %6s us/probe  errors %s  failed %s\n' \
-    "$phase" "$module" "$name" "$connections" "$rps" "$p50" "$p99" "$cpu_us" "$errors" "$failures" >&2
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+    "$phase" "$module" "$name" "$connections" "$rps" "$p50" "$p99" "$cpu_us" "$errors" "$failures" "$overflows" >>"$results"
+  printf '  %-9s %-12s %-9s c=%-4s %10s probes/s  p50 %7s ms  p99 %7s ms  CPU %6s us/probe  errors %s  failed %s  SYN drops %s\n' \
+    "$phase" "$module" "$name" "$connections" "$rps" "$p50" "$p99" "$cpu_us" "$errors" "$failures" "$overflows" >&2
 }
 
 # Alternates which exporter goes first, so neither always runs on a machine
@@ -261,7 +268,7 @@ for name in checkit blackbox; do
   read -r total rps p50 p99 errors failures < <(wrk_stats "$(cat "$work/slow.$name")")
   printf '  %-9s %-12s %-9s c=%-4s %10s probes/s  p50 %7s ms (blackholed target, all time out)\n' \
     slow http_2xx "$name" 10 "$rps" "$p50" >&2
-  printf 'slow\thttp_2xx\t%s\t10\t%s\t%s\t%s\t-\t%s\t-\n' "$name" "$rps" "$p50" "$p99" "$errors" >>"$results"
+  printf 'slow\thttp_2xx\t%s\t10\t%s\t%s\t%s\t-\t%s\t-\t-\n' "$name" "$rps" "$p50" "$p99" "$errors" >>"$results"
 done
 record_rss scale
 stop_exporters
@@ -275,17 +282,18 @@ path, elapsed, load = sys.argv[1], sys.argv[2], sys.argv[3]
 rss = list(map(int, sys.argv[4:]))
 rows = {}
 for line in open(path):
-    phase, module, name, conns, rps, p50, p99, cpu, errors, failed = line.rstrip("\n").split("\t")
+    phase, module, name, conns, rps, p50, p99, cpu, errors, failed, drops = line.rstrip("\n").split("\t")
     rows[(phase, module, name, int(conns))] = dict(rps=float(rps), p50=float(p50), p99=float(p99),
-                                                   cpu=None if cpu == "-" else float(cpu), errors=errors, failed=failed)
+                                                   cpu=None if cpu == "-" else float(cpu), errors=errors, failed=failed,
+                                                   drops=drops)
 
 def ratio(a, b):
     return f"{a / b:.2f}x" if b else "-"
 
 print()
 print("| phase | module | conns | probes/s checkit / blackbox | ratio | p99 ms checkit / blackbox | "
-      "CPU us/probe checkit / blackbox | ratio | errors+failed checkit / blackbox |")
-print("|---|---|---|---|---|---|---|---|---|")
+      "CPU us/probe checkit / blackbox | ratio | errors+failed checkit / blackbox | SYN drops checkit / blackbox |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for phase in ("unpinned", "pinned", "scale", "fast_only", "mixed"):
     keys = sorted({(m, c) for (p, m, n, c) in rows if p == phase}, key=lambda k: (k[1], k[0]))
     for module, conns in keys:
@@ -294,7 +302,8 @@ for phase in ("unpinned", "pinned", "scale", "fast_only", "mixed"):
             continue
         print(f"| {phase} | {module} | {conns} | {c['rps']:,.0f} / {b['rps']:,.0f} | {ratio(c['rps'], b['rps'])} | "
               f"{c['p99']} / {b['p99']} | {c['cpu']} / {b['cpu']} | {ratio(c['cpu'], b['cpu'])} | "
-              f"{int(c['errors']) + int(c['failed'])} / {int(b['errors']) + int(b['failed'])} |")
+              f"{int(c['errors']) + int(c['failed'])} / {int(b['errors']) + int(b['failed'])} | "
+              f"{c['drops']} / {b['drops']} |")
 for name in ("checkit", "blackbox"):
     fast, mixed = rows.get(("fast_only", "http_2xx", name, 90)), rows.get(("mixed", "http_2xx", name, 90))
     slow = rows.get(("slow", "http_2xx", name, 10))

@@ -20,14 +20,49 @@ const INVALID: &[(&str, &[&str])] = &[
     ("invalid-timeout-days.yml", &["modules.m.timeout", "unknown unit \"d\""]),
     ("invalid-module-unknown-key.yml", &["modules.m", "unknown field `tpc`"]),
     ("invalid-allowlist-entry.yml", &["exporter.targets.allow[0]: \"10.0.0.0/33\" is neither a CIDR"]),
-    ("invalid-max-concurrent.yml", &["exporter.max_concurrent_probes: must be at least 1"]),
+    ("invalid-max-concurrent.yml", &["exporter.max_concurrent_probes: must be between 1 and 1000000"]),
     (
         "invalid-several-problems.yml",
         &["modules.a.prober: prober 'nope' is not valid", "modules.b.timeout", "exporter.targets.deny[0]"],
     ),
     ("invalid-yaml-syntax.yml", &["line 3"]),
     ("invalid-undecodable-block.yml", &["modules.pg.postgres.sslmode"]),
+    (
+        "invalid-bridge-paths.yml",
+        &[
+            "bridge.auth.bearer.token_file",
+            "tests/fixtures/config/no-such-token",
+            "bridge.store.sqlite.path: directory",
+            "tests/fixtures/config/no-such-directory\" does not exist: create it (mkdir -p",
+        ],
+    ),
 ];
+
+/// Relative paths in a file are relative to its directory, whatever the
+/// working directory (as in Prometheus); `Config::base_dir` says which.
+#[test]
+fn relative_paths_are_relative_to_the_config_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(dir.path().join("secrets")).expect("secrets dir");
+    std::fs::create_dir(dir.path().join("state")).expect("state dir");
+    std::fs::write(dir.path().join("secrets/token"), "t0ken\n").expect("token");
+    let file = dir.path().join("checkit.yml");
+    std::fs::write(
+        &file,
+        "bridge:\n  auth: {bearer: {token_file: secrets/token}}\n  store: {sqlite: {path: state/bridge.db}}\n  \
+         contacts: {operator: {log: operator}}\n  routes: [{contacts: [operator]}]\n",
+    )
+    .expect("config");
+    let config = Config::load(&file).unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(config.base_dir, dir.path());
+    let bridge = config.bridge.expect("bridge");
+    assert_eq!(
+        bridge.auth.bearer.as_ref().expect("bearer").token_file,
+        dir.path().join("secrets/token").display().to_string()
+    );
+    let sqlite = bridge.store.sqlite.as_ref().expect("sqlite");
+    assert_eq!(sqlite.path, dir.path().join("state/bridge.db").display().to_string());
+}
 
 #[test]
 fn every_invalid_fixture_reports_its_problems() {

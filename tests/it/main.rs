@@ -3,6 +3,7 @@
 mod bridge_channels;
 mod bridge_delivery;
 mod bridge_intake;
+mod bridge_messages;
 mod bridge_peers;
 mod bridge_planner;
 mod bridge_store;
@@ -12,6 +13,7 @@ mod compat_http;
 mod compat_net;
 mod config;
 mod exporter;
+mod hardening;
 mod ops_dashboards;
 mod ops_examples;
 mod ops_full_loop;
