@@ -15,7 +15,7 @@
 #
 # and peak RSS (VmHWM) of both exporters in each phase.
 #
-#   sudo benches/exporter.sh     # DURATION=10s SCALE_DURATION=5s THREADS=2
+#   sudo benches/exporter.sh     # DURATION=10s SCALE_DURATION=5s THREADS=2 [CHECKIT=binary]
 #
 # Total runtime: about 4 min with the defaults (8×DURATION + 16×SCALE_DURATION
 # + 4×DURATION for the mixed run + 3 restarts), plus the release build.
@@ -47,8 +47,11 @@ EXPORTER_CPU=${EXPORTER_CPU:-1}
 for bin in wrk nginx prometheus-blackbox-exporter python3 taskset; do
   command -v "$bin" >/dev/null || { echo "missing $bin: run tests/install-peers.sh" >&2; exit 1; }
 done
-cargo build --release --locked --quiet
-checkit=${CARGO_TARGET_DIR:-target}/release/checkit
+# CHECKIT=path/to/checkit benches a given binary instead of building one.
+if [[ -z ${CHECKIT:-} ]]; then
+  cargo build --release --locked --quiet
+fi
+checkit=${CHECKIT:-${CARGO_TARGET_DIR:-target}/release/checkit}
 
 # Every probe opens a new connection, as blackbox does; let TIME_WAIT ports be
 # reused so neither exporter runs out of ephemeral ports during the run.
@@ -183,8 +186,10 @@ ticks_per_s=$(getconf CLK_TCK)
 exporter_pid() { [[ $1 == checkit ]] && echo "$checkit_pid" || echo "$blackbox_pid"; }
 exporter_port() { [[ $1 == checkit ]] && echo "$checkit_port" || echo "$blackbox_port"; }
 
-to_ms() { # wrk's latency with its unit (us, ms, s) → ms
-  python3 -c "import re,sys; n,u=re.match(r'([0-9.]+)([a-z]+)',sys.argv[1]).groups(); print(round(float(n)*{'us':0.001,'ms':1,'s':1000,'m':60000}[u],2))" "$1"
+to_ms() { # wrk's latency with its unit (us, ms, s, m) → ms
+  awk -v text="$1" 'BEGIN { unit = text; sub(/^[0-9.]+/, "", unit)
+    f = unit == "us" ? 0.001 : unit == "ms" ? 1 : unit == "s" ? 1000 : unit == "m" ? 60000 : 0
+    printf "%.2f\n", (text + 0) * f }'
 }
 
 # wrk_stats OUTPUT → "probes probes_per_s p50_ms p99_ms errors failures"
@@ -214,7 +219,8 @@ measure() {
   after=$(cpu_ticks "$pid"); overflows=$(( $(listen_overflows) - overflows_before ))
   read -r total rps p50 p99 errors failures < <(wrk_stats "$out")
   local cpu_us
-  cpu_us=$(python3 -c "print(round(($after-$before)/$ticks_per_s*1e6/max($total,1),1))")
+  cpu_us=$(awk -v ticks=$((after - before)) -v hz="$ticks_per_s" -v n="$total" \
+    'BEGIN { if (n > 0) printf "%.1f\n", ticks / hz * 1e6 / n; else print "-" }')
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
     "$phase" "$module" "$name" "$connections" "$rps" "$p50" "$p99" "$cpu_us" "$errors" "$failures" "$overflows" >>"$results"
   printf '  %-9s %-12s %-9s c=%-4s %10s probes/s  p50 %7s ms  p99 %7s ms  CPU %6s us/probe  errors %s  failed %s  SYN drops %s\n' \
@@ -298,7 +304,7 @@ for phase in ("unpinned", "pinned", "scale", "fast_only", "mixed"):
     keys = sorted({(m, c) for (p, m, n, c) in rows if p == phase}, key=lambda k: (k[1], k[0]))
     for module, conns in keys:
         c, b = rows.get((phase, module, "checkit", conns)), rows.get((phase, module, "blackbox", conns))
-        if not c or not b:
+        if not c or not b or c["cpu"] is None or b["cpu"] is None:
             continue
         print(f"| {phase} | {module} | {conns} | {c['rps']:,.0f} / {b['rps']:,.0f} | {ratio(c['rps'], b['rps'])} | "
               f"{c['p99']} / {b['p99']} | {c['cpu']} / {b['cpu']} | {ratio(c['cpu'], b['cpu'])} | "
