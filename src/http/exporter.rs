@@ -161,6 +161,8 @@ async fn probe_handler(State(app): State<Arc<Exporter>>, headers: HeaderMap, req
     let module_yaml = config.module_yaml(&params.module);
     let body = outcome.registry.encode();
     let debug = params.debug.then(|| probe::debug::debug_output(&outcome.log, &body, &module_yaml));
+    // Shared with the history entry rather than copied.
+    let body = bytes::Bytes::from(body);
     let denied = outcome.error.as_ref().filter(|err| err.reason == Reason::Denied).map(|err| err.detail.clone());
     if let Ok(mut history) = app.history.lock() {
         history.add(&params.module, &target, outcome.success(), outcome.log, body.clone(), module_yaml);
