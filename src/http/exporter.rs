@@ -161,6 +161,8 @@ async fn probe_handler(State(app): State<Arc<Exporter>>, headers: HeaderMap, req
     let module_yaml = config.module_yaml(&params.module);
     let body = outcome.registry.encode();
     let debug = params.debug.then(|| probe::debug::debug_output(&outcome.log, &body, &module_yaml));
+    // Shared with the history entry rather than copied.
+    let body = bytes::Bytes::from(body);
     let denied = outcome.error.as_ref().filter(|err| err.reason == Reason::Denied).map(|err| err.detail.clone());
     if let Ok(mut history) = app.history.lock() {
         history.add(&params.module, &target, outcome.success(), outcome.log, body.clone(), module_yaml);
@@ -267,7 +269,11 @@ async fn index(State(app): State<Arc<Exporter>>) -> Html<String> {
             ));
         }
     }
-    let bridge = if app.deliveries_link { "<li><a href=\"api/v1/deliveries\">Bridge deliveries</a></li>" } else { "" };
+    let bridge = if app.deliveries_link {
+        "<li><a href=\"api/v1/deliveries\">Bridge deliveries</a> (with the webhook's credentials, if set)</li>"
+    } else {
+        ""
+    };
     Html(format!(
         "<!DOCTYPE html><html><head><title>checkit</title></head><body>\n<h1>checkit</h1>\n\
          <p>A blackbox_exporter-compatible probe exporter and alert bridge.</p>\n<ul>\n\
