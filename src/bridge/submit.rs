@@ -70,21 +70,26 @@ impl Submitter {
 pub(super) async fn submit(shared: &Shared, batch: Batch) -> Result<Submitted, SubmitError> {
     let notification = batch.into_notification()?;
     let runtime = shared.runtime();
-    let max_queue = runtime.config.max_queue;
-    if shared.queue_depth.load(Ordering::Relaxed) >= max_queue {
-        tracing::warn!(max_queue, "Refused a submission: the outbox is full.");
-        return Err(SubmitError::QueueFull { max_queue });
-    }
     let received_at = shared.clock.now();
     let deliveries = runtime.routing.route(&notification, received_at);
     let window = runtime.config.dedup_window.get();
     let dedup_key = (!window.is_zero()).then(|| dedup::key(&notification));
     let dedup_since = received_at - chrono::Duration::from_std(window).unwrap_or_default();
-    let activity = super::activity::Accepted::of(&notification, &deliveries);
-    let committed = shared
-        .store
-        .ingest(NewNotification { received_at, notification, dedup_key, dedup_since, deliveries, message: None })
-        .await?;
+    commit(shared, NewNotification { received_at, notification, dedup_key, dedup_since, deliveries, message: None })
+        .await
+}
+
+/// The durable commit behind [`submit`], also for sources that choose their
+/// recipients themselves (the message API, the "acknowledged by" note):
+/// back-pressure, one transaction, counters, wake-up.
+pub(super) async fn commit(shared: &Shared, new: NewNotification) -> Result<Submitted, SubmitError> {
+    let max_queue = shared.runtime().config.max_queue;
+    if shared.queue_depth.load(Ordering::Relaxed) >= max_queue {
+        tracing::warn!(max_queue, "Refused a submission: the outbox is full.");
+        return Err(SubmitError::QueueFull { max_queue });
+    }
+    let activity = super::activity::Accepted::of(&new.notification, &new.deliveries);
+    let committed = shared.store.ingest(new).await?;
     match committed {
         Submitted::Accepted { notification_id, deliveries } => {
             activity.log(notification_id);
