@@ -16,6 +16,7 @@ mod config;
 mod exporter;
 mod hardening;
 mod ops_dashboards;
+mod ops_docker;
 mod ops_examples;
 mod ops_full_loop;
 mod ops_rules;
