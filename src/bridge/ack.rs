@@ -577,32 +577,25 @@ async fn tell_others(
         })
         .filter(|delivery| runtime.config.contacts.contains_key(&delivery.contact))
         .collect();
-    submit(shared, notification, deliveries, now).await
+    submit(shared, notification, deliveries, now).await.map_err(StoreError::Unavailable)
 }
 
-/// Commits a notification made by checkit itself into the pipeline.
+/// Commits the note through the pipeline's commit (recipients chosen here).
 async fn submit(
     shared: &Shared,
     notification: Notification,
     deliveries: Vec<super::store::NewDelivery>,
     now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    let count = deliveries.len() as u64;
-    shared
-        .store
-        .ingest(NewNotification {
-            received_at: now,
-            notification,
-            dedup_key: None,
-            dedup_since: now,
-            deliveries,
-            message: None,
-        })
-        .await?;
-    shared.rows_accepted.fetch_add(count, std::sync::atomic::Ordering::Relaxed);
-    shared.queue_depth.fetch_add(count, std::sync::atomic::Ordering::Relaxed);
-    shared.wake.notify_waiters();
-    Ok(())
+) -> Result<(), String> {
+    let new = NewNotification {
+        received_at: now,
+        notification,
+        dedup_key: None,
+        dedup_since: now,
+        deliveries,
+        message: None,
+    };
+    super::submit::commit(shared, new).await.map(|_| ()).map_err(|err| err.to_string())
 }
 
 async fn list(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
@@ -754,9 +747,10 @@ async fn resolve(
         }
         notification.status = Status::Resolved;
         notification.notification_reason = Some("acknowledged_alert_resolved".into());
-        let runtime = shared.runtime();
-        let deliveries = runtime.routing.route(&notification, now);
-        submit(shared, notification, deliveries, now).await.map_err(|err| err.to_string())?;
+        // Routed like any other resolution, through the pipeline's one submit.
+        super::submit::submit(shared, super::event::Batch::from_webhook(notification))
+            .await
+            .map_err(|err| err.to_string())?;
     }
     shared
         .store

@@ -36,7 +36,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 /// Largest request body.
 const MAX_REQUEST_BYTES: usize = 256 << 10;
@@ -471,13 +470,6 @@ async fn send(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body)
             Err(err) => return storage_error(err),
         }
     }
-    let max_queue = runtime.config.max_queue;
-    if shared.queue_depth.load(Ordering::Relaxed) >= max_queue {
-        return refusal(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("outbox full ({max_queue} messages pending); retry later"),
-        );
-    }
     let message = NewMessage {
         sender: sender.clone(),
         idempotency_key: key.clone(),
@@ -515,7 +507,8 @@ async fn send(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body)
             },
             None => refusal(StatusCode::CONFLICT, "duplicate message"),
         },
-        Err(err) => storage_error(err),
+        Err(super::submit::SubmitError::Unavailable(err)) => storage_error(err),
+        Err(err) => refusal(StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
     }
 }
 

@@ -70,42 +70,38 @@ impl Submitter {
 pub(super) async fn submit(shared: &Shared, batch: Batch) -> Result<Submitted, SubmitError> {
     let notification = batch.into_notification()?;
     let runtime = shared.runtime();
-    let max_queue = runtime.config.max_queue;
-    if shared.queue_depth.load(Ordering::Relaxed) >= max_queue {
-        tracing::warn!(max_queue, "Refused a submission: the outbox is full.");
-        return Err(SubmitError::QueueFull { max_queue });
-    }
     let received_at = shared.clock.now();
     let deliveries = runtime.routing.route(&notification, received_at);
     let window = runtime.config.dedup_window.get();
     let dedup_key = (!window.is_zero()).then(|| dedup::key(&notification));
     let dedup_since = received_at - chrono::Duration::from_std(window).unwrap_or_default();
-    let activity = super::activity::Accepted::of(&notification, &deliveries);
-    let new = NewNotification { received_at, notification, dedup_key, dedup_since, deliveries, message: None };
-    let committed = commit(shared, new).await?;
+    commit(shared, NewNotification { received_at, notification, dedup_key, dedup_since, deliveries, message: None })
+        .await
+}
+
+/// The durable commit behind [`submit`], also for sources that choose their
+/// recipients themselves (the message API, the "acknowledged by" note):
+/// back-pressure, one transaction, counters, wake-up.
+pub(super) async fn commit(shared: &Shared, new: NewNotification) -> Result<Submitted, SubmitError> {
+    let max_queue = shared.runtime().config.max_queue;
+    if shared.queue_depth.load(Ordering::Relaxed) >= max_queue {
+        tracing::warn!(max_queue, "Refused a submission: the outbox is full.");
+        return Err(SubmitError::QueueFull { max_queue });
+    }
+    let activity = super::activity::Accepted::of(&new.notification, &new.deliveries);
+    let committed = shared.store.ingest(new).await?;
     match committed {
-        Submitted::Accepted { notification_id, .. } => {
+        Submitted::Accepted { notification_id, deliveries } => {
             activity.log(notification_id);
             shared.metrics.notifications_accepted.inc();
+            shared.rows_accepted.fetch_add(deliveries as u64, Ordering::Relaxed);
+            shared.queue_depth.fetch_add(deliveries as u64, Ordering::Relaxed);
+            if deliveries > 0 {
+                shared.wake.notify_waiters();
+            }
         }
         Submitted::Duplicate => {
             shared.metrics.deduplicated.inc();
-        }
-    }
-    Ok(committed)
-}
-
-/// The durable step every source ends in: one transaction for the
-/// notification, its outbox rows and its dedup key; then the back-pressure
-/// count grows and idle workers wake. [`submit`] routes before it; the
-/// message API, which addresses contacts itself, calls it directly.
-pub(super) async fn commit(shared: &Shared, new: NewNotification) -> Result<Submitted, StoreError> {
-    let committed = shared.store.ingest(new).await?;
-    if let Submitted::Accepted { deliveries, .. } = committed {
-        shared.rows_accepted.fetch_add(deliveries as u64, Ordering::Relaxed);
-        shared.queue_depth.fetch_add(deliveries as u64, Ordering::Relaxed);
-        if deliveries > 0 {
-            shared.wake.notify_waiters();
         }
     }
     Ok(committed)

@@ -33,7 +33,8 @@ pub fn resolve(base_dir: &Path, path: &str) -> String {
 }
 
 /// Mappings keyed by user-chosen names rather than config keys.
-const USER_NAMED: &[&str] = &["headers", "groups", "contacts", "modules", "rate_limits", "labels", "basic_auth_users"];
+const USER_NAMED: &[&str] =
+    &["headers", "groups", "contacts", "modules", "rate_limits", "labels", "basic_auth_users", "tokens"];
 
 /// Rewrites every relative path of a parsed config document (see the module
 /// doc) to one below `base_dir`.

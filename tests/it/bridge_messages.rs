@@ -201,6 +201,8 @@ async fn quiet_hours_hold_messages_unless_the_severity_bypasses_them() {
     let catch_up: Value = serde_json::from_str(&requests[1].body).unwrap();
     assert_eq!(catch_up["kind"], "catch_up");
     assert_eq!(catch_up["firing"][0]["annotations"]["summary"], "Weekly report ready");
+    // The receiver has it before the worker records it: wait for the record.
+    bridge.wait_for_outcome("sent", 2).await;
     let (_, page) = search(&bridge, None, "outcome=sent&sort=time&q=weekly").await;
     assert_eq!(page["total"], 1);
     let steps: Vec<&str> =
