@@ -5,6 +5,7 @@
 //! `probe_failure_info`. A prober only registers its own `probe_<proto>_*`
 //! families and returns `Err(ProbeError)` with a bounded reason.
 
+pub mod credentials;
 pub mod debug;
 pub mod dialog;
 pub mod dns;
@@ -24,15 +25,16 @@ pub mod rdap;
 pub mod resolve;
 pub mod smtp;
 pub mod sql;
+pub mod target;
 pub mod tcp;
 mod textproto;
 pub mod tls;
 pub mod tls_only;
 pub mod unix;
 
+use crate::config::Problems;
 use crate::config::types::GoDuration;
 use crate::config::yaml::{self, Value};
-use crate::config::{Problem, Problems};
 pub use error::{Phase, ProbeError, ProbeResult, Reason};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -199,10 +201,11 @@ struct RawModule {
 fn block<T: serde::de::DeserializeOwned + Default>(value: Option<Value>, path: &str, problems: &mut Problems) -> T {
     match value {
         None | Some(Value::Null) => T::default(),
-        Some(value) => yaml::from_value(value, path).unwrap_or_else(|problem: Problem| {
-            problems.0.push(problem);
-            T::default()
-        }),
+        Some(value) => {
+            let partial = yaml::from_value_each(value, path);
+            problems.0.extend(partial.problems);
+            partial.value.unwrap_or_default()
+        }
     }
 }
 
@@ -330,14 +333,17 @@ impl std::fmt::Display for LogLine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let at = chrono::DateTime::<chrono::Utc>::from(self.at);
         let timestamp = at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        write!(f, "ts={timestamp} level={} msg={:?}", self.level, self.message)
+        // A redirect's `Location` or an error may carry credentials.
+        let message = crate::config::types::redact_url_passwords(&self.message);
+        write!(f, "ts={timestamp} level={} msg={:?}", self.level, message.as_ref())
     }
 }
 
 impl ProbeLog {
     fn push(&mut self, level: &'static str, message: impl Into<String>) {
         let message = message.into();
-        tracing::debug!(message = message.as_str());
+        // Fields are evaluated only when debug logging is on.
+        tracing::debug!(message = crate::config::types::redact_url_passwords(&message).as_ref());
         self.lines.push(LogLine { at: std::time::SystemTime::now(), level, message });
     }
     /// A routine step.
