@@ -6,9 +6,11 @@
 //! - `server`: the HTTP endpoints (`/probe`, `/metrics`, reload, `/logs`), on
 //!   an already-bound listener so tests run the real app on port 0.
 //! - `bridge`: Alertmanager/Grafana webhooks to people, with a durable outbox.
+//! - `checks`: scheduled checks — state, history, uptime, notifications, API.
 //! - `cli`, `logging`, `telemetry`, `history`, `webconfig`: the process around them.
 
 pub mod bridge;
+pub mod checks;
 pub mod cli;
 pub mod config;
 pub mod history;

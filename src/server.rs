@@ -70,35 +70,66 @@ pub struct App {
     probes: Semaphore,
     web: Web,
     bridge: Option<crate::bridge::Bridge>,
+    checks: Option<crate::checks::Checks>,
     reload_lock: tokio::sync::Mutex<()>,
 }
 
 impl App {
     /// Builds the app around a loaded config (and starts the bridge if configured).
     pub async fn new(config: Config, source: ConfigSource, options: Options, web: Web) -> anyhow::Result<Arc<App>> {
+        Self::new_with_clock(config, source, options, web, Arc::new(crate::bridge::clock::SystemClock)).await
+    }
+
+    /// Like [`App::new`], with the bridge and the checks reading time from
+    /// `clock` (tests pass a [`crate::bridge::clock::TestClock`]).
+    pub async fn new_with_clock(
+        config: Config,
+        source: ConfigSource,
+        options: Options,
+        web: Web,
+        clock: Arc<dyn crate::bridge::clock::Clock>,
+    ) -> anyhow::Result<Arc<App>> {
         let telemetry = Telemetry::new();
         telemetry.reloaded(true);
+        // Take the registry out so no lock is held while stores open.
+        let poisoned = || anyhow::anyhow!("metrics registry poisoned");
+        let mut registry = std::mem::take(&mut *telemetry.registry.lock().map_err(|_| poisoned())?);
         let bridge = match &config.bridge {
-            Some(bridge_config) => {
-                // Take the registry out so no lock is held while the bridge opens its store.
-                let poisoned = || anyhow::anyhow!("metrics registry poisoned");
-                let mut registry = std::mem::take(&mut *telemetry.registry.lock().map_err(|_| poisoned())?);
-                let started = crate::bridge::Bridge::start(bridge_config.clone(), &mut registry).await;
-                *telemetry.registry.lock().map_err(|_| poisoned())? = registry;
-                Some(started?)
-            }
+            Some(bridge_config) => Some(
+                crate::bridge::Bridge::start_with_clock(bridge_config.clone(), &mut registry, Arc::clone(&clock)).await,
+            ),
             None => None,
         };
+        let config = Arc::new(config);
+        let checks = match (&bridge, config.checks.inline.is_empty() && config.checks.files.is_empty()) {
+            (_, true) | (Some(Err(_)), _) => None,
+            (bridge, false) => {
+                let pipeline = bridge.as_ref().and_then(|bridge| bridge.as_ref().ok()).map(|bridge| bridge.submitter());
+                let started = crate::checks::Checks::start(
+                    Arc::clone(&config),
+                    &mut registry,
+                    clock,
+                    pipeline,
+                    options.timeout_offset,
+                )
+                .await;
+                Some(started)
+            }
+        };
+        *telemetry.registry.lock().map_err(|_| poisoned())? = registry;
+        let bridge = bridge.transpose()?;
+        let checks = checks.transpose()?;
         let max = config.exporter.max_concurrent_probes;
         Ok(Arc::new(App {
             history: Mutex::new(History::new(options.history_limit)),
-            config: RwLock::new(Arc::new(config)),
+            config: RwLock::new(config),
             source,
             options,
             telemetry,
             probes: Semaphore::new(max),
             web,
             bridge,
+            checks,
             reload_lock: tokio::sync::Mutex::new(()),
         }))
     }
@@ -122,8 +153,22 @@ impl App {
                 if config.exporter.max_concurrent_probes != self.config().exporter.max_concurrent_probes {
                     tracing::warn!("A new exporter.max_concurrent_probes takes effect after a restart");
                 }
+                let config = Arc::new(config);
+                match &self.checks {
+                    Some(checks) => {
+                        if let Err(err) = checks.reload(Arc::clone(&config)).await {
+                            self.telemetry.reloaded(false);
+                            tracing::error!(error = %err, "Error reloading checks");
+                            return Err(err.to_string());
+                        }
+                    }
+                    None if !config.checks.inline.is_empty() || !config.checks.files.is_empty() => {
+                        tracing::warn!("Checks added to a config that had none take effect after a restart");
+                    }
+                    None => {}
+                }
                 if let Ok(mut current) = self.config.write() {
-                    *current = Arc::new(config);
+                    *current = config;
                 }
                 self.telemetry.reloaded(true);
                 tracing::info!("Loaded config file");
@@ -142,8 +187,16 @@ impl App {
         self.bridge.as_ref().map(|bridge| bridge.router())
     }
 
-    /// Stops background work (the bridge's workers) gracefully.
+    /// The scheduled checks, when configured.
+    pub fn checks(&self) -> Option<&crate::checks::Checks> {
+        self.checks.as_ref()
+    }
+
+    /// Stops background work (checks, then the bridge's workers) gracefully.
     pub async fn shutdown(&self) {
+        if let Some(checks) = &self.checks {
+            checks.shutdown().await;
+        }
         if let Some(bridge) = &self.bridge {
             bridge.shutdown().await;
         }
@@ -166,6 +219,9 @@ pub fn router(app: Arc<App>) -> Router {
         if app.config().bridge.as_ref().is_none_or(|bridge| bridge.listen_address.is_none()) {
             routes = routes.merge(bridge.router());
         }
+    }
+    if let Some(checks) = &app.checks {
+        routes = routes.merge(checks.router());
     }
     let prefix = app.options.route_prefix.trim_end_matches('/').to_string();
     let routes = if prefix.is_empty() { routes } else { Router::new().nest(&prefix, routes) };
@@ -334,12 +390,19 @@ pub fn debug_output(log: &[String], metrics: &str, module_yaml: &str) -> String 
 /// OpenMetrics when the scraper asks for it (Prometheus does), else text 0.0.4.
 async fn metrics_handler(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|value| value.to_str().ok()).unwrap_or_default();
+    let checks = app.checks.as_ref().map(|checks| checks.encode_metrics()).unwrap_or_default();
     if accept.contains("application/openmetrics-text") {
         let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-        return (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], app.telemetry.encode()).into_response();
+        let mut body = app.telemetry.encode();
+        // The per-check gauges go before OpenMetrics' closing `# EOF`.
+        let end = body.rfind("# EOF").unwrap_or(body.len());
+        body.insert_str(end, &checks);
+        return (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response();
     }
     let content_type = "text/plain; version=0.0.4; charset=utf-8";
-    (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], app.telemetry.encode_text()).into_response()
+    let mut body = app.telemetry.encode_text();
+    body.push_str(&checks);
+    (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 async fn reload_handler(State(app): State<Arc<App>>, method: Method) -> Response {

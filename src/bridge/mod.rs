@@ -28,6 +28,7 @@ pub mod ratelimit;
 pub mod render;
 pub mod route;
 pub mod store;
+pub mod submit;
 
 pub use config::Config;
 

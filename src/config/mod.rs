@@ -100,6 +100,9 @@ pub struct Config {
     /// The alert bridge, when enabled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bridge: Option<std::sync::Arc<crate::bridge::Config>>,
+    /// Scheduled checks (`checks:`, `check_files:`, `check_options:`).
+    #[serde(skip)]
+    pub checks: std::sync::Arc<crate::checks::config::Settings>,
 }
 
 #[derive(Deserialize)]
@@ -111,11 +114,24 @@ struct RawConfig {
     exporter: Option<yaml::Value>,
     #[serde(default)]
     bridge: Option<yaml::Value>,
+    #[serde(default)]
+    checks: Option<yaml::Value>,
+    #[serde(default)]
+    check_files: Option<yaml::Value>,
+    #[serde(default)]
+    check_options: Option<yaml::Value>,
 }
 
 impl Config {
-    /// Parses and validates config text, gathering every problem.
+    /// Parses and validates config text, gathering every problem; relative
+    /// paths resolve against the working directory.
     pub fn parse(text: &str) -> Result<Config, Error> {
+        Config::parse_in(text, None)
+    }
+
+    /// Like [`Config::parse`], resolving relative paths (check files, the
+    /// checks store) against `base_dir`, the config file's directory.
+    pub fn parse_in(text: &str, base_dir: Option<&std::path::Path>) -> Result<Config, Error> {
         let mut problems = Problems::default();
         let value = yaml::parse_value(text).map_err(|problem| Error::Invalid(vec![problem]))?;
         let value = if value.is_null() { yaml::Value::Mapping(Default::default()) } else { value };
@@ -151,18 +167,26 @@ impl Config {
             },
             _ => None,
         };
+        let checks = crate::checks::config::Settings::from_yaml(
+            raw.checks,
+            raw.check_files,
+            raw.check_options,
+            base_dir,
+            &modules,
+            &mut problems,
+        );
         if !problems.is_empty() {
             return Err(Error::Invalid(problems.0));
         }
         let module_yaml = modules.iter().map(|(name, module)| (name.clone(), yaml::to_string(module).into())).collect();
-        Ok(Config { modules, exporter, policy, module_yaml, bridge })
+        Ok(Config { modules, exporter, policy, module_yaml, bridge, checks: std::sync::Arc::new(checks) })
     }
 
     /// Reads and parses a config file.
     pub fn load(path: &std::path::Path) -> Result<Config, Error> {
         let text =
             std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.display().to_string(), source })?;
-        Config::parse(&text)
+        Config::parse_in(&text, path.parent())
     }
 
     /// The module called `name`.

@@ -94,6 +94,17 @@ impl Registry {
         self.families.remove(name);
     }
 
+    /// Every sample as (family, help, sorted labels, value), families sorted
+    /// by name; for re-exposing a probe's families with more labels.
+    pub fn samples(&self) -> impl Iterator<Item = (&str, &str, &[(String, String)], f64)> {
+        self.families.iter().flat_map(|(name, family)| {
+            family
+                .samples
+                .iter()
+                .map(move |sample| (name.as_str(), family.help.as_str(), sample.labels.as_slice(), sample.value))
+        })
+    }
+
     /// Family names, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.families.keys().map(String::as_str)
@@ -129,11 +140,11 @@ impl Registry {
     }
 }
 
-fn escape_help(help: &str) -> String {
+pub(crate) fn escape_help(help: &str) -> String {
     help.replace('\\', "\\\\").replace('\n', "\\n")
 }
 
-fn escape_label_value(value: &str) -> String {
+pub(crate) fn escape_label_value(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 

@@ -14,7 +14,7 @@
 
 mod postgres;
 mod schema;
-mod sqlite;
+pub(crate) mod sqlite;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
