@@ -382,3 +382,61 @@ async fn metrics_blackbox_families_and_service_discovery() {
     assert_eq!(sd[1]["labels"]["team"], "web");
     checkit.stop().await;
 }
+
+#[tokio::test]
+async fn check_files_are_reread_on_change_and_a_bad_file_keeps_the_running_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let more = dir.path().join("more");
+    std::fs::create_dir(&more).unwrap();
+    let check = |name: &str| format!("- {{name: {name}, module: tcp_connect, target: '127.0.0.1:1'}}\n");
+    std::fs::write(more.join("a.yml"), check("a")).unwrap();
+    let yaml = "modules:\n  tcp_connect: {prober: tcp, timeout: 1s}\n\
+                check_options: {files_refresh_interval: 100ms}\ncheck_files: ['more/*.yml']\n";
+    let checkit = Checkit::start(dir.path(), yaml, TestClock::new(start_time())).await;
+    let names = |checks: Value| -> Vec<String> {
+        checks["checks"].as_array().unwrap().iter().map(|check| check["name"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(names(checkit.json("/api/v1/checks").await), ["a"]);
+    let wait_for = |wanted: Vec<&'static str>| {
+        let checkit = &checkit;
+        async move {
+            for _ in 0..200 {
+                if names(checkit.json("/api/v1/checks").await) == wanted {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("checks never became {wanted:?}");
+        }
+    };
+    std::fs::write(more.join("b.yml"), check("b")).unwrap();
+    wait_for(vec!["a", "b"]).await;
+    std::fs::write(more.join("c.yml"), "- {name: c, module: nope, target: x}\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(names(checkit.json("/api/v1/checks").await), ["a", "b"], "a bad file changes nothing");
+    std::fs::remove_file(more.join("c.yml")).unwrap();
+    std::fs::remove_file(more.join("b.yml")).unwrap();
+    wait_for(vec!["a"]).await;
+    checkit.stop().await;
+}
+
+#[tokio::test]
+async fn the_api_is_behind_the_web_config_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let hash = bcrypt::hash("s3cret", 4).expect("hash");
+    let web_path = dir.path().join("web.yml");
+    std::fs::write(&web_path, format!("basic_auth_users:\n  ops: '{hash}'\n")).unwrap();
+    let web = Web::load(web_path.to_str().unwrap()).expect("web config loads");
+    let yaml = "modules:\n  tcp_connect: {prober: tcp, timeout: 1s}\n\
+                checks: [{name: a, module: tcp_connect, target: '127.0.0.1:1'}]\n";
+    let checkit = Checkit::start_with(dir.path(), yaml, TestClock::new(start_time()), web).await;
+    for path in ["/api/v1/checks", "/api/v1/checks/a/results", "/api/v1/sd", "/metrics/checks"] {
+        assert_eq!(checkit.get(path).await.0, 401, "{path}");
+        let response =
+            checkit.client.get(checkit.url(path)).basic_auth("ops", Some("s3cret")).send().await.expect("request");
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+    }
+    let response = checkit.client.post(checkit.url("/api/v1/checks/pause")).send().await.expect("request");
+    assert_eq!(response.status().as_u16(), 401);
+    checkit.stop().await;
+}
