@@ -440,3 +440,81 @@ async fn the_api_is_behind_the_web_config_credentials() {
     assert_eq!(response.status().as_u16(), 401);
     checkit.stop().await;
 }
+
+/// A real Prometheus scrapes `/metrics/checks` with `honor_labels: true`
+/// (the documented scrape config) and every query of the four community
+/// blackbox dashboards returns data for the scheduled checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn community_dashboards_show_scheduled_checks_through_prometheus() {
+    use crate::ops_dashboards::{Api, one_line, resolve_variables};
+    use crate::support::grafana::{dashboards_in, substitute};
+    let nginx = peer!(Nginx::start(NginxOpts::default()).await);
+    let expired = peer!(Nginx::start(NginxOpts { leaf: crate::support::Leaf::Expired, ..NginxOpts::default() }).await);
+    let closed = crate::support::closed_port();
+    let yaml = format!(
+        "modules:\n  http_tls_expired: {{prober: http, timeout: 5s, http: {{preferred_ip_protocol: ip4, tls_config: {{insecure_skip_verify: true}}}}}}\n  http_2xx: {{prober: http, timeout: 5s, http: {{preferred_ip_protocol: ip4}}}}\n  \
+         http_tls: {{prober: http, timeout: 5s, http: {{preferred_ip_protocol: ip4, tls_config: {{ca_file: '{}'}}}}}}\n  \
+         tcp_connect: {{prober: tcp, timeout: 2s, tcp: {{preferred_ip_protocol: ip4}}}}\n  \
+         icmp: {{prober: icmp, timeout: 2s, icmp: {{preferred_ip_protocol: ip4}}}}\n\
+         check_options: {{defaults: {{interval: 1s}}}}\n\
+         checks:\n- {{name: web, module: http_2xx, target: '{}'}}\n- {{name: web-tls, module: http_tls, target: '{}'}}\n\
+         - {{name: port, module: tcp_connect, target: '{}'}}\n- {{name: gone, module: tcp_connect, target: '{closed}'}}\n\
+         - {{name: ping, module: icmp, target: 127.0.0.1}}\n- {{name: old-cert, module: http_tls_expired, target: '{}'}}\n",
+        nginx.certs.ca.cert_path.display(),
+        nginx.url("/"),
+        nginx.tls_url("/"),
+        nginx.addr,
+        expired.tls_url("/"),
+    );
+    let app = crate::support::app::start_app(&yaml).await;
+    let prometheus_yml = format!(
+        "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n\
+         - job_name: blackbox\n  honor_labels: true\n  metrics_path: /metrics/checks\n  static_configs:\n  \
+         - targets: ['{}']\n    labels: {{cluster: test, project: checkit, app: web}}\n",
+        app.addr
+    );
+    let prometheus = peer!(crate::support::peers::Prometheus::start(&prometheus_yml, &[]).await);
+    let api = Api { base: format!("http://{}", prometheus.addr), client: reqwest::Client::new() };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let ready = "count(count_over_time(probe_success{job=\"blackbox\"}[1m]) >= 3) == 6";
+    while api.query(ready).await.map(|result| result.is_empty()).unwrap_or(true) {
+        assert!(std::time::Instant::now() < deadline, "not scraped: {}", prometheus.diagnostics());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let instances = api.query("count by (instance, module) (probe_success)").await.expect("query");
+    assert_eq!(instances.len(), 6, "instance is the target, not the exporter: {instances:?}");
+    assert!(api.query("probe_success{exported_instance!=\"\"}").await.expect("query").is_empty());
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dashboards = dashboards_in(&root.join("tests/fixtures/community-dashboards"));
+    assert_eq!(dashboards.len(), 4);
+    let mut problems = Vec::new();
+    let mut pending = Vec::new();
+    for dashboard in &dashboards {
+        let values = resolve_variables(&api, dashboard, &mut problems).await;
+        for query in dashboard.queries() {
+            let label = format!("{} / {} / {}", dashboard.name(), query.panel, query.ref_id);
+            pending.push((label, substitute(&query.expr, &values)));
+        }
+    }
+    let checked = pending.len();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut empty = Vec::new();
+        for (label, expr) in pending {
+            match api.query(&expr).await {
+                Ok(result) if result.is_empty() => empty.push((label, expr)),
+                Ok(_) => {}
+                Err(err) => problems.push(format!("{label}: {err}\n    {}", one_line(&expr))),
+            }
+        }
+        pending = empty;
+        if pending.is_empty() || std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    problems.extend(pending.iter().map(|(label, expr)| format!("{label}: no data\n    {}", one_line(expr))));
+    assert!(problems.is_empty(), "{} of {checked} dashboard queries failed:\n{}", problems.len(), problems.join("\n"));
+    drop(app);
+}

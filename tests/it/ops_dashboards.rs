@@ -45,9 +45,9 @@ async fn rdap_server() -> std::net::SocketAddr {
 
 /// A small client for Prometheus' HTTP API that reports errors instead of
 /// panicking, so one bad query does not hide the others.
-struct Api {
-    base: String,
-    client: reqwest::Client,
+pub(crate) struct Api {
+    pub(crate) base: String,
+    pub(crate) client: reqwest::Client,
 }
 
 impl Api {
@@ -67,7 +67,7 @@ impl Api {
     }
 
     /// Instant query; `Ok` with the result list (possibly empty).
-    async fn query(&self, expr: &str) -> Result<Vec<Value>, String> {
+    pub(crate) async fn query(&self, expr: &str) -> Result<Vec<Value>, String> {
         Ok(self.get("/api/v1/query", &[("query", expr)]).await?["result"].as_array().cloned().unwrap_or_default())
     }
 
@@ -81,7 +81,11 @@ impl Api {
 /// Resolves the dashboard's variables like Grafana: query variables through
 /// the label values API (each must find values), intervals and custom
 /// variables to their current or first option.
-async fn resolve_variables(api: &Api, dashboard: &Dashboard, problems: &mut Vec<String>) -> BTreeMap<String, String> {
+pub(crate) async fn resolve_variables(
+    api: &Api,
+    dashboard: &Dashboard,
+    problems: &mut Vec<String>,
+) -> BTreeMap<String, String> {
     let mut values = builtin_values();
     for variable in dashboard.variables() {
         let value = match variable.kind.as_str() {
@@ -342,7 +346,7 @@ bridge:
     drop(app);
 }
 
-fn one_line(expr: &str) -> String {
+pub(crate) fn one_line(expr: &str) -> String {
     expr.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
