@@ -65,8 +65,8 @@ pub struct Last {
     pub failure: Option<(String, String)>,
     /// Whether it ran in maintenance.
     pub maintenance: bool,
-    /// The probe's blackbox families.
-    pub registry: crate::probe::metrics::Registry,
+    /// The probe's blackbox families (shared: views are copied per scrape).
+    pub registry: Arc<crate::probe::metrics::Registry>,
 }
 
 #[derive(Debug)]
@@ -425,7 +425,7 @@ pub(crate) async fn run_once(shared: &Shared, slot: &Slot, check: &Check, starte
             duration_seconds: outcome.duration.as_secs_f64(),
             failure,
             maintenance,
-            registry: outcome.registry,
+            registry: Arc::new(outcome.registry),
         });
         if matches!(change, Some(Change::Down(_))) {
             state.reminders = 0;
