@@ -14,6 +14,7 @@
 # (tests/install-peers.sh installs them); root only for the sysctls.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benches/lib.sh
 CHECKS=${CHECKS:-10000}
 INTERVAL=${INTERVAL:-15}
 DURATION=${DURATION:-120}
@@ -35,26 +36,9 @@ chmod 0755 "$work"
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 nginx_port=$(free_port); checkit_port=$(free_port); blackbox_port=$(free_port)
 
-mkdir -p "$work/nginx/logs" "$work/www"
-echo ok > "$work/www/index.html"
-cat > "$work/nginx/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/logs/error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/nginx/body; proxy_temp_path $work/nginx/proxy;
-  fastcgi_temp_path $work/nginx/fastcgi; uwsgi_temp_path $work/nginx/uwsgi; scgi_temp_path $work/nginx/scgi;
-  server { listen 127.0.0.1:$nginx_port backlog=4096; root $work/www; }
-}
-NGINX
-nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" & pids+=($!)
+nginx_pid=$(start_nginx "$work" "$nginx_port"); pids+=("$nginx_pid")
 wait_port "$nginx_port"
 
 MODULES="modules:

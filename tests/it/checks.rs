@@ -300,24 +300,6 @@ async fn pause_by_api_survives_restart_and_reload_keeps_unchanged_state() {
     again.stop().await;
 }
 
-fn promtool_check(promtool: &Path, what: &str, body: &str) {
-    let mut child = std::process::Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run promtool");
-    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), body.as_bytes()).expect("write");
-    let output = child.wait_with_output().expect("promtool");
-    assert!(
-        output.status.success(),
-        "promtool rejects {what}: {}{}\n{body}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 #[tokio::test]
 async fn metrics_blackbox_families_and_service_discovery() {
     let Some(promtool) = crate::support::require_binary("promtool", "prometheus") else { return };
@@ -339,7 +321,7 @@ async fn metrics_blackbox_families_and_service_discovery() {
 
     let (status, metrics) = checkit.get("/metrics").await;
     assert_eq!(status, 200);
-    promtool_check(&promtool, "/metrics", &metrics);
+    crate::support::promtool_check_metrics(&promtool, "/metrics", &metrics);
     let families = crate::support::app::parse_exposition(&metrics);
     let value = |family: &str, check: &str, extra: Option<(&str, &str)>| {
         families[family]
@@ -363,7 +345,7 @@ async fn metrics_blackbox_families_and_service_discovery() {
 
     let (status, blackbox) = checkit.get("/metrics/checks").await;
     assert_eq!(status, 200);
-    promtool_check(&promtool, "/metrics/checks", &blackbox);
+    crate::support::promtool_check_metrics(&promtool, "/metrics/checks", &blackbox);
     let families = crate::support::app::parse_exposition(&blackbox);
     let success: Vec<(String, String, f64)> = families["probe_success"]
         .samples
@@ -446,7 +428,7 @@ async fn the_api_is_behind_the_web_config_credentials() {
 /// blackbox dashboards returns data for the scheduled checks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn community_dashboards_show_scheduled_checks_through_prometheus() {
-    use crate::ops_dashboards::{Api, one_line, resolve_variables};
+    use crate::ops_dashboards::{Api, resolve_variables, run_queries};
     use crate::support::grafana::{dashboards_in, substitute};
     let nginx = peer!(Nginx::start(NginxOpts::default()).await);
     let expired = peer!(Nginx::start(NginxOpts { leaf: crate::support::Leaf::Expired, ..NginxOpts::default() }).await);
@@ -498,23 +480,7 @@ async fn community_dashboards_show_scheduled_checks_through_prometheus() {
         }
     }
     let checked = pending.len();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut empty = Vec::new();
-        for (label, expr) in pending {
-            match api.query(&expr).await {
-                Ok(result) if result.is_empty() => empty.push((label, expr)),
-                Ok(_) => {}
-                Err(err) => problems.push(format!("{label}: {err}\n    {}", one_line(&expr))),
-            }
-        }
-        pending = empty;
-        if pending.is_empty() || std::time::Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    problems.extend(pending.iter().map(|(label, expr)| format!("{label}: no data\n    {}", one_line(expr))));
+    run_queries(&api, pending, Duration::from_secs(10), &mut problems).await;
     assert!(problems.is_empty(), "{} of {checked} dashboard queries failed:\n{}", problems.len(), problems.join("\n"));
     drop(app);
 }

@@ -322,9 +322,22 @@ bridge:
     }
     let checked = pending.len();
     assert!(checked > 80, "only {checked} queries");
-    // Series appear at slightly different scrapes: empty results get a few
-    // more rounds; parse errors are final.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    run_queries(&api, pending, Duration::from_secs(5), &mut problems).await;
+    assert!(problems.is_empty(), "{} of {checked} dashboard queries failed:\n{}", problems.len(), problems.join("\n"));
+    assert_rules_evaluate_cleanly(&api).await;
+    drop(app);
+}
+
+/// Runs each `(label, expr)` query; records parse errors at once and queries
+/// still empty after `patience` (series appear at slightly different scrapes,
+/// so empty ones get a few more rounds).
+pub(crate) async fn run_queries(
+    api: &Api,
+    mut pending: Vec<(String, String)>,
+    patience: Duration,
+    problems: &mut Vec<String>,
+) {
+    let deadline = Instant::now() + patience;
     loop {
         let mut empty = Vec::new();
         for (label, expr) in pending {
@@ -341,12 +354,9 @@ bridge:
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     problems.extend(pending.iter().map(|(label, expr)| format!("{label}: no data\n    {}", one_line(expr))));
-    assert!(problems.is_empty(), "{} of {checked} dashboard queries failed:\n{}", problems.len(), problems.join("\n"));
-    assert_rules_evaluate_cleanly(&api).await;
-    drop(app);
 }
 
-pub(crate) fn one_line(expr: &str) -> String {
+fn one_line(expr: &str) -> String {
     expr.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
