@@ -39,7 +39,7 @@ impl Submitter {
         let dedup_since = received_at - chrono::Duration::from_std(window).unwrap_or_default();
         let ingested = shared
             .store
-            .ingest(NewNotification { received_at, notification, dedup_key, dedup_since, deliveries })
+            .ingest(NewNotification { received_at, notification, dedup_key, dedup_since, deliveries, message: None })
             .await?;
         match ingested {
             Ingested::Accepted { deliveries, .. } => {

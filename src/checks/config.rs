@@ -227,6 +227,11 @@ impl Settings {
         settings
     }
 
+    /// Whether the config lists any check or check file.
+    pub fn is_configured(&self) -> bool {
+        !self.inline.is_empty() || !self.files.is_empty()
+    }
+
     /// `path` resolved against the config file's directory.
     pub fn resolve(&self, path: &Path) -> PathBuf {
         match &self.base_dir {

@@ -11,16 +11,19 @@
 //! - `GET /api/v1/sd`: Prometheus HTTP service discovery listing the checks
 //!   as `/probe` targets.
 //!
-//! The per-check text is written by hand (like the `/probe` encoder): one
-//! pass over the checks, no per-series allocation in a registry.
+//! The per-check gauges are a `prometheus_client` collector reading the
+//! slots at scrape time; `/metrics/checks` is written by hand like `/probe`.
 
 use super::Slot;
 use super::rollup::WINDOWS;
 use super::state::State;
 use crate::probe::metrics::{escape_help, escape_label_value, format_float};
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use std::collections::BTreeMap;
@@ -113,67 +116,79 @@ type Sample = (Option<(&'static str, &'static str)>, f64);
 /// A per-check family: name, help and the samples of one check.
 type CheckFamily<'a> = (&'a str, &'a str, &'a dyn Fn(&super::View) -> Vec<Sample>);
 
-/// The per-check `checkit_check_*` families in text format (valid in both
-/// text 0.0.4 and OpenMetrics, being gauges only).
-pub fn encode_checks(slots: &[Arc<Slot>]) -> String {
-    let views: Vec<_> = slots.iter().map(|slot| slot.view()).collect();
-    let mut out = String::with_capacity(views.len() * 1024);
-    let families: [CheckFamily; 6] = [
-        ("checkit_check_state", "The state of a scheduled check: 1 for the current state, 0 for the others", &|view| {
-            State::ALL
-                .iter()
-                .map(|state| (Some(("state", state.as_str())), f64::from(u8::from(*state == view.state))))
-                .collect()
-        }),
-        ("checkit_check_last_success", "Whether the last run of a scheduled check succeeded", &|view| {
-            view.last.as_ref().map(|last| (None, f64::from(u8::from(last.success)))).into_iter().collect()
-        }),
-        (
-            "checkit_check_last_run_timestamp_seconds",
-            "When the last run of a scheduled check started, Unix seconds",
-            &|view| {
-                view.last.as_ref().map(|last| (None, last.at.timestamp_millis() as f64 / 1000.0)).into_iter().collect()
-            },
-        ),
-        ("checkit_check_last_duration_seconds", "How long the last run of a scheduled check took", &|view| {
-            view.last.as_ref().map(|last| (None, last.duration_seconds)).into_iter().collect()
-        }),
-        ("checkit_check_paused", "Whether a scheduled check is paused (by config or API)", &|view| {
-            vec![(None, f64::from(u8::from(view.paused)))]
-        }),
-        (
-            "checkit_check_uptime_ratio",
-            "Share of successful runs outside maintenance over the window, from hourly (24h, 7d) or daily roll-ups",
-            &|view| {
-                WINDOWS
-                    .iter()
-                    .zip(view.uptime)
-                    .filter_map(|((window, _), uptime)| uptime.map(|ratio| (Some(("window", *window)), ratio)))
-                    .collect()
-            },
-        ),
-    ];
-    for (name, help, samples_of) in families {
-        let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
-        let _ = writeln!(out, "# TYPE {name} gauge");
-        for view in &views {
-            for (extra, value) in samples_of(view) {
-                let mut labels: Vec<(&str, &str)> = vec![
-                    ("check", view.check.name.as_str()),
-                    ("module", view.check.module.as_str()),
-                    ("target", view.check.target.as_str()),
-                ];
-                labels.extend(view.check.labels.iter().map(|(name, value)| (name.as_str(), value.as_str())));
-                labels.extend(extra);
-                out.push_str(name);
-                write_labels(&mut out, &labels);
-                out.push(' ');
-                out.push_str(&format_float(value));
-                out.push('\n');
+/// The per-check `checkit_check_*` gauges, encoded at each scrape of
+/// `/metrics` from the slots (registered into the long-lived registry).
+pub(crate) struct Collector(pub(crate) Arc<super::Shared>);
+
+impl std::fmt::Debug for Collector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("checks::metrics::Collector").finish_non_exhaustive()
+    }
+}
+
+impl prometheus_client::collector::Collector for Collector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let views: Vec<super::View> = self.0.slots().iter().map(|slot| slot.view()).collect();
+        let families: [CheckFamily; 6] = [
+            (
+                "checkit_check_state",
+                "The state of a scheduled check: 1 for the current state, 0 for the others",
+                &|view| {
+                    State::ALL
+                        .iter()
+                        .map(|state| (Some(("state", state.as_str())), f64::from(u8::from(*state == view.state))))
+                        .collect()
+                },
+            ),
+            ("checkit_check_last_success", "Whether the last run of a scheduled check succeeded", &|view| {
+                view.last.as_ref().map(|last| (None, f64::from(u8::from(last.success)))).into_iter().collect()
+            }),
+            (
+                "checkit_check_last_run_timestamp_seconds",
+                "When the last run of a scheduled check started, Unix seconds",
+                &|view| {
+                    view.last
+                        .as_ref()
+                        .map(|last| (None, last.at.timestamp_millis() as f64 / 1000.0))
+                        .into_iter()
+                        .collect()
+                },
+            ),
+            ("checkit_check_last_duration_seconds", "How long the last run of a scheduled check took", &|view| {
+                view.last.as_ref().map(|last| (None, last.duration_seconds)).into_iter().collect()
+            }),
+            ("checkit_check_paused", "Whether a scheduled check is paused (by config or API)", &|view| {
+                vec![(None, f64::from(u8::from(view.paused)))]
+            }),
+            (
+                "checkit_check_uptime_ratio",
+                "Share of successful runs outside maintenance over the window, from hourly (24h, 7d) or daily roll-ups",
+                &|view| {
+                    WINDOWS
+                        .iter()
+                        .zip(view.uptime)
+                        .filter_map(|((window, _), uptime)| uptime.map(|ratio| (Some(("window", *window)), ratio)))
+                        .collect()
+                },
+            ),
+        ];
+        for (name, help, samples_of) in families {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for view in &views {
+                for (extra, value) in samples_of(view) {
+                    let mut labels: Vec<(&str, &str)> = vec![
+                        ("check", view.check.name.as_str()),
+                        ("module", view.check.module.as_str()),
+                        ("target", view.check.target.as_str()),
+                    ];
+                    labels.extend(view.check.labels.iter().map(|(name, value)| (name.as_str(), value.as_str())));
+                    labels.extend(extra);
+                    ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+                }
             }
         }
+        Ok(())
     }
-    out
 }
 
 /// Every check's last result in blackbox's families, labelled `instance` and `module`.

@@ -247,6 +247,7 @@ impl Checks {
             pipeline,
             timeout_offset,
         });
+        registry.register_collector(Box::new(metrics::Collector(Arc::clone(&shared))));
         apply(&shared, checks).await?;
         if let Err(err) = shared.refresh_uptime().await {
             tracing::warn!(error = %err, "Cannot compute check uptime.");
@@ -271,11 +272,6 @@ impl Checks {
     /// The routes: `/api/v1/checks…`, `/api/v1/sd`, `/metrics/checks`.
     pub fn router(&self) -> axum::Router {
         api::router(Arc::clone(&self.shared))
-    }
-
-    /// The per-check `checkit_check_*` families, appended to `/metrics`.
-    pub fn encode_metrics(&self) -> String {
-        metrics::encode_checks(&self.shared.slots())
     }
 
     /// Recomputes uptime windows now (they refresh every minute anyway).

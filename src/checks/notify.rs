@@ -110,6 +110,7 @@ pub fn notification(check: &Check, incident: &Incident, kind: Kind, now: DateTim
         }),
         route_labels: LabelSet::new(),
         title: None,
+        message: None,
     }
 }
 

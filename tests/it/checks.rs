@@ -5,9 +5,9 @@
 
 use crate::peer;
 use crate::support::peers::{Nginx, NginxOpts, SmtpOpts, SmtpServer};
+use checkit::app::{App, ConfigSource, Options};
 use checkit::bridge::clock::{Clock, TestClock};
 use checkit::config::Config;
-use checkit::http::exporter::{self as server, App, ConfigSource, Options};
 use checkit::http::webconfig::Web;
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
@@ -15,14 +15,12 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 /// The real app on loopback, with its config (and stores) in `dir`.
 struct Checkit {
     app: Arc<App>,
     addr: SocketAddr,
     clock: Arc<TestClock>,
-    shutdown: CancellationToken,
     client: reqwest::Client,
 }
 
@@ -40,14 +38,12 @@ impl Checkit {
             .expect("app starts");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let shutdown = CancellationToken::new();
-        tokio::spawn(server::serve(listener, server::router(app.clone()), None, shutdown.clone()));
-        Checkit { app, addr, clock, shutdown, client: reqwest::Client::new() }
+        app.serve(listener, app.router());
+        Checkit { app, addr, clock, client: reqwest::Client::new() }
     }
 
     async fn stop(self) {
         self.app.shutdown().await;
-        self.shutdown.cancel();
     }
 
     fn url(&self, path: &str) -> String {
