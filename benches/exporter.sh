@@ -1,25 +1,57 @@
 #!/usr/bin/env bash
-# Exporter benchmark (not a test): drives /probe with wrk (32 connections) for
-# http_2xx and tcp_connect against a local nginx, for checkit and for Debian's
-# blackbox_exporter in the same run, and prints probes/s, p99 latency and peak
-# RSS for both, with checkit/blackbox ratios.
+# Exporter benchmark (not a test): drives /probe with wrk for http_2xx and
+# tcp_connect against a local nginx, for checkit and for Debian's
+# blackbox_exporter on the same config in the same run, and prints side by
+# side, with checkit/blackbox ratios:
 #
-#   sudo benches/exporter.sh            # DURATION=10s CONNECTIONS=32 by default
+#   1. unpinned, 32 connections: probes/s, p50/p99 latency, CPU time per probe;
+#   2. pinned, 32 connections: wrk and nginx on CPU 0, the exporter under test
+#      on CPU 1 (taskset), which keeps the load generator from competing with
+#      the exporter and makes runs steadier;
+#   3. pinned scale-out: 8, 32, 128 and 512 connections;
+#   4. pinned mixed run: 90 connections probe the healthy target while 10 more
+#      (10% of the targets) probe a blackholed port and hang until the module
+#      timeout; the fast probes' figures are compared with a fast-only run;
 #
-# Only loopback is used. Needs: wrk, nginx, prometheus-blackbox-exporter
+# and peak RSS (VmHWM) of both exporters in each phase.
+#
+#   sudo benches/exporter.sh     # DURATION=10s SCALE_DURATION=5s THREADS=2 [CHECKIT=binary]
+#
+# Total runtime: about 4 min with the defaults (8×DURATION + 16×SCALE_DURATION
+# + 4×DURATION for the mixed run + 3 restarts), plus the release build.
+#
+# CPU time per probe is (utime+stime) of the exporter process, read from
+# /proc/<pid>/stat before and after a run, divided by the probes wrk
+# completed. It holds up on a busy machine far better than probes/s or p99,
+# which depend on what else runs. It includes the kernel's work for the
+# exporter's sockets (on loopback, part of the target's side too), for both
+# exporters alike. Every /probe answer is checked for `probe_success 1` by a
+# wrk script: a failed probe is counted, never timed as a fast one.
+#
+# Only loopback is used. The blackholed target is a listening socket whose
+# accept queue is full and never drained: the kernel drops further SYNs, so a
+# connect hangs until the probe's deadline (no firewall rule needed).
+# Needs: wrk, nginx, prometheus-blackbox-exporter, python3, taskset
 # (tests/install-peers.sh installs them) and root for the sysctls below.
+# For profiling (not used by this script): perf (`linux-perf`) and valgrind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source benches/lib.sh
 DURATION=${DURATION:-10s}
-CONNECTIONS=${CONNECTIONS:-32}
+SCALE_DURATION=${SCALE_DURATION:-5s}
 THREADS=${THREADS:-2}
+SCALE=${SCALE:-8 32 128 512}
+# CPUs for the pinned phases: the load (wrk, nginx) and the exporter under test.
+LOAD_CPU=${LOAD_CPU:-0}
+EXPORTER_CPU=${EXPORTER_CPU:-1}
 
-for bin in wrk nginx prometheus-blackbox-exporter; do
+for bin in wrk nginx prometheus-blackbox-exporter python3 taskset; do
   command -v "$bin" >/dev/null || { echo "missing $bin: run tests/install-peers.sh" >&2; exit 1; }
 done
-cargo build --release --locked --quiet
-checkit=${CARGO_TARGET_DIR:-target}/release/checkit
+# CHECKIT=path/to/checkit benches a given binary instead of building one.
+if [[ -z ${CHECKIT:-} ]]; then
+  cargo build --release --locked --quiet
+fi
+checkit=${CHECKIT:-${CARGO_TARGET_DIR:-target}/release/checkit}
 
 # Every probe opens a new connection, as blackbox does; let TIME_WAIT ports be
 # reused so neither exporter runs out of ephemeral ports during the run.
@@ -35,9 +67,54 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-nginx_port=$(free_port); checkit_port=$(free_port); blackbox_port=$(free_port)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+nginx_port=$(free_port)
 
-nginx_pid=$(start_nginx "$work" "$nginx_port"); pids+=("$nginx_pid")
+mkdir -p "$work/nginx/logs" "$work/www"
+echo "ok" > "$work/www/index.html"
+cat > "$work/nginx/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/logs/error.log;
+events { worker_connections 8192; }
+worker_rlimit_nofile 16384;
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/body; proxy_temp_path $work/nginx/proxy;
+  fastcgi_temp_path $work/nginx/fastcgi; uwsgi_temp_path $work/nginx/uwsgi; scgi_temp_path $work/nginx/scgi;
+  server { listen 127.0.0.1:$nginx_port backlog=4096; root $work/www; }
+}
+NGINX
+nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" & nginx_pid=$!; pids+=($nginx_pid)
+wait_port "$nginx_port"
+
+# The blackholed target: the accept queue (backlog 0 holds one connection) is
+# filled by the holder itself and never accepted.
+python3 - "$work/hole.port" <<'PY' & pids+=($!)
+import socket, sys, time
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(0)
+port = listener.getsockname()[1]
+held = []
+for _ in range(4):
+    client = socket.socket()
+    client.setblocking(False)
+    try:
+        client.connect(("127.0.0.1", port))
+    except BlockingIOError:
+        pass
+    held.append(client)
+with open(sys.argv[1] + ".tmp", "w") as out:
+    out.write(f"{port}\n")
+import os
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+time.sleep(3600)
+PY
+for _ in $(seq 50); do [[ -s $work/hole.port ]] && break; sleep 0.1; done
+hole_port=$(cat "$work/hole.port")
 
 cat > "$work/blackbox.yml" <<YAML
 modules:
@@ -53,54 +130,202 @@ modules:
       preferred_ip_protocol: ip4
 YAML
 
-"$checkit" --config.file="$work/blackbox.yml" --web.listen-address="127.0.0.1:$checkit_port" --log.level=error & checkit_pid=$!; pids+=($checkit_pid)
-prometheus-blackbox-exporter --config.file="$work/blackbox.yml" --web.listen-address="127.0.0.1:$blackbox_port" --log.level=error 2>/dev/null & blackbox_pid=$!; pids+=($blackbox_pid)
+# Counts /probe answers without `probe_success 1` (each wrk thread has its own
+# Lua state; done() sums them).
+cat > "$work/check.lua" <<'LUA'
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) failed = 0 end
+function response(status, headers, body)
+  if not string.find(body, "\nprobe_success 1", 1, true) then failed = failed + 1 end
+end
+function done(summary, latency, requests)
+  local total = 0
+  for _, thread in ipairs(threads) do total = total + thread:get("failed") end
+  io.write(string.format("probe_failures %d\n", total))
+end
+LUA
 
-wait_port "$nginx_port"; wait_port "$checkit_port"; wait_port "$blackbox_port"
-
-# Sanity: both exporters must succeed on both modules before being timed.
-for port in "$checkit_port" "$blackbox_port"; do
-  for module in http_2xx tcp_connect; do
-    target=127.0.0.1:$nginx_port
-    body=$(curl -fsS "http://127.0.0.1:$port/probe?module=$module&target=$target")
-    grep -q '^probe_success 1' <<<"$body" || { echo "probe $module failed on port $port:" >&2; echo "$body" >&2; exit 1; }
+# Starts both exporters (under `taskset -c CPU` when given one) and sets
+# checkit_pid, blackbox_pid, checkit_port, blackbox_port.
+start_exporters() {
+  local pin=()
+  [[ -n ${1:-} ]] && pin=(taskset -c "$1")
+  checkit_port=$(free_port); blackbox_port=$(free_port)
+  "${pin[@]}" "$checkit" --config.file="$work/blackbox.yml" --web.listen-address="127.0.0.1:$checkit_port" \
+    --log.level=error & checkit_pid=$!; pids+=($checkit_pid)
+  "${pin[@]}" prometheus-blackbox-exporter --config.file="$work/blackbox.yml" \
+    --web.listen-address="127.0.0.1:$blackbox_port" --log.level=error 2>/dev/null & blackbox_pid=$!; pids+=($blackbox_pid)
+  wait_port "$checkit_port"; wait_port "$blackbox_port"
+  # Sanity: both exporters must succeed on both modules before being timed.
+  local port module body
+  for port in "$checkit_port" "$blackbox_port"; do
+    for module in http_2xx tcp_connect; do
+      body=$(curl -fsS "http://127.0.0.1:$port/probe?module=$module&target=127.0.0.1:$nginx_port")
+      grep -q '^probe_success 1' <<<"$body" || { echo "probe $module failed on port $port:" >&2; echo "$body" >&2; exit 1; }
+    done
   done
-done
+}
+stop_exporters() {
+  kill "$checkit_pid" "$blackbox_pid" 2>/dev/null || true
+  wait "$checkit_pid" "$blackbox_pid" 2>/dev/null || true
+}
+# Moves nginx (master and worker) to the given CPUs.
+pin_nginx() { for pid in $nginx_pid $(pgrep -P "$nginx_pid"); do taskset -a -cp "$1" "$pid" >/dev/null; done; }
 
 rss_kib() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
-run_wrk() { # port module → "probes_per_s p99_ms"
-  local out
-  out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency \
-    "http://127.0.0.1:$1/probe?module=$2&target=127.0.0.1:$nginx_port")
-  local rps p99
-  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
-  # wrk prints latencies with a unit (us, ms, s); normalise to ms.
-  p99=$(python3 -c "v='$p99'; import re; n,u=re.match(r'([0-9.]+)([a-z]+)',v).groups(); print(round(float(n)*{'us':0.001,'ms':1,'s':1000}[u],2))")
-  local errors
-  errors=$(awk '/Non-2xx/ {print $5}' <<<"$out")
-  echo "$rps $p99 ${errors:-0}"
+# SYNs the kernel dropped because a listener's accept queue was full (the
+# target's, when a prober connects faster than it accepts): each costs the
+# probe a 1 s SYN retransmit.
+listen_overflows() {
+  awk '/^TcpExt:/ { if (!seen) { for (i = 1; i <= NF; i++) col[$i] = i; seen = 1 } else print $col["ListenOverflows"] }' \
+    /proc/net/netstat
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime, in clock ticks
+ticks_per_s=$(getconf CLK_TCK)
+exporter_pid() { [[ $1 == checkit ]] && echo "$checkit_pid" || echo "$blackbox_pid"; }
+exporter_port() { [[ $1 == checkit ]] && echo "$checkit_port" || echo "$blackbox_port"; }
+
+to_ms() { # wrk's latency with its unit (us, ms, s, m) → ms
+  awk -v text="$1" 'BEGIN { unit = text; sub(/^[0-9.]+/, "", unit)
+    f = unit == "us" ? 0.001 : unit == "ms" ? 1 : unit == "s" ? 1000 : unit == "m" ? 60000 : 0
+    printf "%.2f\n", (text + 0) * f }'
 }
 
-printf '%-12s %-10s %12s %10s %8s\n' module exporter probes/s p99_ms non2xx
-declare -A result
-for module in http_2xx tcp_connect; do
-  for name in checkit blackbox; do
-    port=$checkit_port; [[ $name == blackbox ]] && port=$blackbox_port
-    read -r rps p99 errors < <(run_wrk "$port" "$module")
-    result[$module.$name.rps]=$rps; result[$module.$name.p99]=$p99
-    printf '%-12s %-10s %12s %10s %8s\n' "$module" "$name" "$rps" "$p99" "$errors"
-  done
+# wrk_stats OUTPUT → "probes probes_per_s p50_ms p99_ms errors failures"
+wrk_stats() {
+  local out=$1 total rps p50 p99 non2xx sockerr failures
+  total=$(awk '/requests in/ {print $1}' <<<"$out")
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
+  p99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
+  non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
+  sockerr=$(awk -F'[ ,]+' '/Socket errors/ {print $4 + $6 + $8 + $10}' <<<"$out")
+  failures=$(awk '/probe_failures/ {print $2}' <<<"$out")
+  echo "$total $rps $p50 $p99 $(( ${non2xx:-0} + ${sockerr:-0} )) ${failures:-0}"
+}
+
+results=$work/results.tsv
+# measure PHASE EXPORTER MODULE CONNECTIONS DURATION [PIN]: one wrk run, one results row.
+measure() {
+  local phase=$1 name=$2 module=$3 connections=$4 duration=$5 pin=${6:-}
+  local pid port before after out
+  pid=$(exporter_pid "$name"); port=$(exporter_port "$name")
+  local runner=()
+  [[ -n $pin ]] && runner=(taskset -c "$pin")
+  before=$(cpu_ticks "$pid"); overflows_before=$(listen_overflows)
+  out=$("${runner[@]}" wrk -t"$THREADS" -c"$connections" -d"$duration" --timeout 10s --latency -s "$work/check.lua" \
+    "http://127.0.0.1:$port/probe?module=$module&target=127.0.0.1:$nginx_port")
+  after=$(cpu_ticks "$pid"); overflows=$(( $(listen_overflows) - overflows_before ))
+  read -r total rps p50 p99 errors failures < <(wrk_stats "$out")
+  local cpu_us
+  cpu_us=$(awk -v ticks=$((after - before)) -v hz="$ticks_per_s" -v n="$total" \
+    'BEGIN { if (n > 0) printf "%.1f\n", ticks / hz * 1e6 / n; else print "-" }')
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+    "$phase" "$module" "$name" "$connections" "$rps" "$p50" "$p99" "$cpu_us" "$errors" "$failures" "$overflows" >>"$results"
+  printf '  %-9s %-12s %-9s c=%-4s %10s probes/s  p50 %7s ms  p99 %7s ms  CPU %6s us/probe  errors %s  failed %s  SYN drops %s\n' \
+    "$phase" "$module" "$name" "$connections" "$rps" "$p50" "$p99" "$cpu_us" "$errors" "$failures" "$overflows" >&2
+}
+
+# Alternates which exporter goes first, so neither always runs on a machine
+# warmed (or littered with TIME_WAIT sockets) by the other.
+both() { # PHASE MODULE CONNECTIONS DURATION [PIN] ORDER
+  local order=(checkit blackbox)
+  (( $6 % 2 )) && order=(blackbox checkit)
+  for name in "${order[@]}"; do measure "$1" "$name" "$2" "$3" "$4" "$5"; done
+}
+
+declare -A rss
+record_rss() { rss[$1.checkit]=$(rss_kib "$checkit_pid"); rss[$1.blackbox]=$(rss_kib "$blackbox_pid"); }
+
+started=$(date +%s)
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+
+echo "phase 1: unpinned, 32 connections" >&2
+pin_nginx "0-$(( $(nproc) - 1 ))"
+start_exporters ""
+round=0
+for module in http_2xx tcp_connect; do both unpinned "$module" 32 "$DURATION" "" $(( round++ )); done
+record_rss unpinned
+stop_exporters
+
+echo "phase 2: pinned (load on CPU $LOAD_CPU, exporter on CPU $EXPORTER_CPU), 32 connections" >&2
+pin_nginx "$LOAD_CPU"
+start_exporters "$EXPORTER_CPU"
+for module in http_2xx tcp_connect; do both pinned "$module" 32 "$DURATION" "$LOAD_CPU" $(( round++ )); done
+record_rss pinned
+stop_exporters
+
+echo "phase 3: pinned scale-out and mixed run" >&2
+start_exporters "$EXPORTER_CPU"
+for connections in $SCALE; do
+  for module in http_2xx tcp_connect; do both scale "$module" "$connections" "$SCALE_DURATION" "$LOAD_CPU" $(( round++ )); done
 done
-checkit_rss=$(rss_kib "$checkit_pid"); blackbox_rss=$(rss_kib "$blackbox_pid")
-echo
-printf 'peak RSS (VmHWM): checkit %s KiB, blackbox_exporter %s KiB, ratio %.2f\n' \
-  "$checkit_rss" "$blackbox_rss" "$(python3 -c "print($checkit_rss/$blackbox_rss)")"
-for module in http_2xx tcp_connect; do
-  python3 - "$module" "${result[$module.checkit.rps]}" "${result[$module.blackbox.rps]}" \
-    "${result[$module.checkit.p99]}" "${result[$module.blackbox.p99]}" <<'PY'
+# Mixed: 90 fast connections alone, then the same 90 while 10 more probe the
+# blackholed port (each of those probes hangs for the module's 5 s timeout).
+for name in checkit blackbox; do
+  measure fast_only "$name" http_2xx 90 "$DURATION" "$LOAD_CPU"
+  port=$(exporter_port "$name")
+  taskset -c "$LOAD_CPU" wrk -t1 -c10 -d"$DURATION" --timeout 10s --latency \
+    "http://127.0.0.1:$port/probe?module=http_2xx&target=127.0.0.1:$hole_port" >"$work/slow.$name" &
+  slow=$!
+  measure mixed "$name" http_2xx 90 "$DURATION" "$LOAD_CPU"
+  wait "$slow"
+  read -r total rps p50 p99 errors failures < <(wrk_stats "$(cat "$work/slow.$name")")
+  printf '  %-9s %-12s %-9s c=%-4s %10s probes/s  p50 %7s ms (blackholed target, all time out)\n' \
+    slow http_2xx "$name" 10 "$rps" "$p50" >&2
+  printf 'slow\thttp_2xx\t%s\t10\t%s\t%s\t%s\t-\t%s\t-\t-\n' "$name" "$rps" "$p50" "$p99" "$errors" >>"$results"
+done
+record_rss scale
+stop_exporters
+elapsed=$(( $(date +%s) - started ))
+
+python3 - "$results" "$elapsed" "$(cut -d' ' -f1-3 /proc/loadavg)" \
+  "${rss[unpinned.checkit]}" "${rss[unpinned.blackbox]}" "${rss[pinned.checkit]}" "${rss[pinned.blackbox]}" \
+  "${rss[scale.checkit]}" "${rss[scale.blackbox]}" <<'PY'
 import sys
-module, c_rps, b_rps, c_p99, b_p99 = sys.argv[1], *map(float, sys.argv[2:])
-print(f"{module}: probes/s ratio checkit/blackbox {c_rps / b_rps:.2f}x, p99 ratio {c_p99 / b_p99:.2f}")
+path, elapsed, load = sys.argv[1], sys.argv[2], sys.argv[3]
+rss = list(map(int, sys.argv[4:]))
+rows = {}
+for line in open(path):
+    phase, module, name, conns, rps, p50, p99, cpu, errors, failed, drops = line.rstrip("\n").split("\t")
+    rows[(phase, module, name, int(conns))] = dict(rps=float(rps), p50=float(p50), p99=float(p99),
+                                                   cpu=None if cpu == "-" else float(cpu), errors=errors, failed=failed,
+                                                   drops=drops)
+
+def ratio(a, b):
+    return f"{a / b:.2f}x" if b else "-"
+
+print()
+print("| phase | module | conns | probes/s checkit / blackbox | ratio | p99 ms checkit / blackbox | "
+      "CPU us/probe checkit / blackbox | ratio | errors+failed checkit / blackbox | SYN drops checkit / blackbox |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for phase in ("unpinned", "pinned", "scale", "fast_only", "mixed"):
+    keys = sorted({(m, c) for (p, m, n, c) in rows if p == phase}, key=lambda k: (k[1], k[0]))
+    for module, conns in keys:
+        c, b = rows.get((phase, module, "checkit", conns)), rows.get((phase, module, "blackbox", conns))
+        if not c or not b or c["cpu"] is None or b["cpu"] is None:
+            continue
+        print(f"| {phase} | {module} | {conns} | {c['rps']:,.0f} / {b['rps']:,.0f} | {ratio(c['rps'], b['rps'])} | "
+              f"{c['p99']} / {b['p99']} | {c['cpu']} / {b['cpu']} | {ratio(c['cpu'], b['cpu'])} | "
+              f"{int(c['errors']) + int(c['failed'])} / {int(b['errors']) + int(b['failed'])} | "
+              f"{c['drops']} / {b['drops']} |")
+for name in ("checkit", "blackbox"):
+    fast, mixed = rows.get(("fast_only", "http_2xx", name, 90)), rows.get(("mixed", "http_2xx", name, 90))
+    slow = rows.get(("slow", "http_2xx", name, 10))
+    if fast and mixed and slow:
+        print(f"\nmixed, {name}: fast probes/s {fast['rps']:,.0f} alone, {mixed['rps']:,.0f} with 10% blackholed "
+              f"targets ({ratio(mixed['rps'], fast['rps'])}); fast p99 {fast['p99']} -> {mixed['p99']} ms; "
+              f"blackholed probes answered after p50 {slow['p50']} ms")
+for module in ("http_2xx", "tcp_connect"):
+    pin = rows.get(("pinned", module, "checkit", 32))
+    if pin and module == "tcp_connect":
+        http = rows.get(("pinned", "http_2xx", "checkit", 32))
+        print(f"\ncheckit tcp_connect CPU/probe vs http_2xx (pinned): {ratio(pin['cpu'], http['cpu'])}")
+print()
+for label, (c, b) in zip(("unpinned, 32 conns", "pinned, 32 conns", "pinned, scale-out to 512 + mixed"),
+                         zip(rss[0::2], rss[1::2])):
+    print(f"peak RSS (VmHWM), {label}: checkit {c / 1024:.1f} MiB, blackbox_exporter {b / 1024:.1f} MiB, "
+          f"ratio {c / b:.2f}")
+print(f"\nbenchmark time {elapsed} s; load average after: {load}")
 PY
-done

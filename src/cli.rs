@@ -91,7 +91,7 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     crate::logging::init(&cli.log_level, &cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(err) => {
             tracing::error!(error = %err, "Cannot start the runtime");
@@ -99,6 +99,27 @@ pub fn main() -> ExitCode {
         }
     };
     runtime.block_on(run(cli))
+}
+
+/// The runtime: one worker thread fewer than the CPUs, and a single-threaded
+/// runtime on one or two CPUs. Most of a probe's CPU time is the kernel's
+/// (connections, loopback or not), and the box also runs the scraper and
+/// often the targets. On two cores a second worker bought no throughput and
+/// cost cross-thread wake-ups and a second malloc arena (see
+/// `benches/exporter.sh` in the README). `TOKIO_WORKER_THREADS`, tokio's own
+/// variable, overrides the count; 1 means single-threaded.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let workers = std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|value| value.trim().parse::<usize>().ok())
+        .filter(|workers| *workers > 0)
+        .unwrap_or(cpus.saturating_sub(1).max(1));
+    if workers == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build()
+    }
 }
 
 fn config_source(cli: &Cli) -> ConfigSource {

@@ -74,6 +74,8 @@ pub struct Config {
     pub templates: TemplatesConfig,
     /// The message API's tokens.
     pub messages: super::messages::MessagesConfig,
+    /// Acknowledge links and Alertmanager silences; unset = no links.
+    pub acknowledgement: Option<super::ack::AckConfig>,
 }
 
 impl Default for Config {
@@ -97,6 +99,7 @@ impl Default for Config {
             channels: ChannelsConfig::default(),
             templates: TemplatesConfig::default(),
             messages: super::messages::MessagesConfig::default(),
+            acknowledgement: None,
         }
     }
 }
@@ -210,9 +213,9 @@ impl PostgresConfig {
     /// Reads the connection string from its file or env var.
     pub fn url(&self) -> Result<Secret, String> {
         match (&self.url_file, &self.url_env) {
-            (Some(file), None) => crate::config::types::read_secret_file(file),
-            (None, Some(var)) => {
-                std::env::var(var).map(Secret).map_err(|_| format!("environment variable {var} is not set"))
+            (Some(_), None) | (None, Some(_)) => {
+                crate::config::secret::read(self.url_file.as_deref(), self.url_env.as_deref())?
+                    .ok_or_else(|| "exactly one of url_file and url_env must be set".into())
             }
             _ => Err("exactly one of url_file and url_env must be set".into()),
         }
@@ -428,6 +431,9 @@ impl Config {
         self.channels.validate(&format!("{path}.channels"), problems);
         self.templates.validate(&format!("{path}.templates"), problems);
         self.messages.validate(self, &format!("{path}.messages"), problems);
+        if let Some(acknowledgement) = &self.acknowledgement {
+            acknowledgement.validate(&format!("{path}.acknowledgement"), problems);
+        }
     }
 
     fn validate_auth(&self, path: &str, problems: &mut Problems) {

@@ -9,6 +9,7 @@
 
 use super::config::Check;
 use super::state::Incident;
+use crate::bridge::event::{Batch, Event, Group, Links, Source};
 use crate::bridge::payload::{Alert, LabelSet, Notification, Status};
 use crate::bridge::submit::Submitter;
 use chrono::{DateTime, Utc};
@@ -126,9 +127,38 @@ fn fingerprint(labels: &LabelSet) -> String {
     hex::encode(&hasher.finalize()[..8])
 }
 
-/// Hands `notification` to the notification pipeline; returns once durable.
+/// Hands `notification` to the notification pipeline as a batch of check
+/// events (group key, receiver and reason kept, so dedup and reminders work);
+/// returns once durable.
 pub async fn submit(pipeline: &Submitter, notification: Notification) -> Result<(), String> {
-    pipeline.submit(notification).await.map(|_| ()).map_err(|err| err.to_string())
+    let group = Group {
+        receiver: notification.receiver,
+        key: notification.group_key,
+        labels: notification.group_labels,
+        status: Some(notification.status),
+        common_labels: Some(notification.common_labels),
+        common_annotations: Some(notification.common_annotations),
+        external_url: notification.external_url,
+        truncated: notification.truncated_alerts,
+        reason: notification.notification_reason,
+        route_labels: notification.route_labels,
+        title: notification.title,
+    };
+    let events = notification
+        .alerts
+        .into_iter()
+        .map(|alert| Event {
+            source: Source::Check,
+            status: alert.status,
+            labels: alert.labels,
+            annotations: alert.annotations,
+            starts_at: alert.starts_at,
+            ends_at: alert.ends_at,
+            fingerprint: Some(alert.fingerprint),
+            links: Links { generator_url: alert.generator_url, ..Links::default() },
+        })
+        .collect();
+    pipeline.submit(Batch { group, events }).await.map(|_| ()).map_err(|err| err.to_string())
 }
 
 #[cfg(test)]

@@ -104,31 +104,6 @@ fn parse_probe_params(query: &str) -> ProbeParams {
     params
 }
 
-/// The host part of a target, for the policy check before probing.
-fn target_host(kind: ProberKind, target: &str) -> Option<String> {
-    match kind {
-        ProberKind::Unix => None,
-        ProberKind::Http | ProberKind::Grpc => {
-            let without_scheme = target.split_once("://").map_or(target, |(_, rest)| rest);
-            let authority = without_scheme.split(['/', '?', '#']).next().unwrap_or_default();
-            let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
-            host_of(authority)
-        }
-        _ => host_of(target),
-    }
-}
-
-fn host_of(authority: &str) -> Option<String> {
-    if authority.starts_with('[') {
-        return authority.split_once(']').map(|(host, _)| format!("{host}]"));
-    }
-    if authority.parse::<std::net::Ipv6Addr>().is_ok() {
-        return Some(authority.to_string());
-    }
-    let host = authority.rsplit_once(':').map_or(authority, |(host, _)| host);
-    (!host.is_empty()).then(|| host.to_string())
-}
-
 async fn probe_handler(State(app): State<Arc<Exporter>>, headers: HeaderMap, request: Request) -> Response {
     let params = parse_probe_params(request.uri().query().unwrap_or_default());
     let config = app.config.get();
@@ -167,7 +142,7 @@ async fn probe_handler(State(app): State<Arc<Exporter>>, headers: HeaderMap, req
             }
         },
     };
-    if let Some(host) = target_host(module.prober, &target) {
+    if let Some(host) = module.prober.target_host(&target) {
         if let Err(why) = config.policy.check_host(&host) {
             app.telemetry.reject("denied");
             return text(StatusCode::FORBIDDEN, format!("{why}\n"));
@@ -186,6 +161,8 @@ async fn probe_handler(State(app): State<Arc<Exporter>>, headers: HeaderMap, req
     let module_yaml = config.module_yaml(&params.module);
     let body = outcome.registry.encode();
     let debug = params.debug.then(|| probe::debug::debug_output(&outcome.log, &body, &module_yaml));
+    // Shared with the history entry rather than copied.
+    let body = bytes::Bytes::from(body);
     let denied = outcome.error.as_ref().filter(|err| err.reason == Reason::Denied).map(|err| err.detail.clone());
     if let Ok(mut history) = app.history.lock() {
         history.add(&params.module, &target, outcome.success(), outcome.log, body.clone(), module_yaml);
@@ -292,7 +269,11 @@ async fn index(State(app): State<Arc<Exporter>>) -> Html<String> {
             ));
         }
     }
-    let bridge = if app.deliveries_link { "<li><a href=\"api/v1/deliveries\">Bridge deliveries</a></li>" } else { "" };
+    let bridge = if app.deliveries_link {
+        "<li><a href=\"api/v1/deliveries\">Bridge deliveries</a> (with the webhook's credentials, if set)</li>"
+    } else {
+        ""
+    };
     Html(format!(
         "<!DOCTYPE html><html><head><title>checkit</title></head><body>\n<h1>checkit</h1>\n\
          <p>A blackbox_exporter-compatible probe exporter and alert bridge.</p>\n<ul>\n\
@@ -307,19 +288,6 @@ async fn index(State(app): State<Arc<Exporter>>) -> Html<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn target_hosts() {
-        assert_eq!(
-            target_host(ProberKind::Http, "https://user:pw@example.com:8443/x?y").as_deref(),
-            Some("example.com")
-        );
-        assert_eq!(target_host(ProberKind::Http, "example.com").as_deref(), Some("example.com"));
-        assert_eq!(target_host(ProberKind::Tcp, "[::1]:22").as_deref(), Some("[::1]"));
-        assert_eq!(target_host(ProberKind::Icmp, "::1").as_deref(), Some("::1"));
-        assert_eq!(target_host(ProberKind::Tcp, "10.0.0.1:22").as_deref(), Some("10.0.0.1"));
-        assert_eq!(target_host(ProberKind::Unix, "/run/x.sock"), None);
-    }
 
     #[test]
     fn probe_params_default_and_double_unescape() {

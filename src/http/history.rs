@@ -15,9 +15,10 @@ pub struct Entry {
     /// Whether it succeeded.
     pub success: bool,
     /// The probe's log lines.
-    pub log: Vec<String>,
-    /// The metrics it returned, encoded (smaller to keep than the registry).
-    pub metrics: String,
+    pub log: crate::probe::ProbeLog,
+    /// The metrics it returned, encoded (smaller to keep than the registry),
+    /// sharing the bytes of the `/probe` answer.
+    pub metrics: bytes::Bytes,
     /// The module as YAML (shared with the config).
     pub module_yaml: std::sync::Arc<str>,
 }
@@ -26,7 +27,7 @@ impl Entry {
     /// blackbox's three-section debug output, rendered only when asked for:
     /// rendering on every probe would cost more than most probes do.
     pub fn debug_output(&self) -> String {
-        crate::probe::debug::debug_output(&self.log, &self.metrics, &self.module_yaml)
+        crate::probe::debug::debug_output(&self.log, &String::from_utf8_lossy(&self.metrics), &self.module_yaml)
     }
 }
 
@@ -51,8 +52,8 @@ impl History {
         module: &str,
         target: &str,
         success: bool,
-        log: Vec<String>,
-        metrics: String,
+        log: crate::probe::ProbeLog,
+        metrics: bytes::Bytes,
         module_yaml: std::sync::Arc<str>,
     ) -> u64 {
         let id = self.next_id;
@@ -107,13 +108,15 @@ mod tests {
     #[test]
     fn failures_outlive_successes() {
         let mut history = History::new(2);
-        history.add("m", "failed", false, vec!["line".into()], "probe_success 0\n".into(), "prober: tcp\n".into());
+        let mut log = crate::probe::ProbeLog::default();
+        log.error("line");
+        history.add("m", "failed", false, log, "probe_success 0\n".into(), "prober: tcp\n".into());
         for index in 0..5 {
             history.add(
                 "m",
                 &format!("ok{index}"),
                 true,
-                Vec::new(),
+                Default::default(),
                 "probe_success 1\n".into(),
                 "prober: tcp\n".into(),
             );
@@ -121,7 +124,8 @@ mod tests {
         let targets: Vec<&str> = history.list().iter().map(|entry| entry.target.as_str()).collect();
         assert_eq!(targets, ["ok4", "ok3", "failed"]);
         let debug_output = history.get(0).map(Entry::debug_output).unwrap_or_default();
-        assert!(debug_output.starts_with("Logs for the probe:\nline\n"), "{debug_output}");
+        assert!(debug_output.starts_with("Logs for the probe:\nts="), "{debug_output}");
+        assert!(debug_output.contains(" level=error msg=\"line\"\n"), "{debug_output}");
         assert!(debug_output.ends_with("Module configuration:\nprober: tcp\n"), "{debug_output}");
         assert!(history.latest("ok3", Some("m")).is_some());
         assert!(history.latest("ok3", Some("other")).is_none());

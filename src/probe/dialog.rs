@@ -203,6 +203,11 @@ pub async fn start(
     server_name: &str,
     stream: impl Stream + 'static,
 ) -> ProbeResult {
+    if !implicit_tls && steps.is_empty() {
+        // A bare connect check: nothing to read, so no buffer to allocate.
+        seed(ctx);
+        return Ok(());
+    }
     let stream: BoxStream = if implicit_tls {
         let (tls_stream, info) = tls::connect(ctx, tls_config, server_name, &[], stream).await?;
         info.record(&mut ctx.registry, TLS_FAMILIES);
@@ -223,6 +228,9 @@ pub async fn run(
     stream: BoxStream,
 ) -> ProbeResult {
     seed(ctx);
+    if steps.is_empty() {
+        return Ok(());
+    }
     let mut reader = BufReader::new(stream);
     for (index, step) in steps.iter().enumerate() {
         ctx.log.debug(format!("Processing query response entry entry_number={index}"));

@@ -5,13 +5,16 @@
 //! exact HELP strings (client_rust appends a full stop and infers suffixes),
 //! Go's float formatting, families sorted by name. Every family is a gauge.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// A fresh, per-probe set of gauge families.
+///
+/// Families are kept sorted by name in a `Vec`: a probe has a few dozen at
+/// most, and looking one up by `&str` allocates nothing, where a `BTreeMap`
+/// keyed by `String` needs an owned key for every `set`.
 #[derive(Debug, Default, Clone)]
 pub struct Registry {
-    families: BTreeMap<String, Family>,
+    families: Vec<(String, Family)>,
 }
 
 #[derive(Debug, Clone)]
@@ -25,6 +28,15 @@ struct Sample {
     /// Label pairs sorted by name, as Go's client emits them.
     labels: Vec<(String, String)>,
     value: f64,
+}
+
+impl Sample {
+    /// True when the sample has exactly these label pairs, in any order
+    /// (label names are unique within a sample).
+    fn has_labels(&self, labels: &[(&str, &str)]) -> bool {
+        self.labels.len() == labels.len()
+            && labels.iter().all(|(name, value)| self.labels.iter().any(|(n, v)| n == name && v == value))
+    }
 }
 
 impl Registry {
@@ -60,38 +72,49 @@ impl Registry {
         self.add_with(name, help, &[("phase", phase)], delta);
     }
 
+    fn position(&self, name: &str) -> Result<usize, usize> {
+        self.families.binary_search_by(|(family, _)| family.as_str().cmp(name))
+    }
+
+    fn family(&self, name: &str) -> Option<&Family> {
+        self.position(name).ok().map(|index| &self.families[index].1)
+    }
+
+    /// The sample, created at 0 if new; allocates only for a new family or sample.
     fn sample_mut(&mut self, name: &str, help: &str, labels: &[(&str, &str)]) -> &mut f64 {
-        let family = self
-            .families
-            .entry(name.to_string())
-            .or_insert_with(|| Family { help: help.to_string(), samples: Vec::new() });
-        let mut sorted: Vec<(String, String)> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        sorted.sort();
-        let index = match family.samples.iter().position(|sample| sample.labels == sorted) {
-            Some(index) => index,
+        let index = self.position(name).unwrap_or_else(|index| {
+            self.families.insert(index, (name.to_string(), Family { help: help.to_string(), samples: Vec::new() }));
+            index
+        });
+        let family = &mut self.families[index].1;
+        let sample = match family.samples.iter().position(|sample| sample.has_labels(labels)) {
+            Some(sample) => sample,
             None => {
+                let mut sorted: Vec<(String, String)> =
+                    labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+                sorted.sort();
                 family.samples.push(Sample { labels: sorted, value: 0.0 });
                 family.samples.len() - 1
             }
         };
-        &mut family.samples[index].value
+        &mut family.samples[sample].value
     }
 
     /// The value of a sample, for tests and for the handler.
     pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let mut sorted: Vec<(String, String)> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        sorted.sort();
-        self.families.get(name)?.samples.iter().find(|sample| sample.labels == sorted).map(|sample| sample.value)
+        self.family(name)?.samples.iter().find(|sample| sample.has_labels(labels)).map(|sample| sample.value)
     }
 
     /// True when the family exists.
     pub fn contains(&self, name: &str) -> bool {
-        self.families.contains_key(name)
+        self.position(name).is_ok()
     }
 
     /// Removes a family (e.g. one that only exists in some cases).
     pub fn remove(&mut self, name: &str) {
-        self.families.remove(name);
+        if let Ok(index) = self.position(name) {
+            self.families.remove(index);
+        }
     }
 
     /// Every sample as (family, help, sorted labels, value), families sorted
@@ -107,7 +130,7 @@ impl Registry {
 
     /// Family names, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.families.keys().map(String::as_str)
+        self.families.iter().map(|(name, _)| name.as_str())
     }
 
     /// Encodes in the Prometheus text format 0.0.4, families sorted by name and
@@ -117,8 +140,13 @@ impl Registry {
         for (name, family) in &self.families {
             let mut samples: Vec<&Sample> = family.samples.iter().collect();
             samples.sort_by(|a, b| a.labels.cmp(&b.labels));
-            let _ = writeln!(out, "# HELP {name} {}", escape_help(&family.help));
-            let _ = writeln!(out, "# TYPE {name} gauge");
+            out.push_str("# HELP ");
+            out.push_str(name);
+            out.push(' ');
+            escape_into(&mut out, &family.help, false);
+            out.push_str("\n# TYPE ");
+            out.push_str(name);
+            out.push_str(" gauge\n");
             for sample in samples {
                 out.push_str(name);
                 if !sample.labels.is_empty() {
@@ -127,12 +155,15 @@ impl Registry {
                         if index > 0 {
                             out.push(',');
                         }
-                        let _ = write!(out, "{label}=\"{}\"", escape_label_value(value));
+                        out.push_str(label);
+                        out.push_str("=\"");
+                        escape_into(&mut out, value, true);
+                        out.push('"');
                     }
                     out.push('}');
                 }
                 out.push(' ');
-                out.push_str(&format_float(sample.value));
+                write_float(&mut out, sample.value);
                 out.push('\n');
             }
         }
@@ -141,11 +172,39 @@ impl Registry {
 }
 
 pub(crate) fn escape_help(help: &str) -> String {
-    help.replace('\\', "\\\\").replace('\n', "\\n")
+    let mut out = String::with_capacity(help.len());
+    escape_into(&mut out, help, false);
+    out
 }
 
 pub(crate) fn escape_label_value(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    let mut out = String::with_capacity(value.len());
+    escape_into(&mut out, value, true);
+    out
+}
+
+/// Appends `text` escaped as the text format wants: backslash and newline
+/// always, the double quote in label values.
+fn escape_into(out: &mut String, text: &str, label_value: bool) {
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '"' if label_value => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Appends [`format_float`]'s text; whole numbers below 1e6 (success flags,
+/// status codes, versions), which Go writes as plain integers, skip its
+/// formatting work.
+fn write_float(out: &mut String, value: f64) {
+    if value.fract() == 0.0 && value.abs() < 1e6 && !(value == 0.0 && value.is_sign_negative()) {
+        let _ = write!(out, "{}", value as i64);
+    } else {
+        out.push_str(&format_float(value));
+    }
 }
 
 /// Formats a float as Go's `strconv.FormatFloat(f, 'g', -1, 64)`, which is what
@@ -247,8 +306,13 @@ mod tests {
             (0.5, "0.5"),
             (-1.0, "-1"),
             (4096.0, "4096"),
+            (-0.0, "-0"),
+            (999_999.0, "999999"),
         ] {
             assert_eq!(format_float(value), expected, "{value}");
+            let mut written = String::new();
+            write_float(&mut written, value);
+            assert_eq!(written, expected, "{value}");
         }
     }
 

@@ -5,6 +5,7 @@
 //! `probe_failure_info`. A prober only registers its own `probe_<proto>_*`
 //! families and returns `Err(ProbeError)` with a bounded reason.
 
+pub mod credentials;
 pub mod debug;
 pub mod dialog;
 pub mod dns;
@@ -24,15 +25,16 @@ pub mod rdap;
 pub mod resolve;
 pub mod smtp;
 pub mod sql;
+pub mod target;
 pub mod tcp;
 mod textproto;
 pub mod tls;
 pub mod tls_only;
 pub mod unix;
 
+use crate::config::Problems;
 use crate::config::types::GoDuration;
 use crate::config::yaml::{self, Value};
-use crate::config::{Problem, Problems};
 pub use error::{Phase, ProbeError, ProbeResult, Reason};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -199,10 +201,11 @@ struct RawModule {
 fn block<T: serde::de::DeserializeOwned + Default>(value: Option<Value>, path: &str, problems: &mut Problems) -> T {
     match value {
         None | Some(Value::Null) => T::default(),
-        Some(value) => yaml::from_value(value, path).unwrap_or_else(|problem: Problem| {
-            problems.0.push(problem);
-            T::default()
-        }),
+        Some(value) => {
+            let partial = yaml::from_value_each(value, path);
+            problems.0.extend(partial.problems);
+            partial.value.unwrap_or_default()
+        }
     }
 }
 
@@ -309,34 +312,63 @@ impl Module {
 }
 
 /// The per-probe log: kept for `debug=true` and `/logs`, and mirrored to tracing.
+///
+/// Lines are stored unformatted and rendered (timestamp, logfmt quoting) only
+/// when someone reads them: most probes' logs are never read, and formatting
+/// them cost more than a TCP connect probe itself.
 #[derive(Debug, Default, Clone)]
 pub struct ProbeLog {
-    lines: Vec<String>,
+    lines: Vec<LogLine>,
+}
+
+/// One line of a [`ProbeLog`]; `Display` renders it as blackbox does.
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    at: std::time::SystemTime,
+    level: &'static str,
+    message: String,
+}
+
+impl std::fmt::Display for LogLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let at = chrono::DateTime::<chrono::Utc>::from(self.at);
+        let timestamp = at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        // A redirect's `Location` or an error may carry credentials.
+        let message = crate::config::types::redact_url_passwords(&self.message);
+        write!(f, "ts={timestamp} level={} msg={:?}", self.level, message.as_ref())
+    }
 }
 
 impl ProbeLog {
-    fn push(&mut self, level: &str, message: &str) {
-        let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        self.lines.push(format!("ts={timestamp} level={level} msg={message:?}"));
+    fn push(&mut self, level: &'static str, message: impl Into<String>) {
+        let message = message.into();
+        // Fields are evaluated only when debug logging is on.
+        tracing::debug!(message = crate::config::types::redact_url_passwords(&message).as_ref());
+        self.lines.push(LogLine { at: std::time::SystemTime::now(), level, message });
     }
     /// A routine step.
-    pub fn debug(&mut self, message: impl AsRef<str>) {
-        tracing::debug!(message = message.as_ref());
-        self.push("debug", message.as_ref());
+    pub fn debug(&mut self, message: impl Into<String>) {
+        self.push("debug", message);
     }
     /// A notable step.
-    pub fn info(&mut self, message: impl AsRef<str>) {
-        tracing::debug!(message = message.as_ref());
-        self.push("info", message.as_ref());
+    pub fn info(&mut self, message: impl Into<String>) {
+        self.push("info", message);
     }
     /// A failure.
-    pub fn error(&mut self, message: impl AsRef<str>) {
-        tracing::debug!(message = message.as_ref());
-        self.push("error", message.as_ref());
+    pub fn error(&mut self, message: impl Into<String>) {
+        self.push("error", message);
     }
     /// The lines so far.
-    pub fn lines(&self) -> &[String] {
+    pub fn lines(&self) -> &[LogLine] {
         &self.lines
+    }
+    /// The lines, rendered.
+    pub fn iter(&self) -> impl Iterator<Item = String> + '_ {
+        self.lines.iter().map(ToString::to_string)
+    }
+    /// The rendered lines joined by `separator`.
+    pub fn join(&self, separator: &str) -> String {
+        self.iter().collect::<Vec<_>>().join(separator)
     }
 }
 
@@ -388,7 +420,7 @@ pub struct Outcome {
     /// The failure, if any.
     pub error: Option<ProbeError>,
     /// The per-probe log.
-    pub log: Vec<String>,
+    pub log: ProbeLog,
     /// Wall time of the prober.
     pub duration: Duration,
 }
@@ -471,7 +503,7 @@ pub async fn run(
             ctx.log.error(format!("Probe failed duration_seconds={} err={err}", duration.as_secs_f64()));
         }
     }
-    Outcome { registry, error: result.err(), log: ctx.log.lines, duration }
+    Outcome { registry, error: result.err(), log: ctx.log, duration }
 }
 
 async fn dispatch(ctx: &mut ProbeCtx<'_>, module: &Module) -> ProbeResult {

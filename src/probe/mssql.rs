@@ -150,7 +150,7 @@ const LOGIN_FAILED: u32 = 18456;
 /// Runs one probe.
 pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
     METRICS.seed(ctx);
-    let password = sql::read_password(&config.password_file, &config.password_env)?;
+    let password = super::credentials::password(config.password_file.as_deref(), config.password_env.as_deref())?;
     let (mut stream, host) =
         sql::connect(ctx, METRICS, DEFAULT_PORT, config.preferred_ip_protocol, config.ip_protocol_fallback).await?;
 

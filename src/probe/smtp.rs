@@ -142,7 +142,7 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
     FAMILIES.seed(ctx);
     ctx.registry.set(STATUS, STATUS_HELP, 0.0);
     let endpoint = textproto::endpoint(ctx.target, config.tls, PORTS)?;
-    let password = textproto::password(config.password_file.as_deref(), config.password_env.as_deref())?;
+    let password = super::credentials::password(config.password_file.as_deref(), config.password_env.as_deref())?;
     let tcp = FAMILIES.connect(ctx, &endpoint, config.preferred_ip_protocol, config.ip_protocol_fallback).await?;
     let server_name = textproto::server_name(ctx, &endpoint).to_string();
     let mut lines = if endpoint.tls == TlsMode::Implicit {

@@ -6,7 +6,7 @@ use super::resolve::{self, IpProtocol};
 use super::tls::{self, TlsConfig, TlsInfo};
 use super::{Phase, ProbeCtx, ProbeError, Reason};
 use crate::config::Problems;
-use crate::config::types::{Regex, Secret, read_secret_file};
+use crate::config::types::Regex;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -172,28 +172,6 @@ pub fn validate_login(
     }
 }
 
-/// Reads the password at probe time, so that a rotated secret is picked up
-/// without a reload. `None` when the module names no password source.
-pub fn read_password(
-    password_file: &Option<String>,
-    password_env: &Option<String>,
-) -> Result<Option<Secret>, ProbeError> {
-    if let Some(file) = password_file {
-        return read_secret_file(file).map(Some).map_err(|err| ProbeError::new(Phase::Auth, Reason::Config, err));
-    }
-    if let Some(name) = password_env {
-        return match std::env::var(name) {
-            Ok(value) => Ok(Some(Secret(value))),
-            Err(_) => Err(ProbeError::new(
-                Phase::Auth,
-                Reason::Config,
-                format!("environment variable {name} is not set or not unicode"),
-            )),
-        };
-    }
-    Ok(None)
-}
-
 /// What a module expects of its query's result.
 #[derive(Debug, Clone, Copy)]
 pub struct Expectation<'a> {
@@ -306,21 +284,5 @@ mod tests {
         validate_login("m", "", &Some("/nonexistent/checkit-password".into()), &Some(String::new()), &mut problems);
         let paths: Vec<&str> = problems.0.iter().map(|problem| problem.path.as_str()).collect();
         assert_eq!(paths, ["m.user", "m.password_file", "m.password_file", "m.password_env"]);
-    }
-
-    #[test]
-    fn passwords_come_from_a_file_or_the_environment() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("secret");
-        std::fs::write(&file, "s3cret\n").unwrap();
-        let from_file = read_password(&Some(file.display().to_string()), &None).unwrap().unwrap();
-        assert_eq!(from_file.expose(), "s3cret");
-        assert_eq!(format!("{from_file:?}"), "<secret>");
-        // PATH is set in every test environment; setting a variable here would race other tests.
-        let from_env = read_password(&None, &Some("PATH".into())).unwrap().unwrap();
-        assert_eq!(Some(from_env.expose().to_string()), std::env::var("PATH").ok());
-        let missing = read_password(&None, &Some("CHECKIT_SURELY_UNSET_VARIABLE".into())).unwrap_err();
-        assert_eq!((missing.phase, missing.reason), (Phase::Auth, Reason::Config));
-        assert!(read_password(&None, &None).unwrap().is_none());
     }
 }

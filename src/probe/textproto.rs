@@ -7,7 +7,6 @@ use super::resolve::{self, IpProtocol};
 use super::tls::{self, TlsConfig};
 use super::{Phase, ProbeCtx, ProbeError, Reason};
 use crate::config::Problems;
-use crate::config::types::{Secret, read_secret_file};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::io;
@@ -181,20 +180,6 @@ impl Families {
 /// the `hostname` parameter, else the target's host.
 pub fn server_name<'a>(ctx: &ProbeCtx<'a>, endpoint: &'a Endpoint) -> &'a str {
     ctx.hostname.unwrap_or(&endpoint.host)
-}
-
-/// Reads the password from `password_file` (at probe time, so rotated files
-/// are picked up) or from the environment variable named by `password_env`.
-pub fn password(password_file: Option<&str>, password_env: Option<&str>) -> Result<Option<Secret>, ProbeError> {
-    if let Some(path) = password_file {
-        return read_secret_file(path).map(Some).map_err(|err| ProbeError::new(Phase::Auth, Reason::Config, err));
-    }
-    if let Some(name) = password_env {
-        return std::env::var(name).map(|value| Some(Secret(value))).map_err(|_| {
-            ProbeError::new(Phase::Auth, Reason::Config, format!("environment variable {name} is not set"))
-        });
-    }
-    Ok(None)
 }
 
 /// Checks `username`, `password_file` and `password_env`.
@@ -432,20 +417,5 @@ mod tests {
                 .unwrap_or_else(|err| panic!("{name}: {err}"));
             assert!(config.modules.values().all(|module| module.prober.as_str() == name), "{name}");
         }
-    }
-
-    #[test]
-    fn password_comes_from_the_environment_or_a_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("pw");
-        std::fs::write(&file, "s3cret\n").unwrap();
-        let from_file = password(file.to_str(), None).unwrap().unwrap();
-        assert_eq!(from_file.expose(), "s3cret");
-        assert_eq!(format!("{from_file:?}"), "<secret>");
-        let missing = password(None, Some("CHECKIT_TEST_SURELY_UNSET_VARIABLE")).unwrap_err();
-        assert_eq!((missing.phase, missing.reason), (Phase::Auth, Reason::Config));
-        assert!(password(None, None).unwrap().is_none());
-        let path = std::env::var("PATH").unwrap();
-        assert_eq!(password(None, Some("PATH")).unwrap().unwrap().expose(), path);
     }
 }

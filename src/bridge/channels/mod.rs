@@ -16,7 +16,7 @@ pub mod webhook;
 
 use crate::bridge::render::Outgoing;
 use crate::config::Problems;
-use crate::config::types::{GoDuration, Secret, read_secret_file};
+use crate::config::types::{GoDuration, Secret};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -221,13 +221,8 @@ impl SecretSource {
 
     /// Reads the secret from its file or environment variable.
     pub fn load(&self) -> Result<Secret, String> {
-        let secret = match (&self.file, &self.env) {
-            (Some(file), _) => read_secret_file(file)?,
-            (None, Some(name)) => {
-                std::env::var(name).map(Secret).map_err(|_| format!("environment variable {name:?} is not set"))?
-            }
-            (None, None) => return Err("no secret source set".to_string()),
-        };
+        let secret = crate::config::secret::read(self.file.as_deref(), self.env.as_deref())?
+            .ok_or_else(|| "no secret source set".to_string())?;
         if secret.expose().is_empty() {
             return Err("secret is empty".to_string());
         }
