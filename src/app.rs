@@ -75,6 +75,7 @@ pub struct App {
     pub telemetry: Telemetry,
     exporter: Arc<Exporter>,
     bridge: Option<Bridge>,
+    checks: Option<crate::checks::Checks>,
     reload_lock: tokio::sync::Mutex<()>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -84,19 +85,41 @@ impl App {
     /// Builds every part around a loaded config and starts the bridge's
     /// workers when a bridge is configured.
     pub async fn new(config: Config, source: ConfigSource, options: Options, web: Web) -> anyhow::Result<Arc<App>> {
+        Self::new_with_clock(config, source, options, web, Arc::new(crate::bridge::clock::SystemClock)).await
+    }
+
+    /// Like [`App::new`], with the bridge and the scheduled checks reading
+    /// time from `clock` (tests pass a [`crate::bridge::clock::TestClock`]).
+    pub async fn new_with_clock(
+        config: Config,
+        source: ConfigSource,
+        options: Options,
+        web: Web,
+        clock: Arc<dyn crate::bridge::clock::Clock>,
+    ) -> anyhow::Result<Arc<App>> {
         let telemetry = Telemetry::new();
         telemetry.reloaded(true);
+        // Take the registry out so no lock is held while the stores open.
+        let poisoned = || anyhow::anyhow!("metrics registry poisoned");
+        let mut registry = std::mem::take(&mut *telemetry.registry.lock().map_err(|_| poisoned())?);
         let bridge = match &config.bridge {
             Some(bridge_config) => {
-                // Take the registry out so no lock is held while the bridge opens its store.
-                let poisoned = || anyhow::anyhow!("metrics registry poisoned");
-                let mut registry = std::mem::take(&mut *telemetry.registry.lock().map_err(|_| poisoned())?);
-                let started = Bridge::start(bridge_config.clone(), &mut registry).await;
-                *telemetry.registry.lock().map_err(|_| poisoned())? = registry;
-                Some(started?)
+                Some(Bridge::start_with_clock(bridge_config.clone(), &mut registry, Arc::clone(&clock)).await)
             }
             None => None,
         };
+        let checks = match &bridge {
+            Some(Err(_)) => None,
+            _ if !config.checks.is_configured() => None,
+            bridge => {
+                let pipeline = bridge.as_ref().and_then(|bridge| bridge.as_ref().ok()).map(Bridge::submitter);
+                let config = Arc::new(config.clone());
+                Some(crate::checks::Checks::start(config, &mut registry, clock, pipeline, options.timeout_offset).await)
+            }
+        };
+        *telemetry.registry.lock().map_err(|_| poisoned())? = registry;
+        let bridge = bridge.transpose()?;
+        let checks = checks.transpose()?;
         let config = Arc::new(Live::new(config));
         let app = Arc::new_cyclic(|app: &Weak<App>| {
             let app = app.clone();
@@ -126,6 +149,7 @@ impl App {
                 telemetry,
                 exporter: Arc::new(exporter),
                 bridge,
+                checks,
                 reload_lock: tokio::sync::Mutex::new(()),
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
@@ -137,6 +161,11 @@ impl App {
             }
         }
         Ok(app)
+    }
+
+    /// The scheduled checks, when configured.
+    pub fn checks(&self) -> Option<&crate::checks::Checks> {
+        self.checks.as_ref()
     }
 
     /// The current config.
@@ -157,6 +186,19 @@ impl App {
                 }
                 if config.exporter.max_concurrent_probes != self.config().exporter.max_concurrent_probes {
                     tracing::warn!("A new exporter.max_concurrent_probes takes effect after a restart");
+                }
+                match &self.checks {
+                    Some(checks) => {
+                        if let Err(err) = checks.reload(Arc::new(config.clone())).await {
+                            self.telemetry.reloaded(false);
+                            tracing::error!(error = %err, "Error reloading checks");
+                            return Err(err.to_string());
+                        }
+                    }
+                    None if config.checks.is_configured() => {
+                        tracing::warn!("Checks added to a config that had none take effect after a restart");
+                    }
+                    None => {}
                 }
                 self.config.set(config);
                 self.telemetry.reloaded(true);
@@ -194,6 +236,7 @@ impl App {
         if !self.bridge_listens_apart() {
             surfaces.extend(self.bridge_surfaces());
         }
+        surfaces.extend(self.checks.iter().map(crate::checks::Checks::router));
         http::compose(surfaces, &self.options.route_prefix, &self.web)
     }
 
@@ -266,6 +309,9 @@ impl App {
     /// bridge's workers after their in-flight attempt.
     pub async fn shutdown(&self) {
         self.stop();
+        if let Some(checks) = &self.checks {
+            checks.shutdown().await;
+        }
         if let Some(bridge) = &self.bridge {
             bridge.shutdown().await;
         }

@@ -9,10 +9,12 @@
 //! - `config`: blackbox.yml plus checkit's keys, parsed, validated, frozen.
 //! - `probe`: one file per prober behind one enum; a fresh registry per probe.
 //! - `bridge`: Alertmanager/Grafana webhooks to people, with a durable outbox.
+//! - `checks`: scheduled checks — state, history, uptime, notifications, API.
 //! - `telemetry`, `logging`: `/metrics` (with the `process_*` families) and logs.
 
 pub mod app;
 pub mod bridge;
+pub mod checks;
 pub mod cli;
 pub mod config;
 pub mod http;

@@ -286,9 +286,14 @@ pub const METRIC_NAMES: &[&str] = &[
     "checkit_probes_in_flight",
 ];
 
-/// Every metric family name checkit can emit: exporter, process and bridge.
+/// Every metric family name checkit can emit: exporter, process, bridge and checks.
 pub fn metric_names() -> impl Iterator<Item = &'static str> {
-    METRIC_NAMES.iter().chain(process::METRIC_NAMES).chain(crate::bridge::metrics::METRIC_NAMES).copied()
+    METRIC_NAMES
+        .iter()
+        .chain(process::METRIC_NAMES)
+        .chain(crate::bridge::metrics::METRIC_NAMES)
+        .chain(crate::checks::metrics::METRIC_NAMES)
+        .copied()
 }
 
 /// Whether checkit can emit a family called `name`.

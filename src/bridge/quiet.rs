@@ -228,7 +228,7 @@ impl Schedule {
 /// The instant of local `date` + `minutes` in `timezone`. In a DST gap this
 /// is the first instant after the gap; when the local time occurs twice,
 /// the earlier one, or the later one if `latest`.
-fn local_instant(timezone: Tz, date: NaiveDate, minutes: u32, latest: bool) -> Option<DateTime<Utc>> {
+pub(crate) fn local_instant(timezone: Tz, date: NaiveDate, minutes: u32, latest: bool) -> Option<DateTime<Utc>> {
     let local = date.and_hms_opt(0, 0, 0)? + Duration::minutes(i64::from(minutes));
     match timezone.from_local_datetime(&local) {
         LocalResult::Single(time) => Some(time.with_timezone(&Utc)),
@@ -245,7 +245,7 @@ fn local_instant(timezone: Tz, date: NaiveDate, minutes: u32, latest: bool) -> O
 }
 
 /// Parses `HH:MM`; `24:00` only when `allow_end_of_day`.
-fn parse_time(text: &str, allow_end_of_day: bool) -> Result<u32, String> {
+pub(crate) fn parse_time(text: &str, allow_end_of_day: bool) -> Result<u32, String> {
     let invalid = || format!("invalid time {text:?}: expected HH:MM");
     let (hours, minutes) = text.split_once(':').ok_or_else(invalid)?;
     if hours.len() != 2 || minutes.len() != 2 {
@@ -267,7 +267,7 @@ fn parse_time(text: &str, allow_end_of_day: bool) -> Result<u32, String> {
 }
 
 /// Parses `mon`, `monday`, `mon-fri`, `fri-mon` (wrapping over the week end).
-fn parse_days(text: &str) -> Result<Vec<Weekday>, String> {
+pub(crate) fn parse_days(text: &str) -> Result<Vec<Weekday>, String> {
     let day = |name: &str| -> Result<Weekday, String> {
         let lower = name.trim().to_ascii_lowercase();
         let weekday = match lower.as_str() {

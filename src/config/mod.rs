@@ -107,6 +107,9 @@ pub struct Config {
     /// The alert bridge, when enabled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bridge: Option<std::sync::Arc<crate::bridge::Config>>,
+    /// Scheduled checks (`checks:`, `check_files:`, `check_options:`).
+    #[serde(skip)]
+    pub checks: std::sync::Arc<crate::checks::config::Settings>,
     /// The directory relative paths were resolved against (the config
     /// file's, else the working directory); see [`paths`].
     #[serde(skip)]
@@ -122,6 +125,12 @@ struct RawConfig {
     exporter: Option<yaml::Value>,
     #[serde(default)]
     bridge: Option<yaml::Value>,
+    #[serde(default)]
+    checks: Option<yaml::Value>,
+    #[serde(default)]
+    check_files: Option<yaml::Value>,
+    #[serde(default)]
+    check_options: Option<yaml::Value>,
 }
 
 impl Config {
@@ -187,11 +196,27 @@ impl Config {
             }
             _ => None,
         };
+        let checks = crate::checks::config::Settings::from_yaml(
+            raw.checks,
+            raw.check_files,
+            raw.check_options,
+            Some(base_dir),
+            &modules,
+            &mut problems,
+        );
         if !problems.is_empty() {
             return Err(Error::Invalid(problems.0));
         }
         let module_yaml = modules.iter().map(|(name, module)| (name.clone(), yaml::to_string(module).into())).collect();
-        Ok(Config { modules, exporter, policy, module_yaml, bridge, base_dir: base_dir.to_path_buf() })
+        Ok(Config {
+            modules,
+            exporter,
+            policy,
+            module_yaml,
+            bridge,
+            checks: std::sync::Arc::new(checks),
+            base_dir: base_dir.to_path_buf(),
+        })
     }
 
     /// Reads and parses a config file; relative paths in it are relative to

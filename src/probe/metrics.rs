@@ -117,6 +117,17 @@ impl Registry {
         }
     }
 
+    /// Every sample as (family, help, sorted labels, value), families sorted
+    /// by name; for re-exposing a probe's families with more labels.
+    pub fn samples(&self) -> impl Iterator<Item = (&str, &str, &[(String, String)], f64)> {
+        self.families.iter().flat_map(|(name, family)| {
+            family
+                .samples
+                .iter()
+                .map(move |sample| (name.as_str(), family.help.as_str(), sample.labels.as_slice(), sample.value))
+        })
+    }
+
     /// Family names, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.families.iter().map(|(name, _)| name.as_str())
@@ -158,6 +169,18 @@ impl Registry {
         }
         out
     }
+}
+
+pub(crate) fn escape_help(help: &str) -> String {
+    let mut out = String::with_capacity(help.len());
+    escape_into(&mut out, help, false);
+    out
+}
+
+pub(crate) fn escape_label_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    escape_into(&mut out, value, true);
+    out
 }
 
 /// Appends `text` escaped as the text format wants: backslash and newline

@@ -217,21 +217,7 @@ async fn promtool_accepts_probe_and_exporter_metrics() {
     assert!(bodies[0].1.contains("probe_success 1"), "{}", bodies[0].1);
     bodies.push(("/metrics".into(), app.get("/metrics").await.1));
     for (what, body) in bodies {
-        let mut child = std::process::Command::new(&promtool)
-            .args(["check", "metrics"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("run promtool");
-        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), body.as_bytes()).expect("write");
-        let output = child.wait_with_output().expect("promtool");
-        assert!(
-            output.status.success(),
-            "promtool rejects {what}: {}{}\n{body}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        crate::support::promtool_check_metrics(&promtool, &what, &body);
     }
 }
 

@@ -9,6 +9,7 @@ mod bridge_peers;
 mod bridge_planner;
 mod bridge_store;
 mod bridge_support;
+mod checks;
 mod compat_grpc;
 mod compat_http;
 mod compat_net;

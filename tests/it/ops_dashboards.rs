@@ -45,9 +45,9 @@ async fn rdap_server() -> std::net::SocketAddr {
 
 /// A small client for Prometheus' HTTP API that reports errors instead of
 /// panicking, so one bad query does not hide the others.
-struct Api {
-    base: String,
-    client: reqwest::Client,
+pub(crate) struct Api {
+    pub(crate) base: String,
+    pub(crate) client: reqwest::Client,
 }
 
 impl Api {
@@ -67,7 +67,7 @@ impl Api {
     }
 
     /// Instant query; `Ok` with the result list (possibly empty).
-    async fn query(&self, expr: &str) -> Result<Vec<Value>, String> {
+    pub(crate) async fn query(&self, expr: &str) -> Result<Vec<Value>, String> {
         Ok(self.get("/api/v1/query", &[("query", expr)]).await?["result"].as_array().cloned().unwrap_or_default())
     }
 
@@ -81,7 +81,11 @@ impl Api {
 /// Resolves the dashboard's variables like Grafana: query variables through
 /// the label values API (each must find values), intervals and custom
 /// variables to their current or first option.
-async fn resolve_variables(api: &Api, dashboard: &Dashboard, problems: &mut Vec<String>) -> BTreeMap<String, String> {
+pub(crate) async fn resolve_variables(
+    api: &Api,
+    dashboard: &Dashboard,
+    problems: &mut Vec<String>,
+) -> BTreeMap<String, String> {
     let mut values = builtin_values();
     for variable in dashboard.variables() {
         let value = match variable.kind.as_str() {
@@ -318,9 +322,22 @@ bridge:
     }
     let checked = pending.len();
     assert!(checked > 80, "only {checked} queries");
-    // Series appear at slightly different scrapes: empty results get a few
-    // more rounds; parse errors are final.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    run_queries(&api, pending, Duration::from_secs(5), &mut problems).await;
+    assert!(problems.is_empty(), "{} of {checked} dashboard queries failed:\n{}", problems.len(), problems.join("\n"));
+    assert_rules_evaluate_cleanly(&api).await;
+    drop(app);
+}
+
+/// Runs each `(label, expr)` query; records parse errors at once and queries
+/// still empty after `patience` (series appear at slightly different scrapes,
+/// so empty ones get a few more rounds).
+pub(crate) async fn run_queries(
+    api: &Api,
+    mut pending: Vec<(String, String)>,
+    patience: Duration,
+    problems: &mut Vec<String>,
+) {
+    let deadline = Instant::now() + patience;
     loop {
         let mut empty = Vec::new();
         for (label, expr) in pending {
@@ -337,9 +354,6 @@ bridge:
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     problems.extend(pending.iter().map(|(label, expr)| format!("{label}: no data\n    {}", one_line(expr))));
-    assert!(problems.is_empty(), "{} of {checked} dashboard queries failed:\n{}", problems.len(), problems.join("\n"));
-    assert_rules_evaluate_cleanly(&api).await;
-    drop(app);
 }
 
 fn one_line(expr: &str) -> String {

@@ -15,7 +15,7 @@
 mod messages;
 mod postgres;
 mod schema;
-mod sqlite;
+pub(crate) mod sqlite;
 
 pub use messages::{MessageCopy, MessagePage, MessageQuery, MessageRecord, MessageSort};
 pub use postgres::PostgresStore;

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
-type Job = Box<dyn FnOnce(Result<&Connection, String>) -> Reply + Send>;
+pub(crate) type Job = Box<dyn FnOnce(Result<&Connection, String>) -> Reply + Send>;
 
 /// Most jobs committed together.
 const MAX_BATCH: usize = 512;
@@ -37,7 +37,7 @@ pub struct SqliteStore {
 
 struct Inner {
     writer: mpsc::Sender<Job>,
-    readers: Mutex<Vec<Connection>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
     path: PathBuf,
 }
 
@@ -67,7 +67,7 @@ impl SqliteStore {
             .name("checkit-sqlite".into())
             .spawn(move || run_writer(connection, jobs))
             .map_err(|err| StoreError::Unavailable(format!("cannot start sqlite writer: {err}")))?;
-        Ok(SqliteStore { inner: Arc::new(Inner { writer, readers: Mutex::new(Vec::new()), path }) })
+        Ok(SqliteStore { inner: Arc::new(Inner { writer, readers: Arc::new(Mutex::new(Vec::new())), path }) })
     }
 
     /// Runs `work` in the writer's next transaction and returns once committed.
@@ -76,26 +76,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let (reply_to, reply) = oneshot::channel::<Result<T, StoreError>>();
-        let job: Job = Box::new(move |connection| match connection {
-            Err(err) => {
-                let _ = reply_to.send(Err(StoreError::Unavailable(err)));
-                Box::new(|_| {})
-            }
-            Ok(connection) => {
-                let result = in_savepoint(connection, work);
-                Box::new(move |commit: Result<(), String>| {
-                    let outcome = match commit {
-                        Ok(()) => result,
-                        Err(err) => Err(StoreError::Unavailable(format!("sqlite commit failed: {err}"))),
-                    };
-                    let _ = reply_to.send(outcome);
-                })
-            }
-        });
-        let stopped = || StoreError::Unavailable("sqlite writer has stopped".into());
-        self.inner.writer.send(job).await.map_err(|_| stopped())?;
-        reply.await.map_err(|_| stopped())?
+        write(&self.inner.writer, work).await
     }
 
     /// Runs `work` on a read connection on the blocking pool.
@@ -105,27 +86,7 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || {
-            let pooled = inner.readers.lock().ok().and_then(|mut readers| readers.pop());
-            let connection = match pooled {
-                Some(connection) => connection,
-                None => {
-                    let connection = Connection::open_with_flags(
-                        &inner.path,
-                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                    )?;
-                    connection.busy_timeout(std::time::Duration::from_secs(5))?;
-                    connection
-                }
-            };
-            let result = work(&connection);
-            if let Ok(mut readers) = inner.readers.lock() {
-                readers.push(connection);
-            }
-            result
-        })
-        .await
-        .map_err(|err| StoreError::Unavailable(format!("sqlite read task failed: {err}")))?
+        read(&inner.path, &inner.readers, work).await
     }
 
     pub(super) async fn ingest(&self, new: NewNotification) -> Result<Ingested, StoreError> {
@@ -575,16 +536,26 @@ fn sqlite_value(param: &SqlParam) -> rusqlite::types::Value {
 }
 
 fn migrate(connection: &Connection) -> Result<(), StoreError> {
+    apply_migrations(connection, schema::sqlite(), schema::latest())
+}
+
+/// Applies the `migrations` newer than the file's recorded version, each in
+/// its own transaction; refuses a file migrated by a newer checkit. Each area
+/// (bridge, checks) keeps its own file and its own version sequence.
+pub(crate) fn apply_migrations(
+    connection: &Connection,
+    migrations: impl Iterator<Item = (i64, String)>,
+    latest: i64,
+) -> Result<(), StoreError> {
     connection.execute_batch(schema::VERSIONS_TABLE)?;
     let current: i64 =
         connection.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |row| row.get(0))?;
-    if current > schema::latest() {
+    if current > latest {
         return Err(StoreError::Unavailable(format!(
-            "database schema version {current} is newer than this checkit ({}); upgrade checkit",
-            schema::latest()
+            "database schema version {current} is newer than this checkit ({latest}); upgrade checkit"
         )));
     }
-    for (version, statements) in schema::sqlite().filter(|(version, _)| *version > current) {
+    for (version, statements) in migrations.filter(|(version, _)| *version > current) {
         connection.execute_batch(&format!(
             "BEGIN IMMEDIATE; {statements}; INSERT INTO schema_migrations (version, applied_at) \
              VALUES ({version}, {}); COMMIT;",
@@ -592,6 +563,66 @@ fn migrate(connection: &Connection) -> Result<(), StoreError> {
         ))?;
     }
     Ok(())
+}
+
+/// Queues `work` for the writer thread behind `writer` (see [`run_writer`])
+/// and returns once its transaction committed. Shared with the checks store.
+pub(crate) async fn write<T, F>(writer: &mpsc::Sender<Job>, work: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+{
+    let (reply_to, reply) = oneshot::channel::<Result<T, StoreError>>();
+    let job: Job = Box::new(move |connection| match connection {
+        Err(err) => {
+            let _ = reply_to.send(Err(StoreError::Unavailable(err)));
+            Box::new(|_| {})
+        }
+        Ok(connection) => {
+            let result = in_savepoint(connection, work);
+            Box::new(move |commit: Result<(), String>| {
+                let outcome = match commit {
+                    Ok(()) => result,
+                    Err(err) => Err(StoreError::Unavailable(format!("sqlite commit failed: {err}"))),
+                };
+                let _ = reply_to.send(outcome);
+            })
+        }
+    });
+    let stopped = || StoreError::Unavailable("sqlite writer has stopped".into());
+    writer.send(job).await.map_err(|_| stopped())?;
+    reply.await.map_err(|_| stopped())?
+}
+
+/// Runs `work` on a pooled read-only connection to `path` on the blocking pool.
+pub(crate) async fn read<T, F>(path: &Path, readers: &Arc<Mutex<Vec<Connection>>>, work: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+{
+    let path = path.to_path_buf();
+    let readers = Arc::clone(readers);
+    tokio::task::spawn_blocking(move || {
+        let pooled = readers.lock().ok().and_then(|mut readers| readers.pop());
+        let connection = match pooled {
+            Some(connection) => connection,
+            None => {
+                let connection = Connection::open_with_flags(
+                    &path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                connection.busy_timeout(std::time::Duration::from_secs(5))?;
+                connection
+            }
+        };
+        let result = work(&connection);
+        if let Ok(mut readers) = readers.lock() {
+            readers.push(connection);
+        }
+        result
+    })
+    .await
+    .map_err(|err| StoreError::Unavailable(format!("sqlite read task failed: {err}")))?
 }
 
 fn in_savepoint<T>(
@@ -607,7 +638,7 @@ fn in_savepoint<T>(
     result
 }
 
-fn run_writer(connection: Connection, mut jobs: mpsc::Receiver<Job>) {
+pub(crate) fn run_writer(connection: Connection, mut jobs: mpsc::Receiver<Job>) {
     while let Some(first) = jobs.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {

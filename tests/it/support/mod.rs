@@ -216,3 +216,22 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
         Err(err) => format!("<cannot read {}: {err}>", path.display()),
     }
 }
+
+/// Asserts that `promtool check metrics` accepts `body` (`what` names it in the failure).
+pub fn promtool_check_metrics(promtool: &Path, what: &str, body: &str) {
+    let mut child = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), body.as_bytes()).expect("write");
+    let output = child.wait_with_output().expect("promtool");
+    assert!(
+        output.status.success(),
+        "promtool rejects {what}: {}{}\n{body}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -1,0 +1,580 @@
+//! Scheduled checks: checkit probes by itself, keeps the history, and tells
+//! people.
+//!
+//! - `config`: `checks:`, `check_files:`, `check_options:`.
+//! - `schedule`: stable per-check slots and the loop that runs one check.
+//! - `state`: up/down by thresholds, incidents.
+//! - `maintenance`: one-off and recurring windows.
+//! - `store`: raw results, roll-ups, incidents and pauses (SQLite).
+//! - `rollup`: buckets, p95 estimate, uptime windows.
+//! - `notify`: transitions as notifications into the bridge.
+//! - `metrics`: `/metrics` families, `/metrics/checks`, `/api/v1/sd`.
+//! - `api`: `/api/v1/checks…`.
+//!
+//! **Architecture invariant:** a check is identified by its name; a reload
+//! keeps the state, schedule and history of every check whose name stays.
+//! **Architecture invariant:** probes run only through `probe::run`, with the
+//! deadline `/probe` would use for a scrape every `interval`.
+
+pub mod api;
+pub mod config;
+pub mod maintenance;
+pub mod metrics;
+pub mod notify;
+pub mod rollup;
+pub mod schedule;
+pub mod state;
+pub mod store;
+
+use crate::bridge::clock::Clock;
+use crate::bridge::store::StoreError;
+use crate::bridge::submit::Submitter;
+use crate::config::Config;
+use chrono::{DateTime, Utc};
+use config::Check;
+use rollup::{Period, WINDOWS};
+use state::{Change, Incident, Machine, Run, State, Thresholds};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use store::{CheckStore, NewChange, NewResult};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+
+/// Why checks could not start or reload.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The store could not be opened or written.
+    #[error("checks store: {0}")]
+    Store(#[from] StoreError),
+    /// The checks (or a check file) are invalid.
+    #[error("checks config: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Config(Vec<crate::config::Problem>),
+}
+
+/// The last run of a check, kept in memory for metrics and the API.
+#[derive(Debug, Clone)]
+pub struct Last {
+    /// Start.
+    pub at: DateTime<Utc>,
+    /// Success.
+    pub success: bool,
+    /// Seconds.
+    pub duration_seconds: f64,
+    /// Phase and reason of a failure.
+    pub failure: Option<(String, String)>,
+    /// Whether it ran in maintenance.
+    pub maintenance: bool,
+    /// The probe's blackbox families (shared: views are copied per scrape).
+    pub registry: Arc<crate::probe::metrics::Registry>,
+}
+
+#[derive(Debug)]
+struct SlotState {
+    paused_override: Option<bool>,
+    machine: Machine,
+    last: Option<Last>,
+    uptime: [Option<f64>; WINDOWS.len()],
+    reminders: u32,
+}
+
+/// One scheduled check: its config (swapped by reloads) and its state.
+#[derive(Debug)]
+pub struct Slot {
+    id: i64,
+    check: RwLock<Arc<Check>>,
+    state: Mutex<SlotState>,
+}
+
+/// A consistent copy of a slot for rendering.
+#[derive(Debug, Clone)]
+pub struct View {
+    /// The config.
+    pub check: Arc<Check>,
+    /// The effective state.
+    pub state: State,
+    /// Whether paused (config or API).
+    pub paused: bool,
+    /// The last run.
+    pub last: Option<Last>,
+    /// Uptime per [`WINDOWS`] entry, from the last refresh.
+    pub uptime: [Option<f64>; WINDOWS.len()],
+    /// The open incident.
+    pub incident: Option<Incident>,
+    /// Since when the health is what it is.
+    pub since: Option<DateTime<Utc>>,
+}
+
+impl Slot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The check's current config.
+    pub fn check(&self) -> Arc<Check> {
+        Arc::clone(&self.check.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    fn set_check(&self, check: Check) {
+        *self.check.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(check);
+    }
+
+    /// Paused by API, or else by config.
+    pub fn is_paused(&self) -> bool {
+        let paused_override = self.lock().paused_override;
+        paused_override.unwrap_or_else(|| self.check().paused)
+    }
+
+    /// A snapshot for rendering.
+    pub fn view(&self) -> View {
+        let check = self.check();
+        let state = self.lock();
+        let paused = state.paused_override.unwrap_or(check.paused);
+        let maintenance = state.last.as_ref().is_some_and(|last| last.maintenance);
+        View {
+            state: State::effective(state.machine.health, paused, maintenance),
+            paused,
+            last: state.last.clone(),
+            uptime: state.uptime,
+            incident: state.machine.incident.clone(),
+            since: state.machine.since,
+            check,
+        }
+    }
+}
+
+struct Running {
+    slot: Arc<Slot>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// State shared by the check tasks and the HTTP handlers.
+pub(crate) struct Shared {
+    pub(crate) store: CheckStore,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) probes: Arc<Semaphore>,
+    pub(crate) metrics: metrics::Metrics,
+    config: RwLock<Arc<Config>>,
+    running: Mutex<BTreeMap<String, Running>>,
+    pipeline: Option<Submitter>,
+    timeout_offset: f64,
+}
+
+impl Shared {
+    fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.config.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    /// Every slot, by name.
+    pub(crate) fn slots(&self) -> Vec<Arc<Slot>> {
+        let running = self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        running.values().map(|running| Arc::clone(&running.slot)).collect()
+    }
+
+    /// The slot of check `name`.
+    pub(crate) fn slot(&self, name: &str) -> Option<Arc<Slot>> {
+        let running = self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        running.get(name).map(|running| Arc::clone(&running.slot))
+    }
+
+    /// Pauses or resumes `slots` and stores it so restarts and reloads keep it.
+    pub(crate) async fn set_paused(&self, slots: &[Arc<Slot>], paused: bool) -> Result<(), StoreError> {
+        let ids = slots.iter().map(|slot| slot.id).collect();
+        self.store.set_paused(ids, paused, self.clock.now()).await?;
+        for slot in slots {
+            slot.lock().paused_override = Some(paused);
+        }
+        Ok(())
+    }
+
+    /// Recomputes every check's uptime windows from the roll-ups.
+    pub(crate) async fn refresh_uptime(&self) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let slots = self.slots();
+        for (index, (_, hours)) in WINDOWS.iter().enumerate() {
+            let length = chrono::Duration::hours(*hours);
+            let sums = self.store.rollups_by_check(Period::for_window(length), now - length, now).await?;
+            for slot in &slots {
+                slot.lock().uptime[index] = sums.get(&slot.id).and_then(rollup::Rollup::uptime);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The running scheduler.
+pub struct Checks {
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Checks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checks").field("store", &self.shared.store).finish_non_exhaustive()
+    }
+}
+
+/// How often uptime windows are recomputed for `/metrics` and the API list.
+const UPTIME_REFRESH: Duration = Duration::from_secs(60);
+/// How often old results are expired.
+const EXPIRY_INTERVAL: Duration = Duration::from_secs(3600);
+
+impl Checks {
+    /// Opens the store and starts every check of `config`. `pipeline` is
+    /// where notifications go (none: nobody is told).
+    pub async fn start(
+        config: Arc<Config>,
+        registry: &mut prometheus_client::registry::Registry,
+        clock: Arc<dyn Clock>,
+        pipeline: Option<Submitter>,
+        timeout_offset: f64,
+    ) -> Result<Checks, Error> {
+        let settings = &config.checks;
+        let checks = settings.checks(&config.modules).map_err(Error::Config)?;
+        let store = CheckStore::open(&settings.options.store.sqlite.path).await?;
+        if pipeline.is_none() && checks.iter().any(|check| check.notify) {
+            tracing::warn!("Checks notify through the bridge, which is not configured; nobody will be told.");
+        }
+        let shared = Arc::new(Shared {
+            store,
+            clock,
+            probes: Arc::new(Semaphore::new(settings.options.max_concurrent)),
+            metrics: metrics::Metrics::register(registry),
+            config: RwLock::new(Arc::clone(&config)),
+            running: Mutex::new(BTreeMap::new()),
+            pipeline,
+            timeout_offset,
+        });
+        registry.register_collector(Box::new(metrics::Collector(Arc::clone(&shared))));
+        apply(&shared, checks).await?;
+        if let Err(err) = shared.refresh_uptime().await {
+            tracing::warn!(error = %err, "Cannot compute check uptime.");
+        }
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let tasks = vec![
+            tokio::spawn(run_housekeeping(Arc::clone(&shared), shutdown_rx.clone())),
+            tokio::spawn(watch_files(Arc::clone(&shared), shutdown_rx)),
+        ];
+        tracing::info!(checks = shared.slots().len(), store = %shared.store.path().display(), "Checks started.");
+        Ok(Checks { shared, shutdown, tasks: Mutex::new(tasks) })
+    }
+
+    /// Applies a new config: unchanged checks keep state and schedule,
+    /// changed ones are updated in place, new ones start, removed ones stop.
+    pub async fn reload(&self, config: Arc<Config>) -> Result<(), Error> {
+        let checks = config.checks.checks(&config.modules).map_err(Error::Config)?;
+        *self.shared.config.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = config;
+        apply(&self.shared, checks).await
+    }
+
+    /// The routes: `/api/v1/checks…`, `/api/v1/sd`, `/metrics/checks`.
+    pub fn router(&self) -> axum::Router {
+        api::router(Arc::clone(&self.shared))
+    }
+
+    /// Recomputes uptime windows now (they refresh every minute anyway).
+    pub async fn refresh_uptime(&self) -> Result<(), StoreError> {
+        self.shared.refresh_uptime().await
+    }
+
+    /// The store, for diagnostics and tests.
+    pub fn store(&self) -> &CheckStore {
+        &self.shared.store
+    }
+
+    /// Stops every check after its run in flight. Calling it again does nothing.
+    pub async fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+        let running = std::mem::take(&mut *self.shared.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        for (_, running) in running {
+            let _ = running.stop.send(true);
+            tasks.push(running.task);
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Starts, updates and stops check tasks so that exactly `checks` run.
+async fn apply(shared: &Arc<Shared>, checks: Vec<Check>) -> Result<(), Error> {
+    let new_names: Vec<String> = {
+        let running = shared.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        checks.iter().filter(|check| !running.contains_key(&check.name)).map(|check| check.name.clone()).collect()
+    };
+    let mut saved = shared.store.register(new_names).await?;
+    let mut running = shared.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let wanted: HashMap<&str, &Check> = checks.iter().map(|check| (check.name.as_str(), check)).collect();
+    running.retain(|name, entry| {
+        let keep = wanted.contains_key(name.as_str());
+        if !keep {
+            let _ = entry.stop.send(true);
+        }
+        keep
+    });
+    for check in checks {
+        if let Some(entry) = running.get_mut(&check.name) {
+            let current = entry.slot.check();
+            if *current == check {
+                continue;
+            }
+            let reschedule = current.interval != check.interval;
+            entry.slot.set_check(check);
+            if reschedule {
+                let _ = entry.stop.send(true);
+                let (stop, stop_rx) = watch::channel(false);
+                entry.task = tokio::spawn(schedule::run_check(Arc::clone(shared), Arc::clone(&entry.slot), stop_rx));
+                entry.stop = stop;
+            }
+            continue;
+        }
+        let Some(saved) = saved.remove(&check.name) else { continue };
+        let slot = Arc::new(Slot {
+            id: saved.id,
+            state: Mutex::new(SlotState {
+                paused_override: saved.paused,
+                machine: Machine::restore(saved.health, saved.since, saved.incident),
+                last: None,
+                uptime: [None; WINDOWS.len()],
+                reminders: 0,
+            }),
+            check: RwLock::new(Arc::new(check.clone())),
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(schedule::run_check(Arc::clone(shared), Arc::clone(&slot), stop_rx));
+        running.insert(check.name, Running { slot, stop, task });
+    }
+    Ok(())
+}
+
+/// Labels maintenance selectors see: the check's labels plus its name, module and target.
+fn selector_labels(check: &Check) -> BTreeMap<String, String> {
+    let mut labels = check.labels.clone();
+    labels.insert("check".into(), check.name.clone());
+    labels.insert("module".into(), check.module.clone());
+    labels.insert("target".into(), check.target.clone());
+    labels
+}
+
+/// Runs `check` once, stores the result, moves the state and tells people.
+pub(crate) async fn run_once(shared: &Shared, slot: &Slot, check: &Check, started: DateTime<Utc>) {
+    let config = shared.config();
+    let Some(module) = config.module(&check.module) else { return };
+    let timeout = crate::probe::effective_timeout(
+        module.timeout.get(),
+        Some(check.interval.as_secs_f64()),
+        shared.timeout_offset,
+    );
+    let outcome = crate::probe::run(module, &check.target, None, timeout, &config.policy).await;
+    let maintenance = maintenance::in_maintenance(
+        check.maintenance.iter().chain(&config.checks.options.maintenance),
+        &selector_labels(check),
+        started,
+    );
+    let failure = outcome.error.as_ref().map(|err| (err.phase.as_str().to_string(), err.reason.as_str().to_string()));
+    let run = Run { at: started, success: outcome.success(), failure: failure.clone(), maintenance };
+    let thresholds =
+        Thresholds { failures_before_down: check.failures_before_down, successes_before_up: check.successes_before_up };
+    shared
+        .metrics
+        .runs
+        .get_or_create(&metrics::ResultLabels { result: if run.success { "success" } else { "failure" } })
+        .inc();
+    let change = slot.lock().machine.apply(&run, thresholds);
+    let new_change = match &change {
+        None => None,
+        Some(Change::FirstUp) => Some(NewChange::Up { since: started }),
+        Some(Change::Down(incident)) => Some(NewChange::Down(incident.clone())),
+        Some(Change::Recovered(incident)) => match (incident.id, incident.ended_at) {
+            (Some(id), Some(ended_at)) => Some(NewChange::Recovered { id, ended_at }),
+            _ => Some(NewChange::Up { since: started }),
+        },
+    };
+    let result = NewResult {
+        check_id: slot.id,
+        at: started,
+        duration_us: u64::try_from(outcome.duration.as_micros()).unwrap_or(u64::MAX),
+        success: run.success,
+        failure: failure.clone(),
+        maintenance,
+    };
+    match shared.store.record(result, new_change).await {
+        Ok(Some(id)) => {
+            if let Some(incident) = slot.lock().machine.incident.as_mut() {
+                incident.id = Some(id);
+            }
+        }
+        Ok(None) => {}
+        Err(err) => {
+            shared.metrics.store_errors.inc();
+            tracing::warn!(check = %check.name, error = %err, "Cannot store a check result.");
+        }
+    }
+    {
+        let mut state = slot.lock();
+        state.last = Some(Last {
+            at: started,
+            success: run.success,
+            duration_seconds: outcome.duration.as_secs_f64(),
+            failure,
+            maintenance,
+            registry: Arc::new(outcome.registry),
+        });
+        if matches!(change, Some(Change::Down(_))) {
+            state.reminders = 0;
+        }
+    }
+    match &change {
+        Some(Change::Down(incident)) => {
+            tracing::info!(check = %check.name, phase = %incident.phase, reason = %incident.reason, "Check is down.")
+        }
+        Some(Change::Recovered(incident)) => tracing::info!(
+            check = %check.name,
+            down_for = %notify::human_duration(incident.duration(started)),
+            "Check is up again."
+        ),
+        _ => {}
+    }
+    announce(shared, slot, check, change, maintenance).await;
+}
+
+/// Tells people: a new outage (or one not yet told), a reminder, a recovery.
+async fn announce(shared: &Shared, slot: &Slot, check: &Check, change: Option<Change>, maintenance: bool) {
+    let Some(pipeline) = &shared.pipeline else { return };
+    if !check.notify || maintenance {
+        return;
+    }
+    let now = shared.clock.now();
+    let (incident, kind) = match change {
+        Some(Change::Recovered(incident)) if incident.notified_at.is_some() => (incident, notify::Kind::Resolved),
+        Some(Change::Recovered(_)) => return,
+        _ => {
+            let state = slot.lock();
+            let Some(incident) = state.machine.incident.clone().filter(|_| state.machine.health == State::Down) else {
+                return;
+            };
+            let kind = match incident.notified_at {
+                None => notify::Kind::Down,
+                Some(told) => {
+                    let repeat = chrono::Duration::from_std(check.repeat_interval).unwrap_or_default();
+                    if repeat.is_zero() || now - told < repeat {
+                        return;
+                    }
+                    notify::Kind::Reminder(state.reminders + 1)
+                }
+            };
+            (incident, kind)
+        }
+    };
+    let notification = notify::notification(check, &incident, kind, now);
+    if let Err(err) = notify::submit(pipeline, notification).await {
+        shared.metrics.notifications.get_or_create(&metrics::ResultLabels { result: "failed" }).inc();
+        tracing::warn!(check = %check.name, error = %err, "Cannot hand a check notification to the bridge; retrying at the next run.");
+        return;
+    }
+    shared.metrics.notifications.get_or_create(&metrics::ResultLabels { result: "submitted" }).inc();
+    if kind == notify::Kind::Resolved {
+        return;
+    }
+    let id = {
+        let mut state = slot.lock();
+        if let notify::Kind::Reminder(n) = kind {
+            state.reminders = n;
+        }
+        state.machine.incident.as_mut().and_then(|open| {
+            open.notified_at = Some(now);
+            open.id
+        })
+    };
+    if let Some(id) = id {
+        if let Err(err) = shared.store.mark_notified(id, now).await {
+            shared.metrics.store_errors.inc();
+            tracing::warn!(check = %check.name, error = %err, "Cannot store a notification time.");
+        }
+    }
+}
+
+async fn run_housekeeping(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let mut uptime = tokio::time::interval(UPTIME_REFRESH);
+    let mut expiry = tokio::time::interval(EXPIRY_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = uptime.tick() => {
+                if let Err(err) = shared.refresh_uptime().await {
+                    tracing::warn!(error = %err, "Cannot compute check uptime.");
+                }
+            }
+            _ = expiry.tick() => expire(&shared).await,
+            changed = shutdown.changed() => if changed.is_err() || *shutdown.borrow() { return },
+        }
+    }
+}
+
+async fn expire(shared: &Shared) {
+    let options = shared.config().checks.options.clone();
+    let now = shared.clock.now();
+    let raw_before = now - chrono::Duration::from_std(options.raw_retention.get()).unwrap_or_default();
+    let rollups_before = now - chrono::Duration::from_std(options.rollup_retention.get()).unwrap_or_default();
+    let ids = match shared.store.all_ids().await {
+        Ok(ids) => ids,
+        Err(err) => {
+            tracing::warn!(error = %err, "Cannot list checks to expire old results.");
+            return;
+        }
+    };
+    for id in ids {
+        if let Err(err) = shared.store.expire(id, raw_before, rollups_before).await {
+            tracing::warn!(error = %err, "Cannot delete old check results.");
+            return;
+        }
+    }
+}
+
+/// The files `check_files:` matches, with their size and modification time.
+fn files_signature(config: &Config) -> Vec<(std::path::PathBuf, u64, Option<std::time::SystemTime>)> {
+    config
+        .checks
+        .matched_files()
+        .into_iter()
+        .map(|(_, path)| {
+            let metadata = std::fs::metadata(&path).ok();
+            let (len, modified) = metadata.map(|m| (m.len(), m.modified().ok())).unwrap_or((0, None));
+            (path, len, modified)
+        })
+        .collect()
+}
+
+/// Re-reads `check_files:` when a matched file appears, changes or goes,
+/// like Prometheus file_sd; a bad file is logged and the running checks stay.
+async fn watch_files(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let mut seen = files_signature(&shared.config());
+    loop {
+        let every = shared.config().checks.options.files_refresh_interval.get();
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            changed = shutdown.changed() => if changed.is_err() || *shutdown.borrow() { return },
+        }
+        let config = shared.config();
+        if config.checks.files.is_empty() {
+            continue;
+        }
+        let now = files_signature(&config);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        match config.checks.checks(&config.modules) {
+            Ok(checks) => match apply(&shared, checks).await {
+                Ok(()) => tracing::info!("Check files changed; checks updated."),
+                Err(err) => tracing::error!(error = %err, "Cannot apply changed check files."),
+            },
+            Err(problems) => {
+                let err = Error::Config(problems);
+                tracing::error!(error = %err, "Check files changed but are invalid; keeping the running checks.");
+            }
+        }
+    }
+}
