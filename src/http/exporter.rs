@@ -18,10 +18,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{any, get};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 
 /// Where the config comes from, for reloads.
 #[derive(Debug, Clone)]
@@ -451,43 +448,7 @@ async fn index(State(app): State<Arc<App>>) -> Html<String> {
     ))
 }
 
-/// Serves `router` on `listener` (HTTPS when `tls` is set) until `shutdown`.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    tls: Option<Arc<rustls::ServerConfig>>,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    let Some(tls) = tls else {
-        return axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await;
-    };
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    tracing::warn!(error = %err, "Accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => return Ok(()),
-        };
-        let acceptor = acceptor.clone();
-        let router = router.clone();
-        tokio::spawn(async move {
-            let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await else {
-                return;
-            };
-            let service = hyper_util::service::TowerToHyperService::new(router);
-            let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            if let Err(err) = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service).await {
-                tracing::debug!(error = %err, "HTTPS connection ended with an error");
-            }
-        });
-    }
-}
+pub use super::serve::serve;
 
 #[cfg(test)]
 mod tests {

@@ -2,4 +2,5 @@
 
 pub mod exporter;
 pub mod history;
+pub mod serve;
 pub mod webconfig;
