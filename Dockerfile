@@ -3,10 +3,14 @@
 #   docker run -p 9115:9115 -v checkit-data:/var/lib/checkit checkit
 FROM rust:1-bookworm AS build
 WORKDIR /src
+# The image has no .git: pass the revision for checkit_build_info
+# (docker build --build-arg CHECKIT_REVISION=$(git rev-parse --short=12 HEAD) .).
+ARG CHECKIT_REVISION=unknown
+ENV CHECKIT_REVISION=${CHECKIT_REVISION}
 # Cargo.toml names the `it` test and the `bridge_intake` bench by path, and
 # cargo refuses a manifest whose targets are missing, so they are copied too
 # (tests/it/ops_docker.rs lays out exactly this set and runs cargo on it).
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src src
 COPY config config
 COPY benches benches

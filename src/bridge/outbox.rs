@@ -368,10 +368,12 @@ impl LaneWorker<'_> {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let config = &self.runtime.config;
-        let view = content.view(row.mode, states, &self.lane.contact, now);
+        let mut view = content.view(row.mode, states, &self.lane.contact, now);
+        view.acknowledge_url = super::ack::link_for(self.runtime, &row, &content, &self.lane.contact, now);
         let attempt = row.attempts.saturating_add(1);
         let first_attempt_at = row.first_attempt_at.unwrap_or(now);
         let alerts = content.alert_refs();
+        let alerts_logged = alerts.clone();
         let result = match self.runtime.templates.render_at(target.kind, &view, now) {
             Ok(outgoing) => {
                 let started = Instant::now();
@@ -421,6 +423,7 @@ impl LaneWorker<'_> {
                     Some(elapsed),
                 ));
                 self.count(Outcome::Sent);
+                super::activity::sent(&self.lane.contact, &self.lane.channel, &alerts_logged, attempt);
                 if row.mode == Mode::Notification && !row.delayed && row.attempts == 0 {
                     let latency = (done_at - row.created_at).to_std().unwrap_or_default();
                     self.shared
@@ -454,6 +457,8 @@ impl LaneWorker<'_> {
                 };
                 if state == RowState::Dead {
                     tracing::warn!(contact = %self.lane.contact, channel = %self.lane.channel, error = %error, "Dead-lettered a message.");
+                } else {
+                    super::activity::failed(&self.lane.contact, &self.lane.channel, &alerts_logged, attempt, &error);
                 }
                 transition.state = state;
                 transition.due_at = next_attempt;

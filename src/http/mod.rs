@@ -1,6 +1,63 @@
 //! The HTTP surfaces and the one web layer in front of all of them.
+//!
+//! Each surface is one router whose handlers parse the request, call one
+//! service and map its errors to status codes: [`exporter`] (`/probe`,
+//! `/metrics`, `/-/reload`, `/logs`, …), the bridge's webhook and its
+//! deliveries API. [`compose`] merges the surfaces a listener serves and puts
+//! the `--web.config.file` layer (basic auth, extra headers) in front of them,
+//! so every listener is guarded the same way; [`serve`] runs a router on an
+//! already-bound listener (HTTPS when the web config has TLS).
 
 pub mod exporter;
 pub mod history;
 pub mod serve;
 pub mod webconfig;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use std::sync::Arc;
+use webconfig::Web;
+
+/// Merges `surfaces` under `route_prefix` (`/` for none) behind the web layer.
+pub fn compose(surfaces: impl IntoIterator<Item = Router>, route_prefix: &str, web: &Web) -> Router {
+    let routes = surfaces.into_iter().fold(Router::new(), Router::merge);
+    let prefix = route_prefix.trim_end_matches('/');
+    let routes = if prefix.is_empty() { routes } else { Router::new().nest(prefix, routes) };
+    routes.layer(middleware::from_fn_with_state(Arc::new(web.clone()), web_layer))
+}
+
+/// Basic auth and extra headers from `--web.config.file`, on every endpoint
+/// of every listener.
+async fn web_layer(State(web): State<Arc<Web>>, request: Request, next: Next) -> Response {
+    let authorization = request.headers().get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
+    match web.authorize(authorization).await {
+        webconfig::Authorization::Allowed => {}
+        webconfig::Authorization::Denied => {
+            return Response::builder()
+                .status(StatusCode::UNAUTHORIZED)
+                .header(header::WWW_AUTHENTICATE, "Basic")
+                .body(Body::from("Unauthorized\n"))
+                .unwrap_or_default();
+        }
+        webconfig::Authorization::Busy => {
+            return Response::builder()
+                .status(StatusCode::SERVICE_UNAVAILABLE)
+                .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+                .body(Body::from("Too many password checks in progress; try again later\n"))
+                .unwrap_or_default();
+        }
+    }
+    let mut response = next.run(request).await;
+    for (name, value) in web.headers.iter() {
+        if let (Ok(name), Ok(value)) = (header::HeaderName::try_from(name.as_str()), HeaderValue::from_str(value)) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
+}
+
+pub use serve::serve;

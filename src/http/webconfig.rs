@@ -2,7 +2,7 @@
 //! the file operators already have for blackbox_exporter works unchanged.
 
 use crate::config::types::Secret;
-use crate::config::{Problem, Problems, yaml};
+use crate::config::{Problem, Problems, paths, yaml};
 use rustls::ServerConfig;
 use rustls::pki_types::CertificateDer;
 use serde::Deserialize;
@@ -94,7 +94,9 @@ impl Web {
     pub fn load(path: &str) -> Result<Web, Vec<Problem>> {
         let text = std::fs::read_to_string(path)
             .map_err(|err| vec![Problem::new("", format!("cannot read web config {path:?}: {err}"))])?;
-        let value = yaml::parse_value(&text).map_err(|problem| vec![problem])?;
+        let mut value = yaml::parse_value(&text).map_err(|problem| vec![problem])?;
+        // Relative certificate and CA files are relative to this file, as in exporter-toolkit.
+        paths::resolve_file_paths(&mut value, &paths::base_dir_of(std::path::Path::new(path)));
         let config: WebConfig = yaml::from_value(value, "").map_err(|problem| vec![problem])?;
         let mut problems = Problems::default();
         for (user, hash) in &config.basic_auth_users {

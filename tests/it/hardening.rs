@@ -5,8 +5,8 @@
 use crate::bridge_support::TestBridge;
 use crate::support::app::{parse_exposition, start_app, start_app_with, value};
 use crate::support::httpd::TestServer;
+use checkit::app::Options;
 use checkit::config::Config;
-use checkit::http::exporter::Options;
 use checkit::http::webconfig::Web;
 
 const LOOPBACK_DENIED: &str = r#"
@@ -329,8 +329,7 @@ async fn the_bridge_listener_applies_the_web_config() {
     let bridge_router = app.app.bridge_router().expect("bridge router");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(checkit::http::exporter::serve(listener, bridge_router, None, shutdown.clone()));
+    app.app.serve(listener, bridge_router);
     let client = reqwest::Client::new();
     let webhook = client.post(format!("http://{addr}/webhook")).body(r#"{"alerts":[]}"#);
     assert_eq!(webhook.send().await.expect("request").status().as_u16(), 401);
@@ -338,7 +337,6 @@ async fn the_bridge_listener_applies_the_web_config() {
     assert_eq!(deliveries.send().await.expect("request").status().as_u16(), 401);
     let authorised = client.get(format!("http://{addr}/api/v1/deliveries")).basic_auth("prometheus", Some("s3cret"));
     assert_eq!(authorised.send().await.expect("request").status().as_u16(), 200);
-    shutdown.cancel();
 }
 
 /// A checkit process on a free loopback port with `config`, stopped on drop.

@@ -1,8 +1,10 @@
 //! Integration tests: one module per area, shared helpers in `support`.
 
+mod bridge_ack;
 mod bridge_channels;
 mod bridge_delivery;
 mod bridge_intake;
+mod bridge_messages;
 mod bridge_peers;
 mod bridge_planner;
 mod bridge_store;

@@ -5,9 +5,10 @@
 //! Migrations only ever get appended; an applied version is never edited.
 
 /// `(version, SQL)` in order.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "
 CREATE TABLE notifications (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     received_at INTEGER NOT NULL,
@@ -91,7 +92,46 @@ CREATE INDEX deliveries_at ON deliveries (at);
 CREATE INDEX deliveries_contact ON deliveries (contact, at);
 CREATE INDEX deliveries_outcome ON deliveries (outcome, at);
 ",
-)];
+    ),
+    (
+        2,
+        "
+CREATE TABLE messages (
+    id INTEGER PRIMARY KEY,
+    created_at INTEGER NOT NULL,
+    sender TEXT NOT NULL,
+    idempotency_key TEXT,
+    subject TEXT NOT NULL,
+    body TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    recipients TEXT NOT NULL,
+    channels TEXT NOT NULL
+);
+CREATE INDEX messages_created ON messages (created_at);
+CREATE INDEX messages_sender ON messages (sender, created_at);
+CREATE INDEX messages_idempotency ON messages (sender, idempotency_key);
+",
+    ),
+    (
+        3,
+        "
+CREATE TABLE acknowledgements (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    notification_id INTEGER NOT NULL,
+    group_key TEXT NOT NULL,
+    contact TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    fingerprints TEXT NOT NULL,
+    matchers TEXT NOT NULL,
+    silences TEXT NOT NULL,
+    silenced_until INTEGER NOT NULL,
+    resolved_at INTEGER
+);
+CREATE INDEX acknowledgements_group ON acknowledgements (group_key, resolved_at);
+CREATE INDEX acknowledgements_created ON acknowledgements (created_at);
+",
+    ),
+];
 
 /// The table recording applied versions.
 pub(crate) const VERSIONS_TABLE: &str =
