@@ -10,6 +10,7 @@
 
 pub mod exporter;
 pub mod history;
+pub mod serve;
 pub mod webconfig;
 
 use axum::Router;
@@ -19,9 +20,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 use webconfig::Web;
 
 /// Merges `surfaces` under `route_prefix` (`/` for none) behind the web layer.
@@ -62,41 +60,4 @@ async fn web_layer(State(web): State<Arc<Web>>, request: Request, next: Next) ->
     response
 }
 
-/// Serves `router` on `listener` (HTTPS when `tls` is set) until `shutdown`.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    tls: Option<Arc<rustls::ServerConfig>>,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    let Some(tls) = tls else {
-        return axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await;
-    };
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    tracing::warn!(error = %err, "Accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => return Ok(()),
-        };
-        let acceptor = acceptor.clone();
-        let router = router.clone();
-        // One task per connection, ended by the peer or the handshake timeout.
-        tokio::spawn(async move {
-            let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await else {
-                return;
-            };
-            let service = hyper_util::service::TowerToHyperService::new(router);
-            let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            if let Err(err) = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service).await {
-                tracing::debug!(error = %err, "HTTPS connection ended with an error");
-            }
-        });
-    }
-}
+pub use serve::serve;

@@ -338,3 +338,69 @@ async fn the_bridge_listener_applies_the_web_config() {
     let authorised = client.get(format!("http://{addr}/api/v1/deliveries")).basic_auth("prometheus", Some("s3cret"));
     assert_eq!(authorised.send().await.expect("request").status().as_u16(), 200);
 }
+
+/// A checkit process on a free loopback port with `config`, stopped on drop.
+fn spawn_checkit(config: &str) -> (crate::support::ChildGuard, std::net::SocketAddr, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("dir");
+    let config_path = dir.path().join("checkit.yml");
+    std::fs::write(&config_path, config).expect("write config");
+    let addr = crate::support::loopback(crate::support::free_port());
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_checkit"));
+    command
+        .arg(format!("--config.file={}", config_path.display()))
+        .arg(format!("--web.listen-address={addr}"))
+        .arg("--log.level=warn");
+    let child = crate::support::ChildGuard::spawn("checkit", command, &dir.path().join("checkit.log"));
+    (child, addr, dir)
+}
+
+/// Defects 13 and 14: a client that sends part of a request (or headers one
+/// byte at a time) is cut after the header read timeout, and SIGTERM ends the
+/// process within the bounded drain even with such clients and a probe that
+/// would run for 120 s.
+#[tokio::test]
+async fn slow_clients_are_cut_and_shutdown_is_bounded() {
+    use checkit::http::serve::{HEADER_READ_TIMEOUT, SHUTDOWN_DRAIN};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let blackhole = crate::support::hang_server().await;
+    let (mut checkit, addr, _dir) =
+        spawn_checkit("modules:\n  slow:\n    prober: tcp\n    tcp:\n      query_response: [{expect: never}]\n");
+    checkit.wait_for_port(addr, std::time::Duration::from_secs(20)).await;
+    let mut partial = Vec::new();
+    for _ in 0..50 {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: checkit\r\n").await.expect("write");
+        partial.push(stream);
+    }
+    let slowloris = tokio::spawn(async move {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let started = std::time::Instant::now();
+        for byte in b"GET /metrics HTTP/1.1\r\nX-Slow: ".iter().chain([b'a'; 64].iter()) {
+            if stream.write_all(&[*byte]).await.is_err() {
+                return started.elapsed();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        started.elapsed()
+    });
+    // A probe with no scrape header: the default 120 s budget against a server that never answers.
+    let probe = tokio::spawn(reqwest::get(format!("http://{addr}/probe?module=slow&target={}", blackhole.addr)));
+    // Every partial request is closed by checkit once the header timeout passes.
+    let limit = HEADER_READ_TIMEOUT + std::time::Duration::from_secs(5);
+    for stream in &mut partial {
+        let mut buffer = [0u8; 512];
+        let read = tokio::time::timeout(limit, stream.read(&mut buffer)).await;
+        assert!(matches!(read, Ok(Ok(_)) | Ok(Err(_))), "a partial request stayed open past {limit:?}");
+    }
+    let slow_for = slowloris.await.expect("slowloris");
+    assert!(slow_for < limit + std::time::Duration::from_secs(1), "the slowloris connection lived {slow_for:?}");
+    let stopping = std::time::Instant::now();
+    let kill = std::process::Command::new("kill").args(["-TERM", &checkit.pid().to_string()]).status();
+    assert!(kill.expect("kill").success());
+    let deadline = SHUTDOWN_DRAIN + std::time::Duration::from_secs(10);
+    while checkit.is_running() {
+        assert!(stopping.elapsed() < deadline, "checkit still runs {deadline:?} after SIGTERM");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    probe.abort();
+}
