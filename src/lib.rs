@@ -6,11 +6,13 @@
 //! - `server`: the HTTP endpoints (`/probe`, `/metrics`, reload, `/logs`), on
 //!   an already-bound listener so tests run the real app on port 0.
 //! - `bridge`: Alertmanager/Grafana webhooks to people, with a durable outbox.
+//! - `heartbeat`: checks that ping in (`/ping/…`); silence becomes an alert.
 //! - `cli`, `logging`, `telemetry`, `history`, `webconfig`: the process around them.
 
 pub mod bridge;
 pub mod cli;
 pub mod config;
+pub mod heartbeat;
 pub mod history;
 pub mod logging;
 pub mod probe;

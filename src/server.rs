@@ -70,6 +70,7 @@ pub struct App {
     probes: Semaphore,
     web: Web,
     bridge: Option<crate::bridge::Bridge>,
+    heartbeats: Option<crate::heartbeat::Heartbeats>,
     reload_lock: tokio::sync::Mutex<()>,
 }
 
@@ -89,6 +90,19 @@ impl App {
             }
             None => None,
         };
+        let heartbeats = match &config.heartbeats {
+            Some(heartbeat_config) => {
+                use crate::heartbeat::notify::Notifier;
+                let notifier = bridge.as_ref().map_or(Notifier::Log, |bridge| Notifier::Bridge(bridge.submitter()));
+                let poisoned = || anyhow::anyhow!("metrics registry poisoned");
+                let mut registry = std::mem::take(&mut *telemetry.registry.lock().map_err(|_| poisoned())?);
+                let started =
+                    crate::heartbeat::Heartbeats::start(heartbeat_config.clone(), &mut registry, notifier).await;
+                *telemetry.registry.lock().map_err(|_| poisoned())? = registry;
+                Some(started?)
+            }
+            None => None,
+        };
         let max = config.exporter.max_concurrent_probes;
         Ok(Arc::new(App {
             history: Mutex::new(History::new(options.history_limit)),
@@ -99,6 +113,7 @@ impl App {
             probes: Semaphore::new(max),
             web,
             bridge,
+            heartbeats,
             reload_lock: tokio::sync::Mutex::new(()),
         }))
     }
@@ -115,6 +130,16 @@ impl App {
             Ok(config) => {
                 if let (Some(bridge), Some(bridge_config)) = (&self.bridge, &config.bridge) {
                     bridge.reload(bridge_config.clone());
+                }
+                if let (Some(heartbeats), Some(heartbeat_config)) = (&self.heartbeats, &config.heartbeats) {
+                    if let Err(err) = heartbeats.reload(heartbeat_config.clone()) {
+                        self.telemetry.reloaded(false);
+                        tracing::error!(error = %err, "Error reloading config");
+                        return Err(err.to_string());
+                    }
+                }
+                if config.heartbeats.is_some() != self.heartbeats.is_some() {
+                    tracing::warn!("Enabling or disabling heartbeats takes effect after a restart");
                 }
                 if config.bridge.is_some() != self.bridge.is_some() {
                     tracing::warn!("Enabling or disabling the bridge takes effect after a restart");
@@ -144,6 +169,9 @@ impl App {
 
     /// Stops background work (the bridge's workers) gracefully.
     pub async fn shutdown(&self) {
+        if let Some(heartbeats) = &self.heartbeats {
+            heartbeats.shutdown().await;
+        }
         if let Some(bridge) = &self.bridge {
             bridge.shutdown().await;
         }
@@ -167,9 +195,18 @@ pub fn router(app: Arc<App>) -> Router {
             routes = routes.merge(bridge.router());
         }
     }
+    if let Some(heartbeats) = &app.heartbeats {
+        routes = routes.merge(heartbeats.api_router());
+    }
     let prefix = app.options.route_prefix.trim_end_matches('/').to_string();
-    let routes = if prefix.is_empty() { routes } else { Router::new().nest(&prefix, routes) };
-    routes.layer(middleware::from_fn_with_state(app, web_layer))
+    let nest = |routes: Router| if prefix.is_empty() { routes } else { Router::new().nest(&prefix, routes) };
+    let routes = nest(routes).layer(middleware::from_fn_with_state(app.clone(), web_layer));
+    // Pings and pushed results authenticate by their own UUID, key or token:
+    // they are merged after the login layer so jobs never need the operator's.
+    match &app.heartbeats {
+        Some(heartbeats) => routes.merge(nest(heartbeats.open_router())),
+        None => routes,
+    }
 }
 
 /// Basic auth and extra headers from `--web.config.file`, on every endpoint.

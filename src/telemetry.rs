@@ -268,7 +268,7 @@ pub const METRIC_NAMES: &[&str] = &[
 
 /// Every metric family name checkit can emit, exporter and bridge.
 pub fn metric_names() -> impl Iterator<Item = &'static str> {
-    METRIC_NAMES.iter().chain(crate::bridge::metrics::METRIC_NAMES).copied()
+    METRIC_NAMES.iter().chain(crate::bridge::metrics::METRIC_NAMES).chain(crate::heartbeat::METRIC_NAMES).copied()
 }
 
 /// Whether checkit can emit a family called `name`.

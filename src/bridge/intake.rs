@@ -83,7 +83,7 @@ impl Credentials {
 }
 
 /// Compares secrets without an early exit that would leak their prefix.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -154,20 +154,8 @@ pub(super) async fn webhook(State(shared): State<Arc<Shared>>, headers: HeaderMa
             format!("outbox full ({max_queue} messages pending); retry later\n"),
         );
     }
-    let deliveries = runtime.routing.route(&notification, received_at);
-    let window = runtime.config.dedup_window.get();
-    let dedup_key = (!window.is_zero()).then(|| dedup::key(&notification));
-    let dedup_since = received_at - chrono::Duration::from_std(window).unwrap_or_default();
-    let committed =
-        shared.store.ingest(NewNotification { received_at, notification, dedup_key, dedup_since, deliveries }).await;
-    match committed {
+    match commit(&shared, notification, received_at).await {
         Ok(Ingested::Accepted { notification_id, deliveries }) => {
-            shared.metrics.notifications_accepted.inc();
-            shared.rows_accepted.fetch_add(deliveries as u64, Ordering::Relaxed);
-            shared.queue_depth.fetch_add(deliveries as u64, Ordering::Relaxed);
-            if deliveries > 0 {
-                shared.wake.notify_waiters();
-            }
             let body = serde_json::json!({
                 "status": "accepted",
                 "notification": notification_id,
@@ -176,7 +164,6 @@ pub(super) async fn webhook(State(shared): State<Arc<Shared>>, headers: HeaderMa
             (StatusCode::OK, axum::Json(body)).into_response()
         }
         Ok(Ingested::Duplicate) => {
-            shared.metrics.deduplicated.inc();
             (StatusCode::OK, axum::Json(serde_json::json!({"status": "duplicate"}))).into_response()
         }
         Err(err) => {
@@ -185,6 +172,38 @@ pub(super) async fn webhook(State(shared): State<Arc<Shared>>, headers: HeaderMa
             refuse(StatusCode::SERVICE_UNAVAILABLE, format!("storage unavailable: {err}\n"))
         }
     }
+}
+
+/// Routes `notification`, applies the dedup window and commits it with its
+/// outbox rows: the one durable entry of the bridge, shared by the webhook
+/// and checkit's own alert sources (heartbeats).
+pub(crate) async fn commit(
+    shared: &Shared,
+    notification: payload::Notification,
+    received_at: chrono::DateTime<chrono::Utc>,
+) -> Result<Ingested, super::store::StoreError> {
+    let runtime = shared.runtime();
+    let deliveries = runtime.routing.route(&notification, received_at);
+    let window = runtime.config.dedup_window.get();
+    let dedup_key = (!window.is_zero()).then(|| dedup::key(&notification));
+    let dedup_since = received_at - chrono::Duration::from_std(window).unwrap_or_default();
+    let committed =
+        shared.store.ingest(NewNotification { received_at, notification, dedup_key, dedup_since, deliveries }).await;
+    match committed {
+        Ok(Ingested::Accepted { deliveries, .. }) => {
+            shared.metrics.notifications_accepted.inc();
+            shared.rows_accepted.fetch_add(deliveries as u64, Ordering::Relaxed);
+            shared.queue_depth.fetch_add(deliveries as u64, Ordering::Relaxed);
+            if deliveries > 0 {
+                shared.wake.notify_waiters();
+            }
+        }
+        Ok(Ingested::Duplicate) => {
+            shared.metrics.deduplicated.inc();
+        }
+        Err(_) => {}
+    }
+    committed
 }
 
 #[cfg(test)]

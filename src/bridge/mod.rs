@@ -136,6 +136,20 @@ impl std::fmt::Debug for Bridge {
     }
 }
 
+/// Commits notifications from inside the process; cheap to clone.
+#[derive(Clone)]
+pub struct Submitter(Arc<Shared>);
+
+impl Submitter {
+    /// Routes and durably commits `notification`, stamped with the bridge's
+    /// clock. Unlike the webhook it is not refused when the outbox is full:
+    /// internal sources are bounded (one alert per check and kind) and must
+    /// not lose what they raise.
+    pub async fn submit(&self, notification: payload::Notification) -> Result<store::Ingested, StoreError> {
+        intake::commit(&self.0, notification, self.0.clock.now()).await
+    }
+}
+
 /// How often queue gauges and the back-pressure count are refreshed.
 const STATS_INTERVAL: Duration = Duration::from_secs(2);
 /// How often old history and state are deleted.
@@ -183,6 +197,12 @@ impl Bridge {
             "Bridge started."
         );
         Ok(Bridge { shared, shutdown, tasks: Mutex::new(tasks) })
+    }
+
+    /// A handle that commits notifications of checkit's own alert sources
+    /// (heartbeats) exactly as the webhook commits Alertmanager's.
+    pub fn submitter(&self) -> Submitter {
+        Submitter(Arc::clone(&self.shared))
     }
 
     /// The bridge's HTTP routes: `POST /webhook` and `GET /api/v1/deliveries`.

@@ -100,6 +100,9 @@ pub struct Config {
     /// The alert bridge, when enabled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bridge: Option<std::sync::Arc<crate::bridge::Config>>,
+    /// Heartbeat checks, when configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heartbeats: Option<std::sync::Arc<crate::heartbeat::Config>>,
 }
 
 #[derive(Deserialize)]
@@ -111,6 +114,8 @@ struct RawConfig {
     exporter: Option<yaml::Value>,
     #[serde(default)]
     bridge: Option<yaml::Value>,
+    #[serde(default)]
+    heartbeats: Option<yaml::Value>,
 }
 
 impl Config {
@@ -151,11 +156,26 @@ impl Config {
             },
             _ => None,
         };
+        let heartbeats = match raw.heartbeats {
+            Some(value) if !value.is_null() => {
+                match yaml::from_value::<crate::heartbeat::Config>(value, "heartbeats") {
+                    Ok(heartbeats) => {
+                        heartbeats.validate("heartbeats", &mut problems);
+                        Some(std::sync::Arc::new(heartbeats))
+                    }
+                    Err(problem) => {
+                        problems.0.push(problem);
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         if !problems.is_empty() {
             return Err(Error::Invalid(problems.0));
         }
         let module_yaml = modules.iter().map(|(name, module)| (name.clone(), yaml::to_string(module).into())).collect();
-        Ok(Config { modules, exporter, policy, module_yaml, bridge })
+        Ok(Config { modules, exporter, policy, module_yaml, bridge, heartbeats })
     }
 
     /// Reads and parses a config file.
