@@ -57,7 +57,7 @@ fn refused(shared: &Shared, err: PingError) -> Response {
         PingError::RateLimited { retry_after, .. } => {
             shared.refuse("rate_limited");
             let mut response = text(StatusCode::TOO_MANY_REQUESTS, format!("{err}\n"));
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_seconds(retry_after)));
             response
         }
         PingError::Unknown(_) => {
@@ -70,6 +70,11 @@ fn refused(shared: &Shared, err: PingError) -> Response {
             text(StatusCode::SERVICE_UNAVAILABLE, format!("{err}\n"))
         }
     }
+}
+
+/// Whole seconds until a ping is taken again, rounded up.
+pub(crate) fn retry_seconds(wait: std::time::Duration) -> u64 {
+    (wait.as_secs_f64().ceil() as u64).max(1)
 }
 
 /// The `rid` query parameter, if any (at most 64 characters).

@@ -226,7 +226,7 @@ pub struct Incoming {
 #[derive(Debug, thiserror::Error)]
 pub enum PingError {
     /// Over `max_pings_per_minute`.
-    #[error("rate limited: more than {per_minute} pings a minute for this check; retry in {}s", .retry_after.as_secs().max(1))]
+    #[error("rate limited: more than {per_minute} pings a minute for this check; retry in {}s", http::retry_seconds(*.retry_after))]
     RateLimited {
         /// The limit.
         per_minute: u32,
