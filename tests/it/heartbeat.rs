@@ -467,8 +467,8 @@ async fn late_down_up_reach_the_real_smtp_peer() {
 
 #[tokio::test]
 async fn in_the_app_pings_need_no_operator_login_but_the_api_does() {
-    use checkit::server::Options;
-    use checkit::webconfig::Web;
+    use checkit::http::exporter::Options;
+    use checkit::http::webconfig::Web;
     let dir = tempfile::tempdir().expect("dir");
     let hash = bcrypt::hash("s3cret", 4).expect("hash");
     let web_path = dir.path().join("web.yml");
