@@ -506,3 +506,36 @@ async fn in_the_app_pings_need_no_operator_login_but_the_api_does() {
     assert!(metrics.contains("checkit_heartbeat_status{check=\"backup\",status=\"up\"} 1"), "{metrics}");
     assert!(metrics.contains("checkit_heartbeat_pings_total{check=\"backup\",kind=\"success\"} 1"), "{metrics}");
 }
+
+#[tokio::test]
+async fn a_reload_adds_and_removes_checks_and_keeps_the_state_of_the_others() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = dir.path().join("hb.db").display().to_string();
+    let config = |checks: &str| format!("heartbeats:\n  store: {{sqlite: {{path: {store}}}}}\n  checks:\n{checks}");
+    let backup = format!("  - {{name: backup, uuid: {BACKUP}, period: 1h, grace: 5m}}\n");
+    let report = format!("  - {{name: report, uuid: {REPORT}, period: 1h, grace: 5m}}\n");
+    let app = crate::support::app::start_app(&config(&backup)).await;
+    let client = reqwest::Client::new();
+    assert_eq!(client.get(app.url(&format!("/ping/{BACKUP}"))).send().await.expect("ping").status(), 200);
+    assert_eq!(client.get(app.url(&format!("/ping/{REPORT}"))).send().await.expect("ping").status(), 404);
+    std::fs::write(&app.config_path, config(&format!("{backup}{report}"))).expect("rewrite config");
+    assert_eq!(client.post(app.url("/-/reload")).send().await.expect("reload").status(), 200);
+    assert_eq!(client.get(app.url(&format!("/ping/{REPORT}/start"))).send().await.expect("ping").status(), 200);
+    let listed: serde_json::Value =
+        client.get(app.url("/api/v1/heartbeats")).send().await.expect("list").json().await.expect("json");
+    let statuses: Vec<(String, String)> = listed["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(|check| (check["name"].as_str().expect("name").into(), check["status"].as_str().expect("status").into()))
+        .collect();
+    assert_eq!(statuses, [pair("backup", "up"), pair("report", "started")]);
+    std::fs::write(&app.config_path, config(&report)).expect("rewrite config");
+    assert_eq!(client.post(app.url("/-/reload")).send().await.expect("reload").status(), 200);
+    assert_eq!(client.get(app.url(&format!("/ping/{BACKUP}"))).send().await.expect("ping").status(), 404);
+    assert_eq!(client.get(app.url("/api/v1/heartbeats/backup")).send().await.expect("get").status(), 404);
+    // A broken heartbeats section keeps the running config.
+    std::fs::write(&app.config_path, config("  - {name: report, period: 1h}\n")).expect("rewrite config");
+    assert_eq!(client.post(app.url("/-/reload")).send().await.expect("reload").status(), 500);
+    assert_eq!(client.get(app.url(&format!("/ping/{REPORT}"))).send().await.expect("ping").status(), 200);
+}
