@@ -147,34 +147,8 @@ impl Config {
             problems.push("exporter.max_concurrent_probes", format!("must be between 1 and {MAX_CONCURRENT_PROBES}"));
         }
         let policy = TargetPolicy::new(&exporter.targets, "exporter.targets", &mut problems);
-        let bridge = match raw.bridge {
-            Some(value) if !value.is_null() => match yaml::from_value::<crate::bridge::Config>(value, "bridge") {
-                Ok(bridge) => {
-                    bridge.validate("bridge", &mut problems);
-                    Some(std::sync::Arc::new(bridge))
-                }
-                Err(problem) => {
-                    problems.0.push(problem);
-                    None
-                }
-            },
-            _ => None,
-        };
-        let heartbeats = match raw.heartbeats {
-            Some(value) if !value.is_null() => {
-                match yaml::from_value::<crate::heartbeat::Config>(value, "heartbeats") {
-                    Ok(heartbeats) => {
-                        heartbeats.validate("heartbeats", &mut problems);
-                        Some(std::sync::Arc::new(heartbeats))
-                    }
-                    Err(problem) => {
-                        problems.0.push(problem);
-                        None
-                    }
-                }
-            }
-            _ => None,
-        };
+        let bridge = section(raw.bridge, "bridge", &mut problems, crate::bridge::Config::validate);
+        let heartbeats = section(raw.heartbeats, "heartbeats", &mut problems, crate::heartbeat::Config::validate);
         if !problems.is_empty() {
             return Err(Error::Invalid(problems.0));
         }
@@ -202,6 +176,27 @@ impl Config {
     /// The config as YAML with defaults filled in and secrets hidden (`/config`).
     pub fn to_yaml(&self) -> String {
         yaml::to_string(self)
+    }
+}
+
+/// Decodes and validates an optional top-level section (absent or `null`:
+/// `None`), recording every problem under `path`.
+fn section<T: serde::de::DeserializeOwned>(
+    value: Option<yaml::Value>,
+    path: &str,
+    problems: &mut Problems,
+    validate: impl Fn(&T, &str, &mut Problems),
+) -> Option<std::sync::Arc<T>> {
+    let value = value.filter(|value| !value.is_null())?;
+    match yaml::from_value::<T>(value, path) {
+        Ok(decoded) => {
+            validate(&decoded, path, problems);
+            Some(std::sync::Arc::new(decoded))
+        }
+        Err(problem) => {
+            problems.0.push(problem);
+            None
+        }
     }
 }
 

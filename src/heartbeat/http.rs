@@ -13,7 +13,8 @@
 
 use super::ping::{self, Address, BODY_LIMIT};
 use super::state::Kind;
-use super::{Incoming, PingError, Shared};
+use super::store::Ping;
+use super::{PingError, Shared};
 use crate::bridge::intake::constant_time_eq;
 use axum::Router;
 use axum::body::Body;
@@ -140,11 +141,12 @@ async fn ping_handler(State(shared): State<Arc<Shared>>, request: Request) -> Re
     drop(runtime);
     let headers = request.headers().clone();
     let (body, body_truncated) = ping::read_body(request.into_body()).await;
-    let incoming = Incoming {
+    let incoming = Ping {
+        at: chrono::DateTime::UNIX_EPOCH,
         kind: signal.kind,
         exit_status: signal.exit_status,
         rid,
-        duration: None,
+        duration_seconds: None,
         source,
         method: method.to_string(),
         remote_addr: header_text(&headers, "x-forwarded-for")
@@ -237,11 +239,12 @@ async fn results_handler(
         }
         body.truncate(cut);
     }
-    let incoming = Incoming {
+    let incoming = Ping {
+        at: chrono::DateTime::UNIX_EPOCH,
         kind: if result.success { Kind::Success } else { Kind::Fail },
         exit_status: None,
         rid: None,
-        duration: result.duration,
+        duration_seconds: result.duration,
         source: "results",
         method: "POST".into(),
         remote_addr: header_text(&headers, "x-forwarded-for"),

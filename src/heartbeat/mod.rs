@@ -197,31 +197,6 @@ impl Bucket {
     }
 }
 
-/// A ping, as the HTTP layer hands it to the service.
-#[derive(Debug, Clone)]
-pub struct Incoming {
-    /// What it signals.
-    pub kind: Kind,
-    /// The exit status, for `/<0-255>`.
-    pub exit_status: Option<u8>,
-    /// `?rid=`.
-    pub rid: Option<String>,
-    /// A duration the sender measured itself (results API).
-    pub duration: Option<f64>,
-    /// `uuid`, `slug` or `results`.
-    pub source: &'static str,
-    /// HTTP method.
-    pub method: String,
-    /// Client address, when known.
-    pub remote_addr: Option<String>,
-    /// Client `User-Agent`.
-    pub user_agent: Option<String>,
-    /// Kept body text.
-    pub body: String,
-    /// Whether the body was cut.
-    pub body_truncated: bool,
-}
-
 /// Why a ping was not taken.
 #[derive(Debug, thiserror::Error)]
 pub enum PingError {
@@ -267,8 +242,10 @@ impl Shared {
         self.metrics.refused.get_or_create(&RefusedLabels { reason }).inc();
     }
 
-    /// Rate-limits, applies and stores one ping of check `name`.
-    pub(crate) async fn ping(&self, name: &str, incoming: Incoming) -> Result<(), PingError> {
+    /// Rate-limits, applies and stores one ping of check `name`. The ping's
+    /// `at` is set here from the clock, and its duration, unless the sender
+    /// measured one, from the start it ends.
+    pub(crate) async fn ping(&self, name: &str, mut ping: Ping) -> Result<(), PingError> {
         let runtime = self.runtime();
         let entry = runtime.checks.get(name).ok_or_else(|| PingError::Unknown(name.to_string()))?;
         let now = self.clock.now();
@@ -284,32 +261,21 @@ impl Shared {
                 return Err(PingError::RateLimited { per_minute, retry_after });
             }
         }
+        let kind = ping.kind;
         let mut records = self.records.lock().await;
         let mut record = records.get(name).cloned().unwrap_or_default();
-        let applied = record.apply(&entry.spec, incoming.kind, now, incoming.rid.as_deref());
-        let duration_seconds = incoming
-            .duration
+        let applied = record.apply(&entry.spec, kind, now, ping.rid.as_deref());
+        ping.at = now;
+        ping.duration_seconds = ping
+            .duration_seconds
             .or_else(|| applied.duration.map(|duration| duration.num_milliseconds().max(0) as f64 / 1000.0));
-        let ping = Ping {
-            at: now,
-            kind: incoming.kind,
-            exit_status: incoming.exit_status,
-            rid: incoming.rid,
-            duration_seconds,
-            source: incoming.source,
-            method: incoming.method,
-            remote_addr: incoming.remote_addr,
-            user_agent: incoming.user_agent,
-            body: incoming.body,
-            body_truncated: incoming.body_truncated,
-        };
         self.store.save(name, Some(ping), &record, runtime.config.keep_pings, now).await?;
         self.metrics.set_status(name, record.status(&entry.spec, now));
         records.insert(name.to_string(), record);
         drop(records);
         let labels = CheckLabels { check: name.to_string() };
         self.metrics.last_ping.get_or_create(&labels).set(now.timestamp_millis() as f64 / 1000.0);
-        self.metrics.pings.get_or_create(&PingLabels { check: name.to_string(), kind: incoming.kind.as_str() }).inc();
+        self.metrics.pings.get_or_create(&PingLabels { check: name.to_string(), kind: kind.as_str() }).inc();
         self.wake.notify_one();
         Ok(())
     }
