@@ -308,71 +308,77 @@ impl Shared {
     /// Submits every alert change due at the current instant and returns when
     /// the next evaluation is needed.
     async fn evaluate(&self) -> Option<DateTime<Utc>> {
+        struct Change {
+            name: String,
+            kind: AlertKind,
+            since: DateTime<Utc>,
+            resolved: bool,
+        }
         let now = self.clock.now();
         let runtime = self.runtime();
         let mut records = self.records.lock().await;
         let mut next: Option<DateTime<Utc>> = None;
         let mut earliest = |at: DateTime<Utc>| next = Some(next.map_or(at, |current: DateTime<Utc>| current.min(at)));
+        let mut changes = Vec::new();
+        let mut notifications = Vec::new();
         for (name, entry) in &runtime.checks {
             let record = records.entry(name.clone()).or_default();
-            let mut changed = false;
-            let mut failed = false;
             for (kind, wanted) in record.wanted_alerts(&entry.spec, now) {
-                let firing_since = record.alerts.get(kind);
-                let change = match (wanted, firing_since) {
-                    (true, None) => Some((record.alert_start(&entry.spec, kind, now), None)),
-                    (false, Some(since)) => Some((since, Some(now))),
-                    _ => None,
+                let (since, ended) = match (wanted, record.alerts.get(kind)) {
+                    (true, None) => (record.alert_start(&entry.spec, kind, now), None),
+                    (false, Some(since)) => (since, Some(now)),
+                    _ => continue,
                 };
-                let Some((since, ended)) = change else { continue };
-                let notification = notify::notification(&runtime.config, entry, record, kind, since, ended);
-                match self.notifier.submit(notification).await {
-                    Ok(()) => {
-                        record.alerts.set(kind, if ended.is_some() { None } else { Some(since) });
-                        changed = true;
-                    }
-                    Err(err) => {
-                        tracing::warn!(check = %name, alert = kind.alertname(), error = %err, "Cannot submit a heartbeat alert; retrying.");
-                        failed = true;
-                    }
-                }
-            }
-            if changed {
-                if let Err(err) = self.store.save(name, None, record, runtime.config.keep_pings, now).await {
-                    tracing::warn!(check = %name, error = %err, "Cannot store a heartbeat's alert state.");
-                }
-            }
-            self.metrics.set_status(name, record.status(&entry.spec, now));
-            if failed {
-                earliest(now + RETRY_AFTER_FAILURE);
+                notifications.push(notify::notification(&runtime.config, entry, record, kind, since, ended));
+                changes.push(Change { name: name.clone(), kind, since, resolved: ended.is_some() });
             }
             if let Some(at) = record.next_change(&entry.spec, now) {
                 earliest(at);
             }
         }
         // Checks removed by a reload: resolve what they still have firing.
-        let removed: Vec<String> = records.keys().filter(|name| !runtime.checks.contains_key(*name)).cloned().collect();
-        for name in removed {
-            let Some(mut record) = records.remove(&name) else { continue };
-            self.metrics.forget(&name);
-            let mut kept = false;
+        for (name, record) in records.iter().filter(|(name, _)| !runtime.checks.contains_key(*name)) {
             for kind in AlertKind::ALL {
                 let Some(since) = record.alerts.get(kind) else { continue };
-                let notification = notify::removed(&runtime.config, &name, kind, since, now);
-                match self.notifier.submit(notification).await {
-                    Ok(()) => record.alerts.set(kind, None),
-                    Err(err) => {
-                        tracing::warn!(check = %name, error = %err, "Cannot resolve a removed heartbeat's alert.");
-                        kept = true;
+                notifications.push(notify::removed(&runtime.config, name, kind, since, now));
+                changes.push(Change { name: name.clone(), kind, since, resolved: true });
+            }
+        }
+        // Submitted together, so that many deadlines passing at once share
+        // the bridge's group commit instead of paying one commit each.
+        let outcomes = futures::future::join_all(notifications.into_iter().map(|n| self.notifier.submit(n))).await;
+        let mut touched = std::collections::BTreeSet::new();
+        for (change, outcome) in changes.iter().zip(outcomes) {
+            match outcome {
+                Ok(()) => {
+                    if let Some(record) = records.get_mut(&change.name) {
+                        record.alerts.set(change.kind, (!change.resolved).then_some(change.since));
+                        touched.insert(change.name.clone());
                     }
                 }
+                Err(err) => {
+                    tracing::warn!(check = %change.name, alert = change.kind.alertname(), error = %err, "Cannot submit a heartbeat alert; retrying.");
+                    earliest(now + RETRY_AFTER_FAILURE);
+                }
             }
-            if kept {
-                earliest(now + RETRY_AFTER_FAILURE);
-                records.insert(name.clone(), record.clone());
+        }
+        let told: Vec<(String, Record)> =
+            touched.iter().filter_map(|name| records.get(name).map(|record| (name.clone(), record.clone()))).collect();
+        if let Err(err) = self.store.save_records(told, now).await {
+            // The alerts were committed; a restart before the next save
+            // tells them again (at least once, never lost).
+            tracing::warn!(error = %err, "Cannot store heartbeat alert states.");
+        }
+        records.retain(|name, record| {
+            let keep = runtime.checks.contains_key(name) || record.alerts != state::Alerts::default();
+            if !runtime.checks.contains_key(name) && !keep {
+                self.metrics.forget(name);
             }
-            if let Err(err) = self.store.save(&name, None, &record, runtime.config.keep_pings, now).await {
-                tracing::warn!(check = %name, error = %err, "Cannot store a removed heartbeat's state.");
+            keep
+        });
+        for (name, entry) in &runtime.checks {
+            if let Some(record) = records.get(name) {
+                self.metrics.set_status(name, record.status(&entry.spec, now));
             }
         }
         next

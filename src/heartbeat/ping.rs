@@ -121,7 +121,8 @@ mod tests {
         assert_eq!(parse_path(&format!("{ID}/256")), Err(PathError::ExitStatus("256".into())));
         assert_eq!(
             parse_path(&format!("{ID}/99999999999999999999999")),
-            Err(PathError::ExitStatus("99999999999999999999999".into()))
+            Err(PathError::ExitStatus("9".repeat(20))),
+            "the echoed status is cut at 20 characters"
         );
         assert_eq!(parse_path(&format!("{ID}/nope")), Err(PathError::Shape));
         assert_eq!(parse_path("not-a-uuid"), Err(PathError::Shape));

@@ -195,11 +195,27 @@ impl Store {
                     params![check, keep],
                 )?;
             }
-            transaction.execute(
-                "INSERT INTO heartbeat_state (check_name, record, updated_at) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (check_name) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at",
-                params![check, json, to_ms(now)],
-            )?;
+            upsert(&transaction, &check, &json, now)?;
+            transaction.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Stores several records in one transaction.
+    pub async fn save_records(&self, records: Vec<(String, Record)>, now: DateTime<Utc>) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let encoded = records
+            .iter()
+            .map(|(check, record)| Ok((check.clone(), serde_json::to_string(record)?)))
+            .collect::<Result<Vec<_>, serde_json::Error>>()?;
+        self.with(move |connection| {
+            let transaction = connection.transaction()?;
+            for (check, json) in &encoded {
+                upsert(&transaction, check, json, now)?;
+            }
             transaction.commit()?;
             Ok(())
         })
@@ -233,6 +249,15 @@ impl Store {
         })
         .await
     }
+}
+
+fn upsert(connection: &Connection, check: &str, json: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+    connection.execute(
+        "INSERT INTO heartbeat_state (check_name, record, updated_at) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (check_name) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at",
+        params![check, json, to_ms(now)],
+    )?;
+    Ok(())
 }
 
 fn migrate(connection: &Connection) -> Result<(), StoreError> {
