@@ -96,21 +96,29 @@ fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 /// The 401 refusal (with a challenge) when the request lacks valid credentials.
-pub(super) fn refuse_unauthorized(shared: &Shared, credentials: &Credentials, headers: &HeaderMap) -> Option<Response> {
+/// Only the caller knows whether it was a webhook, so counting is left to it:
+/// `webhooks_rejected_total` pages, and a person opening the history without
+/// credentials must not.
+pub(super) fn refuse_unauthorized(credentials: &Credentials, headers: &HeaderMap) -> Option<Response> {
     if credentials.allows(headers) {
         return None;
     }
-    shared.metrics.reject("unauthorized");
     let mut response = refuse(StatusCode::UNAUTHORIZED, "missing or invalid credentials\n");
     response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(credentials.challenge()));
     Some(response)
 }
 
+/// The webhook surface.
+pub(super) fn router(shared: Arc<Shared>) -> axum::Router {
+    axum::Router::new().route("/webhook", axum::routing::post(webhook)).with_state(shared)
+}
+
 /// The webhook handler.
-pub(super) async fn webhook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
+async fn webhook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
     shared.metrics.webhooks_received.inc();
     let runtime = shared.runtime();
-    if let Some(response) = refuse_unauthorized(&shared, &runtime.credentials, &headers) {
+    if let Some(response) = refuse_unauthorized(&runtime.credentials, &headers) {
+        shared.metrics.reject("unauthorized");
         return response;
     }
     let limit =
@@ -187,10 +195,14 @@ pub(crate) async fn commit(
     let window = runtime.config.dedup_window.get();
     let dedup_key = (!window.is_zero()).then(|| dedup::key(&notification));
     let dedup_since = received_at - chrono::Duration::from_std(window).unwrap_or_default();
-    let committed =
-        shared.store.ingest(NewNotification { received_at, notification, dedup_key, dedup_since, deliveries }).await;
+    let activity = super::activity::Accepted::of(&notification, &deliveries);
+    let committed = shared
+        .store
+        .ingest(NewNotification { received_at, notification, dedup_key, dedup_since, deliveries, message: None })
+        .await;
     match committed {
-        Ok(Ingested::Accepted { deliveries, .. }) => {
+        Ok(Ingested::Accepted { notification_id, deliveries }) => {
+            activity.log(notification_id);
             shared.metrics.notifications_accepted.inc();
             shared.rows_accepted.fetch_add(deliveries as u64, Ordering::Relaxed);
             shared.queue_depth.fetch_add(deliveries as u64, Ordering::Relaxed);

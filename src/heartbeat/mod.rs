@@ -24,6 +24,8 @@ pub use config::Config;
 use crate::bridge::clock::{Clock, SystemClock};
 use crate::config::types::{Secret, read_secret_file};
 use chrono::{DateTime, Utc};
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use notify::Notifier;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -37,7 +39,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use store::{Ping, Store, StoreError};
 use tokio::sync::{Notify, watch};
-use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
 
 /// Every metric family the heartbeats emit, as it appears in a scrape.
 pub const METRIC_NAMES: &[&str] = &[
@@ -389,7 +391,8 @@ impl Shared {
 pub struct Heartbeats {
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    tasks: Mutex<Vec<BoxFuture<'static, ()>>>,
+    running: TaskTracker,
 }
 
 impl std::fmt::Debug for Heartbeats {
@@ -426,9 +429,19 @@ impl Heartbeats {
             wake: Notify::new(),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let task = tokio::spawn(run_evaluator(Arc::clone(&shared), shutdown_rx));
+        let task = run_evaluator(Arc::clone(&shared), shutdown_rx).boxed();
         tracing::info!(checks = config.checks.len(), "Heartbeats started.");
-        Ok(Heartbeats { shared, shutdown, tasks: Mutex::new(vec![task]) })
+        Ok(Heartbeats { shared, shutdown, tasks: Mutex::new(vec![task]), running: TaskTracker::new() })
+    }
+
+    /// The evaluator, for the caller to spawn; empty after the first call.
+    /// It ends after [`Heartbeats::shutdown`].
+    pub fn take_tasks(&self) -> Vec<BoxFuture<'static, ()>> {
+        let tasks = match self.tasks.lock() {
+            Ok(mut tasks) => std::mem::take(&mut *tasks),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        };
+        tasks.into_iter().map(|task| self.running.track_future(task).boxed()).collect()
     }
 
     /// Routes that never need the operator login: `/ping/…` and
@@ -467,16 +480,11 @@ impl Heartbeats {
             .collect()
     }
 
-    /// Stops the evaluator.
+    /// Stops the evaluator and waits for it.
     pub async fn shutdown(&self) {
         self.shutdown.send_replace(true);
-        let tasks = match self.tasks.lock() {
-            Ok(mut tasks) => std::mem::take(&mut *tasks),
-            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
-        };
-        for task in tasks {
-            let _ = task.await;
-        }
+        self.running.close();
+        self.running.wait().await;
     }
 }
 

@@ -101,6 +101,7 @@ fn build(
         notification_reason: None,
         route_labels: LabelSet::new(),
         title: None,
+        message: None,
     }
 }
 

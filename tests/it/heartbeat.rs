@@ -63,6 +63,9 @@ impl TestHeartbeats {
         let heartbeats = Heartbeats::start_with_clock(Arc::new(config), &mut registry, notifier, clock.clone())
             .await
             .expect("test setup");
+        for task in heartbeats.take_tasks() {
+            tokio::spawn(task);
+        }
         let router = heartbeats.open_router().merge(heartbeats.api_router());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("test setup");
         let address = listener.local_addr().expect("test setup");
@@ -467,7 +470,7 @@ async fn late_down_up_reach_the_real_smtp_peer() {
 
 #[tokio::test]
 async fn in_the_app_pings_need_no_operator_login_but_the_api_does() {
-    use checkit::http::exporter::Options;
+    use checkit::app::Options;
     use checkit::http::webconfig::Web;
     let dir = tempfile::tempdir().expect("dir");
     let hash = bcrypt::hash("s3cret", 4).expect("hash");
