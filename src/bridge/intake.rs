@@ -1,5 +1,6 @@
-//! `POST /webhook`: auth → size → parse → back-pressure → route → durable
-//! commit → 2xx.
+//! The Alertmanager/Grafana webhook source, `POST /webhook`: auth → size →
+//! parse into events → [`submit`](super::submit) (back-pressure, route,
+//! durable commit) → 2xx.
 //!
 //! The status codes follow the bridge's inbound contract: 401 for missing or
 //! wrong credentials, 413 for bodies over `max_body_size`, 400 with the
@@ -12,9 +13,9 @@
 
 use super::Shared;
 use super::config::Config;
-use super::dedup;
+use super::event::Batch;
 use super::payload;
-use super::store::{Ingested, NewNotification};
+use super::submit::{self, SubmitError, Submitted};
 use crate::config::types::{Secret, read_secret_file};
 use axum::body::Body;
 use axum::extract::State;
@@ -23,7 +24,6 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use http_body_util::BodyExt;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 /// Inbound credentials, read from their files at start and on reload.
 #[derive(Debug, Clone, Default)]
@@ -83,7 +83,7 @@ impl Credentials {
 }
 
 /// Compares secrets without an early exit that would leak their prefix.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -153,17 +153,8 @@ async fn webhook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bo
             return refuse(StatusCode::BAD_REQUEST, format!("{err}\n"));
         }
     };
-    let max_queue = runtime.config.max_queue;
-    if shared.queue_depth.load(Ordering::Relaxed) >= max_queue {
-        shared.metrics.reject("queue_full");
-        tracing::warn!(max_queue, "Refused a webhook: the outbox is full.");
-        return refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("outbox full ({max_queue} messages pending); retry later\n"),
-        );
-    }
-    match commit(&shared, notification, received_at).await {
-        Ok(Ingested::Accepted { notification_id, deliveries }) => {
+    match submit::submit(&shared, Batch::from_webhook(notification)).await {
+        Ok(Submitted::Accepted { notification_id, deliveries }) => {
             let body = serde_json::json!({
                 "status": "accepted",
                 "notification": notification_id,
@@ -171,51 +162,21 @@ async fn webhook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bo
             });
             (StatusCode::OK, axum::Json(body)).into_response()
         }
-        Ok(Ingested::Duplicate) => {
+        Ok(Submitted::Duplicate) => {
             (StatusCode::OK, axum::Json(serde_json::json!({"status": "duplicate"}))).into_response()
         }
         Err(err) => {
-            shared.metrics.reject("unavailable");
-            tracing::error!(error = %err, "Cannot commit a notification; answering 503.");
-            refuse(StatusCode::SERVICE_UNAVAILABLE, format!("storage unavailable: {err}\n"))
-        }
-    }
-}
-
-/// Routes `notification`, applies the dedup window and commits it with its
-/// outbox rows: the one durable entry of the bridge, shared by the webhook
-/// and checkit's own alert sources (heartbeats).
-pub(crate) async fn commit(
-    shared: &Shared,
-    notification: payload::Notification,
-    received_at: chrono::DateTime<chrono::Utc>,
-) -> Result<Ingested, super::store::StoreError> {
-    let runtime = shared.runtime();
-    let deliveries = runtime.routing.route(&notification, received_at);
-    let window = runtime.config.dedup_window.get();
-    let dedup_key = (!window.is_zero()).then(|| dedup::key(&notification));
-    let dedup_since = received_at - chrono::Duration::from_std(window).unwrap_or_default();
-    let activity = super::activity::Accepted::of(&notification, &deliveries);
-    let committed = shared
-        .store
-        .ingest(NewNotification { received_at, notification, dedup_key, dedup_since, deliveries, message: None })
-        .await;
-    match committed {
-        Ok(Ingested::Accepted { notification_id, deliveries }) => {
-            activity.log(notification_id);
-            shared.metrics.notifications_accepted.inc();
-            shared.rows_accepted.fetch_add(deliveries as u64, Ordering::Relaxed);
-            shared.queue_depth.fetch_add(deliveries as u64, Ordering::Relaxed);
-            if deliveries > 0 {
-                shared.wake.notify_waiters();
+            shared.metrics.reject(err.reason());
+            if let SubmitError::Unavailable(_) = err {
+                tracing::error!(error = %err, "Cannot commit a notification; answering 503.");
             }
+            let status = match err {
+                SubmitError::Batch(_) => StatusCode::BAD_REQUEST,
+                SubmitError::QueueFull { .. } | SubmitError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            refuse(status, format!("{err}\n"))
         }
-        Ok(Ingested::Duplicate) => {
-            shared.metrics.deduplicated.inc();
-        }
-        Err(_) => {}
     }
-    committed
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! The Alertmanager bridge: webhooks in, messages to people out.
 //!
-//! - `intake`: `POST /webhook` — auth, size, parse, route, durable commit, 2xx.
+//! - `event`, `submit`: the one input — every source turns what it received
+//!   into [`event::Event`]s and commits them with [`Bridge::submit`].
+//! - `intake`: the webhook source, `POST /webhook` — auth, size, parse, submit, 2xx.
 //! - `payload`: Alertmanager v4 / Grafana v1 bodies, normalised.
 //! - `route`, `matcher`: which contacts hear about which alerts.
 //! - `dedup`: the idempotency key that makes HA peers and retries count once.
@@ -12,13 +14,16 @@
 //! - `history`: `GET /api/v1/deliveries`. `metrics`: `checkit_bridge_*`.
 //! - `messages`: the message API (`POST`/`GET /api/v1/messages`) for other systems;
 //!   `send`: the `checkit send` client of it.
+//! - `ack`: acknowledge links, Alertmanager silences and the resolution poller.
 //! - `clock`: every time decision reads a [`clock::Clock`], so tests move time by hand.
 
+pub mod ack;
 pub mod activity;
 pub mod channels;
 pub mod clock;
 pub mod config;
 pub mod dedup;
+pub mod event;
 pub mod history;
 pub mod intake;
 pub mod matcher;
@@ -33,6 +38,7 @@ pub mod render;
 pub mod route;
 pub mod send;
 pub mod store;
+pub mod submit;
 
 pub use config::Config;
 
@@ -80,6 +86,8 @@ pub(crate) struct Runtime {
     pub(crate) bypass: HashMap<String, Vec<matcher::Matchers>>,
     /// Message API tokens.
     pub(crate) tokens: messages::Tokens,
+    /// The acknowledge-link key and settings, when configured.
+    pub(crate) acks: Option<ack::Acks>,
 }
 
 impl Runtime {
@@ -89,6 +97,7 @@ impl Runtime {
             routing: route::Routing::new(&config),
             credentials: intake::Credentials::load(&config).map_err(Error::Config)?,
             tokens: messages::Tokens::load(&config.messages).map_err(Error::Config)?,
+            acks: config.acknowledgement.as_ref().map(ack::Acks::load).transpose().map_err(Error::Config)?,
             channels: channels::Channels::new(&config.channels)?,
             templates: render::Templates::new(&config.templates).map_err(Error::Templates)?,
             config,
@@ -149,20 +158,6 @@ impl std::fmt::Debug for Bridge {
     }
 }
 
-/// Commits notifications from inside the process; cheap to clone.
-#[derive(Clone)]
-pub struct Submitter(Arc<Shared>);
-
-impl Submitter {
-    /// Routes and durably commits `notification`, stamped with the bridge's
-    /// clock. Unlike the webhook it is not refused when the outbox is full:
-    /// internal sources are bounded (one alert per check and kind) and must
-    /// not lose what they raise.
-    pub async fn submit(&self, notification: payload::Notification) -> Result<store::Ingested, StoreError> {
-        intake::commit(&self.0, notification, self.0.clock.now()).await
-    }
-}
-
 /// How often queue gauges and the back-pressure count are refreshed.
 const STATS_INTERVAL: Duration = Duration::from_secs(2);
 /// How often old history and state are deleted.
@@ -204,6 +199,7 @@ impl Bridge {
         for _ in 0..config.workers.max(1) {
             tasks.push(outbox::run_worker(Arc::clone(&shared), shutdown_rx.clone()).boxed());
         }
+        tasks.push(ack::run_poller(Arc::clone(&shared), shutdown_rx.clone()).boxed());
         tasks.push(run_housekeeping(Arc::clone(&shared), shutdown_rx).boxed());
         match &config.store.sqlite {
             // The absolute path: a relative default lands in the working directory.
@@ -229,10 +225,14 @@ impl Bridge {
         tasks.into_iter().map(|task| self.running.track_future(task).boxed()).collect()
     }
 
-    /// A handle that commits notifications of checkit's own alert sources
-    /// (heartbeats) exactly as the webhook commits Alertmanager's.
-    pub fn submitter(&self) -> Submitter {
-        Submitter(Arc::clone(&self.shared))
+    /// Commits `batch` durably (see [`submit`]); the one way in for every source.
+    pub async fn submit(&self, batch: event::Batch) -> Result<submit::Submitted, submit::SubmitError> {
+        submit::submit(&self.shared, batch).await
+    }
+
+    /// A handle on [`Bridge::submit`] for sources that live apart from the bridge.
+    pub fn submitter(&self) -> submit::Submitter {
+        submit::Submitter(Arc::clone(&self.shared))
     }
 
     /// The webhook surface: `POST /webhook`.
@@ -250,9 +250,14 @@ impl Bridge {
         messages::router(Arc::clone(&self.shared))
     }
 
+    /// The acknowledgement surface: `/ack/{token}` and `GET /api/v1/acknowledgements`.
+    pub fn ack_router(&self) -> axum::Router {
+        ack::router(Arc::clone(&self.shared))
+    }
+
     /// Every surface on one router (tests serve it directly).
     pub fn router(&self) -> axum::Router {
-        self.webhook_router().merge(self.deliveries_router()).merge(self.messages_router())
+        self.webhook_router().merge(self.deliveries_router()).merge(self.messages_router()).merge(self.ack_router())
     }
 
     /// Swaps contacts, groups, routes, channels, templates, auth and tuning.

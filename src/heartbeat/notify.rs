@@ -6,32 +6,33 @@
 use super::Entry;
 use super::config::Config;
 use super::state::{AlertKind, Record};
-use crate::bridge::payload::{Alert, LabelSet, Notification, Status, fingerprint};
+use crate::bridge::event::{Batch, Event, Group, Links, Source};
+use crate::bridge::payload::{LabelSet, Status};
 use chrono::{DateTime, SecondsFormat, Utc};
 
 /// Where heartbeat alerts go: the bridge, or the log when no bridge runs.
 #[derive(Clone)]
 pub enum Notifier {
     /// Committed to the bridge's store and delivered by its outbox.
-    Bridge(crate::bridge::Submitter),
+    Bridge(crate::bridge::submit::Submitter),
     /// No bridge configured: alerts are logged (and visible on the API and
     /// `/metrics`) only.
     Log,
 }
 
 impl Notifier {
-    /// Submits one notification; `Ok` means it was durably accepted.
-    pub async fn submit(&self, notification: Notification) -> Result<(), String> {
+    /// Submits one batch; `Ok` means it was durably accepted (or already
+    /// was). On an error nothing was stored and the caller retries.
+    pub async fn submit(&self, batch: Batch) -> Result<(), String> {
         match self {
-            Notifier::Bridge(submitter) => {
-                submitter.submit(notification).await.map(|_| ()).map_err(|err| err.to_string())
-            }
+            Notifier::Bridge(submitter) => submitter.submit(batch).await.map(|_| ()).map_err(|err| err.to_string()),
             Notifier::Log => {
-                for alert in &notification.alerts {
+                for event in &batch.events {
+                    let label = |name: &str| event.labels.get(name).cloned().unwrap_or_default();
                     tracing::warn!(
-                        alertname = alert.name(),
-                        check = alert.labels.get("check").map(String::as_str).unwrap_or(""),
-                        status = alert.status.as_str(),
+                        alertname = label("alertname"),
+                        check = label("check"),
+                        status = event.status.as_str(),
                         "Heartbeat alert (no bridge configured to deliver it)."
                     );
                 }
@@ -67,42 +68,25 @@ fn build(
     summary: String,
     since: DateTime<Utc>,
     ended: Option<DateTime<Utc>>,
-) -> Notification {
+) -> Batch {
     let status = if ended.is_some() { Status::Resolved } else { Status::Firing };
-    let mut annotations = LabelSet::new();
-    annotations.insert("summary".into(), summary);
-    let alert = Alert {
+    let group_labels = ["alertname", "check"]
+        .into_iter()
+        .filter_map(|name| labels.get(name).map(|value| (name.to_string(), value.clone())))
+        .collect();
+    let event = Event {
+        source: Source::Check,
         status,
-        fingerprint: fingerprint(&labels),
-        labels: labels.clone(),
-        annotations: annotations.clone(),
+        labels,
+        annotations: [("summary".to_string(), summary)].into(),
         starts_at: Some(since),
         ends_at: ended,
-        generator_url: String::new(),
-        silence_url: None,
-        dashboard_url: None,
-        panel_url: None,
-        image_url: None,
-        value_string: None,
+        fingerprint: None,
+        links: Links::default(),
     };
-    let check = labels.get("check").cloned().unwrap_or_default();
-    let alertname = labels.get("alertname").cloned().unwrap_or_default();
-    Notification {
-        version: "4".into(),
-        receiver: config.receiver.clone(),
-        status,
-        alerts: vec![alert],
-        group_labels: [("alertname".to_string(), alertname.clone()), ("check".to_string(), check.clone())].into(),
-        common_labels: labels,
-        common_annotations: annotations,
-        external_url: String::new(),
-        group_key: format!("{{}}:{{alertname=\"{alertname}\", check=\"{check}\"}}"),
-        truncated_alerts: 0,
-        notification_reason: None,
-        route_labels: LabelSet::new(),
-        title: None,
-        message: None,
-    }
+    let mut batch = Batch::single(event);
+    batch.group = Group { receiver: config.receiver.clone(), labels: group_labels, ..Group::default() };
+    batch
 }
 
 fn labels(name: &str, kind: AlertKind, extra: &LabelSet) -> LabelSet {
@@ -121,19 +105,13 @@ pub(crate) fn notification(
     kind: AlertKind,
     since: DateTime<Utc>,
     ended: Option<DateTime<Utc>>,
-) -> Notification {
+) -> Batch {
     let labels = labels(&entry.check.name, kind, &entry.check.labels);
     build(config, labels, summary(entry, record, kind), since, ended)
 }
 
 /// The resolution of `kind` for a check that a reload removed.
-pub(crate) fn removed(
-    config: &Config,
-    name: &str,
-    kind: AlertKind,
-    since: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Notification {
+pub(crate) fn removed(config: &Config, name: &str, kind: AlertKind, since: DateTime<Utc>, now: DateTime<Utc>) -> Batch {
     let labels = labels(name, kind, &LabelSet::new());
     build(config, labels, format!("{name}: removed from the config"), since, Some(now))
 }
@@ -150,11 +128,13 @@ mod tests {
         let extra: LabelSet = [("team".to_string(), "ops".to_string())].into();
         let firing = build(&config, labels("backup", AlertKind::Missing, &extra), "s".into(), since, None);
         let resolved = build(&config, labels("backup", AlertKind::Missing, &extra), "s".into(), since, Some(since));
+        let (firing, resolved) = (firing.into_notification().unwrap(), resolved.into_notification().unwrap());
         assert_eq!(firing.status, Status::Firing);
         assert_eq!(resolved.status, Status::Resolved);
         assert_eq!(firing.alerts[0].fingerprint, resolved.alerts[0].fingerprint);
         assert_eq!(firing.alerts[0].labels["alertname"], "HeartbeatMissing");
         assert_eq!(firing.alerts[0].labels["team"], "ops");
         assert_eq!(firing.receiver, "heartbeats");
+        assert_eq!(firing.group_labels.len(), 2);
     }
 }

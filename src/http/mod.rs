@@ -43,12 +43,22 @@ pub fn open(surfaces: impl IntoIterator<Item = Router>, route_prefix: &str) -> R
 /// of every listener.
 async fn web_layer(State(web): State<Arc<Web>>, request: Request, next: Next) -> Response {
     let authorization = request.headers().get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
-    if !web.authorize(authorization) {
-        return Response::builder()
-            .status(StatusCode::UNAUTHORIZED)
-            .header(header::WWW_AUTHENTICATE, "Basic")
-            .body(Body::from("Unauthorized\n"))
-            .unwrap_or_default();
+    match web.authorize(authorization).await {
+        webconfig::Authorization::Allowed => {}
+        webconfig::Authorization::Denied => {
+            return Response::builder()
+                .status(StatusCode::UNAUTHORIZED)
+                .header(header::WWW_AUTHENTICATE, "Basic")
+                .body(Body::from("Unauthorized\n"))
+                .unwrap_or_default();
+        }
+        webconfig::Authorization::Busy => {
+            return Response::builder()
+                .status(StatusCode::SERVICE_UNAVAILABLE)
+                .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+                .body(Body::from("Too many password checks in progress; try again later\n"))
+                .unwrap_or_default();
+        }
     }
     let mut response = next.run(request).await;
     for (name, value) in web.headers.iter() {

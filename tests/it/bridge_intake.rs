@@ -212,3 +212,37 @@ async fn accepted_notifications_survive_a_restart() {
     assert_eq!(recorder.count(), 2, "one failed attempt, one after restart");
     bridge.stop().await;
 }
+
+/// A source other than the webhook (a scheduled check) enters through the
+/// same durable submit: committed before it returns, routed, delivered, and
+/// an identical repeat counted once.
+#[tokio::test]
+async fn a_check_event_enters_through_submit_and_is_delivered() {
+    use checkit::bridge::event::{Batch, Event, Links, Source};
+    use checkit::bridge::payload::Status;
+    use checkit::bridge::submit::Submitted;
+    let bridge = log_bridge("").await;
+    let event = Event {
+        source: Source::Check,
+        status: Status::Firing,
+        labels: [("alertname", "CheckFailed"), ("check", "homepage")]
+            .into_iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect(),
+        annotations: [("summary".to_string(), "homepage answers 500".to_string())].into_iter().collect(),
+        starts_at: None,
+        ends_at: None,
+        fingerprint: None,
+        links: Links::default(),
+    };
+    let submitter = bridge.bridge().submitter();
+    let first = submitter.submit(Batch::single(event.clone())).await.expect("committed");
+    assert!(matches!(first, Submitted::Accepted { deliveries: 1, .. }), "{first:?}");
+    let page = bridge.wait_for_outcome("sent", 1).await;
+    assert_eq!(page["items"][0]["contact"], "ops", "{page}");
+    let repeat = bridge.bridge().submit(Batch::single(event)).await.expect("committed");
+    assert_eq!(repeat, Submitted::Duplicate);
+    assert_eq!(bridge.metric("checkit_bridge_notifications_accepted_total"), 1.0);
+    assert_eq!(bridge.metric("checkit_bridge_notifications_deduplicated_total"), 1.0);
+    assert_eq!(bridge.metric("checkit_bridge_webhooks_received_total"), 0.0);
+}
