@@ -76,6 +76,7 @@ pub struct App {
     exporter: Arc<Exporter>,
     bridge: Option<Bridge>,
     checks: Option<crate::checks::Checks>,
+    heartbeats: Option<crate::heartbeat::Heartbeats>,
     reload_lock: tokio::sync::Mutex<()>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -120,6 +121,18 @@ impl App {
         *telemetry.registry.lock().map_err(|_| poisoned())? = registry;
         let bridge = bridge.transpose()?;
         let checks = checks.transpose()?;
+        let heartbeats = match &config.heartbeats {
+            Some(heartbeat_config) => {
+                use crate::heartbeat::notify::Notifier;
+                let notifier = bridge.as_ref().map_or(Notifier::Log, |bridge| Notifier::Bridge(bridge.submitter()));
+                let mut registry = std::mem::take(&mut *telemetry.registry.lock().map_err(|_| poisoned())?);
+                let started =
+                    crate::heartbeat::Heartbeats::start(heartbeat_config.clone(), &mut registry, notifier).await;
+                *telemetry.registry.lock().map_err(|_| poisoned())? = registry;
+                Some(started?)
+            }
+            None => None,
+        };
         let config = Arc::new(Live::new(config));
         let app = Arc::new_cyclic(|app: &Weak<App>| {
             let app = app.clone();
@@ -150,6 +163,7 @@ impl App {
                 exporter: Arc::new(exporter),
                 bridge,
                 checks,
+                heartbeats,
                 reload_lock: tokio::sync::Mutex::new(()),
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
@@ -157,6 +171,11 @@ impl App {
         });
         if let Some(bridge) = &app.bridge {
             for task in bridge.take_tasks() {
+                app.tasks.spawn(task);
+            }
+        }
+        if let Some(heartbeats) = &app.heartbeats {
+            for task in heartbeats.take_tasks() {
                 app.tasks.spawn(task);
             }
         }
@@ -180,6 +199,16 @@ impl App {
             Ok(config) => {
                 if let (Some(bridge), Some(bridge_config)) = (&self.bridge, &config.bridge) {
                     bridge.reload(bridge_config.clone());
+                }
+                if let (Some(heartbeats), Some(heartbeat_config)) = (&self.heartbeats, &config.heartbeats) {
+                    if let Err(err) = heartbeats.reload(heartbeat_config.clone()) {
+                        self.telemetry.reloaded(false);
+                        tracing::error!(error = %err, "Error reloading config");
+                        return Err(err.to_string());
+                    }
+                }
+                if config.heartbeats.is_some() != self.heartbeats.is_some() {
+                    tracing::warn!("Enabling or disabling heartbeats takes effect after a restart");
                 }
                 if config.bridge.is_some() != self.bridge.is_some() {
                     tracing::warn!("Enabling or disabling the bridge takes effect after a restart");
@@ -237,7 +266,10 @@ impl App {
             surfaces.extend(self.bridge_surfaces());
         }
         surfaces.extend(self.checks.iter().map(crate::checks::Checks::router));
-        http::compose(surfaces, &self.options.route_prefix, &self.web)
+        surfaces.extend(self.heartbeats.iter().map(|heartbeats| heartbeats.api_router()));
+        let guarded = http::compose(surfaces, &self.options.route_prefix, &self.web);
+        let open = self.heartbeats.iter().map(|heartbeats| heartbeats.open_router());
+        guarded.merge(http::open(open, &self.options.route_prefix))
     }
 
     /// The router of `bridge.listen_address`, behind the same web layer.
@@ -311,6 +343,9 @@ impl App {
         self.stop();
         if let Some(checks) = &self.checks {
             checks.shutdown().await;
+        }
+        if let Some(heartbeats) = &self.heartbeats {
+            heartbeats.shutdown().await;
         }
         if let Some(bridge) = &self.bridge {
             bridge.shutdown().await;

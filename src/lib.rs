@@ -10,6 +10,7 @@
 //! - `probe`: one file per prober behind one enum; a fresh registry per probe.
 //! - `bridge`: Alertmanager/Grafana webhooks to people, with a durable outbox.
 //! - `checks`: scheduled checks — state, history, uptime, notifications, API.
+//! - `heartbeat`: checks that ping in (`/ping/…`); silence becomes an alert.
 //! - `telemetry`, `logging`: `/metrics` (with the `process_*` families) and logs.
 
 pub mod app;
@@ -17,6 +18,7 @@ pub mod bridge;
 pub mod checks;
 pub mod cli;
 pub mod config;
+pub mod heartbeat;
 pub mod http;
 pub mod logging;
 pub mod probe;

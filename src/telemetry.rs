@@ -293,6 +293,7 @@ pub fn metric_names() -> impl Iterator<Item = &'static str> {
         .chain(process::METRIC_NAMES)
         .chain(crate::bridge::metrics::METRIC_NAMES)
         .chain(crate::checks::metrics::METRIC_NAMES)
+        .chain(crate::heartbeat::METRIC_NAMES)
         .copied()
 }
 

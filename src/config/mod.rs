@@ -110,6 +110,9 @@ pub struct Config {
     /// Scheduled checks (`checks:`, `check_files:`, `check_options:`).
     #[serde(skip)]
     pub checks: std::sync::Arc<crate::checks::config::Settings>,
+    /// Heartbeat checks, when configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heartbeats: Option<std::sync::Arc<crate::heartbeat::Config>>,
     /// The directory relative paths were resolved against (the config
     /// file's, else the working directory); see [`paths`].
     #[serde(skip)]
@@ -131,6 +134,8 @@ struct RawConfig {
     check_files: Option<yaml::Value>,
     #[serde(default)]
     check_options: Option<yaml::Value>,
+    #[serde(default)]
+    heartbeats: Option<yaml::Value>,
 }
 
 impl Config {
@@ -204,6 +209,7 @@ impl Config {
             &modules,
             &mut problems,
         );
+        let heartbeats = section(raw.heartbeats, "heartbeats", &mut problems, crate::heartbeat::Config::validate);
         if !problems.is_empty() {
             return Err(Error::Invalid(problems.0));
         }
@@ -215,6 +221,7 @@ impl Config {
             module_yaml,
             bridge,
             checks: std::sync::Arc::new(checks),
+            heartbeats,
             base_dir: base_dir.to_path_buf(),
         })
     }
@@ -240,6 +247,27 @@ impl Config {
     /// The config as YAML with defaults filled in and secrets hidden (`/config`).
     pub fn to_yaml(&self) -> String {
         yaml::to_string(self)
+    }
+}
+
+/// Decodes and validates an optional top-level section (absent or `null`:
+/// `None`), recording every problem under `path`.
+fn section<T: serde::de::DeserializeOwned>(
+    value: Option<yaml::Value>,
+    path: &str,
+    problems: &mut Problems,
+    validate: impl Fn(&T, &str, &mut Problems),
+) -> Option<std::sync::Arc<T>> {
+    let value = value.filter(|value| !value.is_null())?;
+    match yaml::from_value::<T>(value, path) {
+        Ok(decoded) => {
+            validate(&decoded, path, problems);
+            Some(std::sync::Arc::new(decoded))
+        }
+        Err(problem) => {
+            problems.0.push(problem);
+            None
+        }
     }
 }
 

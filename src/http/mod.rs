@@ -24,10 +24,17 @@ use webconfig::Web;
 
 /// Merges `surfaces` under `route_prefix` (`/` for none) behind the web layer.
 pub fn compose(surfaces: impl IntoIterator<Item = Router>, route_prefix: &str, web: &Web) -> Router {
+    open(surfaces, route_prefix).layer(middleware::from_fn_with_state(Arc::new(web.clone()), web_layer))
+}
+
+/// Merges `surfaces` under `route_prefix` with no web layer: for surfaces
+/// whose callers authenticate by their own secret (heartbeat pings carry a
+/// UUID or ping key, pushed results a per-check token), merged beside a
+/// [`compose`]d router so jobs never need the operator's login.
+pub fn open(surfaces: impl IntoIterator<Item = Router>, route_prefix: &str) -> Router {
     let routes = surfaces.into_iter().fold(Router::new(), Router::merge);
     let prefix = route_prefix.trim_end_matches('/');
-    let routes = if prefix.is_empty() { routes } else { Router::new().nest(prefix, routes) };
-    routes.layer(middleware::from_fn_with_state(Arc::new(web.clone()), web_layer))
+    if prefix.is_empty() { routes } else { Router::new().nest(prefix, routes) }
 }
 
 /// Basic auth and extra headers from `--web.config.file`, on every endpoint

@@ -18,7 +18,7 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 }
 
 /// The `bridge.channels.email` block for `smtp`, secrets in `dir`.
-fn email_block(smtp: &SmtpServer, dir: &Path) -> String {
+pub fn email_block(smtp: &SmtpServer, dir: &Path) -> String {
     let password = write(dir, "smtp-password", &smtp.password);
     format!(
         "  email:\n    smarthost: localhost\n    port: {}\n    from: 'checkit <alerts@checkit.test>'\n    \

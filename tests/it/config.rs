@@ -210,8 +210,25 @@ fn example_yml_is_the_concatenation_of_examples_d() {
 #[test]
 fn config_readme_is_the_concatenation_of_reference_d() {
     const ORDER: &[&str] = &[
-        "overview", "http", "tcp", "unix", "icmp", "dns", "grpc", "postgres", "mysql", "mssql", "ftp", "imap", "smtp",
-        "pop3", "tls", "rdap", "bridge", "checks",
+        "overview",
+        "http",
+        "tcp",
+        "unix",
+        "icmp",
+        "dns",
+        "grpc",
+        "postgres",
+        "mysql",
+        "mssql",
+        "ftp",
+        "imap",
+        "smtp",
+        "pop3",
+        "tls",
+        "rdap",
+        "bridge",
+        "checks",
+        "heartbeats",
     ];
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     let mut on_disk: Vec<String> = std::fs::read_dir(root.join("reference.d"))

@@ -16,6 +16,7 @@ mod compat_net;
 mod config;
 mod exporter;
 mod hardening;
+mod heartbeat;
 mod ops_dashboards;
 mod ops_docker;
 mod ops_examples;

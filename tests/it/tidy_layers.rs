@@ -9,7 +9,7 @@ use std::path::Path;
 /// a narrower exception). Its own paths are always allowed.
 const LAYERS: &[(&str, &[&str])] = &[
     // The composition root builds everything.
-    ("app", &["bridge", "checks", "config", "http", "logging", "probe", "telemetry"]),
+    ("app", &["bridge", "checks", "config", "heartbeat", "http", "logging", "probe", "telemetry"]),
     // Flags, handed to `app`; `checkit probe` and `checkit send` run a part directly.
     ("cli", &["app", "bridge", "config", "http", "logging", "probe"]),
     // Surfaces parse, call one service, map errors; the bridge's own surfaces
@@ -19,12 +19,14 @@ const LAYERS: &[(&str, &[&str])] = &[
     // PostgreSQL TLS adapter from `probe` until they move to a shared `net`.
     ("bridge", &["config", "probe::tls", "probe::postgres"]),
     // Only the lists of the bridge's and the checks' metric names, to join them with the exporter's.
-    ("telemetry", &["bridge::metrics", "checks::metrics::METRIC_NAMES"]),
+    ("telemetry", &["bridge::metrics", "checks::metrics::METRIC_NAMES", "heartbeat::METRIC_NAMES"]),
     // Debt (issue 8): config still names the probe and bridge block types;
     // it becomes a leaf when each part decodes its own block.
-    ("config", &["bridge", "checks::config", "probe"]),
+    ("config", &["bridge", "checks::config", "heartbeat::Config", "probe"]),
     // Scheduled checks run probes and hand transitions to the pipeline.
     ("checks", &["bridge", "config", "probe"]),
+    // Heartbeats hand missed or failed runs to the pipeline.
+    ("heartbeat", &["bridge", "config"]),
     // Probers import nothing above them.
     ("probe", &["config"]),
     ("logging", &[]),
