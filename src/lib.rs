@@ -6,6 +6,7 @@
 //! - `server`: the HTTP endpoints (`/probe`, `/metrics`, reload, `/logs`), on
 //!   an already-bound listener so tests run the real app on port 0.
 //! - `bridge`: Alertmanager/Grafana webhooks to people, with a durable outbox.
+//! - `web`: the operator UI under `/ui/`, status pages, badges, their assets.
 //! - `cli`, `logging`, `telemetry`, `history`, `webconfig`: the process around them.
 
 pub mod bridge;
@@ -16,4 +17,5 @@ pub mod logging;
 pub mod probe;
 pub mod server;
 pub mod telemetry;
+pub mod web;
 pub mod webconfig;

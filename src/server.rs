@@ -137,6 +137,22 @@ impl App {
         }
     }
 
+    /// The running bridge, when configured.
+    pub fn bridge(&self) -> Option<&crate::bridge::Bridge> {
+        self.bridge.as_ref()
+    }
+
+    /// The web config (users, TLS, headers).
+    pub fn web(&self) -> &Web {
+        &self.web
+    }
+
+    /// The route prefix as a path that starts and ends with `/`, for links.
+    pub fn base_path(&self) -> String {
+        let prefix = self.options.route_prefix.trim_matches('/');
+        if prefix.is_empty() { "/".into() } else { format!("/{prefix}/") }
+    }
+
     /// The bridge's routes, for a listener of their own (`bridge.listen_address`).
     pub fn bridge_router(&self) -> Option<Router> {
         self.bridge.as_ref().map(|bridge| bridge.router())
@@ -161,7 +177,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/-/ready", any(|| async { "Ready" }))
         .route("/config", get(config_handler))
         .route("/logs", get(logs_handler));
-    let mut routes: Router = routes.with_state(app.clone());
+    let mut routes: Router = routes.with_state(app.clone()).merge(crate::web::router(app.clone()));
     if let Some(bridge) = &app.bridge {
         if app.config().bridge.as_ref().is_none_or(|bridge| bridge.listen_address.is_none()) {
             routes = routes.merge(bridge.router());
@@ -172,10 +188,16 @@ pub fn router(app: Arc<App>) -> Router {
     routes.layer(middleware::from_fn_with_state(app, web_layer))
 }
 
-/// Basic auth and extra headers from `--web.config.file`, on every endpoint.
+/// Basic auth and extra headers from `--web.config.file`, on every endpoint
+/// except the public ones (`web::is_public`).
 async fn web_layer(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
     let authorization = request.headers().get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
-    if !app.web.authorize(authorization) {
+    let prefix = app.options.route_prefix.trim_end_matches('/');
+    let path = request.uri().path();
+    // Public routes need no login, but credentials that are sent must be
+    // right, as everywhere else.
+    let public = authorization.is_none() && path.strip_prefix(prefix).is_some_and(crate::web::is_public);
+    if !public && !app.web.authorize(authorization) {
         return Response::builder()
             .status(StatusCode::UNAUTHORIZED)
             .header(header::WWW_AUTHENTICATE, "Basic")
@@ -412,7 +434,7 @@ async fn index(State(app): State<Arc<App>>) -> Html<String> {
          <p>A blackbox_exporter-compatible probe exporter and alert bridge.</p>\n<ul>\n\
          <li><a href=\"probe?target=prometheus.io&module=http_2xx\">Probe prometheus.io for http_2xx</a></li>\n\
          <li><a href=\"probe?target=prometheus.io&module=http_2xx&debug=true\">Debug probe prometheus.io for http_2xx</a></li>\n\
-         <li><a href=\"metrics\">Metrics</a></li>\n<li><a href=\"config\">Configuration</a></li>\n{bridge}\n</ul>\n\
+         <li><a href=\"ui/\">Web UI</a></li>\n<li><a href=\"metrics\">Metrics</a></li>\n<li><a href=\"config\">Configuration</a></li>\n{bridge}\n</ul>\n\
          <h2>Recent Probes</h2>\n<table border=\"1\" cellpadding=\"4\"><tr><th>Module</th><th>Target</th><th>Result</th><th>Debug</th></tr>\n{rows}</table>\n\
          </body></html>\n"
     ))

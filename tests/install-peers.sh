@@ -58,3 +58,19 @@ fi
 # Unprivileged ICMP echo sockets for the ICMP prober tests; root does not need
 # it and containers may forbid it, so failure is fine.
 sysctl -w net.ipv4.ping_group_range="0 2147483647" >/dev/null 2>&1 || true
+
+# Browser tests (tests/it/web_browser.rs): Debian's Chromium, driven by
+# playwright-core with axe-core, both from npm into tests/browser/ at the
+# versions pinned by its package-lock.json.
+browser_missing=()
+command -v chromium >/dev/null || browser_missing+=(chromium)
+command -v node >/dev/null || browser_missing+=(nodejs)
+command -v npm >/dev/null || browser_missing+=(npm)
+dpkg -s fonts-dejavu-core >/dev/null 2>&1 || browser_missing+=(fonts-dejavu-core)
+if ((${#browser_missing[@]} > 0)); then
+  echo "installing: ${browser_missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update
+  apt-get install -y --no-install-recommends "${browser_missing[@]}"
+fi
+(cd "$(dirname "$0")/browser" && npm ci --no-audit --no-fund)

@@ -100,6 +100,9 @@ pub struct Config {
     /// The alert bridge, when enabled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bridge: Option<std::sync::Arc<crate::bridge::Config>>,
+    /// The web UI's operators.
+    #[serde(skip_serializing_if = "crate::web::config::UiConfig::is_default")]
+    pub ui: crate::web::config::UiConfig,
 }
 
 #[derive(Deserialize)]
@@ -111,6 +114,8 @@ struct RawConfig {
     exporter: Option<yaml::Value>,
     #[serde(default)]
     bridge: Option<yaml::Value>,
+    #[serde(default)]
+    ui: Option<yaml::Value>,
 }
 
 impl Config {
@@ -151,11 +156,24 @@ impl Config {
             },
             _ => None,
         };
+        let ui = match raw.ui {
+            Some(value) if !value.is_null() => match yaml::from_value::<crate::web::config::UiConfig>(value, "ui") {
+                Ok(ui) => {
+                    ui.validate("ui", &mut problems);
+                    ui
+                }
+                Err(problem) => {
+                    problems.0.push(problem);
+                    Default::default()
+                }
+            },
+            _ => Default::default(),
+        };
         if !problems.is_empty() {
             return Err(Error::Invalid(problems.0));
         }
         let module_yaml = modules.iter().map(|(name, module)| (name.clone(), yaml::to_string(module).into())).collect();
-        Ok(Config { modules, exporter, policy, module_yaml, bridge })
+        Ok(Config { modules, exporter, policy, module_yaml, bridge, ui })
     }
 
     /// Reads and parses a config file.

@@ -138,7 +138,7 @@ fn example_yml_is_the_concatenation_of_examples_d() {
 fn config_readme_is_the_concatenation_of_reference_d() {
     const ORDER: &[&str] = &[
         "overview", "http", "tcp", "unix", "icmp", "dns", "grpc", "postgres", "mysql", "mssql", "ftp", "imap", "smtp",
-        "pop3", "tls", "rdap", "bridge",
+        "pop3", "tls", "rdap", "bridge", "web",
     ];
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     let mut on_disk: Vec<String> = std::fs::read_dir(root.join("reference.d"))

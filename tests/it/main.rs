@@ -34,3 +34,5 @@ mod probe_tls;
 mod probe_unix;
 mod support;
 mod tidy;
+mod web_browser;
+mod web_ui;
