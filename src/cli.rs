@@ -2,8 +2,8 @@
 
 use crate::config::Config;
 use crate::config::types::GoDuration;
-use crate::server::{self, App, ConfigSource, Options};
-use crate::webconfig::Web;
+use crate::http::exporter::{self as server, App, ConfigSource, Options};
+use crate::http::webconfig::Web;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;

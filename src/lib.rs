@@ -12,10 +12,8 @@
 pub mod bridge;
 pub mod cli;
 pub mod config;
-pub mod history;
+pub mod http;
 pub mod logging;
 pub mod probe;
-pub mod server;
 pub mod telemetry;
 pub mod web;
-pub mod webconfig;

@@ -12,7 +12,7 @@
 //! | `since`, `until` | RFC 3339 times; `since` inclusive, `until` exclusive |
 //! | `sort` | `time`, `contact`, `channel` or `outcome`, ascending; a leading `-` descends (default `-time`, newest first) |
 //! | `limit` | page size, 1–1000, default 100 |
-//! | `offset` | entries to skip, default 0 |
+//! | `offset` | entries to skip, 0–9223372036854775807, default 0 |
 //!
 //! The answer is `{"total": n, "limit": …, "offset": …, "items": [...]}`;
 //! a bad parameter gives 400 with the reason.
@@ -68,7 +68,12 @@ pub fn parse_query(params: &HashMap<String, String>) -> Result<HistoryQuery, Str
                     .ok_or_else(|| format!("invalid limit {value:?}: expected 1 to {MAX_LIMIT}"))?
             }
             "offset" => {
-                query.offset = value.parse().map_err(|_| format!("invalid offset {value:?}: expected a number"))?
+                // SQL integers are signed 64-bit: a larger offset is a bad request, not a storage error.
+                query.offset = value
+                    .parse()
+                    .ok()
+                    .filter(|offset| *offset <= i64::MAX as u64)
+                    .ok_or_else(|| format!("invalid offset {value:?}: expected 0 to {}", i64::MAX))?
             }
             other => return Err(format!("unknown parameter {other:?}")),
         }

@@ -156,7 +156,7 @@ impl PayloadError {
 /// Parses a webhook body received at `received_at` (used to infer a missing
 /// alert status from `endsAt`).
 pub fn parse(body: &[u8], received_at: DateTime<Utc>) -> Result<Notification, PayloadError> {
-    let raw: RawNotification = serde_json::from_slice(body)?;
+    let Object(raw): Object<RawNotification> = serde_json::from_slice(body)?;
     let version = match raw.version {
         None => String::new(),
         Some(Scalar(text)) => text,
@@ -171,7 +171,7 @@ pub fn parse(body: &[u8], received_at: DateTime<Utc>) -> Result<Notification, Pa
         ),
     };
     let mut alerts = Vec::with_capacity(raw.alerts.len());
-    for (index, raw_alert) in raw.alerts.into_iter().enumerate() {
+    for (index, Object(raw_alert)) in raw.alerts.into_iter().enumerate() {
         alerts.push(raw_alert.normalise(index, top_status, received_at)?);
     }
     let status = top_status.unwrap_or_else(|| {
@@ -255,7 +255,7 @@ struct RawNotification {
     receiver: Option<String>,
     #[serde(default)]
     status: Option<String>,
-    alerts: Vec<RawAlert>,
+    alerts: Vec<Object<RawAlert>>,
     #[serde(default)]
     group_labels: Labels,
     #[serde(default)]
@@ -370,6 +370,27 @@ impl<'de> Deserialize<'de> for Scalar {
 /// (turned into their JSON text), which some third-party senders produce.
 #[derive(Default)]
 struct Labels(LabelSet);
+
+/// A `T` that must be written as a JSON object: serde's derived structs also
+/// take an array of the fields in order, so `[null,…,[{}]]` or `"alerts":[[]]`
+/// would otherwise pass as a webhook.
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visitor<T> {
+            type Value = Object<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Object)
+            }
+        }
+        deserializer.deserialize_map(Visitor(std::marker::PhantomData))
+    }
+}
 
 impl<'de> Deserialize<'de> for Labels {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

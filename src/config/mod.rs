@@ -84,6 +84,10 @@ impl Default for ExporterConfig {
     }
 }
 
+/// The most probes that may run at once: far above what one host can run, and
+/// far below what a semaphore can count (a bigger value panicked at startup).
+pub const MAX_CONCURRENT_PROBES: usize = 1_000_000;
+
 /// The whole, validated, immutable configuration.
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
@@ -139,8 +143,8 @@ impl Config {
             }),
             None => ExporterConfig::default(),
         };
-        if exporter.max_concurrent_probes == 0 {
-            problems.push("exporter.max_concurrent_probes", "must be at least 1");
+        if !(1..=MAX_CONCURRENT_PROBES).contains(&exporter.max_concurrent_probes) {
+            problems.push("exporter.max_concurrent_probes", format!("must be between 1 and {MAX_CONCURRENT_PROBES}"));
         }
         let policy = TargetPolicy::new(&exporter.targets, "exporter.targets", &mut problems);
         let bridge = match raw.bridge {

@@ -52,8 +52,10 @@ impl GoDuration {
             };
             total_nanos += value * nanos_per_unit;
         }
-        if total_nanos > u64::MAX as f64 {
-            return Err(format!("invalid duration {original:?}"));
+        // Go's limit (an int64 of nanoseconds, ~292 years): larger values
+        // would overflow the clock arithmetic that later adds them to now.
+        if total_nanos > i64::MAX as f64 {
+            return Err(format!("duration {original:?} is too long (at most 2562047h)"));
         }
         Ok(GoDuration(Duration::from_nanos(total_nanos.round() as u64)))
     }
@@ -268,7 +270,8 @@ mod tests {
             assert_eq!(parsed.0, Duration::from_millis(millis), "{text}");
             assert_eq!(parsed.to_string(), shown, "{text}");
         }
-        for bad in ["1d", "", "5", "s", "1 s", "-1s", "1x"] {
+        assert_eq!(GoDuration::parse("2562047h").unwrap().0, Duration::from_secs(2_562_047 * 3600));
+        for bad in ["1d", "", "5", "s", "1 s", "-1s", "1x", "2562048h", "5000000h", "99999999999999999999999h"] {
             assert!(GoDuration::parse(bad).is_err(), "{bad} should be rejected");
         }
     }

@@ -409,17 +409,25 @@ pub mod help {
     pub const FAILURE_INFO: &str = "Why the probe failed: the phase and a reason from a fixed set; absent on success";
 }
 
+/// The longest probe budget: a scrape-timeout header above it (`inf`, `1e19`)
+/// is clamped here, so no header value can overflow a `Duration` or an
+/// `Instant`. Prometheus never scrapes with a timeout longer than this.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// Blackbox's timeout: the scrape timeout header minus the offset, capped by the
 /// module timeout (`prober/handler.go` `getTimeout`). Applied in [`run`] only.
+///
+/// A header that is not a positive finite number (NaN, negative, zero) means
+/// "no header", like blackbox's zero; a huge one is clamped to [`MAX_TIMEOUT`].
 pub fn effective_timeout(module_timeout: Duration, scrape_timeout_header: Option<f64>, offset: f64) -> Duration {
     let scrape = match scrape_timeout_header {
-        Some(seconds) if seconds > 0.0 => seconds,
+        Some(seconds) if seconds > 0.0 => seconds.min(MAX_TIMEOUT.as_secs_f64()),
         _ => 120.0,
     };
-    let max = scrape - offset;
+    let max = scrape - if offset.is_finite() { offset } else { 0.0 };
     let module = module_timeout.as_secs_f64();
     let seconds = if (module > 0.0 && module < max) || max < 0.0 { module } else { max };
-    Duration::from_secs_f64(seconds.max(0.0))
+    Duration::try_from_secs_f64(seconds.max(0.0)).unwrap_or(MAX_TIMEOUT).min(MAX_TIMEOUT)
 }
 
 /// Runs one probe of `module` against `target` within `timeout`.
@@ -434,7 +442,7 @@ pub async fn run(
     let mut ctx = ProbeCtx {
         target,
         hostname,
-        deadline: start + timeout,
+        deadline: start.checked_add(timeout.min(MAX_TIMEOUT)).unwrap_or(start),
         registry: metrics::Registry::new(),
         log: ProbeLog::default(),
         phase: Phase::Resolve,
@@ -512,6 +520,11 @@ mod tests {
             (s(0), None, 0.0, 120.0),
             (s(0), Some(3.0), 0.5, 2.5),
             (s(0), Some(0.2), 0.5, 0.0),
+            (s(0), Some(f64::NAN), 0.5, 119.5),
+            (s(0), Some(-1.0), 0.5, 119.5),
+            (s(0), Some(f64::INFINITY), 0.0, MAX_TIMEOUT.as_secs_f64()),
+            (s(0), Some(1e19), 0.0, MAX_TIMEOUT.as_secs_f64()),
+            (s(7), Some(1e300), 0.5, 7.0),
         ] {
             assert_eq!(
                 effective_timeout(module, header, offset).as_secs_f64(),

@@ -36,6 +36,13 @@ impl Rules {
                 rules.nets.push(net);
             } else if let Ok(ip) = entry.parse::<IpAddr>() {
                 rules.nets.push(IpNet::from(ip));
+            } else if looks_numeric(entry) {
+                problems.push(
+                    format!("{path}[{index}]"),
+                    format!(
+                        "{entry:?} is not a valid IP address; write addresses in full dotted-quad form without leading zeros"
+                    ),
+                );
             } else if valid_host_pattern(entry) {
                 rules.hosts.push(entry.to_ascii_lowercase());
             } else {
@@ -63,9 +70,32 @@ impl Rules {
         self.nets.iter().any(|net| net.contains(&ip))
     }
 
+    /// Whether `ip`, or the address the kernel really connects to, matches:
+    /// connecting to an unspecified address (`0.0.0.0`, `::`) reaches the
+    /// local host, so for policy it is also both loopback addresses.
+    fn matches_destination(&self, ip: IpAddr) -> bool {
+        self.matches_ip(ip) || (canonical(ip).is_unspecified() && LOOPBACK.iter().any(|ip| self.matches_ip(*ip)))
+    }
+
     fn is_empty(&self) -> bool {
         self.nets.is_empty() && self.hosts.is_empty()
     }
+}
+
+const LOOPBACK: [IpAddr; 2] = [IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)];
+
+/// An entry whose last label is a number is no host name (no top-level domain
+/// is numeric) but an address the resolver would read its own way: `127.1` is
+/// 127.0.0.1 and `010.0.0.1` is octal. Taken as a host pattern it would never
+/// match, silently.
+fn looks_numeric(entry: &str) -> bool {
+    let last = entry.rsplit('.').next().unwrap_or(entry);
+    !last.is_empty()
+        && (last.chars().all(|c| c.is_ascii_digit())
+            || last
+                .strip_prefix("0x")
+                .or_else(|| last.strip_prefix("0X"))
+                .is_some_and(|hex| hex.chars().all(|c| c.is_ascii_hexdigit())))
 }
 
 fn canonical(ip: IpAddr) -> IpAddr {
@@ -121,8 +151,11 @@ impl TargetPolicy {
     }
 
     /// The check after resolution: `host` resolved to `ip`.
+    ///
+    /// An unspecified address is denied when a loopback address is: the
+    /// kernel routes a connection to it to the local host.
     pub fn check_address(&self, host: &str, ip: IpAddr) -> Result<(), String> {
-        if self.deny.matches_ip(ip) || self.deny.matches_host(host) {
+        if self.deny.matches_destination(ip) || self.deny.matches_host(host) {
             return Err(format!("target {host:?} ({ip}) is denied by exporter.targets.deny"));
         }
         if !self.allow.is_empty() && !self.allow.matches_ip(ip) && !self.allow.matches_host(host) {
@@ -157,6 +190,16 @@ mod tests {
         assert!(policy.check_host("bad.example.com").is_err());
         assert!(policy.check_host("169.254.169.254").is_err());
         assert!(policy.check_host("[::ffff:127.0.0.1]").is_ok());
+    }
+
+    #[test]
+    fn unspecified_addresses_are_the_local_host() {
+        let both = policy(&[], &["127.0.0.1/32", "::1/128"]);
+        for host in ["0.0.0.0", "[::]", "[::ffff:0.0.0.0]", "::ffff:127.0.0.1"] {
+            assert!(both.check_host(host).is_err(), "{host}");
+        }
+        let v6_only = policy(&[], &["::1/128"]);
+        assert!(v6_only.check_host("0.0.0.0").is_err());
     }
 
     #[test]

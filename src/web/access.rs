@@ -14,7 +14,7 @@
 //! login alone does not stop forged requests.
 
 use super::Ui;
-use crate::webconfig::decode_basic;
+use crate::http::webconfig::decode_basic;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};

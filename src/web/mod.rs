@@ -19,7 +19,7 @@ pub mod config;
 mod deliveries;
 pub mod svg;
 
-use crate::server::App;
+use crate::http::exporter::App;
 use access::{Csrf, Visitor};
 use axum::Router;
 use axum::extract::{Form, State};

@@ -20,7 +20,7 @@ const INVALID: &[(&str, &[&str])] = &[
     ("invalid-timeout-days.yml", &["modules.m.timeout", "unknown unit \"d\""]),
     ("invalid-module-unknown-key.yml", &["modules.m", "unknown field `tpc`"]),
     ("invalid-allowlist-entry.yml", &["exporter.targets.allow[0]: \"10.0.0.0/33\" is neither a CIDR"]),
-    ("invalid-max-concurrent.yml", &["exporter.max_concurrent_probes: must be at least 1"]),
+    ("invalid-max-concurrent.yml", &["exporter.max_concurrent_probes: must be between 1 and 1000000"]),
     (
         "invalid-several-problems.yml",
         &["modules.a.prober: prober 'nope' is not valid", "modules.b.timeout", "exporter.targets.deny[0]"],

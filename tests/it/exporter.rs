@@ -4,8 +4,8 @@
 
 use crate::support::app::{parse_exposition, start_app, start_app_with, value};
 use crate::support::{closed_port, hang_server};
-use checkit::server::Options;
-use checkit::webconfig::Web;
+use checkit::http::exporter::Options;
+use checkit::http::webconfig::Web;
 
 const CONFIG: &str = r#"
 modules:

@@ -12,6 +12,7 @@ mod compat_http;
 mod compat_net;
 mod config;
 mod exporter;
+mod hardening;
 mod ops_dashboards;
 mod ops_examples;
 mod ops_full_loop;

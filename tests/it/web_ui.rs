@@ -4,8 +4,8 @@
 
 use crate::bridge_support::{Recorder, notification};
 use crate::support::app::{TestApp, start_app, start_app_with};
-use checkit::server::Options;
-use checkit::webconfig::Web;
+use checkit::http::exporter::Options;
+use checkit::http::webconfig::Web;
 use std::time::Duration;
 
 /// A web config with an operator (`olivia`) and a viewer (`victor`), both

@@ -65,6 +65,9 @@ pub struct Config {
     pub pool_size: u32,
 }
 
+/// Most SMTP connections kept per relay; relays throttle far below this.
+const MAX_POOL_SIZE: u32 = 64;
+
 fn default_pool_size() -> u32 {
     4
 }
@@ -115,8 +118,8 @@ impl Config {
                 Err(err) => problems.push(format!("{path}.ca_file"), format!("cannot read {ca_file:?}: {err}")),
             }
         }
-        if self.pool_size == 0 {
-            problems.push(format!("{path}.pool_size"), "pool_size must be at least 1");
+        if !(1..=MAX_POOL_SIZE).contains(&self.pool_size) {
+            problems.push(format!("{path}.pool_size"), format!("pool_size must be between 1 and {MAX_POOL_SIZE}"));
         }
     }
 

@@ -2,8 +2,8 @@
 //! a parser for the text exposition its `/probe` answers with.
 
 use checkit::config::Config;
-use checkit::server::{self, App, ConfigSource, Options};
-use checkit::webconfig::Web;
+use checkit::http::exporter::{self as server, App, ConfigSource, Options};
+use checkit::http::webconfig::Web;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -71,6 +71,12 @@ impl TestServer {
         Some(Self::serve(listener, None))
     }
 
+    /// Starts a plain HTTP/1.1 server on `ip` (another loopback address such as 127.0.0.2).
+    pub async fn http_on(ip: &str) -> TestServer {
+        let listener = TcpListener::bind((ip, 0)).await.expect("bind");
+        Self::serve(listener, None)
+    }
+
     async fn start(tls: Option<Arc<rustls::ServerConfig>>) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         Self::serve(listener, tls)

@@ -5,10 +5,10 @@
 //! start the real app on `127.0.0.1:0`.
 
 use crate::config::Config;
-use crate::history::History;
+use crate::http::history::History;
+use crate::http::webconfig::Web;
 use crate::probe::{self, ProberKind, Reason};
 use crate::telemetry::{ProbeLabels, Telemetry};
-use crate::webconfig::Web;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -317,9 +317,9 @@ async fn probe_handler(State(app): State<Arc<App>>, headers: HeaderMap, request:
         return text(StatusCode::SERVICE_UNAVAILABLE, "Too many concurrent probes; try again later\n");
     };
     let timeout = probe::effective_timeout(module.timeout.get(), scrape_timeout, app.options.timeout_offset);
-    app.telemetry.in_flight.inc();
+    let in_flight = InFlight::enter(&app.telemetry.in_flight);
     let outcome = probe::run(module, &target, params.hostname.as_deref(), timeout, &config.policy).await;
-    app.telemetry.in_flight.dec();
+    drop(in_flight);
     let result = outcome.error.as_ref().map_or("success", |err| err.reason.as_str());
     app.telemetry.probes.get_or_create(&ProbeLabels { module: params.module.clone(), result: result.into() }).inc();
     let module_yaml = config.module_yaml(&params.module);
@@ -337,6 +337,23 @@ async fn probe_handler(State(app): State<Arc<App>>, headers: HeaderMap, request:
         return text(StatusCode::OK, debug);
     }
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
+}
+
+/// One running probe in `checkit_probes_in_flight`; leaving on drop keeps the
+/// gauge right even when the handler's future is dropped or unwinds.
+struct InFlight<'a>(&'a prometheus_client::metrics::gauge::Gauge);
+
+impl<'a> InFlight<'a> {
+    fn enter(gauge: &'a prometheus_client::metrics::gauge::Gauge) -> Self {
+        gauge.inc();
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// blackbox's three-section debug output.
