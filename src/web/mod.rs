@@ -17,6 +17,7 @@ pub mod assets;
 pub mod badge;
 pub mod config;
 mod deliveries;
+pub mod status_config;
 pub mod svg;
 
 use crate::http::exporter::App;
