@@ -3,7 +3,11 @@
 #   docker run -p 9115:9115 -v checkit-data:/var/lib/checkit checkit
 FROM rust:1-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+# The image has no .git: pass the revision for checkit_build_info
+# (docker build --build-arg CHECKIT_REVISION=$(git rev-parse --short=12 HEAD) .).
+ARG CHECKIT_REVISION=unknown
+ENV CHECKIT_REVISION=${CHECKIT_REVISION}
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src src
 COPY config config
 RUN cargo build --release --locked --bin checkit

@@ -118,6 +118,9 @@ async fn intake(options: &Options) {
     let config = config("contacts: {ops: {log: ops}}\nroutes: [{contacts: [ops]}]\nmax_queue: 10000000\n", dir.path());
     let mut registry = Registry::default();
     let bridge = Bridge::start(Arc::new(config), &mut registry).await.unwrap();
+    for task in bridge.take_tasks() {
+        tokio::spawn(task);
+    }
     let address = serve(bridge.router()).await;
     let client = reqwest::Client::builder().pool_max_idle_per_host(options.concurrency).build().unwrap();
     let url = format!("http://{address}/webhook");
@@ -200,6 +203,9 @@ async fn storm(options: &Options) {
     let clock = TestClock::new(chrono::Utc::now());
     let mut registry = Registry::default();
     let bridge = Bridge::start_with_clock(Arc::new(config), &mut registry, clock.clone()).await.unwrap();
+    for task in bridge.take_tasks() {
+        tokio::spawn(task);
+    }
     let address = serve(bridge.router()).await;
     let client = reqwest::Client::new();
     let url = format!("http://{address}/webhook");

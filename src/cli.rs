@@ -1,17 +1,14 @@
-//! Command line: blackbox_exporter's flags plus `checkit probe`.
+//! Command line: blackbox_exporter's flags plus `checkit probe`; parses them and
+//! hands over to [`crate::app`].
 
+use crate::app::{self, ConfigSource, Options, Serving};
 use crate::config::Config;
 use crate::config::types::GoDuration;
-use crate::http::exporter::{self as server, App, ConfigSource, Options};
 use crate::http::webconfig::Web;
 use clap::{Parser, Subcommand};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 /// checkit: a blackbox_exporter-compatible probe exporter and alert bridge.
 #[derive(Debug, Parser)]
@@ -80,6 +77,8 @@ pub enum Command {
         #[arg(long, default_value_t = 10.0)]
         timeout: f64,
     },
+    /// Message people through a running checkit's message API.
+    Send(crate::bridge::send::SendArgs),
     /// Exit 0 when a running checkit answers on `/-/healthy` (for container health checks).
     Healthcheck {
         /// The URL to check.
@@ -113,6 +112,9 @@ fn config_source(cli: &Cli) -> ConfigSource {
 async fn run(cli: Cli) -> ExitCode {
     if let Some(Command::Healthcheck { url }) = &cli.command {
         return healthcheck(url).await;
+    }
+    if let Some(Command::Send(args)) = &cli.command {
+        return crate::bridge::send::run(args.clone()).await;
     }
     let source = config_source(&cli);
     let config = match source.load() {
@@ -153,7 +155,10 @@ async fn probe_once(
     };
     let timeout = crate::probe::effective_timeout(module.timeout.get(), Some(timeout + offset), offset);
     let outcome = crate::probe::run(module, target, hostname, timeout, &config.policy).await;
-    print!("{}", server::debug_output(&outcome.log, &outcome.registry.encode(), &config.module_yaml(module_name)));
+    print!(
+        "{}",
+        crate::probe::debug::debug_output(&outcome.log, &outcome.registry.encode(), &config.module_yaml(module_name))
+    );
     if outcome.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
@@ -175,27 +180,6 @@ async fn healthcheck(url: &str) -> ExitCode {
     }
 }
 
-/// Binds `:port`, `host:port` or `[v6]:port`; `:port` listens on every
-/// address, IPv6 and IPv4 alike, as Go does.
-pub async fn bind(address: &str) -> std::io::Result<TcpListener> {
-    if let Some(port) = address.strip_prefix(':') {
-        let port: u16 = port.parse().map_err(|_| std::io::Error::other(format!("invalid port in {address:?}")))?;
-        let dual = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None).and_then(|socket| {
-            socket.set_only_v6(false)?;
-            socket.set_reuse_address(true)?;
-            socket.bind(&SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)).into())?;
-            socket.listen(1024)?;
-            socket.set_nonblocking(true)?;
-            Ok(socket)
-        });
-        return match dual {
-            Ok(socket) => TcpListener::from_std(socket.into()),
-            Err(_) => TcpListener::bind(("0.0.0.0", port)).await,
-        };
-    }
-    TcpListener::bind(address).await
-}
-
 async fn serve(cli: Cli, config: Config, source: ConfigSource) -> anyhow::Result<()> {
     let web = match &cli.web_config_file {
         Some(path) => Web::load(path).map_err(|problems| {
@@ -212,84 +196,9 @@ async fn serve(cli: Cli, config: Config, source: ConfigSource) -> anyhow::Result
         (None, None) => "/".into(),
     };
     let options = Options { timeout_offset: cli.timeout_offset, history_limit: cli.history_limit, route_prefix };
-    let bridge_listen = config.bridge.as_ref().and_then(|bridge| bridge.listen_address.clone());
-    match &source {
-        ConfigSource::File(path) => tracing::info!(file = %path.display(), "Loaded config file"),
-        ConfigSource::Embedded => tracing::info!("Loaded the embedded default config (no --config.file given)"),
-    }
-    let app = App::new(config, source.clone(), options, web.clone()).await?;
-    let shutdown = CancellationToken::new();
-    let router = server::router(app.clone());
-    let mut servers = tokio::task::JoinSet::new();
-    for address in &cli.listen_addresses {
-        let listener = bind(address).await.map_err(|err| anyhow::anyhow!("cannot listen on {address}: {err}"))?;
-        tracing::info!(address = %listener.local_addr()?, tls = web.tls.is_some(), "Listening");
-        servers.spawn(server::serve(listener, router.clone(), web.tls.clone(), shutdown.clone()));
-    }
-    if let (Some(address), Some(bridge_router)) = (bridge_listen, app.bridge_router()) {
-        let listener = bind(&address).await.map_err(|err| anyhow::anyhow!("cannot listen on {address}: {err}"))?;
-        tracing::info!(address = %listener.local_addr()?, "Bridge listening");
-        servers.spawn(server::serve(listener, bridge_router, web.tls.clone(), shutdown.clone()));
-    }
-    spawn_reloaders(app.clone(), &cli, &source);
-    wait_for_signal().await;
-    tracing::info!("Shutting down");
-    shutdown.cancel();
-    while servers.join_next().await.is_some() {}
-    app.shutdown().await;
-    Ok(())
-}
-
-fn spawn_reloaders(app: Arc<App>, cli: &Cli, source: &ConfigSource) {
-    #[cfg(unix)]
-    {
-        let app = app.clone();
-        tokio::spawn(async move {
-            let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-                return;
-            };
-            while hangup.recv().await.is_some() {
-                let _ = app.reload().await;
-            }
-        });
-    }
-    if let (true, ConfigSource::File(path)) = (cli.auto_reload, source) {
-        let path = path.clone();
-        let interval = cli.auto_reload_interval.get().max(Duration::from_secs(1));
-        tokio::spawn(async move {
-            let digest = |path: &PathBuf| {
-                use sha2::Digest;
-                std::fs::read(path).map(|bytes| sha2::Sha256::digest(bytes).to_vec()).ok()
-            };
-            let mut last = digest(&path);
-            loop {
-                tokio::time::sleep(interval).await;
-                let now = digest(&path);
-                if now.is_some() && now != last {
-                    last = now;
-                    let _ = app.reload().await;
-                }
-            }
-        });
-    }
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        let terminate = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut signal) => {
-                    signal.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {},
-            () = terminate => {},
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+    let serving = Serving {
+        listen_addresses: cli.listen_addresses,
+        auto_reload: cli.auto_reload.then(|| cli.auto_reload_interval.get()),
+    };
+    app::run(config, source, options, web, serving).await
 }

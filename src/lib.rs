@@ -1,14 +1,18 @@
 //! checkit: a blackbox_exporter-compatible probe exporter and an Alertmanager
 //! bridge in one binary.
 //!
+//! - `app`: the composition root; builds every part from the frozen config,
+//!   owns reload and every long-lived task under one shutdown signal.
+//! - `cli`: flags, handed over to `app`.
+//! - `http`: one router per surface (exporter, webhook, deliveries), composed
+//!   behind one web-config layer; served on already-bound listeners.
 //! - `config`: blackbox.yml plus checkit's keys, parsed, validated, frozen.
 //! - `probe`: one file per prober behind one enum; a fresh registry per probe.
-//! - `server`: the HTTP endpoints (`/probe`, `/metrics`, reload, `/logs`), on
-//!   an already-bound listener so tests run the real app on port 0.
 //! - `bridge`: Alertmanager/Grafana webhooks to people, with a durable outbox.
 //! - `web`: the operator UI under `/ui/`, status pages, badges, their assets.
-//! - `cli`, `logging`, `telemetry`, `history`, `webconfig`: the process around them.
+//! - `telemetry`, `logging`: `/metrics` (with the `process_*` families) and logs.
 
+pub mod app;
 pub mod bridge;
 pub mod cli;
 pub mod config;

@@ -4,6 +4,8 @@
 //! `/probe` answer. blackbox_exporter's own names are kept where dashboards
 //! and alert rules use them (`blackbox_exporter_config_last_reload_successful`).
 
+pub mod process;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -11,6 +13,19 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
+
+/// `checkit_build_info`'s labels: version, git revision, target OS and architecture.
+fn build_labels() -> Vec<(String, String)> {
+    [
+        ("version", env!("CARGO_PKG_VERSION")),
+        ("revision", env!("CHECKIT_REVISION")),
+        ("os", std::env::consts::OS),
+        ("arch", std::env::consts::ARCH),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_string(), value.to_string()))
+    .collect()
+}
 
 /// Labels of `checkit_probes_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -70,8 +85,13 @@ impl Telemetry {
             module_unknown.clone(),
         );
         let build_info = Family::<Vec<(String, String)>, Gauge>::default();
-        registry.register("checkit_build_info", "checkit version, always 1", build_info.clone());
-        build_info.get_or_create(&vec![("version".to_string(), env!("CARGO_PKG_VERSION").to_string())]).set(1);
+        registry.register(
+            "checkit_build_info",
+            "A metric with a constant '1' value labeled by version, revision and the Rust target it was built for",
+            build_info.clone(),
+        );
+        build_info.get_or_create(&build_labels()).set(1);
+        registry.register_collector(Box::new(process::ProcessCollector));
         let probes = Family::<ProbeLabels, Counter>::default();
         registry.register(
             "checkit_probes",
@@ -266,9 +286,9 @@ pub const METRIC_NAMES: &[&str] = &[
     "checkit_probes_in_flight",
 ];
 
-/// Every metric family name checkit can emit, exporter and bridge.
+/// Every metric family name checkit can emit: exporter, process and bridge.
 pub fn metric_names() -> impl Iterator<Item = &'static str> {
-    METRIC_NAMES.iter().chain(crate::bridge::metrics::METRIC_NAMES).copied()
+    METRIC_NAMES.iter().chain(process::METRIC_NAMES).chain(crate::bridge::metrics::METRIC_NAMES).copied()
 }
 
 /// Whether checkit can emit a family called `name`.

@@ -72,6 +72,8 @@ pub struct Config {
     pub channels: ChannelsConfig,
     /// Per-channel template overrides.
     pub templates: TemplatesConfig,
+    /// The message API's tokens.
+    pub messages: super::messages::MessagesConfig,
 }
 
 impl Default for Config {
@@ -94,6 +96,7 @@ impl Default for Config {
             routes: Vec::new(),
             channels: ChannelsConfig::default(),
             templates: TemplatesConfig::default(),
+            messages: super::messages::MessagesConfig::default(),
         }
     }
 }
@@ -147,6 +150,38 @@ pub struct StoreConfig {
 pub struct SqliteConfig {
     /// Database file; created when missing.
     pub path: String,
+}
+
+impl SqliteConfig {
+    /// Checks that the database can be created or opened for writing (SQLite
+    /// also writes its journal beside it), and says what to do when not.
+    pub fn check_location(&self) -> Result<(), String> {
+        use nix::unistd::{AccessFlags, access};
+        let path = std::path::Path::new(&self.path);
+        if self.path == ":memory:" {
+            return Ok(());
+        }
+        let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        // Name the directory absolutely: "." says nothing in a log.
+        let dir = &std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        if !dir.is_dir() {
+            return Err(format!(
+                "directory {dir:?} does not exist: create it (mkdir -p {}) for the user checkit runs as, \
+                 or choose a path in an existing directory",
+                dir.display()
+            ));
+        }
+        if access(dir, AccessFlags::W_OK).is_err() {
+            return Err(format!(
+                "directory {dir:?} is not writable by this user: give it to the user checkit runs as (chown), \
+                 or choose a path in a writable directory"
+            ));
+        }
+        if path.exists() && access(path, AccessFlags::W_OK).is_err() {
+            return Err(format!("{path:?} is not writable by this user: give it to the user checkit runs as (chown)"));
+        }
+        Ok(())
+    }
 }
 
 /// PostgreSQL connection; the URL is a secret read from a file or an env var.
@@ -392,6 +427,7 @@ impl Config {
         }
         self.channels.validate(&format!("{path}.channels"), problems);
         self.templates.validate(&format!("{path}.templates"), problems);
+        self.messages.validate(self, &format!("{path}.messages"), problems);
     }
 
     fn validate_auth(&self, path: &str, problems: &mut Problems) {
@@ -418,6 +454,8 @@ impl Config {
             (Some(sqlite), None) => {
                 if sqlite.path.trim().is_empty() {
                     problems.push(format!("{path}.store.sqlite.path"), "must not be empty");
+                } else if let Err(message) = sqlite.check_location() {
+                    problems.push(format!("{path}.store.sqlite.path"), message);
                 }
             }
             (None, Some(postgres)) => {

@@ -87,14 +87,19 @@ fn parse_time(name: &str, value: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|_| format!("invalid {name} {value:?}: expected an RFC 3339 time"))
 }
 
+/// The deliveries API surface.
+pub(super) fn router(shared: Arc<Shared>) -> axum::Router {
+    axum::Router::new().route("/api/v1/deliveries", axum::routing::get(deliveries)).with_state(shared)
+}
+
 /// The history handler.
-pub(super) async fn deliveries(
+async fn deliveries(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
     let runtime = shared.runtime();
-    if let Some(response) = refuse_unauthorized(&shared, &runtime.credentials, &headers) {
+    if let Some(response) = refuse_unauthorized(&runtime.credentials, &headers) {
         return response;
     }
     let query = match parse_query(&params) {

@@ -1,5 +1,6 @@
-//! `POST /webhook`: auth → size → parse → back-pressure → route → durable
-//! commit → 2xx.
+//! The Alertmanager/Grafana webhook source, `POST /webhook`: auth → size →
+//! parse into events → [`submit`](super::submit) (back-pressure, route,
+//! durable commit) → 2xx.
 //!
 //! The status codes follow the bridge's inbound contract: 401 for missing or
 //! wrong credentials, 413 for bodies over `max_body_size`, 400 with the
@@ -12,9 +13,9 @@
 
 use super::Shared;
 use super::config::Config;
-use super::dedup;
+use super::event::Batch;
 use super::payload;
-use super::store::{Ingested, NewNotification};
+use super::submit::{self, SubmitError, Submitted};
 use crate::config::types::{Secret, read_secret_file};
 use axum::body::Body;
 use axum::extract::State;
@@ -23,7 +24,6 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use http_body_util::BodyExt;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 /// Inbound credentials, read from their files at start and on reload.
 #[derive(Debug, Clone, Default)]
@@ -96,21 +96,29 @@ fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 /// The 401 refusal (with a challenge) when the request lacks valid credentials.
-pub(super) fn refuse_unauthorized(shared: &Shared, credentials: &Credentials, headers: &HeaderMap) -> Option<Response> {
+/// Only the caller knows whether it was a webhook, so counting is left to it:
+/// `webhooks_rejected_total` pages, and a person opening the history without
+/// credentials must not.
+pub(super) fn refuse_unauthorized(credentials: &Credentials, headers: &HeaderMap) -> Option<Response> {
     if credentials.allows(headers) {
         return None;
     }
-    shared.metrics.reject("unauthorized");
     let mut response = refuse(StatusCode::UNAUTHORIZED, "missing or invalid credentials\n");
     response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(credentials.challenge()));
     Some(response)
 }
 
+/// The webhook surface.
+pub(super) fn router(shared: Arc<Shared>) -> axum::Router {
+    axum::Router::new().route("/webhook", axum::routing::post(webhook)).with_state(shared)
+}
+
 /// The webhook handler.
-pub(super) async fn webhook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
+async fn webhook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
     shared.metrics.webhooks_received.inc();
     let runtime = shared.runtime();
-    if let Some(response) = refuse_unauthorized(&shared, &runtime.credentials, &headers) {
+    if let Some(response) = refuse_unauthorized(&runtime.credentials, &headers) {
+        shared.metrics.reject("unauthorized");
         return response;
     }
     let limit =
@@ -145,29 +153,8 @@ pub(super) async fn webhook(State(shared): State<Arc<Shared>>, headers: HeaderMa
             return refuse(StatusCode::BAD_REQUEST, format!("{err}\n"));
         }
     };
-    let max_queue = runtime.config.max_queue;
-    if shared.queue_depth.load(Ordering::Relaxed) >= max_queue {
-        shared.metrics.reject("queue_full");
-        tracing::warn!(max_queue, "Refused a webhook: the outbox is full.");
-        return refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("outbox full ({max_queue} messages pending); retry later\n"),
-        );
-    }
-    let deliveries = runtime.routing.route(&notification, received_at);
-    let window = runtime.config.dedup_window.get();
-    let dedup_key = (!window.is_zero()).then(|| dedup::key(&notification));
-    let dedup_since = received_at - chrono::Duration::from_std(window).unwrap_or_default();
-    let committed =
-        shared.store.ingest(NewNotification { received_at, notification, dedup_key, dedup_since, deliveries }).await;
-    match committed {
-        Ok(Ingested::Accepted { notification_id, deliveries }) => {
-            shared.metrics.notifications_accepted.inc();
-            shared.rows_accepted.fetch_add(deliveries as u64, Ordering::Relaxed);
-            shared.queue_depth.fetch_add(deliveries as u64, Ordering::Relaxed);
-            if deliveries > 0 {
-                shared.wake.notify_waiters();
-            }
+    match submit::submit(&shared, Batch::from_webhook(notification)).await {
+        Ok(Submitted::Accepted { notification_id, deliveries }) => {
             let body = serde_json::json!({
                 "status": "accepted",
                 "notification": notification_id,
@@ -175,14 +162,19 @@ pub(super) async fn webhook(State(shared): State<Arc<Shared>>, headers: HeaderMa
             });
             (StatusCode::OK, axum::Json(body)).into_response()
         }
-        Ok(Ingested::Duplicate) => {
-            shared.metrics.deduplicated.inc();
+        Ok(Submitted::Duplicate) => {
             (StatusCode::OK, axum::Json(serde_json::json!({"status": "duplicate"}))).into_response()
         }
         Err(err) => {
-            shared.metrics.reject("unavailable");
-            tracing::error!(error = %err, "Cannot commit a notification; answering 503.");
-            refuse(StatusCode::SERVICE_UNAVAILABLE, format!("storage unavailable: {err}\n"))
+            shared.metrics.reject(err.reason());
+            if let SubmitError::Unavailable(_) = err {
+                tracing::error!(error = %err, "Cannot commit a notification; answering 503.");
+            }
+            let status = match err {
+                SubmitError::Batch(_) => StatusCode::BAD_REQUEST,
+                SubmitError::QueueFull { .. } | SubmitError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            refuse(status, format!("{err}\n"))
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The Alertmanager bridge: webhooks in, messages to people out.
 //!
-//! - `intake`: `POST /webhook` — auth, size, parse, route, durable commit, 2xx.
+//! - `event`, `submit`: the one input — every source turns what it received
+//!   into [`event::Event`]s and commits them with [`Bridge::submit`].
+//! - `intake`: the webhook source, `POST /webhook` — auth, size, parse, submit, 2xx.
 //! - `payload`: Alertmanager v4 / Grafana v1 bodies, normalised.
 //! - `route`, `matcher`: which contacts hear about which alerts.
 //! - `dedup`: the idempotency key that makes HA peers and retries count once.
@@ -10,15 +12,20 @@
 //! - `channels`, `render`, `quiet`, `ratelimit`: providers, templates and the
 //!   schedule and budget maths.
 //! - `history`: `GET /api/v1/deliveries`. `metrics`: `checkit_bridge_*`.
+//! - `messages`: the message API (`POST`/`GET /api/v1/messages`) for other systems;
+//!   `send`: the `checkit send` client of it.
 //! - `clock`: every time decision reads a [`clock::Clock`], so tests move time by hand.
 
+pub mod activity;
 pub mod channels;
 pub mod clock;
 pub mod config;
 pub mod dedup;
+pub mod event;
 pub mod history;
 pub mod intake;
 pub mod matcher;
+pub mod messages;
 pub mod metrics;
 pub mod outbox;
 pub mod payload;
@@ -27,12 +34,16 @@ pub mod quiet;
 pub mod ratelimit;
 pub mod render;
 pub mod route;
+pub mod send;
 pub mod store;
+pub mod submit;
 
 pub use config::Config;
 
 use channels::ChannelKind;
 use clock::{Clock, SystemClock};
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use metrics::Metrics;
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
@@ -42,7 +53,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use store::{PostgresStore, Retention, SqliteStore, Store, StoreError};
 use tokio::sync::{Notify, watch};
-use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
 
 /// Why the bridge could not start or reload.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +82,8 @@ pub(crate) struct Runtime {
     pub(crate) templates: render::Templates,
     /// Quiet-hours bypass matchers by contact.
     pub(crate) bypass: HashMap<String, Vec<matcher::Matchers>>,
+    /// Message API tokens.
+    pub(crate) tokens: messages::Tokens,
 }
 
 impl Runtime {
@@ -79,6 +92,7 @@ impl Runtime {
             bypass: config.contacts.iter().map(|(name, contact)| (name.clone(), contact.bypass())).collect(),
             routing: route::Routing::new(&config),
             credentials: intake::Credentials::load(&config).map_err(Error::Config)?,
+            tokens: messages::Tokens::load(&config.messages).map_err(Error::Config)?,
             channels: channels::Channels::new(&config.channels)?,
             templates: render::Templates::new(&config.templates).map_err(Error::Templates)?,
             config,
@@ -127,7 +141,10 @@ impl Shared {
 pub struct Bridge {
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Workers and housekeeping, until the composition root takes them to spawn.
+    tasks: Mutex<Vec<BoxFuture<'static, ()>>>,
+    /// Tracks the taken tasks so that [`Bridge::shutdown`] can wait for them.
+    running: TaskTracker,
 }
 
 impl std::fmt::Debug for Bridge {
@@ -142,7 +159,8 @@ const STATS_INTERVAL: Duration = Duration::from_secs(2);
 const GC_INTERVAL: Duration = Duration::from_secs(3600);
 
 impl Bridge {
-    /// Opens the store, runs migrations, registers metrics and starts the workers.
+    /// Opens the store, runs migrations and registers metrics; the workers
+    /// run once the caller spawns [`Bridge::take_tasks`].
     pub async fn start(config: Arc<Config>, registry: &mut Registry) -> Result<Bridge, Error> {
         Self::start_with_clock(config, registry, Arc::new(SystemClock)).await
     }
@@ -174,23 +192,61 @@ impl Bridge {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         for _ in 0..config.workers.max(1) {
-            tasks.push(tokio::spawn(outbox::run_worker(Arc::clone(&shared), shutdown_rx.clone())));
+            tasks.push(outbox::run_worker(Arc::clone(&shared), shutdown_rx.clone()).boxed());
         }
-        tasks.push(tokio::spawn(run_housekeeping(Arc::clone(&shared), shutdown_rx)));
-        tracing::info!(
-            workers = config.workers,
-            store = if config.store.postgres.is_some() { "postgres" } else { "sqlite" },
-            "Bridge started."
-        );
-        Ok(Bridge { shared, shutdown, tasks: Mutex::new(tasks) })
+        tasks.push(run_housekeeping(Arc::clone(&shared), shutdown_rx).boxed());
+        match &config.store.sqlite {
+            // The absolute path: a relative default lands in the working directory.
+            Some(sqlite) => tracing::info!(
+                workers = config.workers,
+                store = "sqlite",
+                path = %std::path::absolute(&sqlite.path).unwrap_or_else(|_| sqlite.path.clone().into()).display(),
+                "Bridge started."
+            ),
+            None => tracing::info!(workers = config.workers, store = "postgres", "Bridge started."),
+        }
+        Ok(Bridge { shared, shutdown, tasks: Mutex::new(tasks), running: TaskTracker::new() })
     }
 
-    /// The bridge's HTTP routes: `POST /webhook` and `GET /api/v1/deliveries`.
+    /// The bridge's long-lived work (the outbox workers and housekeeping), for
+    /// the caller to spawn; empty after the first call. Every task ends after
+    /// [`Bridge::shutdown`].
+    pub fn take_tasks(&self) -> Vec<BoxFuture<'static, ()>> {
+        let tasks = match self.tasks.lock() {
+            Ok(mut tasks) => std::mem::take(&mut *tasks),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        };
+        tasks.into_iter().map(|task| self.running.track_future(task).boxed()).collect()
+    }
+
+    /// Commits `batch` durably (see [`submit`]); the one way in for every source.
+    pub async fn submit(&self, batch: event::Batch) -> Result<submit::Submitted, submit::SubmitError> {
+        submit::submit(&self.shared, batch).await
+    }
+
+    /// A handle on [`Bridge::submit`] for sources that live apart from the bridge.
+    pub fn submitter(&self) -> submit::Submitter {
+        submit::Submitter(Arc::clone(&self.shared))
+    }
+
+    /// The webhook surface: `POST /webhook`.
+    pub fn webhook_router(&self) -> axum::Router {
+        intake::router(Arc::clone(&self.shared))
+    }
+
+    /// The deliveries API surface: `GET /api/v1/deliveries`.
+    pub fn deliveries_router(&self) -> axum::Router {
+        history::router(Arc::clone(&self.shared))
+    }
+
+    /// The message API surface: `POST` and `GET /api/v1/messages`.
+    pub fn messages_router(&self) -> axum::Router {
+        messages::router(Arc::clone(&self.shared))
+    }
+
+    /// Every surface on one router (tests serve it directly).
     pub fn router(&self) -> axum::Router {
-        axum::Router::new()
-            .route("/webhook", axum::routing::post(intake::webhook))
-            .route("/api/v1/deliveries", axum::routing::get(history::deliveries))
-            .with_state(Arc::clone(&self.shared))
+        self.webhook_router().merge(self.deliveries_router()).merge(self.messages_router())
     }
 
     /// Swaps contacts, groups, routes, channels, templates, auth and tuning.
@@ -242,14 +298,9 @@ impl Bridge {
     pub async fn shutdown(&self) {
         let _ = self.shutdown.send(true);
         self.shared.wake.notify_waiters();
-        let tasks = match self.tasks.lock() {
-            Ok(mut tasks) => std::mem::take(&mut *tasks),
-            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
-        };
-        let stopped = !tasks.is_empty();
-        for task in tasks {
-            let _ = task.await;
-        }
+        let stopped = !self.running.is_closed() && !self.running.is_empty();
+        self.running.close();
+        self.running.wait().await;
         if stopped {
             tracing::info!("Bridge stopped.");
         }

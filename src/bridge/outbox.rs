@@ -372,6 +372,7 @@ impl LaneWorker<'_> {
         let attempt = row.attempts.saturating_add(1);
         let first_attempt_at = row.first_attempt_at.unwrap_or(now);
         let alerts = content.alert_refs();
+        let alerts_logged = alerts.clone();
         let result = match self.runtime.templates.render_at(target.kind, &view, now) {
             Ok(outgoing) => {
                 let started = Instant::now();
@@ -421,6 +422,7 @@ impl LaneWorker<'_> {
                     Some(elapsed),
                 ));
                 self.count(Outcome::Sent);
+                super::activity::sent(&self.lane.contact, &self.lane.channel, &alerts_logged, attempt);
                 if row.mode == Mode::Notification && !row.delayed && row.attempts == 0 {
                     let latency = (done_at - row.created_at).to_std().unwrap_or_default();
                     self.shared
@@ -454,6 +456,8 @@ impl LaneWorker<'_> {
                 };
                 if state == RowState::Dead {
                     tracing::warn!(contact = %self.lane.contact, channel = %self.lane.channel, error = %error, "Dead-lettered a message.");
+                } else {
+                    super::activity::failed(&self.lane.contact, &self.lane.channel, &alerts_logged, attempt, &error);
                 }
                 transition.state = state;
                 transition.due_at = next_attempt;

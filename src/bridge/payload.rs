@@ -72,6 +72,22 @@ pub struct Notification {
     pub route_labels: LabelSet,
     /// Grafana: the rendered title, when sent.
     pub title: Option<String>,
+    /// Set for a message from the message API (never from a webhook body).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<Message>,
+}
+
+/// A message from the message API, as stored with its notification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// The token's name.
+    pub sender: String,
+    /// One line.
+    pub subject: String,
+    /// The text.
+    pub body: String,
+    /// As given (default `info`).
+    pub severity: String,
 }
 
 /// One alert of a notification.
@@ -194,6 +210,7 @@ pub fn parse(body: &[u8], received_at: DateTime<Utc>) -> Result<Notification, Pa
         notification_reason: raw.notification_reason.filter(|reason| !reason.is_empty()),
         route_labels: raw.route_labels.0,
         title: raw.title,
+        message: None,
     })
 }
 

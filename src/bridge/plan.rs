@@ -5,7 +5,7 @@
 //! **Architecture invariant:** nothing here does I/O or reads the clock; the
 //! outbox worker passes `now` and the stored state in.
 
-use super::payload::{Alert, LabelSet, Status};
+use super::payload::{Alert, LabelSet, Message, Status};
 use super::render::{AlertView, View, ViewKind};
 use super::store::{AlertRef, AlertState, Mode, StoredNotification};
 use chrono::{DateTime, Utc};
@@ -38,6 +38,8 @@ pub struct Content {
     pub fired: HashSet<String>,
     /// When the latest notification arrived.
     pub received_at: DateTime<Utc>,
+    /// The message, when this is one message from the message API.
+    pub message: Option<Message>,
 }
 
 /// What a sent message told the contact.
@@ -101,6 +103,10 @@ pub fn collect(parts: &[Part<'_>]) -> Content {
         alerts,
         fired,
         received_at: last.map(|stored| stored.received_at).unwrap_or_default(),
+        message: match parts {
+            [(stored, _)] => stored.notification.message.clone(),
+            _ => None,
+        },
     }
 }
 
@@ -207,6 +213,8 @@ impl Content {
                 (kind, firing, resolved, still_firing)
             }
         };
+        let message = self.message.clone().filter(|_| mode == Mode::Notification);
+        let kind = if message.is_some() { ViewKind::Message } else { kind };
         let status = if still_firing.is_empty() { Status::Resolved } else { Status::Firing };
         View {
             kind,
@@ -222,6 +230,7 @@ impl Content {
             resolved,
             still_firing,
             contact: contact.to_string(),
+            message,
         }
     }
 }

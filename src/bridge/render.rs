@@ -37,6 +37,10 @@ pub enum ViewKind {
     CatchUp,
     /// Summary of notifications held back by a rate limit.
     Overflow,
+    /// A message from the message API: `message` holds its subject, body,
+    /// severity and sender (its one alert repeats them as labels and
+    /// annotations, for templates that do not know messages).
+    Message,
 }
 
 /// One alert as templates see it.
@@ -134,6 +138,9 @@ pub struct View {
     /// The contact's name.
     #[serde(default)]
     pub contact: String,
+    /// For [`ViewKind::Message`]: the message.
+    #[serde(default)]
+    pub message: Option<crate::bridge::payload::Message>,
 }
 
 impl View {
@@ -196,9 +203,18 @@ impl View {
             still_firing: Vec::new(),
             suppressed_count: 0,
             contact: "alice".to_string(),
+            message: None,
         };
         match kind {
             ViewKind::Notification => {}
+            ViewKind::Message => {
+                view.message = Some(crate::bridge::payload::Message {
+                    sender: "ci".to_string(),
+                    subject: "Nightly build failed".to_string(),
+                    body: "Build 1234 of main failed in the test stage.\nhttps://ci.example/1234".to_string(),
+                    severity: "warning".to_string(),
+                });
+            }
             ViewKind::CatchUp => view.still_firing = vec![firing],
             ViewKind::Overflow => {
                 view.still_firing = vec![firing];
@@ -457,7 +473,7 @@ impl Templates {
         // broken channel does not hide the problems of another.
         for kind in compiled {
             {
-                for view_kind in [ViewKind::Notification, ViewKind::CatchUp, ViewKind::Overflow] {
+                for view_kind in [ViewKind::Notification, ViewKind::CatchUp, ViewKind::Overflow, ViewKind::Message] {
                     let sample = View::sample(view_kind);
                     if let Err(err) = templates.render_at(kind, &sample, Utc::now()) {
                         let field = match &err {

@@ -5,6 +5,8 @@
 //! Loading gathers *every* problem with its YAML path instead of stopping at
 //! the first one.
 
+pub mod live;
+pub mod paths;
 pub mod types;
 pub mod yaml;
 
@@ -104,6 +106,10 @@ pub struct Config {
     /// The alert bridge, when enabled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bridge: Option<std::sync::Arc<crate::bridge::Config>>,
+    /// The directory relative paths were resolved against (the config
+    /// file's, else the working directory); see [`paths`].
+    #[serde(skip)]
+    pub base_dir: std::path::PathBuf,
     /// The web UI's operators.
     #[serde(skip_serializing_if = "crate::web::config::UiConfig::is_default")]
     pub ui: crate::web::config::UiConfig,
@@ -123,11 +129,19 @@ struct RawConfig {
 }
 
 impl Config {
-    /// Parses and validates config text, gathering every problem.
+    /// Parses and validates config text, gathering every problem; relative
+    /// paths in it are relative to the working directory.
     pub fn parse(text: &str) -> Result<Config, Error> {
+        Config::parse_in(text, &paths::base_dir_of(std::path::Path::new("checkit.yml")))
+    }
+
+    /// Parses and validates config text whose relative paths are relative
+    /// to `base_dir`.
+    pub fn parse_in(text: &str, base_dir: &std::path::Path) -> Result<Config, Error> {
         let mut problems = Problems::default();
         let value = yaml::parse_value(text).map_err(|problem| Error::Invalid(vec![problem]))?;
-        let value = if value.is_null() { yaml::Value::Mapping(Default::default()) } else { value };
+        let mut value = if value.is_null() { yaml::Value::Mapping(Default::default()) } else { value };
+        paths::resolve_file_paths(&mut value, base_dir);
         let raw: RawConfig = yaml::from_value(value, "").map_err(|problem| Error::Invalid(vec![problem]))?;
         let mut modules = Modules::new();
         for (name, module) in raw.modules.unwrap_or_default() {
@@ -177,14 +191,15 @@ impl Config {
             return Err(Error::Invalid(problems.0));
         }
         let module_yaml = modules.iter().map(|(name, module)| (name.clone(), yaml::to_string(module).into())).collect();
-        Ok(Config { modules, exporter, policy, module_yaml, bridge, ui })
+        Ok(Config { modules, exporter, policy, module_yaml, bridge, base_dir: base_dir.to_path_buf(), ui })
     }
 
-    /// Reads and parses a config file.
+    /// Reads and parses a config file; relative paths in it are relative to
+    /// the file's directory.
     pub fn load(path: &std::path::Path) -> Result<Config, Error> {
         let text =
             std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.display().to_string(), source })?;
-        Config::parse(&text)
+        Config::parse_in(&text, &paths::base_dir_of(path))
     }
 
     /// The module called `name`.

@@ -2,8 +2,8 @@
 //! fork (it is marked deprecated upstream) touches one file.
 
 use super::Problem;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
 /// A parsed but untyped YAML document.
@@ -12,12 +12,22 @@ pub type Value = serde_yaml::Value;
 pub type Mapping = serde_yaml::Mapping;
 
 /// Parses YAML text into an untyped value, reporting the line of a syntax error.
+///
+/// Like blackbox (yaml.v3's `Decoder.Decode`), only the first document of a
+/// multi-document file is read, and merge keys (`<<: *base`) are applied.
 pub fn parse_value(text: &str) -> Result<Value, Problem> {
-    serde_yaml::from_str(&keep_binary_tags(text)).map_err(|err| {
+    let problem = |err: serde_yaml::Error| {
         let path =
             err.location().map(|loc| format!("line {}, column {}", loc.line(), loc.column())).unwrap_or_default();
         Problem::new(path, err.to_string())
-    })
+    };
+    let text = keep_binary_tags(text);
+    let mut value = match serde_yaml::Deserializer::from_str(&text).next() {
+        Some(document) => Value::deserialize(document).map_err(problem)?,
+        None => Value::Null,
+    };
+    value.apply_merge().map_err(problem)?;
+    Ok(value)
 }
 
 /// Decodes `value` into `T`; an error names its YAML path below `base`.

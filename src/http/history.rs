@@ -26,7 +26,7 @@ impl Entry {
     /// blackbox's three-section debug output, rendered only when asked for:
     /// rendering on every probe would cost more than most probes do.
     pub fn debug_output(&self) -> String {
-        crate::http::exporter::debug_output(&self.log, &self.metrics, &self.module_yaml)
+        crate::probe::debug::debug_output(&self.log, &self.metrics, &self.module_yaml)
     }
 }
 

@@ -5,6 +5,7 @@
 //! `probe_failure_info`. A prober only registers its own `probe_<proto>_*`
 //! families and returns `Err(ProbeError)` with a bounded reason.
 
+pub mod debug;
 pub mod dialog;
 pub mod dns;
 pub mod error;

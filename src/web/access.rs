@@ -49,7 +49,7 @@ pub struct Visitor {
 impl Visitor {
     /// Finds the visitor from the request's `Authorization` header. Public
     /// routes skip the auth layer, so the header is verified here again.
-    pub fn of(ui: &Ui, headers: &HeaderMap) -> Visitor {
+    pub async fn of(ui: &Ui, headers: &HeaderMap) -> Visitor {
         let web = ui.app.web();
         if !web.auth_required() {
             return Visitor { user: None, role: Role::Operator, open: true };
@@ -75,7 +75,7 @@ impl FromRequestParts<Arc<Ui>> for Visitor {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, ui: &Arc<Ui>) -> Result<Self, Self::Rejection> {
-        Ok(Visitor::of(ui, &parts.headers))
+        Ok(Visitor::of(ui, &parts.headers).await)
     }
 }
 

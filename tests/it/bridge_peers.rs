@@ -86,16 +86,24 @@ async fn alertmanager_to_bridge_to_smtp_firing_and_resolved() {
     assert!(resolved.data.contains("was firing for 3m)"), "the duration is told: {}", resolved.data);
     // Alertmanager's escaped receiver name was unescaped before routing, and
     // history is behind the same credentials as the webhook.
-    let sent: serde_json::Value = bridge
-        .client
-        .get(bridge.url("/api/v1/deliveries?status=sent"))
-        .basic_auth("am", Some("s3cret"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // The SMTP sink has the mail before the worker records `sent`: poll (bounded).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let sent = loop {
+        let sent: serde_json::Value = bridge
+            .client
+            .get(bridge.url("/api/v1/deliveries?status=sent"))
+            .basic_auth("am", Some("s3cret"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if sent["total"] == 2 || tokio::time::Instant::now() > deadline {
+            break sent;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(sent["total"], 2);
     assert_eq!(mails.len(), 2);
     bridge.stop().await;

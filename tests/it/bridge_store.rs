@@ -34,6 +34,7 @@ fn new_notification(group: &str, status: &str, at: DateTime<Utc>, contacts: &[&s
             })
             .collect(),
         notification,
+        message: None,
     }
 }
 

@@ -176,6 +176,10 @@ impl TestBridge {
         let mut registry = Registry::default();
         let bridge =
             Bridge::start_with_clock(Arc::new(config), &mut registry, clock.clone()).await.expect("test setup");
+        // The test plays the composition root: it spawns the bridge's work.
+        for task in bridge.take_tasks() {
+            tokio::spawn(task);
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("test setup");
         let address = listener.local_addr().expect("test setup");
         let router = bridge.router();

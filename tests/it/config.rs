@@ -27,7 +27,42 @@ const INVALID: &[(&str, &[&str])] = &[
     ),
     ("invalid-yaml-syntax.yml", &["line 3"]),
     ("invalid-undecodable-block.yml", &["modules.pg.postgres.sslmode"]),
+    (
+        "invalid-bridge-paths.yml",
+        &[
+            "bridge.auth.bearer.token_file",
+            "tests/fixtures/config/no-such-token",
+            "bridge.store.sqlite.path: directory",
+            "tests/fixtures/config/no-such-directory\" does not exist: create it (mkdir -p",
+        ],
+    ),
 ];
+
+/// Relative paths in a file are relative to its directory, whatever the
+/// working directory (as in Prometheus); `Config::base_dir` says which.
+#[test]
+fn relative_paths_are_relative_to_the_config_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(dir.path().join("secrets")).expect("secrets dir");
+    std::fs::create_dir(dir.path().join("state")).expect("state dir");
+    std::fs::write(dir.path().join("secrets/token"), "t0ken\n").expect("token");
+    let file = dir.path().join("checkit.yml");
+    std::fs::write(
+        &file,
+        "bridge:\n  auth: {bearer: {token_file: secrets/token}}\n  store: {sqlite: {path: state/bridge.db}}\n  \
+         contacts: {operator: {log: operator}}\n  routes: [{contacts: [operator]}]\n",
+    )
+    .expect("config");
+    let config = Config::load(&file).unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(config.base_dir, dir.path());
+    let bridge = config.bridge.expect("bridge");
+    assert_eq!(
+        bridge.auth.bearer.as_ref().expect("bearer").token_file,
+        dir.path().join("secrets/token").display().to_string()
+    );
+    let sqlite = bridge.store.sqlite.as_ref().expect("sqlite");
+    assert_eq!(sqlite.path, dir.path().join("state/bridge.db").display().to_string());
+}
 
 #[test]
 fn every_invalid_fixture_reports_its_problems() {

@@ -4,7 +4,7 @@
 
 use crate::support::app::{parse_exposition, start_app, start_app_with, value};
 use crate::support::{closed_port, hang_server};
-use checkit::http::exporter::Options;
+use checkit::app::Options;
 use checkit::http::webconfig::Web;
 
 const CONFIG: &str = r#"
@@ -266,4 +266,72 @@ modules:
     let (status, body) = app.get("/probe?module=http_auth&target=127.0.0.1:1&hostname=example.test&debug=true").await;
     assert_eq!(status, 200);
     assert!(!body.contains("hunter2-secret") && body.contains("Module configuration:"), "{body}");
+}
+
+/// `/metrics` carries the standard process families and the build info, in
+/// both exposition formats, with plausible values.
+#[tokio::test]
+async fn metrics_have_process_families_and_build_info() {
+    let app = start_app(CONFIG).await;
+    let (status, body) = app.get("/metrics").await;
+    assert_eq!(status, 200);
+    let families = parse_exposition(&body);
+    for name in checkit::telemetry::process::METRIC_NAMES {
+        let family = families.get(*name).unwrap_or_else(|| panic!("no {name} in:\n{body}"));
+        assert!(!family.help.is_empty(), "{name} has no HELP");
+        assert!(value(&families, name).is_some_and(|value| value >= 0.0), "{name}: {family:?}");
+    }
+    assert_eq!(families["process_cpu_seconds_total"].kind, "counter");
+    assert_eq!(families["process_resident_memory_bytes"].kind, "gauge");
+    assert!(value(&families, "process_resident_memory_bytes").unwrap_or_default() > 1e6, "{body}");
+    assert!(value(&families, "process_open_fds").unwrap_or_default() >= 3.0, "{body}");
+    let started = value(&families, "process_start_time_seconds").unwrap_or_default();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs_f64();
+    assert!(started > now - 3600.0 && started <= now + 1.0, "started {started}, now {now}");
+    let (labels, one) = &families["checkit_build_info"].samples[0];
+    assert_eq!(*one, 1.0);
+    assert_eq!(labels.get("version").map(String::as_str), Some(env!("CARGO_PKG_VERSION")));
+    assert!(labels.get("revision").is_some_and(|revision| !revision.is_empty()), "{labels:?}");
+    let openmetrics = reqwest::Client::new()
+        .get(app.url("/metrics"))
+        .header("accept", "application/openmetrics-text; version=1.0.0")
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("body");
+    assert!(openmetrics.contains("# TYPE process_cpu_seconds counter\nprocess_cpu_seconds_total "), "{openmetrics}");
+    assert!(openmetrics.ends_with("# EOF\n"), "{openmetrics}");
+}
+
+/// The web config's basic auth guards `bridge.listen_address` too: every
+/// listener is composed behind the same web layer.
+#[tokio::test]
+async fn web_config_basic_auth_guards_the_bridge_listener() {
+    let dir = tempfile::tempdir().expect("dir");
+    let hash = bcrypt::hash("s3cret", 4).expect("hash");
+    let path = dir.path().join("web.yml");
+    std::fs::write(&path, format!("basic_auth_users:\n  prometheus: '{hash}'\n")).expect("write");
+    let web = Web::load(path.to_str().expect("utf-8")).expect("web config loads");
+    let config = format!(
+        "{CONFIG}bridge:\n  listen_address: 127.0.0.1:0\n  store: {{sqlite: {{path: {}}}}}\n  contacts: {{ops: {{log: ops}}}}\n  routes: [{{contacts: [ops]}}]\n",
+        dir.path().join("bridge.db").display()
+    );
+    let app = start_app_with(&config, Options::default(), web).await;
+    let client = reqwest::Client::new();
+    let on_main = client
+        .get(app.url("/api/v1/deliveries"))
+        .basic_auth("prometheus", Some("s3cret"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(on_main.status().as_u16(), 404, "the bridge's routes have a listener of their own");
+    let router = app.app.bridge_router().expect("a bridge router for bridge.listen_address");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let bridge_url = format!("http://{}/api/v1/deliveries", listener.local_addr().expect("addr"));
+    app.app.serve(listener, router);
+    assert_eq!(client.get(&bridge_url).send().await.expect("request").status().as_u16(), 401);
+    let authorized = client.get(&bridge_url).basic_auth("prometheus", Some("s3cret")).send().await.expect("request");
+    assert_eq!(authorized.status().as_u16(), 200);
 }

@@ -138,3 +138,33 @@ async fn deliveries_api_refuses_out_of_range_numbers() {
     assert_eq!(page["items"], serde_json::json!([]));
     bridge.stop().await;
 }
+
+/// Defect 12: blackbox.yml files that blackbox accepts load here too: merge
+/// keys and several documents (the first is the config, as in blackbox).
+#[test]
+fn merge_keys_and_multi_document_files_load_like_blackbox() {
+    let config = Config::parse(
+        "modules:\n  a: &base\n    prober: http\n    timeout: 3s\n  b:\n    <<: *base\n    timeout: 7s\n    http:\n      method: POST\n",
+    )
+    .expect("merge keys load");
+    let b = config.module("b").expect("module b");
+    assert_eq!((b.timeout.get().as_secs(), b.http.method.as_str()), (7, "POST"));
+    assert_eq!(config.module("a").expect("module a").timeout.get().as_secs(), 3);
+    let config = Config::parse("modules:\n  first:\n    prober: tcp\n---\nmodules:\n  second:\n    prober: tcp\n")
+        .expect("multi-document loads");
+    assert!(config.module("first").is_some() && config.module("second").is_none());
+}
+
+/// Defect 12: a repeated query parameter uses its first value, as Go's
+/// `url.Values.Get` does.
+#[tokio::test]
+async fn repeated_probe_parameters_use_the_first_value() {
+    let server = TestServer::http().await;
+    let app = start_app("modules:\n  http_2xx:\n    prober: http\n    timeout: 2s\n").await;
+    let (status, body) =
+        app.get(&format!("/probe?module=http_2xx&module=nope&target={}&target=x", server.url("/"))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(value(&parse_exposition(&body), "probe_success"), Some(1.0));
+    let (status, body) = app.get(&format!("/probe?module=&module=nope&target={}", server.url("/"))).await;
+    assert_eq!(status, 200, "an empty first module is the default http_2xx: {body}");
+}

@@ -3,6 +3,7 @@
 mod bridge_channels;
 mod bridge_delivery;
 mod bridge_intake;
+mod bridge_messages;
 mod bridge_peers;
 mod bridge_planner;
 mod bridge_store;

@@ -7,7 +7,7 @@
 use crate::bridge_support::Recorder;
 use crate::support::app::start_app_with;
 use crate::web_ui::{bridge_yaml, seed_deliveries, web_config};
-use checkit::http::exporter::Options;
+use checkit::app::Options;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 
 use crate::bridge_support::{Recorder, notification};
 use crate::support::app::{TestApp, start_app, start_app_with};
-use checkit::http::exporter::Options;
+use checkit::app::Options;
 use checkit::http::webconfig::Web;
 use std::time::Duration;
 

@@ -12,10 +12,12 @@
 //! (rate-limit checks, catch-up and overflow merges) is, across replicas:
 //! PostgreSQL claims lanes with `FOR UPDATE SKIP LOCKED`.
 
+mod messages;
 mod postgres;
 mod schema;
 mod sqlite;
 
+pub use messages::{MessageCopy, MessagePage, MessageQuery, MessageRecord, MessageSort};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -134,6 +136,28 @@ pub struct NewNotification {
     pub dedup_since: DateTime<Utc>,
     /// One per (contact, channel).
     pub deliveries: Vec<NewDelivery>,
+    /// Set when the notification is a message from the message API; stored
+    /// with it for search.
+    pub message: Option<NewMessage>,
+}
+
+/// The searchable record of a message from the message API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    /// The token's name.
+    pub sender: String,
+    /// The sender's idempotency key, if any.
+    pub idempotency_key: Option<String>,
+    /// One line.
+    pub subject: String,
+    /// The text.
+    pub body: String,
+    /// As given (default `info`).
+    pub severity: String,
+    /// Contacts reached (groups expanded), sorted.
+    pub recipients: Vec<String>,
+    /// Channels asked for; empty = chosen by routes and contacts.
+    pub channels: Vec<String>,
 }
 
 /// One outbox row to create.
@@ -607,6 +631,13 @@ impl Store {
     pub async fn gc(&self, retention: Retention) -> Result<(), StoreError> {
         dispatch!(self, store => store.gc(retention))
     }
+
+    /// Runs one query built at run time (`$n` placeholders) and returns its
+    /// rows; for the areas (messages, acknowledgements) that keep their SQL
+    /// next to their code instead of in each backend.
+    pub(crate) async fn select(&self, sql: String, params: Vec<SqlParam>) -> Result<Vec<Vec<SqlValue>>, StoreError> {
+        dispatch!(self, store => store.select(sql, params))
+    }
 }
 
 /// Milliseconds since the epoch, the stored form of every time.
@@ -693,6 +724,8 @@ pub(crate) mod sql {
          VALUES ($1, $2, $3, $4) ON CONFLICT (fingerprint) DO UPDATE SET status = excluded.status, \
          starts_at = excluded.starts_at, received_at = excluded.received_at \
          WHERE alerts.received_at <= excluded.received_at";
+    pub const INSERT_MESSAGE: &str = "INSERT INTO messages (id, created_at, sender, idempotency_key, subject, \
+         body, severity, recipients, channels) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
     pub const INSERT_OUTBOX: &str = "INSERT INTO outbox (notification_id, contact, channel, state, mode, \
          created_at, due_at, delayed, fingerprints, attempts, updated_at) \
          VALUES ($1, $2, $3, 'pending', 'notification', $4, $5, $6, $7, 0, $4)";
@@ -731,7 +764,7 @@ pub(crate) mod sql {
     pub const QUEUE_STATS: &str = "SELECT state, COUNT(*), MIN(created_at) FROM outbox \
          WHERE state IN ('pending', 'held', 'limited') GROUP BY state";
     /// Retention deletes; each binds the one cut-off it names.
-    pub const GC: [(&str, Option<super::GcCut>); 8] = [
+    pub const GC: [(&str, Option<super::GcCut>); 10] = [
         ("DELETE FROM deliveries WHERE at < $1", Some(super::GcCut::History)),
         (
             "DELETE FROM outbox WHERE state IN ('sent', 'dead', 'merged', 'skipped') AND updated_at < $1",
@@ -744,7 +777,10 @@ pub(crate) mod sql {
         ),
         ("DELETE FROM alerts WHERE received_at < $1", Some(super::GcCut::History)),
         ("DELETE FROM told WHERE told_at < $1", Some(super::GcCut::History)),
-        ("DELETE FROM dedup WHERE seen_at < $1", Some(super::GcCut::Dedup)),
+        ("DELETE FROM messages WHERE created_at < $1", Some(super::GcCut::History)),
+        // Message idempotency keys live as long as the messages they name.
+        ("DELETE FROM dedup WHERE seen_at < $1 AND key LIKE 'message:%'", Some(super::GcCut::History)),
+        ("DELETE FROM dedup WHERE seen_at < $1 AND key NOT LIKE 'message:%'", Some(super::GcCut::Dedup)),
         ("DELETE FROM sends WHERE sent_at < $1", Some(super::GcCut::Sends)),
         ("DELETE FROM lanes WHERE next_due_at IS NULL AND lease_owner IS NULL", None),
     ];
@@ -780,6 +816,32 @@ pub(crate) struct HistorySql {
 pub(crate) enum SqlParam {
     Int(i64),
     Text(String),
+}
+
+/// A column value read by [`Store::select`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SqlValue {
+    Null,
+    Int(i64),
+    Text(String),
+}
+
+impl SqlValue {
+    /// The integer, or 0 for NULL and text.
+    pub(crate) fn int(&self) -> i64 {
+        match self {
+            SqlValue::Int(value) => *value,
+            _ => 0,
+        }
+    }
+
+    /// The text, or `None` for NULL and integers.
+    pub(crate) fn text(&self) -> Option<&str> {
+        match self {
+            SqlValue::Text(value) => Some(value),
+            _ => None,
+        }
+    }
 }
 
 pub(crate) const HISTORY_COLUMNS: &str = "id, at, outbox_id, notification_id, contact, channel, kind, \

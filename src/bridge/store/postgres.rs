@@ -9,8 +9,8 @@
 
 use super::{
     AlertState, HistoryPage, HistoryQuery, HistorySql, Ingested, Lane, Mode, NewNotification, OutboxRow, QueueStats,
-    RawHistory, RawRow, Retention, RowState, SqlParam, StoreError, StoredNotification, Transition, alertnames,
-    encode_fingerprints, from_ms, schema, sql, to_ms,
+    RawHistory, RawRow, Retention, RowState, SqlParam, SqlValue, StoreError, StoredNotification, Transition,
+    alertnames, encode_fingerprints, from_ms, schema, sql, to_ms,
 };
 use crate::bridge::payload::Status;
 use chrono::{DateTime, Utc};
@@ -236,6 +236,24 @@ impl PostgresStore {
                 .await?
                 .ok_or_else(|| StoreError::Unavailable("insert returned no id".into()))?;
             let notification_id: i64 = row.try_get(0)?;
+            if let Some(message) = &new.message {
+                pooled
+                    .execute(
+                        sql::INSERT_MESSAGE,
+                        &[
+                            &notification_id,
+                            &received_at,
+                            &message.sender,
+                            &message.idempotency_key,
+                            &message.subject,
+                            &message.body,
+                            &message.severity,
+                            &super::messages::joined(&message.recipients),
+                            &super::messages::joined(&message.channels),
+                        ],
+                    )
+                    .await?;
+            }
             for alert in alerts {
                 pooled
                     .execute(
@@ -441,16 +459,7 @@ impl PostgresStore {
 
     pub(super) async fn history(&self, query: HistoryQuery) -> Result<HistoryPage, StoreError> {
         let built = HistorySql::build(&query, |n| format!("strpos(alertnames, ${n}) > 0"));
-        let values: Vec<Box<dyn ToSql + Sync + Send>> = built
-            .params
-            .iter()
-            .map(|param| -> Box<dyn ToSql + Sync + Send> {
-                match param {
-                    SqlParam::Int(value) => Box::new(*value),
-                    SqlParam::Text(value) => Box::new(value.clone()),
-                }
-            })
-            .collect();
+        let values = postgres_values(&built.params);
         let params: Vec<Param<'_>> = values.iter().map(|value| value.as_ref() as Param<'_>).collect();
         let mut pooled = self.pooled().await?;
         let client = &pooled.connection()?.client;
@@ -601,6 +610,43 @@ async fn apply_one(pooled: &mut Pooled, transition: &Transition, lane: &Lane, no
         pooled.execute(sql::TOLD_RESOLVED, &[&lane.contact, fingerprint]).await?;
     }
     Ok(())
+}
+
+impl PostgresStore {
+    pub(super) async fn select(&self, sql: String, params: Vec<SqlParam>) -> Result<Vec<Vec<SqlValue>>, StoreError> {
+        let values = postgres_values(&params);
+        let params: Vec<Param<'_>> = values.iter().map(|value| value.as_ref() as Param<'_>).collect();
+        let mut pooled = self.pooled().await?;
+        let rows = pooled.connection()?.client.query(&sql, &params).await?;
+        let mut found = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut values = Vec::with_capacity(row.len());
+            for (index, column) in row.columns().iter().enumerate() {
+                let value = match *column.type_() {
+                    tokio_postgres::types::Type::INT8 => row.try_get::<_, Option<i64>>(index)?.map(SqlValue::Int),
+                    tokio_postgres::types::Type::INT4 => {
+                        row.try_get::<_, Option<i32>>(index)?.map(|value| SqlValue::Int(i64::from(value)))
+                    }
+                    _ => row.try_get::<_, Option<String>>(index)?.map(SqlValue::Text),
+                };
+                values.push(value.unwrap_or(SqlValue::Null));
+            }
+            found.push(values);
+        }
+        Ok(found)
+    }
+}
+
+fn postgres_values(params: &[SqlParam]) -> Vec<Box<dyn ToSql + Sync + Send>> {
+    params
+        .iter()
+        .map(|param| -> Box<dyn ToSql + Sync + Send> {
+            match param {
+                SqlParam::Int(value) => Box::new(*value),
+                SqlParam::Text(value) => Box::new(value.clone()),
+            }
+        })
+        .collect()
 }
 
 async fn migrate(pooled: &mut Pooled) -> Result<(), StoreError> {

@@ -5,9 +5,10 @@
 //! Migrations only ever get appended; an applied version is never edited.
 
 /// `(version, SQL)` in order.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "
 CREATE TABLE notifications (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     received_at INTEGER NOT NULL,
@@ -91,7 +92,27 @@ CREATE INDEX deliveries_at ON deliveries (at);
 CREATE INDEX deliveries_contact ON deliveries (contact, at);
 CREATE INDEX deliveries_outcome ON deliveries (outcome, at);
 ",
-)];
+    ),
+    (
+        2,
+        "
+CREATE TABLE messages (
+    id INTEGER PRIMARY KEY,
+    created_at INTEGER NOT NULL,
+    sender TEXT NOT NULL,
+    idempotency_key TEXT,
+    subject TEXT NOT NULL,
+    body TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    recipients TEXT NOT NULL,
+    channels TEXT NOT NULL
+);
+CREATE INDEX messages_created ON messages (created_at);
+CREATE INDEX messages_sender ON messages (sender, created_at);
+CREATE INDEX messages_idempotency ON messages (sender, idempotency_key);
+",
+    ),
+];
 
 /// The table recording applied versions.
 pub(crate) const VERSIONS_TABLE: &str =

@@ -12,8 +12,8 @@
 
 use super::{
     AlertState, HistoryPage, HistoryQuery, HistorySql, Ingested, Lane, Mode, NewNotification, OutboxRow, QueueStats,
-    ROW_COLUMNS, RawHistory, RawRow, Retention, RowState, SqlParam, StoreError, StoredNotification, Transition,
-    alertnames, encode_fingerprints, from_ms, schema, sql, sqlite_sql, to_ms,
+    ROW_COLUMNS, RawHistory, RawRow, Retention, RowState, SqlParam, SqlValue, StoreError, StoredNotification,
+    Transition, alertnames, encode_fingerprints, from_ms, schema, sql, sqlite_sql, to_ms,
 };
 use crate::bridge::payload::Status;
 use chrono::{DateTime, Utc};
@@ -153,6 +153,19 @@ impl SqliteStore {
                 ],
                 |row| row.get(0),
             )?;
+            if let Some(message) = &new.message {
+                connection.prepare_cached(&sqlite_sql(sql::INSERT_MESSAGE))?.execute(params![
+                    notification_id,
+                    received_at,
+                    message.sender,
+                    message.idempotency_key,
+                    message.subject,
+                    message.body,
+                    message.severity,
+                    super::messages::joined(&message.recipients),
+                    super::messages::joined(&message.channels)
+                ])?;
+            }
             let mut upsert_alert = connection.prepare_cached(&sqlite_sql(sql::UPSERT_ALERT))?;
             for alert in &notification.alerts {
                 upsert_alert.execute(params![
@@ -422,14 +435,7 @@ impl SqliteStore {
     pub(super) async fn history(&self, query: HistoryQuery) -> Result<HistoryPage, StoreError> {
         self.read(move |connection| {
             let built = HistorySql::build(&query, |n| format!("instr(alertnames, ${n}) > 0"));
-            let params: Vec<rusqlite::types::Value> = built
-                .params
-                .iter()
-                .map(|param| match param {
-                    SqlParam::Int(value) => rusqlite::types::Value::Integer(*value),
-                    SqlParam::Text(value) => rusqlite::types::Value::Text(value.clone()),
-                })
-                .collect();
+            let params: Vec<rusqlite::types::Value> = built.params.iter().map(sqlite_value).collect();
             let total: i64 = connection
                 .prepare(&sqlite_sql(&built.count))?
                 .query_row(rusqlite::params_from_iter(params.iter()), |row| row.get(0))?;
@@ -528,6 +534,37 @@ fn apply_one(
 }
 
 /// Applies every migration newer than the database's version.
+impl SqliteStore {
+    pub(super) async fn select(&self, sql: String, params: Vec<SqlParam>) -> Result<Vec<Vec<SqlValue>>, StoreError> {
+        self.read(move |connection| {
+            let mut statement = connection.prepare_cached(&sqlite_sql(&sql))?;
+            let columns = statement.column_count();
+            let rows = statement.query_map(rusqlite::params_from_iter(params.iter().map(sqlite_value)), |row| {
+                (0..columns)
+                    .map(|index| {
+                        Ok(match row.get_ref(index)? {
+                            rusqlite::types::ValueRef::Integer(value) => SqlValue::Int(value),
+                            rusqlite::types::ValueRef::Text(text) => {
+                                SqlValue::Text(String::from_utf8_lossy(text).into_owned())
+                            }
+                            _ => SqlValue::Null,
+                        })
+                    })
+                    .collect::<Result<Vec<SqlValue>, rusqlite::Error>>()
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+}
+
+fn sqlite_value(param: &SqlParam) -> rusqlite::types::Value {
+    match param {
+        SqlParam::Int(value) => rusqlite::types::Value::Integer(*value),
+        SqlParam::Text(value) => rusqlite::types::Value::Text(value.clone()),
+    }
+}
+
 fn migrate(connection: &Connection) -> Result<(), StoreError> {
     connection.execute_batch(schema::VERSIONS_TABLE)?;
     let current: i64 =

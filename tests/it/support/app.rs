@@ -1,14 +1,13 @@
 //! The real checkit app on 127.0.0.1:0, with a config file in a temp dir, and
 //! a parser for the text exposition its `/probe` answers with.
 
+use checkit::app::{App, ConfigSource, Options};
 use checkit::config::Config;
-use checkit::http::exporter::{self as server, App, ConfigSource, Options};
 use checkit::http::webconfig::Web;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tokio_util::sync::CancellationToken;
 
 /// A running app; stops on drop.
 pub struct TestApp {
@@ -18,13 +17,12 @@ pub struct TestApp {
     pub app: Arc<App>,
     /// The config file it was started with (rewrite it, then reload).
     pub config_path: PathBuf,
-    shutdown: CancellationToken,
     _dir: tempfile::TempDir,
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        self.shutdown.cancel();
+        self.app.stop();
     }
 }
 
@@ -39,13 +37,11 @@ pub async fn start_app_with(config_yaml: &str, options: Options, web: Web) -> Te
     let config_path = dir.path().join("checkit.yml");
     std::fs::write(&config_path, config_yaml).expect("write config");
     let config = Config::load(&config_path).unwrap_or_else(|err| panic!("test config does not load: {err}"));
-    let app =
-        App::new(config, ConfigSource::File(config_path.clone()), options, web.clone()).await.expect("app starts");
+    let app = App::new(config, ConfigSource::File(config_path.clone()), options, web).await.expect("app starts");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let shutdown = CancellationToken::new();
-    tokio::spawn(server::serve(listener, server::router(app.clone()), web.tls.clone(), shutdown.clone()));
-    TestApp { addr, app, config_path, shutdown, _dir: dir }
+    app.serve(listener, app.router());
+    TestApp { addr, app, config_path, _dir: dir }
 }
 
 impl TestApp {

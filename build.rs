@@ -1,0 +1,27 @@
+//! Stamps the binary with its git revision for `checkit_build_info`.
+//!
+//! `CHECKIT_REVISION` from the environment wins (image builds without `.git`
+//! set it); otherwise `git rev-parse`, else `unknown`.
+
+use std::process::Command;
+
+fn git(args: &[&str]) -> Option<String> {
+    let output = Command::new("git").args(args).output().ok()?;
+    let text = String::from_utf8(output.stdout).ok()?;
+    (output.status.success() && !text.trim().is_empty()).then(|| text.trim().to_string())
+}
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=CHECKIT_REVISION");
+    if let Some(git_dir) = git(&["rev-parse", "--absolute-git-dir"]) {
+        // A commit moves HEAD's reflog; a checkout rewrites HEAD.
+        println!("cargo:rerun-if-changed={git_dir}/HEAD");
+        println!("cargo:rerun-if-changed={git_dir}/logs/HEAD");
+    }
+    let revision = std::env::var("CHECKIT_REVISION")
+        .ok()
+        .filter(|revision| !revision.is_empty())
+        .or_else(|| git(&["rev-parse", "--short=12", "HEAD"]))
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=CHECKIT_REVISION={revision}");
+}

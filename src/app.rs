@@ -1,0 +1,371 @@
+//! The composition root: builds every part from the frozen config, owns
+//! reload (SIGHUP, `POST /-/reload`, auto-reload) and every long-lived task
+//! (listeners, reloaders, the bridge's workers) under one shutdown signal.
+//!
+//! **Architecture invariant:** only this module spawns long-lived tasks; the
+//! parts hand theirs over ([`crate::bridge::Bridge::take_tasks`]).
+
+use crate::bridge::Bridge;
+use crate::config::Config;
+use crate::config::live::Live;
+use crate::http::{self, exporter::Exporter, webconfig::Web};
+use crate::telemetry::Telemetry;
+use axum::Router;
+use futures::FutureExt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Where the config comes from, for reloads.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    /// A file on disk.
+    File(PathBuf),
+    /// The embedded default.
+    Embedded,
+}
+
+impl ConfigSource {
+    /// Loads the config.
+    pub fn load(&self) -> Result<Config, crate::config::Error> {
+        match self {
+            ConfigSource::File(path) => Config::load(path),
+            ConfigSource::Embedded => Config::parse(crate::config::DEFAULT_CONFIG),
+        }
+    }
+}
+
+/// Options from the command line.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Seconds subtracted from the scrape timeout header.
+    pub timeout_offset: f64,
+    /// Results kept for `/logs`.
+    pub history_limit: usize,
+    /// Prefix under which every route is served (`/` for none).
+    pub route_prefix: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { timeout_offset: 0.5, history_limit: 100, route_prefix: "/".into() }
+    }
+}
+
+/// What `serve` listens on and watches, beyond [`Options`].
+#[derive(Debug, Clone, Default)]
+pub struct Serving {
+    /// `--web.listen-address` values (`:port`, `host:port`, `[v6]:port`).
+    pub listen_addresses: Vec<String>,
+    /// `--config.enable-auto-reload`'s interval, when enabled.
+    pub auto_reload: Option<Duration>,
+}
+
+/// The running process: every part, built from one config.
+pub struct App {
+    config: Arc<Live>,
+    source: ConfigSource,
+    options: Options,
+    web: Web,
+    /// Exporter metrics (the bridge registers into the same registry).
+    pub telemetry: Telemetry,
+    exporter: Arc<Exporter>,
+    bridge: Option<Bridge>,
+    reload_lock: tokio::sync::Mutex<()>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    /// The app itself, for the web UI's router (built on demand by `router`).
+    this: Weak<App>,
+}
+
+impl App {
+    /// Builds every part around a loaded config and starts the bridge's
+    /// workers when a bridge is configured.
+    pub async fn new(config: Config, source: ConfigSource, options: Options, web: Web) -> anyhow::Result<Arc<App>> {
+        let telemetry = Telemetry::new();
+        telemetry.reloaded(true);
+        let bridge = match &config.bridge {
+            Some(bridge_config) => {
+                // Take the registry out so no lock is held while the bridge opens its store.
+                let poisoned = || anyhow::anyhow!("metrics registry poisoned");
+                let mut registry = std::mem::take(&mut *telemetry.registry.lock().map_err(|_| poisoned())?);
+                let started = Bridge::start(bridge_config.clone(), &mut registry).await;
+                *telemetry.registry.lock().map_err(|_| poisoned())? = registry;
+                Some(started?)
+            }
+            None => None,
+        };
+        let config = Arc::new(Live::new(config));
+        let app = Arc::new_cyclic(|app: &Weak<App>| {
+            let this = app.clone();
+            let app = app.clone();
+            let reload: http::exporter::Reload = Arc::new(move || {
+                let app = app.clone();
+                async move {
+                    match app.upgrade() {
+                        Some(app) => app.reload().await,
+                        None => Err("shutting down".into()),
+                    }
+                }
+                .boxed()
+            });
+            let exporter = Exporter::new(
+                Arc::clone(&config),
+                telemetry.clone(),
+                options.timeout_offset,
+                options.history_limit,
+                reload,
+                bridge.is_some(),
+            );
+            App {
+                config,
+                source,
+                options,
+                web,
+                telemetry,
+                exporter: Arc::new(exporter),
+                bridge,
+                reload_lock: tokio::sync::Mutex::new(()),
+                shutdown: CancellationToken::new(),
+                tasks: TaskTracker::new(),
+                this,
+            }
+        });
+        if let Some(bridge) = &app.bridge {
+            for task in bridge.take_tasks() {
+                app.tasks.spawn(task);
+            }
+        }
+        Ok(app)
+    }
+
+    /// The current config.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.get()
+    }
+
+    /// The running bridge, when configured.
+    pub fn bridge(&self) -> Option<&Bridge> {
+        self.bridge.as_ref()
+    }
+
+    /// The web config (users, TLS, headers).
+    pub fn web(&self) -> &Web {
+        &self.web
+    }
+
+    /// The route prefix as a path that starts and ends with `/`, for links.
+    pub fn base_path(&self) -> String {
+        let prefix = self.options.route_prefix.trim_matches('/');
+        if prefix.is_empty() { "/".into() } else { format!("/{prefix}/") }
+    }
+
+    /// Reloads the config; a failure keeps the old one and says why.
+    pub async fn reload(&self) -> Result<(), String> {
+        let _serialised = self.reload_lock.lock().await;
+        match self.source.load() {
+            Ok(config) => {
+                if let (Some(bridge), Some(bridge_config)) = (&self.bridge, &config.bridge) {
+                    bridge.reload(bridge_config.clone());
+                }
+                if config.bridge.is_some() != self.bridge.is_some() {
+                    tracing::warn!("Enabling or disabling the bridge takes effect after a restart");
+                }
+                if config.exporter.max_concurrent_probes != self.config().exporter.max_concurrent_probes {
+                    tracing::warn!("A new exporter.max_concurrent_probes takes effect after a restart");
+                }
+                self.config.set(config);
+                self.telemetry.reloaded(true);
+                tracing::info!("Loaded config file");
+                Ok(())
+            }
+            Err(err) => {
+                self.telemetry.reloaded(false);
+                tracing::error!(error = %err, "Error reloading config");
+                Err(err.to_string())
+            }
+        }
+    }
+
+    /// Whether the bridge's routes have a listener of their own (`bridge.listen_address`).
+    fn bridge_listens_apart(&self) -> bool {
+        self.config().bridge.as_ref().is_some_and(|bridge| bridge.listen_address.is_some())
+    }
+
+    /// The bridge's surfaces: the webhook, the deliveries API and the message API.
+    fn bridge_surfaces(&self) -> Vec<Router> {
+        self.bridge
+            .iter()
+            .flat_map(|bridge| [bridge.webhook_router(), bridge.deliveries_router(), bridge.messages_router()])
+            .collect()
+    }
+
+    /// The router of `--web.listen-address`: the exporter, plus the bridge's
+    /// surfaces unless they have a listener of their own.
+    pub fn router(&self) -> Router {
+        let mut surfaces = vec![Arc::clone(&self.exporter).router()];
+        if !self.bridge_listens_apart() {
+            surfaces.extend(self.bridge_surfaces());
+        }
+        let Some(app) = self.this.upgrade() else {
+            return http::compose(surfaces, &self.options.route_prefix, &self.web);
+        };
+        surfaces.push(crate::web::router(Arc::clone(&app)));
+        let public: http::Public = Arc::new(move |path: &str| crate::web::is_public(&app, path));
+        http::compose_with_public(surfaces, &self.options.route_prefix, &self.web, public)
+    }
+
+    /// The router of `bridge.listen_address`, behind the same web layer.
+    pub fn bridge_router(&self) -> Option<Router> {
+        self.bridge_listens_apart().then(|| http::compose(self.bridge_surfaces(), "/", &self.web))
+    }
+
+    /// Serves `router` on `listener` until shutdown.
+    pub fn serve(&self, listener: TcpListener, router: Router) {
+        let serving = http::serve(listener, router, self.web.tls.clone(), self.shutdown.clone());
+        self.tasks.spawn(async move {
+            if let Err(err) = serving.await {
+                tracing::error!(error = %err, "A listener stopped");
+            }
+        });
+    }
+
+    /// Reloads on SIGHUP and, with `auto_reload`, when the file's content changes.
+    pub fn watch_reloads(self: &Arc<Self>, auto_reload: Option<Duration>) {
+        #[cfg(unix)]
+        {
+            let app = Arc::clone(self);
+            self.tasks.spawn(async move {
+                let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+                    return;
+                };
+                loop {
+                    tokio::select! {
+                        received = hangup.recv() => match received {
+                            Some(()) => { let _ = app.reload().await; }
+                            None => return,
+                        },
+                        () = app.shutdown.cancelled() => return,
+                    }
+                }
+            });
+        }
+        if let (Some(interval), ConfigSource::File(path)) = (auto_reload, &self.source) {
+            let app = Arc::clone(self);
+            let path = path.clone();
+            let interval = interval.max(Duration::from_secs(1));
+            self.tasks.spawn(async move {
+                let digest = |path: &PathBuf| {
+                    use sha2::Digest;
+                    std::fs::read(path).map(|bytes| sha2::Sha256::digest(bytes).to_vec()).ok()
+                };
+                let mut last = digest(&path);
+                loop {
+                    tokio::select! {
+                        () = tokio::time::sleep(interval) => {}
+                        () = app.shutdown.cancelled() => return,
+                    }
+                    let now = digest(&path);
+                    if now.is_some() && now != last {
+                        last = now;
+                        let _ = app.reload().await;
+                    }
+                }
+            });
+        }
+    }
+
+    /// Stops accepting requests and reloading; returns at once.
+    pub fn stop(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Stops every long-lived task: listeners and reloaders first, then the
+    /// bridge's workers after their in-flight attempt.
+    pub async fn shutdown(&self) {
+        self.stop();
+        if let Some(bridge) = &self.bridge {
+            bridge.shutdown().await;
+        }
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+/// Binds `:port`, `host:port` or `[v6]:port`; `:port` listens on every
+/// address, IPv6 and IPv4 alike, as Go does.
+pub async fn bind(address: &str) -> std::io::Result<TcpListener> {
+    if let Some(port) = address.strip_prefix(':') {
+        let port: u16 = port.parse().map_err(|_| std::io::Error::other(format!("invalid port in {address:?}")))?;
+        let dual = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None).and_then(|socket| {
+            socket.set_only_v6(false)?;
+            socket.set_reuse_address(true)?;
+            socket.bind(&SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)).into())?;
+            socket.listen(1024)?;
+            socket.set_nonblocking(true)?;
+            Ok(socket)
+        });
+        return match dual {
+            Ok(socket) => TcpListener::from_std(socket.into()),
+            Err(_) => TcpListener::bind(("0.0.0.0", port)).await,
+        };
+    }
+    TcpListener::bind(address).await
+}
+
+/// Runs checkit until SIGINT or SIGTERM: builds the app, binds every
+/// listener, watches for reloads, then shuts everything down gracefully.
+pub async fn run(
+    config: Config,
+    source: ConfigSource,
+    options: Options,
+    web: Web,
+    serving: Serving,
+) -> anyhow::Result<()> {
+    match &source {
+        ConfigSource::File(path) => tracing::info!(file = %path.display(), "Loaded config file"),
+        ConfigSource::Embedded => tracing::info!("Loaded the embedded default config (no --config.file given)"),
+    }
+    let bridge_listen = config.bridge.as_ref().and_then(|bridge| bridge.listen_address.clone());
+    let app = App::new(config, source, options, web).await?;
+    let router = app.router();
+    for address in &serving.listen_addresses {
+        let listener = bind(address).await.map_err(|err| anyhow::anyhow!("cannot listen on {address}: {err}"))?;
+        tracing::info!(address = %listener.local_addr()?, tls = app.web.tls.is_some(), "Listening");
+        app.serve(listener, router.clone());
+    }
+    if let (Some(address), Some(bridge_router)) = (bridge_listen, app.bridge_router()) {
+        let listener = bind(&address).await.map_err(|err| anyhow::anyhow!("cannot listen on {address}: {err}"))?;
+        tracing::info!(address = %listener.local_addr()?, "Bridge listening");
+        app.serve(listener, bridge_router);
+    }
+    app.watch_reloads(serving.auto_reload);
+    wait_for_signal().await;
+    tracing::info!("Shutting down");
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            () = terminate => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

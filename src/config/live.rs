@@ -1,0 +1,32 @@
+//! The config in force: read by every request, replaced whole by a reload.
+
+use super::Config;
+use std::sync::{Arc, RwLock};
+
+/// The current [`Config`]. Readers get an `Arc` snapshot that stays valid
+/// across a reload; only the composition root (`app`) replaces it.
+#[derive(Debug)]
+pub struct Live(RwLock<Arc<Config>>);
+
+impl Live {
+    /// Holds `config` as the one in force.
+    pub fn new(config: Config) -> Live {
+        Live(RwLock::new(Arc::new(config)))
+    }
+
+    /// The config in force now.
+    pub fn get(&self) -> Arc<Config> {
+        match self.0.read() {
+            Ok(config) => Arc::clone(&config),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Replaces the config in force.
+    pub fn set(&self, config: Config) {
+        match self.0.write() {
+            Ok(mut slot) => *slot = Arc::new(config),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(config),
+        }
+    }
+}
