@@ -4,10 +4,6 @@
 //! serious or critical accessibility violations, and writes screenshots into
 //! the test's temp dir (kept, and printed, for a person to look at).
 
-use crate::bridge_support::Recorder;
-use crate::support::app::start_app_with;
-use crate::web_ui::{bridge_yaml, seed_deliveries, web_config};
-use checkit::app::Options;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -56,13 +52,7 @@ pub fn screenshot_dir(name: &str) -> PathBuf {
 
 #[tokio::test]
 async fn operator_ui_in_chromium() {
-    let ok = Recorder::start().await;
-    let failing = Recorder::start().await;
-    failing.answer_by_default(500);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let yaml = bridge_yaml(&ok, &failing, &dir.path().join("bridge.db"));
-    let app = start_app_with(&yaml, Options::default(), web_config(dir.path())).await;
-    seed_deliveries(&app, &reqwest::Client::new()).await;
+    let (app, _guard) = crate::web_ui::start_seeded().await;
     let screenshots = screenshot_dir("ui");
     run_script("ui.mjs", &app.url(""), "olivia", "pw", &screenshots).await;
     for name in

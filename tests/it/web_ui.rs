@@ -86,6 +86,20 @@ pub async fn seed_deliveries(app: &TestApp, client: &reqwest::Client) {
     }
 }
 
+/// The app with the UI tests' bridge (see [`bridge_yaml`]) and web config,
+/// its history seeded by [`seed_deliveries`]. The receivers and the temp
+/// dir live as long as the returned guard.
+pub async fn start_seeded() -> (TestApp, (Recorder, Recorder, tempfile::TempDir)) {
+    let ok = Recorder::start().await;
+    let failing = Recorder::start().await;
+    failing.answer_by_default(500);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let web = web_config(dir.path());
+    let app = start_app_with(&bridge_yaml(&ok, &failing, &dir.path().join("bridge.db")), Options::default(), web).await;
+    seed_deliveries(&app, &reqwest::Client::new()).await;
+    (app, (ok, failing, dir))
+}
+
 /// The `csrf` hidden field of a page.
 pub fn form_token(html: &str) -> String {
     let start = html.find("name=\"csrf\" value=\"").expect("page has a form token") + "name=\"csrf\" value=\"".len();
@@ -196,14 +210,8 @@ async fn forms_refuse_cross_site_posts_and_viewers() {
 
 #[tokio::test]
 async fn delivery_history_can_be_searched_filtered_sorted_and_opened() {
-    let ok = Recorder::start().await;
-    let failing = Recorder::start().await;
-    failing.answer_by_default(500);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let web = web_config(dir.path());
-    let app = start_app_with(&bridge_yaml(&ok, &failing, &dir.path().join("bridge.db")), Options::default(), web).await;
+    let (app, _guard) = start_seeded().await;
     let client = reqwest::Client::new();
-    seed_deliveries(&app, &client).await;
     let get = |path: String| {
         let request = client.get(app.url(&path)).basic_auth("victor", Some("pw"));
         async move {
