@@ -196,11 +196,14 @@ impl App {
         self.config().bridge.as_ref().is_some_and(|bridge| bridge.listen_address.is_some())
     }
 
-    /// The bridge's surfaces: the webhook, the deliveries API and the message API.
+    /// The bridge's surfaces: the webhook, the deliveries API, the message API
+    /// and acknowledgement.
     fn bridge_surfaces(&self) -> Vec<Router> {
         self.bridge
             .iter()
-            .flat_map(|bridge| [bridge.webhook_router(), bridge.deliveries_router(), bridge.messages_router()])
+            .flat_map(|bridge| {
+                [bridge.webhook_router(), bridge.deliveries_router(), bridge.messages_router(), bridge.ack_router()]
+            })
             .collect()
     }
 

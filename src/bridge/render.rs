@@ -4,7 +4,7 @@
 //! Templates see the view's fields (`kind`, `status`, `receiver`,
 //! `group_labels`, `common_labels`, `common_annotations`, `external_url`,
 //! `alerts`, `firing`, `resolved`, `still_firing`, `suppressed_count`,
-//! `contact`), plus `channel`, `now` (RFC 3339) and, in body templates, the
+//! `contact`, `message`, `acknowledge_url`), plus `channel`, `now` (RFC 3339) and, in body templates, the
 //! rendered `subject`. Alertmanager-style filters are registered: `toUpper`,
 //! `toLower`, `title`, `trimSpace`, `join`, `humanizeDuration` (seconds),
 //! `since` (timestamp → duration until `now`), `date(format, tz)` (strftime
@@ -141,6 +141,10 @@ pub struct View {
     /// For [`ViewKind::Message`]: the message.
     #[serde(default)]
     pub message: Option<crate::bridge::payload::Message>,
+    /// The contact's acknowledge link, on firing notifications when
+    /// acknowledgement is configured.
+    #[serde(default)]
+    pub acknowledge_url: Option<String>,
 }
 
 impl View {
@@ -204,9 +208,13 @@ impl View {
             suppressed_count: 0,
             contact: "alice".to_string(),
             message: None,
+            acknowledge_url: None,
         };
         match kind {
-            ViewKind::Notification => {}
+            ViewKind::Notification => {
+                view.acknowledge_url =
+                    Some("https://checkit.example/ack/17.YWxpY2U.1795000000.c2lnbmF0dXJl".to_string())
+            }
             ViewKind::Message => {
                 view.message = Some(crate::bridge::payload::Message {
                     sender: "ci".to_string(),

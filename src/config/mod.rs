@@ -142,7 +142,12 @@ impl Config {
         let value = yaml::parse_value(text).map_err(|problem| Error::Invalid(vec![problem]))?;
         let mut value = if value.is_null() { yaml::Value::Mapping(Default::default()) } else { value };
         paths::resolve_file_paths(&mut value, base_dir);
-        let raw: RawConfig = yaml::from_value(value, "").map_err(|problem| Error::Invalid(vec![problem]))?;
+        // An unknown top-level key is one problem among the others, not the only one.
+        let partial = yaml::from_value_each::<RawConfig>(value, "");
+        problems.0.extend(partial.problems);
+        let Some(raw) = partial.value else {
+            return Err(Error::Invalid(problems.0));
+        };
         let mut modules = Modules::new();
         for (name, module) in raw.modules.unwrap_or_default() {
             let path = format!("modules.{name}");
@@ -151,10 +156,11 @@ impl Config {
             }
         }
         let exporter: ExporterConfig = match raw.exporter {
-            Some(value) => yaml::from_value(value, "exporter").unwrap_or_else(|problem| {
-                problems.0.push(problem);
-                ExporterConfig::default()
-            }),
+            Some(value) => {
+                let partial = yaml::from_value_each(value, "exporter");
+                problems.0.extend(partial.problems);
+                partial.value.unwrap_or_default()
+            }
             None => ExporterConfig::default(),
         };
         if !(1..=MAX_CONCURRENT_PROBES).contains(&exporter.max_concurrent_probes) {
@@ -162,16 +168,27 @@ impl Config {
         }
         let policy = TargetPolicy::new(&exporter.targets, "exporter.targets", &mut problems);
         let bridge = match raw.bridge {
-            Some(value) if !value.is_null() => match yaml::from_value::<crate::bridge::Config>(value, "bridge") {
-                Ok(bridge) => {
-                    bridge.validate("bridge", &mut problems);
-                    Some(std::sync::Arc::new(bridge))
-                }
-                Err(problem) => {
-                    problems.0.push(problem);
-                    None
-                }
-            },
+            Some(value) if !value.is_null() => {
+                // Every key of the section is decoded even when one fails, and
+                // what decoded is validated, so a bad matcher does not hide a
+                // bad rate limit, time zone or template. Problems under a key
+                // that failed to decode are not repeated by validation.
+                let partial = yaml::from_value_each::<crate::bridge::Config>(value, "bridge");
+                let broken = partial.broken;
+                problems.0.extend(partial.problems);
+                partial.value.map(|bridge| {
+                    let mut checked = Problems::default();
+                    bridge.validate("bridge", &mut checked);
+                    problems.0.extend(checked.0.into_iter().filter(|problem| {
+                        !broken.iter().any(|key| {
+                            problem.path == *key
+                                || problem.path.starts_with(&format!("{key}."))
+                                || problem.path.starts_with(&format!("{key}["))
+                        })
+                    }));
+                    std::sync::Arc::new(bridge)
+                })
+            }
             _ => None,
         };
         let ui = match raw.ui {

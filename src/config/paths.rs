@@ -33,7 +33,7 @@ pub fn resolve(base_dir: &Path, path: &str) -> String {
 }
 
 /// Mappings keyed by user-chosen names rather than config keys.
-const USER_NAMED: &[&str] = &["headers", "groups", "contacts", "modules", "rate_limits", "labels"];
+const USER_NAMED: &[&str] = &["headers", "groups", "contacts", "modules", "rate_limits", "labels", "basic_auth_users"];
 
 /// Rewrites every relative path of a parsed config document (see the module
 /// doc) to one below `base_dir`.
@@ -110,6 +110,7 @@ bridge:
       headers: {x_file: keep}
       secret_headers: {Authorization: {file: auth}}
 check_files: [checks/*.yml, /abs/*.yml]
+basic_auth_users: {admin_file: $2y$hash}
 ";
         let out = resolved(text);
         for expected in [
@@ -117,6 +118,7 @@ check_files: [checks/*.yml, /abs/*.yml]
             "token_file: /etc/checkit/secrets/token",
             "path: /etc/checkit/state/bridge.db",
             "- alice",
+            "admin_file: $2y$hash",
             "x_file: keep",
             "file: /etc/checkit/auth",
             "- /etc/checkit/checks/*.yml",

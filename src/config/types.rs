@@ -242,6 +242,57 @@ impl Serialize for Secret {
     }
 }
 
+/// What a URL password is replaced with, as Go's `url.URL.Redacted` does
+/// (so `/config` reads like blackbox's).
+pub const REDACTED_PASSWORD: &str = "xxxxx";
+
+/// Replaces the password of every `scheme://user:password@host` in `text`
+/// with [`REDACTED_PASSWORD`]; the rest of the text is kept. Used for every
+/// URL checkit shows: `/config`, debug output, `/logs` and log lines.
+pub fn redact_url_passwords(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains("://") || !text.contains('@') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("://") {
+        let authority_start = start + 3;
+        out.push_str(&rest[..authority_start]);
+        let after = &rest[authority_start..];
+        let authority_len = after
+            .find(|c: char| matches!(c, '/' | '?' | '#' | '"' | '\'' | '<' | '>' | '`') || c.is_whitespace())
+            .unwrap_or(after.len());
+        let authority = &after[..authority_len];
+        match authority.rsplit_once('@').and_then(|(userinfo, host)| Some((userinfo.split_once(':')?.0, host))) {
+            Some((user, host)) => {
+                out.push_str(user);
+                out.push(':');
+                out.push_str(REDACTED_PASSWORD);
+                out.push('@');
+                out.push_str(host);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &after[authority_len..];
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
+}
+
+/// Serialises a URL with its password redacted (`serialize_with` for config
+/// fields that may hold credentials, such as `proxy_url`).
+pub fn serialize_redacted_url<S: Serializer, T: AsRef<str>>(url: &T, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&redact_url_passwords(url.as_ref()))
+}
+
+/// [`serialize_redacted_url`] for an optional URL.
+pub fn serialize_redacted_url_option<S: Serializer>(url: &Option<String>, serializer: S) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(url) => serialize_redacted_url(url, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
 /// Reads a secret from a `*_file` path, trimming one trailing newline the way
 /// editors leave it.
 pub fn read_secret_file(path: &str) -> Result<Secret, String> {
@@ -274,6 +325,17 @@ mod tests {
         for bad in ["1d", "", "5", "s", "1 s", "-1s", "1x", "2562048h", "5000000h", "99999999999999999999999h"] {
             assert!(GoDuration::parse(bad).is_err(), "{bad} should be rejected");
         }
+    }
+
+    #[test]
+    fn url_passwords_are_redacted() {
+        assert_eq!(
+            redact_url_passwords(
+                "proxy http://u:p%40ss@h:1/x and https://h/y?a=b@c and ftp://only@h msg=\"s://a:b@c\""
+            ),
+            "proxy http://u:xxxxx@h:1/x and https://h/y?a=b@c and ftp://only@h msg=\"s://a:xxxxx@c\""
+        );
+        assert!(matches!(redact_url_passwords("no urls here"), std::borrow::Cow::Borrowed(_)));
     }
 
     #[test]

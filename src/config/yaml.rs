@@ -44,6 +44,54 @@ pub fn from_value<T: DeserializeOwned>(value: Value, base: &str) -> Result<T, Pr
     })
 }
 
+/// What [`from_value_each`] could decode, and every problem it found.
+pub struct Partial<T> {
+    /// `T` decoded from the keys that decode on their own (the broken ones
+    /// left to their defaults), when that is possible.
+    pub value: Option<T>,
+    /// Every problem, at least one when decoding failed.
+    pub problems: Vec<Problem>,
+    /// Paths of the keys that failed, so validation can skip them.
+    pub broken: Vec<String>,
+}
+
+/// Decodes a mapping into `T` reporting a problem for *every* key that fails,
+/// not just the first one serde stops at: on failure each key is decoded on
+/// its own (so `T`'s other fields take their defaults), and `T` is decoded
+/// again from the keys that passed.
+pub fn from_value_each<T: DeserializeOwned>(value: Value, base: &str) -> Partial<T> {
+    let first = match from_value::<T>(value.clone(), base) {
+        Ok(decoded) => return Partial { value: Some(decoded), problems: Vec::new(), broken: Vec::new() },
+        Err(problem) => problem,
+    };
+    let Value::Mapping(mapping) = value else {
+        return Partial { value: None, problems: vec![first], broken: Vec::new() };
+    };
+    let mut problems = Vec::new();
+    let mut broken = Vec::new();
+    let mut rest = Mapping::new();
+    for (key, entry) in mapping {
+        let mut single = Mapping::new();
+        single.insert(key.clone(), entry.clone());
+        match from_value::<T>(Value::Mapping(single), base) {
+            // A required sibling missing from the one-key mapping is no problem of this key.
+            Err(problem) if !problem.message.starts_with("missing field") => {
+                let name = key.as_str().map_or_else(|| to_string(&key).trim().to_string(), str::to_string);
+                broken.push(if base.is_empty() { name } else { format!("{base}.{name}") });
+                problems.push(problem);
+            }
+            _ => {
+                rest.insert(key, entry);
+            }
+        }
+    }
+    if problems.is_empty() {
+        problems.push(first);
+    }
+    let value = from_value::<T>(Value::Mapping(rest), base).ok();
+    Partial { value, problems, broken }
+}
+
 /// Renders a value as YAML text (used by `/config` and debug output).
 pub fn to_string<T: Serialize>(value: &T) -> String {
     serde_yaml::to_string(value).unwrap_or_else(|err| format!("# cannot render: {err}\n"))

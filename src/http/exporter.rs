@@ -292,7 +292,11 @@ async fn index(State(app): State<Arc<Exporter>>) -> Html<String> {
             ));
         }
     }
-    let bridge = if app.deliveries_link { "<li><a href=\"api/v1/deliveries\">Bridge deliveries</a></li>" } else { "" };
+    let bridge = if app.deliveries_link {
+        "<li><a href=\"api/v1/deliveries\">Bridge deliveries</a> (with the webhook's credentials, if set)</li>"
+    } else {
+        ""
+    };
     Html(format!(
         "<!DOCTYPE html><html><head><title>checkit</title></head><body>\n<h1>checkit</h1>\n\
          <p>A blackbox_exporter-compatible probe exporter and alert bridge.</p>\n<ul>\n\

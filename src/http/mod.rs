@@ -61,12 +61,23 @@ async fn web_layer(State(layer): State<Arc<Layer>>, request: Request, next: Next
     let authorization = request.headers().get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
     let public = authorization.is_none()
         && request.uri().path().strip_prefix(layer.prefix.as_str()).is_some_and(|path| (layer.public)(path));
-    if !public && !web.authorize(authorization) {
-        return Response::builder()
-            .status(StatusCode::UNAUTHORIZED)
-            .header(header::WWW_AUTHENTICATE, "Basic")
-            .body(Body::from("Unauthorized\n"))
-            .unwrap_or_default();
+    let verdict = if public { webconfig::Authorization::Allowed } else { web.authorize(authorization).await };
+    match verdict {
+        webconfig::Authorization::Allowed => {}
+        webconfig::Authorization::Denied => {
+            return Response::builder()
+                .status(StatusCode::UNAUTHORIZED)
+                .header(header::WWW_AUTHENTICATE, "Basic")
+                .body(Body::from("Unauthorized\n"))
+                .unwrap_or_default();
+        }
+        webconfig::Authorization::Busy => {
+            return Response::builder()
+                .status(StatusCode::SERVICE_UNAVAILABLE)
+                .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+                .body(Body::from("Too many password checks in progress; try again later\n"))
+                .unwrap_or_default();
+        }
     }
     let mut response = next.run(request).await;
     for (name, value) in web.headers.iter() {

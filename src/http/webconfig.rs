@@ -2,7 +2,7 @@
 //! the file operators already have for blackbox_exporter works unchanged.
 
 use crate::config::types::Secret;
-use crate::config::{Problem, Problems, yaml};
+use crate::config::{Problem, Problems, paths, yaml};
 use rustls::ServerConfig;
 use rustls::pki_types::CertificateDer;
 use serde::Deserialize;
@@ -62,7 +62,7 @@ pub struct HttpServerConfig {
 }
 
 /// The loaded web config: an optional TLS acceptor config and basic-auth users.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Web {
     /// rustls server config when TLS is on.
     pub tls: Option<Arc<ServerConfig>>,
@@ -70,8 +70,23 @@ pub struct Web {
     /// Verified (user, password) pairs: bcrypt is slow by design, and a scrape
     /// every few seconds must not pay for it each time.
     verified: Arc<Mutex<HashSet<(String, String)>>>,
+    /// Bounds the bcrypt comparisons running at once.
+    verifying: Arc<tokio::sync::Semaphore>,
     /// Extra response headers.
     pub headers: Arc<BTreeMap<String, String>>,
+}
+
+impl Default for Web {
+    /// No TLS, no users: everything is allowed.
+    fn default() -> Self {
+        Web {
+            tls: None,
+            users: Arc::default(),
+            verified: Arc::default(),
+            verifying: Arc::new(tokio::sync::Semaphore::new(verify_slots())),
+            headers: Arc::default(),
+        }
+    }
 }
 
 impl Web {
@@ -79,7 +94,9 @@ impl Web {
     pub fn load(path: &str) -> Result<Web, Vec<Problem>> {
         let text = std::fs::read_to_string(path)
             .map_err(|err| vec![Problem::new("", format!("cannot read web config {path:?}: {err}"))])?;
-        let value = yaml::parse_value(&text).map_err(|problem| vec![problem])?;
+        let mut value = yaml::parse_value(&text).map_err(|problem| vec![problem])?;
+        // Relative certificate and CA files are relative to this file, as in exporter-toolkit.
+        paths::resolve_file_paths(&mut value, &paths::base_dir_of(std::path::Path::new(path)));
         let config: WebConfig = yaml::from_value(value, "").map_err(|problem| vec![problem])?;
         let mut problems = Problems::default();
         for (user, hash) in &config.basic_auth_users {
@@ -121,6 +138,7 @@ impl Web {
             tls,
             users: Arc::new(config.basic_auth_users.into_iter().map(|(user, hash)| (user, hash.0)).collect()),
             verified: Arc::default(),
+            verifying: Arc::new(tokio::sync::Semaphore::new(verify_slots())),
             headers: Arc::new(config.http_server_config.map(|http| http.headers).unwrap_or_default()),
         })
     }
@@ -131,34 +149,85 @@ impl Web {
     }
 
     /// Checks an `Authorization` header value.
-    pub fn authorize(&self, header: Option<&str>) -> bool {
+    ///
+    /// bcrypt is slow by design (~50 ms at cost 10), so it runs on the
+    /// blocking pool, at most [`Web::verifying`] at a time, and never on the
+    /// async runtime's threads: wrong passwords must not stall other requests.
+    /// An unknown user is compared against a real user's hash too, so the
+    /// answer takes as long as for a wrong password and does not reveal
+    /// which users exist.
+    pub async fn authorize(&self, header: Option<&str>) -> Authorization {
         if self.users.is_empty() {
-            return true;
+            return Authorization::Allowed;
         }
         let Some((user, password)) = header.and_then(decode_basic) else {
-            return false;
+            return Authorization::Denied;
         };
-        let Some(hash) = self.users.get(&user) else {
-            return false;
-        };
-        let key = (user.clone(), password.clone());
+        let key = (user, password);
         if self.verified.lock().map(|cache| cache.contains(&key)).unwrap_or(false) {
-            return true;
+            return Authorization::Allowed;
         }
-        let ok = bcrypt::verify(&password, hash).unwrap_or(false);
-        if ok {
-            if let Ok(mut cache) = self.verified.lock() {
-                cache.insert(key);
-            }
+        let (known, hash) = match self.users.get(&key.0) {
+            Some(hash) => (true, hash.clone()),
+            None => (false, self.dummy_hash().to_string()),
+        };
+        let Ok(Ok(_permit)) = tokio::time::timeout(VERIFY_QUEUE_WAIT, self.verifying.acquire()).await else {
+            return Authorization::Busy;
+        };
+        let password = key.1.clone();
+        let matches = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
+            .await
+            .unwrap_or(false);
+        if !(known && matches) {
+            return Authorization::Denied;
         }
-        ok
+        if let Ok(mut cache) = self.verified.lock() {
+            cache.insert(key);
+        }
+        Authorization::Allowed
+    }
+
+    /// The hash an unknown user's password is compared with: the costliest
+    /// configured one, so the comparison takes as long as a real one.
+    fn dummy_hash(&self) -> &str {
+        self.users.values().max_by_key(|hash| bcrypt_cost(hash)).map_or("", String::as_str)
     }
 }
 
-/// Decodes `Basic <base64(user:password)>`.
+/// The outcome of [`Web::authorize`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authorization {
+    /// No auth configured, or valid credentials.
+    Allowed,
+    /// Missing or wrong credentials: 401.
+    Denied,
+    /// Too many password checks queued: 503, so a flood of guesses cannot
+    /// queue without bound.
+    Busy,
+}
+
+/// How long a request waits for a bcrypt slot before it gets 503.
+const VERIFY_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The cost field of a `$2y$10$…` hash (0 when unreadable).
+fn bcrypt_cost(hash: &str) -> u32 {
+    hash.split('$').nth(2).and_then(|cost| cost.parse().ok()).unwrap_or(0)
+}
+
+/// Password checks that may run at once: half the cores, so guesses cannot
+/// take every CPU away from probes.
+fn verify_slots() -> usize {
+    std::thread::available_parallelism().map_or(1, |cores| (cores.get() / 2).max(1))
+}
+
+/// Decodes `Basic <base64(user:password)>`; the scheme is case-insensitive
+/// (RFC 9110 §11.1).
 pub fn decode_basic(header: &str) -> Option<(String, String)> {
     use base64::Engine;
-    let encoded = header.strip_prefix("Basic ").or_else(|| header.strip_prefix("basic "))?;
+    let (scheme, encoded) = header.trim().split_once([' ', '\t'])?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
     let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (user, password) = text.split_once(':')?;
@@ -226,5 +295,7 @@ mod tests {
     fn decodes_basic_auth() {
         assert_eq!(decode_basic("Basic dXNlcjpwYXNz"), Some(("user".into(), "pass".into())));
         assert_eq!(decode_basic("Bearer x"), None);
+        assert_eq!(decode_basic("BASIC dXNlcjpwYXNz"), Some(("user".into(), "pass".into())));
+        assert_eq!(bcrypt_cost("$2y$10$abc"), 10);
     }
 }

@@ -234,7 +234,10 @@ pub struct Config {
     /// Offer HTTP/2 through ALPN on TLS connections.
     pub enable_http2: bool,
     /// HTTP proxy (`http://user:pass@host:port`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::config::types::serialize_redacted_url_option"
+    )]
     pub proxy_url: Option<String>,
     /// Comma-separated hosts, domains and CIDRs that bypass `proxy_url`.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -30,9 +30,9 @@ pub mod tls;
 pub mod tls_only;
 pub mod unix;
 
+use crate::config::Problems;
 use crate::config::types::GoDuration;
 use crate::config::yaml::{self, Value};
-use crate::config::{Problem, Problems};
 pub use error::{Phase, ProbeError, ProbeResult, Reason};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -199,10 +199,11 @@ struct RawModule {
 fn block<T: serde::de::DeserializeOwned + Default>(value: Option<Value>, path: &str, problems: &mut Problems) -> T {
     match value {
         None | Some(Value::Null) => T::default(),
-        Some(value) => yaml::from_value(value, path).unwrap_or_else(|problem: Problem| {
-            problems.0.push(problem);
-            T::default()
-        }),
+        Some(value) => {
+            let partial = yaml::from_value_each(value, path);
+            problems.0.extend(partial.problems);
+            partial.value.unwrap_or_default()
+        }
     }
 }
 
@@ -315,23 +316,24 @@ pub struct ProbeLog {
 }
 
 impl ProbeLog {
+    /// Records `message` with any URL password redacted (a redirect's
+    /// `Location` or an error may carry credentials).
     fn push(&mut self, level: &str, message: &str) {
+        let message = crate::config::types::redact_url_passwords(message);
+        tracing::debug!(message = message.as_ref());
         let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         self.lines.push(format!("ts={timestamp} level={level} msg={message:?}"));
     }
     /// A routine step.
     pub fn debug(&mut self, message: impl AsRef<str>) {
-        tracing::debug!(message = message.as_ref());
         self.push("debug", message.as_ref());
     }
     /// A notable step.
     pub fn info(&mut self, message: impl AsRef<str>) {
-        tracing::debug!(message = message.as_ref());
         self.push("info", message.as_ref());
     }
     /// A failure.
     pub fn error(&mut self, message: impl AsRef<str>) {
-        tracing::debug!(message = message.as_ref());
         self.push("error", message.as_ref());
     }
     /// The lines so far.

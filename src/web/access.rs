@@ -14,7 +14,7 @@
 //! login alone does not stop forged requests.
 
 use super::Ui;
-use crate::http::webconfig::decode_basic;
+use crate::http::webconfig::{Authorization, decode_basic};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -55,8 +55,12 @@ impl Visitor {
             return Visitor { user: None, role: Role::Operator, open: true };
         }
         let authorization = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
-        let user =
-            authorization.filter(|value| web.authorize(Some(value))).and_then(decode_basic).map(|(user, _)| user);
+        let user = match authorization {
+            Some(value) if web.authorize(Some(value)).await == Authorization::Allowed => {
+                decode_basic(value).map(|(user, _)| user)
+            }
+            _ => None,
+        };
         let role = match &user {
             None => Role::Public,
             Some(user) if ui.app.config().ui.operators.iter().any(|operator| operator == user) => Role::Operator,

@@ -36,6 +36,27 @@ const INVALID: &[(&str, &[&str])] = &[
             "tests/fixtures/config/no-such-directory\" does not exist: create it (mkdir -p",
         ],
     ),
+    (
+        "invalid-unknown-key-hides-nothing.yml",
+        &["modulez: unknown field `modulez`", "modules.a.prober", "exporter.max_concurrent_probes"],
+    ),
+    (
+        "invalid-three-in-one-block.yml",
+        &[
+            "modules.m.http.valid_status_codes[0]",
+            "modules.m.http.preferred_ip_protocol",
+            "modules.m.http.fail_if_body_matches_regexp[0]",
+        ],
+    ),
+    (
+        "invalid-bridge-several.yml",
+        &[
+            "bridge.routes[0].matchers",
+            "bridge.rate_limits.sms",
+            "bridge.contacts.alice.quiet_hours.timezone",
+            "bridge.templates.log.body",
+        ],
+    ),
 ];
 
 /// Relative paths in a file are relative to its directory, whatever the
@@ -62,6 +83,23 @@ fn relative_paths_are_relative_to_the_config_file() {
     );
     let sqlite = bridge.store.sqlite.as_ref().expect("sqlite");
     assert_eq!(sqlite.path, dir.path().join("state/bridge.db").display().to_string());
+}
+
+/// Fixture file → exactly how many problems it has (issue 13, defect 11: no
+/// problem hides another, none is reported twice).
+const COUNTS: &[(&str, usize)] = &[
+    ("invalid-unknown-key-hides-nothing.yml", 3),
+    ("invalid-three-in-one-block.yml", 3),
+    ("invalid-bridge-several.yml", 4),
+];
+
+#[test]
+fn no_problem_hides_another() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config");
+    for (file, count) in COUNTS {
+        let problems = problems_of(&dir.join(file));
+        assert_eq!(problems.len(), *count, "{file}: {problems:#?}");
+    }
 }
 
 #[test]

@@ -168,15 +168,10 @@ async fn web_config_tls_serves_https_only() {
     let certs = crate::support::TestCerts::generate();
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("web.yml");
-    std::fs::write(
-        &path,
-        format!(
-            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
-            certs.valid.cert_path.display(),
-            certs.valid.key_path.display()
-        ),
-    )
-    .expect("write");
+    // Relative to the web config's directory, as exporter-toolkit resolves them.
+    std::fs::copy(&certs.valid.cert_path, dir.path().join("cert.pem")).expect("copy cert");
+    std::fs::copy(&certs.valid.key_path, dir.path().join("key.pem")).expect("copy key");
+    std::fs::write(&path, "tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\n").expect("write");
     let web = Web::load(path.to_str().expect("utf-8")).expect("web config loads");
     let app = start_app_with(CONFIG, Options::default(), web).await;
     let ca = reqwest::Certificate::from_pem(certs.ca.cert_pem.as_bytes()).expect("ca");

@@ -3,9 +3,11 @@
 //! nothing a client sends may panic a handler or leak a permit.
 
 use crate::bridge_support::TestBridge;
-use crate::support::app::{parse_exposition, start_app, value};
+use crate::support::app::{parse_exposition, start_app, start_app_with, value};
 use crate::support::httpd::TestServer;
+use checkit::app::Options;
 use checkit::config::Config;
+use checkit::http::webconfig::Web;
 
 const LOOPBACK_DENIED: &str = r#"
 modules:
@@ -167,4 +169,172 @@ async fn repeated_probe_parameters_use_the_first_value() {
     assert_eq!(value(&parse_exposition(&body), "probe_success"), Some(1.0));
     let (status, body) = app.get(&format!("/probe?module=&module=nope&target={}", server.url("/"))).await;
     assert_eq!(status, 200, "an empty first module is the default http_2xx: {body}");
+}
+
+/// Starts the app behind basic auth for user `prometheus`/`s3cret`, hashed at `cost`.
+async fn app_with_basic_auth(cost: u32) -> crate::support::app::TestApp {
+    let dir = tempfile::tempdir().expect("dir");
+    let hash = bcrypt::hash("s3cret", cost).expect("hash");
+    let path = dir.path().join("web.yml");
+    std::fs::write(&path, format!("basic_auth_users:\n  prometheus: '{hash}'\n")).expect("write");
+    let web = Web::load(path.to_str().expect("utf-8")).expect("web config loads");
+    start_app_with("modules: {}\n", Options::default(), web).await
+}
+
+async fn healthy_status(app: &crate::support::app::TestApp, authorization: &str) -> u16 {
+    // One client per thread: building one loads the native roots, which
+    // takes longer than the request itself and would hide its timing.
+    thread_local! {
+        static CLIENT: reqwest::Client = reqwest::Client::new();
+    }
+    let client = CLIENT.with(reqwest::Client::clone);
+    let response =
+        client.get(app.url("/-/healthy")).header("authorization", authorization).send().await.expect("request");
+    response.status().as_u16()
+}
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+}
+
+/// Defect 7: schemes are case-insensitive (RFC 9110 §11.1).
+#[tokio::test]
+async fn basic_auth_scheme_is_case_insensitive() {
+    let app = app_with_basic_auth(4).await;
+    let token = basic("prometheus", "s3cret");
+    for scheme in ["Basic", "basic", "BASIC", "bAsIc"] {
+        let header = format!("{scheme} {}", &token["Basic ".len()..]);
+        assert_eq!(healthy_status(&app, &header).await, 200, "{scheme}");
+    }
+    assert_eq!(healthy_status(&app, &basic("prometheus", "wrong")).await, 401);
+}
+
+/// Defect 7: an unknown user costs a bcrypt comparison like a wrong password
+/// does, so response times do not tell which users exist. The two paths
+/// differed by a factor of ~500; a ratio of 1/4 leaves room for noise.
+#[tokio::test]
+async fn unknown_users_cost_as_much_as_wrong_passwords() {
+    let app = app_with_basic_auth(8).await;
+    let median = |user: &'static str| {
+        let app = &app;
+        async move {
+            let mut times = Vec::new();
+            for _ in 0..5 {
+                let start = std::time::Instant::now();
+                assert_eq!(healthy_status(app, &basic(user, "wrong")).await, 401);
+                times.push(start.elapsed());
+            }
+            times.sort();
+            times[2]
+        }
+    };
+    let wrong_password = median("prometheus").await;
+    let unknown_user = median("nobody").await;
+    assert!(unknown_user * 4 >= wrong_password, "unknown user {unknown_user:?} vs wrong password {wrong_password:?}");
+}
+
+/// Defect 7: bcrypt runs off the async runtime, so wrong passwords in flight
+/// do not hold up an authorised request (here the runtime has one thread).
+#[tokio::test]
+async fn bcrypt_does_not_block_authorised_requests() {
+    let app = std::sync::Arc::new(app_with_basic_auth(10).await);
+    assert_eq!(healthy_status(&app, &basic("prometheus", "s3cret")).await, 200, "first login is verified once");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut attackers = Vec::new();
+    for _ in 0..32 {
+        let (app, done) = (app.clone(), done.clone());
+        attackers.push(tokio::spawn(async move {
+            let status = healthy_status(&app, &basic("prometheus", "wrong")).await;
+            done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            status
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(healthy_status(&app, &basic("prometheus", "s3cret")).await, 200);
+    let finished = done.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(finished < 16, "the authorised request waited for {finished} of 32 bcrypt checks");
+    // Guesses beyond what the bounded bcrypt slots check in time get 503.
+    for attacker in attackers {
+        let status = attacker.await.expect("attacker");
+        assert!(status == 401 || status == 503, "{status}");
+    }
+}
+
+/// Defect 6: passwords in URLs are redacted wherever a URL is shown:
+/// `/config`, `debug=true` output and `/logs`.
+#[tokio::test]
+async fn url_passwords_never_show() {
+    let server = TestServer::http().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("bridge.db");
+    let app = start_app(&format!(
+        r#"
+modules:
+  http_2xx:
+    prober: http
+    timeout: 2s
+  via_proxy:
+    prober: http
+    http:
+      proxy_url: http://proxyuser:hunter2@127.0.0.1:1
+      oauth2:
+        client_id: probe
+        client_secret: x
+        token_url: https://tokenuser:hunter2@auth.example.com/token
+bridge:
+  store: {{sqlite: {{path: {}}}}}
+  channels:
+    sms:
+      url: https://smsuser:hunter2@sms.example.com/send
+  contacts: {{ops: {{sms: "+491701234567"}}}}
+  routes: [{{contacts: [ops]}}]
+"#,
+        db.display()
+    ))
+    .await;
+    let (status, config) = app.get("/config").await;
+    assert_eq!(status, 200);
+    assert!(!config.contains("hunter2"), "{config}");
+    assert!(config.contains("proxyuser:xxxxx@127.0.0.1"), "{config}");
+    let location = format!("http://user:hunter2@{}/", server.addr);
+    let target = server.url(&format!("/to?url={location}"));
+    let (status, debug) = app
+        .get(&format!(
+            "/probe?module=http_2xx&debug=true&target={}",
+            url::form_urlencoded::byte_serialize(target.as_bytes()).collect::<String>()
+        ))
+        .await;
+    assert_eq!(status, 200);
+    assert!(debug.contains("Received redirect"), "{debug}");
+    assert!(!debug.contains("hunter2"), "{debug}");
+    let (_, logs) = app.get("/logs?id=0").await;
+    assert!(!logs.contains("hunter2"), "{logs}");
+}
+
+/// Defect 5: the bridge's own listener (`bridge.listen_address`) applies the
+/// same web config as the main one: basic auth and extra headers.
+#[tokio::test]
+async fn the_bridge_listener_applies_the_web_config() {
+    let dir = tempfile::tempdir().expect("dir");
+    let hash = bcrypt::hash("s3cret", 4).expect("hash");
+    let web_path = dir.path().join("web.yml");
+    std::fs::write(&web_path, format!("basic_auth_users:\n  prometheus: '{hash}'\n")).expect("write");
+    let web = Web::load(web_path.to_str().expect("utf-8")).expect("web config loads");
+    let config = format!(
+        "modules: {{}}\nbridge:\n  listen_address: 127.0.0.1:0\n  store: {{sqlite: {{path: {}}}}}\n  contacts: {{ops: {{log: ops}}}}\n  routes: [{{contacts: [ops]}}]\n",
+        dir.path().join("bridge.db").display()
+    );
+    let app = start_app_with(&config, Options::default(), web).await;
+    let bridge_router = app.app.bridge_router().expect("bridge router");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    app.app.serve(listener, bridge_router);
+    let client = reqwest::Client::new();
+    let webhook = client.post(format!("http://{addr}/webhook")).body(r#"{"alerts":[]}"#);
+    assert_eq!(webhook.send().await.expect("request").status().as_u16(), 401);
+    let deliveries = client.get(format!("http://{addr}/api/v1/deliveries"));
+    assert_eq!(deliveries.send().await.expect("request").status().as_u16(), 401);
+    let authorised = client.get(format!("http://{addr}/api/v1/deliveries")).basic_auth("prometheus", Some("s3cret"));
+    assert_eq!(authorised.send().await.expect("request").status().as_u16(), 200);
 }

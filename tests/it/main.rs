@@ -1,5 +1,6 @@
 //! Integration tests: one module per area, shared helpers in `support`.
 
+mod bridge_ack;
 mod bridge_channels;
 mod bridge_delivery;
 mod bridge_intake;
@@ -15,6 +16,7 @@ mod config;
 mod exporter;
 mod hardening;
 mod ops_dashboards;
+mod ops_docker;
 mod ops_examples;
 mod ops_full_loop;
 mod ops_rules;

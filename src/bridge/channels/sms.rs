@@ -47,6 +47,7 @@ pub enum Format {
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Gateway endpoint.
+    #[serde(serialize_with = "crate::config::types::serialize_redacted_url")]
     pub url: String,
     /// `POST` (default), `PUT` or `GET` (needs `format: form`).
     #[serde(default)]

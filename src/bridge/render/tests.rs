@@ -61,7 +61,9 @@ fn short_body_lists_firing_and_resolved_with_durations() {
         "[FIRING:1] HighLatency (api critical payments)\n\
          \n\
          🔥 High request latency on api-2 (api-2:9100) (firing for 1h 48m)\n\
-         ✅ High request latency on api-1 (api-1:9100) (resolved, was firing for 1h 5m)"
+         ✅ High request latency on api-1 (api-1:9100) (resolved, was firing for 1h 5m)\n\
+         \n\
+         Acknowledge: https://checkit.example/ack/17.YWxpY2U.1795000000.c2lnbmF0dXJl"
     );
     assert_eq!(out.html, None);
     // ntfy shows the subject as its title, so the body does not repeat it.
@@ -348,4 +350,15 @@ fn the_documented_example_compiles() {
         .render_at(ChannelKind::Webhook, &View::sample(ViewKind::Notification), now())
         .unwrap();
     assert_eq!(out.body, r#"{"text": "[FIRING:1] HighLatency (api critical payments)", "alerts": 2}"#);
+}
+
+#[test]
+fn messages_render_their_subject_and_body() {
+    let out = render(ChannelKind::Email, ViewKind::Message);
+    assert_eq!(out.subject, "Nightly build failed");
+    assert!(out.body.starts_with("Build 1234 of main failed in the test stage."), "{}", out.body);
+    assert!(out.body.contains("Sent by ci through checkit (severity warning)."), "{}", out.body);
+    assert!(out.html.unwrap_or_default().contains("Build 1234 of main failed"));
+    let sms = render(ChannelKind::Sms, ViewKind::Message);
+    assert!(sms.body.starts_with("Nightly build failed: Build 1234"), "{}", sms.body);
 }

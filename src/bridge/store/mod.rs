@@ -638,6 +638,12 @@ impl Store {
     pub(crate) async fn select(&self, sql: String, params: Vec<SqlParam>) -> Result<Vec<Vec<SqlValue>>, StoreError> {
         dispatch!(self, store => store.select(sql, params))
     }
+
+    /// Runs statements built at run time in one transaction; returns the
+    /// rows each changed.
+    pub(crate) async fn execute(&self, statements: Vec<(String, Vec<SqlParam>)>) -> Result<Vec<u64>, StoreError> {
+        dispatch!(self, store => store.execute(statements))
+    }
 }
 
 /// Milliseconds since the epoch, the stored form of every time.
@@ -764,7 +770,7 @@ pub(crate) mod sql {
     pub const QUEUE_STATS: &str = "SELECT state, COUNT(*), MIN(created_at) FROM outbox \
          WHERE state IN ('pending', 'held', 'limited') GROUP BY state";
     /// Retention deletes; each binds the one cut-off it names.
-    pub const GC: [(&str, Option<super::GcCut>); 10] = [
+    pub const GC: [(&str, Option<super::GcCut>); 11] = [
         ("DELETE FROM deliveries WHERE at < $1", Some(super::GcCut::History)),
         (
             "DELETE FROM outbox WHERE state IN ('sent', 'dead', 'merged', 'skipped') AND updated_at < $1",
@@ -778,6 +784,7 @@ pub(crate) mod sql {
         ("DELETE FROM alerts WHERE received_at < $1", Some(super::GcCut::History)),
         ("DELETE FROM told WHERE told_at < $1", Some(super::GcCut::History)),
         ("DELETE FROM messages WHERE created_at < $1", Some(super::GcCut::History)),
+        ("DELETE FROM acknowledgements WHERE created_at < $1 AND resolved_at IS NOT NULL", Some(super::GcCut::History)),
         // Message idempotency keys live as long as the messages they name.
         ("DELETE FROM dedup WHERE seen_at < $1 AND key LIKE 'message:%'", Some(super::GcCut::History)),
         ("DELETE FROM dedup WHERE seen_at < $1 AND key NOT LIKE 'message:%'", Some(super::GcCut::Dedup)),

@@ -635,6 +635,22 @@ impl PostgresStore {
         }
         Ok(found)
     }
+
+    pub(super) async fn execute(&self, statements: Vec<(String, Vec<SqlParam>)>) -> Result<Vec<u64>, StoreError> {
+        let mut pooled = self.pooled().await?;
+        pooled.batch("BEGIN").await?;
+        let result = async {
+            let mut changed = Vec::with_capacity(statements.len());
+            for (sql, params) in &statements {
+                let values = postgres_values(params);
+                let params: Vec<Param<'_>> = values.iter().map(|value| value.as_ref() as Param<'_>).collect();
+                changed.push(pooled.connection()?.client.execute(sql.as_str(), &params).await?);
+            }
+            Ok(changed)
+        }
+        .await;
+        pooled.finish(result).await
+    }
 }
 
 fn postgres_values(params: &[SqlParam]) -> Vec<Box<dyn ToSql + Sync + Send>> {

@@ -112,6 +112,25 @@ CREATE INDEX messages_sender ON messages (sender, created_at);
 CREATE INDEX messages_idempotency ON messages (sender, idempotency_key);
 ",
     ),
+    (
+        3,
+        "
+CREATE TABLE acknowledgements (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    notification_id INTEGER NOT NULL,
+    group_key TEXT NOT NULL,
+    contact TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    fingerprints TEXT NOT NULL,
+    matchers TEXT NOT NULL,
+    silences TEXT NOT NULL,
+    silenced_until INTEGER NOT NULL,
+    resolved_at INTEGER
+);
+CREATE INDEX acknowledgements_group ON acknowledgements (group_key, resolved_at);
+CREATE INDEX acknowledgements_created ON acknowledgements (created_at);
+",
+    ),
 ];
 
 /// The table recording applied versions.

@@ -556,6 +556,20 @@ impl SqliteStore {
         })
         .await
     }
+
+    pub(super) async fn execute(&self, statements: Vec<(String, Vec<SqlParam>)>) -> Result<Vec<u64>, StoreError> {
+        self.write(move |connection| {
+            let mut changed = Vec::with_capacity(statements.len());
+            for (sql, params) in &statements {
+                let count = connection
+                    .prepare_cached(&sqlite_sql(sql))?
+                    .execute(rusqlite::params_from_iter(params.iter().map(sqlite_value)))?;
+                changed.push(count as u64);
+            }
+            Ok(changed)
+        })
+        .await
+    }
 }
 
 fn sqlite_value(param: &SqlParam) -> rusqlite::types::Value {

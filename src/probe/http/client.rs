@@ -112,7 +112,7 @@ pub struct OAuth2 {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<String>,
     /// Token endpoint.
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty", serialize_with = "crate::config::types::serialize_redacted_url")]
     pub token_url: String,
     /// Extra form parameters for the token request.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -120,7 +120,10 @@ pub struct OAuth2 {
     /// TLS settings for the token endpoint.
     pub tls_config: TlsConfig,
     /// Proxy for the token endpoint.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::config::types::serialize_redacted_url_option"
+    )]
     pub proxy_url: Option<String>,
     /// Hosts that bypass `proxy_url`.
     #[serde(skip_serializing_if = "Option::is_none")]
