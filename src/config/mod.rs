@@ -117,6 +117,9 @@ pub struct Config {
     /// file's, else the working directory); see [`paths`].
     #[serde(skip)]
     pub base_dir: std::path::PathBuf,
+    /// The web UI's operators.
+    #[serde(skip_serializing_if = "crate::web::config::UiConfig::is_default")]
+    pub ui: crate::web::config::UiConfig,
 }
 
 #[derive(Deserialize)]
@@ -136,6 +139,8 @@ struct RawConfig {
     check_options: Option<yaml::Value>,
     #[serde(default)]
     heartbeats: Option<yaml::Value>,
+    #[serde(default)]
+    ui: Option<yaml::Value>,
 }
 
 impl Config {
@@ -210,6 +215,19 @@ impl Config {
             &mut problems,
         );
         let heartbeats = section(raw.heartbeats, "heartbeats", &mut problems, crate::heartbeat::Config::validate);
+        let ui = match raw.ui {
+            Some(value) if !value.is_null() => match yaml::from_value::<crate::web::config::UiConfig>(value, "ui") {
+                Ok(ui) => {
+                    ui.validate("ui", &mut problems);
+                    ui
+                }
+                Err(problem) => {
+                    problems.0.push(problem);
+                    Default::default()
+                }
+            },
+            _ => Default::default(),
+        };
         if !problems.is_empty() {
             return Err(Error::Invalid(problems.0));
         }
@@ -222,6 +240,7 @@ impl Config {
             bridge,
             checks: std::sync::Arc::new(checks),
             heartbeats,
+            ui,
             base_dir: base_dir.to_path_buf(),
         })
     }

@@ -279,7 +279,7 @@ async fn index(State(app): State<Arc<Exporter>>) -> Html<String> {
          <p>A blackbox_exporter-compatible probe exporter and alert bridge.</p>\n<ul>\n\
          <li><a href=\"probe?target=prometheus.io&module=http_2xx\">Probe prometheus.io for http_2xx</a></li>\n\
          <li><a href=\"probe?target=prometheus.io&module=http_2xx&debug=true\">Debug probe prometheus.io for http_2xx</a></li>\n\
-         <li><a href=\"metrics\">Metrics</a></li>\n<li><a href=\"config\">Configuration</a></li>\n{bridge}\n</ul>\n\
+         <li><a href=\"ui/\">Web UI</a></li>\n<li><a href=\"metrics\">Metrics</a></li>\n<li><a href=\"config\">Configuration</a></li>\n{bridge}\n</ul>\n\
          <h2>Recent Probes</h2>\n<table border=\"1\" cellpadding=\"4\"><tr><th>Module</th><th>Target</th><th>Result</th><th>Debug</th></tr>\n{rows}</table>\n\
          </body></html>\n"
     ))

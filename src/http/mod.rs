@@ -22,9 +22,34 @@ use axum::response::Response;
 use std::sync::Arc;
 use webconfig::Web;
 
+/// Which paths (without the route prefix) are served without a login.
+pub type Public = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
 /// Merges `surfaces` under `route_prefix` (`/` for none) behind the web layer.
 pub fn compose(surfaces: impl IntoIterator<Item = Router>, route_prefix: &str, web: &Web) -> Router {
-    open(surfaces, route_prefix).layer(middleware::from_fn_with_state(Arc::new(web.clone()), web_layer))
+    compose_with_public(surfaces, route_prefix, web, Arc::new(|_: &str| false))
+}
+
+/// Like [`compose`], serving the paths `public` accepts without a login
+/// (credentials that are sent must still be right).
+pub fn compose_with_public(
+    surfaces: impl IntoIterator<Item = Router>,
+    route_prefix: &str,
+    web: &Web,
+    public: Public,
+) -> Router {
+    let routes = surfaces.into_iter().fold(Router::new(), Router::merge);
+    let prefix = route_prefix.trim_end_matches('/').to_string();
+    let routes = if prefix.is_empty() { routes } else { Router::new().nest(&prefix, routes) };
+    let layer = Layer { web: web.clone(), prefix, public };
+    routes.layer(middleware::from_fn_with_state(Arc::new(layer), web_layer))
+}
+
+/// The web layer's state.
+struct Layer {
+    web: Web,
+    prefix: String,
+    public: Public,
 }
 
 /// Merges `surfaces` under `route_prefix` with no web layer: for surfaces
@@ -38,10 +63,14 @@ pub fn open(surfaces: impl IntoIterator<Item = Router>, route_prefix: &str) -> R
 }
 
 /// Basic auth and extra headers from `--web.config.file`, on every endpoint
-/// of every listener.
-async fn web_layer(State(web): State<Arc<Web>>, request: Request, next: Next) -> Response {
+/// of every listener except the public ones.
+async fn web_layer(State(layer): State<Arc<Layer>>, request: Request, next: Next) -> Response {
+    let web = &layer.web;
     let authorization = request.headers().get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
-    match web.authorize(authorization).await {
+    let public = authorization.is_none()
+        && request.uri().path().strip_prefix(layer.prefix.as_str()).is_some_and(|path| (layer.public)(path));
+    let verdict = if public { webconfig::Authorization::Allowed } else { web.authorize(authorization).await };
+    match verdict {
         webconfig::Authorization::Allowed => {}
         webconfig::Authorization::Denied => {
             return Response::builder()

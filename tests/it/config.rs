@@ -229,6 +229,7 @@ fn config_readme_is_the_concatenation_of_reference_d() {
         "bridge",
         "checks",
         "heartbeats",
+        "web",
     ];
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     let mut on_disk: Vec<String> = std::fs::read_dir(root.join("reference.d"))

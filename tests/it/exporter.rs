@@ -148,6 +148,7 @@ async fn web_config_basic_auth_guards_every_endpoint() {
     let app = start_app_with(CONFIG, Options::default(), web).await;
     assert_eq!(app.get("/metrics").await.0, 401);
     assert_eq!(app.get("/probe?module=tcp_connect&target=127.0.0.1:1").await.0, 401);
+    assert_eq!(app.get("/-/healthy").await.0, 200, "the health check is public");
     let client = reqwest::Client::new();
     for password in ["wrong", "s3cret"] {
         let status = client

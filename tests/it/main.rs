@@ -41,3 +41,5 @@ mod probe_unix;
 mod support;
 mod tidy;
 mod tidy_layers;
+mod web_browser;
+mod web_ui;

@@ -394,12 +394,63 @@ pub struct HistoryQuery {
     pub since: Option<DateTime<Utc>>,
     /// Before.
     pub until: Option<DateTime<Utc>>,
-    /// Oldest first instead of newest first.
+    /// Only this entry.
+    pub id: Option<i64>,
+    /// Only entries of this outbox row (every attempt of one message).
+    pub outbox_id: Option<i64>,
+    /// Case-insensitive text somewhere in the contact, channel, alert names,
+    /// provider response or error.
+    pub search: Option<String>,
+    /// The column to sort by (ties broken by time, then entry ID).
+    pub order: HistoryOrder,
+    /// Ascending instead of descending.
     pub ascending: bool,
     /// Page size.
     pub limit: u32,
     /// Entries to skip.
     pub offset: u64,
+}
+
+/// The sort column of a history query.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HistoryOrder {
+    /// Entry time.
+    #[default]
+    Time,
+    /// Contact name.
+    Contact,
+    /// Channel.
+    Channel,
+    /// Outcome.
+    Outcome,
+}
+
+impl HistoryOrder {
+    /// Every order, for parsing and for the UI's sort links.
+    pub const ALL: [HistoryOrder; 4] =
+        [HistoryOrder::Time, HistoryOrder::Contact, HistoryOrder::Channel, HistoryOrder::Outcome];
+
+    /// The query-parameter name, which is also the column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HistoryOrder::Time => "time",
+            HistoryOrder::Contact => "contact",
+            HistoryOrder::Channel => "channel",
+            HistoryOrder::Outcome => "outcome",
+        }
+    }
+
+    /// Parses a query-parameter name.
+    pub fn parse(text: &str) -> Option<HistoryOrder> {
+        HistoryOrder::ALL.into_iter().find(|order| order.as_str() == text)
+    }
+
+    fn column(self) -> &'static str {
+        match self {
+            HistoryOrder::Time => "at",
+            other => other.as_str(),
+        }
+    }
 }
 
 /// One page of history.
@@ -571,6 +622,11 @@ impl Store {
         dispatch!(self, store => store.history(query))
     }
 
+    /// Unfinished rows (pending, held, limited), soonest due first, at most `limit`.
+    pub async fn open_rows(&self, limit: u32) -> Result<Vec<OutboxRow>, StoreError> {
+        dispatch!(self, store => store.open_rows(limit))
+    }
+
     /// Deletes what retention no longer needs.
     pub async fn gc(&self, retention: Retention) -> Result<(), StoreError> {
         dispatch!(self, store => store.gc(retention))
@@ -707,6 +763,10 @@ pub(crate) mod sql {
     pub const SENDS_CHANNEL: &str = "SELECT sent_at FROM sends WHERE contact = $1 AND channel = $2 AND sent_at > $3";
     pub const SENDS_CONTACT: &str = "SELECT sent_at FROM sends WHERE contact = $1 AND sent_at > $2";
     pub const TOLD: &str = "SELECT 1 FROM told WHERE contact = $1 AND fingerprint = $2";
+    /// Unfinished rows, soonest due first; binds the limit.
+    pub const OPEN_ROWS: &str = "SELECT id, notification_id, contact, channel, state, mode, created_at, \
+         due_at, delayed, fingerprints, attempts, first_attempt_at FROM outbox \
+         WHERE state IN ('pending', 'held', 'limited') ORDER BY due_at, id LIMIT $1";
     pub const QUEUE_STATS: &str = "SELECT state, COUNT(*), MIN(created_at) FROM outbox \
          WHERE state IN ('pending', 'held', 'limited') GROUP BY state";
     /// Retention deletes; each binds the one cut-off it names.
@@ -820,11 +880,38 @@ impl HistorySql {
         if let Some(until) = query.until {
             add(&|n| format!("at < ${n}"), SqlParam::Int(to_ms(until)));
         }
+        if let Some(id) = query.id {
+            add(&|n| format!("id = ${n}"), SqlParam::Int(id));
+        }
+        if let Some(outbox_id) = query.outbox_id {
+            add(&|n| format!("outbox_id = ${n}"), SqlParam::Int(outbox_id));
+        }
+        if let Some(search) = query.search.as_deref().filter(|search| !search.is_empty()) {
+            // LIKE with an explicit escape character behaves the same in
+            // SQLite and PostgreSQL; lower() on both sides makes it
+            // case-insensitive in both.
+            let escaped = search.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            add(
+                &|n| {
+                    format!(
+                        "lower(contact || '|' || channel || '|' || alertnames || '|' || \
+                         coalesce(provider_response, '') || '|' || coalesce(error, '')) LIKE ${n} ESCAPE '\\'"
+                    )
+                },
+                SqlParam::Text(format!("%{escaped}%")),
+            );
+        }
         let filter = if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) };
-        let order = if query.ascending { "ASC" } else { "DESC" };
+        let direction = if query.ascending { "ASC" } else { "DESC" };
+        let column = query.order.column();
+        let order = if column == "at" {
+            format!("at {direction}, id {direction}")
+        } else {
+            format!("{column} {direction}, at DESC, id DESC")
+        };
         let count = format!("SELECT COUNT(*) FROM deliveries{filter}");
         let page = format!(
-            "SELECT {HISTORY_COLUMNS} FROM deliveries{filter} ORDER BY at {order}, id {order} LIMIT {} OFFSET {}",
+            "SELECT {HISTORY_COLUMNS} FROM deliveries{filter} ORDER BY {order} LIMIT {} OFFSET {}",
             query.limit, query.offset
         );
         HistorySql { count, page, params }

@@ -439,6 +439,12 @@ impl PostgresStore {
         Ok(told)
     }
 
+    pub(super) async fn open_rows(&self, limit: u32) -> Result<Vec<OutboxRow>, StoreError> {
+        let mut pooled = self.pooled().await?;
+        let rows = pooled.query(sql::OPEN_ROWS, &[&i64::from(limit)]).await?;
+        decode_rows(rows)
+    }
+
     pub(super) async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
         let mut pooled = self.pooled().await?;
         let mut stats = QueueStats::default();

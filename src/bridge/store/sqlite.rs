@@ -372,6 +372,11 @@ impl SqliteStore {
         .await
     }
 
+    pub(super) async fn open_rows(&self, limit: u32) -> Result<Vec<OutboxRow>, StoreError> {
+        self.read(move |connection| query_rows(connection, &sqlite_sql(sql::OPEN_ROWS), params![i64::from(limit)]))
+            .await
+    }
+
     pub(super) async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
         self.read(|connection| {
             let mut stats = QueueStats::default();

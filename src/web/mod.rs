@@ -1,0 +1,214 @@
+//! The web UI: the operator pages under `/ui/`, their embedded assets, and
+//! the badge and chart renderers.
+//!
+//! Pages are rendered on the server with minijinja from templates compiled
+//! into the binary (`templates/`); the JavaScript in `assets/app.js` only
+//! enhances them. Nothing is loaded from another origin, and the Content
+//! Security Policy says so to the browser.
+//!
+//! - `access`: visitors, roles and the cross-site form guard.
+//! - `assets`: `/assets/*`.
+//! - `badge`, `svg`: badge SVG and shields JSON; day bars, charts, timelines.
+//! - `deliveries`: the bridge's history and outbox pages.
+//! - `config`: the `ui:` block.
+
+pub mod access;
+pub mod assets;
+pub mod badge;
+pub mod config;
+mod deliveries;
+pub mod status_config;
+pub mod svg;
+
+use crate::app::App;
+use access::{Csrf, Visitor};
+use axum::Router;
+use axum::extract::{Form, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use minijinja::{Environment, Value, context};
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// The UI's state: the app it shows, its templates and its form key.
+pub struct Ui {
+    app: Arc<App>,
+    templates: Environment<'static>,
+    csrf: Csrf,
+}
+
+/// The templates, by name; `.html` names are auto-escaped.
+const TEMPLATES: &[(&str, &str)] = &[
+    ("layout.html", include_str!("templates/layout.html")),
+    ("error.html", include_str!("templates/error.html")),
+    ("home.html", include_str!("templates/home.html")),
+    ("deliveries.html", include_str!("templates/deliveries.html")),
+    ("delivery.html", include_str!("templates/delivery.html")),
+    ("outbox.html", include_str!("templates/outbox.html")),
+];
+
+/// Every page forbids other origins, inline script and framing.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; \
+     script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+impl Ui {
+    fn new(app: Arc<App>) -> Ui {
+        let mut templates = Environment::new();
+        templates.set_undefined_behavior(minijinja::UndefinedBehavior::SemiStrict);
+        // minijinja's HTML escaping also escapes `/`, which turns every link
+        // into `&#x2f;ui&#x2f;…`: correct but twice the bytes. Escaping the
+        // five characters that matter is enough in text and quoted attributes.
+        templates.set_formatter(|out, state, value| match value.as_str() {
+            Some(text) if state.auto_escape() == minijinja::AutoEscape::Html && !value.is_safe() => out
+                .write_str(&badge::escape(text))
+                .map_err(|_| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "cannot write the page")),
+            _ => minijinja::escape_formatter(out, state, value),
+        });
+        for (name, source) in TEMPLATES {
+            // The templates are part of the binary and covered by tests, so
+            // a failure here is a build defect; it is logged, not a panic.
+            if let Err(err) = templates.add_template(name, source) {
+                tracing::error!(template = name, error = %err, "Broken built-in template");
+            }
+        }
+        Ui { app, templates, csrf: Csrf::new() }
+    }
+
+    /// The route prefix as a path ending in `/`, for links.
+    fn base(&self) -> String {
+        self.app.base_path()
+    }
+
+    /// Renders page `name` for `visitor` with the shared layout variables.
+    fn page(&self, status: StatusCode, name: &str, visitor: &Visitor, nav: &str, title: &str, page: Value) -> Response {
+        let config = self.app.config();
+        let shared = context! {
+            base => self.base(),
+            asset_version => assets::version(),
+            visitor => visitor,
+            csrf => self.csrf.token(visitor),
+            nav => nav,
+            title => title,
+            home_path => "ui/",
+            has_bridge => self.app.bridge().is_some(),
+            has_checks => false,
+            status_links => Vec::<Value>::new(),
+            operators => config.ui.operators.clone(),
+        };
+        let rendered =
+            self.templates.get_template(name).and_then(|template| template.render(context! { ..page, ..shared }));
+        match rendered {
+            Ok(html) => html_response(status, html),
+            Err(err) => {
+                tracing::error!(template = name, error = %format!("{err:#}"), "Cannot render page");
+                (StatusCode::INTERNAL_SERVER_ERROR, "cannot render page\n").into_response()
+            }
+        }
+    }
+
+    /// An error page with `status` and a reason.
+    fn error(&self, visitor: &Visitor, status: StatusCode, message: &str, back: &str) -> Response {
+        let title = status.canonical_reason().unwrap_or("Error");
+        self.page(status, "error.html", visitor, "", title, context! { message, back })
+    }
+}
+
+/// An HTML answer with the UI's security headers; pages show live data,
+/// so they are never stored by caches.
+fn html_response(status: StatusCode, html: String) -> Response {
+    let mut response = (status, html).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The UI's routes, to be merged into the main router (inside the auth layer).
+pub fn router(app: Arc<App>) -> Router {
+    let ui = Arc::new(Ui::new(app));
+    Router::new()
+        .route("/ui", get(|| async { Redirect::permanent("ui/") }))
+        .route("/ui/", get(home))
+        .route("/ui/reload", post(reload))
+        .route("/ui/deliveries", get(deliveries::list))
+        .route("/ui/deliveries/{id}", get(deliveries::detail))
+        .route("/ui/outbox", get(deliveries::outbox))
+        .route("/assets/{name}", get(assets::serve))
+        .with_state(ui)
+}
+
+/// True when `path` (without the route prefix) is served without a login:
+/// the health check and the static assets, which hold no data.
+pub fn is_public(_app: &App, path: &str) -> bool {
+    path == "/-/healthy" || path.starts_with("/assets/")
+}
+
+/// A time as shown on pages.
+pub(crate) fn time_text(time: DateTime<Utc>) -> String {
+    time.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// How far `time` is from `now`, in words (`in 5 min`, `3 h ago`, `now`).
+pub(crate) fn relative_text(time: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let seconds = (time - now).num_seconds();
+    if seconds.abs() < 5 {
+        return "now".into();
+    }
+    let words = svg::format_duration(seconds.unsigned_abs());
+    if seconds > 0 { format!("in {words}") } else { format!("{words} ago") }
+}
+
+async fn home(State(ui): State<Arc<Ui>>, visitor: Visitor) -> Response {
+    ui.page(StatusCode::OK, "home.html", &visitor, "home", "Overview", context! { flash => Value::UNDEFINED })
+}
+
+/// A form that carries only the cross-site token.
+#[derive(Debug, Deserialize)]
+struct TokenForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn reload(
+    State(ui): State<Arc<Ui>>,
+    visitor: Visitor,
+    headers: HeaderMap,
+    Form(form): Form<TokenForm>,
+) -> Response {
+    if let Err(refusal) = ui.csrf.verify(&visitor, &headers, &form.csrf) {
+        return ui.error(&visitor, refusal.status(), &refusal.to_string(), &format!("{}ui/", ui.base()));
+    }
+    let flash = match ui.app.reload().await {
+        Ok(()) => "Configuration reloaded.".to_string(),
+        Err(err) => format!("Reload failed; the running configuration stays: {err}"),
+    };
+    ui.page(StatusCode::OK, "home.html", &visitor, "home", "Overview", context! { flash })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn every_template_compiles() {
+        let mut templates = Environment::new();
+        for (name, source) in TEMPLATES {
+            templates.add_template(name, source).unwrap_or_else(|err| panic!("{name}: {err:#}"));
+        }
+    }
+
+    #[test]
+    fn relative_times_read_naturally() {
+        let now = Utc.with_ymd_and_hms(2026, 12, 6, 12, 0, 0).unwrap();
+        assert_eq!(relative_text(now + chrono::Duration::minutes(5), now), "in 5 min");
+        assert_eq!(relative_text(now - chrono::Duration::hours(3), now), "3 h ago");
+        assert_eq!(relative_text(now, now), "now");
+    }
+}
