@@ -118,7 +118,14 @@ impl Batch {
 
     /// The events of a parsed Alertmanager/Grafana webhook body.
     pub fn from_webhook(notification: Notification) -> Batch {
-        let source = Source::Webhook { version: notification.version };
+        let source = Source::Webhook { version: notification.version.clone() };
+        Batch::from_notification(notification, source)
+    }
+
+    /// The events of an Alertmanager-shaped `notification` from `source`,
+    /// with its grouping kept (group key, receiver and reason take part in
+    /// dedup, so a check's reminders stay distinct).
+    pub fn from_notification(notification: Notification, source: Source) -> Batch {
         let events = notification
             .alerts
             .into_iter()

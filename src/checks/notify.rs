@@ -9,7 +9,7 @@
 
 use super::config::Check;
 use super::state::Incident;
-use crate::bridge::event::{Batch, Event, Group, Links, Source};
+use crate::bridge::event::{Batch, Source};
 use crate::bridge::payload::{Alert, LabelSet, Notification, Status};
 use crate::bridge::submit::Submitter;
 use chrono::{DateTime, Utc};
@@ -128,37 +128,10 @@ fn fingerprint(labels: &LabelSet) -> String {
 }
 
 /// Hands `notification` to the notification pipeline as a batch of check
-/// events (group key, receiver and reason kept, so dedup and reminders work);
-/// returns once durable.
+/// events; returns once durable.
 pub async fn submit(pipeline: &Submitter, notification: Notification) -> Result<(), String> {
-    let group = Group {
-        receiver: notification.receiver,
-        key: notification.group_key,
-        labels: notification.group_labels,
-        status: Some(notification.status),
-        common_labels: Some(notification.common_labels),
-        common_annotations: Some(notification.common_annotations),
-        external_url: notification.external_url,
-        truncated: notification.truncated_alerts,
-        reason: notification.notification_reason,
-        route_labels: notification.route_labels,
-        title: notification.title,
-    };
-    let events = notification
-        .alerts
-        .into_iter()
-        .map(|alert| Event {
-            source: Source::Check,
-            status: alert.status,
-            labels: alert.labels,
-            annotations: alert.annotations,
-            starts_at: alert.starts_at,
-            ends_at: alert.ends_at,
-            fingerprint: Some(alert.fingerprint),
-            links: Links { generator_url: alert.generator_url, ..Links::default() },
-        })
-        .collect();
-    pipeline.submit(Batch { group, events }).await.map(|_| ()).map_err(|err| err.to_string())
+    let batch = Batch::from_notification(notification, Source::Check);
+    pipeline.submit(batch).await.map(|_| ()).map_err(|err| err.to_string())
 }
 
 #[cfg(test)]
