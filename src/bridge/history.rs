@@ -38,11 +38,7 @@ pub fn parse_query(params: &HashMap<String, String>) -> Result<HistoryQuery, Str
             "contact" => query.contact = Some(value.clone()),
             "channel" => query.channel = Some(value.clone()),
             "alertname" => query.alertname = Some(value.clone()),
-            "status" => {
-                query.outcome = Some(Outcome::parse(value).ok_or_else(|| {
-                    format!("invalid status {value:?}: expected sent, failed, dead, held, rate_limited or skipped")
-                })?)
-            }
+            "status" => query.outcome = Some(parse_outcome(name, value)?),
             "q" => query.search = Some(value.clone()).filter(|search| !search.is_empty()),
             "outbox_id" => {
                 query.outbox_id =
@@ -60,28 +56,41 @@ pub fn parse_query(params: &HashMap<String, String>) -> Result<HistoryQuery, Str
                 })?;
                 query.ascending = !descending;
             }
-            "limit" => {
-                query.limit = value
-                    .parse()
-                    .ok()
-                    .filter(|limit| (1..=MAX_LIMIT).contains(limit))
-                    .ok_or_else(|| format!("invalid limit {value:?}: expected 1 to {MAX_LIMIT}"))?
-            }
-            "offset" => {
-                // SQL integers are signed 64-bit: a larger offset is a bad request, not a storage error.
-                query.offset = value
-                    .parse()
-                    .ok()
-                    .filter(|offset| *offset <= i64::MAX as u64)
-                    .ok_or_else(|| format!("invalid offset {value:?}: expected 0 to {}", i64::MAX))?
-            }
+            "limit" => query.limit = parse_limit(value, MAX_LIMIT)?,
+            "offset" => query.offset = parse_offset(value)?,
             other => return Err(format!("unknown parameter {other:?}")),
         }
     }
     Ok(query)
 }
 
-fn parse_time(name: &str, value: &str) -> Result<DateTime<Utc>, String> {
+/// A page size from 1 to `max`. Shared by every search API of the bridge.
+pub(super) fn parse_limit(value: &str, max: u32) -> Result<u32, String> {
+    value
+        .parse()
+        .ok()
+        .filter(|limit| (1..=max).contains(limit))
+        .ok_or_else(|| format!("invalid limit {value:?}: expected 1 to {max}"))
+}
+
+/// Rows to skip. SQL integers are signed 64-bit: a larger offset is a bad
+/// request, not a storage error.
+pub(super) fn parse_offset(value: &str) -> Result<u64, String> {
+    value
+        .parse()
+        .ok()
+        .filter(|offset| *offset <= i64::MAX as u64)
+        .ok_or_else(|| format!("invalid offset {value:?}: expected 0 to {}", i64::MAX))
+}
+
+/// A delivery outcome named by parameter `name`.
+pub(super) fn parse_outcome(name: &str, value: &str) -> Result<Outcome, String> {
+    Outcome::parse(value)
+        .ok_or_else(|| format!("invalid {name} {value:?}: expected sent, failed, dead, held, rate_limited or skipped"))
+}
+
+/// An RFC 3339 time named by parameter `name`.
+pub(super) fn parse_time(name: &str, value: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(value)
         .map(|time| time.with_timezone(&Utc))
         .map_err(|_| format!("invalid {name} {value:?}: expected an RFC 3339 time"))

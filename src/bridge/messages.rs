@@ -21,10 +21,11 @@
 use super::Shared;
 use super::channels::ChannelKind;
 use super::config::Config;
+use super::history;
 use super::intake::refuse_unauthorized;
 use super::payload::{Alert, LabelSet, Message, Notification, Status};
 use super::ratelimit::RateLimit;
-use super::store::{Ingested, MessageQuery, MessageSort, NewDelivery, NewMessage, NewNotification, Outcome};
+use super::store::{Ingested, MessageQuery, MessageSort, NewDelivery, NewMessage, NewNotification};
 use crate::config::Problems;
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -537,21 +538,9 @@ pub fn parse_query(params: &HashMap<String, String>) -> Result<MessageQuery, Str
             "recipient" => query.recipient = Some(value.clone()),
             "q" => query.text = Some(value.clone()),
             "severity" => query.severity = Some(value.clone()),
-            "outcome" => {
-                query.outcome = Some(Outcome::parse(value).ok_or_else(|| {
-                    format!("invalid outcome {value:?}: expected sent, failed, dead, held, rate_limited or skipped")
-                })?)
-            }
-            "since" | "until" => {
-                let time = DateTime::parse_from_rfc3339(value)
-                    .map(|time| time.with_timezone(&Utc))
-                    .map_err(|_| format!("invalid {name} {value:?}: expected an RFC 3339 time"))?;
-                if name == "since" {
-                    query.since = Some(time);
-                } else {
-                    query.until = Some(time);
-                }
-            }
+            "outcome" => query.outcome = Some(history::parse_outcome(name, value)?),
+            "since" => query.since = Some(history::parse_time(name, value)?),
+            "until" => query.until = Some(history::parse_time(name, value)?),
             "sort" => {
                 let (descending, key) = match value.strip_prefix('-') {
                     Some(key) => (true, key),
@@ -569,16 +558,9 @@ pub fn parse_query(params: &HashMap<String, String>) -> Result<MessageQuery, Str
                     }
                 };
             }
-            "limit" => {
-                query.limit = value
-                    .parse()
-                    .ok()
-                    .filter(|limit| (1..=MAX_LIMIT).contains(limit))
-                    .ok_or_else(|| format!("invalid limit {value:?}: expected 1 to {MAX_LIMIT}"))?
-            }
-            "offset" => {
-                query.offset = value.parse().map_err(|_| format!("invalid offset {value:?}: expected a number"))?
-            }
+            "limit" => query.limit = history::parse_limit(value, MAX_LIMIT)?,
+            // Bounded like the deliveries API's (a larger one is a 400, not a storage error).
+            "offset" => query.offset = history::parse_offset(value)?,
             other => return Err(format!("unknown parameter {other:?}")),
         }
     }
@@ -636,6 +618,13 @@ mod tests {
 
     fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn an_offset_past_sql_integers_is_a_bad_request() {
+        let err = parse_query(&params(&[("offset", "9223372036854775808")])).unwrap_err();
+        assert!(err.contains("invalid offset"), "{err}");
+        assert_eq!(parse_query(&params(&[("offset", "9223372036854775807")])).unwrap().offset, i64::MAX as u64);
     }
 
     #[test]
