@@ -133,6 +133,36 @@ impl Window {
     }
 }
 
+impl Window {
+    /// The stretches of this window that overlap `[from, to)`, by start; a
+    /// recurring window is looked up day by day, so at most 40 days are
+    /// scanned whatever `to` is.
+    pub fn occurrences(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+        if let (Some(start), Some(end)) = (self.start, self.end) {
+            return if start < to && end > from { vec![(start, end)] } else { Vec::new() };
+        }
+        let (Some(time), Some(duration)) = (&self.time, self.duration) else { return Vec::new() };
+        let (Ok(minutes), Ok(timezone)) = (parse_time(time, false), self.timezone.parse::<Tz>()) else {
+            return Vec::new();
+        };
+        let Ok(duration) = Duration::from_std(duration.get()) else { return Vec::new() };
+        let days: Vec<Weekday> = self.weekdays.iter().filter_map(|day| parse_days(day).ok()).flatten().collect();
+        let Some(first) =
+            (from - duration).with_timezone(&timezone).date_naive().checked_sub_days(chrono::Days::new(1))
+        else {
+            return Vec::new();
+        };
+        first
+            .iter_days()
+            .take(40)
+            .filter(|date| days.is_empty() || days.contains(&date.weekday()))
+            .filter_map(|date| local_instant(timezone, date, minutes, false))
+            .map(|start| (start, start + duration))
+            .filter(|(start, end)| *start < to && *end > from)
+            .collect()
+    }
+}
+
 /// Whether any of `windows` that select `labels` is active at `at`.
 pub fn in_maintenance<'a>(
     windows: impl IntoIterator<Item = &'a Window>,
@@ -188,6 +218,18 @@ mod tests {
         let db: BTreeMap<String, String> = [("team".to_string(), "db".to_string())].into();
         assert!(in_maintenance([&window], &db, start));
         assert!(!in_maintenance([&window], &BTreeMap::new(), start));
+    }
+
+    #[test]
+    fn occurrences_list_the_coming_stretches() {
+        let window = recurring(&["sat"], "23:00", 4, "Europe/Berlin");
+        let from = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
+        let found = window.occurrences(from, from + Duration::days(14));
+        let starts: Vec<String> = found.iter().map(|(start, _)| start.to_rfc3339()).collect();
+        assert_eq!(starts, ["2026-12-05T22:00:00+00:00", "2026-12-12T22:00:00+00:00"]);
+        assert_eq!(found[0].1 - found[0].0, Duration::hours(4));
+        let inside = Utc.with_ymd_and_hms(2026, 12, 6, 1, 0, 0).unwrap();
+        assert_eq!(window.occurrences(inside, inside + Duration::hours(1)).len(), 1, "the running one counts");
     }
 
     #[test]

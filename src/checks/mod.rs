@@ -5,6 +5,7 @@
 //! - `schedule`: stable per-check slots and the loop that runs one check.
 //! - `state`: up/down by thresholds, incidents.
 //! - `maintenance`: one-off and recurring windows.
+//! - `annotations`: incident notes and maintenance planned from the UI.
 //! - `store`: raw results, roll-ups, incidents and pauses (SQLite).
 //! - `rollup`: buckets, p95 estimate, uptime windows.
 //! - `notify`: transitions as notifications into the bridge.
@@ -16,6 +17,7 @@
 //! **Architecture invariant:** probes run only through `probe::run`, with the
 //! deadline `/probe` would use for a scrape every `interval`.
 
+pub mod annotations;
 pub mod api;
 pub mod config;
 pub mod maintenance;
@@ -157,6 +159,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: metrics::Metrics,
     config: RwLock<Arc<Config>>,
     running: Mutex<BTreeMap<String, Running>>,
+    /// Maintenance planned from the UI that has not ended, by start.
+    planned: RwLock<Arc<Vec<annotations::Planned>>>,
     pipeline: Option<Submitter>,
     timeout_offset: f64,
 }
@@ -164,6 +168,17 @@ pub(crate) struct Shared {
 impl Shared {
     fn config(&self) -> Arc<Config> {
         Arc::clone(&self.config.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    fn planned(&self) -> Arc<Vec<annotations::Planned>> {
+        Arc::clone(&self.planned.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    /// Re-reads the planned windows that have not ended.
+    async fn reload_planned(&self) -> Result<(), StoreError> {
+        let planned = self.store.planned(self.clock.now()).await?;
+        *self.planned.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(planned);
+        Ok(())
     }
 
     /// Every slot, by name.
@@ -244,10 +259,12 @@ impl Checks {
             metrics: metrics::Metrics::register(registry),
             config: RwLock::new(Arc::clone(&config)),
             running: Mutex::new(BTreeMap::new()),
+            planned: RwLock::new(Arc::new(Vec::new())),
             pipeline,
             timeout_offset,
         });
         registry.register_collector(Box::new(metrics::Collector(Arc::clone(&shared))));
+        shared.reload_planned().await?;
         apply(&shared, checks).await?;
         if let Err(err) = shared.refresh_uptime().await {
             tracing::warn!(error = %err, "Cannot compute check uptime.");
@@ -297,6 +314,128 @@ impl Checks {
             let _ = task.await;
         }
     }
+}
+
+/// Read and pause access for the web UI.
+impl Checks {
+    /// Every check with its store id, by name.
+    pub fn views(&self) -> Vec<(i64, View)> {
+        self.shared.slots().iter().map(|slot| (slot.id, slot.view())).collect()
+    }
+
+    /// Check `name` with its store id.
+    pub fn view_of(&self, name: &str) -> Option<(i64, View)> {
+        self.shared.slot(name).map(|slot| (slot.id, slot.view()))
+    }
+
+    /// Pauses or resumes the named checks (every check for `None`); returns
+    /// how many there were.
+    pub async fn set_paused(&self, names: Option<&[String]>, paused: bool) -> Result<usize, StoreError> {
+        let slots: Vec<Arc<Slot>> = match names {
+            None => self.shared.slots(),
+            Some(names) => names.iter().filter_map(|name| self.shared.slot(name)).collect(),
+        };
+        self.shared.set_paused(&slots, paused).await?;
+        Ok(slots.len())
+    }
+
+    /// The current time of the checks' clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.shared.clock.now()
+    }
+
+    /// Plans a maintenance window over `planned.checks` (every check when
+    /// empty); it applies from its start like a configured one-off window.
+    pub async fn plan_maintenance(
+        &self,
+        mut planned: annotations::Planned,
+    ) -> Result<i64, annotations::AnnotationError> {
+        use annotations::AnnotationError::Invalid;
+        planned.title = annotations::clean_title(&planned.title)?;
+        let now = self.now();
+        if planned.end <= planned.start {
+            return Err(Invalid("the end must be after the start".into()));
+        }
+        if planned.end <= now {
+            return Err(Invalid("the window is already over".into()));
+        }
+        if planned.end - planned.start > annotations::PLANNED_MAX {
+            return Err(Invalid(format!("a window lasts at most {} days", annotations::PLANNED_MAX.num_days())));
+        }
+        if let Some(unknown) = planned.checks.iter().find(|name| self.shared.slot(name).is_none()) {
+            return Err(Invalid(format!("there is no check {unknown:?}")));
+        }
+        let id = self.shared.store.add_planned(planned, now).await?;
+        self.shared.reload_planned().await?;
+        Ok(id)
+    }
+
+    /// Ends planned window `id` now (cancels it when it has not started).
+    pub async fn end_maintenance(&self, id: i64) -> Result<(), annotations::AnnotationError> {
+        if !self.shared.store.end_planned(id, self.now()).await? {
+            return Err(annotations::AnnotationError::NotFound("open maintenance window"));
+        }
+        self.shared.reload_planned().await?;
+        Ok(())
+    }
+
+    /// Every maintenance window, configured or planned, that overlaps
+    /// `[from, to)`, with the checks it covers, by start.
+    pub fn maintenance_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Scheduled> {
+        let config = self.shared.config();
+        let slots = self.shared.slots();
+        let all: Vec<String> = slots.iter().map(|slot| slot.check().name.clone()).collect();
+        let mut found: BTreeMap<(DateTime<Utc>, DateTime<Utc>, String), Scheduled> = BTreeMap::new();
+        for slot in &slots {
+            let check = slot.check();
+            let labels = selector_labels(&check);
+            let windows = check.maintenance.iter().chain(&config.checks.options.maintenance);
+            for window in windows.filter(|window| window.selects(&labels)) {
+                for (start, end) in window.occurrences(from, to) {
+                    let key = (start, end, String::new());
+                    let entry = found.entry(key).or_insert_with(|| Scheduled {
+                        title: "Scheduled maintenance".into(),
+                        start,
+                        end,
+                        checks: Vec::new(),
+                        planned: None,
+                    });
+                    if !entry.checks.contains(&check.name) {
+                        entry.checks.push(check.name.clone());
+                    }
+                }
+            }
+        }
+        for planned in self.shared.planned().iter().filter(|planned| planned.start < to && planned.end > from) {
+            let checks = if planned.checks.is_empty() { all.clone() } else { planned.checks.clone() };
+            found.insert(
+                (planned.start, planned.end, format!("{:020}", planned.id)),
+                Scheduled {
+                    title: planned.title.clone(),
+                    start: planned.start,
+                    end: planned.end,
+                    checks,
+                    planned: Some(planned.clone()),
+                },
+            );
+        }
+        found.into_values().collect()
+    }
+}
+
+/// A maintenance window as pages show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scheduled {
+    /// The planned window's title, or "Scheduled maintenance" for configured ones.
+    pub title: String,
+    /// Start.
+    pub start: DateTime<Utc>,
+    /// End, exclusive.
+    pub end: DateTime<Utc>,
+    /// The checks it covers.
+    pub checks: Vec<String>,
+    /// The window when it was planned from the UI (it can be ended early).
+    pub planned: Option<annotations::Planned>,
 }
 
 /// Starts, updates and stops check tasks so that exactly `checks` run.
@@ -373,7 +512,7 @@ pub(crate) async fn run_once(shared: &Shared, slot: &Slot, check: &Check, starte
         check.maintenance.iter().chain(&config.checks.options.maintenance),
         &selector_labels(check),
         started,
-    );
+    ) || shared.planned().iter().any(|planned| planned.covers(&check.name, started));
     let failure = outcome.error.as_ref().map(|err| (err.phase.as_str().to_string(), err.reason.as_str().to_string()));
     let run = Run { at: started, success: outcome.success(), failure: failure.clone(), maintenance };
     let thresholds =

@@ -30,9 +30,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "
 CREATE TABLE checks (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -86,17 +87,45 @@ CREATE TABLE incidents (
 );
 CREATE INDEX incidents_check ON incidents (check_id, started_at);
 ",
-)];
+    ),
+    (
+        2,
+        "
+CREATE TABLE incident_notes (
+    incident_id INTEGER PRIMARY KEY,
+    title TEXT NOT NULL
+);
+CREATE TABLE incident_updates (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    incident_id INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    body TEXT NOT NULL,
+    author TEXT
+);
+CREATE INDEX incident_updates_incident ON incident_updates (incident_id, at);
+CREATE TABLE planned_maintenance (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    title TEXT NOT NULL,
+    start INTEGER NOT NULL,
+    end INTEGER NOT NULL,
+    checks TEXT NOT NULL,
+    created_by TEXT,
+    created_at INTEGER NOT NULL
+);
+",
+    ),
+];
 
 /// `flags` bits of a stored result.
 const FLAG_SUCCESS: i64 = 1;
 const FLAG_MAINTENANCE: i64 = 2;
 
-fn to_ms(time: DateTime<Utc>) -> i64 {
+pub(super) fn to_ms(time: DateTime<Utc>) -> i64 {
     time.timestamp_millis()
 }
 
-fn from_ms(ms: i64) -> DateTime<Utc> {
+pub(super) fn from_ms(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
 
@@ -163,9 +192,9 @@ pub struct Saved {
 /// The checks store; cheap to clone.
 #[derive(Clone)]
 pub struct CheckStore {
-    writer: mpsc::Sender<Job>,
-    readers: Arc<Mutex<Vec<Connection>>>,
-    path: PathBuf,
+    pub(super) writer: mpsc::Sender<Job>,
+    pub(super) readers: Arc<Mutex<Vec<Connection>>>,
+    pub(super) path: PathBuf,
 }
 
 impl std::fmt::Debug for CheckStore {
@@ -174,7 +203,7 @@ impl std::fmt::Debug for CheckStore {
     }
 }
 
-fn read_incident(row: &rusqlite::Row<'_>) -> rusqlite::Result<Incident> {
+pub(super) fn read_incident(row: &rusqlite::Row<'_>) -> rusqlite::Result<Incident> {
     Ok(Incident {
         id: Some(row.get(0)?),
         started_at: from_ms(row.get(1)?),
@@ -466,6 +495,55 @@ impl CheckStore {
                 .query_row(params![id, period.code(), to_ms(period.floor(from)), to_ms(to)], |row| {
                     read_rollup(row, 0)
                 })?)
+        })
+        .await
+    }
+
+    /// Each bucket of `period` starting in `[from, to)`, per check (of
+    /// `only`, or of every check), oldest first: the status page's day bars
+    /// and the check page's charts.
+    pub async fn series(
+        &self,
+        only: Option<i64>,
+        period: Period,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<HashMap<i64, Vec<(DateTime<Utc>, Rollup)>>, StoreError> {
+        read(&self.path, &self.readers, move |connection| {
+            let filter = if only.is_some() { "AND check_id = ?4" } else { "AND ?4 IS NULL" };
+            let sql = format!(
+                "SELECT check_id, start, {SUM_COLUMNS} FROM rollups WHERE period = ?1 AND start >= ?2 AND start < ?3 \
+                 {filter} GROUP BY check_id, start ORDER BY check_id, start"
+            );
+            let mut statement = connection.prepare_cached(&sql)?;
+            let mut series: HashMap<i64, Vec<(DateTime<Utc>, Rollup)>> = HashMap::new();
+            let mut rows = statement.query(params![period.code(), to_ms(period.floor(from)), to_ms(to), only])?;
+            while let Some(row) = rows.next()? {
+                let id: i64 = row.get(0)?;
+                series.entry(id).or_default().push((from_ms(row.get(1)?), read_rollup(row, 2)?));
+            }
+            Ok(series)
+        })
+        .await
+    }
+
+    /// Incidents of any check overlapping `[from, to)`, newest first, with
+    /// their check's id.
+    pub async fn incidents_of_all(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(i64, Incident)>, StoreError> {
+        read(&self.path, &self.readers, move |connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT id, started_at, ended_at, phase, reason, notified_at, check_id FROM incidents \
+                 WHERE started_at < ?2 AND (ended_at IS NULL OR ended_at >= ?1) ORDER BY started_at DESC LIMIT ?3",
+            )?;
+            let rows = statement
+                .query_map(params![to_ms(from), to_ms(to), limit], |row| Ok((row.get(6)?, read_incident(row)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
         })
         .await
     }

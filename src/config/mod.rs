@@ -120,6 +120,9 @@ pub struct Config {
     /// The web UI's operators.
     #[serde(skip_serializing_if = "crate::web::config::UiConfig::is_default")]
     pub ui: crate::web::config::UiConfig,
+    /// Status pages.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub status_pages: Vec<crate::web::config::StatusPage>,
 }
 
 #[derive(Deserialize)]
@@ -141,6 +144,8 @@ struct RawConfig {
     heartbeats: Option<yaml::Value>,
     #[serde(default)]
     ui: Option<yaml::Value>,
+    #[serde(default)]
+    status_pages: Option<yaml::Value>,
 }
 
 impl Config {
@@ -228,6 +233,13 @@ impl Config {
             },
             _ => Default::default(),
         };
+        // A check file that does not load is reported by the checks; group
+        // names are then not checked against it.
+        let loaded = checks.checks(&modules).ok();
+        let check_names: Option<std::collections::HashSet<&str>> =
+            loaded.as_ref().map(|loaded| loaded.iter().map(|check| check.name.as_str()).collect());
+        let status_pages =
+            crate::web::config::status_pages_from_yaml(raw.status_pages, check_names.as_ref(), &mut problems);
         if !problems.is_empty() {
             return Err(Error::Invalid(problems.0));
         }
@@ -241,6 +253,7 @@ impl Config {
             checks: std::sync::Arc::new(checks),
             heartbeats,
             ui,
+            status_pages,
             base_dir: base_dir.to_path_buf(),
         })
     }

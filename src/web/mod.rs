@@ -17,6 +17,7 @@ pub mod assets;
 pub mod badge;
 pub mod config;
 mod deliveries;
+mod status;
 pub mod status_config;
 pub mod svg;
 
@@ -47,6 +48,9 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("deliveries.html", include_str!("templates/deliveries.html")),
     ("delivery.html", include_str!("templates/delivery.html")),
     ("outbox.html", include_str!("templates/outbox.html")),
+    ("status.html", include_str!("templates/status.html")),
+    ("check.html", include_str!("templates/check.html")),
+    ("checks.html", include_str!("templates/checks.html")),
 ];
 
 /// Every page forbids other origins, inline script and framing.
@@ -93,8 +97,8 @@ impl Ui {
             title => title,
             home_path => "ui/",
             has_bridge => self.app.bridge().is_some(),
-            has_checks => false,
-            status_links => Vec::<Value>::new(),
+            has_checks => self.app.checks().is_some(),
+            status_links => config.status_pages.iter().map(|page| context! { slug => &page.slug, title => &page.title, public => page.public }).collect::<Vec<_>>(),
             operators => config.ui.operators.clone(),
         };
         let rendered =
@@ -139,14 +143,37 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/ui/deliveries", get(deliveries::list))
         .route("/ui/deliveries/{id}", get(deliveries::detail))
         .route("/ui/outbox", get(deliveries::outbox))
+        .route("/ui/checks", get(status::list))
+        .route("/ui/checks/pause", post(status::pause))
+        .route("/checks/{name}", get(status::check_page))
+        .route("/checks/{name}/results.csv", get(status::results_csv))
+        .route("/status/{slug}", get(status::page))
+        .route("/status/{slug}/summary.json", get(status::summary))
+        .route("/status/{slug}/feed.atom", get(status::feed))
+        .route("/status/{slug}/logo", get(status::logo))
+        .route("/badge/{check}/{*rest}", get(status::badge))
         .route("/assets/{name}", get(assets::serve))
         .with_state(ui)
 }
 
 /// True when `path` (without the route prefix) is served without a login:
-/// the health check and the static assets, which hold no data.
-pub fn is_public(_app: &App, path: &str) -> bool {
-    path == "/-/healthy" || path.starts_with("/assets/")
+/// the health check, the static assets (they hold no data), public status
+/// pages with their JSON, feed and logo, and the badges of checks shown on
+/// a public status page.
+pub fn is_public(app: &App, path: &str) -> bool {
+    if path == "/-/healthy" || path.starts_with("/assets/") {
+        return true;
+    }
+    if let Some(rest) = path.strip_prefix("/status/") {
+        let slug = rest.split('/').next().unwrap_or_default();
+        return status::page_is_public(app, slug);
+    }
+    if let Some(rest) = path.strip_prefix("/badge/") {
+        let encoded = rest.split('/').next().unwrap_or_default();
+        let name = percent_encoding::percent_decode_str(encoded).decode_utf8_lossy();
+        return status::check_is_public(app, &name);
+    }
+    false
 }
 
 /// A time as shown on pages.

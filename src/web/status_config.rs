@@ -23,7 +23,7 @@ pub struct StatusPage {
     /// An SVG or PNG file shown next to the title, read at load and served
     /// from `/status/<slug>/logo` (nothing is fetched from elsewhere).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logo: Option<String>,
+    pub logo_file: Option<String>,
     /// Links in the page footer.
     #[serde(default)]
     pub footer_links: Vec<Link>,
@@ -83,6 +83,29 @@ impl Group {
     }
 }
 
+/// Decodes `status_pages:` and records every problem; group check names
+/// are checked against `check_names`, the configured checks (`None` when
+/// they did not load: that is reported where checks load).
+pub fn from_yaml(
+    value: Option<crate::config::yaml::Value>,
+    check_names: Option<&HashSet<&str>>,
+    problems: &mut Problems,
+) -> Vec<StatusPage> {
+    let Some(value) = value.filter(|value| !value.is_null()) else {
+        return Vec::new();
+    };
+    match crate::config::yaml::from_value::<Vec<StatusPage>>(value, "status_pages") {
+        Ok(pages) => {
+            validate(&pages, "status_pages", check_names, problems);
+            pages
+        }
+        Err(problem) => {
+            problems.0.push(problem);
+            Vec::new()
+        }
+    }
+}
+
 /// True for a slug made of lowercase letters, digits and inner dashes.
 fn valid_slug(slug: &str) -> bool {
     !slug.is_empty()
@@ -94,7 +117,7 @@ fn valid_slug(slug: &str) -> bool {
 
 /// Records every problem of `pages` below `path`; `check_names` are the
 /// configured checks (a group may not name one that does not exist).
-pub fn validate(pages: &[StatusPage], path: &str, check_names: &HashSet<&str>, problems: &mut Problems) {
+pub fn validate(pages: &[StatusPage], path: &str, check_names: Option<&HashSet<&str>>, problems: &mut Problems) {
     let mut slugs = HashSet::new();
     for (index, page) in pages.iter().enumerate() {
         let at = format!("{path}[{index}]");
@@ -106,12 +129,12 @@ pub fn validate(pages: &[StatusPage], path: &str, check_names: &HashSet<&str>, p
         if page.title.trim().is_empty() {
             problems.push(format!("{at}.title"), "must not be empty");
         }
-        if let Some(logo) = &page.logo {
+        if let Some(logo) = &page.logo_file {
             let lower = logo.to_ascii_lowercase();
             if !(lower.ends_with(".svg") || lower.ends_with(".png")) {
-                problems.push(format!("{at}.logo"), "must be an .svg or .png file");
+                problems.push(format!("{at}.logo_file"), "must be an .svg or .png file");
             } else if let Err(err) = std::fs::metadata(logo) {
-                problems.push(format!("{at}.logo"), format!("cannot read {logo:?}: {err}"));
+                problems.push(format!("{at}.logo_file"), format!("cannot read {logo:?}: {err}"));
             }
         }
         for (link_index, link) in page.footer_links.iter().enumerate() {
@@ -139,7 +162,7 @@ pub fn validate(pages: &[StatusPage], path: &str, check_names: &HashSet<&str>, p
                 problems.push(group_at.clone(), "set checks, selector or both");
             }
             for (check_index, name) in group.checks.iter().enumerate() {
-                if !check_names.contains(name.as_str()) {
+                if check_names.is_some_and(|names| !names.contains(name.as_str())) {
                     problems.push(format!("{group_at}.checks[{check_index}]"), format!("no check is called {name:?}"));
                 }
             }
@@ -236,7 +259,7 @@ mod tests {
             r#"
 - slug: Bad Slug
   title: ""
-  logo: /nope/logo.gif
+  logo_file: /nope/logo.gif
   footer_links: [{title: Docs, url: "javascript:alert(1)"}]
   groups:
     - {name: Web, checks: [www, ghost]}
@@ -250,12 +273,12 @@ mod tests {
 "#,
         );
         let mut problems = Problems::default();
-        validate(&pages, "status_pages", &HashSet::from(["www"]), &mut problems);
+        validate(&pages, "status_pages", Some(&HashSet::from(["www"])), &mut problems);
         let found: Vec<String> = problems.0.iter().map(ToString::to_string).collect();
         for expected in [
             "status_pages[0].slug: must be lowercase",
             "status_pages[0].title: must not be empty",
-            "status_pages[0].logo: must be an .svg or .png file",
+            "status_pages[0].logo_file: must be an .svg or .png file",
             "status_pages[0].footer_links[0].url: must start with",
             "status_pages[0].groups[0].checks[1]: no check is called \"ghost\"",
             "status_pages[0].groups[1]: set checks, selector or both",

@@ -42,4 +42,5 @@ mod support;
 mod tidy;
 mod tidy_layers;
 mod web_browser;
+mod web_status;
 mod web_ui;

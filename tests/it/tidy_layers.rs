@@ -27,7 +27,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("checks", &["bridge", "config", "probe"]),
     // Debt: the operator UI takes the whole `App` (for the bridge's store and
     // the live config) instead of the services it shows, so it names `app`.
-    ("web", &["app", "bridge", "config", "http"]),
+    // Pages show the checks (status pages, check pages, badges).
+    ("web", &["app", "bridge", "checks", "config", "http"]),
     // Heartbeats hand missed or failed runs to the pipeline.
     ("heartbeat", &["bridge", "config"]),
     // Probers import nothing above them.

@@ -18,7 +18,14 @@ fn browser_dir() -> Option<PathBuf> {
 
 /// Runs `node tests/browser/{script}` against `url` (bounded to two
 /// minutes) and fails the test with its output unless it passes.
-pub async fn run_script(script: &str, url: &str, user: &str, password: &str, screenshots: &Path) {
+pub async fn run_script(
+    script: &str,
+    url: &str,
+    user: &str,
+    password: &str,
+    screenshots: &Path,
+    extra: &[(&str, String)],
+) {
     let Some(node) = crate::support::require_binary("node", "nodejs") else { return };
     let Some(chromium) = crate::support::require_binary("chromium", "chromium") else { return };
     let Some(dir) = browser_dir() else { return };
@@ -30,6 +37,7 @@ pub async fn run_script(script: &str, url: &str, user: &str, password: &str, scr
         .env("CHECKIT_PASSWORD", password)
         .env("CHROMIUM", chromium)
         .env("SCREENSHOT_DIR", screenshots)
+        .envs(extra.iter().map(|(name, value)| (*name, value.as_str())))
         .kill_on_drop(true)
         .output();
     let output = tokio::time::timeout(Duration::from_secs(120), child)
@@ -54,10 +62,23 @@ pub fn screenshot_dir(name: &str) -> PathBuf {
 async fn operator_ui_in_chromium() {
     let (app, _guard) = crate::web_ui::start_seeded().await;
     let screenshots = screenshot_dir("ui");
-    run_script("ui.mjs", &app.url(""), "olivia", "pw", &screenshots).await;
+    run_script("ui.mjs", &app.url(""), "olivia", "pw", &screenshots, &[]).await;
     for name in
         ["ui-overview.png", "ui-deliveries.png", "ui-delivery.png", "ui-outbox.png", "ui-deliveries-dark-phone.png"]
     {
+        assert!(screenshots.join(name).is_file(), "{name} written");
+    }
+}
+
+#[tokio::test]
+async fn status_page_check_page_and_checks_list_in_chromium() {
+    let app = crate::web_status::start().await;
+    let screenshots = screenshot_dir("status");
+    let outage_day = (crate::web_status::start_time() - chrono::Duration::days(crate::web_status::OUTAGE_DAYS_BACK))
+        .format("%a %-d %b %Y")
+        .to_string();
+    run_script("status.mjs", &app.url(""), "olivia", "pw", &screenshots, &[("OUTAGE_DAY", outage_day)]).await;
+    for name in ["status-page.png", "status-page-dark-phone.png", "check-page.png", "ui-checks.png"] {
         assert!(screenshots.join(name).is_file(), "{name} written");
     }
 }

@@ -1,0 +1,95 @@
+// The public status page, a check page and the operator's checks list in a
+// real browser: what a person sees (banner, a down check shown as down, the
+// outage day's colour, uptime figures equal to the API's), the day bar by
+// keyboard, pause and resume by clicking, dark theme and phone width.
+import { Failures, launch, guardedPage, axe, screenshot, fitsWidth, finish } from "./harness.mjs";
+
+const base = process.env.CHECKIT_URL;
+const credentials = { username: process.env.CHECKIT_USER, password: process.env.CHECKIT_PASSWORD };
+const outageDay = process.env.OUTAGE_DAY; // e.g. "Fri 29 May 2026"
+const failures = new Failures();
+const browser = await launch();
+try {
+  // The public page, without credentials.
+  const anonymous = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await guardedPage(anonymous, failures);
+  await page.goto(base + "/status/public");
+  const banner = (await page.locator("#banner").textContent()).trim();
+  failures.check(banner === "Partial outage", `banner says ${banner}`);
+  const dbState = (await page.locator("[data-check=db] .state").textContent()).trim();
+  failures.check(dbState === "Down", `db is shown as down (${dbState})`);
+  const wwwState = (await page.locator("[data-check=www] .state").textContent()).trim();
+  failures.check(wwwState === "Operational", `www is shown as operational (${wwwState})`);
+
+  // The outage day is drawn in the "down" colour, a clean day in the "up" colour.
+  const colours = await page.evaluate((day) => {
+    const rects = Array.from(document.querySelectorAll("[data-check=www] svg.daybar rect"));
+    const outage = rects.find((rect) => rect.getAttribute("data-tip").startsWith(day));
+    const last = rects[rects.length - 2];
+    return {
+      count: rects.length,
+      outage: outage && getComputedStyle(outage).fill,
+      clean: getComputedStyle(last).fill,
+      down: getComputedStyle(document.documentElement).getPropertyValue("--bar-down").trim(),
+    };
+  }, outageDay);
+  failures.check(colours.count === 90, `90 days drawn (${colours.count})`);
+  failures.check(colours.outage === "rgb(207, 34, 46)", `the outage day is red (${colours.outage})`);
+  failures.check(colours.clean === "rgb(45, 164, 78)", `a clean day is green (${colours.clean})`);
+
+  // Uptime figures equal the API's (fetched with credentials in another context).
+  const api = await browser.newContext({ httpCredentials: credentials });
+  const apiResponse = await api.request.get(base + "/api/v1/checks/www");
+  const uptime = (await apiResponse.json()).check.uptime;
+  for (const [window, ratio] of Object.entries(uptime)) {
+    const shown = (await page.locator(`[data-check=www] strong[data-window="${window}"]`).textContent()).trim();
+    const expected = ratio === null ? "no data" : (Math.floor(ratio * 10000) / 100).toFixed(2).replace(/\.?0+$/, "") + "%";
+    failures.check(shown === expected, `www ${window}: page ${shown}, API ${expected}`);
+  }
+
+  // The day bar by keyboard: focus it, step back a day, read the tip.
+  await page.locator("[data-check=www] svg.daybar").focus();
+  const today = await page.locator("[data-check=www] .daytip").textContent();
+  failures.check(today.includes(": "), `focusing the bar describes a day (${today})`);
+  await page.keyboard.press("ArrowLeft");
+  const yesterday = await page.locator("[data-check=www] .daytip").textContent();
+  failures.check(yesterday !== today && yesterday.length > 0, `ArrowLeft moves to the day before (${yesterday})`);
+  await axe(page, failures, "status page");
+  await screenshot(page, "status-page.png");
+
+  const dark = await browser.newContext({ colorScheme: "dark", viewport: { width: 390, height: 844 }, deviceScaleFactor: 2 });
+  const phone = await guardedPage(dark, failures);
+  await phone.goto(base + "/status/public");
+  await fitsWidth(phone, failures, "status page on a phone");
+  await axe(phone, failures, "status page, dark, phone");
+  await screenshot(phone, "status-page-dark-phone.png");
+
+  // The check page and the operator list, logged in.
+  const operator = await browser.newContext({ httpCredentials: credentials, viewport: { width: 1280, height: 900 } });
+  const ops = await guardedPage(operator, failures);
+  await ops.goto(base + "/checks/www?window=7d");
+  failures.check((await ops.locator("svg.chart polyline").count()) >= 1, "the response-time chart has a line");
+  failures.check((await ops.locator("#results tbody tr").count()) >= 10, "recent results listed");
+  await axe(ops, failures, "check page");
+  await screenshot(ops, "check-page.png");
+
+  await ops.goto(base + "/ui/checks");
+  await ops.getByRole("button", { name: "Pause www" }).click();
+  await ops.waitForLoadState();
+  failures.check((await ops.locator("[role=status]").textContent()).includes("Paused www."), "pause confirmed");
+  failures.check((await ops.locator("[data-check=www]").getAttribute("data-state")) === "paused", "www shown paused");
+  await axe(ops, failures, "checks list");
+  await screenshot(ops, "ui-checks.png");
+  await ops.getByRole("button", { name: "Resume www" }).click();
+  await ops.waitForLoadState();
+  failures.check((await ops.locator("[role=status]").textContent()).includes("Resumed www."), "resume confirmed");
+  failures.check((await ops.locator("[data-check=www]").getAttribute("data-state")) !== "paused", "www no longer paused");
+  await Promise.all([ops.waitForURL(/state=down/), ops.getByLabel("State").selectOption("down")]);
+  const listed = await ops.locator("#checks tbody tr[data-check]").evaluateAll((rows) => rows.map((row) => row.dataset.check));
+  failures.check(listed.length === 1 && listed[0] === "db", `the state filter leaves db (${listed})`);
+} catch (error) {
+  failures.add("the script stopped: " + (error.stack || error));
+} finally {
+  await browser.close();
+}
+finish(failures);
