@@ -293,7 +293,8 @@ impl App {
             return http::compose(surfaces, &self.options.route_prefix, &self.web).merge(open);
         };
         surfaces.push(crate::web::router(Arc::clone(&app)));
-        let public: http::Public = Arc::new(move |path: &str| crate::web::is_public(&app, path));
+        let public: http::Public =
+            Arc::new(move |path: &str, query: Option<&str>| crate::web::is_public(&app, path, query));
         http::compose_with_public(surfaces, &self.options.route_prefix, &self.web, public).merge(open)
     }
 

@@ -22,12 +22,13 @@ use axum::response::Response;
 use std::sync::Arc;
 use webconfig::Web;
 
-/// Which paths (without the route prefix) are served without a login.
-pub type Public = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+/// Which requests, by path (without the route prefix) and query, are served
+/// without a login.
+pub type Public = Arc<dyn Fn(&str, Option<&str>) -> bool + Send + Sync>;
 
 /// Merges `surfaces` under `route_prefix` (`/` for none) behind the web layer.
 pub fn compose(surfaces: impl IntoIterator<Item = Router>, route_prefix: &str, web: &Web) -> Router {
-    compose_with_public(surfaces, route_prefix, web, Arc::new(|_: &str| false))
+    compose_with_public(surfaces, route_prefix, web, Arc::new(|_: &str, _: Option<&str>| false))
 }
 
 /// Like [`compose`], serving the paths `public` accepts without a login
@@ -67,8 +68,9 @@ pub fn open(surfaces: impl IntoIterator<Item = Router>, route_prefix: &str) -> R
 async fn web_layer(State(layer): State<Arc<Layer>>, request: Request, next: Next) -> Response {
     let web = &layer.web;
     let authorization = request.headers().get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
+    let uri = request.uri();
     let public = authorization.is_none()
-        && request.uri().path().strip_prefix(layer.prefix.as_str()).is_some_and(|path| (layer.public)(path));
+        && uri.path().strip_prefix(layer.prefix.as_str()).is_some_and(|path| (layer.public)(path, uri.query()));
     let verdict = if public { webconfig::Authorization::Allowed } else { web.authorize(authorization).await };
     match verdict {
         webconfig::Authorization::Allowed => {}

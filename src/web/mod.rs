@@ -10,6 +10,9 @@
 //! - `assets`: `/assets/*`.
 //! - `badge`, `svg`: badge SVG and shields JSON; day bars, charts, timelines.
 //! - `deliveries`: the bridge's history and outbox pages.
+//! - `status`: status pages, check pages, badges, the checks list.
+//! - `operate`: incident notes and maintenance windows from the UI;
+//!   `markdown` renders the notes safely.
 //! - `config`: the `ui:` block.
 
 pub mod access;
@@ -17,6 +20,8 @@ pub mod assets;
 pub mod badge;
 pub mod config;
 mod deliveries;
+pub mod markdown;
+mod operate;
 mod status;
 pub mod status_config;
 pub mod svg;
@@ -51,6 +56,9 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("status.html", include_str!("templates/status.html")),
     ("check.html", include_str!("templates/check.html")),
     ("checks.html", include_str!("templates/checks.html")),
+    ("incidents.html", include_str!("templates/incidents.html")),
+    ("incident.html", include_str!("templates/incident.html")),
+    ("maintenance.html", include_str!("templates/maintenance.html")),
 ];
 
 /// Every page forbids other origins, inline script and framing.
@@ -145,6 +153,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/ui/outbox", get(deliveries::outbox))
         .route("/ui/checks", get(status::list))
         .route("/ui/checks/pause", post(status::pause))
+        .route("/ui/incidents", get(operate::incidents))
+        .route("/ui/incidents/{id}", get(operate::incident).post(operate::annotate))
+        .route("/ui/maintenance", get(operate::maintenance).post(operate::plan))
+        .route("/ui/maintenance/{id}/end", post(operate::end))
         .route("/checks/{name}", get(status::check_page))
         .route("/checks/{name}/results.csv", get(status::results_csv))
         .route("/status/{slug}", get(status::page))
@@ -156,11 +168,12 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(ui)
 }
 
-/// True when `path` (without the route prefix) is served without a login:
-/// the health check, the static assets (they hold no data), public status
-/// pages with their JSON, feed and logo, and the badges of checks shown on
-/// a public status page.
-pub fn is_public(app: &App, path: &str) -> bool {
+/// True when `path` (without the route prefix) with `query` is served
+/// without a login: the health check, the static assets (they hold no
+/// data), public status pages with their JSON, feed and logo, the badges of
+/// checks shown on a public status page, and any check's badges with its
+/// `?token=` (see `ui.badge_key_file`).
+pub fn is_public(app: &App, path: &str, query: Option<&str>) -> bool {
     if path == "/-/healthy" || path.starts_with("/assets/") {
         return true;
     }
@@ -171,7 +184,7 @@ pub fn is_public(app: &App, path: &str) -> bool {
     if let Some(rest) = path.strip_prefix("/badge/") {
         let encoded = rest.split('/').next().unwrap_or_default();
         let name = percent_encoding::percent_decode_str(encoded).decode_utf8_lossy();
-        return status::check_is_public(app, &name);
+        return status::check_is_public(app, &name) || status::badge_token_matches(app, &name, query);
     }
     false
 }

@@ -9,6 +9,7 @@ use super::status_config::{Overall, StatusPage};
 use super::svg::{self, Day, Series, Span};
 use super::{Ui, relative_text, time_text};
 use crate::checks::View;
+use crate::checks::annotations::Note;
 use crate::checks::rollup::{Period, Rollup, WINDOWS};
 use crate::checks::state::{Incident, State as CheckState};
 use axum::extract::{Form, Path, Query, State};
@@ -42,6 +43,36 @@ pub fn check_is_public(app: &crate::app::App, name: &str) -> bool {
         .iter()
         .filter(|page| page.public)
         .any(|page| page.groups.iter().any(|group| group.members(&all).contains(&name)))
+}
+
+/// The badge token of check `name`: HMAC-SHA256 of its name under the
+/// secret in `ui.badge_key_file`, base64url; `None` without that file. The
+/// file is read per call (it is tiny), so a replaced secret revokes the old
+/// tokens at once.
+pub fn badge_token(app: &crate::app::App, name: &str) -> Option<String> {
+    use base64::Engine;
+    let file = app.config().ui.badge_key_file.clone()?;
+    let secret = match crate::config::types::read_secret_file(&file) {
+        Ok(secret) => secret,
+        Err(err) => {
+            tracing::warn!(error = %err, "Cannot read ui.badge_key_file; badge tokens are refused");
+            return None;
+        }
+    };
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.expose().as_bytes());
+    let tag = ring::hmac::sign(&key, format!("checkit-badge|{name}").as_bytes());
+    Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref()))
+}
+
+/// True when `query` carries check `name`'s badge token.
+pub fn badge_token_matches(app: &crate::app::App, name: &str, query: Option<&str>) -> bool {
+    use subtle::ConstantTimeEq;
+    let Some(given) = query.and_then(|query| {
+        url::form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == "token").map(|(_, value)| value)
+    }) else {
+        return false;
+    };
+    badge_token(app, name).is_some_and(|token| bool::from(token.as_bytes().ct_eq(given.as_bytes())))
 }
 
 /// True when `slug` is a public status page.
@@ -149,25 +180,48 @@ struct IncidentItem {
     ended_text: Option<String>,
     duration: String,
     updated: DateTime<Utc>,
-    updates: Vec<()>,
+    updates: Vec<minijinja::Value>,
+    #[serde(skip)]
+    note: Note,
 }
 
-fn incident_item(check: &str, incident: &Incident, now: DateTime<Utc>) -> IncidentItem {
+/// The title of an incident nobody named: what failed, and how.
+pub(super) fn derived_title(check: &str, incident: &Incident) -> String {
+    format!("{check} down: {} ({})", incident.reason, incident.phase)
+}
+
+fn incident_item(check: &str, incident: &Incident, note: Option<&Note>, now: DateTime<Utc>) -> IncidentItem {
     let duration = svg::format_duration(u64::try_from(incident.duration(now).num_seconds()).unwrap_or(0));
+    let note = note.cloned().unwrap_or_default();
+    let last_update = note.updates.last().map(|update| update.at);
     IncidentItem {
         id: incident.id.unwrap_or(0),
         check: check.to_string(),
-        title: format!("{check} down: {} ({})", incident.reason, incident.phase),
-        status: if incident.ended_at.is_some() { "resolved" } else { "investigating" },
+        title: note.title.clone().unwrap_or_else(|| derived_title(check, incident)),
+        status: note.status(incident).as_str(),
         open: incident.ended_at.is_none(),
         started_at: incident.started_at.to_rfc3339(),
         started_text: time_text(incident.started_at),
         ended_at: incident.ended_at.map(|time| time.to_rfc3339()),
         ended_text: incident.ended_at.map(time_text),
         duration: if incident.ended_at.is_some() { duration } else { format!("ongoing for {duration}") },
-        updated: incident.ended_at.unwrap_or(incident.started_at),
-        updates: Vec::new(),
+        updated: incident.ended_at.unwrap_or(incident.started_at).max(last_update.unwrap_or(incident.started_at)),
+        updates: note.updates.iter().rev().map(super::operate::update_context).collect(),
+        note,
     }
+}
+
+/// The notes of `incidents`, or none when the store cannot be read (the
+/// incidents are still shown, with their derived titles).
+async fn notes_of<'a>(
+    store: &crate::checks::store::CheckStore,
+    incidents: impl IntoIterator<Item = &'a Incident>,
+) -> HashMap<i64, Note> {
+    let ids = incidents.into_iter().filter_map(|incident| incident.id).collect();
+    store.notes(ids).await.unwrap_or_else(|err| {
+        tracing::warn!(error = %err, "Cannot read incident notes");
+        HashMap::new()
+    })
 }
 
 /// Everything a status page shows, computed once for the HTML, JSON and feed.
@@ -176,9 +230,24 @@ struct Snapshot {
     overall: Overall,
     groups: Vec<(String, Vec<(Card, i64)>)>,
     incidents: Vec<IncidentItem>,
-    maintenance: Vec<String>,
+    maintenance: Vec<MaintenanceItem>,
     now: DateTime<Utc>,
 }
+
+/// A maintenance window on a status page: active or coming, over the page's checks.
+#[derive(Debug, Serialize)]
+struct MaintenanceItem {
+    title: String,
+    active: bool,
+    start: String,
+    start_text: String,
+    end: String,
+    end_text: String,
+    checks: Vec<String>,
+}
+
+/// How far ahead status pages announce maintenance.
+const MAINTENANCE_AHEAD: Duration = Duration::days(7);
 
 async fn snapshot(ui: &Ui, slug: &str, visitor_logged_in: bool) -> Result<Snapshot, (StatusCode, String)> {
     let config = ui.app.config();
@@ -236,16 +305,36 @@ async fn snapshot(ui: &Ui, slug: &str, visitor_logged_in: bool) -> Result<Snapsh
     }
     let overall = Overall::of(states);
     let names: HashMap<i64, &str> = members_ids.iter().map(|(id, name)| (*id, name.as_str())).collect();
-    let incident_items: Vec<IncidentItem> = incidents
+    let shown: Vec<(&str, &Incident)> = incidents
         .iter()
-        .filter_map(|(id, incident)| names.get(id).map(|name| incident_item(name, incident, now)))
+        .filter_map(|(id, incident)| names.get(id).map(|name| (*name, incident)))
         .take(INCIDENT_LIMIT as usize)
         .collect();
-    let maintenance = groups
+    let notes = notes_of(store, shown.iter().map(|(_, incident)| *incident)).await;
+    let incident_items: Vec<IncidentItem> = shown
         .iter()
-        .flat_map(|(_, cards)| cards.iter())
-        .filter(|(card, _)| card.state == "maintenance")
-        .map(|(card, _)| card.name.clone())
+        .map(|(name, incident)| incident_item(name, incident, incident.id.and_then(|id| notes.get(&id)), now))
+        .collect();
+    let maintenance = checks
+        .maintenance_between(now, now + MAINTENANCE_AHEAD)
+        .into_iter()
+        .filter_map(|window| {
+            let on_page: Vec<String> = window
+                .checks
+                .iter()
+                .filter(|name| names.values().any(|shown| *shown == name.as_str()))
+                .cloned()
+                .collect();
+            (!on_page.is_empty()).then(|| MaintenanceItem {
+                title: window.title,
+                active: window.start <= now,
+                start: window.start.to_rfc3339(),
+                start_text: time_text(window.start),
+                end: window.end.to_rfc3339(),
+                end_text: time_text(window.end),
+                checks: on_page,
+            })
+        })
         .collect();
     Ok(Snapshot { page, overall, groups, incidents: incident_items, maintenance, now })
 }
@@ -267,13 +356,6 @@ pub(super) async fn page(State(ui): State<Arc<Ui>>, visitor: Visitor, Path(slug)
         .iter()
         .map(|(name, cards)| context! { name, checks => cards.iter().map(|(card, _)| card).collect::<Vec<_>>() })
         .collect();
-    let maintenance: Vec<_> = if snapshot.maintenance.is_empty() {
-        Vec::new()
-    } else {
-        vec![
-            context! { active => true, checks => snapshot.maintenance.join(", "), text => "checks keep running; their results do not count against uptime" },
-        ]
-    };
     let title = snapshot.page.title.clone();
     let page = context! {
         page => &snapshot.page,
@@ -281,7 +363,7 @@ pub(super) async fn page(State(ui): State<Arc<Ui>>, visitor: Visitor, Path(slug)
         overall_text => snapshot.overall.text(),
         groups,
         incidents => &snapshot.incidents,
-        maintenance,
+        maintenance => &snapshot.maintenance,
         days_back => DAYS,
         now_text => time_text(snapshot.now),
         home_path => format!("status/{}", snapshot.page.slug),
@@ -316,9 +398,15 @@ pub(super) async fn summary(State(ui): State<Arc<Ui>>, Path(slug): Path<String>)
         .incidents
         .iter()
         .map(|incident| {
+            let updates: Vec<serde_json::Value> = incident
+                .note
+                .updates
+                .iter()
+                .map(|update| serde_json::json!({"at": update.at.to_rfc3339(), "status": update.status, "body": update.body}))
+                .collect();
             serde_json::json!({
                 "id": incident.id, "check": incident.check, "title": incident.title, "status": incident.status,
-                "started_at": incident.started_at, "ended_at": incident.ended_at,
+                "started_at": incident.started_at, "ended_at": incident.ended_at, "updates": updates,
             })
         })
         .collect();
@@ -327,6 +415,7 @@ pub(super) async fn summary(State(ui): State<Arc<Ui>>, Path(slug): Path<String>)
         "status": {"indicator": snapshot.overall.as_str(), "description": snapshot.overall.text()},
         "checks": checks,
         "incidents": incidents,
+        "maintenance": snapshot.maintenance,
     });
     let mut response = axum::Json(body).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
@@ -352,11 +441,27 @@ pub(super) async fn feed(State(ui): State<Arc<Ui>>, headers: HeaderMap, Path(slu
     let _ = writeln!(xml, "<link rel=\"self\" href=\"{}/feed.atom\"/>", escape(&page_url));
     let _ = writeln!(xml, "<author><name>checkit</name></author>");
     for incident in &snapshot.incidents {
+        // The operator's updates, newest first, as HTML (escaped once more for XML).
+        let mut content = String::new();
+        for update in incident.note.updates.iter().rev() {
+            let _ = write!(
+                content,
+                "<p><strong>{}</strong> · {}</p>{}",
+                update.status.as_str(),
+                time_text(update.at),
+                super::markdown::to_html(&update.body)
+            );
+        }
+        let content = if content.is_empty() {
+            String::new()
+        } else {
+            format!("<content type=\"html\">{}</content>", escape(&content))
+        };
         let _ = writeln!(
             xml,
             "<entry><id>tag:checkit,2026:status/{slug}/incident/{id}</id><title>{title} ({status})</title>\
              <updated>{updated}</updated><published>{published}</published><link rel=\"alternate\" href=\"{link}\"/>\
-             <summary>{summary}</summary></entry>",
+             <summary>{summary}</summary>{content}</entry>",
             slug = escape(&snapshot.page.slug),
             id = incident.id,
             title = escape(&incident.title),
@@ -404,13 +509,19 @@ pub(super) async fn badge(
     State(ui): State<Arc<Ui>>,
     headers: HeaderMap,
     Path((name, rest)): Path<(String, String)>,
+    uri: axum::http::Uri,
 ) -> Response {
     let (stem, shields) = match (rest.strip_suffix(".svg"), rest.strip_suffix(".shields")) {
         (Some(stem), _) => (stem, false),
         (_, Some(stem)) => (stem, true),
         _ => return (StatusCode::NOT_FOUND, "badges end in .svg or .shields\n").into_response(),
     };
-    let audience = if check_is_public(&ui.app, &name) { Audience::Public } else { Audience::Private };
+    // A token URL is itself the permission, so shared caches may keep it too.
+    let audience = if check_is_public(&ui.app, &name) || badge_token_matches(&ui.app, &name, uri.query()) {
+        Audience::Public
+    } else {
+        Audience::Private
+    };
     let answer = |badge: &Badge, status: StatusCode| {
         if shields {
             badge::shields_response(badge, status, audience, &headers)
@@ -552,7 +663,11 @@ pub(super) async fn check_page(
             }
         })
         .collect();
-    let incidents: Vec<IncidentItem> = incidents.iter().map(|incident| incident_item(&name, incident, now)).collect();
+    let notes = notes_of(store, &incidents).await;
+    let incidents: Vec<IncidentItem> = incidents
+        .iter()
+        .map(|incident| incident_item(&name, incident, incident.id.and_then(|id| notes.get(&id)), now))
+        .collect();
     let windows: Vec<_> = CHART_WINDOWS
         .iter()
         .map(|(known, _, _)| context! { name => known, current => *known == window, url => format!("{}checks/{}?window={known}", ui.base(), urlencode(&name)) })
@@ -577,10 +692,27 @@ pub(super) async fn check_page(
         window,
         results,
         incidents,
+        badges => badge_links(&ui, &name),
         json_url => format!("{}api/v1/checks/{}/results", ui.base(), urlencode(&name)),
         csv_url => format!("{}checks/{}/results.csv", ui.base(), urlencode(&name)),
     };
     ui.page(StatusCode::OK, "check.html", &visitor, "checks", &name, page)
+}
+
+/// The check page's badge links: plain for a public check, with the
+/// check's token for a private one when `ui.badge_key_file` is set.
+fn badge_links(ui: &Ui, name: &str) -> minijinja::Value {
+    let public = check_is_public(&ui.app, name);
+    let token = if public { None } else { badge_token(&ui.app, name) };
+    let query = token.as_ref().map(|token| format!("?token={token}")).unwrap_or_default();
+    let links: Vec<_> = ["status", "uptime/30d", "uptime/1y", "response-time/24h", "cert-expiry"]
+        .iter()
+        .map(|kind| {
+            let path = format!("{}badge/{}/{kind}", ui.base(), urlencode(name));
+            context! { kind, svg => format!("{path}.svg{query}"), shields => format!("{path}.shields{query}") }
+        })
+        .collect();
+    context! { links, public, token => token.is_some() }
 }
 
 fn urlencode(text: &str) -> String {

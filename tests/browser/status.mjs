@@ -54,6 +54,10 @@ try {
   await page.keyboard.press("ArrowLeft");
   const yesterday = await page.locator("[data-check=www] .daytip").textContent();
   failures.check(yesterday !== today && yesterday.length > 0, `ArrowLeft moves to the day before (${yesterday})`);
+  // …and by pointer: hovering the outage day shows its uptime, downtime and incidents.
+  await page.locator(`[data-check=www] svg.daybar rect[data-tip^="${outageDay}"]`).hover();
+  const hovered = await page.locator("[data-check=www] .daytip").textContent();
+  failures.check(hovered.includes("75% up, 6 h down, 1 incident"), `hovering the outage day describes it (${hovered})`);
   await axe(page, failures, "status page");
   await screenshot(page, "status-page.png");
 
@@ -63,6 +67,13 @@ try {
   await fitsWidth(phone, failures, "status page on a phone");
   await axe(phone, failures, "status page, dark, phone");
   await screenshot(phone, "status-page-dark-phone.png");
+
+  // A public page left open refreshes itself in place (its clock is
+  // driven by the test, so a minute passes at once).
+  const live = await guardedPage(anonymous, failures);
+  await live.clock.install();
+  await live.goto(base + "/status/public");
+  await live.evaluate(() => { window.sameDocument = true; });
 
   // The check page and the operator list, logged in.
   const operator = await browser.newContext({ httpCredentials: credentials, viewport: { width: 1280, height: 900 } });
@@ -87,6 +98,44 @@ try {
   await Promise.all([ops.waitForURL(/state=down/), ops.getByLabel("State").selectOption("down")]);
   const listed = await ops.locator("#checks tbody tr[data-check]").evaluateAll((rows) => rows.map((row) => row.dataset.check));
   failures.check(listed.length === 1 && listed[0] === "db", `the state filter leaves db (${listed})`);
+
+  // An incident note, written in the form.
+  await ops.goto(base + "/ui/incidents");
+  await ops.locator("#incidents tbody tr", { hasText: "db down" }).first().locator("a").click();
+  await ops.waitForURL(/\/ui\/incidents\/\d+$/);
+  await ops.getByLabel("Title", { exact: true }).fill("Database unreachable");
+  await ops.getByLabel("Status of this update").selectOption("identified");
+  await ops.locator("#i-body").fill("The disk is **full**; cleaning up. <b>raw html stays text</b>");
+  await ops.getByRole("button", { name: "Save" }).click();
+  await ops.waitForLoadState();
+  failures.check((await ops.locator("[role=status]").textContent()).includes("Update posted (identified)."), "update posted");
+  failures.check((await ops.locator(".update .md strong").textContent()) === "full", "the update's Markdown is rendered");
+  failures.check((await ops.locator(".update .md b").count()) === 0, "raw HTML in an update is not rendered");
+  await axe(ops, failures, "incident page");
+  await screenshot(ops, "ui-incident.png");
+
+  // A maintenance window, planned in the form.
+  await ops.goto(base + "/ui/maintenance");
+  await ops.getByLabel("What is being done").fill("Database upgrade");
+  await ops.locator("#m-checks").selectOption(["db"]);
+  await ops.getByRole("button", { name: "Plan maintenance" }).click();
+  await ops.waitForLoadState();
+  failures.check((await ops.locator("[role=status]").textContent()).includes("Maintenance planned for db"), "window planned");
+  failures.check((await ops.locator("#windows tbody tr", { hasText: "Database upgrade" }).count()) === 1, "window listed");
+  await axe(ops, failures, "maintenance page");
+  await screenshot(ops, "ui-maintenance.png");
+
+  // The open public page picks both up without a reload.
+  await live.clock.fastForward(61000);
+  await live.locator("#status-live").getByText("Database unreachable").first().waitFor({ timeout: 10000 });
+  await live.locator("#maintenance").getByText("Upcoming maintenance: Database upgrade").waitFor({ timeout: 10000 });
+  failures.check(await live.evaluate(() => window.sameDocument === true), "the page refreshed in place, not reloaded");
+  failures.check(
+    (await live.locator(".incident .md strong").first().textContent()) === "full",
+    "the update is shown on the status page",
+  );
+  await axe(live, failures, "status page with notes and maintenance");
+  await screenshot(live, "status-page-annotated.png");
 } catch (error) {
   failures.add("the script stopped: " + (error.stack || error));
 } finally {

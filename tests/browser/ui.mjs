@@ -74,6 +74,11 @@ try {
   const background = await phone.evaluate(() => getComputedStyle(document.body).backgroundColor);
   failures.check(background === "rgb(13, 17, 23)", `dark theme applies (${background})`);
   await fitsWidth(phone, failures, "deliveries on a phone");
+  const outcomeBox = await phone.locator("#deliveries tbody tr").first().locator("td[data-label=Outcome] .state").boundingBox();
+  failures.check(
+    outcomeBox !== null && outcomeBox.width > 0 && outcomeBox.x + outcomeBox.width <= 390,
+    `the outcome is on screen at phone width (${JSON.stringify(outcomeBox)})`,
+  );
   await axe(phone, failures, "deliveries, dark, phone");
   await screenshot(phone, "ui-deliveries-dark-phone.png");
   await phone.goto(base + "/ui/");

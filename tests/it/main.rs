@@ -42,5 +42,6 @@ mod support;
 mod tidy;
 mod tidy_layers;
 mod web_browser;
+mod web_operate;
 mod web_status;
 mod web_ui;

@@ -78,7 +78,15 @@ async fn status_page_check_page_and_checks_list_in_chromium() {
         .format("%a %-d %b %Y")
         .to_string();
     run_script("status.mjs", &app.url(""), "olivia", "pw", &screenshots, &[("OUTAGE_DAY", outage_day)]).await;
-    for name in ["status-page.png", "status-page-dark-phone.png", "check-page.png", "ui-checks.png"] {
+    for name in [
+        "status-page.png",
+        "status-page-dark-phone.png",
+        "check-page.png",
+        "ui-checks.png",
+        "ui-incident.png",
+        "ui-maintenance.png",
+        "status-page-annotated.png",
+    ] {
         assert!(screenshots.join(name).is_file(), "{name} written");
     }
 }

@@ -42,8 +42,9 @@ pub fn start_time() -> DateTime<Utc> {
 /// How many days back the seeded outage of `www` is.
 pub const OUTAGE_DAYS_BACK: i64 = 3;
 
-/// Starts checkit with checks `www` (a listening port) and `db` (a refused
-/// port), a public and a private status page, seeds 10 days of hourly
+/// Starts checkit with checks `www` and `intranet` (a listening port) and
+/// `db` (a refused port), a public and a private status page (`intranet` is
+/// only on the private one), a badge key, seeds 10 days of hourly
 /// results for `www` with a 6-hour outage three days ago, and runs each
 /// check until `www` is up and `db` is down.
 pub async fn start() -> StatusApp {
@@ -67,8 +68,10 @@ check_options:
 checks:
   - {{name: www, module: tcp_connect, target: '{open_addr}', interval: 1m, labels: {{team: web}}, notify: false}}
   - {{name: db, module: tcp_connect, target: '{refused}', interval: 1m, labels: {{team: data}}, notify: false}}
+  - {{name: intranet, module: tcp_connect, target: '{open_addr}', interval: 1m, labels: {{team: ops}}, notify: false}}
 ui:
   operators: [olivia]
+  badge_key_file: badge.key
 status_pages:
   - slug: public
     title: Example services
@@ -86,6 +89,7 @@ status_pages:
     );
     let path = dir.path().join("checkit.yml");
     std::fs::write(&path, &yaml).expect("write config");
+    std::fs::write(dir.path().join("badge.key"), "a badge secret of some length\n").expect("write badge key");
     let config = Config::load(&path).unwrap_or_else(|err| panic!("test config does not load: {err}"));
     let clock = TestClock::new(start_time());
     let web = web_config(dir.path());
@@ -99,6 +103,7 @@ status_pages:
     let status = StatusApp { app, addr, clock, _listener: listener, _dir: dir };
     run_until(&status, "www", "up").await;
     run_until(&status, "db", "down").await;
+    run_until(&status, "intranet", "up").await;
     status.app.checks().expect("checks").refresh_uptime().await.expect("uptime");
     status
 }
@@ -146,7 +151,7 @@ async fn seed(app: &App) {
 }
 
 /// Moves the clock a minute at a time (at most 5) until check `name` is in `state`.
-async fn run_until(app: &StatusApp, name: &str, state: &str) {
+pub async fn run_until(app: &StatusApp, name: &str, state: &str) {
     let checks = app.app.checks().expect("checks");
     for _ in 0..5 {
         if checks.view_of(name).is_some_and(|(_, view)| view.state.as_str() == state) {
@@ -166,7 +171,7 @@ async fn run_until(app: &StatusApp, name: &str, state: &str) {
     panic!("{name} never became {state} (is {view:?}, clock {})", app.clock.now());
 }
 
-async fn get(app: &StatusApp, path: &str, user: Option<&str>) -> (u16, String, reqwest::header::HeaderMap) {
+pub async fn get(app: &StatusApp, path: &str, user: Option<&str>) -> (u16, String, reqwest::header::HeaderMap) {
     let mut request = reqwest::Client::new().get(app.url(path));
     if let Some(user) = user {
         request = request.basic_auth(user, Some("pw"));
@@ -177,14 +182,14 @@ async fn get(app: &StatusApp, path: &str, user: Option<&str>) -> (u16, String, r
     (status, response.text().await.expect("body"), headers)
 }
 
-async fn api_uptime(app: &StatusApp, check: &str) -> serde_json::Value {
+pub async fn api_uptime(app: &StatusApp, check: &str) -> serde_json::Value {
     let (status, body, _) = get(app, &format!("/api/v1/checks/{check}"), Some("victor")).await;
     assert_eq!(status, 200, "{body}");
     let json: serde_json::Value = serde_json::from_str(&body).expect("json");
     json["check"]["uptime"].clone()
 }
 
-fn percent(ratio: &serde_json::Value) -> String {
+pub fn percent(ratio: &serde_json::Value) -> String {
     ratio.as_f64().map_or_else(|| "no data".to_string(), checkit::web::badge::format_percent)
 }
 
@@ -329,6 +334,6 @@ async fn check_page_and_operator_list_with_pause_and_resume() {
     let (_, json, _) = get(&app, "/api/v1/checks/www", Some("victor")).await;
     assert_eq!(serde_json::from_str::<serde_json::Value>(&json).unwrap()["check"]["state"], "paused");
     let resumed = post(vec![("csrf", token), ("action", "resume".into())], "same-origin").await.expect("post");
-    assert!(resumed.text().await.unwrap().contains("Resumed 2 checks."));
+    assert!(resumed.text().await.unwrap().contains("Resumed 3 checks."));
     assert!(!app.app.checks().unwrap().view_of("www").unwrap().1.paused);
 }
