@@ -499,28 +499,31 @@ impl CheckStore {
         .await
     }
 
-    /// Each bucket of `period` starting in `[from, to)`, per check (of
-    /// `only`, or of every check), oldest first: the status page's day bars
-    /// and the check page's charts.
+    /// Each bucket of `period` starting in `[from, to)` of each check of
+    /// `ids`, oldest first: the status page's day bars and the check page's
+    /// charts. One key-range scan per check (the key leads with the check),
+    /// never a scan of every check's roll-ups.
     pub async fn series(
         &self,
-        only: Option<i64>,
+        ids: Vec<i64>,
         period: Period,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<HashMap<i64, Vec<(DateTime<Utc>, Rollup)>>, StoreError> {
         read(&self.path, &self.readers, move |connection| {
-            let filter = if only.is_some() { "AND check_id = ?4" } else { "AND ?4 IS NULL" };
             let sql = format!(
-                "SELECT check_id, start, {SUM_COLUMNS} FROM rollups WHERE period = ?1 AND start >= ?2 AND start < ?3 \
-                 {filter} GROUP BY check_id, start ORDER BY check_id, start"
+                "SELECT start, {SUM_COLUMNS} FROM rollups WHERE check_id = ?1 AND period = ?2 AND start >= ?3 \
+                 AND start < ?4 GROUP BY start ORDER BY start"
             );
             let mut statement = connection.prepare_cached(&sql)?;
-            let mut series: HashMap<i64, Vec<(DateTime<Utc>, Rollup)>> = HashMap::new();
-            let mut rows = statement.query(params![period.code(), to_ms(period.floor(from)), to_ms(to), only])?;
-            while let Some(row) = rows.next()? {
-                let id: i64 = row.get(0)?;
-                series.entry(id).or_default().push((from_ms(row.get(1)?), read_rollup(row, 2)?));
+            let mut series: HashMap<i64, Vec<(DateTime<Utc>, Rollup)>> = HashMap::with_capacity(ids.len());
+            for id in ids {
+                let mut rows = statement.query(params![id, period.code(), to_ms(period.floor(from)), to_ms(to)])?;
+                let mut buckets = Vec::new();
+                while let Some(row) = rows.next()? {
+                    buckets.push((from_ms(row.get(0)?), read_rollup(row, 1)?));
+                }
+                series.insert(id, buckets);
             }
             Ok(series)
         })

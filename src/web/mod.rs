@@ -163,6 +163,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/status/{slug}/summary.json", get(status::summary))
         .route("/status/{slug}/feed.atom", get(status::feed))
         .route("/status/{slug}/logo", get(status::logo))
+        .route("/status/{slug}/days/{check}", get(status::days))
         .route("/badge/{check}/{*rest}", get(status::badge))
         .route("/assets/{name}", get(assets::serve))
         .with_state(ui)

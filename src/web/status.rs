@@ -24,8 +24,10 @@ use std::sync::Arc;
 
 /// Days in a status page's bar.
 pub const DAYS: i64 = 90;
-/// The most incidents a status page lists.
+/// The most incidents `summary.json` and the feed list.
 const INCIDENT_LIMIT: u32 = 50;
+/// The most incidents the HTML page lists (the feed has more).
+const PAGE_INCIDENTS: usize = 20;
 
 /// The checks' names and labels, for group membership.
 fn names_and_labels(views: &[(i64, View)]) -> Vec<(String, BTreeMap<String, String>)> {
@@ -143,7 +145,6 @@ struct Card {
     failing: bool,
     link: bool,
     bar: String,
-    bar_id: String,
     uptime: Vec<WindowFigure>,
 }
 
@@ -249,7 +250,9 @@ struct MaintenanceItem {
 /// How far ahead status pages announce maintenance.
 const MAINTENANCE_AHEAD: Duration = Duration::days(7);
 
-async fn snapshot(ui: &Ui, slug: &str, visitor_logged_in: bool) -> Result<Snapshot, (StatusCode, String)> {
+/// The page `slug` now; the day bars are drawn only when `bars` is set (the
+/// HTML page), as the JSON and the feed do not show them.
+async fn snapshot(ui: &Ui, slug: &str, visitor_logged_in: bool, bars: bool) -> Result<Snapshot, (StatusCode, String)> {
     let config = ui.app.config();
     let page = config
         .status_pages
@@ -265,7 +268,6 @@ async fn snapshot(ui: &Ui, slug: &str, visitor_logged_in: bool) -> Result<Snapsh
     let by_name: HashMap<&str, &(i64, View)> = views.iter().map(|entry| (entry.1.check.name.as_str(), entry)).collect();
     let from = now - Duration::days(DAYS);
     let store = checks.store();
-    let series = store.series(None, Period::Day, from, now + Duration::days(1)).await.map_err(storage)?;
     let incidents = store.incidents_of_all(from, now, 10_000).await.map_err(storage)?;
     let mut by_check: HashMap<i64, Vec<&Incident>> = HashMap::new();
     for (id, incident) in &incidents {
@@ -274,17 +276,10 @@ async fn snapshot(ui: &Ui, slug: &str, visitor_logged_in: bool) -> Result<Snapsh
     let mut groups = Vec::new();
     let mut states = Vec::new();
     let mut members_ids = Vec::new();
-    for (group_index, group) in page.groups.iter().enumerate() {
+    for group in &page.groups {
         let mut cards = Vec::new();
-        for (check_index, name) in group.members(&all).into_iter().enumerate() {
+        for name in group.members(&all) {
             let Some((id, view)) = by_name.get(name).map(|entry| (entry.0, &entry.1)) else { continue };
-            let bar_id = format!("bar-{group_index}-{check_index}");
-            let days = days_of(
-                series.get(&id).map(Vec::as_slice).unwrap_or_default(),
-                by_check.get(&id).map(Vec::as_slice).unwrap_or_default(),
-                today,
-                now,
-            );
             states.push((view.state.as_str(), failing(view)));
             members_ids.push((id, name.to_string()));
             cards.push((
@@ -294,14 +289,26 @@ async fn snapshot(ui: &Ui, slug: &str, visitor_logged_in: bool) -> Result<Snapsh
                     state_text: state_text(view.state, failing(view)),
                     failing: failing(view),
                     link: visitor_logged_in,
-                    bar: svg::day_bar(&bar_id, name, &days),
-                    bar_id,
+                    bar: String::new(),
                     uptime: uptime_figures(view),
                 },
                 id,
             ));
         }
         groups.push((group.name.clone(), cards));
+    }
+    if bars {
+        let ids = members_ids.iter().map(|(id, _)| *id).collect();
+        let series = store.series(ids, Period::Day, from, now + Duration::days(1)).await.map_err(storage)?;
+        for (card, id) in groups.iter_mut().flat_map(|(_, cards)| cards.iter_mut()) {
+            let days = days_of(
+                series.get(id).map(Vec::as_slice).unwrap_or_default(),
+                by_check.get(id).map(Vec::as_slice).unwrap_or_default(),
+                today,
+                now,
+            );
+            card.bar = svg::day_bar(&card.name, &days);
+        }
     }
     let overall = Overall::of(states);
     let names: HashMap<i64, &str> = members_ids.iter().map(|(id, name)| (*id, name.as_str())).collect();
@@ -347,7 +354,7 @@ fn storage(err: crate::bridge::store::StoreError) -> (StatusCode, String) {
 /// `GET /status/{slug}`.
 pub(super) async fn page(State(ui): State<Arc<Ui>>, visitor: Visitor, Path(slug): Path<String>) -> Response {
     let logged_in = visitor.role != super::access::Role::Public;
-    let snapshot = match snapshot(&ui, &slug, logged_in).await {
+    let snapshot = match snapshot(&ui, &slug, logged_in, true).await {
         Ok(snapshot) => snapshot,
         Err((status, message)) => return ui.error(&visitor, status, &message, &ui.base()),
     };
@@ -362,7 +369,8 @@ pub(super) async fn page(State(ui): State<Arc<Ui>>, visitor: Visitor, Path(slug)
         overall => snapshot.overall.as_str(),
         overall_text => snapshot.overall.text(),
         groups,
-        incidents => &snapshot.incidents,
+        incidents => &snapshot.incidents[..snapshot.incidents.len().min(PAGE_INCIDENTS)],
+        more_incidents => snapshot.incidents.len() > PAGE_INCIDENTS,
         maintenance => &snapshot.maintenance,
         days_back => DAYS,
         now_text => time_text(snapshot.now),
@@ -377,9 +385,43 @@ pub(super) async fn page(State(ui): State<Arc<Ui>>, visitor: Visitor, Path(slug)
     response
 }
 
+/// `GET /status/{slug}/days/{check}`: the words of each day of a check's
+/// bar (oldest first), fetched by the page's script on hover or focus.
+pub(super) async fn days(State(ui): State<Arc<Ui>>, Path((slug, name)): Path<(String, String)>) -> Response {
+    let not_found = |message: String| (StatusCode::NOT_FOUND, axum::Json(serde_json::json!({"error": message})));
+    let config = ui.app.config();
+    let Some(page) = config.status_pages.iter().find(|page| page.slug == slug) else {
+        return not_found(format!("there is no status page {slug:?}")).into_response();
+    };
+    let Some(checks) = ui.app.checks() else {
+        return not_found("no checks are configured".into()).into_response();
+    };
+    let all = names_and_labels(&checks.views());
+    let on_page = page.groups.iter().any(|group| group.members(&all).contains(&name.as_str()));
+    let Some((id, _)) = checks.view_of(&name).filter(|_| on_page) else {
+        return not_found(format!("{name:?} is not on this page")).into_response();
+    };
+    let now = checks.now();
+    let from = now - Duration::days(DAYS);
+    let store = checks.store();
+    let (series, incidents) = match (
+        store.series(vec![id], Period::Day, from, now + Duration::days(1)).await,
+        store.incidents(id, from, now + Duration::seconds(1), 10_000).await,
+    ) {
+        (Ok(series), Ok(incidents)) => (series, incidents),
+        (Err(err), _) | (_, Err(err)) => return storage(err).into_response(),
+    };
+    let incidents: Vec<&Incident> = incidents.iter().collect();
+    let days = days_of(series.get(&id).map(Vec::as_slice).unwrap_or_default(), &incidents, now.date_naive(), now);
+    let texts: Vec<String> = days.iter().map(svg::Day::describe).collect();
+    let mut response = axum::Json(serde_json::json!({"check": name, "days": texts})).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
 /// `GET /status/{slug}/summary.json`: the page for machines.
 pub(super) async fn summary(State(ui): State<Arc<Ui>>, Path(slug): Path<String>) -> Response {
-    let snapshot = match snapshot(&ui, &slug, false).await {
+    let snapshot = match snapshot(&ui, &slug, false, false).await {
         Ok(snapshot) => snapshot,
         Err((status, message)) => return (status, axum::Json(serde_json::json!({"error": message}))).into_response(),
     };
@@ -424,7 +466,7 @@ pub(super) async fn summary(State(ui): State<Arc<Ui>>, Path(slug): Path<String>)
 
 /// `GET /status/{slug}/feed.atom`: incidents as an Atom feed (RFC 4287).
 pub(super) async fn feed(State(ui): State<Arc<Ui>>, headers: HeaderMap, Path(slug): Path<String>) -> Response {
-    let snapshot = match snapshot(&ui, &slug, false).await {
+    let snapshot = match snapshot(&ui, &slug, false, false).await {
         Ok(snapshot) => snapshot,
         Err((status, message)) => return (status, message).into_response(),
     };
@@ -607,7 +649,7 @@ pub(super) async fn check_page(
     let from = now - Duration::hours(hours);
     let store = checks.store();
     let (series, results, incidents) = match (
-        store.series(Some(id), period, from, now + period.length()).await,
+        store.series(vec![id], period, from, now + period.length()).await,
         store.results(id, now - Duration::days(7), now + Duration::seconds(1), 50).await,
         store.incidents(id, from, now + Duration::seconds(1), 100).await,
     ) {

@@ -81,33 +81,46 @@ pub fn format_duration(seconds: u64) -> String {
     }
 }
 
-/// Width of one day in the bar's coordinate space.
-const DAY_WIDTH: u32 = 8;
-/// Gap between days.
-const DAY_GAP: u32 = 2;
-
-/// The bar of `days` (oldest first). `id` must be unique in the page: the
-/// bar points at `{id}-tip`, the element where the focused day is described.
-pub fn day_bar(id: &str, name: &str, days: &[Day]) -> String {
-    let count = u32::try_from(days.len()).unwrap_or(u32::MAX);
-    let width = count.saturating_mul(DAY_WIDTH + DAY_GAP);
-    let with_data: Vec<&Day> = days.iter().filter(|day| day.uptime.is_some()).collect();
-    let bad_days = with_data.iter().filter(|day| day.uptime.is_some_and(|uptime| uptime < 0.9995)).count();
-    let label =
-        format!("{}: {} days, {} with data, {} with downtime", escape(name), days.len(), with_data.len(), bad_days);
-    let mut svg = String::with_capacity(days.len() * 160 + 300);
+/// The bar of `days` (oldest first), one unit wide per day. A status page
+/// holds hundreds of bars, so each is small: a background in the most common
+/// colour and one path per other colour, with runs of equal days merged; the
+/// gaps between days are a CSS mask, and each day's words are fetched by
+/// `assets/app.js` on hover or focus (`/status/<slug>/days/<check>`). The
+/// label sums the bar up for screen readers and pages without script.
+pub fn day_bar(name: &str, days: &[Day]) -> String {
+    let with_data = days.iter().filter(|day| day.uptime.is_some()).count();
+    let bad_days = days.iter().filter(|day| day.uptime.is_some_and(|uptime| uptime < 0.9995)).count();
+    let mut svg = String::with_capacity(300);
     let _ = write!(
         svg,
-        r#"<svg class="daybar" id="{id}" viewBox="0 0 {width} 34" preserveAspectRatio="none" role="img" tabindex="0" aria-label="{label}" aria-describedby="{id}-tip">"#
+        r#"<svg class="daybar" viewBox="0 0 {} 1" preserveAspectRatio="none" role="img" tabindex="0" aria-label="{}: {} days, {with_data} with data, {bad_days} with downtime">"#,
+        days.len(),
+        escape(name),
+        days.len(),
     );
-    for (index, day) in days.iter().enumerate() {
-        let x = u32::try_from(index).unwrap_or(0).saturating_mul(DAY_WIDTH + DAY_GAP);
-        let text = escape(&day.describe());
-        let _ = write!(
-            svg,
-            r#"<rect class="{}" x="{x}" y="0" width="{DAY_WIDTH}" height="34" rx="1" data-tip="{text}"><title>{text}</title></rect>"#,
-            day.class()
-        );
+    // The most common class is the background; the rest are runs over it.
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for day in days {
+        match counts.iter_mut().find(|(class, _)| *class == day.class()) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((day.class(), 1)),
+        }
+    }
+    let background = counts.iter().max_by_key(|(_, count)| *count).map_or("d-none", |(class, _)| *class);
+    let _ = write!(svg, r#"<rect class="{background}" width="{}" height="1"/>"#, days.len());
+    for (class, _) in counts.iter().filter(|(class, _)| *class != background) {
+        let mut path = String::new();
+        let mut index = 0;
+        while index < days.len() {
+            if days[index].class() != *class {
+                index += 1;
+                continue;
+            }
+            let run = days[index..].iter().take_while(|day| day.class() == *class).count();
+            let _ = write!(path, "M{index} 0h{run}v1h-{run}z");
+            index += run;
+        }
+        let _ = write!(svg, r#"<path class="{class}" d="{path}"/>"#);
     }
     svg.push_str("</svg>");
     svg
@@ -279,7 +292,7 @@ pub fn timeline(title: &str, from: DateTime<Utc>, to: DateTime<Utc>, spans: &[Sp
     let mut svg = String::with_capacity(256 + spans.len() * 120);
     let _ = write!(
         svg,
-        r#"<svg class="timeline daybar" viewBox="0 0 1000 20" preserveAspectRatio="none" role="img" aria-label="{title}: {desc}">"#,
+        r#"<svg class="timeline" viewBox="0 0 1000 20" preserveAspectRatio="none" role="img" aria-label="{title}: {desc}">"#,
         title = escape(title),
         desc = escape(&desc),
     );
@@ -332,10 +345,12 @@ mod tests {
         outage.downtime_seconds = 6 * 3600;
         assert_eq!(outage.describe(), "Tue 1 Dec 2026: 75% up, 6 h down, 1 incident");
         assert_eq!(day(None, false).describe(), "Tue 1 Dec 2026: no data");
-        let bar = day_bar("bar-api", "api", &[outage, day(Some(1.0), false)]);
-        assert!(bar.contains(r#"aria-label="api: 2 days, 2 with data, 1 with downtime""#), "{bar}");
-        assert_eq!(bar.matches("<rect").count(), 2);
-        assert!(bar.contains(r#"aria-describedby="bar-api-tip""#));
+        let clean = day(Some(1.0), false);
+        let bar = day_bar("api", &[outage.clone(), clean.clone(), clean.clone(), outage, day(None, false)]);
+        assert!(bar.contains(r#"aria-label="api: 5 days, 4 with data, 2 with downtime""#), "{bar}");
+        assert!(bar.contains(r#"<rect class="d-up" width="5" height="1"/>"#), "the common class is the ground: {bar}");
+        assert!(bar.contains(r#"<path class="d-down" d="M0 0h1v1h-1zM3 0h1v1h-1z"/>"#), "{bar}");
+        assert!(bar.contains(r#"<path class="d-none" d="M4 0h1v1h-1z"/>"#), "{bar}");
     }
 
     #[test]

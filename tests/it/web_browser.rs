@@ -77,7 +77,8 @@ async fn status_page_check_page_and_checks_list_in_chromium() {
     let outage_day = (crate::web_status::start_time() - chrono::Duration::days(crate::web_status::OUTAGE_DAYS_BACK))
         .format("%a %-d %b %Y")
         .to_string();
-    run_script("status.mjs", &app.url(""), "olivia", "pw", &screenshots, &[("OUTAGE_DAY", outage_day)]).await;
+    let extra = [("OUTAGE_DAY", outage_day), ("OUTAGE_DAYS_BACK", crate::web_status::OUTAGE_DAYS_BACK.to_string())];
+    run_script("status.mjs", &app.url(""), "olivia", "pw", &screenshots, &extra).await;
     for name in [
         "status-page.png",
         "status-page-dark-phone.png",

@@ -204,19 +204,27 @@ async fn public_status_page_shows_states_history_and_figures_equal_to_the_api() 
     assert!(html.contains("data-check=\"db\" data-state=\"down\""), "db is in the Data group by selector");
     assert!(!html.contains("href=\"/checks/"), "public visitors get no links into the protected pages");
     // The day bar: 90 days, the outage day coloured by its uptime (18 of 24 hours up).
-    let bar = html.split("id=\"bar-0-0\"").nth(1).expect("www's bar").split("</svg>").next().expect("bar end");
-    assert_eq!(bar.matches("<rect").count(), 90);
+    let row = html.split("data-check=\"www\"").nth(1).expect("www's row");
+    let bar = row.split("<svg class=\"daybar\"").nth(1).expect("www's bar").split("</svg>").next().expect("bar end");
+    assert!(bar.contains("viewBox=\"0 0 90 1\""), "{bar}");
+    assert!(bar.contains("aria-label=\"www: 90 days, 11 with data, 1 with downtime\""), "{bar}");
+    assert!(bar.contains("<rect class=\"d-none\" width=\"90\" height=\"1\"/>"), "days without data: {bar}");
+    let outage_index = 89 - OUTAGE_DAYS_BACK;
+    assert!(bar.contains(&format!("<path class=\"d-down\" d=\"M{outage_index} 0h1v1h-1z\"/>")), "{bar}");
+    let (status, days, _) = get(&app, "/status/public/days/www", None).await;
+    assert_eq!(status, 200, "the days' words are public with the page: {days}");
+    let days: serde_json::Value = serde_json::from_str(&days).expect("json");
     let outage_day = (start_time() - Duration::days(OUTAGE_DAYS_BACK)).format("%a %-d %b %Y").to_string();
-    let outage_rect = bar.split("<rect").find(|rect| rect.contains(&outage_day)).expect("the outage day");
-    assert!(outage_rect.contains("class=\"d-down\""), "{outage_rect}");
-    assert!(outage_rect.contains("75% up, 6 h down, 1 incident"), "{outage_rect}");
+    assert_eq!(days["days"][outage_index as usize], format!("{outage_day}: 75% up, 6 h down, 1 incident"));
     let quiet_day = (start_time() - Duration::days(5)).format("%a %-d %b %Y").to_string();
-    assert!(bar.split("<rect").any(|rect| rect.contains(&quiet_day) && rect.contains("class=\"d-up\"")));
+    assert_eq!(days["days"][84], format!("{quiet_day}: 100% up"));
+    assert_eq!(days["days"][0].as_str().map(|text| text.ends_with(": no data")), Some(true));
+    assert_eq!(get(&app, "/status/public/days/intranet", None).await.0, 404, "only the page's checks");
     // Uptime figures are the API's.
     let uptime = api_uptime(&app, "www").await;
     for window in ["24h", "7d", "30d", "90d", "1y"] {
-        let expected = format!("<strong data-window=\"{window}\">{}</strong>", percent(&uptime[window]));
-        assert!(html.contains(&expected), "{window}: {expected} in the page");
+        let expected = format!("<li>{window} <b>{}</b></li>", percent(&uptime[window]));
+        assert!(row.contains(&expected), "{window}: {expected} in the page");
     }
     assert!(html.contains("www down: refused (connect)"), "the incident is listed");
     assert!(html.contains("mailto:ops@example.com"), "footer link");
@@ -294,7 +302,7 @@ async fn check_page_and_operator_list_with_pause_and_resume() {
     let app = start().await;
     let (status, page, _) = get(&app, "/checks/www?window=7d", Some("victor")).await;
     assert_eq!(status, 200, "{page}");
-    assert!(page.contains("class=\"chart\"") && page.contains("class=\"timeline daybar\""), "charts drawn");
+    assert!(page.contains("class=\"chart\"") && page.contains("class=\"timeline\""), "charts drawn");
     assert!(page.contains("down from "), "the timeline names the outage: {page}");
     assert!(page.contains("mean: min "), "the chart's text alternative");
     assert!(page.contains("results.csv"));

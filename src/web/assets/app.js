@@ -11,34 +11,85 @@
     });
   });
 
-  // Day bars: each day is a rect with a data-tip; the bar is one tab stop,
-  // the arrow keys move between days and the tip is read out politely.
+  // Day bars: one tab stop each; the arrow keys move between days and the
+  // pointer picks the day under it. The words of a bar's days are fetched
+  // once, on first use, from the page's days URL (a status page has hundreds
+  // of bars, so they are not in the HTML), and shown in the one shared tip.
+  var daysUrl = (document.getElementById("days") || { dataset: {} }).dataset.url;
   function wireDaybar(svg) {
-    var days = Array.prototype.slice.call(svg.querySelectorAll("rect[data-tip]"));
-    var tip = document.getElementById(svg.getAttribute("aria-describedby"));
-    if (!days.length || !tip) {
+    var row = svg.closest("[data-check]");
+    var count = svg.viewBox.baseVal.width;
+    if (!daysUrl || !row || !count) {
       return;
     }
-    var current = days.length - 1;
+    var current = count - 1;
+    var words = null;
+    var loaded = null;
+    var marker = document.createElementNS("http://www.w3.org/2000/svg", "rect");
+    marker.setAttribute("class", "sel");
+    marker.setAttribute("width", "1");
+    marker.setAttribute("height", "1");
+    function load() {
+      if (!words) {
+        words = fetch(daysUrl + encodeURIComponent(row.dataset.check), { credentials: "same-origin" })
+          .then(function (response) { return response.ok ? response.json() : { days: [] }; })
+          .then(function (body) { return body.days || []; })
+          .catch(function () { words = null; return []; });
+      }
+      return words;
+    }
     function show(index) {
-      days.forEach(function (day) { day.classList.remove("sel"); });
-      current = Math.max(0, Math.min(days.length - 1, index));
-      days[current].classList.add("sel");
-      tip.textContent = days[current].getAttribute("data-tip");
+      current = Math.max(0, Math.min(count - 1, index));
+      marker.setAttribute("x", String(current));
+      svg.appendChild(marker);
+      var tip = document.getElementById("daytip");
+      if (!tip) {
+        return;
+      }
+      svg.after(tip);
+      tip.hidden = false;
+      // The tip hangs from the day, towards the middle of the bar.
+      var x = svg.clientWidth * (current + 0.5) / count;
+      var left = x <= svg.clientWidth / 2;
+      tip.style.left = left ? x + "px" : "";
+      tip.style.right = left ? "" : (svg.clientWidth - x) + "px";
+      tip.style.top = (svg.offsetTop + svg.clientHeight + 4) + "px";
+      tip.textContent = loaded && loaded[current] ? loaded[current] : "…";
+      var shown = current;
+      load().then(function (days) {
+        loaded = days;
+        if (shown === current && days[shown]) {
+          tip.textContent = days[shown];
+        }
+      });
+    }
+    function hide() {
+      marker.remove();
+      var tip = document.getElementById("daytip");
+      if (tip && tip.previousElementSibling === svg) {
+        tip.hidden = true;
+      }
     }
     svg.addEventListener("focus", function () { show(current); });
-    svg.addEventListener("blur", function () {
-      days[current].classList.remove("sel");
+    svg.addEventListener("blur", hide);
+    svg.addEventListener("mouseleave", function () {
+      if (document.activeElement !== svg) {
+        hide();
+      }
     });
     svg.addEventListener("keydown", function (event) {
-      var moves = { ArrowLeft: -1, ArrowRight: 1, Home: -days.length, End: days.length };
+      var moves = { ArrowLeft: -1, ArrowRight: 1, Home: -count, End: count };
       if (event.key in moves) {
         event.preventDefault();
         show(current + moves[event.key]);
       }
     });
-    days.forEach(function (day, index) {
-      day.addEventListener("mouseenter", function () { show(index); });
+    svg.addEventListener("mousemove", function (event) {
+      var box = svg.getBoundingClientRect();
+      var index = Math.floor((event.clientX - box.left) / box.width * count);
+      if (index !== current || marker.parentNode !== svg) {
+        show(index);
+      }
     });
   }
   document.querySelectorAll("svg.daybar").forEach(wireDaybar);
