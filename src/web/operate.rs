@@ -40,10 +40,23 @@ impl Fields {
     }
 }
 
-/// The refusal page, unless the post is an operator's, from this site, with a good token.
-fn refused(ui: &Ui, visitor: &Visitor, headers: &HeaderMap, fields: &Fields, back: &str) -> Option<Response> {
-    let refusal = ui.csrf.verify(visitor, headers, fields.get("csrf")).err()?;
-    Some(ui.error(visitor, refusal.status(), &refusal.to_string(), back))
+/// A form post to these pages: its fields and the checks, or the page refusing it.
+enum Post<'a> {
+    Accepted(Fields, &'a crate::checks::Checks),
+    Refused(Response),
+}
+
+/// Accepts `body` only from an operator, from this site, with a good token,
+/// when checks are configured.
+fn accept<'a>(ui: &'a Ui, visitor: &Visitor, headers: &HeaderMap, body: &[u8], back: &str) -> Post<'a> {
+    let fields = Fields::parse(body);
+    if let Err(refusal) = ui.csrf.verify(visitor, headers, fields.get("csrf")) {
+        return Post::Refused(ui.error(visitor, refusal.status(), &refusal.to_string(), back));
+    }
+    match ui.app.checks() {
+        Some(checks) => Post::Accepted(fields, checks),
+        None => Post::Refused(ui.error(visitor, StatusCode::NOT_FOUND, "No checks are configured.", back)),
+    }
 }
 
 fn annotation_error(ui: &Ui, visitor: &Visitor, err: &AnnotationError, back: &str) -> Response {
@@ -165,12 +178,9 @@ pub(super) async fn annotate(
     body: Bytes,
 ) -> Response {
     let back = format!("{}ui/incidents/{id}", ui.base());
-    let fields = Fields::parse(&body);
-    if let Some(refusal) = refused(&ui, &visitor, &headers, &fields, &back) {
-        return refusal;
-    }
-    let Some(checks) = ui.app.checks() else {
-        return ui.error(&visitor, StatusCode::NOT_FOUND, "No checks are configured.", &back);
+    let (fields, checks) = match accept(&ui, &visitor, &headers, &body, &back) {
+        Post::Accepted(fields, checks) => (fields, checks),
+        Post::Refused(page) => return page,
     };
     let title = match fields.get("title").trim() {
         "" => None,
@@ -269,12 +279,9 @@ fn parse_local(text: &str, field: &str) -> Result<DateTime<Utc>, AnnotationError
 /// `POST /ui/maintenance`: plans a window.
 pub(super) async fn plan(State(ui): State<Arc<Ui>>, visitor: Visitor, headers: HeaderMap, body: Bytes) -> Response {
     let back = format!("{}ui/maintenance", ui.base());
-    let fields = Fields::parse(&body);
-    if let Some(refusal) = refused(&ui, &visitor, &headers, &fields, &back) {
-        return refusal;
-    }
-    let Some(checks) = ui.app.checks() else {
-        return ui.error(&visitor, StatusCode::NOT_FOUND, "No checks are configured.", &back);
+    let (fields, checks) = match accept(&ui, &visitor, &headers, &body, &back) {
+        Post::Accepted(fields, checks) => (fields, checks),
+        Post::Refused(page) => return page,
     };
     let every = fields.get("scope") == "all";
     let chosen = fields.all("checks");
@@ -314,12 +321,9 @@ pub(super) async fn end(
     body: Bytes,
 ) -> Response {
     let back = format!("{}ui/maintenance", ui.base());
-    let fields = Fields::parse(&body);
-    if let Some(refusal) = refused(&ui, &visitor, &headers, &fields, &back) {
-        return refusal;
-    }
-    let Some(checks) = ui.app.checks() else {
-        return ui.error(&visitor, StatusCode::NOT_FOUND, "No checks are configured.", &back);
+    let checks = match accept(&ui, &visitor, &headers, &body, &back) {
+        Post::Accepted(_, checks) => checks,
+        Post::Refused(page) => return page,
     };
     match checks.end_maintenance(id).await {
         Ok(()) => {

@@ -48,6 +48,28 @@ try {
     failures.check(shownUptime.includes(`${window} ${expected}`), `www ${window}: page ${shownUptime}, API ${expected}`);
   }
 
+  // Badges: well-formed SVG (the browser's XML parser accepts them) whose
+  // text is the API's figure.
+  const badges = await page.evaluate(async (windows) => {
+    const out = [];
+    for (const window of windows) {
+      const text = await (await fetch(`/badge/www/uptime/${window}.svg`)).text();
+      const doc = new DOMParser().parseFromString(text, "image/svg+xml");
+      out.push({
+        window,
+        wellFormed: doc.getElementsByTagName("parsererror").length === 0 && doc.documentElement.localName === "svg",
+        title: doc.querySelector("title")?.textContent,
+      });
+    }
+    return out;
+  }, Object.keys(uptime));
+  for (const badge of badges) {
+    const ratio = uptime[badge.window];
+    const expected = ratio === null ? "no data" : (Math.floor(ratio * 10000) / 100).toFixed(2).replace(/\.?0+$/, "") + "%";
+    failures.check(badge.wellFormed, `the ${badge.window} badge is well-formed SVG`);
+    failures.check(badge.title === `www ${badge.window}: ${expected}`, `the ${badge.window} badge says ${badge.title}, API ${expected}`);
+  }
+
   // The day bar by keyboard: focus it (today), step back a day, read the tip.
   const tip = page.locator("#daytip");
   await page.locator("[data-check=www] svg.daybar").focus();
