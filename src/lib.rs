@@ -12,6 +12,7 @@
 //! - `checks`: scheduled checks — state, history, uptime, notifications, API.
 //! - `heartbeat`: checks that ping in (`/ping/…`); silence becomes an alert.
 //! - `web`: the operator UI under `/ui/`, status pages, badges, their assets.
+//! - `storage`: SQLite (one writer, group commit) or PostgreSQL, migrations per area.
 //! - `telemetry`, `logging`: `/metrics` (with the `process_*` families) and logs.
 
 pub mod app;
@@ -23,5 +24,6 @@ pub mod heartbeat;
 pub mod http;
 pub mod logging;
 pub mod probe;
+pub mod storage;
 pub mod telemetry;
 pub mod web;
