@@ -43,6 +43,7 @@ pub mod submit;
 pub use config::Config;
 
 use crate::storage::Storage;
+use crate::storage::lease::Member;
 use channels::ChannelKind;
 use clock::{Clock, SystemClock};
 use futures::FutureExt;
@@ -119,8 +120,8 @@ pub(crate) struct Shared {
     /// Outbox rows committed by intake since start, so that a statistics
     /// refresh racing with intake never lowers the depth below the truth.
     pub(crate) rows_accepted: AtomicU64,
-    /// This process's lease owner name.
-    pub(crate) owner: String,
+    /// This process's membership among the replicas; its name owns lane leases.
+    pub(crate) member: Member,
     /// Serialises sends of contacts with a contact-wide rate limit.
     contact_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -155,7 +156,7 @@ pub struct Bridge {
 
 impl std::fmt::Debug for Bridge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Bridge").field("owner", &self.shared.owner).finish_non_exhaustive()
+        f.debug_struct("Bridge").field("owner", &self.shared.member.owner()).finish_non_exhaustive()
     }
 }
 
@@ -194,8 +195,8 @@ impl Bridge {
         let metrics = Metrics::register(registry, &channel_names);
         let runtime = Runtime::build(Arc::clone(&config))?;
         let described = storage.describe();
+        let member = Member::join(storage.clone(), "bridge").await?;
         let store = Store::open(storage).await?;
-        let owner = format!("{}-{}-{:08x}", hostname(), std::process::id(), rand::random::<u32>());
         let shared = Arc::new(Shared {
             store,
             clock,
@@ -204,7 +205,7 @@ impl Bridge {
             wake: Notify::new(),
             queue_depth: AtomicU64::new(0),
             rows_accepted: AtomicU64::new(0),
-            owner,
+            member: member.clone(),
             contact_locks: Mutex::new(HashMap::new()),
         });
         refresh_stats(&shared).await;
@@ -214,7 +215,8 @@ impl Bridge {
             tasks.push(outbox::run_worker(Arc::clone(&shared), shutdown_rx.clone()).boxed());
         }
         tasks.push(ack::run_poller(Arc::clone(&shared), shutdown_rx.clone()).boxed());
-        tasks.push(run_housekeeping(Arc::clone(&shared), shutdown_rx).boxed());
+        tasks.push(run_housekeeping(Arc::clone(&shared), shutdown_rx.clone()).boxed());
+        tasks.push(member.run(shutdown_rx).boxed());
         tracing::info!(workers = config.workers, store = %described, "Bridge started.");
         Ok(Bridge { shared, shutdown, tasks: Mutex::new(tasks), running: TaskTracker::new() })
     }
@@ -371,10 +373,4 @@ async fn run_housekeeping(shared: Arc<Shared>, mut shutdown: watch::Receiver<boo
             }
         }
     }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_string())
-        .unwrap_or_else(|_| "checkit".into())
 }

@@ -263,6 +263,46 @@ impl CheckStore {
         Ok(names.into_iter().filter_map(|name| saved.remove(&name).map(|found| (name, found))).collect())
     }
 
+    /// What is saved about check `name` (a replica taking it over reads it
+    /// before its first run).
+    pub async fn saved_one(&self, name: &str) -> Result<Option<Saved>, StoreError> {
+        let rows = self
+            .storage
+            .select("SELECT id, paused, health, health_since FROM checks WHERE name = $1", vec![name.into()])
+            .await?;
+        let Some(row) = rows.first() else { return Ok(None) };
+        let id = row[0].int();
+        let health = State::parse_health(row[2].text().unwrap_or("unknown"));
+        let incident = if health == State::Down {
+            let open = self
+                .storage
+                .select(
+                    format!(
+                        "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE check_id = $1 AND ended_at IS NULL \
+                         ORDER BY started_at DESC LIMIT 1"
+                    ),
+                    vec![id.into()],
+                )
+                .await?;
+            open.first().map(|row| read_incident(row))
+        } else {
+            None
+        };
+        Ok(Some(Saved {
+            id,
+            paused: row[1].opt_int().map(|paused| paused != 0),
+            health,
+            since: row[3].opt_int().map(from_ms),
+            incident,
+        }))
+    }
+
+    /// Pauses and resumes set by the API, by check id (replicas pick up each other's).
+    pub async fn pauses(&self) -> Result<HashMap<i64, bool>, StoreError> {
+        let rows = self.storage.select("SELECT id, paused FROM checks WHERE paused IS NOT NULL", Vec::new()).await?;
+        Ok(rows.iter().map(|row| (row[0].int(), row[1].int() != 0)).collect())
+    }
+
     /// What is saved about every check the store knows, by name.
     pub async fn saved(&self) -> Result<HashMap<String, Saved>, StoreError> {
         let open = self

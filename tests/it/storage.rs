@@ -2,7 +2,16 @@
 //! database), per-part stores of older configs still honoured, and replicas
 //! on PostgreSQL splitting the checks.
 
+use crate::bridge_peers::Checkit;
+use crate::bridge_support::Recorder;
+use crate::peer;
 use crate::support::app::start_app;
+use crate::support::free_port;
+use crate::support::peers::{Postgres, PostgresOpts};
+use chrono::Utc;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
 
 const MODULES: &str = "modules:\n  tcp_connect: {prober: tcp, timeout: 2s}\n";
 
@@ -89,4 +98,194 @@ async fn a_file_of_an_older_checkit_is_taken_as_migrated_not_migrated_again() {
     let saved = store.saved().await.expect("read");
     assert_eq!(saved["kept"].paused, Some(true), "the old rows are there");
     assert!(areas(&path).iter().any(|(area, version)| area == "checks" && *version >= 1), "{:?}", areas(&path));
+}
+
+/// A client of the test database, as the test's own observer.
+async fn database(pg: &Postgres) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    client
+}
+
+/// Starts `count` checkit processes on one config (and database) in `dir`.
+async fn replicas(dir: &Path, yaml: &str, count: usize) -> Vec<Checkit> {
+    let config = dir.join("checkit.yml");
+    std::fs::write(&config, yaml).expect("write config");
+    let mut started = Vec::new();
+    for index in 0..count {
+        started.push(Checkit::start(&config, &dir.join(format!("replica-{index}.log")), free_port()).await);
+    }
+    started
+}
+
+fn storage_block(pg: &Postgres, dir: &Path) -> String {
+    let url = dir.join("pg-url");
+    std::fs::write(&url, pg.url()).expect("write url");
+    format!("storage: {{postgres: {{url_file: {}}}}}\n", url.display())
+}
+
+/// Waits (bounded) until `count` replicas of `role` are alive in the database.
+async fn wait_for_replicas(client: &tokio_postgres::Client, role: &str, count: i64) {
+    for _ in 0..300 {
+        let alive: i64 = client
+            .query_one(
+                "SELECT COUNT(*) FROM storage_replicas WHERE role = $1 AND alive_until >= \
+                 CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+                &[&role],
+            )
+            .await
+            .map_or(0, |row| row.get(0));
+        if alive >= count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{count} {role} replicas did not join");
+}
+
+/// Every stored run: check name → start times (ms), oldest first.
+async fn runs(client: &tokio_postgres::Client) -> BTreeMap<String, Vec<i64>> {
+    let rows = client
+        .query("SELECT c.name, r.at FROM results r JOIN checks c ON c.id = r.check_id ORDER BY r.at", &[])
+        .await
+        .expect("read results");
+    let mut runs: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for row in rows {
+        runs.entry(row.get(0)).or_default().push(row.get(1));
+    }
+    runs
+}
+
+const INTERVAL_MS: i64 = 2_000;
+const CHECKS: usize = 8;
+
+#[tokio::test]
+async fn two_replicas_on_postgres_run_each_check_once_per_interval_and_take_over_after_kill_9() {
+    let pg = peer!(Postgres::start(PostgresOpts::default()).await);
+    let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = target.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = target.accept().await {
+            drop(stream);
+        }
+    });
+    let dir = tempfile::tempdir().expect("temp dir");
+    let checks: String = (0..CHECKS)
+        .map(|index| format!("- {{name: c{index}, module: tcp_connect, target: '{address}', interval: 2s}}\n"))
+        .collect();
+    let yaml = format!("{MODULES}{}checks:\n{checks}", storage_block(&pg, dir.path()));
+    let client = database(&pg).await;
+    let mut started = replicas(dir.path(), &yaml, 2).await;
+    wait_for_replicas(&client, "checks", 2).await;
+    // Let both replicas see each other (a refresh a second) before counting.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let from = Utc::now().timestamp_millis();
+    // The counted windows end at most 6.5 intervals after `from`.
+    tokio::time::sleep(Duration::from_millis(u64::try_from(7 * INTERVAL_MS).unwrap_or(0))).await;
+    let interval = Duration::from_millis(u64::try_from(INTERVAL_MS).unwrap_or(0));
+    let all = runs(&client).await;
+    for index in 0..CHECKS {
+        let name = format!("c{index}");
+        let offset = checkit::checks::schedule::offset(&name, interval).num_milliseconds();
+        // Five whole slots, each counted from half an interval before it
+        // (a run starts a few milliseconds after its slot).
+        let first = from + (offset - from).rem_euclid(INTERVAL_MS) + INTERVAL_MS;
+        let window = (first - INTERVAL_MS / 2)..(first + 5 * INTERVAL_MS - INTERVAL_MS / 2);
+        let counted = all.get(&name).map_or(0, |ats| ats.iter().filter(|at| window.contains(at)).count());
+        assert_eq!(counted, 5, "{name} runs once per interval across both replicas: {:?}", all.get(&name));
+    }
+    // Both replicas ran some of the checks: the work is split, not one idle.
+    let http = reqwest::Client::new();
+    for replica in &started {
+        let metrics = http.get(replica.url("/metrics")).send().await.expect("metrics").text().await.expect("body");
+        let ran: f64 = metrics
+            .lines()
+            .filter(|line| line.starts_with("checkit_checks_runs_total{"))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        assert!(ran > 0.0, "a replica ran no check: {metrics}");
+    }
+    let per_replica: Vec<String> = started.iter().map(|replica| replica.guard.diagnostics()).collect();
+
+    started[0].guard.kill();
+    let killed_at = Utc::now().timestamp_millis();
+    tokio::time::sleep(Duration::from_millis(u64::try_from(3 * INTERVAL_MS).unwrap_or(0))).await;
+    let after = runs(&client).await;
+    for index in 0..CHECKS {
+        let name = format!("c{index}");
+        let next = after.get(&name).and_then(|ats| ats.iter().find(|at| **at > killed_at)).copied();
+        let delay = next.map(|at| at - killed_at);
+        assert!(
+            delay.is_some_and(|delay| delay <= 2 * INTERVAL_MS),
+            "{name} ran within two intervals of the kill (took {delay:?} ms): {per_replica:?}"
+        );
+        eprintln!("{name}: first run after kill -9 of a replica: {delay:?} ms");
+    }
+    drop(started);
+}
+
+#[tokio::test]
+async fn a_killed_replica_s_lanes_pass_to_the_other_within_seconds_not_a_lease() {
+    let pg = peer!(Postgres::start(PostgresOpts::default()).await);
+    let recorder = Recorder::start().await;
+    // Each delivery is held 4 s: the replica delivering holds its lane meanwhile.
+    recorder.delay_answers(Duration::from_secs(4));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let yaml = format!(
+        "{}bridge:\n  workers: 1\n  contacts: {{ops: {{webhook: '{}'}}}}\n  routes: [{{contacts: [ops]}}]\n",
+        storage_block(&pg, dir.path()),
+        recorder.url("/ops")
+    );
+    let client = database(&pg).await;
+    let mut started = replicas(dir.path(), &yaml, 2).await;
+    wait_for_replicas(&client, "bridge", 2).await;
+    const MESSAGES: usize = 3;
+    let http = reqwest::Client::new();
+    for index in 0..MESSAGES {
+        let body = crate::bridge_support::notification(
+            "team",
+            &format!("g{index}"),
+            &[(&format!("Alert{index}"), "warning", "firing")],
+        );
+        let response = http.post(started[0].url("/webhook")).body(body).send().await.expect("post");
+        assert_eq!(response.status(), 200);
+    }
+    recorder.wait_for(1).await;
+    // The replica whose lease it is (its name ends with its pid and a key).
+    let owner: String = client
+        .query_one("SELECT lease_owner FROM lanes WHERE lease_owner IS NOT NULL", &[])
+        .await
+        .expect("a leased lane")
+        .get(0);
+    let holder = started
+        .iter()
+        .position(|replica| owner.contains(&format!("-{}-", replica.guard.pid())))
+        .unwrap_or_else(|| panic!("{owner} is none of the replicas"));
+    let before = recorder.count();
+    started[holder].guard.kill();
+    let killed = std::time::Instant::now();
+    // The survivor sends the interrupted message again (at least once) and the rest.
+    let mut took = None;
+    while killed.elapsed() < Duration::from_secs(90) {
+        if recorder.count() > before {
+            took = Some(killed.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = took.expect("the other replica delivered the held messages");
+    assert!(took < Duration::from_secs(5), "the lane passed on after {took:?}, not within seconds");
+    let delivered = || -> std::collections::BTreeSet<String> {
+        recorder
+            .requests()
+            .iter()
+            .filter_map(|request| {
+                (0..MESSAGES).map(|index| format!("Alert{index}")).find(|name| request.body.contains(name.as_str()))
+            })
+            .collect()
+    };
+    crate::bridge_support::eventually("every message delivered", || (delivered().len() == MESSAGES).then_some(()))
+        .await;
+    eprintln!("lane takeover after kill -9: {took:?}");
+    drop(started);
 }
