@@ -2,8 +2,8 @@
 //! socket it dialed itself (so address selection and the target policy hold),
 //! optionally runs a query and checks its result.
 //!
-//! TLS goes through checkit's own rustls client (a small `TlsConnect` adapter
-//! below), so `probe_ssl_*` / `probe_tls_*` describe the server's certificate
+//! TLS goes through checkit's own rustls client (a `TlsConnect` below that
+//! times and classifies the handshake, over [`crate::net::postgres`]), so `probe_ssl_*` / `probe_tls_*` describe the server's certificate
 //! exactly as for HTTPS.
 
 use super::resolve::IpProtocol;
@@ -12,6 +12,7 @@ use super::tls::{self, TlsConfig, TlsInfo};
 use super::{Phase, ProbeCtx, ProbeError, ProbeResult, Reason};
 use crate::config::Problems;
 use crate::config::types::Regex;
+use crate::net::postgres::RustlsStream;
 use rustls::pki_types::ServerName;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -22,7 +23,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::tls::{ChannelBinding, TlsConnect};
+use tokio_postgres::tls::TlsConnect;
 
 /// libpq's `sslmode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -364,7 +365,7 @@ where
             match handshake {
                 Ok(stream) => {
                     state.info = Some(client.info(stream.get_ref().1));
-                    Ok(RustlsStream(stream))
+                    Ok(RustlsStream::new(stream))
                 }
                 Err(err) => {
                     state.failure = Some(tls::classify(&err));
@@ -372,42 +373,6 @@ where
                 }
             }
         })
-    }
-}
-
-/// A tokio-rustls stream as tokio-postgres wants it (it ships adapters only for
-/// native-tls and OpenSSL); the bridge's PostgreSQL store uses it too.
-pub struct RustlsStream<S>(tokio_rustls::client::TlsStream<S>);
-
-impl<S> RustlsStream<S> {
-    /// Wraps a finished TLS stream.
-    pub fn new(stream: tokio_rustls::client::TlsStream<S>) -> Self {
-        RustlsStream(stream)
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> tokio_postgres::tls::TlsStream for RustlsStream<S> {
-    fn channel_binding(&self) -> ChannelBinding {
-        // Without binding data SCRAM still works (channel_binding=prefer).
-        ChannelBinding::none()
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for RustlsStream<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for RustlsStream<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
 

@@ -141,7 +141,7 @@ where
 /// Records a successful handshake: the `probe_ssl_*` / `probe_tls_*`
 /// families (the cipher too) and `probe_<proto>_ssl 1`.
 pub fn record_tls(ctx: &mut ProbeCtx<'_>, metrics: Metrics, info: &TlsInfo) {
-    info.record(&mut ctx.registry, tls::Families { cipher: true, last_chain_expiry: true });
+    tls::record(info, &mut ctx.registry, tls::Families { cipher: true, last_chain_expiry: true });
     ctx.registry.set(metrics.ssl_name, metrics.ssl_help, 1.0);
     ctx.log.info(format!("TLS handshake done version={:?} cipher={}", info.version, info.cipher));
 }

@@ -171,7 +171,7 @@ impl Families {
 
     /// Records a finished handshake.
     pub fn tls_done(&self, ctx: &mut ProbeCtx<'_>, info: &tls::TlsInfo) {
-        info.record(&mut ctx.registry, tls::Families { cipher: true, last_chain_expiry: true });
+        tls::record(info, &mut ctx.registry, tls::Families { cipher: true, last_chain_expiry: true });
         ctx.registry.set(self.ssl, self.ssl_help, 1.0);
     }
 }
