@@ -16,7 +16,7 @@
 //! ([`sqlite::Sqlite`], [`postgres::Postgres`]) and writes them natively.
 //!
 //! **Architecture invariant:** `storage` imports nothing above it (only
-//! `config`, and the TLS pieces that live in `probe` until a shared `net`).
+//! `config` and `net`).
 
 pub mod config;
 pub mod lease;
@@ -211,7 +211,7 @@ impl Storage {
                 let tls = postgres
                     .tls_config
                     .as_ref()
-                    .map(|tls_config| crate::probe::tls::Client::new(tls_config, &[]).map(|client| client.config))
+                    .map(|tls_config| crate::net::tls::Client::new(tls_config, &[]).map(|client| client.config))
                     .transpose()
                     .map_err(|err| StoreError::Unavailable(format!("postgres tls_config: {err}")))?;
                 Ok(Storage::Postgres(postgres::Postgres::open(url.expose(), postgres.max_connections, tls).await?))

@@ -15,13 +15,11 @@ const LAYERS: &[(&str, &[&str])] = &[
     // Surfaces parse, call one service, map errors; the bridge's own surfaces
     // are composed in by `app`, so `http` does not name the bridge.
     ("http", &["config", "probe", "telemetry"]),
-    // The pipeline keeps its tables in the storage layer.
-    ("bridge", &["config", "storage"]),
+    // The pipeline keeps its tables in the storage layer; TLS clients come from `net`.
+    ("bridge", &["config", "net", "storage"]),
     // The storage layer: SQLite and PostgreSQL under every part that keeps
-    // state; it imports nothing above it. Debt (issue 8): it takes TLS client
-    // configs and the PostgreSQL TLS stream from `probe` until they move to a
-    // shared `net`.
-    ("storage", &["config", "probe::tls", "probe::postgres"]),
+    // state; it imports nothing above it.
+    ("storage", &["config", "net"]),
     // Only the lists of the bridge's and the checks' metric names, to join them with the exporter's.
     ("telemetry", &["bridge::metrics", "checks::metrics::METRIC_NAMES", "heartbeat::METRIC_NAMES"]),
     // Debt (issue 8): config still names the probe and bridge block types;
@@ -35,7 +33,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     // Heartbeats hand missed or failed runs to the pipeline.
     ("heartbeat", &["bridge", "config", "storage"]),
     // Probers import nothing above them.
-    ("probe", &["config"]),
+    ("probe", &["config", "net"]),
+    // Shared networking below the probers and the bridge.
+    ("net", &["config"]),
     ("logging", &[]),
 ];
 
@@ -111,7 +111,7 @@ fn the_checker_catches_a_forbidden_import() {
     let files = [
         ("probe/tcp.rs".to_string(), "use crate::config::types::GoDuration;\nuse crate::bridge::Bridge;\n"),
         ("http/exporter.rs".to_string(), "let x = crate::bridge::submit::Submitter::clone(&y); // crate::app\n"),
-        ("storage/postgres.rs".to_string(), "use crate::probe::tls::Client;\nuse crate::probe::http::probe;\n"),
+        ("bridge/outbox.rs".to_string(), "use crate::net::tls::Client;\nuse crate::probe::http::probe;\n"),
         ("probe/dns.rs".to_string(), "use crate::{config::Problems, telemetry::Telemetry};\n"),
         ("config/mod.rs".to_string(), "use crate::probe::Module;\n"),
         ("newpart/mod.rs".to_string(), "\n"),
@@ -122,7 +122,7 @@ fn the_checker_catches_a_forbidden_import() {
         [
             "probe/tcp.rs:2: probe names crate::bridge::Bridge",
             "http/exporter.rs:1: http names crate::bridge::submit::Submitter::clone",
-            "storage/postgres.rs:2: storage names crate::probe::http::probe",
+            "bridge/outbox.rs:2: bridge names crate::probe::http::probe",
             "probe/dns.rs:1: probe names crate::telemetry::Telemetry",
             "newpart/mod.rs: module newpart is not in LAYERS",
         ]
