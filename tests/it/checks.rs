@@ -70,6 +70,17 @@ impl Checkit {
         self.json(&format!("/api/v1/checks/{name}")).await["check"].clone()
     }
 
+    /// The number of deliveries in the history, once there is any (waits up to 5 s).
+    async fn deliveries(&self) -> u64 {
+        for _ in 0..100 {
+            if self.json("/api/v1/deliveries").await["total"] != 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.json("/api/v1/deliveries").await["total"].as_u64().unwrap_or(0)
+    }
+
     /// Moves the clock one interval on and waits for `name` to have run.
     async fn step(&self, name: &str, interval: chrono::Duration) -> Value {
         let before = self.check(name).await["last"]["at"].clone();
@@ -238,13 +249,7 @@ async fn maintenance_runs_are_stored_silenced_and_left_out_of_uptime() {
     assert_eq!(uptime["uptime"], 0.0, "{uptime}");
     let results = checkit.json("/api/v1/checks/db/results").await;
     assert_eq!(results["results"].as_array().map(Vec::len), Some(4), "maintenance runs are stored too");
-    for _ in 0..100 {
-        if checkit.json("/api/v1/deliveries").await["total"] != 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(checkit.json("/api/v1/deliveries").await["total"], 1, "the outage after the window is told");
+    assert_eq!(checkit.deliveries().await, 1, "the outage after the window is told");
     checkit.stop().await;
 }
 
@@ -526,12 +531,6 @@ async fn a_recurring_window_in_its_time_zone_stores_maintenance_tells_nobody_and
     let other = checkit.json("/api/v1/checks/other/results").await;
     let other = other["results"].as_array().cloned().unwrap_or_default();
     assert!(!other.is_empty() && other.iter().all(|result| result["maintenance"] == false), "{other:?}");
-    for _ in 0..100 {
-        if checkit.json("/api/v1/deliveries").await["total"] != 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(checkit.json("/api/v1/deliveries").await["total"], 1, "the outage after the window is told");
+    assert_eq!(checkit.deliveries().await, 1, "the outage after the window is told");
     checkit.stop().await;
 }

@@ -118,10 +118,14 @@ async fn replicas(dir: &Path, yaml: &str, count: usize) -> Vec<Checkit> {
     started
 }
 
-fn storage_block(pg: &Postgres, dir: &Path) -> String {
+fn storage_url_file(pg: &Postgres, dir: &Path) -> String {
     let url = dir.join("pg-url");
     std::fs::write(&url, pg.url()).expect("write url");
-    format!("storage: {{postgres: {{url_file: {}}}}}\n", url.display())
+    url.display().to_string()
+}
+
+fn storage_block(pg: &Postgres, dir: &Path) -> String {
+    format!("storage: {{postgres: {{url_file: {}}}}}\n", storage_url_file(pg, dir))
 }
 
 /// Waits (bounded) until `count` replicas of `role` are alive in the database.
@@ -288,4 +292,86 @@ async fn a_killed_replica_s_lanes_pass_to_the_other_within_seconds_not_a_lease()
         .await;
     eprintln!("lane takeover after kill -9: {took:?}");
     drop(started);
+}
+
+/// What the checks store must do on either backend: roll-ups equal to the raw
+/// results, failures outliving raw retention, incidents, API pauses.
+async fn check_store_suite(store: checkit::checks::store::CheckStore) {
+    use checkit::checks::rollup::Period;
+    use checkit::checks::state::Incident;
+    use checkit::checks::store::{NewChange, NewResult};
+    use chrono::TimeZone;
+    let saved = store.register(vec!["a".into(), "b".into()]).await.expect("register");
+    let id = saved["a"].id;
+    assert_ne!(id, saved["b"].id);
+    let start = Utc.with_ymd_and_hms(2026, 3, 1, 22, 0, 0).unwrap();
+    for step in 0..240i64 {
+        let success = step % 7 != 0;
+        let result = NewResult {
+            check_id: id,
+            at: start + chrono::Duration::seconds(step * 60),
+            duration_us: 1_000 + (step as u64 % 13) * 10_000,
+            success,
+            failure: (!success).then(|| ("connect".into(), "refused".into())),
+            maintenance: step % 50 == 49,
+        };
+        store.record(result, None).await.expect("record");
+    }
+    let end = start + chrono::Duration::hours(4);
+    let raw = store.raw_rollup(id, start, end).await.expect("raw");
+    assert_eq!(raw, store.rollup(id, Period::Hour, start, end).await.expect("hourly"));
+    assert_eq!(raw, store.rollup(id, Period::Day, start, end).await.expect("daily"));
+    assert_eq!((raw.runs, raw.maintenance_runs), (236, 4));
+    assert_eq!(store.rollups_by_check(Period::Hour, start, end).await.expect("all")[&id], raw);
+    assert_eq!(store.count_results(id, start, end).await.expect("count"), 240);
+
+    let down_at = end + chrono::Duration::minutes(1);
+    let incident = Incident {
+        id: None,
+        started_at: down_at,
+        ended_at: None,
+        phase: "connect".into(),
+        reason: "refused".into(),
+        notified_at: None,
+    };
+    let failed = NewResult {
+        check_id: id,
+        at: down_at,
+        duration_us: 5,
+        success: false,
+        failure: Some(("connect".into(), "refused".into())),
+        maintenance: false,
+    };
+    let opened = store.record(failed, Some(NewChange::Down(incident))).await.expect("down").expect("incident id");
+    store.mark_notified(opened, down_at).await.expect("notified");
+    store.set_paused(vec![id], true, down_at).await.expect("pause");
+    let again = store.saved_one("a").await.expect("saved").expect("known");
+    assert_eq!((again.paused, again.incident.as_ref().and_then(|incident| incident.id)), (Some(true), Some(opened)));
+    assert_eq!(again.incident.and_then(|incident| incident.notified_at), Some(down_at));
+    assert_eq!(store.pauses().await.expect("pauses").get(&id), Some(&true));
+
+    store.expire(id, end, start).await.expect("expire");
+    assert_eq!(store.raw_rollup(id, start, end).await.expect("raw").runs, 0);
+    assert_eq!(store.rollup(id, Period::Hour, start, end).await.expect("hourly"), raw, "roll-ups outlive raw rows");
+    let failures = store.results(id, start, end, 1000).await.expect("results");
+    assert!(!failures.is_empty() && failures.iter().all(|result| !result.success), "failures are kept");
+    let incidents = store.incidents(id, start, end + chrono::Duration::hours(1), 10).await.expect("incidents");
+    assert_eq!(incidents.len(), 1);
+}
+
+#[tokio::test]
+async fn the_checks_store_behaves_the_same_on_sqlite_and_postgres() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sqlite = checkit::checks::store::CheckStore::open(dir.path().join("checks.db")).await.expect("sqlite");
+    check_store_suite(sqlite).await;
+    let pg = peer!(Postgres::start(PostgresOpts::default()).await);
+    let config = checkit::storage::config::StorageConfig {
+        sqlite: None,
+        postgres: Some(checkit::storage::config::PostgresConfig {
+            url_file: Some(storage_url_file(&pg, dir.path())),
+            ..Default::default()
+        }),
+    };
+    let storage = checkit::storage::Storage::open(&config).await.expect("postgres");
+    check_store_suite(checkit::checks::store::CheckStore::new(storage).await.expect("migrate")).await;
 }
