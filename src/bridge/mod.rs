@@ -211,12 +211,22 @@ impl Bridge {
         refresh_stats(&shared).await;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
+        let working = Arc::new(AtomicU64::new(0));
         for _ in 0..config.workers.max(1) {
-            tasks.push(outbox::run_worker(Arc::clone(&shared), shutdown_rx.clone()).boxed());
+            working.fetch_add(1, Ordering::Relaxed);
+            let working = Arc::clone(&working);
+            let worker = outbox::run_worker(Arc::clone(&shared), shutdown_rx.clone());
+            tasks.push(
+                async move {
+                    worker.await;
+                    working.fetch_sub(1, Ordering::Relaxed);
+                }
+                .boxed(),
+            );
         }
         tasks.push(ack::run_poller(Arc::clone(&shared), shutdown_rx.clone()).boxed());
         tasks.push(run_housekeeping(Arc::clone(&shared), shutdown_rx.clone()).boxed());
-        tasks.push(member.run(shutdown_rx).boxed());
+        tasks.push(keep_presence(member, working, config.delivery_timeout.get(), shutdown_rx).boxed());
         tracing::info!(workers = config.workers, store = %described, "Bridge started.");
         Ok(Bridge { shared, shutdown, tasks: Mutex::new(tasks), running: TaskTracker::new() })
     }
@@ -323,6 +333,41 @@ impl Bridge {
             tracing::info!("Bridge stopped.");
         }
     }
+}
+
+/// Keeps this replica's presence (and so its lane leases) alive until
+/// shutdown and then until the workers finished their in-flight attempt
+/// (bounded by two delivery timeouts), so no other replica takes over a lane
+/// mid-delivery; then leaves, so the others take over at once.
+async fn keep_presence(
+    member: Member,
+    working: Arc<AtomicU64>,
+    delivery_timeout: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let beat = |member: &Member| {
+        let member = member.clone();
+        async move {
+            if let Err(err) = member.beat().await {
+                tracing::warn!(error = %err, "Cannot refresh this replica's presence.");
+            }
+        }
+    };
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(crate::storage::lease::HEARTBEAT) => beat(&member).await,
+            changed = shutdown.changed() => if changed.is_err() || *shutdown.borrow() { break },
+        }
+    }
+    let deadline = tokio::time::Instant::now() + delivery_timeout.saturating_mul(2);
+    while working.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if member.certainly_alive() {
+            continue;
+        }
+        beat(&member).await;
+    }
+    member.leave().await;
 }
 
 /// Refreshes the queue gauges and the back-pressure count from the store.

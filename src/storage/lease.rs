@@ -15,7 +15,6 @@ use super::postgres::Pooled;
 use super::{Area, Storage, StoreError};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
 
 /// How often a member refreshes its row (and re-reads who is alive).
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -229,21 +228,6 @@ impl Member {
         );
         let rows = self.inner.storage.select(sql, vec![self.inner.role.into()]).await?;
         Ok(rows.iter().map(|row| row[0].string()).collect())
-    }
-
-    /// Refreshes the row every [`HEARTBEAT`] until `shutdown`, then leaves
-    /// (ends the session, so others take over at once).
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        loop {
-            tokio::select! {
-                () = tokio::time::sleep(HEARTBEAT) => {}
-                changed = shutdown.changed() => if changed.is_err() || *shutdown.borrow() { break },
-            }
-            if let Err(err) = self.beat().await {
-                tracing::warn!(error = %err, role = self.inner.role, "Cannot refresh this replica's presence.");
-            }
-        }
-        self.leave().await;
     }
 
     /// Ends the membership: the session and its lock go, so the others
