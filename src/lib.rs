@@ -14,6 +14,7 @@
 //! - `checks`: scheduled checks — state, history, uptime, notifications, API.
 //! - `heartbeat`: checks that ping in (`/ping/…`); silence becomes an alert.
 //! - `web`: the operator UI under `/ui/`, status pages, badges, their assets.
+//! - `storage`: SQLite (one writer, group commit) or PostgreSQL, migrations per area.
 //! - `telemetry`, `logging`: `/metrics` (with the `process_*` families) and logs.
 
 pub mod app;
@@ -26,5 +27,6 @@ pub mod http;
 pub mod logging;
 pub mod net;
 pub mod probe;
+pub mod storage;
 pub mod telemetry;
 pub mod web;
