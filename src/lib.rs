@@ -11,6 +11,8 @@
 //! - `bridge`: Alertmanager/Grafana webhooks to people, with a durable outbox.
 //! - `checks`: scheduled checks — state, history, uptime, notifications, API.
 //! - `heartbeat`: checks that ping in (`/ping/…`); silence becomes an alert.
+//! - `reports`: regular per-contact reports (uptime, incidents, p95, expiry,
+//!   deliveries), scheduled in the report's zone and committed once per period.
 //! - `web`: the operator UI under `/ui/`, status pages, badges, their assets.
 //! - `telemetry`, `logging`: `/metrics` (with the `process_*` families) and logs.
 
@@ -23,5 +25,6 @@ pub mod heartbeat;
 pub mod http;
 pub mod logging;
 pub mod probe;
+pub mod reports;
 pub mod telemetry;
 pub mod web;

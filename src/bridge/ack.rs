@@ -563,6 +563,7 @@ async fn tell_others(
             subject: format!("Acknowledged by {acker}: {title}"),
             body: format!("{acker} acknowledged {title}; its notifications are paused until it resolves."),
             severity: "info".into(),
+            report: None,
         },
         now,
     );

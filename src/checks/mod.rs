@@ -279,6 +279,11 @@ impl Checks {
         self.shared.refresh_uptime().await
     }
 
+    /// Every check's store id and a snapshot of it, by name (for reports).
+    pub fn views(&self) -> Vec<(i64, View)> {
+        self.shared.slots().iter().map(|slot| (slot.id, slot.view())).collect()
+    }
+
     /// The store, for diagnostics and tests.
     pub fn store(&self) -> &CheckStore {
         &self.shared.store

@@ -38,6 +38,7 @@ mod probe_smtp;
 mod probe_tcp;
 mod probe_tls;
 mod probe_unix;
+mod reports;
 mod support;
 mod tidy;
 mod tidy_layers;
