@@ -732,3 +732,30 @@ mod tests {
         assert!(report.selects("api", &Default::default()));
     }
 }
+#[cfg(test)]
+mod rendering {
+    use crate::bridge::channels::ChannelKind;
+    use crate::bridge::render::{Templates, View};
+
+    #[test]
+    fn the_default_templates_render_the_full_and_the_short_form() {
+        let templates = Templates::new(&Default::default()).expect("defaults compile");
+        let view = View::of_report(&super::Report::sample(), "alice");
+        let email = templates.render(ChannelKind::Email, &view).expect("email");
+        assert_eq!(email.subject, "Weekly report 2026-W48: 99.90% up, 1 incidents");
+        assert!(
+            email.body.contains("\n\nIncidents (1):\n  Tue 24 Nov 14:05  api  20m  connect: refused\n"),
+            "{}",
+            email.body
+        );
+        assert!(email.body.contains("api: certificate expires Sat 12 Dec 2026 (12 days)"), "{}", email.body);
+        assert!(email.html.as_deref().is_some_and(|html| {
+            html.contains("<td style=\"padding: 3px 10px 3px 0; border-bottom: 1px solid #eee;\">api</td>")
+        }));
+        let chat = templates.render(ChannelKind::Telegram, &view).expect("telegram");
+        assert_eq!(
+            chat.body,
+            "Weekly report 2026-W48: 99.90% up, 1 incidents\n\n📊 2026-W48: 99.90% up, 1 incident\n⚠️ api 99.80% ↓\n⏳ api: certificate in 12 days"
+        );
+    }
+}
