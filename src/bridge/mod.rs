@@ -243,6 +243,17 @@ impl Bridge {
         report::Desk(Arc::clone(&self.shared))
     }
 
+    /// Acknowledges the alert group of notification `notification_id` for
+    /// `actor` (the operator UI's Acknowledge button), as a link would.
+    pub async fn acknowledge(&self, notification_id: i64, actor: &str) -> Result<ack::AckOutcome, ack::AckError> {
+        ack::acknowledge_group(&self.shared, notification_id, actor).await
+    }
+
+    /// Whether acknowledgement is configured.
+    pub fn acknowledges(&self) -> bool {
+        self.shared.runtime().acks.is_some()
+    }
+
     /// The webhook surface: `POST /webhook`.
     pub fn webhook_router(&self) -> axum::Router {
         intake::router(Arc::clone(&self.shared))

@@ -1,6 +1,7 @@
 //! Integration tests: one module per area, shared helpers in `support`.
 
 mod bridge_ack;
+mod bridge_ack_operator;
 mod bridge_channels;
 mod bridge_delivery;
 mod bridge_intake;
