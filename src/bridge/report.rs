@@ -50,30 +50,31 @@ impl Every {
         }
     }
 
-    /// The first local day of the period holding `day`.
-    fn start_of(self, day: NaiveDate) -> NaiveDate {
+    /// The first local day of the period holding `day`; `None` only at the
+    /// ends of the calendar (as for the others: dates come from requests).
+    fn start_of(self, day: NaiveDate) -> Option<NaiveDate> {
         match self {
-            Every::Daily => day,
-            Every::Weekly => day - chrono::Days::new(u64::from(day.weekday().num_days_from_monday())),
-            Every::Monthly => day.with_day(1).unwrap_or(day),
+            Every::Daily => Some(day),
+            Every::Weekly => day.checked_sub_days(chrono::Days::new(u64::from(day.weekday().num_days_from_monday()))),
+            Every::Monthly => day.with_day(1),
         }
     }
 
     /// The first day of the period after the one starting on `start`.
-    fn next(self, start: NaiveDate) -> NaiveDate {
+    fn next(self, start: NaiveDate) -> Option<NaiveDate> {
         match self {
-            Every::Daily => start + chrono::Days::new(1),
-            Every::Weekly => start + chrono::Days::new(7),
-            Every::Monthly => start.checked_add_months(Months::new(1)).unwrap_or(start),
+            Every::Daily => start.checked_add_days(chrono::Days::new(1)),
+            Every::Weekly => start.checked_add_days(chrono::Days::new(7)),
+            Every::Monthly => start.checked_add_months(Months::new(1)),
         }
     }
 
     /// The first day of the period before the one starting on `start`.
-    fn previous(self, start: NaiveDate) -> NaiveDate {
+    fn previous(self, start: NaiveDate) -> Option<NaiveDate> {
         match self {
-            Every::Daily => start - chrono::Days::new(1),
-            Every::Weekly => start - chrono::Days::new(7),
-            Every::Monthly => start.checked_sub_months(Months::new(1)).unwrap_or(start),
+            Every::Daily => start.checked_sub_days(chrono::Days::new(1)),
+            Every::Weekly => start.checked_sub_days(chrono::Days::new(7)),
+            Every::Monthly => start.checked_sub_months(Months::new(1)),
         }
     }
 
@@ -265,12 +266,12 @@ impl ReportConfig {
             None => {
                 // The period holding `now` is not over; the one before it is
                 // due at this period's start plus `at`.
-                let current = self.every.start_of(now.with_timezone(&zone).date_naive());
-                let previous = self.every.previous(current);
-                if local(zone, current, time) <= now { previous } else { self.every.previous(previous) }
+                let current = self.every.start_of(now.with_timezone(&zone).date_naive())?;
+                let previous = self.every.previous(current)?;
+                if local(zone, current, time)? <= now { previous } else { self.every.previous(previous)? }
             }
         };
-        Some(Period::new(self.every, zone, time, start))
+        Period::new(self.every, zone, time, start)
     }
 }
 
@@ -292,28 +293,28 @@ pub struct Period {
 }
 
 impl Period {
-    fn new(every: Every, zone: Tz, time: NaiveTime, start: NaiveDate) -> Period {
-        let end = every.next(start);
-        Period {
+    fn new(every: Every, zone: Tz, time: NaiveTime, start: NaiveDate) -> Option<Period> {
+        let end = every.next(start)?;
+        Some(Period {
             label: every.label(start),
-            from: local(zone, start, NaiveTime::MIN),
-            to: local(zone, end, NaiveTime::MIN),
-            previous_from: local(zone, every.previous(start), NaiveTime::MIN),
-            due: local(zone, end, time),
-            next_due: local(zone, every.next(end), time),
-        }
+            from: local(zone, start, NaiveTime::MIN)?,
+            to: local(zone, end, NaiveTime::MIN)?,
+            previous_from: local(zone, every.previous(start)?, NaiveTime::MIN)?,
+            due: local(zone, end, time)?,
+            next_due: local(zone, every.next(end)?, time)?,
+        })
     }
 }
 
 /// `day` at `time` in `zone`; a time in a DST gap moves an hour on, and an
 /// ambiguous one takes its first occurrence.
-fn local(zone: Tz, day: NaiveDate, time: NaiveTime) -> DateTime<Utc> {
+fn local(zone: Tz, day: NaiveDate, time: NaiveTime) -> Option<DateTime<Utc>> {
     let naive = day.and_time(time);
+    let later = naive.checked_add_signed(chrono::Duration::hours(1))?;
     zone.from_local_datetime(&naive)
         .earliest()
-        .or_else(|| zone.from_local_datetime(&(naive + chrono::Duration::hours(1))).earliest())
+        .or_else(|| zone.from_local_datetime(&later).earliest())
         .map(|time| time.with_timezone(&Utc))
-        .unwrap_or_else(|| Utc.from_utc_datetime(&naive))
 }
 
 /// A report's content, as templates see it (`message.report`). Figures come
@@ -702,6 +703,12 @@ mod tests {
         assert_eq!(period.next_due, utc("2026-12-14T07:00:00Z"));
         assert_eq!(weekly.period(Some("2026-W49"), utc("2030-01-01T00:00:00Z")), Some(period));
         assert_eq!(weekly.period(Some("2026-W99"), utc("2030-01-01T00:00:00Z")), None);
+        // The ends of the calendar are refused, not a panic.
+        for (every, label) in
+            [(Every::Daily, "262142-12-31"), (Every::Monthly, "-262143-01"), (Every::Weekly, "262142-W52")]
+        {
+            assert_eq!(config(every, "08:00", "UTC").period(Some(label), utc("2030-01-01T00:00:00Z")), None, "{label}");
+        }
     }
 
     #[test]
