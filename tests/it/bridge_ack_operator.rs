@@ -4,6 +4,7 @@
 //! acknowledging a check's outage stops its reminders until it resolves,
 //! while the resolution still goes out.
 
+use crate::bridge_ack::views;
 use crate::bridge_support::{Recorder, eventually};
 use crate::peer;
 use crate::support::peers::Alertmanager;
@@ -35,13 +36,23 @@ fn key_file(dir: &Path) -> String {
     path.display().to_string()
 }
 
-fn views(recorder: &Recorder, path: &str) -> Vec<Value> {
-    recorder
-        .requests()
-        .iter()
-        .filter(|request| request.path == path)
-        .map(|request| serde_json::from_str(&request.body).expect("a view"))
-        .collect()
+/// The newest history entry of alice, once written (right after the provider answered).
+async fn alice_latest(client: &reqwest::Client, base: &str) -> Value {
+    for _ in 0..200 {
+        let history: Value = client
+            .get(format!("{base}/api/v1/deliveries?contact=alice"))
+            .send()
+            .await
+            .expect("history")
+            .json()
+            .await
+            .expect("JSON");
+        if history["items"][0].is_object() {
+            return history["items"][0].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no delivery to alice in the history");
 }
 
 async fn silences(am: &Alertmanager) -> Vec<Value> {
@@ -72,17 +83,7 @@ async fn the_operator_button_silences_the_group_on_every_alertmanager() {
     let body = crate::bridge_support::notification("team", "g1", &[("DiskFull", "critical", "firing")]);
     assert_eq!(client.post(format!("{base}/webhook")).body(body).send().await.unwrap().status(), 200);
     recorder.wait_for(2).await;
-    let mut id = None;
-    for _ in 0..200 {
-        let history: Value =
-            client.get(format!("{base}/api/v1/deliveries?contact=alice")).send().await.unwrap().json().await.unwrap();
-        id = history["items"][0]["id"].as_i64();
-        if id.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let id = id.expect("the delivery is in the history");
+    let id = alice_latest(&client, &base).await["id"].as_i64().expect("an id");
 
     let page = client.get(format!("{base}/ui/deliveries/{id}")).send().await.unwrap().text().await.unwrap();
     assert!(page.contains(&format!("action=\"/ui/deliveries/{id}/acknowledge\"")), "{page}");
@@ -167,18 +168,7 @@ async fn acknowledging_a_check_outage_stops_its_reminders_until_it_resolves() {
     let down = eventually("the down notification", || views(&recorder, "/alice").into_iter().next()).await;
     assert_eq!(down["status"], "firing");
     assert!(down["acknowledge_url"].is_string(), "check alerts carry the link too: {down}");
-    // The history entry is written right after the provider answered.
-    let mut notification_id = None;
-    for _ in 0..200 {
-        let history: Value =
-            client.get(format!("{base}/api/v1/deliveries?contact=alice")).send().await.unwrap().json().await.unwrap();
-        notification_id = history["items"][0]["notification_id"].as_i64();
-        if notification_id.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let notification_id = notification_id.expect("the delivery is in the history");
+    let notification_id = alice_latest(&client, &base).await["notification_id"].as_i64().expect("an id");
     // Without acknowledgement a reminder comes after repeat_interval…
     step().await;
     step().await;
