@@ -2,7 +2,8 @@
 //! Acknowledge button (operators only, CSRF-guarded) silences the group on
 //! each of two real Alertmanagers (read back through each one's API), and
 //! acknowledging a check's outage stops its reminders until it resolves,
-//! while the resolution still goes out.
+//! while the resolution still goes out. The button is also pressed in headless
+//! Chromium (`tests/browser/ack.mjs`): CSRF with a real browser's headers, axe.
 
 use crate::bridge_ack::views;
 use crate::bridge_support::{Recorder, eventually};
@@ -201,4 +202,32 @@ async fn acknowledging_a_check_outage_stops_its_reminders_until_it_resolves() {
     assert!(acks["items"][0]["resolved_at"].is_string(), "{acks}");
     accepting.abort();
     app.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_acknowledge_button_in_chromium() {
+    let am = peer!(Alertmanager::start("route: {receiver: none}\nreceivers: [{name: none}]\n").await);
+    let recorder = Recorder::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "modules: {{}}\nui: {{operators: [olivia]}}\n\
+         bridge:\n  store: {{sqlite: {{path: '{}'}}}}\n\
+         \x20 contacts: {{alice: {{webhook: '{}'}}}}\n  routes: [{{contacts: [alice]}}]\n\
+         \x20 acknowledgement:\n    key_file: {}\n    external_url: http://checkit.example/\n    \
+         alertmanagers: ['http://{}']\n    poll_interval: 1h\n",
+        dir.path().join("bridge.db").display(),
+        recorder.url("/alice"),
+        key_file(dir.path()),
+        am.addr,
+    );
+    let web = crate::web_ui::web_config(dir.path());
+    let app = crate::support::app::start_app_with(&yaml, Options::default(), web).await;
+    let body = crate::bridge_support::notification("team", "g1", &[("DiskFull", "critical", "firing")]);
+    let response = reqwest::Client::new().post(app.url("/webhook")).basic_auth("olivia", Some("pw")).body(body);
+    assert_eq!(response.send().await.unwrap().status(), 200);
+    recorder.wait_for(1).await;
+    let screenshots = crate::web_browser::screenshot_dir("ack");
+    crate::web_browser::run_script("ack.mjs", &app.url(""), "olivia", "pw", &screenshots).await;
+    assert_eq!(silences(&am).await.len(), 1, "the button created the silence");
+    assert_eq!(silences(&am).await[0]["createdBy"], "olivia");
 }
