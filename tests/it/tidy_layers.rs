@@ -9,7 +9,22 @@ use std::path::Path;
 /// a narrower exception). Its own paths are always allowed.
 const LAYERS: &[(&str, &[&str])] = &[
     // The composition root builds everything.
-    ("app", &["bridge", "checks", "config", "heartbeat", "http", "logging", "probe", "reports", "storage", "telemetry", "web"]),
+    (
+        "app",
+        &[
+            "bridge",
+            "checks",
+            "config",
+            "heartbeat",
+            "http",
+            "logging",
+            "probe",
+            "reports",
+            "storage",
+            "telemetry",
+            "web",
+        ],
+    ),
     // Flags, handed to `app`; `checkit probe` and `checkit send` run a part directly.
     ("cli", &["app", "bridge", "config", "http", "logging", "probe"]),
     // Surfaces parse, call one service, map errors; the bridge's own surfaces
