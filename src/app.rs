@@ -75,7 +75,8 @@ pub struct App {
     pub telemetry: Telemetry,
     exporter: Arc<Exporter>,
     bridge: Option<Bridge>,
-    checks: Option<crate::checks::Checks>,
+    checks: Option<Arc<crate::checks::Checks>>,
+    reports: Option<crate::reports::Reports>,
     heartbeats: Option<crate::heartbeat::Heartbeats>,
     reload_lock: tokio::sync::Mutex<()>,
     shutdown: CancellationToken,
@@ -144,7 +145,8 @@ impl App {
         };
         *telemetry.registry.lock().map_err(|_| poisoned())? = registry;
         let bridge = bridge.transpose()?;
-        let checks = checks.transpose()?;
+        let checks = checks.transpose()?.map(Arc::new);
+        let reports = bridge.as_ref().map(|bridge| crate::reports::Reports::new(bridge.report_desk(), checks.clone()));
         let heartbeats = match &config.heartbeats {
             Some(heartbeat_config) => {
                 use crate::heartbeat::notify::Notifier;
@@ -195,6 +197,7 @@ impl App {
                 exporter: Arc::new(exporter),
                 bridge,
                 checks,
+                reports,
                 heartbeats,
                 reload_lock: tokio::sync::Mutex::new(()),
                 shutdown: CancellationToken::new(),
@@ -212,12 +215,20 @@ impl App {
                 app.tasks.spawn(task);
             }
         }
+        if let Some(reports) = &app.reports {
+            app.tasks.spawn(reports.task(app.shutdown.clone()));
+        }
         Ok(app)
     }
 
     /// The scheduled checks, when configured.
     pub fn checks(&self) -> Option<&crate::checks::Checks> {
-        self.checks.as_ref()
+        self.checks.as_deref()
+    }
+
+    /// The report scheduler and preview, when the bridge is configured.
+    pub fn reports(&self) -> Option<&crate::reports::Reports> {
+        self.reports.as_ref()
     }
 
     /// The current config.
@@ -317,7 +328,8 @@ impl App {
         if !self.bridge_listens_apart() {
             surfaces.extend(self.bridge_surfaces());
         }
-        surfaces.extend(self.checks.iter().map(crate::checks::Checks::router));
+        surfaces.extend(self.checks.iter().map(|checks| checks.router()));
+        surfaces.extend(self.reports.iter().map(crate::reports::Reports::router));
         surfaces.extend(self.heartbeats.iter().map(|heartbeats| heartbeats.api_router()));
         let open =
             http::open(self.heartbeats.iter().map(|heartbeats| heartbeats.open_router()), &self.options.route_prefix);

@@ -76,6 +76,8 @@ pub struct Config {
     pub messages: super::messages::MessagesConfig,
     /// Acknowledge links and Alertmanager silences; unset = no links.
     pub acknowledgement: Option<super::ack::AckConfig>,
+    /// Regular reports to contacts and groups, by name.
+    pub reports: BTreeMap<String, super::report::ReportConfig>,
 }
 
 impl Default for Config {
@@ -100,6 +102,7 @@ impl Default for Config {
             templates: TemplatesConfig::default(),
             messages: super::messages::MessagesConfig::default(),
             acknowledgement: None,
+            reports: BTreeMap::new(),
         }
     }
 }
@@ -348,6 +351,9 @@ impl Config {
         self.messages.validate(self, &format!("{path}.messages"), problems);
         if let Some(acknowledgement) = &self.acknowledgement {
             acknowledgement.validate(&format!("{path}.acknowledgement"), problems);
+        }
+        for (name, report) in &self.reports {
+            report.validate(self, &format!("{path}.reports.{name}"), problems);
         }
     }
 

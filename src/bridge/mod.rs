@@ -15,6 +15,8 @@
 //! - `messages`: the message API (`POST`/`GET /api/v1/messages`) for other systems;
 //!   `send`: the `checkit send` client of it.
 //! - `ack`: acknowledge links, Alertmanager silences and the resolution poller.
+//! - `report`: `bridge.reports`, report periods and content, and the
+//!   [`report::Desk`] the report scheduler commits through.
 //! - `clock`: every time decision reads a [`clock::Clock`], so tests move time by hand.
 
 pub mod ack;
@@ -35,6 +37,7 @@ pub mod plan;
 pub mod quiet;
 pub mod ratelimit;
 pub mod render;
+pub mod report;
 pub mod route;
 pub mod send;
 pub mod store;
@@ -250,6 +253,22 @@ impl Bridge {
     /// A handle on [`Bridge::submit`] for sources that live apart from the bridge.
     pub fn submitter(&self) -> submit::Submitter {
         submit::Submitter(Arc::clone(&self.shared))
+    }
+
+    /// The reports' handle on the pipeline (config, history, commit, preview).
+    pub fn report_desk(&self) -> report::Desk {
+        report::Desk(Arc::clone(&self.shared))
+    }
+
+    /// Acknowledges the alert group of notification `notification_id` for
+    /// `actor` (the operator UI's Acknowledge button), as a link would.
+    pub async fn acknowledge(&self, notification_id: i64, actor: &str) -> Result<ack::AckOutcome, ack::AckError> {
+        ack::acknowledge_group(&self.shared, notification_id, actor).await
+    }
+
+    /// Whether acknowledgement is configured.
+    pub fn acknowledges(&self) -> bool {
+        self.shared.runtime().acks.is_some()
     }
 
     /// The webhook surface: `POST /webhook`.

@@ -353,6 +353,11 @@ impl Checks {
         self.shared.refresh_uptime().await
     }
 
+    /// Every check's store id and a snapshot of it, by name (for reports).
+    pub fn views(&self) -> Vec<(i64, View)> {
+        self.shared.slots().iter().map(|slot| (slot.id, slot.view())).collect()
+    }
+
     /// The store, for diagnostics and tests.
     pub fn store(&self) -> &CheckStore {
         &self.shared.store
@@ -544,6 +549,18 @@ async fn announce(shared: &Shared, slot: &Slot, check: &Check, change: Option<Ch
         }
     };
     let notification = notify::notification(check, &incident, kind, now);
+    let fingerprint = notification.alerts.first().map(|alert| alert.fingerprint.clone()).unwrap_or_default();
+    // An acknowledged outage gets no reminders (the resolution still goes out).
+    if let notify::Kind::Reminder(_) = kind {
+        match pipeline.acknowledged_by(&fingerprint).await {
+            Ok(Some(by)) => {
+                tracing::debug!(check = %check.name, acknowledged_by = %by, "Skipping a reminder: acknowledged.");
+                return;
+            }
+            Ok(None) => {}
+            Err(err) => tracing::warn!(check = %check.name, error = %err, "Cannot read acknowledgements; reminding."),
+        }
+    }
     if let Err(err) = notify::submit(pipeline, notification).await {
         shared.metrics.notifications.get_or_create(&metrics::ResultLabels { result: "failed" }).inc();
         tracing::warn!(check = %check.name, error = %err, "Cannot hand a check notification to the bridge; retrying at the next run.");
@@ -551,6 +568,9 @@ async fn announce(shared: &Shared, slot: &Slot, check: &Check, change: Option<Ch
     }
     shared.metrics.notifications.get_or_create(&metrics::ResultLabels { result: "submitted" }).inc();
     if kind == notify::Kind::Resolved {
+        if let Err(err) = pipeline.close_acknowledgements(&fingerprint).await {
+            tracing::warn!(check = %check.name, error = %err, "Cannot close the outage's acknowledgements.");
+        }
         return;
     }
     let id = {

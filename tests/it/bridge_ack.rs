@@ -44,7 +44,8 @@ fn alert(ended: bool) -> Value {
     alert
 }
 
-fn views(recorder: &Recorder, path: &str) -> Vec<Value> {
+/// The views `recorder` received on `path`, in order.
+pub(crate) fn views(recorder: &Recorder, path: &str) -> Vec<Value> {
     recorder
         .requests()
         .iter()

@@ -761,7 +761,7 @@ pub(crate) mod sql {
     pub const QUEUE_STATS: &str = "SELECT state, COUNT(*), MIN(created_at) FROM outbox \
          WHERE state IN ('pending', 'held', 'limited') GROUP BY state";
     /// Retention deletes; each binds the one cut-off it names.
-    pub const GC: [(&str, Option<super::GcCut>); 11] = [
+    pub const GC: [(&str, Option<super::GcCut>); 12] = [
         ("DELETE FROM deliveries WHERE at < $1", Some(super::GcCut::History)),
         (
             "DELETE FROM outbox WHERE state IN ('sent', 'dead', 'merged', 'skipped') AND updated_at < $1",
@@ -778,7 +778,12 @@ pub(crate) mod sql {
         ("DELETE FROM acknowledgements WHERE created_at < $1 AND resolved_at IS NOT NULL", Some(super::GcCut::History)),
         // Message idempotency keys live as long as the messages they name.
         ("DELETE FROM dedup WHERE seen_at < $1 AND key LIKE 'message:%'", Some(super::GcCut::History)),
-        ("DELETE FROM dedup WHERE seen_at < $1 AND key NOT LIKE 'message:%'", Some(super::GcCut::Dedup)),
+        (
+            "DELETE FROM dedup WHERE seen_at < $1 AND key NOT LIKE 'message:%' AND key NOT LIKE 'report:%'",
+            Some(super::GcCut::Dedup),
+        ),
+        // A report's key outlives any period, so no restart sends a period twice.
+        ("DELETE FROM dedup WHERE seen_at < $1 AND key LIKE 'report:%'", Some(super::GcCut::Reports)),
         ("DELETE FROM sends WHERE sent_at < $1", Some(super::GcCut::Sends)),
         ("DELETE FROM lanes WHERE next_due_at IS NULL AND lease_owner IS NULL", None),
     ];
@@ -790,6 +795,7 @@ pub(crate) enum GcCut {
     History,
     Dedup,
     Sends,
+    Reports,
 }
 
 impl Retention {
@@ -798,6 +804,9 @@ impl Retention {
             GcCut::History => self.history_before,
             GcCut::Dedup => self.dedup_before,
             GcCut::Sends => self.sends_before,
+            GcCut::Reports => {
+                self.history_before.min(self.dedup_before - chrono::Duration::days(super::report::KEY_KEEP_DAYS))
+            }
         })
     }
 }
