@@ -118,6 +118,9 @@ pub(crate) struct Shared {
     /// Outbox rows committed by intake since start, so that a statistics
     /// refresh racing with intake never lowers the depth below the truth.
     pub(crate) rows_accepted: AtomicU64,
+    /// Bytes of webhook bodies being parsed and committed at once; see
+    /// [`intake::INTAKE_BUDGET`].
+    pub(crate) intake_budget: Arc<tokio::sync::Semaphore>,
     /// This process's lease owner name.
     pub(crate) owner: String,
     /// Serialises sends of contacts with a contact-wide rate limit.
@@ -190,6 +193,7 @@ impl Bridge {
             wake: Notify::new(),
             queue_depth: AtomicU64::new(0),
             rows_accepted: AtomicU64::new(0),
+            intake_budget: Arc::new(tokio::sync::Semaphore::new(intake::INTAKE_BUDGET)),
             owner,
             contact_locks: Mutex::new(HashMap::new()),
         });
