@@ -14,6 +14,7 @@
 //! - `web`: the operator UI under `/ui/`, status pages, badges, their assets.
 //! - `telemetry`, `logging`: `/metrics` (with the `process_*` families) and logs.
 
+pub mod agent;
 pub mod app;
 pub mod bridge;
 pub mod checks;

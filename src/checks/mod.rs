@@ -16,6 +16,7 @@
 //! **Architecture invariant:** probes run only through `probe::run`, with the
 //! deadline `/probe` would use for a scrape every `interval`.
 
+pub mod agents;
 pub mod api;
 pub mod config;
 pub mod maintenance;
@@ -76,6 +77,10 @@ struct SlotState {
     last: Option<Last>,
     uptime: [Option<f64>; WINDOWS.len()],
     reminders: u32,
+    /// Per agent location, for checks with `locations`.
+    locations: BTreeMap<String, agents::LocationState>,
+    /// A quorum transition of the batch being applied, announced at its end.
+    pending: Option<Change>,
 }
 
 /// One scheduled check: its config (swapped by reloads) and its state.
@@ -103,6 +108,8 @@ pub struct View {
     pub incident: Option<Incident>,
     /// Since when the health is what it is.
     pub since: Option<DateTime<Utc>>,
+    /// Each agent location's view (checks with `locations`; a silent one is absent).
+    pub locations: BTreeMap<String, agents::LocationState>,
 }
 
 impl Slot {
@@ -138,6 +145,7 @@ impl Slot {
             uptime: state.uptime,
             incident: state.machine.incident.clone(),
             since: state.machine.since,
+            locations: state.locations.clone(),
             check,
         }
     }
@@ -159,6 +167,7 @@ pub(crate) struct Shared {
     running: Mutex<BTreeMap<String, Running>>,
     pipeline: Option<Submitter>,
     timeout_offset: f64,
+    agents: agents::Agents,
 }
 
 impl Shared {
@@ -246,6 +255,7 @@ impl Checks {
             running: Mutex::new(BTreeMap::new()),
             pipeline,
             timeout_offset,
+            agents: agents::Agents::default(),
         });
         registry.register_collector(Box::new(metrics::Collector(Arc::clone(&shared))));
         apply(&shared, checks).await?;
@@ -255,7 +265,8 @@ impl Checks {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let tasks = vec![
             tokio::spawn(run_housekeeping(Arc::clone(&shared), shutdown_rx.clone())),
-            tokio::spawn(watch_files(Arc::clone(&shared), shutdown_rx)),
+            tokio::spawn(watch_files(Arc::clone(&shared), shutdown_rx.clone())),
+            tokio::spawn(agents::watch_agents(Arc::clone(&shared), shutdown_rx)),
         ];
         tracing::info!(checks = shared.slots().len(), store = %shared.store.path().display(), "Checks started.");
         Ok(Checks { shared, shutdown, tasks: Mutex::new(tasks) })
@@ -272,6 +283,12 @@ impl Checks {
     /// The routes: `/api/v1/checks…`, `/api/v1/sd`, `/metrics/checks`.
     pub fn router(&self) -> axum::Router {
         api::router(Arc::clone(&self.shared))
+    }
+
+    /// The routes agents call (`/api/v1/agent/…`), authenticated by agent
+    /// tokens rather than the operator login.
+    pub fn agent_router(&self) -> axum::Router {
+        agents::router(Arc::clone(&self.shared))
     }
 
     /// Recomputes uptime windows now (they refresh every minute anyway).
@@ -340,6 +357,8 @@ async fn apply(shared: &Arc<Shared>, checks: Vec<Check>) -> Result<(), Error> {
                 last: None,
                 uptime: [None; WINDOWS.len()],
                 reminders: 0,
+                locations: BTreeMap::new(),
+                pending: None,
             }),
             check: RwLock::new(Arc::new(check.clone())),
         });
@@ -351,7 +370,7 @@ async fn apply(shared: &Arc<Shared>, checks: Vec<Check>) -> Result<(), Error> {
 }
 
 /// Labels maintenance selectors see: the check's labels plus its name, module and target.
-fn selector_labels(check: &Check) -> BTreeMap<String, String> {
+pub(crate) fn selector_labels(check: &Check) -> BTreeMap<String, String> {
     let mut labels = check.labels.clone();
     labels.insert("check".into(), check.name.clone());
     labels.insert("module".into(), check.module.clone());
@@ -442,7 +461,7 @@ pub(crate) async fn run_once(shared: &Shared, slot: &Slot, check: &Check, starte
 }
 
 /// Tells people: a new outage (or one not yet told), a reminder, a recovery.
-async fn announce(shared: &Shared, slot: &Slot, check: &Check, change: Option<Change>, maintenance: bool) {
+pub(crate) async fn announce(shared: &Shared, slot: &Slot, check: &Check, change: Option<Change>, maintenance: bool) {
     let Some(pipeline) = &shared.pipeline else { return };
     if !check.notify || maintenance {
         return;

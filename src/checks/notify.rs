@@ -115,6 +115,75 @@ pub fn notification(check: &Check, incident: &Incident, kind: Kind, now: DateTim
     }
 }
 
+/// The `alertname` of an agent that stopped reporting.
+pub const AGENT_SILENT: &str = "AgentSilent";
+
+/// `AgentSilent` for `agent`: firing since `since`, or resolved at `ended`.
+pub fn agent_silent(
+    agent: &super::config::Agent,
+    since: DateTime<Utc>,
+    ended: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Notification {
+    let mut labels = LabelSet::new();
+    labels.insert("alertname".into(), AGENT_SILENT.into());
+    labels.insert("agent".into(), agent.name.clone());
+    labels.insert("location".into(), agent.location.clone());
+    labels.insert("severity".into(), "warning".into());
+    let status = if ended.is_some() { Status::Resolved } else { Status::Firing };
+    let silent_for = human_duration(ended.unwrap_or(now) - since);
+    let summary = match ended {
+        None => format!(
+            "agent {} ({}) has not reported since {}",
+            agent.name,
+            agent.location,
+            since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        Some(_) => format!("agent {} ({}) reports again after {silent_for}", agent.name, agent.location),
+    };
+    let annotations: LabelSet = [
+        ("summary".to_string(), summary),
+        (
+            "description".to_string(),
+            format!(
+                "Checks at location {} count this location as unknown, not failing, until it reports.",
+                agent.location
+            ),
+        ),
+    ]
+    .into();
+    let alert = Alert {
+        status,
+        labels: labels.clone(),
+        annotations: annotations.clone(),
+        starts_at: Some(since),
+        ends_at: ended,
+        generator_url: String::new(),
+        fingerprint: fingerprint(&labels),
+        silence_url: None,
+        dashboard_url: None,
+        panel_url: None,
+        image_url: None,
+        value_string: None,
+    };
+    Notification {
+        version: "4".into(),
+        receiver: RECEIVER.into(),
+        status,
+        alerts: vec![alert],
+        group_labels: [("agent".to_string(), agent.name.clone())].into_iter().collect(),
+        common_labels: labels,
+        common_annotations: annotations,
+        external_url: String::new(),
+        group_key: format!("{{}}:{{agent=\"{}\"}}", agent.name),
+        truncated_alerts: 0,
+        notification_reason: Some(if ended.is_some() { "resolved".into() } else { "firing".into() }),
+        route_labels: LabelSet::new(),
+        title: None,
+        message: None,
+    }
+}
+
 /// 16 hex characters identifying a label set, like Alertmanager's.
 fn fingerprint(labels: &LabelSet) -> String {
     let mut hasher = Sha256::new();
@@ -155,6 +224,8 @@ mod tests {
             repeat_interval: std::time::Duration::ZERO,
             severity: "critical".into(),
             maintenance: Vec::new(),
+            locations: Vec::new(),
+            down_when: 0,
         };
         let incident = Incident {
             id: Some(1),

@@ -47,7 +47,8 @@ pub(super) async fn run_check(shared: Arc<Shared>, slot: Arc<Slot>, mut stop: to
         }
         // A reload may have changed the interval while this task slept.
         let check = slot.check();
-        if !slot.is_paused() {
+        // Agents run checks with `locations`; their results arrive by push.
+        if !slot.is_paused() && check.locations.is_empty() {
             let permit = tokio::select! {
                 permit = Arc::clone(&shared.probes).acquire_owned() => permit,
                 _ = stop.changed() => return,

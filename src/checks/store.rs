@@ -30,9 +30,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "
 CREATE TABLE checks (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -86,7 +87,37 @@ CREATE TABLE incidents (
 );
 CREATE INDEX incidents_check ON incidents (check_id, started_at);
 ",
-)];
+    ),
+    (
+        2,
+        // Results pushed by agents, one row per (check, location, run). The
+        // key is the run's time by the agent's own clock, which a resend
+        // repeats exactly (`at`, corrected by the skew measured at each
+        // send, varies with the transfer time), so a result stored twice is
+        // stored once; `agent_batches` makes a batch sent twice acknowledged
+        // without touching the roll-ups.
+        "
+CREATE TABLE location_results (
+    check_id INTEGER NOT NULL,
+    location TEXT NOT NULL,
+    agent_at INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    duration_us INTEGER NOT NULL,
+    flags INTEGER NOT NULL,
+    phase TEXT,
+    reason TEXT,
+    PRIMARY KEY (check_id, location, agent_at)
+) WITHOUT ROWID;
+CREATE TABLE agent_batches (
+    agent TEXT NOT NULL,
+    batch_id TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    results INTEGER NOT NULL,
+    PRIMARY KEY (agent, batch_id)
+) WITHOUT ROWID;
+",
+    ),
+];
 
 /// `flags` bits of a stored result.
 const FLAG_SUCCESS: i64 = 1;
@@ -143,6 +174,52 @@ pub struct StoredResult {
     pub phase: Option<String>,
     /// Failure reason.
     pub reason: Option<String>,
+    /// The agent location that measured it (none: checkit itself).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+}
+
+/// One result pushed by an agent, its time already corrected to the central clock.
+#[derive(Debug, Clone)]
+pub struct LocationResult {
+    /// The check's store id.
+    pub check_id: i64,
+    /// The agent's location.
+    pub location: String,
+    /// When it started (central time).
+    pub at: DateTime<Utc>,
+    /// When it started by the agent's clock (the key of a resend).
+    pub agent_at: DateTime<Utc>,
+    /// How long the probe took, microseconds.
+    pub duration_us: u64,
+    /// Whether it succeeded.
+    pub success: bool,
+    /// The failure's phase and reason.
+    pub failure: Option<(String, String)>,
+    /// Whether it ran in a maintenance window (decided centrally).
+    pub maintenance: bool,
+}
+
+/// What [`CheckStore::ingest`] did with a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Ingested {
+    /// The batch had been stored before; nothing was written.
+    pub duplicate: bool,
+    /// Results newly stored.
+    pub stored: usize,
+}
+
+fn read_result(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredResult> {
+    let flags: i64 = row.get(2)?;
+    Ok(StoredResult {
+        at: from_ms(row.get(0)?),
+        duration_seconds: row.get::<_, i64>(1)? as f64 / 1e6,
+        success: flags & FLAG_SUCCESS != 0,
+        maintenance: flags & FLAG_MAINTENANCE != 0,
+        phase: row.get(3)?,
+        reason: row.get(4)?,
+        location: row.get(5)?,
+    })
 }
 
 /// What the store knows of a check at start.
@@ -300,71 +377,79 @@ impl CheckStore {
                     )?
                     .execute(params![result.check_id, at, duration_us, flags, phase, reason])?;
             }
-            let bucket = bucket_of(result.duration_us as f64 / 1e6);
-            for period in [Period::Hour, Period::Day] {
-                let start = to_ms(period.floor(result.at));
-                let sql = if result.maintenance {
-                    "INSERT INTO rollups (check_id, period, start, runs, successes, maintenance_runs, \
-                     duration_sum_us, duration_min_us, duration_max_us) VALUES (?1, ?2, ?3, 0, 0, 1, 0, 0, 0) \
-                     ON CONFLICT (check_id, period, start) DO UPDATE SET maintenance_runs = maintenance_runs + 1"
-                        .to_string()
-                } else {
-                    format!(
-                        "INSERT INTO rollups (check_id, period, start, runs, successes, maintenance_runs, \
-                         duration_sum_us, duration_min_us, duration_max_us, b{bucket}) \
-                         VALUES (?1, ?2, ?3, 1, ?4, 0, ?5, ?5, ?5, 1) \
-                         ON CONFLICT (check_id, period, start) DO UPDATE SET runs = runs + 1, \
-                         successes = successes + ?4, duration_sum_us = duration_sum_us + ?5, \
-                         duration_min_us = CASE WHEN runs = 0 THEN ?5 ELSE MIN(duration_min_us, ?5) END, \
-                         duration_max_us = MAX(duration_max_us, ?5), b{bucket} = b{bucket} + 1"
-                    )
-                };
-                let mut statement = connection.prepare_cached(&sql)?;
-                if result.maintenance {
-                    statement.execute(params![result.check_id, period.code(), start])?;
-                } else {
-                    statement.execute(params![
+            add_to_rollups(connection, result.check_id, result.at, duration_us, result.success, result.maintenance)?;
+            apply_change(connection, result.check_id, change)
+        })
+        .await
+    }
+
+    /// Stores agent `agent`'s batch `batch_id` in one transaction: a batch
+    /// already stored is only acknowledged again, a result already stored
+    /// (same check, location and time) is skipped, every other result goes
+    /// to `location_results` and the roll-ups.
+    pub async fn ingest(
+        &self,
+        agent: String,
+        batch_id: String,
+        received_at: DateTime<Utc>,
+        results: Vec<LocationResult>,
+    ) -> Result<Ingested, StoreError> {
+        write(&self.writer, move |connection| {
+            let fresh = connection
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO agent_batches (agent, batch_id, received_at, results) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![agent, batch_id, to_ms(received_at), i64::try_from(results.len()).unwrap_or(0)])?;
+            if fresh == 0 {
+                return Ok(Ingested { duplicate: true, stored: 0 });
+            }
+            let mut stored = 0;
+            for result in results {
+                let duration_us = i64::try_from(result.duration_us).unwrap_or(i64::MAX);
+                let flags = if result.success { FLAG_SUCCESS } else { 0 }
+                    | if result.maintenance { FLAG_MAINTENANCE } else { 0 };
+                let (phase, reason) = result.failure.clone().unzip();
+                let inserted = connection
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO location_results \
+                         (check_id, location, agent_at, at, duration_us, flags, phase, reason) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    )?
+                    .execute(params![
                         result.check_id,
-                        period.code(),
-                        start,
-                        i64::from(result.success),
-                        duration_us
+                        result.location,
+                        to_ms(result.agent_at),
+                        to_ms(result.at),
+                        duration_us,
+                        flags,
+                        phase,
+                        reason
                     ])?;
+                if inserted == 0 {
+                    continue;
                 }
+                stored += 1;
+                add_to_rollups(connection, result.check_id, result.at, duration_us, result.success, result.maintenance)?;
             }
-            let mut opened = None;
-            match change {
-                None => {}
-                Some(NewChange::Up { since }) => {
-                    connection
-                        .prepare_cached("UPDATE checks SET health = 'up', health_since = ?2 WHERE id = ?1")?
-                        .execute(params![result.check_id, to_ms(since)])?;
-                }
-                Some(NewChange::Recovered { id, ended_at }) => {
-                    connection
-                        .prepare_cached("UPDATE checks SET health = 'up', health_since = ?2 WHERE id = ?1")?
-                        .execute(params![result.check_id, to_ms(ended_at)])?;
-                    connection
-                        .prepare_cached("UPDATE incidents SET ended_at = ?2 WHERE id = ?1")?
-                        .execute(params![id, to_ms(ended_at)])?;
-                }
-                Some(NewChange::Down(incident)) => {
-                    connection
-                        .prepare_cached("UPDATE checks SET health = 'down', health_since = ?2 WHERE id = ?1")?
-                        .execute(params![result.check_id, to_ms(incident.started_at)])?;
-                    let id: i64 = connection
-                        .prepare_cached(
-                            "INSERT INTO incidents (check_id, started_at, phase, reason) VALUES (?1, ?2, ?3, ?4) \
-                             RETURNING id",
-                        )?
-                        .query_row(
-                            params![result.check_id, to_ms(incident.started_at), incident.phase, incident.reason],
-                            |row| row.get(0),
-                        )?;
-                    opened = Some(id);
-                }
-            }
-            Ok(opened)
+            Ok(Ingested { duplicate: false, stored })
+        })
+        .await
+    }
+
+    /// Stores a health change decided by the quorum of a check's locations.
+    pub async fn record_change(&self, check_id: i64, change: NewChange) -> Result<Option<i64>, StoreError> {
+        write(&self.writer, move |connection| apply_change(connection, check_id, Some(change))).await
+    }
+
+    /// Results of check `id` pushed from `location`, oldest first (tests and diagnostics).
+    pub async fn location_results(&self, id: i64, location: String) -> Result<Vec<StoredResult>, StoreError> {
+        read(&self.path, &self.readers, move |connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT at, duration_us, flags, phase, reason, location FROM location_results \
+                 WHERE check_id = ?1 AND location = ?2 ORDER BY at",
+            )?;
+            let rows = statement.query_map(params![id, location], read_result)?.collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
         })
         .await
     }
@@ -405,22 +490,14 @@ impl CheckStore {
             // Failed results outlive raw retention in `failures`; the union
             // shows them with the raw rows still kept.
             let mut statement = connection.prepare_cached(
-                "SELECT at, duration_us, flags, phase, reason FROM results WHERE check_id = ?1 AND at >= ?2 AND at < ?3 \
-                 UNION SELECT at, duration_us, flags, phase, reason FROM failures \
+                "SELECT at, duration_us, flags, phase, reason, NULL FROM results WHERE check_id = ?1 AND at >= ?2 AND at < ?3 \
+                 UNION SELECT at, duration_us, flags, phase, reason, NULL FROM failures \
+                 WHERE check_id = ?1 AND at >= ?2 AND at < ?3 \
+                 UNION ALL SELECT at, duration_us, flags, phase, reason, location FROM location_results \
                  WHERE check_id = ?1 AND at >= ?2 AND at < ?3 ORDER BY at DESC LIMIT ?4",
             )?;
             let rows = statement
-                .query_map(params![id, to_ms(from), to_ms(to), limit], |row| {
-                    let flags: i64 = row.get(2)?;
-                    Ok(StoredResult {
-                        at: from_ms(row.get(0)?),
-                        duration_seconds: row.get::<_, i64>(1)? as f64 / 1e6,
-                        success: flags & FLAG_SUCCESS != 0,
-                        maintenance: flags & FLAG_MAINTENANCE != 0,
-                        phase: row.get(3)?,
-                        reason: row.get(4)?,
-                    })
-                })?
+                .query_map(params![id, to_ms(from), to_ms(to), limit], read_result)?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })
@@ -537,6 +614,9 @@ impl CheckStore {
             let mut deleted =
                 connection.execute("DELETE FROM results WHERE check_id = ?1 AND at < ?2", params![id, raw])?;
             deleted += connection.execute("DELETE FROM failures WHERE check_id = ?1 AND at < ?2", params![id, old])?;
+            deleted +=
+                connection.execute("DELETE FROM location_results WHERE check_id = ?1 AND at < ?2", params![id, raw])?;
+            deleted += connection.execute("DELETE FROM agent_batches WHERE received_at < ?1", params![raw])?;
             deleted += connection.execute(
                 "DELETE FROM rollups WHERE check_id = ?1 AND period IN (0, 1) AND start < ?2",
                 params![id, old],
@@ -559,6 +639,80 @@ impl CheckStore {
         })
         .await
     }
+}
+
+/// Adds one run to its hourly and daily roll-ups.
+fn add_to_rollups(
+    connection: &Connection,
+    check_id: i64,
+    at: DateTime<Utc>,
+    duration_us: i64,
+    success: bool,
+    maintenance: bool,
+) -> rusqlite::Result<()> {
+    let bucket = bucket_of(duration_us as f64 / 1e6);
+    for period in [Period::Hour, Period::Day] {
+        let start = to_ms(period.floor(at));
+        let sql = if maintenance {
+            "INSERT INTO rollups (check_id, period, start, runs, successes, maintenance_runs, \
+             duration_sum_us, duration_min_us, duration_max_us) VALUES (?1, ?2, ?3, 0, 0, 1, 0, 0, 0) \
+             ON CONFLICT (check_id, period, start) DO UPDATE SET maintenance_runs = maintenance_runs + 1"
+                .to_string()
+        } else {
+            format!(
+                "INSERT INTO rollups (check_id, period, start, runs, successes, maintenance_runs, \
+                 duration_sum_us, duration_min_us, duration_max_us, b{bucket}) \
+                 VALUES (?1, ?2, ?3, 1, ?4, 0, ?5, ?5, ?5, 1) \
+                 ON CONFLICT (check_id, period, start) DO UPDATE SET runs = runs + 1, \
+                 successes = successes + ?4, duration_sum_us = duration_sum_us + ?5, \
+                 duration_min_us = CASE WHEN runs = 0 THEN ?5 ELSE MIN(duration_min_us, ?5) END, \
+                 duration_max_us = MAX(duration_max_us, ?5), b{bucket} = b{bucket} + 1"
+            )
+        };
+        let mut statement = connection.prepare_cached(&sql)?;
+        if maintenance {
+            statement.execute(params![check_id, period.code(), start])?;
+        } else {
+            statement.execute(params![check_id, period.code(), start, i64::from(success), duration_us])?;
+        }
+    }
+    Ok(())
+}
+
+/// Stores a health change of check `check_id`; returns the id of an incident it opened.
+fn apply_change(connection: &Connection, check_id: i64, change: Option<NewChange>) -> Result<Option<i64>, StoreError> {
+    let mut opened = None;
+    match change {
+        None => {}
+        Some(NewChange::Up { since }) => {
+            connection
+                .prepare_cached("UPDATE checks SET health = 'up', health_since = ?2 WHERE id = ?1")?
+                .execute(params![check_id, to_ms(since)])?;
+        }
+        Some(NewChange::Recovered { id, ended_at }) => {
+            connection
+                .prepare_cached("UPDATE checks SET health = 'up', health_since = ?2 WHERE id = ?1")?
+                .execute(params![check_id, to_ms(ended_at)])?;
+            connection
+                .prepare_cached("UPDATE incidents SET ended_at = ?2 WHERE id = ?1")?
+                .execute(params![id, to_ms(ended_at)])?;
+        }
+        Some(NewChange::Down(incident)) => {
+            connection
+                .prepare_cached("UPDATE checks SET health = 'down', health_since = ?2 WHERE id = ?1")?
+                .execute(params![check_id, to_ms(incident.started_at)])?;
+            let id: i64 = connection
+                .prepare_cached(
+                    "INSERT INTO incidents (check_id, started_at, phase, reason) VALUES (?1, ?2, ?3, ?4) \
+                     RETURNING id",
+                )?
+                .query_row(params![check_id, to_ms(incident.started_at), incident.phase, incident.reason], |row| {
+                    row.get(0)
+                })?;
+            opened = Some(id);
+        }
+    }
+    Ok(opened)
 }
 
 #[cfg(test)]

@@ -10,8 +10,11 @@ use std::path::Path;
 const LAYERS: &[(&str, &[&str])] = &[
     // The composition root builds everything.
     ("app", &["bridge", "checks", "config", "heartbeat", "http", "logging", "probe", "telemetry", "web"]),
-    // Flags, handed to `app`; `checkit probe` and `checkit send` run a part directly.
-    ("cli", &["app", "bridge", "config", "http", "logging", "probe"]),
+    // Flags, handed to `app`; `checkit probe`, `checkit send` and `checkit agent` run a part directly.
+    ("cli", &["agent", "app", "bridge", "config", "http", "logging", "probe"]),
+    // The remote agent: the checks' slots and wire types, probes, the bridge
+    // store's SQLite writer (for its queue) and the clock abstraction.
+    ("agent", &["bridge::clock", "bridge::store", "checks::agents", "checks::schedule", "config", "probe"]),
     // Surfaces parse, call one service, map errors; the bridge's own surfaces
     // are composed in by `app`, so `http` does not name the bridge.
     ("http", &["config", "probe", "telemetry"]),
@@ -19,7 +22,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     // PostgreSQL TLS adapter from `probe` until they move to a shared `net`.
     ("bridge", &["config", "probe::tls", "probe::postgres"]),
     // Only the lists of the bridge's and the checks' metric names, to join them with the exporter's.
-    ("telemetry", &["bridge::metrics", "checks::metrics::METRIC_NAMES", "heartbeat::METRIC_NAMES"]),
+    (
+        "telemetry",
+        &["agent::METRIC_NAMES", "bridge::metrics", "checks::metrics::METRIC_NAMES", "heartbeat::METRIC_NAMES"],
+    ),
     // Debt (issue 8): config still names the probe and bridge block types;
     // it becomes a leaf when each part decodes its own block.
     ("config", &["bridge", "checks::config", "heartbeat::Config", "probe", "web::config"]),
