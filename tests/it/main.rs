@@ -1,5 +1,6 @@
 //! Integration tests: one module per area, shared helpers in `support`.
 
+mod agents;
 mod bridge_ack;
 mod bridge_channels;
 mod bridge_delivery;
