@@ -123,13 +123,13 @@ pub const METRIC_NAMES: &[&str] = &[
 impl Metrics {
     fn register(registry: &mut Registry) -> Metrics {
         let metrics = Metrics::default();
-        for reason in ["age", "size"] {
+        for reason in ["age", "size", "refused"] {
             let _ = metrics.dropped.get_or_create(&ReasonLabels { reason });
         }
         registry.register("checkit_agent_queue_results", "Results waiting in the queue", metrics.queued.clone());
         registry.register(
             "checkit_agent_queue_dropped",
-            "Results dropped from the queue by a bound, by reason (age, size)",
+            "Results dropped from the queue, by reason (age, size; refused: the check is no longer assigned here)",
             metrics.dropped.clone(),
         );
         registry.register("checkit_agent_runs", "Probes run", metrics.runs.clone());
@@ -474,6 +474,17 @@ async fn push_once(agent: &Agent, queue_id: &str) -> anyhow::Result<usize> {
     let response =
         agent.http.post(endpoint(agent, "/api/v1/agent/results")?).bearer_auth(token).json(&batch).send().await?;
     let status = response.status();
+    if status == reqwest::StatusCode::FORBIDDEN {
+        // Checks taken from this location while their results waited:
+        // refused for good, so they would block the queue forever.
+        let body = response.text().await.unwrap_or_default();
+        let assignment = fetch(agent).await?;
+        let names: Vec<String> = assignment.checks.into_iter().map(|check| check.name).collect();
+        let dropped = agent.queue.drop_unassigned(names).await?;
+        agent.metrics.dropped.get_or_create(&ReasonLabels { reason: "refused" }).inc_by(dropped);
+        tracing::warn!(count = dropped, refusal = %body.trim(), "Dropped queued results of checks no longer assigned here.");
+        return Ok(0);
+    }
     if !status.is_success() {
         let body = response.text().await.unwrap_or_default();
         anyhow::bail!("central answered {status}: {}", body.trim());

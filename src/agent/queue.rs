@@ -168,6 +168,23 @@ impl Queue {
         .await
     }
 
+    /// Drops results of every check not in `names`; returns how many.
+    pub async fn drop_unassigned(&self, names: Vec<String>) -> Result<u64, StoreError> {
+        write(&self.writer, move |connection| {
+            connection.execute_batch(
+                "CREATE TEMP TABLE IF NOT EXISTS assigned (name TEXT PRIMARY KEY); DELETE FROM assigned;",
+            )?;
+            let mut insert = connection.prepare_cached("INSERT OR IGNORE INTO assigned (name) VALUES (?1)")?;
+            for name in &names {
+                insert.execute(params![name])?;
+            }
+            let dropped =
+                connection.execute("DELETE FROM queue WHERE check_name NOT IN (SELECT name FROM assigned)", [])?;
+            Ok(dropped as u64)
+        })
+        .await
+    }
+
     /// The oldest `limit` results.
     pub async fn oldest(&self, limit: usize) -> Result<Vec<Queued>, StoreError> {
         write(&self.writer, move |connection| {
@@ -241,6 +258,9 @@ mod tests {
         assert_eq!(oldest[1].failure, Some(("connect".into(), "refused".into())));
         assert_eq!(queue.expire(from_ms(6000)).await.unwrap().age, 2);
         queue.acknowledge(oldest[3].seq).await.unwrap();
+        assert_eq!(queue.count().await.unwrap(), 2);
+        queue.push(Queued { check: "gone".into(), ..result(20) }, 6).await.unwrap();
+        assert_eq!(queue.drop_unassigned(vec!["web".into()]).await.unwrap(), 1, "only the unassigned check's result");
         assert_eq!(queue.count().await.unwrap(), 2);
         let id = queue.id().await.unwrap();
         assert_eq!(queue.id().await.unwrap(), id, "the queue id is kept");

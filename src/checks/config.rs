@@ -586,6 +586,45 @@ mod tests {
     }
 
     #[test]
+    fn agents_locations_and_quorums_are_checked_with_their_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "0123456789abcdef0123\n").unwrap();
+        let short = dir.path().join("short");
+        std::fs::write(&short, "short\n").unwrap();
+        let (_, problems) = settings(&format!(
+            "agents:\n- {{name: a, location: fra, token_file: {}}}\n- {{name: a, location: par, token_file: {}}}\n\
+             checks:\n- {{name: x, module: tcp_connect, target: t, locations: [fra, nyc, fra], down_when: {{failing: 4, of: 2}}}}\n\
+             - {{name: y, module: tcp_connect, target: t, down_when: {{failing: 1}}}}\n\
+             - {{name: z, module: tcp_connect, target: t, locations: [fra, par]}}\n",
+            token.display(),
+            short.display()
+        ));
+        let joined = problems.join("\n");
+        for expected in [
+            "agents[1].name: duplicate agent name \"a\"",
+            "agents[1].token_file: the token must be at least 16 characters",
+            "checks[0].locations[2]: duplicate location \"fra\"",
+            "checks[0].down_when.failing: must be between 1 and 3",
+            "checks[0].down_when.of: must equal the number of locations (3)",
+            "checks[1].down_when: needs `locations`",
+        ] {
+            assert!(joined.contains(expected), "missing {expected:?} in:\n{joined}");
+        }
+        let (settings_ok, problems) = settings(&format!(
+            "agents:\n- {{name: a, location: fra, token_file: {}}}\n\
+             checks:\n- {{name: z, module: tcp_connect, target: t, locations: [fra]}}\n\
+             - {{name: w, module: tcp_connect, target: t, locations: [nyc]}}\n",
+            token.display()
+        ));
+        assert!(
+            problems.iter().any(|problem| problem.contains("checks[1].locations: no agent runs at location \"nyc\"")),
+            "{problems:?}"
+        );
+        assert_eq!(settings_ok.inline[0].down_when, 1, "a majority of one location");
+    }
+
+    #[test]
     fn duplicate_names_across_files_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("one.yml"), "- {name: a, module: tcp_connect, target: x}\n").unwrap();

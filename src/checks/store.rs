@@ -102,6 +102,7 @@ CREATE TABLE location_results (
     location TEXT NOT NULL,
     agent_at INTEGER NOT NULL,
     at INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
     duration_us INTEGER NOT NULL,
     flags INTEGER NOT NULL,
     phase TEXT,
@@ -412,14 +413,15 @@ impl CheckStore {
                 let inserted = connection
                     .prepare_cached(
                         "INSERT OR IGNORE INTO location_results \
-                         (check_id, location, agent_at, at, duration_us, flags, phase, reason) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                         (check_id, location, agent_at, at, received_at, duration_us, flags, phase, reason) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                     )?
                     .execute(params![
                         result.check_id,
                         result.location,
                         to_ms(result.agent_at),
                         to_ms(result.at),
+                        to_ms(received_at),
                         duration_us,
                         flags,
                         phase,
