@@ -62,10 +62,10 @@ impl Net {
             ip(&["-n", &ns, "link", "set", &inside, "up"]);
             ip(&["-n", &ns, "route", "add", "default", "via", &net.central_ip(index)]);
         }
-        // The target's address is one more host address (on the first link;
+        // The target's address is one more host address (on the last link;
         // the kernel has no dummy links here): every namespace reaches it
         // through its own veth and default route, as a host address.
-        ip(&["addr", "add", &format!("{}/32", net.target_ip()), "dev", &net.host_link(0)]);
+        ip(&["addr", "add", &format!("{}/32", net.target_ip()), "dev", &net.host_link(agents - 1)]);
         net
     }
 
@@ -467,6 +467,51 @@ async fn two_of_three_pages_only_when_two_locations_see_the_target_down() {
     let mails = smtp.wait_for_messages(2, Duration::from_secs(30)).await;
     assert!(mails[1].data.contains("site is up again"), "{}", mails[1].data);
 
+    // Two links cut for 10 s: both agents see the target fail (it is behind
+    // the link too) and queue it; the results arrive after the outage is
+    // over, enter history, and page nobody.
+    net.cut(0);
+    net.cut(1);
+    let cut_at = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    net.restore(0);
+    net.restore(1);
+    let restored_at = chrono::Utc::now();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let site = check_json(&client, &central, "site").await;
+        let fresh = |location: &str| {
+            site["locations"][location]["last_at"]
+                .as_str()
+                .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+                .is_some_and(|at| at > restored_at + chrono::Duration::seconds(2))
+        };
+        if fresh("loc0") && fresh("loc1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cut agents never caught up: {site}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let to_alice =
+        smtp.messages().iter().filter(|mail| mail.rcpt_tos.iter().any(|to| to == "alice@example.com")).count();
+    assert_eq!(to_alice, 2, "an outage already over when its results arrived was announced");
+    let results: serde_json::Value = client
+        .get(central.url(&format!("/api/v1/checks/site/results?from={}&limit=1000", cut_at.timestamp())))
+        .send()
+        .await
+        .expect("GET results")
+        .json()
+        .await
+        .expect("results json");
+    let late_failures = results["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter(|result| result["location"] == "loc0" && result["success"] == false)
+        .count();
+    assert!(late_failures >= 5, "the outage's results are in history: {results}");
+
     // A silent agent counts as unknown: stop two agents and block the
     // target from the third one's namespace too; nothing pages.
     let mut agents = agents;
@@ -576,4 +621,78 @@ async fn wrong_tokens_and_foreign_checks_are_refused_and_clock_skew_is_corrected
     assert_eq!(central.count("loc1"), 0, "nothing stored from the wrong token");
     assert!(wrong_log.contains("Cannot fetch the assignment"), "{wrong_log}");
     assert!(queued(&wrong.queue).is_empty(), "an agent never assigned anything runs nothing");
+}
+
+/// Pushes one batch as agent `index` of a central process's `agents:`.
+async fn push(
+    client: &reqwest::Client,
+    central: &Central,
+    index: usize,
+    batch_id: &str,
+    runs: &[(i64, bool)],
+) -> serde_json::Value {
+    let now = chrono::Utc::now();
+    let results: Vec<serde_json::Value> = runs
+        .iter()
+        .map(|(seconds_ago, success)| {
+            let mut result = serde_json::json!({"check": "site", "at": now - chrono::Duration::seconds(*seconds_ago),
+                "duration_seconds": 0.01, "success": success});
+            if !success {
+                result["phase"] = "connect".into();
+                result["reason"] = "refused".into();
+            }
+            result
+        })
+        .collect();
+    let response = client
+        .post(central.url("/api/v1/agent/results"))
+        .bearer_auth(format!("{TOKEN_BYTES}{index}"))
+        .json(&serde_json::json!({"batch_id": batch_id, "sent_at": now, "results": results}))
+        .send()
+        .await
+        .expect("POST batch");
+    assert_eq!(response.status(), 200);
+    response.json().await.expect("batch answer")
+}
+
+/// No namespaces needed: the pushes come from the test itself, on loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quorum_outage_already_over_when_its_results_arrive_is_history_not_a_page() {
+    let Some(smtp) = SmtpServer::start(SmtpOpts::default()).await else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_tokens(dir.path(), 3);
+    let port = free_port();
+    let target: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+    let mut central = Central::spawn(dir.path(), &quorum_yaml(target, &smtp), Vec::new(), port);
+    central.wait_ready().await;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).no_proxy().build().expect("client");
+    // loc2 up, loc0 down (two failures), each in its own batch.
+    push(&client, &central, 2, "b2", &[(30, true), (29, true)]).await;
+    push(&client, &central, 0, "b0", &[(30, false), (29, false)]).await;
+    assert_eq!(check_json(&client, &central, "site").await["state"], "unknown", "one down, one up, one unknown");
+    // loc1's late batch: down (the quorum is reached), then up again.
+    let answer = push(&client, &central, 1, "b1", &[(25, false), (24, false), (23, true), (22, true)]).await;
+    assert_eq!(answer["stored"], 4);
+    let again = push(&client, &central, 1, "b1", &[(25, false), (24, false), (23, true), (22, true)]).await;
+    assert_eq!(again["duplicate"], true, "a batch sent twice is stored once");
+    let site = check_json(&client, &central, "site").await;
+    assert_eq!(site["state"], "up", "{site}");
+    let incidents: serde_json::Value = client
+        .get(central.url("/api/v1/checks/site/incidents"))
+        .send()
+        .await
+        .expect("GET incidents")
+        .json()
+        .await
+        .expect("incidents json");
+    let incidents = incidents["incidents"].as_array().expect("incidents").clone();
+    assert_eq!(incidents.len(), 1, "the outage is in history: {incidents:?}");
+    assert!(incidents[0]["ended_at"].is_string() && incidents[0]["notified_at"].is_null(), "{incidents:?}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(smtp.messages().is_empty(), "an outage already over was announced");
+    // A quorum that holds at the end of a batch pages.
+    push(&client, &central, 1, "b1-2", &[(10, false), (9, false)]).await;
+    let mails = smtp.wait_for_messages(1, Duration::from_secs(30)).await;
+    assert!(mails[0].data.contains("site is down"), "{}", mails[0].data);
+    central.process.stop();
 }
