@@ -10,9 +10,9 @@
 //! `seq`, so the size bound is one range delete.
 
 use crate::bridge::store::StoreError;
-use crate::bridge::store::sqlite::{Job, apply_migrations, run_writer, write};
+use crate::bridge::store::sqlite::{Job, open_writer, write};
 use chrono::{DateTime, TimeZone, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 use std::path::Path;
 use tokio::sync::mpsc;
 
@@ -72,27 +72,15 @@ fn from_ms(ms: i64) -> DateTime<Utc> {
 impl Queue {
     /// Opens (creating if needed) the queue at `path`.
     pub async fn open(path: &Path) -> Result<Queue, StoreError> {
-        let path = path.to_path_buf();
-        let connection = tokio::task::spawn_blocking(move || -> Result<Connection, StoreError> {
-            let connection = Connection::open(&path)?;
-            // FULL: a result acknowledged to the scheduler survives a power
-            // cut too, not only a killed process.
-            connection
-                .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")?;
-            apply_migrations(
-                &connection,
-                MIGRATIONS.iter().map(|(version, sql)| (*version, sql.to_string())),
-                MIGRATIONS.last().map(|(version, _)| *version).unwrap_or(0),
-            )?;
-            Ok(connection)
-        })
-        .await
-        .map_err(|err| StoreError::Unavailable(format!("sqlite open task failed: {err}")))??;
-        let (writer, jobs) = mpsc::channel(8192);
-        std::thread::Builder::new()
-            .name("checkit-agent-queue".into())
-            .spawn(move || run_writer(connection, jobs))
-            .map_err(|err| StoreError::Unavailable(format!("cannot start sqlite writer: {err}")))?;
+        // FULL: a result acknowledged to the scheduler survives a power cut
+        // too, not only a killed process.
+        let writer = open_writer(
+            path,
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
+            MIGRATIONS,
+            "checkit-agent-queue",
+        )
+        .await?;
         Ok(Queue { writer })
     }
 

@@ -437,18 +437,8 @@ pub(crate) async fn evaluate(shared: &Shared, slot: &Slot, at: DateTime<Utc>) ->
             _ => NewChange::Up { since: at },
         },
     };
-    match shared.store.record_change(slot.id, new_change).await {
-        Ok(Some(id)) => {
-            if let Some(incident) = slot.lock().machine.incident.as_mut() {
-                incident.id = Some(id);
-            }
-        }
-        Ok(None) => {}
-        Err(err) => {
-            shared.metrics.store_errors.inc();
-            tracing::warn!(check = %check.name, error = %err, "Cannot store a check's quorum change.");
-        }
-    }
+    let stored = shared.store.record_change(slot.id, new_change).await;
+    super::remember_incident(shared, slot, &check.name, stored);
     match &change {
         Change::Down(_) => tracing::info!(check = %check.name, "Check is down at its quorum of locations."),
         Change::Recovered(_) => tracing::info!(check = %check.name, "Check is up again at its quorum of locations."),

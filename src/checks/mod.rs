@@ -420,18 +420,8 @@ pub(crate) async fn run_once(shared: &Shared, slot: &Slot, check: &Check, starte
         failure: failure.clone(),
         maintenance,
     };
-    match shared.store.record(result, new_change).await {
-        Ok(Some(id)) => {
-            if let Some(incident) = slot.lock().machine.incident.as_mut() {
-                incident.id = Some(id);
-            }
-        }
-        Ok(None) => {}
-        Err(err) => {
-            shared.metrics.store_errors.inc();
-            tracing::warn!(check = %check.name, error = %err, "Cannot store a check result.");
-        }
-    }
+    let stored = shared.store.record(result, new_change).await;
+    remember_incident(shared, slot, &check.name, stored);
     {
         let mut state = slot.lock();
         state.last = Some(Last {
@@ -458,6 +448,23 @@ pub(crate) async fn run_once(shared: &Shared, slot: &Slot, check: &Check, starte
         _ => {}
     }
     announce(shared, slot, check, change, maintenance).await;
+}
+
+/// Gives the open incident the id the store gave it (when a change opened
+/// one), or counts and logs the store's failure.
+fn remember_incident(shared: &Shared, slot: &Slot, check: &str, stored: Result<Option<i64>, StoreError>) {
+    match stored {
+        Ok(Some(id)) => {
+            if let Some(incident) = slot.lock().machine.incident.as_mut() {
+                incident.id = Some(id);
+            }
+        }
+        Ok(None) => {}
+        Err(err) => {
+            shared.metrics.store_errors.inc();
+            tracing::warn!(check, error = %err, "Cannot store a check result or state change.");
+        }
+    }
 }
 
 /// Tells people: a new outage (or one not yet told), a reminder, a recovery.

@@ -21,7 +21,7 @@
 use super::rollup::{BUCKET_COUNT, Period, Rollup, bucket_of};
 use super::state::{Incident, State};
 use crate::bridge::store::StoreError;
-use crate::bridge::store::sqlite::{Job, apply_migrations, read, run_writer, write};
+use crate::bridge::store::sqlite::{Job, open_writer, read, write};
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
@@ -291,25 +291,13 @@ impl CheckStore {
     /// Opens (creating if needed) and migrates the file at `path`.
     pub async fn open(path: impl AsRef<Path>) -> Result<CheckStore, StoreError> {
         let path = path.as_ref().to_path_buf();
-        let writer_path = path.clone();
-        let connection = tokio::task::spawn_blocking(move || -> Result<Connection, StoreError> {
-            let connection = Connection::open(&writer_path)?;
-            connection
-                .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")?;
-            apply_migrations(
-                &connection,
-                MIGRATIONS.iter().map(|(version, sql)| (*version, sql.to_string())),
-                MIGRATIONS.last().map(|(version, _)| *version).unwrap_or(0),
-            )?;
-            Ok(connection)
-        })
-        .await
-        .map_err(|err| StoreError::Unavailable(format!("sqlite open task failed: {err}")))??;
-        let (writer, jobs) = mpsc::channel(8192);
-        std::thread::Builder::new()
-            .name("checkit-checks-sqlite".into())
-            .spawn(move || run_writer(connection, jobs))
-            .map_err(|err| StoreError::Unavailable(format!("cannot start sqlite writer: {err}")))?;
+        let writer = open_writer(
+            &path,
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
+            MIGRATIONS,
+            "checkit-checks-sqlite",
+        )
+        .await?;
         Ok(CheckStore { writer, readers: Arc::new(Mutex::new(Vec::new())), path })
     }
 

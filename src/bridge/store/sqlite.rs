@@ -570,6 +570,37 @@ pub(crate) fn apply_migrations(
     Ok(())
 }
 
+/// Opens (creating if needed) the SQLite file at `path` with `pragmas`,
+/// applies `migrations`, and starts its writer thread (`thread`, see
+/// [`run_writer`]): the writer half shared by the checks store and the
+/// agent's queue.
+pub(crate) async fn open_writer(
+    path: &Path,
+    pragmas: &'static str,
+    migrations: &'static [(i64, &'static str)],
+    thread: &str,
+) -> Result<mpsc::Sender<Job>, StoreError> {
+    let writer_path = path.to_path_buf();
+    let connection = tokio::task::spawn_blocking(move || -> Result<Connection, StoreError> {
+        let connection = Connection::open(&writer_path)?;
+        connection.execute_batch(pragmas)?;
+        apply_migrations(
+            &connection,
+            migrations.iter().map(|(version, sql)| (*version, sql.to_string())),
+            migrations.last().map(|(version, _)| *version).unwrap_or(0),
+        )?;
+        Ok(connection)
+    })
+    .await
+    .map_err(|err| StoreError::Unavailable(format!("sqlite open task failed: {err}")))??;
+    let (writer, jobs) = mpsc::channel(8192);
+    std::thread::Builder::new()
+        .name(thread.into())
+        .spawn(move || run_writer(connection, jobs))
+        .map_err(|err| StoreError::Unavailable(format!("cannot start sqlite writer: {err}")))?;
+    Ok(writer)
+}
+
 /// Queues `work` for the writer thread behind `writer` (see [`run_writer`])
 /// and returns once its transaction committed. Shared with the checks store.
 pub(crate) async fn write<T, F>(writer: &mpsc::Sender<Job>, work: F) -> Result<T, StoreError>
