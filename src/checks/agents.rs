@@ -399,8 +399,11 @@ async fn apply_results(shared: &Shared, location: &str, results: Vec<(Arc<Slot>,
     }
     for slot in touched {
         let check = slot.check();
-        let change = slot.lock().pending.take();
-        super::announce(shared, &slot, &check, change, false).await;
+        let (change, maintenance) = {
+            let mut state = slot.lock();
+            (state.pending.take(), state.last.as_ref().is_some_and(|last| last.maintenance))
+        };
+        super::announce(shared, &slot, &check, change, maintenance).await;
     }
 }
 
