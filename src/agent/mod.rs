@@ -108,6 +108,8 @@ struct Metrics {
     pushed: Counter,
     push_errors: Counter,
     assigned: Gauge,
+    /// When drops were last logged, and those counted since.
+    unlogged: Arc<std::sync::Mutex<(Option<std::time::Instant>, Dropped)>>,
 }
 
 /// Every metric family name of the agent (as scraped).
@@ -143,13 +145,26 @@ impl Metrics {
         metrics
     }
 
+    /// Counts drops at once and logs them at most every 10 s (a full queue
+    /// drops one result per new one), with the count since the last line.
     fn dropped(&self, dropped: Dropped) {
         for (reason, count) in [("age", dropped.age), ("size", dropped.size)] {
+            self.dropped.get_or_create(&ReasonLabels { reason }).inc_by(count);
+        }
+        let mut unlogged = self.unlogged.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (_, pending) = &mut *unlogged;
+        pending.age += dropped.age;
+        pending.size += dropped.size;
+        let due = unlogged.0.is_none_or(|last| last.elapsed() >= Duration::from_secs(10));
+        if !due || unlogged.1 == Dropped::default() {
+            return;
+        }
+        for (reason, count) in [("age", unlogged.1.age), ("size", unlogged.1.size)] {
             if count > 0 {
-                self.dropped.get_or_create(&ReasonLabels { reason }).inc_by(count);
                 tracing::warn!(reason, count, "Queue bound reached; dropped the oldest results.");
             }
         }
+        *unlogged = (Some(std::time::Instant::now()), Dropped::default());
     }
 }
 

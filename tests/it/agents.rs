@@ -696,3 +696,64 @@ async fn a_quorum_outage_already_over_when_its_results_arrive_is_history_not_a_p
     assert!(mails[0].data.contains("site is down"), "{}", mails[0].data);
     central.process.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_drops_its_oldest_results_with_a_metric_and_a_log_line() {
+    if !privileged() {
+        return;
+    }
+    let net = Net::new(1);
+    let target = Target::start(&net).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_tokens(dir.path(), 1);
+    let mut yaml = format!(
+        "modules:\n  tcp_connect: {{prober: tcp, timeout: 1s}}\n{}check_options: {{store: {{sqlite: {{path: checks.db}}}}}}\nchecks:\n",
+        agents_yaml(1)
+    );
+    for index in 0..20 {
+        yaml.push_str(&format!(
+            "  - {{name: c{index}, module: tcp_connect, target: '{}', interval: 1s, locations: [loc0]}}\n",
+            target.addr
+        ));
+    }
+    let port = free_port();
+    let mut central = Central::spawn(dir.path(), &yaml, vec![net.central_ip(0)], port);
+    central.wait_ready().await;
+    let metrics_port = free_port();
+    let metrics = format!("{}:{metrics_port}", net.agent_ip(0));
+    let mut agent = spawn_agent(
+        &net,
+        0,
+        dir.path(),
+        port,
+        &["--queue.max-size=50".into(), format!("--metrics.listen-address={metrics}")],
+    );
+    poll(Duration::from_secs(30), "results stored", || central.count("loc0") >= 20).await;
+    net.cut(0);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let rows = queued(&agent.queue);
+    assert!(rows.len() <= 50, "the size bound holds: {}", rows.len());
+    let newest = rows.iter().map(|(_, at)| *at).max().unwrap_or_default();
+    let oldest = rows.iter().map(|(_, at)| *at).min().unwrap_or_default();
+    assert!(newest - oldest < 4_000, "the oldest went first: {oldest}..{newest}");
+    let log = std::fs::read_to_string(&agent.process.output).unwrap_or_default();
+    assert!(log.contains("Queue bound reached; dropped the oldest results.") && log.contains("reason=size"), "{log}");
+    net.restore(0);
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).no_proxy().build().expect("client");
+    let mut dropped = 0.0;
+    for _ in 0..50 {
+        if let Ok(response) = client.get(format!("http://{metrics}/metrics")).send().await {
+            let body = response.text().await.unwrap_or_default();
+            dropped = body
+                .lines()
+                .find(|line| line.starts_with("checkit_agent_queue_dropped_total{reason=\"size\"}"))
+                .and_then(|line| line.rsplit(' ').next())
+                .and_then(|value| value.parse::<f64>().ok())
+                .unwrap_or(0.0);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(dropped >= 50.0, "checkit_agent_queue_dropped_total{{reason=\"size\"}} = {dropped}");
+    agent.process.stop();
+}
