@@ -9,12 +9,11 @@
 //! are dropped, counted and logged. Rows are numbered by an increasing
 //! `seq`, so the size bound is one range delete.
 
-use crate::bridge::store::StoreError;
-use crate::bridge::store::sqlite::{Job, open_writer, write};
+use crate::storage::sqlite::Sqlite;
+use crate::storage::{Area, StoreError};
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{OptionalExtension, params};
 use std::path::Path;
-use tokio::sync::mpsc;
 
 const MIGRATIONS: &[(i64, &str)] = &[(
     1,
@@ -59,10 +58,13 @@ pub struct Dropped {
     pub size: u64,
 }
 
+/// The queue's area of the storage layer (a file of its own).
+static AREA: Area = Area { name: "agent_queue", migrations: MIGRATIONS, legacy_table: "queue" };
+
 /// The queue; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Queue {
-    writer: mpsc::Sender<Job>,
+    sqlite: Sqlite,
 }
 
 fn from_ms(ms: i64) -> DateTime<Utc> {
@@ -72,38 +74,36 @@ fn from_ms(ms: i64) -> DateTime<Utc> {
 impl Queue {
     /// Opens (creating if needed) the queue at `path`.
     pub async fn open(path: &Path) -> Result<Queue, StoreError> {
-        // FULL: a result acknowledged to the scheduler survives a power cut
-        // too, not only a killed process.
-        let writer = open_writer(
-            path,
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
-            MIGRATIONS,
-            "checkit-agent-queue",
-        )
-        .await?;
-        Ok(Queue { writer })
+        // The storage layer's SQLite runs with `synchronous = FULL`: a result
+        // acknowledged to the scheduler survives a power cut too, not only a
+        // killed process.
+        let sqlite = Sqlite::open(path).await?;
+        sqlite.migrate(&AREA).await?;
+        Ok(Queue { sqlite })
     }
 
     /// The value stored under `key`.
     pub async fn meta(&self, key: &'static str) -> Result<Option<String>, StoreError> {
-        write(&self.writer, move |connection| {
-            Ok(connection
-                .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
-                .query_row(params![key], |row| row.get(0))
-                .optional()?)
-        })
-        .await
+        self.sqlite
+            .write(move |connection| {
+                Ok(connection
+                    .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+                    .query_row(params![key], |row| row.get(0))
+                    .optional()?)
+            })
+            .await
     }
 
     /// Stores `value` under `key`.
     pub async fn set_meta(&self, key: &'static str, value: String) -> Result<(), StoreError> {
-        write(&self.writer, move |connection| {
-            connection
-                .prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?
-                .execute(params![key, value])?;
-            Ok(())
-        })
-        .await
+        self.sqlite
+            .write(move |connection| {
+                connection
+                    .prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?
+                    .execute(params![key, value])?;
+                Ok(())
+            })
+            .await
     }
 
     /// The queue's own id, created once: batch ids start with it, so a
@@ -120,100 +120,107 @@ impl Queue {
     /// Appends one result; returns once committed. Drops the oldest rows
     /// beyond `max_size` in the same transaction.
     pub async fn push(&self, result: Queued, max_size: u64) -> Result<Dropped, StoreError> {
-        write(&self.writer, move |connection| {
-            let (phase, reason) = result.failure.unzip();
-            let seq: i64 = connection
-                .prepare_cached(
-                    "INSERT INTO queue (check_name, at, duration_us, success, phase, reason) \
+        self.sqlite
+            .write(move |connection| {
+                let (phase, reason) = result.failure.unzip();
+                let seq: i64 = connection
+                    .prepare_cached(
+                        "INSERT INTO queue (check_name, at, duration_us, success, phase, reason) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING seq",
-                )?
-                .query_row(
-                    params![
-                        result.check,
-                        result.at.timestamp_millis(),
-                        i64::try_from(result.duration_us).unwrap_or(i64::MAX),
-                        i64::from(result.success),
-                        phase,
-                        reason
-                    ],
-                    |row| row.get(0),
-                )?;
-            let keep_from = seq.saturating_sub(i64::try_from(max_size).unwrap_or(i64::MAX)).saturating_add(1);
-            let size = connection.prepare_cached("DELETE FROM queue WHERE seq < ?1")?.execute(params![keep_from])?;
-            Ok(Dropped { age: 0, size: size as u64 })
-        })
-        .await
+                    )?
+                    .query_row(
+                        params![
+                            result.check,
+                            result.at.timestamp_millis(),
+                            i64::try_from(result.duration_us).unwrap_or(i64::MAX),
+                            i64::from(result.success),
+                            phase,
+                            reason
+                        ],
+                        |row| row.get(0),
+                    )?;
+                let keep_from = seq.saturating_sub(i64::try_from(max_size).unwrap_or(i64::MAX)).saturating_add(1);
+                let size =
+                    connection.prepare_cached("DELETE FROM queue WHERE seq < ?1")?.execute(params![keep_from])?;
+                Ok(Dropped { age: 0, size: size as u64 })
+            })
+            .await
     }
 
     /// Drops results that started before `before`.
     pub async fn expire(&self, before: DateTime<Utc>) -> Result<Dropped, StoreError> {
-        write(&self.writer, move |connection| {
-            let age = connection
-                .prepare_cached("DELETE FROM queue WHERE at < ?1")?
-                .execute(params![before.timestamp_millis()])?;
-            Ok(Dropped { age: age as u64, size: 0 })
-        })
-        .await
+        self.sqlite
+            .write(move |connection| {
+                let age = connection
+                    .prepare_cached("DELETE FROM queue WHERE at < ?1")?
+                    .execute(params![before.timestamp_millis()])?;
+                Ok(Dropped { age: age as u64, size: 0 })
+            })
+            .await
     }
 
     /// Drops results of every check not in `names`; returns how many.
     pub async fn drop_unassigned(&self, names: Vec<String>) -> Result<u64, StoreError> {
-        write(&self.writer, move |connection| {
-            connection.execute_batch(
-                "CREATE TEMP TABLE IF NOT EXISTS assigned (name TEXT PRIMARY KEY); DELETE FROM assigned;",
-            )?;
-            let mut insert = connection.prepare_cached("INSERT OR IGNORE INTO assigned (name) VALUES (?1)")?;
-            for name in &names {
-                insert.execute(params![name])?;
-            }
-            let dropped =
-                connection.execute("DELETE FROM queue WHERE check_name NOT IN (SELECT name FROM assigned)", [])?;
-            Ok(dropped as u64)
-        })
-        .await
+        self.sqlite
+            .write(move |connection| {
+                connection.execute_batch(
+                    "CREATE TEMP TABLE IF NOT EXISTS assigned (name TEXT PRIMARY KEY); DELETE FROM assigned;",
+                )?;
+                let mut insert = connection.prepare_cached("INSERT OR IGNORE INTO assigned (name) VALUES (?1)")?;
+                for name in &names {
+                    insert.execute(params![name])?;
+                }
+                let dropped =
+                    connection.execute("DELETE FROM queue WHERE check_name NOT IN (SELECT name FROM assigned)", [])?;
+                Ok(dropped as u64)
+            })
+            .await
     }
 
     /// The oldest `limit` results.
     pub async fn oldest(&self, limit: usize) -> Result<Vec<Queued>, StoreError> {
-        write(&self.writer, move |connection| {
-            let mut statement = connection.prepare_cached(
-                "SELECT seq, check_name, at, duration_us, success, phase, reason FROM queue ORDER BY seq LIMIT ?1",
-            )?;
-            let rows = statement
-                .query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
-                    let phase: Option<String> = row.get(5)?;
-                    let reason: Option<String> = row.get(6)?;
-                    Ok(Queued {
-                        seq: row.get(0)?,
-                        check: row.get(1)?,
-                        at: from_ms(row.get(2)?),
-                        duration_us: u64::try_from(row.get::<_, i64>(3)?).unwrap_or(0),
-                        success: row.get::<_, i64>(4)? != 0,
-                        failure: phase.zip(reason),
-                    })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
-        })
-        .await
+        self.sqlite
+            .write(move |connection| {
+                let mut statement = connection.prepare_cached(
+                    "SELECT seq, check_name, at, duration_us, success, phase, reason FROM queue ORDER BY seq LIMIT ?1",
+                )?;
+                let rows = statement
+                    .query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
+                        let phase: Option<String> = row.get(5)?;
+                        let reason: Option<String> = row.get(6)?;
+                        Ok(Queued {
+                            seq: row.get(0)?,
+                            check: row.get(1)?,
+                            at: from_ms(row.get(2)?),
+                            duration_us: u64::try_from(row.get::<_, i64>(3)?).unwrap_or(0),
+                            success: row.get::<_, i64>(4)? != 0,
+                            failure: phase.zip(reason),
+                        })
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await
     }
 
     /// Deletes every result up to `seq` (an acknowledged batch).
     pub async fn acknowledge(&self, seq: i64) -> Result<(), StoreError> {
-        write(&self.writer, move |connection| {
-            connection.prepare_cached("DELETE FROM queue WHERE seq <= ?1")?.execute(params![seq])?;
-            Ok(())
-        })
-        .await
+        self.sqlite
+            .write(move |connection| {
+                connection.prepare_cached("DELETE FROM queue WHERE seq <= ?1")?.execute(params![seq])?;
+                Ok(())
+            })
+            .await
     }
 
     /// How many results wait.
     pub async fn count(&self) -> Result<u64, StoreError> {
-        write(&self.writer, |connection| {
-            let count: i64 = connection.query_row("SELECT COUNT(*) FROM queue", [], |row| row.get(0))?;
-            Ok(u64::try_from(count).unwrap_or(0))
-        })
-        .await
+        self.sqlite
+            .write(|connection| {
+                let count: i64 = connection.query_row("SELECT COUNT(*) FROM queue", [], |row| row.get(0))?;
+                Ok(u64::try_from(count).unwrap_or(0))
+            })
+            .await
     }
 }
 

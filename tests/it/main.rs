@@ -2,6 +2,7 @@
 
 mod agents;
 mod bridge_ack;
+mod bridge_ack_operator;
 mod bridge_channels;
 mod bridge_delivery;
 mod bridge_intake;
@@ -39,6 +40,8 @@ mod probe_smtp;
 mod probe_tcp;
 mod probe_tls;
 mod probe_unix;
+mod reports;
+mod storage;
 mod support;
 mod tidy;
 mod tidy_layers;
