@@ -287,11 +287,9 @@ async fn poll<F: FnMut() -> bool>(timeout: Duration, what: &str, mut ready: F) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_outage_queues_every_result_and_delivers_each_exactly_once_across_kills() {
-    if !privileged() {
-        return;
-    }
+/// One agent's namespace, a target, and a central process with `checks`
+/// tcp checks every `interval` at the agent's location, ready.
+async fn one_agent(checks: usize, interval: &str) -> (Net, Target, tempfile::TempDir, u16, Central) {
     let net = Net::new(1);
     let target = Target::start(&net).await;
     let dir = tempfile::tempdir().expect("temp dir");
@@ -300,15 +298,24 @@ async fn an_outage_queues_every_result_and_delivers_each_exactly_once_across_kil
         "modules:\n  tcp_connect: {{prober: tcp, timeout: 1s}}\n{}check_options: {{store: {{sqlite: {{path: checks.db}}}}}}\nchecks:\n",
         agents_yaml(1)
     );
-    for index in 0..100 {
+    for index in 0..checks {
         yaml.push_str(&format!(
-            "  - {{name: c{index}, module: tcp_connect, target: '{}', interval: 5s, locations: [loc0]}}\n",
+            "  - {{name: c{index}, module: tcp_connect, target: '{}', interval: {interval}, locations: [loc0]}}\n",
             target.addr
         ));
     }
     let port = free_port();
     let mut central = Central::spawn(dir.path(), &yaml, vec![net.central_ip(0)], port);
     central.wait_ready().await;
+    (net, target, dir, port, central)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_queues_every_result_and_delivers_each_exactly_once_across_kills() {
+    if !privileged() {
+        return;
+    }
+    let (net, _target, dir, port, mut central) = one_agent(100, "5s").await;
     let mut agent = spawn_agent(&net, 0, dir.path(), port, &[]);
     poll(Duration::from_secs(30), "100 results stored", || central.count("loc0") >= 100).await;
 
@@ -702,23 +709,7 @@ async fn a_full_queue_drops_its_oldest_results_with_a_metric_and_a_log_line() {
     if !privileged() {
         return;
     }
-    let net = Net::new(1);
-    let target = Target::start(&net).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    write_tokens(dir.path(), 1);
-    let mut yaml = format!(
-        "modules:\n  tcp_connect: {{prober: tcp, timeout: 1s}}\n{}check_options: {{store: {{sqlite: {{path: checks.db}}}}}}\nchecks:\n",
-        agents_yaml(1)
-    );
-    for index in 0..20 {
-        yaml.push_str(&format!(
-            "  - {{name: c{index}, module: tcp_connect, target: '{}', interval: 1s, locations: [loc0]}}\n",
-            target.addr
-        ));
-    }
-    let port = free_port();
-    let mut central = Central::spawn(dir.path(), &yaml, vec![net.central_ip(0)], port);
-    central.wait_ready().await;
+    let (net, _target, dir, port, central) = one_agent(20, "1s").await;
     let metrics_port = free_port();
     let metrics = format!("{}:{metrics_port}", net.agent_ip(0));
     let mut agent = spawn_agent(
