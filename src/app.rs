@@ -331,8 +331,13 @@ impl App {
         surfaces.extend(self.checks.iter().map(|checks| checks.router()));
         surfaces.extend(self.reports.iter().map(crate::reports::Reports::router));
         surfaces.extend(self.heartbeats.iter().map(|heartbeats| heartbeats.api_router()));
-        let open =
-            http::open(self.heartbeats.iter().map(|heartbeats| heartbeats.open_router()), &self.options.route_prefix);
+        let open = http::open(
+            self.heartbeats
+                .iter()
+                .map(|heartbeats| heartbeats.open_router())
+                .chain(self.checks.iter().map(|checks| checks.agent_router())),
+            &self.options.route_prefix,
+        );
         let Some(app) = self.this.upgrade() else {
             return http::compose(surfaces, &self.options.route_prefix, &self.web).merge(open);
         };

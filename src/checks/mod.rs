@@ -16,6 +16,7 @@
 //! **Architecture invariant:** probes run only through `probe::run`, with the
 //! deadline `/probe` would use for a scrape every `interval`.
 
+pub mod agents;
 pub mod api;
 pub mod config;
 pub mod maintenance;
@@ -77,6 +78,10 @@ struct SlotState {
     last: Option<Last>,
     uptime: [Option<f64>; WINDOWS.len()],
     reminders: u32,
+    /// Per agent location, for checks with `locations`.
+    locations: BTreeMap<String, agents::LocationState>,
+    /// A quorum transition of the batch being applied, announced at its end.
+    pending: Option<Change>,
 }
 
 /// One scheduled check: its config (swapped by reloads) and its state.
@@ -104,6 +109,8 @@ pub struct View {
     pub incident: Option<Incident>,
     /// Since when the health is what it is.
     pub since: Option<DateTime<Utc>>,
+    /// Each agent location's view (checks with `locations`; a silent one is absent).
+    pub locations: BTreeMap<String, agents::LocationState>,
 }
 
 impl Slot {
@@ -139,6 +146,7 @@ impl Slot {
             uptime: state.uptime,
             incident: state.machine.incident.clone(),
             since: state.machine.since,
+            locations: state.locations.clone(),
             check,
         }
     }
@@ -164,6 +172,7 @@ pub(crate) struct Shared {
     running: Mutex<BTreeMap<String, Running>>,
     pipeline: Option<Submitter>,
     timeout_offset: f64,
+    agents: agents::Agents,
 }
 
 impl Shared {
@@ -317,6 +326,7 @@ impl Checks {
             running: Mutex::new(BTreeMap::new()),
             pipeline,
             timeout_offset,
+            agents: agents::Agents::default(),
         });
         registry.register_collector(Box::new(metrics::Collector(Arc::clone(&shared))));
         // Know the other replicas before the first slot, so no check starts twice.
@@ -329,7 +339,8 @@ impl Checks {
         let tasks = vec![
             tokio::spawn(run_housekeeping(Arc::clone(&shared), shutdown_rx.clone())),
             tokio::spawn(run_replicas(Arc::clone(&shared), shutdown_rx.clone())),
-            tokio::spawn(watch_files(Arc::clone(&shared), shutdown_rx)),
+            tokio::spawn(watch_files(Arc::clone(&shared), shutdown_rx.clone())),
+            tokio::spawn(agents::watch_agents(Arc::clone(&shared), shutdown_rx)),
         ];
         tracing::info!(checks = shared.slots().len(), store = %shared.store.storage().describe(), "Checks started.");
         Ok(Checks { shared, shutdown, tasks: Mutex::new(tasks) })
@@ -346,6 +357,12 @@ impl Checks {
     /// The routes: `/api/v1/checks…`, `/api/v1/sd`, `/metrics/checks`.
     pub fn router(&self) -> axum::Router {
         api::router(Arc::clone(&self.shared))
+    }
+
+    /// The routes agents call (`/api/v1/agent/…`), authenticated by agent
+    /// tokens rather than the operator login.
+    pub fn agent_router(&self) -> axum::Router {
+        agents::router(Arc::clone(&self.shared))
     }
 
     /// Recomputes uptime windows now (they refresh every minute anyway).
@@ -419,6 +436,8 @@ async fn apply(shared: &Arc<Shared>, checks: Vec<Check>) -> Result<(), Error> {
                 last: None,
                 uptime: [None; WINDOWS.len()],
                 reminders: 0,
+                locations: BTreeMap::new(),
+                pending: None,
             }),
             check: RwLock::new(Arc::new(check.clone())),
         });
@@ -430,7 +449,7 @@ async fn apply(shared: &Arc<Shared>, checks: Vec<Check>) -> Result<(), Error> {
 }
 
 /// Labels maintenance selectors see: the check's labels plus its name, module and target.
-fn selector_labels(check: &Check) -> BTreeMap<String, String> {
+pub(crate) fn selector_labels(check: &Check) -> BTreeMap<String, String> {
     let mut labels = check.labels.clone();
     labels.insert("check".into(), check.name.clone());
     labels.insert("module".into(), check.module.clone());
@@ -480,18 +499,8 @@ pub(crate) async fn run_once(shared: &Shared, slot: &Slot, check: &Check, starte
         failure: failure.clone(),
         maintenance,
     };
-    match shared.store.record(result, new_change).await {
-        Ok(Some(id)) => {
-            if let Some(incident) = slot.lock().machine.incident.as_mut() {
-                incident.id = Some(id);
-            }
-        }
-        Ok(None) => {}
-        Err(err) => {
-            shared.metrics.store_errors.inc();
-            tracing::warn!(check = %check.name, error = %err, "Cannot store a check result.");
-        }
-    }
+    let stored = shared.store.record(result, new_change).await;
+    remember_incident(shared, slot, &check.name, stored);
     {
         let mut state = slot.lock();
         state.last = Some(Last {
@@ -520,8 +529,25 @@ pub(crate) async fn run_once(shared: &Shared, slot: &Slot, check: &Check, starte
     announce(shared, slot, check, change, maintenance).await;
 }
 
+/// Gives the open incident the id the store gave it (when a change opened
+/// one), or counts and logs the store's failure.
+fn remember_incident(shared: &Shared, slot: &Slot, check: &str, stored: Result<Option<i64>, StoreError>) {
+    match stored {
+        Ok(Some(id)) => {
+            if let Some(incident) = slot.lock().machine.incident.as_mut() {
+                incident.id = Some(id);
+            }
+        }
+        Ok(None) => {}
+        Err(err) => {
+            shared.metrics.store_errors.inc();
+            tracing::warn!(check, error = %err, "Cannot store a check result or state change.");
+        }
+    }
+}
+
 /// Tells people: a new outage (or one not yet told), a reminder, a recovery.
-async fn announce(shared: &Shared, slot: &Slot, check: &Check, change: Option<Change>, maintenance: bool) {
+pub(crate) async fn announce(shared: &Shared, slot: &Slot, check: &Check, change: Option<Change>, maintenance: bool) {
     let Some(pipeline) = &shared.pipeline else { return };
     if !check.notify || maintenance {
         return;

@@ -56,7 +56,8 @@ pub(super) async fn run_check(shared: Arc<Shared>, slot: Arc<Slot>, mut stop: to
             shared.take_over(&slot).await;
         }
         ran_here = here;
-        if here && !slot.is_paused() {
+        // Agents run checks with `locations`; their results arrive by push.
+        if here && !slot.is_paused() && check.locations.is_empty() {
             let permit = tokio::select! {
                 permit = Arc::clone(&shared.probes).acquire_owned() => permit,
                 _ = stop.changed() => return,
