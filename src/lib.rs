@@ -7,6 +7,8 @@
 //! - `http`: one router per surface (exporter, webhook, deliveries), composed
 //!   behind one web-config layer; served on already-bound listeners.
 //! - `config`: blackbox.yml plus checkit's keys, parsed, validated, frozen.
+//! - `net`: TLS clients that capture the presented chain, rustls for
+//!   tokio-postgres; shared by `probe` and `bridge`.
 //! - `probe`: one file per prober behind one enum; a fresh registry per probe.
 //! - `bridge`: Alertmanager/Grafana webhooks to people, with a durable outbox.
 //! - `checks`: scheduled checks — state, history, uptime, notifications, API.
@@ -24,6 +26,7 @@ pub mod config;
 pub mod heartbeat;
 pub mod http;
 pub mod logging;
+pub mod net;
 pub mod probe;
 pub mod reports;
 pub mod telemetry;

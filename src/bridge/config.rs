@@ -203,7 +203,7 @@ pub struct PostgresConfig {
     /// TLS to the server (`ca_file`, `cert_file`/`key_file`, `server_name`,
     /// `insecure_skip_verify`); unset connects in plain text. Add
     /// `sslmode=require` to the URL to refuse a server without TLS.
-    pub tls_config: Option<crate::probe::tls::TlsConfig>,
+    pub tls_config: Option<crate::net::tls::TlsConfig>,
 }
 
 impl Default for PostgresConfig {

@@ -345,7 +345,7 @@ async fn open_store(config: &Config) -> Result<Store, Error> {
             let tls = postgres
                 .tls_config
                 .as_ref()
-                .map(|tls_config| crate::probe::tls::Client::new(tls_config, &[]).map(|client| client.config))
+                .map(|tls_config| crate::net::tls::Client::new(tls_config, &[]).map(|client| client.config))
                 .transpose()
                 .map_err(|err| Error::Config(format!("bridge.store.postgres.tls_config: {err}")))?;
             Ok(Store::Postgres(PostgresStore::open_with_tls(url.expose(), postgres.max_connections, tls).await?))

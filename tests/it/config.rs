@@ -28,6 +28,15 @@ const INVALID: &[(&str, &[&str])] = &[
     ("invalid-yaml-syntax.yml", &["line 3"]),
     ("invalid-undecodable-block.yml", &["modules.pg.postgres.sslmode"]),
     (
+        "invalid-shared-keys.yml",
+        &[
+            "modules.pg.postgres.expect_value_regex",
+            "modules.pg.postgres.preferred_ip_protocol",
+            "unknown field `sslmod`",
+            "modules.mail.smtp.banner_regexp",
+        ],
+    ),
+    (
         "invalid-bridge-paths.yml",
         &[
             "bridge.auth.bearer.token_file",

@@ -15,9 +15,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     // Surfaces parse, call one service, map errors; the bridge's own surfaces
     // are composed in by `app`, so `http` does not name the bridge.
     ("http", &["config", "probe", "telemetry"]),
-    // Debt (issue 8): the bridge still takes TLS client configs and the
-    // PostgreSQL TLS adapter from `probe` until they move to a shared `net`.
-    ("bridge", &["config", "probe::tls", "probe::postgres"]),
+    // The pipeline; TLS clients and the PostgreSQL TLS adapter come from `net`.
+    ("bridge", &["config", "net"]),
     // Only the lists of the bridge's and the checks' metric names, to join them with the exporter's.
     ("telemetry", &["bridge::metrics", "checks::metrics::METRIC_NAMES", "heartbeat::METRIC_NAMES"]),
     // Debt (issue 8): config still names the probe and bridge block types;
@@ -34,7 +33,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     // Heartbeats hand missed or failed runs to the pipeline.
     ("heartbeat", &["bridge", "config"]),
     // Probers import nothing above them.
-    ("probe", &["config"]),
+    ("probe", &["config", "net"]),
+    // Shared networking below the probers and the bridge.
+    ("net", &["config"]),
     ("logging", &[]),
 ];
 
@@ -110,7 +111,7 @@ fn the_checker_catches_a_forbidden_import() {
     let files = [
         ("probe/tcp.rs".to_string(), "use crate::config::types::GoDuration;\nuse crate::bridge::Bridge;\n"),
         ("http/exporter.rs".to_string(), "let x = crate::bridge::submit::Submitter::clone(&y); // crate::app\n"),
-        ("bridge/outbox.rs".to_string(), "use crate::probe::tls::Client;\nuse crate::probe::http::probe;\n"),
+        ("bridge/outbox.rs".to_string(), "use crate::net::tls::Client;\nuse crate::probe::http::probe;\n"),
         ("probe/dns.rs".to_string(), "use crate::{config::Problems, telemetry::Telemetry};\n"),
         ("config/mod.rs".to_string(), "use crate::probe::Module;\n"),
         ("newpart/mod.rs".to_string(), "\n"),

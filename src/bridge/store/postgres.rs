@@ -188,7 +188,7 @@ impl PostgresStore {
                         client
                     }
                     Some(config) => {
-                        let tls = tls::MakeRustls(Arc::clone(config));
+                        let tls = crate::net::postgres::MakeRustls(Arc::clone(config));
                         let (client, connection) =
                             tokio_postgres::connect(&self.inner.url, tls).await.map_err(refused)?;
                         tokio::spawn(drive(connection));
@@ -505,59 +505,6 @@ impl PostgresStore {
 async fn drive<F: std::future::Future<Output = Result<(), tokio_postgres::Error>>>(connection: F) {
     if let Err(err) = connection.await {
         tracing::warn!(error = %err, "PostgreSQL connection closed.");
-    }
-}
-
-/// TLS for tokio-postgres over checkit's rustls setup: tokio-postgres only
-/// ships adapters for native-tls and OpenSSL. The stream type is the postgres
-/// prober's, which needs the same adapter.
-mod tls {
-    use crate::probe::postgres::RustlsStream as Stream;
-    use std::future::Future;
-    use std::io;
-    use std::pin::Pin;
-    use std::sync::Arc;
-    use tokio::io::{AsyncRead, AsyncWrite};
-    use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
-
-    /// Makes one [`Connect`] per connection, naming the server by the URL's host.
-    #[derive(Clone)]
-    pub(super) struct MakeRustls(pub(super) Arc<rustls::ClientConfig>);
-
-    pub(super) struct Connect {
-        config: Arc<rustls::ClientConfig>,
-        server_name: rustls::pki_types::ServerName<'static>,
-    }
-
-    impl<S> MakeTlsConnect<S> for MakeRustls
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        type Stream = Stream<S>;
-        type TlsConnect = Connect;
-        type Error = io::Error;
-
-        fn make_tls_connect(&mut self, domain: &str) -> io::Result<Connect> {
-            let server_name = rustls::pki_types::ServerName::try_from(domain.to_string())
-                .map_err(|err| io::Error::other(format!("invalid server name {domain:?}: {err}")))?;
-            Ok(Connect { config: Arc::clone(&self.0), server_name })
-        }
-    }
-
-    impl<S> TlsConnect<S> for Connect
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        type Stream = Stream<S>;
-        type Error = io::Error;
-        type Future = Pin<Box<dyn Future<Output = io::Result<Stream<S>>> + Send>>;
-
-        fn connect(self, stream: S) -> Self::Future {
-            Box::pin(async move {
-                let connector = tokio_rustls::TlsConnector::from(self.config);
-                connector.connect(self.server_name, stream).await.map(Stream::new)
-            })
-        }
     }
 }
 
