@@ -106,9 +106,18 @@ impl App {
         // Take the registry out so no lock is held while the stores open.
         let poisoned = || anyhow::anyhow!("metrics registry poisoned");
         let mut registry = std::mem::take(&mut *telemetry.registry.lock().map_err(|_| poisoned())?);
+        // Every part whose store settings are equal shares one opened store.
+        let mut stores = crate::storage::Opener::default();
+        warn_about_legacy_files(&config);
         let bridge = match &config.bridge {
             Some(bridge_config) => {
-                Some(Bridge::start_with_clock(bridge_config.clone(), &mut registry, Arc::clone(&clock)).await)
+                let opened = stores.open(config.storage_of(bridge_config.store.as_ref())).await;
+                Some(match opened {
+                    Ok(storage) => {
+                        Bridge::start_on(bridge_config.clone(), &mut registry, Arc::clone(&clock), storage).await
+                    }
+                    Err(err) => Err(crate::bridge::Error::Store(err)),
+                })
             }
             None => None,
         };
@@ -117,8 +126,21 @@ impl App {
             _ if !config.checks.is_configured() => None,
             bridge => {
                 let pipeline = bridge.as_ref().and_then(|bridge| bridge.as_ref().ok()).map(Bridge::submitter);
-                let config = Arc::new(config.clone());
-                Some(crate::checks::Checks::start(config, &mut registry, clock, pipeline, options.timeout_offset).await)
+                let shared_config = Arc::new(config.clone());
+                Some(match stores.open(config.storage_of(config.checks.options.store.as_ref())).await {
+                    Ok(storage) => {
+                        crate::checks::Checks::start(
+                            shared_config,
+                            &mut registry,
+                            Arc::clone(&clock),
+                            pipeline,
+                            options.timeout_offset,
+                            storage,
+                        )
+                        .await
+                    }
+                    Err(err) => Err(crate::checks::Error::Store(err)),
+                })
             }
         };
         *telemetry.registry.lock().map_err(|_| poisoned())? = registry;
@@ -129,9 +151,16 @@ impl App {
             Some(heartbeat_config) => {
                 use crate::heartbeat::notify::Notifier;
                 let notifier = bridge.as_ref().map_or(Notifier::Log, |bridge| Notifier::Bridge(bridge.submitter()));
+                let storage = stores.open(config.storage_of(heartbeat_config.store.as_ref())).await?;
                 let mut registry = std::mem::take(&mut *telemetry.registry.lock().map_err(|_| poisoned())?);
-                let started =
-                    crate::heartbeat::Heartbeats::start(heartbeat_config.clone(), &mut registry, notifier).await;
+                let started = crate::heartbeat::Heartbeats::start_on(
+                    heartbeat_config.clone(),
+                    &mut registry,
+                    notifier,
+                    Arc::new(crate::bridge::clock::SystemClock),
+                    storage,
+                )
+                .await;
                 *telemetry.registry.lock().map_err(|_| poisoned())? = registry;
                 Some(started?)
             }
@@ -389,6 +418,34 @@ impl App {
         }
         self.tasks.close();
         self.tasks.wait().await;
+    }
+}
+
+/// The files older checkits kept each part's state in by default (in the
+/// working directory); a part that now uses the default `storage:` starts
+/// empty beside them, so say where they are.
+fn warn_about_legacy_files(config: &Config) {
+    let uses_default = config.storage.sqlite.is_some();
+    let parts = [
+        ("checkit-bridge.db", "bridge.store", config.bridge.as_ref().is_some_and(|bridge| bridge.store.is_none())),
+        (
+            "checkit-checks.db",
+            "check_options.store",
+            config.checks.is_configured() && config.checks.options.store.is_none(),
+        ),
+        ("checkit-heartbeats.db", "heartbeats.store", config.heartbeats.as_ref().is_some_and(|hb| hb.store.is_none())),
+    ];
+    for (file, key, in_storage) in parts {
+        let found = [std::path::PathBuf::from(file), config.base_dir.join(file)].into_iter().find(|path| path.exists());
+        if let (true, true, Some(found)) = (uses_default, in_storage, found) {
+            tracing::warn!(
+                file = %std::path::absolute(&found).unwrap_or(found).display(),
+                key,
+                storage = %config.storage.describe(),
+                "A state file of an older checkit exists but this part now keeps its state in `storage:`; \
+                 set the deprecated key to the file to keep using it."
+            );
+        }
     }
 }
 

@@ -16,6 +16,7 @@
 //! - `reports`: regular per-contact reports (uptime, incidents, p95, expiry,
 //!   deliveries), scheduled in the report's zone and committed once per period.
 //! - `web`: the operator UI under `/ui/`, status pages, badges, their assets.
+//! - `storage`: SQLite (one writer, group commit) or PostgreSQL, migrations per area.
 //! - `telemetry`, `logging`: `/metrics` (with the `process_*` families) and logs.
 
 pub mod app;
@@ -29,5 +30,6 @@ pub mod logging;
 pub mod net;
 pub mod probe;
 pub mod reports;
+pub mod storage;
 pub mod telemetry;
 pub mod web;

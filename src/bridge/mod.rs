@@ -45,6 +45,7 @@ pub mod submit;
 
 pub use config::Config;
 
+use crate::storage::Storage;
 use channels::ChannelKind;
 use clock::{Clock, SystemClock};
 use futures::FutureExt;
@@ -56,7 +57,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use store::{PostgresStore, Retention, SqliteStore, Store, StoreError};
+use store::{Retention, Store, StoreError};
 use tokio::sync::{Notify, watch};
 use tokio_util::task::TaskTracker;
 
@@ -180,10 +181,23 @@ impl Bridge {
         registry: &mut Registry,
         clock: Arc<dyn Clock>,
     ) -> Result<Bridge, Error> {
+        let storage = Storage::open(&config.store.clone().unwrap_or_default()).await?;
+        Self::start_on(config, registry, clock, storage).await
+    }
+
+    /// Like [`Bridge::start_with_clock`], keeping its tables in `storage`
+    /// (shared with the other areas by the composition root).
+    pub async fn start_on(
+        config: Arc<Config>,
+        registry: &mut Registry,
+        clock: Arc<dyn Clock>,
+        storage: Storage,
+    ) -> Result<Bridge, Error> {
         let channel_names: Vec<&'static str> = ChannelKind::all().iter().map(|kind| kind.as_str()).collect();
         let metrics = Metrics::register(registry, &channel_names);
         let runtime = Runtime::build(Arc::clone(&config))?;
-        let store = open_store(&config).await?;
+        let described = storage.describe();
+        let store = Store::open(storage).await?;
         let owner = format!("{}-{}-{:08x}", hostname(), std::process::id(), rand::random::<u32>());
         let shared = Arc::new(Shared {
             store,
@@ -204,16 +218,7 @@ impl Bridge {
         }
         tasks.push(ack::run_poller(Arc::clone(&shared), shutdown_rx.clone()).boxed());
         tasks.push(run_housekeeping(Arc::clone(&shared), shutdown_rx).boxed());
-        match &config.store.sqlite {
-            // The absolute path: a relative default lands in the working directory.
-            Some(sqlite) => tracing::info!(
-                workers = config.workers,
-                store = "sqlite",
-                path = %std::path::absolute(&sqlite.path).unwrap_or_else(|_| sqlite.path.clone().into()).display(),
-                "Bridge started."
-            ),
-            None => tracing::info!(workers = config.workers, store = "postgres", "Bridge started."),
-        }
+        tracing::info!(workers = config.workers, store = %described, "Bridge started.");
         Ok(Bridge { shared, shutdown, tasks: Mutex::new(tasks), running: TaskTracker::new() })
     }
 
@@ -334,23 +339,6 @@ impl Bridge {
         if stopped {
             tracing::info!("Bridge stopped.");
         }
-    }
-}
-
-async fn open_store(config: &Config) -> Result<Store, Error> {
-    match (&config.store.sqlite, &config.store.postgres) {
-        (Some(sqlite), None) => Ok(Store::Sqlite(SqliteStore::open(&sqlite.path).await?)),
-        (None, Some(postgres)) => {
-            let url = postgres.url().map_err(Error::Config)?;
-            let tls = postgres
-                .tls_config
-                .as_ref()
-                .map(|tls_config| crate::net::tls::Client::new(tls_config, &[]).map(|client| client.config))
-                .transpose()
-                .map_err(|err| Error::Config(format!("bridge.store.postgres.tls_config: {err}")))?;
-            Ok(Store::Postgres(PostgresStore::open_with_tls(url.expose(), postgres.max_connections, tls).await?))
-        }
-        _ => Err(Error::Config("bridge.store: set exactly one of sqlite and postgres".into())),
     }
 }
 

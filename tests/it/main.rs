@@ -40,6 +40,7 @@ mod probe_tcp;
 mod probe_tls;
 mod probe_unix;
 mod reports;
+mod storage;
 mod support;
 mod tidy;
 mod tidy_layers;
