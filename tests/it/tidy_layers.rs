@@ -140,7 +140,7 @@ fn the_checker_catches_a_forbidden_import() {
         [
             "probe/tcp.rs:2: probe names crate::bridge::Bridge",
             "http/exporter.rs:1: http names crate::bridge::submit::Submitter::clone",
-            "storage/postgres.rs:2: storage names crate::probe::http::probe",
+            "bridge/outbox.rs:2: bridge names crate::probe::http::probe",
             "probe/dns.rs:1: probe names crate::telemetry::Telemetry",
             "newpart/mod.rs: module newpart is not in LAYERS",
         ]
