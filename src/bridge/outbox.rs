@@ -21,7 +21,7 @@
 
 use super::Runtime;
 use super::Shared;
-use super::channels::{ChannelKind, DeliveryError};
+use super::channels::{ChannelKind, DeliveryError, Reason};
 use super::config::{Contact, channel_kind};
 use super::plan::{self, Content};
 use super::quiet::QuietHours;
@@ -386,7 +386,7 @@ impl LaneWorker<'_> {
                     Err(DeliveryError {
                         retryable: true,
                         retry_after: None,
-                        reason: "timeout",
+                        reason: Reason::Timeout,
                         detail: format!("no answer within {}", config.delivery_timeout),
                     })
                 });
@@ -398,9 +398,12 @@ impl LaneWorker<'_> {
                     .observe(elapsed.as_secs_f64());
                 sent.map(|receipt| (receipt, elapsed))
             }
-            Err(err) => {
-                Err(DeliveryError { retryable: false, retry_after: None, reason: "template", detail: err.to_string() })
-            }
+            Err(err) => Err(DeliveryError {
+                retryable: false,
+                retry_after: None,
+                reason: Reason::Template,
+                detail: err.to_string(),
+            }),
         };
         let done_at = self.shared.clock.now();
         let mut transition = Transition::of(&row, RowState::Sent, done_at);
@@ -434,6 +437,9 @@ impl LaneWorker<'_> {
                 }
             }
             Err(err) => {
+                if let Some(kind) = channel_kind(&self.lane.channel) {
+                    self.shared.metrics.delivery_failure(kind.as_str(), err.reason);
+                }
                 let detail = format!("{}: {}", err.reason, err.detail);
                 let wait = plan::backoff(
                     attempt,

@@ -6,7 +6,7 @@
 //! carriers bill per segment.
 
 use super::{
-    ChannelKind, DeliveryError, Error, Receipt, SecretSource, build_headers, http_outcome, reason, send_http,
+    ChannelKind, DeliveryError, Error, Reason, Receipt, SecretSource, build_headers, http_outcome, send_http,
     validate_config_url, validate_headers,
 };
 use crate::bridge::render::{self, Outgoing};
@@ -194,7 +194,7 @@ impl Channel {
         let body = self
             .config
             .render_body(&self.environment, address, &text)
-            .map_err(|detail| DeliveryError::permanent(reason::INVALID_MESSAGE, detail))?;
+            .map_err(|detail| DeliveryError::permanent(Reason::InvalidMessage, detail))?;
         let request = match self.config.method {
             Method::Get => {
                 let separator = if self.config.url.contains('?') { '&' } else { '?' };

@@ -3,7 +3,7 @@
 //! answers 429 with `parameters.retry_after` when a chat is flooded.
 
 use super::{
-    ChannelKind, DeliveryError, Error, Receipt, SecretSource, http_outcome, reason, send_http, validate_config_url,
+    ChannelKind, DeliveryError, Error, Reason, Receipt, SecretSource, http_outcome, send_http, validate_config_url,
 };
 use crate::bridge::render::{self, Outgoing};
 use crate::config::Problems;
@@ -94,7 +94,7 @@ impl Channel {
     pub(crate) async fn deliver(&self, address: &str, message: &Outgoing) -> Result<Receipt, DeliveryError> {
         let text = render::truncate_for(ChannelKind::Telegram, &message.body);
         if text.trim().is_empty() {
-            return Err(DeliveryError::permanent(reason::INVALID_MESSAGE, "telegram refuses empty messages"));
+            return Err(DeliveryError::permanent(Reason::InvalidMessage, "telegram refuses empty messages"));
         }
         let request = self.http.post(&self.send_message_url).json(&SendMessage {
             chat_id: address,
