@@ -467,11 +467,11 @@ pub(crate) async fn run_once(shared: &Shared, slot: &Slot, check: &Check, starte
         shared.timeout_offset,
     );
     let outcome = crate::probe::run(module, &check.target, None, timeout, &config.policy).await;
-    let maintenance = maintenance::in_maintenance(
-        check.maintenance.iter().chain(&config.checks.options.maintenance),
-        &selector_labels(check),
-        started,
-    );
+    // The selector labels are built only when some window could select the check.
+    let maintenance = {
+        let windows = check.maintenance.iter().chain(&config.checks.options.maintenance);
+        windows.clone().next().is_some() && maintenance::in_maintenance(windows, &selector_labels(check), started)
+    };
     let failure = outcome.error.as_ref().map(|err| (err.phase.as_str().to_string(), err.reason.as_str().to_string()));
     let run = Run { at: started, success: outcome.success(), failure: failure.clone(), maintenance };
     let thresholds =

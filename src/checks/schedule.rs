@@ -64,7 +64,9 @@ pub(super) async fn run_check(shared: Arc<Shared>, slot: Arc<Slot>, mut stop: to
             };
             let started = shared.clock.now();
             shared.metrics.lateness.observe((started - planned).num_milliseconds().max(0) as f64 / 1000.0);
-            super::run_once(&shared, &slot, &check, started).await;
+            // Boxed: a run's future (probe, store, notification) is ~10 KiB,
+            // and unboxed every check's task would hold one while it sleeps.
+            Box::pin(super::run_once(&shared, &slot, &check, started)).await;
             drop(permit);
         }
         // The next slot strictly after this one and after now: missed slots are skipped.
