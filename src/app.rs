@@ -111,13 +111,26 @@ impl App {
             }
             None => None,
         };
+        // What probes share (rdap's client, bootstrap and cache) lives as long as the
+        // app, across reloads; the exporter and the checks probe with the same one.
+        let probe_env = Arc::new(crate::probe::Env::default());
         let checks = match &bridge {
             Some(Err(_)) => None,
             _ if !config.checks.is_configured() => None,
             bridge => {
                 let pipeline = bridge.as_ref().and_then(|bridge| bridge.as_ref().ok()).map(Bridge::submitter);
                 let config = Arc::new(config.clone());
-                Some(crate::checks::Checks::start(config, &mut registry, clock, pipeline, options.timeout_offset).await)
+                Some(
+                    crate::checks::Checks::start(
+                        config,
+                        &mut registry,
+                        clock,
+                        pipeline,
+                        options.timeout_offset,
+                        Arc::clone(&probe_env),
+                    )
+                    .await,
+                )
             }
         };
         *telemetry.registry.lock().map_err(|_| poisoned())? = registry;
@@ -152,6 +165,7 @@ impl App {
             let exporter = Exporter::new(
                 Arc::clone(&config),
                 telemetry.clone(),
+                probe_env,
                 options.timeout_offset,
                 options.history_limit,
                 reload,

@@ -159,6 +159,7 @@ pub(crate) struct Shared {
     running: Mutex<BTreeMap<String, Running>>,
     pipeline: Option<Submitter>,
     timeout_offset: f64,
+    probe_env: Arc<crate::probe::Env>,
 }
 
 impl Shared {
@@ -223,13 +224,14 @@ const EXPIRY_INTERVAL: Duration = Duration::from_secs(3600);
 
 impl Checks {
     /// Opens the store and starts every check of `config`. `pipeline` is
-    /// where notifications go (none: nobody is told).
+    /// where notifications go (none: nobody is told); probes run with `probe_env`.
     pub async fn start(
         config: Arc<Config>,
         registry: &mut prometheus_client::registry::Registry,
         clock: Arc<dyn Clock>,
         pipeline: Option<Submitter>,
         timeout_offset: f64,
+        probe_env: Arc<crate::probe::Env>,
     ) -> Result<Checks, Error> {
         let settings = &config.checks;
         let checks = settings.checks(&config.modules).map_err(Error::Config)?;
@@ -246,6 +248,7 @@ impl Checks {
             running: Mutex::new(BTreeMap::new()),
             pipeline,
             timeout_offset,
+            probe_env,
         });
         registry.register_collector(Box::new(metrics::Collector(Arc::clone(&shared))));
         apply(&shared, checks).await?;
@@ -368,7 +371,7 @@ pub(crate) async fn run_once(shared: &Shared, slot: &Slot, check: &Check, starte
         Some(check.interval.as_secs_f64()),
         shared.timeout_offset,
     );
-    let outcome = crate::probe::run(module, &check.target, None, timeout, &config.policy).await;
+    let outcome = crate::probe::run(module, &check.target, None, timeout, &config.policy, &shared.probe_env).await;
     let maintenance = maintenance::in_maintenance(
         check.maintenance.iter().chain(&config.checks.options.maintenance),
         &selector_labels(check),

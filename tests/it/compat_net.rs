@@ -138,7 +138,15 @@ async fn net_probers_match_blackbox_exporter() {
         let (status, body) = blackbox.probe(&target, module).await;
         assert_eq!(status, 200, "{case}: blackbox answered {status}: {body}\n{}", blackbox.diagnostics());
         let theirs = parse_exposition(&body);
-        let outcome = probe::run(&config.modules[module], &target, None, Duration::from_secs(5), &config.policy).await;
+        let outcome = probe::run(
+            &config.modules[module],
+            &target,
+            None,
+            Duration::from_secs(5),
+            &config.policy,
+            crate::support::module::probe_env(),
+        )
+        .await;
         let ours = parse_exposition(&outcome.registry.encode());
         assert_eq!(outcome.success(), expect_success, "{case}: {:?}\n{}", outcome.error, outcome.log.join("\n"));
         let success = if expect_success { 1.0 } else { 0.0 };

@@ -22,7 +22,7 @@ fn module(body: &str) -> String {
 
 async fn run(yaml: &str, target: &str, timeout: Duration) -> Outcome {
     let config = Config::parse(yaml).unwrap_or_else(|err| panic!("config parses: {err}\n{yaml}"));
-    probe::run(&config.modules["dns"], target, None, timeout, &config.policy).await
+    probe::run(&config.modules["dns"], target, None, timeout, &config.policy, crate::support::module::probe_env()).await
 }
 
 fn failure(outcome: &Outcome) -> (Phase, Reason) {

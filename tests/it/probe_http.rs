@@ -48,7 +48,8 @@ fn config(http: &str, extra: &str) -> Config {
 
 async fn probe_with(http: &str, target: &str, hostname: Option<&str>, timeout: Duration) -> Outcome {
     let config = config(http, "");
-    probe::run(&config.modules["m"], target, hostname, timeout, &config.policy).await
+    probe::run(&config.modules["m"], target, hostname, timeout, &config.policy, crate::support::module::probe_env())
+        .await
 }
 
 async fn probe(http: &str, target: &str) -> Outcome {
@@ -269,7 +270,15 @@ async fn redirect_to_a_denied_address_is_refused_before_connecting() {
     let server = TestServer::http().await;
     let config = config("preferred_ip_protocol: ip4", "exporter:\n  targets:\n    allow: [127.0.0.1/32]\n");
     let target = format!("{}?url=http://127.0.0.2:{}/", server.url("/to"), server.addr.port());
-    let outcome = probe::run(&config.modules["m"], &target, None, Duration::from_secs(5), &config.policy).await;
+    let outcome = probe::run(
+        &config.modules["m"],
+        &target,
+        None,
+        Duration::from_secs(5),
+        &config.policy,
+        crate::support::module::probe_env(),
+    )
+    .await;
     assert_eq!(failure(&outcome), Some((Phase::Resolve, Reason::Denied)));
     assert_eq!(gauge(&outcome, "probe_http_redirects"), 1.0);
     assert_eq!(gauge(&outcome, "probe_http_status_code"), 0.0, "no final response");

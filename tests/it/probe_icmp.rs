@@ -7,7 +7,8 @@ use std::time::Duration;
 
 async fn run(yaml: &str, target: &str, timeout: Duration) -> Outcome {
     let config = Config::parse(yaml).expect("config parses");
-    probe::run(&config.modules["icmp"], target, None, timeout, &config.policy).await
+    probe::run(&config.modules["icmp"], target, None, timeout, &config.policy, crate::support::module::probe_env())
+        .await
 }
 
 fn ipv6_loopback_available() -> bool {

@@ -14,7 +14,8 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 
 async fn run(yaml: &str, target: &str, hostname: Option<&str>, timeout: Duration) -> Outcome {
     let config = Config::parse(yaml).unwrap_or_else(|err| panic!("config parses: {err}\n{yaml}"));
-    probe::run(&config.modules["tcp"], target, hostname, timeout, &config.policy).await
+    probe::run(&config.modules["tcp"], target, hostname, timeout, &config.policy, crate::support::module::probe_env())
+        .await
 }
 
 fn failure(outcome: &Outcome) -> (Phase, Reason) {

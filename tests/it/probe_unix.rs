@@ -17,7 +17,8 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 async fn run(yaml: &str, target: &Path, timeout: Duration) -> Outcome {
     let config = Config::parse(yaml).unwrap_or_else(|err| panic!("config parses: {err}\n{yaml}"));
     let target = target.display().to_string();
-    probe::run(&config.modules["unix"], &target, None, timeout, &config.policy).await
+    probe::run(&config.modules["unix"], &target, None, timeout, &config.policy, crate::support::module::probe_env())
+        .await
 }
 
 fn failure(outcome: &Outcome) -> (Phase, Reason) {

@@ -11,7 +11,22 @@ pub async fn run_block(prober: &str, block: &str, target: &str, timeout: Duratio
     let block: String = block.lines().map(|line| format!("      {line}\n")).collect();
     let yaml = format!("modules:\n  m:\n    prober: {prober}\n    {prober}:\n{block}");
     let config = checkit::config::Config::parse(&yaml).unwrap_or_else(|err| panic!("{err}\n{yaml}"));
-    checkit::probe::run(&config.modules["m"], target, None, timeout, &config.policy).await
+    checkit::probe::run(
+        &config.modules["m"],
+        target,
+        None,
+        timeout,
+        &config.policy,
+        crate::support::module::probe_env(),
+    )
+    .await
+}
+
+/// The probe environment the tests share, as one process shares its app's:
+/// the rdap cache then carries over between the probes of a test.
+pub fn probe_env() -> &'static checkit::probe::Env {
+    static ENV: std::sync::LazyLock<checkit::probe::Env> = std::sync::LazyLock::new(checkit::probe::Env::default);
+    &ENV
 }
 
 /// The failure's phase and reason, `None` on success.
