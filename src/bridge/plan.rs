@@ -6,7 +6,7 @@
 //! outbox worker passes `now` and the stored state in.
 
 use super::payload::{Alert, LabelSet, Message, Status};
-use super::render::{AlertView, View, ViewKind};
+use super::render::{AlertView, Counts, View, ViewKind};
 use super::store::{AlertRef, AlertState, Mode, StoredNotification};
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
@@ -180,38 +180,38 @@ impl Content {
             Mode::CatchUp | Mode::Overflow => SUMMARY_LIST_LIMIT,
         };
         let all: Vec<AlertView> = self.alerts.iter().take(listed).map(alert_view).collect();
-        let (kind, firing, resolved, still_firing) = match mode {
+        // Each list is counted whole and cut to `listed` only for display.
+        let listed_and_counted = |keep: &dyn Fn(&Alert) -> bool| -> (Vec<AlertView>, u64) {
+            let mut count = 0u64;
+            let mut shown = Vec::new();
+            for alert in self.alerts.iter().filter(|alert| keep(alert)) {
+                count += 1;
+                if shown.len() < listed {
+                    shown.push(alert_view(alert));
+                }
+            }
+            (shown, count)
+        };
+        let (kind, (firing, firing_count), (resolved, resolved_count), (still_firing, still_firing_count)) = match mode
+        {
             Mode::Notification => {
-                let firing: Vec<AlertView> =
-                    self.alerts.iter().filter(|a| a.status == Status::Firing).map(alert_view).collect();
-                let resolved = self.alerts.iter().filter(|a| a.status == Status::Resolved).map(alert_view).collect();
+                let firing = listed_and_counted(&|alert| alert.status == Status::Firing);
+                let resolved = listed_and_counted(&|alert| alert.status == Status::Resolved);
                 (ViewKind::Notification, firing.clone(), resolved, firing)
             }
             Mode::CatchUp | Mode::Overflow => {
-                let firing = self
-                    .alerts
-                    .iter()
-                    .filter(|a| self.fired.contains(&a.fingerprint))
-                    .take(listed)
-                    .map(alert_view)
-                    .collect();
-                let resolved = self
-                    .alerts
-                    .iter()
-                    .filter(|a| self.current(a, states) == Status::Resolved)
-                    .take(listed)
-                    .map(alert_view)
-                    .collect();
-                let still_firing = self
-                    .alerts
-                    .iter()
-                    .filter(|a| self.current(a, states) == Status::Firing)
-                    .take(listed)
-                    .map(alert_view)
-                    .collect();
+                let firing = listed_and_counted(&|alert| self.fired.contains(&alert.fingerprint));
+                let resolved = listed_and_counted(&|alert| self.current(alert, states) == Status::Resolved);
+                let still_firing = listed_and_counted(&|alert| self.current(alert, states) == Status::Firing);
                 let kind = if mode == Mode::CatchUp { ViewKind::CatchUp } else { ViewKind::Overflow };
                 (kind, firing, resolved, still_firing)
             }
+        };
+        let counts = Counts {
+            alerts: self.alerts.len() as u64,
+            firing: firing_count,
+            resolved: resolved_count,
+            still_firing: still_firing_count,
         };
         let message = self.message.clone().filter(|_| mode == Mode::Notification);
         let kind = if message.is_some() { ViewKind::Message } else { kind };
@@ -225,6 +225,7 @@ impl Content {
             common_annotations: self.common_annotations.clone(),
             external_url: self.external_url.clone(),
             suppressed_count: if mode == Mode::Overflow { self.alerts.len() as u64 } else { 0 },
+            counts,
             alerts: all,
             firing,
             resolved,
@@ -414,6 +415,8 @@ mod tests {
         assert_eq!(view.suppressed_count, (SUMMARY_LIST_LIMIT + 50) as u64);
         assert_eq!(view.alerts.len(), SUMMARY_LIST_LIMIT);
         assert_eq!(view.still_firing.len(), SUMMARY_LIST_LIMIT);
+        let exact = SUMMARY_LIST_LIMIT as u64 + 50;
+        assert_eq!(view.counts, Counts { alerts: exact, firing: exact, resolved: 0, still_firing: exact });
         let single = content.view(Mode::Notification, &HashMap::new(), "alice", at(1));
         assert_eq!(single.alerts.len(), SUMMARY_LIST_LIMIT + 50, "one notification is told whole");
     }

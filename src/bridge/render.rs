@@ -4,7 +4,7 @@
 //! Templates see the view's fields (`kind`, `status`, `receiver`,
 //! `group_labels`, `common_labels`, `common_annotations`, `external_url`,
 //! `alerts`, `firing`, `resolved`, `still_firing`, `suppressed_count`,
-//! `contact`, `message`, `acknowledge_url`), plus `channel`, `now` (RFC 3339) and, in body templates, the
+//! `counts` (exact sizes of the four lists, which summaries cut), `contact`, `message`, `acknowledge_url`), plus `channel`, `now` (RFC 3339) and, in body templates, the
 //! rendered `subject`. Alertmanager-style filters are registered: `toUpper`,
 //! `toLower`, `title`, `trimSpace`, `join`, `humanizeDuration` (seconds),
 //! `since` (timestamp → duration until `now`), `date(format, tz)` (strftime
@@ -99,6 +99,10 @@ impl AlertView {
 /// those that resolved meanwhile.
 /// For [`ViewKind::Overflow`], `suppressed_count` is the number of alerts
 /// held back and `still_firing` those of them still firing.
+///
+/// Summaries list at most a display limit of alerts per list; `counts` holds
+/// the exact size of each list before the cut, so texts say "9995 held back,
+/// 9995 still firing" and list the first few.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct View {
     /// What this view reports.
@@ -135,6 +139,9 @@ pub struct View {
     /// Alerts held back by a rate limit (overflow).
     #[serde(default)]
     pub suppressed_count: u64,
+    /// Exact sizes of `alerts`, `firing`, `resolved` and `still_firing`.
+    #[serde(default)]
+    pub counts: Counts,
     /// The contact's name.
     #[serde(default)]
     pub contact: String,
@@ -206,6 +213,7 @@ impl View {
             resolved: vec![resolved],
             still_firing: Vec::new(),
             suppressed_count: 0,
+            counts: Counts::default(),
             contact: "alice".to_string(),
             message: None,
             acknowledge_url: None,
@@ -229,7 +237,35 @@ impl View {
                 view.suppressed_count = 12;
             }
         }
+        view.counts = Counts::of(&view);
         view.with_durations(now)
+    }
+}
+
+/// How many alerts each list of a [`View`] has before a summary cuts it to
+/// its display limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Size of `alerts`.
+    pub alerts: u64,
+    /// Size of `firing`.
+    pub firing: u64,
+    /// Size of `resolved`.
+    pub resolved: u64,
+    /// Size of `still_firing`.
+    pub still_firing: u64,
+}
+
+impl Counts {
+    /// The sizes of lists that were not cut.
+    pub fn of(view: &View) -> Counts {
+        let count = |list: &Vec<AlertView>| list.len() as u64;
+        Counts {
+            alerts: count(&view.alerts),
+            firing: count(&view.firing),
+            resolved: count(&view.resolved),
+            still_firing: count(&view.still_firing),
+        }
     }
 }
 

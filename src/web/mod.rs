@@ -66,13 +66,13 @@ impl Ui {
                 .map_err(|_| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "cannot write the page")),
             _ => minijinja::escape_formatter(out, state, value),
         });
-        for (name, source) in TEMPLATES {
-            // The templates are part of the binary and covered by tests, so
-            // a failure here is a build defect; it is logged, not a panic.
-            if let Err(err) = templates.add_template(name, source) {
-                tracing::error!(template = name, error = %err, "Broken built-in template");
-            }
-        }
+        // Compiled on first use: a process that only exports probes never
+        // shows a page, and compiled templates are a few hundred KiB of heap.
+        // They are part of the binary and covered by `every_template_compiles`;
+        // a broken one is logged by `page` when rendered.
+        templates.set_loader(|name| {
+            Ok(TEMPLATES.iter().find(|(known, _)| *known == name).map(|(_, source)| source.to_string()))
+        });
         Ui { app, templates, csrf: Csrf::new() }
     }
 
