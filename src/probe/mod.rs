@@ -562,7 +562,8 @@ mod tests {
         // future), allocated by every `/probe` request and scheduled check.
         let policy = policy::TargetPolicy::default();
         let module = Module::from_yaml(yaml::parse_value("prober: tcp\n").unwrap(), "m", &mut Problems::default());
-        let future = run(module.as_ref().unwrap(), "127.0.0.1:1", None, Duration::from_secs(1), &policy);
+        let env = Env::default();
+        let future = run(module.as_ref().unwrap(), "127.0.0.1:1", None, Duration::from_secs(1), &policy, &env);
         assert!(std::mem::size_of_val(&future) < 2048, "{} bytes", std::mem::size_of_val(&future));
     }
 
