@@ -54,15 +54,8 @@ async fn compare(blackbox: &Blackbox, target: &str) {
     let url = format!("http://{}/probe?module=grpc&target={target}", blackbox.addr);
     let theirs = reqwest::get(&url).await.expect("blackbox /probe").text().await.expect("blackbox body");
     let config = checkit::config::Config::parse(&format!("modules:\n  grpc:\n{MODULE}")).expect("config");
-    let outcome = checkit::probe::run(
-        &config.modules["grpc"],
-        target,
-        None,
-        Duration::from_secs(5),
-        &config.policy,
-        crate::support::module::probe_env(),
-    )
-    .await;
+    let outcome =
+        crate::support::module::run_with(&config, &config.modules["grpc"], target, None, Duration::from_secs(5)).await;
     let ours = outcome.registry.encode();
 
     let mut theirs = families(&theirs);
