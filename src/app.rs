@@ -75,7 +75,8 @@ pub struct App {
     pub telemetry: Telemetry,
     exporter: Arc<Exporter>,
     bridge: Option<Bridge>,
-    checks: Option<crate::checks::Checks>,
+    checks: Option<Arc<crate::checks::Checks>>,
+    reports: Option<crate::reports::Reports>,
     heartbeats: Option<crate::heartbeat::Heartbeats>,
     reload_lock: tokio::sync::Mutex<()>,
     shutdown: CancellationToken,
@@ -105,9 +106,18 @@ impl App {
         // Take the registry out so no lock is held while the stores open.
         let poisoned = || anyhow::anyhow!("metrics registry poisoned");
         let mut registry = std::mem::take(&mut *telemetry.registry.lock().map_err(|_| poisoned())?);
+        // Every part whose store settings are equal shares one opened store.
+        let mut stores = crate::storage::Opener::default();
+        warn_about_legacy_files(&config);
         let bridge = match &config.bridge {
             Some(bridge_config) => {
-                Some(Bridge::start_with_clock(bridge_config.clone(), &mut registry, Arc::clone(&clock)).await)
+                let opened = stores.open(config.storage_of(bridge_config.store.as_ref())).await;
+                Some(match opened {
+                    Ok(storage) => {
+                        Bridge::start_on(bridge_config.clone(), &mut registry, Arc::clone(&clock), storage).await
+                    }
+                    Err(err) => Err(crate::bridge::Error::Store(err)),
+                })
             }
             None => None,
         };
@@ -119,30 +129,42 @@ impl App {
             _ if !config.checks.is_configured() => None,
             bridge => {
                 let pipeline = bridge.as_ref().and_then(|bridge| bridge.as_ref().ok()).map(Bridge::submitter);
-                let config = Arc::new(config.clone());
-                Some(
-                    crate::checks::Checks::start(
-                        config,
-                        &mut registry,
-                        clock,
-                        pipeline,
-                        options.timeout_offset,
-                        Arc::clone(&probe_env),
-                    )
-                    .await,
-                )
+                let shared_config = Arc::new(config.clone());
+                Some(match stores.open(config.storage_of(config.checks.options.store.as_ref())).await {
+                    Ok(storage) => {
+                        crate::checks::Checks::start(
+                            shared_config,
+                            &mut registry,
+                            Arc::clone(&clock),
+                            pipeline,
+                            options.timeout_offset,
+                            storage,
+                            Arc::clone(&probe_env),
+                        )
+                        .await
+                    }
+                    Err(err) => Err(crate::checks::Error::Store(err)),
+                })
             }
         };
         *telemetry.registry.lock().map_err(|_| poisoned())? = registry;
         let bridge = bridge.transpose()?;
-        let checks = checks.transpose()?;
+        let checks = checks.transpose()?.map(Arc::new);
+        let reports = bridge.as_ref().map(|bridge| crate::reports::Reports::new(bridge.report_desk(), checks.clone()));
         let heartbeats = match &config.heartbeats {
             Some(heartbeat_config) => {
                 use crate::heartbeat::notify::Notifier;
                 let notifier = bridge.as_ref().map_or(Notifier::Log, |bridge| Notifier::Bridge(bridge.submitter()));
+                let storage = stores.open(config.storage_of(heartbeat_config.store.as_ref())).await?;
                 let mut registry = std::mem::take(&mut *telemetry.registry.lock().map_err(|_| poisoned())?);
-                let started =
-                    crate::heartbeat::Heartbeats::start(heartbeat_config.clone(), &mut registry, notifier).await;
+                let started = crate::heartbeat::Heartbeats::start_on(
+                    heartbeat_config.clone(),
+                    &mut registry,
+                    notifier,
+                    Arc::new(crate::bridge::clock::SystemClock),
+                    storage,
+                )
+                .await;
                 *telemetry.registry.lock().map_err(|_| poisoned())? = registry;
                 Some(started?)
             }
@@ -180,6 +202,7 @@ impl App {
                 exporter: Arc::new(exporter),
                 bridge,
                 checks,
+                reports,
                 heartbeats,
                 reload_lock: tokio::sync::Mutex::new(()),
                 shutdown: CancellationToken::new(),
@@ -197,12 +220,20 @@ impl App {
                 app.tasks.spawn(task);
             }
         }
+        if let Some(reports) = &app.reports {
+            app.tasks.spawn(reports.task(app.shutdown.clone()));
+        }
         Ok(app)
     }
 
     /// The scheduled checks, when configured.
     pub fn checks(&self) -> Option<&crate::checks::Checks> {
-        self.checks.as_ref()
+        self.checks.as_deref()
+    }
+
+    /// The report scheduler and preview, when the bridge is configured.
+    pub fn reports(&self) -> Option<&crate::reports::Reports> {
+        self.reports.as_ref()
     }
 
     /// The current config.
@@ -299,7 +330,8 @@ impl App {
         if !self.bridge_listens_apart() {
             surfaces.extend(self.bridge_surfaces());
         }
-        surfaces.extend(self.checks.iter().map(crate::checks::Checks::router));
+        surfaces.extend(self.checks.iter().map(|checks| checks.router()));
+        surfaces.extend(self.reports.iter().map(crate::reports::Reports::router));
         surfaces.extend(self.heartbeats.iter().map(|heartbeats| heartbeats.api_router()));
         let open =
             http::open(self.heartbeats.iter().map(|heartbeats| heartbeats.open_router()), &self.options.route_prefix);
@@ -391,6 +423,34 @@ impl App {
         }
         self.tasks.close();
         self.tasks.wait().await;
+    }
+}
+
+/// The files older checkits kept each part's state in by default (in the
+/// working directory); a part that now uses the default `storage:` starts
+/// empty beside them, so say where they are.
+fn warn_about_legacy_files(config: &Config) {
+    let uses_default = config.storage.sqlite.is_some();
+    let parts = [
+        ("checkit-bridge.db", "bridge.store", config.bridge.as_ref().is_some_and(|bridge| bridge.store.is_none())),
+        (
+            "checkit-checks.db",
+            "check_options.store",
+            config.checks.is_configured() && config.checks.options.store.is_none(),
+        ),
+        ("checkit-heartbeats.db", "heartbeats.store", config.heartbeats.as_ref().is_some_and(|hb| hb.store.is_none())),
+    ];
+    for (file, key, in_storage) in parts {
+        let found = [std::path::PathBuf::from(file), config.base_dir.join(file)].into_iter().find(|path| path.exists());
+        if let (true, true, Some(found)) = (uses_default, in_storage, found) {
+            tracing::warn!(
+                file = %std::path::absolute(&found).unwrap_or(found).display(),
+                key,
+                storage = %config.storage.describe(),
+                "A state file of an older checkit exists but this part now keeps its state in `storage:`; \
+                 set the deprecated key to the file to keep using it."
+            );
+        }
     }
 }
 

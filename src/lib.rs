@@ -13,7 +13,10 @@
 //! - `bridge`: Alertmanager/Grafana webhooks to people, with a durable outbox.
 //! - `checks`: scheduled checks — state, history, uptime, notifications, API.
 //! - `heartbeat`: checks that ping in (`/ping/…`); silence becomes an alert.
+//! - `reports`: regular per-contact reports (uptime, incidents, p95, expiry,
+//!   deliveries), scheduled in the report's zone and committed once per period.
 //! - `web`: the operator UI under `/ui/`, status pages, badges, their assets.
+//! - `storage`: SQLite (one writer, group commit) or PostgreSQL, migrations per area.
 //! - `telemetry`, `logging`: `/metrics` (with the `process_*` families) and logs.
 
 pub mod app;
@@ -26,5 +29,7 @@ pub mod http;
 pub mod logging;
 pub mod net;
 pub mod probe;
+pub mod reports;
+pub mod storage;
 pub mod telemetry;
 pub mod web;

@@ -15,6 +15,8 @@
 //! - `messages`: the message API (`POST`/`GET /api/v1/messages`) for other systems;
 //!   `send`: the `checkit send` client of it.
 //! - `ack`: acknowledge links, Alertmanager silences and the resolution poller.
+//! - `report`: `bridge.reports`, report periods and content, and the
+//!   [`report::Desk`] the report scheduler commits through.
 //! - `clock`: every time decision reads a [`clock::Clock`], so tests move time by hand.
 
 pub mod ack;
@@ -35,6 +37,7 @@ pub mod plan;
 pub mod quiet;
 pub mod ratelimit;
 pub mod render;
+pub mod report;
 pub mod route;
 pub mod send;
 pub mod store;
@@ -42,6 +45,7 @@ pub mod submit;
 
 pub use config::Config;
 
+use crate::storage::Storage;
 use channels::ChannelKind;
 use clock::{Clock, SystemClock};
 use futures::FutureExt;
@@ -53,7 +57,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use store::{PostgresStore, Retention, SqliteStore, Store, StoreError};
+use store::{Retention, Store, StoreError};
 use tokio::sync::{Notify, watch};
 use tokio_util::task::TaskTracker;
 
@@ -177,10 +181,23 @@ impl Bridge {
         registry: &mut Registry,
         clock: Arc<dyn Clock>,
     ) -> Result<Bridge, Error> {
+        let storage = Storage::open(&config.store.clone().unwrap_or_default()).await?;
+        Self::start_on(config, registry, clock, storage).await
+    }
+
+    /// Like [`Bridge::start_with_clock`], keeping its tables in `storage`
+    /// (shared with the other areas by the composition root).
+    pub async fn start_on(
+        config: Arc<Config>,
+        registry: &mut Registry,
+        clock: Arc<dyn Clock>,
+        storage: Storage,
+    ) -> Result<Bridge, Error> {
         let channel_names: Vec<&'static str> = ChannelKind::all().iter().map(|kind| kind.as_str()).collect();
         let metrics = Metrics::register(registry, &channel_names);
         let runtime = Runtime::build(Arc::clone(&config))?;
-        let store = open_store(&config).await?;
+        let described = storage.describe();
+        let store = Store::open(storage).await?;
         let owner = format!("{}-{}-{:08x}", hostname(), std::process::id(), rand::random::<u32>());
         let shared = Arc::new(Shared {
             store,
@@ -201,16 +218,7 @@ impl Bridge {
         }
         tasks.push(ack::run_poller(Arc::clone(&shared), shutdown_rx.clone()).boxed());
         tasks.push(run_housekeeping(Arc::clone(&shared), shutdown_rx).boxed());
-        match &config.store.sqlite {
-            // The absolute path: a relative default lands in the working directory.
-            Some(sqlite) => tracing::info!(
-                workers = config.workers,
-                store = "sqlite",
-                path = %std::path::absolute(&sqlite.path).unwrap_or_else(|_| sqlite.path.clone().into()).display(),
-                "Bridge started."
-            ),
-            None => tracing::info!(workers = config.workers, store = "postgres", "Bridge started."),
-        }
+        tracing::info!(workers = config.workers, store = %described, "Bridge started.");
         Ok(Bridge { shared, shutdown, tasks: Mutex::new(tasks), running: TaskTracker::new() })
     }
 
@@ -233,6 +241,22 @@ impl Bridge {
     /// A handle on [`Bridge::submit`] for sources that live apart from the bridge.
     pub fn submitter(&self) -> submit::Submitter {
         submit::Submitter(Arc::clone(&self.shared))
+    }
+
+    /// The reports' handle on the pipeline (config, history, commit, preview).
+    pub fn report_desk(&self) -> report::Desk {
+        report::Desk(Arc::clone(&self.shared))
+    }
+
+    /// Acknowledges the alert group of notification `notification_id` for
+    /// `actor` (the operator UI's Acknowledge button), as a link would.
+    pub async fn acknowledge(&self, notification_id: i64, actor: &str) -> Result<ack::AckOutcome, ack::AckError> {
+        ack::acknowledge_group(&self.shared, notification_id, actor).await
+    }
+
+    /// Whether acknowledgement is configured.
+    pub fn acknowledges(&self) -> bool {
+        self.shared.runtime().acks.is_some()
     }
 
     /// The webhook surface: `POST /webhook`.
@@ -315,23 +339,6 @@ impl Bridge {
         if stopped {
             tracing::info!("Bridge stopped.");
         }
-    }
-}
-
-async fn open_store(config: &Config) -> Result<Store, Error> {
-    match (&config.store.sqlite, &config.store.postgres) {
-        (Some(sqlite), None) => Ok(Store::Sqlite(SqliteStore::open(&sqlite.path).await?)),
-        (None, Some(postgres)) => {
-            let url = postgres.url().map_err(Error::Config)?;
-            let tls = postgres
-                .tls_config
-                .as_ref()
-                .map(|tls_config| crate::net::tls::Client::new(tls_config, &[]).map(|client| client.config))
-                .transpose()
-                .map_err(|err| Error::Config(format!("bridge.store.postgres.tls_config: {err}")))?;
-            Ok(Store::Postgres(PostgresStore::open_with_tls(url.expose(), postgres.max_connections, tls).await?))
-        }
-        _ => Err(Error::Config("bridge.store: set exactly one of sqlite and postgres".into())),
     }
 }
 

@@ -229,6 +229,7 @@ impl View {
                     subject: "Nightly build failed".to_string(),
                     body: "Build 1234 of main failed in the test stage.\nhttps://ci.example/1234".to_string(),
                     severity: "warning".to_string(),
+                    report: None,
                 });
             }
             ViewKind::CatchUp => view.still_firing = vec![firing],
@@ -432,6 +433,9 @@ const DEFAULT_SHORT: &str = include_str!("render/short.txt");
 const DEFAULT_FULL_TEXT: &str = include_str!("render/full.txt");
 const DEFAULT_FULL_HTML: &str = include_str!("render/full.html");
 const DEFAULT_SMS: &str = include_str!("render/sms.txt");
+const DEFAULT_REPORT_TEXT: &str = include_str!("render/report.txt");
+const DEFAULT_REPORT_HTML: &str = include_str!("render/report.html");
+const DEFAULT_REPORT_SHORT: &str = include_str!("render/report_short.txt");
 
 impl Templates {
     /// Compiles the defaults and every override of `config`, and test-renders
@@ -451,6 +455,9 @@ impl Templates {
             ("checkit/full.txt", DEFAULT_FULL_TEXT),
             ("checkit/full.html", DEFAULT_FULL_HTML),
             ("checkit/sms.txt", DEFAULT_SMS),
+            ("checkit/report.txt", DEFAULT_REPORT_TEXT),
+            ("checkit/report.html", DEFAULT_REPORT_HTML),
+            ("checkit/report_short.txt", DEFAULT_REPORT_SHORT),
         ] {
             if let Err(err) = environment.add_template(name, source) {
                 problems.push(Problem::new(base, format!("built-in {name}: {err}")));
@@ -517,8 +524,12 @@ impl Templates {
         // broken channel does not hide the problems of another.
         for kind in compiled {
             {
-                for view_kind in [ViewKind::Notification, ViewKind::CatchUp, ViewKind::Overflow, ViewKind::Message] {
-                    let sample = View::sample(view_kind);
+                let report = View::of_report(&crate::bridge::report::Report::sample(), "alice");
+                let samples = [ViewKind::Notification, ViewKind::CatchUp, ViewKind::Overflow, ViewKind::Message]
+                    .map(View::sample)
+                    .into_iter()
+                    .chain([report]);
+                for sample in samples {
                     if let Err(err) = templates.render_at(kind, &sample, Utc::now()) {
                         let field = match &err {
                             Error::Render { template, .. } => template_field(template).unwrap_or("body"),

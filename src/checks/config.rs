@@ -23,8 +23,9 @@ pub const RESERVED_LABELS: &[&str] = &["check", "module", "target", "instance", 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Options {
-    /// Where results, roll-ups, incidents and pauses are kept.
-    pub store: StoreConfig,
+    /// Deprecated: where results, roll-ups, incidents and pauses are kept
+    /// when not in the top-level `storage:`; unset uses `storage:`.
+    pub store: Option<StoreConfig>,
     /// Probes of scheduled checks running at once; later ones wait their turn.
     pub max_concurrent: usize,
     /// How long every raw result is kept.
@@ -42,7 +43,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            store: StoreConfig::default(),
+            store: None,
             max_concurrent: 64,
             raw_retention: GoDuration(Duration::from_secs(48 * 3600)),
             rollup_retention: GoDuration(Duration::from_secs(2 * 365 * 24 * 3600)),
@@ -53,27 +54,8 @@ impl Default for Options {
     }
 }
 
-/// `check_options.store`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct StoreConfig {
-    /// The SQLite file (relative paths resolve against the config file's directory).
-    pub sqlite: SqliteConfig,
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        StoreConfig { sqlite: SqliteConfig { path: "checkit-checks.db".into() } }
-    }
-}
-
-/// `check_options.store.sqlite`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct SqliteConfig {
-    /// The database file.
-    pub path: PathBuf,
-}
+/// `check_options.store` (deprecated): the shape of `storage:`.
+pub use crate::storage::config::StorageConfig as StoreConfig;
 
 /// `check_options.defaults`: what a check gets when it does not say.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -217,13 +199,12 @@ impl Settings {
                 problems.push(format!("check_files[{index}]"), format!("invalid glob {pattern:?}: {err}"));
             }
         }
-        let mut settings = Settings { options, inline, files, base_dir: base_dir.map(Path::to_path_buf) };
+        let settings = Settings { options, inline, files, base_dir: base_dir.map(Path::to_path_buf) };
         if problems.is_empty() {
             if let Err(file_problems) = settings.checks(modules) {
                 problems.0.extend(file_problems);
             }
         }
-        settings.options.store.sqlite.path = settings.resolve(&settings.options.store.sqlite.path);
         settings
     }
 
@@ -286,6 +267,9 @@ impl Settings {
 }
 
 fn validate_options(options: &Options, problems: &mut Problems) {
+    if let Some(store) = &options.store {
+        store.validate("check_options.store", problems);
+    }
     if options.max_concurrent == 0 {
         problems.push("check_options.max_concurrent", "must be at least 1");
     }

@@ -5,7 +5,7 @@
 //! - `schedule`: stable per-check slots and the loop that runs one check.
 //! - `state`: up/down by thresholds, incidents.
 //! - `maintenance`: one-off and recurring windows.
-//! - `store`: raw results, roll-ups, incidents and pauses (SQLite).
+//! - `store`: raw results, roll-ups, incidents and pauses (the storage layer's `checks` area).
 //! - `rollup`: buckets, p95 estimate, uptime windows.
 //! - `notify`: transitions as notifications into the bridge.
 //! - `metrics`: `/metrics` families, `/metrics/checks`, `/api/v1/sd`.
@@ -27,9 +27,9 @@ pub mod state;
 pub mod store;
 
 use crate::bridge::clock::Clock;
-use crate::bridge::store::StoreError;
 use crate::bridge::submit::Submitter;
 use crate::config::Config;
+use crate::storage::{Storage, StoreError};
 use chrono::{DateTime, Utc};
 use config::Check;
 use rollup::{Period, WINDOWS};
@@ -231,11 +231,12 @@ impl Checks {
         clock: Arc<dyn Clock>,
         pipeline: Option<Submitter>,
         timeout_offset: f64,
+        storage: Storage,
         probe_env: Arc<crate::probe::Env>,
     ) -> Result<Checks, Error> {
         let settings = &config.checks;
         let checks = settings.checks(&config.modules).map_err(Error::Config)?;
-        let store = CheckStore::open(&settings.options.store.sqlite.path).await?;
+        let store = CheckStore::new(storage).await?;
         if pipeline.is_none() && checks.iter().any(|check| check.notify) {
             tracing::warn!("Checks notify through the bridge, which is not configured; nobody will be told.");
         }
@@ -260,7 +261,7 @@ impl Checks {
             tokio::spawn(run_housekeeping(Arc::clone(&shared), shutdown_rx.clone())),
             tokio::spawn(watch_files(Arc::clone(&shared), shutdown_rx)),
         ];
-        tracing::info!(checks = shared.slots().len(), store = %shared.store.path().display(), "Checks started.");
+        tracing::info!(checks = shared.slots().len(), store = %shared.store.storage().describe(), "Checks started.");
         Ok(Checks { shared, shutdown, tasks: Mutex::new(tasks) })
     }
 
@@ -280,6 +281,11 @@ impl Checks {
     /// Recomputes uptime windows now (they refresh every minute anyway).
     pub async fn refresh_uptime(&self) -> Result<(), StoreError> {
         self.shared.refresh_uptime().await
+    }
+
+    /// Every check's store id and a snapshot of it, by name (for reports).
+    pub fn views(&self) -> Vec<(i64, View)> {
+        self.shared.slots().iter().map(|slot| (slot.id, slot.view())).collect()
     }
 
     /// The store, for diagnostics and tests.
@@ -473,6 +479,18 @@ async fn announce(shared: &Shared, slot: &Slot, check: &Check, change: Option<Ch
         }
     };
     let notification = notify::notification(check, &incident, kind, now);
+    let fingerprint = notification.alerts.first().map(|alert| alert.fingerprint.clone()).unwrap_or_default();
+    // An acknowledged outage gets no reminders (the resolution still goes out).
+    if let notify::Kind::Reminder(_) = kind {
+        match pipeline.acknowledged_by(&fingerprint).await {
+            Ok(Some(by)) => {
+                tracing::debug!(check = %check.name, acknowledged_by = %by, "Skipping a reminder: acknowledged.");
+                return;
+            }
+            Ok(None) => {}
+            Err(err) => tracing::warn!(check = %check.name, error = %err, "Cannot read acknowledgements; reminding."),
+        }
+    }
     if let Err(err) = notify::submit(pipeline, notification).await {
         shared.metrics.notifications.get_or_create(&metrics::ResultLabels { result: "failed" }).inc();
         tracing::warn!(check = %check.name, error = %err, "Cannot hand a check notification to the bridge; retrying at the next run.");
@@ -480,6 +498,9 @@ async fn announce(shared: &Shared, slot: &Slot, check: &Check, change: Option<Ch
     }
     shared.metrics.notifications.get_or_create(&metrics::ResultLabels { result: "submitted" }).inc();
     if kind == notify::Kind::Resolved {
+        if let Err(err) = pipeline.close_acknowledgements(&fingerprint).await {
+            tracing::warn!(check = %check.name, error = %err, "Cannot close the outage's acknowledgements.");
+        }
         return;
     }
     let id = {

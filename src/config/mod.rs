@@ -120,7 +120,13 @@ pub struct Config {
     /// The web UI's operators.
     #[serde(skip_serializing_if = "crate::web::config::UiConfig::is_default")]
     pub ui: crate::web::config::UiConfig,
+    /// Where every part keeps its state (`storage:`), unless a deprecated
+    /// per-part `store:` says otherwise; the SQLite default is `checkit.db`
+    /// next to the config file.
+    pub storage: StorageConfig,
 }
+
+use crate::storage::config::StorageConfig;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -141,6 +147,8 @@ struct RawConfig {
     heartbeats: Option<yaml::Value>,
     #[serde(default)]
     ui: Option<yaml::Value>,
+    #[serde(default)]
+    storage: Option<yaml::Value>,
 }
 
 impl Config {
@@ -228,6 +236,31 @@ impl Config {
             },
             _ => Default::default(),
         };
+        let storage = match raw.storage.filter(|value| !value.is_null()) {
+            Some(value) => match yaml::from_value::<StorageConfig>(value, "storage") {
+                Ok(storage) => {
+                    storage.validate("storage", &mut problems);
+                    storage
+                }
+                Err(problem) => {
+                    problems.0.push(problem);
+                    StorageConfig::default()
+                }
+            },
+            None => {
+                let path = paths::resolve(base_dir, crate::storage::config::DEFAULT_SQLITE_PATH);
+                let storage = StorageConfig::sqlite(path);
+                // The default is checked only when a part keeps state in it,
+                // so a plain exporter config never needs a writable directory.
+                let used = bridge.as_ref().is_some_and(|bridge| bridge.store.is_none())
+                    || (checks.is_configured() && checks.options.store.is_none())
+                    || heartbeats.as_ref().is_some_and(|heartbeats| heartbeats.store.is_none());
+                if used {
+                    storage.validate("storage", &mut problems);
+                }
+                storage
+            }
+        };
         if !problems.is_empty() {
             return Err(Error::Invalid(problems.0));
         }
@@ -242,6 +275,7 @@ impl Config {
             heartbeats,
             ui,
             base_dir: base_dir.to_path_buf(),
+            storage,
         })
     }
 
@@ -261,6 +295,11 @@ impl Config {
     /// The module called `name` as YAML (empty when there is none).
     pub fn module_yaml(&self, name: &str) -> std::sync::Arc<str> {
         self.module_yaml.get(name).cloned().unwrap_or_else(|| "".into())
+    }
+
+    /// The store of a part: its own (deprecated) `store:` when given, else `storage:`.
+    pub fn storage_of<'a>(&'a self, own: Option<&'a StorageConfig>) -> &'a StorageConfig {
+        own.unwrap_or(&self.storage)
     }
 
     /// The config as YAML with defaults filled in and secrets hidden (`/config`).

@@ -9,10 +9,12 @@
 //! - `access`: visitors, roles and the cross-site form guard.
 //! - `assets`: `/assets/*`.
 //! - `badge`, `svg`: badge SVG and shields JSON; day bars, charts, timelines.
-//! - `deliveries`: the bridge's history and outbox pages.
+//! - `deliveries`: the bridge's history and outbox pages; `acknowledge`: its
+//!   Acknowledge button.
 //! - `config`: the `ui:` block.
 
 pub mod access;
+mod acknowledge;
 pub mod assets;
 pub mod badge;
 pub mod config;
@@ -138,6 +140,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/ui/reload", post(reload))
         .route("/ui/deliveries", get(deliveries::list))
         .route("/ui/deliveries/{id}", get(deliveries::detail))
+        .route("/ui/deliveries/{id}/acknowledge", post(acknowledge::acknowledge))
         .route("/ui/outbox", get(deliveries::outbox))
         .route("/assets/{name}", get(assets::serve))
         .with_state(ui)

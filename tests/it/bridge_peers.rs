@@ -336,7 +336,9 @@ async fn kill_9_with_pending_deliveries_loses_nothing() {
 #[tokio::test]
 async fn the_default_config_runs_the_bridge_with_the_log_channel() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.yml");
+    // A copy, so the store lands next to it (relative paths follow the config file).
+    let config = dir.path().join("default.yml");
+    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.yml"), &config).unwrap();
     let checkit = Checkit::start(&config, &dir.path().join("checkit.log"), free_port()).await;
     let client = reqwest::Client::new();
     let body =
@@ -356,7 +358,7 @@ async fn the_default_config_runs_the_bridge_with_the_log_channel() {
         assert!(tokio::time::Instant::now() < deadline, "not delivered to the log: {page}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(dir.path().join("checkit-bridge.db").exists(), "SQLite store in the working directory");
+    assert!(dir.path().join("checkit.db").exists(), "one SQLite store next to the config file");
     let log = std::fs::read_to_string(dir.path().join("checkit.log")).unwrap();
     assert!(log.contains("HighLatency"), "the log channel wrote the message: {log}");
 }

@@ -1,6 +1,7 @@
 //! Integration tests: one module per area, shared helpers in `support`.
 
 mod bridge_ack;
+mod bridge_ack_operator;
 mod bridge_channels;
 mod bridge_delivery;
 mod bridge_intake;
@@ -38,6 +39,8 @@ mod probe_smtp;
 mod probe_tcp;
 mod probe_tls;
 mod probe_unix;
+mod reports;
+mod storage;
 mod support;
 mod tidy;
 mod tidy_layers;

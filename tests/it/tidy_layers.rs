@@ -9,26 +9,47 @@ use std::path::Path;
 /// a narrower exception). Its own paths are always allowed.
 const LAYERS: &[(&str, &[&str])] = &[
     // The composition root builds everything.
-    ("app", &["bridge", "checks", "config", "heartbeat", "http", "logging", "probe", "telemetry", "web"]),
+    (
+        "app",
+        &[
+            "bridge",
+            "checks",
+            "config",
+            "heartbeat",
+            "http",
+            "logging",
+            "probe",
+            "reports",
+            "storage",
+            "telemetry",
+            "web",
+        ],
+    ),
     // Flags, handed to `app`; `checkit probe` and `checkit send` run a part directly.
     ("cli", &["app", "bridge", "config", "http", "logging", "probe"]),
     // Surfaces parse, call one service, map errors; the bridge's own surfaces
     // are composed in by `app`, so `http` does not name the bridge.
     ("http", &["config", "probe", "telemetry"]),
-    // The pipeline; TLS clients and the PostgreSQL TLS adapter come from `net`.
-    ("bridge", &["config", "net"]),
+    // The pipeline: TLS clients from `net`, its tables in the storage layer.
+    ("bridge", &["config", "net", "storage"]),
+    // The storage layer: SQLite and PostgreSQL under every part that keeps
+    // state; it imports nothing above it (TLS to PostgreSQL comes from `net`).
+    ("storage", &["config", "net"]),
     // Only the lists of the bridge's and the checks' metric names, to join them with the exporter's.
     ("telemetry", &["bridge::metrics", "checks::metrics::METRIC_NAMES", "heartbeat::METRIC_NAMES"]),
     // Debt (issue 8): config still names the probe and bridge block types;
     // it becomes a leaf when each part decodes its own block.
-    ("config", &["bridge", "checks::config", "heartbeat::Config", "probe", "web::config"]),
+    ("config", &["bridge", "checks::config", "heartbeat::Config", "probe", "storage::config", "web::config"]),
     // Scheduled checks run probes and hand transitions to the pipeline.
-    ("checks", &["bridge", "config", "probe"]),
+    ("checks", &["bridge", "config", "probe", "storage"]),
     // Debt: the operator UI takes the whole `App` (for the bridge's store and
     // the live config) instead of the services it shows, so it names `app`.
     ("web", &["app", "bridge", "config", "http"]),
+    // Reports read the checks' history and their last probe's families, and
+    // commit through the pipeline.
+    ("reports", &["bridge", "checks", "config", "probe::metrics"]),
     // Heartbeats hand missed or failed runs to the pipeline.
-    ("heartbeat", &["bridge", "config"]),
+    ("heartbeat", &["bridge", "config", "storage"]),
     // Probers import nothing above them.
     ("probe", &["config", "net"]),
     // Shared networking below the probers and the bridge.
