@@ -121,6 +121,9 @@ impl App {
             }
             None => None,
         };
+        // What probes share (rdap's client, bootstrap and cache) lives as long as the
+        // app, across reloads; the exporter and the checks probe with the same one.
+        let probe_env = Arc::new(crate::probe::Env::default());
         let checks = match &bridge {
             Some(Err(_)) => None,
             _ if !config.checks.is_configured() => None,
@@ -136,6 +139,7 @@ impl App {
                             pipeline,
                             options.timeout_offset,
                             storage,
+                            Arc::clone(&probe_env),
                         )
                         .await
                     }
@@ -183,6 +187,7 @@ impl App {
             let exporter = Exporter::new(
                 Arc::clone(&config),
                 telemetry.clone(),
+                probe_env,
                 options.timeout_offset,
                 options.history_limit,
                 reload,

@@ -180,7 +180,8 @@ async fn probe_once(
         return ExitCode::from(2);
     };
     let timeout = crate::probe::effective_timeout(module.timeout.get(), Some(timeout + offset), offset);
-    let outcome = crate::probe::run(module, target, hostname, timeout, &config.policy).await;
+    let outcome =
+        crate::probe::run(module, target, hostname, timeout, &config.policy, &crate::probe::Env::default()).await;
     print!(
         "{}",
         crate::probe::debug::debug_output(&outcome.log, &outcome.registry.encode(), &config.module_yaml(module_name))

@@ -176,6 +176,8 @@ struct Agent {
     clock: Arc<dyn Clock>,
     metrics: Metrics,
     probes: Arc<Semaphore>,
+    /// The probers' shared state (rdap's client and caches), as on a central instance.
+    probe_env: crate::probe::Env,
 }
 
 /// The assignment's checks running now, with the config their modules came from.
@@ -213,8 +215,15 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let metrics = Metrics::register(&mut registry);
     let clock: Arc<dyn Clock> = Arc::new(OffsetClock(chrono::Duration::seconds(args.test_clock_offset_seconds)));
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
-    let agent =
-        Arc::new(Agent { probes: Arc::new(Semaphore::new(args.max_concurrent)), args, http, queue, clock, metrics });
+    let agent = Arc::new(Agent {
+        probes: Arc::new(Semaphore::new(args.max_concurrent)),
+        probe_env: crate::probe::Env::default(),
+        args,
+        http,
+        queue,
+        clock,
+        metrics,
+    });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = vec![tokio::spawn(push_loop(Arc::clone(&agent), shutdown_rx.clone()))];
     if let Some(address) = agent.args.metrics_listen_address {
@@ -389,7 +398,7 @@ async fn run_check(agent: Arc<Agent>, config: Arc<Config>, check: AssignedCheck,
             _ = stop.changed() => return,
         };
         let started = agent.clock.now();
-        let outcome = crate::probe::run(module, &check.target, None, timeout, &config.policy).await;
+        let outcome = crate::probe::run(module, &check.target, None, timeout, &config.policy, &agent.probe_env).await;
         drop(permit);
         agent.metrics.runs.inc();
         let result = Queued {

@@ -173,6 +173,7 @@ pub(crate) struct Shared {
     pipeline: Option<Submitter>,
     timeout_offset: f64,
     agents: agents::Agents,
+    probe_env: Arc<crate::probe::Env>,
 }
 
 impl Shared {
@@ -299,7 +300,7 @@ const EXPIRY_INTERVAL: Duration = Duration::from_secs(3600);
 
 impl Checks {
     /// Opens the store and starts every check of `config`. `pipeline` is
-    /// where notifications go (none: nobody is told).
+    /// where notifications go (none: nobody is told); probes run with `probe_env`.
     pub async fn start(
         config: Arc<Config>,
         registry: &mut prometheus_client::registry::Registry,
@@ -307,6 +308,7 @@ impl Checks {
         pipeline: Option<Submitter>,
         timeout_offset: f64,
         storage: Storage,
+        probe_env: Arc<crate::probe::Env>,
     ) -> Result<Checks, Error> {
         let settings = &config.checks;
         let checks = settings.checks(&config.modules).map_err(Error::Config)?;
@@ -327,6 +329,7 @@ impl Checks {
             pipeline,
             timeout_offset,
             agents: agents::Agents::default(),
+            probe_env,
         });
         registry.register_collector(Box::new(metrics::Collector(Arc::clone(&shared))));
         // Know the other replicas before the first slot, so no check starts twice.
@@ -466,7 +469,7 @@ pub(crate) async fn run_once(shared: &Shared, slot: &Slot, check: &Check, starte
         Some(check.interval.as_secs_f64()),
         shared.timeout_offset,
     );
-    let outcome = crate::probe::run(module, &check.target, None, timeout, &config.policy).await;
+    let outcome = crate::probe::run(module, &check.target, None, timeout, &config.policy, &shared.probe_env).await;
     // The selector labels are built only when some window could select the check.
     let maintenance = {
         let windows = check.maintenance.iter().chain(&config.checks.options.maintenance);
