@@ -125,6 +125,9 @@ pub(crate) struct Shared {
     pub(crate) rows_accepted: AtomicU64,
     /// This process's membership among the replicas; its name owns lane leases.
     pub(crate) member: Member,
+    /// Bytes of webhook bodies being parsed and committed at once; see
+    /// [`intake::INTAKE_BUDGET`].
+    pub(crate) intake_budget: Arc<tokio::sync::Semaphore>,
     /// Serialises sends of contacts with a contact-wide rate limit.
     contact_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -209,6 +212,7 @@ impl Bridge {
             queue_depth: AtomicU64::new(0),
             rows_accepted: AtomicU64::new(0),
             member: member.clone(),
+            intake_budget: Arc::new(tokio::sync::Semaphore::new(intake::INTAKE_BUDGET)),
             contact_locks: Mutex::new(HashMap::new()),
         });
         refresh_stats(&shared).await;

@@ -318,15 +318,28 @@ impl LaneWorker<'_> {
         let mut ids: Vec<i64> = rows.iter().map(|row| row.notification_id).collect();
         ids.sort_unstable();
         ids.dedup();
-        let notifications: HashMap<i64, StoredNotification> =
+        let mut notifications: HashMap<i64, StoredNotification> =
             store.notifications(ids).await?.into_iter().map(|stored| (stored.id, stored)).collect();
-        let parts: Vec<plan::Part<'_>> = rows
-            .iter()
-            .filter_map(|row| {
-                notifications.get(&row.notification_id).map(|stored| (stored, row.fingerprints.as_deref()))
-            })
-            .collect();
-        Ok(plan::collect(&parts))
+        // Each notification moves into the part of the last row naming it
+        // (a large one must not be copied); earlier rows get a copy.
+        let mut uses: HashMap<i64, usize> = HashMap::new();
+        for row in &rows {
+            *uses.entry(row.notification_id).or_default() += 1;
+        }
+        let mut parts: Vec<plan::Part> = Vec::with_capacity(rows.len());
+        for row in rows {
+            let remaining = uses.entry(row.notification_id).or_default();
+            *remaining = remaining.saturating_sub(1);
+            let stored = if *remaining == 0 {
+                notifications.remove(&row.notification_id)
+            } else {
+                notifications.get(&row.notification_id).cloned()
+            };
+            if let Some(stored) = stored {
+                parts.push((stored, row.fingerprints));
+            }
+        }
+        Ok(plan::collect(parts))
     }
 
     /// When the budget of this contact and channel allows the next send.

@@ -18,6 +18,7 @@ mod config;
 mod exporter;
 mod hardening;
 mod heartbeat;
+mod hostile;
 mod ops_dashboards;
 mod ops_docker;
 mod ops_examples;
