@@ -375,3 +375,44 @@ async fn the_checks_store_behaves_the_same_on_sqlite_and_postgres() {
     let storage = checkit::storage::Storage::open(&config).await.expect("postgres");
     check_store_suite(checkit::checks::store::CheckStore::new(storage).await.expect("migrate")).await;
 }
+
+#[tokio::test]
+async fn heartbeat_pings_and_states_survive_a_reopen_on_sqlite_and_postgres() {
+    use checkit::heartbeat::state::{Kind, Record};
+    use checkit::heartbeat::store::{Ping, Store};
+    use checkit::storage::config::{PostgresConfig, StorageConfig};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut configs = vec![StorageConfig::sqlite(dir.path().join("hb.db").display().to_string())];
+    let pg = peer!(Postgres::start(PostgresOpts::default()).await);
+    let url_file = Some(storage_url_file(&pg, dir.path()));
+    configs.push(StorageConfig { sqlite: None, postgres: Some(PostgresConfig { url_file, ..Default::default() }) });
+    for config in configs {
+        let open = || async { Store::new(checkit::storage::Storage::open(&config).await.expect("open")).await };
+        let store = open().await.expect("migrate");
+        let mut record = Record::default();
+        for second in 1..=5i64 {
+            let at = chrono::DateTime::from_timestamp(1_800_000_000 + second, 0).expect("time");
+            record.last_ping = Some(at);
+            let ping = Ping {
+                at,
+                kind: Kind::Success,
+                exit_status: Some(0),
+                rid: None,
+                duration_seconds: Some(1.5),
+                source: "uuid",
+                method: "POST".into(),
+                remote_addr: Some("127.0.0.1".into()),
+                user_agent: None,
+                body: format!("run {second}"),
+                body_truncated: false,
+            };
+            store.save("backup", Some(ping), &record, 3, at).await.expect("save");
+        }
+        drop(store);
+        let store = open().await.expect("a second migration changes nothing");
+        let pings = store.pings("backup", 10).await.expect("pings");
+        assert_eq!(pings.iter().map(|ping| ping.body.as_str()).collect::<Vec<_>>(), ["run 5", "run 4", "run 3"]);
+        assert_eq!((pings[0].duration_seconds, pings[0].exit_status), (Some(1.5), Some(0)));
+        assert_eq!(store.records().await.expect("records")["backup"], record);
+    }
+}
