@@ -172,6 +172,14 @@ async fn a_weekly_report_shows_the_seeded_figures_and_is_sent_once_across_a_rest
     let response = client.post(format!("http://{addr}/webhook")).body(body).send().await.unwrap();
     assert_eq!(response.status(), 200);
     smtp.wait_for_messages(1, Duration::from_secs(30)).await;
+    // The history entry is written right after the server accepted the mail.
+    for _ in 0..250 {
+        let history = client.get(format!("http://{addr}/api/v1/deliveries?status=sent")).send().await.unwrap();
+        if history.json::<serde_json::Value>().await.unwrap()["total"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // The preview renders without sending, for any period.
     let preview = |query: &str| {
