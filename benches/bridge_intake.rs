@@ -60,8 +60,7 @@ fn options() -> Options {
 fn config(yaml: &str, dir: &std::path::Path) -> Config {
     let value = checkit::config::yaml::parse_value(yaml).unwrap();
     let mut config: Config = checkit::config::yaml::from_value(value, "bridge").unwrap();
-    config.store.sqlite =
-        Some(checkit::bridge::config::SqliteConfig { path: dir.join("bridge.db").display().to_string() });
+    config.store = Some(checkit::bridge::config::StoreConfig::sqlite(dir.join("bridge.db").display().to_string()));
     let mut problems = checkit::config::Problems::default();
     config.validate("bridge", &mut problems);
     assert!(problems.is_empty(), "{:?}", problems.0);

@@ -26,15 +26,18 @@ if [[ -z ${CHECKIT_BIN:-} ]]; then
   cargo build --release --locked --quiet
   CHECKIT_BIN=${CARGO_TARGET_DIR:-target}/release/checkit
 fi
-sysctl -qw net.ipv4.tcp_tw_reuse=1 2>/dev/null || true
-sysctl -qw net.ipv4.ip_local_port_range="1024 65000" 2>/dev/null || true
-sysctl -qw net.core.somaxconn=4096 2>/dev/null || true
+tune_for_probing
 ulimit -n 65536 2>/dev/null || true
 
 work=$(mktemp -d)
 chmod 0755 "$work"
 pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+  restore_sysctls
+}
 trap cleanup EXIT
 nginx_port=$(free_port); checkit_port=$(free_port); blackbox_port=$(free_port)
 

@@ -36,6 +36,7 @@
 # For profiling (not used by this script): perf (`linux-perf`) and valgrind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benches/lib.sh
 DURATION=${DURATION:-10s}
 SCALE_DURATION=${SCALE_DURATION:-5s}
 THREADS=${THREADS:-2}
@@ -53,41 +54,22 @@ if [[ -z ${CHECKIT:-} ]]; then
 fi
 checkit=${CHECKIT:-${CARGO_TARGET_DIR:-target}/release/checkit}
 
-# Every probe opens a new connection, as blackbox does; let TIME_WAIT ports be
-# reused so neither exporter runs out of ephemeral ports during the run.
-sysctl -qw net.ipv4.tcp_tw_reuse=1 2>/dev/null || true
-sysctl -qw net.ipv4.ip_local_port_range="1024 65000" 2>/dev/null || true
-# A target that cannot accept fast enough drops SYNs, which shows up as 1 s
-# retransmits in the p99 of whichever exporter probes fastest.
-sysctl -qw net.core.somaxconn=4096 2>/dev/null || true
+tune_for_probing
+ulimit -n 65536 2>/dev/null || true
 
 work=$(mktemp -d)
 chmod 0755 "$work"  # nginx workers run unprivileged and must read the document root
 pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+  restore_sysctls
+}
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 nginx_port=$(free_port)
-
-mkdir -p "$work/nginx/logs" "$work/www"
-echo "ok" > "$work/www/index.html"
-cat > "$work/nginx/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/logs/error.log;
-events { worker_connections 8192; }
-worker_rlimit_nofile 16384;
-http {
-  access_log off;
-  client_body_temp_path $work/nginx/body; proxy_temp_path $work/nginx/proxy;
-  fastcgi_temp_path $work/nginx/fastcgi; uwsgi_temp_path $work/nginx/uwsgi; scgi_temp_path $work/nginx/scgi;
-  server { listen 127.0.0.1:$nginx_port backlog=4096; root $work/www; }
-}
-NGINX
-nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" & nginx_pid=$!; pids+=($nginx_pid)
+nginx_pid=$(start_nginx "$work" "$nginx_port"); pids+=("$nginx_pid")
 wait_port "$nginx_port"
 
 # The blackholed target: the accept queue (backlog 0 holds one connection) is

@@ -75,7 +75,8 @@ pub struct App {
     pub telemetry: Telemetry,
     exporter: Arc<Exporter>,
     bridge: Option<Bridge>,
-    checks: Option<crate::checks::Checks>,
+    checks: Option<Arc<crate::checks::Checks>>,
+    reports: Option<crate::reports::Reports>,
     heartbeats: Option<crate::heartbeat::Heartbeats>,
     reload_lock: tokio::sync::Mutex<()>,
     shutdown: CancellationToken,
@@ -105,31 +106,65 @@ impl App {
         // Take the registry out so no lock is held while the stores open.
         let poisoned = || anyhow::anyhow!("metrics registry poisoned");
         let mut registry = std::mem::take(&mut *telemetry.registry.lock().map_err(|_| poisoned())?);
+        // Every part whose store settings are equal shares one opened store.
+        let mut stores = crate::storage::Opener::default();
+        warn_about_legacy_files(&config);
         let bridge = match &config.bridge {
             Some(bridge_config) => {
-                Some(Bridge::start_with_clock(bridge_config.clone(), &mut registry, Arc::clone(&clock)).await)
+                let opened = stores.open(config.storage_of(bridge_config.store.as_ref())).await;
+                Some(match opened {
+                    Ok(storage) => {
+                        Bridge::start_on(bridge_config.clone(), &mut registry, Arc::clone(&clock), storage).await
+                    }
+                    Err(err) => Err(crate::bridge::Error::Store(err)),
+                })
             }
             None => None,
         };
+        // What probes share (rdap's client, bootstrap and cache) lives as long as the
+        // app, across reloads; the exporter and the checks probe with the same one.
+        let probe_env = Arc::new(crate::probe::Env::default());
         let checks = match &bridge {
             Some(Err(_)) => None,
             _ if !config.checks.is_configured() => None,
             bridge => {
                 let pipeline = bridge.as_ref().and_then(|bridge| bridge.as_ref().ok()).map(Bridge::submitter);
-                let config = Arc::new(config.clone());
-                Some(crate::checks::Checks::start(config, &mut registry, clock, pipeline, options.timeout_offset).await)
+                let shared_config = Arc::new(config.clone());
+                Some(match stores.open(config.storage_of(config.checks.options.store.as_ref())).await {
+                    Ok(storage) => {
+                        crate::checks::Checks::start(
+                            shared_config,
+                            &mut registry,
+                            Arc::clone(&clock),
+                            pipeline,
+                            options.timeout_offset,
+                            storage,
+                            Arc::clone(&probe_env),
+                        )
+                        .await
+                    }
+                    Err(err) => Err(crate::checks::Error::Store(err)),
+                })
             }
         };
         *telemetry.registry.lock().map_err(|_| poisoned())? = registry;
         let bridge = bridge.transpose()?;
-        let checks = checks.transpose()?;
+        let checks = checks.transpose()?.map(Arc::new);
+        let reports = bridge.as_ref().map(|bridge| crate::reports::Reports::new(bridge.report_desk(), checks.clone()));
         let heartbeats = match &config.heartbeats {
             Some(heartbeat_config) => {
                 use crate::heartbeat::notify::Notifier;
                 let notifier = bridge.as_ref().map_or(Notifier::Log, |bridge| Notifier::Bridge(bridge.submitter()));
+                let storage = stores.open(config.storage_of(heartbeat_config.store.as_ref())).await?;
                 let mut registry = std::mem::take(&mut *telemetry.registry.lock().map_err(|_| poisoned())?);
-                let started =
-                    crate::heartbeat::Heartbeats::start(heartbeat_config.clone(), &mut registry, notifier).await;
+                let started = crate::heartbeat::Heartbeats::start_on(
+                    heartbeat_config.clone(),
+                    &mut registry,
+                    notifier,
+                    Arc::new(crate::bridge::clock::SystemClock),
+                    storage,
+                )
+                .await;
                 *telemetry.registry.lock().map_err(|_| poisoned())? = registry;
                 Some(started?)
             }
@@ -152,6 +187,7 @@ impl App {
             let exporter = Exporter::new(
                 Arc::clone(&config),
                 telemetry.clone(),
+                probe_env,
                 options.timeout_offset,
                 options.history_limit,
                 reload,
@@ -166,6 +202,7 @@ impl App {
                 exporter: Arc::new(exporter),
                 bridge,
                 checks,
+                reports,
                 heartbeats,
                 reload_lock: tokio::sync::Mutex::new(()),
                 shutdown: CancellationToken::new(),
@@ -183,12 +220,20 @@ impl App {
                 app.tasks.spawn(task);
             }
         }
+        if let Some(reports) = &app.reports {
+            app.tasks.spawn(reports.task(app.shutdown.clone()));
+        }
         Ok(app)
     }
 
     /// The scheduled checks, when configured.
     pub fn checks(&self) -> Option<&crate::checks::Checks> {
-        self.checks.as_ref()
+        self.checks.as_deref()
+    }
+
+    /// The report scheduler and preview, when the bridge is configured.
+    pub fn reports(&self) -> Option<&crate::reports::Reports> {
+        self.reports.as_ref()
     }
 
     /// The current config.
@@ -232,6 +277,9 @@ impl App {
                 }
                 if config.bridge.is_some() != self.bridge.is_some() {
                     tracing::warn!("Enabling or disabling the bridge takes effect after a restart");
+                }
+                if config.storage != self.config().storage {
+                    tracing::warn!("A new storage: takes effect after a restart");
                 }
                 if config.exporter.max_concurrent_probes != self.config().exporter.max_concurrent_probes {
                     tracing::warn!("A new exporter.max_concurrent_probes takes effect after a restart");
@@ -285,10 +333,16 @@ impl App {
         if !self.bridge_listens_apart() {
             surfaces.extend(self.bridge_surfaces());
         }
-        surfaces.extend(self.checks.iter().map(crate::checks::Checks::router));
+        surfaces.extend(self.checks.iter().map(|checks| checks.router()));
+        surfaces.extend(self.reports.iter().map(crate::reports::Reports::router));
         surfaces.extend(self.heartbeats.iter().map(|heartbeats| heartbeats.api_router()));
-        let open =
-            http::open(self.heartbeats.iter().map(|heartbeats| heartbeats.open_router()), &self.options.route_prefix);
+        let open = http::open(
+            self.heartbeats
+                .iter()
+                .map(|heartbeats| heartbeats.open_router())
+                .chain(self.checks.iter().map(|checks| checks.agent_router())),
+            &self.options.route_prefix,
+        );
         let Some(app) = self.this.upgrade() else {
             return http::compose(surfaces, &self.options.route_prefix, &self.web).merge(open);
         };
@@ -381,25 +435,71 @@ impl App {
     }
 }
 
+/// The files older checkits kept each part's state in by default (in the
+/// working directory); a part that now uses the default `storage:` starts
+/// empty beside them, so say where they are.
+fn warn_about_legacy_files(config: &Config) {
+    let uses_default = config.storage.sqlite.is_some();
+    let parts = [
+        ("checkit-bridge.db", "bridge.store", config.bridge.as_ref().is_some_and(|bridge| bridge.store.is_none())),
+        (
+            "checkit-checks.db",
+            "check_options.store",
+            config.checks.is_configured() && config.checks.options.store.is_none(),
+        ),
+        ("checkit-heartbeats.db", "heartbeats.store", config.heartbeats.as_ref().is_some_and(|hb| hb.store.is_none())),
+    ];
+    for (file, key, in_storage) in parts {
+        let found = [std::path::PathBuf::from(file), config.base_dir.join(file)].into_iter().find(|path| path.exists());
+        if let (true, true, Some(found)) = (uses_default, in_storage, found) {
+            tracing::warn!(
+                file = %std::path::absolute(&found).unwrap_or(found).display(),
+                key,
+                storage = %config.storage.describe(),
+                "A state file of an older checkit exists but this part now keeps its state in `storage:`; \
+                 set the deprecated key to the file to keep using it."
+            );
+        }
+    }
+}
+
+/// The listen backlog asked for: the kernel caps it at `net.core.somaxconn`,
+/// so listeners queue as many new connections as the host allows, as Go's
+/// (blackbox's) do. With a shallow queue (tokio's default) a burst of clients
+/// overflows it and each dropped SYN costs a client a 1 s retransmit.
+const BACKLOG: i32 = 65535;
+
 /// Binds `:port`, `host:port` or `[v6]:port`; `:port` listens on every
 /// address, IPv6 and IPv4 alike, as Go does.
 pub async fn bind(address: &str) -> std::io::Result<TcpListener> {
     if let Some(port) = address.strip_prefix(':') {
         let port: u16 = port.parse().map_err(|_| std::io::Error::other(format!("invalid port in {address:?}")))?;
-        let dual = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None).and_then(|socket| {
-            socket.set_only_v6(false)?;
-            socket.set_reuse_address(true)?;
-            socket.bind(&SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)).into())?;
-            socket.listen(1024)?;
-            socket.set_nonblocking(true)?;
-            Ok(socket)
-        });
-        return match dual {
-            Ok(socket) => TcpListener::from_std(socket.into()),
-            Err(_) => TcpListener::bind(("0.0.0.0", port)).await,
+        return match listen(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)), true) {
+            Ok(listener) => Ok(listener),
+            Err(_) => listen(SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, port)), false),
         };
     }
-    TcpListener::bind(address).await
+    let mut last = None;
+    for addr in tokio::net::lookup_host(address).await? {
+        match listen(addr, false) {
+            Ok(listener) => return Ok(listener),
+            Err(err) => last = Some(err),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other(format!("{address:?} resolves to no address"))))
+}
+
+/// One listening socket on `addr` (`dual`: IPv6 that also accepts IPv4).
+fn listen(addr: SocketAddr, dual: bool) -> std::io::Result<TcpListener> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    if dual {
+        socket.set_only_v6(false)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    TcpListener::from_std(socket.into())
 }
 
 /// Runs checkit until SIGINT or SIGTERM: builds the app, binds every

@@ -271,10 +271,12 @@ fn matchers(alerts: &[&super::payload::Alert]) -> Vec<serde_json::Value> {
     let mut found = Vec::new();
     for name in first.labels.keys() {
         let mut values: Vec<&str> = Vec::new();
+        // Beside the list, so a group of 100,000 alerts stays linear.
+        let mut seen = std::collections::HashSet::new();
         for alert in alerts {
             match alert.labels.get(name) {
                 Some(value) => {
-                    if !values.contains(&value.as_str()) {
+                    if seen.insert(value.as_str()) {
                         values.push(value);
                     }
                 }
@@ -423,78 +425,172 @@ fn storage_page(err: StoreError) -> Response {
 }
 
 async fn acknowledge(State(shared): State<Arc<Shared>>, Path(token): Path<String>) -> Response {
-    let runtime = shared.runtime();
-    let Some(acks) = runtime.acks.clone() else {
+    let Some(acks) = shared.runtime().acks.clone() else {
         return not_configured();
     };
-    let now = shared.clock.now();
-    let link = match acks.verify(&token, now) {
+    let link = match acks.verify(&token, shared.clock.now()) {
         Ok(link) => link,
         Err(err) => return refused(err),
     };
-    let stored = match shared.store.notifications(vec![link.notification_id]).await {
-        Ok(mut found) if !found.is_empty() => found.remove(0),
-        Ok(_) => {
-            return page(StatusCode::GONE, "This alert is no longer known", "<p>Its history has been deleted.</p>");
+    match acknowledge_group(&shared, link.notification_id, &link.contact).await {
+        Ok(outcome) => outcome_page(&outcome),
+        Err(AckError::NotConfigured) => not_configured(),
+        Err(AckError::Storage(err)) => storage_page(err),
+    }
+}
+
+/// What acknowledging one notification's alert group did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AckOutcome {
+    /// Recorded; silenced on `silences` Alertmanagers until `until` (none
+    /// for checkit's own checks, whose reminders stop instead).
+    Acknowledged {
+        /// The group, for people.
+        title: String,
+        /// Alertmanagers that accepted the silence.
+        silences: usize,
+        /// When the silences end unless extended.
+        until: DateTime<Utc>,
+        /// Alertmanagers that refused, with why.
+        failures: Vec<String>,
+        /// The group is one of checkit's own checks.
+        own_check: bool,
+    },
+    /// Someone acknowledged the group before.
+    Already {
+        /// The group.
+        title: String,
+        /// Who.
+        by: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// None of its alerts fires any more.
+    Resolved {
+        /// The group.
+        title: String,
+    },
+    /// The notification is no longer kept.
+    Gone,
+    /// No Alertmanager accepted the silence; nothing was recorded.
+    Refused {
+        /// Why, per Alertmanager.
+        failures: Vec<String>,
+    },
+}
+
+/// Why acknowledging could not be tried.
+#[derive(Debug, thiserror::Error)]
+pub enum AckError {
+    /// `bridge.acknowledgement` is not set.
+    #[error("acknowledgement is not configured")]
+    NotConfigured,
+    /// The store failed.
+    #[error("storage unavailable: {0}")]
+    Storage(#[from] StoreError),
+}
+
+fn outcome_page(outcome: &AckOutcome) -> Response {
+    let list = |failures: &[String]| failures.iter().map(|err| format!("<li>{}</li>", escape(err))).collect::<String>();
+    match outcome {
+        AckOutcome::Acknowledged { title, own_check: true, .. } => page(
+            StatusCode::OK,
+            &format!("Acknowledged {title}"),
+            "<p>Its reminders stop until it resolves. You will hear when it resolves.</p>",
+        ),
+        AckOutcome::Acknowledged { title, silences, until, failures, .. } => {
+            let partial = if failures.is_empty() {
+                String::new()
+            } else {
+                format!("<p>Some Alertmanagers refused:</p><ul>{}</ul>", list(failures))
+            };
+            page(
+                StatusCode::OK,
+                &format!("Acknowledged {title}"),
+                &format!(
+                    "<p>Silenced on {silences} Alertmanager(s) until {}, extended while it fires. You will hear when \
+                     it resolves.</p>{partial}",
+                    escape(&until.to_rfc3339())
+                ),
+            )
         }
-        Err(err) => return storage_page(err),
+        AckOutcome::Already { title, by, at } => page(
+            StatusCode::OK,
+            &format!("{title} is already acknowledged"),
+            &format!("<p>{} acknowledged it at {}.</p>", escape(by), escape(&at.to_rfc3339())),
+        ),
+        AckOutcome::Resolved { title } => {
+            page(StatusCode::OK, &format!("{title} has resolved"), "<p>There is nothing left to acknowledge.</p>")
+        }
+        AckOutcome::Gone => {
+            page(StatusCode::GONE, "This alert is no longer known", "<p>Its history has been deleted.</p>")
+        }
+        AckOutcome::Refused { failures } => page(
+            StatusCode::BAD_GATEWAY,
+            "Could not acknowledge",
+            &format!("<p>No Alertmanager accepted the silence:</p><ul>{}</ul><p>Try again.</p>", list(failures)),
+        ),
+    }
+}
+
+/// Acknowledges the alert group of notification `notification_id` on behalf
+/// of `actor` (a contact from a link, or an operator from the UI): silences
+/// on every Alertmanager (none for checkit's own checks, whose reminders stop
+/// instead), the record, and the note to the others who were told.
+pub(super) async fn acknowledge_group(
+    shared: &Shared,
+    notification_id: i64,
+    actor: &str,
+) -> Result<AckOutcome, AckError> {
+    let runtime = shared.runtime();
+    let Some(acks) = runtime.acks.clone() else {
+        return Err(AckError::NotConfigured);
+    };
+    let now = shared.clock.now();
+    let Some(stored) = shared.store.notifications(vec![notification_id]).await?.into_iter().next() else {
+        return Ok(AckOutcome::Gone);
     };
     let notification = stored.notification;
     let title = group_title(&notification);
     let group_key = format!("{}\u{1f}{}", notification.receiver, notification.group_key);
-    match active_acks(&shared, Some(&group_key)).await {
-        Ok(existing) => {
-            if let Some(ack) = existing.first() {
-                return page(
-                    StatusCode::OK,
-                    &format!("{title} is already acknowledged"),
-                    &format!(
-                        "<p>{} acknowledged it at {}.</p>",
-                        escape(&ack.contact),
-                        escape(&ack.created_at.to_rfc3339())
-                    ),
-                );
-            }
-        }
-        Err(err) => return storage_page(err),
+    if let Some(ack) = active_acks(shared, Some(&group_key)).await?.into_iter().next() {
+        return Ok(AckOutcome::Already { title, by: ack.contact, at: ack.created_at });
     }
     let firing: Vec<&super::payload::Alert> =
         notification.alerts.iter().filter(|alert| alert.status == Status::Firing).collect();
     if firing.is_empty() {
-        return page(StatusCode::OK, &format!("{title} has resolved"), "<p>There is nothing left to acknowledge.</p>");
+        return Ok(AckOutcome::Resolved { title });
     }
+    // checkit's own checks never reach an Alertmanager: nothing to silence,
+    // and the poller leaves their resolution to the check.
+    let own_check = notification.version == OWN_CHECK_VERSION;
     let matchers = serde_json::Value::Array(matchers(&firing));
     let until = now + chrono::Duration::from_std(acks.config.silence_duration.get()).unwrap_or_default();
     let client = http_client();
     let mut silences = Vec::new();
     let mut failures = Vec::new();
-    for alertmanager in &acks.config.alertmanagers {
-        match post_silence(&client, alertmanager, None, &matchers, &link.contact, now, until).await {
+    let alertmanagers = if own_check { &[][..] } else { &acks.config.alertmanagers[..] };
+    for alertmanager in alertmanagers {
+        match post_silence(&client, alertmanager, None, &matchers, actor, now, until).await {
             Ok(id) => silences.push(SilenceRef { alertmanager: alertmanager.clone(), id }),
             Err(err) => failures.push(err),
         }
     }
-    if silences.is_empty() {
+    if silences.is_empty() && !own_check {
         tracing::warn!(errors = ?failures, "No Alertmanager accepted an acknowledgement silence.");
-        return page(
-            StatusCode::BAD_GATEWAY,
-            "Could not acknowledge",
-            &format!("<p>No Alertmanager accepted the silence:</p><ul>{}</ul><p>Try again.</p>", {
-                failures.iter().map(|err| format!("<li>{}</li>", escape(err))).collect::<String>()
-            }),
-        );
+        return Ok(AckOutcome::Refused { failures });
     }
     let fingerprints: Vec<String> = firing.iter().map(|alert| alert.fingerprint.clone()).collect();
-    let record = shared
+    shared
         .store
         .execute(vec![(
             "INSERT INTO acknowledgements (notification_id, group_key, contact, created_at, fingerprints, matchers, \
              silences, silenced_until) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
                 .to_string(),
             vec![
-                SqlParam::Int(link.notification_id),
+                SqlParam::Int(notification_id),
                 SqlParam::Text(group_key),
-                SqlParam::Text(link.contact.clone()),
+                SqlParam::Text(actor.to_string()),
                 SqlParam::Int(super::store::to_ms(now)),
                 SqlParam::Text(serde_json::to_string(&fingerprints).unwrap_or_default()),
                 SqlParam::Text(matchers.to_string()),
@@ -502,31 +598,44 @@ async fn acknowledge(State(shared): State<Arc<Shared>>, Path(token): Path<String
                 SqlParam::Int(super::store::to_ms(until)),
             ],
         )])
-        .await;
-    if let Err(err) = record {
-        return storage_page(err);
-    }
-    tracing::info!(contact = %link.contact, notification = link.notification_id, silences = silences.len(), "Acknowledged an alert group.");
-    if let Err(err) = tell_others(&shared, &runtime, link.notification_id, &link.contact, &fingerprints, &title).await {
+        .await?;
+    tracing::info!(contact = %actor, notification = notification_id, silences = silences.len(), own_check, "Acknowledged an alert group.");
+    if let Err(err) = tell_others(shared, &runtime, notification_id, actor, &fingerprints, &title).await {
         tracing::warn!(error = %err, "Cannot queue the acknowledged-by note.");
     }
-    let partial = if failures.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "<p>Some Alertmanagers refused:</p><ul>{}</ul>",
-            failures.iter().map(|err| format!("<li>{}</li>", escape(err))).collect::<String>()
+    Ok(AckOutcome::Acknowledged { title, silences: silences.len(), until, failures, own_check })
+}
+
+/// The stored `version` of notifications from checkit's own checks.
+const OWN_CHECK_VERSION: &str = "check";
+
+/// Who acknowledged the open acknowledgement covering alert `fingerprint`, if any.
+pub(super) async fn acknowledged_by(shared: &Shared, fingerprint: &str) -> Result<Option<String>, StoreError> {
+    let rows = shared
+        .store
+        .select(
+            "SELECT contact FROM acknowledgements WHERE resolved_at IS NULL AND fingerprints LIKE $1 ORDER BY id LIMIT 1"
+                .into(),
+            vec![SqlParam::Text(format!("%\"{}\"%", fingerprint.replace(['%', '_', '"'], "")))],
         )
-    };
-    page(
-        StatusCode::OK,
-        &format!("Acknowledged {title}"),
-        &format!(
-            "<p>Silenced on {} Alertmanager(s) until {}, extended while it fires. You will hear when it resolves.</p>{partial}",
-            silences.len(),
-            escape(&until.to_rfc3339())
-        ),
-    )
+        .await?;
+    Ok(rows.first().and_then(|row| row.first()).and_then(SqlValue::text).map(str::to_string))
+}
+
+/// Closes the open acknowledgements covering alert `fingerprint` (its check resolved).
+pub(super) async fn close_for(shared: &Shared, fingerprint: &str) -> Result<(), StoreError> {
+    shared
+        .store
+        .execute(vec![(
+            "UPDATE acknowledgements SET resolved_at = $1 WHERE resolved_at IS NULL AND fingerprints LIKE $2"
+                .to_string(),
+            vec![
+                SqlParam::Int(super::store::to_ms(shared.clock.now())),
+                SqlParam::Text(format!("%\"{}\"%", fingerprint.replace(['%', '_', '"'], ""))),
+            ],
+        )])
+        .await
+        .map(|_| ())
 }
 
 /// Queues one "acknowledged by" note for every other contact who was told
@@ -563,6 +672,7 @@ async fn tell_others(
             subject: format!("Acknowledged by {acker}: {title}"),
             body: format!("{acker} acknowledged {title}; its notifications are paused until it resolves."),
             severity: "info".into(),
+            report: None,
         },
         now,
     );
@@ -659,7 +769,7 @@ pub(super) async fn run_poller(shared: Arc<Shared>, mut shutdown: watch::Receive
 
 async fn poll_once(shared: &Shared, acks: &Acks, client: &reqwest::Client) -> Result<(), String> {
     let open = active_acks(shared, None).await.map_err(|err| err.to_string())?;
-    if open.is_empty() {
+    if open.iter().all(|ack| ack.silences.is_empty()) {
         return Ok(());
     }
     // Resolution is decided only when every Alertmanager answered: one that
@@ -670,7 +780,9 @@ async fn poll_once(shared: &Shared, acks: &Acks, client: &reqwest::Client) -> Re
     }
     let now = shared.clock.now();
     let duration = chrono::Duration::from_std(acks.config.silence_duration.get()).unwrap_or_default();
-    for ack in open {
+    // Acknowledgements without silences are of checkit's own checks, which
+    // close them when they resolve.
+    for ack in open.into_iter().filter(|ack| !ack.silences.is_empty()) {
         let firing = ack.fingerprints.iter().any(|fingerprint| active.contains(fingerprint));
         if firing {
             if ack.silenced_until - now < duration / 2 {

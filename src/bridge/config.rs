@@ -2,7 +2,6 @@
 //!
 //! ```yaml
 //! bridge:
-//!   store: {sqlite: {path: /var/lib/checkit/bridge.db}}
 //!   auth: {bearer: {token_file: /etc/checkit/webhook.token}}
 //!   contacts:
 //!     alice: {email: alice@example.com, sms: "+4915112345678", quiet_hours: {...}}
@@ -42,8 +41,9 @@ pub struct Config {
     pub auth: Auth,
     /// Largest webhook body accepted (base-2 units); larger gets 413.
     pub max_body_size: ByteSize,
-    /// Where notifications, the outbox and history live.
-    pub store: StoreConfig,
+    /// Deprecated: where notifications, the outbox and history live when not
+    /// in the top-level `storage:`; unset uses `storage:`.
+    pub store: Option<StoreConfig>,
     /// How long an identical notification (HA peer, retry) is ignored.
     /// Keep it below the shortest `repeat_interval`; `0s` disables dedup.
     pub dedup_window: GoDuration,
@@ -76,6 +76,8 @@ pub struct Config {
     pub messages: super::messages::MessagesConfig,
     /// Acknowledge links and Alertmanager silences; unset = no links.
     pub acknowledgement: Option<super::ack::AckConfig>,
+    /// Regular reports to contacts and groups, by name.
+    pub reports: BTreeMap<String, super::report::ReportConfig>,
 }
 
 impl Default for Config {
@@ -84,7 +86,7 @@ impl Default for Config {
             listen_address: None,
             auth: Auth::default(),
             max_body_size: ByteSize(4 << 20),
-            store: StoreConfig { sqlite: Some(SqliteConfig { path: "checkit-bridge.db".into() }), postgres: None },
+            store: None,
             dedup_window: GoDuration(Duration::from_secs(600)),
             max_age: GoDuration(Duration::from_secs(24 * 3600)),
             workers: 4,
@@ -100,6 +102,7 @@ impl Default for Config {
             templates: TemplatesConfig::default(),
             messages: super::messages::MessagesConfig::default(),
             acknowledgement: None,
+            reports: BTreeMap::new(),
         }
     }
 }
@@ -135,92 +138,7 @@ pub struct BasicAuth {
     pub password_file: String,
 }
 
-/// Exactly one storage backend.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StoreConfig {
-    /// Embedded SQLite (WAL), for a single bridge process.
-    #[serde(default)]
-    pub sqlite: Option<SqliteConfig>,
-    /// PostgreSQL, for several bridge replicas sharing state.
-    #[serde(default)]
-    pub postgres: Option<PostgresConfig>,
-}
-
-/// SQLite database file.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SqliteConfig {
-    /// Database file; created when missing.
-    pub path: String,
-}
-
-impl SqliteConfig {
-    /// Checks that the database can be created or opened for writing (SQLite
-    /// also writes its journal beside it), and says what to do when not.
-    pub fn check_location(&self) -> Result<(), String> {
-        use nix::unistd::{AccessFlags, access};
-        let path = std::path::Path::new(&self.path);
-        if self.path == ":memory:" {
-            return Ok(());
-        }
-        let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-        // Name the directory absolutely: "." says nothing in a log.
-        let dir = &std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
-        if !dir.is_dir() {
-            return Err(format!(
-                "directory {dir:?} does not exist: create it (mkdir -p {}) for the user checkit runs as, \
-                 or choose a path in an existing directory",
-                dir.display()
-            ));
-        }
-        if access(dir, AccessFlags::W_OK).is_err() {
-            return Err(format!(
-                "directory {dir:?} is not writable by this user: give it to the user checkit runs as (chown), \
-                 or choose a path in a writable directory"
-            ));
-        }
-        if path.exists() && access(path, AccessFlags::W_OK).is_err() {
-            return Err(format!("{path:?} is not writable by this user: give it to the user checkit runs as (chown)"));
-        }
-        Ok(())
-    }
-}
-
-/// PostgreSQL connection; the URL is a secret read from a file or an env var.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PostgresConfig {
-    /// File holding a `postgres://…` URL or a `key=value` connection string.
-    pub url_file: Option<String>,
-    /// Environment variable holding the same.
-    pub url_env: Option<String>,
-    /// Connections per process.
-    pub max_connections: usize,
-    /// TLS to the server (`ca_file`, `cert_file`/`key_file`, `server_name`,
-    /// `insecure_skip_verify`); unset connects in plain text. Add
-    /// `sslmode=require` to the URL to refuse a server without TLS.
-    pub tls_config: Option<crate::probe::tls::TlsConfig>,
-}
-
-impl Default for PostgresConfig {
-    fn default() -> Self {
-        PostgresConfig { url_file: None, url_env: None, max_connections: 4, tls_config: None }
-    }
-}
-
-impl PostgresConfig {
-    /// Reads the connection string from its file or env var.
-    pub fn url(&self) -> Result<Secret, String> {
-        match (&self.url_file, &self.url_env) {
-            (Some(_), None) | (None, Some(_)) => {
-                crate::config::secret::read(self.url_file.as_deref(), self.url_env.as_deref())?
-                    .ok_or_else(|| "exactly one of url_file and url_env must be set".into())
-            }
-            _ => Err("exactly one of url_file and url_env must be set".into()),
-        }
-    }
-}
+pub use crate::storage::config::{PostgresConfig, SqliteConfig, StorageConfig as StoreConfig};
 
 /// Exponential backoff with jitter between attempts of one message.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -434,6 +352,9 @@ impl Config {
         if let Some(acknowledgement) = &self.acknowledgement {
             acknowledgement.validate(&format!("{path}.acknowledgement"), problems);
         }
+        for (name, report) in &self.reports {
+            report.validate(self, &format!("{path}.reports.{name}"), problems);
+        }
     }
 
     fn validate_auth(&self, path: &str, problems: &mut Problems) {
@@ -456,27 +377,8 @@ impl Config {
     }
 
     fn validate_store(&self, path: &str, problems: &mut Problems) {
-        match (&self.store.sqlite, &self.store.postgres) {
-            (Some(sqlite), None) => {
-                if sqlite.path.trim().is_empty() {
-                    problems.push(format!("{path}.store.sqlite.path"), "must not be empty");
-                } else if let Err(message) = sqlite.check_location() {
-                    problems.push(format!("{path}.store.sqlite.path"), message);
-                }
-            }
-            (None, Some(postgres)) => {
-                let postgres_path = format!("{path}.store.postgres");
-                if let Err(err) = postgres.url() {
-                    problems.push(&postgres_path, err);
-                }
-                if let Some(tls_config) = &postgres.tls_config {
-                    tls_config.validate(&format!("{postgres_path}.tls_config"), problems);
-                }
-                if postgres.max_connections == 0 || postgres.max_connections > 64 {
-                    problems.push(format!("{postgres_path}.max_connections"), "must be between 1 and 64");
-                }
-            }
-            _ => problems.push(format!("{path}.store"), "set exactly one of sqlite and postgres"),
+        if let Some(store) = &self.store {
+            store.validate(&format!("{path}.store"), problems);
         }
     }
 
@@ -550,7 +452,7 @@ mod tests {
         let config = load("{}").unwrap();
         assert_eq!(config.workers, 4);
         assert_eq!(config.dedup_window.get(), Duration::from_secs(600));
-        assert!(config.store.sqlite.is_some());
+        assert!(config.store.is_none(), "the bridge uses the top-level storage unless told otherwise");
         assert!(problems("{}").is_empty());
     }
 

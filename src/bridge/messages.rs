@@ -303,6 +303,7 @@ fn notification(sender: &str, message: &NewMessage, now: DateTime<Utc>) -> Notif
             subject: message.subject.clone(),
             body: message.body.clone(),
             severity: message.severity.clone(),
+            report: None,
         },
         now,
     )

@@ -17,6 +17,7 @@ pub const METRIC_NAMES: &[&str] = &[
     "checkit_bridge_notifications_accepted_total",
     "checkit_bridge_notifications_deduplicated_total",
     "checkit_bridge_deliveries_total",
+    "checkit_bridge_delivery_failures_total",
     "checkit_bridge_queue_depth",
     "checkit_bridge_queue_oldest_pending_age_seconds",
     "checkit_bridge_quiet_hours_held_total",
@@ -27,7 +28,7 @@ pub const METRIC_NAMES: &[&str] = &[
 
 /// Why a webhook was refused.
 pub const REJECT_REASONS: &[&str] =
-    &["unauthorized", "too_large", "malformed", "unsupported_version", "queue_full", "unavailable"];
+    &["unauthorized", "too_large", "malformed", "unsupported_version", "queue_full", "busy", "unavailable"];
 
 /// Delivery outcomes counted per channel.
 pub const DELIVERY_OUTCOMES: &[&str] = &["sent", "failed", "dead", "skipped"];
@@ -46,6 +47,15 @@ pub struct DeliveryLabels {
     pub channel: &'static str,
     /// Outcome name.
     pub outcome: &'static str,
+}
+
+/// `{channel="…", reason="…"}`
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    /// Channel kind.
+    pub channel: &'static str,
+    /// A `channels::Reason` name.
+    pub reason: &'static str,
 }
 
 /// `{channel="…"}`
@@ -77,6 +87,8 @@ pub struct Metrics {
     pub deduplicated: Counter,
     /// Delivery outcomes.
     pub deliveries: Family<DeliveryLabels, Counter>,
+    /// Failed delivery attempts by channel and reason.
+    pub delivery_failures: Family<FailureLabels, Counter>,
     /// Outbox rows by state.
     pub queue_depth: Family<StateLabels, Gauge>,
     /// Age of the oldest pending row.
@@ -104,6 +116,7 @@ impl Metrics {
             notifications_accepted: Counter::default(),
             deduplicated: Counter::default(),
             deliveries: Family::default(),
+            delivery_failures: Family::default(),
             queue_depth: Family::default(),
             oldest_pending_age: Gauge::default(),
             held: Family::default(),
@@ -126,6 +139,9 @@ impl Metrics {
             let _ = metrics.attempt_duration.get_or_create(&labels);
             for outcome in DELIVERY_OUTCOMES {
                 let _ = metrics.deliveries.get_or_create(&DeliveryLabels { channel, outcome });
+            }
+            for reason in super::channels::Reason::ALL {
+                let _ = metrics.delivery_failures.get_or_create(&FailureLabels { channel, reason: reason.as_str() });
             }
         }
         registry.register(
@@ -152,6 +168,11 @@ impl Metrics {
             "checkit_bridge_deliveries",
             "Delivery attempts and decisions by channel and outcome",
             metrics.deliveries.clone(),
+        );
+        registry.register(
+            "checkit_bridge_delivery_failures",
+            "Failed delivery attempts by channel and reason",
+            metrics.delivery_failures.clone(),
         );
         registry.register(
             "checkit_bridge_queue_depth",
@@ -192,6 +213,11 @@ impl Metrics {
     /// Counts a refused webhook.
     pub fn reject(&self, reason: &'static str) {
         self.webhooks_rejected.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    /// Counts a failed delivery attempt.
+    pub fn delivery_failure(&self, channel: &'static str, reason: super::channels::Reason) {
+        self.delivery_failures.get_or_create(&FailureLabels { channel, reason: reason.as_str() }).inc();
     }
 
     /// Counts a delivery outcome.

@@ -15,6 +15,8 @@
 //! - `messages`: the message API (`POST`/`GET /api/v1/messages`) for other systems;
 //!   `send`: the `checkit send` client of it.
 //! - `ack`: acknowledge links, Alertmanager silences and the resolution poller.
+//! - `report`: `bridge.reports`, report periods and content, and the
+//!   [`report::Desk`] the report scheduler commits through.
 //! - `clock`: every time decision reads a [`clock::Clock`], so tests move time by hand.
 
 pub mod ack;
@@ -35,6 +37,7 @@ pub mod plan;
 pub mod quiet;
 pub mod ratelimit;
 pub mod render;
+pub mod report;
 pub mod route;
 pub mod send;
 pub mod store;
@@ -42,6 +45,8 @@ pub mod submit;
 
 pub use config::Config;
 
+use crate::storage::Storage;
+use crate::storage::lease::Member;
 use channels::ChannelKind;
 use clock::{Clock, SystemClock};
 use futures::FutureExt;
@@ -53,7 +58,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use store::{PostgresStore, Retention, SqliteStore, Store, StoreError};
+use store::{Retention, Store, StoreError};
 use tokio::sync::{Notify, watch};
 use tokio_util::task::TaskTracker;
 
@@ -118,8 +123,11 @@ pub(crate) struct Shared {
     /// Outbox rows committed by intake since start, so that a statistics
     /// refresh racing with intake never lowers the depth below the truth.
     pub(crate) rows_accepted: AtomicU64,
-    /// This process's lease owner name.
-    pub(crate) owner: String,
+    /// This process's membership among the replicas; its name owns lane leases.
+    pub(crate) member: Member,
+    /// Bytes of webhook bodies being parsed and committed at once; see
+    /// [`intake::INTAKE_BUDGET`].
+    pub(crate) intake_budget: Arc<tokio::sync::Semaphore>,
     /// Serialises sends of contacts with a contact-wide rate limit.
     contact_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -154,7 +162,7 @@ pub struct Bridge {
 
 impl std::fmt::Debug for Bridge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Bridge").field("owner", &self.shared.owner).finish_non_exhaustive()
+        f.debug_struct("Bridge").field("owner", &self.shared.member.owner()).finish_non_exhaustive()
     }
 }
 
@@ -177,11 +185,24 @@ impl Bridge {
         registry: &mut Registry,
         clock: Arc<dyn Clock>,
     ) -> Result<Bridge, Error> {
+        let storage = Storage::open(&config.store.clone().unwrap_or_default()).await?;
+        Self::start_on(config, registry, clock, storage).await
+    }
+
+    /// Like [`Bridge::start_with_clock`], keeping its tables in `storage`
+    /// (shared with the other areas by the composition root).
+    pub async fn start_on(
+        config: Arc<Config>,
+        registry: &mut Registry,
+        clock: Arc<dyn Clock>,
+        storage: Storage,
+    ) -> Result<Bridge, Error> {
         let channel_names: Vec<&'static str> = ChannelKind::all().iter().map(|kind| kind.as_str()).collect();
         let metrics = Metrics::register(registry, &channel_names);
         let runtime = Runtime::build(Arc::clone(&config))?;
-        let store = open_store(&config).await?;
-        let owner = format!("{}-{}-{:08x}", hostname(), std::process::id(), rand::random::<u32>());
+        let described = storage.describe();
+        let member = Member::join(storage.clone(), "bridge").await?;
+        let store = Store::open(storage).await?;
         let shared = Arc::new(Shared {
             store,
             clock,
@@ -190,27 +211,30 @@ impl Bridge {
             wake: Notify::new(),
             queue_depth: AtomicU64::new(0),
             rows_accepted: AtomicU64::new(0),
-            owner,
+            member: member.clone(),
+            intake_budget: Arc::new(tokio::sync::Semaphore::new(intake::INTAKE_BUDGET)),
             contact_locks: Mutex::new(HashMap::new()),
         });
         refresh_stats(&shared).await;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
+        let working = Arc::new(AtomicU64::new(0));
         for _ in 0..config.workers.max(1) {
-            tasks.push(outbox::run_worker(Arc::clone(&shared), shutdown_rx.clone()).boxed());
+            working.fetch_add(1, Ordering::Relaxed);
+            let working = Arc::clone(&working);
+            let worker = outbox::run_worker(Arc::clone(&shared), shutdown_rx.clone());
+            tasks.push(
+                async move {
+                    worker.await;
+                    working.fetch_sub(1, Ordering::Relaxed);
+                }
+                .boxed(),
+            );
         }
         tasks.push(ack::run_poller(Arc::clone(&shared), shutdown_rx.clone()).boxed());
-        tasks.push(run_housekeeping(Arc::clone(&shared), shutdown_rx).boxed());
-        match &config.store.sqlite {
-            // The absolute path: a relative default lands in the working directory.
-            Some(sqlite) => tracing::info!(
-                workers = config.workers,
-                store = "sqlite",
-                path = %std::path::absolute(&sqlite.path).unwrap_or_else(|_| sqlite.path.clone().into()).display(),
-                "Bridge started."
-            ),
-            None => tracing::info!(workers = config.workers, store = "postgres", "Bridge started."),
-        }
+        tasks.push(run_housekeeping(Arc::clone(&shared), shutdown_rx.clone()).boxed());
+        tasks.push(keep_presence(member, working, config.delivery_timeout.get(), shutdown_rx).boxed());
+        tracing::info!(workers = config.workers, store = %described, "Bridge started.");
         Ok(Bridge { shared, shutdown, tasks: Mutex::new(tasks), running: TaskTracker::new() })
     }
 
@@ -233,6 +257,22 @@ impl Bridge {
     /// A handle on [`Bridge::submit`] for sources that live apart from the bridge.
     pub fn submitter(&self) -> submit::Submitter {
         submit::Submitter(Arc::clone(&self.shared))
+    }
+
+    /// The reports' handle on the pipeline (config, history, commit, preview).
+    pub fn report_desk(&self) -> report::Desk {
+        report::Desk(Arc::clone(&self.shared))
+    }
+
+    /// Acknowledges the alert group of notification `notification_id` for
+    /// `actor` (the operator UI's Acknowledge button), as a link would.
+    pub async fn acknowledge(&self, notification_id: i64, actor: &str) -> Result<ack::AckOutcome, ack::AckError> {
+        ack::acknowledge_group(&self.shared, notification_id, actor).await
+    }
+
+    /// Whether acknowledgement is configured.
+    pub fn acknowledges(&self) -> bool {
+        self.shared.runtime().acks.is_some()
     }
 
     /// The webhook surface: `POST /webhook`.
@@ -318,21 +358,39 @@ impl Bridge {
     }
 }
 
-async fn open_store(config: &Config) -> Result<Store, Error> {
-    match (&config.store.sqlite, &config.store.postgres) {
-        (Some(sqlite), None) => Ok(Store::Sqlite(SqliteStore::open(&sqlite.path).await?)),
-        (None, Some(postgres)) => {
-            let url = postgres.url().map_err(Error::Config)?;
-            let tls = postgres
-                .tls_config
-                .as_ref()
-                .map(|tls_config| crate::probe::tls::Client::new(tls_config, &[]).map(|client| client.config))
-                .transpose()
-                .map_err(|err| Error::Config(format!("bridge.store.postgres.tls_config: {err}")))?;
-            Ok(Store::Postgres(PostgresStore::open_with_tls(url.expose(), postgres.max_connections, tls).await?))
+/// Keeps this replica's presence (and so its lane leases) alive until
+/// shutdown and then until the workers finished their in-flight attempt
+/// (bounded by two delivery timeouts), so no other replica takes over a lane
+/// mid-delivery; then leaves, so the others take over at once.
+async fn keep_presence(
+    member: Member,
+    working: Arc<AtomicU64>,
+    delivery_timeout: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let beat = |member: &Member| {
+        let member = member.clone();
+        async move {
+            if let Err(err) = member.beat().await {
+                tracing::warn!(error = %err, "Cannot refresh this replica's presence.");
+            }
         }
-        _ => Err(Error::Config("bridge.store: set exactly one of sqlite and postgres".into())),
+    };
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(crate::storage::lease::HEARTBEAT) => beat(&member).await,
+            changed = shutdown.changed() => if changed.is_err() || *shutdown.borrow() { break },
+        }
     }
+    let deadline = tokio::time::Instant::now() + delivery_timeout.saturating_mul(2);
+    while working.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if member.certainly_alive() {
+            continue;
+        }
+        beat(&member).await;
+    }
+    member.leave().await;
 }
 
 /// Refreshes the queue gauges and the back-pressure count from the store.
@@ -383,10 +441,4 @@ async fn run_housekeeping(shared: Arc<Shared>, mut shutdown: watch::Receiver<boo
             }
         }
     }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_string())
-        .unwrap_or_else(|_| "checkit".into())
 }

@@ -78,7 +78,7 @@ pub struct Notification {
 }
 
 /// A message from the message API, as stored with its notification.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     /// The token's name.
     pub sender: String,
@@ -88,6 +88,9 @@ pub struct Message {
     pub body: String,
     /// As given (default `info`).
     pub severity: String,
+    /// Set when the message is a report (`bridge.reports`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<Box<super::report::Report>>,
 }
 
 /// One alert of a notification.

@@ -4,7 +4,7 @@
 //! Templates see the view's fields (`kind`, `status`, `receiver`,
 //! `group_labels`, `common_labels`, `common_annotations`, `external_url`,
 //! `alerts`, `firing`, `resolved`, `still_firing`, `suppressed_count`,
-//! `contact`, `message`, `acknowledge_url`), plus `channel`, `now` (RFC 3339) and, in body templates, the
+//! `counts` (exact sizes of the four lists, which summaries cut), `contact`, `message`, `acknowledge_url`), plus `channel`, `now` (RFC 3339) and, in body templates, the
 //! rendered `subject`. Alertmanager-style filters are registered: `toUpper`,
 //! `toLower`, `title`, `trimSpace`, `join`, `humanizeDuration` (seconds),
 //! `since` (timestamp → duration until `now`), `date(format, tz)` (strftime
@@ -99,6 +99,10 @@ impl AlertView {
 /// those that resolved meanwhile.
 /// For [`ViewKind::Overflow`], `suppressed_count` is the number of alerts
 /// held back and `still_firing` those of them still firing.
+///
+/// Summaries list at most a display limit of alerts per list; `counts` holds
+/// the exact size of each list before the cut, so texts say "9995 held back,
+/// 9995 still firing" and list the first few.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct View {
     /// What this view reports.
@@ -135,6 +139,9 @@ pub struct View {
     /// Alerts held back by a rate limit (overflow).
     #[serde(default)]
     pub suppressed_count: u64,
+    /// Exact sizes of `alerts`, `firing`, `resolved` and `still_firing`.
+    #[serde(default)]
+    pub counts: Counts,
     /// The contact's name.
     #[serde(default)]
     pub contact: String,
@@ -206,6 +213,7 @@ impl View {
             resolved: vec![resolved],
             still_firing: Vec::new(),
             suppressed_count: 0,
+            counts: Counts::default(),
             contact: "alice".to_string(),
             message: None,
             acknowledge_url: None,
@@ -221,6 +229,7 @@ impl View {
                     subject: "Nightly build failed".to_string(),
                     body: "Build 1234 of main failed in the test stage.\nhttps://ci.example/1234".to_string(),
                     severity: "warning".to_string(),
+                    report: None,
                 });
             }
             ViewKind::CatchUp => view.still_firing = vec![firing],
@@ -229,7 +238,35 @@ impl View {
                 view.suppressed_count = 12;
             }
         }
+        view.counts = Counts::of(&view);
         view.with_durations(now)
+    }
+}
+
+/// How many alerts each list of a [`View`] has before a summary cuts it to
+/// its display limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Size of `alerts`.
+    pub alerts: u64,
+    /// Size of `firing`.
+    pub firing: u64,
+    /// Size of `resolved`.
+    pub resolved: u64,
+    /// Size of `still_firing`.
+    pub still_firing: u64,
+}
+
+impl Counts {
+    /// The sizes of lists that were not cut.
+    pub fn of(view: &View) -> Counts {
+        let count = |list: &Vec<AlertView>| list.len() as u64;
+        Counts {
+            alerts: count(&view.alerts),
+            firing: count(&view.firing),
+            resolved: count(&view.resolved),
+            still_firing: count(&view.still_firing),
+        }
     }
 }
 
@@ -396,6 +433,9 @@ const DEFAULT_SHORT: &str = include_str!("render/short.txt");
 const DEFAULT_FULL_TEXT: &str = include_str!("render/full.txt");
 const DEFAULT_FULL_HTML: &str = include_str!("render/full.html");
 const DEFAULT_SMS: &str = include_str!("render/sms.txt");
+const DEFAULT_REPORT_TEXT: &str = include_str!("render/report.txt");
+const DEFAULT_REPORT_HTML: &str = include_str!("render/report.html");
+const DEFAULT_REPORT_SHORT: &str = include_str!("render/report_short.txt");
 
 impl Templates {
     /// Compiles the defaults and every override of `config`, and test-renders
@@ -415,6 +455,9 @@ impl Templates {
             ("checkit/full.txt", DEFAULT_FULL_TEXT),
             ("checkit/full.html", DEFAULT_FULL_HTML),
             ("checkit/sms.txt", DEFAULT_SMS),
+            ("checkit/report.txt", DEFAULT_REPORT_TEXT),
+            ("checkit/report.html", DEFAULT_REPORT_HTML),
+            ("checkit/report_short.txt", DEFAULT_REPORT_SHORT),
         ] {
             if let Err(err) = environment.add_template(name, source) {
                 problems.push(Problem::new(base, format!("built-in {name}: {err}")));
@@ -481,8 +524,12 @@ impl Templates {
         // broken channel does not hide the problems of another.
         for kind in compiled {
             {
-                for view_kind in [ViewKind::Notification, ViewKind::CatchUp, ViewKind::Overflow, ViewKind::Message] {
-                    let sample = View::sample(view_kind);
+                let report = View::of_report(&crate::bridge::report::Report::sample(), "alice");
+                let samples = [ViewKind::Notification, ViewKind::CatchUp, ViewKind::Overflow, ViewKind::Message]
+                    .map(View::sample)
+                    .into_iter()
+                    .chain([report]);
+                for sample in samples {
                     if let Err(err) = templates.render_at(kind, &sample, Utc::now()) {
                         let field = match &err {
                             Error::Render { template, .. } => template_field(template).unwrap_or("body"),
@@ -748,22 +795,13 @@ fn tidy(text: &str) -> String {
 
 /// The marker that ends a cut text.
 pub const ELLIPSIS: &str = "…";
-/// Telegram's limit per message (UTF-16 code units).
-pub const TELEGRAM_MAX_UTF16: usize = 4096;
-/// Slack truncates `text` beyond 40,000 characters; stay below.
-pub const SLACK_MAX_CHARS: usize = 39_000;
-/// ntfy turns longer messages into attachments.
-pub const NTFY_MAX_BYTES: usize = 4096;
+pub use crate::bridge::channels::ntfy::MAX_BYTES as NTFY_MAX_BYTES;
+pub use crate::bridge::channels::slack::MAX_CHARS as SLACK_MAX_CHARS;
+pub use crate::bridge::channels::telegram::MAX_UTF16 as TELEGRAM_MAX_UTF16;
 
-/// Cuts a body to the limit of `kind` (email, webhook and log: none).
+/// Cuts a body to the limit of `kind` (its channel's file says how).
 pub fn truncate_for(kind: ChannelKind, text: &str) -> String {
-    match kind {
-        ChannelKind::Email | ChannelKind::Webhook | ChannelKind::Log => text.to_string(),
-        ChannelKind::Sms => truncate_sms(text, crate::bridge::channels::sms::MAX_SEGMENTS_LIMIT),
-        ChannelKind::Telegram => truncate_by(text, TELEGRAM_MAX_UTF16, ELLIPSIS, char::len_utf16),
-        ChannelKind::Slack => truncate_chars(text, SLACK_MAX_CHARS, ELLIPSIS),
-        ChannelKind::Ntfy => truncate_bytes(text, NTFY_MAX_BYTES, ELLIPSIS),
-    }
+    crate::bridge::channels::truncate(kind, text)
 }
 
 /// Keeps at most `max_chars` characters, marker included.
@@ -779,7 +817,7 @@ pub fn truncate_bytes(text: &str, max_bytes: usize, marker: &str) -> String {
 
 /// Keeps the longest prefix whose cost plus the marker's fits in `budget`,
 /// then appends the marker. Text within budget is returned unchanged.
-fn truncate_by(text: &str, budget: usize, marker: &str, cost: impl Fn(char) -> usize) -> String {
+pub(crate) fn truncate_by(text: &str, budget: usize, marker: &str, cost: impl Fn(char) -> usize) -> String {
     let total: usize = text.chars().map(&cost).sum();
     if total <= budget {
         return text.to_string();

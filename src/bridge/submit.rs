@@ -65,6 +65,17 @@ impl Submitter {
     pub async fn submit(&self, batch: Batch) -> Result<Submitted, SubmitError> {
         submit(&self.0, batch).await
     }
+
+    /// Who acknowledged alert `fingerprint`, while the acknowledgement is
+    /// open (checks stop their reminders then).
+    pub async fn acknowledged_by(&self, fingerprint: &str) -> Result<Option<String>, StoreError> {
+        super::ack::acknowledged_by(&self.0, fingerprint).await
+    }
+
+    /// Closes the acknowledgements of alert `fingerprint`: its check resolved.
+    pub async fn close_acknowledgements(&self, fingerprint: &str) -> Result<(), StoreError> {
+        super::ack::close_for(&self.0, fingerprint).await
+    }
 }
 
 pub(super) async fn submit(shared: &Shared, batch: Batch) -> Result<Submitted, SubmitError> {

@@ -7,11 +7,9 @@
 //! like configured one-off windows (see `run_once`).
 
 use super::state::Incident;
-use super::store::{CheckStore, from_ms, read_incident, to_ms};
-use crate::bridge::store::StoreError;
-use crate::bridge::store::sqlite::{read, write};
+use super::store::{CheckStore, INCIDENT_COLUMNS, read_incident};
+use crate::storage::{SqlValue, StoreError, from_ms, to_ms};
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -141,141 +139,156 @@ pub fn clean_title(title: &str) -> Result<String, AnnotationError> {
     Ok(title.to_string())
 }
 
+/// A planned window from a `planned_maintenance` row.
+fn read_planned(row: &[SqlValue]) -> Planned {
+    let get = |index: usize| row.get(index).cloned().unwrap_or(SqlValue::Null);
+    Planned {
+        id: get(0).int(),
+        title: get(1).string(),
+        start: from_ms(get(2).int()),
+        end: from_ms(get(3).int()),
+        checks: serde_json::from_str(&get(4).string()).unwrap_or_default(),
+        created_by: get(5).text().map(str::to_string),
+    }
+}
+
 impl CheckStore {
     /// Incident `id` with its check's store id.
     pub async fn incident_by_id(&self, id: i64) -> Result<Option<(i64, Incident)>, StoreError> {
-        read(&self.path, &self.readers, move |connection| {
-            let mut statement = connection.prepare_cached(
-                "SELECT id, started_at, ended_at, phase, reason, notified_at, check_id FROM incidents WHERE id = ?1",
-            )?;
-            Ok(statement.query_row(params![id], |row| Ok((row.get(6)?, read_incident(row)?))).optional()?)
-        })
-        .await
+        let rows = self
+            .storage()
+            .select(format!("SELECT {INCIDENT_COLUMNS}, check_id FROM incidents WHERE id = $1"), vec![id.into()])
+            .await?;
+        Ok(rows.first().map(|row| (row.get(6).map(SqlValue::int).unwrap_or(0), read_incident(row))))
     }
 
     /// The notes of incidents `ids` (incidents without a note are left out).
     pub async fn notes(&self, ids: Vec<i64>) -> Result<HashMap<i64, Note>, StoreError> {
-        if ids.is_empty() {
-            return Ok(HashMap::new());
-        }
-        read(&self.path, &self.readers, move |connection| {
-            let mut notes: HashMap<i64, Note> = HashMap::new();
-            let mut title = connection.prepare_cached("SELECT title FROM incident_notes WHERE incident_id = ?1")?;
-            let mut updates = connection.prepare_cached(
-                "SELECT at, status, body, author FROM incident_updates WHERE incident_id = ?1 ORDER BY at, id",
-            )?;
-            for id in ids {
-                let found: Option<String> = title.query_row(params![id], |row| row.get(0)).optional()?;
-                let list = updates
-                    .query_map(params![id], |row| {
-                        let status: String = row.get(1)?;
-                        Ok(Update {
-                            at: from_ms(row.get(0)?),
-                            status: UpdateStatus::parse(&status).unwrap_or(UpdateStatus::Investigating),
-                            body: row.get(2)?,
-                            author: row.get(3)?,
-                        })
-                    })?
-                    .collect::<Result<Vec<_>, _>>()?;
-                if found.is_some() || !list.is_empty() {
-                    notes.insert(id, Note { title: found, updates: list });
-                }
+        let mut notes: HashMap<i64, Note> = HashMap::new();
+        for id in ids {
+            let title = self
+                .storage()
+                .select("SELECT title FROM incident_notes WHERE incident_id = $1", vec![id.into()])
+                .await?
+                .first()
+                .and_then(|row| row.first())
+                .and_then(|value| value.text().map(str::to_string));
+            let updates: Vec<Update> = self
+                .storage()
+                .select(
+                    "SELECT at, status, body, author FROM incident_updates WHERE incident_id = $1 ORDER BY at, id",
+                    vec![id.into()],
+                )
+                .await?
+                .iter()
+                .map(|row| {
+                    let get = |index: usize| row.get(index).cloned().unwrap_or(SqlValue::Null);
+                    Update {
+                        at: from_ms(get(0).int()),
+                        status: UpdateStatus::parse(&get(1).string()).unwrap_or(UpdateStatus::Investigating),
+                        body: get(2).string(),
+                        author: get(3).text().map(str::to_string),
+                    }
+                })
+                .collect();
+            if title.is_some() || !updates.is_empty() {
+                notes.insert(id, Note { title, updates });
             }
-            Ok(notes)
-        })
-        .await
+        }
+        Ok(notes)
     }
 
     /// Sets (or, with `None`, clears) incident `id`'s title and, when given,
-    /// appends an update, in one transaction.
+    /// appends an update, in one transaction. Incidents are never deleted
+    /// while notes are written (expiry only drops results), so checking the
+    /// incident first is enough.
     pub async fn annotate(
         &self,
         id: i64,
         title: Option<String>,
         update: Option<Update>,
     ) -> Result<(), AnnotationError> {
-        let found = write(&self.writer, move |connection| {
-            let exists: Option<i64> = connection
-                .query_row("SELECT id FROM incidents WHERE id = ?1", params![id], |row| row.get(0))
-                .optional()?;
-            if exists.is_none() {
-                return Ok(false);
-            }
-            match title {
-                Some(title) => connection.execute(
-                    "INSERT INTO incident_notes (incident_id, title) VALUES (?1, ?2) \
-                     ON CONFLICT (incident_id) DO UPDATE SET title = excluded.title",
-                    params![id, title],
-                )?,
-                None => connection.execute("DELETE FROM incident_notes WHERE incident_id = ?1", params![id])?,
-            };
-            if let Some(update) = update {
-                connection.execute(
-                    "INSERT INTO incident_updates (incident_id, at, status, body, author) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![id, to_ms(update.at), update.status.as_str(), update.body, update.author],
-                )?;
-            }
-            Ok(true)
-        })
-        .await?;
-        if found { Ok(()) } else { Err(AnnotationError::NotFound("incident")) }
+        let exists = self.storage().select("SELECT id FROM incidents WHERE id = $1", vec![id.into()]).await?;
+        if exists.is_empty() {
+            return Err(AnnotationError::NotFound("incident"));
+        }
+        let mut statements = vec![match title {
+            Some(title) => (
+                "INSERT INTO incident_notes (incident_id, title) VALUES ($1, $2) \
+                 ON CONFLICT (incident_id) DO UPDATE SET title = excluded.title"
+                    .into(),
+                vec![id.into(), title.into()],
+            ),
+            None => ("DELETE FROM incident_notes WHERE incident_id = $1".into(), vec![id.into()]),
+        }];
+        if let Some(update) = update {
+            statements.push((
+                "INSERT INTO incident_updates (incident_id, at, status, body, author) VALUES ($1, $2, $3, $4, $5)"
+                    .into(),
+                vec![
+                    id.into(),
+                    to_ms(update.at).into(),
+                    update.status.as_str().into(),
+                    update.body.into(),
+                    update.author.into(),
+                ],
+            ));
+        }
+        self.storage().transaction(statements).await?;
+        Ok(())
     }
 
     /// Planned windows that end after `after`, by start.
     pub async fn planned(&self, after: DateTime<Utc>) -> Result<Vec<Planned>, StoreError> {
-        read(&self.path, &self.readers, move |connection| {
-            let mut statement = connection.prepare_cached(
-                "SELECT id, title, start, end, checks, created_by FROM planned_maintenance WHERE end > ?1 ORDER BY start, id",
-            )?;
-            let rows = statement
-                .query_map(params![to_ms(after)], |row| {
-                    let checks: String = row.get(4)?;
-                    Ok(Planned {
-                        id: row.get(0)?,
-                        title: row.get(1)?,
-                        start: from_ms(row.get(2)?),
-                        end: from_ms(row.get(3)?),
-                        checks: serde_json::from_str(&checks).unwrap_or_default(),
-                        created_by: row.get(5)?,
-                    })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
-        })
-        .await
+        let rows = self
+            .storage()
+            .select(
+                "SELECT id, title, starts_at, ends_at, checks, created_by FROM planned_maintenance \
+                 WHERE ends_at > $1 ORDER BY starts_at, id",
+                vec![to_ms(after).into()],
+            )
+            .await?;
+        Ok(rows.iter().map(|row| read_planned(row)).collect())
     }
 
     /// Stores a planned window; returns its id.
     pub async fn add_planned(&self, planned: Planned, now: DateTime<Utc>) -> Result<i64, StoreError> {
-        write(&self.writer, move |connection| {
-            connection.execute(
-                "INSERT INTO planned_maintenance (title, start, end, checks, created_by, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    planned.title,
-                    to_ms(planned.start),
-                    to_ms(planned.end),
-                    serde_json::to_string(&planned.checks).unwrap_or_else(|_| "[]".into()),
-                    planned.created_by,
-                    to_ms(now)
+        let done = self
+            .storage()
+            .transaction(vec![(
+                "INSERT INTO planned_maintenance (title, starts_at, ends_at, checks, created_by, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id"
+                    .into(),
+                vec![
+                    planned.title.into(),
+                    to_ms(planned.start).into(),
+                    to_ms(planned.end).into(),
+                    serde_json::to_string(&planned.checks).unwrap_or_else(|_| "[]".into()).into(),
+                    planned.created_by.into(),
+                    to_ms(now).into(),
                 ],
-            )?;
-            Ok(connection.last_insert_rowid())
-        })
-        .await
+            )])
+            .await?;
+        done.first()
+            .and_then(|done| done.rows.first())
+            .and_then(|row| row.first())
+            .and_then(SqlValue::opt_int)
+            .ok_or_else(|| StoreError::Unavailable("the new window's id was not returned".into()))
     }
 
     /// Ends planned window `id` at `at` (a window not started yet is
     /// cancelled: it ends where it starts). False when there is none open.
     pub async fn end_planned(&self, id: i64, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        write(&self.writer, move |connection| {
-            let changed = connection.execute(
-                "UPDATE planned_maintenance SET end = MAX(start, ?2) WHERE id = ?1 AND end > ?2",
-                params![id, to_ms(at)],
-            )?;
-            Ok(changed > 0)
-        })
-        .await
+        let done = self
+            .storage()
+            .transaction(vec![(
+                "UPDATE planned_maintenance SET ends_at = CASE WHEN starts_at > $2 THEN starts_at ELSE $2 END \
+                 WHERE id = $1 AND ends_at > $2"
+                    .into(),
+                vec![id.into(), to_ms(at).into()],
+            )])
+            .await?;
+        Ok(done.first().is_some_and(|done| done.changed > 0))
     }
 }
 

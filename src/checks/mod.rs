@@ -6,7 +6,7 @@
 //! - `state`: up/down by thresholds, incidents.
 //! - `maintenance`: one-off and recurring windows.
 //! - `annotations`: incident notes and maintenance planned from the UI.
-//! - `store`: raw results, roll-ups, incidents and pauses (SQLite).
+//! - `store`: raw results, roll-ups, incidents and pauses (the storage layer's `checks` area).
 //! - `rollup`: buckets, p95 estimate, uptime windows.
 //! - `notify`: transitions as notifications into the bridge.
 //! - `metrics`: `/metrics` families, `/metrics/checks`, `/api/v1/sd`.
@@ -17,6 +17,7 @@
 //! **Architecture invariant:** probes run only through `probe::run`, with the
 //! deadline `/probe` would use for a scrape every `interval`.
 
+pub mod agents;
 pub mod annotations;
 pub mod api;
 pub mod config;
@@ -29,9 +30,10 @@ pub mod state;
 pub mod store;
 
 use crate::bridge::clock::Clock;
-use crate::bridge::store::StoreError;
 use crate::bridge::submit::Submitter;
 use crate::config::Config;
+use crate::storage::lease::Member;
+use crate::storage::{Storage, StoreError};
 use chrono::{DateTime, Utc};
 use config::Check;
 use rollup::{Period, WINDOWS};
@@ -78,6 +80,10 @@ struct SlotState {
     last: Option<Last>,
     uptime: [Option<f64>; WINDOWS.len()],
     reminders: u32,
+    /// Per agent location, for checks with `locations`.
+    locations: BTreeMap<String, agents::LocationState>,
+    /// A quorum transition of the batch being applied, announced at its end.
+    pending: Option<Change>,
 }
 
 /// One scheduled check: its config (swapped by reloads) and its state.
@@ -105,6 +111,8 @@ pub struct View {
     pub incident: Option<Incident>,
     /// Since when the health is what it is.
     pub since: Option<DateTime<Utc>>,
+    /// Each agent location's view (checks with `locations`; a silent one is absent).
+    pub locations: BTreeMap<String, agents::LocationState>,
 }
 
 impl Slot {
@@ -140,6 +148,7 @@ impl Slot {
             uptime: state.uptime,
             incident: state.machine.incident.clone(),
             since: state.machine.since,
+            locations: state.locations.clone(),
             check,
         }
     }
@@ -154,6 +163,10 @@ struct Running {
 /// State shared by the check tasks and the HTTP handlers.
 pub(crate) struct Shared {
     pub(crate) store: CheckStore,
+    /// This process among the replicas sharing the store.
+    member: Member,
+    /// The live replicas running checks (sorted), on a shared store.
+    replicas: RwLock<Arc<Vec<String>>>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) probes: Arc<Semaphore>,
     pub(crate) metrics: metrics::Metrics,
@@ -163,6 +176,8 @@ pub(crate) struct Shared {
     planned: RwLock<Arc<Vec<annotations::Planned>>>,
     pipeline: Option<Submitter>,
     timeout_offset: f64,
+    agents: agents::Agents,
+    probe_env: Arc<crate::probe::Env>,
 }
 
 impl Shared {
@@ -191,6 +206,68 @@ impl Shared {
     pub(crate) fn slot(&self, name: &str) -> Option<Arc<Slot>> {
         let running = self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         running.get(name).map(|running| Arc::clone(&running.slot))
+    }
+
+    /// Whether this replica runs check `name`: always on SQLite; on
+    /// PostgreSQL the live replica ranked first for the name (rendezvous
+    /// hashing), so replicas split the checks without talking to each other
+    /// and a dead replica's checks spread over the others.
+    pub(crate) fn runs_here(&self, name: &str) -> bool {
+        if !self.store.storage().is_shared() {
+            return true;
+        }
+        let me = self.member.owner();
+        let replicas = Arc::clone(&self.replicas.read().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        let rank = |owner: &str| {
+            use sha2::Digest;
+            let digest = sha2::Sha256::new().chain_update(name).chain_update([0]).chain_update(owner).finalize();
+            let mut first = [0u8; 8];
+            first.copy_from_slice(&digest[..8]);
+            (u64::from_be_bytes(first), owner.to_string())
+        };
+        let mine = rank(&me);
+        replicas.iter().filter(|owner| **owner != me).all(|owner| rank(owner) < mine)
+    }
+
+    /// Refreshes this replica's presence, who else runs checks, and pauses
+    /// set through other replicas.
+    async fn refresh_replicas(&self) {
+        if !self.store.storage().is_shared() {
+            return;
+        }
+        if let Err(err) = self.member.beat().await {
+            tracing::warn!(error = %err, "Cannot refresh this replica's presence.");
+        }
+        match self.member.live().await {
+            Ok(live) => *self.replicas.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(live),
+            Err(err) => tracing::warn!(error = %err, "Cannot read which replicas run checks."),
+        }
+        match self.store.pauses().await {
+            Ok(pauses) => {
+                for slot in self.slots() {
+                    if let Some(paused) = pauses.get(&slot.id) {
+                        slot.lock().paused_override = Some(*paused);
+                    }
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "Cannot read check pauses."),
+        }
+    }
+
+    /// Reads what the store holds of `slot`'s check: another replica ran it
+    /// until now.
+    pub(crate) async fn take_over(&self, slot: &Slot) {
+        let name = slot.check().name.clone();
+        match self.store.saved_one(&name).await {
+            Ok(Some(saved)) => {
+                let mut state = slot.lock();
+                state.machine = Machine::restore(saved.health, saved.since, saved.incident);
+                state.paused_override = saved.paused;
+                state.reminders = 0;
+            }
+            Ok(None) => {}
+            Err(err) => tracing::warn!(check = %name, error = %err, "Cannot read the state of a check taken over."),
+        }
     }
 
     /// Pauses or resumes `slots` and stores it so restarts and reloads keep it.
@@ -238,22 +315,27 @@ const EXPIRY_INTERVAL: Duration = Duration::from_secs(3600);
 
 impl Checks {
     /// Opens the store and starts every check of `config`. `pipeline` is
-    /// where notifications go (none: nobody is told).
+    /// where notifications go (none: nobody is told); probes run with `probe_env`.
     pub async fn start(
         config: Arc<Config>,
         registry: &mut prometheus_client::registry::Registry,
         clock: Arc<dyn Clock>,
         pipeline: Option<Submitter>,
         timeout_offset: f64,
+        storage: Storage,
+        probe_env: Arc<crate::probe::Env>,
     ) -> Result<Checks, Error> {
         let settings = &config.checks;
         let checks = settings.checks(&config.modules).map_err(Error::Config)?;
-        let store = CheckStore::open(&settings.options.store.sqlite.path).await?;
+        let member = Member::join(storage.clone(), "checks").await?;
+        let store = CheckStore::new(storage).await?;
         if pipeline.is_none() && checks.iter().any(|check| check.notify) {
             tracing::warn!("Checks notify through the bridge, which is not configured; nobody will be told.");
         }
         let shared = Arc::new(Shared {
             store,
+            member,
+            replicas: RwLock::new(Arc::new(Vec::new())),
             clock,
             probes: Arc::new(Semaphore::new(settings.options.max_concurrent)),
             metrics: metrics::Metrics::register(registry),
@@ -262,9 +344,13 @@ impl Checks {
             planned: RwLock::new(Arc::new(Vec::new())),
             pipeline,
             timeout_offset,
+            agents: agents::Agents::default(),
+            probe_env,
         });
         registry.register_collector(Box::new(metrics::Collector(Arc::clone(&shared))));
         shared.reload_planned().await?;
+        // Know the other replicas before the first slot, so no check starts twice.
+        shared.refresh_replicas().await;
         apply(&shared, checks).await?;
         if let Err(err) = shared.refresh_uptime().await {
             tracing::warn!(error = %err, "Cannot compute check uptime.");
@@ -272,9 +358,11 @@ impl Checks {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let tasks = vec![
             tokio::spawn(run_housekeeping(Arc::clone(&shared), shutdown_rx.clone())),
-            tokio::spawn(watch_files(Arc::clone(&shared), shutdown_rx)),
+            tokio::spawn(run_replicas(Arc::clone(&shared), shutdown_rx.clone())),
+            tokio::spawn(watch_files(Arc::clone(&shared), shutdown_rx.clone())),
+            tokio::spawn(agents::watch_agents(Arc::clone(&shared), shutdown_rx)),
         ];
-        tracing::info!(checks = shared.slots().len(), store = %shared.store.path().display(), "Checks started.");
+        tracing::info!(checks = shared.slots().len(), store = %shared.store.storage().describe(), "Checks started.");
         Ok(Checks { shared, shutdown, tasks: Mutex::new(tasks) })
     }
 
@@ -291,9 +379,20 @@ impl Checks {
         api::router(Arc::clone(&self.shared))
     }
 
+    /// The routes agents call (`/api/v1/agent/…`), authenticated by agent
+    /// tokens rather than the operator login.
+    pub fn agent_router(&self) -> axum::Router {
+        agents::router(Arc::clone(&self.shared))
+    }
+
     /// Recomputes uptime windows now (they refresh every minute anyway).
     pub async fn refresh_uptime(&self) -> Result<(), StoreError> {
         self.shared.refresh_uptime().await
+    }
+
+    /// Every check's store id and a snapshot of it, by name (for reports and the web UI).
+    pub fn views(&self) -> Vec<(i64, View)> {
+        self.shared.slots().iter().map(|slot| (slot.id, slot.view())).collect()
     }
 
     /// The store, for diagnostics and tests.
@@ -318,11 +417,6 @@ impl Checks {
 
 /// Read and pause access for the web UI.
 impl Checks {
-    /// Every check with its store id, by name.
-    pub fn views(&self) -> Vec<(i64, View)> {
-        self.shared.slots().iter().map(|slot| (slot.id, slot.view())).collect()
-    }
-
     /// Check `name` with its store id.
     pub fn view_of(&self, name: &str) -> Option<(i64, View)> {
         self.shared.slot(name).map(|slot| (slot.id, slot.view()))
@@ -479,6 +573,8 @@ async fn apply(shared: &Arc<Shared>, checks: Vec<Check>) -> Result<(), Error> {
                 last: None,
                 uptime: [None; WINDOWS.len()],
                 reminders: 0,
+                locations: BTreeMap::new(),
+                pending: None,
             }),
             check: RwLock::new(Arc::new(check.clone())),
         });
@@ -490,7 +586,7 @@ async fn apply(shared: &Arc<Shared>, checks: Vec<Check>) -> Result<(), Error> {
 }
 
 /// Labels maintenance selectors see: the check's labels plus its name, module and target.
-fn selector_labels(check: &Check) -> BTreeMap<String, String> {
+pub(crate) fn selector_labels(check: &Check) -> BTreeMap<String, String> {
     let mut labels = check.labels.clone();
     labels.insert("check".into(), check.name.clone());
     labels.insert("module".into(), check.module.clone());
@@ -507,12 +603,12 @@ pub(crate) async fn run_once(shared: &Shared, slot: &Slot, check: &Check, starte
         Some(check.interval.as_secs_f64()),
         shared.timeout_offset,
     );
-    let outcome = crate::probe::run(module, &check.target, None, timeout, &config.policy).await;
-    let maintenance = maintenance::in_maintenance(
-        check.maintenance.iter().chain(&config.checks.options.maintenance),
-        &selector_labels(check),
-        started,
-    ) || shared.planned().iter().any(|planned| planned.covers(&check.name, started));
+    let outcome = crate::probe::run(module, &check.target, None, timeout, &config.policy, &shared.probe_env).await;
+    // The selector labels are built only when some window could select the check.
+    let maintenance = {
+        let windows = check.maintenance.iter().chain(&config.checks.options.maintenance);
+        windows.clone().next().is_some() && maintenance::in_maintenance(windows, &selector_labels(check), started)
+    } || shared.planned().iter().any(|planned| planned.covers(&check.name, started));
     let failure = outcome.error.as_ref().map(|err| (err.phase.as_str().to_string(), err.reason.as_str().to_string()));
     let run = Run { at: started, success: outcome.success(), failure: failure.clone(), maintenance };
     let thresholds =
@@ -540,18 +636,8 @@ pub(crate) async fn run_once(shared: &Shared, slot: &Slot, check: &Check, starte
         failure: failure.clone(),
         maintenance,
     };
-    match shared.store.record(result, new_change).await {
-        Ok(Some(id)) => {
-            if let Some(incident) = slot.lock().machine.incident.as_mut() {
-                incident.id = Some(id);
-            }
-        }
-        Ok(None) => {}
-        Err(err) => {
-            shared.metrics.store_errors.inc();
-            tracing::warn!(check = %check.name, error = %err, "Cannot store a check result.");
-        }
-    }
+    let stored = shared.store.record(result, new_change).await;
+    remember_incident(shared, slot, &check.name, stored);
     {
         let mut state = slot.lock();
         state.last = Some(Last {
@@ -580,8 +666,25 @@ pub(crate) async fn run_once(shared: &Shared, slot: &Slot, check: &Check, starte
     announce(shared, slot, check, change, maintenance).await;
 }
 
+/// Gives the open incident the id the store gave it (when a change opened
+/// one), or counts and logs the store's failure.
+fn remember_incident(shared: &Shared, slot: &Slot, check: &str, stored: Result<Option<i64>, StoreError>) {
+    match stored {
+        Ok(Some(id)) => {
+            if let Some(incident) = slot.lock().machine.incident.as_mut() {
+                incident.id = Some(id);
+            }
+        }
+        Ok(None) => {}
+        Err(err) => {
+            shared.metrics.store_errors.inc();
+            tracing::warn!(check, error = %err, "Cannot store a check result or state change.");
+        }
+    }
+}
+
 /// Tells people: a new outage (or one not yet told), a reminder, a recovery.
-async fn announce(shared: &Shared, slot: &Slot, check: &Check, change: Option<Change>, maintenance: bool) {
+pub(crate) async fn announce(shared: &Shared, slot: &Slot, check: &Check, change: Option<Change>, maintenance: bool) {
     let Some(pipeline) = &shared.pipeline else { return };
     if !check.notify || maintenance {
         return;
@@ -609,6 +712,18 @@ async fn announce(shared: &Shared, slot: &Slot, check: &Check, change: Option<Ch
         }
     };
     let notification = notify::notification(check, &incident, kind, now);
+    let fingerprint = notification.alerts.first().map(|alert| alert.fingerprint.clone()).unwrap_or_default();
+    // An acknowledged outage gets no reminders (the resolution still goes out).
+    if let notify::Kind::Reminder(_) = kind {
+        match pipeline.acknowledged_by(&fingerprint).await {
+            Ok(Some(by)) => {
+                tracing::debug!(check = %check.name, acknowledged_by = %by, "Skipping a reminder: acknowledged.");
+                return;
+            }
+            Ok(None) => {}
+            Err(err) => tracing::warn!(check = %check.name, error = %err, "Cannot read acknowledgements; reminding."),
+        }
+    }
     if let Err(err) = notify::submit(pipeline, notification).await {
         shared.metrics.notifications.get_or_create(&metrics::ResultLabels { result: "failed" }).inc();
         tracing::warn!(check = %check.name, error = %err, "Cannot hand a check notification to the bridge; retrying at the next run.");
@@ -616,6 +731,9 @@ async fn announce(shared: &Shared, slot: &Slot, check: &Check, change: Option<Ch
     }
     shared.metrics.notifications.get_or_create(&metrics::ResultLabels { result: "submitted" }).inc();
     if kind == notify::Kind::Resolved {
+        if let Err(err) = pipeline.close_acknowledgements(&fingerprint).await {
+            tracing::warn!(check = %check.name, error = %err, "Cannot close the outage's acknowledgements.");
+        }
         return;
     }
     let id = {
@@ -650,6 +768,21 @@ async fn run_housekeeping(shared: Arc<Shared>, mut shutdown: watch::Receiver<boo
             changed = shutdown.changed() => if changed.is_err() || *shutdown.borrow() { return },
         }
     }
+}
+
+/// Keeps this replica's presence and its view of the others current (a
+/// shared store only), and leaves at shutdown so the others take over at once.
+async fn run_replicas(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    if !shared.store.storage().is_shared() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(crate::storage::lease::HEARTBEAT) => shared.refresh_replicas().await,
+            changed = shutdown.changed() => if changed.is_err() || *shutdown.borrow() { break },
+        }
+    }
+    shared.member.leave().await;
 }
 
 async fn expire(shared: &Shared) {

@@ -1,34 +1,32 @@
-//! The result store of scheduled checks: an SQLite file of its own
-//! (`check_options.store.sqlite.path`), written by one thread with group
-//! commit and read from pooled read-only connections — the bridge store's
-//! writer and migration runner, shared.
+//! The result store of scheduled checks, on the storage layer (the `checks`
+//! area): in the one SQLite file by default, in PostgreSQL for replicas. The
+//! SQL is written once (`$n` placeholders) and runs on both.
 //!
 //! **Row layout.** At 10,000 checks every 15 s, 48 hours of raw results are
-//! ~115 million rows, so `results` is a `WITHOUT ROWID` table clustered on
-//! `(check_id, at)`: one B-tree, no secondary index, the integer check id
-//! instead of the name, times in milliseconds, the duration in microseconds,
-//! success and maintenance packed in `flags`, and phase/reason only on
-//! failures (NULL costs one header byte). Reading a check's history is a
-//! range scan; expiry deletes per check by key range. Roll-ups are
-//! `WITHOUT ROWID` on `(check_id, period, start)` and updated in the same
-//! transaction as the raw row (an upsert adding counts and one histogram
-//! column), so they are exact and survive crashes. Failed results are also
-//! copied to `failures`, kept as long as incidents.
+//! ~115 million rows, so `results` is keyed by `(check_id, at)` and holds
+//! nothing else to index: the integer check id instead of the name, times in
+//! milliseconds, the duration in microseconds, success and maintenance packed
+//! in `flags`, and phase/reason only on failures (NULL costs a bit of the row
+//! header). On SQLite the table is `WITHOUT ROWID` (one B-tree clustered on
+//! the key); on PostgreSQL a heap with its primary-key index, so a check's
+//! history is an index range scan and expiry deletes per check by key range
+//! (small transactions that autovacuum keeps up with). Roll-ups are keyed by
+//! `(check_id, period, start)` and updated in the same transaction as the raw
+//! row (an upsert adding counts and one histogram column), so they are exact
+//! and survive crashes. Failed results are also copied to `failures`, kept as
+//! long as incidents.
 //!
-//! `synchronous = NORMAL` (WAL): a power cut may lose the last commits, never
-//! corrupt the file; results are measurements taken again a minute later.
+//! A result may later carry more columns (a location for agents): add them
+//! with a migration and to [`NewResult`]; every statement names its columns.
 
 use super::rollup::{BUCKET_COUNT, Period, Rollup, bucket_of};
 use super::state::{Incident, State};
-use crate::bridge::store::StoreError;
-use crate::bridge::store::sqlite::{Job, apply_migrations, read, run_writer, write};
-use chrono::{DateTime, TimeZone, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::storage::{Area, SqlParam, SqlValue, Statement, Storage, StoreError, from_ms, to_ms};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
+use std::borrow::Cow;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use tokio::sync::mpsc;
+use std::path::Path;
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (
@@ -90,13 +88,47 @@ CREATE INDEX incidents_check ON incidents (check_id, started_at);
     ),
     (
         2,
+        // Results pushed by agents, one row per (check, location, run). The
+        // key is the run's time by the agent's own clock, which a resend
+        // repeats exactly (`at`, corrected by the skew measured at each
+        // send, varies with the transfer time), so a result stored twice is
+        // stored once; `agent_batches` makes a batch sent twice acknowledged
+        // without touching the roll-ups.
+        "
+CREATE TABLE location_results (
+    check_id INTEGER NOT NULL,
+    location TEXT NOT NULL,
+    agent_at INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    duration_us INTEGER NOT NULL,
+    flags INTEGER NOT NULL,
+    phase TEXT,
+    reason TEXT,
+    PRIMARY KEY (check_id, location, agent_at)
+) WITHOUT ROWID;
+CREATE TABLE agent_batches (
+    agent TEXT NOT NULL,
+    batch_id TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    results INTEGER NOT NULL,
+    PRIMARY KEY (agent, batch_id)
+) WITHOUT ROWID;
+",
+    ),
+    (
+        3,
+        // Operators' notes on incidents and maintenance windows planned from
+        // the UI. Portable: `INTEGER PRIMARY KEY` ids become `BIGSERIAL` on
+        // PostgreSQL, and the window's bounds avoid PostgreSQL's reserved
+        // `end`.
         "
 CREATE TABLE incident_notes (
-    incident_id INTEGER PRIMARY KEY,
+    incident_id INTEGER NOT NULL PRIMARY KEY,
     title TEXT NOT NULL
-);
+) WITHOUT ROWID;
 CREATE TABLE incident_updates (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id INTEGER PRIMARY KEY,
     incident_id INTEGER NOT NULL,
     at INTEGER NOT NULL,
     status TEXT NOT NULL,
@@ -105,10 +137,10 @@ CREATE TABLE incident_updates (
 );
 CREATE INDEX incident_updates_incident ON incident_updates (incident_id, at);
 CREATE TABLE planned_maintenance (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id INTEGER PRIMARY KEY,
     title TEXT NOT NULL,
-    start INTEGER NOT NULL,
-    end INTEGER NOT NULL,
+    starts_at INTEGER NOT NULL,
+    ends_at INTEGER NOT NULL,
     checks TEXT NOT NULL,
     created_by TEXT,
     created_at INTEGER NOT NULL
@@ -117,17 +149,12 @@ CREATE TABLE planned_maintenance (
     ),
 ];
 
+/// The checks' area of the storage layer.
+pub static AREA: Area = Area { name: "checks", migrations: MIGRATIONS, legacy_table: "rollups" };
+
 /// `flags` bits of a stored result.
 const FLAG_SUCCESS: i64 = 1;
 const FLAG_MAINTENANCE: i64 = 2;
-
-pub(super) fn to_ms(time: DateTime<Utc>) -> i64 {
-    time.timestamp_millis()
-}
-
-pub(super) fn from_ms(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
-}
 
 /// One finished run to store.
 #[derive(Debug, Clone)]
@@ -172,6 +199,53 @@ pub struct StoredResult {
     pub phase: Option<String>,
     /// Failure reason.
     pub reason: Option<String>,
+    /// The agent location that measured it (none: checkit itself).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+}
+
+/// One result pushed by an agent, its time already corrected to the central clock.
+#[derive(Debug, Clone)]
+pub struct LocationResult {
+    /// The check's store id.
+    pub check_id: i64,
+    /// The agent's location.
+    pub location: String,
+    /// When it started (central time).
+    pub at: DateTime<Utc>,
+    /// When it started by the agent's clock (the key of a resend).
+    pub agent_at: DateTime<Utc>,
+    /// How long the probe took, microseconds.
+    pub duration_us: u64,
+    /// Whether it succeeded.
+    pub success: bool,
+    /// The failure's phase and reason.
+    pub failure: Option<(String, String)>,
+    /// Whether it ran in a maintenance window (decided centrally).
+    pub maintenance: bool,
+}
+
+/// What [`CheckStore::ingest`] did with a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Ingested {
+    /// The batch had been stored before; nothing was written.
+    pub duplicate: bool,
+    /// Results newly stored.
+    pub stored: usize,
+}
+
+fn read_result(row: &[SqlValue]) -> StoredResult {
+    let get = |index: usize| row.get(index).cloned().unwrap_or(SqlValue::Null);
+    let flags = get(2).int();
+    StoredResult {
+        at: from_ms(get(0).int()),
+        duration_seconds: get(1).int() as f64 / 1e6,
+        success: flags & FLAG_SUCCESS != 0,
+        maintenance: flags & FLAG_MAINTENANCE != 0,
+        phase: get(3).text().map(str::to_string),
+        reason: get(4).text().map(str::to_string),
+        location: get(5).text().map(str::to_string),
+    }
 }
 
 /// What the store knows of a check at start.
@@ -190,236 +264,393 @@ pub struct Saved {
 }
 
 /// The checks store; cheap to clone.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct CheckStore {
-    pub(super) writer: mpsc::Sender<Job>,
-    pub(super) readers: Arc<Mutex<Vec<Connection>>>,
-    pub(super) path: PathBuf,
+    storage: Storage,
 }
 
-impl std::fmt::Debug for CheckStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CheckStore").field("path", &self.path).finish()
+pub(super) const INCIDENT_COLUMNS: &str = "id, started_at, ended_at, phase, reason, notified_at";
+
+pub(super) fn read_incident(row: &[SqlValue]) -> Incident {
+    let get = |index: usize| row.get(index).cloned().unwrap_or(SqlValue::Null);
+    Incident {
+        id: get(0).opt_int(),
+        started_at: from_ms(get(1).int()),
+        ended_at: get(2).opt_int().map(from_ms),
+        phase: get(3).string(),
+        reason: get(4).string(),
+        notified_at: get(5).opt_int().map(from_ms),
     }
 }
 
-pub(super) fn read_incident(row: &rusqlite::Row<'_>) -> rusqlite::Result<Incident> {
-    Ok(Incident {
-        id: Some(row.get(0)?),
-        started_at: from_ms(row.get(1)?),
-        ended_at: row.get::<_, Option<i64>>(2)?.map(from_ms),
-        phase: row.get(3)?,
-        reason: row.get(4)?,
-        notified_at: row.get::<_, Option<i64>>(5)?.map(from_ms),
-    })
-}
-
-fn read_rollup(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Rollup> {
-    let get = |index: usize| -> rusqlite::Result<u64> {
-        Ok(u64::try_from(row.get::<_, Option<i64>>(first + index)?.unwrap_or(0)).unwrap_or(0))
-    };
+fn read_rollup(row: &[SqlValue], first: usize) -> Rollup {
+    let get =
+        |index: usize| -> u64 { u64::try_from(row.get(first + index).map(SqlValue::int).unwrap_or(0)).unwrap_or(0) };
     let mut histogram = [0u64; BUCKET_COUNT];
     for (index, slot) in histogram.iter_mut().enumerate() {
-        *slot = get(6 + index)?;
+        *slot = get(6 + index);
     }
-    Ok(Rollup {
-        runs: get(0)?,
-        successes: get(1)?,
-        maintenance_runs: get(2)?,
-        duration_sum_us: get(3)?,
-        duration_min_us: get(4)?,
-        duration_max_us: get(5)?,
+    Rollup {
+        runs: get(0),
+        successes: get(1),
+        maintenance_runs: get(2),
+        duration_sum_us: get(3),
+        duration_min_us: get(4),
+        duration_max_us: get(5),
         histogram,
-    })
+    }
 }
 
-/// Summed roll-up columns, in [`read_rollup`]'s order.
-const SUM_COLUMNS: &str = "SUM(runs), SUM(successes), SUM(maintenance_runs), SUM(duration_sum_us), \
-     MIN(CASE WHEN runs > 0 THEN duration_min_us END), MAX(duration_max_us), SUM(b0), SUM(b1), SUM(b2), SUM(b3), \
-     SUM(b4), SUM(b5), SUM(b6), SUM(b7), SUM(b8), SUM(b9), SUM(b10), SUM(b11)";
+/// Summed roll-up columns, in [`read_rollup`]'s order (sums cast back to
+/// integers: PostgreSQL sums `BIGINT` as `NUMERIC`).
+const SUM_COLUMNS: &str = "CAST(SUM(runs) AS BIGINT), CAST(SUM(successes) AS BIGINT), \
+     CAST(SUM(maintenance_runs) AS BIGINT), CAST(SUM(duration_sum_us) AS BIGINT), \
+     MIN(CASE WHEN runs > 0 THEN duration_min_us END), MAX(duration_max_us), CAST(SUM(b0) AS BIGINT), \
+     CAST(SUM(b1) AS BIGINT), CAST(SUM(b2) AS BIGINT), CAST(SUM(b3) AS BIGINT), CAST(SUM(b4) AS BIGINT), \
+     CAST(SUM(b5) AS BIGINT), CAST(SUM(b6) AS BIGINT), CAST(SUM(b7) AS BIGINT), CAST(SUM(b8) AS BIGINT), \
+     CAST(SUM(b9) AS BIGINT), CAST(SUM(b10) AS BIGINT), CAST(SUM(b11) AS BIGINT)";
+
+fn statement(sql: impl Into<Cow<'static, str>>, params: Vec<SqlParam>) -> Statement {
+    (sql.into(), params)
+}
+
+/// The upsert of one non-maintenance run into a roll-up, per histogram bucket.
+fn rollup_upsert(bucket: usize) -> String {
+    format!(
+        "INSERT INTO rollups (check_id, period, start, runs, successes, maintenance_runs, duration_sum_us, \
+         duration_min_us, duration_max_us, b{bucket}) VALUES ($1, $2, $3, 1, $4, 0, $5, $5, $5, 1) \
+         ON CONFLICT (check_id, period, start) DO UPDATE SET runs = rollups.runs + 1, \
+         successes = rollups.successes + excluded.successes, \
+         duration_sum_us = rollups.duration_sum_us + excluded.duration_sum_us, \
+         duration_min_us = CASE WHEN rollups.runs = 0 OR excluded.duration_min_us < rollups.duration_min_us \
+         THEN excluded.duration_min_us ELSE rollups.duration_min_us END, \
+         duration_max_us = CASE WHEN excluded.duration_max_us > rollups.duration_max_us \
+         THEN excluded.duration_max_us ELSE rollups.duration_max_us END, b{bucket} = rollups.b{bucket} + 1"
+    )
+}
+
+const MAINTENANCE_UPSERT: &str = "INSERT INTO rollups (check_id, period, start, runs, successes, maintenance_runs, \
+     duration_sum_us, duration_min_us, duration_max_us) VALUES ($1, $2, $3, 0, 0, 1, 0, 0, 0) \
+     ON CONFLICT (check_id, period, start) DO UPDATE SET maintenance_runs = rollups.maintenance_runs + 1";
+
+/// The roll-up upserts (hourly and daily) of one run.
+fn rollup_statements(check: i64, at: DateTime<Utc>, duration: u64, success: bool, maintenance: bool) -> Vec<Statement> {
+    let bucket = bucket_of(duration as f64 / 1e6);
+    let duration_us = i64::try_from(duration).unwrap_or(i64::MAX);
+    [Period::Hour, Period::Day]
+        .into_iter()
+        .map(|period| {
+            let key = vec![check.into(), period.code().into(), to_ms(period.floor(at)).into()];
+            if maintenance {
+                statement(MAINTENANCE_UPSERT, key)
+            } else {
+                let mut params = key;
+                params.extend([i64::from(success).into(), duration_us.into()]);
+                statement(rollup_upsert(bucket), params)
+            }
+        })
+        .collect()
+}
+
+/// The statements of a health change of check `check` (an opened incident's
+/// id is returned by the last one).
+fn change_statements(check: i64, change: NewChange) -> Vec<Statement> {
+    let health = "UPDATE checks SET health = $2, health_since = $3 WHERE id = $1";
+    match change {
+        NewChange::Up { since } => vec![statement(health, vec![check.into(), "up".into(), to_ms(since).into()])],
+        NewChange::Recovered { id, ended_at } => vec![
+            statement(health, vec![check.into(), "up".into(), to_ms(ended_at).into()]),
+            statement("UPDATE incidents SET ended_at = $2 WHERE id = $1", vec![id.into(), to_ms(ended_at).into()]),
+        ],
+        NewChange::Down(incident) => {
+            let started_at = to_ms(incident.started_at);
+            vec![
+                statement(health, vec![check.into(), "down".into(), started_at.into()]),
+                statement(
+                    "INSERT INTO incidents (check_id, started_at, phase, reason) VALUES ($1, $2, $3, $4) RETURNING id",
+                    vec![check.into(), started_at.into(), incident.phase.into(), incident.reason.into()],
+                ),
+            ]
+        }
+    }
+}
 
 impl CheckStore {
-    /// Opens (creating if needed) and migrates the file at `path`.
+    /// Opens (creating if needed) and migrates an SQLite file of its own at `path`.
     pub async fn open(path: impl AsRef<Path>) -> Result<CheckStore, StoreError> {
-        let path = path.as_ref().to_path_buf();
-        let writer_path = path.clone();
-        let connection = tokio::task::spawn_blocking(move || -> Result<Connection, StoreError> {
-            let connection = Connection::open(&writer_path)?;
-            connection
-                .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")?;
-            apply_migrations(
-                &connection,
-                MIGRATIONS.iter().map(|(version, sql)| (*version, sql.to_string())),
-                MIGRATIONS.last().map(|(version, _)| *version).unwrap_or(0),
-            )?;
-            Ok(connection)
-        })
-        .await
-        .map_err(|err| StoreError::Unavailable(format!("sqlite open task failed: {err}")))??;
-        let (writer, jobs) = mpsc::channel(8192);
-        std::thread::Builder::new()
-            .name("checkit-checks-sqlite".into())
-            .spawn(move || run_writer(connection, jobs))
-            .map_err(|err| StoreError::Unavailable(format!("cannot start sqlite writer: {err}")))?;
-        Ok(CheckStore { writer, readers: Arc::new(Mutex::new(Vec::new())), path })
+        let storage = Storage::Sqlite(crate::storage::sqlite::Sqlite::open(path).await?);
+        CheckStore::new(storage).await
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The checks' tables in `storage`, migrated.
+    pub async fn new(storage: Storage) -> Result<CheckStore, StoreError> {
+        storage.migrate(&AREA).await?;
+        Ok(CheckStore { storage })
+    }
+
+    /// The storage the tables live in.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
     }
 
     /// Ids of `names`, creating rows for new checks, with what was saved about them.
     pub async fn register(&self, names: Vec<String>) -> Result<HashMap<String, Saved>, StoreError> {
-        write(&self.writer, move |connection| {
-            let mut insert = connection.prepare_cached("INSERT OR IGNORE INTO checks (name) VALUES (?1)")?;
-            let mut select =
-                connection.prepare_cached("SELECT id, paused, health, health_since FROM checks WHERE name = ?1")?;
-            let mut open = connection.prepare_cached(
-                "SELECT id, started_at, ended_at, phase, reason, notified_at FROM incidents \
-                 WHERE check_id = ?1 AND ended_at IS NULL ORDER BY started_at DESC LIMIT 1",
-            )?;
-            let mut saved = HashMap::new();
-            for name in names {
-                insert.execute(params![name])?;
-                let (id, paused, health, since) = select.query_row(params![name], |row| {
-                    Ok((
-                        row.get::<_, i64>(0)?,
-                        row.get::<_, Option<i64>>(1)?,
-                        row.get::<_, String>(2)?,
-                        row.get::<_, Option<i64>>(3)?,
-                    ))
-                })?;
-                let incident = open.query_row(params![id], read_incident).optional()?;
-                let health = State::parse_health(&health);
-                let saved_check = Saved {
+        let known = self.saved().await?;
+        let missing: Vec<Statement> = names
+            .iter()
+            .filter(|name| !known.contains_key(*name))
+            .map(|name| {
+                statement(
+                    "INSERT INTO checks (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+                    vec![name.as_str().into()],
+                )
+            })
+            .collect();
+        let mut saved = if missing.is_empty() {
+            known
+        } else {
+            self.storage.transaction(missing).await?;
+            self.saved().await?
+        };
+        Ok(names.into_iter().filter_map(|name| saved.remove(&name).map(|found| (name, found))).collect())
+    }
+
+    /// What is saved about check `name` (a replica taking it over reads it
+    /// before its first run).
+    pub async fn saved_one(&self, name: &str) -> Result<Option<Saved>, StoreError> {
+        let rows = self
+            .storage
+            .select("SELECT id, paused, health, health_since FROM checks WHERE name = $1", vec![name.into()])
+            .await?;
+        let Some(row) = rows.first() else { return Ok(None) };
+        let id = row[0].int();
+        let health = State::parse_health(row[2].text().unwrap_or("unknown"));
+        let incident = if health == State::Down {
+            let open = self
+                .storage
+                .select(
+                    format!(
+                        "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE check_id = $1 AND ended_at IS NULL \
+                         ORDER BY started_at DESC LIMIT 1"
+                    ),
+                    vec![id.into()],
+                )
+                .await?;
+            open.first().map(|row| read_incident(row))
+        } else {
+            None
+        };
+        Ok(Some(Saved {
+            id,
+            paused: row[1].opt_int().map(|paused| paused != 0),
+            health,
+            since: row[3].opt_int().map(from_ms),
+            incident,
+        }))
+    }
+
+    /// Pauses and resumes set by the API, by check id (replicas pick up each other's).
+    pub async fn pauses(&self) -> Result<HashMap<i64, bool>, StoreError> {
+        let rows = self.storage.select("SELECT id, paused FROM checks WHERE paused IS NOT NULL", Vec::new()).await?;
+        Ok(rows.iter().map(|row| (row[0].int(), row[1].int() != 0)).collect())
+    }
+
+    /// What is saved about every check the store knows, by name.
+    pub async fn saved(&self) -> Result<HashMap<String, Saved>, StoreError> {
+        let open = self
+            .storage
+            .select(
+                format!(
+                    "SELECT check_id, {INCIDENT_COLUMNS} FROM incidents WHERE ended_at IS NULL ORDER BY started_at"
+                ),
+                Vec::new(),
+            )
+            .await?;
+        // The newest open incident of each check (ordered oldest first).
+        let open: HashMap<i64, Incident> = open.iter().map(|row| (row[0].int(), read_incident(&row[1..]))).collect();
+        let rows = self.storage.select("SELECT id, name, paused, health, health_since FROM checks", Vec::new()).await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let id = row[0].int();
+                let health = State::parse_health(row[3].text().unwrap_or("unknown"));
+                let saved = Saved {
                     id,
-                    paused: paused.map(|paused| paused != 0),
+                    paused: row[2].opt_int().map(|paused| paused != 0),
                     health,
-                    since: since.map(from_ms),
-                    incident: if health == State::Down { incident } else { None },
+                    since: row[4].opt_int().map(from_ms),
+                    incident: if health == State::Down { open.get(&id).cloned() } else { None },
                 };
-                saved.insert(name, saved_check);
-            }
-            Ok(saved)
-        })
-        .await
+                (row[1].string(), saved)
+            })
+            .collect())
     }
 
     /// Stores a run, its roll-ups, and the health change it caused; returns
     /// the id of an incident it opened.
     pub async fn record(&self, result: NewResult, change: Option<NewChange>) -> Result<Option<i64>, StoreError> {
-        write(&self.writer, move |connection| {
-            let at = to_ms(result.at);
+        let at = to_ms(result.at);
+        let check = result.check_id;
+        let duration_us = i64::try_from(result.duration_us).unwrap_or(i64::MAX);
+        let flags =
+            if result.success { FLAG_SUCCESS } else { 0 } | if result.maintenance { FLAG_MAINTENANCE } else { 0 };
+        let (phase, reason) = result.failure.clone().unzip();
+        let row = || -> Vec<SqlParam> {
+            vec![check.into(), at.into(), duration_us.into(), flags.into(), phase.clone().into(), reason.clone().into()]
+        };
+        let mut statements = vec![statement(
+            "INSERT INTO results (check_id, at, duration_us, flags, phase, reason) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (check_id, at) DO UPDATE SET duration_us = excluded.duration_us, flags = excluded.flags, \
+             phase = excluded.phase, reason = excluded.reason",
+            row(),
+        )];
+        if !result.success {
+            statements.push(statement(
+                "INSERT INTO failures (check_id, at, duration_us, flags, phase, reason) VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (check_id, at) DO UPDATE SET duration_us = excluded.duration_us, flags = excluded.flags, \
+                 phase = excluded.phase, reason = excluded.reason",
+                row(),
+            ));
+        }
+        statements.extend(rollup_statements(check, result.at, result.duration_us, result.success, result.maintenance));
+        let opens_incident = matches!(change, Some(NewChange::Down(_)));
+        statements.extend(change.map(|change| change_statements(check, change)).unwrap_or_default());
+        let done = self.storage.transaction(statements).await?;
+        Ok(if opens_incident { done.last().and_then(|done| done.rows.first()).map(|row| row[0].int()) } else { None })
+    }
+
+    /// Stores agent `agent`'s batch `batch_id` in one transaction: a batch
+    /// already stored is only acknowledged again, a result already stored
+    /// (same check, location and agent time) is skipped, every other result
+    /// goes to `location_results` and the roll-ups. The batch row has no
+    /// `ON CONFLICT`: a concurrent twin fails whole, and is then answered as
+    /// a duplicate.
+    pub async fn ingest(
+        &self,
+        agent: String,
+        batch_id: String,
+        received_at: DateTime<Utc>,
+        results: Vec<LocationResult>,
+    ) -> Result<Ingested, StoreError> {
+        let mut last_error = None;
+        for _ in 0..2 {
+            match self.try_ingest(&agent, &batch_id, received_at, &results).await {
+                Ok(ingested) => return Ok(ingested),
+                Err(err) => last_error = Some(err),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| StoreError::Unavailable("ingest failed".into())))
+    }
+
+    async fn try_ingest(
+        &self,
+        agent: &str,
+        batch_id: &str,
+        received_at: DateTime<Utc>,
+        results: &[LocationResult],
+    ) -> Result<Ingested, StoreError> {
+        let known = self
+            .storage
+            .select(
+                "SELECT 1 FROM agent_batches WHERE agent = $1 AND batch_id = $2",
+                vec![agent.into(), batch_id.into()],
+            )
+            .await?;
+        if !known.is_empty() {
+            return Ok(Ingested { duplicate: true, stored: 0 });
+        }
+        let mut stored_keys = std::collections::HashSet::new();
+        if let (Some(first), Some(last)) = (
+            results.iter().map(|result| to_ms(result.agent_at)).min(),
+            results.iter().map(|result| to_ms(result.agent_at)).max(),
+        ) {
+            let location = results.first().map(|result| result.location.clone()).unwrap_or_default();
+            let rows = self
+                .storage
+                .select(
+                    "SELECT check_id, agent_at FROM location_results WHERE location = $1 AND agent_at >= $2 \
+                     AND agent_at <= $3",
+                    vec![location.into(), first.into(), last.into()],
+                )
+                .await?;
+            stored_keys.extend(rows.iter().map(|row| (row[0].int(), row[1].int())));
+        }
+        let mut statements = vec![statement(
+            "INSERT INTO agent_batches (agent, batch_id, received_at, results) VALUES ($1, $2, $3, $4)",
+            vec![
+                agent.into(),
+                batch_id.into(),
+                to_ms(received_at).into(),
+                i64::try_from(results.len()).unwrap_or(i64::MAX).into(),
+            ],
+        )];
+        let mut stored = 0;
+        for result in results {
+            if !stored_keys.insert((result.check_id, to_ms(result.agent_at))) {
+                continue;
+            }
+            stored += 1;
             let duration_us = i64::try_from(result.duration_us).unwrap_or(i64::MAX);
             let flags =
                 if result.success { FLAG_SUCCESS } else { 0 } | if result.maintenance { FLAG_MAINTENANCE } else { 0 };
             let (phase, reason) = result.failure.clone().unzip();
-            connection
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO results (check_id, at, duration_us, flags, phase, reason) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )?
-                .execute(params![result.check_id, at, duration_us, flags, phase, reason])?;
-            if !result.success {
-                connection
-                    .prepare_cached(
-                        "INSERT OR REPLACE INTO failures (check_id, at, duration_us, flags, phase, reason) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    )?
-                    .execute(params![result.check_id, at, duration_us, flags, phase, reason])?;
-            }
-            let bucket = bucket_of(result.duration_us as f64 / 1e6);
-            for period in [Period::Hour, Period::Day] {
-                let start = to_ms(period.floor(result.at));
-                let sql = if result.maintenance {
-                    "INSERT INTO rollups (check_id, period, start, runs, successes, maintenance_runs, \
-                     duration_sum_us, duration_min_us, duration_max_us) VALUES (?1, ?2, ?3, 0, 0, 1, 0, 0, 0) \
-                     ON CONFLICT (check_id, period, start) DO UPDATE SET maintenance_runs = maintenance_runs + 1"
-                        .to_string()
-                } else {
-                    format!(
-                        "INSERT INTO rollups (check_id, period, start, runs, successes, maintenance_runs, \
-                         duration_sum_us, duration_min_us, duration_max_us, b{bucket}) \
-                         VALUES (?1, ?2, ?3, 1, ?4, 0, ?5, ?5, ?5, 1) \
-                         ON CONFLICT (check_id, period, start) DO UPDATE SET runs = runs + 1, \
-                         successes = successes + ?4, duration_sum_us = duration_sum_us + ?5, \
-                         duration_min_us = CASE WHEN runs = 0 THEN ?5 ELSE MIN(duration_min_us, ?5) END, \
-                         duration_max_us = MAX(duration_max_us, ?5), b{bucket} = b{bucket} + 1"
-                    )
-                };
-                let mut statement = connection.prepare_cached(&sql)?;
-                if result.maintenance {
-                    statement.execute(params![result.check_id, period.code(), start])?;
-                } else {
-                    statement.execute(params![
-                        result.check_id,
-                        period.code(),
-                        start,
-                        i64::from(result.success),
-                        duration_us
-                    ])?;
-                }
-            }
-            let mut opened = None;
-            match change {
-                None => {}
-                Some(NewChange::Up { since }) => {
-                    connection
-                        .prepare_cached("UPDATE checks SET health = 'up', health_since = ?2 WHERE id = ?1")?
-                        .execute(params![result.check_id, to_ms(since)])?;
-                }
-                Some(NewChange::Recovered { id, ended_at }) => {
-                    connection
-                        .prepare_cached("UPDATE checks SET health = 'up', health_since = ?2 WHERE id = ?1")?
-                        .execute(params![result.check_id, to_ms(ended_at)])?;
-                    connection
-                        .prepare_cached("UPDATE incidents SET ended_at = ?2 WHERE id = ?1")?
-                        .execute(params![id, to_ms(ended_at)])?;
-                }
-                Some(NewChange::Down(incident)) => {
-                    connection
-                        .prepare_cached("UPDATE checks SET health = 'down', health_since = ?2 WHERE id = ?1")?
-                        .execute(params![result.check_id, to_ms(incident.started_at)])?;
-                    let id: i64 = connection
-                        .prepare_cached(
-                            "INSERT INTO incidents (check_id, started_at, phase, reason) VALUES (?1, ?2, ?3, ?4) \
-                             RETURNING id",
-                        )?
-                        .query_row(
-                            params![result.check_id, to_ms(incident.started_at), incident.phase, incident.reason],
-                            |row| row.get(0),
-                        )?;
-                    opened = Some(id);
-                }
-            }
-            Ok(opened)
-        })
-        .await
+            statements.push(statement(
+                "INSERT INTO location_results \
+                 (check_id, location, agent_at, at, received_at, duration_us, flags, phase, reason) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                vec![
+                    result.check_id.into(),
+                    result.location.as_str().into(),
+                    to_ms(result.agent_at).into(),
+                    to_ms(result.at).into(),
+                    to_ms(received_at).into(),
+                    duration_us.into(),
+                    flags.into(),
+                    phase.into(),
+                    reason.into(),
+                ],
+            ));
+            statements.extend(rollup_statements(
+                result.check_id,
+                result.at,
+                result.duration_us,
+                result.success,
+                result.maintenance,
+            ));
+        }
+        self.storage.transaction(statements).await?;
+        Ok(Ingested { duplicate: false, stored })
+    }
+
+    /// Stores a health change decided by the quorum of a check's locations;
+    /// returns the id of an incident it opened.
+    pub async fn record_change(&self, check_id: i64, change: NewChange) -> Result<Option<i64>, StoreError> {
+        let opens_incident = matches!(change, NewChange::Down(_));
+        let done = self.storage.transaction(change_statements(check_id, change)).await?;
+        Ok(if opens_incident { done.last().and_then(|done| done.rows.first()).map(|row| row[0].int()) } else { None })
     }
 
     /// Records that people were told about incident `id` at `at`.
     pub async fn mark_notified(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
-        write(&self.writer, move |connection| {
-            connection
-                .prepare_cached("UPDATE incidents SET notified_at = ?2 WHERE id = ?1")?
-                .execute(params![id, to_ms(at)])?;
-            Ok(())
-        })
-        .await
+        let update =
+            statement("UPDATE incidents SET notified_at = $2 WHERE id = $1", vec![id.into(), to_ms(at).into()]);
+        self.storage.transaction(vec![update]).await?;
+        Ok(())
     }
 
-    /// Stores an API pause (`Some(true)`), resume (`Some(false)`) for `ids`.
+    /// Stores an API pause (`true`) or resume (`false`) for `ids`.
     pub async fn set_paused(&self, ids: Vec<i64>, paused: bool, at: DateTime<Utc>) -> Result<(), StoreError> {
-        write(&self.writer, move |connection| {
-            let mut update =
-                connection.prepare_cached("UPDATE checks SET paused = ?2, paused_at = ?3 WHERE id = ?1")?;
-            for id in ids {
-                update.execute(params![id, i64::from(paused), to_ms(at)])?;
-            }
-            Ok(())
-        })
-        .await
+        let updates = ids
+            .into_iter()
+            .map(|id| {
+                statement(
+                    "UPDATE checks SET paused = $2, paused_at = $3 WHERE id = $1",
+                    vec![id.into(), i64::from(paused).into(), to_ms(at).into()],
+                )
+            })
+            .collect();
+        self.storage.transaction(updates).await?;
+        Ok(())
     }
 
     /// Results of check `id` with `from <= at < to`, newest first, at most `limit`.
@@ -430,30 +661,21 @@ impl CheckStore {
         to: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<StoredResult>, StoreError> {
-        read(&self.path, &self.readers, move |connection| {
-            // Failed results outlive raw retention in `failures`; the union
-            // shows them with the raw rows still kept.
-            let mut statement = connection.prepare_cached(
-                "SELECT at, duration_us, flags, phase, reason FROM results WHERE check_id = ?1 AND at >= ?2 AND at < ?3 \
-                 UNION SELECT at, duration_us, flags, phase, reason FROM failures \
-                 WHERE check_id = ?1 AND at >= ?2 AND at < ?3 ORDER BY at DESC LIMIT ?4",
-            )?;
-            let rows = statement
-                .query_map(params![id, to_ms(from), to_ms(to), limit], |row| {
-                    let flags: i64 = row.get(2)?;
-                    Ok(StoredResult {
-                        at: from_ms(row.get(0)?),
-                        duration_seconds: row.get::<_, i64>(1)? as f64 / 1e6,
-                        success: flags & FLAG_SUCCESS != 0,
-                        maintenance: flags & FLAG_MAINTENANCE != 0,
-                        phase: row.get(3)?,
-                        reason: row.get(4)?,
-                    })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
-        })
-        .await
+        // Failed results outlive raw retention in `failures`; the union shows
+        // them with the raw rows still kept.
+        let rows = self
+            .storage
+            .select(
+                "SELECT at, duration_us, flags, phase, reason, NULL FROM results \
+                 WHERE check_id = $1 AND at >= $2 AND at < $3 \
+                 UNION SELECT at, duration_us, flags, phase, reason, NULL FROM failures \
+                 WHERE check_id = $1 AND at >= $2 AND at < $3 \
+                 UNION ALL SELECT at, duration_us, flags, phase, reason, location FROM location_results \
+                 WHERE check_id = $1 AND at >= $2 AND at < $3 ORDER BY 1 DESC LIMIT $4",
+                vec![id.into(), to_ms(from).into(), to_ms(to).into(), i64::from(limit).into()],
+            )
+            .await?;
+        Ok(rows.iter().map(|row| read_result(row)).collect())
     }
 
     /// Incidents of check `id` that overlap `[from, to)`, newest first.
@@ -464,18 +686,17 @@ impl CheckStore {
         to: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Incident>, StoreError> {
-        read(&self.path, &self.readers, move |connection| {
-            let mut statement = connection.prepare_cached(
-                "SELECT id, started_at, ended_at, phase, reason, notified_at FROM incidents \
-                 WHERE check_id = ?1 AND started_at < ?3 AND (ended_at IS NULL OR ended_at >= ?2) \
-                 ORDER BY started_at DESC LIMIT ?4",
-            )?;
-            let rows = statement
-                .query_map(params![id, to_ms(from), to_ms(to), limit], read_incident)?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
-        })
-        .await
+        let rows = self
+            .storage
+            .select(
+                format!(
+                    "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE check_id = $1 AND started_at < $3 \
+                     AND (ended_at IS NULL OR ended_at >= $2) ORDER BY started_at DESC LIMIT $4"
+                ),
+                vec![id.into(), to_ms(from).into(), to_ms(to).into(), i64::from(limit).into()],
+            )
+            .await?;
+        Ok(rows.iter().map(|row| read_incident(row)).collect())
     }
 
     /// The roll-ups of check `id` in `period` buckets starting in `[from, to)`, summed.
@@ -486,17 +707,16 @@ impl CheckStore {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Rollup, StoreError> {
-        read(&self.path, &self.readers, move |connection| {
-            let sql = format!(
-                "SELECT {SUM_COLUMNS} FROM rollups WHERE check_id = ?1 AND period = ?2 AND start >= ?3 AND start < ?4"
-            );
-            Ok(connection
-                .prepare_cached(&sql)?
-                .query_row(params![id, period.code(), to_ms(period.floor(from)), to_ms(to)], |row| {
-                    read_rollup(row, 0)
-                })?)
-        })
-        .await
+        let rows = self
+            .storage
+            .select(
+                format!(
+                    "SELECT {SUM_COLUMNS} FROM rollups WHERE check_id = $1 AND period = $2 AND start >= $3 AND start < $4"
+                ),
+                vec![id.into(), period.code().into(), to_ms(period.floor(from)).into(), to_ms(to).into()],
+            )
+            .await?;
+        Ok(rows.first().map(|row| read_rollup(row, 0)).unwrap_or_default())
     }
 
     /// Each bucket of `period` starting in `[from, to)` of each check of
@@ -510,24 +730,23 @@ impl CheckStore {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<HashMap<i64, Vec<(DateTime<Utc>, Rollup)>>, StoreError> {
-        read(&self.path, &self.readers, move |connection| {
-            let sql = format!(
-                "SELECT start, {SUM_COLUMNS} FROM rollups WHERE check_id = ?1 AND period = ?2 AND start >= ?3 \
-                 AND start < ?4 GROUP BY start ORDER BY start"
-            );
-            let mut statement = connection.prepare_cached(&sql)?;
-            let mut series: HashMap<i64, Vec<(DateTime<Utc>, Rollup)>> = HashMap::with_capacity(ids.len());
-            for id in ids {
-                let mut rows = statement.query(params![id, period.code(), to_ms(period.floor(from)), to_ms(to)])?;
-                let mut buckets = Vec::new();
-                while let Some(row) = rows.next()? {
-                    buckets.push((from_ms(row.get(0)?), read_rollup(row, 1)?));
-                }
-                series.insert(id, buckets);
-            }
-            Ok(series)
-        })
-        .await
+        let sql = format!(
+            "SELECT start, {SUM_COLUMNS} FROM rollups WHERE check_id = $1 AND period = $2 AND start >= $3 \
+             AND start < $4 GROUP BY start ORDER BY start"
+        );
+        let mut series: HashMap<i64, Vec<(DateTime<Utc>, Rollup)>> = HashMap::with_capacity(ids.len());
+        for id in ids {
+            let rows = self
+                .storage
+                .select(
+                    sql.clone(),
+                    vec![id.into(), period.code().into(), to_ms(period.floor(from)).into(), to_ms(to).into()],
+                )
+                .await?;
+            let buckets = rows.iter().map(|row| (from_ms(row[0].int()), read_rollup(row, 1))).collect();
+            series.insert(id, buckets);
+        }
+        Ok(series)
     }
 
     /// Incidents of any check overlapping `[from, to)`, newest first, with
@@ -538,17 +757,17 @@ impl CheckStore {
         to: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<(i64, Incident)>, StoreError> {
-        read(&self.path, &self.readers, move |connection| {
-            let mut statement = connection.prepare_cached(
-                "SELECT id, started_at, ended_at, phase, reason, notified_at, check_id FROM incidents \
-                 WHERE started_at < ?2 AND (ended_at IS NULL OR ended_at >= ?1) ORDER BY started_at DESC LIMIT ?3",
-            )?;
-            let rows = statement
-                .query_map(params![to_ms(from), to_ms(to), limit], |row| Ok((row.get(6)?, read_incident(row)?)))?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
-        })
-        .await
+        let rows = self
+            .storage
+            .select(
+                format!(
+                    "SELECT {INCIDENT_COLUMNS}, check_id FROM incidents WHERE started_at < $2 \
+                     AND (ended_at IS NULL OR ended_at >= $1) ORDER BY started_at DESC LIMIT $3"
+                ),
+                vec![to_ms(from).into(), to_ms(to).into(), i64::from(limit).into()],
+            )
+            .await?;
+        Ok(rows.iter().map(|row| (row[6].int(), read_incident(row))).collect())
     }
 
     /// Every check's roll-up sum over `period` buckets starting in `[from, to)`.
@@ -558,50 +777,59 @@ impl CheckStore {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<HashMap<i64, Rollup>, StoreError> {
-        read(&self.path, &self.readers, move |connection| {
-            let sql = format!(
-                "SELECT check_id, {SUM_COLUMNS} FROM rollups WHERE period = ?1 AND start >= ?2 AND start < ?3 \
-                 GROUP BY check_id"
-            );
-            let mut statement = connection.prepare_cached(&sql)?;
-            let rows = statement
-                .query_map(params![period.code(), to_ms(period.floor(from)), to_ms(to)], |row| {
-                    Ok((row.get::<_, i64>(0)?, read_rollup(row, 1)?))
-                })?
-                .collect::<Result<HashMap<_, _>, _>>()?;
-            Ok(rows)
-        })
-        .await
+        let rows = self
+            .storage
+            .select(
+                format!(
+                    "SELECT check_id, {SUM_COLUMNS} FROM rollups WHERE period = $1 AND start >= $2 AND start < $3 \
+                     GROUP BY check_id"
+                ),
+                vec![period.code().into(), to_ms(period.floor(from)).into(), to_ms(to).into()],
+            )
+            .await?;
+        Ok(rows.iter().map(|row| (row[0].int(), read_rollup(row, 1))).collect())
     }
 
     /// The same sums as [`CheckStore::rollup`], computed from raw results
     /// (within raw retention): the cross-check of the roll-ups.
     pub async fn raw_rollup(&self, id: i64, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Rollup, StoreError> {
-        read(&self.path, &self.readers, move |connection| {
-            let mut statement = connection.prepare_cached(
-                "SELECT duration_us, flags FROM results WHERE check_id = ?1 AND at >= ?2 AND at < ?3",
-            )?;
-            let mut rollup = Rollup::default();
-            let mut rows = statement.query(params![id, to_ms(from), to_ms(to)])?;
-            while let Some(row) = rows.next()? {
-                let duration_us = u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0);
-                let flags: i64 = row.get(1)?;
-                let mut one = Rollup::default();
-                if flags & FLAG_MAINTENANCE != 0 {
-                    one.maintenance_runs = 1;
-                } else {
-                    one.runs = 1;
-                    one.successes = u64::from(flags & FLAG_SUCCESS != 0);
-                    one.duration_sum_us = duration_us;
-                    one.duration_min_us = duration_us;
-                    one.duration_max_us = duration_us;
-                    one.histogram[bucket_of(duration_us as f64 / 1e6)] = 1;
-                }
-                rollup.merge(&one);
+        let rows = self
+            .storage
+            .select(
+                "SELECT duration_us, flags FROM results WHERE check_id = $1 AND at >= $2 AND at < $3",
+                vec![id.into(), to_ms(from).into(), to_ms(to).into()],
+            )
+            .await?;
+        let mut rollup = Rollup::default();
+        for row in rows {
+            let duration_us = u64::try_from(row[0].int()).unwrap_or(0);
+            let flags = row[1].int();
+            let mut one = Rollup::default();
+            if flags & FLAG_MAINTENANCE != 0 {
+                one.maintenance_runs = 1;
+            } else {
+                one.runs = 1;
+                one.successes = u64::from(flags & FLAG_SUCCESS != 0);
+                one.duration_sum_us = duration_us;
+                one.duration_min_us = duration_us;
+                one.duration_max_us = duration_us;
+                one.histogram[bucket_of(duration_us as f64 / 1e6)] = 1;
             }
-            Ok(rollup)
-        })
-        .await
+            rollup.merge(&one);
+        }
+        Ok(rollup)
+    }
+
+    /// How many raw results check `id` has with `from <= at < to`.
+    pub async fn count_results(&self, id: i64, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<u64, StoreError> {
+        let rows = self
+            .storage
+            .select(
+                "SELECT COUNT(*) FROM results WHERE check_id = $1 AND at >= $2 AND at < $3",
+                vec![id.into(), to_ms(from).into(), to_ms(to).into()],
+            )
+            .await?;
+        Ok(rows.first().map_or(0, |row| u64::try_from(row[0].int()).unwrap_or(0)))
     }
 
     /// Deletes raw results of check `id` older than `raw_before`, and its
@@ -613,73 +841,30 @@ impl CheckStore {
         raw_before: DateTime<Utc>,
         rollups_before: DateTime<Utc>,
     ) -> Result<usize, StoreError> {
-        write(&self.writer, move |connection| {
-            let (raw, old) = (to_ms(raw_before), to_ms(rollups_before));
-            let mut deleted =
-                connection.execute("DELETE FROM results WHERE check_id = ?1 AND at < ?2", params![id, raw])?;
-            deleted += connection.execute("DELETE FROM failures WHERE check_id = ?1 AND at < ?2", params![id, old])?;
-            deleted += connection.execute(
-                "DELETE FROM rollups WHERE check_id = ?1 AND period IN (0, 1) AND start < ?2",
-                params![id, old],
-            )?;
-            deleted += connection.execute(
-                "DELETE FROM incidents WHERE check_id = ?1 AND ended_at IS NOT NULL AND ended_at < ?2",
-                params![id, old],
-            )?;
-            Ok(deleted)
-        })
-        .await
+        let (raw, old) = (to_ms(raw_before), to_ms(rollups_before));
+        let done = self
+            .storage
+            .transaction(vec![
+                statement("DELETE FROM results WHERE check_id = $1 AND at < $2", vec![id.into(), raw.into()]),
+                statement("DELETE FROM failures WHERE check_id = $1 AND at < $2", vec![id.into(), old.into()]),
+                statement("DELETE FROM location_results WHERE check_id = $1 AND at < $2", vec![id.into(), raw.into()]),
+                statement("DELETE FROM agent_batches WHERE received_at < $1", vec![raw.into()]),
+                statement(
+                    "DELETE FROM rollups WHERE check_id = $1 AND period IN (0, 1) AND start < $2",
+                    vec![id.into(), old.into()],
+                ),
+                statement(
+                    "DELETE FROM incidents WHERE check_id = $1 AND ended_at IS NOT NULL AND ended_at < $2",
+                    vec![id.into(), old.into()],
+                ),
+            ])
+            .await?;
+        Ok(done.iter().map(|done| usize::try_from(done.changed).unwrap_or(usize::MAX)).sum())
     }
 
     /// Ids of every check the store knows (removed ones included), for expiry.
     pub async fn all_ids(&self) -> Result<Vec<i64>, StoreError> {
-        read(&self.path, &self.readers, |connection| {
-            let mut statement = connection.prepare_cached("SELECT id FROM checks ORDER BY id")?;
-            let ids = statement.query_map([], |row| row.get(0))?.collect::<Result<Vec<i64>, _>>()?;
-            Ok(ids)
-        })
-        .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::Duration;
-
-    #[tokio::test]
-    async fn rollups_match_raw_results_and_survive_expiry_of_raw_rows() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = CheckStore::open(dir.path().join("checks.db")).await.unwrap();
-        let saved = store.register(vec!["a".into()]).await.unwrap();
-        let id = saved["a"].id;
-        let start = Utc.with_ymd_and_hms(2026, 3, 1, 22, 0, 0).unwrap();
-        for step in 0..240i64 {
-            let success = step % 7 != 0;
-            let result = NewResult {
-                check_id: id,
-                at: start + Duration::seconds(step * 60),
-                duration_us: 1_000 + (step as u64 % 13) * 10_000,
-                success,
-                failure: (!success).then(|| ("connect".into(), "refused".into())),
-                maintenance: step % 50 == 49,
-            };
-            store.record(result, None).await.unwrap();
-        }
-        let end = start + Duration::hours(4);
-        let raw = store.raw_rollup(id, start, end).await.unwrap();
-        let hourly = store.rollup(id, Period::Hour, start, end).await.unwrap();
-        let daily = store.rollup(id, Period::Day, start, end).await.unwrap();
-        assert_eq!(raw, hourly);
-        assert_eq!(raw, daily);
-        assert_eq!(raw.runs + raw.maintenance_runs, 240);
-        assert_eq!(raw.maintenance_runs, 4);
-        let all = store.rollups_by_check(Period::Hour, start, end).await.unwrap();
-        assert_eq!(all[&id], hourly);
-        store.expire(id, end, start).await.unwrap();
-        assert_eq!(store.raw_rollup(id, start, end).await.unwrap().runs, 0);
-        assert_eq!(store.rollup(id, Period::Hour, start, end).await.unwrap(), hourly, "roll-ups outlive raw rows");
-        let failures = store.results(id, start, end, 1000).await.unwrap();
-        assert!(!failures.is_empty() && failures.iter().all(|result| !result.success), "failures are kept");
+        let rows = self.storage.select("SELECT id FROM checks ORDER BY id", Vec::new()).await?;
+        Ok(rows.iter().map(|row| row[0].int()).collect())
     }
 }

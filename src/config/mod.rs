@@ -120,10 +120,16 @@ pub struct Config {
     /// The web UI's operators.
     #[serde(skip_serializing_if = "crate::web::config::UiConfig::is_default")]
     pub ui: crate::web::config::UiConfig,
+    /// Where every part keeps its state (`storage:`), unless a deprecated
+    /// per-part `store:` says otherwise; the SQLite default is `checkit.db`
+    /// next to the config file.
+    pub storage: StorageConfig,
     /// Status pages.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub status_pages: Vec<crate::web::config::StatusPage>,
 }
+
+use crate::storage::config::StorageConfig;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -143,8 +149,11 @@ struct RawConfig {
     #[serde(default)]
     heartbeats: Option<yaml::Value>,
     #[serde(default)]
+    agents: Option<yaml::Value>,
+    #[serde(default)]
     ui: Option<yaml::Value>,
     #[serde(default)]
+    storage: Option<yaml::Value>,
     status_pages: Option<yaml::Value>,
 }
 
@@ -215,6 +224,7 @@ impl Config {
             raw.checks,
             raw.check_files,
             raw.check_options,
+            raw.agents,
             Some(base_dir),
             &modules,
             &mut problems,
@@ -232,6 +242,31 @@ impl Config {
                 }
             },
             _ => Default::default(),
+        };
+        let storage = match raw.storage.filter(|value| !value.is_null()) {
+            Some(value) => match yaml::from_value::<StorageConfig>(value, "storage") {
+                Ok(storage) => {
+                    storage.validate("storage", &mut problems);
+                    storage
+                }
+                Err(problem) => {
+                    problems.0.push(problem);
+                    StorageConfig::default()
+                }
+            },
+            None => {
+                let path = paths::resolve(base_dir, crate::storage::config::DEFAULT_SQLITE_PATH);
+                let storage = StorageConfig::sqlite(path);
+                // The default is checked only when a part keeps state in it,
+                // so a plain exporter config never needs a writable directory.
+                let used = bridge.as_ref().is_some_and(|bridge| bridge.store.is_none())
+                    || (checks.is_configured() && checks.options.store.is_none())
+                    || heartbeats.as_ref().is_some_and(|heartbeats| heartbeats.store.is_none());
+                if used {
+                    storage.validate("storage", &mut problems);
+                }
+                storage
+            }
         };
         // A check file that does not load is reported by the checks; group
         // names are then not checked against it.
@@ -255,6 +290,7 @@ impl Config {
             ui,
             status_pages,
             base_dir: base_dir.to_path_buf(),
+            storage,
         })
     }
 
@@ -266,6 +302,28 @@ impl Config {
         Config::parse_in(&text, &paths::base_dir_of(path))
     }
 
+    /// A config of only `modules` (name → the module as YAML, as
+    /// [`Config::module_yaml`] renders it): what a remote agent runs its
+    /// assigned checks with.
+    pub fn from_module_yaml(modules: &BTreeMap<String, String>) -> Result<Config, Error> {
+        let mut document = yaml::Mapping::new();
+        let mut problems = Problems::default();
+        for (name, text) in modules {
+            match yaml::parse_value(text) {
+                Ok(value) => {
+                    document.insert(yaml::Value::String(name.clone()), value);
+                }
+                Err(problem) => problems.push(format!("modules.{name}"), problem.message),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::Invalid(problems.0));
+        }
+        let mut root = yaml::Mapping::new();
+        root.insert(yaml::Value::String("modules".into()), yaml::Value::Mapping(document));
+        Config::parse(&yaml::to_string(&yaml::Value::Mapping(root)))
+    }
+
     /// The module called `name`.
     pub fn module(&self, name: &str) -> Option<&Module> {
         self.modules.get(name)
@@ -274,6 +332,11 @@ impl Config {
     /// The module called `name` as YAML (empty when there is none).
     pub fn module_yaml(&self, name: &str) -> std::sync::Arc<str> {
         self.module_yaml.get(name).cloned().unwrap_or_else(|| "".into())
+    }
+
+    /// The store of a part: its own (deprecated) `store:` when given, else `storage:`.
+    pub fn storage_of<'a>(&'a self, own: Option<&'a StorageConfig>) -> &'a StorageConfig {
+        own.unwrap_or(&self.storage)
     }
 
     /// The config as YAML with defaults filled in and secrets hidden (`/config`).

@@ -7,7 +7,8 @@
 //! section (modules, exporter, bridge, and new ones such as `check_files`)
 //! receives absolute paths without knowing where the file lives. A path key is
 //! one ending in `_file` (a string) or `_files` (a list of paths or globs),
-//! `bridge.store.sqlite.path`, and the `file` of a `secret_headers` entry.
+//! `storage.sqlite.path` (and the deprecated `*.store.sqlite.path`), and the
+//! `file` of a `secret_headers` entry.
 //! Mappings whose keys are user-chosen names (`headers`, `groups`, …) are not
 //! searched, so a header or group that happens to end in `_file` is left alone.
 
@@ -59,7 +60,7 @@ fn walk_mapping(mapping: &mut Mapping, base_dir: &Path, keys: &mut Vec<String>) 
         let Some(key) = key.as_str() else { continue };
         let is_path = !user_named
             && (key.ends_with("_file")
-                || (key == "path" && parent == "sqlite" && grandparent == "store")
+                || (key == "path" && parent == "sqlite" && (grandparent == "store" || grandparent == "storage"))
                 || (key == "file" && grandparent == "secret_headers"));
         match value {
             Value::String(path) if is_path && path.as_str() != ":memory:" => *path = resolve(base_dir, path),

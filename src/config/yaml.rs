@@ -75,9 +75,16 @@ pub fn from_value_each<T: DeserializeOwned>(value: Value, base: &str) -> Partial
         single.insert(key.clone(), entry.clone());
         match from_value::<T>(Value::Mapping(single), base) {
             // A required sibling missing from the one-key mapping is no problem of this key.
-            Err(problem) if !problem.message.starts_with("missing field") => {
+            Err(mut problem) if !problem.message.starts_with("missing field") => {
                 let name = key.as_str().map_or_else(|| to_string(&key).trim().to_string(), str::to_string);
-                broken.push(if base.is_empty() { name } else { format!("{base}.{name}") });
+                let located = if base.is_empty() { name } else { format!("{base}.{name}") };
+                // Keys of a `#[serde(flatten)]`ed struct are decoded from a buffer that
+                // serde_path_to_error does not see, so their errors stop at the block:
+                // the one key decoded here is where the problem is.
+                if problem.path == base && !problem.message.starts_with("unknown field") {
+                    problem.path = located.clone();
+                }
+                broken.push(located);
                 problems.push(problem);
             }
             _ => {

@@ -3,7 +3,6 @@
 //! ```yaml
 //! heartbeats:
 //!   ping_key_file: /etc/checkit/ping-key   # enables /ping/<key>/<name>
-//!   store: {sqlite: {path: /var/lib/checkit/heartbeats.db}}
 //!   checks:
 //!     - name: nightly-backup
 //!       uuid: 0b5a0c5e-3c55-4a39-9d2b-0f0e1e6f6a51
@@ -29,8 +28,9 @@ pub struct Config {
     /// A file holding the ping key: `/ping/<key>/<name>` then reaches a check
     /// by name as well as by UUID.
     pub ping_key_file: Option<String>,
-    /// Where pings and states are kept.
-    pub store: StoreConfig,
+    /// Deprecated: where pings and states are kept when not in the
+    /// top-level `storage:`; unset uses `storage:`.
+    pub store: Option<StoreConfig>,
     /// Pings a check accepts per minute; more get 429 and change nothing.
     pub max_pings_per_minute: u32,
     /// Pings (with their bodies) kept per check.
@@ -45,7 +45,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             ping_key_file: None,
-            store: StoreConfig::default(),
+            store: None,
             max_pings_per_minute: 60,
             keep_pings: 100,
             receiver: "heartbeats".into(),
@@ -54,27 +54,8 @@ impl Default for Config {
     }
 }
 
-/// `heartbeats.store`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct StoreConfig {
-    /// The SQLite store.
-    pub sqlite: SqliteConfig,
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        StoreConfig { sqlite: SqliteConfig { path: "checkit-heartbeats.db".into() } }
-    }
-}
-
-/// `heartbeats.store.sqlite`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct SqliteConfig {
-    /// The database file.
-    pub path: String,
-}
+/// `heartbeats.store` (deprecated): the shape of `storage:`.
+pub use crate::storage::config::StorageConfig as StoreConfig;
 
 /// One heartbeat check.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -194,8 +175,8 @@ impl Config {
         if self.keep_pings == 0 {
             problems.push(format!("{path}.keep_pings"), "must be at least 1");
         }
-        if self.store.sqlite.path.is_empty() {
-            problems.push(format!("{path}.store.sqlite.path"), "must not be empty");
+        if let Some(store) = &self.store {
+            store.validate(&format!("{path}.store"), problems);
         }
         if let Some(file) = &self.ping_key_file {
             match crate::config::types::read_secret_file(file) {

@@ -414,8 +414,21 @@ impl Heartbeats {
         notifier: Notifier,
         clock: Arc<dyn Clock>,
     ) -> Result<Heartbeats, Error> {
+        let storage = crate::storage::Storage::open(&config.store.clone().unwrap_or_default()).await?;
+        Self::start_on(config, registry, notifier, clock, storage).await
+    }
+
+    /// Like [`Heartbeats::start_with_clock`], keeping pings and states in
+    /// `storage` (shared with the other areas by the composition root).
+    pub async fn start_on(
+        config: Arc<Config>,
+        registry: &mut Registry,
+        notifier: Notifier,
+        clock: Arc<dyn Clock>,
+        storage: crate::storage::Storage,
+    ) -> Result<Heartbeats, Error> {
         let runtime = Runtime::build(Arc::clone(&config))?;
-        let store = Store::open(&config.store.sqlite.path).await?;
+        let store = Store::new(storage).await?;
         let records = store.records().await?;
         let metrics = Metrics::register(registry);
         let shared = Arc::new(Shared {

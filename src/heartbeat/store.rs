@@ -1,31 +1,15 @@
-//! Durable heartbeat data in SQLite: every ping (with the first 10,000 bytes
-//! of its body) and each check's [`Record`] as JSON, written in one
-//! transaction per ping so a restart finds the state the last answer told.
-//!
-//! One connection behind a mutex, used on the blocking pool: heartbeats are
-//! few and small, and the group commit of the bridge's store is not needed
-//! here. Migrations are versioned and only ever appended.
+//! Durable heartbeat data on the storage layer (the `heartbeats` area):
+//! every ping (with the first 10,000 bytes of its body) and each check's
+//! [`Record`] as JSON, written in one transaction per ping so a restart finds
+//! the state the last answer told. The SQL runs on SQLite and PostgreSQL.
 
 use super::state::{Kind, Record};
-use chrono::{DateTime, TimeZone, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::storage::{Area, SqlParam, Statement, Storage, from_ms, to_ms};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
-/// A storage failure; pings are answered 503 on any of these.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// SQLite refused.
-    #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// The store cannot be reached (a task or lock failed).
-    #[error("{0}")]
-    Unavailable(String),
-    /// A stored record could not be decoded.
-    #[error("corrupt stored state: {0}")]
-    Corrupt(#[from] serde_json::Error),
-}
+pub use crate::storage::StoreError;
 
 /// `(version, SQL)` in order.
 const MIGRATIONS: &[(i64, &str)] = &[(
@@ -54,6 +38,9 @@ CREATE TABLE heartbeat_state (
 );
 ",
 )];
+
+/// The heartbeats' area of the storage layer.
+pub static AREA: Area = Area { name: "heartbeats", migrations: MIGRATIONS, legacy_table: "heartbeat_state" };
 
 /// One ping as stored and listed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -91,69 +78,41 @@ fn source_name(text: &str) -> &'static str {
     }
 }
 
-fn to_ms(at: DateTime<Utc>) -> i64 {
-    at.timestamp_millis()
-}
-
-fn from_ms(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
-}
-
 /// The heartbeat store; cheap to clone.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Store {
-    connection: Arc<Mutex<Connection>>,
+    storage: Storage,
 }
 
-impl std::fmt::Debug for Store {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("heartbeat::Store").finish_non_exhaustive()
-    }
+fn corrupt(err: serde_json::Error) -> StoreError {
+    StoreError::Corrupt(format!("heartbeat record: {err}"))
+}
+
+const UPSERT: &str = "INSERT INTO heartbeat_state (check_name, record, updated_at) VALUES ($1, $2, $3) \
+     ON CONFLICT (check_name) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at";
+
+fn upsert(check: &str, json: String, now: DateTime<Utc>) -> Statement {
+    (UPSERT.into(), vec![check.into(), json.into(), to_ms(now).into()])
 }
 
 impl Store {
-    /// Opens (creating if needed) and migrates the database at `path`.
+    /// Opens (creating if needed) and migrates an SQLite file of its own at `path`.
     pub async fn open(path: &str) -> Result<Store, StoreError> {
-        let path = path.to_string();
-        let connection = tokio::task::spawn_blocking(move || -> Result<Connection, StoreError> {
-            let connection = Connection::open(&path)?;
-            connection
-                .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")?;
-            migrate(&connection)?;
-            Ok(connection)
-        })
-        .await
-        .map_err(|err| StoreError::Unavailable(format!("sqlite open task failed: {err}")))??;
-        Ok(Store { connection: Arc::new(Mutex::new(connection)) })
+        Store::new(Storage::Sqlite(crate::storage::sqlite::Sqlite::open(path).await?)).await
     }
 
-    async fn with<T, F>(&self, work: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        let connection = Arc::clone(&self.connection);
-        tokio::task::spawn_blocking(move || {
-            let mut guard = connection.lock().map_err(|_| StoreError::Unavailable("store lock poisoned".into()))?;
-            work(&mut guard)
-        })
-        .await
-        .map_err(|err| StoreError::Unavailable(format!("sqlite task failed: {err}")))?
+    /// The heartbeats' tables in `storage`, migrated.
+    pub async fn new(storage: Storage) -> Result<Store, StoreError> {
+        storage.migrate(&AREA).await?;
+        Ok(Store { storage })
     }
 
     /// Every stored record, by check name.
     pub async fn records(&self) -> Result<HashMap<String, Record>, StoreError> {
-        self.with(|connection| {
-            let mut statement = connection.prepare("SELECT check_name, record FROM heartbeat_state")?;
-            let rows = statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?;
-            let mut records = HashMap::new();
-            for row in rows {
-                let (name, json) = row?;
-                records.insert(name, serde_json::from_str(&json)?);
-            }
-            Ok(records)
-        })
-        .await
+        let rows = self.storage.select("SELECT check_name, record FROM heartbeat_state", Vec::new()).await?;
+        rows.iter()
+            .map(|row| Ok((row[0].string(), serde_json::from_str(row[1].text().unwrap_or_default()).map_err(corrupt)?)))
+            .collect()
     }
 
     /// Stores `ping` (when given) and `record` for `check` in one transaction,
@@ -166,40 +125,40 @@ impl Store {
         keep: u32,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let check = check.to_string();
-        let json = serde_json::to_string(record)?;
-        self.with(move |connection| {
-            let transaction = connection.transaction()?;
-            if let Some(ping) = ping {
-                transaction.execute(
-                    "INSERT INTO heartbeat_pings (check_name, at, kind, exit_status, rid, duration_ms, source, method, \
-                     remote_addr, user_agent, body, body_truncated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                    params![
-                        check,
-                        to_ms(ping.at),
-                        ping.kind.as_str(),
-                        ping.exit_status,
-                        ping.rid,
-                        ping.duration_seconds.map(|seconds| (seconds * 1000.0).round() as i64),
-                        ping.source,
-                        ping.method,
-                        ping.remote_addr,
-                        ping.user_agent,
-                        ping.body,
-                        ping.body_truncated,
-                    ],
-                )?;
-                transaction.execute(
-                    "DELETE FROM heartbeat_pings WHERE check_name = ?1 AND id <= \
-                     (SELECT id FROM heartbeat_pings WHERE check_name = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-                    params![check, keep],
-                )?;
-            }
-            upsert(&transaction, &check, &json, now)?;
-            transaction.commit()?;
-            Ok(())
-        })
-        .await
+        let json = serde_json::to_string(record).map_err(corrupt)?;
+        let mut statements = Vec::new();
+        if let Some(ping) = ping {
+            let params: Vec<SqlParam> = vec![
+                check.into(),
+                to_ms(ping.at).into(),
+                ping.kind.as_str().into(),
+                ping.exit_status.map(i64::from).into(),
+                ping.rid.into(),
+                ping.duration_seconds.map(|seconds| (seconds * 1000.0).round() as i64).into(),
+                ping.source.into(),
+                ping.method.into(),
+                ping.remote_addr.into(),
+                ping.user_agent.into(),
+                ping.body.into(),
+                i64::from(ping.body_truncated).into(),
+            ];
+            statements.push((
+                "INSERT INTO heartbeat_pings (check_name, at, kind, exit_status, rid, duration_ms, source, method, \
+                 remote_addr, user_agent, body, body_truncated) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+                    .into(),
+                params,
+            ));
+            statements.push((
+                "DELETE FROM heartbeat_pings WHERE check_name = $1 AND id <= \
+                 (SELECT id FROM heartbeat_pings WHERE check_name = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)"
+                    .into(),
+                vec![check.into(), i64::from(keep).into()],
+            ));
+        }
+        statements.push(upsert(check, json, now));
+        self.storage.transaction(statements).await?;
+        Ok(())
     }
 
     /// Stores several records in one transaction.
@@ -207,115 +166,39 @@ impl Store {
         if records.is_empty() {
             return Ok(());
         }
-        let encoded = records
+        let statements = records
             .iter()
-            .map(|(check, record)| Ok((check.clone(), serde_json::to_string(record)?)))
-            .collect::<Result<Vec<_>, serde_json::Error>>()?;
-        self.with(move |connection| {
-            let transaction = connection.transaction()?;
-            for (check, json) in &encoded {
-                upsert(&transaction, check, json, now)?;
-            }
-            transaction.commit()?;
-            Ok(())
-        })
-        .await
+            .map(|(check, record)| Ok(upsert(check, serde_json::to_string(record).map_err(corrupt)?, now)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.storage.transaction(statements).await?;
+        Ok(())
     }
 
     /// The newest `limit` pings of `check`, newest first.
     pub async fn pings(&self, check: &str, limit: u32) -> Result<Vec<Ping>, StoreError> {
-        let check = check.to_string();
-        self.with(move |connection| {
-            let mut statement = connection.prepare(
+        let rows = self
+            .storage
+            .select(
                 "SELECT at, kind, exit_status, rid, duration_ms, source, method, remote_addr, user_agent, body, \
-                 body_truncated FROM heartbeat_pings WHERE check_name = ?1 ORDER BY id DESC LIMIT ?2",
-            )?;
-            let rows = statement.query_map(params![check, limit], |row| {
-                Ok(Ping {
-                    at: from_ms(row.get(0)?),
-                    kind: Kind::parse(&row.get::<_, String>(1)?).unwrap_or(Kind::Log),
-                    exit_status: row.get(2)?,
-                    rid: row.get(3)?,
-                    duration_seconds: row.get::<_, Option<i64>>(4)?.map(|ms| ms as f64 / 1000.0),
-                    source: source_name(&row.get::<_, String>(5)?),
-                    method: row.get(6)?,
-                    remote_addr: row.get(7)?,
-                    user_agent: row.get(8)?,
-                    body: row.get(9)?,
-                    body_truncated: row.get(10)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
-    }
-}
-
-fn upsert(connection: &Connection, check: &str, json: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
-    connection.execute(
-        "INSERT INTO heartbeat_state (check_name, record, updated_at) VALUES (?1, ?2, ?3) \
-         ON CONFLICT (check_name) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at",
-        params![check, json, to_ms(now)],
-    )?;
-    Ok(())
-}
-
-fn migrate(connection: &Connection) -> Result<(), StoreError> {
-    connection.execute_batch(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
-    )?;
-    let applied: i64 = connection
-        .query_row("SELECT MAX(version) FROM schema_migrations", [], |row| row.get::<_, Option<i64>>(0))
-        .optional()?
-        .flatten()
-        .unwrap_or(0);
-    for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > applied) {
-        let transaction = connection.unchecked_transaction()?;
-        transaction.execute_batch(sql)?;
-        transaction.execute(
-            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
-            params![version, Utc::now().timestamp_millis()],
-        )?;
-        transaction.commit()?;
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ping(at: i64, body: &str) -> Ping {
-        Ping {
-            at: from_ms(at),
-            kind: Kind::Success,
-            exit_status: Some(0),
-            rid: None,
-            duration_seconds: Some(1.5),
-            source: "uuid",
-            method: "POST".into(),
-            remote_addr: Some("127.0.0.1".into()),
-            user_agent: None,
-            body: body.into(),
-            body_truncated: false,
-        }
-    }
-
-    #[tokio::test]
-    async fn pings_and_records_survive_a_reopen_and_old_pings_are_trimmed() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("hb.db").display().to_string();
-        let store = Store::open(&path).await.unwrap();
-        let mut record = Record::default();
-        for at in 1..=5 {
-            record.last_ping = Some(from_ms(at * 1000));
-            store.save("backup", Some(ping(at * 1000, &format!("run {at}"))), &record, 3, from_ms(at)).await.unwrap();
-        }
-        drop(store);
-        let store = Store::open(&path).await.unwrap();
-        let pings = store.pings("backup", 10).await.unwrap();
-        assert_eq!(pings.iter().map(|ping| ping.body.as_str()).collect::<Vec<_>>(), ["run 5", "run 4", "run 3"]);
-        assert_eq!(pings[0].duration_seconds, Some(1.5));
-        assert_eq!(store.records().await.unwrap()["backup"], record);
+                 body_truncated FROM heartbeat_pings WHERE check_name = $1 ORDER BY id DESC LIMIT $2",
+                vec![check.into(), i64::from(limit).into()],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| Ping {
+                at: from_ms(row[0].int()),
+                kind: Kind::parse(row[1].text().unwrap_or_default()).unwrap_or(Kind::Log),
+                exit_status: row[2].opt_int().and_then(|status| u8::try_from(status).ok()),
+                rid: row[3].text().map(str::to_string),
+                duration_seconds: row[4].opt_int().map(|ms| ms as f64 / 1000.0),
+                source: source_name(row[5].text().unwrap_or_default()),
+                method: row[6].string(),
+                remote_addr: row[7].text().map(str::to_string),
+                user_agent: row[8].text().map(str::to_string),
+                body: row[9].string(),
+                body_truncated: row[10].int() != 0,
+            })
+            .collect())
     }
 }

@@ -1,6 +1,7 @@
 //! Recent probe results for `/` and `/logs`: a ring of the last N results
 //! plus a ring of evicted failures, so recent failures stay visible longer.
 
+use crate::config::types::redact_url_passwords;
 use std::collections::VecDeque;
 
 /// One stored probe.
@@ -10,7 +11,7 @@ pub struct Entry {
     pub id: u64,
     /// Module name.
     pub module: String,
-    /// Target.
+    /// Target, with any URL password redacted: `/` and `/logs` show it.
     pub target: String,
     /// Whether it succeeded.
     pub success: bool,
@@ -64,7 +65,7 @@ impl History {
         self.recent.push_back(Entry {
             id,
             module: module.into(),
-            target: target.into(),
+            target: redact_url_passwords(target).into_owned(),
             success,
             log,
             metrics,
@@ -93,8 +94,10 @@ impl History {
         self.list().into_iter().find(|entry| entry.id == id)
     }
 
-    /// The newest entry for `target` (and `module`, when given).
+    /// The newest entry for `target` (and `module`, when given); `target`
+    /// may be given with its password or redacted.
     pub fn latest(&self, target: &str, module: Option<&str>) -> Option<&Entry> {
+        let target = redact_url_passwords(target);
         self.list()
             .into_iter()
             .find(|entry| entry.target == target && module.is_none_or(|module| entry.module == module))

@@ -72,6 +72,10 @@ pub struct Web {
     verified: Arc<Mutex<HashSet<(String, String)>>>,
     /// Bounds the bcrypt comparisons running at once.
     verifying: Arc<tokio::sync::Semaphore>,
+    /// bcrypt comparisons run so far, with the cost of each one's hash: what
+    /// makes an unknown user as slow as a wrong password, checked by a test
+    /// without timing anything.
+    comparisons: Arc<Mutex<Vec<u32>>>,
     /// Extra response headers.
     pub headers: Arc<BTreeMap<String, String>>,
 }
@@ -84,6 +88,7 @@ impl Default for Web {
             users: Arc::default(),
             verified: Arc::default(),
             verifying: Arc::new(tokio::sync::Semaphore::new(verify_slots())),
+            comparisons: Arc::default(),
             headers: Arc::default(),
         }
     }
@@ -139,6 +144,7 @@ impl Web {
             users: Arc::new(config.basic_auth_users.into_iter().map(|(user, hash)| (user, hash.0)).collect()),
             verified: Arc::default(),
             verifying: Arc::new(tokio::sync::Semaphore::new(verify_slots())),
+            comparisons: Arc::default(),
             headers: Arc::new(config.http_server_config.map(|http| http.headers).unwrap_or_default()),
         })
     }
@@ -174,6 +180,13 @@ impl Web {
         let Ok(Ok(_permit)) = tokio::time::timeout(VERIFY_QUEUE_WAIT, self.verifying.acquire()).await else {
             return Authorization::Busy;
         };
+        if let Ok(mut comparisons) = self.comparisons.lock() {
+            // Bounded: only the last few matter to the test that reads them.
+            if comparisons.len() >= 64 {
+                comparisons.clear();
+            }
+            comparisons.push(bcrypt_cost(&hash));
+        }
         let password = key.1.clone();
         let matches = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
             .await
@@ -297,5 +310,30 @@ mod tests {
         assert_eq!(decode_basic("Bearer x"), None);
         assert_eq!(decode_basic("BASIC dXNlcjpwYXNz"), Some(("user".into(), "pass".into())));
         assert_eq!(bcrypt_cost("$2y$10$abc"), 10);
+    }
+
+    /// Defect 7 (issue 13), checked without a clock: an unknown user's
+    /// password goes through the same bcrypt comparison as a wrong password,
+    /// against a hash of the costliest configured cost, so both take as long.
+    #[tokio::test]
+    async fn unknown_users_are_compared_against_a_hash_of_the_same_cost() {
+        let cheap = bcrypt::hash("other", 4).expect("hash");
+        let costly = bcrypt::hash("s3cret", 6).expect("hash");
+        let web = Web {
+            users: Arc::new(BTreeMap::from([("cheap".to_string(), cheap), ("prometheus".to_string(), costly)])),
+            ..Web::default()
+        };
+        let basic = |user: &str, password: &str| {
+            use base64::Engine;
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+        };
+        let comparisons = || web.comparisons.lock().expect("lock").clone();
+        assert_eq!(web.authorize(Some(&basic("prometheus", "wrong"))).await, Authorization::Denied);
+        assert_eq!(comparisons(), [6], "a wrong password is one comparison at the user's cost");
+        assert_eq!(web.authorize(Some(&basic("nobody", "wrong"))).await, Authorization::Denied);
+        assert_eq!(comparisons(), [6, 6], "an unknown user is one comparison at the highest cost");
+        assert_eq!(web.authorize(Some(&basic("nobody", "s3cret"))).await, Authorization::Denied);
+        assert_eq!(web.authorize(Some(&basic("prometheus", "s3cret"))).await, Authorization::Allowed);
+        assert_eq!(comparisons(), [6, 6, 6, 6], "the dummy hash never lets anyone in");
     }
 }

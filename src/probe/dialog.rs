@@ -210,7 +210,7 @@ pub async fn start(
     }
     let stream: BoxStream = if implicit_tls {
         let (tls_stream, info) = tls::connect(ctx, tls_config, server_name, &[], stream).await?;
-        info.record(&mut ctx.registry, TLS_FAMILIES);
+        tls::record(&info, &mut ctx.registry, TLS_FAMILIES);
         Box::new(tls_stream)
     } else {
         Box::new(stream)
@@ -261,7 +261,7 @@ pub async fn run(
             let plain = reader.into_inner();
             let (tls_stream, info) = tls::connect(ctx, tls_config, server_name, &[], plain).await?;
             ctx.log.debug("TLS Handshake (client) succeeded.");
-            info.record(&mut ctx.registry, TLS_FAMILIES);
+            tls::record(&info, &mut ctx.registry, TLS_FAMILIES);
             reader = BufReader::new(Box::new(tls_stream));
         }
     }
@@ -393,6 +393,7 @@ mod tests {
             log: Default::default(),
             phase: Phase::Connect,
             policy: &policy,
+            env: &crate::probe::Env::default(),
         };
         let result = run(&mut ctx, steps, &TlsConfig::default(), "localhost", Box::new(client)).await;
         let received = server_task.await.unwrap();

@@ -7,12 +7,10 @@
 //! `probe_ssl_*` families and the `tls_untrusted`/`tls_expired` reasons the
 //! same as for every other prober.
 
-use super::resolve::IpProtocol;
 use super::textproto::{self, Families, Ports, TlsMode};
 use super::tls::{self, TlsConfig, TlsInfo};
 use super::{Phase, ProbeCtx, ProbeError, ProbeResult, Reason};
 use crate::config::Problems;
-use crate::config::types::Regex;
 use rustls::pki_types::ServerName;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -24,54 +22,18 @@ use suppaftp::{FtpError, FtpResult, Mode, Status};
 use tokio::net::TcpStream;
 
 /// The `ftp:` block of a module.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Address family to prefer (blackbox's default: `ip6`).
-    pub preferred_ip_protocol: IpProtocol,
-    /// Fall back to the other family when the preferred one has no address.
-    pub ip_protocol_fallback: bool,
-    /// `none`, `starttls` (AUTH TLS, explicit FTPS), `opportunistic` or
-    /// `implicit`; unset means implicit on port 990 and plain elsewhere.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tls: Option<TlsMode>,
-    /// TLS settings for the control and data connections.
-    pub tls_config: TlsConfig,
-    /// Must match the greeting (all lines, joined by newlines).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub banner_regexp: Option<Regex>,
-    /// Log in as this user; `anonymous` logs in anonymously. Unset means no login.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    /// File holding the password, read at every probe.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub password_file: Option<String>,
-    /// Environment variable holding the password.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub password_env: Option<String>,
+    /// The keys every line-based prober shares.
+    #[serde(flatten)]
+    pub common: textproto::Common,
     /// Directory to LIST after login (`.` is the login directory).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub list_directory: Option<String>,
     /// File that must exist (checked with MDTM, which also gives its age).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file_exists: Option<String>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            preferred_ip_protocol: IpProtocol::default(),
-            ip_protocol_fallback: true,
-            tls: None,
-            tls_config: TlsConfig::default(),
-            banner_regexp: None,
-            username: None,
-            password_file: None,
-            password_env: None,
-            list_directory: None,
-            file_exists: None,
-        }
-    }
 }
 
 /// User names that log in anonymously (RFC 1635).
@@ -85,19 +47,11 @@ const ANONYMOUS_PASSWORD: &str = "anonymous@";
 impl Config {
     /// Records every problem of this block.
     pub fn validate(&self, path: &str, problems: &mut Problems) {
-        self.tls_config.validate(&format!("{path}.tls_config"), problems);
-        let anonymous = self.username.as_deref().is_some_and(is_anonymous);
-        textproto::validate_credentials(
-            path,
-            self.username.as_deref(),
-            self.password_file.as_deref(),
-            self.password_env.as_deref(),
-            !anonymous,
-            problems,
-        );
+        let anonymous = self.common.username.as_deref().is_some_and(is_anonymous);
+        self.common.validate(path, !anonymous, problems);
         for (key, value) in [("list_directory", &self.list_directory), ("file_exists", &self.file_exists)] {
             let Some(value) = value else { continue };
-            if self.username.is_none() {
+            if self.common.username.is_none() {
                 problems.push(format!("{path}.{key}"), format!("{key} needs username (it runs after login)"));
             }
             if value.is_empty() || !textproto::is_protocol_safe(value) {
@@ -114,11 +68,11 @@ const FAMILIES: Families = Families {
     duration_help: "Duration of the FTP probe by phase",
     ssl: "probe_ftp_ssl",
     ssl_help: "Indicates if TLS was used for the FTP control connection",
+    server_info: "probe_ftp_server_info",
+    server_info_help: "Server software recognised in the greeting, from a fixed list",
 };
 const STATUS: &str = "probe_ftp_status_code";
 const STATUS_HELP: &str = "Returns the last FTP reply code received, 0 when there was none";
-const SERVER_INFO: &str = "probe_ftp_server_info";
-const SERVER_INFO_HELP: &str = "Server software recognised in the greeting, from a fixed list";
 const ENTRIES: &str = "probe_ftp_directory_entries";
 const ENTRIES_HELP: &str = "Number of entries in the listed directory";
 const MODIFIED: &str = "probe_ftp_file_modified_timestamp_seconds";
@@ -130,23 +84,25 @@ type FtpStream = ImplAsyncFtpStream<AsyncRustlsStream>;
 pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
     FAMILIES.seed(ctx);
     ctx.registry.set(STATUS, STATUS_HELP, 0.0);
-    let endpoint = textproto::endpoint(ctx.target, config.tls, PORTS)?;
-    let password = super::credentials::password(config.password_file.as_deref(), config.password_env.as_deref())?;
+    let endpoint = textproto::endpoint(ctx.target, config.common.tls, PORTS)?;
+    let password = config.common.password()?;
     let server_name = textproto::server_name(ctx, &endpoint).to_string();
     let connector = match endpoint.tls {
         TlsMode::None => None,
-        _ => Some(Connector::new(&config.tls_config, &server_name)?),
+        _ => Some(Connector::new(&config.common.tls_config, &server_name)?),
     };
 
     let mut ftp = match &connector {
         Some(connector) if endpoint.tls == TlsMode::Implicit => {
-            let address =
-                FAMILIES.resolve(ctx, &endpoint, config.preferred_ip_protocol, config.ip_protocol_fallback).await?;
+            let address = FAMILIES
+                .resolve(ctx, &endpoint, config.common.preferred_ip_protocol, config.common.ip_protocol_fallback)
+                .await?;
             connect_implicit(ctx, address, connector.clone(), &server_name).await?
         }
         _ => {
-            let tcp =
-                FAMILIES.connect(ctx, &endpoint, config.preferred_ip_protocol, config.ip_protocol_fallback).await?;
+            let tcp = FAMILIES
+                .connect(ctx, &endpoint, config.common.preferred_ip_protocol, config.common.ip_protocol_fallback)
+                .await?;
             let result = FAMILIES.step(ctx, Phase::Processing, FtpStream::connect_with_stream(tcp)).await?;
             result.map_err(|err| failure(ctx, Phase::Processing, err, None))?
         }
@@ -154,10 +110,7 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
     ctx.registry.set(STATUS, STATUS_HELP, 220.0);
     let greeting = ftp.get_welcome_msg().unwrap_or_default().to_string();
     ctx.log.debug(format!("Received greeting text={greeting:?}"));
-    if let Some(software) = textproto::software(&greeting) {
-        ctx.registry.set_with(SERVER_INFO, SERVER_INFO_HELP, &[("software", software)], 1.0);
-    }
-    textproto::check_banner(ctx, config.banner_regexp.as_ref(), &greeting)?;
+    FAMILIES.greeted(ctx, &config.common, &greeting)?;
     if endpoint.tls == TlsMode::Implicit {
         ftp = protect_data(ctx, ftp).await?;
         ctx.registry.set(STATUS, STATUS_HELP, 200.0);
@@ -185,7 +138,7 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
         ftp.set_mode(Mode::ExtendedPassive);
     }
 
-    let Some(username) = &config.username else {
+    let Some(username) = &config.common.username else {
         quit(ctx, ftp).await;
         return Ok(());
     };

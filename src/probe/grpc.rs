@@ -208,7 +208,7 @@ async fn check(ctx: &mut ProbeCtx<'_>, config: &Config, host: &str, address: Soc
     if config.tls {
         let (stream, info) = tls::connect(ctx, &config.tls_config, host, &[b"h2"], stream).await?;
         ctx.registry.set("probe_grpc_ssl", HELP_SSL, 1.0);
-        info.record(&mut ctx.registry, tls::Families { cipher: false, last_chain_expiry: false });
+        tls::record(&info, &mut ctx.registry, tls::Families { cipher: false, last_chain_expiry: false });
         if info.alpn.as_deref() != Some(b"h2") {
             ctx.log.debug("Server did not select ALPN h2; speaking HTTP/2 anyway");
         }

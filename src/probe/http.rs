@@ -883,7 +883,7 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
     match &response.tls {
         Some(info) => {
             ctx.registry.set(SSL, HELP_SSL, 1.0);
-            info.record(&mut ctx.registry, tls::Families { cipher: true, last_chain_expiry: true });
+            tls::record(info, &mut ctx.registry, tls::Families { cipher: true, last_chain_expiry: true });
             if config.fail_if_ssl {
                 ctx.log.error("Final request was over SSL");
                 failure.get_or_insert(ProbeError::new(Phase::Check, Reason::TlsPolicy, "final request was over TLS"));

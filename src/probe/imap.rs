@@ -5,12 +5,9 @@
 //! itself, so address selection, the target policy and the TLS metrics stay
 //! the framework's.
 
-use super::resolve::IpProtocol;
-use super::textproto::{self, Families, Ports, Stream, TlsMode};
-use super::tls::TlsConfig;
+use super::textproto::{self, Families, Opened, Ports, Stream, TlsMode};
 use super::{Phase, ProbeCtx, ProbeError, ProbeResult, Reason};
 use crate::config::Problems;
-use crate::config::types::Regex;
 use async_imap::error::Error as ImapError;
 use async_imap::imap_proto::{Response, Status};
 use async_imap::{Client, Session};
@@ -18,31 +15,12 @@ use serde::{Deserialize, Serialize};
 use tokio_util::either::Either;
 
 /// The `imap:` block of a module.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Address family to prefer (blackbox's default: `ip6`).
-    pub preferred_ip_protocol: IpProtocol,
-    /// Fall back to the other family when the preferred one has no address.
-    pub ip_protocol_fallback: bool,
-    /// `none`, `starttls`, `opportunistic` or `implicit`; unset means
-    /// implicit on port 993 and plain elsewhere.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tls: Option<TlsMode>,
-    /// TLS settings for implicit TLS and STARTTLS.
-    pub tls_config: TlsConfig,
-    /// Must match the greeting line.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub banner_regexp: Option<Regex>,
-    /// Log in as this user (LOGIN); unset means no login.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    /// File holding the password, read at every probe.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub password_file: Option<String>,
-    /// Environment variable holding the password.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub password_env: Option<String>,
+    /// The keys every line-based prober shares.
+    #[serde(flatten)]
+    pub common: textproto::Common,
     /// Mailbox to open read-only (EXAMINE) after login, e.g. `INBOX`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mailbox: Option<String>,
@@ -54,37 +32,11 @@ pub struct Config {
     pub max_messages: Option<u32>,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            preferred_ip_protocol: IpProtocol::default(),
-            ip_protocol_fallback: true,
-            tls: None,
-            tls_config: TlsConfig::default(),
-            banner_regexp: None,
-            username: None,
-            password_file: None,
-            password_env: None,
-            mailbox: None,
-            min_messages: None,
-            max_messages: None,
-        }
-    }
-}
-
 impl Config {
     /// Records every problem of this block.
     pub fn validate(&self, path: &str, problems: &mut Problems) {
-        self.tls_config.validate(&format!("{path}.tls_config"), problems);
-        textproto::validate_credentials(
-            path,
-            self.username.as_deref(),
-            self.password_file.as_deref(),
-            self.password_env.as_deref(),
-            true,
-            problems,
-        );
-        if self.mailbox.is_some() && self.username.is_none() {
+        self.common.validate(path, true, problems);
+        if self.mailbox.is_some() && self.common.username.is_none() {
             problems.push(format!("{path}.mailbox"), "mailbox needs username (it is opened after login)");
         }
         if let Some(mailbox) = &self.mailbox {
@@ -113,31 +65,20 @@ const FAMILIES: Families = Families {
     duration_help: "Duration of the IMAP probe by phase",
     ssl: "probe_imap_ssl",
     ssl_help: "Indicates if TLS was used for the IMAP session",
+    server_info: "probe_imap_server_info",
+    server_info_help: "Server software recognised in the greeting, from a fixed list",
 };
-const SERVER_INFO: &str = "probe_imap_server_info";
-const SERVER_INFO_HELP: &str = "Server software recognised in the greeting, from a fixed list";
 const MESSAGES: &str = "probe_imap_mailbox_messages";
 const MESSAGES_HELP: &str = "Number of messages in the examined mailbox";
 
 /// Runs one probe.
 pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
     FAMILIES.seed(ctx);
-    let endpoint = textproto::endpoint(ctx.target, config.tls, PORTS)?;
-    let password = super::credentials::password(config.password_file.as_deref(), config.password_env.as_deref())?;
-    let tcp = FAMILIES.connect(ctx, &endpoint, config.preferred_ip_protocol, config.ip_protocol_fallback).await?;
-    let server_name = textproto::server_name(ctx, &endpoint).to_string();
-    let stream: Stream = if endpoint.tls == TlsMode::Implicit {
-        Either::Right(FAMILIES.handshake(ctx, &config.tls_config, &server_name, tcp).await?)
-    } else {
-        Either::Left(tcp)
-    };
+    let Opened { endpoint, password, server_name, stream } = FAMILIES.open(ctx, &config.common, PORTS).await?;
     let mut client = Client::new(stream);
 
     let greeting = greeting(ctx, &mut client).await?;
-    if let Some(software) = textproto::software(&greeting) {
-        ctx.registry.set_with(SERVER_INFO, SERVER_INFO_HELP, &[("software", software)], 1.0);
-    }
-    textproto::check_banner(ctx, config.banner_regexp.as_ref(), &greeting)?;
+    FAMILIES.greeted(ctx, &config.common, &greeting)?;
 
     if matches!(endpoint.tls, TlsMode::Starttls | TlsMode::Opportunistic) {
         ctx.log.debug("Sending command=\"STARTTLS\"");
@@ -147,7 +88,7 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
                 let Either::Left(tcp) = client.into_inner() else {
                     return Err(ProbeError::new(Phase::Tls, Reason::UnexpectedResponse, "STARTTLS on TLS"));
                 };
-                let stream = FAMILIES.handshake(ctx, &config.tls_config, &server_name, tcp).await?;
+                let stream = FAMILIES.handshake(ctx, &config.common.tls_config, &server_name, tcp).await?;
                 client = Client::new(Either::Right(stream));
             }
             Err(ImapError::No(text) | ImapError::Bad(text)) if endpoint.tls == TlsMode::Opportunistic => {
@@ -157,7 +98,7 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
         }
     }
 
-    let Some(username) = &config.username else {
+    let Some(username) = &config.common.username else {
         logout_client(ctx, client).await;
         return Ok(());
     };

@@ -388,6 +388,17 @@ pub struct ProbeCtx<'a> {
     pub phase: Phase,
     /// The target allowlist, checked again after every resolution.
     pub policy: &'a policy::TargetPolicy,
+    /// What probes share across runs (rdap's client, bootstrap and cache).
+    pub env: &'a Env,
+}
+
+/// What probes share across runs, built once by `app` (and by each test that
+/// wants its own) and handed to [`run`]: nothing a prober keeps between probes
+/// lives in a process-wide static, so reloads and tests control it.
+#[derive(Debug, Default)]
+pub struct Env {
+    /// The rdap prober's HTTP client, bootstrap registries and answer cache.
+    pub rdap: rdap::Env,
 }
 
 impl ProbeCtx<'_> {
@@ -470,6 +481,7 @@ pub async fn run(
     hostname: Option<&str>,
     timeout: Duration,
     policy: &policy::TargetPolicy,
+    env: &Env,
 ) -> Outcome {
     let start = Instant::now();
     let mut ctx = ProbeCtx {
@@ -480,6 +492,7 @@ pub async fn run(
         log: ProbeLog::default(),
         phase: Phase::Resolve,
         policy,
+        env,
     };
     ctx.log.info(format!("Beginning probe probe={} timeout_seconds={}", module.prober.as_str(), timeout.as_secs_f64()));
     let deadline = ctx.deadline;
@@ -506,6 +519,10 @@ pub async fn run(
     Outcome { registry, error: result.err(), log: ctx.log, duration }
 }
 
+/// Runs the module's prober. Each prober's future is boxed: the futures of
+/// the database and gRPC probers are many times the size of a TCP or HTTP
+/// probe's, and unboxed every `/probe` request would hold (and allocate) the
+/// largest of them, whichever prober it runs.
 async fn dispatch(ctx: &mut ProbeCtx<'_>, module: &Module) -> ProbeResult {
     fn block<T: Default + Clone>(config: &Option<T>) -> std::borrow::Cow<'_, T> {
         match config {
@@ -514,21 +531,21 @@ async fn dispatch(ctx: &mut ProbeCtx<'_>, module: &Module) -> ProbeResult {
         }
     }
     match module.prober {
-        ProberKind::Http => http::probe(ctx, &module.http).await,
-        ProberKind::Tcp => tcp::probe(ctx, &module.tcp).await,
-        ProberKind::Icmp => icmp::probe(ctx, &module.icmp).await,
-        ProberKind::Dns => dns::probe(ctx, &module.dns).await,
-        ProberKind::Grpc => grpc::probe(ctx, &module.grpc).await,
-        ProberKind::Unix => unix::probe(ctx, &module.unix).await,
-        ProberKind::Postgres => postgres::probe(ctx, &block(&module.postgres)).await,
-        ProberKind::Mysql => mysql::probe(ctx, &block(&module.mysql)).await,
-        ProberKind::Mssql => mssql::probe(ctx, &block(&module.mssql)).await,
-        ProberKind::Ftp => ftp::probe(ctx, &block(&module.ftp)).await,
-        ProberKind::Imap => imap::probe(ctx, &block(&module.imap)).await,
-        ProberKind::Smtp => smtp::probe(ctx, &block(&module.smtp)).await,
-        ProberKind::Pop3 => pop3::probe(ctx, &block(&module.pop3)).await,
-        ProberKind::Tls => tls_only::probe(ctx, &block(&module.tls)).await,
-        ProberKind::Rdap => rdap::probe(ctx, &block(&module.rdap)).await,
+        ProberKind::Http => Box::pin(http::probe(ctx, &module.http)).await,
+        ProberKind::Tcp => Box::pin(tcp::probe(ctx, &module.tcp)).await,
+        ProberKind::Icmp => Box::pin(icmp::probe(ctx, &module.icmp)).await,
+        ProberKind::Dns => Box::pin(dns::probe(ctx, &module.dns)).await,
+        ProberKind::Grpc => Box::pin(grpc::probe(ctx, &module.grpc)).await,
+        ProberKind::Unix => Box::pin(unix::probe(ctx, &module.unix)).await,
+        ProberKind::Postgres => Box::pin(postgres::probe(ctx, &block(&module.postgres))).await,
+        ProberKind::Mysql => Box::pin(mysql::probe(ctx, &block(&module.mysql))).await,
+        ProberKind::Mssql => Box::pin(mssql::probe(ctx, &block(&module.mssql))).await,
+        ProberKind::Ftp => Box::pin(ftp::probe(ctx, &block(&module.ftp))).await,
+        ProberKind::Imap => Box::pin(imap::probe(ctx, &block(&module.imap))).await,
+        ProberKind::Smtp => Box::pin(smtp::probe(ctx, &block(&module.smtp))).await,
+        ProberKind::Pop3 => Box::pin(pop3::probe(ctx, &block(&module.pop3))).await,
+        ProberKind::Tls => Box::pin(tls_only::probe(ctx, &block(&module.tls))).await,
+        ProberKind::Rdap => Box::pin(rdap::probe(ctx, &block(&module.rdap))).await,
     }
 }
 
@@ -538,6 +555,17 @@ pub type Modules = BTreeMap<String, Module>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_probe_future_does_not_hold_every_probers_state() {
+        // Unboxed, `run` was ~24 KiB in a debug build (the largest prober's
+        // future), allocated by every `/probe` request and scheduled check.
+        let policy = policy::TargetPolicy::default();
+        let module = Module::from_yaml(yaml::parse_value("prober: tcp\n").unwrap(), "m", &mut Problems::default());
+        let env = Env::default();
+        let future = run(module.as_ref().unwrap(), "127.0.0.1:1", None, Duration::from_secs(1), &policy, &env);
+        assert!(std::mem::size_of_val(&future) < 2048, "{} bytes", std::mem::size_of_val(&future));
+    }
 
     #[test]
     fn timeout_table_matches_blackbox() {

@@ -9,12 +9,9 @@
 //! stream beneath it is already encrypted. tiberius 0.12 cannot be given a
 //! rustls config or show the peer certificate, hence this split.
 
-use super::resolve::IpProtocol;
-use super::sql::{self, Expectation, Metrics, QueryResult, Verify};
-use super::tls::TlsConfig;
+use super::sql::{self, Metrics, QueryResult, Verify};
 use super::{Phase, ProbeCtx, ProbeError, ProbeResult, Reason};
 use crate::config::Problems;
-use crate::config::types::Regex;
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use std::io;
@@ -38,81 +35,22 @@ pub enum Encryption {
 }
 
 /// The `mssql:` block of a module.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Address family tried first.
-    pub preferred_ip_protocol: IpProtocol,
-    /// Whether the other family may be used.
-    pub ip_protocol_fallback: bool,
-    /// The SQL Server login (required).
-    pub user: String,
-    /// File holding the password.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub password_file: Option<String>,
-    /// Environment variable holding the password.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub password_env: Option<String>,
-    /// Database to use after login; the login's default otherwise.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub database: Option<String>,
+    /// The keys every database prober shares.
+    #[serde(flatten)]
+    pub common: sql::Common,
     /// Whether to encrypt.
     pub encryption: Encryption,
-    /// TLS settings; the certificate is verified unless `insecure_skip_verify`.
-    pub tls_config: TlsConfig,
-    /// Application name sent in LOGIN7 (`program_name` in sys.dm_exec_sessions).
-    pub application_name: String,
-    /// A query to run after login (SQL batch).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub query: Option<String>,
-    /// Minimum number of rows the query's first result set must return.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expect_rows: Option<u64>,
-    /// The first column of the first row must equal this text.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expect_value: Option<String>,
-    /// The first column of the first row must match this regular expression.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expect_value_regex: Option<Regex>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            preferred_ip_protocol: IpProtocol::Ip6,
-            ip_protocol_fallback: true,
-            user: String::new(),
-            password_file: None,
-            password_env: None,
-            database: None,
-            encryption: Encryption::default(),
-            tls_config: TlsConfig::default(),
-            application_name: "checkit".into(),
-            query: None,
-            expect_rows: None,
-            expect_value: None,
-            expect_value_regex: None,
-        }
-    }
 }
 
 impl Config {
     /// Records every problem of this block.
     pub fn validate(&self, path: &str, problems: &mut Problems) {
-        sql::validate_login(path, &self.user, &self.password_file, &self.password_env, problems);
-        self.tls_config.validate(&format!("{path}.tls_config"), problems);
-        if self.application_name.encode_utf16().count() > 128 {
+        self.common.validate(path, problems);
+        if self.common.application_name.encode_utf16().count() > 128 {
             problems.push(format!("{path}.application_name"), "application_name must be at most 128 characters");
-        }
-        self.expectation().validate(path, problems);
-    }
-
-    fn expectation(&self) -> Expectation<'_> {
-        Expectation {
-            query: self.query.as_deref(),
-            rows: self.expect_rows,
-            value: self.expect_value.as_deref(),
-            regex: self.expect_value_regex.as_ref(),
         }
     }
 }
@@ -149,10 +87,7 @@ const LOGIN_FAILED: u32 = 18456;
 
 /// Runs one probe.
 pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
-    METRICS.seed(ctx);
-    let password = super::credentials::password(config.password_file.as_deref(), config.password_env.as_deref())?;
-    let (mut stream, host) =
-        sql::connect(ctx, METRICS, DEFAULT_PORT, config.preferred_ip_protocol, config.ip_protocol_fallback).await?;
+    let (password, mut stream, host) = config.common.open(ctx, METRICS, DEFAULT_PORT).await?;
 
     let start = Instant::now();
     let request = prelogin_request(if config.encryption == Encryption::Off { ENCRYPT_NOT_SUP } else { ENCRYPT_ON });
@@ -190,8 +125,8 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
         }
     };
     let transport: Box<dyn sql::Io> = if encrypt {
-        let client = sql::tls_client(&config.tls_config, Verify::ChainAndName)?;
-        let server_name = sql::server_name(ctx, &config.tls_config, &host);
+        let client = sql::tls_client(&config.common.tls_config, Verify::ChainAndName)?;
+        let server_name = sql::server_name(ctx, &config.common.tls_config, &host);
         let framed = TdsTls::new(stream);
         let mut secure = sql::tls_handshake(ctx, METRICS, &client, &server_name, framed).await?;
         secure.get_mut().0.handshake_done = true;
@@ -204,21 +139,21 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
     let mut tiberius_config = tiberius::Config::new();
     tiberius_config.host(&host);
     tiberius_config.encryption(tiberius::EncryptionLevel::NotSupported);
-    tiberius_config.application_name(&config.application_name);
-    if let Some(database) = &config.database {
+    tiberius_config.application_name(&config.common.application_name);
+    if let Some(database) = &config.common.database {
         tiberius_config.database(database);
     }
     let secret = password.as_ref().map(|secret| secret.expose()).unwrap_or_default();
-    tiberius_config.authentication(tiberius::AuthMethod::sql_server(&config.user, secret));
+    tiberius_config.authentication(tiberius::AuthMethod::sql_server(&config.common.user, secret));
 
     let start = Instant::now();
     let login =
         ctx.within(Phase::Auth, unpanicked(tiberius::Client::connect(tiberius_config, shim.compat_write()))).await;
     METRICS.add(ctx, Phase::Auth, start.elapsed());
     let mut client = login?.map_err(|err| tiberius_failure(Phase::Auth, err))?;
-    ctx.log.info(format!("Logged in user={:?} tls={encrypt}", config.user));
+    ctx.log.info(format!("Logged in user={:?} tls={encrypt}", config.common.user));
 
-    let result = match config.query.as_deref() {
+    let result = match config.common.query.as_deref() {
         None => Ok(()),
         Some(query) => {
             let start = Instant::now();
@@ -227,7 +162,7 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
             match outcome? {
                 Ok(result) => {
                     ctx.log.info(format!("Query done rows={} first_value={:?}", result.rows, result.first_value));
-                    config.expectation().check(&result)
+                    config.common.expectation().check(&result)
                 }
                 Err(err) => Err(tiberius_failure(Phase::Query, err)),
             }

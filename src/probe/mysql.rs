@@ -7,12 +7,10 @@
 //! and keeps its TLS session private, so with it neither the chosen address
 //! nor the server's certificate (for `probe_ssl_*`) would be ours.
 
-use super::resolve::IpProtocol;
-use super::sql::{self, Expectation, Metrics, QueryResult, Verify};
-use super::tls::TlsConfig;
+use super::sql::{self, Metrics, QueryResult, Verify};
 use super::{Phase, ProbeCtx, ProbeError, ProbeResult, Reason};
 use crate::config::Problems;
-use crate::config::types::{Regex, Secret};
+use crate::config::types::Secret;
 use mysql_common::constants::CapabilityFlags;
 use mysql_common::io::ParseBuf;
 use mysql_common::packets::{AuthPlugin, AuthSwitchRequest, ErrPacket, HandshakePacket, HandshakeResponse, SslRequest};
@@ -46,85 +44,26 @@ pub enum TlsMode {
 }
 
 /// The `mysql:` block of a module.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Address family tried first.
-    pub preferred_ip_protocol: IpProtocol,
-    /// Whether the other family may be used.
-    pub ip_protocol_fallback: bool,
-    /// The account to log in as (required).
-    pub user: String,
-    /// File holding the password.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub password_file: Option<String>,
-    /// Environment variable holding the password.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub password_env: Option<String>,
-    /// Default database (schema) to select at login.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub database: Option<String>,
+    /// The keys every database prober shares.
+    #[serde(flatten)]
+    pub common: sql::Common,
     /// Whether and how to use TLS.
     pub tls: TlsMode,
-    /// TLS settings (CA, client certificate, server name).
-    pub tls_config: TlsConfig,
-    /// Sent as the `program_name` connection attribute.
-    pub application_name: String,
-    /// A query to run after login (text protocol).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub query: Option<String>,
-    /// Minimum number of rows the query must return.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expect_rows: Option<u64>,
-    /// The first column of the first row must equal this text.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expect_value: Option<String>,
-    /// The first column of the first row must match this regular expression.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expect_value_regex: Option<Regex>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            preferred_ip_protocol: IpProtocol::Ip6,
-            ip_protocol_fallback: true,
-            user: String::new(),
-            password_file: None,
-            password_env: None,
-            database: None,
-            tls: TlsMode::default(),
-            tls_config: TlsConfig::default(),
-            application_name: "checkit".into(),
-            query: None,
-            expect_rows: None,
-            expect_value: None,
-            expect_value_regex: None,
-        }
-    }
 }
 
 impl Config {
     /// Records every problem of this block.
     pub fn validate(&self, path: &str, problems: &mut Problems) {
-        sql::validate_login(path, &self.user, &self.password_file, &self.password_env, problems);
-        self.tls_config.validate(&format!("{path}.tls_config"), problems);
-        if matches!(self.tls, TlsMode::VerifyCa | TlsMode::VerifyIdentity) && self.tls_config.insecure_skip_verify {
-            problems.push(
-                format!("{path}.tls_config.insecure_skip_verify"),
-                "insecure_skip_verify contradicts tls verify_ca and verify_identity",
-            );
-        }
-        self.expectation().validate(path, problems);
-    }
-
-    fn expectation(&self) -> Expectation<'_> {
-        Expectation {
-            query: self.query.as_deref(),
-            rows: self.expect_rows,
-            value: self.expect_value.as_deref(),
-            regex: self.expect_value_regex.as_ref(),
-        }
+        self.common.validate(path, problems);
+        self.common.validate_verifying(
+            path,
+            matches!(self.tls, TlsMode::VerifyCa | TlsMode::VerifyIdentity),
+            "tls verify_ca and verify_identity",
+            problems,
+        );
     }
 }
 
@@ -148,10 +87,7 @@ const COM_QUERY: u8 = 0x03;
 
 /// Runs one probe.
 pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
-    METRICS.seed(ctx);
-    let password = super::credentials::password(config.password_file.as_deref(), config.password_env.as_deref())?;
-    let (stream, host) =
-        sql::connect(ctx, METRICS, DEFAULT_PORT, config.preferred_ip_protocol, config.ip_protocol_fallback).await?;
+    let (password, stream, host) = config.common.open(ctx, METRICS, DEFAULT_PORT).await?;
     let dialed = Instant::now();
 
     // The server speaks first; its greeting belongs to `connect`.
@@ -179,14 +115,14 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
     let encrypted = match verify {
         Some(verify) if server_caps.contains(CapabilityFlags::CLIENT_SSL) => {
             caps.insert(CapabilityFlags::CLIENT_SSL);
-            let client = sql::tls_client(&config.tls_config, verify)?;
+            let client = sql::tls_client(&config.common.tls_config, verify)?;
             let mut request = Vec::new();
             SslRequest::new(caps, MAX_PACKET as u32, UTF8MB4_GENERAL_CI).serialize(&mut request);
             let start = Instant::now();
             let sent = ctx.within(Phase::Tls, conn.write(&request)).await;
             METRICS.add(ctx, Phase::Tls, start.elapsed());
             sent?.map_err(|err| io_failure(Phase::Tls, err))?;
-            let server_name = sql::server_name(ctx, &config.tls_config, &host);
+            let server_name = sql::server_name(ctx, &config.common.tls_config, &host);
             let plain = std::mem::replace(&mut conn.stream, Box::new(tokio::io::empty()));
             let secure = sql::tls_handshake(ctx, METRICS, &client, &server_name, plain).await?;
             conn.stream = Box::new(secure);
@@ -205,9 +141,9 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
     let login = ctx.within(Phase::Auth, login(&mut conn, config, password.as_ref(), &handshake, caps, encrypted)).await;
     METRICS.add(ctx, Phase::Auth, auth_start.elapsed());
     login??;
-    ctx.log.info(format!("Logged in user={:?} tls={encrypted}", config.user));
+    ctx.log.info(format!("Logged in user={:?} tls={encrypted}", config.common.user));
 
-    let result = match config.query.as_deref() {
+    let result = match config.common.query.as_deref() {
         None => Ok(()),
         Some(query) => {
             let start = Instant::now();
@@ -216,7 +152,7 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
             match outcome? {
                 Ok(result) => {
                     ctx.log.info(format!("Query done rows={} first_value={:?}", result.rows, result.first_value));
-                    config.expectation().check(&result)
+                    config.common.expectation().check(&result)
                 }
                 Err(err) => Err(err),
             }
@@ -242,7 +178,7 @@ fn client_capabilities(config: &Config) -> CapabilityFlags {
         | CapabilityFlags::CLIENT_PLUGIN_AUTH
         | CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
         | CapabilityFlags::CLIENT_CONNECT_ATTRS;
-    if config.database.is_some() {
+    if config.common.database.is_some() {
         caps.insert(CapabilityFlags::CLIENT_CONNECT_WITH_DB);
     }
     caps
@@ -284,15 +220,15 @@ async fn login(
     let attributes = caps.contains(CapabilityFlags::CLIENT_CONNECT_ATTRS).then(|| {
         HashMap::from([
             ("_client_name".to_string(), "checkit".to_string()),
-            ("program_name".to_string(), config.application_name.clone()),
+            ("program_name".to_string(), config.common.application_name.clone()),
         ])
     });
     let mut response = Vec::new();
     HandshakeResponse::new(
         Some(data),
         handshake.server_version_parsed().unwrap_or((5, 5, 3)),
-        Some(config.user.as_bytes()),
-        config.database.as_deref().map(str::as_bytes),
+        Some(config.common.user.as_bytes()),
+        config.common.database.as_deref().map(str::as_bytes),
         caps.contains(CapabilityFlags::CLIENT_PLUGIN_AUTH).then(|| plugin.borrow()),
         caps,
         attributes,

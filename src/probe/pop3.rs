@@ -4,41 +4,19 @@
 //! Written by hand: POP3 is a handful of one-line commands, and no
 //! maintained async Rust client exposes the per-step replies a probe needs.
 
-use super::resolve::IpProtocol;
-use super::textproto::{self, Families, Lines, Ports, TlsMode};
-use super::tls::TlsConfig;
+use super::textproto::{self, Families, Lines, Opened, Ports, TlsMode};
 use super::{Phase, ProbeCtx, ProbeError, ProbeResult, Reason};
 use crate::config::Problems;
-use crate::config::types::Regex;
 use serde::{Deserialize, Serialize};
 use tokio_util::either::Either;
 
 /// The `pop3:` block of a module.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Address family to prefer (blackbox's default: `ip6`).
-    pub preferred_ip_protocol: IpProtocol,
-    /// Fall back to the other family when the preferred one has no address.
-    pub ip_protocol_fallback: bool,
-    /// `none`, `starttls` (STLS), `opportunistic` or `implicit`; unset means
-    /// implicit on port 995 and plain elsewhere.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tls: Option<TlsMode>,
-    /// TLS settings for implicit TLS and STLS.
-    pub tls_config: TlsConfig,
-    /// Must match the greeting line.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub banner_regexp: Option<Regex>,
-    /// Log in as this user (USER/PASS) and run STAT; unset means no login.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    /// File holding the password, read at every probe.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub password_file: Option<String>,
-    /// Environment variable holding the password.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub password_env: Option<String>,
+    /// The keys every line-based prober shares.
+    #[serde(flatten)]
+    pub common: textproto::Common,
     /// Fail when STAT reports fewer messages.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_messages: Option<u64>,
@@ -47,38 +25,13 @@ pub struct Config {
     pub max_messages: Option<u64>,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            preferred_ip_protocol: IpProtocol::default(),
-            ip_protocol_fallback: true,
-            tls: None,
-            tls_config: TlsConfig::default(),
-            banner_regexp: None,
-            username: None,
-            password_file: None,
-            password_env: None,
-            min_messages: None,
-            max_messages: None,
-        }
-    }
-}
-
 impl Config {
     /// Records every problem of this block.
     pub fn validate(&self, path: &str, problems: &mut Problems) {
-        self.tls_config.validate(&format!("{path}.tls_config"), problems);
-        textproto::validate_credentials(
-            path,
-            self.username.as_deref(),
-            self.password_file.as_deref(),
-            self.password_env.as_deref(),
-            true,
-            problems,
-        );
+        self.common.validate(path, true, problems);
         for (key, set) in [("min_messages", self.min_messages.is_some()), ("max_messages", self.max_messages.is_some())]
         {
-            if set && self.username.is_none() {
+            if set && self.common.username.is_none() {
                 problems.push(format!("{path}.{key}"), format!("{key} needs username (STAT runs after login)"));
             }
         }
@@ -97,9 +50,9 @@ const FAMILIES: Families = Families {
     duration_help: "Duration of the POP3 probe by phase",
     ssl: "probe_pop3_ssl",
     ssl_help: "Indicates if TLS was used for the POP3 session",
+    server_info: "probe_pop3_server_info",
+    server_info_help: "Server software recognised in the greeting, from a fixed list",
 };
-const SERVER_INFO: &str = "probe_pop3_server_info";
-const SERVER_INFO_HELP: &str = "Server software recognised in the greeting, from a fixed list";
 const MESSAGES: &str = "probe_pop3_messages";
 const MESSAGES_HELP: &str = "Number of messages in the maildrop, as reported by STAT";
 const SIZE: &str = "probe_pop3_maildrop_size_bytes";
@@ -108,24 +61,14 @@ const SIZE_HELP: &str = "Size of the maildrop in bytes, as reported by STAT";
 /// Runs one probe.
 pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
     FAMILIES.seed(ctx);
-    let endpoint = textproto::endpoint(ctx.target, config.tls, PORTS)?;
-    let password = super::credentials::password(config.password_file.as_deref(), config.password_env.as_deref())?;
-    let tcp = FAMILIES.connect(ctx, &endpoint, config.preferred_ip_protocol, config.ip_protocol_fallback).await?;
-    let server_name = textproto::server_name(ctx, &endpoint).to_string();
-    let mut lines = if endpoint.tls == TlsMode::Implicit {
-        Lines::new(Either::Right(FAMILIES.handshake(ctx, &config.tls_config, &server_name, tcp).await?))
-    } else {
-        Lines::new(Either::Left(tcp))
-    };
+    let Opened { endpoint, password, server_name, stream } = FAMILIES.open(ctx, &config.common, PORTS).await?;
+    let mut lines = Lines::new(stream);
 
     let greeting = match exchange(ctx, &mut lines, Phase::Processing, None).await? {
         Answer::Ok(line) => line,
         Answer::Err(line) => return Err(unexpected(Phase::Processing, "greeting", &line)),
     };
-    if let Some(software) = textproto::software(&greeting) {
-        ctx.registry.set_with(SERVER_INFO, SERVER_INFO_HELP, &[("software", software)], 1.0);
-    }
-    textproto::check_banner(ctx, config.banner_regexp.as_ref(), &greeting)?;
+    FAMILIES.greeted(ctx, &config.common, &greeting)?;
 
     if matches!(endpoint.tls, TlsMode::Starttls | TlsMode::Opportunistic) {
         let required = endpoint.tls == TlsMode::Starttls;
@@ -138,7 +81,7 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
             match exchange(ctx, &mut lines, Phase::Tls, Some(("STLS", "STLS"))).await? {
                 Answer::Ok(_) => {
                     let tcp = lines.into_plain()?;
-                    let stream = FAMILIES.handshake(ctx, &config.tls_config, &server_name, tcp).await?;
+                    let stream = FAMILIES.handshake(ctx, &config.common.tls_config, &server_name, tcp).await?;
                     lines = Lines::new(Either::Right(stream));
                 }
                 Answer::Err(line) if required => return Err(unexpected(Phase::Tls, "STLS", &line)),
@@ -147,7 +90,7 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
         }
     }
 
-    if let Some(username) = &config.username {
+    if let Some(username) = &config.common.username {
         let command = format!("USER {username}");
         if let Answer::Err(line) = exchange(ctx, &mut lines, Phase::Auth, Some((&command, &command))).await? {
             return Err(auth_failed(&line));

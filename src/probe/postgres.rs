@@ -2,16 +2,15 @@
 //! socket it dialed itself (so address selection and the target policy hold),
 //! optionally runs a query and checks its result.
 //!
-//! TLS goes through checkit's own rustls client (a small `TlsConnect` adapter
-//! below), so `probe_ssl_*` / `probe_tls_*` describe the server's certificate
+//! TLS goes through checkit's own rustls client (a `TlsConnect` below that
+//! times and classifies the handshake, over [`crate::net::postgres`]), so `probe_ssl_*` / `probe_tls_*` describe the server's certificate
 //! exactly as for HTTPS.
 
-use super::resolve::IpProtocol;
-use super::sql::{self, Expectation, Metrics, QueryResult, Verify};
-use super::tls::{self, TlsConfig, TlsInfo};
+use super::sql::{self, Metrics, QueryResult, Verify};
+use super::tls::{self, TlsInfo};
 use super::{Phase, ProbeCtx, ProbeError, ProbeResult, Reason};
 use crate::config::Problems;
-use crate::config::types::Regex;
+use crate::net::postgres::RustlsStream;
 use rustls::pki_types::ServerName;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -22,7 +21,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::tls::{ChannelBinding, TlsConnect};
+use tokio_postgres::tls::TlsConnect;
 
 /// libpq's `sslmode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -43,85 +42,26 @@ pub enum SslMode {
 }
 
 /// The `postgres:` block of a module.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Address family tried first.
-    pub preferred_ip_protocol: IpProtocol,
-    /// Whether the other family may be used.
-    pub ip_protocol_fallback: bool,
-    /// The role to log in as (required).
-    pub user: String,
-    /// File holding the password.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub password_file: Option<String>,
-    /// Environment variable holding the password.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub password_env: Option<String>,
-    /// Database to connect to; the server defaults it to the user name.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub database: Option<String>,
+    /// The keys every database prober shares.
+    #[serde(flatten)]
+    pub common: sql::Common,
     /// Whether and how to use TLS.
     pub sslmode: SslMode,
-    /// TLS settings (CA, client certificate, server name).
-    pub tls_config: TlsConfig,
-    /// `application_name` shown in `pg_stat_activity`.
-    pub application_name: String,
-    /// A query to run after login (simple query protocol).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub query: Option<String>,
-    /// Minimum number of rows the query must return.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expect_rows: Option<u64>,
-    /// The first column of the first row must equal this text.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expect_value: Option<String>,
-    /// The first column of the first row must match this regular expression.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expect_value_regex: Option<Regex>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            preferred_ip_protocol: IpProtocol::Ip6,
-            ip_protocol_fallback: true,
-            user: String::new(),
-            password_file: None,
-            password_env: None,
-            database: None,
-            sslmode: SslMode::default(),
-            tls_config: TlsConfig::default(),
-            application_name: "checkit".into(),
-            query: None,
-            expect_rows: None,
-            expect_value: None,
-            expect_value_regex: None,
-        }
-    }
 }
 
 impl Config {
     /// Records every problem of this block.
     pub fn validate(&self, path: &str, problems: &mut Problems) {
-        sql::validate_login(path, &self.user, &self.password_file, &self.password_env, problems);
-        self.tls_config.validate(&format!("{path}.tls_config"), problems);
-        if matches!(self.sslmode, SslMode::VerifyCa | SslMode::VerifyFull) && self.tls_config.insecure_skip_verify {
-            problems.push(
-                format!("{path}.tls_config.insecure_skip_verify"),
-                "insecure_skip_verify contradicts sslmode verify-ca and verify-full",
-            );
-        }
-        self.expectation().validate(path, problems);
-    }
-
-    fn expectation(&self) -> Expectation<'_> {
-        Expectation {
-            query: self.query.as_deref(),
-            rows: self.expect_rows,
-            value: self.expect_value.as_deref(),
-            regex: self.expect_value_regex.as_ref(),
-        }
+        self.common.validate(path, problems);
+        self.common.validate_verifying(
+            path,
+            matches!(self.sslmode, SslMode::VerifyCa | SslMode::VerifyFull),
+            "sslmode verify-ca and verify-full",
+            problems,
+        );
     }
 }
 
@@ -137,17 +77,14 @@ const DEFAULT_PORT: u16 = 5432;
 
 /// Runs one probe.
 pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
-    METRICS.seed(ctx);
-    let password = super::credentials::password(config.password_file.as_deref(), config.password_env.as_deref())?;
-    let (stream, host) =
-        sql::connect(ctx, METRICS, DEFAULT_PORT, config.preferred_ip_protocol, config.ip_protocol_fallback).await?;
-    let connector = Connector::new(config, &sql::server_name(ctx, &config.tls_config, &host))?;
+    let (password, stream, host) = config.common.open(ctx, METRICS, DEFAULT_PORT).await?;
+    let connector = Connector::new(config, &sql::server_name(ctx, &config.common.tls_config, &host))?;
     let state = connector.state.clone();
     let uses_tls = config.sslmode != SslMode::Disable;
     let stream = Watched { inner: stream, state: state.clone(), ssl_request: uses_tls };
 
     let mut pg = tokio_postgres::Config::new();
-    pg.user(&config.user).application_name(&config.application_name).ssl_mode(match config.sslmode {
+    pg.user(&config.common.user).application_name(&config.common.application_name).ssl_mode(match config.sslmode {
         SslMode::Disable => tokio_postgres::config::SslMode::Disable,
         SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
         SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => tokio_postgres::config::SslMode::Require,
@@ -155,7 +92,7 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
     if let Some(password) = &password {
         pg.password(password.expose());
     }
-    if let Some(database) = &config.database {
+    if let Some(database) = &config.common.database {
         pg.dbname(database);
     }
 
@@ -187,14 +124,14 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
         }
         Ok(Ok(connected)) => connected,
     };
-    ctx.log.info(format!("Logged in user={:?} tls={}", config.user, snapshot.info.is_some()));
+    ctx.log.info(format!("Logged in user={:?} tls={}", config.common.user, snapshot.info.is_some()));
     if let Some(version) = connection.parameter("server_version") {
         // "15.13 (Debian 15.13-0+deb12u1)": the number alone is stable across rebuilds.
         let version = version.split_whitespace().next().unwrap_or(version).to_string();
         sql::record_version(ctx, VERSION, HELP_VERSION, &version);
     }
 
-    let result = match config.query.as_deref() {
+    let result = match config.common.query.as_deref() {
         None => Ok(()),
         Some(query) => {
             let start = Instant::now();
@@ -221,7 +158,7 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
                 Ok(Ok(messages)) => {
                     let result = query_result(&messages);
                     ctx.log.info(format!("Query done rows={} first_value={:?}", result.rows, result.first_value));
-                    config.expectation().check(&result)
+                    config.common.expectation().check(&result)
                 }
             }
         }
@@ -327,7 +264,7 @@ impl Connector {
     fn new(config: &Config, server_name: &str) -> Result<Connector, ProbeError> {
         let state = SharedState::default();
         let server_name = tls::server_name(server_name)?;
-        let names_ca = config.tls_config.ca.is_some() || config.tls_config.ca_file.is_some();
+        let names_ca = config.common.tls_config.ca.is_some() || config.common.tls_config.ca_file.is_some();
         let verify = match config.sslmode {
             SslMode::Disable => return Ok(Connector { client: None, server_name, state }),
             SslMode::Prefer => Verify::Nothing,
@@ -336,7 +273,7 @@ impl Connector {
             SslMode::Require | SslMode::VerifyCa => Verify::Chain,
             SslMode::VerifyFull => Verify::ChainAndName,
         };
-        let client = sql::tls_client(&config.tls_config, verify)?;
+        let client = sql::tls_client(&config.common.tls_config, verify)?;
         Ok(Connector { client: Some(Arc::new(client)), server_name, state })
     }
 }
@@ -364,7 +301,7 @@ where
             match handshake {
                 Ok(stream) => {
                     state.info = Some(client.info(stream.get_ref().1));
-                    Ok(RustlsStream(stream))
+                    Ok(RustlsStream::new(stream))
                 }
                 Err(err) => {
                     state.failure = Some(tls::classify(&err));
@@ -372,42 +309,6 @@ where
                 }
             }
         })
-    }
-}
-
-/// A tokio-rustls stream as tokio-postgres wants it (it ships adapters only for
-/// native-tls and OpenSSL); the bridge's PostgreSQL store uses it too.
-pub struct RustlsStream<S>(tokio_rustls::client::TlsStream<S>);
-
-impl<S> RustlsStream<S> {
-    /// Wraps a finished TLS stream.
-    pub fn new(stream: tokio_rustls::client::TlsStream<S>) -> Self {
-        RustlsStream(stream)
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> tokio_postgres::tls::TlsStream for RustlsStream<S> {
-    fn channel_binding(&self) -> ChannelBinding {
-        // Without binding data SCRAM still works (channel_binding=prefer).
-        ChannelBinding::none()
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for RustlsStream<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for RustlsStream<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
 

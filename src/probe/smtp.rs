@@ -6,12 +6,10 @@
 //! codes) and cannot stop after RCPT TO without sending DATA. A probe never
 //! sends DATA, so no message is ever delivered.
 
-use super::resolve::IpProtocol;
-use super::textproto::{self, Families, Lines, Ports, TlsMode};
-use super::tls::TlsConfig;
+use super::textproto::{self, Families, Lines, Opened, Ports, TlsMode};
 use super::{Phase, ProbeCtx, ProbeError, ProbeResult, Reason};
 use crate::config::Problems;
-use crate::config::types::{Regex, Secret};
+use crate::config::types::Secret;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
@@ -19,34 +17,15 @@ use std::io;
 use tokio_util::either::Either;
 
 /// The `smtp:` block of a module.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Address family to prefer (blackbox's default: `ip6`).
-    pub preferred_ip_protocol: IpProtocol,
-    /// Fall back to the other family when the preferred one has no address.
-    pub ip_protocol_fallback: bool,
-    /// `none`, `starttls`, `opportunistic` or `implicit`; unset means
-    /// implicit on port 465, STARTTLS on 587 and plain elsewhere.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tls: Option<TlsMode>,
-    /// TLS settings for implicit TLS and STARTTLS.
-    pub tls_config: TlsConfig,
-    /// Must match the greeting (all lines, joined by newlines).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub banner_regexp: Option<Regex>,
+    /// The keys every line-based prober shares.
+    #[serde(flatten)]
+    pub common: textproto::Common,
     /// The EHLO name; default: the address literal of the local end, e.g. `[192.0.2.1]`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ehlo: Option<String>,
-    /// Authenticate as this user (AUTH); unset means no AUTH.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    /// File holding the password, read at every probe.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub password_file: Option<String>,
-    /// Environment variable holding the password.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub password_env: Option<String>,
     /// `PLAIN` or `LOGIN`; unset means the first of these the server offers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_mechanism: Option<AuthMechanism>,
@@ -56,25 +35,6 @@ pub struct Config {
     /// Recipient that must be accepted; setting it runs MAIL FROM, RCPT TO, RSET.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rcpt_to: Option<String>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            preferred_ip_protocol: IpProtocol::default(),
-            ip_protocol_fallback: true,
-            tls: None,
-            tls_config: TlsConfig::default(),
-            banner_regexp: None,
-            ehlo: None,
-            username: None,
-            password_file: None,
-            password_env: None,
-            auth_mechanism: None,
-            mail_from: None,
-            rcpt_to: None,
-        }
-    }
 }
 
 /// The SASL mechanisms the prober speaks.
@@ -91,16 +51,8 @@ pub enum AuthMechanism {
 impl Config {
     /// Records every problem of this block.
     pub fn validate(&self, path: &str, problems: &mut Problems) {
-        self.tls_config.validate(&format!("{path}.tls_config"), problems);
-        textproto::validate_credentials(
-            path,
-            self.username.as_deref(),
-            self.password_file.as_deref(),
-            self.password_env.as_deref(),
-            true,
-            problems,
-        );
-        if self.auth_mechanism.is_some() && self.username.is_none() {
+        self.common.validate(path, true, problems);
+        if self.auth_mechanism.is_some() && self.common.username.is_none() {
             problems.push(format!("{path}.auth_mechanism"), "auth_mechanism needs username");
         }
         if let Some(ehlo) = &self.ehlo {
@@ -131,35 +83,25 @@ const FAMILIES: Families = Families {
     duration_help: "Duration of the SMTP probe by phase",
     ssl: "probe_smtp_ssl",
     ssl_help: "Indicates if TLS was used for the SMTP session",
+    server_info: "probe_smtp_server_info",
+    server_info_help: "Server software recognised in the greeting, from a fixed list",
 };
 const STATUS: &str = "probe_smtp_status_code";
 const STATUS_HELP: &str = "Returns the last SMTP reply code received, 0 when there was none";
-const SERVER_INFO: &str = "probe_smtp_server_info";
-const SERVER_INFO_HELP: &str = "Server software recognised in the greeting, from a fixed list";
 
 /// Runs one probe.
 pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
     FAMILIES.seed(ctx);
     ctx.registry.set(STATUS, STATUS_HELP, 0.0);
-    let endpoint = textproto::endpoint(ctx.target, config.tls, PORTS)?;
-    let password = super::credentials::password(config.password_file.as_deref(), config.password_env.as_deref())?;
-    let tcp = FAMILIES.connect(ctx, &endpoint, config.preferred_ip_protocol, config.ip_protocol_fallback).await?;
-    let server_name = textproto::server_name(ctx, &endpoint).to_string();
-    let mut lines = if endpoint.tls == TlsMode::Implicit {
-        Lines::new(Either::Right(FAMILIES.handshake(ctx, &config.tls_config, &server_name, tcp).await?))
-    } else {
-        Lines::new(Either::Left(tcp))
-    };
+    let Opened { endpoint, password, server_name, stream } = FAMILIES.open(ctx, &config.common, PORTS).await?;
+    let mut lines = Lines::new(stream);
 
     let greeting = exchange(ctx, &mut lines, Phase::Processing, None).await?;
     if greeting.code != 220 {
         return Err(unexpected(Phase::Processing, "greeting", &greeting));
     }
     let greeting_text = greeting.lines.join("\n");
-    if let Some(software) = textproto::software(&greeting_text) {
-        ctx.registry.set_with(SERVER_INFO, SERVER_INFO_HELP, &[("software", software)], 1.0);
-    }
-    textproto::check_banner(ctx, config.banner_regexp.as_ref(), &greeting_text)?;
+    FAMILIES.greeted(ctx, &config.common, &greeting_text)?;
 
     let ehlo = config.ehlo.clone().unwrap_or_else(|| address_literal(lines.local_addr()));
     let mut capabilities = hello(ctx, &mut lines, &ehlo).await?;
@@ -178,8 +120,9 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
             let reply = exchange(ctx, &mut lines, Phase::Tls, Some(("STARTTLS", "STARTTLS"))).await?;
             if reply.code == 220 {
                 let tcp = lines.into_plain()?;
-                lines =
-                    Lines::new(Either::Right(FAMILIES.handshake(ctx, &config.tls_config, &server_name, tcp).await?));
+                lines = Lines::new(Either::Right(
+                    FAMILIES.handshake(ctx, &config.common.tls_config, &server_name, tcp).await?,
+                ));
                 capabilities = hello(ctx, &mut lines, &ehlo).await?;
             } else if required {
                 return Err(unexpected(Phase::Tls, "STARTTLS", &reply));
@@ -189,7 +132,7 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
         }
     }
 
-    if let Some(username) = &config.username {
+    if let Some(username) = &config.common.username {
         let password = password.unwrap_or_default();
         authenticate(ctx, &mut lines, &capabilities, config.auth_mechanism, username, &password).await?;
     }
@@ -463,7 +406,7 @@ mod tests {
         let config = Root::parse("modules:\n  m:\n    prober: smtp\n").unwrap();
         let smtp = config.modules["m"].smtp.clone().unwrap();
         assert_eq!(smtp, Config::default());
-        assert!(smtp.ip_protocol_fallback);
-        assert_eq!(smtp.preferred_ip_protocol, IpProtocol::Ip6);
+        assert!(smtp.common.ip_protocol_fallback);
+        assert_eq!(smtp.common.preferred_ip_protocol, crate::probe::resolve::IpProtocol::Ip6);
     }
 }

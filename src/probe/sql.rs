@@ -1,12 +1,13 @@
 //! Shared pieces of the database probers (`postgres`, `mysql`, `mssql`): the
-//! target address and TCP dial, the password source, the query expectation
+//! keys of their blocks ([`Common`]), the target address and TCP dial, the password source, the query expectation
 //! and the per-phase duration family.
 
 use super::resolve::{self, IpProtocol};
 use super::tls::{self, TlsConfig, TlsInfo};
 use super::{Phase, ProbeCtx, ProbeError, Reason};
 use crate::config::Problems;
-use crate::config::types::Regex;
+use crate::config::types::{Regex, Secret};
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -141,9 +142,111 @@ where
 /// Records a successful handshake: the `probe_ssl_*` / `probe_tls_*`
 /// families (the cipher too) and `probe_<proto>_ssl 1`.
 pub fn record_tls(ctx: &mut ProbeCtx<'_>, metrics: Metrics, info: &TlsInfo) {
-    info.record(&mut ctx.registry, tls::Families { cipher: true, last_chain_expiry: true });
+    tls::record(info, &mut ctx.registry, tls::Families { cipher: true, last_chain_expiry: true });
     ctx.registry.set(metrics.ssl_name, metrics.ssl_help, 1.0);
     ctx.log.info(format!("TLS handshake done version={:?} cipher={}", info.version, info.cipher));
+}
+
+/// The keys every database prober's block shares, flattened into each
+/// block (`postgres:`, `mysql:`, `mssql:`) beside its own TLS mode key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Common {
+    /// Address family tried first.
+    pub preferred_ip_protocol: IpProtocol,
+    /// Whether the other family may be used.
+    pub ip_protocol_fallback: bool,
+    /// The login (required).
+    pub user: String,
+    /// File holding the password.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<String>,
+    /// Environment variable holding the password.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+    /// Database to use after login; the server's default for the login otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// TLS settings (CA, client certificate, server name).
+    pub tls_config: TlsConfig,
+    /// The application name the server shows for the session.
+    pub application_name: String,
+    /// A query to run after login.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// Minimum number of rows the query (its first result set) must return.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expect_rows: Option<u64>,
+    /// The first column of the first row must equal this text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expect_value: Option<String>,
+    /// The first column of the first row must match this regular expression.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expect_value_regex: Option<Regex>,
+}
+
+impl Default for Common {
+    fn default() -> Self {
+        Common {
+            preferred_ip_protocol: IpProtocol::Ip6,
+            ip_protocol_fallback: true,
+            user: String::new(),
+            password_file: None,
+            password_env: None,
+            database: None,
+            tls_config: TlsConfig::default(),
+            application_name: "checkit".into(),
+            query: None,
+            expect_rows: None,
+            expect_value: None,
+            expect_value_regex: None,
+        }
+    }
+}
+
+impl Common {
+    /// Records every problem of the shared keys.
+    pub fn validate(&self, path: &str, problems: &mut Problems) {
+        validate_login(path, &self.user, &self.password_file, &self.password_env, problems);
+        self.tls_config.validate(&format!("{path}.tls_config"), problems);
+        self.expectation().validate(path, problems);
+    }
+
+    /// Records that `verifying` (a TLS mode that verifies the certificate,
+    /// named `mode` in the message) contradicts `insecure_skip_verify`.
+    pub fn validate_verifying(&self, path: &str, verifying: bool, mode: &str, problems: &mut Problems) {
+        if verifying && self.tls_config.insecure_skip_verify {
+            problems.push(
+                format!("{path}.tls_config.insecure_skip_verify"),
+                format!("insecure_skip_verify contradicts {mode}"),
+            );
+        }
+    }
+
+    /// Seeds `metrics`, reads the password (a rotated file is picked up) and
+    /// dials the target: the stream and the host as written.
+    pub async fn open(
+        &self,
+        ctx: &mut ProbeCtx<'_>,
+        metrics: Metrics,
+        default_port: u16,
+    ) -> Result<(Option<Secret>, TcpStream, String), ProbeError> {
+        metrics.seed(ctx);
+        let password = super::credentials::password(self.password_file.as_deref(), self.password_env.as_deref())?;
+        let (stream, host) =
+            connect(ctx, metrics, default_port, self.preferred_ip_protocol, self.ip_protocol_fallback).await?;
+        Ok((password, stream, host))
+    }
+
+    /// What the module expects of its query.
+    pub fn expectation(&self) -> Expectation<'_> {
+        Expectation {
+            query: self.query.as_deref(),
+            rows: self.expect_rows,
+            value: self.expect_value.as_deref(),
+            regex: self.expect_value_regex.as_ref(),
+        }
+    }
 }
 
 /// Records the problems of the login keys shared by the database probers.

@@ -99,6 +99,62 @@ pub(crate) async fn dial(
     }
 }
 
+/// A bare connect check (no TLS, no dialogue): connects within the deadline
+/// and closes.
+///
+/// On loopback the kernel completes the handshake (or the refusal) inside
+/// connect(2) itself. Such a socket is closed without ever being registered
+/// with the runtime's poller: no `epoll_ctl` to add and remove it and no task
+/// wake-up, about a tenth of such a probe's CPU time. A connect still in
+/// progress is handed to tokio and awaited like any other.
+async fn connect_only(ctx: &mut ProbeCtx<'_>, addr: SocketAddr, source: Option<IpAddr>) -> ProbeResult {
+    let failed = |ctx: &mut ProbeCtx<'_>, err: std::io::Error| {
+        ctx.log.error(format!("Error dialing TCP err={err}"));
+        ProbeError::connect(&err)
+    };
+    ctx.enter(Phase::Connect);
+    let socket = match start_connect(addr, source) {
+        Ok(Progress::Done) => return Ok(()),
+        Ok(Progress::Pending(socket)) => socket,
+        Err(err) => return Err(failed(ctx, err)),
+    };
+    let waited = async {
+        let stream = tokio::net::TcpStream::from_std(socket.into())?;
+        stream.writable().await?;
+        stream.take_error()?.map_or(Ok(()), Err)
+    };
+    match ctx.within(Phase::Connect, waited).await? {
+        Ok(()) => Ok(()),
+        Err(err) => Err(failed(ctx, err)),
+    }
+}
+
+/// Where a non-blocking connect stands when connect(2) returns.
+enum Progress {
+    /// Connected already; the socket was closed.
+    Done,
+    /// Still handshaking.
+    Pending(socket2::Socket),
+}
+
+fn start_connect(addr: SocketAddr, source: Option<IpAddr>) -> std::io::Result<Progress> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking(), Some(Protocol::TCP))?;
+    if let Some(source) = source {
+        socket.bind(&SocketAddr::new(source, 0).into())?;
+    }
+    match socket.connect(&addr.into()) {
+        Ok(()) => return Ok(Progress::Done),
+        Err(err) if err.raw_os_error() == Some(nix::errno::Errno::EINPROGRESS as i32) => {}
+        Err(err) => return Err(err),
+    }
+    if let Some(err) = socket.take_error()? {
+        return Err(err);
+    }
+    // getpeername succeeds only once the handshake is complete.
+    Ok(if socket.peer_addr().is_ok() { Progress::Done } else { Progress::Pending(socket) })
+}
+
 /// Runs one probe.
 pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
     // blackbox 0.23 emits the regex gauge even when the dial fails; keep both always.
@@ -108,6 +164,11 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
         ProbeError::new(Phase::Resolve, Reason::Config, err)
     })?;
     let resolved = resolve::resolve(ctx, &host, config.preferred_ip_protocol, config.ip_protocol_fallback).await?;
+    if !config.tls && config.query_response.is_empty() {
+        connect_only(ctx, SocketAddr::new(resolved.ip, port), config.source_ip_address).await?;
+        ctx.log.debug("Successfully dialed");
+        return Ok(());
+    }
     let stream = dial(ctx, SocketAddr::new(resolved.ip, port), config.source_ip_address).await?;
     ctx.log.debug("Successfully dialed");
     // Precedence as blackbox: tls_config.server_name, then `hostname`, then the target host.

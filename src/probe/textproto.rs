@@ -7,6 +7,7 @@ use super::resolve::{self, IpProtocol};
 use super::tls::{self, TlsConfig};
 use super::{Phase, ProbeCtx, ProbeError, Reason};
 use crate::config::Problems;
+use crate::config::types::{Regex, Secret};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::io;
@@ -41,6 +42,85 @@ pub struct Ports {
     pub implicit: u16,
     /// A port where STARTTLS is the norm (587 for SMTP submission).
     pub starttls: Option<u16>,
+}
+
+/// The keys every line-based prober's block shares, flattened into each
+/// block (`ftp:`, `imap:`, `smtp:`, `pop3:`) beside its own keys.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Common {
+    /// Address family to prefer (blackbox's default: `ip6`).
+    pub preferred_ip_protocol: IpProtocol,
+    /// Fall back to the other family when the preferred one has no address.
+    pub ip_protocol_fallback: bool,
+    /// `none`, `starttls`, `opportunistic` or `implicit`; unset means implicit
+    /// on the protocol's implicit-TLS port, STARTTLS on a STARTTLS port (SMTP
+    /// submission, 587) and plain elsewhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsMode>,
+    /// TLS settings for implicit TLS and STARTTLS.
+    pub tls_config: TlsConfig,
+    /// Must match the greeting (all lines, joined by newlines).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub banner_regexp: Option<Regex>,
+    /// Log in as this user; unset means no login.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// File holding the password, read at every probe.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<String>,
+    /// Environment variable holding the password.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+}
+
+impl Default for Common {
+    fn default() -> Self {
+        Common {
+            preferred_ip_protocol: IpProtocol::default(),
+            ip_protocol_fallback: true,
+            tls: None,
+            tls_config: TlsConfig::default(),
+            banner_regexp: None,
+            username: None,
+            password_file: None,
+            password_env: None,
+        }
+    }
+}
+
+impl Common {
+    /// Records every problem of the shared keys; `password_required`: a
+    /// username needs a password.
+    pub fn validate(&self, path: &str, password_required: bool, problems: &mut Problems) {
+        self.tls_config.validate(&format!("{path}.tls_config"), problems);
+        validate_credentials(
+            path,
+            self.username.as_deref(),
+            self.password_file.as_deref(),
+            self.password_env.as_deref(),
+            password_required,
+            problems,
+        );
+    }
+
+    /// The login password, read now (a rotated file is picked up).
+    pub fn password(&self) -> Result<Option<Secret>, ProbeError> {
+        super::credentials::password(self.password_file.as_deref(), self.password_env.as_deref())
+    }
+}
+
+/// A session's start, shared by imap, smtp and pop3: where it went, the
+/// password, the TLS server name and the stream (TLS already for implicit TLS).
+pub struct Opened {
+    /// Where and how.
+    pub endpoint: Endpoint,
+    /// The login password, if the module names one.
+    pub password: Option<Secret>,
+    /// The name to verify and send as SNI.
+    pub server_name: String,
+    /// Plain, or TLS with implicit TLS.
+    pub stream: Stream,
 }
 
 /// Where and how to connect.
@@ -89,6 +169,10 @@ pub struct Families {
     pub ssl: &'static str,
     /// Its HELP text.
     pub ssl_help: &'static str,
+    /// `probe_<proto>_server_info{software}`.
+    pub server_info: &'static str,
+    /// Its HELP text.
+    pub server_info_help: &'static str,
 }
 
 impl Families {
@@ -169,9 +253,33 @@ impl Families {
         Ok(stream)
     }
 
+    /// Reads the target, the password, connects and, with implicit TLS,
+    /// shakes hands.
+    pub async fn open(&self, ctx: &mut ProbeCtx<'_>, common: &Common, ports: Ports) -> Result<Opened, ProbeError> {
+        let endpoint = endpoint(ctx.target, common.tls, ports)?;
+        let password = common.password()?;
+        let tcp = self.connect(ctx, &endpoint, common.preferred_ip_protocol, common.ip_protocol_fallback).await?;
+        let server_name = server_name(ctx, &endpoint).to_string();
+        let stream = if endpoint.tls == TlsMode::Implicit {
+            Either::Right(self.handshake(ctx, &common.tls_config, &server_name, tcp).await?)
+        } else {
+            Either::Left(tcp)
+        };
+        Ok(Opened { endpoint, password, server_name, stream })
+    }
+
+    /// Records what the greeting says about the server's software and checks
+    /// it against `banner_regexp`.
+    pub fn greeted(&self, ctx: &mut ProbeCtx<'_>, common: &Common, greeting: &str) -> Result<(), ProbeError> {
+        if let Some(software) = software(greeting) {
+            ctx.registry.set_with(self.server_info, self.server_info_help, &[("software", software)], 1.0);
+        }
+        check_banner(ctx, common.banner_regexp.as_ref(), greeting)
+    }
+
     /// Records a finished handshake.
     pub fn tls_done(&self, ctx: &mut ProbeCtx<'_>, info: &tls::TlsInfo) {
-        info.record(&mut ctx.registry, tls::Families { cipher: true, last_chain_expiry: true });
+        tls::record(info, &mut ctx.registry, tls::Families { cipher: true, last_chain_expiry: true });
         ctx.registry.set(self.ssl, self.ssl_help, 1.0);
     }
 }
@@ -341,11 +449,7 @@ pub fn software(greeting: &str) -> Option<&'static str> {
 }
 
 /// Checks the optional `banner_regexp` against the greeting.
-pub fn check_banner(
-    ctx: &mut ProbeCtx<'_>,
-    banner_regexp: Option<&crate::config::types::Regex>,
-    greeting: &str,
-) -> Result<(), ProbeError> {
+pub fn check_banner(ctx: &mut ProbeCtx<'_>, banner_regexp: Option<&Regex>, greeting: &str) -> Result<(), ProbeError> {
     match banner_regexp {
         Some(regexp) if !regexp.is_match(greeting) => {
             ctx.log.error(format!("Greeting did not match banner_regexp regexp={:?}", regexp.as_str()));

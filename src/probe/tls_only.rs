@@ -125,7 +125,7 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
         Ok(stream) => {
             let info = client.info(stream.get_ref().1);
             ctx.log.info(format!("TLS handshake done version={:?} cipher={}", info.version, info.cipher));
-            info.record(&mut ctx.registry, tls::Families { cipher: true, last_chain_expiry: true });
+            tls::record(&info, &mut ctx.registry, tls::Families { cipher: true, last_chain_expiry: true });
             Ok(())
         }
         Err(err) => {

@@ -354,7 +354,21 @@ pub(super) async fn detail(State(ui): State<Arc<Ui>>, visitor: Visitor, Path(id)
     let notification =
         store.notifications(vec![entry.notification_id]).await.ok().and_then(|found| found.into_iter().next());
     let title = format!("Delivery {id}");
+    // The Acknowledge button: for a firing alert group (not a message) while
+    // acknowledgement is configured; or who acknowledged it.
+    let firing = notification.as_ref().and_then(|stored| {
+        let notification = &stored.notification;
+        let firing = notification.alerts.iter().find(|alert| alert.status == crate::bridge::payload::Status::Firing);
+        firing.filter(|_| notification.message.is_none()).map(|alert| alert.fingerprint.clone())
+    });
+    let acknowledged_by = match &firing {
+        Some(fingerprint) => bridge.submitter().acknowledged_by(fingerprint).await.ok().flatten(),
+        None => None,
+    };
+    let acknowledgeable = bridge.acknowledges() && firing.is_some() && acknowledged_by.is_none();
     let page = context! {
+        acknowledgeable,
+        acknowledged_by,
         notification_received => notification.as_ref().map(|stored| stored.received_at.to_rfc3339()),
         notification_received_text => notification.as_ref().map(|stored| time_text(stored.received_at)),
         notification => notification.map(|stored| stored.notification),

@@ -9,13 +9,15 @@
 //! - `access`: visitors, roles and the cross-site form guard.
 //! - `assets`: `/assets/*`.
 //! - `badge`, `svg`: badge SVG and shields JSON; day bars, charts, timelines.
-//! - `deliveries`: the bridge's history and outbox pages.
+//! - `deliveries`: the bridge's history and outbox pages; `acknowledge`: its
+//!   Acknowledge button.
 //! - `status`: status pages, check pages, badges, the checks list.
 //! - `operate`: incident notes and maintenance windows from the UI;
 //!   `markdown` renders the notes safely.
 //! - `config`: the `ui:` block.
 
 pub mod access;
+mod acknowledge;
 pub mod assets;
 pub mod badge;
 pub mod config;
@@ -78,13 +80,13 @@ impl Ui {
                 .map_err(|_| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "cannot write the page")),
             _ => minijinja::escape_formatter(out, state, value),
         });
-        for (name, source) in TEMPLATES {
-            // The templates are part of the binary and covered by tests, so
-            // a failure here is a build defect; it is logged, not a panic.
-            if let Err(err) = templates.add_template(name, source) {
-                tracing::error!(template = name, error = %err, "Broken built-in template");
-            }
-        }
+        // Compiled on first use: a process that only exports probes never
+        // shows a page, and compiled templates are a few hundred KiB of heap.
+        // They are part of the binary and covered by `every_template_compiles`;
+        // a broken one is logged by `page` when rendered.
+        templates.set_loader(|name| {
+            Ok(TEMPLATES.iter().find(|(known, _)| *known == name).map(|(_, source)| source.to_string()))
+        });
         Ui { app, templates, csrf: Csrf::new() }
     }
 
@@ -150,6 +152,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/ui/reload", post(reload))
         .route("/ui/deliveries", get(deliveries::list))
         .route("/ui/deliveries/{id}", get(deliveries::detail))
+        .route("/ui/deliveries/{id}/acknowledge", post(acknowledge::acknowledge))
         .route("/ui/outbox", get(deliveries::outbox))
         .route("/ui/checks", get(status::list))
         .route("/ui/checks/pause", post(status::pause))

@@ -44,7 +44,8 @@ fn alert(ended: bool) -> Value {
     alert
 }
 
-fn views(recorder: &Recorder, path: &str) -> Vec<Value> {
+/// The views `recorder` received on `path`, in order.
+pub(crate) fn views(recorder: &Recorder, path: &str) -> Vec<Value> {
     recorder
         .requests()
         .iter()
@@ -66,8 +67,8 @@ async fn acknowledging_silences_tells_the_others_and_still_reports_the_resolutio
     let am = peer!(Alertmanager::start(&alertmanager_yaml(&bridge.url("/webhook"))).await);
     let am_url = format!("http://{}", am.addr);
     let mut reloaded = config(&bridge_yaml(&recorder, &key_file, &am_url));
-    reloaded.store.sqlite =
-        Some(checkit::bridge::config::SqliteConfig { path: bridge.dir.path().join("bridge.db").display().to_string() });
+    reloaded.store =
+        Some(checkit::bridge::config::StoreConfig::sqlite(bridge.dir.path().join("bridge.db").display().to_string()));
     bridge.bridge().try_reload(Arc::new(reloaded)).expect("reload");
 
     assert_eq!(am.post_alerts(&json!([alert(false)])).await, 200);

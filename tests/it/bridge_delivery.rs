@@ -42,6 +42,12 @@ async fn server_errors_are_retried_with_backoff_until_delivered() {
     assert!(item["provider_response"].as_str().unwrap().contains("200"));
     assert_eq!(recorder.requests().iter().filter(|r| r.path == "/ops").count(), 3);
     assert_eq!(bridge.metric("checkit_bridge_deliveries_total{channel=\"webhook\",outcome=\"failed\"}"), 2.0);
+    assert_eq!(
+        bridge.metric("checkit_bridge_delivery_failures_total{channel=\"webhook\",reason=\"server_error\"}"),
+        2.0,
+        "both 5xx answers are counted by reason"
+    );
+    assert_eq!(bridge.metric("checkit_bridge_delivery_failures_total{channel=\"webhook\",reason=\"timeout\"}"), 0.0);
     bridge.stop().await;
 }
 

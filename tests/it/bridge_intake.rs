@@ -204,8 +204,8 @@ async fn accepted_notifications_survive_a_restart() {
     let dir = bridge.stop().await;
     recorder.answer_by_default(200);
     let mut config = crate::bridge_support::config(&yaml);
-    config.store.sqlite =
-        Some(checkit::bridge::config::SqliteConfig { path: dir.path().join("bridge.db").display().to_string() });
+    config.store =
+        Some(checkit::bridge::config::StoreConfig::sqlite(dir.path().join("bridge.db").display().to_string()));
     clock.advance(chrono::Duration::minutes(5));
     let bridge = TestBridge::start_config(config, dir, clock).await;
     bridge.wait_for_outcome("sent", 1).await;

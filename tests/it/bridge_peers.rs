@@ -235,13 +235,14 @@ async fn storage_failure_answers_503() {
 }
 
 /// `checkit` as a process with a bridge config; SIGKILLed by [`ChildGuard::kill`].
-struct Checkit {
-    guard: ChildGuard,
+pub(crate) struct Checkit {
+    pub(crate) guard: ChildGuard,
     port: u16,
 }
 
 impl Checkit {
-    async fn start(config: &Path, log: &Path, port: u16) -> Checkit {
+    /// Runs `checkit --config.file=config` on `127.0.0.1:port`, logging to `log`.
+    pub(crate) async fn start(config: &Path, log: &Path, port: u16) -> Checkit {
         let directory = log.parent().expect("log in a directory");
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_checkit"));
         command
@@ -249,11 +250,15 @@ impl Checkit {
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"));
         let guard = ChildGuard::spawn("checkit", command, log);
-        assert!(wait_for_port(loopback(port), Duration::from_secs(30)).await, "checkit did not listen");
+        assert!(
+            wait_for_port(loopback(port), Duration::from_secs(30)).await,
+            "checkit did not listen: {}",
+            guard.diagnostics()
+        );
         Checkit { guard, port }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 }
@@ -336,7 +341,9 @@ async fn kill_9_with_pending_deliveries_loses_nothing() {
 #[tokio::test]
 async fn the_default_config_runs_the_bridge_with_the_log_channel() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.yml");
+    // A copy, so the store lands next to it (relative paths follow the config file).
+    let config = dir.path().join("default.yml");
+    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.yml"), &config).unwrap();
     let checkit = Checkit::start(&config, &dir.path().join("checkit.log"), free_port()).await;
     let client = reqwest::Client::new();
     let body =
@@ -356,7 +363,7 @@ async fn the_default_config_runs_the_bridge_with_the_log_channel() {
         assert!(tokio::time::Instant::now() < deadline, "not delivered to the log: {page}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(dir.path().join("checkit-bridge.db").exists(), "SQLite store in the working directory");
+    assert!(dir.path().join("checkit.db").exists(), "one SQLite store next to the config file");
     let log = std::fs::read_to_string(dir.path().join("checkit.log")).unwrap();
     assert!(log.contains("HighLatency"), "the log channel wrote the message: {log}");
 }

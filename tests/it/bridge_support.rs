@@ -162,9 +162,8 @@ impl TestBridge {
         let dir = tempfile::tempdir().expect("test setup");
         let mut config = config(yaml);
         if yaml.find("store:").is_none() {
-            config.store.sqlite = Some(checkit::bridge::config::SqliteConfig {
-                path: dir.path().join("bridge.db").display().to_string(),
-            });
+            config.store =
+                Some(checkit::bridge::config::StoreConfig::sqlite(dir.path().join("bridge.db").display().to_string()));
         }
         Self::start_config(config, dir, TestClock::new(now)).await
     }

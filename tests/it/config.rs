@@ -28,6 +28,15 @@ const INVALID: &[(&str, &[&str])] = &[
     ("invalid-yaml-syntax.yml", &["line 3"]),
     ("invalid-undecodable-block.yml", &["modules.pg.postgres.sslmode"]),
     (
+        "invalid-shared-keys.yml",
+        &[
+            "modules.pg.postgres.expect_value_regex",
+            "modules.pg.postgres.preferred_ip_protocol",
+            "unknown field `sslmod`",
+            "modules.mail.smtp.banner_regexp",
+        ],
+    ),
+    (
         "invalid-bridge-paths.yml",
         &[
             "bridge.auth.bearer.token_file",
@@ -81,7 +90,7 @@ fn relative_paths_are_relative_to_the_config_file() {
         bridge.auth.bearer.as_ref().expect("bearer").token_file,
         dir.path().join("secrets/token").display().to_string()
     );
-    let sqlite = bridge.store.sqlite.as_ref().expect("sqlite");
+    let sqlite = bridge.store.as_ref().and_then(|store| store.sqlite.as_ref()).expect("sqlite");
     assert_eq!(sqlite.path, dir.path().join("state/bridge.db").display().to_string());
 }
 
@@ -146,7 +155,17 @@ fn every_shipped_config_parses() {
     for entry in std::fs::read_dir(&root).expect("config dir") {
         let path = entry.expect("entry").path();
         if path.extension().is_some_and(|ext| ext == "yml" || ext == "yaml") {
-            Config::load(&path).unwrap_or_else(|err| panic!("{} does not load: {err}", path.display()));
+            match Config::load(&path) {
+                Ok(_) => {}
+                // The image's config keeps its store in the image's volume,
+                // which a development machine does not have.
+                Err(checkit::config::Error::Invalid(problems))
+                    if !Path::new("/var/lib/checkit").is_dir()
+                        && problems.len() == 1
+                        && problems[0].path == "storage.sqlite.path"
+                        && problems[0].message.starts_with("directory \"/var/lib/checkit\" does not exist") => {}
+                Err(err) => panic!("{} does not load: {err}", path.display()),
+            }
             checked += 1;
         }
     }
@@ -229,6 +248,7 @@ fn config_readme_is_the_concatenation_of_reference_d() {
         "bridge",
         "checks",
         "heartbeats",
+        "agents",
         "web",
     ];
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");

@@ -41,7 +41,8 @@ fn heartbeat_config(yaml: &str, dir: &std::path::Path) -> Config {
         .replace("$TOKEN_FILE", &token_file.display().to_string());
     let value = checkit::config::yaml::parse_value(&yaml).expect("test setup");
     let mut config: Config = checkit::config::yaml::from_value(value, "heartbeats").expect("test setup");
-    config.store.sqlite.path = dir.join("heartbeats.db").display().to_string();
+    config.store =
+        Some(checkit::storage::config::StorageConfig::sqlite(dir.join("heartbeats.db").display().to_string()));
     let mut problems = checkit::config::Problems::default();
     config.validate("heartbeats", &mut problems);
     assert!(problems.is_empty(), "invalid test config: {:?}", problems.0);

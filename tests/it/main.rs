@@ -1,6 +1,8 @@
 //! Integration tests: one module per area, shared helpers in `support`.
 
+mod agents;
 mod bridge_ack;
+mod bridge_ack_operator;
 mod bridge_channels;
 mod bridge_delivery;
 mod bridge_intake;
@@ -17,6 +19,7 @@ mod config;
 mod exporter;
 mod hardening;
 mod heartbeat;
+mod hostile;
 mod ops_dashboards;
 mod ops_docker;
 mod ops_examples;
@@ -38,6 +41,8 @@ mod probe_smtp;
 mod probe_tcp;
 mod probe_tls;
 mod probe_unix;
+mod reports;
+mod storage;
 mod support;
 mod tidy;
 mod tidy_layers;

@@ -188,7 +188,7 @@ async fn the_documented_local_stack_emails_an_alert_and_its_resolution() {
 
     // The bridge said so at info level, naming contact, channel and alert.
     let bridge_log = std::fs::read_to_string(state.join("checkit.log")).expect("checkit.log");
-    assert!(bridge_log.contains(&format!("path={}", state.join("bridge.db").display())), "{bridge_log}");
+    assert!(bridge_log.contains(&format!("store={}", state.join("checkit.db").display())), "{bridge_log}");
     for line in [
         "msg=\"Accepted a notification.\"",
         "alerts=ProbeFailedFromSeveralLocations to=alice/email",

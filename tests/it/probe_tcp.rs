@@ -7,14 +7,14 @@ use crate::support::fake::scripted_tls_server;
 use crate::support::peers::{Postgres, PostgresOpts, SmtpOpts, SmtpServer};
 use crate::support::{Leaf, ScriptStep, TestCerts, closed_port, hang_server, scripted_line_server};
 use checkit::config::Config;
-use checkit::probe::{self, Outcome, Phase, Reason};
+use checkit::probe::{Outcome, Phase, Reason};
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 async fn run(yaml: &str, target: &str, hostname: Option<&str>, timeout: Duration) -> Outcome {
     let config = Config::parse(yaml).unwrap_or_else(|err| panic!("config parses: {err}\n{yaml}"));
-    probe::run(&config.modules["tcp"], target, hostname, timeout, &config.policy).await
+    crate::support::module::run_with(&config, &config.modules["tcp"], target, hostname, timeout).await
 }
 
 fn failure(outcome: &Outcome) -> (Phase, Reason) {
@@ -305,4 +305,25 @@ async fn ipv6_loopback_target() {
     let outcome = run("modules:\n  tcp:\n    prober: tcp\n", &target, None, TIMEOUT).await;
     assert_success(&outcome);
     assert_eq!(outcome.registry.get("probe_ip_protocol", &[]), Some(6.0));
+}
+
+/// A connect the kernel cannot complete at once (the target's accept queue is
+/// full, so its SYNs are dropped) is awaited, and times out in `connect`.
+#[tokio::test]
+async fn connect_still_in_progress_times_out_in_connect() {
+    let listener = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    listener.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
+    listener.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    // Fill the queue (backlog 0 holds one connection, never accepted).
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let client = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM.nonblocking(), None).unwrap();
+        let _ = client.connect(&addr.into());
+        held.push(client);
+    }
+    let timeout = Duration::from_millis(700);
+    let outcome = run("modules:\n  tcp:\n    prober: tcp\n", &addr.to_string(), None, timeout).await;
+    assert_eq!(failure(&outcome), (Phase::Connect, Reason::Timeout));
+    assert!(outcome.duration < timeout + Duration::from_millis(500), "took {:?}", outcome.duration);
 }

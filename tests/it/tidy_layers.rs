@@ -9,30 +9,58 @@ use std::path::Path;
 /// a narrower exception). Its own paths are always allowed.
 const LAYERS: &[(&str, &[&str])] = &[
     // The composition root builds everything.
-    ("app", &["bridge", "checks", "config", "heartbeat", "http", "logging", "probe", "telemetry", "web"]),
-    // Flags, handed to `app`; `checkit probe` and `checkit send` run a part directly.
-    ("cli", &["app", "bridge", "config", "http", "logging", "probe"]),
+    (
+        "app",
+        &[
+            "bridge",
+            "checks",
+            "config",
+            "heartbeat",
+            "http",
+            "logging",
+            "probe",
+            "reports",
+            "storage",
+            "telemetry",
+            "web",
+        ],
+    ),
+    // Flags, handed to `app`; `checkit probe`, `checkit send` and `checkit agent` run a part directly.
+    ("cli", &["agent", "app", "bridge", "config", "http", "logging", "probe"]),
+    // The remote agent: the checks' slots and wire types, probes, its queue
+    // on the storage layer and the clock abstraction.
+    ("agent", &["bridge::clock", "checks::agents", "checks::schedule", "config", "probe", "storage"]),
     // Surfaces parse, call one service, map errors; the bridge's own surfaces
     // are composed in by `app`, so `http` does not name the bridge.
     ("http", &["config", "probe", "telemetry"]),
-    // Debt (issue 8): the bridge still takes TLS client configs and the
-    // PostgreSQL TLS adapter from `probe` until they move to a shared `net`.
-    ("bridge", &["config", "probe::tls", "probe::postgres"]),
+    // The pipeline: TLS clients from `net`, its tables in the storage layer.
+    ("bridge", &["config", "net", "storage"]),
+    // The storage layer: SQLite and PostgreSQL under every part that keeps
+    // state; it imports nothing above it (TLS to PostgreSQL comes from `net`).
+    ("storage", &["config", "net"]),
     // Only the lists of the bridge's and the checks' metric names, to join them with the exporter's.
-    ("telemetry", &["bridge::metrics", "checks::metrics::METRIC_NAMES", "heartbeat::METRIC_NAMES"]),
+    (
+        "telemetry",
+        &["agent::METRIC_NAMES", "bridge::metrics", "checks::metrics::METRIC_NAMES", "heartbeat::METRIC_NAMES"],
+    ),
     // Debt (issue 8): config still names the probe and bridge block types;
     // it becomes a leaf when each part decodes its own block.
-    ("config", &["bridge", "checks::config", "heartbeat::Config", "probe", "web::config"]),
+    ("config", &["bridge", "checks::config", "heartbeat::Config", "probe", "storage::config", "web::config"]),
     // Scheduled checks run probes and hand transitions to the pipeline.
-    ("checks", &["bridge", "config", "probe"]),
+    ("checks", &["bridge", "config", "probe", "storage"]),
     // Debt: the operator UI takes the whole `App` (for the bridge's store and
     // the live config) instead of the services it shows, so it names `app`.
     // Pages show the checks (status pages, check pages, badges).
     ("web", &["app", "bridge", "checks", "config", "http"]),
+    // Reports read the checks' history and their last probe's families, and
+    // commit through the pipeline.
+    ("reports", &["bridge", "checks", "config", "probe::metrics"]),
     // Heartbeats hand missed or failed runs to the pipeline.
-    ("heartbeat", &["bridge", "config"]),
+    ("heartbeat", &["bridge", "config", "storage"]),
     // Probers import nothing above them.
-    ("probe", &["config"]),
+    ("probe", &["config", "net"]),
+    // Shared networking below the probers and the bridge.
+    ("net", &["config"]),
     ("logging", &[]),
 ];
 
@@ -108,7 +136,7 @@ fn the_checker_catches_a_forbidden_import() {
     let files = [
         ("probe/tcp.rs".to_string(), "use crate::config::types::GoDuration;\nuse crate::bridge::Bridge;\n"),
         ("http/exporter.rs".to_string(), "let x = crate::bridge::submit::Submitter::clone(&y); // crate::app\n"),
-        ("bridge/outbox.rs".to_string(), "use crate::probe::tls::Client;\nuse crate::probe::http::probe;\n"),
+        ("bridge/outbox.rs".to_string(), "use crate::net::tls::Client;\nuse crate::probe::http::probe;\n"),
         ("probe/dns.rs".to_string(), "use crate::{config::Problems, telemetry::Telemetry};\n"),
         ("config/mod.rs".to_string(), "use crate::probe::Module;\n"),
         ("newpart/mod.rs".to_string(), "\n"),

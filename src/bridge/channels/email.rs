@@ -1,7 +1,7 @@
 //! Email over SMTP with lettre: one pooled transport per account, TLS by
 //! rustls, SMTP replies split into transient (4xx) and permanent (5xx).
 
-use super::{ChannelKind, DeliveryError, Error, Receipt, SecretSource, error_chain, is_tls_failure, reason};
+use super::{ChannelKind, DeliveryError, Error, Reason, Receipt, SecretSource, error_chain, is_tls_failure};
 use crate::bridge::render::Outgoing;
 use crate::config::Problems;
 use lettre::message::header::ContentType;
@@ -211,7 +211,7 @@ impl Channel {
     pub(crate) async fn deliver(&self, address: &str, message: &Outgoing) -> Result<Receipt, DeliveryError> {
         let to = address
             .parse::<Mailbox>()
-            .map_err(|err| DeliveryError::permanent(reason::INVALID_ADDRESS, format!("{address:?}: {err}")))?;
+            .map_err(|err| DeliveryError::permanent(Reason::InvalidAddress, format!("{address:?}: {err}")))?;
         let builder = Message::builder()
             .from(self.from.clone())
             .to(to)
@@ -222,7 +222,7 @@ impl Channel {
             Some(html) => builder.multipart(MultiPart::alternative_plain_html(message.body.clone(), html.clone())),
             None => builder.header(ContentType::TEXT_PLAIN).body(message.body.clone()),
         }
-        .map_err(|err| DeliveryError::permanent(reason::INVALID_MESSAGE, err.to_string()))?;
+        .map_err(|err| DeliveryError::permanent(Reason::InvalidMessage, err.to_string()))?;
         match self.transport.send(email).await {
             Ok(response) => Ok(Receipt {
                 provider_response: format!("{} {}", response.code(), response.message().collect::<Vec<_>>().join(" "))
@@ -254,18 +254,31 @@ fn tls_parameters(config: &Config, host: &str) -> Result<TlsParameters, Error> {
 fn classify(err: &smtp::Error) -> DeliveryError {
     let detail = error_chain(err);
     if err.is_transient() {
-        DeliveryError::retryable(reason::SMTP_TRANSIENT, detail)
+        DeliveryError::retryable(Reason::SmtpTransient, detail)
     } else if err.is_permanent() {
-        DeliveryError::permanent(reason::SMTP_PERMANENT, detail)
+        DeliveryError::permanent(Reason::SmtpPermanent, detail)
     } else if err.is_timeout() {
-        DeliveryError::retryable(reason::TIMEOUT, detail)
+        DeliveryError::retryable(Reason::Timeout, detail)
     } else if err.is_tls() || is_tls_failure(err) {
-        DeliveryError::retryable(reason::TLS, detail)
+        DeliveryError::retryable(Reason::Tls, detail)
     } else if err.is_client() {
-        DeliveryError::permanent(reason::INVALID_MESSAGE, detail)
+        DeliveryError::permanent(Reason::InvalidMessage, detail)
     } else {
-        DeliveryError::retryable(reason::CONNECT, detail)
+        DeliveryError::retryable(Reason::Connect, detail)
     }
+}
+
+/// Checks a contact's address: an RFC 5322 address, optionally `Name <addr>`.
+pub fn validate_address(address: &str) -> Result<(), String> {
+    address
+        .parse::<lettre::message::Mailbox>()
+        .map(|_| ())
+        .map_err(|err| format!("invalid email address {address:?}: {err}"))
+}
+
+/// Mail has no practical body limit: the body is kept whole.
+pub fn truncate(text: &str) -> String {
+    text.to_string()
 }
 
 #[cfg(test)]

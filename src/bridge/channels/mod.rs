@@ -3,7 +3,7 @@
 //!
 //! Like Alertmanager's `notify/` package, every channel returns either a
 //! [`Receipt`] or a [`DeliveryError`] that says whether retrying can help and
-//! why it failed, with the reason drawn from a small fixed set ([`reason`]) so
+//! why it failed, with the reason drawn from a closed enum ([`Reason`]) so
 //! that it can become a metric label.
 
 pub mod email;
@@ -326,48 +326,86 @@ pub struct Receipt {
     pub provider_response: String,
 }
 
-/// The bounded set of failure reasons, usable as metric label values.
-pub mod reason {
+/// Why a delivery attempt failed: a closed set whose names are metric label
+/// values and the first word of the error in the delivery history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
     /// The attempt ran out of time (retryable).
-    pub const TIMEOUT: &str = "timeout";
+    Timeout,
     /// No connection, or it broke mid-request (retryable).
-    pub const CONNECT: &str = "connect";
+    Connect,
     /// The TLS handshake failed (retryable: certificates get fixed).
-    pub const TLS: &str = "tls";
+    Tls,
     /// The provider answered 429 (retryable, often with a retry-after hint).
-    pub const RATE_LIMITED: &str = "rate_limited";
+    RateLimited,
     /// The provider answered 5xx or 408 (retryable).
-    pub const SERVER_ERROR: &str = "server_error";
+    ServerError,
     /// The provider rejected the request with a 4xx (not retryable).
-    pub const CLIENT_ERROR: &str = "client_error";
+    ClientError,
     /// The provider answered 401 or 403 (not retryable).
-    pub const AUTH: &str = "auth";
+    Auth,
     /// The SMTP server answered 4xx (retryable).
-    pub const SMTP_TRANSIENT: &str = "smtp_transient";
+    SmtpTransient,
     /// The SMTP server answered 5xx (not retryable).
-    pub const SMTP_PERMANENT: &str = "smtp_permanent";
+    SmtpPermanent,
     /// The contact's address is not valid for the channel (not retryable).
-    pub const INVALID_ADDRESS: &str = "invalid_address";
-    /// The message could not be built or rendered (not retryable).
-    pub const INVALID_MESSAGE: &str = "invalid_message";
+    InvalidAddress,
+    /// The message could not be built for the channel (not retryable).
+    InvalidMessage,
+    /// The template could not be rendered (not retryable).
+    Template,
     /// The channel has no config block (not retryable).
-    pub const NOT_CONFIGURED: &str = "not_configured";
+    NotConfigured,
+}
 
+impl Reason {
     /// Every reason, for pre-creating label values.
-    pub const ALL: &[&str] = &[
-        TIMEOUT,
-        CONNECT,
-        TLS,
-        RATE_LIMITED,
-        SERVER_ERROR,
-        CLIENT_ERROR,
-        AUTH,
-        SMTP_TRANSIENT,
-        SMTP_PERMANENT,
-        INVALID_ADDRESS,
-        INVALID_MESSAGE,
-        NOT_CONFIGURED,
+    pub const ALL: [Reason; 13] = [
+        Reason::Timeout,
+        Reason::Connect,
+        Reason::Tls,
+        Reason::RateLimited,
+        Reason::ServerError,
+        Reason::ClientError,
+        Reason::Auth,
+        Reason::SmtpTransient,
+        Reason::SmtpPermanent,
+        Reason::InvalidAddress,
+        Reason::InvalidMessage,
+        Reason::Template,
+        Reason::NotConfigured,
     ];
+
+    /// The snake_case name (a metric label value).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Timeout => "timeout",
+            Reason::Connect => "connect",
+            Reason::Tls => "tls",
+            Reason::RateLimited => "rate_limited",
+            Reason::ServerError => "server_error",
+            Reason::ClientError => "client_error",
+            Reason::Auth => "auth",
+            Reason::SmtpTransient => "smtp_transient",
+            Reason::SmtpPermanent => "smtp_permanent",
+            Reason::InvalidAddress => "invalid_address",
+            Reason::InvalidMessage => "invalid_message",
+            Reason::Template => "template",
+            Reason::NotConfigured => "not_configured",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for Reason {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
 }
 
 /// A failed delivery attempt.
@@ -378,20 +416,20 @@ pub struct DeliveryError {
     pub retryable: bool,
     /// The provider's hint (`Retry-After`, Telegram `retry_after`), if any.
     pub retry_after: Option<Duration>,
-    /// One of [`reason::ALL`].
-    pub reason: &'static str,
+    /// Why, from a closed set.
+    pub reason: Reason,
     /// Human-readable detail: status and trimmed body, or the error chain.
     pub detail: String,
 }
 
 impl DeliveryError {
     /// A failure worth retrying.
-    pub fn retryable(reason: &'static str, detail: impl Into<String>) -> Self {
+    pub fn retryable(reason: Reason, detail: impl Into<String>) -> Self {
         DeliveryError { retryable: true, retry_after: None, reason, detail: detail.into() }
     }
 
     /// A failure that will not go away by retrying.
-    pub fn permanent(reason: &'static str, detail: impl Into<String>) -> Self {
+    pub fn permanent(reason: Reason, detail: impl Into<String>) -> Self {
         DeliveryError { retryable: false, retry_after: None, reason, detail: detail.into() }
     }
 
@@ -457,10 +495,9 @@ impl Channels {
         address: &str,
         message: &Outgoing,
     ) -> Result<Receipt, DeliveryError> {
-        validate_address(kind, address)
-            .map_err(|message| DeliveryError::permanent(reason::INVALID_ADDRESS, message))?;
+        validate_address(kind, address).map_err(|message| DeliveryError::permanent(Reason::InvalidAddress, message))?;
         let not_configured =
-            || DeliveryError::permanent(reason::NOT_CONFIGURED, format!("bridge.channels.{kind} is not configured"));
+            || DeliveryError::permanent(Reason::NotConfigured, format!("bridge.channels.{kind} is not configured"));
         match kind {
             ChannelKind::Email => {
                 let channel = self.email.as_ref().ok_or_else(not_configured)?;
@@ -498,66 +535,33 @@ pub fn validate_address(kind: ChannelKind, address: &str) -> Result<(), String> 
         return Err(format!("{kind} address must not be empty"));
     }
     match kind {
-        ChannelKind::Email => address
-            .parse::<lettre::message::Mailbox>()
-            .map(|_| ())
-            .map_err(|err| format!("invalid email address {address:?}: {err}")),
-        ChannelKind::Sms => {
-            let digits = address.strip_prefix('+').unwrap_or("");
-            let valid = (7..=15).contains(&digits.len())
-                && digits.bytes().all(|b| b.is_ascii_digit())
-                && !digits.starts_with('0');
-            if valid {
-                Ok(())
-            } else {
-                Err(format!("invalid phone number {address:?}: expected E.164 such as +491701234567"))
-            }
-        }
-        ChannelKind::Telegram => {
-            let numeric = address.strip_prefix('-').unwrap_or(address);
-            let is_id = !numeric.is_empty() && numeric.len() <= 20 && numeric.bytes().all(|b| b.is_ascii_digit());
-            let is_name = address.strip_prefix('@').is_some_and(|name| {
-                (5..=32).contains(&name.len())
-                    && name.starts_with(|c: char| c.is_ascii_alphabetic())
-                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-            });
-            if is_id || is_name {
-                Ok(())
-            } else {
-                Err(format!("invalid telegram chat {address:?}: expected a numeric chat id or @channelname"))
-            }
-        }
-        ChannelKind::Slack => {
-            let url = parse_http_url(address)?;
-            if url.scheme() == "https" || is_loopback_host(&url) {
-                Ok(())
-            } else {
-                Err("slack webhook URL must use https".to_string())
-            }
-        }
-        ChannelKind::Ntfy => {
-            let valid =
-                address.len() <= 64 && address.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-            if valid {
-                Ok(())
-            } else {
-                Err(format!("invalid ntfy topic {address:?}: use 1 to 64 of A-Z, a-z, 0-9, _ and -"))
-            }
-        }
-        ChannelKind::Webhook => parse_http_url(address).map(|_| ()),
-        ChannelKind::Log => {
-            if address.chars().any(char::is_control) {
-                Err("log address must be a single line".to_string())
-            } else {
-                Ok(())
-            }
-        }
+        ChannelKind::Email => email::validate_address(address),
+        ChannelKind::Sms => sms::validate_address(address),
+        ChannelKind::Telegram => telegram::validate_address(address),
+        ChannelKind::Slack => slack::validate_address(address),
+        ChannelKind::Ntfy => ntfy::validate_address(address),
+        ChannelKind::Webhook => webhook::validate_address(address),
+        ChannelKind::Log => log::validate_address(address),
+    }
+}
+
+/// Cuts a rendered body to the size limit of `kind` (each channel's file
+/// knows its provider's limit).
+pub fn truncate(kind: ChannelKind, text: &str) -> String {
+    match kind {
+        ChannelKind::Email => email::truncate(text),
+        ChannelKind::Sms => sms::truncate(text),
+        ChannelKind::Telegram => telegram::truncate(text),
+        ChannelKind::Slack => slack::truncate(text),
+        ChannelKind::Ntfy => ntfy::truncate(text),
+        ChannelKind::Webhook => webhook::truncate(text),
+        ChannelKind::Log => log::truncate(text),
     }
 }
 
 /// Parses an http(s) URL without echoing it in errors: contact URLs such as
 /// Slack webhooks carry their secret in the path.
-fn parse_http_url(address: &str) -> Result<url::Url, String> {
+pub(crate) fn parse_http_url(address: &str) -> Result<url::Url, String> {
     match url::Url::parse(address) {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Ok(url),
         Ok(_) => Err("URL must use http or https and name a host".to_string()),
@@ -565,7 +569,7 @@ fn parse_http_url(address: &str) -> Result<url::Url, String> {
     }
 }
 
-fn is_loopback_host(url: &url::Url) -> bool {
+pub(crate) fn is_loopback_host(url: &url::Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(domain)) => domain == "localhost",
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
@@ -613,11 +617,11 @@ pub(crate) async fn send_http(
 
 fn transport_error(err: reqwest::Error, secrets: &[Secret]) -> DeliveryError {
     let reason = if err.is_timeout() {
-        reason::TIMEOUT
+        Reason::Timeout
     } else if is_tls_failure(&err) {
-        reason::TLS
+        Reason::Tls
     } else {
-        reason::CONNECT
+        Reason::Connect
     };
     // `without_url` drops URLs that carry tokens (Telegram, Slack).
     let detail = scrub(&error_chain(&err.without_url()), secrets);
@@ -702,11 +706,11 @@ pub(crate) fn http_outcome(answer: &HttpAnswer, now: SystemTime) -> Result<Recei
         .and_then(|value| value.to_str().ok())
         .and_then(|value| parse_retry_after(value, now));
     let error = match status.as_u16() {
-        429 => DeliveryError::retryable(reason::RATE_LIMITED, detail),
-        408 => DeliveryError::retryable(reason::TIMEOUT, detail),
-        500..=599 => DeliveryError::retryable(reason::SERVER_ERROR, detail),
-        401 | 403 => DeliveryError::permanent(reason::AUTH, detail),
-        _ => DeliveryError::permanent(reason::CLIENT_ERROR, detail),
+        429 => DeliveryError::retryable(Reason::RateLimited, detail),
+        408 => DeliveryError::retryable(Reason::Timeout, detail),
+        500..=599 => DeliveryError::retryable(Reason::ServerError, detail),
+        401 | 403 => DeliveryError::permanent(Reason::Auth, detail),
+        _ => DeliveryError::permanent(Reason::ClientError, detail),
     };
     Err(error.with_retry_after(retry_after))
 }
@@ -761,14 +765,14 @@ pub(crate) mod tests {
     fn http_statuses_map_to_reasons_like_alertmanager() {
         let now = SystemTime::UNIX_EPOCH;
         let cases = [
-            (429, reason::RATE_LIMITED, true),
-            (500, reason::SERVER_ERROR, true),
-            (503, reason::SERVER_ERROR, true),
-            (408, reason::TIMEOUT, true),
-            (400, reason::CLIENT_ERROR, false),
-            (404, reason::CLIENT_ERROR, false),
-            (401, reason::AUTH, false),
-            (403, reason::AUTH, false),
+            (429, Reason::RateLimited, true),
+            (500, Reason::ServerError, true),
+            (503, Reason::ServerError, true),
+            (408, Reason::Timeout, true),
+            (400, Reason::ClientError, false),
+            (404, Reason::ClientError, false),
+            (401, Reason::Auth, false),
+            (403, Reason::Auth, false),
         ];
         for (status, expected_reason, retryable) in cases {
             let err = http_outcome(&answer(status, Some("7"), " oops \n"), now).unwrap_err();
@@ -786,10 +790,10 @@ pub(crate) mod tests {
 
     #[test]
     fn every_reason_is_listed_once() {
-        let mut sorted = reason::ALL.to_vec();
+        let mut sorted = Reason::ALL.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
-        assert_eq!(sorted.len(), reason::ALL.len());
+        assert_eq!(sorted.len(), Reason::ALL.len());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! carriers bill per segment.
 
 use super::{
-    ChannelKind, DeliveryError, Error, Receipt, SecretSource, build_headers, http_outcome, reason, send_http,
+    ChannelKind, DeliveryError, Error, Reason, Receipt, SecretSource, build_headers, http_outcome, send_http,
     validate_config_url, validate_headers,
 };
 use crate::bridge::render::{self, Outgoing};
@@ -194,7 +194,7 @@ impl Channel {
         let body = self
             .config
             .render_body(&self.environment, address, &text)
-            .map_err(|detail| DeliveryError::permanent(reason::INVALID_MESSAGE, detail))?;
+            .map_err(|detail| DeliveryError::permanent(Reason::InvalidMessage, detail))?;
         let request = match self.config.method {
             Method::Get => {
                 let separator = if self.config.url.contains('?') { '&' } else { '?' };
@@ -206,6 +206,20 @@ impl Channel {
         let answer = send_http(request.headers(self.headers.clone()), &self.secrets).await?;
         http_outcome(&answer, SystemTime::now())
     }
+}
+
+/// Checks a contact's address: e.164: `+`, then 7–15 digits, no separators.
+pub fn validate_address(address: &str) -> Result<(), String> {
+    let digits = address.strip_prefix('+').unwrap_or("");
+    let valid =
+        (7..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0');
+    if valid { Ok(()) } else { Err(format!("invalid phone number {address:?}: expected E.164 such as +491701234567")) }
+}
+
+/// Cuts to the most segments any gateway config may allow ([`MAX_SEGMENTS_LIMIT`]);
+/// `deliver` cuts again to the configured `max_segments`.
+pub fn truncate(text: &str) -> String {
+    render::truncate_sms(text, MAX_SEGMENTS_LIMIT)
 }
 
 #[cfg(test)]

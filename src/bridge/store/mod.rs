@@ -22,26 +22,14 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use super::payload::{Notification, Status};
-use chrono::{DateTime, TimeZone, Utc};
+use crate::storage::Storage;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 
 /// A storage failure; the webhook answers 503 on any of these.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// SQLite refused.
-    #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// PostgreSQL refused or the connection broke.
-    #[error("postgres: {0}")]
-    Postgres(#[from] tokio_postgres::Error),
-    /// The store cannot be opened or reached.
-    #[error("{0}")]
-    Unavailable(String),
-    /// A stored value could not be decoded.
-    #[error("corrupt stored value: {0}")]
-    Corrupt(String),
-}
+pub use crate::storage::StoreError;
+pub(crate) use crate::storage::{SqlParam, SqlValue, from_ms, sqlite_sql, to_ms};
 
 /// Where a message is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -525,6 +513,14 @@ macro_rules! dispatch {
 }
 
 impl Store {
+    /// The bridge's tables in `storage`, migrated.
+    pub async fn open(storage: Storage) -> Result<Store, StoreError> {
+        match storage {
+            Storage::Sqlite(db) => Ok(Store::Sqlite(SqliteStore::new(db).await?)),
+            Storage::Postgres(db) => Ok(Store::Postgres(PostgresStore::new(db).await?)),
+        }
+    }
+
     /// Commits a notification and its outbox rows atomically, unless its
     /// dedup key was seen since `dedup_since`.
     pub async fn ingest(&self, new: NewNotification) -> Result<Ingested, StoreError> {
@@ -636,29 +632,24 @@ impl Store {
     /// rows; for the areas (messages, acknowledgements) that keep their SQL
     /// next to their code instead of in each backend.
     pub(crate) async fn select(&self, sql: String, params: Vec<SqlParam>) -> Result<Vec<Vec<SqlValue>>, StoreError> {
-        dispatch!(self, store => store.select(sql, params))
+        self.storage().select(sql, params).await
     }
 
     /// Runs statements built at run time in one transaction; returns the
     /// rows each changed.
     pub(crate) async fn execute(&self, statements: Vec<(String, Vec<SqlParam>)>) -> Result<Vec<u64>, StoreError> {
-        dispatch!(self, store => store.execute(statements))
+        let statements = statements.into_iter().map(|(sql, params)| (sql.into(), params)).collect();
+        let done = self.storage().transaction(statements).await?;
+        Ok(done.into_iter().map(|done| done.changed).collect())
     }
-}
 
-/// Milliseconds since the epoch, the stored form of every time.
-pub(crate) fn to_ms(time: DateTime<Utc>) -> i64 {
-    time.timestamp_millis()
-}
-
-/// The inverse of [`to_ms`].
-pub(crate) fn from_ms(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
-}
-
-/// Rewrites `$n` placeholders as SQLite's positional `?n`.
-pub(crate) fn sqlite_sql(sql: &str) -> String {
-    sql.replace('$', "?")
+    /// The storage the bridge's tables live in.
+    pub fn storage(&self) -> Storage {
+        match self {
+            Store::Sqlite(store) => Storage::Sqlite(store.db.clone()),
+            Store::Postgres(store) => Storage::Postgres(store.db.clone()),
+        }
+    }
 }
 
 /// Encodes the fingerprint subset of a row.
@@ -770,7 +761,7 @@ pub(crate) mod sql {
     pub const QUEUE_STATS: &str = "SELECT state, COUNT(*), MIN(created_at) FROM outbox \
          WHERE state IN ('pending', 'held', 'limited') GROUP BY state";
     /// Retention deletes; each binds the one cut-off it names.
-    pub const GC: [(&str, Option<super::GcCut>); 11] = [
+    pub const GC: [(&str, Option<super::GcCut>); 12] = [
         ("DELETE FROM deliveries WHERE at < $1", Some(super::GcCut::History)),
         (
             "DELETE FROM outbox WHERE state IN ('sent', 'dead', 'merged', 'skipped') AND updated_at < $1",
@@ -787,7 +778,12 @@ pub(crate) mod sql {
         ("DELETE FROM acknowledgements WHERE created_at < $1 AND resolved_at IS NOT NULL", Some(super::GcCut::History)),
         // Message idempotency keys live as long as the messages they name.
         ("DELETE FROM dedup WHERE seen_at < $1 AND key LIKE 'message:%'", Some(super::GcCut::History)),
-        ("DELETE FROM dedup WHERE seen_at < $1 AND key NOT LIKE 'message:%'", Some(super::GcCut::Dedup)),
+        (
+            "DELETE FROM dedup WHERE seen_at < $1 AND key NOT LIKE 'message:%' AND key NOT LIKE 'report:%'",
+            Some(super::GcCut::Dedup),
+        ),
+        // A report's key outlives any period, so no restart sends a period twice.
+        ("DELETE FROM dedup WHERE seen_at < $1 AND key LIKE 'report:%'", Some(super::GcCut::Reports)),
         ("DELETE FROM sends WHERE sent_at < $1", Some(super::GcCut::Sends)),
         ("DELETE FROM lanes WHERE next_due_at IS NULL AND lease_owner IS NULL", None),
     ];
@@ -799,6 +795,7 @@ pub(crate) enum GcCut {
     History,
     Dedup,
     Sends,
+    Reports,
 }
 
 impl Retention {
@@ -807,6 +804,9 @@ impl Retention {
             GcCut::History => self.history_before,
             GcCut::Dedup => self.dedup_before,
             GcCut::Sends => self.sends_before,
+            GcCut::Reports => {
+                self.history_before.min(self.dedup_before - chrono::Duration::days(super::report::KEY_KEEP_DAYS))
+            }
         })
     }
 }
@@ -816,39 +816,6 @@ pub(crate) struct HistorySql {
     pub count: String,
     pub page: String,
     pub params: Vec<SqlParam>,
-}
-
-/// A parameter of a dynamically built query.
-#[derive(Debug, Clone)]
-pub(crate) enum SqlParam {
-    Int(i64),
-    Text(String),
-}
-
-/// A column value read by [`Store::select`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum SqlValue {
-    Null,
-    Int(i64),
-    Text(String),
-}
-
-impl SqlValue {
-    /// The integer, or 0 for NULL and text.
-    pub(crate) fn int(&self) -> i64 {
-        match self {
-            SqlValue::Int(value) => *value,
-            _ => 0,
-        }
-    }
-
-    /// The text, or `None` for NULL and integers.
-    pub(crate) fn text(&self) -> Option<&str> {
-        match self {
-            SqlValue::Text(value) => Some(value),
-            _ => None,
-        }
-    }
 }
 
 pub(crate) const HISTORY_COLUMNS: &str = "id, at, outbox_id, notification_id, contact, channel, kind, \

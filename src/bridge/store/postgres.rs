@@ -1,130 +1,47 @@
-//! The PostgreSQL backend, for several bridge replicas sharing one state.
+//! The bridge's tables on PostgreSQL, for several replicas sharing one state.
 //!
 //! Replicas never deliver the same row twice: a worker leases a whole lane
 //! with `FOR UPDATE SKIP LOCKED`, and the dedup key insert is atomic, so the
 //! same notification arriving at two replicas is committed once.
-//!
-//! A small pool of connections is kept by hand (no pool crate is in the
-//! dependency tree), each with its own prepared-statement cache.
 
 use super::{
     AlertState, HistoryPage, HistoryQuery, HistorySql, Ingested, Lane, Mode, NewNotification, OutboxRow, QueueStats,
-    RawHistory, RawRow, Retention, RowState, SqlParam, SqlValue, StoreError, StoredNotification, Transition,
-    alertnames, encode_fingerprints, from_ms, schema, sql, to_ms,
+    RawHistory, RawRow, Retention, RowState, StoreError, StoredNotification, Transition, alertnames,
+    encode_fingerprints, from_ms, schema, sql, to_ms,
 };
 use crate::bridge::payload::Status;
+use crate::storage::lease::{self, dead_sql};
+use crate::storage::postgres::{Param, Pooled, Postgres, values};
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls, Row, Statement};
+use std::sync::{Arc, LazyLock};
+use tokio_postgres::Row;
 
-/// Any value a statement takes.
-type Param<'a> = &'a (dyn ToSql + Sync);
-
-/// An arbitrary constant identifying the migration advisory lock.
-const MIGRATION_LOCK: i64 = 0x636b_6974_6272;
-
-/// The PostgreSQL store; cheap to clone.
-#[derive(Clone)]
+/// The bridge's PostgreSQL store; cheap to clone.
+#[derive(Debug, Clone)]
 pub struct PostgresStore {
-    inner: Arc<Inner>,
+    pub(super) db: Postgres,
 }
 
-struct Inner {
-    url: String,
-    /// TLS settings; `None` connects in plain text.
-    tls: Option<Arc<rustls::ClientConfig>>,
-    idle: Mutex<Vec<Connection>>,
-    permits: Arc<Semaphore>,
-}
+/// A lane is free when nobody leased it, its lease ran out, or the replica
+/// holding it is known dead (its session ended or its presence row went stale):
+/// a killed replica's lanes pass on at once, not after the lease.
+static CLAIM_LANE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE lanes SET lease_owner = $1, lease_until = $2 WHERE (contact, channel) = \
+         (SELECT contact, channel FROM lanes WHERE next_due_at <= $3 \
+         AND (lease_until IS NULL OR lease_until < $4 OR {}) ORDER BY next_due_at LIMIT 1 \
+         FOR UPDATE SKIP LOCKED) RETURNING contact, channel",
+        dead_sql("lanes.lease_owner")
+    )
+});
 
-impl std::fmt::Debug for PostgresStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresStore").finish_non_exhaustive()
-    }
-}
-
-struct Connection {
-    client: Client,
-    statements: HashMap<&'static str, Statement>,
-}
-
-/// A pooled connection, returned to the pool when dropped.
-struct Pooled {
-    connection: Option<Connection>,
-    inner: Arc<Inner>,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl Drop for Pooled {
-    fn drop(&mut self) {
-        if let Some(connection) = self.connection.take() {
-            if !connection.client.is_closed() {
-                if let Ok(mut idle) = self.inner.idle.lock() {
-                    idle.push(connection);
-                }
-            }
-        }
-    }
-}
-
-impl Pooled {
-    fn connection(&mut self) -> Result<&mut Connection, StoreError> {
-        self.connection.as_mut().ok_or_else(|| StoreError::Unavailable("postgres connection lost".into()))
-    }
-
-    async fn statement(&mut self, sql: &'static str) -> Result<Statement, StoreError> {
-        let connection = self.connection()?;
-        if let Some(statement) = connection.statements.get(sql) {
-            return Ok(statement.clone());
-        }
-        let statement = connection.client.prepare(sql).await?;
-        connection.statements.insert(sql, statement.clone());
-        Ok(statement)
-    }
-
-    async fn query(&mut self, sql: &'static str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
-        let statement = self.statement(sql).await?;
-        Ok(self.connection()?.client.query(&statement, params).await?)
-    }
-
-    async fn query_opt(&mut self, sql: &'static str, params: &[Param<'_>]) -> Result<Option<Row>, StoreError> {
-        let statement = self.statement(sql).await?;
-        Ok(self.connection()?.client.query_opt(&statement, params).await?)
-    }
-
-    async fn execute(&mut self, sql: &'static str, params: &[Param<'_>]) -> Result<u64, StoreError> {
-        let statement = self.statement(sql).await?;
-        Ok(self.connection()?.client.execute(&statement, params).await?)
-    }
-
-    async fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
-        Ok(self.connection()?.client.batch_execute(sql).await?)
-    }
-
-    /// Commits when `ok`, else rolls back; a failed rollback drops the connection.
-    async fn finish<T>(&mut self, result: Result<T, StoreError>) -> Result<T, StoreError> {
-        match result {
-            Ok(value) => {
-                self.batch("COMMIT").await?;
-                Ok(value)
-            }
-            Err(err) => {
-                if self.batch("ROLLBACK").await.is_err() {
-                    self.connection = None;
-                }
-                Err(err)
-            }
-        }
-    }
-}
-
-const CLAIM_LANE: &str = "UPDATE lanes SET lease_owner = $1, lease_until = $2 WHERE (contact, channel) = \
-     (SELECT contact, channel FROM lanes WHERE next_due_at <= $3 \
-     AND (lease_until IS NULL OR lease_until < $4) ORDER BY next_due_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
-     RETURNING contact, channel";
+static NEXT_DUE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT MIN(next_due_at) FROM lanes WHERE lease_until IS NULL OR lease_until < $1 OR {}",
+        dead_sql("lanes.lease_owner")
+    )
+});
 
 const DUE_ROWS: &str = "SELECT id, notification_id, contact, channel, state, mode, created_at, \
      due_at, delayed, fingerprints, attempts, first_attempt_at FROM outbox \
@@ -140,8 +57,7 @@ const MEMBERS: &str = "SELECT id, notification_id, contact, channel, state, mode
      WHERE merged_into = $1 ORDER BY id";
 
 impl PostgresStore {
-    /// Connects with `url` (a URL or `key=value` string), then migrates under
-    /// an advisory lock so that replicas starting together do not race.
+    /// Connects with `url` (a URL or `key=value` string) and migrates.
     pub async fn open(url: &str, max_connections: usize) -> Result<PostgresStore, StoreError> {
         Self::open_with_tls(url, max_connections, None).await
     }
@@ -153,52 +69,20 @@ impl PostgresStore {
         max_connections: usize,
         tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Result<PostgresStore, StoreError> {
-        let store = PostgresStore {
-            inner: Arc::new(Inner {
-                url: url.to_string(),
-                tls,
-                idle: Mutex::new(Vec::new()),
-                permits: Arc::new(Semaphore::new(max_connections.max(1))),
-            }),
-        };
-        let mut pooled = store.pooled().await?;
-        pooled.batch(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})")).await?;
-        let migrated = migrate(&mut pooled).await;
-        pooled.batch(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})")).await?;
-        migrated?;
-        Ok(store)
+        PostgresStore::new(Postgres::open(url, max_connections, tls).await?).await
+    }
+
+    /// The bridge's tables in `db`, migrated (under an advisory lock, so that
+    /// replicas starting together do not race).
+    pub async fn new(db: Postgres) -> Result<PostgresStore, StoreError> {
+        db.migrate(&schema::AREA).await?;
+        // Lane claims ask which lease owners are dead.
+        db.migrate(&lease::AREA).await?;
+        Ok(PostgresStore { db })
     }
 
     async fn pooled(&self) -> Result<Pooled, StoreError> {
-        let permit = Arc::clone(&self.inner.permits)
-            .acquire_owned()
-            .await
-            .map_err(|_| StoreError::Unavailable("postgres pool closed".into()))?;
-        let idle = self.inner.idle.lock().ok().and_then(|mut idle| idle.pop());
-        let connection = match idle {
-            Some(connection) if !connection.client.is_closed() => connection,
-            _ => {
-                let refused =
-                    |err: tokio_postgres::Error| StoreError::Unavailable(format!("cannot connect to postgres: {err}"));
-                let client = match &self.inner.tls {
-                    None => {
-                        let (client, connection) =
-                            tokio_postgres::connect(&self.inner.url, NoTls).await.map_err(refused)?;
-                        tokio::spawn(drive(connection));
-                        client
-                    }
-                    Some(config) => {
-                        let tls = tls::MakeRustls(Arc::clone(config));
-                        let (client, connection) =
-                            tokio_postgres::connect(&self.inner.url, tls).await.map_err(refused)?;
-                        tokio::spawn(drive(connection));
-                        client
-                    }
-                };
-                Connection { client, statements: HashMap::new() }
-            }
-        };
-        Ok(Pooled { connection: Some(connection), inner: Arc::clone(&self.inner), _permit: permit })
+        self.db.pooled().await
     }
 
     pub(super) async fn ingest(&self, new: NewNotification) -> Result<Ingested, StoreError> {
@@ -295,7 +179,7 @@ impl PostgresStore {
     ) -> Result<Option<Lane>, StoreError> {
         let mut pooled = self.pooled().await?;
         let row =
-            pooled.query_opt(CLAIM_LANE, &[&owner, &to_ms(lease_until), &to_ms(due_by), &to_ms(lease_now)]).await?;
+            pooled.query_opt(&CLAIM_LANE, &[&owner, &to_ms(lease_until), &to_ms(due_by), &to_ms(lease_now)]).await?;
         row.map(|row| Ok(Lane { contact: row.try_get(0)?, channel: row.try_get(1)? })).transpose()
     }
 
@@ -307,7 +191,7 @@ impl PostgresStore {
 
     pub(super) async fn next_due(&self, lease_now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError> {
         let mut pooled = self.pooled().await?;
-        let row = pooled.query_opt(sql::NEXT_DUE, &[&to_ms(lease_now)]).await?;
+        let row = pooled.query_opt(&NEXT_DUE, &[&to_ms(lease_now)]).await?;
         let next: Option<i64> = match row {
             Some(row) => row.try_get(0)?,
             None => None,
@@ -459,10 +343,10 @@ impl PostgresStore {
 
     pub(super) async fn history(&self, query: HistoryQuery) -> Result<HistoryPage, StoreError> {
         let built = HistorySql::build(&query, |n| format!("strpos(alertnames, ${n}) > 0"));
-        let values = postgres_values(&built.params);
+        let values = values(&built.params);
         let params: Vec<Param<'_>> = values.iter().map(|value| value.as_ref() as Param<'_>).collect();
         let mut pooled = self.pooled().await?;
-        let client = &pooled.connection()?.client;
+        let client = pooled.client()?;
         let total: i64 = client.query_one(&built.count, &params).await?.try_get(0)?;
         let rows = client.query(&built.page, &params).await?;
         let mut items = Vec::with_capacity(rows.len());
@@ -498,66 +382,6 @@ impl PostgresStore {
             };
         }
         Ok(())
-    }
-}
-
-/// Runs a connection until it closes.
-async fn drive<F: std::future::Future<Output = Result<(), tokio_postgres::Error>>>(connection: F) {
-    if let Err(err) = connection.await {
-        tracing::warn!(error = %err, "PostgreSQL connection closed.");
-    }
-}
-
-/// TLS for tokio-postgres over checkit's rustls setup: tokio-postgres only
-/// ships adapters for native-tls and OpenSSL. The stream type is the postgres
-/// prober's, which needs the same adapter.
-mod tls {
-    use crate::probe::postgres::RustlsStream as Stream;
-    use std::future::Future;
-    use std::io;
-    use std::pin::Pin;
-    use std::sync::Arc;
-    use tokio::io::{AsyncRead, AsyncWrite};
-    use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
-
-    /// Makes one [`Connect`] per connection, naming the server by the URL's host.
-    #[derive(Clone)]
-    pub(super) struct MakeRustls(pub(super) Arc<rustls::ClientConfig>);
-
-    pub(super) struct Connect {
-        config: Arc<rustls::ClientConfig>,
-        server_name: rustls::pki_types::ServerName<'static>,
-    }
-
-    impl<S> MakeTlsConnect<S> for MakeRustls
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        type Stream = Stream<S>;
-        type TlsConnect = Connect;
-        type Error = io::Error;
-
-        fn make_tls_connect(&mut self, domain: &str) -> io::Result<Connect> {
-            let server_name = rustls::pki_types::ServerName::try_from(domain.to_string())
-                .map_err(|err| io::Error::other(format!("invalid server name {domain:?}: {err}")))?;
-            Ok(Connect { config: Arc::clone(&self.0), server_name })
-        }
-    }
-
-    impl<S> TlsConnect<S> for Connect
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        type Stream = Stream<S>;
-        type Error = io::Error;
-        type Future = Pin<Box<dyn Future<Output = io::Result<Stream<S>>> + Send>>;
-
-        fn connect(self, stream: S) -> Self::Future {
-            Box::pin(async move {
-                let connector = tokio_rustls::TlsConnector::from(self.config);
-                connector.connect(self.server_name, stream).await.map(Stream::new)
-            })
-        }
     }
 }
 
@@ -608,84 +432,6 @@ async fn apply_one(pooled: &mut Pooled, transition: &Transition, lane: &Lane, no
     }
     for fingerprint in &transition.told_resolved {
         pooled.execute(sql::TOLD_RESOLVED, &[&lane.contact, fingerprint]).await?;
-    }
-    Ok(())
-}
-
-impl PostgresStore {
-    pub(super) async fn select(&self, sql: String, params: Vec<SqlParam>) -> Result<Vec<Vec<SqlValue>>, StoreError> {
-        let values = postgres_values(&params);
-        let params: Vec<Param<'_>> = values.iter().map(|value| value.as_ref() as Param<'_>).collect();
-        let mut pooled = self.pooled().await?;
-        let rows = pooled.connection()?.client.query(&sql, &params).await?;
-        let mut found = Vec::with_capacity(rows.len());
-        for row in rows {
-            let mut values = Vec::with_capacity(row.len());
-            for (index, column) in row.columns().iter().enumerate() {
-                let value = match *column.type_() {
-                    tokio_postgres::types::Type::INT8 => row.try_get::<_, Option<i64>>(index)?.map(SqlValue::Int),
-                    tokio_postgres::types::Type::INT4 => {
-                        row.try_get::<_, Option<i32>>(index)?.map(|value| SqlValue::Int(i64::from(value)))
-                    }
-                    _ => row.try_get::<_, Option<String>>(index)?.map(SqlValue::Text),
-                };
-                values.push(value.unwrap_or(SqlValue::Null));
-            }
-            found.push(values);
-        }
-        Ok(found)
-    }
-
-    pub(super) async fn execute(&self, statements: Vec<(String, Vec<SqlParam>)>) -> Result<Vec<u64>, StoreError> {
-        let mut pooled = self.pooled().await?;
-        pooled.batch("BEGIN").await?;
-        let result = async {
-            let mut changed = Vec::with_capacity(statements.len());
-            for (sql, params) in &statements {
-                let values = postgres_values(params);
-                let params: Vec<Param<'_>> = values.iter().map(|value| value.as_ref() as Param<'_>).collect();
-                changed.push(pooled.connection()?.client.execute(sql.as_str(), &params).await?);
-            }
-            Ok(changed)
-        }
-        .await;
-        pooled.finish(result).await
-    }
-}
-
-fn postgres_values(params: &[SqlParam]) -> Vec<Box<dyn ToSql + Sync + Send>> {
-    params
-        .iter()
-        .map(|param| -> Box<dyn ToSql + Sync + Send> {
-            match param {
-                SqlParam::Int(value) => Box::new(*value),
-                SqlParam::Text(value) => Box::new(value.clone()),
-            }
-        })
-        .collect()
-}
-
-async fn migrate(pooled: &mut Pooled) -> Result<(), StoreError> {
-    pooled.batch(schema::VERSIONS_TABLE).await?;
-    let row = pooled.query_opt("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[]).await?;
-    let current: i64 = match row {
-        Some(row) => row.try_get(0)?,
-        None => 0,
-    };
-    if current > schema::latest() {
-        return Err(StoreError::Unavailable(format!(
-            "database schema version {current} is newer than this checkit ({}); upgrade checkit",
-            schema::latest()
-        )));
-    }
-    for (version, statements) in schema::postgres().filter(|(version, _)| *version > current) {
-        pooled
-            .batch(&format!(
-                "BEGIN; {statements}; INSERT INTO schema_migrations (version, applied_at) \
-                 VALUES ({version}, {}); COMMIT;",
-                to_ms(Utc::now())
-            ))
-            .await?;
     }
     Ok(())
 }

@@ -1,8 +1,10 @@
-//! Versioned migrations, written once in SQLite's dialect and adapted for
-//! PostgreSQL (64-bit integers, `BIGSERIAL` keys). Times are milliseconds
-//! since the epoch in both, so every query is shared.
+//! The bridge's versioned migrations, written once in SQLite's dialect and
+//! adapted for PostgreSQL by the storage layer. Times are milliseconds since
+//! the epoch in both, so every query is shared.
 //!
 //! Migrations only ever get appended; an applied version is never edited.
+
+use crate::storage::Area;
 
 /// `(version, SQL)` in order.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -133,25 +135,5 @@ CREATE INDEX acknowledgements_created ON acknowledgements (created_at);
     ),
 ];
 
-/// The table recording applied versions.
-pub(crate) const VERSIONS_TABLE: &str =
-    "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
-
-/// Migrations in SQLite's dialect.
-pub(crate) fn sqlite() -> impl Iterator<Item = (i64, String)> {
-    MIGRATIONS.iter().map(|(version, sql)| (*version, sql.to_string()))
-}
-
-/// Migrations in PostgreSQL's dialect.
-pub(crate) fn postgres() -> impl Iterator<Item = (i64, String)> {
-    MIGRATIONS.iter().map(|(version, sql)| {
-        let sql =
-            sql.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY").replace("INTEGER", "BIGINT");
-        (*version, sql)
-    })
-}
-
-/// The newest version this build knows.
-pub(crate) fn latest() -> i64 {
-    MIGRATIONS.last().map(|(version, _)| *version).unwrap_or(0)
-}
+/// The bridge's area of the storage layer.
+pub(crate) static AREA: Area = Area { name: "bridge", migrations: MIGRATIONS, legacy_table: "outbox" };

@@ -1,73 +1,39 @@
-//! The embedded SQLite backend (WAL, `synchronous=FULL`).
-//!
-//! One dedicated thread owns the write connection. Writes queue up as jobs;
-//! the thread runs every job waiting in one transaction (each inside its own
-//! savepoint, so one failing job does not undo the others) and answers them
-//! only after `COMMIT` returned: a group commit, so durable intake does not
-//! pay one fsync per webhook. Reads use separate connections on the blocking
-//! pool; WAL lets them run beside the writer.
+//! The bridge's tables on the embedded SQLite backend ([`Sqlite`]: one
+//! writer thread with group commit, pooled readers).
 //!
 //! **Architecture invariant:** one process per database file. Leases are
 //! therefore cleared at open: whatever held them died with the last process.
 
 use super::{
     AlertState, HistoryPage, HistoryQuery, HistorySql, Ingested, Lane, Mode, NewNotification, OutboxRow, QueueStats,
-    ROW_COLUMNS, RawHistory, RawRow, Retention, RowState, SqlParam, SqlValue, StoreError, StoredNotification,
-    Transition, alertnames, encode_fingerprints, from_ms, schema, sql, sqlite_sql, to_ms,
+    ROW_COLUMNS, RawHistory, RawRow, Retention, RowState, StoreError, StoredNotification, Transition, alertnames,
+    encode_fingerprints, from_ms, schema, sql, sqlite_sql, to_ms,
 };
 use crate::bridge::payload::Status;
+use crate::storage::sqlite::Sqlite;
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use tokio::sync::{mpsc, oneshot};
+use std::path::Path;
 
-type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
-pub(crate) type Job = Box<dyn FnOnce(Result<&Connection, String>) -> Reply + Send>;
-
-/// Most jobs committed together.
-const MAX_BATCH: usize = 512;
-
-/// The SQLite store; cheap to clone.
-#[derive(Clone)]
+/// The bridge's SQLite store; cheap to clone.
+#[derive(Debug, Clone)]
 pub struct SqliteStore {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    writer: mpsc::Sender<Job>,
-    readers: Arc<Mutex<Vec<Connection>>>,
-    path: PathBuf,
-}
-
-impl std::fmt::Debug for SqliteStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.inner.path).finish()
-    }
+    pub(super) db: Sqlite,
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) and migrates the database at `path`.
+    /// Opens (creating if needed) and migrates a database file of its own at `path`.
     pub async fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
-        let path = path.as_ref().to_path_buf();
-        let writer_path = path.clone();
-        let connection = tokio::task::spawn_blocking(move || -> Result<Connection, StoreError> {
-            let connection = Connection::open(&writer_path)?;
-            connection
-                .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")?;
-            migrate(&connection)?;
-            connection.execute("UPDATE lanes SET lease_owner = NULL, lease_until = NULL", [])?;
-            Ok(connection)
-        })
-        .await
-        .map_err(|err| StoreError::Unavailable(format!("sqlite open task failed: {err}")))??;
-        let (writer, jobs) = mpsc::channel(8192);
-        std::thread::Builder::new()
-            .name("checkit-sqlite".into())
-            .spawn(move || run_writer(connection, jobs))
-            .map_err(|err| StoreError::Unavailable(format!("cannot start sqlite writer: {err}")))?;
-        Ok(SqliteStore { inner: Arc::new(Inner { writer, readers: Arc::new(Mutex::new(Vec::new())), path }) })
+        SqliteStore::new(Sqlite::open(path).await?).await
+    }
+
+    /// The bridge's tables in `db`, migrated, with every lease cleared.
+    pub async fn new(db: Sqlite) -> Result<SqliteStore, StoreError> {
+        db.migrate(&schema::AREA).await?;
+        db.write(|connection| Ok(connection.execute("UPDATE lanes SET lease_owner = NULL, lease_until = NULL", [])?))
+            .await?;
+        Ok(SqliteStore { db })
     }
 
     /// Runs `work` in the writer's next transaction and returns once committed.
@@ -76,7 +42,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        write(&self.inner.writer, work).await
+        self.db.write(work).await
     }
 
     /// Runs `work` on a read connection on the blocking pool.
@@ -85,8 +51,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let inner = Arc::clone(&self.inner);
-        read(&inner.path, &inner.readers, work).await
+        self.db.read(work).await
     }
 
     pub(super) async fn ingest(&self, new: NewNotification) -> Result<Ingested, StoreError> {
@@ -396,7 +361,7 @@ impl SqliteStore {
     pub(super) async fn history(&self, query: HistoryQuery) -> Result<HistoryPage, StoreError> {
         self.read(move |connection| {
             let built = HistorySql::build(&query, |n| format!("instr(alertnames, ${n}) > 0"));
-            let params: Vec<rusqlite::types::Value> = built.params.iter().map(sqlite_value).collect();
+            let params: Vec<rusqlite::types::Value> = built.params.iter().map(crate::storage::sqlite::value).collect();
             let total: i64 = connection
                 .prepare(&sqlite_sql(&built.count))?
                 .query_row(rusqlite::params_from_iter(params.iter()), |row| row.get(0))?;
@@ -492,182 +457,6 @@ fn apply_one(
         told_resolved.execute(params![lane.contact, fingerprint])?;
     }
     Ok(())
-}
-
-/// Applies every migration newer than the database's version.
-impl SqliteStore {
-    pub(super) async fn select(&self, sql: String, params: Vec<SqlParam>) -> Result<Vec<Vec<SqlValue>>, StoreError> {
-        self.read(move |connection| {
-            let mut statement = connection.prepare_cached(&sqlite_sql(&sql))?;
-            let columns = statement.column_count();
-            let rows = statement.query_map(rusqlite::params_from_iter(params.iter().map(sqlite_value)), |row| {
-                (0..columns)
-                    .map(|index| {
-                        Ok(match row.get_ref(index)? {
-                            rusqlite::types::ValueRef::Integer(value) => SqlValue::Int(value),
-                            rusqlite::types::ValueRef::Text(text) => {
-                                SqlValue::Text(String::from_utf8_lossy(text).into_owned())
-                            }
-                            _ => SqlValue::Null,
-                        })
-                    })
-                    .collect::<Result<Vec<SqlValue>, rusqlite::Error>>()
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
-    }
-
-    pub(super) async fn execute(&self, statements: Vec<(String, Vec<SqlParam>)>) -> Result<Vec<u64>, StoreError> {
-        self.write(move |connection| {
-            let mut changed = Vec::with_capacity(statements.len());
-            for (sql, params) in &statements {
-                let count = connection
-                    .prepare_cached(&sqlite_sql(sql))?
-                    .execute(rusqlite::params_from_iter(params.iter().map(sqlite_value)))?;
-                changed.push(count as u64);
-            }
-            Ok(changed)
-        })
-        .await
-    }
-}
-
-fn sqlite_value(param: &SqlParam) -> rusqlite::types::Value {
-    match param {
-        SqlParam::Int(value) => rusqlite::types::Value::Integer(*value),
-        SqlParam::Text(value) => rusqlite::types::Value::Text(value.clone()),
-    }
-}
-
-fn migrate(connection: &Connection) -> Result<(), StoreError> {
-    apply_migrations(connection, schema::sqlite(), schema::latest())
-}
-
-/// Applies the `migrations` newer than the file's recorded version, each in
-/// its own transaction; refuses a file migrated by a newer checkit. Each area
-/// (bridge, checks) keeps its own file and its own version sequence.
-pub(crate) fn apply_migrations(
-    connection: &Connection,
-    migrations: impl Iterator<Item = (i64, String)>,
-    latest: i64,
-) -> Result<(), StoreError> {
-    connection.execute_batch(schema::VERSIONS_TABLE)?;
-    let current: i64 =
-        connection.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |row| row.get(0))?;
-    if current > latest {
-        return Err(StoreError::Unavailable(format!(
-            "database schema version {current} is newer than this checkit ({latest}); upgrade checkit"
-        )));
-    }
-    for (version, statements) in migrations.filter(|(version, _)| *version > current) {
-        connection.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {statements}; INSERT INTO schema_migrations (version, applied_at) \
-             VALUES ({version}, {}); COMMIT;",
-            to_ms(Utc::now())
-        ))?;
-    }
-    Ok(())
-}
-
-/// Queues `work` for the writer thread behind `writer` (see [`run_writer`])
-/// and returns once its transaction committed. Shared with the checks store.
-pub(crate) async fn write<T, F>(writer: &mpsc::Sender<Job>, work: F) -> Result<T, StoreError>
-where
-    T: Send + 'static,
-    F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-{
-    let (reply_to, reply) = oneshot::channel::<Result<T, StoreError>>();
-    let job: Job = Box::new(move |connection| match connection {
-        Err(err) => {
-            let _ = reply_to.send(Err(StoreError::Unavailable(err)));
-            Box::new(|_| {})
-        }
-        Ok(connection) => {
-            let result = in_savepoint(connection, work);
-            Box::new(move |commit: Result<(), String>| {
-                let outcome = match commit {
-                    Ok(()) => result,
-                    Err(err) => Err(StoreError::Unavailable(format!("sqlite commit failed: {err}"))),
-                };
-                let _ = reply_to.send(outcome);
-            })
-        }
-    });
-    let stopped = || StoreError::Unavailable("sqlite writer has stopped".into());
-    writer.send(job).await.map_err(|_| stopped())?;
-    reply.await.map_err(|_| stopped())?
-}
-
-/// Runs `work` on a pooled read-only connection to `path` on the blocking pool.
-pub(crate) async fn read<T, F>(path: &Path, readers: &Arc<Mutex<Vec<Connection>>>, work: F) -> Result<T, StoreError>
-where
-    T: Send + 'static,
-    F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-{
-    let path = path.to_path_buf();
-    let readers = Arc::clone(readers);
-    tokio::task::spawn_blocking(move || {
-        let pooled = readers.lock().ok().and_then(|mut readers| readers.pop());
-        let connection = match pooled {
-            Some(connection) => connection,
-            None => {
-                let connection = Connection::open_with_flags(
-                    &path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )?;
-                connection.busy_timeout(std::time::Duration::from_secs(5))?;
-                connection
-            }
-        };
-        let result = work(&connection);
-        if let Ok(mut readers) = readers.lock() {
-            readers.push(connection);
-        }
-        result
-    })
-    .await
-    .map_err(|err| StoreError::Unavailable(format!("sqlite read task failed: {err}")))?
-}
-
-fn in_savepoint<T>(
-    connection: &Connection,
-    work: impl FnOnce(&Connection) -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
-    connection.execute_batch("SAVEPOINT job")?;
-    let result = work(connection);
-    match &result {
-        Ok(_) => connection.execute_batch("RELEASE job")?,
-        Err(_) => connection.execute_batch("ROLLBACK TO job; RELEASE job")?,
-    }
-    result
-}
-
-pub(crate) fn run_writer(connection: Connection, mut jobs: mpsc::Receiver<Job>) {
-    while let Some(first) = jobs.blocking_recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        if let Err(err) = connection.execute_batch("BEGIN IMMEDIATE") {
-            let message = err.to_string();
-            for job in batch {
-                job(Err(message.clone()))(Err(message.clone()));
-            }
-            continue;
-        }
-        let replies: Vec<Reply> = batch.into_iter().map(|job| job(Ok(&connection))).collect();
-        let commit = connection.execute_batch("COMMIT").map_err(|err| err.to_string());
-        if commit.is_err() {
-            let _ = connection.execute_batch("ROLLBACK");
-        }
-        for reply in replies {
-            reply(commit.clone());
-        }
-    }
 }
 
 fn query_rows(connection: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<OutboxRow>, StoreError> {
