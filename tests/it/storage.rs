@@ -357,6 +357,35 @@ async fn check_store_suite(store: checkit::checks::store::CheckStore) {
     assert!(!failures.is_empty() && failures.iter().all(|result| !result.success), "failures are kept");
     let incidents = store.incidents(id, start, end + chrono::Duration::hours(1), 10).await.expect("incidents");
     assert_eq!(incidents.len(), 1);
+
+    // What the status pages read, and operators' notes and planned windows.
+    let series = store.series(vec![id], Period::Hour, start, end).await.expect("series");
+    assert_eq!(series[&id].len(), 4);
+    assert_eq!(series[&id].iter().map(|(_, rollup)| rollup.runs).sum::<u64>(), raw.runs);
+    let all = store.incidents_of_all(start, end + chrono::Duration::hours(1), 10).await.expect("incidents of all");
+    assert_eq!(all.iter().map(|(check, incident)| (*check, incident.id)).collect::<Vec<_>>(), [(id, Some(opened))]);
+    assert_eq!(store.incident_by_id(opened).await.expect("by id").map(|(check, _)| check), Some(id));
+    use checkit::checks::annotations::{Planned, Update, UpdateStatus};
+    let update = Update { at: down_at, status: UpdateStatus::Identified, body: "**db** full".into(), author: None };
+    store.annotate(opened, Some("DB down".into()), Some(update.clone())).await.expect("annotate");
+    assert!(store.annotate(opened + 1000, None, None).await.is_err(), "no such incident");
+    let notes = store.notes(vec![opened]).await.expect("notes");
+    assert_eq!((notes[&opened].title.as_deref(), &notes[&opened].updates[..]), (Some("DB down"), &[update][..]));
+    let planned = Planned {
+        id: 0,
+        title: "upgrade".into(),
+        start: end,
+        end: end + chrono::Duration::hours(1),
+        checks: vec!["a".into()],
+        created_by: Some("olivia".into()),
+    };
+    let planned_id = store.add_planned(planned.clone(), start).await.expect("plan");
+    assert_eq!(store.planned(start).await.expect("planned"), [Planned { id: planned_id, ..planned }]);
+    assert!(store.end_planned(planned_id, start).await.expect("cancel"), "a window not started is cancelled");
+    let cancelled = store.planned(start).await.expect("planned");
+    assert_eq!(cancelled.iter().map(|planned| (planned.start, planned.end)).collect::<Vec<_>>(), [(end, end)]);
+    let later = end + chrono::Duration::hours(2);
+    assert!(!store.end_planned(planned_id, later).await.expect("again"), "an ended window stays ended");
 }
 
 #[tokio::test]
