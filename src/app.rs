@@ -273,6 +273,9 @@ impl App {
                 if config.bridge.is_some() != self.bridge.is_some() {
                     tracing::warn!("Enabling or disabling the bridge takes effect after a restart");
                 }
+                if config.storage != self.config().storage {
+                    tracing::warn!("A new storage: takes effect after a restart");
+                }
                 if config.exporter.max_concurrent_probes != self.config().exporter.max_concurrent_probes {
                     tracing::warn!("A new exporter.max_concurrent_probes takes effect after a restart");
                 }

@@ -30,6 +30,7 @@ pub mod store;
 use crate::bridge::clock::Clock;
 use crate::bridge::submit::Submitter;
 use crate::config::Config;
+use crate::storage::lease::Member;
 use crate::storage::{Storage, StoreError};
 use chrono::{DateTime, Utc};
 use config::Check;
@@ -160,6 +161,10 @@ struct Running {
 /// State shared by the check tasks and the HTTP handlers.
 pub(crate) struct Shared {
     pub(crate) store: CheckStore,
+    /// This process among the replicas sharing the store.
+    member: Member,
+    /// The live replicas running checks (sorted), on a shared store.
+    replicas: RwLock<Arc<Vec<String>>>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) probes: Arc<Semaphore>,
     pub(crate) metrics: metrics::Metrics,
@@ -185,6 +190,68 @@ impl Shared {
     pub(crate) fn slot(&self, name: &str) -> Option<Arc<Slot>> {
         let running = self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         running.get(name).map(|running| Arc::clone(&running.slot))
+    }
+
+    /// Whether this replica runs check `name`: always on SQLite; on
+    /// PostgreSQL the live replica ranked first for the name (rendezvous
+    /// hashing), so replicas split the checks without talking to each other
+    /// and a dead replica's checks spread over the others.
+    pub(crate) fn runs_here(&self, name: &str) -> bool {
+        if !self.store.storage().is_shared() {
+            return true;
+        }
+        let me = self.member.owner();
+        let replicas = Arc::clone(&self.replicas.read().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        let rank = |owner: &str| {
+            use sha2::Digest;
+            let digest = sha2::Sha256::new().chain_update(name).chain_update([0]).chain_update(owner).finalize();
+            let mut first = [0u8; 8];
+            first.copy_from_slice(&digest[..8]);
+            (u64::from_be_bytes(first), owner.to_string())
+        };
+        let mine = rank(&me);
+        replicas.iter().filter(|owner| **owner != me).all(|owner| rank(owner) < mine)
+    }
+
+    /// Refreshes this replica's presence, who else runs checks, and pauses
+    /// set through other replicas.
+    async fn refresh_replicas(&self) {
+        if !self.store.storage().is_shared() {
+            return;
+        }
+        if let Err(err) = self.member.beat().await {
+            tracing::warn!(error = %err, "Cannot refresh this replica's presence.");
+        }
+        match self.member.live().await {
+            Ok(live) => *self.replicas.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(live),
+            Err(err) => tracing::warn!(error = %err, "Cannot read which replicas run checks."),
+        }
+        match self.store.pauses().await {
+            Ok(pauses) => {
+                for slot in self.slots() {
+                    if let Some(paused) = pauses.get(&slot.id) {
+                        slot.lock().paused_override = Some(*paused);
+                    }
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "Cannot read check pauses."),
+        }
+    }
+
+    /// Reads what the store holds of `slot`'s check: another replica ran it
+    /// until now.
+    pub(crate) async fn take_over(&self, slot: &Slot) {
+        let name = slot.check().name.clone();
+        match self.store.saved_one(&name).await {
+            Ok(Some(saved)) => {
+                let mut state = slot.lock();
+                state.machine = Machine::restore(saved.health, saved.since, saved.incident);
+                state.paused_override = saved.paused;
+                state.reminders = 0;
+            }
+            Ok(None) => {}
+            Err(err) => tracing::warn!(check = %name, error = %err, "Cannot read the state of a check taken over."),
+        }
     }
 
     /// Pauses or resumes `slots` and stores it so restarts and reloads keep it.
@@ -243,12 +310,15 @@ impl Checks {
     ) -> Result<Checks, Error> {
         let settings = &config.checks;
         let checks = settings.checks(&config.modules).map_err(Error::Config)?;
+        let member = Member::join(storage.clone(), "checks").await?;
         let store = CheckStore::new(storage).await?;
         if pipeline.is_none() && checks.iter().any(|check| check.notify) {
             tracing::warn!("Checks notify through the bridge, which is not configured; nobody will be told.");
         }
         let shared = Arc::new(Shared {
             store,
+            member,
+            replicas: RwLock::new(Arc::new(Vec::new())),
             clock,
             probes: Arc::new(Semaphore::new(settings.options.max_concurrent)),
             metrics: metrics::Metrics::register(registry),
@@ -259,6 +329,8 @@ impl Checks {
             agents: agents::Agents::default(),
         });
         registry.register_collector(Box::new(metrics::Collector(Arc::clone(&shared))));
+        // Know the other replicas before the first slot, so no check starts twice.
+        shared.refresh_replicas().await;
         apply(&shared, checks).await?;
         if let Err(err) = shared.refresh_uptime().await {
             tracing::warn!(error = %err, "Cannot compute check uptime.");
@@ -266,6 +338,7 @@ impl Checks {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let tasks = vec![
             tokio::spawn(run_housekeeping(Arc::clone(&shared), shutdown_rx.clone())),
+            tokio::spawn(run_replicas(Arc::clone(&shared), shutdown_rx.clone())),
             tokio::spawn(watch_files(Arc::clone(&shared), shutdown_rx.clone())),
             tokio::spawn(agents::watch_agents(Arc::clone(&shared), shutdown_rx)),
         ];
@@ -558,6 +631,21 @@ async fn run_housekeeping(shared: Arc<Shared>, mut shutdown: watch::Receiver<boo
             changed = shutdown.changed() => if changed.is_err() || *shutdown.borrow() { return },
         }
     }
+}
+
+/// Keeps this replica's presence and its view of the others current (a
+/// shared store only), and leaves at shutdown so the others take over at once.
+async fn run_replicas(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    if !shared.store.storage().is_shared() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(crate::storage::lease::HEARTBEAT) => shared.refresh_replicas().await,
+            changed = shutdown.changed() => if changed.is_err() || *shutdown.borrow() { break },
+        }
+    }
+    shared.member.leave().await;
 }
 
 async fn expire(shared: &Shared) {

@@ -384,6 +384,46 @@ impl CheckStore {
         Ok(names.into_iter().filter_map(|name| saved.remove(&name).map(|found| (name, found))).collect())
     }
 
+    /// What is saved about check `name` (a replica taking it over reads it
+    /// before its first run).
+    pub async fn saved_one(&self, name: &str) -> Result<Option<Saved>, StoreError> {
+        let rows = self
+            .storage
+            .select("SELECT id, paused, health, health_since FROM checks WHERE name = $1", vec![name.into()])
+            .await?;
+        let Some(row) = rows.first() else { return Ok(None) };
+        let id = row[0].int();
+        let health = State::parse_health(row[2].text().unwrap_or("unknown"));
+        let incident = if health == State::Down {
+            let open = self
+                .storage
+                .select(
+                    format!(
+                        "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE check_id = $1 AND ended_at IS NULL \
+                         ORDER BY started_at DESC LIMIT 1"
+                    ),
+                    vec![id.into()],
+                )
+                .await?;
+            open.first().map(|row| read_incident(row))
+        } else {
+            None
+        };
+        Ok(Some(Saved {
+            id,
+            paused: row[1].opt_int().map(|paused| paused != 0),
+            health,
+            since: row[3].opt_int().map(from_ms),
+            incident,
+        }))
+    }
+
+    /// Pauses and resumes set by the API, by check id (replicas pick up each other's).
+    pub async fn pauses(&self) -> Result<HashMap<i64, bool>, StoreError> {
+        let rows = self.storage.select("SELECT id, paused FROM checks WHERE paused IS NOT NULL", Vec::new()).await?;
+        Ok(rows.iter().map(|row| (row[0].int(), row[1].int() != 0)).collect())
+    }
+
     /// What is saved about every check the store knows, by name.
     pub async fn saved(&self) -> Result<HashMap<String, Saved>, StoreError> {
         let open = self
@@ -744,47 +784,5 @@ impl CheckStore {
     pub async fn all_ids(&self) -> Result<Vec<i64>, StoreError> {
         let rows = self.storage.select("SELECT id FROM checks ORDER BY id", Vec::new()).await?;
         Ok(rows.iter().map(|row| row[0].int()).collect())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::{Duration, TimeZone};
-
-    #[tokio::test]
-    async fn rollups_match_raw_results_and_survive_expiry_of_raw_rows() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = CheckStore::open(dir.path().join("checks.db")).await.unwrap();
-        let saved = store.register(vec!["a".into()]).await.unwrap();
-        let id = saved["a"].id;
-        let start = Utc.with_ymd_and_hms(2026, 3, 1, 22, 0, 0).unwrap();
-        for step in 0..240i64 {
-            let success = step % 7 != 0;
-            let result = NewResult {
-                check_id: id,
-                at: start + Duration::seconds(step * 60),
-                duration_us: 1_000 + (step as u64 % 13) * 10_000,
-                success,
-                failure: (!success).then(|| ("connect".into(), "refused".into())),
-                maintenance: step % 50 == 49,
-            };
-            store.record(result, None).await.unwrap();
-        }
-        let end = start + Duration::hours(4);
-        let raw = store.raw_rollup(id, start, end).await.unwrap();
-        let hourly = store.rollup(id, Period::Hour, start, end).await.unwrap();
-        let daily = store.rollup(id, Period::Day, start, end).await.unwrap();
-        assert_eq!(raw, hourly);
-        assert_eq!(raw, daily);
-        assert_eq!(raw.runs + raw.maintenance_runs, 240);
-        assert_eq!(raw.maintenance_runs, 4);
-        let all = store.rollups_by_check(Period::Hour, start, end).await.unwrap();
-        assert_eq!(all[&id], hourly);
-        store.expire(id, end, start).await.unwrap();
-        assert_eq!(store.raw_rollup(id, start, end).await.unwrap().runs, 0);
-        assert_eq!(store.rollup(id, Period::Hour, start, end).await.unwrap(), hourly, "roll-ups outlive raw rows");
-        let failures = store.results(id, start, end, 1000).await.unwrap();
-        assert!(!failures.is_empty() && failures.iter().all(|result| !result.success), "failures are kept");
     }
 }
