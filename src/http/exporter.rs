@@ -133,7 +133,8 @@ async fn probe_handler(State(app): State<Arc<Exporter>>, headers: HeaderMap, req
             }
         }
     }
-    let scrape_timeout = match headers.get("X-Prometheus-Scrape-Timeout-Seconds") {
+    // An empty value counts as absent, as Go's `Header.Get` makes it for blackbox.
+    let scrape_timeout = match headers.get("X-Prometheus-Scrape-Timeout-Seconds").filter(|value| !value.is_empty()) {
         None => None,
         Some(value) => match value.to_str().ok().and_then(|text| text.trim().parse::<f64>().ok()) {
             Some(seconds) => Some(seconds),
