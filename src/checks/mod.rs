@@ -172,8 +172,8 @@ pub(crate) struct Shared {
     running: Mutex<BTreeMap<String, Running>>,
     pipeline: Option<Submitter>,
     timeout_offset: f64,
-    agents: agents::Agents,
     probe_env: Arc<crate::probe::Env>,
+    agents: agents::Agents,
 }
 
 impl Shared {
@@ -328,8 +328,8 @@ impl Checks {
             running: Mutex::new(BTreeMap::new()),
             pipeline,
             timeout_offset,
-            agents: agents::Agents::default(),
             probe_env,
+            agents: agents::Agents::default(),
         });
         registry.register_collector(Box::new(metrics::Collector(Arc::clone(&shared))));
         // Know the other replicas before the first slot, so no check starts twice.
