@@ -121,6 +121,9 @@ impl App {
             }
             None => None,
         };
+        // What probes share (rdap's client, bootstrap and cache) lives as long as the
+        // app, across reloads; the exporter and the checks probe with the same one.
+        let probe_env = Arc::new(crate::probe::Env::default());
         let checks = match &bridge {
             Some(Err(_)) => None,
             _ if !config.checks.is_configured() => None,
@@ -136,6 +139,7 @@ impl App {
                             pipeline,
                             options.timeout_offset,
                             storage,
+                            Arc::clone(&probe_env),
                         )
                         .await
                     }
@@ -183,6 +187,7 @@ impl App {
             let exporter = Exporter::new(
                 Arc::clone(&config),
                 telemetry.clone(),
+                probe_env,
                 options.timeout_offset,
                 options.history_limit,
                 reload,
@@ -273,6 +278,9 @@ impl App {
                 if config.bridge.is_some() != self.bridge.is_some() {
                     tracing::warn!("Enabling or disabling the bridge takes effect after a restart");
                 }
+                if config.storage != self.config().storage {
+                    tracing::warn!("A new storage: takes effect after a restart");
+                }
                 if config.exporter.max_concurrent_probes != self.config().exporter.max_concurrent_probes {
                     tracing::warn!("A new exporter.max_concurrent_probes takes effect after a restart");
                 }
@@ -328,8 +336,13 @@ impl App {
         surfaces.extend(self.checks.iter().map(|checks| checks.router()));
         surfaces.extend(self.reports.iter().map(crate::reports::Reports::router));
         surfaces.extend(self.heartbeats.iter().map(|heartbeats| heartbeats.api_router()));
-        let open =
-            http::open(self.heartbeats.iter().map(|heartbeats| heartbeats.open_router()), &self.options.route_prefix);
+        let open = http::open(
+            self.heartbeats
+                .iter()
+                .map(|heartbeats| heartbeats.open_router())
+                .chain(self.checks.iter().map(|checks| checks.agent_router())),
+            &self.options.route_prefix,
+        );
         let Some(app) = self.this.upgrade() else {
             return http::compose(surfaces, &self.options.route_prefix, &self.web).merge(open);
         };

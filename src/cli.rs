@@ -77,6 +77,8 @@ pub enum Command {
         #[arg(long, default_value_t = 10.0)]
         timeout: f64,
     },
+    /// Run the checks of one location for a central checkit and push their results.
+    Agent(crate::agent::Args),
     /// Message people through a running checkit's message API.
     Send(crate::bridge::send::SendArgs),
     /// Exit 0 when a running checkit answers on `/-/healthy` (for container health checks).
@@ -134,6 +136,9 @@ async fn run(cli: Cli) -> ExitCode {
     if let Some(Command::Healthcheck { url }) = &cli.command {
         return healthcheck(url).await;
     }
+    if let Some(Command::Agent(args)) = &cli.command {
+        return crate::agent::run(args.clone()).await;
+    }
     if let Some(Command::Send(args)) = &cli.command {
         return crate::bridge::send::run(args.clone()).await;
     }
@@ -175,7 +180,8 @@ async fn probe_once(
         return ExitCode::from(2);
     };
     let timeout = crate::probe::effective_timeout(module.timeout.get(), Some(timeout + offset), offset);
-    let outcome = crate::probe::run(module, target, hostname, timeout, &config.policy).await;
+    let outcome =
+        crate::probe::run(module, target, hostname, timeout, &config.policy, &crate::probe::Env::default()).await;
     print!(
         "{}",
         crate::probe::debug::debug_output(&outcome.log, &outcome.registry.encode(), &config.module_yaml(module_name))

@@ -271,10 +271,12 @@ fn matchers(alerts: &[&super::payload::Alert]) -> Vec<serde_json::Value> {
     let mut found = Vec::new();
     for name in first.labels.keys() {
         let mut values: Vec<&str> = Vec::new();
+        // Beside the list, so a group of 100,000 alerts stays linear.
+        let mut seen = std::collections::HashSet::new();
         for alert in alerts {
             match alert.labels.get(name) {
                 Some(value) => {
-                    if !values.contains(&value.as_str()) {
+                    if seen.insert(value.as_str()) {
                         values.push(value);
                     }
                 }

@@ -11,9 +11,11 @@ const SHOWN_NAMES: usize = 5;
 
 /// Distinct alert names in order of appearance, `A, B (+3 more)`.
 pub fn alert_names<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    // A set beside the list: a notification may hold 100,000 names.
+    let mut seen = std::collections::HashSet::new();
     let mut distinct: Vec<&str> = Vec::new();
     for name in names {
-        if !distinct.contains(&name) {
+        if seen.insert(name) {
             distinct.push(name);
         }
     }

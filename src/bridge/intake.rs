@@ -5,7 +5,7 @@
 //! The status codes follow the bridge's inbound contract: 401 for missing or
 //! wrong credentials, 413 for bodies over `max_body_size`, 400 with the
 //! reason for bodies that are not a webhook payload, 503 when the outbox is
-//! full or storage fails (Alertmanager retries 5xx with backoff), and never
+//! full, the intake memory budget is in use or storage fails (Alertmanager retries 5xx with backoff), and never
 //! 429 (Alertmanager would wait a whole `group_interval`).
 //!
 //! **Architecture invariant:** the handler never delivers anything itself; it
@@ -24,6 +24,14 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use http_body_util::BodyExt;
 use std::sync::Arc;
+
+/// Bytes of webhook bodies parsed and committed at once, over all requests.
+/// A parsed alert takes far more memory than its JSON (label maps, the
+/// stored copy), so without a bound a storm of large bodies grows the
+/// process until the OOM killer ends it; past the budget a body gets 503,
+/// which Alertmanager retries with backoff. Two bodies of the default
+/// `max_body_size` fit; everyday bodies of a few KiB never notice it.
+pub(crate) const INTAKE_BUDGET: usize = 8 << 20;
 
 /// Inbound credentials, read from their files at start and on reload.
 #[derive(Debug, Clone, Default)]
@@ -144,8 +152,25 @@ async fn webhook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bo
             return refuse(StatusCode::BAD_REQUEST, format!("cannot read body: {err}\n"));
         }
     };
+    // A body larger than the whole budget takes all of it, and waits for nobody.
+    let weight = u32::try_from(bytes.len().min(INTAKE_BUDGET)).unwrap_or(u32::MAX);
+    let Ok(_budget) = Arc::clone(&shared.intake_budget).try_acquire_many_owned(weight) else {
+        shared.metrics.reject("busy");
+        tracing::warn!(bytes = bytes.len(), "Refused a webhook: the intake memory budget is in use; answering 503.");
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("intake busy: {INTAKE_BUDGET} bytes of webhook bodies are being processed; retry later\n"),
+        );
+    };
     let received_at = shared.clock.now();
-    let notification = match payload::parse(&bytes, received_at) {
+    // Parsing 100,000 alerts takes a while: off the async threads, so other
+    // requests (and the accept loop) keep being served meanwhile.
+    let parsed = tokio::task::spawn_blocking(move || payload::parse(&bytes, received_at)).await;
+    let Ok(parsed) = parsed else {
+        shared.metrics.reject("malformed");
+        return refuse(StatusCode::INTERNAL_SERVER_ERROR, "the webhook parser failed\n");
+    };
+    let notification = match parsed {
         Ok(notification) => notification,
         Err(err) => {
             shared.metrics.reject(err.reason());

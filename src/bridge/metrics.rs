@@ -28,7 +28,7 @@ pub const METRIC_NAMES: &[&str] = &[
 
 /// Why a webhook was refused.
 pub const REJECT_REASONS: &[&str] =
-    &["unauthorized", "too_large", "malformed", "unsupported_version", "queue_full", "unavailable"];
+    &["unauthorized", "too_large", "malformed", "unsupported_version", "queue_full", "busy", "unavailable"];
 
 /// Delivery outcomes counted per channel.
 pub const DELIVERY_OUTCOMES: &[&str] = &["sent", "failed", "dead", "skipped"];

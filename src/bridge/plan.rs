@@ -14,10 +14,11 @@ use std::time::Duration;
 
 /// Most alerts listed in one history entry.
 const HISTORY_ALERTS: usize = 500;
-/// Most alerts in each list of a catch-up or overflow summary: a storm of
-/// thousands must not become a multi-megabyte message. `suppressed_count`
-/// still counts them all.
-pub const SUMMARY_LIST_LIMIT: usize = 200;
+/// Most alerts in each list of a message (notification, catch-up or
+/// overflow summary): a storm of thousands must not become a multi-megabyte
+/// message, nor a view of every alert's labels in memory. The view's
+/// `counts` and `suppressed_count` still count them all.
+pub const LIST_LIMIT: usize = 200;
 
 /// The alerts of one message, gathered from the notification(s) behind it.
 #[derive(Debug, Clone)]
@@ -52,61 +53,67 @@ pub struct Told {
 }
 
 /// One notification and the fingerprints routed to the contact (`None` = all).
-pub type Part<'a> = (&'a StoredNotification, Option<&'a [String]>);
+pub type Part = (StoredNotification, Option<Vec<String>>);
 
-/// Gathers `parts` (oldest first) into one message's content.
-pub fn collect(parts: &[Part<'_>]) -> Content {
+/// Gathers `parts` (oldest first) into one message's content. The parts are
+/// consumed: a notification of 100,000 alerts is moved, not copied.
+pub fn collect(parts: Vec<Part>) -> Content {
     let mut alerts: Vec<Alert> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut fired = HashSet::new();
     let mut group_labels: Option<LabelSet> = None;
+    let single_whole = matches!(parts.as_slice(), [(_, None)]);
+    let single = parts.len() == 1;
+    let mut receiver = None;
+    let mut external_url = String::new();
+    let mut received_at = DateTime::<Utc>::default();
+    let mut message = None;
+    let mut whole_common = None;
     for (stored, subset) in parts {
-        let notification = &stored.notification;
+        let notification = stored.notification;
         group_labels = Some(match group_labels {
-            None => notification.group_labels.clone(),
+            None => notification.group_labels,
             Some(labels) => intersect(&labels, &notification.group_labels),
         });
-        for alert in &notification.alerts {
-            if subset.is_some_and(|subset| !subset.contains(&alert.fingerprint)) {
+        receiver.get_or_insert(notification.receiver);
+        external_url = notification.external_url;
+        received_at = stored.received_at;
+        if single {
+            message = notification.message;
+        }
+        if single_whole {
+            whole_common = Some((notification.common_labels, notification.common_annotations));
+        }
+        let subset: Option<HashSet<String>> = subset.map(|subset| subset.into_iter().collect());
+        for alert in notification.alerts {
+            if subset.as_ref().is_some_and(|subset| !subset.contains(&alert.fingerprint)) {
                 continue;
             }
             if alert.status == Status::Firing {
                 fired.insert(alert.fingerprint.clone());
             }
             match index.get(&alert.fingerprint) {
-                Some(&position) => alerts[position] = alert.clone(),
+                Some(&position) => alerts[position] = alert,
                 None => {
                     index.insert(alert.fingerprint.clone(), alerts.len());
-                    alerts.push(alert.clone());
+                    alerts.push(alert);
                 }
             }
         }
     }
-    let single_whole = match parts {
-        [(stored, None)] => Some(&stored.notification),
-        _ => None,
-    };
-    let (common_labels, common_annotations) = match single_whole {
-        Some(notification) => (notification.common_labels.clone(), notification.common_annotations.clone()),
-        None => {
-            (common(alerts.iter().map(|alert| &alert.labels)), common(alerts.iter().map(|alert| &alert.annotations)))
-        }
-    };
-    let first = parts.first().map(|(stored, _)| &stored.notification);
-    let last = parts.last().map(|(stored, _)| *stored);
+    let (common_labels, common_annotations) = whole_common.unwrap_or_else(|| {
+        (common(alerts.iter().map(|alert| &alert.labels)), common(alerts.iter().map(|alert| &alert.annotations)))
+    });
     Content {
-        receiver: first.map(|n| n.receiver.clone()).unwrap_or_default(),
+        receiver: receiver.unwrap_or_default(),
         group_labels: group_labels.unwrap_or_default(),
         common_labels,
         common_annotations,
-        external_url: last.map(|stored| stored.notification.external_url.clone()).unwrap_or_default(),
+        external_url,
         alerts,
         fired,
-        received_at: last.map(|stored| stored.received_at).unwrap_or_default(),
-        message: match parts {
-            [(stored, _)] => stored.notification.message.clone(),
-            _ => None,
-        },
+        received_at,
+        message,
     }
 }
 
@@ -175,10 +182,7 @@ impl Content {
     /// now and `resolved` what has resolved since.
     pub fn view(&self, mode: Mode, states: &HashMap<String, AlertState>, contact: &str, now: DateTime<Utc>) -> View {
         let alert_view = |alert: &Alert| alert_view(alert, self.received_at, now);
-        let listed = match mode {
-            Mode::Notification => usize::MAX,
-            Mode::CatchUp | Mode::Overflow => SUMMARY_LIST_LIMIT,
-        };
+        let listed = LIST_LIMIT;
         let all: Vec<AlertView> = self.alerts.iter().take(listed).map(alert_view).collect();
         // Each list is counted whole and cut to `listed` only for display.
         let listed_and_counted = |keep: &dyn Fn(&Alert) -> bool| -> (Vec<AlertView>, u64) {
@@ -213,7 +217,9 @@ impl Content {
             resolved: resolved_count,
             still_firing: still_firing_count,
         };
-        let message = self.message.clone().filter(|_| mode == Mode::Notification);
+        // A report held alone by quiet hours keeps its content in the catch-up
+        // (it is its own summary); other messages only in their own delivery.
+        let message = self.message.clone().filter(|message| mode == Mode::Notification || message.report.is_some());
         let kind = if message.is_some() { ViewKind::Message } else { kind };
         let status = if still_firing.is_empty() { Status::Resolved } else { Status::Firing };
         View {
@@ -312,6 +318,20 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 1, 1, 12, minute, 0).unwrap()
     }
 
+    #[test]
+    fn a_report_held_alone_keeps_its_content_in_the_catch_up() {
+        let report = crate::bridge::report::Report::sample();
+        let notification = crate::bridge::messages::message_notification(report.message(), at(0));
+        let stored = StoredNotification { id: 1, received_at: at(0), notification };
+        let content = collect(vec![(stored, None)]);
+        let view = content.view(Mode::CatchUp, &HashMap::new(), "alice", at(30));
+        assert_eq!(view.kind, ViewKind::Message);
+        assert_eq!(
+            view.message.and_then(|message| message.report).map(|report| report.period),
+            Some("2026-W48".into())
+        );
+    }
+
     fn stored(id: i64, minute: u32, alerts: &[(&str, &str, &str)]) -> StoredNotification {
         let alerts: Vec<String> = alerts
             .iter()
@@ -358,7 +378,7 @@ mod tests {
     #[test]
     fn a_notification_view_lists_firing_and_resolved_with_durations() {
         let notification = stored(1, 30, &[("Disk", "a", "resolved"), ("Cpu", "b", "firing")]);
-        let content = collect(&[(&notification, None)]);
+        let content = collect(vec![(notification.clone(), None)]);
         let view = content.view(Mode::Notification, &HashMap::new(), "alice", at(40));
         assert_eq!(view.kind, ViewKind::Notification);
         assert_eq!(view.status, "firing");
@@ -374,7 +394,7 @@ mod tests {
     fn a_subset_recomputes_common_labels() {
         let notification = stored(1, 0, &[("Disk", "a", "firing"), ("Cpu", "b", "firing")]);
         let subset = vec!["b".to_string()];
-        let content = collect(&[(&notification, Some(&subset))]);
+        let content = collect(vec![(notification, Some(subset))]);
         assert_eq!(content.alerts.len(), 1);
         assert_eq!(content.common_labels.get("alertname").map(String::as_str), Some("Cpu"));
     }
@@ -384,7 +404,7 @@ mod tests {
         let first = stored(1, 0, &[("Disk", "a", "firing"), ("Cpu", "b", "firing")]);
         let second = stored(2, 10, &[("Disk", "a", "resolved"), ("Cpu", "b", "firing")]);
         let third = stored(3, 20, &[("Mem", "c", "firing")]);
-        let content = collect(&[(&first, None), (&second, None), (&third, None)]);
+        let content = collect(vec![(first, None), (second, None), (third, None)]);
         let mut states = HashMap::new();
         states.insert("c".to_string(), AlertState { status: Status::Resolved, starts_at: None });
         let view = content.view(Mode::CatchUp, &states, "alice", at(30));
@@ -405,20 +425,20 @@ mod tests {
 
     #[test]
     fn summaries_list_a_bounded_number_of_alerts_but_count_them_all() {
-        let alerts: Vec<(String, String)> =
-            (0..SUMMARY_LIST_LIMIT + 50).map(|i| (format!("A{i}"), format!("f{i}"))).collect();
+        let alerts: Vec<(String, String)> = (0..LIST_LIMIT + 50).map(|i| (format!("A{i}"), format!("f{i}"))).collect();
         let refs: Vec<(&str, &str, &str)> =
             alerts.iter().map(|(name, fingerprint)| (name.as_str(), fingerprint.as_str(), "firing")).collect();
         let notification = stored(1, 0, &refs);
-        let content = collect(&[(&notification, None)]);
+        let content = collect(vec![(notification.clone(), None)]);
         let view = content.view(Mode::Overflow, &HashMap::new(), "alice", at(1));
-        assert_eq!(view.suppressed_count, (SUMMARY_LIST_LIMIT + 50) as u64);
-        assert_eq!(view.alerts.len(), SUMMARY_LIST_LIMIT);
-        assert_eq!(view.still_firing.len(), SUMMARY_LIST_LIMIT);
-        let exact = SUMMARY_LIST_LIMIT as u64 + 50;
+        assert_eq!(view.suppressed_count, (LIST_LIMIT + 50) as u64);
+        assert_eq!(view.alerts.len(), LIST_LIMIT);
+        assert_eq!(view.still_firing.len(), LIST_LIMIT);
+        let exact = LIST_LIMIT as u64 + 50;
         assert_eq!(view.counts, Counts { alerts: exact, firing: exact, resolved: 0, still_firing: exact });
         let single = content.view(Mode::Notification, &HashMap::new(), "alice", at(1));
-        assert_eq!(single.alerts.len(), SUMMARY_LIST_LIMIT + 50, "one notification is told whole");
+        assert_eq!(single.alerts.len(), LIST_LIMIT, "a large notification is listed up to the limit too");
+        assert_eq!(single.counts.firing, exact, "and counted whole");
     }
 
     #[test]
@@ -428,13 +448,13 @@ mod tests {
             0,
             &[("Disk", "a", "firing"), ("Cpu", "b", "firing"), ("Mem", "c", "resolved"), ("Net", "d", "resolved")],
         );
-        let mut content = collect(&[(&notification, None)]);
+        let mut content = collect(vec![(notification.clone(), None)]);
         let mut states = HashMap::new();
         states.insert("a".to_string(), AlertState { status: Status::Resolved, starts_at: None });
         let told: HashSet<String> = ["c".to_string()].into();
         assert!(content.keep_still_relevant(&states, &told));
         assert_eq!(content.fingerprints(), ["b", "c"]);
-        let mut gone = collect(&[(&notification, Some(&["a".to_string()][..]))]);
+        let mut gone = collect(vec![(notification, Some(vec!["a".to_string()]))]);
         assert!(!gone.keep_still_relevant(&states, &told));
     }
 }

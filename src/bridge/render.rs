@@ -795,22 +795,13 @@ fn tidy(text: &str) -> String {
 
 /// The marker that ends a cut text.
 pub const ELLIPSIS: &str = "…";
-/// Telegram's limit per message (UTF-16 code units).
-pub const TELEGRAM_MAX_UTF16: usize = 4096;
-/// Slack truncates `text` beyond 40,000 characters; stay below.
-pub const SLACK_MAX_CHARS: usize = 39_000;
-/// ntfy turns longer messages into attachments.
-pub const NTFY_MAX_BYTES: usize = 4096;
+pub use crate::bridge::channels::ntfy::MAX_BYTES as NTFY_MAX_BYTES;
+pub use crate::bridge::channels::slack::MAX_CHARS as SLACK_MAX_CHARS;
+pub use crate::bridge::channels::telegram::MAX_UTF16 as TELEGRAM_MAX_UTF16;
 
-/// Cuts a body to the limit of `kind` (email, webhook and log: none).
+/// Cuts a body to the limit of `kind` (its channel's file says how).
 pub fn truncate_for(kind: ChannelKind, text: &str) -> String {
-    match kind {
-        ChannelKind::Email | ChannelKind::Webhook | ChannelKind::Log => text.to_string(),
-        ChannelKind::Sms => truncate_sms(text, crate::bridge::channels::sms::MAX_SEGMENTS_LIMIT),
-        ChannelKind::Telegram => truncate_by(text, TELEGRAM_MAX_UTF16, ELLIPSIS, char::len_utf16),
-        ChannelKind::Slack => truncate_chars(text, SLACK_MAX_CHARS, ELLIPSIS),
-        ChannelKind::Ntfy => truncate_bytes(text, NTFY_MAX_BYTES, ELLIPSIS),
-    }
+    crate::bridge::channels::truncate(kind, text)
 }
 
 /// Keeps at most `max_chars` characters, marker included.
@@ -826,7 +817,7 @@ pub fn truncate_bytes(text: &str, max_bytes: usize, marker: &str) -> String {
 
 /// Keeps the longest prefix whose cost plus the marker's fits in `budget`,
 /// then appends the marker. Text within budget is returned unchanged.
-fn truncate_by(text: &str, budget: usize, marker: &str, cost: impl Fn(char) -> usize) -> String {
+pub(crate) fn truncate_by(text: &str, budget: usize, marker: &str, cost: impl Fn(char) -> usize) -> String {
     let total: usize = text.chars().map(&cost).sum();
     if total <= budget {
         return text.to_string();

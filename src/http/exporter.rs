@@ -21,6 +21,7 @@ pub type Reload = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send 
 pub struct Exporter {
     config: Arc<Live>,
     telemetry: Telemetry,
+    probe_env: Arc<probe::Env>,
     history: Mutex<History>,
     probes: Semaphore,
     timeout_offset: f64,
@@ -29,12 +30,14 @@ pub struct Exporter {
 }
 
 impl Exporter {
-    /// An exporter reading `config`, recording into `telemetry`, keeping
+    /// An exporter reading `config`, recording into `telemetry`, probing
+    /// with `probe_env`, keeping
     /// `history_limit` results for `/logs`; `deliveries_link` adds the
     /// deliveries API to the index page.
     pub fn new(
         config: Arc<Live>,
         telemetry: Telemetry,
+        probe_env: Arc<probe::Env>,
         timeout_offset: f64,
         history_limit: usize,
         reload: Reload,
@@ -44,6 +47,7 @@ impl Exporter {
         Exporter {
             config,
             telemetry,
+            probe_env,
             history: Mutex::new(History::new(history_limit)),
             probes: Semaphore::new(max_concurrent_probes),
             timeout_offset,
@@ -129,7 +133,8 @@ async fn probe_handler(State(app): State<Arc<Exporter>>, headers: HeaderMap, req
             }
         }
     }
-    let scrape_timeout = match headers.get("X-Prometheus-Scrape-Timeout-Seconds") {
+    // An empty value counts as absent, as Go's `Header.Get` makes it for blackbox.
+    let scrape_timeout = match headers.get("X-Prometheus-Scrape-Timeout-Seconds").filter(|value| !value.is_empty()) {
         None => None,
         Some(value) => match value.to_str().ok().and_then(|text| text.trim().parse::<f64>().ok()) {
             Some(seconds) => Some(seconds),
@@ -154,7 +159,8 @@ async fn probe_handler(State(app): State<Arc<Exporter>>, headers: HeaderMap, req
     };
     let timeout = probe::effective_timeout(module.timeout.get(), scrape_timeout, app.timeout_offset);
     let in_flight = InFlight::enter(&app.telemetry.in_flight);
-    let outcome = probe::run(module, &target, params.hostname.as_deref(), timeout, &config.policy).await;
+    let outcome =
+        probe::run(module, &target, params.hostname.as_deref(), timeout, &config.policy, &app.probe_env).await;
     drop(in_flight);
     let result = outcome.error.as_ref().map_or("success", |err| err.reason.as_str());
     app.telemetry.probes.get_or_create(&ProbeLabels { module: params.module.clone(), result: result.into() }).inc();

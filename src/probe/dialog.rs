@@ -393,6 +393,7 @@ mod tests {
             log: Default::default(),
             phase: Phase::Connect,
             policy: &policy,
+            env: &crate::probe::Env::default(),
         };
         let result = run(&mut ctx, steps, &TlsConfig::default(), "localhost", Box::new(client)).await;
         let received = server_task.await.unwrap();

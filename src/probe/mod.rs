@@ -388,6 +388,17 @@ pub struct ProbeCtx<'a> {
     pub phase: Phase,
     /// The target allowlist, checked again after every resolution.
     pub policy: &'a policy::TargetPolicy,
+    /// What probes share across runs (rdap's client, bootstrap and cache).
+    pub env: &'a Env,
+}
+
+/// What probes share across runs, built once by `app` (and by each test that
+/// wants its own) and handed to [`run`]: nothing a prober keeps between probes
+/// lives in a process-wide static, so reloads and tests control it.
+#[derive(Debug, Default)]
+pub struct Env {
+    /// The rdap prober's HTTP client, bootstrap registries and answer cache.
+    pub rdap: rdap::Env,
 }
 
 impl ProbeCtx<'_> {
@@ -470,6 +481,7 @@ pub async fn run(
     hostname: Option<&str>,
     timeout: Duration,
     policy: &policy::TargetPolicy,
+    env: &Env,
 ) -> Outcome {
     let start = Instant::now();
     let mut ctx = ProbeCtx {
@@ -480,6 +492,7 @@ pub async fn run(
         log: ProbeLog::default(),
         phase: Phase::Resolve,
         policy,
+        env,
     };
     ctx.log.info(format!("Beginning probe probe={} timeout_seconds={}", module.prober.as_str(), timeout.as_secs_f64()));
     let deadline = ctx.deadline;
@@ -549,7 +562,8 @@ mod tests {
         // future), allocated by every `/probe` request and scheduled check.
         let policy = policy::TargetPolicy::default();
         let module = Module::from_yaml(yaml::parse_value("prober: tcp\n").unwrap(), "m", &mut Problems::default());
-        let future = run(module.as_ref().unwrap(), "127.0.0.1:1", None, Duration::from_secs(1), &policy);
+        let env = Env::default();
+        let future = run(module.as_ref().unwrap(), "127.0.0.1:1", None, Duration::from_secs(1), &policy, &env);
         assert!(std::mem::size_of_val(&future) < 2048, "{} bytes", std::mem::size_of_val(&future));
     }
 

@@ -87,17 +87,7 @@ const LOGIN_FAILED: u32 = 18456;
 
 /// Runs one probe.
 pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
-    METRICS.seed(ctx);
-    let password =
-        super::credentials::password(config.common.password_file.as_deref(), config.common.password_env.as_deref())?;
-    let (mut stream, host) = sql::connect(
-        ctx,
-        METRICS,
-        DEFAULT_PORT,
-        config.common.preferred_ip_protocol,
-        config.common.ip_protocol_fallback,
-    )
-    .await?;
+    let (password, mut stream, host) = config.common.open(ctx, METRICS, DEFAULT_PORT).await?;
 
     let start = Instant::now();
     let request = prelogin_request(if config.encryption == Encryption::Off { ENCRYPT_NOT_SUP } else { ENCRYPT_ON });

@@ -58,14 +58,12 @@ impl Config {
     /// Records every problem of this block.
     pub fn validate(&self, path: &str, problems: &mut Problems) {
         self.common.validate(path, problems);
-        if matches!(self.tls, TlsMode::VerifyCa | TlsMode::VerifyIdentity)
-            && self.common.tls_config.insecure_skip_verify
-        {
-            problems.push(
-                format!("{path}.tls_config.insecure_skip_verify"),
-                "insecure_skip_verify contradicts tls verify_ca and verify_identity",
-            );
-        }
+        self.common.validate_verifying(
+            path,
+            matches!(self.tls, TlsMode::VerifyCa | TlsMode::VerifyIdentity),
+            "tls verify_ca and verify_identity",
+            problems,
+        );
     }
 }
 
@@ -89,17 +87,7 @@ const COM_QUERY: u8 = 0x03;
 
 /// Runs one probe.
 pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
-    METRICS.seed(ctx);
-    let password =
-        super::credentials::password(config.common.password_file.as_deref(), config.common.password_env.as_deref())?;
-    let (stream, host) = sql::connect(
-        ctx,
-        METRICS,
-        DEFAULT_PORT,
-        config.common.preferred_ip_protocol,
-        config.common.ip_protocol_fallback,
-    )
-    .await?;
+    let (password, stream, host) = config.common.open(ctx, METRICS, DEFAULT_PORT).await?;
     let dialed = Instant::now();
 
     // The server speaks first; its greeting belongs to `connect`.

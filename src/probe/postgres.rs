@@ -56,14 +56,12 @@ impl Config {
     /// Records every problem of this block.
     pub fn validate(&self, path: &str, problems: &mut Problems) {
         self.common.validate(path, problems);
-        if matches!(self.sslmode, SslMode::VerifyCa | SslMode::VerifyFull)
-            && self.common.tls_config.insecure_skip_verify
-        {
-            problems.push(
-                format!("{path}.tls_config.insecure_skip_verify"),
-                "insecure_skip_verify contradicts sslmode verify-ca and verify-full",
-            );
-        }
+        self.common.validate_verifying(
+            path,
+            matches!(self.sslmode, SslMode::VerifyCa | SslMode::VerifyFull),
+            "sslmode verify-ca and verify-full",
+            problems,
+        );
     }
 }
 
@@ -79,17 +77,7 @@ const DEFAULT_PORT: u16 = 5432;
 
 /// Runs one probe.
 pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
-    METRICS.seed(ctx);
-    let password =
-        super::credentials::password(config.common.password_file.as_deref(), config.common.password_env.as_deref())?;
-    let (stream, host) = sql::connect(
-        ctx,
-        METRICS,
-        DEFAULT_PORT,
-        config.common.preferred_ip_protocol,
-        config.common.ip_protocol_fallback,
-    )
-    .await?;
+    let (password, stream, host) = config.common.open(ctx, METRICS, DEFAULT_PORT).await?;
     let connector = Connector::new(config, &sql::server_name(ctx, &config.common.tls_config, &host))?;
     let state = connector.state.clone();
     let uses_tls = config.sslmode != SslMode::Disable;

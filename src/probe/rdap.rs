@@ -91,6 +91,9 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
     ctx.registry.seed_phases("probe_rdap_duration_seconds", HELP_DURATION, &["request", "transfer"]);
     ctx.registry.set("probe_rdap_status_code", HELP_STATUS, 0.0);
 
+    // A copy of the reference, so the environment stays usable while `ctx` is borrowed mutably.
+    let shared = ctx.env;
+    let env = &shared.rdap;
     let domain = parse_domain(ctx.target)
         .map_err(|err| ProbeError::new(Phase::Resolve, Reason::Config, format!("invalid target: {err}")))?;
     ctx.policy.check_host(&domain).map_err(|why| ProbeError::new(Phase::Resolve, Reason::Denied, why))?;
@@ -98,8 +101,8 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
         Some(url) => url.clone(),
         None => {
             let bootstrap = match &config.bootstrap_file {
-                Some(file) => load_bootstrap_file(file),
-                None => bundled_bootstrap(),
+                Some(file) => env.load_bootstrap_file(file),
+                None => env.bundled_bootstrap(),
             }
             .map_err(|err| ProbeError::new(Phase::Resolve, Reason::Config, err))?;
             bootstrap.server_for(&domain).ok_or_else(|| {
@@ -111,7 +114,7 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
     let key = (base, domain);
 
     let now = Instant::now();
-    let (answer, age) = match cache().lock().ok().and_then(|cache| cache.get(&key, now)) {
+    let (answer, age) = match env.cache.lock().ok().and_then(|cache| cache.get(&key, now)) {
         Some((answer, fetched_at)) => {
             ctx.log.info(format!("Using cached RDAP answer url={url} age_seconds={}", (now - fetched_at).as_secs()));
             (answer, now - fetched_at)
@@ -123,7 +126,7 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
                 Ok(_) => config.cache_ttl.get(),
                 Err(_) => config.failure_cache_ttl.get().max(answer.retry_after.unwrap_or_default()),
             };
-            if let Ok(mut cache) = cache().lock() {
+            if let Ok(mut cache) = env.cache.lock() {
                 cache.insert(key, answer.clone(), Instant::now(), ttl);
             }
             (answer, Duration::ZERO)
@@ -196,20 +199,6 @@ struct Answer {
 /// RDAP answers are a few kilobytes; this bounds a misbehaving server.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-fn http_client() -> Result<&'static reqwest::Client, String> {
-    static CLIENT: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
-    CLIENT
-        .get_or_init(|| {
-            reqwest::Client::builder()
-                .user_agent(concat!("checkit/", env!("CARGO_PKG_VERSION")))
-                .redirect(reqwest::redirect::Policy::limited(5))
-                .build()
-                .map_err(|err| format!("cannot build HTTP client: {err}"))
-        })
-        .as_ref()
-        .map_err(Clone::clone)
-}
-
 async fn fetch(ctx: &mut ProbeCtx<'_>, url: &str) -> Answer {
     let mut answer = Answer {
         status_code: 0,
@@ -218,7 +207,8 @@ async fn fetch(ctx: &mut ProbeCtx<'_>, url: &str) -> Answer {
         retry_after: None,
         result: Ok(Dates::default()),
     };
-    let client = match http_client() {
+    let shared = ctx.env;
+    let client = match shared.rdap.client() {
         Ok(client) => client,
         Err(err) => {
             answer.result = Err(ProbeError::new(Phase::Request, Reason::Config, err));
@@ -395,29 +385,81 @@ impl Bootstrap {
     }
 }
 
-fn bundled_bootstrap() -> Result<Arc<Bootstrap>, String> {
-    static BUNDLED: OnceLock<Result<Arc<Bootstrap>, String>> = OnceLock::new();
-    BUNDLED.get_or_init(|| Bootstrap::parse(include_bytes!("rdap_bootstrap.json")).map(Arc::new)).clone()
+/// A file's (size, mtime), to notice that it changed.
+type FileVersion = (u64, Option<SystemTime>);
+
+/// What rdap probes share while the process (or a test) lives: the HTTP
+/// client, the bundled and file bootstrap registries, and the answer cache.
+/// `app` builds one inside [`super::Env`] and hands it to every probe, so a
+/// test gets a cache of its own and nothing hides in process-wide statics.
+pub struct Env {
+    client: OnceLock<Result<reqwest::Client, String>>,
+    bundled: OnceLock<Result<Arc<Bootstrap>, String>>,
+    /// Parsed bootstrap files by path.
+    files: Mutex<HashMap<String, (FileVersion, Arc<Bootstrap>)>>,
+    cache: Mutex<Cache>,
 }
 
-/// Parses a bootstrap file once per version of it (path, size, mtime).
-fn load_bootstrap_file(path: &str) -> Result<Arc<Bootstrap>, String> {
-    type Loaded = HashMap<String, ((u64, Option<SystemTime>), Arc<Bootstrap>)>;
-    static LOADED: OnceLock<Mutex<Loaded>> = OnceLock::new();
-    let metadata = std::fs::metadata(path).map_err(|err| format!("cannot read bootstrap file {path:?}: {err}"))?;
-    let version = (metadata.len(), metadata.modified().ok());
-    let loaded = LOADED.get_or_init(Default::default);
-    if let Some((seen, bootstrap)) = loaded.lock().ok().and_then(|loaded| loaded.get(path).cloned()) {
-        if seen == version {
-            return Ok(bootstrap);
+impl Default for Env {
+    fn default() -> Self {
+        // 10 000 domains is far more than anyone probes.
+        Env::with_capacity(10_000)
+    }
+}
+
+impl std::fmt::Debug for Env {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let cached = self.cache.lock().map(|cache| cache.entries.len()).unwrap_or_default();
+        f.debug_struct("rdap::Env").field("cached", &cached).finish_non_exhaustive()
+    }
+}
+
+impl Env {
+    /// An environment whose cache holds at most `capacity` answers.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Env {
+            client: OnceLock::new(),
+            bundled: OnceLock::new(),
+            files: Mutex::new(HashMap::new()),
+            cache: Mutex::new(Cache::new(capacity)),
         }
     }
-    let bytes = std::fs::read(path).map_err(|err| format!("cannot read bootstrap file {path:?}: {err}"))?;
-    let bootstrap = Arc::new(Bootstrap::parse(&bytes).map_err(|err| format!("bootstrap file {path:?}: {err}"))?);
-    if let Ok(mut loaded) = loaded.lock() {
-        loaded.insert(path.to_string(), (version, bootstrap.clone()));
+
+    /// The HTTP client, built on first use.
+    fn client(&self) -> Result<&reqwest::Client, String> {
+        self.client
+            .get_or_init(|| {
+                reqwest::Client::builder()
+                    .user_agent(concat!("checkit/", env!("CARGO_PKG_VERSION")))
+                    .redirect(reqwest::redirect::Policy::limited(5))
+                    .build()
+                    .map_err(|err| format!("cannot build HTTP client: {err}"))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
-    Ok(bootstrap)
+
+    /// The bootstrap subset compiled into the binary, parsed on first use.
+    fn bundled_bootstrap(&self) -> Result<Arc<Bootstrap>, String> {
+        self.bundled.get_or_init(|| Bootstrap::parse(include_bytes!("rdap_bootstrap.json")).map(Arc::new)).clone()
+    }
+
+    /// Parses a bootstrap file once per version of it (path, size, mtime).
+    fn load_bootstrap_file(&self, path: &str) -> Result<Arc<Bootstrap>, String> {
+        let metadata = std::fs::metadata(path).map_err(|err| format!("cannot read bootstrap file {path:?}: {err}"))?;
+        let version = (metadata.len(), metadata.modified().ok());
+        if let Some((seen, bootstrap)) = self.files.lock().ok().and_then(|files| files.get(path).cloned()) {
+            if seen == version {
+                return Ok(bootstrap);
+            }
+        }
+        let bytes = std::fs::read(path).map_err(|err| format!("cannot read bootstrap file {path:?}: {err}"))?;
+        let bootstrap = Arc::new(Bootstrap::parse(&bytes).map_err(|err| format!("bootstrap file {path:?}: {err}"))?);
+        if let Ok(mut files) = self.files.lock() {
+            files.insert(path.to_string(), (version, bootstrap.clone()));
+        }
+        Ok(bootstrap)
+    }
 }
 
 /// The cache key: (RDAP base URL, domain).
@@ -465,12 +507,6 @@ impl Cache {
     }
 }
 
-/// The process-wide cache; 10 000 domains is far more than anyone probes.
-fn cache() -> &'static Mutex<Cache> {
-    static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
-    CACHE.get_or_init(|| Mutex::new(Cache::new(10_000)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -488,7 +524,7 @@ mod tests {
 
     #[test]
     fn bundled_bootstrap_finds_servers_by_longest_suffix() {
-        let bootstrap = bundled_bootstrap().unwrap();
+        let bootstrap = Env::default().bundled_bootstrap().unwrap();
         assert_eq!(bootstrap.server_for("example.com").unwrap(), "https://rdap.verisign.com/com/v1/");
         assert_eq!(bootstrap.server_for("www.example.co.uk").unwrap(), "https://rdap.nominet.uk/uk/");
         assert_eq!(bootstrap.server_for("example.dev").unwrap(), "https://pubapi.registry.google/rdap/");

@@ -6,7 +6,7 @@ use super::resolve::{self, IpProtocol};
 use super::tls::{self, TlsConfig, TlsInfo};
 use super::{Phase, ProbeCtx, ProbeError, Reason};
 use crate::config::Problems;
-use crate::config::types::Regex;
+use crate::config::types::{Regex, Secret};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -210,6 +210,32 @@ impl Common {
         validate_login(path, &self.user, &self.password_file, &self.password_env, problems);
         self.tls_config.validate(&format!("{path}.tls_config"), problems);
         self.expectation().validate(path, problems);
+    }
+
+    /// Records that `verifying` (a TLS mode that verifies the certificate,
+    /// named `mode` in the message) contradicts `insecure_skip_verify`.
+    pub fn validate_verifying(&self, path: &str, verifying: bool, mode: &str, problems: &mut Problems) {
+        if verifying && self.tls_config.insecure_skip_verify {
+            problems.push(
+                format!("{path}.tls_config.insecure_skip_verify"),
+                format!("insecure_skip_verify contradicts {mode}"),
+            );
+        }
+    }
+
+    /// Seeds `metrics`, reads the password (a rotated file is picked up) and
+    /// dials the target: the stream and the host as written.
+    pub async fn open(
+        &self,
+        ctx: &mut ProbeCtx<'_>,
+        metrics: Metrics,
+        default_port: u16,
+    ) -> Result<(Option<Secret>, TcpStream, String), ProbeError> {
+        metrics.seed(ctx);
+        let password = super::credentials::password(self.password_file.as_deref(), self.password_env.as_deref())?;
+        let (stream, host) =
+            connect(ctx, metrics, default_port, self.preferred_ip_protocol, self.ip_protocol_fallback).await?;
+        Ok((password, stream, host))
     }
 
     /// What the module expects of its query.

@@ -55,7 +55,7 @@ async fn compare(blackbox: &Blackbox, target: &str) {
     let theirs = reqwest::get(&url).await.expect("blackbox /probe").text().await.expect("blackbox body");
     let config = checkit::config::Config::parse(&format!("modules:\n  grpc:\n{MODULE}")).expect("config");
     let outcome =
-        checkit::probe::run(&config.modules["grpc"], target, None, Duration::from_secs(5), &config.policy).await;
+        crate::support::module::run_with(&config, &config.modules["grpc"], target, None, Duration::from_secs(5)).await;
     let ours = outcome.registry.encode();
 
     let mut theirs = families(&theirs);

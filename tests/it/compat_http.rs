@@ -181,7 +181,7 @@ async fn checkit_matches_blackbox_0_23_on_http() {
         // Without a scrape-timeout header both use min(module timeout, 120 s − 0.5 s).
         let module = &config.modules[module];
         let timeout = checkit::probe::effective_timeout(module.timeout.get(), None, 0.5);
-        let outcome = checkit::probe::run(module, &target, None, timeout, &config.policy).await;
+        let outcome = crate::support::module::run_with(&config, module, &target, None, timeout).await;
         let ours = parse_exposition(&outcome.registry.encode());
         compare(case, &ours, &theirs);
     }

@@ -8,7 +8,6 @@ use crate::support::app::{Family, parse_exposition};
 use crate::support::peers::{BlackboxExporter, DNS_ZONE, Dnsmasq, DnsmasqOpts};
 use crate::support::{ScriptStep, closed_port, hang_server, scripted_line_server};
 use checkit::config::Config;
-use checkit::probe;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -138,7 +137,9 @@ async fn net_probers_match_blackbox_exporter() {
         let (status, body) = blackbox.probe(&target, module).await;
         assert_eq!(status, 200, "{case}: blackbox answered {status}: {body}\n{}", blackbox.diagnostics());
         let theirs = parse_exposition(&body);
-        let outcome = probe::run(&config.modules[module], &target, None, Duration::from_secs(5), &config.policy).await;
+        let outcome =
+            crate::support::module::run_with(&config, &config.modules[module], &target, None, Duration::from_secs(5))
+                .await;
         let ours = parse_exposition(&outcome.registry.encode());
         assert_eq!(outcome.success(), expect_success, "{case}: {:?}\n{}", outcome.error, outcome.log.join("\n"));
         let success = if expect_success { 1.0 } else { 0.0 };

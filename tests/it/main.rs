@@ -1,5 +1,6 @@
 //! Integration tests: one module per area, shared helpers in `support`.
 
+mod agents;
 mod bridge_ack;
 mod bridge_ack_operator;
 mod bridge_channels;
@@ -18,6 +19,7 @@ mod config;
 mod exporter;
 mod hardening;
 mod heartbeat;
+mod hostile;
 mod ops_dashboards;
 mod ops_docker;
 mod ops_examples;

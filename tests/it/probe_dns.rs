@@ -6,7 +6,7 @@ use crate::peer;
 use crate::support::peers::{DNS_ZONE, Dnsmasq, DnsmasqOpts};
 use crate::support::{Leaf, TestCerts, closed_port, hang_server};
 use checkit::config::Config;
-use checkit::probe::{self, Outcome, Phase, Reason};
+use checkit::probe::{Outcome, Phase, Reason};
 use hickory_proto::op::{Message, MessageType};
 use hickory_proto::rr::{RData, Record, rdata::A};
 use std::net::SocketAddr;
@@ -22,7 +22,7 @@ fn module(body: &str) -> String {
 
 async fn run(yaml: &str, target: &str, timeout: Duration) -> Outcome {
     let config = Config::parse(yaml).unwrap_or_else(|err| panic!("config parses: {err}\n{yaml}"));
-    probe::run(&config.modules["dns"], target, None, timeout, &config.policy).await
+    crate::support::module::run_with(&config, &config.modules["dns"], target, None, timeout).await
 }
 
 fn failure(outcome: &Outcome) -> (Phase, Reason) {

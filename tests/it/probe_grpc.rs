@@ -58,7 +58,7 @@ pub(crate) async fn grpc_server(tls: Option<(&TestCerts, Leaf)>) -> GrpcServer {
 async fn probe(grpc_block: &str, target: &str, timeout: Duration) -> Outcome {
     let text = format!("modules:\n  m:\n    prober: grpc\n    grpc:\n{}", indent(grpc_block, 6));
     let config = checkit::config::Config::parse(&text).unwrap_or_else(|err| panic!("{err}\n{text}"));
-    checkit::probe::run(&config.modules["m"], target, None, timeout, &config.policy).await
+    crate::support::module::run_with(&config, &config.modules["m"], target, None, timeout).await
 }
 
 fn indent(text: &str, spaces: usize) -> String {

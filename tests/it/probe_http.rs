@@ -7,7 +7,7 @@ use crate::support::module::{failure, unix_time};
 use crate::support::peers::{NGINX_BIG_SIZE, NGINX_BODY, NGINX_LAST_MODIFIED_UNIX, Nginx, NginxOpts};
 use crate::support::{Leaf, TestCerts, closed_port, hang_server};
 use checkit::config::Config;
-use checkit::probe::{self, Outcome, Phase, Reason};
+use checkit::probe::{Outcome, Phase, Reason};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -48,7 +48,7 @@ fn config(http: &str, extra: &str) -> Config {
 
 async fn probe_with(http: &str, target: &str, hostname: Option<&str>, timeout: Duration) -> Outcome {
     let config = config(http, "");
-    probe::run(&config.modules["m"], target, hostname, timeout, &config.policy).await
+    crate::support::module::run_with(&config, &config.modules["m"], target, hostname, timeout).await
 }
 
 async fn probe(http: &str, target: &str) -> Outcome {
@@ -269,7 +269,8 @@ async fn redirect_to_a_denied_address_is_refused_before_connecting() {
     let server = TestServer::http().await;
     let config = config("preferred_ip_protocol: ip4", "exporter:\n  targets:\n    allow: [127.0.0.1/32]\n");
     let target = format!("{}?url=http://127.0.0.2:{}/", server.url("/to"), server.addr.port());
-    let outcome = probe::run(&config.modules["m"], &target, None, Duration::from_secs(5), &config.policy).await;
+    let outcome =
+        crate::support::module::run_with(&config, &config.modules["m"], &target, None, Duration::from_secs(5)).await;
     assert_eq!(failure(&outcome), Some((Phase::Resolve, Reason::Denied)));
     assert_eq!(gauge(&outcome, "probe_http_redirects"), 1.0);
     assert_eq!(gauge(&outcome, "probe_http_status_code"), 0.0, "no final response");

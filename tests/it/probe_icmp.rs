@@ -2,12 +2,12 @@
 //! answers the echo requests).
 
 use checkit::config::Config;
-use checkit::probe::{self, Outcome, Phase, Reason};
+use checkit::probe::{Outcome, Phase, Reason};
 use std::time::Duration;
 
 async fn run(yaml: &str, target: &str, timeout: Duration) -> Outcome {
     let config = Config::parse(yaml).expect("config parses");
-    probe::run(&config.modules["icmp"], target, None, timeout, &config.policy).await
+    crate::support::module::run_with(&config, &config.modules["icmp"], target, None, timeout).await
 }
 
 fn ipv6_loopback_available() -> bool {

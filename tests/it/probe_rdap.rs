@@ -92,7 +92,7 @@ async fn rdap_server() -> RdapServer {
 
 async fn probe_with(config_text: &str, target: &str, timeout: Duration) -> Outcome {
     let config = checkit::config::Config::parse(config_text).unwrap_or_else(|err| panic!("{err}\n{config_text}"));
-    checkit::probe::run(&config.modules["m"], target, None, timeout, &config.policy).await
+    crate::support::module::run_with(&config, &config.modules["m"], target, None, timeout).await
 }
 
 async fn probe(rdap_block: &str, target: &str, timeout: Duration) -> Outcome {

@@ -7,14 +7,14 @@ use crate::support::fake::scripted_tls_server;
 use crate::support::peers::{Postgres, PostgresOpts, SmtpOpts, SmtpServer};
 use crate::support::{Leaf, ScriptStep, TestCerts, closed_port, hang_server, scripted_line_server};
 use checkit::config::Config;
-use checkit::probe::{self, Outcome, Phase, Reason};
+use checkit::probe::{Outcome, Phase, Reason};
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 async fn run(yaml: &str, target: &str, hostname: Option<&str>, timeout: Duration) -> Outcome {
     let config = Config::parse(yaml).unwrap_or_else(|err| panic!("config parses: {err}\n{yaml}"));
-    probe::run(&config.modules["tcp"], target, hostname, timeout, &config.policy).await
+    crate::support::module::run_with(&config, &config.modules["tcp"], target, hostname, timeout).await
 }
 
 fn failure(outcome: &Outcome) -> (Phase, Reason) {

@@ -13,7 +13,7 @@ async fn probe(tls_block: &str, target: &str, timeout: Duration) -> Outcome {
     let block: String = tls_block.lines().map(|line| format!("      {line}\n")).collect();
     let text = format!("modules:\n  m:\n    prober: tls\n    tls:\n{block}");
     let config = checkit::config::Config::parse(&text).unwrap_or_else(|err| panic!("{err}\n{text}"));
-    checkit::probe::run(&config.modules["m"], target, None, timeout, &config.policy).await
+    crate::support::module::run_with(&config, &config.modules["m"], target, None, timeout).await
 }
 
 fn block(certs: &TestCerts, extra: &str) -> String {
@@ -284,14 +284,24 @@ async fn hostname_parameter_names_the_server_behind_an_address() {
     });
     let config = checkit::config::Config::parse(&text).expect("config");
     let target = server.addr.to_string();
-    let named =
-        checkit::probe::run(&config.modules["m"], &target, Some("localhost"), Duration::from_secs(5), &config.policy)
-            .await;
+    let named = crate::support::module::run_with(
+        &config,
+        &config.modules["m"],
+        &target,
+        Some("localhost"),
+        Duration::from_secs(5),
+    )
+    .await;
     assert!(named.success(), "{:?}", named.error);
     // Without it the name is 127.0.0.1, which the certificate also carries;
     // a name it does not carry fails verification.
-    let wrong =
-        checkit::probe::run(&config.modules["m"], &target, Some("other.test"), Duration::from_secs(5), &config.policy)
-            .await;
+    let wrong = crate::support::module::run_with(
+        &config,
+        &config.modules["m"],
+        &target,
+        Some("other.test"),
+        Duration::from_secs(5),
+    )
+    .await;
     assert_eq!(failure(&wrong), Some((Phase::Tls, Reason::TlsUntrusted)));
 }

@@ -5,7 +5,7 @@ use crate::peer;
 use crate::support::peers::{Postgres, PostgresOpts};
 use crate::support::{Leaf, TestCerts};
 use checkit::config::Config;
-use checkit::probe::{self, Outcome, Phase, Reason};
+use checkit::probe::{Outcome, Phase, Reason};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +17,7 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 async fn run(yaml: &str, target: &Path, timeout: Duration) -> Outcome {
     let config = Config::parse(yaml).unwrap_or_else(|err| panic!("config parses: {err}\n{yaml}"));
     let target = target.display().to_string();
-    probe::run(&config.modules["unix"], &target, None, timeout, &config.policy).await
+    crate::support::module::run_with(&config, &config.modules["unix"], &target, None, timeout).await
 }
 
 fn failure(outcome: &Outcome) -> (Phase, Reason) {

@@ -268,6 +268,19 @@ fn classify(err: &smtp::Error) -> DeliveryError {
     }
 }
 
+/// Checks a contact's address: an RFC 5322 address, optionally `Name <addr>`.
+pub fn validate_address(address: &str) -> Result<(), String> {
+    address
+        .parse::<lettre::message::Mailbox>()
+        .map(|_| ())
+        .map_err(|err| format!("invalid email address {address:?}: {err}"))
+}
+
+/// Mail has no practical body limit: the body is kept whole.
+pub fn truncate(text: &str) -> String {
+    text.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

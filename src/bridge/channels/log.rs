@@ -36,3 +36,13 @@ impl Channel {
         Receipt { provider_response: "logged".to_string() }
     }
 }
+
+/// Checks a contact's address: any non-empty single-line label.
+pub fn validate_address(address: &str) -> Result<(), String> {
+    if address.chars().any(char::is_control) { Err("log address must be a single line".to_string()) } else { Ok(()) }
+}
+
+/// The log keeps the body whole.
+pub fn truncate(text: &str) -> String {
+    text.to_string()
+}

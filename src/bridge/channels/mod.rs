@@ -535,66 +535,33 @@ pub fn validate_address(kind: ChannelKind, address: &str) -> Result<(), String> 
         return Err(format!("{kind} address must not be empty"));
     }
     match kind {
-        ChannelKind::Email => address
-            .parse::<lettre::message::Mailbox>()
-            .map(|_| ())
-            .map_err(|err| format!("invalid email address {address:?}: {err}")),
-        ChannelKind::Sms => {
-            let digits = address.strip_prefix('+').unwrap_or("");
-            let valid = (7..=15).contains(&digits.len())
-                && digits.bytes().all(|b| b.is_ascii_digit())
-                && !digits.starts_with('0');
-            if valid {
-                Ok(())
-            } else {
-                Err(format!("invalid phone number {address:?}: expected E.164 such as +491701234567"))
-            }
-        }
-        ChannelKind::Telegram => {
-            let numeric = address.strip_prefix('-').unwrap_or(address);
-            let is_id = !numeric.is_empty() && numeric.len() <= 20 && numeric.bytes().all(|b| b.is_ascii_digit());
-            let is_name = address.strip_prefix('@').is_some_and(|name| {
-                (5..=32).contains(&name.len())
-                    && name.starts_with(|c: char| c.is_ascii_alphabetic())
-                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-            });
-            if is_id || is_name {
-                Ok(())
-            } else {
-                Err(format!("invalid telegram chat {address:?}: expected a numeric chat id or @channelname"))
-            }
-        }
-        ChannelKind::Slack => {
-            let url = parse_http_url(address)?;
-            if url.scheme() == "https" || is_loopback_host(&url) {
-                Ok(())
-            } else {
-                Err("slack webhook URL must use https".to_string())
-            }
-        }
-        ChannelKind::Ntfy => {
-            let valid =
-                address.len() <= 64 && address.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-            if valid {
-                Ok(())
-            } else {
-                Err(format!("invalid ntfy topic {address:?}: use 1 to 64 of A-Z, a-z, 0-9, _ and -"))
-            }
-        }
-        ChannelKind::Webhook => parse_http_url(address).map(|_| ()),
-        ChannelKind::Log => {
-            if address.chars().any(char::is_control) {
-                Err("log address must be a single line".to_string())
-            } else {
-                Ok(())
-            }
-        }
+        ChannelKind::Email => email::validate_address(address),
+        ChannelKind::Sms => sms::validate_address(address),
+        ChannelKind::Telegram => telegram::validate_address(address),
+        ChannelKind::Slack => slack::validate_address(address),
+        ChannelKind::Ntfy => ntfy::validate_address(address),
+        ChannelKind::Webhook => webhook::validate_address(address),
+        ChannelKind::Log => log::validate_address(address),
+    }
+}
+
+/// Cuts a rendered body to the size limit of `kind` (each channel's file
+/// knows its provider's limit).
+pub fn truncate(kind: ChannelKind, text: &str) -> String {
+    match kind {
+        ChannelKind::Email => email::truncate(text),
+        ChannelKind::Sms => sms::truncate(text),
+        ChannelKind::Telegram => telegram::truncate(text),
+        ChannelKind::Slack => slack::truncate(text),
+        ChannelKind::Ntfy => ntfy::truncate(text),
+        ChannelKind::Webhook => webhook::truncate(text),
+        ChannelKind::Log => log::truncate(text),
     }
 }
 
 /// Parses an http(s) URL without echoing it in errors: contact URLs such as
 /// Slack webhooks carry their secret in the path.
-fn parse_http_url(address: &str) -> Result<url::Url, String> {
+pub(crate) fn parse_http_url(address: &str) -> Result<url::Url, String> {
     match url::Url::parse(address) {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Ok(url),
         Ok(_) => Err("URL must use http or https and name a host".to_string()),
@@ -602,7 +569,7 @@ fn parse_http_url(address: &str) -> Result<url::Url, String> {
     }
 }
 
-fn is_loopback_host(url: &url::Url) -> bool {
+pub(crate) fn is_loopback_host(url: &url::Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(domain)) => domain == "localhost",
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),

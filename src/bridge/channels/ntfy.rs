@@ -113,7 +113,7 @@ impl Channel {
         if !title.is_empty() {
             headers.insert("Title", header_text(&title));
         }
-        let body = render::truncate_for(ChannelKind::Ntfy, &message.body);
+        let body = truncate(&message.body);
         let request = self.http.post(format!("{}/{address}", self.server)).headers(headers).body(body);
         let answer = send_http(request, &self.secrets).await?;
         http_outcome(&answer, SystemTime::now())
@@ -135,6 +135,20 @@ fn header_text(text: &str) -> HeaderValue {
     };
     // Both branches are printable ASCII, which is always a valid header value.
     HeaderValue::from_str(&encoded).unwrap_or(HeaderValue::from_static(""))
+}
+
+/// ntfy turns longer messages into attachments.
+pub const MAX_BYTES: usize = 4096;
+
+/// Checks a contact's address: a topic: 1–64 of `A-Z a-z 0-9 _ -`.
+pub fn validate_address(address: &str) -> Result<(), String> {
+    let valid = address.len() <= 64 && address.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if valid { Ok(()) } else { Err(format!("invalid ntfy topic {address:?}: use 1 to 64 of A-Z, a-z, 0-9, _ and -")) }
+}
+
+/// Cuts to what ntfy shows as a message.
+pub fn truncate(text: &str) -> String {
+    render::truncate_bytes(text, MAX_BYTES, render::ELLIPSIS)
 }
 
 #[cfg(test)]

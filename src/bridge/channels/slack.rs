@@ -5,7 +5,8 @@
 //! `latency > 1s` is shown as written (bare URLs are still linked by Slack).
 
 use super::{DeliveryError, Error, Receipt, http_outcome, send_http};
-use crate::bridge::render::Outgoing;
+use super::{is_loopback_host, parse_http_url};
+use crate::bridge::render::{self, Outgoing};
 use crate::config::Problems;
 use serde::{Deserialize, Serialize};
 use std::time::SystemTime;
@@ -47,6 +48,24 @@ impl Channel {
 /// Escapes the three characters Slack treats as markup.
 fn escape_control_characters(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// Slack truncates `text` beyond 40,000 characters; stay below.
+pub const MAX_CHARS: usize = 39_000;
+
+/// Checks a contact's address: an `https://` URL (`http://` only to a loopback host).
+pub fn validate_address(address: &str) -> Result<(), String> {
+    let url = parse_http_url(address)?;
+    if url.scheme() == "https" || is_loopback_host(&url) {
+        Ok(())
+    } else {
+        Err("slack webhook URL must use https".to_string())
+    }
+}
+
+/// Cuts to what Slack shows.
+pub fn truncate(text: &str) -> String {
+    render::truncate_chars(text, MAX_CHARS, render::ELLIPSIS)
 }
 
 #[cfg(test)]

@@ -208,6 +208,20 @@ impl Channel {
     }
 }
 
+/// Checks a contact's address: e.164: `+`, then 7–15 digits, no separators.
+pub fn validate_address(address: &str) -> Result<(), String> {
+    let digits = address.strip_prefix('+').unwrap_or("");
+    let valid =
+        (7..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0');
+    if valid { Ok(()) } else { Err(format!("invalid phone number {address:?}: expected E.164 such as +491701234567")) }
+}
+
+/// Cuts to the most segments any gateway config may allow ([`MAX_SEGMENTS_LIMIT`]);
+/// `deliver` cuts again to the configured `max_segments`.
+pub fn truncate(text: &str) -> String {
+    render::truncate_sms(text, MAX_SEGMENTS_LIMIT)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -92,7 +92,7 @@ impl Channel {
     }
 
     pub(crate) async fn deliver(&self, address: &str, message: &Outgoing) -> Result<Receipt, DeliveryError> {
-        let text = render::truncate_for(ChannelKind::Telegram, &message.body);
+        let text = truncate(&message.body);
         if text.trim().is_empty() {
             return Err(DeliveryError::permanent(Reason::InvalidMessage, "telegram refuses empty messages"));
         }
@@ -118,4 +118,28 @@ impl Channel {
             }
         }
     }
+}
+
+/// Telegram's limit per message (UTF-16 code units).
+pub const MAX_UTF16: usize = 4096;
+
+/// Checks a contact's address: a numeric chat id (negative for groups) or `@channelname`.
+pub fn validate_address(address: &str) -> Result<(), String> {
+    let numeric = address.strip_prefix('-').unwrap_or(address);
+    let is_id = !numeric.is_empty() && numeric.len() <= 20 && numeric.bytes().all(|b| b.is_ascii_digit());
+    let is_name = address.strip_prefix('@').is_some_and(|name| {
+        (5..=32).contains(&name.len())
+            && name.starts_with(|c: char| c.is_ascii_alphabetic())
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    });
+    if is_id || is_name {
+        Ok(())
+    } else {
+        Err(format!("invalid telegram chat {address:?}: expected a numeric chat id or @channelname"))
+    }
+}
+
+/// Cuts to Telegram's limit per message.
+pub fn truncate(text: &str) -> String {
+    render::truncate_by(text, MAX_UTF16, render::ELLIPSIS, char::len_utf16)
 }

@@ -3,6 +3,7 @@
 //! whole notification view as JSON. 2xx succeeds, 5xx, 408, 429 and network
 //! failures are retryable (honouring `Retry-After`), other 4xx are not.
 
+use super::parse_http_url;
 use super::{
     ChannelKind, DeliveryError, Error, Receipt, SecretSource, build_headers, http_outcome, send_http, validate_headers,
 };
@@ -52,4 +53,14 @@ impl Channel {
         let answer = send_http(request, &self.secrets).await?;
         http_outcome(&answer, SystemTime::now())
     }
+}
+
+/// Checks a contact's address: an `http://` or `https://` URL.
+pub fn validate_address(address: &str) -> Result<(), String> {
+    parse_http_url(address).map(|_| ())
+}
+
+/// JSON receivers take the body whole.
+pub fn truncate(text: &str) -> String {
+    text.to_string()
 }

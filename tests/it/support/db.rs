@@ -33,7 +33,7 @@ impl Drop for TaskServer {
 pub async fn probe(prober: &str, block: &str, target: &str, timeout: Duration) -> Outcome {
     let yaml = format!("modules:\n  m:\n    prober: {prober}\n    {prober}: {block}\n");
     let config = checkit::config::Config::parse(&yaml).unwrap_or_else(|err| panic!("{err}\n{yaml}"));
-    checkit::probe::run(&config.modules["m"], target, None, timeout, &config.policy).await
+    crate::support::module::run_with(&config, &config.modules["m"], target, None, timeout).await
 }
 
 /// `(phase, reason)` of a failed probe, `None` on success.

@@ -11,7 +11,25 @@ pub async fn run_block(prober: &str, block: &str, target: &str, timeout: Duratio
     let block: String = block.lines().map(|line| format!("      {line}\n")).collect();
     let yaml = format!("modules:\n  m:\n    prober: {prober}\n    {prober}:\n{block}");
     let config = checkit::config::Config::parse(&yaml).unwrap_or_else(|err| panic!("{err}\n{yaml}"));
-    checkit::probe::run(&config.modules["m"], target, None, timeout, &config.policy).await
+    run_with(&config, &config.modules["m"], target, None, timeout).await
+}
+
+/// The probe environment the tests share, as one process shares its app's:
+/// the rdap cache then carries over between the probes of a test.
+pub fn probe_env() -> &'static checkit::probe::Env {
+    static ENV: std::sync::LazyLock<checkit::probe::Env> = std::sync::LazyLock::new(checkit::probe::Env::default);
+    &ENV
+}
+
+/// Runs `module` of `config` against `target` with the shared [`probe_env`].
+pub async fn run_with(
+    config: &checkit::config::Config,
+    module: &checkit::probe::Module,
+    target: &str,
+    hostname: Option<&str>,
+    timeout: Duration,
+) -> Outcome {
+    checkit::probe::run(module, target, hostname, timeout, &config.policy, probe_env()).await
 }
 
 /// The failure's phase and reason, `None` on success.
