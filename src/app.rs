@@ -273,6 +273,9 @@ impl App {
                 if config.bridge.is_some() != self.bridge.is_some() {
                     tracing::warn!("Enabling or disabling the bridge takes effect after a restart");
                 }
+                if config.storage != self.config().storage {
+                    tracing::warn!("A new storage: takes effect after a restart");
+                }
                 if config.exporter.max_concurrent_probes != self.config().exporter.max_concurrent_probes {
                     tracing::warn!("A new exporter.max_concurrent_probes takes effect after a restart");
                 }
@@ -328,8 +331,13 @@ impl App {
         surfaces.extend(self.checks.iter().map(|checks| checks.router()));
         surfaces.extend(self.reports.iter().map(crate::reports::Reports::router));
         surfaces.extend(self.heartbeats.iter().map(|heartbeats| heartbeats.api_router()));
-        let open =
-            http::open(self.heartbeats.iter().map(|heartbeats| heartbeats.open_router()), &self.options.route_prefix);
+        let open = http::open(
+            self.heartbeats
+                .iter()
+                .map(|heartbeats| heartbeats.open_router())
+                .chain(self.checks.iter().map(|checks| checks.agent_router())),
+            &self.options.route_prefix,
+        );
         let Some(app) = self.this.upgrade() else {
             return http::compose(surfaces, &self.options.route_prefix, &self.web).merge(open);
         };
@@ -449,25 +457,43 @@ fn warn_about_legacy_files(config: &Config) {
     }
 }
 
+/// The listen backlog asked for: the kernel caps it at `net.core.somaxconn`,
+/// so listeners queue as many new connections as the host allows, as Go's
+/// (blackbox's) do. With a shallow queue (tokio's default) a burst of clients
+/// overflows it and each dropped SYN costs a client a 1 s retransmit.
+const BACKLOG: i32 = 65535;
+
 /// Binds `:port`, `host:port` or `[v6]:port`; `:port` listens on every
 /// address, IPv6 and IPv4 alike, as Go does.
 pub async fn bind(address: &str) -> std::io::Result<TcpListener> {
     if let Some(port) = address.strip_prefix(':') {
         let port: u16 = port.parse().map_err(|_| std::io::Error::other(format!("invalid port in {address:?}")))?;
-        let dual = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None).and_then(|socket| {
-            socket.set_only_v6(false)?;
-            socket.set_reuse_address(true)?;
-            socket.bind(&SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)).into())?;
-            socket.listen(1024)?;
-            socket.set_nonblocking(true)?;
-            Ok(socket)
-        });
-        return match dual {
-            Ok(socket) => TcpListener::from_std(socket.into()),
-            Err(_) => TcpListener::bind(("0.0.0.0", port)).await,
+        return match listen(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)), true) {
+            Ok(listener) => Ok(listener),
+            Err(_) => listen(SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, port)), false),
         };
     }
-    TcpListener::bind(address).await
+    let mut last = None;
+    for addr in tokio::net::lookup_host(address).await? {
+        match listen(addr, false) {
+            Ok(listener) => return Ok(listener),
+            Err(err) => last = Some(err),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other(format!("{address:?} resolves to no address"))))
+}
+
+/// One listening socket on `addr` (`dual`: IPv6 that also accepts IPv4).
+fn listen(addr: SocketAddr, dual: bool) -> std::io::Result<TcpListener> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    if dual {
+        socket.set_only_v6(false)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    TcpListener::from_std(socket.into())
 }
 
 /// Runs checkit until SIGINT or SIGTERM: builds the app, binds every

@@ -77,6 +77,8 @@ pub enum Command {
         #[arg(long, default_value_t = 10.0)]
         timeout: f64,
     },
+    /// Run the checks of one location for a central checkit and push their results.
+    Agent(crate::agent::Args),
     /// Message people through a running checkit's message API.
     Send(crate::bridge::send::SendArgs),
     /// Exit 0 when a running checkit answers on `/-/healthy` (for container health checks).
@@ -133,6 +135,9 @@ fn config_source(cli: &Cli) -> ConfigSource {
 async fn run(cli: Cli) -> ExitCode {
     if let Some(Command::Healthcheck { url }) = &cli.command {
         return healthcheck(url).await;
+    }
+    if let Some(Command::Agent(args)) = &cli.command {
+        return crate::agent::run(args.clone()).await;
     }
     if let Some(Command::Send(args)) = &cli.command {
         return crate::bridge::send::run(args.clone()).await;

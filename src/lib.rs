@@ -19,6 +19,7 @@
 //! - `storage`: SQLite (one writer, group commit) or PostgreSQL, migrations per area.
 //! - `telemetry`, `logging`: `/metrics` (with the `process_*` families) and logs.
 
+pub mod agent;
 pub mod app;
 pub mod bridge;
 pub mod checks;

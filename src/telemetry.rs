@@ -294,6 +294,7 @@ pub fn metric_names() -> impl Iterator<Item = &'static str> {
         .chain(crate::bridge::metrics::METRIC_NAMES)
         .chain(crate::checks::metrics::METRIC_NAMES)
         .chain(crate::heartbeat::METRIC_NAMES)
+        .chain(crate::agent::METRIC_NAMES)
         .copied()
 }
 

@@ -26,6 +26,7 @@ packages=(
   wrk
   openssl
   procps
+  iproute2
 )
 
 missing=()

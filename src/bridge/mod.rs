@@ -46,6 +46,7 @@ pub mod submit;
 pub use config::Config;
 
 use crate::storage::Storage;
+use crate::storage::lease::Member;
 use channels::ChannelKind;
 use clock::{Clock, SystemClock};
 use futures::FutureExt;
@@ -122,11 +123,11 @@ pub(crate) struct Shared {
     /// Outbox rows committed by intake since start, so that a statistics
     /// refresh racing with intake never lowers the depth below the truth.
     pub(crate) rows_accepted: AtomicU64,
+    /// This process's membership among the replicas; its name owns lane leases.
+    pub(crate) member: Member,
     /// Bytes of webhook bodies being parsed and committed at once; see
     /// [`intake::INTAKE_BUDGET`].
     pub(crate) intake_budget: Arc<tokio::sync::Semaphore>,
-    /// This process's lease owner name.
-    pub(crate) owner: String,
     /// Serialises sends of contacts with a contact-wide rate limit.
     contact_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -161,7 +162,7 @@ pub struct Bridge {
 
 impl std::fmt::Debug for Bridge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Bridge").field("owner", &self.shared.owner).finish_non_exhaustive()
+        f.debug_struct("Bridge").field("owner", &self.shared.member.owner()).finish_non_exhaustive()
     }
 }
 
@@ -200,8 +201,8 @@ impl Bridge {
         let metrics = Metrics::register(registry, &channel_names);
         let runtime = Runtime::build(Arc::clone(&config))?;
         let described = storage.describe();
+        let member = Member::join(storage.clone(), "bridge").await?;
         let store = Store::open(storage).await?;
-        let owner = format!("{}-{}-{:08x}", hostname(), std::process::id(), rand::random::<u32>());
         let shared = Arc::new(Shared {
             store,
             clock,
@@ -210,18 +211,29 @@ impl Bridge {
             wake: Notify::new(),
             queue_depth: AtomicU64::new(0),
             rows_accepted: AtomicU64::new(0),
+            member: member.clone(),
             intake_budget: Arc::new(tokio::sync::Semaphore::new(intake::INTAKE_BUDGET)),
-            owner,
             contact_locks: Mutex::new(HashMap::new()),
         });
         refresh_stats(&shared).await;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
+        let working = Arc::new(AtomicU64::new(0));
         for _ in 0..config.workers.max(1) {
-            tasks.push(outbox::run_worker(Arc::clone(&shared), shutdown_rx.clone()).boxed());
+            working.fetch_add(1, Ordering::Relaxed);
+            let working = Arc::clone(&working);
+            let worker = outbox::run_worker(Arc::clone(&shared), shutdown_rx.clone());
+            tasks.push(
+                async move {
+                    worker.await;
+                    working.fetch_sub(1, Ordering::Relaxed);
+                }
+                .boxed(),
+            );
         }
         tasks.push(ack::run_poller(Arc::clone(&shared), shutdown_rx.clone()).boxed());
-        tasks.push(run_housekeeping(Arc::clone(&shared), shutdown_rx).boxed());
+        tasks.push(run_housekeeping(Arc::clone(&shared), shutdown_rx.clone()).boxed());
+        tasks.push(keep_presence(member, working, config.delivery_timeout.get(), shutdown_rx).boxed());
         tracing::info!(workers = config.workers, store = %described, "Bridge started.");
         Ok(Bridge { shared, shutdown, tasks: Mutex::new(tasks), running: TaskTracker::new() })
     }
@@ -346,6 +358,41 @@ impl Bridge {
     }
 }
 
+/// Keeps this replica's presence (and so its lane leases) alive until
+/// shutdown and then until the workers finished their in-flight attempt
+/// (bounded by two delivery timeouts), so no other replica takes over a lane
+/// mid-delivery; then leaves, so the others take over at once.
+async fn keep_presence(
+    member: Member,
+    working: Arc<AtomicU64>,
+    delivery_timeout: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let beat = |member: &Member| {
+        let member = member.clone();
+        async move {
+            if let Err(err) = member.beat().await {
+                tracing::warn!(error = %err, "Cannot refresh this replica's presence.");
+            }
+        }
+    };
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(crate::storage::lease::HEARTBEAT) => beat(&member).await,
+            changed = shutdown.changed() => if changed.is_err() || *shutdown.borrow() { break },
+        }
+    }
+    let deadline = tokio::time::Instant::now() + delivery_timeout.saturating_mul(2);
+    while working.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if member.certainly_alive() {
+            continue;
+        }
+        beat(&member).await;
+    }
+    member.leave().await;
+}
+
 /// Refreshes the queue gauges and the back-pressure count from the store.
 async fn refresh_stats(shared: &Shared) {
     let accepted_before = shared.rows_accepted.load(Ordering::Relaxed);
@@ -394,10 +441,4 @@ async fn run_housekeeping(shared: Arc<Shared>, mut shutdown: watch::Receiver<boo
             }
         }
     }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_string())
-        .unwrap_or_else(|_| "checkit".into())
 }

@@ -61,7 +61,8 @@ pub(super) async fn run_worker(shared: Arc<Shared>, mut shutdown: watch::Receive
         let delivery_timeout = runtime.config.delivery_timeout.get();
         let lease_now = Utc::now();
         let lease_until = lease_now + lease_length(delivery_timeout);
-        let claimed = shared.store.claim_lane(&shared.owner, shared.clock.now(), lease_now, lease_until).await;
+        let owner = shared.member.owner();
+        let claimed = shared.store.claim_lane(&owner, shared.clock.now(), lease_now, lease_until).await;
         let mut failed = false;
         match claimed {
             Ok(Some(lane)) => {
@@ -69,6 +70,7 @@ pub(super) async fn run_worker(shared: Arc<Shared>, mut shutdown: watch::Receive
                     shared: &shared,
                     runtime: &runtime,
                     lane: &lane,
+                    owner: &owner,
                     lease_until,
                     shutdown: &shutdown,
                     deferred: Vec::new(),
@@ -106,7 +108,7 @@ pub(super) async fn run_worker(shared: Arc<Shared>, mut shutdown: watch::Receive
 
 async fn release(shared: &Shared, lane: &Lane) {
     for attempt in 1..=3 {
-        match shared.store.release_lane(lane, &shared.owner).await {
+        match shared.store.release_lane(lane, &shared.member.owner()).await {
             Ok(()) => return,
             Err(err) => {
                 tracing::warn!(error = %err, attempt, "Cannot release a delivery lane.");
@@ -121,6 +123,8 @@ struct LaneWorker<'a> {
     shared: &'a Shared,
     runtime: &'a Runtime,
     lane: &'a Lane,
+    /// The replica name the lease was taken under.
+    owner: &'a str,
     lease_until: DateTime<Utc>,
     shutdown: &'a watch::Receiver<bool>,
     /// Holds, limits and skips, written together.
@@ -186,7 +190,10 @@ impl LaneWorker<'_> {
         let delivery_timeout = self.runtime.config.delivery_timeout.get();
         let margin = chrono::Duration::from_std(delivery_timeout).unwrap_or_default() + chrono::Duration::seconds(10);
         for row in sendable {
-            if *self.shutdown.borrow() || Utc::now() + margin > self.lease_until {
+            // A replica that may already count as dead to the others stops
+            // before the next row: another one may be taking the lane over.
+            let still_ours = self.shared.member.certainly_alive() && self.shared.member.owner() == self.owner;
+            if *self.shutdown.borrow() || Utc::now() + margin > self.lease_until || !still_ours {
                 break;
             }
             self.process_row(&target, row).await?;

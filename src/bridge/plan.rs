@@ -217,7 +217,9 @@ impl Content {
             resolved: resolved_count,
             still_firing: still_firing_count,
         };
-        let message = self.message.clone().filter(|_| mode == Mode::Notification);
+        // A report held alone by quiet hours keeps its content in the catch-up
+        // (it is its own summary); other messages only in their own delivery.
+        let message = self.message.clone().filter(|message| mode == Mode::Notification || message.report.is_some());
         let kind = if message.is_some() { ViewKind::Message } else { kind };
         let status = if still_firing.is_empty() { Status::Resolved } else { Status::Firing };
         View {
@@ -314,6 +316,20 @@ mod tests {
 
     fn at(minute: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 1, 1, 12, minute, 0).unwrap()
+    }
+
+    #[test]
+    fn a_report_held_alone_keeps_its_content_in_the_catch_up() {
+        let report = crate::bridge::report::Report::sample();
+        let notification = crate::bridge::messages::message_notification(report.message(), at(0));
+        let stored = StoredNotification { id: 1, received_at: at(0), notification };
+        let content = collect(&[(&stored, None)]);
+        let view = content.view(Mode::CatchUp, &HashMap::new(), "alice", at(30));
+        assert_eq!(view.kind, ViewKind::Message);
+        assert_eq!(
+            view.message.and_then(|message| message.report).map(|report| report.period),
+            Some("2026-W48".into())
+        );
     }
 
     fn stored(id: i64, minute: u32, alerts: &[(&str, &str, &str)]) -> StoredNotification {

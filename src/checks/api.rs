@@ -94,7 +94,35 @@ fn view_json(view: &View, now: DateTime<Utc>) -> Value {
         })),
         "uptime": uptime,
         "incident": view.incident.as_ref().map(|incident| incident_json(incident, now)),
+        "locations": locations_json(view),
+        "down_when": (!check.locations.is_empty()).then(|| json!({"failing": check.down_when, "of": check.locations.len()})),
     })
+}
+
+/// Each agent location's view of a check run by agents (`null` otherwise);
+/// a silent agent's location is `unknown`.
+fn locations_json(view: &View) -> Value {
+    if view.check.locations.is_empty() {
+        return Value::Null;
+    }
+    view.check
+        .locations
+        .iter()
+        .map(|location| {
+            let entry = view.locations.get(location);
+            let state = entry.map_or(super::state::State::Unknown, |entry| entry.machine.health);
+            (
+                location.clone(),
+                json!({
+                    "state": state,
+                    "last_at": entry.and_then(|entry| entry.last_at).map(rfc3339),
+                    "last_success": entry.and_then(|entry| entry.last_success),
+                    "last_duration_seconds": entry.and_then(|entry| entry.last_duration_seconds),
+                }),
+            )
+        })
+        .collect::<serde_json::Map<String, Value>>()
+        .into()
 }
 
 /// An incident as JSON; an open one's duration runs until `now`.

@@ -108,6 +108,39 @@ struct RawCheck {
     severity: Option<String>,
     #[serde(default)]
     maintenance: Vec<Window>,
+    #[serde(default)]
+    locations: Vec<String>,
+    down_when: Option<DownWhen>,
+}
+
+/// `down_when:` of a check run by agents: the quorum that takes it down.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DownWhen {
+    /// Locations that must see the check down (each by its own thresholds).
+    pub failing: u32,
+    /// The number of locations, if written; must equal `locations`' length.
+    pub of: Option<u32>,
+}
+
+/// `agents:` — one remote agent that runs the checks of its location and
+/// pushes their results (`checkit agent`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Agent {
+    /// Unique name, shown in logs, metrics and the agent's silence alert.
+    pub name: String,
+    /// The location it measures from (checks list it under `locations:`).
+    pub location: String,
+    /// A file holding the agent's bearer token.
+    pub token_file: String,
+    /// Silence after which the agent is an alert and its location counts as unknown.
+    #[serde(default = "default_stale_after")]
+    pub stale_after: GoDuration,
+}
+
+fn default_stale_after() -> GoDuration {
+    GoDuration(Duration::from_secs(180))
 }
 
 /// One check with every default applied.
@@ -139,6 +172,10 @@ pub struct Check {
     pub severity: String,
     /// The check's own maintenance windows.
     pub maintenance: Vec<Window>,
+    /// Where agents run it; empty: checkit runs it itself.
+    pub locations: Vec<String>,
+    /// Locations that must see it down for the check to be down (0 without locations).
+    pub down_when: u32,
 }
 
 /// Durations as seconds in JSON and `/config`.
@@ -160,6 +197,8 @@ pub struct Settings {
     pub inline: Vec<Check>,
     /// `check_files:` globs as written.
     pub files: Vec<String>,
+    /// `agents:`.
+    pub agents: Vec<Agent>,
     /// Directory that relative paths resolve against.
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
@@ -171,10 +210,19 @@ impl Settings {
         checks: Option<Value>,
         files: Option<Value>,
         options: Option<Value>,
+        agents: Option<Value>,
         base_dir: Option<&Path>,
         modules: &Modules,
         problems: &mut Problems,
     ) -> Settings {
+        let agents: Vec<Agent> = match agents {
+            Some(value) if !value.is_null() => yaml::from_value(value, "agents").unwrap_or_else(|problem| {
+                problems.0.push(problem);
+                Vec::new()
+            }),
+            _ => Vec::new(),
+        };
+        validate_agents(&agents, problems);
         let options: Options = match options {
             Some(value) if !value.is_null() => yaml::from_value(value, "check_options").unwrap_or_else(|problem| {
                 problems.0.push(problem);
@@ -199,13 +247,22 @@ impl Settings {
                 problems.push(format!("check_files[{index}]"), format!("invalid glob {pattern:?}: {err}"));
             }
         }
-        let settings = Settings { options, inline, files, base_dir: base_dir.map(Path::to_path_buf) };
+        let settings = Settings { options, inline, files, agents, base_dir: base_dir.map(Path::to_path_buf) };
         if problems.is_empty() {
             if let Err(file_problems) = settings.checks(modules) {
                 problems.0.extend(file_problems);
             }
         }
         settings
+    }
+
+    /// The agent whose token is `presented`, compared in constant time.
+    pub fn agent_by_token(&self, presented: &str) -> Option<&Agent> {
+        use subtle::ConstantTimeEq;
+        self.agents.iter().find(|agent| {
+            crate::config::types::read_secret_file(&agent.token_file)
+                .is_ok_and(|token| bool::from(token.expose().as_bytes().ct_eq(presented.as_bytes())))
+        })
     }
 
     /// Whether the config lists any check or check file.
@@ -254,6 +311,19 @@ impl Settings {
                 Err(problem) => problems.push(base, problem.to_string()),
             }
         }
+        let known: HashSet<&str> = self.agents.iter().map(|agent| agent.location.as_str()).collect();
+        for (index, check) in checks.iter().enumerate() {
+            for location in &check.locations {
+                if !known.contains(location.as_str()) {
+                    let origin = if index < self.inline.len() {
+                        format!("checks[{index}].locations")
+                    } else {
+                        format!("check_files ({})", check.name)
+                    };
+                    problems.push(origin, format!("no agent runs at location {location:?}"));
+                }
+            }
+        }
         let mut seen = HashSet::new();
         for (index, check) in checks.iter().enumerate() {
             if !seen.insert(check.name.as_str()) {
@@ -292,6 +362,31 @@ fn validate_options(options: &Options, problems: &mut Problems) {
     );
     for (index, window) in options.maintenance.iter().enumerate() {
         window.validate(&format!("check_options.maintenance[{index}]"), true, problems);
+    }
+}
+
+fn validate_agents(agents: &[Agent], problems: &mut Problems) {
+    let mut names = HashSet::new();
+    for (index, agent) in agents.iter().enumerate() {
+        let at = format!("agents[{index}]");
+        if !valid_label_name(&agent.name.replace('-', "_")) {
+            problems.push(format!("{at}.name"), "must be letters, digits, '_' or '-'");
+        } else if !names.insert(agent.name.as_str()) {
+            problems.push(format!("{at}.name"), format!("duplicate agent name {:?}", agent.name));
+        }
+        if !valid_label_name(&agent.location.replace('-', "_")) {
+            problems.push(format!("{at}.location"), "must be letters, digits, '_' or '-'");
+        }
+        match crate::config::types::read_secret_file(&agent.token_file) {
+            Ok(token) if token.expose().len() < 16 => {
+                problems.push(format!("{at}.token_file"), "the token must be at least 16 characters")
+            }
+            Ok(_) => {}
+            Err(message) => problems.push(format!("{at}.token_file"), message),
+        }
+        if agent.stale_after.get() < Duration::from_secs(5) {
+            problems.push(format!("{at}.stale_after"), "must be at least 5s");
+        }
     }
 }
 
@@ -338,6 +433,27 @@ fn valid_label_name(name: &str) -> bool {
         && !name.starts_with("__")
 }
 
+fn validate_locations(path: &str, check: &Check, down_when: Option<DownWhen>, problems: &mut Problems) {
+    let count = u32::try_from(check.locations.len()).unwrap_or(u32::MAX);
+    let mut seen = HashSet::new();
+    for (index, location) in check.locations.iter().enumerate() {
+        if !seen.insert(location.as_str()) {
+            problems.push(format!("{path}.locations[{index}]"), format!("duplicate location {location:?}"));
+        }
+    }
+    let Some(down_when) = down_when else { return };
+    if count == 0 {
+        problems.push(format!("{path}.down_when"), "needs `locations`");
+        return;
+    }
+    if down_when.failing == 0 || down_when.failing > count {
+        problems.push(format!("{path}.down_when.failing"), format!("must be between 1 and {count} (the locations)"));
+    }
+    if down_when.of.is_some_and(|of| of != count) {
+        problems.push(format!("{path}.down_when.of"), format!("must equal the number of locations ({count})"));
+    }
+}
+
 fn resolve(raw: RawCheck, path: &str, options: &Options, modules: &Modules, problems: &mut Problems) -> Option<Check> {
     let before = problems.0.len();
     if raw.name.trim().is_empty() {
@@ -374,7 +490,14 @@ fn resolve(raw: RawCheck, path: &str, options: &Options, modules: &Modules, prob
         repeat_interval: raw.repeat_interval.unwrap_or(defaults.repeat_interval).get(),
         severity: raw.severity.unwrap_or_else(|| defaults.severity.clone()),
         maintenance: raw.maintenance,
+        down_when: match (&raw.down_when, raw.locations.len()) {
+            (_, 0) => 0,
+            (Some(down_when), _) => down_when.failing,
+            (None, count) => u32::try_from(count / 2 + 1).unwrap_or(u32::MAX),
+        },
+        locations: raw.locations,
     };
+    validate_locations(path, &check, raw.down_when, problems);
     validate_numbers(path, check.interval, check.failures_before_down, check.successes_before_up, problems);
     for (index, window) in check.maintenance.iter().enumerate() {
         window.validate(&format!("{path}.maintenance[{index}]"), false, problems);
@@ -399,6 +522,7 @@ mod tests {
             map.remove("checks"),
             map.remove("check_files"),
             map.remove("check_options"),
+            map.remove("agents"),
             None,
             &modules(),
             &mut problems,
@@ -446,6 +570,45 @@ mod tests {
     }
 
     #[test]
+    fn agents_locations_and_quorums_are_checked_with_their_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "0123456789abcdef0123\n").unwrap();
+        let short = dir.path().join("short");
+        std::fs::write(&short, "short\n").unwrap();
+        let (_, problems) = settings(&format!(
+            "agents:\n- {{name: a, location: fra, token_file: {}}}\n- {{name: a, location: par, token_file: {}}}\n\
+             checks:\n- {{name: x, module: tcp_connect, target: t, locations: [fra, nyc, fra], down_when: {{failing: 4, of: 2}}}}\n\
+             - {{name: y, module: tcp_connect, target: t, down_when: {{failing: 1}}}}\n\
+             - {{name: z, module: tcp_connect, target: t, locations: [fra, par]}}\n",
+            token.display(),
+            short.display()
+        ));
+        let joined = problems.join("\n");
+        for expected in [
+            "agents[1].name: duplicate agent name \"a\"",
+            "agents[1].token_file: the token must be at least 16 characters",
+            "checks[0].locations[2]: duplicate location \"fra\"",
+            "checks[0].down_when.failing: must be between 1 and 3",
+            "checks[0].down_when.of: must equal the number of locations (3)",
+            "checks[1].down_when: needs `locations`",
+        ] {
+            assert!(joined.contains(expected), "missing {expected:?} in:\n{joined}");
+        }
+        let (settings_ok, problems) = settings(&format!(
+            "agents:\n- {{name: a, location: fra, token_file: {}}}\n\
+             checks:\n- {{name: z, module: tcp_connect, target: t, locations: [fra]}}\n\
+             - {{name: w, module: tcp_connect, target: t, locations: [nyc]}}\n",
+            token.display()
+        ));
+        assert!(
+            problems.iter().any(|problem| problem.contains("checks[1].locations: no agent runs at location \"nyc\"")),
+            "{problems:?}"
+        );
+        assert_eq!(settings_ok.inline[0].down_when, 1, "a majority of one location");
+    }
+
+    #[test]
     fn duplicate_names_across_files_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("one.yml"), "- {name: a, module: tcp_connect, target: x}\n").unwrap();
@@ -453,7 +616,7 @@ mod tests {
         let mut problems = Problems::default();
         let value = yaml::parse_value("- {name: a, module: tcp_connect, target: y}").unwrap();
         let files = yaml::parse_value("['*.yml']").unwrap();
-        Settings::from_yaml(Some(value), Some(files), None, Some(dir.path()), &modules(), &mut problems);
+        Settings::from_yaml(Some(value), Some(files), None, None, Some(dir.path()), &modules(), &mut problems);
         let joined: Vec<String> = problems.0.iter().map(ToString::to_string).collect();
         let joined = joined.join("\n");
         assert!(joined.contains("two.yml)[0].module: unknown module"), "{joined}");
@@ -462,7 +625,7 @@ mod tests {
         let mut problems = Problems::default();
         let value = yaml::parse_value("- {name: a, module: tcp_connect, target: y}").unwrap();
         let files = yaml::parse_value("['*.yml']").unwrap();
-        Settings::from_yaml(Some(value), Some(files), None, Some(dir.path()), &modules(), &mut problems);
+        Settings::from_yaml(Some(value), Some(files), None, None, Some(dir.path()), &modules(), &mut problems);
         assert_eq!(problems.0.len(), 1, "{:?}", problems.0);
         assert!(problems.0[0].message.contains("duplicate check name \"a\""));
     }

@@ -42,12 +42,26 @@ pub const METRIC_NAMES: &[&str] = &[
     "checkit_checks_lateness_seconds",
     "checkit_checks_store_errors_total",
     "checkit_checks_notifications_total",
+    "checkit_check_location_state",
+    "checkit_check_location_last_success",
+    "checkit_agent_batches_total",
+    "checkit_agent_last_seen_timestamp_seconds",
+    "checkit_agent_silent",
 ];
 
 /// `{result="…"}`
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     /// `success`, `failure` (or, for notifications, `submitted`, `failed`).
+    pub result: &'static str,
+}
+
+/// `{agent="…",result="…"}`
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AgentLabels {
+    /// The agent's name.
+    pub agent: String,
+    /// `stored` or `duplicate`.
     pub result: &'static str,
 }
 
@@ -62,6 +76,8 @@ pub struct Metrics {
     pub store_errors: Counter,
     /// Notifications handed to the pipeline, by result.
     pub notifications: Family<ResultLabels, Counter>,
+    /// Agent batches accepted, by agent and whether they were new.
+    pub agent_batches: Family<AgentLabels, Counter>,
 }
 
 impl Metrics {
@@ -72,6 +88,7 @@ impl Metrics {
             lateness: Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
             store_errors: Counter::default(),
             notifications: Family::default(),
+            agent_batches: Family::default(),
         };
         for result in ["success", "failure"] {
             let _ = metrics.runs.get_or_create(&ResultLabels { result });
@@ -95,6 +112,11 @@ impl Metrics {
             "checkit_checks_notifications",
             "Check notifications handed to the notification pipeline, by result",
             metrics.notifications.clone(),
+        );
+        registry.register(
+            "checkit_agent_batches",
+            "Result batches accepted from agents, by agent and result (stored, duplicate)",
+            metrics.agent_batches.clone(),
         );
         metrics
     }
@@ -172,6 +194,8 @@ impl prometheus_client::collector::Collector for Collector {
                 },
             ),
         ];
+        encode_locations(&views, &mut encoder)?;
+        encode_agents(&self.0, &mut encoder)?;
         for (name, help, samples_of) in families {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
             for view in &views {
@@ -189,6 +213,86 @@ impl prometheus_client::collector::Collector for Collector {
         }
         Ok(())
     }
+}
+
+/// Per agent location of checks with `locations`: `checkit_check_location_state`
+/// (unknown, up, down; a silent agent's location is unknown) and the last result.
+fn encode_locations(views: &[super::View], encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    let located: Vec<&super::View> = views.iter().filter(|view| !view.check.locations.is_empty()).collect();
+    {
+        let mut family = encoder.encode_descriptor(
+            "checkit_check_location_state",
+            "The state of a check at one agent location: 1 for the current state, 0 for the others",
+            None,
+            MetricType::Gauge,
+        )?;
+        for view in &located {
+            for location in &view.check.locations {
+                let health = view.locations.get(location).map_or(State::Unknown, |entry| entry.machine.health);
+                for state in [State::Unknown, State::Up, State::Down] {
+                    let labels = [
+                        ("check", view.check.name.as_str()),
+                        ("module", view.check.module.as_str()),
+                        ("target", view.check.target.as_str()),
+                        ("location", location.as_str()),
+                        ("state", state.as_str()),
+                    ];
+                    ConstGauge::new(f64::from(u8::from(state == health))).encode(family.encode_family(&labels)?)?;
+                }
+            }
+        }
+    }
+    let mut family = encoder.encode_descriptor(
+        "checkit_check_location_last_success",
+        "Whether the last result of a check pushed from one agent location succeeded",
+        None,
+        MetricType::Gauge,
+    )?;
+    for view in &located {
+        for (location, entry) in &view.locations {
+            let Some(success) = entry.last_success else { continue };
+            let labels = [
+                ("check", view.check.name.as_str()),
+                ("module", view.check.module.as_str()),
+                ("target", view.check.target.as_str()),
+                ("location", location.as_str()),
+            ];
+            ConstGauge::new(f64::from(u8::from(success))).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// `checkit_agent_last_seen_timestamp_seconds` and `checkit_agent_silent` per configured agent.
+fn encode_agents(shared: &super::Shared, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    let config = shared.config();
+    let seen = shared.agents.snapshot();
+    {
+        let mut family = encoder.encode_descriptor(
+            "checkit_agent_last_seen_timestamp_seconds",
+            "When an agent's last request was accepted, Unix seconds",
+            None,
+            MetricType::Gauge,
+        )?;
+        for agent in &config.checks.agents {
+            let Some(entry) = seen.get(&agent.name) else { continue };
+            let labels = [("agent", agent.name.as_str()), ("location", agent.location.as_str())];
+            ConstGauge::new(entry.last_seen.timestamp_millis() as f64 / 1000.0)
+                .encode(family.encode_family(&labels)?)?;
+        }
+    }
+    let mut family = encoder.encode_descriptor(
+        "checkit_agent_silent",
+        "Whether an agent has been silent longer than its stale_after",
+        None,
+        MetricType::Gauge,
+    )?;
+    for agent in &config.checks.agents {
+        let stale = seen.get(&agent.name).is_some_and(|entry| entry.stale);
+        let labels = [("agent", agent.name.as_str()), ("location", agent.location.as_str())];
+        ConstGauge::new(f64::from(u8::from(stale))).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
 }
 
 /// Every check's last result in blackbox's families, labelled `instance` and `module`.

@@ -16,6 +16,7 @@
 //! **Architecture invariant:** probes run only through `probe::run`, with the
 //! deadline `/probe` would use for a scrape every `interval`.
 
+pub mod agents;
 pub mod api;
 pub mod config;
 pub mod maintenance;
@@ -29,6 +30,7 @@ pub mod store;
 use crate::bridge::clock::Clock;
 use crate::bridge::submit::Submitter;
 use crate::config::Config;
+use crate::storage::lease::Member;
 use crate::storage::{Storage, StoreError};
 use chrono::{DateTime, Utc};
 use config::Check;
@@ -76,6 +78,10 @@ struct SlotState {
     last: Option<Last>,
     uptime: [Option<f64>; WINDOWS.len()],
     reminders: u32,
+    /// Per agent location, for checks with `locations`.
+    locations: BTreeMap<String, agents::LocationState>,
+    /// A quorum transition of the batch being applied, announced at its end.
+    pending: Option<Change>,
 }
 
 /// One scheduled check: its config (swapped by reloads) and its state.
@@ -103,6 +109,8 @@ pub struct View {
     pub incident: Option<Incident>,
     /// Since when the health is what it is.
     pub since: Option<DateTime<Utc>>,
+    /// Each agent location's view (checks with `locations`; a silent one is absent).
+    pub locations: BTreeMap<String, agents::LocationState>,
 }
 
 impl Slot {
@@ -138,6 +146,7 @@ impl Slot {
             uptime: state.uptime,
             incident: state.machine.incident.clone(),
             since: state.machine.since,
+            locations: state.locations.clone(),
             check,
         }
     }
@@ -152,6 +161,10 @@ struct Running {
 /// State shared by the check tasks and the HTTP handlers.
 pub(crate) struct Shared {
     pub(crate) store: CheckStore,
+    /// This process among the replicas sharing the store.
+    member: Member,
+    /// The live replicas running checks (sorted), on a shared store.
+    replicas: RwLock<Arc<Vec<String>>>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) probes: Arc<Semaphore>,
     pub(crate) metrics: metrics::Metrics,
@@ -159,6 +172,7 @@ pub(crate) struct Shared {
     running: Mutex<BTreeMap<String, Running>>,
     pipeline: Option<Submitter>,
     timeout_offset: f64,
+    agents: agents::Agents,
 }
 
 impl Shared {
@@ -176,6 +190,68 @@ impl Shared {
     pub(crate) fn slot(&self, name: &str) -> Option<Arc<Slot>> {
         let running = self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         running.get(name).map(|running| Arc::clone(&running.slot))
+    }
+
+    /// Whether this replica runs check `name`: always on SQLite; on
+    /// PostgreSQL the live replica ranked first for the name (rendezvous
+    /// hashing), so replicas split the checks without talking to each other
+    /// and a dead replica's checks spread over the others.
+    pub(crate) fn runs_here(&self, name: &str) -> bool {
+        if !self.store.storage().is_shared() {
+            return true;
+        }
+        let me = self.member.owner();
+        let replicas = Arc::clone(&self.replicas.read().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        let rank = |owner: &str| {
+            use sha2::Digest;
+            let digest = sha2::Sha256::new().chain_update(name).chain_update([0]).chain_update(owner).finalize();
+            let mut first = [0u8; 8];
+            first.copy_from_slice(&digest[..8]);
+            (u64::from_be_bytes(first), owner.to_string())
+        };
+        let mine = rank(&me);
+        replicas.iter().filter(|owner| **owner != me).all(|owner| rank(owner) < mine)
+    }
+
+    /// Refreshes this replica's presence, who else runs checks, and pauses
+    /// set through other replicas.
+    async fn refresh_replicas(&self) {
+        if !self.store.storage().is_shared() {
+            return;
+        }
+        if let Err(err) = self.member.beat().await {
+            tracing::warn!(error = %err, "Cannot refresh this replica's presence.");
+        }
+        match self.member.live().await {
+            Ok(live) => *self.replicas.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(live),
+            Err(err) => tracing::warn!(error = %err, "Cannot read which replicas run checks."),
+        }
+        match self.store.pauses().await {
+            Ok(pauses) => {
+                for slot in self.slots() {
+                    if let Some(paused) = pauses.get(&slot.id) {
+                        slot.lock().paused_override = Some(*paused);
+                    }
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "Cannot read check pauses."),
+        }
+    }
+
+    /// Reads what the store holds of `slot`'s check: another replica ran it
+    /// until now.
+    pub(crate) async fn take_over(&self, slot: &Slot) {
+        let name = slot.check().name.clone();
+        match self.store.saved_one(&name).await {
+            Ok(Some(saved)) => {
+                let mut state = slot.lock();
+                state.machine = Machine::restore(saved.health, saved.since, saved.incident);
+                state.paused_override = saved.paused;
+                state.reminders = 0;
+            }
+            Ok(None) => {}
+            Err(err) => tracing::warn!(check = %name, error = %err, "Cannot read the state of a check taken over."),
+        }
     }
 
     /// Pauses or resumes `slots` and stores it so restarts and reloads keep it.
@@ -234,12 +310,15 @@ impl Checks {
     ) -> Result<Checks, Error> {
         let settings = &config.checks;
         let checks = settings.checks(&config.modules).map_err(Error::Config)?;
+        let member = Member::join(storage.clone(), "checks").await?;
         let store = CheckStore::new(storage).await?;
         if pipeline.is_none() && checks.iter().any(|check| check.notify) {
             tracing::warn!("Checks notify through the bridge, which is not configured; nobody will be told.");
         }
         let shared = Arc::new(Shared {
             store,
+            member,
+            replicas: RwLock::new(Arc::new(Vec::new())),
             clock,
             probes: Arc::new(Semaphore::new(settings.options.max_concurrent)),
             metrics: metrics::Metrics::register(registry),
@@ -247,8 +326,11 @@ impl Checks {
             running: Mutex::new(BTreeMap::new()),
             pipeline,
             timeout_offset,
+            agents: agents::Agents::default(),
         });
         registry.register_collector(Box::new(metrics::Collector(Arc::clone(&shared))));
+        // Know the other replicas before the first slot, so no check starts twice.
+        shared.refresh_replicas().await;
         apply(&shared, checks).await?;
         if let Err(err) = shared.refresh_uptime().await {
             tracing::warn!(error = %err, "Cannot compute check uptime.");
@@ -256,7 +338,9 @@ impl Checks {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let tasks = vec![
             tokio::spawn(run_housekeeping(Arc::clone(&shared), shutdown_rx.clone())),
-            tokio::spawn(watch_files(Arc::clone(&shared), shutdown_rx)),
+            tokio::spawn(run_replicas(Arc::clone(&shared), shutdown_rx.clone())),
+            tokio::spawn(watch_files(Arc::clone(&shared), shutdown_rx.clone())),
+            tokio::spawn(agents::watch_agents(Arc::clone(&shared), shutdown_rx)),
         ];
         tracing::info!(checks = shared.slots().len(), store = %shared.store.storage().describe(), "Checks started.");
         Ok(Checks { shared, shutdown, tasks: Mutex::new(tasks) })
@@ -273,6 +357,12 @@ impl Checks {
     /// The routes: `/api/v1/checks…`, `/api/v1/sd`, `/metrics/checks`.
     pub fn router(&self) -> axum::Router {
         api::router(Arc::clone(&self.shared))
+    }
+
+    /// The routes agents call (`/api/v1/agent/…`), authenticated by agent
+    /// tokens rather than the operator login.
+    pub fn agent_router(&self) -> axum::Router {
+        agents::router(Arc::clone(&self.shared))
     }
 
     /// Recomputes uptime windows now (they refresh every minute anyway).
@@ -346,6 +436,8 @@ async fn apply(shared: &Arc<Shared>, checks: Vec<Check>) -> Result<(), Error> {
                 last: None,
                 uptime: [None; WINDOWS.len()],
                 reminders: 0,
+                locations: BTreeMap::new(),
+                pending: None,
             }),
             check: RwLock::new(Arc::new(check.clone())),
         });
@@ -357,7 +449,7 @@ async fn apply(shared: &Arc<Shared>, checks: Vec<Check>) -> Result<(), Error> {
 }
 
 /// Labels maintenance selectors see: the check's labels plus its name, module and target.
-fn selector_labels(check: &Check) -> BTreeMap<String, String> {
+pub(crate) fn selector_labels(check: &Check) -> BTreeMap<String, String> {
     let mut labels = check.labels.clone();
     labels.insert("check".into(), check.name.clone());
     labels.insert("module".into(), check.module.clone());
@@ -375,11 +467,11 @@ pub(crate) async fn run_once(shared: &Shared, slot: &Slot, check: &Check, starte
         shared.timeout_offset,
     );
     let outcome = crate::probe::run(module, &check.target, None, timeout, &config.policy).await;
-    let maintenance = maintenance::in_maintenance(
-        check.maintenance.iter().chain(&config.checks.options.maintenance),
-        &selector_labels(check),
-        started,
-    );
+    // The selector labels are built only when some window could select the check.
+    let maintenance = {
+        let windows = check.maintenance.iter().chain(&config.checks.options.maintenance);
+        windows.clone().next().is_some() && maintenance::in_maintenance(windows, &selector_labels(check), started)
+    };
     let failure = outcome.error.as_ref().map(|err| (err.phase.as_str().to_string(), err.reason.as_str().to_string()));
     let run = Run { at: started, success: outcome.success(), failure: failure.clone(), maintenance };
     let thresholds =
@@ -407,18 +499,8 @@ pub(crate) async fn run_once(shared: &Shared, slot: &Slot, check: &Check, starte
         failure: failure.clone(),
         maintenance,
     };
-    match shared.store.record(result, new_change).await {
-        Ok(Some(id)) => {
-            if let Some(incident) = slot.lock().machine.incident.as_mut() {
-                incident.id = Some(id);
-            }
-        }
-        Ok(None) => {}
-        Err(err) => {
-            shared.metrics.store_errors.inc();
-            tracing::warn!(check = %check.name, error = %err, "Cannot store a check result.");
-        }
-    }
+    let stored = shared.store.record(result, new_change).await;
+    remember_incident(shared, slot, &check.name, stored);
     {
         let mut state = slot.lock();
         state.last = Some(Last {
@@ -447,8 +529,25 @@ pub(crate) async fn run_once(shared: &Shared, slot: &Slot, check: &Check, starte
     announce(shared, slot, check, change, maintenance).await;
 }
 
+/// Gives the open incident the id the store gave it (when a change opened
+/// one), or counts and logs the store's failure.
+fn remember_incident(shared: &Shared, slot: &Slot, check: &str, stored: Result<Option<i64>, StoreError>) {
+    match stored {
+        Ok(Some(id)) => {
+            if let Some(incident) = slot.lock().machine.incident.as_mut() {
+                incident.id = Some(id);
+            }
+        }
+        Ok(None) => {}
+        Err(err) => {
+            shared.metrics.store_errors.inc();
+            tracing::warn!(check, error = %err, "Cannot store a check result or state change.");
+        }
+    }
+}
+
 /// Tells people: a new outage (or one not yet told), a reminder, a recovery.
-async fn announce(shared: &Shared, slot: &Slot, check: &Check, change: Option<Change>, maintenance: bool) {
+pub(crate) async fn announce(shared: &Shared, slot: &Slot, check: &Check, change: Option<Change>, maintenance: bool) {
     let Some(pipeline) = &shared.pipeline else { return };
     if !check.notify || maintenance {
         return;
@@ -532,6 +631,21 @@ async fn run_housekeeping(shared: Arc<Shared>, mut shutdown: watch::Receiver<boo
             changed = shutdown.changed() => if changed.is_err() || *shutdown.borrow() { return },
         }
     }
+}
+
+/// Keeps this replica's presence and its view of the others current (a
+/// shared store only), and leaves at shutdown so the others take over at once.
+async fn run_replicas(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    if !shared.store.storage().is_shared() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(crate::storage::lease::HEARTBEAT) => shared.refresh_replicas().await,
+            changed = shutdown.changed() => if changed.is_err() || *shutdown.borrow() { break },
+        }
+    }
+    shared.member.leave().await;
 }
 
 async fn expire(shared: &Shared) {

@@ -77,15 +77,33 @@ pub fn notification(check: &Check, incident: &Incident, kind: Kind, now: DateTim
         annotations.insert("outage_duration".into(), outage);
         annotations.insert("outage_seconds".into(), incident.duration(now).num_seconds().to_string());
     }
-    let fingerprint = fingerprint(&labels);
+    let ends_at = incident.ended_at.filter(|_| kind == Kind::Resolved);
+    // Part of the dedup key: each reminder is a new notification.
+    let reason = match kind {
+        Kind::Down => "firing".into(),
+        Kind::Reminder(n) => format!("reminder {n}"),
+        Kind::Resolved => "resolved".into(),
+    };
+    single(labels, annotations, status, (incident.started_at, ends_at), ("check", &check.name), reason)
+}
+
+/// A notification of one alert, grouped by the one label `group`.
+fn single(
+    labels: LabelSet,
+    annotations: LabelSet,
+    status: Status,
+    (starts_at, ends_at): (DateTime<Utc>, Option<DateTime<Utc>>),
+    group: (&str, &str),
+    reason: String,
+) -> Notification {
     let alert = Alert {
         status,
         labels: labels.clone(),
         annotations: annotations.clone(),
-        starts_at: Some(incident.started_at),
-        ends_at: incident.ended_at.filter(|_| kind == Kind::Resolved),
+        starts_at: Some(starts_at),
+        ends_at,
         generator_url: String::new(),
-        fingerprint,
+        fingerprint: fingerprint(&labels),
         silence_url: None,
         dashboard_url: None,
         panel_url: None,
@@ -97,22 +115,57 @@ pub fn notification(check: &Check, incident: &Incident, kind: Kind, now: DateTim
         receiver: RECEIVER.into(),
         status,
         alerts: vec![alert],
-        group_labels: [("check".to_string(), check.name.clone())].into_iter().collect(),
+        group_labels: [(group.0.to_string(), group.1.to_string())].into_iter().collect(),
         common_labels: labels,
         common_annotations: annotations,
         external_url: String::new(),
-        group_key: format!("{{}}:{{check=\"{}\"}}", check.name),
+        group_key: format!("{{}}:{{{}=\"{}\"}}", group.0, group.1),
         truncated_alerts: 0,
-        // Part of the dedup key: each reminder is a new notification.
-        notification_reason: Some(match kind {
-            Kind::Down => "firing".into(),
-            Kind::Reminder(n) => format!("reminder {n}"),
-            Kind::Resolved => "resolved".into(),
-        }),
+        notification_reason: Some(reason),
         route_labels: LabelSet::new(),
         title: None,
         message: None,
     }
+}
+
+/// The `alertname` of an agent that stopped reporting.
+pub const AGENT_SILENT: &str = "AgentSilent";
+
+/// `AgentSilent` for `agent`: firing since `since`, or resolved at `ended`.
+pub fn agent_silent(
+    agent: &super::config::Agent,
+    since: DateTime<Utc>,
+    ended: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Notification {
+    let mut labels = LabelSet::new();
+    labels.insert("alertname".into(), AGENT_SILENT.into());
+    labels.insert("agent".into(), agent.name.clone());
+    labels.insert("location".into(), agent.location.clone());
+    labels.insert("severity".into(), "warning".into());
+    let silent_for = human_duration(ended.unwrap_or(now) - since);
+    let summary = match ended {
+        None => format!(
+            "agent {} ({}) has not reported since {}",
+            agent.name,
+            agent.location,
+            since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        Some(_) => format!("agent {} ({}) reports again after {silent_for}", agent.name, agent.location),
+    };
+    let annotations: LabelSet = [
+        ("summary".to_string(), summary),
+        (
+            "description".to_string(),
+            format!(
+                "Checks at location {} count this location as unknown, not failing, until it reports.",
+                agent.location
+            ),
+        ),
+    ]
+    .into();
+    let (status, reason) = if ended.is_some() { (Status::Resolved, "resolved") } else { (Status::Firing, "firing") };
+    single(labels, annotations, status, (since, ended), ("agent", &agent.name), reason.into())
 }
 
 /// 16 hex characters identifying a label set, like Alertmanager's.
@@ -155,6 +208,8 @@ mod tests {
             repeat_interval: std::time::Duration::ZERO,
             severity: "critical".into(),
             maintenance: Vec::new(),
+            locations: Vec::new(),
+            down_when: 0,
         };
         let incident = Incident {
             id: Some(1),

@@ -5,7 +5,9 @@
 //! the interval instead of firing in the same second, and a restart or reload
 //! keeps each check's slots. One task per check runs it, so a check never
 //! overlaps itself; a slot missed because the previous run overran is
-//! skipped, not queued. A shared semaphore bounds probes in flight.
+//! skipped, not queued. A shared semaphore bounds probes in flight. With
+//! replicas on PostgreSQL every replica keeps every check's schedule and runs
+//! a slot only when the check is its own ([`super::Shared::runs_here`]).
 
 use super::Shared;
 use super::Slot;
@@ -35,6 +37,8 @@ pub fn next_slot(at: DateTime<Utc>, interval: std::time::Duration, offset: Durat
 /// Runs `slot`'s check at each of its slots until it is stopped.
 pub(super) async fn run_check(shared: Arc<Shared>, slot: Arc<Slot>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut not_before = shared.clock.now();
+    // Whether this replica ran the check last time (its state in memory is current).
+    let mut ran_here = true;
     loop {
         let check = slot.check();
         let planned = next_slot(not_before, check.interval, offset(&check.name, check.interval));
@@ -47,14 +51,22 @@ pub(super) async fn run_check(shared: Arc<Shared>, slot: Arc<Slot>, mut stop: to
         }
         // A reload may have changed the interval while this task slept.
         let check = slot.check();
-        if !slot.is_paused() {
+        let here = shared.runs_here(&check.name);
+        if here && !ran_here {
+            shared.take_over(&slot).await;
+        }
+        ran_here = here;
+        // Agents run checks with `locations`; their results arrive by push.
+        if here && !slot.is_paused() && check.locations.is_empty() {
             let permit = tokio::select! {
                 permit = Arc::clone(&shared.probes).acquire_owned() => permit,
                 _ = stop.changed() => return,
             };
             let started = shared.clock.now();
             shared.metrics.lateness.observe((started - planned).num_milliseconds().max(0) as f64 / 1000.0);
-            super::run_once(&shared, &slot, &check, started).await;
+            // Boxed: a run's future (probe, store, notification) is ~10 KiB,
+            // and unboxed every check's task would hold one while it sleeps.
+            Box::pin(super::run_once(&shared, &slot, &check, started)).await;
             drop(permit);
         }
         // The next slot strictly after this one and after now: missed slots are skipped.

@@ -28,9 +28,10 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "
 CREATE TABLE checks (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -84,7 +85,38 @@ CREATE TABLE incidents (
 );
 CREATE INDEX incidents_check ON incidents (check_id, started_at);
 ",
-)];
+    ),
+    (
+        2,
+        // Results pushed by agents, one row per (check, location, run). The
+        // key is the run's time by the agent's own clock, which a resend
+        // repeats exactly (`at`, corrected by the skew measured at each
+        // send, varies with the transfer time), so a result stored twice is
+        // stored once; `agent_batches` makes a batch sent twice acknowledged
+        // without touching the roll-ups.
+        "
+CREATE TABLE location_results (
+    check_id INTEGER NOT NULL,
+    location TEXT NOT NULL,
+    agent_at INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    duration_us INTEGER NOT NULL,
+    flags INTEGER NOT NULL,
+    phase TEXT,
+    reason TEXT,
+    PRIMARY KEY (check_id, location, agent_at)
+) WITHOUT ROWID;
+CREATE TABLE agent_batches (
+    agent TEXT NOT NULL,
+    batch_id TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    results INTEGER NOT NULL,
+    PRIMARY KEY (agent, batch_id)
+) WITHOUT ROWID;
+",
+    ),
+];
 
 /// The checks' area of the storage layer.
 pub static AREA: Area = Area { name: "checks", migrations: MIGRATIONS, legacy_table: "rollups" };
@@ -136,6 +168,53 @@ pub struct StoredResult {
     pub phase: Option<String>,
     /// Failure reason.
     pub reason: Option<String>,
+    /// The agent location that measured it (none: checkit itself).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+}
+
+/// One result pushed by an agent, its time already corrected to the central clock.
+#[derive(Debug, Clone)]
+pub struct LocationResult {
+    /// The check's store id.
+    pub check_id: i64,
+    /// The agent's location.
+    pub location: String,
+    /// When it started (central time).
+    pub at: DateTime<Utc>,
+    /// When it started by the agent's clock (the key of a resend).
+    pub agent_at: DateTime<Utc>,
+    /// How long the probe took, microseconds.
+    pub duration_us: u64,
+    /// Whether it succeeded.
+    pub success: bool,
+    /// The failure's phase and reason.
+    pub failure: Option<(String, String)>,
+    /// Whether it ran in a maintenance window (decided centrally).
+    pub maintenance: bool,
+}
+
+/// What [`CheckStore::ingest`] did with a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Ingested {
+    /// The batch had been stored before; nothing was written.
+    pub duplicate: bool,
+    /// Results newly stored.
+    pub stored: usize,
+}
+
+fn read_result(row: &[SqlValue]) -> StoredResult {
+    let get = |index: usize| row.get(index).cloned().unwrap_or(SqlValue::Null);
+    let flags = get(2).int();
+    StoredResult {
+        at: from_ms(get(0).int()),
+        duration_seconds: get(1).int() as f64 / 1e6,
+        success: flags & FLAG_SUCCESS != 0,
+        maintenance: flags & FLAG_MAINTENANCE != 0,
+        phase: get(3).text().map(str::to_string),
+        reason: get(4).text().map(str::to_string),
+        location: get(5).text().map(str::to_string),
+    }
 }
 
 /// What the store knows of a check at start.
@@ -223,6 +302,48 @@ const MAINTENANCE_UPSERT: &str = "INSERT INTO rollups (check_id, period, start, 
      duration_sum_us, duration_min_us, duration_max_us) VALUES ($1, $2, $3, 0, 0, 1, 0, 0, 0) \
      ON CONFLICT (check_id, period, start) DO UPDATE SET maintenance_runs = rollups.maintenance_runs + 1";
 
+/// The roll-up upserts (hourly and daily) of one run.
+fn rollup_statements(check: i64, at: DateTime<Utc>, duration: u64, success: bool, maintenance: bool) -> Vec<Statement> {
+    let bucket = bucket_of(duration as f64 / 1e6);
+    let duration_us = i64::try_from(duration).unwrap_or(i64::MAX);
+    [Period::Hour, Period::Day]
+        .into_iter()
+        .map(|period| {
+            let key = vec![check.into(), period.code().into(), to_ms(period.floor(at)).into()];
+            if maintenance {
+                statement(MAINTENANCE_UPSERT, key)
+            } else {
+                let mut params = key;
+                params.extend([i64::from(success).into(), duration_us.into()]);
+                statement(rollup_upsert(bucket), params)
+            }
+        })
+        .collect()
+}
+
+/// The statements of a health change of check `check` (an opened incident's
+/// id is returned by the last one).
+fn change_statements(check: i64, change: NewChange) -> Vec<Statement> {
+    let health = "UPDATE checks SET health = $2, health_since = $3 WHERE id = $1";
+    match change {
+        NewChange::Up { since } => vec![statement(health, vec![check.into(), "up".into(), to_ms(since).into()])],
+        NewChange::Recovered { id, ended_at } => vec![
+            statement(health, vec![check.into(), "up".into(), to_ms(ended_at).into()]),
+            statement("UPDATE incidents SET ended_at = $2 WHERE id = $1", vec![id.into(), to_ms(ended_at).into()]),
+        ],
+        NewChange::Down(incident) => {
+            let started_at = to_ms(incident.started_at);
+            vec![
+                statement(health, vec![check.into(), "down".into(), started_at.into()]),
+                statement(
+                    "INSERT INTO incidents (check_id, started_at, phase, reason) VALUES ($1, $2, $3, $4) RETURNING id",
+                    vec![check.into(), started_at.into(), incident.phase.into(), incident.reason.into()],
+                ),
+            ]
+        }
+    }
+}
+
 impl CheckStore {
     /// Opens (creating if needed) and migrates an SQLite file of its own at `path`.
     pub async fn open(path: impl AsRef<Path>) -> Result<CheckStore, StoreError> {
@@ -261,6 +382,46 @@ impl CheckStore {
             self.saved().await?
         };
         Ok(names.into_iter().filter_map(|name| saved.remove(&name).map(|found| (name, found))).collect())
+    }
+
+    /// What is saved about check `name` (a replica taking it over reads it
+    /// before its first run).
+    pub async fn saved_one(&self, name: &str) -> Result<Option<Saved>, StoreError> {
+        let rows = self
+            .storage
+            .select("SELECT id, paused, health, health_since FROM checks WHERE name = $1", vec![name.into()])
+            .await?;
+        let Some(row) = rows.first() else { return Ok(None) };
+        let id = row[0].int();
+        let health = State::parse_health(row[2].text().unwrap_or("unknown"));
+        let incident = if health == State::Down {
+            let open = self
+                .storage
+                .select(
+                    format!(
+                        "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE check_id = $1 AND ended_at IS NULL \
+                         ORDER BY started_at DESC LIMIT 1"
+                    ),
+                    vec![id.into()],
+                )
+                .await?;
+            open.first().map(|row| read_incident(row))
+        } else {
+            None
+        };
+        Ok(Some(Saved {
+            id,
+            paused: row[1].opt_int().map(|paused| paused != 0),
+            health,
+            since: row[3].opt_int().map(from_ms),
+            incident,
+        }))
+    }
+
+    /// Pauses and resumes set by the API, by check id (replicas pick up each other's).
+    pub async fn pauses(&self) -> Result<HashMap<i64, bool>, StoreError> {
+        let rows = self.storage.select("SELECT id, paused FROM checks WHERE paused IS NOT NULL", Vec::new()).await?;
+        Ok(rows.iter().map(|row| (row[0].int(), row[1].int() != 0)).collect())
     }
 
     /// What is saved about every check the store knows, by name.
@@ -320,42 +481,121 @@ impl CheckStore {
                 row(),
             ));
         }
-        let bucket = bucket_of(result.duration_us as f64 / 1e6);
-        for period in [Period::Hour, Period::Day] {
-            let start = to_ms(period.floor(result.at));
-            let key = vec![check.into(), period.code().into(), start.into()];
-            if result.maintenance {
-                statements.push(statement(MAINTENANCE_UPSERT, key));
-            } else {
-                let mut params = key;
-                params.extend([i64::from(result.success).into(), duration_us.into()]);
-                statements.push(statement(rollup_upsert(bucket), params));
-            }
-        }
-        let health = "UPDATE checks SET health = $2, health_since = $3 WHERE id = $1";
+        statements.extend(rollup_statements(check, result.at, result.duration_us, result.success, result.maintenance));
         let opens_incident = matches!(change, Some(NewChange::Down(_)));
-        match change {
-            None => {}
-            Some(NewChange::Up { since }) => {
-                statements.push(statement(health, vec![check.into(), "up".into(), to_ms(since).into()]));
-            }
-            Some(NewChange::Recovered { id, ended_at }) => {
-                statements.push(statement(health, vec![check.into(), "up".into(), to_ms(ended_at).into()]));
-                statements.push(statement(
-                    "UPDATE incidents SET ended_at = $2 WHERE id = $1",
-                    vec![id.into(), to_ms(ended_at).into()],
-                ));
-            }
-            Some(NewChange::Down(incident)) => {
-                let started_at = to_ms(incident.started_at);
-                statements.push(statement(health, vec![check.into(), "down".into(), started_at.into()]));
-                statements.push(statement(
-                    "INSERT INTO incidents (check_id, started_at, phase, reason) VALUES ($1, $2, $3, $4) RETURNING id",
-                    vec![check.into(), started_at.into(), incident.phase.into(), incident.reason.into()],
-                ));
+        statements.extend(change.map(|change| change_statements(check, change)).unwrap_or_default());
+        let done = self.storage.transaction(statements).await?;
+        Ok(if opens_incident { done.last().and_then(|done| done.rows.first()).map(|row| row[0].int()) } else { None })
+    }
+
+    /// Stores agent `agent`'s batch `batch_id` in one transaction: a batch
+    /// already stored is only acknowledged again, a result already stored
+    /// (same check, location and agent time) is skipped, every other result
+    /// goes to `location_results` and the roll-ups. The batch row has no
+    /// `ON CONFLICT`: a concurrent twin fails whole, and is then answered as
+    /// a duplicate.
+    pub async fn ingest(
+        &self,
+        agent: String,
+        batch_id: String,
+        received_at: DateTime<Utc>,
+        results: Vec<LocationResult>,
+    ) -> Result<Ingested, StoreError> {
+        let mut last_error = None;
+        for _ in 0..2 {
+            match self.try_ingest(&agent, &batch_id, received_at, &results).await {
+                Ok(ingested) => return Ok(ingested),
+                Err(err) => last_error = Some(err),
             }
         }
-        let done = self.storage.transaction(statements).await?;
+        Err(last_error.unwrap_or_else(|| StoreError::Unavailable("ingest failed".into())))
+    }
+
+    async fn try_ingest(
+        &self,
+        agent: &str,
+        batch_id: &str,
+        received_at: DateTime<Utc>,
+        results: &[LocationResult],
+    ) -> Result<Ingested, StoreError> {
+        let known = self
+            .storage
+            .select(
+                "SELECT 1 FROM agent_batches WHERE agent = $1 AND batch_id = $2",
+                vec![agent.into(), batch_id.into()],
+            )
+            .await?;
+        if !known.is_empty() {
+            return Ok(Ingested { duplicate: true, stored: 0 });
+        }
+        let mut stored_keys = std::collections::HashSet::new();
+        if let (Some(first), Some(last)) = (
+            results.iter().map(|result| to_ms(result.agent_at)).min(),
+            results.iter().map(|result| to_ms(result.agent_at)).max(),
+        ) {
+            let location = results.first().map(|result| result.location.clone()).unwrap_or_default();
+            let rows = self
+                .storage
+                .select(
+                    "SELECT check_id, agent_at FROM location_results WHERE location = $1 AND agent_at >= $2 \
+                     AND agent_at <= $3",
+                    vec![location.into(), first.into(), last.into()],
+                )
+                .await?;
+            stored_keys.extend(rows.iter().map(|row| (row[0].int(), row[1].int())));
+        }
+        let mut statements = vec![statement(
+            "INSERT INTO agent_batches (agent, batch_id, received_at, results) VALUES ($1, $2, $3, $4)",
+            vec![
+                agent.into(),
+                batch_id.into(),
+                to_ms(received_at).into(),
+                i64::try_from(results.len()).unwrap_or(i64::MAX).into(),
+            ],
+        )];
+        let mut stored = 0;
+        for result in results {
+            if !stored_keys.insert((result.check_id, to_ms(result.agent_at))) {
+                continue;
+            }
+            stored += 1;
+            let duration_us = i64::try_from(result.duration_us).unwrap_or(i64::MAX);
+            let flags =
+                if result.success { FLAG_SUCCESS } else { 0 } | if result.maintenance { FLAG_MAINTENANCE } else { 0 };
+            let (phase, reason) = result.failure.clone().unzip();
+            statements.push(statement(
+                "INSERT INTO location_results \
+                 (check_id, location, agent_at, at, received_at, duration_us, flags, phase, reason) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                vec![
+                    result.check_id.into(),
+                    result.location.as_str().into(),
+                    to_ms(result.agent_at).into(),
+                    to_ms(result.at).into(),
+                    to_ms(received_at).into(),
+                    duration_us.into(),
+                    flags.into(),
+                    phase.into(),
+                    reason.into(),
+                ],
+            ));
+            statements.extend(rollup_statements(
+                result.check_id,
+                result.at,
+                result.duration_us,
+                result.success,
+                result.maintenance,
+            ));
+        }
+        self.storage.transaction(statements).await?;
+        Ok(Ingested { duplicate: false, stored })
+    }
+
+    /// Stores a health change decided by the quorum of a check's locations;
+    /// returns the id of an incident it opened.
+    pub async fn record_change(&self, check_id: i64, change: NewChange) -> Result<Option<i64>, StoreError> {
+        let opens_incident = matches!(change, NewChange::Down(_));
+        let done = self.storage.transaction(change_statements(check_id, change)).await?;
         Ok(if opens_incident { done.last().and_then(|done| done.rows.first()).map(|row| row[0].int()) } else { None })
     }
 
@@ -395,26 +635,16 @@ impl CheckStore {
         let rows = self
             .storage
             .select(
-                "SELECT at, duration_us, flags, phase, reason FROM results WHERE check_id = $1 AND at >= $2 AND at < $3 \
-                 UNION SELECT at, duration_us, flags, phase, reason FROM failures \
-                 WHERE check_id = $1 AND at >= $2 AND at < $3 ORDER BY at DESC LIMIT $4",
+                "SELECT at, duration_us, flags, phase, reason, NULL FROM results \
+                 WHERE check_id = $1 AND at >= $2 AND at < $3 \
+                 UNION SELECT at, duration_us, flags, phase, reason, NULL FROM failures \
+                 WHERE check_id = $1 AND at >= $2 AND at < $3 \
+                 UNION ALL SELECT at, duration_us, flags, phase, reason, location FROM location_results \
+                 WHERE check_id = $1 AND at >= $2 AND at < $3 ORDER BY 1 DESC LIMIT $4",
                 vec![id.into(), to_ms(from).into(), to_ms(to).into(), i64::from(limit).into()],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|row| {
-                let flags = row[2].int();
-                StoredResult {
-                    at: from_ms(row[0].int()),
-                    duration_seconds: row[1].int() as f64 / 1e6,
-                    success: flags & FLAG_SUCCESS != 0,
-                    maintenance: flags & FLAG_MAINTENANCE != 0,
-                    phase: row[3].text().map(str::to_string),
-                    reason: row[4].text().map(str::to_string),
-                }
-            })
-            .collect())
+        Ok(rows.iter().map(|row| read_result(row)).collect())
     }
 
     /// Incidents of check `id` that overlap `[from, to)`, newest first.
@@ -535,6 +765,8 @@ impl CheckStore {
             .transaction(vec![
                 statement("DELETE FROM results WHERE check_id = $1 AND at < $2", vec![id.into(), raw.into()]),
                 statement("DELETE FROM failures WHERE check_id = $1 AND at < $2", vec![id.into(), old.into()]),
+                statement("DELETE FROM location_results WHERE check_id = $1 AND at < $2", vec![id.into(), raw.into()]),
+                statement("DELETE FROM agent_batches WHERE received_at < $1", vec![raw.into()]),
                 statement(
                     "DELETE FROM rollups WHERE check_id = $1 AND period IN (0, 1) AND start < $2",
                     vec![id.into(), old.into()],
@@ -552,47 +784,5 @@ impl CheckStore {
     pub async fn all_ids(&self) -> Result<Vec<i64>, StoreError> {
         let rows = self.storage.select("SELECT id FROM checks ORDER BY id", Vec::new()).await?;
         Ok(rows.iter().map(|row| row[0].int()).collect())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::{Duration, TimeZone};
-
-    #[tokio::test]
-    async fn rollups_match_raw_results_and_survive_expiry_of_raw_rows() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = CheckStore::open(dir.path().join("checks.db")).await.unwrap();
-        let saved = store.register(vec!["a".into()]).await.unwrap();
-        let id = saved["a"].id;
-        let start = Utc.with_ymd_and_hms(2026, 3, 1, 22, 0, 0).unwrap();
-        for step in 0..240i64 {
-            let success = step % 7 != 0;
-            let result = NewResult {
-                check_id: id,
-                at: start + Duration::seconds(step * 60),
-                duration_us: 1_000 + (step as u64 % 13) * 10_000,
-                success,
-                failure: (!success).then(|| ("connect".into(), "refused".into())),
-                maintenance: step % 50 == 49,
-            };
-            store.record(result, None).await.unwrap();
-        }
-        let end = start + Duration::hours(4);
-        let raw = store.raw_rollup(id, start, end).await.unwrap();
-        let hourly = store.rollup(id, Period::Hour, start, end).await.unwrap();
-        let daily = store.rollup(id, Period::Day, start, end).await.unwrap();
-        assert_eq!(raw, hourly);
-        assert_eq!(raw, daily);
-        assert_eq!(raw.runs + raw.maintenance_runs, 240);
-        assert_eq!(raw.maintenance_runs, 4);
-        let all = store.rollups_by_check(Period::Hour, start, end).await.unwrap();
-        assert_eq!(all[&id], hourly);
-        store.expire(id, end, start).await.unwrap();
-        assert_eq!(store.raw_rollup(id, start, end).await.unwrap().runs, 0);
-        assert_eq!(store.rollup(id, Period::Hour, start, end).await.unwrap(), hourly, "roll-ups outlive raw rows");
-        let failures = store.results(id, start, end, 1000).await.unwrap();
-        assert!(!failures.is_empty() && failures.iter().all(|result| !result.success), "failures are kept");
     }
 }

@@ -146,6 +146,8 @@ struct RawConfig {
     #[serde(default)]
     heartbeats: Option<yaml::Value>,
     #[serde(default)]
+    agents: Option<yaml::Value>,
+    #[serde(default)]
     ui: Option<yaml::Value>,
     #[serde(default)]
     storage: Option<yaml::Value>,
@@ -218,6 +220,7 @@ impl Config {
             raw.checks,
             raw.check_files,
             raw.check_options,
+            raw.agents,
             Some(base_dir),
             &modules,
             &mut problems,
@@ -285,6 +288,28 @@ impl Config {
         let text =
             std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.display().to_string(), source })?;
         Config::parse_in(&text, &paths::base_dir_of(path))
+    }
+
+    /// A config of only `modules` (name → the module as YAML, as
+    /// [`Config::module_yaml`] renders it): what a remote agent runs its
+    /// assigned checks with.
+    pub fn from_module_yaml(modules: &BTreeMap<String, String>) -> Result<Config, Error> {
+        let mut document = yaml::Mapping::new();
+        let mut problems = Problems::default();
+        for (name, text) in modules {
+            match yaml::parse_value(text) {
+                Ok(value) => {
+                    document.insert(yaml::Value::String(name.clone()), value);
+                }
+                Err(problem) => problems.push(format!("modules.{name}"), problem.message),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::Invalid(problems.0));
+        }
+        let mut root = yaml::Mapping::new();
+        root.insert(yaml::Value::String("modules".into()), yaml::Value::Mapping(document));
+        Config::parse(&yaml::to_string(&yaml::Value::Mapping(root)))
     }
 
     /// The module called `name`.

@@ -16,9 +16,10 @@
 //! ([`sqlite::Sqlite`], [`postgres::Postgres`]) and writes them natively.
 //!
 //! **Architecture invariant:** `storage` imports nothing above it (only
-//! `config`, and the TLS pieces that live in `probe` until a shared `net`).
+//! `config` and `net`).
 
 pub mod config;
+pub mod lease;
 pub mod postgres;
 pub mod sqlite;
 
@@ -51,7 +52,8 @@ pub struct Area {
     pub migrations: &'static [(i64, &'static str)],
     /// A table only this area creates: a database written by a checkit that
     /// kept one file per area (and one `schema_migrations` for it) counts as
-    /// migrated to the versions recorded there when this table exists.
+    /// migrated to the versions recorded there when this table exists. Empty
+    /// for areas newer than that layout.
     pub legacy_table: &'static str,
 }
 
@@ -67,11 +69,14 @@ impl Area {
     }
 
     /// The migrations adapted to PostgreSQL: 64-bit integers, `BIGSERIAL`
-    /// keys, no `WITHOUT ROWID` (a heap table with its primary-key index).
+    /// keys where SQLite assigns the rowid (`INTEGER PRIMARY KEY`, with or
+    /// without `AUTOINCREMENT`), no `WITHOUT ROWID` (a heap table with its
+    /// primary-key index).
     fn postgres(&self) -> impl Iterator<Item = (i64, String)> + '_ {
         self.migrations.iter().map(|(version, sql)| {
             let sql = sql
                 .replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
+                .replace("INTEGER PRIMARY KEY", "BIGSERIAL PRIMARY KEY")
                 .replace("INTEGER", "BIGINT")
                 .replace(") WITHOUT ROWID", ")");
             (*version, sql)

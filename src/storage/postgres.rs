@@ -293,7 +293,7 @@ async fn migrate(pooled: &mut Pooled, area: &'static Area) -> Result<(), StoreEr
         .query_opt("SELECT COUNT(*) FROM storage_migrations WHERE area = $1", &[&area.name])
         .await?
         .map_or(Ok(0), |row| row.try_get(0))?;
-    if recorded == 0 {
+    if recorded == 0 && !area.legacy_table.is_empty() {
         // A database migrated by a checkit that kept one `schema_migrations` per area.
         let legacy = pooled
             .query_opt(

@@ -235,13 +235,14 @@ async fn storage_failure_answers_503() {
 }
 
 /// `checkit` as a process with a bridge config; SIGKILLed by [`ChildGuard::kill`].
-struct Checkit {
-    guard: ChildGuard,
+pub(crate) struct Checkit {
+    pub(crate) guard: ChildGuard,
     port: u16,
 }
 
 impl Checkit {
-    async fn start(config: &Path, log: &Path, port: u16) -> Checkit {
+    /// Runs `checkit --config.file=config` on `127.0.0.1:port`, logging to `log`.
+    pub(crate) async fn start(config: &Path, log: &Path, port: u16) -> Checkit {
         let directory = log.parent().expect("log in a directory");
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_checkit"));
         command
@@ -249,11 +250,15 @@ impl Checkit {
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"));
         let guard = ChildGuard::spawn("checkit", command, log);
-        assert!(wait_for_port(loopback(port), Duration::from_secs(30)).await, "checkit did not listen");
+        assert!(
+            wait_for_port(loopback(port), Duration::from_secs(30)).await,
+            "checkit did not listen: {}",
+            guard.diagnostics()
+        );
         Checkit { guard, port }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 }

@@ -9,7 +9,7 @@ use checkit::app::{App, ConfigSource, Options};
 use checkit::bridge::clock::{Clock, TestClock};
 use checkit::config::Config;
 use checkit::http::webconfig::Web;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, TimeZone, Utc};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -68,6 +68,17 @@ impl Checkit {
 
     async fn check(&self, name: &str) -> Value {
         self.json(&format!("/api/v1/checks/{name}")).await["check"].clone()
+    }
+
+    /// The number of deliveries in the history, once there is any (waits up to 5 s).
+    async fn deliveries(&self) -> u64 {
+        for _ in 0..100 {
+            if self.json("/api/v1/deliveries").await["total"] != 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.json("/api/v1/deliveries").await["total"].as_u64().unwrap_or(0)
     }
 
     /// Moves the clock one interval on and waits for `name` to have run.
@@ -238,13 +249,7 @@ async fn maintenance_runs_are_stored_silenced_and_left_out_of_uptime() {
     assert_eq!(uptime["uptime"], 0.0, "{uptime}");
     let results = checkit.json("/api/v1/checks/db/results").await;
     assert_eq!(results["results"].as_array().map(Vec::len), Some(4), "maintenance runs are stored too");
-    for _ in 0..100 {
-        if checkit.json("/api/v1/deliveries").await["total"] != 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(checkit.json("/api/v1/deliveries").await["total"], 1, "the outage after the window is told");
+    assert_eq!(checkit.deliveries().await, 1, "the outage after the window is told");
     checkit.stop().await;
 }
 
@@ -479,4 +484,53 @@ async fn community_dashboards_show_scheduled_checks_through_prometheus() {
     run_queries(&api, pending, Duration::from_secs(10), &mut problems).await;
     assert!(problems.is_empty(), "{} of {checked} dashboard queries failed:\n{}", problems.len(), problems.join("\n"));
     drop(app);
+}
+
+#[tokio::test]
+async fn a_recurring_window_in_its_time_zone_stores_maintenance_tells_nobody_and_leaves_uptime() {
+    let dir = tempfile::tempdir().unwrap();
+    let refused = crate::support::closed_port();
+    // Monday 1 June 2026, 08:00 UTC = 10:00 in Berlin (summer time). The window
+    // opens Mondays at 10:02 Berlin time for 3 minutes: 08:02–08:05 UTC. The
+    // same window on Tuesdays never opens on this day.
+    let start = start_time();
+    assert_eq!(start.weekday(), chrono::Weekday::Mon);
+    let window = |day: &str| {
+        format!("maintenance: [{{weekdays: [{day}], time: '10:02', duration: 3m, timezone: Europe/Berlin}}]")
+    };
+    let yaml = format!(
+        "modules:\n  tcp_connect: {{prober: tcp, timeout: 2s}}\n\
+         checks:\n- {{name: db, module: tcp_connect, target: '{refused}', interval: 1m, {}}}\n\
+         - {{name: other, module: tcp_connect, target: '{refused}', interval: 1m, {}}}\n\
+         bridge:\n  contacts: {{ops: {{log: ops}}}}\n  routes: [{{matchers: ['check=\"db\"'], contacts: [ops]}}]\n",
+        window("mon"),
+        window("tue"),
+    );
+    let checkit = Checkit::start(dir.path(), &yaml, TestClock::new(start)).await;
+    let first = checkit.step("db", MINUTE).await;
+    assert_eq!((first["state"].as_str(), first["last"]["maintenance"].as_bool()), (Some("unknown"), Some(false)));
+    for minute in 2..5 {
+        let check = checkit.step("db", MINUTE).await;
+        assert_eq!(check["state"], "maintenance", "08:0{minute} UTC is 10:0{minute} in Berlin: {check}");
+        assert_eq!(check["last"]["maintenance"], true);
+    }
+    assert_eq!(checkit.json("/api/v1/deliveries").await["total"], 0, "nobody is told during the window");
+    // 08:05 UTC: the window has closed; this second counted failure takes it down.
+    let down = checkit.step("db", MINUTE).await;
+    assert_eq!(down["state"], "down", "{down}");
+    assert_eq!(down["last"]["maintenance"], false);
+    let uptime = checkit.json("/api/v1/checks/db/uptime?window=24h").await;
+    assert_eq!((uptime["runs"].as_i64(), uptime["maintenance_runs"].as_i64()), (Some(2), Some(3)), "{uptime}");
+    assert_eq!(uptime["uptime"], 0.0, "maintenance is neither uptime nor downtime: {uptime}");
+    let results = checkit.json("/api/v1/checks/db/results").await;
+    let marked: Vec<bool> = results["results"]
+        .as_array()
+        .map(|results| results.iter().map(|result| result["maintenance"] == true).collect())
+        .unwrap_or_default();
+    assert_eq!(marked, [false, true, true, true, false], "stored newest first: {results}");
+    let other = checkit.json("/api/v1/checks/other/results").await;
+    let other = other["results"].as_array().cloned().unwrap_or_default();
+    assert!(!other.is_empty() && other.iter().all(|result| result["maintenance"] == false), "{other:?}");
+    assert_eq!(checkit.deliveries().await, 1, "the outage after the window is told");
+    checkit.stop().await;
 }

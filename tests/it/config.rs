@@ -248,6 +248,7 @@ fn config_readme_is_the_concatenation_of_reference_d() {
         "bridge",
         "checks",
         "heartbeats",
+        "agents",
         "web",
     ];
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");

@@ -1,5 +1,6 @@
 //! Integration tests: one module per area, shared helpers in `support`.
 
+mod agents;
 mod bridge_ack;
 mod bridge_ack_operator;
 mod bridge_channels;

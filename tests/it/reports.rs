@@ -72,7 +72,8 @@ fn yaml(smtp: &SmtpServer, store: &str) -> String {
          \x20 routes: [{{contacts: [alice], channels: [email]}}]\n\
          \x20 channels:\n    email: {{smarthost: localhost, port: {}, from: checkit@checkit.test, tls: none}}\n    log: {{}}\n\
          \x20 reports:\n    weekly:\n      contacts: [alice]\n      groups: [team]\n      every: weekly\n      \
-         at: '08:00'\n      timezone: Europe/Berlin\n      checks: [api, 'team=\"data\"']\n",
+         at: '08:00'\n      timezone: Europe/Berlin\n      checks: [api, 'team=\"data\"']\n    \
+         problems: {{contacts: [alice], every: weekly, only_problems: true, channels: [log]}}\n",
         smtp.addr.port(),
     )
 }
@@ -180,7 +181,7 @@ async fn a_weekly_report_shows_the_seeded_figures_and_is_sent_once_across_a_rest
             (response.status().as_u16(), response.text().await.unwrap())
         }
     };
-    let (status, text) = preview("contact=alice&period=2026-W23&format=text").await;
+    let (status, text) = preview("contact=alice&report=weekly&period=2026-W23&format=text").await;
     assert_eq!(status, 200, "{text}");
     for expected in [
         "Weekly report for alice: 2026-W23 (Mon 1 Jun 2026 – Sun 7 Jun 2026, Europe/Berlin)",
@@ -202,6 +203,14 @@ async fn a_weekly_report_shows_the_seeded_figures_and_is_sent_once_across_a_rest
     assert_eq!(json["sent"], false);
     let html = json["html"].as_str().unwrap();
     assert!(html.contains(">api</td>") && html.contains(">98.81%</td>"), "{html}");
+    // only_problems lists the checks with downtime (api, other), not db.
+    let (status, json) = preview("contact=alice&report=problems&period=2026-W23").await;
+    assert_eq!(status, 200, "{json}");
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let names: Vec<&str> =
+        json["data"]["checks"].as_array().unwrap().iter().filter_map(|c| c["name"].as_str()).collect();
+    assert_eq!(names, ["api", "other"], "{json}");
+    assert_eq!(json["channel"], "log");
     let (status, _) = preview("contact=alice&format=text&channel=log").await;
     assert_eq!(status, 200);
     let (status, reason) = preview("contact=alice&period=2026-13").await;

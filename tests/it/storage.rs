@@ -2,7 +2,16 @@
 //! database), per-part stores of older configs still honoured, and replicas
 //! on PostgreSQL splitting the checks.
 
+use crate::bridge_peers::Checkit;
+use crate::bridge_support::Recorder;
+use crate::peer;
 use crate::support::app::start_app;
+use crate::support::free_port;
+use crate::support::peers::{Postgres, PostgresOpts};
+use chrono::Utc;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
 
 const MODULES: &str = "modules:\n  tcp_connect: {prober: tcp, timeout: 2s}\n";
 
@@ -89,4 +98,280 @@ async fn a_file_of_an_older_checkit_is_taken_as_migrated_not_migrated_again() {
     let saved = store.saved().await.expect("read");
     assert_eq!(saved["kept"].paused, Some(true), "the old rows are there");
     assert!(areas(&path).iter().any(|(area, version)| area == "checks" && *version >= 1), "{:?}", areas(&path));
+}
+
+/// A client of the test database, as the test's own observer.
+async fn database(pg: &Postgres) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    client
+}
+
+/// Starts `count` checkit processes on one config (and database) in `dir`.
+async fn replicas(dir: &Path, yaml: &str, count: usize) -> Vec<Checkit> {
+    let config = dir.join("checkit.yml");
+    std::fs::write(&config, yaml).expect("write config");
+    let mut started = Vec::new();
+    for index in 0..count {
+        started.push(Checkit::start(&config, &dir.join(format!("replica-{index}.log")), free_port()).await);
+    }
+    started
+}
+
+fn storage_url_file(pg: &Postgres, dir: &Path) -> String {
+    let url = dir.join("pg-url");
+    std::fs::write(&url, pg.url()).expect("write url");
+    url.display().to_string()
+}
+
+fn storage_block(pg: &Postgres, dir: &Path) -> String {
+    format!("storage: {{postgres: {{url_file: {}}}}}\n", storage_url_file(pg, dir))
+}
+
+/// Waits (bounded) until `count` replicas of `role` are alive in the database.
+async fn wait_for_replicas(client: &tokio_postgres::Client, role: &str, count: i64) {
+    for _ in 0..300 {
+        let alive: i64 = client
+            .query_one(
+                "SELECT COUNT(*) FROM storage_replicas WHERE role = $1 AND alive_until >= \
+                 CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+                &[&role],
+            )
+            .await
+            .map_or(0, |row| row.get(0));
+        if alive >= count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{count} {role} replicas did not join");
+}
+
+/// Every stored run: check name → start times (ms), oldest first.
+async fn runs(client: &tokio_postgres::Client) -> BTreeMap<String, Vec<i64>> {
+    let rows = client
+        .query("SELECT c.name, r.at FROM results r JOIN checks c ON c.id = r.check_id ORDER BY r.at", &[])
+        .await
+        .expect("read results");
+    let mut runs: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for row in rows {
+        runs.entry(row.get(0)).or_default().push(row.get(1));
+    }
+    runs
+}
+
+const INTERVAL_MS: i64 = 2_000;
+const CHECKS: usize = 8;
+
+#[tokio::test]
+async fn two_replicas_on_postgres_run_each_check_once_per_interval_and_take_over_after_kill_9() {
+    let pg = peer!(Postgres::start(PostgresOpts::default()).await);
+    let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = target.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = target.accept().await {
+            drop(stream);
+        }
+    });
+    let dir = tempfile::tempdir().expect("temp dir");
+    let checks: String = (0..CHECKS)
+        .map(|index| format!("- {{name: c{index}, module: tcp_connect, target: '{address}', interval: 2s}}\n"))
+        .collect();
+    let yaml = format!("{MODULES}{}checks:\n{checks}", storage_block(&pg, dir.path()));
+    let client = database(&pg).await;
+    let mut started = replicas(dir.path(), &yaml, 2).await;
+    wait_for_replicas(&client, "checks", 2).await;
+    // Let both replicas see each other (a refresh a second) before counting.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let from = Utc::now().timestamp_millis();
+    // The counted windows end at most 6.5 intervals after `from`.
+    tokio::time::sleep(Duration::from_millis(u64::try_from(7 * INTERVAL_MS).unwrap_or(0))).await;
+    let interval = Duration::from_millis(u64::try_from(INTERVAL_MS).unwrap_or(0));
+    let all = runs(&client).await;
+    for index in 0..CHECKS {
+        let name = format!("c{index}");
+        let offset = checkit::checks::schedule::offset(&name, interval).num_milliseconds();
+        // Five whole slots, each counted from half an interval before it
+        // (a run starts a few milliseconds after its slot).
+        let first = from + (offset - from).rem_euclid(INTERVAL_MS) + INTERVAL_MS;
+        let window = (first - INTERVAL_MS / 2)..(first + 5 * INTERVAL_MS - INTERVAL_MS / 2);
+        let counted = all.get(&name).map_or(0, |ats| ats.iter().filter(|at| window.contains(at)).count());
+        assert_eq!(counted, 5, "{name} runs once per interval across both replicas: {:?}", all.get(&name));
+    }
+    // Both replicas ran some of the checks: the work is split, not one idle.
+    let http = reqwest::Client::new();
+    for replica in &started {
+        let metrics = http.get(replica.url("/metrics")).send().await.expect("metrics").text().await.expect("body");
+        let ran: f64 = metrics
+            .lines()
+            .filter(|line| line.starts_with("checkit_checks_runs_total{"))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        assert!(ran > 0.0, "a replica ran no check: {metrics}");
+    }
+    let per_replica: Vec<String> = started.iter().map(|replica| replica.guard.diagnostics()).collect();
+
+    started[0].guard.kill();
+    let killed_at = Utc::now().timestamp_millis();
+    tokio::time::sleep(Duration::from_millis(u64::try_from(3 * INTERVAL_MS).unwrap_or(0))).await;
+    let after = runs(&client).await;
+    for index in 0..CHECKS {
+        let name = format!("c{index}");
+        let next = after.get(&name).and_then(|ats| ats.iter().find(|at| **at > killed_at)).copied();
+        let delay = next.map(|at| at - killed_at);
+        assert!(
+            delay.is_some_and(|delay| delay <= 2 * INTERVAL_MS),
+            "{name} ran within two intervals of the kill (took {delay:?} ms): {per_replica:?}"
+        );
+        eprintln!("{name}: first run after kill -9 of a replica: {delay:?} ms");
+    }
+    drop(started);
+}
+
+#[tokio::test]
+async fn a_killed_replica_s_lanes_pass_to_the_other_within_seconds_not_a_lease() {
+    let pg = peer!(Postgres::start(PostgresOpts::default()).await);
+    let recorder = Recorder::start().await;
+    // Each delivery is held 4 s: the replica delivering holds its lane meanwhile.
+    recorder.delay_answers(Duration::from_secs(4));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let yaml = format!(
+        "{}bridge:\n  workers: 1\n  contacts: {{ops: {{webhook: '{}'}}}}\n  routes: [{{contacts: [ops]}}]\n",
+        storage_block(&pg, dir.path()),
+        recorder.url("/ops")
+    );
+    let client = database(&pg).await;
+    let mut started = replicas(dir.path(), &yaml, 2).await;
+    wait_for_replicas(&client, "bridge", 2).await;
+    const MESSAGES: usize = 3;
+    let http = reqwest::Client::new();
+    for index in 0..MESSAGES {
+        let body = crate::bridge_support::notification(
+            "team",
+            &format!("g{index}"),
+            &[(&format!("Alert{index}"), "warning", "firing")],
+        );
+        let response = http.post(started[0].url("/webhook")).body(body).send().await.expect("post");
+        assert_eq!(response.status(), 200);
+    }
+    recorder.wait_for(1).await;
+    // The replica whose lease it is (its name ends with its pid and a key).
+    let owner: String = client
+        .query_one("SELECT lease_owner FROM lanes WHERE lease_owner IS NOT NULL", &[])
+        .await
+        .expect("a leased lane")
+        .get(0);
+    let holder = started
+        .iter()
+        .position(|replica| owner.contains(&format!("-{}-", replica.guard.pid())))
+        .unwrap_or_else(|| panic!("{owner} is none of the replicas"));
+    let before = recorder.count();
+    started[holder].guard.kill();
+    let killed = std::time::Instant::now();
+    // The survivor sends the interrupted message again (at least once) and the rest.
+    let mut took = None;
+    while killed.elapsed() < Duration::from_secs(90) {
+        if recorder.count() > before {
+            took = Some(killed.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = took.expect("the other replica delivered the held messages");
+    assert!(took < Duration::from_secs(5), "the lane passed on after {took:?}, not within seconds");
+    let delivered = || -> std::collections::BTreeSet<String> {
+        recorder
+            .requests()
+            .iter()
+            .filter_map(|request| {
+                (0..MESSAGES).map(|index| format!("Alert{index}")).find(|name| request.body.contains(name.as_str()))
+            })
+            .collect()
+    };
+    crate::bridge_support::eventually("every message delivered", || (delivered().len() == MESSAGES).then_some(()))
+        .await;
+    eprintln!("lane takeover after kill -9: {took:?}");
+    drop(started);
+}
+
+/// What the checks store must do on either backend: roll-ups equal to the raw
+/// results, failures outliving raw retention, incidents, API pauses.
+async fn check_store_suite(store: checkit::checks::store::CheckStore) {
+    use checkit::checks::rollup::Period;
+    use checkit::checks::state::Incident;
+    use checkit::checks::store::{NewChange, NewResult};
+    use chrono::TimeZone;
+    let saved = store.register(vec!["a".into(), "b".into()]).await.expect("register");
+    let id = saved["a"].id;
+    assert_ne!(id, saved["b"].id);
+    let start = Utc.with_ymd_and_hms(2026, 3, 1, 22, 0, 0).unwrap();
+    for step in 0..240i64 {
+        let success = step % 7 != 0;
+        let result = NewResult {
+            check_id: id,
+            at: start + chrono::Duration::seconds(step * 60),
+            duration_us: 1_000 + (step as u64 % 13) * 10_000,
+            success,
+            failure: (!success).then(|| ("connect".into(), "refused".into())),
+            maintenance: step % 50 == 49,
+        };
+        store.record(result, None).await.expect("record");
+    }
+    let end = start + chrono::Duration::hours(4);
+    let raw = store.raw_rollup(id, start, end).await.expect("raw");
+    assert_eq!(raw, store.rollup(id, Period::Hour, start, end).await.expect("hourly"));
+    assert_eq!(raw, store.rollup(id, Period::Day, start, end).await.expect("daily"));
+    assert_eq!((raw.runs, raw.maintenance_runs), (236, 4));
+    assert_eq!(store.rollups_by_check(Period::Hour, start, end).await.expect("all")[&id], raw);
+    assert_eq!(store.count_results(id, start, end).await.expect("count"), 240);
+
+    let down_at = end + chrono::Duration::minutes(1);
+    let incident = Incident {
+        id: None,
+        started_at: down_at,
+        ended_at: None,
+        phase: "connect".into(),
+        reason: "refused".into(),
+        notified_at: None,
+    };
+    let failed = NewResult {
+        check_id: id,
+        at: down_at,
+        duration_us: 5,
+        success: false,
+        failure: Some(("connect".into(), "refused".into())),
+        maintenance: false,
+    };
+    let opened = store.record(failed, Some(NewChange::Down(incident))).await.expect("down").expect("incident id");
+    store.mark_notified(opened, down_at).await.expect("notified");
+    store.set_paused(vec![id], true, down_at).await.expect("pause");
+    let again = store.saved_one("a").await.expect("saved").expect("known");
+    assert_eq!((again.paused, again.incident.as_ref().and_then(|incident| incident.id)), (Some(true), Some(opened)));
+    assert_eq!(again.incident.and_then(|incident| incident.notified_at), Some(down_at));
+    assert_eq!(store.pauses().await.expect("pauses").get(&id), Some(&true));
+
+    store.expire(id, end, start).await.expect("expire");
+    assert_eq!(store.raw_rollup(id, start, end).await.expect("raw").runs, 0);
+    assert_eq!(store.rollup(id, Period::Hour, start, end).await.expect("hourly"), raw, "roll-ups outlive raw rows");
+    let failures = store.results(id, start, end, 1000).await.expect("results");
+    assert!(!failures.is_empty() && failures.iter().all(|result| !result.success), "failures are kept");
+    let incidents = store.incidents(id, start, end + chrono::Duration::hours(1), 10).await.expect("incidents");
+    assert_eq!(incidents.len(), 1);
+}
+
+#[tokio::test]
+async fn the_checks_store_behaves_the_same_on_sqlite_and_postgres() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sqlite = checkit::checks::store::CheckStore::open(dir.path().join("checks.db")).await.expect("sqlite");
+    check_store_suite(sqlite).await;
+    let pg = peer!(Postgres::start(PostgresOpts::default()).await);
+    let config = checkit::storage::config::StorageConfig {
+        sqlite: None,
+        postgres: Some(checkit::storage::config::PostgresConfig {
+            url_file: Some(storage_url_file(&pg, dir.path())),
+            ..Default::default()
+        }),
+    };
+    let storage = checkit::storage::Storage::open(&config).await.expect("postgres");
+    check_store_suite(checkit::checks::store::CheckStore::new(storage).await.expect("migrate")).await;
 }

@@ -10,10 +10,11 @@ use super::{
     encode_fingerprints, from_ms, schema, sql, to_ms,
 };
 use crate::bridge::payload::Status;
+use crate::storage::lease::{self, dead_sql};
 use crate::storage::postgres::{Param, Pooled, Postgres, values};
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use tokio_postgres::Row;
 
 /// The bridge's PostgreSQL store; cheap to clone.
@@ -22,10 +23,25 @@ pub struct PostgresStore {
     pub(super) db: Postgres,
 }
 
-const CLAIM_LANE: &str = "UPDATE lanes SET lease_owner = $1, lease_until = $2 WHERE (contact, channel) = \
-     (SELECT contact, channel FROM lanes WHERE next_due_at <= $3 \
-     AND (lease_until IS NULL OR lease_until < $4) ORDER BY next_due_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
-     RETURNING contact, channel";
+/// A lane is free when nobody leased it, its lease ran out, or the replica
+/// holding it is known dead (its session ended or its presence row went stale):
+/// a killed replica's lanes pass on at once, not after the lease.
+static CLAIM_LANE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE lanes SET lease_owner = $1, lease_until = $2 WHERE (contact, channel) = \
+         (SELECT contact, channel FROM lanes WHERE next_due_at <= $3 \
+         AND (lease_until IS NULL OR lease_until < $4 OR {}) ORDER BY next_due_at LIMIT 1 \
+         FOR UPDATE SKIP LOCKED) RETURNING contact, channel",
+        dead_sql("lanes.lease_owner")
+    )
+});
+
+static NEXT_DUE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT MIN(next_due_at) FROM lanes WHERE lease_until IS NULL OR lease_until < $1 OR {}",
+        dead_sql("lanes.lease_owner")
+    )
+});
 
 const DUE_ROWS: &str = "SELECT id, notification_id, contact, channel, state, mode, created_at, \
      due_at, delayed, fingerprints, attempts, first_attempt_at FROM outbox \
@@ -60,6 +76,8 @@ impl PostgresStore {
     /// replicas starting together do not race).
     pub async fn new(db: Postgres) -> Result<PostgresStore, StoreError> {
         db.migrate(&schema::AREA).await?;
+        // Lane claims ask which lease owners are dead.
+        db.migrate(&lease::AREA).await?;
         Ok(PostgresStore { db })
     }
 
@@ -161,7 +179,7 @@ impl PostgresStore {
     ) -> Result<Option<Lane>, StoreError> {
         let mut pooled = self.pooled().await?;
         let row =
-            pooled.query_opt(CLAIM_LANE, &[&owner, &to_ms(lease_until), &to_ms(due_by), &to_ms(lease_now)]).await?;
+            pooled.query_opt(&CLAIM_LANE, &[&owner, &to_ms(lease_until), &to_ms(due_by), &to_ms(lease_now)]).await?;
         row.map(|row| Ok(Lane { contact: row.try_get(0)?, channel: row.try_get(1)? })).transpose()
     }
 
@@ -173,7 +191,7 @@ impl PostgresStore {
 
     pub(super) async fn next_due(&self, lease_now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError> {
         let mut pooled = self.pooled().await?;
-        let row = pooled.query_opt(sql::NEXT_DUE, &[&to_ms(lease_now)]).await?;
+        let row = pooled.query_opt(&NEXT_DUE, &[&to_ms(lease_now)]).await?;
         let next: Option<i64> = match row {
             Some(row) => row.try_get(0)?,
             None => None,

@@ -1,0 +1,534 @@
+//! The central side of remote agents (`agents:`, `checkit agent`).
+//!
+//! - `GET /api/v1/agent/checks`: the checks of the caller's location, with
+//!   the modules they use (as YAML), so an agent needs nothing but a URL, a
+//!   token and its name.
+//! - `POST /api/v1/agent/results`: a batch of results. Bearer token → agent
+//!   (401 otherwise); a result for a check not assigned to the agent's
+//!   location refuses the whole batch (403, the checks named). A batch is
+//!   stored in one transaction keyed by `(agent, batch_id)`, so a batch sent
+//!   twice is stored once; the answer (200) comes only after the commit.
+//!
+//! **Time.** An agent's clock is not trusted: each batch carries `sent_at`
+//! (the agent's clock when sending), and every result's time is shifted by
+//! `received_at − sent_at`, which is the clock difference plus the transfer
+//! time. A result measured an hour ago during an outage keeps its age; no
+//! result lands in the central future.
+//!
+//! **Quorum.** Each location has its own up/down machine (the check's
+//! thresholds); the check is down when `down_when.failing` locations are
+//! down, up when so many are up that the quorum cannot be reached, and keeps
+//! its state otherwise: a location that says nothing (a silent agent) is
+//! unknown, never failing. Late results enter history and roll-ups; a batch's
+//! transitions are announced once, at the end, so a state already over when
+//! its results arrive is never announced.
+
+use super::config::{Agent, Check};
+use super::state::{Change, Machine, Run, State, Thresholds};
+use super::store::{LocationResult, NewChange};
+use super::{Shared, Slot};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State as AxumState;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+/// The most results one batch may carry.
+pub const MAX_BATCH: usize = 5_000;
+/// The longest batch id.
+const MAX_BATCH_ID: usize = 128;
+/// The longest phase or reason name.
+const MAX_NAME: usize = 64;
+
+/// One check as an agent runs it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AssignedCheck {
+    /// The check's name.
+    pub name: String,
+    /// The module's name (a key of [`Assignment::modules`]).
+    pub module: String,
+    /// What is probed.
+    pub target: String,
+    /// How often, seconds.
+    pub interval_seconds: f64,
+}
+
+/// `GET /api/v1/agent/checks`: what an agent runs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Assignment {
+    /// The agent's name, as the central config knows it.
+    pub agent: String,
+    /// Its location.
+    pub location: String,
+    /// The checks assigned to the location.
+    pub checks: Vec<AssignedCheck>,
+    /// Every module those checks use, as YAML.
+    pub modules: BTreeMap<String, String>,
+}
+
+/// One result in a pushed batch.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PushedResult {
+    /// The check's name.
+    pub check: String,
+    /// When the probe started, by the agent's clock.
+    pub at: DateTime<Utc>,
+    /// How long it took.
+    pub duration_seconds: f64,
+    /// Whether it succeeded.
+    pub success: bool,
+    /// Failure phase (`probe_failure_info`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// Failure reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `POST /api/v1/agent/results`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PushedBatch {
+    /// Unique per batch and agent; a batch sent again carries the same id.
+    pub batch_id: String,
+    /// The agent's clock when it sent the batch.
+    pub sent_at: DateTime<Utc>,
+    /// The results, oldest first.
+    pub results: Vec<PushedResult>,
+}
+
+/// What the central instance knows of one agent.
+#[derive(Debug, Clone)]
+pub(crate) struct Seen {
+    /// Its last accepted request (or the start, before any).
+    pub(crate) last_seen: DateTime<Utc>,
+    /// Silent longer than `stale_after`.
+    pub(crate) stale: bool,
+    /// Whether the firing `AgentSilent` was committed (and not yet resolved).
+    pub(crate) told: bool,
+    /// When it went silent (the alert's start).
+    pub(crate) silent_since: Option<DateTime<Utc>>,
+}
+
+/// Every agent's [`Seen`], by name.
+#[derive(Debug, Default)]
+pub(crate) struct Agents(Mutex<HashMap<String, Seen>>);
+
+impl Agents {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Seen>> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A copy of every agent's state.
+    pub(crate) fn snapshot(&self) -> HashMap<String, Seen> {
+        self.lock().clone()
+    }
+
+    /// Records a request of `name` at `now`.
+    fn seen(&self, name: &str, now: DateTime<Utc>) {
+        let mut agents = self.lock();
+        let entry = agents.entry(name.to_string()).or_insert(Seen {
+            last_seen: now,
+            stale: false,
+            told: false,
+            silent_since: None,
+        });
+        entry.last_seen = now;
+        entry.stale = false;
+    }
+}
+
+/// One location's view of a check.
+#[derive(Debug, Clone, Default)]
+pub struct LocationState {
+    /// Up/down by the check's thresholds, from this location's results.
+    pub machine: Machine,
+    /// The newest result fed to the machine.
+    pub last_at: Option<DateTime<Utc>>,
+    /// Whether that result succeeded.
+    pub last_success: Option<bool>,
+    /// How long it took, seconds.
+    pub last_duration_seconds: Option<f64>,
+}
+
+/// The quorum's verdict: `Some(false)` down, `Some(true)` up, `None` keep
+/// the state (not enough locations know).
+pub fn quorum(failing: u32, locations: u32, healths: impl IntoIterator<Item = State>) -> Option<bool> {
+    let (mut down, mut up) = (0u32, 0u32);
+    for health in healths {
+        match health {
+            State::Down => down = down.saturating_add(1),
+            State::Up => up = up.saturating_add(1),
+            _ => {}
+        }
+    }
+    if failing > 0 && down >= failing {
+        Some(false)
+    } else if up > locations.saturating_sub(failing) {
+        Some(true)
+    } else {
+        None
+    }
+}
+
+/// The routes agents call; they authenticate by their own token, outside
+/// the operator login.
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/api/v1/agent/checks", get(assignment))
+        .route("/api/v1/agent/results", post(push))
+        .with_state(shared)
+}
+
+fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
+    let mut response = (status, axum::Json(json!({"status": "error", "error": message.into()}))).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer realm=\"checkit\""));
+    }
+    response
+}
+
+fn authenticate(shared: &Shared, headers: &HeaderMap) -> Option<Agent> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().to_string());
+    let config = shared.config();
+    presented.filter(|token| !token.is_empty()).and_then(|token| config.checks.agent_by_token(&token).cloned())
+}
+
+fn assigned(check: &Check, location: &str) -> bool {
+    check.locations.iter().any(|at| at == location)
+}
+
+async fn assignment(AxumState(shared): AxumState<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let Some(agent) = authenticate(&shared, &headers) else {
+        return refuse(StatusCode::UNAUTHORIZED, "missing or invalid agent token");
+    };
+    shared.agents.seen(&agent.name, shared.clock.now());
+    let config = shared.config();
+    let mut checks = Vec::new();
+    let mut modules = BTreeMap::new();
+    for slot in shared.slots() {
+        let check = slot.check();
+        if !assigned(&check, &agent.location) || slot.is_paused() {
+            continue;
+        }
+        modules.entry(check.module.clone()).or_insert_with(|| config.module_yaml(&check.module).to_string());
+        checks.push(AssignedCheck {
+            name: check.name.clone(),
+            module: check.module.clone(),
+            target: check.target.clone(),
+            interval_seconds: check.interval.as_secs_f64(),
+        });
+    }
+    axum::Json(Assignment { agent: agent.name, location: agent.location, checks, modules }).into_response()
+}
+
+fn validate(batch: &PushedBatch) -> Result<(), String> {
+    if batch.batch_id.is_empty() || batch.batch_id.len() > MAX_BATCH_ID {
+        return Err(format!("batch_id must be 1 to {MAX_BATCH_ID} characters"));
+    }
+    if batch.results.len() > MAX_BATCH {
+        return Err(format!("at most {MAX_BATCH} results per batch"));
+    }
+    for (index, result) in batch.results.iter().enumerate() {
+        if !result.duration_seconds.is_finite() || !(0.0..=86_400.0).contains(&result.duration_seconds) {
+            return Err(format!("results[{index}].duration_seconds must be between 0 and 86400"));
+        }
+        for (field, value) in [("phase", &result.phase), ("reason", &result.reason)] {
+            if value.as_ref().is_some_and(|value| value.len() > MAX_NAME) {
+                return Err(format!("results[{index}].{field} must be at most {MAX_NAME} characters"));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn push(AxumState(shared): AxumState<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(agent) = authenticate(&shared, &headers) else {
+        return refuse(StatusCode::UNAUTHORIZED, "missing or invalid agent token");
+    };
+    let batch: PushedBatch = match serde_json::from_slice(&body) {
+        Ok(batch) => batch,
+        Err(err) => return refuse(StatusCode::BAD_REQUEST, format!("invalid batch: {err}")),
+    };
+    if let Err(message) = validate(&batch) {
+        return refuse(StatusCode::BAD_REQUEST, message);
+    }
+    let mut slots: HashMap<String, Arc<Slot>> = HashMap::new();
+    let mut foreign = Vec::new();
+    for result in &batch.results {
+        if slots.contains_key(&result.check) {
+            continue;
+        }
+        match shared.slot(&result.check).filter(|slot| assigned(&slot.check(), &agent.location)) {
+            Some(slot) => {
+                slots.insert(result.check.clone(), slot);
+            }
+            None if !foreign.contains(&result.check) => foreign.push(result.check.clone()),
+            None => {}
+        }
+    }
+    if !foreign.is_empty() {
+        tracing::warn!(agent = %agent.name, checks = ?foreign, "An agent pushed results for checks not assigned to it.");
+        return refuse(
+            StatusCode::FORBIDDEN,
+            format!("checks not assigned to location {:?}: {}", agent.location, foreign.join(", ")),
+        );
+    }
+    let received_at = shared.clock.now();
+    let skew = received_at - batch.sent_at;
+    let config = shared.config();
+    let mut results = Vec::with_capacity(batch.results.len());
+    for pushed in &batch.results {
+        let Some(slot) = slots.get(&pushed.check) else { continue };
+        let Some(at) = pushed.at.checked_add_signed(skew) else {
+            return refuse(StatusCode::BAD_REQUEST, "a result's time is out of range");
+        };
+        let check = slot.check();
+        let maintenance = super::maintenance::in_maintenance(
+            check.maintenance.iter().chain(&config.checks.options.maintenance),
+            &super::selector_labels(&check),
+            at,
+        );
+        results.push((
+            Arc::clone(slot),
+            LocationResult {
+                check_id: slot.id,
+                location: agent.location.clone(),
+                at: at.min(received_at),
+                agent_at: pushed.at,
+                duration_us: (pushed.duration_seconds * 1e6) as u64,
+                success: pushed.success,
+                failure: (!pushed.success).then(|| {
+                    (
+                        pushed.phase.clone().unwrap_or_else(|| "unknown".into()),
+                        pushed.reason.clone().unwrap_or_else(|| "unknown".into()),
+                    )
+                }),
+                maintenance,
+            },
+        ));
+    }
+    let rows = results.iter().map(|(_, result)| result.clone()).collect();
+    let ingested = match shared.store.ingest(agent.name.clone(), batch.batch_id.clone(), received_at, rows).await {
+        Ok(ingested) => ingested,
+        Err(err) => {
+            shared.metrics.store_errors.inc();
+            tracing::warn!(agent = %agent.name, error = %err, "Cannot store an agent's batch.");
+            return refuse(StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {err}"));
+        }
+    };
+    shared.agents.seen(&agent.name, received_at);
+    let outcome = if ingested.duplicate { "duplicate" } else { "stored" };
+    shared
+        .metrics
+        .agent_batches
+        .get_or_create(&super::metrics::AgentLabels { agent: agent.name.clone(), result: outcome })
+        .inc();
+    if !ingested.duplicate {
+        apply_results(&shared, &agent.location, results).await;
+    }
+    axum::Json(json!({"status": "ok", "duplicate": ingested.duplicate, "stored": ingested.stored})).into_response()
+}
+
+/// Feeds results (oldest first) to their locations' machines, moves each
+/// check by its quorum, and announces each check's final transition once.
+async fn apply_results(shared: &Shared, location: &str, results: Vec<(Arc<Slot>, LocationResult)>) {
+    let mut touched: Vec<Arc<Slot>> = Vec::new();
+    for (slot, result) in results {
+        let check = slot.check();
+        let thresholds = Thresholds {
+            failures_before_down: check.failures_before_down,
+            successes_before_up: check.successes_before_up,
+        };
+        let run = Run {
+            at: result.at,
+            success: result.success,
+            failure: result.failure.clone(),
+            maintenance: result.maintenance,
+        };
+        {
+            let mut state = slot.lock();
+            let entry = state.locations.entry(location.to_string()).or_default();
+            // A result older than one already applied (a retry after a
+            // central restart) is history only.
+            if entry.last_at.is_some_and(|last| result.at <= last) {
+                continue;
+            }
+            entry.machine.apply(&run, thresholds);
+            entry.last_at = Some(result.at);
+            entry.last_success = Some(result.success);
+            entry.last_duration_seconds = Some(result.duration_us as f64 / 1e6);
+            state.last = Some(super::Last {
+                at: result.at,
+                success: result.success,
+                duration_seconds: result.duration_us as f64 / 1e6,
+                failure: result.failure.clone(),
+                maintenance: result.maintenance,
+                registry: Arc::new(crate::probe::metrics::Registry::new()),
+            });
+        }
+        shared
+            .metrics
+            .runs
+            .get_or_create(&super::metrics::ResultLabels { result: if result.success { "success" } else { "failure" } })
+            .inc();
+        if !touched.iter().any(|seen| Arc::ptr_eq(seen, &slot)) {
+            touched.push(Arc::clone(&slot));
+        }
+        // Evaluated after every result so a down-then-up inside one batch is
+        // an incident in history (and never announced).
+        if let Some(change) = evaluate(shared, &slot, result.at).await {
+            slot.lock().pending = Some(change);
+        }
+    }
+    for slot in touched {
+        let check = slot.check();
+        let (change, maintenance) = {
+            let mut state = slot.lock();
+            (state.pending.take(), state.last.as_ref().is_some_and(|last| last.maintenance))
+        };
+        super::announce(shared, &slot, &check, change, maintenance).await;
+    }
+}
+
+/// Applies the quorum of `slot`'s locations to the check's own machine at
+/// `at`, storing a transition.
+pub(crate) async fn evaluate(shared: &Shared, slot: &Slot, at: DateTime<Utc>) -> Option<Change> {
+    let check = slot.check();
+    let count = u32::try_from(check.locations.len()).unwrap_or(u32::MAX);
+    let change = {
+        let mut state = slot.lock();
+        let healths: Vec<State> = check
+            .locations
+            .iter()
+            .map(|location| state.locations.get(location).map_or(State::Unknown, |entry| entry.machine.health))
+            .collect();
+        let verdict = quorum(check.down_when, count, healths)?;
+        let failure = if verdict {
+            None
+        } else {
+            let reason =
+                check.locations.iter().filter_map(|location| state.locations.get(location)).find_map(|entry| {
+                    entry.machine.incident.as_ref().map(|incident| (incident.phase.clone(), incident.reason.clone()))
+                });
+            Some(reason.unwrap_or_else(|| ("quorum".into(), "down".into())))
+        };
+        let run = Run { at, success: verdict, failure, maintenance: false };
+        state.machine.apply(&run, Thresholds { failures_before_down: 1, successes_before_up: 1 })?
+    };
+    let new_change = match &change {
+        Change::FirstUp => NewChange::Up { since: at },
+        Change::Down(incident) => NewChange::Down(incident.clone()),
+        Change::Recovered(incident) => match (incident.id, incident.ended_at) {
+            (Some(id), Some(ended_at)) => NewChange::Recovered { id, ended_at },
+            _ => NewChange::Up { since: at },
+        },
+    };
+    let stored = shared.store.record_change(slot.id, new_change).await;
+    super::remember_incident(shared, slot, &check.name, stored);
+    match &change {
+        Change::Down(_) => tracing::info!(check = %check.name, "Check is down at its quorum of locations."),
+        Change::Recovered(_) => tracing::info!(check = %check.name, "Check is up again at its quorum of locations."),
+        Change::FirstUp => {}
+    }
+    Some(change)
+}
+
+/// Every few seconds: an agent silent longer than its `stale_after` becomes
+/// an `AgentSilent` alert and its locations count as unknown; its next
+/// request resolves the alert.
+pub(crate) async fn watch_agents(shared: Arc<Shared>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let started = shared.clock.now();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+            changed = shutdown.changed() => if changed.is_err() || *shutdown.borrow() { return },
+        }
+        let config = shared.config();
+        let now = shared.clock.now();
+        for agent in &config.checks.agents {
+            let stale_after = chrono::Duration::from_std(agent.stale_after.get()).unwrap_or_default();
+            let (went_stale, tell) = {
+                let mut agents = shared.agents.lock();
+                let seen = agents.entry(agent.name.clone()).or_insert(Seen {
+                    last_seen: started,
+                    stale: false,
+                    told: false,
+                    silent_since: None,
+                });
+                let went_stale = !seen.stale && now - seen.last_seen > stale_after;
+                if went_stale {
+                    seen.stale = true;
+                    seen.silent_since = Some(seen.last_seen);
+                }
+                let tell = match (seen.stale, seen.told) {
+                    (true, false) => Some((seen.silent_since.unwrap_or(seen.last_seen), None)),
+                    (false, true) => Some((seen.silent_since.unwrap_or(seen.last_seen), Some(seen.last_seen))),
+                    _ => None,
+                };
+                (went_stale, tell)
+            };
+            if went_stale {
+                tracing::warn!(agent = %agent.name, location = %agent.location, "An agent stopped reporting; its location counts as unknown.");
+                for slot in shared.slots() {
+                    if assigned(&slot.check(), &agent.location) {
+                        slot.lock().locations.remove(&agent.location);
+                    }
+                }
+            }
+            let Some((since, ended)) = tell else { continue };
+            let Some(pipeline) = &shared.pipeline else {
+                shared.agents.lock().entry(agent.name.clone()).and_modify(|seen| seen.told = ended.is_none());
+                continue;
+            };
+            let notification = super::notify::agent_silent(agent, since, ended, now);
+            match super::notify::submit(pipeline, notification).await {
+                Ok(()) => {
+                    let mut agents = shared.agents.lock();
+                    if let Some(seen) = agents.get_mut(&agent.name) {
+                        seen.told = ended.is_none();
+                        if ended.is_some() {
+                            seen.silent_since = None;
+                        }
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(agent = %agent.name, error = %err, "Cannot hand an agent alert to the bridge; retrying.")
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_of_three_down_is_down_and_unknown_never_counts_as_failing() {
+        use State::{Down, Unknown, Up};
+        assert_eq!(quorum(2, 3, [Down, Down, Up]), Some(false));
+        assert_eq!(quorum(2, 3, [Down, Up, Up]), Some(true));
+        assert_eq!(quorum(2, 3, [Down, Unknown, Up]), None, "a silent location keeps the state");
+        assert_eq!(quorum(2, 3, [Down, Unknown, Unknown]), None);
+        assert_eq!(quorum(2, 3, [Up, Up, Unknown]), Some(true));
+        assert_eq!(quorum(1, 1, [Down]), Some(false));
+        assert_eq!(quorum(3, 3, [Down, Down, Up]), Some(true));
+    }
+}
