@@ -323,7 +323,7 @@ mod tests {
         let report = crate::bridge::report::Report::sample();
         let notification = crate::bridge::messages::message_notification(report.message(), at(0));
         let stored = StoredNotification { id: 1, received_at: at(0), notification };
-        let content = collect(&[(&stored, None)]);
+        let content = collect(vec![(stored, None)]);
         let view = content.view(Mode::CatchUp, &HashMap::new(), "alice", at(30));
         assert_eq!(view.kind, ViewKind::Message);
         assert_eq!(
