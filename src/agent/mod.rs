@@ -176,7 +176,7 @@ struct Agent {
     clock: Arc<dyn Clock>,
     metrics: Metrics,
     probes: Arc<Semaphore>,
-    /// The probers' shared state (rdap's client and caches), as on a central instance.
+    /// What the agent's probes share across runs (rdap's client and cache).
     probe_env: crate::probe::Env,
 }
 

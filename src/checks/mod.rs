@@ -176,8 +176,8 @@ pub(crate) struct Shared {
     planned: RwLock<Arc<Vec<annotations::Planned>>>,
     pipeline: Option<Submitter>,
     timeout_offset: f64,
-    agents: agents::Agents,
     probe_env: Arc<crate::probe::Env>,
+    agents: agents::Agents,
 }
 
 impl Shared {
@@ -344,8 +344,8 @@ impl Checks {
             planned: RwLock::new(Arc::new(Vec::new())),
             pipeline,
             timeout_offset,
-            agents: agents::Agents::default(),
             probe_env,
+            agents: agents::Agents::default(),
         });
         registry.register_collector(Box::new(metrics::Collector(Arc::clone(&shared))));
         shared.reload_planned().await?;

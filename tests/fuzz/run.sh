@@ -26,18 +26,27 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
 fi
 export RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
-cargo fuzz build --fuzz-dir . -s none 2>&1 | tail -n 20
+# No separate `cargo fuzz build`: its flags differ from `cargo fuzz run`'s,
+# so checkit would be compiled twice; the first run builds what all share.
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 for target in "${targets[@]}"; do
   mkdir -p "$work/$target"
   echo "fuzz: $target for ${seconds}s"
-  # libFuzzer exits non-zero on a finding; the artifact check below reports it.
+  status=0
   cargo fuzz run --fuzz-dir . -s none "$target" "$work/$target" "corpus/$target" -- \
-    -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -max_len=65536 -print_final_stats=1 2>&1 \
-    | grep -E '^(stat::(number_of_executed_units|new_units_added|peak_rss_mb)|==|INFO: (Running|Loaded))|ERROR|panicked|Test unit written' || true
+    -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -max_len=65536 -print_final_stats=1 \
+    >"$work/$target.log" 2>&1 || status=$?
+  grep -E '^(stat::(number_of_executed_units|new_units_added|peak_rss_mb)|==|INFO: (Running|Loaded))|ERROR|panicked|Test unit written' \
+    "$work/$target.log" || true
   if compgen -G "artifacts/$target/*" >/dev/null; then
     echo "fuzz: $target found a failing input in tests/fuzz/artifacts/$target/" >&2
+    exit 1
+  fi
+  if ((status != 0)); then
+    # No finding, yet a failure: the build or libFuzzer itself.
+    tail -n 40 "$work/$target.log" >&2
+    echo "fuzz: $target failed (exit $status)" >&2
     exit 1
   fi
 done

@@ -328,7 +328,7 @@ async fn the_bridge_listener_applies_the_web_config() {
 }
 
 /// A checkit process on a free loopback port with `config`, stopped on drop.
-fn spawn_checkit(config: &str) -> (crate::support::ChildGuard, std::net::SocketAddr, tempfile::TempDir) {
+pub(crate) fn spawn_checkit(config: &str) -> (crate::support::ChildGuard, std::net::SocketAddr, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("dir");
     let config_path = dir.path().join("checkit.yml");
     std::fs::write(&config_path, config).expect("write config");

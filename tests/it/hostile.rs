@@ -12,7 +12,7 @@ use std::time::Duration;
 struct Running {
     child: ChildGuard,
     addr: SocketAddr,
-    _dir: tempfile::TempDir,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
 }
 
 impl Running {
@@ -24,17 +24,9 @@ impl Running {
              bridge:\n  store: {{sqlite: {{path: {}}}}}\n  contacts: {{ops: {{log: ops}}}}\n  routes: [{{contacts: [ops]}}]\n",
             dir.path().join("bridge.db").display()
         );
-        let config_path = dir.path().join("checkit.yml");
-        std::fs::write(&config_path, config).expect("write config");
-        let addr = crate::support::loopback(crate::support::free_port());
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_checkit"));
-        command
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!("--web.listen-address={addr}"))
-            .arg("--log.level=warn");
-        let mut child = ChildGuard::spawn("checkit", command, &dir.path().join("checkit.log"));
+        let (mut child, addr, config_dir) = crate::hardening::spawn_checkit(&config);
         child.wait_for_port(addr, Duration::from_secs(30)).await;
-        Running { child, addr, _dir: dir }
+        Running { child, addr, _dirs: (dir, config_dir) }
     }
 
     fn url(&self, path: &str) -> String {
@@ -108,18 +100,21 @@ async fn hostile_requests_get_a_4xx_with_a_reason() {
         "/api/v1/deliveries?since=yesterday".to_string(),
         "/api/v1/deliveries?status=lost".to_string(),
     ];
-    for target in [
-        format!("http://0.0.0.0:{port}/"),
-        format!("http://0:{port}/"),
-        format!("http://[::]:{port}/"),
-        format!("http://[::ffff:0.0.0.0]:{port}/"),
-        format!("http://[::ffff:127.0.0.1]:{port}/"),
-        format!("http://127.1:{port}/"),
-        format!("http://2130706433:{port}/"),
-        format!("http://0x7f.0.0.1:{port}/"),
-        format!("http://localhost:{port}/"),
-    ] {
-        probes.push(format!("/probe?module=http_2xx&target={}", encode(&target)));
+    // Every spelling of the loopback and unspecified addresses the kernel
+    // takes to the local host.
+    let hosts = [
+        "0.0.0.0",
+        "0",
+        "[::]",
+        "[::ffff:0.0.0.0]",
+        "[::ffff:127.0.0.1]",
+        "127.1",
+        "2130706433",
+        "0x7f.0.0.1",
+        "localhost",
+    ];
+    for host in hosts {
+        probes.push(format!("/probe?module=http_2xx&target={}", encode(&format!("http://{host}:{port}/"))));
     }
     for target in [format!("0.0.0.0:{port}"), format!("[::]:{port}"), format!("127.0.0.1:{port}")] {
         probes.push(format!("/probe?module=tcp_connect&target={}", encode(&target)));
