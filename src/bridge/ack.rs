@@ -879,23 +879,12 @@ async fn resolve(
 /// Labels shared by alerts, for tests of [`matchers`].
 #[cfg(test)]
 fn alert_with(labels: &[(&str, &str)]) -> super::payload::Alert {
-    super::payload::Alert {
-        status: Status::Firing,
-        labels: labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<std::collections::BTreeMap<_, _>>(),
-        annotations: std::collections::BTreeMap::new(),
-        starts_at: None,
-        ends_at: None,
-        generator_url: String::new(),
-        fingerprint: String::new(),
-        silence_url: None,
-        dashboard_url: None,
-        panel_url: None,
-        image_url: None,
-        value_string: None,
-    }
+    super::payload::Alert::local(
+        Status::Firing,
+        labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        std::collections::BTreeMap::new(),
+        String::new(),
+    )
 }
 
 #[cfg(test)]

@@ -117,18 +117,17 @@ async fn deliveries(
     };
     let (limit, offset) = (query.limit, query.offset);
     match shared.store.history(query).await {
-        Ok(page) => axum::Json(serde_json::json!({
-            "total": page.total,
-            "limit": limit,
-            "offset": offset,
-            "items": page.items,
-        }))
-        .into_response(),
+        Ok(page) => page_json(page.total, limit, offset, &page.items),
         Err(err) => {
             tracing::error!(error = %err, "Cannot read delivery history.");
             (StatusCode::SERVICE_UNAVAILABLE, format!("storage unavailable: {err}\n")).into_response()
         }
     }
+}
+
+/// One page of a searchable list, as the deliveries and messages APIs answer it.
+pub(crate) fn page_json<T: serde::Serialize>(total: u64, limit: u32, offset: u64, items: &[T]) -> Response {
+    axum::Json(serde_json::json!({ "total": total, "limit": limit, "offset": offset, "items": items })).into_response()
 }
 
 #[cfg(test)]

@@ -323,19 +323,14 @@ pub(super) fn message_notification(message: Message, now: DateTime<Utc>) -> Noti
         ("description".to_string(), message.body.clone()),
     ]);
     let alert = Alert {
-        status: Status::Firing,
-        labels: labels.clone(),
-        annotations: annotations.clone(),
         starts_at: Some(now),
-        ends_at: None,
-        generator_url: String::new(),
         // Unique per message: a message is never "the same alert again".
-        fingerprint: format!("m{:015x}", rand::random::<u64>() >> 4),
-        silence_url: None,
-        dashboard_url: None,
-        panel_url: None,
-        image_url: None,
-        value_string: None,
+        ..Alert::local(
+            Status::Firing,
+            labels.clone(),
+            annotations.clone(),
+            format!("m{:015x}", rand::random::<u64>() >> 4),
+        )
     };
     Notification {
         version: String::new(),
@@ -599,13 +594,7 @@ async fn search(
     }
     let (limit, offset) = (query.limit, query.offset);
     match shared.store.messages(query).await {
-        Ok(page) => axum::Json(serde_json::json!({
-            "total": page.total,
-            "limit": limit,
-            "offset": offset,
-            "items": page.items,
-        }))
-        .into_response(),
+        Ok(page) => history::page_json(page.total, limit, offset, &page.items),
         Err(err) => {
             tracing::error!(error = %err, "Cannot search messages.");
             refusal(StatusCode::SERVICE_UNAVAILABLE, format!("storage unavailable: {err}"))

@@ -129,6 +129,25 @@ pub struct Alert {
 }
 
 impl Alert {
+    /// An alert raised by checkit itself (a check, a message, a test): no
+    /// generator URL and none of Grafana's fields.
+    pub fn local(status: Status, labels: LabelSet, annotations: LabelSet, fingerprint: String) -> Alert {
+        Alert {
+            status,
+            labels,
+            annotations,
+            starts_at: None,
+            ends_at: None,
+            generator_url: String::new(),
+            fingerprint,
+            silence_url: None,
+            dashboard_url: None,
+            panel_url: None,
+            image_url: None,
+            value_string: None,
+        }
+    }
+
     /// The `alertname` label, or `""`.
     pub fn name(&self) -> &str {
         self.labels.get("alertname").map(String::as_str).unwrap_or("")

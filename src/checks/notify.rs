@@ -97,18 +97,9 @@ fn single(
     reason: String,
 ) -> Notification {
     let alert = Alert {
-        status,
-        labels: labels.clone(),
-        annotations: annotations.clone(),
         starts_at: Some(starts_at),
         ends_at,
-        generator_url: String::new(),
-        fingerprint: fingerprint(&labels),
-        silence_url: None,
-        dashboard_url: None,
-        panel_url: None,
-        image_url: None,
-        value_string: None,
+        ..Alert::local(status, labels.clone(), annotations.clone(), fingerprint(&labels))
     };
     Notification {
         version: "4".into(),
