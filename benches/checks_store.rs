@@ -18,14 +18,9 @@ use checkit::checks::store::{CheckStore, NewResult};
 use chrono::{Duration, TimeZone, Utc};
 use std::time::Instant;
 
-fn arg(name: &str, default: i64) -> i64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|arg| arg == name)
-        .and_then(|index| args.get(index + 1))
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
+#[path = "support/args.rs"]
+mod args;
+use args::arg;
 
 #[tokio::main]
 async fn main() {

@@ -23,14 +23,9 @@ use checkit::config::Config;
 use checkit::http::webconfig::Web;
 use std::time::{Duration, Instant};
 
-fn arg(name: &str, default: i64) -> i64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|arg| arg == name)
-        .and_then(|index| args.get(index + 1))
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
+#[path = "support/args.rs"]
+mod args;
+use args::arg;
 
 /// One year of hourly roll-ups per check (240 runs an hour, ~0.3% of hours
 /// with 40 failures), the daily roll-ups summed from them, and an incident
