@@ -397,12 +397,25 @@ async fn apply_results(shared: &Shared, location: &str, results: Vec<(Arc<Slot>,
             slot.lock().pending = Some(change);
         }
     }
+    let now = shared.clock.now();
     for slot in touched {
         let check = slot.check();
-        let (change, maintenance) = {
+        let (change, maintenance, newest) = {
             let mut state = slot.lock();
-            (state.pending.take(), state.last.as_ref().is_some_and(|last| last.maintenance))
+            let (maintenance, newest) =
+                state.last.as_ref().map_or((false, None), |last| (last.maintenance, Some(last.at)));
+            (state.pending.take(), maintenance, newest)
         };
+        // Results queued through an outage arrive late: an outage they show
+        // may be over already, with the result that says so still queued. A
+        // down that only late results show waits for a fresh batch, which
+        // `announce` then tells (its incident is still untold); a resolution
+        // of a told outage goes out at once.
+        let fresh = chrono::Duration::from_std(check.interval.saturating_mul(2)).unwrap_or(chrono::Duration::MAX);
+        let late = newest.is_some_and(|at| now - at > fresh);
+        if late && !matches!(change, Some(Change::Recovered(_))) {
+            continue;
+        }
         super::announce(shared, &slot, &check, change, maintenance).await;
     }
 }
