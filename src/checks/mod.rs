@@ -360,7 +360,8 @@ impl Checks {
             tokio::spawn(run_housekeeping(Arc::clone(&shared), shutdown_rx.clone())),
             tokio::spawn(run_replicas(Arc::clone(&shared), shutdown_rx.clone())),
             tokio::spawn(watch_files(Arc::clone(&shared), shutdown_rx.clone())),
-            tokio::spawn(agents::watch_agents(Arc::clone(&shared), shutdown_rx)),
+            tokio::spawn(agents::watch_agents(Arc::clone(&shared), shutdown_rx.clone())),
+            tokio::spawn(agents::follow_locations(Arc::clone(&shared), shutdown_rx)),
         ];
         tracing::info!(checks = shared.slots().len(), store = %shared.store.storage().describe(), "Checks started.");
         Ok(Checks { shared, shutdown, tasks: Mutex::new(tasks) })
