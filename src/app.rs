@@ -6,9 +6,9 @@
 //! parts hand theirs over ([`crate::bridge::Bridge::take_tasks`]).
 
 use crate::bridge::Bridge;
-use crate::config::Config;
 use crate::config::live::Live;
 use crate::http::{self, exporter::Exporter, webconfig::Web};
+use crate::settings::Config;
 use crate::telemetry::Telemetry;
 use axum::Router;
 use futures::FutureExt;
@@ -34,7 +34,7 @@ impl ConfigSource {
     pub fn load(&self) -> Result<Config, crate::config::Error> {
         match self {
             ConfigSource::File(path) => Config::load(path),
-            ConfigSource::Embedded => Config::parse(crate::config::DEFAULT_CONFIG),
+            ConfigSource::Embedded => Config::parse(crate::settings::DEFAULT_CONFIG),
         }
     }
 }
@@ -67,7 +67,7 @@ pub struct Serving {
 
 /// The running process: every part, built from one config.
 pub struct App {
-    config: Arc<Live>,
+    config: Arc<Live<Config>>,
     source: ConfigSource,
     options: Options,
     web: Web,
@@ -129,7 +129,7 @@ impl App {
             _ if !config.checks.is_configured() => None,
             bridge => {
                 let pipeline = bridge.as_ref().and_then(|bridge| bridge.as_ref().ok()).map(Bridge::submitter);
-                let shared_config = Arc::new(config.clone());
+                let shared_config = config.for_checks();
                 Some(match stores.open(config.storage_of(config.checks.options.store.as_ref())).await {
                     Ok(storage) => {
                         crate::checks::Checks::start(
@@ -286,7 +286,7 @@ impl App {
                 }
                 match &self.checks {
                     Some(checks) => {
-                        if let Err(err) = checks.reload(Arc::new(config.clone())).await {
+                        if let Err(err) = checks.reload(config.for_checks()).await {
                             self.telemetry.reloaded(false);
                             tracing::error!(error = %err, "Error reloading checks");
                             return Err(err.to_string());
