@@ -202,6 +202,15 @@ impl Config {
         })
     }
 
+    /// What the web UI reads: `ui:`, the status pages and the contacts' names.
+    pub fn for_web(&self) -> crate::web::config::Settings {
+        crate::web::config::Settings {
+            ui: self.ui.clone(),
+            status_pages: self.status_pages.clone(),
+            contacts: self.bridge.iter().flat_map(|bridge| bridge.contacts.keys().cloned()).collect(),
+        }
+    }
+
     /// The config as YAML with defaults filled in and secrets hidden (`/config`).
     pub fn to_yaml(&self) -> String {
         yaml::to_string(self)

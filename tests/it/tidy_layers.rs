@@ -51,10 +51,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("config", &[]),
     // Scheduled checks run probes and hand transitions to the pipeline.
     ("checks", &["bridge", "config", "probe", "storage"]),
-    // Debt: the operator UI takes the whole `App` (for the bridge's store and
-    // the live config) instead of the services it shows, so it names `app`.
-    // Pages show the checks (status pages, check pages, badges).
-    ("web", &["app", "bridge", "checks", "config", "http"]),
+    // Pages show the checks (status pages, check pages, badges) and the
+    // pipeline's history; `app` hands the UI these services, never itself.
+    ("web", &["bridge", "checks", "config", "http"]),
     // Reports read the checks' history and their last probe's families, and
     // commit through the pipeline.
     ("reports", &["bridge", "checks", "config", "probe::metrics"]),
