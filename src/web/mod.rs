@@ -22,6 +22,7 @@ pub mod assets;
 pub mod badge;
 pub mod config;
 mod deliveries;
+mod locations;
 pub mod markdown;
 mod operate;
 mod status;
