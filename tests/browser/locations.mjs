@@ -1,7 +1,7 @@
 // A check run by agents at three locations, on its check page in a real
 // browser: each location's state, last result, failures and uptime over the
 // last 24 hours, equal to what the API says; dark theme at phone width too.
-import { Failures, launch, guardedPage, axe, screenshot, fitsWidth, finish } from "./harness.mjs";
+import { Failures, launch, guardedPage, darkPhonePage, axe, screenshot, fitsWidth, finish } from "./harness.mjs";
 
 const base = process.env.CHECKIT_URL;
 const credentials = { username: process.env.CHECKIT_USER, password: process.env.CHECKIT_PASSWORD };
@@ -39,13 +39,7 @@ try {
   await axe(page, failures, "check page with locations");
   await screenshot(page, "check-locations.png");
 
-  const dark = await browser.newContext({
-    httpCredentials: credentials,
-    colorScheme: "dark",
-    viewport: { width: 390, height: 844 },
-    deviceScaleFactor: 2,
-  });
-  const phone = await guardedPage(dark, failures);
+  const phone = await darkPhonePage(browser, failures, { httpCredentials: credentials });
   await phone.goto(base + "/checks/site");
   await fitsWidth(phone, failures, "check page with locations, phone");
   await axe(phone, failures, "check page with locations, dark, phone");
