@@ -850,6 +850,28 @@ async fn check_page_shows_each_location_in_chromium() {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).no_proxy().build().expect("client");
     push_to(&client, &app.url(""), 0, "b0", &[(30, true), (20, true), (10, true)]).await;
     push_to(&client, &app.url(""), 1, "b1", &[(30, true), (20, false), (10, false)]).await;
+    // /metrics: the per-check last-run families, per location (loc2 has no result yet).
+    let metrics = client
+        .get(app.url("/metrics"))
+        .basic_auth("olivia", Some("pw"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics");
+    let value = |family: &str, location: &str| {
+        metrics
+            .lines()
+            .find(|line| line.starts_with(&format!("{family}{{")) && line.contains(&format!("location=\"{location}\"")))
+            .and_then(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    assert_eq!(value("checkit_check_location_last_success", "loc0"), Some(1.0), "{metrics}");
+    assert_eq!(value("checkit_check_location_last_success", "loc1"), Some(0.0), "{metrics}");
+    assert_eq!(value("checkit_check_location_last_duration_seconds", "loc1"), Some(0.01), "{metrics}");
+    let started = value("checkit_check_location_last_run_timestamp_seconds", "loc0").unwrap_or_default();
+    assert!((chrono::Utc::now().timestamp() as f64 - started - 10.0).abs() < 5.0, "{metrics}");
+    assert_eq!(value("checkit_check_location_last_success", "loc2"), None, "{metrics}");
     let screenshots = crate::web_browser::screenshot_dir("locations");
     crate::web_browser::run_script("locations.mjs", &app.url(""), "olivia", "pw", &screenshots, &[]).await;
     for name in ["check-locations.png", "check-locations-dark-phone.png"] {
