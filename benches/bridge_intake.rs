@@ -9,6 +9,12 @@
 //!    clock is then moved 30 s at a time until the outbox is empty. Prints the
 //!    messages sent, how many were overflow summaries, and the wall time.
 //!
+//! 3. **Large** (`--only large`): one webhook body of 100,000 tiny alerts
+//!    (2.4 MB, as in issue 13, defect 8) routed to one webhook contact. Prints
+//!    the resident memory before, its peak while the body is parsed and
+//!    committed, its peak until the message is delivered, and what stays
+//!    resident afterwards, each also as a multiple of the body size.
+//!
 //! Peak RSS (VmHWM) of the whole process is printed after each phase, and in
 //! the storm also once every webhook is in, before the summary is built: the
 //! summary must not add to it as the storm grows (issue 13, defect 17), so
@@ -19,6 +25,7 @@
 //! cargo bench --bench bridge_intake -- --requests 50000 --concurrency 128 --storm 10000
 //! cargo bench --bench bridge_intake -- --only storm   # peak RSS of one phase
 //! cargo bench --bench bridge_intake -- --only storm --storm 30000
+//! cargo bench --bench bridge_intake -- --only large
 //! ```
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
@@ -35,7 +42,8 @@ struct Options {
     requests: usize,
     concurrency: usize,
     storm: usize,
-    /// `intake`, `storm` or both (so that peak RSS can be read per phase).
+    /// `intake`, `storm`, `large`, or `intake` and `storm` (so that peak RSS
+    /// can be read per phase).
     only: Option<String>,
 }
 
@@ -99,14 +107,89 @@ fn body(index: usize) -> String {
 }
 
 fn peak_rss_kib() -> u64 {
+    status_kib("VmHWM:")
+}
+
+/// Resident memory now (VmRSS), in KiB.
+fn rss_kib() -> u64 {
+    status_kib("VmRSS:")
+}
+
+fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
             status.lines().find_map(|line| {
-                line.strip_prefix("VmHWM:").and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+                line.strip_prefix(field).and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
             })
         })
         .unwrap_or(0)
+}
+
+/// Starts a new peak: VmHWM is reset to the current RSS (Linux `clear_refs`).
+fn reset_peak() {
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+}
+
+async fn large() {
+    let delivered = Arc::new(AtomicU64::new(0));
+    let counter = delivered.clone();
+    let receiver = axum::Router::new().fallback(move |_body: Bytes| {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::Relaxed);
+            "ok"
+        }
+    });
+    let receiver_address = serve(receiver.layer(axum::extract::DefaultBodyLimit::disable())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        &format!("contacts: {{pat: {{webhook: 'http://{receiver_address}/pat'}}}}\nroutes: [{{contacts: [pat]}}]\n"),
+        dir.path(),
+    );
+    let mut registry = Registry::default();
+    let bridge = Bridge::start(Arc::new(config), &mut registry).await.unwrap();
+    for task in bridge.take_tasks() {
+        tokio::spawn(task);
+    }
+    let address = serve(bridge.router()).await;
+    let alerts: Vec<String> = (0..100_000).map(|index| format!("{{\"labels\":{{\"i\":\"{index}\"}}}}")).collect();
+    let body = format!("{{\"version\":\"4\",\"status\":\"firing\",\"alerts\":[{}]}}", alerts.join(","));
+    drop(alerts);
+    let size = body.len() as u64;
+    let client = reqwest::Client::new();
+    let before = rss_kib();
+    reset_peak();
+    let started = Instant::now();
+    let response = client.post(format!("http://{address}/webhook")).body(body).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap_or_default());
+    let answered = started.elapsed();
+    let intake_peak = peak_rss_kib();
+    reset_peak();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while delivered.load(Ordering::Relaxed) == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let sent = started.elapsed();
+    let delivery_peak = peak_rss_kib();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = rss_kib();
+    bridge.shutdown().await;
+    let times = |kib: u64| (kib.saturating_sub(before) * 1024) as f64 / size as f64;
+    println!(
+        "large: one body of 100,000 alerts ({:.1} MB) answered in {:.1}s, delivered in {:.1}s; RSS before {} MiB, \
+         peak during intake {} MiB (+{:.0}x the body), peak until delivered {} MiB (+{:.0}x), 2 s after {} MiB (+{:.0}x)",
+        size as f64 / 1e6,
+        answered.as_secs_f64(),
+        sent.as_secs_f64(),
+        before / 1024,
+        intake_peak / 1024,
+        times(intake_peak),
+        delivery_peak / 1024,
+        times(delivery_peak),
+        after / 1024,
+        times(after),
+    );
 }
 
 async fn serve(router: axum::Router) -> std::net::SocketAddr {
@@ -299,11 +382,14 @@ fn main() {
     let options = options();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        if options.only.as_deref() != Some("storm") {
-            intake(&options).await;
-        }
-        if options.only.as_deref() != Some("intake") {
-            storm(&options).await;
+        match options.only.as_deref() {
+            Some("intake") => intake(&options).await,
+            Some("storm") => storm(&options).await,
+            Some("large") => large().await,
+            _ => {
+                intake(&options).await;
+                storm(&options).await;
+            }
         }
     });
 }
