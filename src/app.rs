@@ -124,13 +124,19 @@ impl App {
         // What probes share (rdap's client, bootstrap and cache) lives as long as the
         // app, across reloads; the exporter and the checks probe with the same one.
         let probe_env = Arc::new(crate::probe::Env::default());
+        // Heartbeats are checks without a prober: their history is the checks'.
         let checks = match &bridge {
             Some(Err(_)) => None,
-            _ if !config.checks.is_configured() => None,
+            _ if !config.checks.is_configured() && config.heartbeats.is_none() => None,
             bridge => {
                 let pipeline = bridge.as_ref().and_then(|bridge| bridge.as_ref().ok()).map(Bridge::submitter);
                 let shared_config = Arc::new(config.clone());
-                Some(match stores.open(config.storage_of(config.checks.options.store.as_ref())).await {
+                // With heartbeats alone, their history lives where they keep their pings.
+                let store = match (&config.checks.options.store, &config.heartbeats) {
+                    (None, Some(heartbeats)) if !config.checks.is_configured() => heartbeats.store.as_ref(),
+                    (store, _) => store.as_ref(),
+                };
+                Some(match stores.open(config.storage_of(store)).await {
                     Ok(storage) => {
                         crate::checks::Checks::start(
                             shared_config,
@@ -161,12 +167,16 @@ impl App {
                     heartbeat_config.clone(),
                     &mut registry,
                     notifier,
-                    Arc::new(crate::bridge::clock::SystemClock),
+                    Arc::clone(&clock),
                     storage,
                 )
                 .await;
                 *telemetry.registry.lock().map_err(|_| poisoned())? = registry;
-                Some(started?)
+                let started = started?;
+                if let Some(checks) = &checks {
+                    started.attach(Arc::clone(checks)).await?;
+                }
+                Some(started)
             }
             None => None,
         };
@@ -229,6 +239,11 @@ impl App {
     /// The scheduled checks, when configured.
     pub fn checks(&self) -> Option<&crate::checks::Checks> {
         self.checks.as_deref()
+    }
+
+    /// The heartbeats, when configured.
+    pub fn heartbeats(&self) -> Option<&crate::heartbeat::Heartbeats> {
+        self.heartbeats.as_ref()
     }
 
     /// The report scheduler and preview, when the bridge is configured.
@@ -296,6 +311,11 @@ impl App {
                         tracing::warn!("Checks added to a config that had none take effect after a restart");
                     }
                     None => {}
+                }
+                if let Some(heartbeats) = &self.heartbeats {
+                    if let Err(err) = heartbeats.sync_history().await {
+                        tracing::error!(error = %err, "Cannot bring heartbeats into the checks' history");
+                    }
                 }
                 self.config.set(config);
                 self.telemetry.reloaded(true);

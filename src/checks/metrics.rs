@@ -302,6 +302,9 @@ pub fn encode_blackbox(slots: &[Arc<Slot>]) -> String {
     for slot in slots {
         let view = slot.view();
         let Some(last) = &view.last else { continue };
+        if view.check.kind != super::config::Kind::Probe {
+            continue;
+        }
         for (name, help, labels, value) in last.registry.samples() {
             let (_, lines) = families.entry(name.to_string()).or_insert_with(|| (help.to_string(), String::new()));
             let mut all: Vec<(&str, &str)> =
@@ -329,8 +332,9 @@ pub fn encode_blackbox(slots: &[Arc<Slot>]) -> String {
 pub fn service_discovery(slots: &[Arc<Slot>]) -> serde_json::Value {
     let groups: Vec<serde_json::Value> = slots
         .iter()
-        .map(|slot| {
-            let check = slot.check();
+        .map(|slot| slot.check())
+        .filter(|check| check.kind == super::config::Kind::Probe)
+        .map(|check| {
             let mut labels: BTreeMap<String, String> = check.labels.clone();
             labels.insert("module".into(), check.module.clone());
             labels.insert("check".into(), check.name.clone());

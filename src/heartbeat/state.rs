@@ -182,6 +182,9 @@ pub struct Record {
     pub paused_at: Option<DateTime<Utc>>,
     /// Alerts already submitted as firing.
     pub alerts: Alerts,
+    /// When the current outage without a failure ping (a missed deadline,
+    /// a run past `start_grace`) entered the checks' history; once per outage.
+    pub missed_at: Option<DateTime<Utc>>,
 }
 
 /// What applying a ping did.
@@ -211,6 +214,7 @@ impl Record {
                 Applied::default()
             }
             Kind::Success | Kind::Fail => {
+                self.missed_at = None;
                 let duration = self.end_run(rid).map(|started| at - started);
                 if kind == Kind::Success {
                     let previous = self.last_success.replace(at);
@@ -255,6 +259,17 @@ impl Record {
         self.failed_at = None;
         self.too_often_at = None;
         self.open_runs.clear();
+        self.missed_at = None;
+    }
+
+    /// Whether the check is down without a failure report (overdue, or a
+    /// run past its `start_grace`) and that is not in the history yet; the
+    /// failure's reason when so.
+    pub fn unrecorded_miss(&self, spec: &Spec, now: DateTime<Utc>) -> Option<&'static str> {
+        if self.missed_at.is_some() || self.failed_at.is_some() || self.status(spec, now) != Status::Down {
+            return None;
+        }
+        Some(if self.open_runs.is_empty() { "missed" } else { "run_too_long" })
     }
 
     /// When the oldest open run must end.

@@ -55,8 +55,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     // Reports read the checks' history and their last probe's families, and
     // commit through the pipeline.
     ("reports", &["bridge", "checks", "config", "probe::metrics"]),
-    // Heartbeats hand missed or failed runs to the pipeline.
-    ("heartbeat", &["bridge", "config", "storage"]),
+    // Heartbeats hand missed or failed runs to the pipeline, and are checks
+    // without a prober: their outcomes enter the checks' history.
+    ("heartbeat", &["bridge", "checks", "config", "storage"]),
     // Probers import nothing above them.
     ("probe", &["config", "net"]),
     // Shared networking below the probers and the bridge.
