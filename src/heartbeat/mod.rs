@@ -316,10 +316,11 @@ impl Shared {
         let now = self.clock.now();
         let mut records = self.records.lock().await;
         let mut record = records.get(name).cloned().unwrap_or_default();
-        if paused {
-            record.pause(now);
-        } else {
-            record.resume();
+        // Only a change counts: "resume all" leaves running checks as they are.
+        match (paused, record.paused_at.is_some()) {
+            (true, false) => record.pause(now),
+            (false, true) => record.resume(),
+            _ => {}
         }
         self.store.save(name, None, &record, runtime.config.keep_pings, now).await?;
         let status = record.status(&entry.spec, now);

@@ -426,6 +426,26 @@ mod tests {
     }
 
     #[test]
+    fn a_miss_enters_the_history_once_per_outage() {
+        let spec = spec();
+        let mut record = Record::default();
+        assert_eq!(record.unrecorded_miss(&spec, t(100)), None, "a new check misses nothing");
+        record.apply(&spec, Kind::Success, t(0), None);
+        assert_eq!(record.unrecorded_miss(&spec, t(12)), None, "late is no miss");
+        assert_eq!(record.unrecorded_miss(&spec, t(16)), Some("missed"));
+        record.missed_at = Some(t(16));
+        assert_eq!(record.unrecorded_miss(&spec, t(60)), None, "once per outage");
+        record.apply(&spec, Kind::Start, t(61), None);
+        assert_eq!(record.unrecorded_miss(&spec, t(95)), None, "still the same outage");
+        record.apply(&spec, Kind::Success, t(96), None);
+        assert_eq!(record.missed_at, None, "a success ends the outage");
+        record.apply(&spec, Kind::Start, t(100), None);
+        assert_eq!(record.unrecorded_miss(&spec, t(131)), Some("run_too_long"));
+        record.apply(&spec, Kind::Fail, t(132), None);
+        assert_eq!(record.unrecorded_miss(&spec, t(200)), None, "a failure ping is its own result");
+    }
+
+    #[test]
     fn a_failure_is_down_at_once_until_a_success() {
         let spec = spec();
         let mut record = Record::default();
