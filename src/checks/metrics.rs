@@ -3,13 +3,15 @@
 //! - On `/metrics`: per check `checkit_check_*` gauges labelled `check`,
 //!   `module`, `target` and the check's own labels (14 series a check: 5
 //!   `state` values, 5 uptime windows and 4 single gauges), plus
-//!   `checkit_checks_*` counters about the scheduler itself.
+//!   `checkit_checks_*` counters about the scheduler itself. Heartbeats (checks
+//!   without a prober) are in the `checkit_check_*` families too, with empty
+//!   `module` and `target`.
 //! - `GET /metrics/checks`: each check's last result in blackbox's own
 //!   families (`probe_success`, `probe_http_status_code`, …) labelled
 //!   `instance` (the target) and `module`, for blackbox dashboards with
-//!   `honor_labels: true`.
-//! - `GET /api/v1/sd`: Prometheus HTTP service discovery listing the checks
-//!   as `/probe` targets.
+//!   `honor_labels: true` (probed checks only).
+//! - `GET /api/v1/sd`: Prometheus HTTP service discovery listing the probed
+//!   checks as `/probe` targets.
 //!
 //! The per-check gauges are a `prometheus_client` collector reading the
 //! slots at scrape time; `/metrics/checks` is written by hand like `/probe`.
