@@ -35,7 +35,7 @@ pub(super) fn status_text(view: &View) -> Option<&'static str> {
 /// The latest pings of heartbeat `name`, for its check page (`None` when
 /// it is no heartbeat or they cannot be read, which is logged).
 pub(super) async fn pings(ui: &Ui, name: &str) -> Option<Vec<Value>> {
-    let heartbeats = ui.app.heartbeats().filter(|heartbeats| heartbeats.has(name))?;
+    let heartbeats = ui.services.heartbeats.as_deref().filter(|heartbeats| heartbeats.has(name))?;
     let pings = match heartbeats.pings(name, PAGE_PINGS).await {
         Ok(pings) => pings,
         Err(err) => {

@@ -9,7 +9,7 @@ use crate::peer;
 use crate::support::peers::{Postgres, PostgresOpts};
 use checkit::app::{App, ConfigSource, Options};
 use checkit::bridge::clock::TestClock;
-use checkit::config::Config;
+use checkit::settings::Config;
 use checkit::http::webconfig::Web;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::Value;
