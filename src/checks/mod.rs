@@ -426,7 +426,8 @@ impl Checks {
             run_housekeeping(Arc::clone(&shared), shutdown_rx.clone()).boxed(),
             run_replicas(Arc::clone(&shared), shutdown_rx.clone()).boxed(),
             watch_files(Arc::clone(&shared), shutdown_rx.clone()).boxed(),
-            agents::watch_agents(Arc::clone(&shared), shutdown_rx).boxed(),
+            agents::watch_agents(Arc::clone(&shared), shutdown_rx.clone()).boxed(),
+            agents::follow_locations(Arc::clone(&shared), shutdown_rx).boxed(),
         ];
         tracing::info!(checks = shared.slots().len(), store = %shared.store.storage().describe(), "Checks started.");
         Ok(Checks { shared, shutdown, tasks: Mutex::new(tasks), running: TaskTracker::new() })
