@@ -6,9 +6,9 @@
 //! parts hand theirs over ([`crate::bridge::Bridge::take_tasks`]).
 
 use crate::bridge::Bridge;
-use crate::config::Config;
 use crate::config::live::Live;
 use crate::http::{self, exporter::Exporter, webconfig::Web};
+use crate::settings::Config;
 use crate::telemetry::Telemetry;
 use axum::Router;
 use futures::FutureExt;
@@ -34,7 +34,7 @@ impl ConfigSource {
     pub fn load(&self) -> Result<Config, crate::config::Error> {
         match self {
             ConfigSource::File(path) => Config::load(path),
-            ConfigSource::Embedded => Config::parse(crate::config::DEFAULT_CONFIG),
+            ConfigSource::Embedded => Config::parse(crate::settings::DEFAULT_CONFIG),
         }
     }
 }
@@ -67,22 +67,22 @@ pub struct Serving {
 
 /// The running process: every part, built from one config.
 pub struct App {
-    config: Arc<Live>,
+    config: Arc<Live<Config>>,
     source: ConfigSource,
     options: Options,
     web: Web,
     /// Exporter metrics (the bridge registers into the same registry).
     pub telemetry: Telemetry,
     exporter: Arc<Exporter>,
-    bridge: Option<Bridge>,
+    bridge: Option<Arc<Bridge>>,
     checks: Option<Arc<crate::checks::Checks>>,
     reports: Option<crate::reports::Reports>,
     heartbeats: Option<crate::heartbeat::Heartbeats>,
     reload_lock: tokio::sync::Mutex<()>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
-    /// The app itself, for the web UI's router (built on demand by `router`).
-    this: Weak<App>,
+    /// What the web UI shows and operates.
+    ui: crate::web::Services,
 }
 
 impl App {
@@ -129,7 +129,7 @@ impl App {
             _ if !config.checks.is_configured() => None,
             bridge => {
                 let pipeline = bridge.as_ref().and_then(|bridge| bridge.as_ref().ok()).map(Bridge::submitter);
-                let shared_config = Arc::new(config.clone());
+                let shared_config = config.for_checks();
                 Some(match stores.open(config.storage_of(config.checks.options.store.as_ref())).await {
                     Ok(storage) => {
                         crate::checks::Checks::start(
@@ -148,7 +148,7 @@ impl App {
             }
         };
         *telemetry.registry.lock().map_err(|_| poisoned())? = registry;
-        let bridge = bridge.transpose()?;
+        let bridge = bridge.transpose()?.map(Arc::new);
         let checks = checks.transpose()?.map(Arc::new);
         let reports = bridge.as_ref().map(|bridge| crate::reports::Reports::new(bridge.report_desk(), checks.clone()));
         let heartbeats = match &config.heartbeats {
@@ -170,9 +170,9 @@ impl App {
             }
             None => None,
         };
+        let web_settings = Arc::new(Live::new(config.for_web()));
         let config = Arc::new(Live::new(config));
         let app = Arc::new_cyclic(|app: &Weak<App>| {
-            let this = app.clone();
             let app = app.clone();
             let reload: http::exporter::Reload = Arc::new(move || {
                 let app = app.clone();
@@ -190,9 +190,17 @@ impl App {
                 probe_env,
                 options.timeout_offset,
                 options.history_limit,
-                reload,
+                Arc::clone(&reload),
                 bridge.is_some(),
             );
+            let ui = crate::web::Services {
+                bridge: bridge.clone(),
+                checks: checks.clone(),
+                settings: web_settings,
+                web: web.clone(),
+                base_path: base_path(&options.route_prefix),
+                reload,
+            };
             App {
                 config,
                 source,
@@ -207,7 +215,7 @@ impl App {
                 reload_lock: tokio::sync::Mutex::new(()),
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
-                this,
+                ui,
             }
         });
         if let Some(bridge) = &app.bridge {
@@ -243,7 +251,7 @@ impl App {
 
     /// The running bridge, when configured.
     pub fn bridge(&self) -> Option<&Bridge> {
-        self.bridge.as_ref()
+        self.bridge.as_deref()
     }
 
     /// The web config (users, TLS, headers).
@@ -253,8 +261,7 @@ impl App {
 
     /// The route prefix as a path that starts and ends with `/`, for links.
     pub fn base_path(&self) -> String {
-        let prefix = self.options.route_prefix.trim_matches('/');
-        if prefix.is_empty() { "/".into() } else { format!("/{prefix}/") }
+        base_path(&self.options.route_prefix)
     }
 
     /// Reloads the config; a failure keeps the old one and says why.
@@ -286,7 +293,7 @@ impl App {
                 }
                 match &self.checks {
                     Some(checks) => {
-                        if let Err(err) = checks.reload(Arc::new(config.clone())).await {
+                        if let Err(err) = checks.reload(config.for_checks()).await {
                             self.telemetry.reloaded(false);
                             tracing::error!(error = %err, "Error reloading checks");
                             return Err(err.to_string());
@@ -297,6 +304,7 @@ impl App {
                     }
                     None => {}
                 }
+                self.ui.settings.set(config.for_web());
                 self.config.set(config);
                 self.telemetry.reloaded(true);
                 tracing::info!("Loaded config file");
@@ -343,12 +351,10 @@ impl App {
                 .chain(self.checks.iter().map(|checks| checks.agent_router())),
             &self.options.route_prefix,
         );
-        let Some(app) = self.this.upgrade() else {
-            return http::compose(surfaces, &self.options.route_prefix, &self.web).merge(open);
-        };
-        surfaces.push(crate::web::router(Arc::clone(&app)));
+        surfaces.push(crate::web::router(self.ui.clone()));
+        let ui = self.ui.clone();
         let public: http::Public =
-            Arc::new(move |path: &str, query: Option<&str>| crate::web::is_public(&app, path, query));
+            Arc::new(move |path: &str, query: Option<&str>| crate::web::is_public(&ui, path, query));
         http::compose_with_public(surfaces, &self.options.route_prefix, &self.web, public).merge(open)
     }
 
@@ -461,6 +467,12 @@ fn warn_about_legacy_files(config: &Config) {
             );
         }
     }
+}
+
+/// The route prefix as a path that starts and ends with `/`, for links.
+fn base_path(route_prefix: &str) -> String {
+    let prefix = route_prefix.trim_matches('/');
+    if prefix.is_empty() { "/".into() } else { format!("/{prefix}/") }
 }
 
 /// The listen backlog asked for: the kernel caps it at `net.core.somaxconn`,

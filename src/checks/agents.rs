@@ -227,7 +227,7 @@ async fn assignment(AxumState(shared): AxumState<Arc<Shared>>, headers: HeaderMa
         if !assigned(&check, &agent.location) || slot.is_paused() {
             continue;
         }
-        modules.entry(check.module.clone()).or_insert_with(|| config.module_yaml(&check.module).to_string());
+        modules.entry(check.module.clone()).or_insert_with(|| config.module_yaml(&check.module));
         checks.push(AssignedCheck {
             name: check.name.clone(),
             module: check.module.clone(),

@@ -31,7 +31,6 @@ pub mod store;
 
 use crate::bridge::clock::Clock;
 use crate::bridge::submit::Submitter;
-use crate::config::Config;
 use crate::storage::lease::Member;
 use crate::storage::{Storage, StoreError};
 use chrono::{DateTime, Utc};
@@ -44,6 +43,31 @@ use std::time::Duration;
 use store::{CheckStore, NewChange, NewResult};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
+
+/// What the checks read from the config in force: `app` builds a new one
+/// from each loaded config and hands it over on reload.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    /// Probe modules by name.
+    pub modules: crate::probe::Modules,
+    /// The exporter's target policy, which scheduled probes obey too.
+    pub policy: crate::probe::policy::TargetPolicy,
+    /// `checks:`, `check_files:`, `check_options:` and `agents:`.
+    pub checks: Arc<config::Settings>,
+}
+
+impl Inputs {
+    /// The module called `name`.
+    pub fn module(&self, name: &str) -> Option<&crate::probe::Module> {
+        self.modules.get(name)
+    }
+
+    /// The module called `name` as YAML (empty when there is none), as an
+    /// agent receives it.
+    pub fn module_yaml(&self, name: &str) -> String {
+        self.module(name).map(crate::config::yaml::to_string).unwrap_or_default()
+    }
+}
 
 /// Why checks could not start or reload.
 #[derive(Debug, thiserror::Error)]
@@ -170,7 +194,7 @@ pub(crate) struct Shared {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) probes: Arc<Semaphore>,
     pub(crate) metrics: metrics::Metrics,
-    config: RwLock<Arc<Config>>,
+    config: RwLock<Arc<Inputs>>,
     running: Mutex<BTreeMap<String, Running>>,
     /// Maintenance planned from the UI that has not ended, by start.
     planned: RwLock<Arc<Vec<annotations::Planned>>>,
@@ -181,7 +205,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    fn config(&self) -> Arc<Config> {
+    fn config(&self) -> Arc<Inputs> {
         Arc::clone(&self.config.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
     }
 
@@ -317,7 +341,7 @@ impl Checks {
     /// Opens the store and starts every check of `config`. `pipeline` is
     /// where notifications go (none: nobody is told); probes run with `probe_env`.
     pub async fn start(
-        config: Arc<Config>,
+        config: Arc<Inputs>,
         registry: &mut prometheus_client::registry::Registry,
         clock: Arc<dyn Clock>,
         pipeline: Option<Submitter>,
@@ -368,7 +392,7 @@ impl Checks {
 
     /// Applies a new config: unchanged checks keep state and schedule,
     /// changed ones are updated in place, new ones start, removed ones stop.
-    pub async fn reload(&self, config: Arc<Config>) -> Result<(), Error> {
+    pub async fn reload(&self, config: Arc<Inputs>) -> Result<(), Error> {
         let checks = config.checks.checks(&config.modules).map_err(Error::Config)?;
         *self.shared.config.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = config;
         apply(&self.shared, checks).await
@@ -806,7 +830,7 @@ async fn expire(shared: &Shared) {
 }
 
 /// The files `check_files:` matches, with their size and modification time.
-fn files_signature(config: &Config) -> Vec<(std::path::PathBuf, u64, Option<std::time::SystemTime>)> {
+fn files_signature(config: &Inputs) -> Vec<(std::path::PathBuf, u64, Option<std::time::SystemTime>)> {
     config
         .checks
         .matched_files()

@@ -4,6 +4,7 @@
 use crate::config::live::Live;
 use crate::http::history::History;
 use crate::probe::{self, ProberKind, Reason};
+use crate::settings::Config;
 use crate::telemetry::{ProbeLabels, Telemetry};
 use axum::Router;
 use axum::extract::{Request, State};
@@ -19,7 +20,7 @@ pub type Reload = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send 
 
 /// The exporter's service: what its handlers read and call.
 pub struct Exporter {
-    config: Arc<Live>,
+    config: Arc<Live<Config>>,
     telemetry: Telemetry,
     probe_env: Arc<probe::Env>,
     history: Mutex<History>,
@@ -35,7 +36,7 @@ impl Exporter {
     /// `history_limit` results for `/logs`; `deliveries_link` adds the
     /// deliveries API to the index page.
     pub fn new(
-        config: Arc<Live>,
+        config: Arc<Live<Config>>,
         telemetry: Telemetry,
         probe_env: Arc<probe::Env>,
         timeout_offset: f64,

@@ -382,18 +382,18 @@ impl AsyncTlsConnector for Connector {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::Config as Root;
+    use crate::probe::parse_modules;
 
     #[test]
     fn anonymous_needs_no_password() {
-        assert!(Root::parse("modules:\n  m:\n    prober: ftp\n    ftp:\n      username: anonymous\n").is_ok());
-        let err = Root::parse("modules:\n  m:\n    prober: ftp\n    ftp:\n      username: alice\n").unwrap_err();
+        assert!(parse_modules("modules:\n  m:\n    prober: ftp\n    ftp:\n      username: anonymous\n").is_ok());
+        let err = parse_modules("modules:\n  m:\n    prober: ftp\n    ftp:\n      username: alice\n").unwrap_err();
         assert!(err.to_string().contains("modules.m.ftp.password_file"), "{err}");
     }
 
     #[test]
     fn checks_after_login_need_a_user() {
-        let err = Root::parse(
+        let err = parse_modules(
             "modules:\n  m:\n    prober: ftp\n    ftp:\n      list_directory: .\n      file_exists: \"\"\n",
         )
         .unwrap_err()

@@ -178,7 +178,7 @@ fn failure(phase: Phase, err: ImapError) -> ProbeError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config as Root;
+    use crate::probe::parse_modules;
 
     #[test]
     fn failures_map_to_bounded_reasons() {
@@ -194,7 +194,7 @@ mod tests {
 
     #[test]
     fn config_problems_name_their_keys() {
-        let err = Root::parse(
+        let err = parse_modules(
             "modules:\n  m:\n    prober: imap\n    imap:\n      mailbox: INBOX\n      min_messages: 3\n      \
              max_messages: 1\n",
         )

@@ -212,7 +212,7 @@ fn auth_failed(line: &str) -> ProbeError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config as Root;
+    use crate::probe::parse_modules;
 
     #[test]
     fn stat_replies_parse() {
@@ -224,7 +224,7 @@ mod tests {
 
     #[test]
     fn config_problems_name_their_keys() {
-        let err = Root::parse(
+        let err = parse_modules(
             "modules:\n  m:\n    prober: pop3\n    pop3:\n      min_messages: 5\n      max_messages: 2\n      \
              password_env: PW\n",
         )

@@ -369,7 +369,7 @@ fn address_literal(local: Option<std::net::SocketAddr>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config as Root;
+    use crate::probe::parse_modules;
 
     #[test]
     fn address_literals_follow_rfc_5321() {
@@ -388,7 +388,7 @@ mod tests {
 
     #[test]
     fn config_problems_name_their_keys() {
-        let err = Root::parse(
+        let err = parse_modules(
             "modules:\n  m:\n    prober: smtp\n    smtp:\n      ehlo: \"two words\"\n      rcpt_to: \"<a@b>\"\n      \
              auth_mechanism: LOGIN\n      tls: starttls\n",
         )
@@ -397,14 +397,14 @@ mod tests {
         for key in ["modules.m.smtp.ehlo", "modules.m.smtp.rcpt_to", "modules.m.smtp.auth_mechanism"] {
             assert!(err.contains(key), "{key} missing in {err}");
         }
-        let err = Root::parse("modules:\n  m:\n    prober: smtp\n    smtp:\n      tls: sometimes\n").unwrap_err();
+        let err = parse_modules("modules:\n  m:\n    prober: smtp\n    smtp:\n      tls: sometimes\n").unwrap_err();
         assert!(err.to_string().contains("modules.m.smtp"), "{err}");
     }
 
     #[test]
     fn defaults_survive_a_round_trip() {
-        let config = Root::parse("modules:\n  m:\n    prober: smtp\n").unwrap();
-        let smtp = config.modules["m"].smtp.clone().unwrap();
+        let modules = parse_modules("modules:\n  m:\n    prober: smtp\n").unwrap();
+        let smtp = modules["m"].smtp.clone().unwrap();
         assert_eq!(smtp, Config::default());
         assert!(smtp.common.ip_protocol_fallback);
         assert_eq!(smtp.common.preferred_ip_protocol, crate::probe::resolve::IpProtocol::Ip6);

@@ -517,9 +517,9 @@ mod tests {
             ("pop3", include_str!("../../config/examples.d/pop3.yml")),
             ("smtp", include_str!("../../config/examples.d/smtp.yml")),
         ] {
-            let config = crate::config::Config::parse(&format!("modules:\n{example}"))
+            let modules = crate::probe::parse_modules(&format!("modules:\n{example}"))
                 .unwrap_or_else(|err| panic!("{name}: {err}"));
-            assert!(config.modules.values().all(|module| module.prober.as_str() == name), "{name}");
+            assert!(modules.values().all(|module| module.prober.as_str() == name), "{name}");
         }
     }
 }

@@ -20,19 +20,20 @@ const LAYERS: &[(&str, &[&str])] = &[
             "logging",
             "probe",
             "reports",
+            "settings",
             "storage",
             "telemetry",
             "web",
         ],
     ),
     // Flags, handed to `app`; `checkit probe`, `checkit send` and `checkit agent` run a part directly.
-    ("cli", &["agent", "app", "bridge", "config", "http", "logging", "probe"]),
+    ("cli", &["agent", "app", "bridge", "config", "http", "logging", "probe", "settings"]),
     // The remote agent: the checks' slots and wire types, probes, its queue
     // on the storage layer and the clock abstraction.
     ("agent", &["bridge::clock", "checks::agents", "checks::schedule", "config", "probe", "storage"]),
     // Surfaces parse, call one service, map errors; the bridge's own surfaces
     // are composed in by `app`, so `http` does not name the bridge.
-    ("http", &["config", "probe", "telemetry"]),
+    ("http", &["config", "probe", "settings", "telemetry"]),
     // The pipeline: TLS clients from `net`, its tables in the storage layer.
     ("bridge", &["config", "net", "storage"]),
     // The storage layer: SQLite and PostgreSQL under every part that keeps
@@ -43,15 +44,16 @@ const LAYERS: &[(&str, &[&str])] = &[
         "telemetry",
         &["agent::METRIC_NAMES", "bridge::metrics", "checks::metrics::METRIC_NAMES", "heartbeat::METRIC_NAMES"],
     ),
-    // Debt (issue 8): config still names the probe and bridge block types;
-    // it becomes a leaf when each part decodes its own block.
-    ("config", &["bridge", "checks::config", "heartbeat::Config", "probe", "storage::config", "web::config"]),
+    // The whole config gathers every part's block, so it sits above the parts;
+    // only `app`, `cli` and the exporter surface (`/config`, reload) name it.
+    ("settings", &["bridge", "checks", "config", "heartbeat", "probe", "storage", "web"]),
+    // The leaf every part reads its block with (YAML, paths, secrets, problems).
+    ("config", &[]),
     // Scheduled checks run probes and hand transitions to the pipeline.
     ("checks", &["bridge", "config", "probe", "storage"]),
-    // Debt: the operator UI takes the whole `App` (for the bridge's store and
-    // the live config) instead of the services it shows, so it names `app`.
-    // Pages show the checks (status pages, check pages, badges).
-    ("web", &["app", "bridge", "checks", "config", "http"]),
+    // Pages show the checks (status pages, check pages, badges) and the
+    // pipeline's history; `app` hands the UI these services, never itself.
+    ("web", &["bridge", "checks", "config", "http"]),
     // Reports read the checks' history and their last probe's families, and
     // commit through the pipeline.
     ("reports", &["bridge", "checks", "config", "probe::metrics"]),
@@ -149,6 +151,7 @@ fn the_checker_catches_a_forbidden_import() {
             "http/exporter.rs:1: http names crate::bridge::submit::Submitter::clone",
             "bridge/outbox.rs:2: bridge names crate::probe::http::probe",
             "probe/dns.rs:1: probe names crate::telemetry::Telemetry",
+            "config/mod.rs:1: config names crate::probe::Module",
             "newpart/mod.rs: module newpart is not in LAYERS",
         ]
     );

@@ -8,7 +8,7 @@ use checkit::app::{App, ConfigSource, Options};
 use checkit::bridge::clock::{Clock, TestClock};
 use checkit::checks::state::Incident;
 use checkit::checks::store::{NewChange, NewResult};
-use checkit::config::Config;
+use checkit::settings::Config;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use std::net::SocketAddr;
 use std::sync::Arc;
