@@ -148,6 +148,24 @@ pub struct View {
 }
 
 impl Slot {
+    /// A slot for `check` with what the store saved about it.
+    fn restore(saved: store::Saved, check: Check) -> Arc<Slot> {
+        Arc::new(Slot {
+            id: saved.id,
+            state: Mutex::new(SlotState {
+                paused_override: saved.paused,
+                machine: Machine::restore(saved.health, saved.since, saved.incident),
+                last: None,
+                uptime: [None; WINDOWS.len()],
+                reminders: 0,
+                locations: BTreeMap::new(),
+                pending: None,
+                status: None,
+            }),
+            check: RwLock::new(Arc::new(check)),
+        })
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -617,20 +635,7 @@ async fn apply(shared: &Arc<Shared>, checks: Vec<Check>) -> Result<(), Error> {
             continue;
         }
         let Some(saved) = saved.remove(&check.name) else { continue };
-        let slot = Arc::new(Slot {
-            id: saved.id,
-            state: Mutex::new(SlotState {
-                paused_override: saved.paused,
-                machine: Machine::restore(saved.health, saved.since, saved.incident),
-                last: None,
-                uptime: [None; WINDOWS.len()],
-                reminders: 0,
-                locations: BTreeMap::new(),
-                pending: None,
-                status: None,
-            }),
-            check: RwLock::new(Arc::new(check.clone())),
-        });
+        let slot = Slot::restore(saved, check.clone());
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(schedule::run_check(Arc::clone(shared), Arc::clone(&slot), stop_rx));
         running.insert(check.name, Running { slot, stop, task });
