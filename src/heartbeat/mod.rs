@@ -532,12 +532,15 @@ impl Heartbeats {
     }
 
     /// Brings the checks' history in line with the configured heartbeats
-    /// (after a reload) and wakes the evaluator to report their statuses.
+    /// (after a reload), with their statuses.
     pub async fn sync_history(&self) -> Result<(), crate::checks::Error> {
         let Some(checks) = self.shared.history() else { return Ok(()) };
         let runtime = self.shared.runtime();
         let unprobed = runtime.checks.values().map(history::check_of).collect();
         checks.set_unprobed(unprobed, history::owner(&self.shared)).await?;
+        for (name, status) in self.statuses().await {
+            checks.report_status(&name, status.as_str(), status == Status::Paused);
+        }
         self.shared.wake.notify_one();
         Ok(())
     }
