@@ -234,6 +234,11 @@ impl App {
                 app.tasks.spawn(task);
             }
         }
+        if let Some(checks) = &app.checks {
+            for task in checks.take_tasks() {
+                app.tasks.spawn(task);
+            }
+        }
         if let Some(heartbeats) = &app.heartbeats {
             for task in heartbeats.take_tasks() {
                 app.tasks.spawn(task);

@@ -38,14 +38,18 @@ use crate::storage::lease::Member;
 use crate::storage::{Storage, StoreError};
 use chrono::{DateTime, Utc};
 use config::Check;
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use rollup::{Period, WINDOWS};
 use state::{Change, Incident, Machine, Run, State, Thresholds};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use store::{CheckStore, NewChange, NewResult};
+use tokio::sync::mpsc;
 use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinHandle;
+use tokio::task::JoinSet;
+use tokio_util::task::TaskTracker;
 
 /// What the checks read from the config in force: `app` builds a new one
 /// from each loaded config and hands it over on reload.
@@ -208,8 +212,10 @@ impl Slot {
 struct Running {
     slot: Arc<Slot>,
     stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
 }
+
+/// A check's task to start: its slot and its stop signal.
+type Launch = (Arc<Shared>, Arc<Slot>, watch::Receiver<bool>);
 
 /// State shared by the check tasks and the HTTP handlers.
 pub(crate) struct Shared {
@@ -229,6 +235,8 @@ pub(crate) struct Shared {
     timeout_offset: f64,
     probe_env: Arc<crate::probe::Env>,
     agents: agents::Agents,
+    /// Hands check tasks to [`supervise`], which owns them.
+    launches: mpsc::UnboundedSender<Launch>,
     /// Checks without a prober (heartbeats), by name; no task runs them.
     unprobed: Mutex<BTreeMap<String, Arc<Slot>>>,
     /// Who pauses and resumes the unprobed checks.
@@ -366,7 +374,11 @@ impl Shared {
 pub struct Checks {
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// The supervisor of the check tasks and the housekeeping loops, until the
+    /// composition root takes them to spawn.
+    tasks: Mutex<Vec<BoxFuture<'static, ()>>>,
+    /// Tracks the taken tasks so that [`Checks::shutdown`] can wait for them.
+    running: TaskTracker,
 }
 
 impl std::fmt::Debug for Checks {
@@ -399,6 +411,7 @@ impl Checks {
         if pipeline.is_none() && checks.iter().any(|check| check.notify) {
             tracing::warn!("Checks notify through the bridge, which is not configured; nobody will be told.");
         }
+        let (launch, launches) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             store,
             member,
@@ -413,6 +426,7 @@ impl Checks {
             timeout_offset,
             probe_env,
             agents: agents::Agents::default(),
+            launches: launch,
             unprobed: Mutex::new(BTreeMap::new()),
             owner: RwLock::new(None),
         });
@@ -426,13 +440,24 @@ impl Checks {
         }
         let (shutdown, shutdown_rx) = watch::channel(false);
         let tasks = vec![
-            tokio::spawn(run_housekeeping(Arc::clone(&shared), shutdown_rx.clone())),
-            tokio::spawn(run_replicas(Arc::clone(&shared), shutdown_rx.clone())),
-            tokio::spawn(watch_files(Arc::clone(&shared), shutdown_rx.clone())),
-            tokio::spawn(agents::watch_agents(Arc::clone(&shared), shutdown_rx)),
+            supervise(launches, shutdown_rx.clone()).boxed(),
+            run_housekeeping(Arc::clone(&shared), shutdown_rx.clone()).boxed(),
+            run_replicas(Arc::clone(&shared), shutdown_rx.clone()).boxed(),
+            watch_files(Arc::clone(&shared), shutdown_rx.clone()).boxed(),
+            agents::watch_agents(Arc::clone(&shared), shutdown_rx.clone()).boxed(),
+            agents::follow_locations(Arc::clone(&shared), shutdown_rx).boxed(),
         ];
         tracing::info!(checks = shared.slots().len(), store = %shared.store.storage().describe(), "Checks started.");
-        Ok(Checks { shared, shutdown, tasks: Mutex::new(tasks) })
+        Ok(Checks { shared, shutdown, tasks: Mutex::new(tasks), running: TaskTracker::new() })
+    }
+
+    /// The long-lived tasks, for the composition root to spawn once: the
+    /// supervisor that runs every check's task, housekeeping (uptime,
+    /// expiry), replica membership, the `check_files` watcher and the agents'
+    /// watchdog. Until they run, no check is probed.
+    pub fn take_tasks(&self) -> Vec<BoxFuture<'static, ()>> {
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        tasks.into_iter().map(|task| self.running.track_future(task).boxed()).collect()
     }
 
     /// Applies a new config: unchanged checks keep state and schedule,
@@ -473,14 +498,11 @@ impl Checks {
     pub async fn shutdown(&self) {
         let _ = self.shutdown.send(true);
         let running = std::mem::take(&mut *self.shared.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
-        let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
         for (_, running) in running {
             let _ = running.stop.send(true);
-            tasks.push(running.task);
         }
-        for task in tasks {
-            let _ = task.await;
-        }
+        self.running.close();
+        self.running.wait().await;
     }
 }
 
@@ -629,7 +651,7 @@ async fn apply(shared: &Arc<Shared>, checks: Vec<Check>) -> Result<(), Error> {
             if reschedule {
                 let _ = entry.stop.send(true);
                 let (stop, stop_rx) = watch::channel(false);
-                entry.task = tokio::spawn(schedule::run_check(Arc::clone(shared), Arc::clone(&entry.slot), stop_rx));
+                let _ = shared.launches.send((Arc::clone(shared), Arc::clone(&entry.slot), stop_rx));
                 entry.stop = stop;
             }
             continue;
@@ -637,8 +659,8 @@ async fn apply(shared: &Arc<Shared>, checks: Vec<Check>) -> Result<(), Error> {
         let Some(saved) = saved.remove(&check.name) else { continue };
         let slot = Slot::restore(saved, check.clone());
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(schedule::run_check(Arc::clone(shared), Arc::clone(&slot), stop_rx));
-        running.insert(check.name, Running { slot, stop, task });
+        let _ = shared.launches.send((Arc::clone(shared), Arc::clone(&slot), stop_rx));
+        running.insert(check.name, Running { slot, stop });
     }
     Ok(())
 }
@@ -835,6 +857,26 @@ async fn run_housekeeping(shared: Arc<Shared>, mut shutdown: watch::Receiver<boo
             changed = shutdown.changed() => if changed.is_err() || *shutdown.borrow() { return },
         }
     }
+}
+
+/// The one task that owns every check's task: it runs each check `apply`
+/// hands over in its `JoinSet` (a stopped check's task ends after its run in
+/// flight and is reaped here) and, at shutdown, waits for them all.
+async fn supervise(mut launches: mpsc::UnboundedReceiver<Launch>, mut shutdown: watch::Receiver<bool>) {
+    let mut checks = JoinSet::new();
+    loop {
+        tokio::select! {
+            launch = launches.recv() => match launch {
+                Some((shared, slot, stop)) => {
+                    checks.spawn(schedule::run_check(shared, slot, stop));
+                }
+                None => break,
+            },
+            Some(_) = checks.join_next(), if !checks.is_empty() => {}
+            changed = shutdown.changed() => if changed.is_err() || *shutdown.borrow() { break },
+        }
+    }
+    while checks.join_next().await.is_some() {}
 }
 
 /// Keeps this replica's presence and its view of the others current (a
