@@ -261,13 +261,15 @@ impl Shared {
 
     /// Every slot, probed and unprobed, by name.
     pub(crate) fn slots(&self) -> Vec<Arc<Slot>> {
-        let mut slots: Vec<Arc<Slot>> = {
-            let running = self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            running.values().map(|running| Arc::clone(&running.slot)).collect()
-        };
-        slots.extend(self.unprobed_slots());
-        slots.sort_by(|a, b| a.check().name.cmp(&b.check().name));
-        slots
+        // Lock order: `running`, then `unprobed`.
+        let running = self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let unprobed = self.unprobed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut named: Vec<(&String, &Arc<Slot>)> =
+            running.iter().map(|(name, running)| (name, &running.slot)).chain(unprobed.iter()).collect();
+        if !unprobed.is_empty() {
+            named.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        }
+        named.into_iter().map(|(_, slot)| Arc::clone(slot)).collect()
     }
 
     /// The slot of check `name`.

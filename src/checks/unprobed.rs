@@ -38,12 +38,6 @@ pub struct Outcome {
 }
 
 impl Shared {
-    /// Every unprobed slot.
-    pub(super) fn unprobed_slots(&self) -> Vec<Arc<Slot>> {
-        let unprobed = self.unprobed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        unprobed.values().cloned().collect()
-    }
-
     /// The unprobed slot of `name`.
     pub(super) fn unprobed_slot(&self, name: &str) -> Option<Arc<Slot>> {
         let unprobed = self.unprobed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
