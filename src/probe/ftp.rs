@@ -116,16 +116,15 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
         ctx.registry.set(STATUS, STATUS_HELP, 200.0);
     }
 
-    if let (Some(connector), TlsMode::Starttls | TlsMode::Opportunistic) = (&connector, endpoint.tls) {
-        if endpoint.tls == TlsMode::Starttls || offers_tls(ctx, &mut ftp).await? {
+    if let Some(connector) = &connector {
+        let offered = endpoint.tls != TlsMode::Opportunistic || offers_tls(ctx, &mut ftp).await?;
+        if FAMILIES.wants_starttls(ctx, endpoint.tls, "AUTH TLS", offered)? {
             ctx.log.debug("Sending command=\"AUTH TLS\"");
             let result = FAMILIES.step(ctx, Phase::Tls, ftp.into_secure(connector.clone(), &server_name)).await?;
             ftp = result.map_err(|err| failure(ctx, Phase::Tls, err, Some(connector)))?;
             // The last replies were PBSZ's and PROT's 200.
             ctx.registry.set(STATUS, STATUS_HELP, 200.0);
             connector.record(ctx);
-        } else {
-            ctx.log.info("The server does not offer AUTH TLS; continuing without TLS");
         }
     }
     // Data connections go to the control connection's peer only: the address

@@ -5,7 +5,7 @@
 //! itself, so address selection, the target policy and the TLS metrics stay
 //! the framework's.
 
-use super::textproto::{self, Families, Opened, Ports, Stream, TlsMode};
+use super::textproto::{self, Families, Opened, Ports, Stream};
 use super::{Phase, ProbeCtx, ProbeError, ProbeResult, Reason};
 use crate::config::Problems;
 use async_imap::error::Error as ImapError;
@@ -80,7 +80,7 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
     let greeting = greeting(ctx, &mut client).await?;
     FAMILIES.greeted(ctx, &config.common, &greeting)?;
 
-    if matches!(endpoint.tls, TlsMode::Starttls | TlsMode::Opportunistic) {
+    if FAMILIES.wants_starttls(ctx, endpoint.tls, "STARTTLS", true)? {
         ctx.log.debug("Sending command=\"STARTTLS\"");
         let result = FAMILIES.step(ctx, Phase::Tls, client.run_command_and_check_ok("STARTTLS", None)).await?;
         match result {
@@ -91,10 +91,13 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
                 let stream = FAMILIES.handshake(ctx, &config.common.tls_config, &server_name, tcp).await?;
                 client = Client::new(Either::Right(stream));
             }
-            Err(ImapError::No(text) | ImapError::Bad(text)) if endpoint.tls == TlsMode::Opportunistic => {
-                ctx.log.info(format!("The server refused STARTTLS reply={text:?}; continuing without TLS"));
+            Err(err) => {
+                let (ImapError::No(text) | ImapError::Bad(text)) = &err else {
+                    return Err(failure(Phase::Tls, err));
+                };
+                let reply = format!("{text:?}");
+                FAMILIES.starttls_refused(ctx, endpoint.tls, "STARTTLS", &reply, || failure(Phase::Tls, err))?;
             }
-            Err(err) => return Err(failure(Phase::Tls, err)),
         }
     }
 

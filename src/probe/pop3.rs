@@ -8,7 +8,6 @@ use super::textproto::{self, Families, Lines, Opened, Ports, TlsMode};
 use super::{Phase, ProbeCtx, ProbeError, ProbeResult, Reason};
 use crate::config::Problems;
 use serde::{Deserialize, Serialize};
-use tokio_util::either::Either;
 
 /// The `pop3:` block of a module.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -70,24 +69,19 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
     };
     FAMILIES.greeted(ctx, &config.common, &greeting)?;
 
-    if matches!(endpoint.tls, TlsMode::Starttls | TlsMode::Opportunistic) {
-        let required = endpoint.tls == TlsMode::Starttls;
-        // Opportunistic TLS asks first (CAPA, RFC 2449) so that a server
-        // without STLS is not sent a command it does not know.
-        let offered = required || capabilities(ctx, &mut lines).await?.iter().any(|line| line == "STLS");
-        if !offered {
-            ctx.log.info("The server does not offer STLS; continuing without TLS");
-        } else {
-            match exchange(ctx, &mut lines, Phase::Tls, Some(("STLS", "STLS"))).await? {
-                Answer::Ok(_) => {
-                    let tcp = lines.into_plain()?;
-                    let stream = FAMILIES.handshake(ctx, &config.common.tls_config, &server_name, tcp).await?;
-                    lines = Lines::new(Either::Right(stream));
-                }
-                Answer::Err(line) if required => return Err(unexpected(Phase::Tls, "STLS", &line)),
-                Answer::Err(line) => ctx.log.info(format!("The server refused STLS reply={line:?}; continuing")),
-            }
-        }
+    // Opportunistic TLS asks first (CAPA, RFC 2449) so that a server
+    // without STLS is not sent a command it does not know.
+    let offered = endpoint.tls != TlsMode::Opportunistic
+        || capabilities(ctx, &mut lines).await?.iter().any(|line| line == "STLS");
+    if FAMILIES.wants_starttls(ctx, endpoint.tls, "STLS", offered)? {
+        let (accepted, line) = match exchange(ctx, &mut lines, Phase::Tls, Some(("STLS", "STLS"))).await? {
+            Answer::Ok(line) => (true, line),
+            Answer::Err(line) => (false, line),
+        };
+        let refused = || unexpected(Phase::Tls, "STLS", &line);
+        let answer = ("STLS", &*format!("{line:?}"), accepted);
+        (lines, _) =
+            FAMILIES.starttls_answered(ctx, &config.common, &server_name, endpoint.tls, lines, answer, refused).await?;
     }
 
     if let Some(username) = &config.common.username {

@@ -253,6 +253,73 @@ impl Families {
         Ok(stream)
     }
 
+    /// The STARTTLS decision every line protocol shares: whether to send its
+    /// `command` (`STARTTLS`, `STLS`, `AUTH TLS`). Only in `starttls` and
+    /// `opportunistic` modes, and only when the server `offered` it; a
+    /// required upgrade the server does not offer fails.
+    pub fn wants_starttls(
+        &self,
+        ctx: &mut ProbeCtx<'_>,
+        mode: TlsMode,
+        command: &str,
+        offered: bool,
+    ) -> Result<bool, ProbeError> {
+        match mode {
+            TlsMode::Starttls | TlsMode::Opportunistic if offered => Ok(true),
+            TlsMode::Starttls => Err(ProbeError::new(
+                Phase::Tls,
+                Reason::UnexpectedResponse,
+                format!("the server does not offer {command}"),
+            )),
+            TlsMode::Opportunistic => {
+                ctx.log.info(format!("The server does not offer {command}; continuing without TLS"));
+                Ok(false)
+            }
+            TlsMode::None | TlsMode::Implicit => Ok(false),
+        }
+    }
+
+    /// The server answered the STARTTLS `command` with `reply`: when
+    /// `accepted`, the session continues over TLS (the handshake within the
+    /// deadline); otherwise a required upgrade fails with `refused` and an
+    /// opportunistic one carries on in plain text.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn starttls_answered(
+        &self,
+        ctx: &mut ProbeCtx<'_>,
+        common: &Common,
+        server_name: &str,
+        mode: TlsMode,
+        lines: Lines,
+        (command, reply, accepted): (&str, &str, bool),
+        refused: impl FnOnce() -> ProbeError,
+    ) -> Result<(Lines, bool), ProbeError> {
+        if accepted {
+            let tcp = lines.into_plain()?;
+            let stream = self.handshake(ctx, &common.tls_config, server_name, tcp).await?;
+            return Ok((Lines::new(Either::Right(stream)), true));
+        }
+        self.starttls_refused(ctx, mode, command, reply, refused)?;
+        Ok((lines, false))
+    }
+
+    /// The server refused the STARTTLS `command` with `reply`: a required
+    /// upgrade fails with `refused`, an opportunistic one carries on in plain text.
+    pub fn starttls_refused(
+        &self,
+        ctx: &mut ProbeCtx<'_>,
+        mode: TlsMode,
+        command: &str,
+        reply: &str,
+        refused: impl FnOnce() -> ProbeError,
+    ) -> Result<(), ProbeError> {
+        if mode == TlsMode::Starttls {
+            return Err(refused());
+        }
+        ctx.log.info(format!("The server refused {command} reply={reply}; continuing without TLS"));
+        Ok(())
+    }
+
     /// Reads the target, the password, connects and, with implicit TLS,
     /// shakes hands.
     pub async fn open(&self, ctx: &mut ProbeCtx<'_>, common: &Common, ports: Ports) -> Result<Opened, ProbeError> {
