@@ -63,14 +63,7 @@ impl Config {
 
 const PORTS: Ports = Ports { plain: 21, implicit: 990, starttls: None };
 
-const FAMILIES: Families = Families {
-    duration: "probe_ftp_duration_seconds",
-    duration_help: "Duration of the FTP probe by phase",
-    ssl: "probe_ftp_ssl",
-    ssl_help: "Indicates if TLS was used for the FTP control connection",
-    server_info: "probe_ftp_server_info",
-    server_info_help: "Server software recognised in the greeting, from a fixed list",
-};
+const FAMILIES: Families = textproto::families!("ftp", "FTP", "FTP control connection");
 const STATUS: &str = "probe_ftp_status_code";
 const STATUS_HELP: &str = "Returns the last FTP reply code received, 0 when there was none";
 const ENTRIES: &str = "probe_ftp_directory_entries";

@@ -60,14 +60,7 @@ impl Config {
 
 const PORTS: Ports = Ports { plain: 143, implicit: 993, starttls: None };
 
-const FAMILIES: Families = Families {
-    duration: "probe_imap_duration_seconds",
-    duration_help: "Duration of the IMAP probe by phase",
-    ssl: "probe_imap_ssl",
-    ssl_help: "Indicates if TLS was used for the IMAP session",
-    server_info: "probe_imap_server_info",
-    server_info_help: "Server software recognised in the greeting, from a fixed list",
-};
+const FAMILIES: Families = textproto::families!("imap", "IMAP", "IMAP session");
 const MESSAGES: &str = "probe_imap_mailbox_messages";
 const MESSAGES_HELP: &str = "Number of messages in the examined mailbox";
 

@@ -55,12 +55,7 @@ impl Config {
     }
 }
 
-const METRICS: Metrics = Metrics {
-    name: "probe_mssql_duration_seconds",
-    help: "Duration of MSSQL probe phases in seconds: resolve, connect, tls, auth, query",
-    ssl_name: "probe_mssql_ssl",
-    ssl_help: "Whether the MSSQL session is encrypted with TLS",
-};
+const METRICS: Metrics = super::sql::metrics!("mssql", "MSSQL");
 const VERSION: &str = "probe_mssql_version_info";
 const HELP_VERSION: &str = "The server version the MSSQL server announced in its PRELOGIN response";
 const DEFAULT_PORT: u16 = 1433;

@@ -67,12 +67,7 @@ impl Config {
     }
 }
 
-const METRICS: Metrics = Metrics {
-    name: "probe_mysql_duration_seconds",
-    help: "Duration of MySQL probe phases in seconds: resolve, connect, tls, auth, query",
-    ssl_name: "probe_mysql_ssl",
-    ssl_help: "Whether the MySQL session is encrypted with TLS",
-};
+const METRICS: Metrics = super::sql::metrics!("mysql", "MySQL");
 const VERSION: &str = "probe_mysql_version_info";
 const HELP_VERSION: &str = "The server version the MySQL or MariaDB server announced in its greeting";
 const DEFAULT_PORT: u16 = 3306;

@@ -44,14 +44,7 @@ impl Config {
 
 const PORTS: Ports = Ports { plain: 110, implicit: 995, starttls: None };
 
-const FAMILIES: Families = Families {
-    duration: "probe_pop3_duration_seconds",
-    duration_help: "Duration of the POP3 probe by phase",
-    ssl: "probe_pop3_ssl",
-    ssl_help: "Indicates if TLS was used for the POP3 session",
-    server_info: "probe_pop3_server_info",
-    server_info_help: "Server software recognised in the greeting, from a fixed list",
-};
+const FAMILIES: Families = textproto::families!("pop3", "POP3", "POP3 session");
 const MESSAGES: &str = "probe_pop3_messages";
 const MESSAGES_HELP: &str = "Number of messages in the maildrop, as reported by STAT";
 const SIZE: &str = "probe_pop3_maildrop_size_bytes";

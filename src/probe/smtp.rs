@@ -77,14 +77,7 @@ impl Config {
 
 const PORTS: Ports = Ports { plain: 25, implicit: 465, starttls: Some(587) };
 
-const FAMILIES: Families = Families {
-    duration: "probe_smtp_duration_seconds",
-    duration_help: "Duration of the SMTP probe by phase",
-    ssl: "probe_smtp_ssl",
-    ssl_help: "Indicates if TLS was used for the SMTP session",
-    server_info: "probe_smtp_server_info",
-    server_info_help: "Server software recognised in the greeting, from a fixed list",
-};
+const FAMILIES: Families = textproto::families!("smtp", "SMTP", "SMTP session");
 const STATUS: &str = "probe_smtp_status_code";
 const STATUS_HELP: &str = "Returns the last SMTP reply code received, 0 when there was none";
 

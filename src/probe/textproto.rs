@@ -158,6 +158,22 @@ pub fn endpoint(target: &str, tls: Option<TlsMode>, ports: Ports) -> Result<Endp
 pub const PHASES: [Phase; 6] =
     [Phase::Resolve, Phase::Connect, Phase::Tls, Phase::Processing, Phase::Auth, Phase::Query];
 
+/// The [`Families`] of protocol `$proto` (`"smtp"`) named `$title` in HELP
+/// texts, whose TLS gauge describes `$session` (`"SMTP session"`).
+macro_rules! families {
+    ($proto:literal, $title:literal, $session:literal) => {
+        $crate::probe::textproto::Families {
+            duration: concat!("probe_", $proto, "_duration_seconds"),
+            duration_help: concat!("Duration of the ", $title, " probe by phase"),
+            ssl: concat!("probe_", $proto, "_ssl"),
+            ssl_help: concat!("Indicates if TLS was used for the ", $session),
+            server_info: concat!("probe_", $proto, "_server_info"),
+            server_info_help: "Server software recognised in the greeting, from a fixed list",
+        }
+    };
+}
+pub(crate) use families;
+
 /// The per-protocol families shared by the line-based probers.
 #[derive(Debug, Clone, Copy)]
 pub struct Families {
