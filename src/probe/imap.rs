@@ -44,17 +44,8 @@ impl Config {
                 problems.push(format!("{path}.mailbox"), "mailbox must be a non-empty name without line breaks");
             }
         }
-        for (key, set) in [("min_messages", self.min_messages.is_some()), ("max_messages", self.max_messages.is_some())]
-        {
-            if set && self.mailbox.is_none() {
-                problems.push(format!("{path}.{key}"), format!("{key} needs mailbox"));
-            }
-        }
-        if let (Some(min), Some(max)) = (self.min_messages, self.max_messages) {
-            if min > max {
-                problems.push(format!("{path}.min_messages"), "min_messages must not be greater than max_messages");
-            }
-        }
+        let missing = self.mailbox.is_none().then_some("mailbox");
+        textproto::validate_message_bounds(path, (self.min_messages, self.max_messages), missing, problems);
     }
 }
 

@@ -93,7 +93,7 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
         })
         .await;
     METRICS.add(ctx, Phase::Connect, start.elapsed());
-    let response = exchanged?.map_err(|err| io_failure(Phase::Connect, err))?;
+    let response = exchanged?.map_err(|err| sql::io_failure(Phase::Connect, err))?;
     let prelogin = Prelogin::parse(&response.payload)
         .ok_or_else(|| ProbeError::new(Phase::Connect, Reason::UnexpectedResponse, "invalid PRELOGIN response"))?;
     if let Some(version) = &prelogin.version {
@@ -277,18 +277,8 @@ fn tiberius_failure(phase: Phase, err: tiberius::error::Error) -> ProbeError {
             if phase == Phase::Query { Reason::Query } else { Reason::Status },
             format!("error {}: {}", token.code(), token.message()),
         ),
-        Error::Io { kind, message } => io_failure(phase, io::Error::new(*kind, message.clone())),
+        Error::Io { kind, message } => sql::io_failure(phase, io::Error::new(*kind, message.clone())),
         _ => ProbeError::new(phase, Reason::UnexpectedResponse, err),
-    }
-}
-
-fn io_failure(phase: Phase, err: io::Error) -> ProbeError {
-    match err.kind() {
-        io::ErrorKind::InvalidData => ProbeError::new(phase, Reason::UnexpectedResponse, err),
-        io::ErrorKind::UnexpectedEof => {
-            ProbeError::new(phase, Reason::UnexpectedResponse, "the server closed the connection")
-        }
-        _ => ProbeError::io(phase, &err),
     }
 }
 

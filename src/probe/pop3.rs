@@ -28,17 +28,8 @@ impl Config {
     /// Records every problem of this block.
     pub fn validate(&self, path: &str, problems: &mut Problems) {
         self.common.validate(path, true, problems);
-        for (key, set) in [("min_messages", self.min_messages.is_some()), ("max_messages", self.max_messages.is_some())]
-        {
-            if set && self.common.username.is_none() {
-                problems.push(format!("{path}.{key}"), format!("{key} needs username (STAT runs after login)"));
-            }
-        }
-        if let (Some(min), Some(max)) = (self.min_messages, self.max_messages) {
-            if min > max {
-                problems.push(format!("{path}.min_messages"), "min_messages must not be greater than max_messages");
-            }
-        }
+        let missing = self.common.username.is_none().then_some("username (STAT runs after login)");
+        textproto::validate_message_bounds(path, (self.min_messages, self.max_messages), missing, problems);
     }
 }
 

@@ -361,6 +361,19 @@ impl Expectation<'_> {
     }
 }
 
+/// Maps an I/O failure of a hand-written wire protocol (MySQL, TDS): bytes
+/// that are not the protocol's framing, or a connection closed mid-answer,
+/// are an unexpected response; the rest keep their I/O reason.
+pub fn io_failure(phase: Phase, err: std::io::Error) -> ProbeError {
+    match err.kind() {
+        std::io::ErrorKind::InvalidData => ProbeError::new(phase, Reason::UnexpectedResponse, err),
+        std::io::ErrorKind::UnexpectedEof => {
+            ProbeError::new(phase, Reason::UnexpectedResponse, "the server closed the connection")
+        }
+        _ => ProbeError::io(phase, &err),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

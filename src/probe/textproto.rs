@@ -158,6 +158,26 @@ pub fn endpoint(target: &str, tls: Option<TlsMode>, ports: Ports) -> Result<Endp
 pub const PHASES: [Phase; 6] =
     [Phase::Resolve, Phase::Connect, Phase::Tls, Phase::Processing, Phase::Auth, Phase::Query];
 
+/// Checks a mailbox's `min_messages` and `max_messages`: each needs what
+/// `missing` names when that is not set, and min must not exceed max.
+pub fn validate_message_bounds<N: PartialOrd>(
+    path: &str,
+    (min, max): (Option<N>, Option<N>),
+    missing: Option<&str>,
+    problems: &mut Problems,
+) {
+    for (key, set) in [("min_messages", min.is_some()), ("max_messages", max.is_some())] {
+        if let (true, Some(missing)) = (set, missing) {
+            problems.push(format!("{path}.{key}"), format!("{key} needs {missing}"));
+        }
+    }
+    if let (Some(min), Some(max)) = (min, max) {
+        if min > max {
+            problems.push(format!("{path}.min_messages"), "min_messages must not be greater than max_messages");
+        }
+    }
+}
+
 /// The [`Families`] of protocol `$proto` (`"smtp"`) named `$title` in HELP
 /// texts, whose TLS gauge describes `$session` (`"SMTP session"`).
 macro_rules! families {
