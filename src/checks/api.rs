@@ -74,6 +74,8 @@ fn view_json(view: &View, now: DateTime<Utc>) -> Value {
     let check = &view.check;
     json!({
         "name": check.name,
+        "kind": check.kind,
+        "status": view.status,
         "module": check.module,
         "target": check.target,
         "interval_seconds": check.interval.as_secs_f64(),

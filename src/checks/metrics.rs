@@ -3,13 +3,15 @@
 //! - On `/metrics`: per check `checkit_check_*` gauges labelled `check`,
 //!   `module`, `target` and the check's own labels (14 series a check: 5
 //!   `state` values, 5 uptime windows and 4 single gauges), plus
-//!   `checkit_checks_*` counters about the scheduler itself.
+//!   `checkit_checks_*` counters about the scheduler itself. Heartbeats (checks
+//!   without a prober) are in the `checkit_check_*` families too, with empty
+//!   `module` and `target`.
 //! - `GET /metrics/checks`: each check's last result in blackbox's own
 //!   families (`probe_success`, `probe_http_status_code`, …) labelled
 //!   `instance` (the target) and `module`, for blackbox dashboards with
-//!   `honor_labels: true`.
-//! - `GET /api/v1/sd`: Prometheus HTTP service discovery listing the checks
-//!   as `/probe` targets.
+//!   `honor_labels: true` (probed checks only).
+//! - `GET /api/v1/sd`: Prometheus HTTP service discovery listing the probed
+//!   checks as `/probe` targets.
 //!
 //! The per-check gauges are a `prometheus_client` collector reading the
 //! slots at scrape time; `/metrics/checks` is written by hand like `/probe`.
@@ -302,6 +304,9 @@ pub fn encode_blackbox(slots: &[Arc<Slot>]) -> String {
     for slot in slots {
         let view = slot.view();
         let Some(last) = &view.last else { continue };
+        if view.check.kind != super::config::Kind::Probe {
+            continue;
+        }
         for (name, help, labels, value) in last.registry.samples() {
             let (_, lines) = families.entry(name.to_string()).or_insert_with(|| (help.to_string(), String::new()));
             let mut all: Vec<(&str, &str)> =
@@ -329,8 +334,9 @@ pub fn encode_blackbox(slots: &[Arc<Slot>]) -> String {
 pub fn service_discovery(slots: &[Arc<Slot>]) -> serde_json::Value {
     let groups: Vec<serde_json::Value> = slots
         .iter()
-        .map(|slot| {
-            let check = slot.check();
+        .map(|slot| slot.check())
+        .filter(|check| check.kind == super::config::Kind::Probe)
+        .map(|check| {
             let mut labels: BTreeMap<String, String> = check.labels.clone();
             labels.insert("module".into(), check.module.clone());
             labels.insert("check".into(), check.name.clone());

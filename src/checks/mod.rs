@@ -11,6 +11,8 @@
 //! - `notify`: transitions as notifications into the bridge.
 //! - `metrics`: `/metrics` families, `/metrics/checks`, `/api/v1/sd`.
 //! - `api`: `/api/v1/checks…`.
+//! - `unprobed`: checks without a prober (heartbeats), whose owner records
+//!   their results into the same history.
 //!
 //! **Architecture invariant:** a check is identified by its name; a reload
 //! keeps the state, schedule and history of every check whose name stays.
@@ -28,6 +30,7 @@ pub mod rollup;
 pub mod schedule;
 pub mod state;
 pub mod store;
+pub mod unprobed;
 
 use crate::bridge::clock::Clock;
 use crate::bridge::submit::Submitter;
@@ -112,6 +115,9 @@ struct SlotState {
     locations: BTreeMap<String, agents::LocationState>,
     /// A quorum transition of the batch being applied, announced at its end.
     pending: Option<Change>,
+    /// The finer status an unprobed check's owner reports (a heartbeat's
+    /// `new`, `late`, `started`…), shown beside the health.
+    status: Option<&'static str>,
 }
 
 /// One scheduled check: its config (swapped by reloads) and its state.
@@ -141,6 +147,8 @@ pub struct View {
     pub since: Option<DateTime<Utc>>,
     /// Each agent location's view (checks with `locations`; a silent one is absent).
     pub locations: BTreeMap<String, agents::LocationState>,
+    /// An unprobed check's finer status, as its owner reports it (`None` for probed checks).
+    pub status: Option<&'static str>,
 }
 
 impl Slot {
@@ -177,6 +185,7 @@ impl Slot {
             incident: state.machine.incident.clone(),
             since: state.machine.since,
             locations: state.locations.clone(),
+            status: state.status,
             check,
         }
     }
@@ -210,6 +219,10 @@ pub(crate) struct Shared {
     agents: agents::Agents,
     /// Hands check tasks to [`supervise`], which owns them.
     launches: mpsc::UnboundedSender<Launch>,
+    /// Checks without a prober (heartbeats), by name; no task runs them.
+    unprobed: Mutex<BTreeMap<String, Arc<Slot>>>,
+    /// Who pauses and resumes the unprobed checks.
+    owner: RwLock<Option<Arc<dyn unprobed::Owner>>>,
 }
 
 impl Shared {
@@ -228,16 +241,21 @@ impl Shared {
         Ok(())
     }
 
-    /// Every slot, by name.
+    /// Every slot, probed and unprobed, by name.
     pub(crate) fn slots(&self) -> Vec<Arc<Slot>> {
-        let running = self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        running.values().map(|running| Arc::clone(&running.slot)).collect()
+        let mut slots: Vec<Arc<Slot>> = {
+            let running = self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            running.values().map(|running| Arc::clone(&running.slot)).collect()
+        };
+        slots.extend(self.unprobed_slots());
+        slots.sort_by(|a, b| a.check().name.cmp(&b.check().name));
+        slots
     }
 
     /// The slot of check `name`.
     pub(crate) fn slot(&self, name: &str) -> Option<Arc<Slot>> {
         let running = self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        running.get(name).map(|running| Arc::clone(&running.slot))
+        running.get(name).map(|running| Arc::clone(&running.slot)).or_else(|| self.unprobed_slot(name))
     }
 
     /// Whether this replica runs check `name`: always on SQLite; on
@@ -302,8 +320,15 @@ impl Shared {
         }
     }
 
-    /// Pauses or resumes `slots` and stores it so restarts and reloads keep it.
+    /// Pauses or resumes `slots` and stores it so restarts and reloads keep
+    /// it; unprobed ones are paused by their owner first (a heartbeat stops alerting).
     pub(crate) async fn set_paused(&self, slots: &[Arc<Slot>], paused: bool) -> Result<(), StoreError> {
+        self.pause_unprobed(slots, paused).await?;
+        self.record_paused(slots, paused).await
+    }
+
+    /// Stores and shows `slots` as paused or resumed, without telling an owner.
+    pub(crate) async fn record_paused(&self, slots: &[Arc<Slot>], paused: bool) -> Result<(), StoreError> {
         let ids = slots.iter().map(|slot| slot.id).collect();
         self.store.set_paused(ids, paused, self.clock.now()).await?;
         for slot in slots {
@@ -384,6 +409,8 @@ impl Checks {
             probe_env,
             agents: agents::Agents::default(),
             launches: launch,
+            unprobed: Mutex::new(BTreeMap::new()),
+            owner: RwLock::new(None),
         });
         registry.register_collector(Box::new(metrics::Collector(Arc::clone(&shared))));
         shared.reload_planned().await?;
@@ -399,7 +426,8 @@ impl Checks {
             run_housekeeping(Arc::clone(&shared), shutdown_rx.clone()).boxed(),
             run_replicas(Arc::clone(&shared), shutdown_rx.clone()).boxed(),
             watch_files(Arc::clone(&shared), shutdown_rx.clone()).boxed(),
-            agents::watch_agents(Arc::clone(&shared), shutdown_rx).boxed(),
+            agents::watch_agents(Arc::clone(&shared), shutdown_rx.clone()).boxed(),
+            agents::follow_locations(Arc::clone(&shared), shutdown_rx).boxed(),
         ];
         tracing::info!(checks = shared.slots().len(), store = %shared.store.storage().describe(), "Checks started.");
         Ok(Checks { shared, shutdown, tasks: Mutex::new(tasks), running: TaskTracker::new() })
@@ -584,6 +612,7 @@ async fn apply(shared: &Arc<Shared>, checks: Vec<Check>) -> Result<(), Error> {
         checks.iter().filter(|check| !running.contains_key(&check.name)).map(|check| check.name.clone()).collect()
     };
     let mut saved = shared.store.register(new_names).await?;
+    shared.yield_unprobed(&checks);
     let mut running = shared.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let wanted: HashMap<&str, &Check> = checks.iter().map(|check| (check.name.as_str(), check)).collect();
     running.retain(|name, entry| {
@@ -620,6 +649,7 @@ async fn apply(shared: &Arc<Shared>, checks: Vec<Check>) -> Result<(), Error> {
                 reminders: 0,
                 locations: BTreeMap::new(),
                 pending: None,
+                status: None,
             }),
             check: RwLock::new(Arc::new(check.clone())),
         });
@@ -664,15 +694,7 @@ pub(crate) async fn run_once(shared: &Shared, slot: &Slot, check: &Check, starte
         .get_or_create(&metrics::ResultLabels { result: if run.success { "success" } else { "failure" } })
         .inc();
     let change = slot.lock().machine.apply(&run, thresholds);
-    let new_change = match &change {
-        None => None,
-        Some(Change::FirstUp) => Some(NewChange::Up { since: started }),
-        Some(Change::Down(incident)) => Some(NewChange::Down(incident.clone())),
-        Some(Change::Recovered(incident)) => match (incident.id, incident.ended_at) {
-            (Some(id), Some(ended_at)) => Some(NewChange::Recovered { id, ended_at }),
-            _ => Some(NewChange::Up { since: started }),
-        },
-    };
+    let new_change = to_store(change.as_ref(), started);
     let result = NewResult {
         check_id: slot.id,
         at: started,
@@ -697,18 +719,35 @@ pub(crate) async fn run_once(shared: &Shared, slot: &Slot, check: &Check, starte
             state.reminders = 0;
         }
     }
-    match &change {
+    log_change(&check.name, change.as_ref(), started);
+    announce(shared, slot, check, change, maintenance).await;
+}
+
+/// What the store keeps of a state change at `at`.
+fn to_store(change: Option<&Change>, at: DateTime<Utc>) -> Option<NewChange> {
+    match change? {
+        Change::FirstUp => Some(NewChange::Up { since: at }),
+        Change::Down(incident) => Some(NewChange::Down(incident.clone())),
+        Change::Recovered(incident) => match (incident.id, incident.ended_at) {
+            (Some(id), Some(ended_at)) => Some(NewChange::Recovered { id, ended_at }),
+            _ => Some(NewChange::Up { since: at }),
+        },
+    }
+}
+
+/// Logs a change of check `name` at `at`.
+fn log_change(name: &str, change: Option<&Change>, at: DateTime<Utc>) {
+    match change {
         Some(Change::Down(incident)) => {
-            tracing::info!(check = %check.name, phase = %incident.phase, reason = %incident.reason, "Check is down.")
+            tracing::info!(check = %name, phase = %incident.phase, reason = %incident.reason, "Check is down.")
         }
         Some(Change::Recovered(incident)) => tracing::info!(
-            check = %check.name,
-            down_for = %notify::human_duration(incident.duration(started)),
+            check = %name,
+            down_for = %notify::human_duration(incident.duration(at)),
             "Check is up again."
         ),
         _ => {}
     }
-    announce(shared, slot, check, change, maintenance).await;
 }
 
 /// Gives the open incident the id the store gave it (when a change opened

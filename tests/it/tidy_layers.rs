@@ -51,14 +51,16 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("config", &[]),
     // Scheduled checks run probes and hand transitions to the pipeline.
     ("checks", &["bridge", "config", "probe", "storage"]),
-    // Pages show the checks (status pages, check pages, badges) and the
-    // pipeline's history; `app` hands the UI these services, never itself.
-    ("web", &["bridge", "checks", "config", "http"]),
+    // Pages show the checks (status pages, check pages, badges), the
+    // heartbeats' pings and the pipeline's history; `app` hands the UI these
+    // services, never itself.
+    ("web", &["bridge", "checks", "config", "heartbeat", "http"]),
     // Reports read the checks' history and their last probe's families, and
     // commit through the pipeline.
     ("reports", &["bridge", "checks", "config", "probe::metrics"]),
-    // Heartbeats hand missed or failed runs to the pipeline.
-    ("heartbeat", &["bridge", "config", "storage"]),
+    // Heartbeats hand missed or failed runs to the pipeline, and are checks
+    // without a prober: their outcomes enter the checks' history.
+    ("heartbeat", &["bridge", "checks", "config", "storage"]),
     // Probers import nothing above them.
     ("probe", &["config", "net"]),
     // Shared networking below the probers and the bridge.
