@@ -112,8 +112,7 @@ impl Config {
             None => ExporterConfig::default(),
         };
         let policy = exporter.policy("exporter", &mut problems);
-        let bridge =
-            yaml::block_each(raw.bridge, "bridge", &mut problems, crate::bridge::Config::validate).map(Arc::new);
+        let bridge = yaml::block(raw.bridge, "bridge", &mut problems, crate::bridge::Config::validate).map(Arc::new);
         let checks = crate::checks::config::Settings::from_yaml(
             raw.checks,
             raw.check_files,
