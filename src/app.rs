@@ -77,7 +77,7 @@ pub struct App {
     bridge: Option<Arc<Bridge>>,
     checks: Option<Arc<crate::checks::Checks>>,
     reports: Option<crate::reports::Reports>,
-    heartbeats: Option<crate::heartbeat::Heartbeats>,
+    heartbeats: Option<Arc<crate::heartbeat::Heartbeats>>,
     reload_lock: tokio::sync::Mutex<()>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -124,13 +124,19 @@ impl App {
         // What probes share (rdap's client, bootstrap and cache) lives as long as the
         // app, across reloads; the exporter and the checks probe with the same one.
         let probe_env = Arc::new(crate::probe::Env::default());
+        // Heartbeats are checks without a prober: their history is the checks'.
         let checks = match &bridge {
             Some(Err(_)) => None,
-            _ if !config.checks.is_configured() => None,
+            _ if !config.checks.is_configured() && config.heartbeats.is_none() => None,
             bridge => {
                 let pipeline = bridge.as_ref().and_then(|bridge| bridge.as_ref().ok()).map(Bridge::submitter);
                 let shared_config = config.for_checks();
-                Some(match stores.open(config.storage_of(config.checks.options.store.as_ref())).await {
+                // With heartbeats alone, their history lives where they keep their pings.
+                let store = match (&config.checks.options.store, &config.heartbeats) {
+                    (None, Some(heartbeats)) if !config.checks.is_configured() => heartbeats.store.as_ref(),
+                    (store, _) => store.as_ref(),
+                };
+                Some(match stores.open(config.storage_of(store)).await {
                     Ok(storage) => {
                         crate::checks::Checks::start(
                             shared_config,
@@ -161,12 +167,16 @@ impl App {
                     heartbeat_config.clone(),
                     &mut registry,
                     notifier,
-                    Arc::new(crate::bridge::clock::SystemClock),
+                    Arc::clone(&clock),
                     storage,
                 )
                 .await;
                 *telemetry.registry.lock().map_err(|_| poisoned())? = registry;
-                Some(started?)
+                let started = started?;
+                if let Some(checks) = &checks {
+                    started.attach(Arc::clone(checks)).await?;
+                }
+                Some(Arc::new(started))
             }
             None => None,
         };
@@ -196,6 +206,7 @@ impl App {
             let ui = crate::web::Services {
                 bridge: bridge.clone(),
                 checks: checks.clone(),
+                heartbeats: heartbeats.clone(),
                 settings: web_settings,
                 web: web.clone(),
                 base_path: base_path(&options.route_prefix),
@@ -223,6 +234,11 @@ impl App {
                 app.tasks.spawn(task);
             }
         }
+        if let Some(checks) = &app.checks {
+            for task in checks.take_tasks() {
+                app.tasks.spawn(task);
+            }
+        }
         if let Some(heartbeats) = &app.heartbeats {
             for task in heartbeats.take_tasks() {
                 app.tasks.spawn(task);
@@ -237,6 +253,11 @@ impl App {
     /// The scheduled checks, when configured.
     pub fn checks(&self) -> Option<&crate::checks::Checks> {
         self.checks.as_deref()
+    }
+
+    /// The heartbeats, when configured.
+    pub fn heartbeats(&self) -> Option<&crate::heartbeat::Heartbeats> {
+        self.heartbeats.as_deref()
     }
 
     /// The report scheduler and preview, when the bridge is configured.
@@ -303,6 +324,11 @@ impl App {
                         tracing::warn!("Checks added to a config that had none take effect after a restart");
                     }
                     None => {}
+                }
+                if let Some(heartbeats) = &self.heartbeats {
+                    if let Err(err) = heartbeats.sync_history().await {
+                        tracing::error!(error = %err, "Cannot bring heartbeats into the checks' history");
+                    }
                 }
                 self.ui.settings.set(config.for_web());
                 self.config.set(config);

@@ -115,8 +115,7 @@ impl Config {
             None => ExporterConfig::default(),
         };
         let policy = exporter.policy("exporter", &mut problems);
-        let bridge =
-            yaml::block_each(raw.bridge, "bridge", &mut problems, crate::bridge::Config::validate).map(Arc::new);
+        let bridge = yaml::block(raw.bridge, "bridge", &mut problems, crate::bridge::Config::validate).map(Arc::new);
         let checks = crate::checks::config::Settings::from_yaml(
             raw.checks,
             raw.check_files,
@@ -150,8 +149,20 @@ impl Config {
         // A check file that does not load is reported by the checks; group
         // names are then not checked against it.
         let loaded = checks.checks(&modules).ok();
-        let check_names: Option<std::collections::HashSet<&str>> =
+        let mut check_names: Option<std::collections::HashSet<&str>> =
             loaded.as_ref().map(|loaded| loaded.iter().map(|check| check.name.as_str()).collect());
+        // Heartbeats are checks too: one namespace, and status pages may name them.
+        for (index, heartbeat) in heartbeats.iter().flat_map(|heartbeats| heartbeats.checks.iter()).enumerate() {
+            if loaded.iter().flatten().any(|check| check.name == heartbeat.name) {
+                problems.push(
+                    format!("heartbeats.checks[{index}].name"),
+                    format!("{:?} is also the name of a check (checks and heartbeats share names)", heartbeat.name),
+                );
+            }
+            if let Some(names) = check_names.as_mut() {
+                names.insert(heartbeat.name.as_str());
+            }
+        }
         let status_pages =
             crate::web::config::status_pages_from_yaml(raw.status_pages, check_names.as_ref(), &mut problems);
         if !problems.is_empty() {

@@ -11,7 +11,8 @@
 //! - `badge`, `svg`: badge SVG and shields JSON; day bars, charts, timelines.
 //! - `deliveries`: the bridge's history and outbox pages; `acknowledge`: its
 //!   Acknowledge button.
-//! - `status`: status pages, check pages, badges, the checks list.
+//! - `status`: status pages, check pages, badges, the checks list;
+//!   `heartbeat` what they add for heartbeats (status words, pings).
 //! - `operate`: incident notes and maintenance windows from the UI;
 //!   `markdown` renders the notes safely.
 //! - `config`: the `ui:` block.
@@ -22,6 +23,8 @@ pub mod assets;
 pub mod badge;
 pub mod config;
 mod deliveries;
+mod heartbeat;
+mod locations;
 pub mod markdown;
 mod operate;
 mod status;
@@ -51,6 +54,8 @@ pub struct Services {
     pub bridge: Option<Arc<Bridge>>,
     /// The scheduled checks, when configured.
     pub checks: Option<Arc<Checks>>,
+    /// The heartbeats, when configured (their pings on check pages).
+    pub heartbeats: Option<Arc<crate::heartbeat::Heartbeats>>,
     /// The UI's part of the config in force; `app` replaces it on reload.
     pub settings: Arc<Live<config::Settings>>,
     /// The web config (users, for the visitor's role).

@@ -706,11 +706,19 @@ pub(super) async fn check_page(
             }
         })
         .collect();
+    let locations = match super::locations::rows(store, id, &view, now).await {
+        Ok(locations) => locations,
+        Err(err) => {
+            let (status, message) = storage(err);
+            return ui.error(&visitor, status, &message, &back);
+        }
+    };
     let notes = notes_of(store, &incidents).await;
     let incidents: Vec<IncidentItem> = incidents
         .iter()
         .map(|incident| incident_item(&name, incident, incident.id.and_then(|id| notes.get(&id)), now))
         .collect();
+    let pings = super::heartbeat::pings(&ui, &name).await;
     let windows: Vec<_> = CHART_WINDOWS
         .iter()
         .map(|(known, _, _)| context! { name => known, current => *known == window, url => format!("{}checks/{}?window={known}", ui.base(), urlencode(&name)) })
@@ -718,12 +726,13 @@ pub(super) async fn check_page(
     let page = context! {
         check => context! {
             name => &name,
+            kind => view.check.kind.as_str(),
             module => &view.check.module,
             target => &view.check.target,
             interval => crate::web::svg::format_duration(view.check.interval.as_secs()),
             labels => &view.check.labels,
-            state => view.state.as_str(),
-            state_text => state_text(view.state, failing(&view)),
+            state => super::heartbeat::state_word(&view),
+            state_text => super::heartbeat::status_text(&view).unwrap_or_else(|| state_text(view.state, failing(&view))),
             paused => view.paused,
             since_text => view.since.map(|since| format!("{} ({})", relative_text(since, now), time_text(since))),
         },
@@ -734,7 +743,10 @@ pub(super) async fn check_page(
         windows,
         window,
         results,
+        pings,
         incidents,
+        locations,
+        down_when => view.check.down_when,
         badges => badge_links(&ui, &name),
         json_url => format!("{}api/v1/checks/{}/results", ui.base(), urlencode(&name)),
         csv_url => format!("{}checks/{}/results.csv", ui.base(), urlencode(&name)),
@@ -823,7 +835,10 @@ fn render_list(ui: &Ui, visitor: &Visitor, params: &HashMap<String, String>, fla
             &back,
         );
     }
-    if !state_filter.is_empty() && !CheckState::ALL.iter().any(|state| state.as_str() == state_filter) {
+    let known_state = |word: &str| {
+        CheckState::ALL.iter().any(|state| state.as_str() == word) || super::heartbeat::STATUSES.contains(&word)
+    };
+    if !state_filter.is_empty() && !known_state(&state_filter) {
         return ui.error(visitor, StatusCode::BAD_REQUEST, &format!("unknown state {state_filter:?}"), &back);
     }
     let now = checks.now();
@@ -831,7 +846,11 @@ fn render_list(ui: &Ui, visitor: &Visitor, params: &HashMap<String, String>, fla
         .views()
         .into_iter()
         .map(|(_, view)| view)
-        .filter(|view| state_filter.is_empty() || view.state.as_str() == state_filter)
+        .filter(|view| {
+            state_filter.is_empty()
+                || view.state.as_str() == state_filter
+                || super::heartbeat::state_word(view) == state_filter
+        })
         .filter(|view| {
             query.is_empty()
                 || view.check.name.to_lowercase().contains(&query)
@@ -855,10 +874,11 @@ fn render_list(ui: &Ui, visitor: &Visitor, params: &HashMap<String, String>, fla
             context! {
                 name => &view.check.name,
                 url => format!("{}checks/{}", ui.base(), urlencode(&view.check.name)),
+                kind => view.check.kind.as_str(),
                 target => &view.check.target,
                 module => &view.check.module,
-                state => view.state.as_str(),
-                state_text => state_text(view.state, failing(view)),
+                state => super::heartbeat::state_word(view),
+                state_text => super::heartbeat::status_text(view).unwrap_or_else(|| state_text(view.state, failing(view))),
                 paused => view.paused,
                 uptime => view.uptime[0].map_or_else(|| "no data".to_string(), badge::format_percent),
                 last => view.last.as_ref().map(|last| relative_text(last.at, now)),
@@ -866,7 +886,8 @@ fn render_list(ui: &Ui, visitor: &Visitor, params: &HashMap<String, String>, fla
             }
         })
         .collect();
-    let states: Vec<&str> = CheckState::ALL.iter().map(|state| state.as_str()).collect();
+    let states: Vec<&str> =
+        CheckState::ALL.iter().map(|state| state.as_str()).chain(super::heartbeat::STATUSES).collect();
     let page = context! { rows, states, q => params.get("q").cloned().unwrap_or_default(), state => state_filter, sort, flash };
     ui.page(StatusCode::OK, "checks.html", visitor, "checks", "Checks", page)
 }
