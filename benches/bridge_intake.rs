@@ -5,16 +5,27 @@
 //!    with N webhook POSTs over loopback by C concurrent clients. Prints
 //!    accepted webhooks per second and the latency percentiles.
 //! 2. **Storm**: 10,000 alerts (one notification each, as `group_by: ['...']`
-//!    produces) to one contact limited to `5/m` on a webhook channel; the clock
-//!    is then moved minute by minute until the outbox is empty. Prints the
+//!    produces) to one contact limited to `5/30s` on a webhook channel; the
+//!    clock is then moved 30 s at a time until the outbox is empty. Prints the
 //!    messages sent, how many were overflow summaries, and the wall time.
 //!
-//! Peak RSS (VmHWM) of the whole process is printed after each phase.
+//! 3. **Large** (`--only large`): one webhook body of 100,000 tiny alerts
+//!    (2.4 MB, as in issue 13, defect 8) routed to one webhook contact. Prints
+//!    the resident memory before, its peak while the body is parsed and
+//!    committed, its peak until the message is delivered, and what stays
+//!    resident afterwards, each also as a multiple of the body size.
+//!
+//! Peak RSS (VmHWM) of the whole process is printed after each phase, and in
+//! the storm also once every webhook is in, before the summary is built: the
+//! summary must not add to it as the storm grows (issue 13, defect 17), so
+//! `--storm 10000` and `--storm 30000` should print about the same peak.
 //!
 //! ```text
 //! cargo bench --bench bridge_intake
 //! cargo bench --bench bridge_intake -- --requests 50000 --concurrency 128 --storm 10000
 //! cargo bench --bench bridge_intake -- --only storm   # peak RSS of one phase
+//! cargo bench --bench bridge_intake -- --only storm --storm 30000
+//! cargo bench --bench bridge_intake -- --only large
 //! ```
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
@@ -31,7 +42,8 @@ struct Options {
     requests: usize,
     concurrency: usize,
     storm: usize,
-    /// `intake`, `storm` or both (so that peak RSS can be read per phase).
+    /// `intake`, `storm`, `large`, or `intake` and `storm` (so that peak RSS
+    /// can be read per phase).
     only: Option<String>,
 }
 
@@ -95,14 +107,89 @@ fn body(index: usize) -> String {
 }
 
 fn peak_rss_kib() -> u64 {
+    status_kib("VmHWM:")
+}
+
+/// Resident memory now (VmRSS), in KiB.
+fn rss_kib() -> u64 {
+    status_kib("VmRSS:")
+}
+
+fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
             status.lines().find_map(|line| {
-                line.strip_prefix("VmHWM:").and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+                line.strip_prefix(field).and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
             })
         })
         .unwrap_or(0)
+}
+
+/// Starts a new peak: VmHWM is reset to the current RSS (Linux `clear_refs`).
+fn reset_peak() {
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+}
+
+async fn large() {
+    let delivered = Arc::new(AtomicU64::new(0));
+    let counter = delivered.clone();
+    let receiver = axum::Router::new().fallback(move |_body: Bytes| {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::Relaxed);
+            "ok"
+        }
+    });
+    let receiver_address = serve(receiver.layer(axum::extract::DefaultBodyLimit::disable())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        &format!("contacts: {{pat: {{webhook: 'http://{receiver_address}/pat'}}}}\nroutes: [{{contacts: [pat]}}]\n"),
+        dir.path(),
+    );
+    let mut registry = Registry::default();
+    let bridge = Bridge::start(Arc::new(config), &mut registry).await.unwrap();
+    for task in bridge.take_tasks() {
+        tokio::spawn(task);
+    }
+    let address = serve(bridge.router()).await;
+    let alerts: Vec<String> = (0..100_000).map(|index| format!("{{\"labels\":{{\"i\":\"{index}\"}}}}")).collect();
+    let body = format!("{{\"version\":\"4\",\"status\":\"firing\",\"alerts\":[{}]}}", alerts.join(","));
+    drop(alerts);
+    let size = body.len() as u64;
+    let client = reqwest::Client::new();
+    let before = rss_kib();
+    reset_peak();
+    let started = Instant::now();
+    let response = client.post(format!("http://{address}/webhook")).body(body).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap_or_default());
+    let answered = started.elapsed();
+    let intake_peak = peak_rss_kib();
+    reset_peak();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while delivered.load(Ordering::Relaxed) == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let sent = started.elapsed();
+    let delivery_peak = peak_rss_kib();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = rss_kib();
+    bridge.shutdown().await;
+    let times = |kib: u64| (kib.saturating_sub(before) * 1024) as f64 / size as f64;
+    println!(
+        "large: one body of 100,000 alerts ({:.1} MB) answered in {:.1}s, delivered in {:.1}s; RSS before {} MiB, \
+         peak during intake {} MiB (+{:.0}x the body), peak until delivered {} MiB (+{:.0}x), 2 s after {} MiB (+{:.0}x)",
+        size as f64 / 1e6,
+        answered.as_secs_f64(),
+        sent.as_secs_f64(),
+        before / 1024,
+        intake_peak / 1024,
+        times(intake_peak),
+        delivery_peak / 1024,
+        times(delivery_peak),
+        after / 1024,
+        times(after),
+    );
 }
 
 async fn serve(router: axum::Router) -> std::net::SocketAddr {
@@ -195,7 +282,7 @@ async fn storm(options: &Options) {
     let dir = tempfile::tempdir().unwrap();
     let config = config(
         &format!(
-            "rate_limits: {{webhook: ['5/m']}}\nmax_queue: 10000000\ncontacts: {{pat: {{webhook: 'http://{receiver_address}/pat'}}}}\nroutes: [{{contacts: [pat]}}]\n"
+            "max_queue: 10000000\ncontacts: {{pat: {{webhook: 'http://{receiver_address}/pat', rate_limit: ['5/30s']}}}}\nroutes: [{{contacts: [pat]}}]\n"
         ),
         dir.path(),
     );
@@ -245,15 +332,16 @@ async fn storm(options: &Options) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let decided = started.elapsed();
+    let decided_rss = peak_rss_kib();
     // Move time until the summary is out.
-    let mut minutes = 0;
-    for _ in 0..120 {
+    let mut steps = 0;
+    for _ in 0..240 {
         let stats = store.queue_stats().await.unwrap();
         if stats.depth() == 0 {
             break;
         }
-        clock.advance(chrono::Duration::minutes(1));
-        minutes += 1;
+        clock.advance(chrono::Duration::seconds(30));
+        steps += 1;
         bridge.wake();
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -266,8 +354,8 @@ async fn storm(options: &Options) {
     };
     let dead = store.history(dead_query).await.unwrap().total;
     println!(
-        "storm: {} alerts to one contact limited to 5/m: {} messages sent ({} notifications, {} overflow summaries, {} other); \
-         {} left in the outbox, {} dead; ingest {:.1}s, all decided {:.1}s, drained {:.1}s (clock moved {} min)",
+        "storm: {} alerts to one contact limited to 5/30s: {} messages sent ({} notifications, {} overflow summaries, {} other); \
+         {} left in the outbox, {} dead; ingest {:.1}s, all decided {:.1}s, drained {:.1}s (clock moved {} x 30 s)",
         options.storm,
         received.notifications.load(Ordering::Relaxed)
             + received.summaries.load(Ordering::Relaxed)
@@ -280,21 +368,28 @@ async fn storm(options: &Options) {
         ingested.as_secs_f64(),
         decided.as_secs_f64(),
         drained.as_secs_f64(),
-        minutes,
+        steps,
     );
     bridge.shutdown().await;
-    println!("storm: peak RSS {} MiB", peak_rss_kib() / 1024);
+    println!(
+        "storm: peak RSS {} MiB once every alert was in, {} MiB after the summary",
+        decided_rss / 1024,
+        peak_rss_kib() / 1024
+    );
 }
 
 fn main() {
     let options = options();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        if options.only.as_deref() != Some("storm") {
-            intake(&options).await;
-        }
-        if options.only.as_deref() != Some("intake") {
-            storm(&options).await;
+        match options.only.as_deref() {
+            Some("intake") => intake(&options).await,
+            Some("storm") => storm(&options).await,
+            Some("large") => large().await,
+            _ => {
+                intake(&options).await;
+                storm(&options).await;
+            }
         }
     });
 }

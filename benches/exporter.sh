@@ -221,7 +221,8 @@ declare -A rss
 record_rss() { rss[$1.checkit]=$(rss_kib "$checkit_pid"); rss[$1.blackbox]=$(rss_kib "$blackbox_pid"); }
 
 started=$(date +%s)
-echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "load average before: $load_before" >&2
 
 echo "phase 1: unpinned, 32 connections" >&2
 pin_nginx "0-$(( $(nproc) - 1 ))"
@@ -262,12 +263,12 @@ record_rss scale
 stop_exporters
 elapsed=$(( $(date +%s) - started ))
 
-python3 - "$results" "$elapsed" "$(cut -d' ' -f1-3 /proc/loadavg)" \
+python3 - "$results" "$elapsed" "$load_before" "$(cut -d' ' -f1-3 /proc/loadavg)" "$(date -u '+%F %H:%M UTC')" \
   "${rss[unpinned.checkit]}" "${rss[unpinned.blackbox]}" "${rss[pinned.checkit]}" "${rss[pinned.blackbox]}" \
   "${rss[scale.checkit]}" "${rss[scale.blackbox]}" <<'PY'
 import sys
-path, elapsed, load = sys.argv[1], sys.argv[2], sys.argv[3]
-rss = list(map(int, sys.argv[4:]))
+path, elapsed, load_before, load, date = sys.argv[1:6]
+rss = list(map(int, sys.argv[6:]))
 rows = {}
 for line in open(path):
     phase, module, name, conns, rps, p50, p99, cpu, errors, failed, drops = line.rstrip("\n").split("\t")
@@ -299,15 +300,40 @@ for name in ("checkit", "blackbox"):
         print(f"\nmixed, {name}: fast probes/s {fast['rps']:,.0f} alone, {mixed['rps']:,.0f} with 10% blackholed "
               f"targets ({ratio(mixed['rps'], fast['rps'])}); fast p99 {fast['p99']} -> {mixed['p99']} ms; "
               f"blackholed probes answered after p50 {slow['p50']} ms")
-for module in ("http_2xx", "tcp_connect"):
-    pin = rows.get(("pinned", module, "checkit", 32))
-    if pin and module == "tcp_connect":
-        http = rows.get(("pinned", "http_2xx", "checkit", 32))
-        print(f"\ncheckit tcp_connect CPU/probe vs http_2xx (pinned): {ratio(pin['cpu'], http['cpu'])}")
 print()
 for label, (c, b) in zip(("unpinned, 32 conns", "pinned, 32 conns", "pinned, scale-out to 512 + mixed"),
                          zip(rss[0::2], rss[1::2])):
     print(f"peak RSS (VmHWM), {label}: checkit {c / 1024:.1f} MiB, blackbox_exporter {b / 1024:.1f} MiB, "
           f"ratio {c / b:.2f}")
-print(f"\nbenchmark time {elapsed} s; load average after: {load}")
+
+# The issue's "Done when" for each 32-connection phase: every figure, its bound and whether it holds.
+print("\n=== Done when (issue 14), 32 connections ===")
+
+
+def check(label, value, bound, holds):
+    print(f"  [{'ok' if holds else 'NOT MET'}] {label}: {value} (bound {bound})")
+
+
+for phase, rss_c, rss_b in (("unpinned", rss[0], rss[1]), ("pinned", rss[2], rss[3])):
+    ch, ct = rows.get((phase, "http_2xx", "checkit", 32)), rows.get((phase, "tcp_connect", "checkit", 32))
+    bh, bt = rows.get((phase, "http_2xx", "blackbox", 32)), rows.get((phase, "tcp_connect", "blackbox", 32))
+    if not (ch and ct and bh and bt) or None in (ch["cpu"], ct["cpu"], bh["cpu"], bt["cpu"]):
+        print(f" {phase}: incomplete")
+        continue
+    print(f" {phase}:")
+    check("tcp_connect p99 below checkit's http_2xx p99", f"{ct['p99']} vs {ch['p99']} ms", "<", ct["p99"] < ch["p99"])
+    check("tcp_connect p99 below blackbox's tcp_connect p99", f"{ct['p99']} vs {bt['p99']} ms", "<",
+          ct["p99"] < bt["p99"])
+    for module, c, b in (("http_2xx", ch, bh), ("tcp_connect", ct, bt)):
+        check(f"{module} probes/s checkit / blackbox", f"{c['rps']:,.0f} / {b['rps']:,.0f} = {ratio(c['rps'], b['rps'])}",
+              ">= 4x", c["rps"] >= 4 * b["rps"])
+        check(f"{module} CPU per probe checkit / blackbox",
+              f"{c['cpu']} / {b['cpu']} us = {ratio(c['cpu'], b['cpu'])}", "<= 0.25x", c["cpu"] <= 0.25 * b["cpu"])
+    check("checkit CPU per probe tcp_connect / http_2xx",
+          f"{ct['cpu']} / {ch['cpu']} us = {ratio(ct['cpu'], ch['cpu'])}", "<= 0.5x", ct["cpu"] <= 0.5 * ch["cpu"])
+    check("peak RSS checkit / blackbox", f"{rss_c / 1024:.1f} / {rss_b / 1024:.1f} MiB = {ratio(rss_c, rss_b)}",
+          "<= 0.5x", rss_c <= 0.5 * rss_b)
+    failed = sum(int(r["errors"]) + int(r["failed"]) for r in (ch, ct, bh, bt))
+    check("answers with an error or without probe_success 1", failed, "0", failed == 0)
+print(f"\n{date}: benchmark time {elapsed} s; load average before {load_before}, after {load}")
 PY

@@ -19,8 +19,8 @@
 
 use checkit::app::{App, ConfigSource, Options};
 use checkit::checks::store::CheckStore;
-use checkit::config::Config;
 use checkit::http::webconfig::Web;
+use checkit::settings::Config;
 use std::time::{Duration, Instant};
 
 #[path = "support/args.rs"]

@@ -6,9 +6,9 @@
 //! parts hand theirs over ([`crate::bridge::Bridge::take_tasks`]).
 
 use crate::bridge::Bridge;
-use crate::config::Config;
 use crate::config::live::Live;
 use crate::http::{self, exporter::Exporter, webconfig::Web};
+use crate::settings::Config;
 use crate::telemetry::Telemetry;
 use axum::Router;
 use futures::FutureExt;
@@ -34,7 +34,7 @@ impl ConfigSource {
     pub fn load(&self) -> Result<Config, crate::config::Error> {
         match self {
             ConfigSource::File(path) => Config::load(path),
-            ConfigSource::Embedded => Config::parse(crate::config::DEFAULT_CONFIG),
+            ConfigSource::Embedded => Config::parse(crate::settings::DEFAULT_CONFIG),
         }
     }
 }
@@ -67,22 +67,22 @@ pub struct Serving {
 
 /// The running process: every part, built from one config.
 pub struct App {
-    config: Arc<Live>,
+    config: Arc<Live<Config>>,
     source: ConfigSource,
     options: Options,
     web: Web,
     /// Exporter metrics (the bridge registers into the same registry).
     pub telemetry: Telemetry,
     exporter: Arc<Exporter>,
-    bridge: Option<Bridge>,
+    bridge: Option<Arc<Bridge>>,
     checks: Option<Arc<crate::checks::Checks>>,
     reports: Option<crate::reports::Reports>,
-    heartbeats: Option<crate::heartbeat::Heartbeats>,
+    heartbeats: Option<Arc<crate::heartbeat::Heartbeats>>,
     reload_lock: tokio::sync::Mutex<()>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
-    /// The app itself, for the web UI's router (built on demand by `router`).
-    this: Weak<App>,
+    /// What the web UI shows and operates.
+    ui: crate::web::Services,
 }
 
 impl App {
@@ -124,13 +124,19 @@ impl App {
         // What probes share (rdap's client, bootstrap and cache) lives as long as the
         // app, across reloads; the exporter and the checks probe with the same one.
         let probe_env = Arc::new(crate::probe::Env::default());
+        // Heartbeats are checks without a prober: their history is the checks'.
         let checks = match &bridge {
             Some(Err(_)) => None,
-            _ if !config.checks.is_configured() => None,
+            _ if !config.checks.is_configured() && config.heartbeats.is_none() => None,
             bridge => {
                 let pipeline = bridge.as_ref().and_then(|bridge| bridge.as_ref().ok()).map(Bridge::submitter);
-                let shared_config = Arc::new(config.clone());
-                Some(match stores.open(config.storage_of(config.checks.options.store.as_ref())).await {
+                let shared_config = config.for_checks();
+                // With heartbeats alone, their history lives where they keep their pings.
+                let store = match (&config.checks.options.store, &config.heartbeats) {
+                    (None, Some(heartbeats)) if !config.checks.is_configured() => heartbeats.store.as_ref(),
+                    (store, _) => store.as_ref(),
+                };
+                Some(match stores.open(config.storage_of(store)).await {
                     Ok(storage) => {
                         crate::checks::Checks::start(
                             shared_config,
@@ -148,7 +154,7 @@ impl App {
             }
         };
         *telemetry.registry.lock().map_err(|_| poisoned())? = registry;
-        let bridge = bridge.transpose()?;
+        let bridge = bridge.transpose()?.map(Arc::new);
         let checks = checks.transpose()?.map(Arc::new);
         let reports = bridge.as_ref().map(|bridge| crate::reports::Reports::new(bridge.report_desk(), checks.clone()));
         let heartbeats = match &config.heartbeats {
@@ -161,18 +167,22 @@ impl App {
                     heartbeat_config.clone(),
                     &mut registry,
                     notifier,
-                    Arc::new(crate::bridge::clock::SystemClock),
+                    Arc::clone(&clock),
                     storage,
                 )
                 .await;
                 *telemetry.registry.lock().map_err(|_| poisoned())? = registry;
-                Some(started?)
+                let started = started?;
+                if let Some(checks) = &checks {
+                    started.attach(Arc::clone(checks)).await?;
+                }
+                Some(Arc::new(started))
             }
             None => None,
         };
+        let web_settings = Arc::new(Live::new(config.for_web()));
         let config = Arc::new(Live::new(config));
         let app = Arc::new_cyclic(|app: &Weak<App>| {
-            let this = app.clone();
             let app = app.clone();
             let reload: http::exporter::Reload = Arc::new(move || {
                 let app = app.clone();
@@ -190,9 +200,18 @@ impl App {
                 probe_env,
                 options.timeout_offset,
                 options.history_limit,
-                reload,
+                Arc::clone(&reload),
                 bridge.is_some(),
             );
+            let ui = crate::web::Services {
+                bridge: bridge.clone(),
+                checks: checks.clone(),
+                heartbeats: heartbeats.clone(),
+                settings: web_settings,
+                web: web.clone(),
+                base_path: base_path(&options.route_prefix),
+                reload,
+            };
             App {
                 config,
                 source,
@@ -207,11 +226,16 @@ impl App {
                 reload_lock: tokio::sync::Mutex::new(()),
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
-                this,
+                ui,
             }
         });
         if let Some(bridge) = &app.bridge {
             for task in bridge.take_tasks() {
+                app.tasks.spawn(task);
+            }
+        }
+        if let Some(checks) = &app.checks {
+            for task in checks.take_tasks() {
                 app.tasks.spawn(task);
             }
         }
@@ -231,6 +255,11 @@ impl App {
         self.checks.as_deref()
     }
 
+    /// The heartbeats, when configured.
+    pub fn heartbeats(&self) -> Option<&crate::heartbeat::Heartbeats> {
+        self.heartbeats.as_deref()
+    }
+
     /// The report scheduler and preview, when the bridge is configured.
     pub fn reports(&self) -> Option<&crate::reports::Reports> {
         self.reports.as_ref()
@@ -243,7 +272,7 @@ impl App {
 
     /// The running bridge, when configured.
     pub fn bridge(&self) -> Option<&Bridge> {
-        self.bridge.as_ref()
+        self.bridge.as_deref()
     }
 
     /// The web config (users, TLS, headers).
@@ -253,8 +282,7 @@ impl App {
 
     /// The route prefix as a path that starts and ends with `/`, for links.
     pub fn base_path(&self) -> String {
-        let prefix = self.options.route_prefix.trim_matches('/');
-        if prefix.is_empty() { "/".into() } else { format!("/{prefix}/") }
+        base_path(&self.options.route_prefix)
     }
 
     /// Reloads the config; a failure keeps the old one and says why.
@@ -286,7 +314,7 @@ impl App {
                 }
                 match &self.checks {
                     Some(checks) => {
-                        if let Err(err) = checks.reload(Arc::new(config.clone())).await {
+                        if let Err(err) = checks.reload(config.for_checks()).await {
                             self.telemetry.reloaded(false);
                             tracing::error!(error = %err, "Error reloading checks");
                             return Err(err.to_string());
@@ -297,6 +325,12 @@ impl App {
                     }
                     None => {}
                 }
+                if let Some(heartbeats) = &self.heartbeats {
+                    if let Err(err) = heartbeats.sync_history().await {
+                        tracing::error!(error = %err, "Cannot bring heartbeats into the checks' history");
+                    }
+                }
+                self.ui.settings.set(config.for_web());
                 self.config.set(config);
                 self.telemetry.reloaded(true);
                 tracing::info!("Loaded config file");
@@ -343,12 +377,10 @@ impl App {
                 .chain(self.checks.iter().map(|checks| checks.agent_router())),
             &self.options.route_prefix,
         );
-        let Some(app) = self.this.upgrade() else {
-            return http::compose(surfaces, &self.options.route_prefix, &self.web).merge(open);
-        };
-        surfaces.push(crate::web::router(Arc::clone(&app)));
+        surfaces.push(crate::web::router(self.ui.clone()));
+        let ui = self.ui.clone();
         let public: http::Public =
-            Arc::new(move |path: &str, query: Option<&str>| crate::web::is_public(&app, path, query));
+            Arc::new(move |path: &str, query: Option<&str>| crate::web::is_public(&ui, path, query));
         http::compose_with_public(surfaces, &self.options.route_prefix, &self.web, public).merge(open)
     }
 
@@ -461,6 +493,12 @@ fn warn_about_legacy_files(config: &Config) {
             );
         }
     }
+}
+
+/// The route prefix as a path that starts and ends with `/`, for links.
+fn base_path(route_prefix: &str) -> String {
+    let prefix = route_prefix.trim_matches('/');
+    if prefix.is_empty() { "/".into() } else { format!("/{prefix}/") }
 }
 
 /// The listen backlog asked for: the kernel caps it at `net.core.somaxconn`,

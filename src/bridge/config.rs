@@ -20,7 +20,7 @@ use super::quiet::QuietHours;
 use super::ratelimit::RateLimit;
 use super::render::TemplatesConfig;
 use crate::config::Problems;
-use crate::config::types::{ByteSize, GoDuration, Secret};
+use crate::config::types::{ByteSize, GoDuration};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -159,53 +159,38 @@ impl Default for RetryConfig {
     }
 }
 
-/// A person and the ways to reach them.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Contact {
-    /// Email address.
-    #[serde(default)]
-    pub email: Option<String>,
-    /// Phone number for the SMS gateway.
-    #[serde(default)]
-    pub sms: Option<String>,
-    /// Telegram chat ID.
-    #[serde(default)]
-    pub telegram: Option<String>,
-    /// Slack incoming-webhook URL (a secret: it carries the token).
-    #[serde(default)]
-    pub slack: Option<Secret>,
-    /// ntfy topic.
-    #[serde(default)]
-    pub ntfy: Option<String>,
-    /// Generic webhook URL (a secret: URLs often carry tokens).
-    #[serde(default)]
-    pub webhook: Option<Secret>,
-    /// Log channel tag: messages are written to checkit's log.
-    #[serde(default)]
-    pub log: Option<String>,
-    /// When to hold messages instead of delivering them.
-    #[serde(default)]
-    pub quiet_hours: Option<QuietHours>,
-    /// Budget over all of this contact's channels together, e.g. `["20/h"]`.
-    #[serde(default)]
-    pub rate_limit: Option<RateLimit>,
+macro_rules! contact {
+    ($($(#[$doc:meta])* $variant:ident $module:ident;)*) => {
+        /// A person and the ways to reach them.
+        #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct Contact {
+            $(
+                #[doc = concat!("The address on `", stringify!($module), "` (see its `Address`).")]
+                #[serde(default)]
+                pub $module: Option<super::channels::$module::Address>,
+            )*
+            /// When to hold messages instead of delivering them.
+            #[serde(default)]
+            pub quiet_hours: Option<QuietHours>,
+            /// Budget over all of this contact's channels together, e.g. `["20/h"]`.
+            #[serde(default)]
+            pub rate_limit: Option<RateLimit>,
+        }
+
+        impl Contact {
+            /// The address for `kind`, if this contact has one.
+            pub fn address(&self, kind: ChannelKind) -> Option<&str> {
+                match kind {
+                    $(ChannelKind::$variant => self.$module.as_ref().map(super::channels::AddressText::text),)*
+                }
+            }
+        }
+    };
 }
+super::channels::for_each_channel!(contact);
 
 impl Contact {
-    /// The address for `kind`, if this contact has one.
-    pub fn address(&self, kind: ChannelKind) -> Option<&str> {
-        match kind {
-            ChannelKind::Email => self.email.as_deref(),
-            ChannelKind::Sms => self.sms.as_deref(),
-            ChannelKind::Telegram => self.telegram.as_deref(),
-            ChannelKind::Slack => self.slack.as_ref().map(Secret::expose),
-            ChannelKind::Ntfy => self.ntfy.as_deref(),
-            ChannelKind::Webhook => self.webhook.as_ref().map(Secret::expose),
-            ChannelKind::Log => self.log.as_deref(),
-        }
-    }
-
     /// The channels this contact can be reached on.
     pub fn channels(&self) -> impl Iterator<Item = ChannelKind> + '_ {
         ChannelKind::all().iter().copied().filter(|kind| self.address(*kind).is_some())
@@ -297,7 +282,10 @@ impl Config {
             if contact.channels().next().is_none() {
                 problems.push(
                     &contact_path,
-                    "contact has no channel: set at least one of email, sms, telegram, slack, ntfy, webhook, log",
+                    format!(
+                        "contact has no channel: set at least one of {}",
+                        ChannelKind::all().iter().map(|kind| kind.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
                 );
             }
             for kind in contact.channels() {

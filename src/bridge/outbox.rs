@@ -26,7 +26,7 @@ use super::config::{Contact, channel_kind};
 use super::plan::{self, Content};
 use super::quiet::QuietHours;
 use super::store::Outcome;
-use super::store::{HistoryEvent, Lane, Mode, OutboxRow, RowState, StoreError, StoredNotification, Transition};
+use super::store::{HistoryEvent, Lane, Mode, OutboxRow, RowState, StoreError, Transition};
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use std::collections::HashMap;
@@ -169,19 +169,17 @@ impl LaneWorker<'_> {
                     }
                 }
                 None => {
-                    let members = store.lane_rows(self.lane, RowState::Held).await?;
-                    let ids = members.iter().map(|row| row.id).collect();
-                    store.merge(leader.id, ids, Mode::CatchUp, now).await?;
-                    sendable.push(OutboxRow { state: RowState::Pending, mode: Mode::CatchUp, ..(*leader).clone() });
+                    let mode = store
+                        .merge_lane(self.lane, RowState::Held, leader.id, Mode::CatchUp, Mode::CatchUp, now)
+                        .await?;
+                    sendable.push(OutboxRow { state: RowState::Pending, mode, ..(*leader).clone() });
                 }
             }
         }
         let limited: Vec<&OutboxRow> = rows.iter().filter(|r| r.state == RowState::Limited).collect();
         if let Some(leader) = limited.first() {
-            let members = store.lane_rows(self.lane, RowState::Limited).await?;
-            let mode = if members.len() > 1 { Mode::Overflow } else { leader.mode };
-            let ids = members.iter().map(|row| row.id).collect();
-            store.merge(leader.id, ids, mode, now).await?;
+            let mode =
+                store.merge_lane(self.lane, RowState::Limited, leader.id, Mode::Overflow, leader.mode, now).await?;
             sendable.push(OutboxRow { state: RowState::Pending, mode, ..(*leader).clone() });
         }
         sendable.extend(rows.into_iter().filter(|r| r.state == RowState::Pending));
@@ -307,38 +305,21 @@ impl LaneWorker<'_> {
         self.deliver(target, row, content, &states, now).await
     }
 
-    /// Gathers the notifications behind `row` (and the rows merged into it).
+    /// Gathers the notifications behind `row`: its own, or for a catch-up
+    /// or overflow summary with rows merged into it, what the store sums up
+    /// of them (a storm's thousands of notifications are not loaded).
     async fn content(&self, row: &OutboxRow) -> Result<Content, StoreError> {
         let store = &self.shared.store;
-        let mut rows = vec![row.clone()];
-        if row.mode != Mode::Notification {
-            rows.extend(store.members(row.id).await?);
+        if row.mode != Mode::Notification && store.member_count(row.id).await? > 0 {
+            let limit = u32::try_from(plan::LIST_LIMIT).unwrap_or(u32::MAX);
+            return Ok(Content::summary(store.summary(row.id, limit).await?));
         }
-        rows.sort_by_key(|row| (row.created_at, row.id));
-        let mut ids: Vec<i64> = rows.iter().map(|row| row.notification_id).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let mut notifications: HashMap<i64, StoredNotification> =
-            store.notifications(ids).await?.into_iter().map(|stored| (stored.id, stored)).collect();
-        // Each notification moves into the part of the last row naming it
-        // (a large one must not be copied); earlier rows get a copy.
-        let mut uses: HashMap<i64, usize> = HashMap::new();
-        for row in &rows {
-            *uses.entry(row.notification_id).or_default() += 1;
-        }
-        let mut parts: Vec<plan::Part> = Vec::with_capacity(rows.len());
-        for row in rows {
-            let remaining = uses.entry(row.notification_id).or_default();
-            *remaining = remaining.saturating_sub(1);
-            let stored = if *remaining == 0 {
-                notifications.remove(&row.notification_id)
-            } else {
-                notifications.get(&row.notification_id).cloned()
-            };
-            if let Some(stored) = stored {
-                parts.push((stored, row.fingerprints));
-            }
-        }
+        let parts = store
+            .notifications(vec![row.notification_id])
+            .await?
+            .into_iter()
+            .map(|stored| (stored, row.fingerprints.clone()))
+            .collect();
         Ok(plan::collect(parts))
     }
 
@@ -431,10 +412,14 @@ impl LaneWorker<'_> {
         transition.first_attempt_at = Some(first_attempt_at);
         match result {
             Ok((receipt, elapsed)) => {
-                let told = content.told(row.mode, states);
                 transition.sent_at = Some(done_at);
-                transition.told_firing = told.firing;
-                transition.told_resolved = told.resolved;
+                if content.totals.is_some() {
+                    transition.told_summary = Some(row.id);
+                } else {
+                    let told = content.told(row.mode, states);
+                    transition.told_firing = told.firing;
+                    transition.told_resolved = told.resolved;
+                }
                 transition.event = Some(self.event(
                     &row,
                     row.mode,

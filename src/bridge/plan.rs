@@ -7,7 +7,7 @@
 
 use super::payload::{Alert, LabelSet, Message, Status};
 use super::render::{AlertView, Counts, View, ViewKind};
-use super::store::{AlertRef, AlertState, Mode, StoredNotification};
+use super::store::{AlertRef, AlertState, Mode, StoredNotification, Summary};
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -41,6 +41,9 @@ pub struct Content {
     pub received_at: DateTime<Utc>,
     /// The message, when this is one message from the message API.
     pub message: Option<Message>,
+    /// For a summary read from the store ([`Content::summary`]): the exact
+    /// sizes of its lists, of which `alerts` holds only the listed part.
+    pub totals: Option<Counts>,
 }
 
 /// What a sent message told the contact.
@@ -114,10 +117,40 @@ pub fn collect(parts: Vec<Part>) -> Content {
         fired,
         received_at,
         message,
+        totals: None,
     }
 }
 
 impl Content {
+    /// The content of a catch-up or overflow summary as the store read it:
+    /// only the alerts its lists show, with the exact counts beside them.
+    pub fn summary(summary: Summary) -> Content {
+        let fired = summary
+            .listed
+            .iter()
+            .filter(|listed| listed.fired)
+            .map(|listed| listed.alert.fingerprint.clone())
+            .collect();
+        let counts = summary.counts;
+        Content {
+            receiver: summary.receiver,
+            group_labels: summary.group_labels,
+            common_labels: summary.common_labels,
+            common_annotations: summary.common_annotations,
+            external_url: summary.external_url,
+            alerts: summary.listed.into_iter().map(|listed| listed.alert).collect(),
+            fired,
+            received_at: summary.received_at,
+            message: None,
+            totals: Some(Counts {
+                alerts: counts.alerts,
+                firing: counts.fired,
+                resolved: counts.resolved,
+                still_firing: counts.still_firing,
+            }),
+        }
+    }
+
     /// Keeps what a delayed message should still say: alerts that still fire,
     /// and resolutions of alerts the contact was told about. False when
     /// nothing is left.
@@ -211,12 +244,12 @@ impl Content {
                 (kind, firing, resolved, still_firing)
             }
         };
-        let counts = Counts {
+        let counts = self.totals.unwrap_or(Counts {
             alerts: self.alerts.len() as u64,
             firing: firing_count,
             resolved: resolved_count,
             still_firing: still_firing_count,
-        };
+        });
         // A report held alone by quiet hours keeps its content in the catch-up
         // (it is its own summary); other messages only in their own delivery.
         let message = self.message.clone().filter(|message| mode == Mode::Notification || message.report.is_some());
@@ -230,7 +263,7 @@ impl Content {
             common_labels: self.common_labels.clone(),
             common_annotations: self.common_annotations.clone(),
             external_url: self.external_url.clone(),
-            suppressed_count: if mode == Mode::Overflow { self.alerts.len() as u64 } else { 0 },
+            suppressed_count: if mode == Mode::Overflow { counts.alerts } else { 0 },
             counts,
             alerts: all,
             firing,

@@ -328,6 +328,24 @@ pub struct TemplateSet {
     pub html_file: Option<String>,
 }
 
+/// A channel's built-in templates (its file's `TEMPLATES`).
+#[derive(Debug, Clone, Copy)]
+pub struct Defaults {
+    /// The body template; `None`: the view itself, as JSON.
+    pub body: Option<&'static str>,
+    /// The HTML template; only a channel with one takes an `html` override.
+    pub html: Option<&'static str>,
+    /// Whether the body is JSON (overrides are `.json` templates, checked to parse).
+    pub json: bool,
+}
+
+impl Defaults {
+    /// The short text most chat channels use.
+    pub const SHORT: Defaults = Defaults { body: Some("checkit/short.txt"), html: None, json: false };
+}
+
+macro_rules! templates_config {
+    ($($(#[$doc:meta])* $variant:ident $module:ident;)*) => {
 /// The `bridge.templates:` section: per-channel overrides of the defaults.
 ///
 /// ```yaml
@@ -340,39 +358,28 @@ pub struct TemplateSet {
 /// webhook:
 ///   body: '{"text": {{ subject }}, "alerts": {{ alerts|length }}}'
 /// ```
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TemplatesConfig {
-    /// Email subject, text and HTML.
-    pub email: Option<TemplateSet>,
-    /// SMS text (the subject is only available to the body as `subject`).
-    pub sms: Option<TemplateSet>,
-    /// Telegram text.
-    pub telegram: Option<TemplateSet>,
-    /// Slack text.
-    pub slack: Option<TemplateSet>,
-    /// ntfy title (subject) and message (body).
-    pub ntfy: Option<TemplateSet>,
-    /// Webhook JSON body; by default the whole view.
-    pub webhook: Option<TemplateSet>,
-    /// Log subject and body.
-    pub log: Option<TemplateSet>,
+        #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct TemplatesConfig {
+            $(
+                #[doc = concat!("`", stringify!($module), "`: overrides of the channel's templates.")]
+                pub $module: Option<TemplateSet>,
+            )*
+        }
+
+        impl TemplatesConfig {
+            /// The overrides of `kind`, if any.
+            pub fn set(&self, kind: ChannelKind) -> Option<&TemplateSet> {
+                match kind {
+                    $(ChannelKind::$variant => self.$module.as_ref(),)*
+                }
+            }
+        }
+    };
 }
+crate::bridge::channels::for_each_channel!(templates_config);
 
 impl TemplatesConfig {
-    /// The overrides of `kind`, if any.
-    pub fn set(&self, kind: ChannelKind) -> Option<&TemplateSet> {
-        match kind {
-            ChannelKind::Email => self.email.as_ref(),
-            ChannelKind::Sms => self.sms.as_ref(),
-            ChannelKind::Telegram => self.telegram.as_ref(),
-            ChannelKind::Slack => self.slack.as_ref(),
-            ChannelKind::Ntfy => self.ntfy.as_ref(),
-            ChannelKind::Webhook => self.webhook.as_ref(),
-            ChannelKind::Log => self.log.as_ref(),
-        }
-    }
-
     /// Records every problem below `path`: reads, compiles and test-renders
     /// every template, exactly as [`Templates::new`] does.
     pub fn validate(&self, path: &str, problems: &mut crate::config::Problems) {
@@ -478,7 +485,7 @@ impl Templates {
             ];
             for (field, inline, file) in overrides {
                 let field_path = format!("{path}.{field}");
-                if field == "html" && kind != ChannelKind::Email && (inline.is_some() || file.is_some()) {
+                if field == "html" && kind.templates().html.is_none() && (inline.is_some() || file.is_some()) {
                     problems.push(Problem::new(field_path.clone(), "html is only used by the email channel"));
                     continue;
                 }
@@ -565,7 +572,7 @@ impl Templates {
         let subject = truncate_chars(&subject, SUBJECT_MAX_CHARS, ELLIPSIS);
         let body_context = minijinja::context! { subject => subject.clone(), ..context.clone() };
         let body = match (&parts.body, kind) {
-            (Some(name), ChannelKind::Webhook) => {
+            (Some(name), kind) if kind.templates().json => {
                 let body = self.render_template(name, &body_context)?;
                 serde_json::from_str::<serde_json::Value>(&body).map_err(|err| Error::NotJson(err.to_string()))?;
                 body
@@ -588,23 +595,15 @@ impl Templates {
 
 fn default_parts(kind: ChannelKind) -> Parts {
     let subject = "checkit/subject.txt".to_string();
-    let (body, html) = match kind {
-        ChannelKind::Email => (Some("checkit/full.txt".to_string()), Some("checkit/full.html".to_string())),
-        ChannelKind::Sms => (Some("checkit/sms.txt".to_string()), None),
-        ChannelKind::Telegram | ChannelKind::Slack | ChannelKind::Ntfy | ChannelKind::Log => {
-            (Some("checkit/short.txt".to_string()), None)
-        }
-        // `None`: the view itself, as JSON.
-        ChannelKind::Webhook => (None, None),
-    };
-    Parts { subject, body, html }
+    let defaults = kind.templates();
+    Parts { subject, body: defaults.body.map(str::to_string), html: defaults.html.map(str::to_string) }
 }
 
 /// Template names choose auto-escaping: `.html` escapes HTML, `.json` JSON.
 fn override_name(kind: ChannelKind, field: &str) -> String {
     match (kind, field) {
         (_, "html") => format!("{kind}/html.html"),
-        (ChannelKind::Webhook, "body") => format!("{kind}/body.json"),
+        (_, "body") if kind.templates().json => format!("{kind}/body.json"),
         _ => format!("{kind}/{field}.txt"),
     }
 }

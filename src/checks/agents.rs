@@ -22,6 +22,23 @@
 //! unknown, never failing. Late results enter history and roll-ups; a batch's
 //! transitions are announced once, at the end, so a state already over when
 //! its results arrive is never announced.
+//!
+//! **Fresh evidence.** A page needs `down_when.failing` locations down by
+//! fresh results. A batch holding a result that waited in the agent's queue
+//! longer than [`QUEUED_LATE`] is a backlog: the agent was out of contact,
+//! and what it measured before that batch arrived (also the last failures
+//! measured just before its link came back, which may reach us in a later,
+//! young batch) is history for the quorum, never a page. Locations are also
+//! compared by arrival, not by time: a location's newest result must be at
+//! most two intervals (plus [`FRESH_SLACK`]) old to count.
+//!
+//! **Replicas.** On SQLite the receiving instance feeds a batch to the
+//! machines at once. On PostgreSQL any replica stores a batch (idempotently,
+//! as above) and feeds nothing: every replica follows the stored rows by
+//! receive time ([`follow_locations`]), so each keeps every location's
+//! machines, and only the replica that runs the check moves it by its quorum
+//! and tells people. When each agent last called is stored too
+//! (`agent_contacts`), so silence is judged alike everywhere.
 
 use super::config::{Agent, Check};
 use super::state::{Change, Machine, Run, State, Thresholds};
@@ -45,6 +62,14 @@ pub const MAX_BATCH: usize = 5_000;
 const MAX_BATCH_ID: usize = 128;
 /// The longest phase or reason name.
 const MAX_NAME: usize = 64;
+/// A result that waited longer than this in an agent's queue was measured
+/// while the agent could not reach us (it pushes every second when it can):
+/// its batch is a backlog, and what the agent measured before that batch
+/// arrived may be its own network failing, not the target.
+const QUEUED_LATE: chrono::Duration = chrono::Duration::seconds(5);
+/// Added to two intervals: how old a location's newest result may be and
+/// still count towards a page (its agent pushes every second, probes take time).
+const FRESH_SLACK: chrono::Duration = chrono::Duration::seconds(5);
 
 /// One check as an agent runs it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -119,13 +144,19 @@ pub(crate) struct Seen {
     pub(crate) silent_since: Option<DateTime<Utc>>,
 }
 
-/// Every agent's [`Seen`], by name.
+/// Every agent's [`Seen`], by name, and when each location caught up.
 #[derive(Debug, Default)]
-pub(crate) struct Agents(Mutex<HashMap<String, Seen>>);
+pub(crate) struct Agents {
+    seen: Mutex<HashMap<String, Seen>>,
+    /// Per location: when its last batch holding a backlog arrived. What the
+    /// location measured before then, it measured out of contact (see
+    /// [`QUEUED_LATE`]).
+    caught_up: Mutex<HashMap<String, DateTime<Utc>>>,
+}
 
 impl Agents {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Seen>> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// A copy of every agent's state.
@@ -133,7 +164,7 @@ impl Agents {
         self.lock().clone()
     }
 
-    /// Records a request of `name` at `now`.
+    /// Records a request of `name` at `now` (an older time changes nothing).
     fn seen(&self, name: &str, now: DateTime<Utc>) {
         let mut agents = self.lock();
         let entry = agents.entry(name.to_string()).or_insert(Seen {
@@ -142,8 +173,28 @@ impl Agents {
             told: false,
             silent_since: None,
         });
-        entry.last_seen = now;
-        entry.stale = false;
+        if now >= entry.last_seen {
+            entry.last_seen = now;
+            entry.stale = false;
+        }
+    }
+
+    /// Notes `result` of `location`, received at `received_at`: a result
+    /// that waited in its agent's queue longer than [`QUEUED_LATE`] makes
+    /// its batch a backlog.
+    fn note(&self, location: &str, received_at: DateTime<Utc>, result: &LocationResult) {
+        let done = result.at + chrono::Duration::microseconds(i64::try_from(result.duration_us).unwrap_or(i64::MAX));
+        if received_at - done <= QUEUED_LATE {
+            return;
+        }
+        let mut caught_up = self.caught_up.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entry = caught_up.entry(location.to_string()).or_insert(received_at);
+        *entry = (*entry).max(received_at);
+    }
+
+    /// When `location` last caught up with a backlog.
+    fn caught_up_at(&self, location: &str) -> Option<DateTime<Utc>> {
+        self.caught_up.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(location).copied()
     }
 }
 
@@ -218,7 +269,11 @@ async fn assignment(AxumState(shared): AxumState<Arc<Shared>>, headers: HeaderMa
     let Some(agent) = authenticate(&shared, &headers) else {
         return refuse(StatusCode::UNAUTHORIZED, "missing or invalid agent token");
     };
-    shared.agents.seen(&agent.name, shared.clock.now());
+    let now = shared.clock.now();
+    shared.agents.seen(&agent.name, now);
+    if let Err(err) = shared.store.touch_agent(&agent.name, now).await {
+        tracing::warn!(agent = %agent.name, error = %err, "Cannot record an agent's call.");
+    }
     let config = shared.config();
     let mut checks = Vec::new();
     let mut modules = BTreeMap::new();
@@ -227,7 +282,7 @@ async fn assignment(AxumState(shared): AxumState<Arc<Shared>>, headers: HeaderMa
         if !assigned(&check, &agent.location) || slot.is_paused() {
             continue;
         }
-        modules.entry(check.module.clone()).or_insert_with(|| config.module_yaml(&check.module).to_string());
+        modules.entry(check.module.clone()).or_insert_with(|| config.module_yaml(&check.module));
         checks.push(AssignedCheck {
             name: check.name.clone(),
             module: check.module.clone(),
@@ -340,17 +395,24 @@ async fn push(AxumState(shared): AxumState<Arc<Shared>>, headers: HeaderMap, bod
         .agent_batches
         .get_or_create(&super::metrics::AgentLabels { agent: agent.name.clone(), result: outcome })
         .inc();
-    if !ingested.duplicate {
-        apply_results(&shared, &agent.location, results).await;
+    // On a shared store every replica follows the stored rows instead
+    // (`follow_locations`), so a batch may reach any of them.
+    if !ingested.duplicate && !shared.store.storage().is_shared() {
+        for (_, result) in &results {
+            shared.agents.note(&agent.location, received_at, result);
+        }
+        let results = results.into_iter().map(|(slot, result)| (slot, result, true)).collect();
+        apply_results(&shared, results).await;
     }
     axum::Json(json!({"status": "ok", "duplicate": ingested.duplicate, "stored": ingested.stored})).into_response()
 }
 
-/// Feeds results (oldest first) to their locations' machines, moves each
-/// check by its quorum, and announces each check's final transition once.
-async fn apply_results(shared: &Shared, location: &str, results: Vec<(Arc<Slot>, LocationResult)>) {
+/// Feeds results (oldest first) to their locations' machines and, for those
+/// flagged (the check is this replica's), moves each check by its quorum and
+/// announces each check's final transition once.
+async fn apply_results(shared: &Shared, results: Vec<(Arc<Slot>, LocationResult, bool)>) {
     let mut touched: Vec<Arc<Slot>> = Vec::new();
-    for (slot, result) in results {
+    for (slot, result, decide) in results {
         let check = slot.check();
         let thresholds = Thresholds {
             failures_before_down: check.failures_before_down,
@@ -364,9 +426,9 @@ async fn apply_results(shared: &Shared, location: &str, results: Vec<(Arc<Slot>,
         };
         {
             let mut state = slot.lock();
-            let entry = state.locations.entry(location.to_string()).or_default();
+            let entry = state.locations.entry(result.location.clone()).or_default();
             // A result older than one already applied (a retry after a
-            // central restart) is history only.
+            // central restart, a row a replica reads again) is history only.
             if entry.last_at.is_some_and(|last| result.at <= last) {
                 continue;
             }
@@ -374,14 +436,19 @@ async fn apply_results(shared: &Shared, location: &str, results: Vec<(Arc<Slot>,
             entry.last_at = Some(result.at);
             entry.last_success = Some(result.success);
             entry.last_duration_seconds = Some(result.duration_us as f64 / 1e6);
-            state.last = Some(super::Last {
-                at: result.at,
-                success: result.success,
-                duration_seconds: result.duration_us as f64 / 1e6,
-                failure: result.failure.clone(),
-                maintenance: result.maintenance,
-                registry: Arc::new(crate::probe::metrics::Registry::new()),
-            });
+            if state.last.as_ref().is_none_or(|last| last.at <= result.at) {
+                state.last = Some(super::Last {
+                    at: result.at,
+                    success: result.success,
+                    duration_seconds: result.duration_us as f64 / 1e6,
+                    failure: result.failure.clone(),
+                    maintenance: result.maintenance,
+                    registry: Arc::new(crate::probe::metrics::Registry::new()),
+                });
+            }
+        }
+        if !decide {
+            continue;
         }
         shared
             .metrics
@@ -400,24 +467,43 @@ async fn apply_results(shared: &Shared, location: &str, results: Vec<(Arc<Slot>,
     let now = shared.clock.now();
     for slot in touched {
         let check = slot.check();
-        let (change, maintenance, newest) = {
+        let (change, maintenance) = {
             let mut state = slot.lock();
-            let (maintenance, newest) =
-                state.last.as_ref().map_or((false, None), |last| (last.maintenance, Some(last.at)));
-            (state.pending.take(), maintenance, newest)
+            (state.pending.take(), state.last.as_ref().is_some_and(|last| last.maintenance))
         };
         // Results queued through an outage arrive late: an outage they show
-        // may be over already, with the result that says so still queued. A
-        // down that only late results show waits for a fresh batch, which
-        // `announce` then tells (its incident is still untold); a resolution
-        // of a told outage goes out at once.
-        let fresh = chrono::Duration::from_std(check.interval.saturating_mul(2)).unwrap_or(chrono::Duration::MAX);
-        let late = newest.is_some_and(|at| now - at > fresh);
-        if late && !matches!(change, Some(Change::Recovered(_))) {
+        // may be over already, or be the agents' own links failing. A down
+        // is told only once `down_when` locations show it by fresh results
+        // (the resolution of a told outage goes out at once); until then
+        // its incident stays untold, and the batch that completes the fresh
+        // quorum tells it.
+        if !matches!(change, Some(Change::Recovered(_))) && fresh_down(shared, &slot, &check, now) < check.down_when {
             continue;
         }
         super::announce(shared, &slot, &check, change, maintenance).await;
     }
+}
+
+/// How many of `check`'s locations are down by a fresh result: measured
+/// after their agent caught up with its queue, and at most two intervals
+/// (plus [`FRESH_SLACK`]) before `now`.
+fn fresh_down(shared: &Shared, slot: &Slot, check: &Check, now: DateTime<Utc>) -> u32 {
+    let window = chrono::Duration::from_std(check.interval.saturating_mul(2))
+        .unwrap_or(chrono::Duration::MAX)
+        .checked_add(&FRESH_SLACK)
+        .unwrap_or(chrono::Duration::MAX);
+    let caught_up: Vec<Option<DateTime<Utc>>> =
+        check.locations.iter().map(|location| shared.agents.caught_up_at(location)).collect();
+    let state = slot.lock();
+    let fresh = check.locations.iter().zip(caught_up).filter(|(location, caught_up)| {
+        state.locations.get(*location).is_some_and(|entry| {
+            entry.machine.health == State::Down
+                && entry
+                    .last_at
+                    .is_some_and(|at| caught_up.is_none_or(|caught_up| at >= caught_up) && now - at <= window)
+        })
+    });
+    u32::try_from(fresh.count()).unwrap_or(u32::MAX)
 }
 
 /// Applies the quorum of `slot`'s locations to the check's own machine at
@@ -463,6 +549,70 @@ pub(crate) async fn evaluate(shared: &Shared, slot: &Slot, at: DateTime<Utc>) ->
     Some(change)
 }
 
+/// How far back a replica reads rows again: a batch committed this much
+/// after its receive time (a slow transaction, replicas' clocks apart) is
+/// still followed; an older one is history only.
+const FOLLOW_MARGIN: chrono::Duration = chrono::Duration::seconds(10);
+/// What a replica replays when it starts: its locations' machines rebuilt.
+const FOLLOW_REPLAY: chrono::Duration = chrono::Duration::minutes(10);
+/// The most rows one follow step reads.
+const FOLLOW_LIMIT: usize = 100_000;
+
+/// On a shared store, every second: feeds the agents' results stored by any
+/// replica to this replica's location machines (so each replica shows every
+/// location), and moves by its quorum each check this replica runs
+/// ([`Shared::runs_here`]); a check taken over is first read back from the
+/// store. Rows are read again for [`FOLLOW_MARGIN`], skipped once applied.
+pub(crate) async fn follow_locations(shared: Arc<Shared>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    if !shared.store.storage().is_shared() {
+        return;
+    }
+    let started = shared.clock.now();
+    let mut cursor = started - FOLLOW_REPLAY;
+    // Whether each located check was this replica's at the last step.
+    let mut owned: HashMap<i64, bool> = HashMap::new();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(crate::storage::lease::HEARTBEAT) => {}
+            changed = shutdown.changed() => if changed.is_err() || *shutdown.borrow() { return },
+        }
+        let mut slots: HashMap<i64, (Arc<Slot>, bool)> = HashMap::new();
+        for slot in shared.slots() {
+            let check = slot.check();
+            if check.locations.is_empty() {
+                continue;
+            }
+            let here = shared.runs_here(&check.name);
+            if owned.insert(slot.id, here) == Some(false) && here {
+                shared.take_over(&slot).await;
+            }
+            slots.insert(slot.id, (slot, here));
+        }
+        let rows = match shared.store.location_results_since(cursor - FOLLOW_MARGIN, FOLLOW_LIMIT).await {
+            Ok(rows) => rows,
+            Err(err) => {
+                tracing::warn!(error = %err, "Cannot read agents' results from the store.");
+                continue;
+            }
+        };
+        if rows.len() >= FOLLOW_LIMIT {
+            tracing::warn!(rows = rows.len(), "Agents' results arrive faster than replicas follow them.");
+        }
+        // In time order across locations, as the quorum saw them happen.
+        let mut results = Vec::with_capacity(rows.len());
+        for row in rows {
+            cursor = cursor.max(row.received_at);
+            let Some((slot, here)) = slots.get(&row.result.check_id) else { continue };
+            shared.agents.note(&row.result.location, row.received_at, &row.result);
+            // Rows replayed at start are state, not news: the check's own
+            // state was read from the store.
+            let decide = *here && row.received_at >= started;
+            results.push((Arc::clone(slot), row.result, decide));
+        }
+        apply_results(&shared, results).await;
+    }
+}
+
 /// Every few seconds: an agent silent longer than its `stale_after` becomes
 /// an `AgentSilent` alert and its locations count as unknown; its next
 /// request resolves the alert.
@@ -474,6 +624,17 @@ pub(crate) async fn watch_agents(shared: Arc<Shared>, mut shutdown: tokio::sync:
             changed = shutdown.changed() => if changed.is_err() || *shutdown.borrow() { return },
         }
         let config = shared.config();
+        // Agents may call any replica: the store knows when each last did.
+        if shared.store.storage().is_shared() {
+            match shared.store.agent_contacts().await {
+                Ok(contacts) => {
+                    for (name, at) in contacts {
+                        shared.agents.seen(&name, at);
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err, "Cannot read when agents last called."),
+            }
+        }
         let now = shared.clock.now();
         for agent in &config.checks.agents {
             let stale_after = chrono::Duration::from_std(agent.stale_after.get()).unwrap_or_default();
@@ -506,6 +667,10 @@ pub(crate) async fn watch_agents(shared: Arc<Shared>, mut shutdown: tokio::sync:
                 }
             }
             let Some((since, ended)) = tell else { continue };
+            // One replica tells each agent's silence.
+            if !shared.runs_here(&format!("agent {}", agent.name)) {
+                continue;
+            }
             let Some(pipeline) = &shared.pipeline else {
                 shared.agents.lock().entry(agent.name.clone()).and_modify(|seen| seen.told = ended.is_none());
                 continue;

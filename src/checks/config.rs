@@ -143,11 +143,34 @@ fn default_stale_after() -> GoDuration {
     GoDuration(Duration::from_secs(180))
 }
 
+/// What produces a check's results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// checkit probes it on its schedule (or agents do, at their locations).
+    #[default]
+    Probe,
+    /// A heartbeat: no prober; its pings and missed deadlines are its results.
+    Heartbeat,
+}
+
+impl Kind {
+    /// The JSON and page value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Probe => "probe",
+            Kind::Heartbeat => "heartbeat",
+        }
+    }
+}
+
 /// One check with every default applied.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Check {
-    /// Unique name; used in URLs, labels and notifications.
+    /// Unique name (among checks and heartbeats); used in URLs, labels and notifications.
     pub name: String,
+    /// Probed, or a heartbeat.
+    pub kind: Kind,
     /// The module of `modules:` that runs.
     pub module: String,
     /// What is probed.
@@ -176,6 +199,31 @@ pub struct Check {
     pub locations: Vec<String>,
     /// Locations that must see it down for the check to be down (0 without locations).
     pub down_when: u32,
+}
+
+impl Check {
+    /// A check without a prober whose results come from its owner (a
+    /// heartbeat): one result moves it, and its owner notifies by itself.
+    /// `interval` is the expected gap between results, zero when irregular.
+    pub fn unprobed(name: String, interval: Duration, labels: BTreeMap<String, String>, paused: bool) -> Check {
+        Check {
+            name,
+            kind: Kind::Heartbeat,
+            module: String::new(),
+            target: String::new(),
+            interval,
+            labels,
+            paused,
+            failures_before_down: 1,
+            successes_before_up: 1,
+            notify: false,
+            repeat_interval: Duration::ZERO,
+            severity: String::new(),
+            maintenance: Vec::new(),
+            locations: Vec::new(),
+            down_when: 0,
+        }
+    }
 }
 
 /// Durations as seconds in JSON and `/config`.
@@ -479,6 +527,7 @@ fn resolve(raw: RawCheck, path: &str, options: &Options, modules: &Modules, prob
     let defaults = &options.defaults;
     let check = Check {
         name: raw.name,
+        kind: Kind::Probe,
         module: raw.module,
         target: raw.target,
         interval: raw.interval.unwrap_or(defaults.interval).get(),

@@ -3,13 +3,15 @@
 //! - On `/metrics`: per check `checkit_check_*` gauges labelled `check`,
 //!   `module`, `target` and the check's own labels (14 series a check: 5
 //!   `state` values, 5 uptime windows and 4 single gauges), plus
-//!   `checkit_checks_*` counters about the scheduler itself.
+//!   `checkit_checks_*` counters about the scheduler itself. Heartbeats (checks
+//!   without a prober) are in the `checkit_check_*` families too, with empty
+//!   `module` and `target`.
 //! - `GET /metrics/checks`: each check's last result in blackbox's own
 //!   families (`probe_success`, `probe_http_status_code`, …) labelled
 //!   `instance` (the target) and `module`, for blackbox dashboards with
-//!   `honor_labels: true`.
-//! - `GET /api/v1/sd`: Prometheus HTTP service discovery listing the checks
-//!   as `/probe` targets.
+//!   `honor_labels: true` (probed checks only).
+//! - `GET /api/v1/sd`: Prometheus HTTP service discovery listing the probed
+//!   checks as `/probe` targets.
 //!
 //! The per-check gauges are a `prometheus_client` collector reading the
 //! slots at scrape time; `/metrics/checks` is written by hand like `/probe`.
@@ -44,6 +46,8 @@ pub const METRIC_NAMES: &[&str] = &[
     "checkit_checks_notifications_total",
     "checkit_check_location_state",
     "checkit_check_location_last_success",
+    "checkit_check_location_last_run_timestamp_seconds",
+    "checkit_check_location_last_duration_seconds",
     "checkit_agent_batches_total",
     "checkit_agent_last_seen_timestamp_seconds",
     "checkit_agent_silent",
@@ -242,22 +246,38 @@ fn encode_locations(views: &[super::View], encoder: &mut DescriptorEncoder) -> R
             }
         }
     }
-    let mut family = encoder.encode_descriptor(
-        "checkit_check_location_last_success",
-        "Whether the last result of a check pushed from one agent location succeeded",
-        None,
-        MetricType::Gauge,
-    )?;
-    for view in &located {
-        for (location, entry) in &view.locations {
-            let Some(success) = entry.last_success else { continue };
-            let labels = [
-                ("check", view.check.name.as_str()),
-                ("module", view.check.module.as_str()),
-                ("target", view.check.target.as_str()),
-                ("location", location.as_str()),
-            ];
-            ConstGauge::new(f64::from(u8::from(success))).encode(family.encode_family(&labels)?)?;
+    // The per-check last-run families, per location.
+    type Read = fn(&super::agents::LocationState) -> Option<f64>;
+    let families: [(&str, &str, Read); 3] = [
+        (
+            "checkit_check_location_last_success",
+            "Whether the last result of a check pushed from one agent location succeeded",
+            |entry| entry.last_success.map(|success| f64::from(u8::from(success))),
+        ),
+        (
+            "checkit_check_location_last_run_timestamp_seconds",
+            "When the last result of a check pushed from one agent location started, Unix seconds",
+            |entry| entry.last_at.map(|at| at.timestamp_millis() as f64 / 1000.0),
+        ),
+        (
+            "checkit_check_location_last_duration_seconds",
+            "How long the last run of a check at one agent location took",
+            |entry| entry.last_duration_seconds,
+        ),
+    ];
+    for (name, help, read) in families {
+        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for view in &located {
+            for (location, entry) in &view.locations {
+                let Some(value) = read(entry) else { continue };
+                let labels = [
+                    ("check", view.check.name.as_str()),
+                    ("module", view.check.module.as_str()),
+                    ("target", view.check.target.as_str()),
+                    ("location", location.as_str()),
+                ];
+                ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+            }
         }
     }
     Ok(())
@@ -302,6 +322,9 @@ pub fn encode_blackbox(slots: &[Arc<Slot>]) -> String {
     for slot in slots {
         let view = slot.view();
         let Some(last) = &view.last else { continue };
+        if view.check.kind != super::config::Kind::Probe {
+            continue;
+        }
         for (name, help, labels, value) in last.registry.samples() {
             let (_, lines) = families.entry(name.to_string()).or_insert_with(|| (help.to_string(), String::new()));
             let mut all: Vec<(&str, &str)> =
@@ -329,8 +352,9 @@ pub fn encode_blackbox(slots: &[Arc<Slot>]) -> String {
 pub fn service_discovery(slots: &[Arc<Slot>]) -> serde_json::Value {
     let groups: Vec<serde_json::Value> = slots
         .iter()
-        .map(|slot| {
-            let check = slot.check();
+        .map(|slot| slot.check())
+        .filter(|check| check.kind == super::config::Kind::Probe)
+        .map(|check| {
             let mut labels: BTreeMap<String, String> = check.labels.clone();
             labels.insert("module".into(), check.module.clone());
             labels.insert("check".into(), check.name.clone());

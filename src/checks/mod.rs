@@ -11,6 +11,8 @@
 //! - `notify`: transitions as notifications into the bridge.
 //! - `metrics`: `/metrics` families, `/metrics/checks`, `/api/v1/sd`.
 //! - `api`: `/api/v1/checks…`.
+//! - `unprobed`: checks without a prober (heartbeats), whose owner records
+//!   their results into the same history.
 //!
 //! **Architecture invariant:** a check is identified by its name; a reload
 //! keeps the state, schedule and history of every check whose name stays.
@@ -28,22 +30,51 @@ pub mod rollup;
 pub mod schedule;
 pub mod state;
 pub mod store;
+pub mod unprobed;
 
 use crate::bridge::clock::Clock;
 use crate::bridge::submit::Submitter;
-use crate::config::Config;
 use crate::storage::lease::Member;
 use crate::storage::{Storage, StoreError};
 use chrono::{DateTime, Utc};
 use config::Check;
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use rollup::{Period, WINDOWS};
 use state::{Change, Incident, Machine, Run, State, Thresholds};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use store::{CheckStore, NewChange, NewResult};
+use tokio::sync::mpsc;
 use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinHandle;
+use tokio::task::JoinSet;
+use tokio_util::task::TaskTracker;
+
+/// What the checks read from the config in force: `app` builds a new one
+/// from each loaded config and hands it over on reload.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    /// Probe modules by name.
+    pub modules: crate::probe::Modules,
+    /// The exporter's target policy, which scheduled probes obey too.
+    pub policy: crate::probe::policy::TargetPolicy,
+    /// `checks:`, `check_files:`, `check_options:` and `agents:`.
+    pub checks: Arc<config::Settings>,
+}
+
+impl Inputs {
+    /// The module called `name`.
+    pub fn module(&self, name: &str) -> Option<&crate::probe::Module> {
+        self.modules.get(name)
+    }
+
+    /// The module called `name` as YAML (empty when there is none), as an
+    /// agent receives it.
+    pub fn module_yaml(&self, name: &str) -> String {
+        self.module(name).map(crate::config::yaml::to_string).unwrap_or_default()
+    }
+}
 
 /// Why checks could not start or reload.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +115,9 @@ struct SlotState {
     locations: BTreeMap<String, agents::LocationState>,
     /// A quorum transition of the batch being applied, announced at its end.
     pending: Option<Change>,
+    /// The finer status an unprobed check's owner reports (a heartbeat's
+    /// `new`, `late`, `started`…), shown beside the health.
+    status: Option<&'static str>,
 }
 
 /// One scheduled check: its config (swapped by reloads) and its state.
@@ -113,9 +147,29 @@ pub struct View {
     pub since: Option<DateTime<Utc>>,
     /// Each agent location's view (checks with `locations`; a silent one is absent).
     pub locations: BTreeMap<String, agents::LocationState>,
+    /// An unprobed check's finer status, as its owner reports it (`None` for probed checks).
+    pub status: Option<&'static str>,
 }
 
 impl Slot {
+    /// A slot for `check` with what the store saved about it.
+    fn restore(saved: store::Saved, check: Check) -> Arc<Slot> {
+        Arc::new(Slot {
+            id: saved.id,
+            state: Mutex::new(SlotState {
+                paused_override: saved.paused,
+                machine: Machine::restore(saved.health, saved.since, saved.incident),
+                last: None,
+                uptime: [None; WINDOWS.len()],
+                reminders: 0,
+                locations: BTreeMap::new(),
+                pending: None,
+                status: None,
+            }),
+            check: RwLock::new(Arc::new(check)),
+        })
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -149,6 +203,7 @@ impl Slot {
             incident: state.machine.incident.clone(),
             since: state.machine.since,
             locations: state.locations.clone(),
+            status: state.status,
             check,
         }
     }
@@ -157,8 +212,10 @@ impl Slot {
 struct Running {
     slot: Arc<Slot>,
     stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
 }
+
+/// A check's task to start: its slot and its stop signal.
+type Launch = (Arc<Shared>, Arc<Slot>, watch::Receiver<bool>);
 
 /// State shared by the check tasks and the HTTP handlers.
 pub(crate) struct Shared {
@@ -170,7 +227,7 @@ pub(crate) struct Shared {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) probes: Arc<Semaphore>,
     pub(crate) metrics: metrics::Metrics,
-    config: RwLock<Arc<Config>>,
+    config: RwLock<Arc<Inputs>>,
     running: Mutex<BTreeMap<String, Running>>,
     /// Maintenance planned from the UI that has not ended, by start.
     planned: RwLock<Arc<Vec<annotations::Planned>>>,
@@ -178,10 +235,16 @@ pub(crate) struct Shared {
     timeout_offset: f64,
     probe_env: Arc<crate::probe::Env>,
     agents: agents::Agents,
+    /// Hands check tasks to [`supervise`], which owns them.
+    launches: mpsc::UnboundedSender<Launch>,
+    /// Checks without a prober (heartbeats), by name; no task runs them.
+    unprobed: Mutex<BTreeMap<String, Arc<Slot>>>,
+    /// Who pauses and resumes the unprobed checks.
+    owner: RwLock<Option<Arc<dyn unprobed::Owner>>>,
 }
 
 impl Shared {
-    fn config(&self) -> Arc<Config> {
+    fn config(&self) -> Arc<Inputs> {
         Arc::clone(&self.config.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
     }
 
@@ -196,16 +259,23 @@ impl Shared {
         Ok(())
     }
 
-    /// Every slot, by name.
+    /// Every slot, probed and unprobed, by name.
     pub(crate) fn slots(&self) -> Vec<Arc<Slot>> {
+        // Lock order: `running`, then `unprobed`.
         let running = self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        running.values().map(|running| Arc::clone(&running.slot)).collect()
+        let unprobed = self.unprobed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut named: Vec<(&String, &Arc<Slot>)> =
+            running.iter().map(|(name, running)| (name, &running.slot)).chain(unprobed.iter()).collect();
+        if !unprobed.is_empty() {
+            named.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        }
+        named.into_iter().map(|(_, slot)| Arc::clone(slot)).collect()
     }
 
     /// The slot of check `name`.
     pub(crate) fn slot(&self, name: &str) -> Option<Arc<Slot>> {
         let running = self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        running.get(name).map(|running| Arc::clone(&running.slot))
+        running.get(name).map(|running| Arc::clone(&running.slot)).or_else(|| self.unprobed_slot(name))
     }
 
     /// Whether this replica runs check `name`: always on SQLite; on
@@ -274,8 +344,15 @@ impl Shared {
         }
     }
 
-    /// Pauses or resumes `slots` and stores it so restarts and reloads keep it.
+    /// Pauses or resumes `slots` and stores it so restarts and reloads keep
+    /// it; unprobed ones are paused by their owner first (a heartbeat stops alerting).
     pub(crate) async fn set_paused(&self, slots: &[Arc<Slot>], paused: bool) -> Result<(), StoreError> {
+        self.pause_unprobed(slots, paused).await?;
+        self.record_paused(slots, paused).await
+    }
+
+    /// Stores and shows `slots` as paused or resumed, without telling an owner.
+    pub(crate) async fn record_paused(&self, slots: &[Arc<Slot>], paused: bool) -> Result<(), StoreError> {
         let ids = slots.iter().map(|slot| slot.id).collect();
         self.store.set_paused(ids, paused, self.clock.now()).await?;
         for slot in slots {
@@ -303,7 +380,11 @@ impl Shared {
 pub struct Checks {
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// The supervisor of the check tasks and the housekeeping loops, until the
+    /// composition root takes them to spawn.
+    tasks: Mutex<Vec<BoxFuture<'static, ()>>>,
+    /// Tracks the taken tasks so that [`Checks::shutdown`] can wait for them.
+    running: TaskTracker,
 }
 
 impl std::fmt::Debug for Checks {
@@ -321,7 +402,7 @@ impl Checks {
     /// Opens the store and starts every check of `config`. `pipeline` is
     /// where notifications go (none: nobody is told); probes run with `probe_env`.
     pub async fn start(
-        config: Arc<Config>,
+        config: Arc<Inputs>,
         registry: &mut prometheus_client::registry::Registry,
         clock: Arc<dyn Clock>,
         pipeline: Option<Submitter>,
@@ -336,6 +417,7 @@ impl Checks {
         if pipeline.is_none() && checks.iter().any(|check| check.notify) {
             tracing::warn!("Checks notify through the bridge, which is not configured; nobody will be told.");
         }
+        let (launch, launches) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             store,
             member,
@@ -350,6 +432,9 @@ impl Checks {
             timeout_offset,
             probe_env,
             agents: agents::Agents::default(),
+            launches: launch,
+            unprobed: Mutex::new(BTreeMap::new()),
+            owner: RwLock::new(None),
         });
         registry.register_collector(Box::new(metrics::Collector(Arc::clone(&shared))));
         shared.reload_planned().await?;
@@ -361,18 +446,29 @@ impl Checks {
         }
         let (shutdown, shutdown_rx) = watch::channel(false);
         let tasks = vec![
-            tokio::spawn(run_housekeeping(Arc::clone(&shared), shutdown_rx.clone())),
-            tokio::spawn(run_replicas(Arc::clone(&shared), shutdown_rx.clone())),
-            tokio::spawn(watch_files(Arc::clone(&shared), shutdown_rx.clone())),
-            tokio::spawn(agents::watch_agents(Arc::clone(&shared), shutdown_rx)),
+            supervise(launches, shutdown_rx.clone()).boxed(),
+            run_housekeeping(Arc::clone(&shared), shutdown_rx.clone()).boxed(),
+            run_replicas(Arc::clone(&shared), shutdown_rx.clone()).boxed(),
+            watch_files(Arc::clone(&shared), shutdown_rx.clone()).boxed(),
+            agents::watch_agents(Arc::clone(&shared), shutdown_rx.clone()).boxed(),
+            agents::follow_locations(Arc::clone(&shared), shutdown_rx).boxed(),
         ];
         tracing::info!(checks = shared.slots().len(), store = %shared.store.storage().describe(), "Checks started.");
-        Ok(Checks { shared, shutdown, tasks: Mutex::new(tasks) })
+        Ok(Checks { shared, shutdown, tasks: Mutex::new(tasks), running: TaskTracker::new() })
+    }
+
+    /// The long-lived tasks, for the composition root to spawn once: the
+    /// supervisor that runs every check's task, housekeeping (uptime,
+    /// expiry), replica membership, the `check_files` watcher and the agents'
+    /// watchdog. Until they run, no check is probed.
+    pub fn take_tasks(&self) -> Vec<BoxFuture<'static, ()>> {
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        tasks.into_iter().map(|task| self.running.track_future(task).boxed()).collect()
     }
 
     /// Applies a new config: unchanged checks keep state and schedule,
     /// changed ones are updated in place, new ones start, removed ones stop.
-    pub async fn reload(&self, config: Arc<Config>) -> Result<(), Error> {
+    pub async fn reload(&self, config: Arc<Inputs>) -> Result<(), Error> {
         let checks = config.checks.checks(&config.modules).map_err(Error::Config)?;
         *self.shared.config.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = config;
         apply(&self.shared, checks).await
@@ -408,14 +504,11 @@ impl Checks {
     pub async fn shutdown(&self) {
         let _ = self.shutdown.send(true);
         let running = std::mem::take(&mut *self.shared.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
-        let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
         for (_, running) in running {
             let _ = running.stop.send(true);
-            tasks.push(running.task);
         }
-        for task in tasks {
-            let _ = task.await;
-        }
+        self.running.close();
+        self.running.wait().await;
     }
 }
 
@@ -543,6 +636,7 @@ async fn apply(shared: &Arc<Shared>, checks: Vec<Check>) -> Result<(), Error> {
         checks.iter().filter(|check| !running.contains_key(&check.name)).map(|check| check.name.clone()).collect()
     };
     let mut saved = shared.store.register(new_names).await?;
+    shared.yield_unprobed(&checks);
     let mut running = shared.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let wanted: HashMap<&str, &Check> = checks.iter().map(|check| (check.name.as_str(), check)).collect();
     running.retain(|name, entry| {
@@ -563,28 +657,16 @@ async fn apply(shared: &Arc<Shared>, checks: Vec<Check>) -> Result<(), Error> {
             if reschedule {
                 let _ = entry.stop.send(true);
                 let (stop, stop_rx) = watch::channel(false);
-                entry.task = tokio::spawn(schedule::run_check(Arc::clone(shared), Arc::clone(&entry.slot), stop_rx));
+                let _ = shared.launches.send((Arc::clone(shared), Arc::clone(&entry.slot), stop_rx));
                 entry.stop = stop;
             }
             continue;
         }
         let Some(saved) = saved.remove(&check.name) else { continue };
-        let slot = Arc::new(Slot {
-            id: saved.id,
-            state: Mutex::new(SlotState {
-                paused_override: saved.paused,
-                machine: Machine::restore(saved.health, saved.since, saved.incident),
-                last: None,
-                uptime: [None; WINDOWS.len()],
-                reminders: 0,
-                locations: BTreeMap::new(),
-                pending: None,
-            }),
-            check: RwLock::new(Arc::new(check.clone())),
-        });
+        let slot = Slot::restore(saved, check.clone());
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(schedule::run_check(Arc::clone(shared), Arc::clone(&slot), stop_rx));
-        running.insert(check.name, Running { slot, stop, task });
+        let _ = shared.launches.send((Arc::clone(shared), Arc::clone(&slot), stop_rx));
+        running.insert(check.name, Running { slot, stop });
     }
     Ok(())
 }
@@ -623,15 +705,7 @@ pub(crate) async fn run_once(shared: &Shared, slot: &Slot, check: &Check, starte
         .get_or_create(&metrics::ResultLabels { result: if run.success { "success" } else { "failure" } })
         .inc();
     let change = slot.lock().machine.apply(&run, thresholds);
-    let new_change = match &change {
-        None => None,
-        Some(Change::FirstUp) => Some(NewChange::Up { since: started }),
-        Some(Change::Down(incident)) => Some(NewChange::Down(incident.clone())),
-        Some(Change::Recovered(incident)) => match (incident.id, incident.ended_at) {
-            (Some(id), Some(ended_at)) => Some(NewChange::Recovered { id, ended_at }),
-            _ => Some(NewChange::Up { since: started }),
-        },
-    };
+    let new_change = to_store(change.as_ref(), started);
     let result = NewResult {
         check_id: slot.id,
         at: started,
@@ -656,18 +730,35 @@ pub(crate) async fn run_once(shared: &Shared, slot: &Slot, check: &Check, starte
             state.reminders = 0;
         }
     }
-    match &change {
+    log_change(&check.name, change.as_ref(), started);
+    announce(shared, slot, check, change, maintenance).await;
+}
+
+/// What the store keeps of a state change at `at`.
+fn to_store(change: Option<&Change>, at: DateTime<Utc>) -> Option<NewChange> {
+    match change? {
+        Change::FirstUp => Some(NewChange::Up { since: at }),
+        Change::Down(incident) => Some(NewChange::Down(incident.clone())),
+        Change::Recovered(incident) => match (incident.id, incident.ended_at) {
+            (Some(id), Some(ended_at)) => Some(NewChange::Recovered { id, ended_at }),
+            _ => Some(NewChange::Up { since: at }),
+        },
+    }
+}
+
+/// Logs a change of check `name` at `at`.
+fn log_change(name: &str, change: Option<&Change>, at: DateTime<Utc>) {
+    match change {
         Some(Change::Down(incident)) => {
-            tracing::info!(check = %check.name, phase = %incident.phase, reason = %incident.reason, "Check is down.")
+            tracing::info!(check = %name, phase = %incident.phase, reason = %incident.reason, "Check is down.")
         }
         Some(Change::Recovered(incident)) => tracing::info!(
-            check = %check.name,
-            down_for = %notify::human_duration(incident.duration(started)),
+            check = %name,
+            down_for = %notify::human_duration(incident.duration(at)),
             "Check is up again."
         ),
         _ => {}
     }
-    announce(shared, slot, check, change, maintenance).await;
 }
 
 /// Gives the open incident the id the store gave it (when a change opened
@@ -774,6 +865,26 @@ async fn run_housekeeping(shared: Arc<Shared>, mut shutdown: watch::Receiver<boo
     }
 }
 
+/// The one task that owns every check's task: it runs each check `apply`
+/// hands over in its `JoinSet` (a stopped check's task ends after its run in
+/// flight and is reaped here) and, at shutdown, waits for them all.
+async fn supervise(mut launches: mpsc::UnboundedReceiver<Launch>, mut shutdown: watch::Receiver<bool>) {
+    let mut checks = JoinSet::new();
+    loop {
+        tokio::select! {
+            launch = launches.recv() => match launch {
+                Some((shared, slot, stop)) => {
+                    checks.spawn(schedule::run_check(shared, slot, stop));
+                }
+                None => break,
+            },
+            Some(_) = checks.join_next(), if !checks.is_empty() => {}
+            changed = shutdown.changed() => if changed.is_err() || *shutdown.borrow() { break },
+        }
+    }
+    while checks.join_next().await.is_some() {}
+}
+
 /// Keeps this replica's presence and its view of the others current (a
 /// shared store only), and leaves at shutdown so the others take over at once.
 async fn run_replicas(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
@@ -810,7 +921,7 @@ async fn expire(shared: &Shared) {
 }
 
 /// The files `check_files:` matches, with their size and modification time.
-fn files_signature(config: &Config) -> Vec<(std::path::PathBuf, u64, Option<std::time::SystemTime>)> {
+fn files_signature(config: &Inputs) -> Vec<(std::path::PathBuf, u64, Option<std::time::SystemTime>)> {
     config
         .checks
         .matched_files()

@@ -188,6 +188,7 @@ mod tests {
         let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         let check = Check {
             name: "web".into(),
+            kind: crate::checks::config::Kind::Probe,
             module: "http_2xx".into(),
             target: "http://127.0.0.1/".into(),
             interval: std::time::Duration::from_secs(60),

@@ -147,7 +147,26 @@ CREATE TABLE planned_maintenance (
 );
 ",
     ),
+    (
+        4,
+        // Replicas share agents' results: every replica follows new rows by
+        // their receive time (each location's machines), and when each agent
+        // last called (its silence), whichever replica it called.
+        "
+CREATE INDEX location_results_received ON location_results (received_at);
+CREATE TABLE agent_contacts (
+    agent TEXT NOT NULL,
+    last_seen INTEGER NOT NULL,
+    PRIMARY KEY (agent)
+) WITHOUT ROWID;
+",
+    ),
 ];
+
+/// The upsert of an agent's contact time (never moving it back).
+const CONTACT_UPSERT: &str = "INSERT INTO agent_contacts (agent, last_seen) VALUES ($1, $2) \
+     ON CONFLICT (agent) DO UPDATE SET last_seen = CASE WHEN excluded.last_seen > agent_contacts.last_seen \
+     THEN excluded.last_seen ELSE agent_contacts.last_seen END";
 
 /// The checks' area of the storage layer.
 pub static AREA: Area = Area { name: "checks", migrations: MIGRATIONS, legacy_table: "rollups" };
@@ -223,6 +242,31 @@ pub struct LocationResult {
     pub failure: Option<(String, String)>,
     /// Whether it ran in a maintenance window (decided centrally).
     pub maintenance: bool,
+}
+
+/// A stored agent result, as replicas follow them ([`CheckStore::location_results_since`]).
+#[derive(Debug, Clone)]
+pub struct ReceivedResult {
+    /// The result.
+    pub result: LocationResult,
+    /// When the replica that took it received its batch.
+    pub received_at: DateTime<Utc>,
+}
+
+/// One location's results of a check over a window ([`CheckStore::location_summaries`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LocationSummary {
+    /// The location.
+    #[serde(skip)]
+    pub location: String,
+    /// Runs outside maintenance.
+    pub runs: u64,
+    /// Failed runs outside maintenance.
+    pub failures: u64,
+    /// Successes over runs (none without runs).
+    pub uptime: Option<f64>,
+    /// The newest failure outside maintenance.
+    pub last_failure_at: Option<DateTime<Utc>>,
 }
 
 /// What [`CheckStore::ingest`] did with a batch.
@@ -600,15 +644,18 @@ impl CheckStore {
                 .await?;
             stored_keys.extend(rows.iter().map(|row| (row[0].int(), row[1].int())));
         }
-        let mut statements = vec![statement(
-            "INSERT INTO agent_batches (agent, batch_id, received_at, results) VALUES ($1, $2, $3, $4)",
-            vec![
-                agent.into(),
-                batch_id.into(),
-                to_ms(received_at).into(),
-                i64::try_from(results.len()).unwrap_or(i64::MAX).into(),
-            ],
-        )];
+        let mut statements = vec![
+            statement(
+                "INSERT INTO agent_batches (agent, batch_id, received_at, results) VALUES ($1, $2, $3, $4)",
+                vec![
+                    agent.into(),
+                    batch_id.into(),
+                    to_ms(received_at).into(),
+                    i64::try_from(results.len()).unwrap_or(i64::MAX).into(),
+                ],
+            ),
+            statement(CONTACT_UPSERT, vec![agent.into(), to_ms(received_at).into()]),
+        ];
         let mut stored = 0;
         for result in results {
             if !stored_keys.insert((result.check_id, to_ms(result.agent_at))) {
@@ -645,6 +692,88 @@ impl CheckStore {
         }
         self.storage.transaction(statements).await?;
         Ok(Ingested { duplicate: false, stored })
+    }
+
+    /// Records that agent `agent` called at `at` (batches record it themselves).
+    pub async fn touch_agent(&self, agent: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.storage.transaction(vec![statement(CONTACT_UPSERT, vec![agent.into(), to_ms(at).into()])]).await?;
+        Ok(())
+    }
+
+    /// When each agent last called, by name.
+    pub async fn agent_contacts(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
+        let rows = self.storage.select("SELECT agent, last_seen FROM agent_contacts", Vec::new()).await?;
+        Ok(rows.iter().map(|row| (row[0].text().unwrap_or_default().to_string(), from_ms(row[1].int()))).collect())
+    }
+
+    /// Agents' results received at or after `since` (by the receiving
+    /// replica's clock), oldest run first; at most `limit`.
+    pub async fn location_results_since(
+        &self,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<ReceivedResult>, StoreError> {
+        let rows = self
+            .storage
+            .select(
+                "SELECT check_id, location, agent_at, at, received_at, duration_us, flags, phase, reason \
+                 FROM location_results WHERE received_at >= $1 ORDER BY at, location, check_id LIMIT $2",
+                vec![to_ms(since).into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let text = |index: usize| row[index].text().map(str::to_string);
+                let flags = row[6].int();
+                ReceivedResult {
+                    result: LocationResult {
+                        check_id: row[0].int(),
+                        location: text(1).unwrap_or_default(),
+                        agent_at: from_ms(row[2].int()),
+                        at: from_ms(row[3].int()),
+                        duration_us: u64::try_from(row[5].int()).unwrap_or(0),
+                        success: flags & FLAG_SUCCESS != 0,
+                        failure: text(7).zip(text(8)),
+                        maintenance: flags & FLAG_MAINTENANCE != 0,
+                    },
+                    received_at: from_ms(row[4].int()),
+                }
+            })
+            .collect())
+    }
+
+    /// Per location, check `id`'s pushed results started in `[from, to)`.
+    pub async fn location_summaries(
+        &self,
+        id: i64,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<LocationSummary>, StoreError> {
+        // flags 0: a failure, 1: a success, 2 and 3: in maintenance.
+        let rows = self
+            .storage
+            .select(
+                "SELECT location, CAST(SUM(CASE WHEN flags < 2 THEN 1 ELSE 0 END) AS BIGINT), \
+                 CAST(SUM(CASE WHEN flags = 0 THEN 1 ELSE 0 END) AS BIGINT), MAX(CASE WHEN flags = 0 THEN at END) \
+                 FROM location_results WHERE check_id = $1 AND at >= $2 AND at < $3 GROUP BY location ORDER BY location",
+                vec![id.into(), to_ms(from).into(), to_ms(to).into()],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let runs = u64::try_from(row[1].int()).unwrap_or(0);
+                let failures = u64::try_from(row[2].int()).unwrap_or(0);
+                LocationSummary {
+                    location: row[0].text().unwrap_or_default().to_string(),
+                    runs,
+                    failures,
+                    uptime: (runs > 0).then(|| runs.saturating_sub(failures) as f64 / runs as f64),
+                    last_failure_at: matches!(row[3], SqlValue::Int(_)).then(|| from_ms(row[3].int())),
+                }
+            })
+            .collect())
     }
 
     /// Stores a health change decided by the quorum of a check's locations;

@@ -1,21 +1,21 @@
 //! The config in force: read by every request, replaced whole by a reload.
 
-use super::Config;
 use std::sync::{Arc, RwLock};
 
-/// The current [`Config`]. Readers get an `Arc` snapshot that stays valid
-/// across a reload; only the composition root (`app`) replaces it.
+/// The current config (`T`: the whole one, or a part's block). Readers get an
+/// `Arc` snapshot that stays valid across a reload; only the composition root
+/// (`app`) replaces it.
 #[derive(Debug)]
-pub struct Live(RwLock<Arc<Config>>);
+pub struct Live<T>(RwLock<Arc<T>>);
 
-impl Live {
+impl<T> Live<T> {
     /// Holds `config` as the one in force.
-    pub fn new(config: Config) -> Live {
+    pub fn new(config: T) -> Live<T> {
         Live(RwLock::new(Arc::new(config)))
     }
 
     /// The config in force now.
-    pub fn get(&self) -> Arc<Config> {
+    pub fn get(&self) -> Arc<T> {
         match self.0.read() {
             Ok(config) => Arc::clone(&config),
             Err(poisoned) => Arc::clone(&poisoned.into_inner()),
@@ -23,7 +23,7 @@ impl Live {
     }
 
     /// Replaces the config in force.
-    pub fn set(&self, config: Config) {
+    pub fn set(&self, config: T) {
         match self.0.write() {
             Ok(mut slot) => *slot = Arc::new(config),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(config),

@@ -99,6 +99,32 @@ pub fn from_value_each<T: DeserializeOwned>(value: Value, base: &str) -> Partial
     Partial { value, problems, broken }
 }
 
+/// Decodes an optional block (absent or `null`: `None`) and validates it,
+/// recording every problem under `path`: how a part reads its own block.
+/// Every key is decoded even when one fails ([`from_value_each`]) and what
+/// decoded is validated, so one bad key does not hide problems under the
+/// others; problems under a key that failed to decode are not repeated.
+pub fn block<T: DeserializeOwned>(
+    value: Option<Value>,
+    path: &str,
+    problems: &mut super::Problems,
+    validate: impl FnOnce(&T, &str, &mut super::Problems),
+) -> Option<T> {
+    let value = value.filter(|value| !value.is_null())?;
+    let partial = from_value_each::<T>(value, path);
+    problems.0.extend(partial.problems);
+    let decoded = partial.value?;
+    let mut checked = super::Problems::default();
+    validate(&decoded, path, &mut checked);
+    let under = |problem: &Problem, key: &String| {
+        problem.path == *key
+            || problem.path.starts_with(&format!("{key}."))
+            || problem.path.starts_with(&format!("{key}["))
+    };
+    problems.0.extend(checked.0.into_iter().filter(|problem| !partial.broken.iter().any(|key| under(problem, key))));
+    Some(decoded)
+}
+
 /// Renders a value as YAML text (used by `/config` and debug output).
 pub fn to_string<T: Serialize>(value: &T) -> String {
     serde_yaml::to_string(value).unwrap_or_else(|err| format!("# cannot render: {err}\n"))

@@ -5,13 +5,15 @@
 //!   zone. `state`: the pure state machine (new, up, late, down, started,
 //!   paused) and which alerts should fire. `ping`: path and body parsing.
 //! - `store`: pings and states in SQLite. `http`: the ping, results and API
-//!   handlers. `notify`: alerts to the notification pipeline.
+//!   handlers. `notify`: alerts to the notification pipeline. `history`:
+//!   outcomes into the checks' history (heartbeats are checks without a prober).
 //!
 //! One evaluator task sleeps until the earliest instant any check can change
 //! state (due, due + grace, start + start_grace), or until a ping wakes it;
 //! it never polls. Detection therefore happens at the deadline itself.
 
 pub mod config;
+pub mod history;
 pub mod http;
 pub mod notify;
 pub mod ping;
@@ -230,6 +232,8 @@ pub(crate) struct Shared {
     records: tokio::sync::Mutex<HashMap<String, Record>>,
     buckets: Mutex<HashMap<String, Bucket>>,
     wake: Notify,
+    /// The checks' history, where every outcome is entered (once attached).
+    history: RwLock<Option<Arc<crate::checks::Checks>>>,
 }
 
 impl Shared {
@@ -271,9 +275,17 @@ impl Shared {
         ping.duration_seconds = ping
             .duration_seconds
             .or_else(|| applied.duration.map(|duration| duration.num_milliseconds().max(0) as f64 / 1000.0));
+        let outcome = history::outcome(&ping);
         self.store.save(name, Some(ping), &record, runtime.config.keep_pings, now).await?;
-        self.metrics.set_status(name, record.status(&entry.spec, now));
+        let status = record.status(&entry.spec, now);
+        self.metrics.set_status(name, status);
         records.insert(name.to_string(), record);
+        if let Some(history) = self.history() {
+            if let Some(outcome) = outcome {
+                history.record_unprobed(name, outcome).await;
+            }
+            history.report_status(name, status.as_str(), status == Status::Paused);
+        }
         drop(records);
         let labels = CheckLabels { check: name.to_string() };
         self.metrics.last_ping.get_or_create(&labels).set(now.timestamp_millis() as f64 / 1000.0);
@@ -282,20 +294,40 @@ impl Shared {
         Ok(())
     }
 
-    /// Pauses or resumes check `name` through the API.
+    /// The checks' history, once attached.
+    pub(crate) fn history(&self) -> Option<Arc<crate::checks::Checks>> {
+        self.history.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Pauses or resumes check `name` through the heartbeats API, and shows
+    /// it so in the checks' history.
     pub(crate) async fn set_paused(&self, name: &str, paused: bool) -> Result<(), PingError> {
+        self.pause_record(name, paused).await?;
+        if let Some(history) = self.history() {
+            history.record_paused(name, paused).await?;
+        }
+        Ok(())
+    }
+
+    /// Pauses or resumes check `name`'s record (no alerts while paused).
+    pub(crate) async fn pause_record(&self, name: &str, paused: bool) -> Result<(), PingError> {
         let runtime = self.runtime();
         let entry = runtime.checks.get(name).ok_or_else(|| PingError::Unknown(name.to_string()))?;
         let now = self.clock.now();
         let mut records = self.records.lock().await;
         let mut record = records.get(name).cloned().unwrap_or_default();
-        if paused {
-            record.pause(now);
-        } else {
-            record.resume();
+        // Only a change counts: "resume all" leaves running checks as they are.
+        match (paused, record.paused_at.is_some()) {
+            (true, false) => record.pause(now),
+            (false, true) => record.resume(),
+            _ => {}
         }
         self.store.save(name, None, &record, runtime.config.keep_pings, now).await?;
-        self.metrics.set_status(name, record.status(&entry.spec, now));
+        let status = record.status(&entry.spec, now);
+        self.metrics.set_status(name, status);
+        if let Some(history) = self.history() {
+            history.report_status(name, status.as_str(), status == Status::Paused);
+        }
         records.insert(name.to_string(), record);
         drop(records);
         self.wake.notify_one();
@@ -323,8 +355,14 @@ impl Shared {
         let mut earliest = |at: DateTime<Utc>| next = Some(next.map_or(at, |current: DateTime<Utc>| current.min(at)));
         let mut changes = Vec::new();
         let mut notifications = Vec::new();
+        let history = self.history();
+        let mut missed = BTreeMap::new();
         for (name, entry) in &runtime.checks {
             let record = records.entry(name.clone()).or_default();
+            if let Some(reason) = record.unrecorded_miss(&entry.spec, now) {
+                record.missed_at = Some(now);
+                missed.insert(name.clone(), reason);
+            }
             for (kind, wanted) in record.wanted_alerts(&entry.spec, now) {
                 let (since, ended) = match (wanted, record.alerts.get(kind)) {
                     (true, None) => (record.alert_start(&entry.spec, kind, now), None),
@@ -346,10 +384,16 @@ impl Shared {
                 changes.push(Change { name: name.clone(), kind, since, resolved: true });
             }
         }
-        // Submitted together, so that many deadlines passing at once share
-        // the bridge's group commit instead of paying one commit each.
+        // Misses and alerts are stored together, so that many deadlines
+        // passing at once share the stores' group commits instead of paying
+        // one commit each.
+        if let Some(history) = &history {
+            let results =
+                missed.iter().map(|(name, reason)| history.record_unprobed(name, history::missed(now, reason)));
+            futures::future::join_all(results).await;
+        }
         let outcomes = futures::future::join_all(notifications.into_iter().map(|n| self.notifier.submit(n))).await;
-        let mut touched = std::collections::BTreeSet::new();
+        let mut touched: std::collections::BTreeSet<String> = missed.into_keys().collect();
         for (change, outcome) in changes.iter().zip(outcomes) {
             match outcome {
                 Ok(()) => {
@@ -380,7 +424,11 @@ impl Shared {
         });
         for (name, entry) in &runtime.checks {
             if let Some(record) = records.get(name) {
-                self.metrics.set_status(name, record.status(&entry.spec, now));
+                let status = record.status(&entry.spec, now);
+                self.metrics.set_status(name, status);
+                if let Some(history) = &history {
+                    history.report_status(name, status.as_str(), status == Status::Paused);
+                }
             }
         }
         next
@@ -440,6 +488,7 @@ impl Heartbeats {
             records: tokio::sync::Mutex::new(records),
             buckets: Mutex::new(HashMap::new()),
             wake: Notify::new(),
+            history: RwLock::new(None),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let task = run_evaluator(Arc::clone(&shared), shutdown_rx).boxed();
@@ -476,6 +525,37 @@ impl Heartbeats {
         }
         self.shared.wake.notify_one();
         Ok(())
+    }
+
+    /// Enters every outcome from now on into `checks`' history, and makes
+    /// each heartbeat one of its checks (kind `heartbeat`).
+    pub async fn attach(&self, checks: Arc<crate::checks::Checks>) -> Result<(), crate::checks::Error> {
+        *self.shared.history.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(checks);
+        self.sync_history().await
+    }
+
+    /// Brings the checks' history in line with the configured heartbeats
+    /// (after a reload), with their statuses.
+    pub async fn sync_history(&self) -> Result<(), crate::checks::Error> {
+        let Some(checks) = self.shared.history() else { return Ok(()) };
+        let runtime = self.shared.runtime();
+        let unprobed = runtime.checks.values().map(history::check_of).collect();
+        checks.set_unprobed(unprobed, history::owner(&self.shared)).await?;
+        for (name, status) in self.statuses().await {
+            checks.report_status(&name, status.as_str(), status == Status::Paused);
+        }
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    /// The latest `limit` pings of check `name`, newest first.
+    pub async fn pings(&self, name: &str, limit: u32) -> Result<Vec<Ping>, StoreError> {
+        self.shared.store.pings(name, limit).await
+    }
+
+    /// Whether `name` is a heartbeat.
+    pub fn has(&self, name: &str) -> bool {
+        self.shared.runtime().checks.contains_key(name)
     }
 
     /// The status of every check at the service's current time.

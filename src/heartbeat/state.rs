@@ -182,6 +182,9 @@ pub struct Record {
     pub paused_at: Option<DateTime<Utc>>,
     /// Alerts already submitted as firing.
     pub alerts: Alerts,
+    /// When the current outage without a failure ping (a missed deadline,
+    /// a run past `start_grace`) entered the checks' history; once per outage.
+    pub missed_at: Option<DateTime<Utc>>,
 }
 
 /// What applying a ping did.
@@ -211,6 +214,7 @@ impl Record {
                 Applied::default()
             }
             Kind::Success | Kind::Fail => {
+                self.missed_at = None;
                 let duration = self.end_run(rid).map(|started| at - started);
                 if kind == Kind::Success {
                     let previous = self.last_success.replace(at);
@@ -255,6 +259,17 @@ impl Record {
         self.failed_at = None;
         self.too_often_at = None;
         self.open_runs.clear();
+        self.missed_at = None;
+    }
+
+    /// Whether the check is down without a failure report (overdue, or a
+    /// run past its `start_grace`) and that is not in the history yet; the
+    /// failure's reason when so.
+    pub fn unrecorded_miss(&self, spec: &Spec, now: DateTime<Utc>) -> Option<&'static str> {
+        if self.missed_at.is_some() || self.failed_at.is_some() || self.status(spec, now) != Status::Down {
+            return None;
+        }
+        Some(if self.open_runs.is_empty() { "missed" } else { "run_too_long" })
     }
 
     /// When the oldest open run must end.
@@ -408,6 +423,26 @@ mod tests {
         assert!(record.open_runs.is_empty());
         assert!(wanted(&record, &spec, t(40)).is_empty());
         assert_eq!(record.apply(&spec, Kind::Success, t(41), Some("unknown")).duration, None);
+    }
+
+    #[test]
+    fn a_miss_enters_the_history_once_per_outage() {
+        let spec = spec();
+        let mut record = Record::default();
+        assert_eq!(record.unrecorded_miss(&spec, t(100)), None, "a new check misses nothing");
+        record.apply(&spec, Kind::Success, t(0), None);
+        assert_eq!(record.unrecorded_miss(&spec, t(12)), None, "late is no miss");
+        assert_eq!(record.unrecorded_miss(&spec, t(16)), Some("missed"));
+        record.missed_at = Some(t(16));
+        assert_eq!(record.unrecorded_miss(&spec, t(60)), None, "once per outage");
+        record.apply(&spec, Kind::Start, t(61), None);
+        assert_eq!(record.unrecorded_miss(&spec, t(95)), None, "still the same outage");
+        record.apply(&spec, Kind::Success, t(96), None);
+        assert_eq!(record.missed_at, None, "a success ends the outage");
+        record.apply(&spec, Kind::Start, t(100), None);
+        assert_eq!(record.unrecorded_miss(&spec, t(131)), Some("run_too_long"));
+        record.apply(&spec, Kind::Fail, t(132), None);
+        assert_eq!(record.unrecorded_miss(&spec, t(200)), None, "a failure ping is its own result");
     }
 
     #[test]

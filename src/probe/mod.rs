@@ -552,6 +552,65 @@ async fn dispatch(ctx: &mut ProbeCtx<'_>, module: &Module) -> ProbeResult {
 /// Modules by name.
 pub type Modules = BTreeMap<String, Module>;
 
+/// Decodes `modules:` (name → block), every problem under `modules.<name>`.
+pub fn modules_from_yaml(modules: BTreeMap<String, Value>, problems: &mut Problems) -> Modules {
+    let mut decoded = Modules::new();
+    for (name, module) in modules {
+        if let Some(module) = Module::from_yaml(module, &format!("modules.{name}"), problems) {
+            decoded.insert(name, module);
+        }
+    }
+    decoded
+}
+
+/// Modules given as YAML text by name, as a remote agent receives its
+/// assigned ones (each rendered by `yaml::to_string`); relative paths in them
+/// are relative to the working directory.
+pub fn modules_from_texts(texts: &BTreeMap<String, String>) -> Result<Modules, crate::config::Error> {
+    let mut problems = Problems::default();
+    let mut document = yaml::Mapping::new();
+    for (name, text) in texts {
+        match yaml::parse_value(text) {
+            Ok(value) => {
+                document.insert(Value::String(name.clone()), value);
+            }
+            Err(problem) => problems.push(format!("modules.{name}"), problem.message),
+        }
+    }
+    let mut root = yaml::Mapping::new();
+    root.insert(Value::String("modules".into()), Value::Mapping(document));
+    let mut root = Value::Mapping(root);
+    let base_dir = crate::config::paths::base_dir_of(std::path::Path::new("checkit.yml"));
+    crate::config::paths::resolve_file_paths(&mut root, &base_dir);
+    let modules = match root.get("modules") {
+        Some(Value::Mapping(modules)) => {
+            modules.iter().filter_map(|(name, module)| Some((name.as_str()?.to_string(), module.clone()))).collect()
+        }
+        _ => BTreeMap::new(),
+    };
+    let modules = modules_from_yaml(modules, &mut problems);
+    if problems.is_empty() { Ok(modules) } else { Err(crate::config::Error::Invalid(problems.0)) }
+}
+
+/// Parses a document of only `modules:` (unit tests of the probers' blocks).
+#[cfg(test)]
+pub(crate) fn parse_modules(text: &str) -> Result<Modules, crate::config::Error> {
+    let mut value = yaml::parse_value(text).map_err(|problem| crate::config::Error::Invalid(vec![problem]))?;
+    crate::config::paths::resolve_file_paths(
+        &mut value,
+        &crate::config::paths::base_dir_of(std::path::Path::new("checkit.yml")),
+    );
+    let modules = match value.get("modules") {
+        Some(Value::Mapping(modules)) => {
+            modules.iter().filter_map(|(name, module)| Some((name.as_str()?.to_string(), module.clone()))).collect()
+        }
+        _ => BTreeMap::new(),
+    };
+    let mut problems = Problems::default();
+    let modules = modules_from_yaml(modules, &mut problems);
+    if problems.is_empty() { Ok(modules) } else { Err(crate::config::Error::Invalid(problems.0)) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,6 +21,39 @@ pub struct PolicyConfig {
     pub deny: Vec<String>,
 }
 
+/// `exporter:` — checkit's additions for the probe exporter.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExporterConfig {
+    /// Which targets `/probe` may reach (SSRF guard).
+    pub targets: PolicyConfig,
+    /// Probes running at once; past it `/probe` answers 503.
+    pub max_concurrent_probes: usize,
+}
+
+impl Default for ExporterConfig {
+    fn default() -> Self {
+        ExporterConfig { targets: PolicyConfig::default(), max_concurrent_probes: 1024 }
+    }
+}
+
+/// The most probes that may run at once: far above what one host can run, and
+/// far below what a semaphore can count (a bigger value panicked at startup).
+pub const MAX_CONCURRENT_PROBES: usize = 1_000_000;
+
+impl ExporterConfig {
+    /// Checks the block and compiles its target policy, every problem under `path`.
+    pub fn policy(&self, path: &str, problems: &mut Problems) -> TargetPolicy {
+        if !(1..=MAX_CONCURRENT_PROBES).contains(&self.max_concurrent_probes) {
+            problems.push(
+                format!("{path}.max_concurrent_probes"),
+                format!("must be between 1 and {MAX_CONCURRENT_PROBES}"),
+            );
+        }
+        TargetPolicy::new(&self.targets, &format!("{path}.targets"), problems)
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 struct Rules {
     nets: Vec<IpNet>,

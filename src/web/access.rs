@@ -50,7 +50,7 @@ impl Visitor {
     /// Finds the visitor from the request's `Authorization` header. Public
     /// routes skip the auth layer, so the header is verified here again.
     pub async fn of(ui: &Ui, headers: &HeaderMap) -> Visitor {
-        let web = ui.app.web();
+        let web = ui.services.web();
         if !web.auth_required() {
             return Visitor { user: None, role: Role::Operator, open: true };
         }
@@ -63,7 +63,7 @@ impl Visitor {
         };
         let role = match &user {
             None => Role::Public,
-            Some(user) if ui.app.config().ui.operators.iter().any(|operator| operator == user) => Role::Operator,
+            Some(user) if ui.services.config().ui.operators.iter().any(|operator| operator == user) => Role::Operator,
             Some(_) => Role::Viewer,
         };
         Visitor { user, role, open: false }

@@ -24,7 +24,7 @@ pub(super) async fn acknowledge(
     if let Err(refusal) = ui.csrf.verify(&visitor, &headers, &form.csrf) {
         return ui.error(&visitor, refusal.status(), &refusal.to_string(), &back);
     }
-    let Some(bridge) = ui.app.bridge() else {
+    let Some(bridge) = ui.services.bridge() else {
         return ui.error(&visitor, StatusCode::NOT_FOUND, "The alert bridge is not configured.", &back);
     };
     let unavailable = |err: &dyn std::fmt::Display| {

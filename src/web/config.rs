@@ -1,9 +1,22 @@
 //! The UI's config blocks: `ui:` (who may operate the web UI, badge
-//! tokens) and, re-exported from `status_config`, `status_pages:`.
+//! tokens) and, re-exported from `status_config`, `status_pages:`; and
+//! `Settings`, what the UI reads of the config in force.
 
 pub use super::status_config::{StatusPage, from_yaml as status_pages_from_yaml};
 use crate::config::Problems;
 use serde::{Deserialize, Serialize};
+
+/// What the UI reads from the config in force: `app` builds it from each
+/// loaded config.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// `ui:`.
+    pub ui: UiConfig,
+    /// `status_pages:`.
+    pub status_pages: Vec<StatusPage>,
+    /// The bridge's contact names (the deliveries filter), none without a bridge.
+    pub contacts: Vec<String>,
+}
 
 /// `ui:` in checkit's config.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -265,12 +265,11 @@ pub(super) async fn list(
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
     let base = ui.base();
-    let Some(bridge) = ui.app.bridge() else {
+    let Some(bridge) = ui.services.bridge() else {
         return ui.error(&visitor, StatusCode::NOT_FOUND, "The alert bridge is not configured.", &format!("{base}ui/"));
     };
-    let config = ui.app.config();
-    let contacts: Vec<String> =
-        config.bridge.as_ref().map(|bridge| bridge.contacts.keys().cloned().collect()).unwrap_or_default();
+    let config = ui.services.config();
+    let contacts: Vec<String> = config.contacts.clone();
     let channels: Vec<&str> = ChannelKind::all().iter().map(|kind| kind.as_str()).collect();
     let outcomes =
         [Outcome::Sent, Outcome::Failed, Outcome::Dead, Outcome::Held, Outcome::RateLimited, Outcome::Skipped]
@@ -314,7 +313,7 @@ pub(super) async fn list(
 
 pub(super) async fn detail(State(ui): State<Arc<Ui>>, visitor: Visitor, Path(id): Path<String>) -> Response {
     let back = format!("{}ui/deliveries", ui.base());
-    let Some(bridge) = ui.app.bridge() else {
+    let Some(bridge) = ui.services.bridge() else {
         return ui.error(&visitor, StatusCode::NOT_FOUND, "The alert bridge is not configured.", &back);
     };
     let Ok(id) = id.parse::<i64>() else {
@@ -407,7 +406,7 @@ fn why_waiting(row: &OutboxRow) -> String {
 
 pub(super) async fn outbox(State(ui): State<Arc<Ui>>, visitor: Visitor) -> Response {
     let back = format!("{}ui/", ui.base());
-    let Some(bridge) = ui.app.bridge() else {
+    let Some(bridge) = ui.services.bridge() else {
         return ui.error(&visitor, StatusCode::NOT_FOUND, "The alert bridge is not configured.", &back);
     };
     let store = bridge.store();

@@ -11,7 +11,8 @@
 //! - `badge`, `svg`: badge SVG and shields JSON; day bars, charts, timelines.
 //! - `deliveries`: the bridge's history and outbox pages; `acknowledge`: its
 //!   Acknowledge button.
-//! - `status`: status pages, check pages, badges, the checks list.
+//! - `status`: status pages, check pages, badges, the checks list;
+//!   `heartbeat` what they add for heartbeats (status words, pings).
 //! - `operate`: incident notes and maintenance windows from the UI;
 //!   `markdown` renders the notes safely.
 //! - `config`: the `ui:` block.
@@ -22,13 +23,19 @@ pub mod assets;
 pub mod badge;
 pub mod config;
 mod deliveries;
+mod heartbeat;
+mod locations;
 pub mod markdown;
 mod operate;
 mod status;
 pub mod status_config;
 pub mod svg;
 
-use crate::app::App;
+use crate::bridge::Bridge;
+use crate::checks::Checks;
+use crate::config::live::Live;
+use crate::http::exporter::Reload;
+use crate::http::webconfig::Web;
 use access::{Csrf, Visitor};
 use axum::Router;
 use axum::extract::{Form, State};
@@ -40,9 +47,54 @@ use minijinja::{Environment, Value, context};
 use serde::Deserialize;
 use std::sync::Arc;
 
-/// The UI's state: the app it shows, its templates and its form key.
+/// What the UI shows and operates, handed over by `app`.
+#[derive(Clone)]
+pub struct Services {
+    /// The pipeline, when configured (history, outbox, acknowledgement).
+    pub bridge: Option<Arc<Bridge>>,
+    /// The scheduled checks, when configured.
+    pub checks: Option<Arc<Checks>>,
+    /// The heartbeats, when configured (their pings on check pages).
+    pub heartbeats: Option<Arc<crate::heartbeat::Heartbeats>>,
+    /// The UI's part of the config in force; `app` replaces it on reload.
+    pub settings: Arc<Live<config::Settings>>,
+    /// The web config (users, for the visitor's role).
+    pub web: Web,
+    /// The route prefix as a path that starts and ends with `/`, for links.
+    pub base_path: String,
+    /// Reloads the whole config (the operator's Reload button).
+    pub reload: Reload,
+}
+
+impl Services {
+    fn bridge(&self) -> Option<&Bridge> {
+        self.bridge.as_deref()
+    }
+
+    fn checks(&self) -> Option<&Checks> {
+        self.checks.as_deref()
+    }
+
+    fn config(&self) -> Arc<config::Settings> {
+        self.settings.get()
+    }
+
+    fn web(&self) -> &Web {
+        &self.web
+    }
+
+    fn base_path(&self) -> String {
+        self.base_path.clone()
+    }
+
+    async fn reload(&self) -> Result<(), String> {
+        (self.reload)().await
+    }
+}
+
+/// The UI's state: the services it shows, its templates and its form key.
 pub struct Ui {
-    app: Arc<App>,
+    services: Services,
     templates: Environment<'static>,
     csrf: Csrf,
 }
@@ -68,7 +120,7 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:;
      script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 impl Ui {
-    fn new(app: Arc<App>) -> Ui {
+    fn new(services: Services) -> Ui {
         let mut templates = Environment::new();
         templates.set_undefined_behavior(minijinja::UndefinedBehavior::SemiStrict);
         // minijinja's HTML escaping also escapes `/`, which turns every link
@@ -87,17 +139,17 @@ impl Ui {
         templates.set_loader(|name| {
             Ok(TEMPLATES.iter().find(|(known, _)| *known == name).map(|(_, source)| source.to_string()))
         });
-        Ui { app, templates, csrf: Csrf::new() }
+        Ui { services, templates, csrf: Csrf::new() }
     }
 
     /// The route prefix as a path ending in `/`, for links.
     fn base(&self) -> String {
-        self.app.base_path()
+        self.services.base_path()
     }
 
     /// Renders page `name` for `visitor` with the shared layout variables.
     fn page(&self, status: StatusCode, name: &str, visitor: &Visitor, nav: &str, title: &str, page: Value) -> Response {
-        let config = self.app.config();
+        let config = self.services.config();
         let shared = context! {
             base => self.base(),
             asset_version => assets::version(),
@@ -106,8 +158,8 @@ impl Ui {
             nav => nav,
             title => title,
             home_path => "ui/",
-            has_bridge => self.app.bridge().is_some(),
-            has_checks => self.app.checks().is_some(),
+            has_bridge => self.services.bridge().is_some(),
+            has_checks => self.services.checks().is_some(),
             status_links => config.status_pages.iter().map(|page| context! { slug => &page.slug, title => &page.title, public => page.public }).collect::<Vec<_>>(),
             operators => config.ui.operators.clone(),
         };
@@ -144,8 +196,8 @@ fn html_response(status: StatusCode, html: String) -> Response {
 }
 
 /// The UI's routes, to be merged into the main router (inside the auth layer).
-pub fn router(app: Arc<App>) -> Router {
-    let ui = Arc::new(Ui::new(app));
+pub fn router(services: Services) -> Router {
+    let ui = Arc::new(Ui::new(services));
     Router::new()
         .route("/ui", get(|| async { Redirect::permanent("ui/") }))
         .route("/ui/", get(home))
@@ -177,18 +229,18 @@ pub fn router(app: Arc<App>) -> Router {
 /// data), public status pages with their JSON, feed and logo, the badges of
 /// checks shown on a public status page, and any check's badges with its
 /// `?token=` (see `ui.badge_key_file`).
-pub fn is_public(app: &App, path: &str, query: Option<&str>) -> bool {
+pub fn is_public(services: &Services, path: &str, query: Option<&str>) -> bool {
     if path == "/-/healthy" || path.starts_with("/assets/") {
         return true;
     }
     if let Some(rest) = path.strip_prefix("/status/") {
         let slug = rest.split('/').next().unwrap_or_default();
-        return status::page_is_public(app, slug);
+        return status::page_is_public(services, slug);
     }
     if let Some(rest) = path.strip_prefix("/badge/") {
         let encoded = rest.split('/').next().unwrap_or_default();
         let name = percent_encoding::percent_decode_str(encoded).decode_utf8_lossy();
-        return status::check_is_public(app, &name) || status::badge_token_matches(app, &name, query);
+        return status::check_is_public(services, &name) || status::badge_token_matches(services, &name, query);
     }
     false
 }
@@ -228,7 +280,7 @@ async fn reload(
     if let Err(refusal) = ui.csrf.verify(&visitor, &headers, &form.csrf) {
         return ui.error(&visitor, refusal.status(), &refusal.to_string(), &format!("{}ui/", ui.base()));
     }
-    let flash = match ui.app.reload().await {
+    let flash = match ui.services.reload().await {
         Ok(()) => "Configuration reloaded.".to_string(),
         Err(err) => format!("Reload failed; the running configuration stays: {err}"),
     };

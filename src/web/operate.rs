@@ -53,7 +53,7 @@ fn accept<'a>(ui: &'a Ui, visitor: &Visitor, headers: &HeaderMap, body: &[u8], b
     if let Err(refusal) = ui.csrf.verify(visitor, headers, fields.get("csrf")) {
         return Post::Refused(ui.error(visitor, refusal.status(), &refusal.to_string(), back));
     }
-    match ui.app.checks() {
+    match ui.services.checks() {
         Some(checks) => Post::Accepted(fields, checks),
         None => Post::Refused(ui.error(visitor, StatusCode::NOT_FOUND, "No checks are configured.", back)),
     }
@@ -85,7 +85,7 @@ pub(super) fn update_context(update: &Update) -> Value {
 /// `GET /ui/incidents`: the incidents of the last 90 days, newest first.
 pub(super) async fn incidents(State(ui): State<Arc<Ui>>, visitor: Visitor) -> Response {
     let back = format!("{}ui/", ui.base());
-    let Some(checks) = ui.app.checks() else {
+    let Some(checks) = ui.services.checks() else {
         return ui.error(&visitor, StatusCode::NOT_FOUND, "No checks are configured (no checks: block).", &back);
     };
     let now = checks.now();
@@ -130,7 +130,7 @@ pub(super) async fn incident(State(ui): State<Arc<Ui>>, visitor: Visitor, Path(i
 
 async fn render_incident(ui: &Ui, visitor: &Visitor, id: i64, flash: Option<String>) -> Response {
     let back = format!("{}ui/incidents", ui.base());
-    let Some(checks) = ui.app.checks() else {
+    let Some(checks) = ui.services.checks() else {
         return ui.error(visitor, StatusCode::NOT_FOUND, "No checks are configured.", &back);
     };
     let store = checks.store();
@@ -230,7 +230,7 @@ pub(super) async fn maintenance(State(ui): State<Arc<Ui>>, visitor: Visitor) -> 
 
 fn render_maintenance(ui: &Ui, visitor: &Visitor, status: StatusCode, flash: Option<String>) -> Response {
     let back = format!("{}ui/", ui.base());
-    let Some(checks) = ui.app.checks() else {
+    let Some(checks) = ui.services.checks() else {
         return ui.error(visitor, StatusCode::NOT_FOUND, "No checks are configured (no checks: block).", &back);
     };
     let now = checks.now();

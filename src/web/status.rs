@@ -36,9 +36,9 @@ fn names_and_labels(views: &[(i64, View)]) -> Vec<(String, BTreeMap<String, Stri
 }
 
 /// True when check `name` is on a public status page.
-pub fn check_is_public(app: &crate::app::App, name: &str) -> bool {
-    let config = app.config();
-    let Some(checks) = app.checks() else { return false };
+pub fn check_is_public(services: &super::Services, name: &str) -> bool {
+    let config = services.config();
+    let Some(checks) = services.checks() else { return false };
     let views = checks.views();
     let all = names_and_labels(&views);
     config
@@ -52,9 +52,9 @@ pub fn check_is_public(app: &crate::app::App, name: &str) -> bool {
 /// secret in `ui.badge_key_file`, base64url; `None` without that file. The
 /// file is read per call (it is tiny), so a replaced secret revokes the old
 /// tokens at once.
-pub fn badge_token(app: &crate::app::App, name: &str) -> Option<String> {
+pub fn badge_token(services: &super::Services, name: &str) -> Option<String> {
     use base64::Engine;
-    let file = app.config().ui.badge_key_file.clone()?;
+    let file = services.config().ui.badge_key_file.clone()?;
     let secret = match crate::config::types::read_secret_file(&file) {
         Ok(secret) => secret,
         Err(err) => {
@@ -68,19 +68,19 @@ pub fn badge_token(app: &crate::app::App, name: &str) -> Option<String> {
 }
 
 /// True when `query` carries check `name`'s badge token.
-pub fn badge_token_matches(app: &crate::app::App, name: &str, query: Option<&str>) -> bool {
+pub fn badge_token_matches(services: &super::Services, name: &str, query: Option<&str>) -> bool {
     use subtle::ConstantTimeEq;
     let Some(given) = query.and_then(|query| {
         url::form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == "token").map(|(_, value)| value)
     }) else {
         return false;
     };
-    badge_token(app, name).is_some_and(|token| bool::from(token.as_bytes().ct_eq(given.as_bytes())))
+    badge_token(services, name).is_some_and(|token| bool::from(token.as_bytes().ct_eq(given.as_bytes())))
 }
 
 /// True when `slug` is a public status page.
-pub fn page_is_public(app: &crate::app::App, slug: &str) -> bool {
-    app.config().status_pages.iter().any(|page| page.slug == slug && page.public)
+pub fn page_is_public(services: &super::Services, slug: &str) -> bool {
+    services.config().status_pages.iter().any(|page| page.slug == slug && page.public)
 }
 
 /// A check's state word for people.
@@ -256,14 +256,15 @@ const MAINTENANCE_AHEAD: Duration = Duration::days(7);
 /// The page `slug` now; the day bars are drawn only when `bars` is set (the
 /// HTML page), as the JSON and the feed do not show them.
 async fn snapshot(ui: &Ui, slug: &str, visitor_logged_in: bool, bars: bool) -> Result<Snapshot, (StatusCode, String)> {
-    let config = ui.app.config();
+    let config = ui.services.config();
     let page = config
         .status_pages
         .iter()
         .find(|page| page.slug == slug)
         .cloned()
         .ok_or_else(|| (StatusCode::NOT_FOUND, format!("There is no status page {slug:?}.")))?;
-    let checks = ui.app.checks().ok_or_else(|| (StatusCode::NOT_FOUND, "No checks are configured.".to_string()))?;
+    let checks =
+        ui.services.checks().ok_or_else(|| (StatusCode::NOT_FOUND, "No checks are configured.".to_string()))?;
     let now = checks.now();
     let today = now.date_naive();
     let views = checks.views();
@@ -391,11 +392,11 @@ pub(super) async fn page(State(ui): State<Arc<Ui>>, visitor: Visitor, Path(slug)
 /// bar (oldest first), fetched by the page's script on hover or focus.
 pub(super) async fn days(State(ui): State<Arc<Ui>>, Path((slug, name)): Path<(String, String)>) -> Response {
     let not_found = |message: String| (StatusCode::NOT_FOUND, axum::Json(serde_json::json!({"error": message})));
-    let config = ui.app.config();
+    let config = ui.services.config();
     let Some(page) = config.status_pages.iter().find(|page| page.slug == slug) else {
         return not_found(format!("there is no status page {slug:?}")).into_response();
     };
-    let Some(checks) = ui.app.checks() else {
+    let Some(checks) = ui.services.checks() else {
         return not_found("no checks are configured".into()).into_response();
     };
     let all = names_and_labels(&checks.views());
@@ -535,7 +536,7 @@ pub(super) async fn feed(State(ui): State<Arc<Ui>>, headers: HeaderMap, Path(slu
 
 /// `GET /status/{slug}/logo`.
 pub(super) async fn logo(State(ui): State<Arc<Ui>>, Path(slug): Path<String>) -> Response {
-    let config = ui.app.config();
+    let config = ui.services.config();
     let Some(path) = config.status_pages.iter().find(|page| page.slug == slug).and_then(|page| page.logo_file.clone())
     else {
         return (StatusCode::NOT_FOUND, "no logo\n").into_response();
@@ -563,7 +564,7 @@ pub(super) async fn badge(
         _ => return (StatusCode::NOT_FOUND, "badges end in .svg or .shields\n").into_response(),
     };
     // A token URL is itself the permission, so shared caches may keep it too.
-    let audience = if check_is_public(&ui.app, &name) || badge_token_matches(&ui.app, &name, uri.query()) {
+    let audience = if check_is_public(&ui.services, &name) || badge_token_matches(&ui.services, &name, uri.query()) {
         Audience::Public
     } else {
         Audience::Private
@@ -575,7 +576,7 @@ pub(super) async fn badge(
             badge::svg_response(badge, status, audience, &headers)
         }
     };
-    let Some(checks) = ui.app.checks() else {
+    let Some(checks) = ui.services.checks() else {
         return answer(&Badge::not_found(&name), StatusCode::NOT_FOUND);
     };
     let Some((id, view)) = checks.view_of(&name) else {
@@ -634,7 +635,7 @@ pub(super) async fn check_page(
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
     let back = format!("{}ui/checks", ui.base());
-    let Some(checks) = ui.app.checks() else {
+    let Some(checks) = ui.services.checks() else {
         return ui.error(&visitor, StatusCode::NOT_FOUND, "No checks are configured.", &back);
     };
     let Some((id, view)) = checks.view_of(&name) else {
@@ -709,11 +710,19 @@ pub(super) async fn check_page(
             }
         })
         .collect();
+    let locations = match super::locations::rows(store, id, &view, now).await {
+        Ok(locations) => locations,
+        Err(err) => {
+            let (status, message) = storage(err);
+            return ui.error(&visitor, status, &message, &back);
+        }
+    };
     let notes = notes_of(store, &incidents).await;
     let incidents: Vec<IncidentItem> = incidents
         .iter()
         .map(|incident| incident_item(&name, incident, incident.id.and_then(|id| notes.get(&id)), now))
         .collect();
+    let pings = super::heartbeat::pings(&ui, &name).await;
     let windows: Vec<_> = CHART_WINDOWS
         .iter()
         .map(|(known, _, _)| context! { name => known, current => *known == window, url => format!("{}checks/{}?window={known}", ui.base(), urlencode(&name)) })
@@ -721,12 +730,13 @@ pub(super) async fn check_page(
     let page = context! {
         check => context! {
             name => &name,
+            kind => view.check.kind.as_str(),
             module => &view.check.module,
             target => &view.check.target,
             interval => crate::web::svg::format_duration(view.check.interval.as_secs()),
             labels => &view.check.labels,
-            state => view.state.as_str(),
-            state_text => state_text(view.state, failing(&view)),
+            state => super::heartbeat::state_word(&view),
+            state_text => super::heartbeat::status_text(&view).unwrap_or_else(|| state_text(view.state, failing(&view))),
             paused => view.paused,
             since_text => view.since.map(|since| format!("{} ({})", relative_text(since, now), time_text(since))),
         },
@@ -737,7 +747,10 @@ pub(super) async fn check_page(
         windows,
         window,
         results,
+        pings,
         incidents,
+        locations,
+        down_when => view.check.down_when,
         badges => badge_links(&ui, &name),
         json_url => format!("{}api/v1/checks/{}/results", ui.base(), urlencode(&name)),
         csv_url => format!("{}checks/{}/results.csv", ui.base(), urlencode(&name)),
@@ -748,8 +761,8 @@ pub(super) async fn check_page(
 /// The check page's badge links: plain for a public check, with the
 /// check's token for a private one when `ui.badge_key_file` is set.
 fn badge_links(ui: &Ui, name: &str) -> minijinja::Value {
-    let public = check_is_public(&ui.app, name);
-    let token = if public { None } else { badge_token(&ui.app, name) };
+    let public = check_is_public(&ui.services, name);
+    let token = if public { None } else { badge_token(&ui.services, name) };
     let query = token.as_ref().map(|token| format!("?token={token}")).unwrap_or_default();
     let links: Vec<_> = ["status", "uptime/30d", "uptime/1y", "response-time/24h", "cert-expiry"]
         .iter()
@@ -767,7 +780,7 @@ fn urlencode(text: &str) -> String {
 
 /// `GET /checks/{name}/results.csv`: the last 7 days of results.
 pub(super) async fn results_csv(State(ui): State<Arc<Ui>>, Path(name): Path<String>) -> Response {
-    let Some(checks) = ui.app.checks() else {
+    let Some(checks) = ui.services.checks() else {
         return (StatusCode::NOT_FOUND, "no checks are configured\n").into_response();
     };
     let Some((id, _)) = checks.view_of(&name) else {
@@ -812,7 +825,7 @@ pub(super) async fn list(
 
 fn render_list(ui: &Ui, visitor: &Visitor, params: &HashMap<String, String>, flash: Option<String>) -> Response {
     let back = format!("{}ui/", ui.base());
-    let Some(checks) = ui.app.checks() else {
+    let Some(checks) = ui.services.checks() else {
         return ui.error(visitor, StatusCode::NOT_FOUND, "No checks are configured (no checks: block).", &back);
     };
     let query = params.get("q").map(|q| q.trim().to_lowercase()).unwrap_or_default();
@@ -826,7 +839,10 @@ fn render_list(ui: &Ui, visitor: &Visitor, params: &HashMap<String, String>, fla
             &back,
         );
     }
-    if !state_filter.is_empty() && !CheckState::ALL.iter().any(|state| state.as_str() == state_filter) {
+    let known_state = |word: &str| {
+        CheckState::ALL.iter().any(|state| state.as_str() == word) || super::heartbeat::STATUSES.contains(&word)
+    };
+    if !state_filter.is_empty() && !known_state(&state_filter) {
         return ui.error(visitor, StatusCode::BAD_REQUEST, &format!("unknown state {state_filter:?}"), &back);
     }
     let now = checks.now();
@@ -834,7 +850,11 @@ fn render_list(ui: &Ui, visitor: &Visitor, params: &HashMap<String, String>, fla
         .views()
         .into_iter()
         .map(|(_, view)| view)
-        .filter(|view| state_filter.is_empty() || view.state.as_str() == state_filter)
+        .filter(|view| {
+            state_filter.is_empty()
+                || view.state.as_str() == state_filter
+                || super::heartbeat::state_word(view) == state_filter
+        })
         .filter(|view| {
             query.is_empty()
                 || view.check.name.to_lowercase().contains(&query)
@@ -858,10 +878,11 @@ fn render_list(ui: &Ui, visitor: &Visitor, params: &HashMap<String, String>, fla
             context! {
                 name => &view.check.name,
                 url => format!("{}checks/{}", ui.base(), urlencode(&view.check.name)),
+                kind => view.check.kind.as_str(),
                 target => &view.check.target,
                 module => &view.check.module,
-                state => view.state.as_str(),
-                state_text => state_text(view.state, failing(view)),
+                state => super::heartbeat::state_word(view),
+                state_text => super::heartbeat::status_text(view).unwrap_or_else(|| state_text(view.state, failing(view))),
                 paused => view.paused,
                 uptime => view.uptime[0].map_or_else(|| "no data".to_string(), badge::format_percent),
                 last => view.last.as_ref().map(|last| relative_text(last.at, now)),
@@ -869,7 +890,8 @@ fn render_list(ui: &Ui, visitor: &Visitor, params: &HashMap<String, String>, fla
             }
         })
         .collect();
-    let states: Vec<&str> = CheckState::ALL.iter().map(|state| state.as_str()).collect();
+    let states: Vec<&str> =
+        CheckState::ALL.iter().map(|state| state.as_str()).chain(super::heartbeat::STATUSES).collect();
     let page = context! { rows, states, q => params.get("q").cloned().unwrap_or_default(), state => state_filter, sort, flash };
     ui.page(StatusCode::OK, "checks.html", visitor, "checks", "Checks", page)
 }
@@ -897,7 +919,7 @@ pub(super) async fn pause(
     if let Err(refusal) = ui.csrf.verify(&visitor, &headers, &form.csrf) {
         return ui.error(&visitor, refusal.status(), &refusal.to_string(), &back);
     }
-    let Some(checks) = ui.app.checks() else {
+    let Some(checks) = ui.services.checks() else {
         return ui.error(&visitor, StatusCode::NOT_FOUND, "No checks are configured.", &back);
     };
     let paused = match form.action.as_str() {

@@ -137,6 +137,18 @@ try {
   await ops.waitForLoadState();
   failures.check((await ops.locator("[role=status]").textContent()).includes("Resumed www."), "resume confirmed");
   failures.check((await ops.locator("[data-check=www]").getAttribute("data-state")) !== "paused", "www no longer paused");
+  // The heartbeat is a row like the checks, with its kind, and its page shows the ping's body.
+  const nightly = ops.locator("[data-check=nightly]");
+  failures.check((await nightly.getAttribute("data-state")) === "up", "heartbeat nightly listed up");
+  failures.check((await nightly.locator("[data-kind=heartbeat]").count()) === 1, "nightly's kind is heartbeat");
+  await nightly.locator("a").click();
+  await ops.waitForURL(/\/checks\/nightly$/);
+  const ping = ops.locator("#pings tbody tr").first();
+  failures.check((await ping.locator("pre").textContent()) === process.env.NIGHTLY_BODY, "the ping's body is shown as text");
+  failures.check((await ping.getAttribute("data-kind")) === "success", "the ping is a success");
+  await axe(ops, failures, "heartbeat check page");
+  await screenshot(ops, "heartbeat-page.png");
+  await ops.goto(base + "/ui/checks");
   await Promise.all([ops.waitForURL(/state=down/), ops.getByLabel("State").selectOption("down")]);
   const listed = await ops.locator("#checks tbody tr[data-check]").evaluateAll((rows) => rows.map((row) => row.dataset.check));
   failures.check(listed.length === 1 && listed[0] === "db", `the state filter leaves db (${listed})`);

@@ -1,6 +1,7 @@
 //! One test suite for both stores: SQLite (embedded) and PostgreSQL (a real
 //! server), covering dedup, lanes and leases, transitions, merges, send
-//! history, told state, queue statistics, history queries, GC and migrations.
+//! history, told state, queue statistics, history queries, GC, migrations and
+//! summaries.
 
 use crate::peer;
 use crate::support::peers::{Postgres, PostgresOpts};
@@ -254,6 +255,104 @@ async fn concurrency_suite(store: Store) {
     assert!(distinct.len() >= 21, "every due lane was claimed: {}", distinct.len());
 }
 
+/// Defect 17: a storm's overflow summary is summed up by the store. The
+/// counts are exact, the latest version of each alert wins, a row routed
+/// only some alerts counts only those, and the rows read stay bounded by the
+/// display limit however many alerts were held back.
+async fn summary_suite(store: Store) {
+    let storm = lane("storm");
+    let at = t0() + Duration::days(2);
+    let ingest = |body: String, offset: i64, fingerprints: Option<Vec<String>>| {
+        let store = store.clone();
+        async move {
+            let received_at = at + Duration::seconds(offset);
+            let notification = payload::parse(body.as_bytes(), received_at).expect("test fixture");
+            let delivery = NewDelivery {
+                contact: "storm".into(),
+                channel: "webhook".into(),
+                due_at: received_at,
+                delayed: false,
+                fingerprints,
+            };
+            let new = NewNotification {
+                received_at,
+                dedup_key: None,
+                dedup_since: received_at,
+                deliveries: vec![delivery],
+                notification,
+                message: None,
+            };
+            store.ingest(new).await.expect("store operation");
+        }
+    };
+    let names: Vec<String> = (0..250).map(|index| format!("Storm{index}")).collect();
+    for (index, name) in names.iter().enumerate() {
+        let body = crate::bridge_support::notification("team", name, &[(name, "warning", "firing")]);
+        ingest(body, i64::try_from(index).expect("small"), None).await;
+    }
+    // Ten of them resolve; of a two-alert notification only one alert is routed.
+    let resolved: Vec<(&str, &str, &str)> =
+        names[..10].iter().map(|name| (name.as_str(), "warning", "resolved")).collect();
+    ingest(crate::bridge_support::notification("team", "resolved", &resolved), 300, None).await;
+    let pair = crate::bridge_support::notification(
+        "team",
+        "pair",
+        &[("Routed", "warning", "firing"), ("NotRouted", "warning", "firing")],
+    );
+    let routed = payload::parse(pair.as_bytes(), at).expect("test fixture").alerts[0].fingerprint.clone();
+    ingest(pair, 301, Some(vec![routed.clone()])).await;
+
+    let due = at + Duration::minutes(10);
+    let rows = store.due_rows(&storm, due, 1000).await.expect("store operation");
+    assert_eq!(rows.len(), 252);
+    let limited = rows.iter().map(|row| Transition::of(row, RowState::Limited, due)).collect();
+    store.apply(limited, &storm, due).await.expect("store operation");
+    let leader = rows[0].id;
+    let mode = store
+        .merge_lane(&storm, RowState::Limited, leader, Mode::Overflow, Mode::Notification, due)
+        .await
+        .expect("store operation");
+    assert_eq!(mode, Mode::Overflow);
+    assert_eq!(store.member_count(leader).await.expect("store operation"), 251);
+    let pending = store.due_rows(&storm, due, 1000).await.expect("store operation");
+    assert_eq!(pending.len(), 1, "one summary left in the lane");
+    assert_eq!((pending[0].id, pending[0].mode), (leader, Mode::Overflow));
+
+    let summary = store.summary(leader, 10).await.expect("store operation");
+    let counts = summary.counts;
+    assert_eq!((counts.alerts, counts.fired, counts.resolved, counts.still_firing), (251, 251, 10, 241));
+    // The first ten of all, of those that fired and of those resolved are
+    // the same ten; the first ten firing now are the next ten.
+    let listed: Vec<(&str, Status)> =
+        summary.listed.iter().map(|listed| (listed.alert.name(), listed.alert.status)).collect();
+    assert_eq!(listed.len(), 20, "rows read are bounded by the display limit: {listed:?}");
+    assert_eq!(listed[0], ("Storm0", Status::Resolved), "the latest version of an alert");
+    assert_eq!(listed[10], ("Storm10", Status::Firing));
+    assert!(summary.listed.iter().all(|listed| listed.fired));
+    assert_eq!(summary.receiver, "team");
+    assert_eq!(summary.received_at, at + Duration::seconds(301));
+    assert_eq!(summary.external_url, "http://alertmanager.example:9093");
+    assert_eq!(summary.common_labels.get("severity").map(String::as_str), Some("warning"));
+    assert!(!summary.common_labels.contains_key("alertname"));
+    assert!(summary.group_labels.is_empty(), "every storm notification has its own group");
+    let all = store.summary(leader, 1000).await.expect("store operation");
+    assert_eq!(all.listed.len(), 251);
+    assert_eq!(all.listed.last().map(|listed| listed.alert.fingerprint.as_str()), Some(routed.as_str()));
+
+    // Sending it tells the contact of every alert as it stands now.
+    let fingerprint = |index: usize| all.listed[index].alert.fingerprint.clone();
+    let mut told = Transition::of(&pending[0], RowState::Sent, due);
+    told.told_firing = vec![(fingerprint(0), None)];
+    store.apply(vec![told], &storm, due).await.expect("store operation");
+    let mut sent = Transition::of(&pending[0], RowState::Sent, due);
+    sent.told_summary = Some(leader);
+    store.apply(vec![sent], &storm, due).await.expect("store operation");
+    let told = store.told("storm", vec![fingerprint(0), fingerprint(10), fingerprint(249), routed]).await;
+    let told = told.expect("store operation");
+    assert_eq!(told.len(), 3, "firing ones told, the resolved one forgotten: {told:?}");
+    assert!(!told.contains(&fingerprint(0)));
+}
+
 #[tokio::test]
 async fn sqlite_store_passes_the_suite() {
     let dir = tempfile::tempdir().expect("test fixture");
@@ -267,6 +366,7 @@ async fn sqlite_store_passes_the_suite() {
     let dir = tempfile::tempdir().expect("test fixture");
     concurrency_suite(Store::Sqlite(SqliteStore::open(dir.path().join("race.db")).await.expect("store operation")))
         .await;
+    summary_suite(Store::Sqlite(SqliteStore::open(dir.path().join("storm.db")).await.expect("store operation"))).await;
 }
 
 #[tokio::test]
@@ -280,4 +380,5 @@ async fn postgres_store_passes_the_suite() {
     // The concurrency suite's contacts differ from the first suite's, so
     // its leftovers (bob's pending row) do not matter.
     concurrency_suite(Store::Postgres(PostgresStore::open(&pg.url(), 8).await.expect("store operation"))).await;
+    summary_suite(Store::Postgres(PostgresStore::open(&pg.url(), 4).await.expect("store operation"))).await;
 }

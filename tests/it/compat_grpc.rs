@@ -53,7 +53,7 @@ fn families(text: &str) -> BTreeMap<String, (String, Vec<String>)> {
 async fn compare(blackbox: &Blackbox, target: &str) {
     let url = format!("http://{}/probe?module=grpc&target={target}", blackbox.addr);
     let theirs = reqwest::get(&url).await.expect("blackbox /probe").text().await.expect("blackbox body");
-    let config = checkit::config::Config::parse(&format!("modules:\n  grpc:\n{MODULE}")).expect("config");
+    let config = checkit::settings::Config::parse(&format!("modules:\n  grpc:\n{MODULE}")).expect("config");
     let outcome =
         crate::support::module::run_with(&config, &config.modules["grpc"], target, None, Duration::from_secs(5)).await;
     let ours = outcome.registry.encode();

@@ -6,7 +6,7 @@ use crate::support::app::{Family, parse_exposition};
 use crate::support::httpd::TestServer;
 use crate::support::peers::BlackboxExporter;
 use crate::support::{Leaf, TestCerts, closed_port, hang_server};
-use checkit::config::Config;
+use checkit::settings::Config;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Families checkit emits that blackbox 0.23 does not, with the reason.

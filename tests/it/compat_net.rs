@@ -7,7 +7,7 @@ use crate::peer;
 use crate::support::app::{Family, parse_exposition};
 use crate::support::peers::{BlackboxExporter, DNS_ZONE, Dnsmasq, DnsmasqOpts};
 use crate::support::{ScriptStep, closed_port, hang_server, scripted_line_server};
-use checkit::config::Config;
+use checkit::settings::Config;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 

@@ -1,7 +1,8 @@
 //! Config loading: every invalid fixture fails with its message and path, and
 //! every shipped config parses.
 
-use checkit::config::{Config, Error};
+use checkit::config::Error;
+use checkit::settings::Config;
 use std::path::Path;
 
 fn problems_of(path: &Path) -> Vec<String> {
@@ -170,7 +171,7 @@ fn every_shipped_config_parses() {
         }
     }
     assert!(checked >= 1, "config/ holds at least the default config");
-    Config::parse(checkit::config::DEFAULT_CONFIG).expect("embedded default parses");
+    Config::parse(checkit::settings::DEFAULT_CONFIG).expect("embedded default parses");
 }
 
 #[test]

@@ -6,8 +6,8 @@ use crate::bridge_support::TestBridge;
 use crate::support::app::{parse_exposition, start_app, start_app_with, value};
 use crate::support::httpd::TestServer;
 use checkit::app::Options;
-use checkit::config::Config;
 use checkit::http::webconfig::Web;
+use checkit::settings::Config;
 
 const LOOPBACK_DENIED: &str = r#"
 modules:

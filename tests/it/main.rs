@@ -19,6 +19,7 @@ mod config;
 mod exporter;
 mod hardening;
 mod heartbeat;
+mod heartbeat_history;
 mod hostile;
 mod ops_dashboards;
 mod ops_docker;

@@ -5,8 +5,8 @@
 use crate::peer;
 use crate::support::peers::{DNS_ZONE, Dnsmasq, DnsmasqOpts};
 use crate::support::{Leaf, TestCerts, closed_port, hang_server};
-use checkit::config::Config;
 use checkit::probe::{Outcome, Phase, Reason};
+use checkit::settings::Config;
 use hickory_proto::op::{Message, MessageType};
 use hickory_proto::rr::{RData, Record, rdata::A};
 use std::net::SocketAddr;

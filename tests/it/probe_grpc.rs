@@ -57,7 +57,7 @@ pub(crate) async fn grpc_server(tls: Option<(&TestCerts, Leaf)>) -> GrpcServer {
 /// Runs module `m` (the YAML of its `grpc:` block) against `target`.
 async fn probe(grpc_block: &str, target: &str, timeout: Duration) -> Outcome {
     let text = format!("modules:\n  m:\n    prober: grpc\n    grpc:\n{}", indent(grpc_block, 6));
-    let config = checkit::config::Config::parse(&text).unwrap_or_else(|err| panic!("{err}\n{text}"));
+    let config = checkit::settings::Config::parse(&text).unwrap_or_else(|err| panic!("{err}\n{text}"));
     crate::support::module::run_with(&config, &config.modules["m"], target, None, timeout).await
 }
 
@@ -242,7 +242,7 @@ async fn bad_targets_and_metadata_are_refused() {
     let outcome = probe("preferred_ip_protocol: ip4", "http://", Duration::from_secs(1)).await;
     assert_eq!(failure(&outcome), Some((Phase::Resolve, Reason::Config)));
     let text = "modules:\n  m:\n    prober: grpc\n    grpc:\n      metadata:\n        'bad key': [x]\n";
-    let err = checkit::config::Config::parse(text).unwrap_err().to_string();
+    let err = checkit::settings::Config::parse(text).unwrap_err().to_string();
     assert!(err.contains("modules.m.grpc.metadata.bad key"), "{err}");
 }
 
@@ -250,6 +250,6 @@ async fn bad_targets_and_metadata_are_refused() {
 fn shipped_examples_parse() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/examples.d/grpc.yml");
     let text = std::fs::read_to_string(path).expect("read example");
-    let config = checkit::config::Config::parse(&format!("modules:\n{text}")).unwrap_or_else(|err| panic!("{err}"));
+    let config = checkit::settings::Config::parse(&format!("modules:\n{text}")).unwrap_or_else(|err| panic!("{err}"));
     assert!(config.modules.values().all(|module| module.prober.as_str() == "grpc"));
 }

@@ -6,8 +6,8 @@ use crate::support::httpd::{self, TestServer};
 use crate::support::module::{failure, unix_time};
 use crate::support::peers::{NGINX_BIG_SIZE, NGINX_BODY, NGINX_LAST_MODIFIED_UNIX, Nginx, NginxOpts};
 use crate::support::{Leaf, TestCerts, closed_port, hang_server};
-use checkit::config::Config;
 use checkit::probe::{Outcome, Phase, Reason};
+use checkit::settings::Config;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 

@@ -1,8 +1,8 @@
 //! The `icmp` prober against the loopback interface (this machine's own kernel
 //! answers the echo requests).
 
-use checkit::config::Config;
 use checkit::probe::{Outcome, Phase, Reason};
+use checkit::settings::Config;
 use std::time::Duration;
 
 async fn run(yaml: &str, target: &str, timeout: Duration) -> Outcome {

@@ -183,7 +183,7 @@ fn database_examples_load_and_mistakes_are_all_reported() {
     for kind in ["postgres", "mysql", "mssql"] {
         yaml.push_str(&std::fs::read_to_string(root.join(format!("{kind}.yml"))).expect("example"));
     }
-    let config = checkit::config::Config::parse(&yaml).unwrap_or_else(|err| panic!("{err}"));
+    let config = checkit::settings::Config::parse(&yaml).unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(config.modules.len(), 3);
 
     let broken = format!(
@@ -200,7 +200,7 @@ fn database_examples_load_and_mistakes_are_all_reported() {
 ",
         "x".repeat(129)
     );
-    let Err(checkit::config::Error::Invalid(problems)) = checkit::config::Config::parse(&broken) else {
+    let Err(checkit::config::Error::Invalid(problems)) = checkit::settings::Config::parse(&broken) else {
         panic!("the broken config loaded");
     };
     let mut paths: Vec<&str> = problems.iter().map(|problem| problem.path.as_str()).collect();

@@ -91,7 +91,7 @@ async fn rdap_server() -> RdapServer {
 }
 
 async fn probe_with(config_text: &str, target: &str, timeout: Duration) -> Outcome {
-    let config = checkit::config::Config::parse(config_text).unwrap_or_else(|err| panic!("{err}\n{config_text}"));
+    let config = checkit::settings::Config::parse(config_text).unwrap_or_else(|err| panic!("{err}\n{config_text}"));
     crate::support::module::run_with(&config, &config.modules["m"], target, None, timeout).await
 }
 
@@ -270,10 +270,10 @@ async fn targets_are_domain_names_under_the_target_policy() {
 #[tokio::test]
 async fn config_problems_are_reported_with_their_paths() {
     let text = "modules:\n  m:\n    prober: rdap\n    rdap:\n      server_url: 'ftp://x'\n      cache_ttl: 1d\n";
-    let err = checkit::config::Config::parse(text).unwrap_err().to_string();
+    let err = checkit::settings::Config::parse(text).unwrap_err().to_string();
     assert!(err.contains("modules.m.rdap"), "{err}");
     let text = "modules:\n  m:\n    prober: rdap\n    rdap:\n      server_url: 'ftp://x'\n";
-    let err = checkit::config::Config::parse(text).unwrap_err().to_string();
+    let err = checkit::settings::Config::parse(text).unwrap_err().to_string();
     assert!(err.contains("modules.m.rdap.server_url"), "{err}");
 }
 
@@ -281,6 +281,6 @@ async fn config_problems_are_reported_with_their_paths() {
 fn shipped_examples_parse() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/examples.d/rdap.yml");
     let text = std::fs::read_to_string(path).expect("read example");
-    let config = checkit::config::Config::parse(&format!("modules:\n{text}")).unwrap_or_else(|err| panic!("{err}"));
+    let config = checkit::settings::Config::parse(&format!("modules:\n{text}")).unwrap_or_else(|err| panic!("{err}"));
     assert!(config.modules.values().all(|module| module.prober.as_str() == "rdap"));
 }

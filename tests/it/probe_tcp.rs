@@ -6,8 +6,8 @@ use crate::peer;
 use crate::support::fake::scripted_tls_server;
 use crate::support::peers::{Postgres, PostgresOpts, SmtpOpts, SmtpServer};
 use crate::support::{Leaf, ScriptStep, TestCerts, closed_port, hang_server, scripted_line_server};
-use checkit::config::Config;
 use checkit::probe::{Outcome, Phase, Reason};
+use checkit::settings::Config;
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(5);

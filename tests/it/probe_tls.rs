@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 async fn probe(tls_block: &str, target: &str, timeout: Duration) -> Outcome {
     let block: String = tls_block.lines().map(|line| format!("      {line}\n")).collect();
     let text = format!("modules:\n  m:\n    prober: tls\n    tls:\n{block}");
-    let config = checkit::config::Config::parse(&text).unwrap_or_else(|err| panic!("{err}\n{text}"));
+    let config = checkit::settings::Config::parse(&text).unwrap_or_else(|err| panic!("{err}\n{text}"));
     crate::support::module::run_with(&config, &config.modules["m"], target, None, timeout).await
 }
 
@@ -270,7 +270,7 @@ async fn starttls_dialogues_upgrade_or_fail_on_refusal() {
 fn shipped_examples_parse() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/examples.d/tls.yml");
     let text = std::fs::read_to_string(path).expect("read example");
-    let config = checkit::config::Config::parse(&format!("modules:\n{text}")).unwrap_or_else(|err| panic!("{err}"));
+    let config = checkit::settings::Config::parse(&format!("modules:\n{text}")).unwrap_or_else(|err| panic!("{err}"));
     assert!(config.modules.values().all(|module| module.prober.as_str() == "tls"));
 }
 
@@ -282,7 +282,7 @@ async fn hostname_parameter_names_the_server_behind_an_address() {
         let block: String = block(&certs, "").lines().map(|line| format!("      {line}\n")).collect();
         block
     });
-    let config = checkit::config::Config::parse(&text).expect("config");
+    let config = checkit::settings::Config::parse(&text).expect("config");
     let target = server.addr.to_string();
     let named = crate::support::module::run_with(
         &config,

@@ -4,8 +4,8 @@
 use crate::peer;
 use crate::support::peers::{Postgres, PostgresOpts};
 use crate::support::{Leaf, TestCerts};
-use checkit::config::Config;
 use checkit::probe::{Outcome, Phase, Reason};
+use checkit::settings::Config;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;

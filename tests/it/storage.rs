@@ -561,3 +561,143 @@ async fn maintenance_planned_on_one_replica_applies_on_the_other_within_seconds(
     );
     drop(started);
 }
+
+/// Posts agent `index`'s batch of check `site` results, `(seconds before
+/// `base`, success)`, to `replica`.
+async fn push_to(
+    http: &reqwest::Client,
+    replica: &Checkit,
+    index: usize,
+    batch_id: &str,
+    base: chrono::DateTime<Utc>,
+    runs: &[(i64, bool)],
+) -> serde_json::Value {
+    let results: Vec<serde_json::Value> = runs
+        .iter()
+        .map(|(seconds, success)| {
+            serde_json::json!({"check": "site", "at": base + chrono::Duration::seconds(*seconds),
+                "duration_seconds": 0.01, "success": success})
+        })
+        .collect();
+    let response = http
+        .post(replica.url("/api/v1/agent/results"))
+        .bearer_auth(format!("agent-token-{index}-0123456789abcdef"))
+        .json(&serde_json::json!({"batch_id": batch_id, "sent_at": Utc::now(), "results": results}))
+        .send()
+        .await
+        .expect("POST batch");
+    assert_eq!(response.status(), 200);
+    response.json().await.expect("batch answer")
+}
+
+/// (incidents, ended incidents, health) of check `site`.
+async fn site_history(client: &tokio_postgres::Client) -> (i64, i64, String) {
+    let row = client
+        .query_one(
+            "SELECT (SELECT COUNT(*) FROM incidents i WHERE i.check_id = c.id), \
+             (SELECT COUNT(ended_at) FROM incidents i WHERE i.check_id = c.id), c.health FROM checks c \
+             WHERE c.name = 'site'",
+            &[],
+        )
+        .await
+        .expect("read site");
+    (row.get(0), row.get(1), row.get(2))
+}
+
+#[tokio::test]
+async fn agents_results_reach_any_replica_and_the_check_s_owner_decides_its_quorum_once() {
+    let pg = peer!(Postgres::start(PostgresOpts::default()).await);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut agents = String::from("agents:\n");
+    for index in 0..3 {
+        std::fs::write(dir.path().join(format!("token{index}")), format!("agent-token-{index}-0123456789abcdef\n"))
+            .expect("token");
+        agents.push_str(&format!(
+            "- {{name: agent{index}, location: loc{index}, token_file: token{index}, stale_after: 1h}}\n"
+        ));
+    }
+    let yaml = format!(
+        "{MODULES}{}{agents}checks:\n- {{name: site, module: tcp_connect, target: '127.0.0.1:9', interval: 1s, \
+         failures_before_down: 1, locations: [loc0, loc1, loc2], down_when: {{failing: 2, of: 3}}}}\n",
+        storage_block(&pg, dir.path())
+    );
+    let client = database(&pg).await;
+    let started = replicas(dir.path(), &yaml, 2).await;
+    wait_for_replicas(&client, "checks", 2).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).no_proxy().build().expect("client");
+    let base = Utc::now() - chrono::Duration::seconds(60);
+    // Every batch to replica 0, then every batch to replica 1: whichever owns
+    // `site`, the other one took a whole outage's results.
+    for index in 0..3 {
+        push_to(&http, &started[0], index, &format!("up{index}"), base, &[(0, true)]).await;
+    }
+    push_to(&http, &started[0], 0, "a0", base, &[(1, false)]).await;
+    push_to(&http, &started[0], 1, "a1", base, &[(1, false)]).await;
+    push_to(&http, &started[0], 0, "a0-up", base, &[(2, true)]).await;
+    push_to(&http, &started[1], 2, "b2", base, &[(3, false)]).await;
+    push_to(&http, &started[1], 1, "b1-up", base, &[(4, true)]).await;
+    push_to(&http, &started[1], 2, "b2-up", base, &[(4, true)]).await;
+    let mut history = site_history(&client).await;
+    for _ in 0..100 {
+        if history == (2, 2, "up".to_string()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        history = site_history(&client).await;
+    }
+    assert_eq!(history, (2, 2, "up".to_string()), "two outages, each stored once, both over");
+    // Every replica follows every location, whoever took the batch: the
+    // follower reads the stored rows every lease heartbeat, so a busy machine
+    // may need a few rounds (bounded) before both agree.
+    for replica in &started {
+        let mut site = serde_json::Value::Null;
+        for _ in 0..100 {
+            site = http.get(replica.url("/api/v1/checks/site")).send().await.expect("GET").json().await.expect("json");
+            let at = site["check"]["locations"]["loc2"]["last_at"]
+                .as_str()
+                .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok());
+            let caught_up =
+                ["loc0", "loc1", "loc2"].iter().all(|location| site["check"]["locations"][location]["state"] == "up")
+                    && at.map(|at| at.timestamp()) == Some((base + chrono::Duration::seconds(4)).timestamp());
+            if caught_up {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let locations = &site["check"]["locations"];
+        for location in ["loc0", "loc1", "loc2"] {
+            assert_eq!(locations[location]["state"], "up", "{location}: {site}");
+        }
+        let last = locations["loc2"]["last_at"].as_str().and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok());
+        assert_eq!(last.map(|at| at.timestamp()), Some((base + chrono::Duration::seconds(4)).timestamp()), "{site}");
+    }
+
+    // A batch sent twice, to either replica or to both at once, is stored once.
+    let first = push_to(&http, &started[0], 0, "twice", base, &[(5, true), (6, true)]).await;
+    let again = push_to(&http, &started[1], 0, "twice", base, &[(5, true), (6, true)]).await;
+    assert_eq!((first["duplicate"].clone(), first["stored"].clone()), (false.into(), 2.into()));
+    assert_eq!(again["duplicate"], true, "{again}");
+    let runs = [(7, true), (8, true), (9, true)];
+    let (left, right) = tokio::join!(
+        push_to(&http, &started[0], 0, "both", base, &runs),
+        push_to(&http, &started[1], 0, "both", base, &runs)
+    );
+    let stored = left["stored"].as_i64().unwrap_or(0) + right["stored"].as_i64().unwrap_or(0);
+    assert_eq!(stored, 3, "one of two concurrent twins stored: {left} {right}");
+    let rows: i64 = client
+        .query_one("SELECT COUNT(*) FROM location_results WHERE location = 'loc0'", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(rows, 1 + 1 + 1 + 2 + 3, "every loc0 result stored exactly once");
+    let batches: i64 = client
+        .query_one("SELECT COUNT(*) FROM agent_batches WHERE batch_id IN ('twice', 'both')", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(batches, 2);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(site_history(&client).await.0, 2, "no replica opened another incident");
+    drop(started);
+}

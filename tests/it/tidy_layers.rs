@@ -20,19 +20,20 @@ const LAYERS: &[(&str, &[&str])] = &[
             "logging",
             "probe",
             "reports",
+            "settings",
             "storage",
             "telemetry",
             "web",
         ],
     ),
     // Flags, handed to `app`; `checkit probe`, `checkit send` and `checkit agent` run a part directly.
-    ("cli", &["agent", "app", "bridge", "config", "http", "logging", "probe"]),
+    ("cli", &["agent", "app", "bridge", "config", "http", "logging", "probe", "settings"]),
     // The remote agent: the checks' slots and wire types, probes, its queue
     // on the storage layer and the clock abstraction.
     ("agent", &["bridge::clock", "checks::agents", "checks::schedule", "config", "probe", "storage"]),
     // Surfaces parse, call one service, map errors; the bridge's own surfaces
     // are composed in by `app`, so `http` does not name the bridge.
-    ("http", &["config", "probe", "telemetry"]),
+    ("http", &["config", "probe", "settings", "telemetry"]),
     // The pipeline: TLS clients from `net`, its tables in the storage layer.
     ("bridge", &["config", "net", "storage"]),
     // The storage layer: SQLite and PostgreSQL under every part that keeps
@@ -43,20 +44,23 @@ const LAYERS: &[(&str, &[&str])] = &[
         "telemetry",
         &["agent::METRIC_NAMES", "bridge::metrics", "checks::metrics::METRIC_NAMES", "heartbeat::METRIC_NAMES"],
     ),
-    // Debt (issue 8): config still names the probe and bridge block types;
-    // it becomes a leaf when each part decodes its own block.
-    ("config", &["bridge", "checks::config", "heartbeat::Config", "probe", "storage::config", "web::config"]),
+    // The whole config gathers every part's block, so it sits above the parts;
+    // only `app`, `cli` and the exporter surface (`/config`, reload) name it.
+    ("settings", &["bridge", "checks", "config", "heartbeat", "probe", "storage", "web"]),
+    // The leaf every part reads its block with (YAML, paths, secrets, problems).
+    ("config", &[]),
     // Scheduled checks run probes and hand transitions to the pipeline.
     ("checks", &["bridge", "config", "probe", "storage"]),
-    // Debt: the operator UI takes the whole `App` (for the bridge's store and
-    // the live config) instead of the services it shows, so it names `app`.
-    // Pages show the checks (status pages, check pages, badges).
-    ("web", &["app", "bridge", "checks", "config", "http"]),
+    // Pages show the checks (status pages, check pages, badges), the
+    // heartbeats' pings and the pipeline's history; `app` hands the UI these
+    // services, never itself.
+    ("web", &["bridge", "checks", "config", "heartbeat", "http"]),
     // Reports read the checks' history and their last probe's families, and
     // commit through the pipeline.
     ("reports", &["bridge", "checks", "config", "probe::metrics"]),
-    // Heartbeats hand missed or failed runs to the pipeline.
-    ("heartbeat", &["bridge", "config", "storage"]),
+    // Heartbeats hand missed or failed runs to the pipeline, and are checks
+    // without a prober: their outcomes enter the checks' history.
+    ("heartbeat", &["bridge", "checks", "config", "storage"]),
     // Probers import nothing above them.
     ("probe", &["config", "net"]),
     // Shared networking below the probers and the bridge.
@@ -149,7 +153,55 @@ fn the_checker_catches_a_forbidden_import() {
             "http/exporter.rs:1: http names crate::bridge::submit::Submitter::clone",
             "bridge/outbox.rs:2: bridge names crate::probe::http::probe",
             "probe/dns.rs:1: probe names crate::telemetry::Telemetry",
+            "config/mod.rs:1: config names crate::probe::Module",
             "newpart/mod.rs: module newpart is not in LAYERS",
         ]
     );
+}
+
+/// Files that may call `tokio::spawn` outside their tests, with the reason.
+const SPAWNERS: &[(&str, &str)] = &[
+    ("app.rs", "the composition root of `checkit`"),
+    ("agent/mod.rs", "the composition root of `checkit agent`, and its schedule loop's per-check tasks"),
+    ("probe/http/exchange.rs", "the driver of one probe's HTTP connection, ended with the probe"),
+    ("storage/postgres.rs", "the driver of one pooled connection, ended with the connection"),
+];
+
+/// Every `tokio::spawn` outside the files of [`SPAWNERS`], test modules left out.
+fn spawn_violations<'a>(files: impl IntoIterator<Item = (String, &'a str)>) -> Vec<String> {
+    let mut found = Vec::new();
+    for (path, text) in files {
+        if SPAWNERS.iter().any(|(allowed, _)| *allowed == path) {
+            continue;
+        }
+        let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or_default();
+        for (index, line) in code.lines().enumerate() {
+            if line.split("//").next().unwrap_or_default().contains("tokio::spawn(") {
+                found.push(format!("{path}:{}: spawns a task", index + 1));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn only_composition_roots_spawn_long_lived_tasks() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    source_files(&root, &root, &mut files);
+    let found = spawn_violations(files.iter().map(|(path, text)| (path.clone(), text.as_str())));
+    assert!(
+        found.is_empty(),
+        "hand long-lived tasks to `app` (take_tasks), or spawn per-item tasks into the part's supervising \
+         JoinSet (see SPAWNERS in tests/it/tidy_layers.rs):\n{}",
+        found.join("\n")
+    );
+    let caught = spawn_violations([
+        ("checks/mod.rs".to_string(), "fn f() { tokio::spawn(loop_forever()); }\n"),
+        (
+            "checks/schedule.rs".to_string(),
+            "// tokio::spawn( in a comment\n#[cfg(test)]\nmod tests { tokio::spawn(x); }\n",
+        ),
+    ]);
+    assert_eq!(caught, ["checks/mod.rs:1: spawns a task"]);
 }

@@ -77,13 +77,18 @@ async fn status_page_check_page_and_checks_list_in_chromium() {
     let outage_day = (crate::web_status::start_time() - chrono::Duration::days(crate::web_status::OUTAGE_DAYS_BACK))
         .format("%a %-d %b %Y")
         .to_string();
-    let extra = [("OUTAGE_DAY", outage_day), ("OUTAGE_DAYS_BACK", crate::web_status::OUTAGE_DAYS_BACK.to_string())];
+    let extra = [
+        ("OUTAGE_DAY", outage_day),
+        ("OUTAGE_DAYS_BACK", crate::web_status::OUTAGE_DAYS_BACK.to_string()),
+        ("NIGHTLY_BODY", crate::web_status::NIGHTLY_BODY.to_string()),
+    ];
     run_script("status.mjs", &app.url(""), "olivia", "pw", &screenshots, &extra).await;
     for name in [
         "status-page.png",
         "status-page-dark-phone.png",
         "check-page.png",
         "ui-checks.png",
+        "heartbeat-page.png",
         "ui-incident.png",
         "ui-maintenance.png",
         "status-page-annotated.png",

@@ -8,7 +8,7 @@ use checkit::app::{App, ConfigSource, Options};
 use checkit::bridge::clock::{Clock, TestClock};
 use checkit::checks::state::Incident;
 use checkit::checks::store::{NewChange, NewResult};
-use checkit::config::Config;
+use checkit::settings::Config;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,11 +39,16 @@ pub fn start_time() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap()
 }
 
+/// The UUID of heartbeat `nightly` (on no status page), pinged once with [`NIGHTLY_BODY`].
+const NIGHTLY: &str = "2d7c2e70-5e77-4c5b-9f4d-2a2a3b8c8c73";
+/// The body of `nightly`'s ping, shown on its check page.
+pub const NIGHTLY_BODY: &str = "nightly run: 3 files <ok>";
+
 /// How many days back the seeded outage of `www` is.
 pub const OUTAGE_DAYS_BACK: i64 = 3;
 
-/// Starts checkit with checks `www` and `intranet` (a listening port) and
-/// `db` (a refused port), a public and a private status page (`intranet` is
+/// Starts checkit with checks `www` and `intranet` (a listening port),
+/// `db` (a refused port) and heartbeat `nightly`, a public and a private status page (`intranet` is
 /// only on the private one), a badge key, seeds 10 days of hourly
 /// results for `www` with a 6-hour outage three days ago, and runs each
 /// check until `www` is up and `db` is down.
@@ -69,6 +74,9 @@ checks:
   - {{name: www, module: tcp_connect, target: '{open_addr}', interval: 1m, labels: {{team: web}}, notify: false}}
   - {{name: db, module: tcp_connect, target: '{refused}', interval: 1m, labels: {{team: data}}, notify: false}}
   - {{name: intranet, module: tcp_connect, target: '{open_addr}', interval: 1m, labels: {{team: ops}}, notify: false}}
+heartbeats:
+  checks:
+    - {{name: nightly, uuid: {NIGHTLY}, period: 24h, grace: 1h}}
 ui:
   operators: [olivia]
   badge_key_file: badge.key
@@ -101,6 +109,8 @@ status_pages:
     app.serve(tcp, app.router());
     seed(&app).await;
     let status = StatusApp { app, addr, clock, _listener: listener, _dir: dir };
+    let ping = reqwest::Client::new().post(status.url(&format!("/ping/{NIGHTLY}"))).body(NIGHTLY_BODY).send().await;
+    assert_eq!(ping.expect("ping").status(), 200, "heartbeat nightly pinged");
     run_until(&status, "www", "up").await;
     run_until(&status, "db", "down").await;
     run_until(&status, "intranet", "up").await;
@@ -342,6 +352,9 @@ async fn check_page_and_operator_list_with_pause_and_resume() {
     let (_, json, _) = get(&app, "/api/v1/checks/www", Some("victor")).await;
     assert_eq!(serde_json::from_str::<serde_json::Value>(&json).unwrap()["check"]["state"], "paused");
     let resumed = post(vec![("csrf", token), ("action", "resume".into())], "same-origin").await.expect("post");
-    assert!(resumed.text().await.unwrap().contains("Resumed 3 checks."));
+    assert!(resumed.text().await.unwrap().contains("Resumed 4 checks."), "three checks and the heartbeat");
     assert!(!app.app.checks().unwrap().view_of("www").unwrap().1.paused);
+    // Resuming a heartbeat that was not paused keeps its state.
+    let nightly = app.app.checks().unwrap().view_of("nightly").unwrap().1;
+    assert_eq!((nightly.state.as_str(), nightly.status), ("up", Some("up")));
 }

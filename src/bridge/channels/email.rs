@@ -12,7 +12,6 @@ use lettre::transport::smtp::extension::ClientId;
 use lettre::transport::smtp::{self, PoolConfig};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
 
 /// How the connection to the smarthost is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,7 +180,8 @@ pub(crate) struct Channel {
 }
 
 impl Channel {
-    pub(crate) fn new(config: &Config, timeout: Duration) -> Result<Self, Error> {
+    pub(crate) fn new(config: &Config, build: &super::Build) -> Result<Self, Error> {
+        let timeout = build.timeout;
         let invalid = |message: String| Error::Invalid { channel: ChannelKind::Email, message };
         let (host, port) = config.host_and_port().map_err(invalid)?;
         let from = config.from.parse::<Mailbox>().map_err(|err| invalid(format!("invalid sender address: {err}")))?;
@@ -267,6 +267,18 @@ fn classify(err: &smtp::Error) -> DeliveryError {
         DeliveryError::retryable(Reason::Connect, detail)
     }
 }
+
+/// A contact's address on this channel: an email address (`Name <addr>` allowed).
+pub type Address = String;
+
+/// The block contacts use when `bridge.channels.email` is absent: none, it needs its block.
+pub(crate) fn unconfigured() -> Option<Config> {
+    None
+}
+
+/// The built-in templates of this channel.
+pub(crate) const TEMPLATES: crate::bridge::render::Defaults =
+    crate::bridge::render::Defaults { body: Some("checkit/full.txt"), html: Some("checkit/full.html"), json: false };
 
 /// Checks a contact's address: an RFC 5322 address, optionally `Name <addr>`.
 pub fn validate_address(address: &str) -> Result<(), String> {

@@ -22,20 +22,31 @@ impl Config {
 pub(crate) struct Channel;
 
 impl Channel {
-    pub(crate) fn new(_config: &Config) -> Self {
-        Channel
+    pub(crate) fn new(_config: &Config, _build: &super::Build) -> Result<Self, super::Error> {
+        Ok(Channel)
     }
 
-    pub(crate) fn deliver(&self, address: &str, message: &Outgoing) -> Receipt {
+    pub(crate) async fn deliver(&self, address: &str, message: &Outgoing) -> Result<Receipt, super::DeliveryError> {
         tracing::info!(
             contact = %address,
             subject = %message.subject,
             body = %message.body,
             "Notification written to the log channel"
         );
-        Receipt { provider_response: "logged".to_string() }
+        Ok(Receipt { provider_response: "logged".to_string() })
     }
 }
+
+/// A contact's address on this channel: a label for the log line.
+pub type Address = String;
+
+/// The block contacts use when `bridge.channels.log` is absent: contacts may use it with its defaults.
+pub(crate) fn unconfigured() -> Option<Config> {
+    Some(Config::default())
+}
+
+/// The built-in templates of this channel.
+pub(crate) const TEMPLATES: crate::bridge::render::Defaults = crate::bridge::render::Defaults::SHORT;
 
 /// Checks a contact's address: any non-empty single-line label.
 pub fn validate_address(address: &str) -> Result<(), String> {

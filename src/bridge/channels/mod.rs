@@ -22,60 +22,89 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-/// The closed set of channel kinds. Adding one touches this enum, its file,
-/// and every `match` the compiler then points at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ChannelKind {
-    /// SMTP email through one smarthost account.
-    Email,
-    /// A generic HTTP SMS gateway.
-    Sms,
-    /// Telegram Bot API `sendMessage`.
-    Telegram,
-    /// Slack incoming webhook, one URL per contact.
-    Slack,
-    /// ntfy publish to one topic per contact.
-    Ntfy,
-    /// Generic JSON POST to one URL per contact.
-    Webhook,
-    /// The process log; always available, always succeeds.
-    Log,
-}
-
-impl ChannelKind {
-    /// The lowercase name used in config and as a metric label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChannelKind::Email => "email",
-            ChannelKind::Sms => "sms",
-            ChannelKind::Telegram => "telegram",
-            ChannelKind::Slack => "slack",
-            ChannelKind::Ntfy => "ntfy",
-            ChannelKind::Webhook => "webhook",
-            ChannelKind::Log => "log",
+/// Calls `$callback!` with the one list of channels, `Variant module;` each
+/// with its doc. This line and the channel's file (with its `pub mod`) are
+/// all a new channel needs: the enum, `bridge.channels`, the built
+/// [`Channels`], a contact's addresses (`bridge::config::Contact`) and the
+/// template overrides (`render::TemplatesConfig`) are generated from it.
+macro_rules! for_each_channel {
+    ($callback:ident) => {
+        $callback! {
+            /// SMTP email through one smarthost account.
+            Email email;
+            /// A generic HTTP SMS gateway.
+            Sms sms;
+            /// Telegram Bot API `sendMessage`.
+            Telegram telegram;
+            /// Slack incoming webhook, one URL per contact.
+            Slack slack;
+            /// ntfy publish to one topic per contact.
+            Ntfy ntfy;
+            /// Generic JSON POST to one URL per contact.
+            Webhook webhook;
+            /// The process log; always available, always succeeds.
+            Log log;
         }
-    }
+    };
+}
+pub(crate) use for_each_channel;
 
-    /// Every kind, in a stable order (for pre-creating metric label values).
-    pub fn all() -> &'static [ChannelKind] {
-        &[
-            ChannelKind::Email,
-            ChannelKind::Sms,
-            ChannelKind::Telegram,
-            ChannelKind::Slack,
-            ChannelKind::Ntfy,
-            ChannelKind::Webhook,
-            ChannelKind::Log,
-        ]
+/// The text of a contact's address, whether the channel keeps it plain or
+/// as a secret (hidden from `/config`).
+pub trait AddressText {
+    /// The address as the channel uses it.
+    fn text(&self) -> &str;
+}
+
+impl AddressText for String {
+    fn text(&self) -> &str {
+        self
     }
 }
 
-impl fmt::Display for ChannelKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+impl AddressText for Secret {
+    fn text(&self) -> &str {
+        self.expose()
     }
 }
+
+/// What every channel is built with.
+pub(crate) struct Build {
+    /// The one HTTP client, with the attempt's timeout.
+    pub(crate) http: reqwest::Client,
+    /// Budget for one delivery attempt.
+    pub(crate) timeout: Duration,
+}
+
+macro_rules! channels {
+    ($($(#[$doc:meta])* $variant:ident $module:ident;)*) => {
+        /// The closed set of channel kinds (see [`for_each_channel`]).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum ChannelKind {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl ChannelKind {
+            /// The lowercase name used in config and as a metric label value.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ChannelKind::$variant => stringify!($module),)*
+                }
+            }
+
+            /// Every kind, in a stable order (for pre-creating metric label values).
+            pub fn all() -> &'static [ChannelKind] {
+                &[$(ChannelKind::$variant,)*]
+            }
+
+            /// The built-in templates of the channel.
+            pub(crate) fn templates(self) -> crate::bridge::render::Defaults {
+                match self {
+                    $(ChannelKind::$variant => $module::TEMPLATES,)*
+                }
+            }
+        }
 
 /// The `bridge.channels:` section. A provider block that is absent leaves
 /// that channel unconfigured, except `slack`, `webhook` and `log`, which need
@@ -99,81 +128,126 @@ impl fmt::Display for ChannelKind {
 /// ntfy: {server: https://ntfy.example, token_env: NTFY_TOKEN, priority: high, tags: [rotating_light]}
 /// webhook: {secret_headers: {Authorization: {env: HOOK_AUTH}}}
 /// ```
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ChannelsConfig {
-    /// Budget for one delivery attempt (HTTP request or SMTP command).
-    pub timeout: GoDuration,
-    /// SMTP account used for every email contact.
-    pub email: Option<email::Config>,
-    /// HTTP SMS gateway.
-    pub sms: Option<sms::Config>,
-    /// Telegram bot.
-    pub telegram: Option<telegram::Config>,
-    /// Slack incoming webhooks.
-    pub slack: Option<slack::Config>,
-    /// ntfy server.
-    pub ntfy: Option<ntfy::Config>,
-    /// Generic JSON webhooks.
-    pub webhook: Option<webhook::Config>,
-    /// The process log.
-    pub log: Option<log::Config>,
+        #[derive(Debug, Clone, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct ChannelsConfig {
+            /// Budget for one delivery attempt (HTTP request or SMTP command).
+            pub timeout: GoDuration,
+            $(
+                #[doc = concat!("`", stringify!($module), "`: the channel's settings.")]
+                pub $module: Option<$module::Config>,
+            )*
+        }
+
+        impl Default for ChannelsConfig {
+            fn default() -> Self {
+                ChannelsConfig { timeout: GoDuration(Duration::from_secs(10)), $($module: None,)* }
+            }
+        }
+
+        impl ChannelsConfig {
+            /// Records every problem of this section below `path`
+            /// (normally `bridge.channels`). Reads secret files to check they exist.
+            pub fn validate(&self, path: &str, problems: &mut Problems) {
+                if self.timeout.get().is_zero() {
+                    problems.push(format!("{path}.timeout"), "timeout must be greater than zero");
+                }
+                $(
+                    if let Some(block) = &self.$module {
+                        block.validate(&format!("{path}.{}", stringify!($module)), problems);
+                    }
+                )*
+            }
+
+            /// Whether contacts may use `kind`: its block is set, or the
+            /// channel works with its defaults.
+            pub fn is_configured(&self, kind: ChannelKind) -> bool {
+                match kind {
+                    $(ChannelKind::$variant => self.$module.is_some() || $module::unconfigured().is_some(),)*
+                }
+            }
+        }
+
+        /// The built channels: secrets read, one HTTP client, one pooled SMTP
+        /// transport. Cheap to share behind an `Arc`.
+        pub struct Channels {
+            $($module: Option<$module::Channel>,)*
+        }
+
+        impl fmt::Debug for Channels {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct("Channels")$(.field(stringify!($module), &self.$module.is_some()))*.finish()
+            }
+        }
+
+        impl Channels {
+            /// Builds every configured channel. Reads secret files and builds the
+            /// shared HTTP client and the SMTP transport; nothing connects yet.
+            pub fn new(config: &ChannelsConfig) -> Result<Channels, Error> {
+                let timeout = config.timeout.get();
+                let http = reqwest::Client::builder()
+                    .timeout(timeout)
+                    .connect_timeout(timeout)
+                    .user_agent(concat!("checkit/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .map_err(|err| Error::HttpClient(err.to_string()))?;
+                let build = Build { http, timeout };
+                Ok(Channels {
+                    $(
+                        $module: config
+                            .$module
+                            .clone()
+                            .or_else($module::unconfigured)
+                            .map(|block| $module::Channel::new(&block, &build))
+                            .transpose()?,
+                    )*
+                })
+            }
+
+            /// Delivers one rendered message to one address over one channel. Makes a
+            /// single attempt: retries are the outbox's business.
+            pub async fn deliver(
+                &self,
+                kind: ChannelKind,
+                address: &str,
+                message: &Outgoing,
+            ) -> Result<Receipt, DeliveryError> {
+                validate_address(kind, address)
+                    .map_err(|message| DeliveryError::permanent(Reason::InvalidAddress, message))?;
+                let not_configured = || {
+                    DeliveryError::permanent(Reason::NotConfigured, format!("bridge.channels.{kind} is not configured"))
+                };
+                match kind {
+                    $(ChannelKind::$variant => self.$module.as_ref().ok_or_else(not_configured)?.deliver(address, message).await,)*
+                }
+            }
+        }
+
+        /// Checks a contact's address for `kind` (each channel's
+        /// `validate_address` says what it accepts), for use at config load.
+        pub fn validate_address(kind: ChannelKind, address: &str) -> Result<(), String> {
+            if address.is_empty() {
+                return Err(format!("{kind} address must not be empty"));
+            }
+            match kind {
+                $(ChannelKind::$variant => $module::validate_address(address),)*
+            }
+        }
+
+        /// Cuts a rendered body to the size limit of `kind` (each channel's file
+        /// knows its provider's limit).
+        pub fn truncate(kind: ChannelKind, text: &str) -> String {
+            match kind {
+                $(ChannelKind::$variant => $module::truncate(text),)*
+            }
+        }
+    };
 }
+for_each_channel!(channels);
 
-impl Default for ChannelsConfig {
-    fn default() -> Self {
-        ChannelsConfig {
-            timeout: GoDuration(Duration::from_secs(10)),
-            email: None,
-            sms: None,
-            telegram: None,
-            slack: None,
-            ntfy: None,
-            webhook: None,
-            log: None,
-        }
-    }
-}
-
-impl ChannelsConfig {
-    /// Records every problem of this section below `path`
-    /// (normally `bridge.channels`). Reads secret files to check they exist.
-    pub fn validate(&self, path: &str, problems: &mut Problems) {
-        if self.timeout.get().is_zero() {
-            problems.push(format!("{path}.timeout"), "timeout must be greater than zero");
-        }
-        if let Some(email) = &self.email {
-            email.validate(&format!("{path}.email"), problems);
-        }
-        if let Some(sms) = &self.sms {
-            sms.validate(&format!("{path}.sms"), problems);
-        }
-        if let Some(telegram) = &self.telegram {
-            telegram.validate(&format!("{path}.telegram"), problems);
-        }
-        if let Some(slack) = &self.slack {
-            slack.validate(&format!("{path}.slack"), problems);
-        }
-        if let Some(ntfy) = &self.ntfy {
-            ntfy.validate(&format!("{path}.ntfy"), problems);
-        }
-        if let Some(webhook) = &self.webhook {
-            webhook.validate(&format!("{path}.webhook"), problems);
-        }
-        if let Some(log) = &self.log {
-            log.validate(&format!("{path}.log"), problems);
-        }
-    }
-
-    /// Whether contacts may use `kind`: email, SMS and Telegram need their
-    /// block; the others work with defaults.
-    pub fn is_configured(&self, kind: ChannelKind) -> bool {
-        match kind {
-            ChannelKind::Email => self.email.is_some(),
-            ChannelKind::Sms => self.sms.is_some(),
-            ChannelKind::Telegram => self.telegram.is_some(),
-            ChannelKind::Slack | ChannelKind::Ntfy | ChannelKind::Webhook | ChannelKind::Log => true,
-        }
+impl fmt::Display for ChannelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -436,126 +510,6 @@ impl DeliveryError {
     fn with_retry_after(mut self, retry_after: Option<Duration>) -> Self {
         self.retry_after = retry_after;
         self
-    }
-}
-
-/// The built channels: secrets read, one HTTP client, one pooled SMTP
-/// transport. Cheap to share behind an `Arc`.
-pub struct Channels {
-    email: Option<email::Channel>,
-    sms: Option<sms::Channel>,
-    telegram: Option<telegram::Channel>,
-    slack: slack::Channel,
-    ntfy: ntfy::Channel,
-    webhook: webhook::Channel,
-    log: log::Channel,
-}
-
-impl fmt::Debug for Channels {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Channels")
-            .field("email", &self.email.is_some())
-            .field("sms", &self.sms.is_some())
-            .field("telegram", &self.telegram.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Channels {
-    /// Builds every configured channel. Reads secret files and builds the
-    /// shared HTTP client and the SMTP transport; nothing connects yet.
-    pub fn new(config: &ChannelsConfig) -> Result<Channels, Error> {
-        let timeout = config.timeout.get();
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .user_agent(concat!("checkit/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|err| Error::HttpClient(err.to_string()))?;
-        Ok(Channels {
-            email: config.email.as_ref().map(|email| email::Channel::new(email, timeout)).transpose()?,
-            sms: config.sms.as_ref().map(|sms| sms::Channel::new(sms, http.clone())).transpose()?,
-            telegram: config
-                .telegram
-                .as_ref()
-                .map(|telegram| telegram::Channel::new(telegram, http.clone()))
-                .transpose()?,
-            slack: slack::Channel::new(&config.slack.clone().unwrap_or_default(), http.clone())?,
-            ntfy: ntfy::Channel::new(&config.ntfy.clone().unwrap_or_default(), http.clone())?,
-            webhook: webhook::Channel::new(&config.webhook.clone().unwrap_or_default(), http.clone())?,
-            log: log::Channel::new(&config.log.clone().unwrap_or_default()),
-        })
-    }
-
-    /// Delivers one rendered message to one address over one channel. Makes a
-    /// single attempt: retries are the outbox's business.
-    pub async fn deliver(
-        &self,
-        kind: ChannelKind,
-        address: &str,
-        message: &Outgoing,
-    ) -> Result<Receipt, DeliveryError> {
-        validate_address(kind, address).map_err(|message| DeliveryError::permanent(Reason::InvalidAddress, message))?;
-        let not_configured =
-            || DeliveryError::permanent(Reason::NotConfigured, format!("bridge.channels.{kind} is not configured"));
-        match kind {
-            ChannelKind::Email => {
-                let channel = self.email.as_ref().ok_or_else(not_configured)?;
-                channel.deliver(address, message).await
-            }
-            ChannelKind::Sms => {
-                let channel = self.sms.as_ref().ok_or_else(not_configured)?;
-                channel.deliver(address, message).await
-            }
-            ChannelKind::Telegram => {
-                let channel = self.telegram.as_ref().ok_or_else(not_configured)?;
-                channel.deliver(address, message).await
-            }
-            ChannelKind::Slack => self.slack.deliver(address, message).await,
-            ChannelKind::Ntfy => self.ntfy.deliver(address, message).await,
-            ChannelKind::Webhook => self.webhook.deliver(address, message).await,
-            ChannelKind::Log => Ok(self.log.deliver(address, message)),
-        }
-    }
-}
-
-/// Checks a contact's address for `kind`, for use at config load:
-///
-/// | kind | accepted |
-/// |---|---|
-/// | email | an RFC 5322 address, optionally `Name <addr>` |
-/// | sms | E.164: `+`, then 7–15 digits, no separators |
-/// | telegram | a numeric chat id (negative for groups) or `@channelname` |
-/// | slack | an `https://` URL (`http://` only to a loopback host) |
-/// | ntfy | a topic: 1–64 of `A-Z a-z 0-9 _ -` |
-/// | webhook | an `http://` or `https://` URL |
-/// | log | any non-empty single-line label |
-pub fn validate_address(kind: ChannelKind, address: &str) -> Result<(), String> {
-    if address.is_empty() {
-        return Err(format!("{kind} address must not be empty"));
-    }
-    match kind {
-        ChannelKind::Email => email::validate_address(address),
-        ChannelKind::Sms => sms::validate_address(address),
-        ChannelKind::Telegram => telegram::validate_address(address),
-        ChannelKind::Slack => slack::validate_address(address),
-        ChannelKind::Ntfy => ntfy::validate_address(address),
-        ChannelKind::Webhook => webhook::validate_address(address),
-        ChannelKind::Log => log::validate_address(address),
-    }
-}
-
-/// Cuts a rendered body to the size limit of `kind` (each channel's file
-/// knows its provider's limit).
-pub fn truncate(kind: ChannelKind, text: &str) -> String {
-    match kind {
-        ChannelKind::Email => email::truncate(text),
-        ChannelKind::Sms => sms::truncate(text),
-        ChannelKind::Telegram => telegram::truncate(text),
-        ChannelKind::Slack => slack::truncate(text),
-        ChannelKind::Ntfy => ntfy::truncate(text),
-        ChannelKind::Webhook => webhook::truncate(text),
-        ChannelKind::Log => log::truncate(text),
     }
 }
 

@@ -81,7 +81,8 @@ pub(crate) struct Channel {
 }
 
 impl Channel {
-    pub(crate) fn new(config: &Config, http: reqwest::Client) -> Result<Self, Error> {
+    pub(crate) fn new(config: &Config, build: &super::Build) -> Result<Self, Error> {
+        let http = build.http.clone();
         let invalid = |message: String| Error::Invalid { channel: ChannelKind::Ntfy, message };
         let mut headers = HeaderMap::new();
         let mut secrets = Vec::new();
@@ -139,6 +140,17 @@ fn header_text(text: &str) -> HeaderValue {
 
 /// ntfy turns longer messages into attachments.
 pub const MAX_BYTES: usize = 4096;
+
+/// A contact's address on this channel: a topic.
+pub type Address = String;
+
+/// The block contacts use when `bridge.channels.ntfy` is absent: contacts may use it with its defaults.
+pub(crate) fn unconfigured() -> Option<Config> {
+    Some(Config::default())
+}
+
+/// The built-in templates of this channel.
+pub(crate) const TEMPLATES: crate::bridge::render::Defaults = crate::bridge::render::Defaults::SHORT;
 
 /// Checks a contact's address: a topic: 1–64 of `A-Z a-z 0-9 _ -`.
 pub fn validate_address(address: &str) -> Result<(), String> {

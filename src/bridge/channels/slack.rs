@@ -33,7 +33,8 @@ struct Payload<'a> {
 }
 
 impl Channel {
-    pub(crate) fn new(_config: &Config, http: reqwest::Client) -> Result<Self, Error> {
+    pub(crate) fn new(_config: &Config, build: &super::Build) -> Result<Self, Error> {
+        let http = build.http.clone();
         Ok(Channel { http })
     }
 
@@ -52,6 +53,17 @@ fn escape_control_characters(text: &str) -> String {
 
 /// Slack truncates `text` beyond 40,000 characters; stay below.
 pub const MAX_CHARS: usize = 39_000;
+
+/// A contact's address on this channel: an incoming-webhook URL (a secret: it carries the token).
+pub type Address = crate::config::types::Secret;
+
+/// The block contacts use when `bridge.channels.slack` is absent: contacts may use it with its defaults.
+pub(crate) fn unconfigured() -> Option<Config> {
+    Some(Config::default())
+}
+
+/// The built-in templates of this channel.
+pub(crate) const TEMPLATES: crate::bridge::render::Defaults = crate::bridge::render::Defaults::SHORT;
 
 /// Checks a contact's address: an `https://` URL (`http://` only to a loopback host).
 pub fn validate_address(address: &str) -> Result<(), String> {

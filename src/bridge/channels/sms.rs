@@ -174,7 +174,8 @@ pub(crate) struct Channel {
 }
 
 impl Channel {
-    pub(crate) fn new(config: &Config, http: reqwest::Client) -> Result<Self, Error> {
+    pub(crate) fn new(config: &Config, build: &super::Build) -> Result<Self, Error> {
+        let http = build.http.clone();
         let environment =
             config.environment().map_err(|message| Error::Invalid { channel: ChannelKind::Sms, message })?;
         let mut secrets = Vec::new();
@@ -207,6 +208,18 @@ impl Channel {
         http_outcome(&answer, SystemTime::now())
     }
 }
+
+/// A contact's address on this channel: a phone number in E.164 form.
+pub type Address = String;
+
+/// The block contacts use when `bridge.channels.sms` is absent: none, it needs its block.
+pub(crate) fn unconfigured() -> Option<Config> {
+    None
+}
+
+/// The built-in templates of this channel.
+pub(crate) const TEMPLATES: crate::bridge::render::Defaults =
+    crate::bridge::render::Defaults { body: Some("checkit/sms.txt"), html: None, json: false };
 
 /// Checks a contact's address: e.164: `+`, then 7–15 digits, no separators.
 pub fn validate_address(address: &str) -> Result<(), String> {

@@ -83,7 +83,8 @@ struct ResponseParameters {
 }
 
 impl Channel {
-    pub(crate) fn new(config: &Config, http: reqwest::Client) -> Result<Self, Error> {
+    pub(crate) fn new(config: &Config, build: &super::Build) -> Result<Self, Error> {
+        let http = build.http.clone();
         let token = SecretSource::from_pair(&config.token_file, &config.token_env)
             .load()
             .map_err(|message| Error::Secret { channel: ChannelKind::Telegram, message })?;
@@ -122,6 +123,17 @@ impl Channel {
 
 /// Telegram's limit per message (UTF-16 code units).
 pub const MAX_UTF16: usize = 4096;
+
+/// A contact's address on this channel: a chat id or `@channelname`.
+pub type Address = String;
+
+/// The block contacts use when `bridge.channels.telegram` is absent: none, it needs its block.
+pub(crate) fn unconfigured() -> Option<Config> {
+    None
+}
+
+/// The built-in templates of this channel.
+pub(crate) const TEMPLATES: crate::bridge::render::Defaults = crate::bridge::render::Defaults::SHORT;
 
 /// Checks a contact's address: a numeric chat id (negative for groups) or `@channelname`.
 pub fn validate_address(address: &str) -> Result<(), String> {

@@ -41,7 +41,8 @@ pub(crate) struct Channel {
 }
 
 impl Channel {
-    pub(crate) fn new(config: &Config, http: reqwest::Client) -> Result<Self, Error> {
+    pub(crate) fn new(config: &Config, build: &super::Build) -> Result<Self, Error> {
+        let http = build.http.clone();
         let mut secrets = Vec::new();
         let mut headers = build_headers(&config.headers, &config.secret_headers, ChannelKind::Webhook, &mut secrets)?;
         headers.entry(CONTENT_TYPE).or_insert(HeaderValue::from_static("application/json"));
@@ -54,6 +55,18 @@ impl Channel {
         http_outcome(&answer, SystemTime::now())
     }
 }
+
+/// A contact's address on this channel: a URL (a secret: URLs often carry tokens).
+pub type Address = crate::config::types::Secret;
+
+/// The block contacts use when `bridge.channels.webhook` is absent: contacts may use it with its defaults.
+pub(crate) fn unconfigured() -> Option<Config> {
+    Some(Config::default())
+}
+
+/// The built-in templates of this channel.
+pub(crate) const TEMPLATES: crate::bridge::render::Defaults =
+    crate::bridge::render::Defaults { body: None, html: None, json: true };
 
 /// Checks a contact's address: an `http://` or `https://` URL.
 pub fn validate_address(address: &str) -> Result<(), String> {

@@ -16,10 +16,13 @@ mod messages;
 mod postgres;
 mod schema;
 pub(crate) mod sqlite;
+mod summary;
 
 pub use messages::{MessageCopy, MessagePage, MessageQuery, MessageRecord, MessageSort};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+pub(crate) use summary::Dialect;
+pub use summary::{ListedAlert, Summary, SummaryCounts};
 
 use super::payload::{Notification, Status};
 use crate::storage::Storage;
@@ -258,6 +261,9 @@ pub struct Transition {
     pub told_firing: Vec<(String, Option<DateTime<Utc>>)>,
     /// Alerts the contact has now been told have resolved.
     pub told_resolved: Vec<String>,
+    /// A summary (by its leader row) whose every alert the contact has now
+    /// been told of as it stands: recorded by the store, not listed here.
+    pub told_summary: Option<i64>,
 }
 
 impl Transition {
@@ -274,6 +280,7 @@ impl Transition {
             sent_at: None,
             told_firing: Vec::new(),
             told_resolved: Vec::new(),
+            told_summary: None,
         }
     }
 }

@@ -5,8 +5,8 @@
 //! same notification arriving at two replicas is committed once.
 
 use super::{
-    AlertState, HistoryPage, HistoryQuery, HistorySql, Ingested, Lane, Mode, NewNotification, OutboxRow, QueueStats,
-    RawHistory, RawRow, Retention, RowState, StoreError, StoredNotification, Transition, alertnames,
+    AlertState, Dialect, HistoryPage, HistoryQuery, HistorySql, Ingested, Lane, Mode, NewNotification, OutboxRow,
+    QueueStats, RawHistory, RawRow, Retention, RowState, StoreError, StoredNotification, Transition, alertnames,
     encode_fingerprints, from_ms, schema, sql, to_ms,
 };
 use crate::bridge::payload::Status;
@@ -432,6 +432,10 @@ async fn apply_one(pooled: &mut Pooled, transition: &Transition, lane: &Lane, no
     }
     for fingerprint in &transition.told_resolved {
         pooled.execute(sql::TOLD_RESOLVED, &[&lane.contact, fingerprint]).await?;
+    }
+    if let Some(leader) = transition.told_summary {
+        pooled.execute(&Dialect::Postgres.told_firing_sql(), &[&leader, &lane.contact, &now]).await?;
+        pooled.execute(&Dialect::Postgres.told_resolved_sql(), &[&leader, &lane.contact]).await?;
     }
     Ok(())
 }

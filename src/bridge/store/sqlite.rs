@@ -5,9 +5,9 @@
 //! therefore cleared at open: whatever held them died with the last process.
 
 use super::{
-    AlertState, HistoryPage, HistoryQuery, HistorySql, Ingested, Lane, Mode, NewNotification, OutboxRow, QueueStats,
-    ROW_COLUMNS, RawHistory, RawRow, Retention, RowState, StoreError, StoredNotification, Transition, alertnames,
-    encode_fingerprints, from_ms, schema, sql, sqlite_sql, to_ms,
+    AlertState, Dialect, HistoryPage, HistoryQuery, HistorySql, Ingested, Lane, Mode, NewNotification, OutboxRow,
+    QueueStats, ROW_COLUMNS, RawHistory, RawRow, Retention, RowState, StoreError, StoredNotification, Transition,
+    alertnames, encode_fingerprints, from_ms, schema, sql, sqlite_sql, to_ms,
 };
 use crate::bridge::payload::Status;
 use crate::storage::sqlite::Sqlite;
@@ -455,6 +455,16 @@ fn apply_one(
     let mut told_resolved = connection.prepare_cached(&sqlite_sql(sql::TOLD_RESOLVED))?;
     for fingerprint in &transition.told_resolved {
         told_resolved.execute(params![lane.contact, fingerprint])?;
+    }
+    if let Some(leader) = transition.told_summary {
+        connection.prepare_cached(&sqlite_sql(&Dialect::Sqlite.told_firing_sql()))?.execute(params![
+            leader,
+            lane.contact,
+            now
+        ])?;
+        connection
+            .prepare_cached(&sqlite_sql(&Dialect::Sqlite.told_resolved_sql()))?
+            .execute(params![leader, lane.contact])?;
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ fuzz_target!(|data: &[u8]| {
     if text.contains("_file") {
         return;
     }
-    if let Ok(config) = checkit::config::Config::parse(text) {
+    if let Ok(config) = checkit::settings::Config::parse(text) {
         let _ = config.to_yaml();
     }
 });

@@ -2,8 +2,8 @@
 //! a parser for the text exposition its `/probe` answers with.
 
 use checkit::app::{App, ConfigSource, Options};
-use checkit::config::Config;
 use checkit::http::webconfig::Web;
+use checkit::settings::Config;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -32,7 +32,7 @@ impl Drop for TaskServer {
 /// `<prober>: <block>`, a YAML flow mapping) and probes `target` with it.
 pub async fn probe(prober: &str, block: &str, target: &str, timeout: Duration) -> Outcome {
     let yaml = format!("modules:\n  m:\n    prober: {prober}\n    {prober}: {block}\n");
-    let config = checkit::config::Config::parse(&yaml).unwrap_or_else(|err| panic!("{err}\n{yaml}"));
+    let config = checkit::settings::Config::parse(&yaml).unwrap_or_else(|err| panic!("{err}\n{yaml}"));
     crate::support::module::run_with(&config, &config.modules["m"], target, None, timeout).await
 }
 

@@ -10,7 +10,7 @@ use checkit::probe::{Outcome, Phase, Reason};
 pub async fn run_block(prober: &str, block: &str, target: &str, timeout: Duration) -> Outcome {
     let block: String = block.lines().map(|line| format!("      {line}\n")).collect();
     let yaml = format!("modules:\n  m:\n    prober: {prober}\n    {prober}:\n{block}");
-    let config = checkit::config::Config::parse(&yaml).unwrap_or_else(|err| panic!("{err}\n{yaml}"));
+    let config = checkit::settings::Config::parse(&yaml).unwrap_or_else(|err| panic!("{err}\n{yaml}"));
     run_with(&config, &config.modules["m"], target, None, timeout).await
 }
 
@@ -23,7 +23,7 @@ pub fn probe_env() -> &'static checkit::probe::Env {
 
 /// Runs `module` of `config` against `target` with the shared [`probe_env`].
 pub async fn run_with(
-    config: &checkit::config::Config,
+    config: &checkit::settings::Config,
     module: &checkit::probe::Module,
     target: &str,
     hostname: Option<&str>,
