@@ -163,9 +163,9 @@ async fn runs(client: &tokio_postgres::Client) -> BTreeMap<String, Vec<i64>> {
 const INTERVAL_MS: i64 = 2_000;
 const CHECKS: usize = 8;
 
-#[tokio::test]
-async fn two_replicas_on_postgres_run_each_check_once_per_interval_and_take_over_after_kill_9() {
-    let pg = peer!(Postgres::start(PostgresOpts::default()).await);
+/// Starts two replicas sharing `pg` that run `CHECKS` TCP checks every
+/// `interval` against a loopback listener; returns once both have joined.
+async fn check_replicas(pg: &Postgres, dir: &Path, interval: &str) -> (tokio_postgres::Client, Vec<Checkit>) {
     let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = target.local_addr().expect("addr");
     tokio::spawn(async move {
@@ -173,14 +173,21 @@ async fn two_replicas_on_postgres_run_each_check_once_per_interval_and_take_over
             drop(stream);
         }
     });
-    let dir = tempfile::tempdir().expect("temp dir");
     let checks: String = (0..CHECKS)
-        .map(|index| format!("- {{name: c{index}, module: tcp_connect, target: '{address}', interval: 2s}}\n"))
+        .map(|index| format!("- {{name: c{index}, module: tcp_connect, target: '{address}', interval: {interval}}}\n"))
         .collect();
-    let yaml = format!("{MODULES}{}checks:\n{checks}", storage_block(&pg, dir.path()));
-    let client = database(&pg).await;
-    let mut started = replicas(dir.path(), &yaml, 2).await;
+    let yaml = format!("{MODULES}{}checks:\n{checks}", storage_block(pg, dir));
+    let client = database(pg).await;
+    let started = replicas(dir, &yaml, 2).await;
     wait_for_replicas(&client, "checks", 2).await;
+    (client, started)
+}
+
+#[tokio::test]
+async fn two_replicas_on_postgres_run_each_check_once_per_interval_and_take_over_after_kill_9() {
+    let pg = peer!(Postgres::start(PostgresOpts::default()).await);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (client, mut started) = check_replicas(&pg, dir.path(), "2s").await;
     // Let both replicas see each other (a refresh a second) before counting.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let from = Utc::now().timestamp_millis();
@@ -475,21 +482,8 @@ async fn wait_for_listing(http: &reqwest::Client, replica: &Checkit, wanted: imp
 #[tokio::test]
 async fn maintenance_planned_on_one_replica_applies_on_the_other_within_seconds() {
     let pg = peer!(Postgres::start(PostgresOpts::default()).await);
-    let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let address = target.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = target.accept().await {
-            drop(stream);
-        }
-    });
     let dir = tempfile::tempdir().expect("temp dir");
-    let checks: String = (0..CHECKS)
-        .map(|index| format!("- {{name: c{index}, module: tcp_connect, target: '{address}', interval: 1s}}\n"))
-        .collect();
-    let yaml = format!("{MODULES}{}checks:\n{checks}", storage_block(&pg, dir.path()));
-    let client = database(&pg).await;
-    let started = replicas(dir.path(), &yaml, 2).await;
-    wait_for_replicas(&client, "checks", 2).await;
+    let (client, started) = check_replicas(&pg, dir.path(), "1s").await;
     let http = reqwest::Client::new();
     let (planner, other) = (&started[0], &started[1]);
     assert!(listed_windows(&http, other).await.is_empty(), "nothing planned yet");
