@@ -163,36 +163,42 @@ impl CheckStore {
     }
 
     /// The notes of incidents `ids` (incidents without a note are left out).
+    /// Two queries whatever the count, over the ids' range: notes are few
+    /// (people write them), and a status page asks for fifty incidents'.
     pub async fn notes(&self, ids: Vec<i64>) -> Result<HashMap<i64, Note>, StoreError> {
+        let (Some(first), Some(last)) = (ids.iter().min().copied(), ids.iter().max().copied()) else {
+            return Ok(HashMap::new());
+        };
+        let wanted: std::collections::HashSet<i64> = ids.into_iter().collect();
+        let range = || vec![first.into(), last.into()];
+        let titles = self
+            .storage()
+            .select("SELECT incident_id, title FROM incident_notes WHERE incident_id BETWEEN $1 AND $2", range())
+            .await?;
+        let updates = self
+            .storage()
+            .select(
+                "SELECT incident_id, at, status, body, author FROM incident_updates \
+                 WHERE incident_id BETWEEN $1 AND $2 ORDER BY incident_id, at, id",
+                range(),
+            )
+            .await?;
         let mut notes: HashMap<i64, Note> = HashMap::new();
-        for id in ids {
-            let title = self
-                .storage()
-                .select("SELECT title FROM incident_notes WHERE incident_id = $1", vec![id.into()])
-                .await?
-                .first()
-                .and_then(|row| row.first())
-                .and_then(|value| value.text().map(str::to_string));
-            let updates: Vec<Update> = self
-                .storage()
-                .select(
-                    "SELECT at, status, body, author FROM incident_updates WHERE incident_id = $1 ORDER BY at, id",
-                    vec![id.into()],
-                )
-                .await?
-                .iter()
-                .map(|row| {
-                    let get = |index: usize| row.get(index).cloned().unwrap_or(SqlValue::Null);
-                    Update {
-                        at: from_ms(get(0).int()),
-                        status: UpdateStatus::parse(&get(1).string()).unwrap_or(UpdateStatus::Investigating),
-                        body: get(2).string(),
-                        author: get(3).text().map(str::to_string),
-                    }
-                })
-                .collect();
-            if title.is_some() || !updates.is_empty() {
-                notes.insert(id, Note { title, updates });
+        for row in &titles {
+            let get = |index: usize| row.get(index).cloned().unwrap_or(SqlValue::Null);
+            if wanted.contains(&get(0).int()) {
+                notes.entry(get(0).int()).or_default().title = get(1).text().map(str::to_string);
+            }
+        }
+        for row in &updates {
+            let get = |index: usize| row.get(index).cloned().unwrap_or(SqlValue::Null);
+            if wanted.contains(&get(0).int()) {
+                notes.entry(get(0).int()).or_default().updates.push(Update {
+                    at: from_ms(get(1).int()),
+                    status: UpdateStatus::parse(&get(2).string()).unwrap_or(UpdateStatus::Investigating),
+                    body: get(3).string(),
+                    author: get(4).text().map(str::to_string),
+                });
             }
         }
         Ok(notes)

@@ -300,7 +300,8 @@ impl Shared {
     }
 
     /// Refreshes this replica's presence, who else runs checks, and pauses
-    /// set through other replicas.
+    /// and planned maintenance set through other replicas (a heartbeat
+    /// apart, so another replica's change applies here within seconds).
     async fn refresh_replicas(&self) {
         if !self.store.storage().is_shared() {
             return;
@@ -321,6 +322,9 @@ impl Shared {
                 }
             }
             Err(err) => tracing::warn!(error = %err, "Cannot read check pauses."),
+        }
+        if let Err(err) = self.reload_planned().await {
+            tracing::warn!(error = %err, "Cannot read planned maintenance.");
         }
     }
 

@@ -307,6 +307,31 @@ pub struct Saved {
     pub incident: Option<Incident>,
 }
 
+/// One day's run counts of a check (see [`CheckStore::day_counts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DayCount {
+    /// The day's start (UTC midnight).
+    pub start: DateTime<Utc>,
+    /// Runs outside maintenance.
+    pub runs: u64,
+    /// Successful runs among them.
+    pub successes: u64,
+    /// Runs during maintenance.
+    pub maintenance_runs: u64,
+}
+
+impl DayCount {
+    /// The counts of the day roll-up `rollup` starting at `start`.
+    pub fn of(start: DateTime<Utc>, rollup: &Rollup) -> DayCount {
+        DayCount { start, runs: rollup.runs, successes: rollup.successes, maintenance_runs: rollup.maintenance_runs }
+    }
+
+    /// `successes / runs`, or `None` with no runs.
+    pub fn uptime(&self) -> Option<f64> {
+        (self.runs > 0).then(|| self.successes as f64 / self.runs as f64)
+    }
+}
+
 /// The checks store; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct CheckStore {
@@ -876,6 +901,39 @@ impl CheckStore {
             series.insert(id, buckets);
         }
         Ok(series)
+    }
+
+    /// The daily run counts of every stored check for days starting in
+    /// `[from, to)`, by check, oldest first: a status page's day bars. One
+    /// query that seeks each check's key range (`IN`, as a join without
+    /// table statistics makes SQLite scan every roll-up), reading only the
+    /// three counts a bar shows.
+    pub async fn day_counts(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<HashMap<i64, Vec<DayCount>>, StoreError> {
+        let rows = self
+            .storage
+            .select(
+                "SELECT check_id, start, runs, successes, maintenance_runs FROM rollups \
+                 WHERE check_id IN (SELECT id FROM checks) AND period = $1 AND start >= $2 AND start < $3 \
+                 ORDER BY check_id, start",
+                vec![Period::Day.code().into(), to_ms(Period::Day.floor(from)).into(), to_ms(to).into()],
+            )
+            .await?;
+        let mut counts: HashMap<i64, Vec<DayCount>> = HashMap::new();
+        let count = |value: &SqlValue| u64::try_from(value.int()).unwrap_or(0);
+        for row in &rows {
+            let [check, start, runs, successes, maintenance_runs] = row.as_slice() else { continue };
+            counts.entry(check.int()).or_default().push(DayCount {
+                start: from_ms(start.int()),
+                runs: count(runs),
+                successes: count(successes),
+                maintenance_runs: count(maintenance_runs),
+            });
+        }
+        Ok(counts)
     }
 
     /// Incidents of any check overlapping `[from, to)`, newest first, with

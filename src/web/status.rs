@@ -10,8 +10,9 @@ use super::svg::{self, Day, Series, Span};
 use super::{Ui, relative_text, time_text};
 use crate::checks::View;
 use crate::checks::annotations::Note;
-use crate::checks::rollup::{Period, Rollup, WINDOWS};
+use crate::checks::rollup::{Period, WINDOWS};
 use crate::checks::state::{Incident, State as CheckState};
+use crate::checks::store::DayCount;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -99,41 +100,43 @@ fn failing(view: &View) -> bool {
     view.state == CheckState::Up && view.last.as_ref().is_some_and(|last| !last.success)
 }
 
-/// The 90 days of one check, from its daily roll-ups and incidents.
-fn days_of(
-    rollups: &[(DateTime<Utc>, Rollup)],
-    incidents: &[&Incident],
-    today: NaiveDate,
-    now: DateTime<Utc>,
-) -> Vec<Day> {
-    let by_day: HashMap<NaiveDate, &Rollup> =
-        rollups.iter().map(|(start, rollup)| (start.date_naive(), rollup)).collect();
-    (0..DAYS)
-        .rev()
-        .map(|back| {
-            let date = today - Duration::days(back);
-            let start = date.and_hms_opt(0, 0, 0).map(|time| time.and_utc()).unwrap_or(now);
-            let end = (start + Duration::days(1)).min(now);
-            let rollup = by_day.get(&date);
-            let mut downtime = 0i64;
-            let mut count = 0u32;
-            for incident in incidents {
-                let from = incident.started_at.max(start);
-                let to = incident.ended_at.unwrap_or(now).min(end);
-                if to > from {
-                    downtime += (to - from).num_seconds();
-                    count += 1;
-                }
+/// The 90 days of one check, from its daily run counts (oldest first) and
+/// incidents. Each incident adds to the days it overlaps, so the work is
+/// the days plus the incidents, not their product: a status page does this
+/// for hundreds of checks.
+fn days_of(counts: &[DayCount], incidents: &[&Incident], today: NaiveDate, now: DateTime<Utc>) -> Vec<Day> {
+    let first = today - Duration::days(DAYS - 1);
+    let mut days: Vec<Day> = first
+        .iter_days()
+        .take(DAYS as usize)
+        .map(|date| Day { date, uptime: None, maintenance: false, incidents: 0, downtime_seconds: 0 })
+        .collect();
+    let index_of =
+        |date: NaiveDate| usize::try_from((date - first).num_days()).ok().filter(|index| *index < DAYS as usize);
+    for count in counts {
+        if let Some(index) = index_of(count.start.date_naive()) {
+            days[index].uptime = count.uptime();
+            days[index].maintenance = count.maintenance_runs > 0;
+        }
+    }
+    let midnight = |date: NaiveDate| date.and_hms_opt(0, 0, 0).map_or(now, |time| time.and_utc());
+    let window_start = midnight(first);
+    for incident in incidents {
+        let from = incident.started_at.max(window_start);
+        let to = incident.ended_at.unwrap_or(now).min(now);
+        let (Some(first_day), Some(last_day)) = (index_of(from.date_naive()), index_of(to.date_naive())) else {
+            continue;
+        };
+        for day in days.iter_mut().take(last_day + 1).skip(first_day) {
+            let start = midnight(day.date);
+            let overlap = (to.min(start + Duration::days(1)) - from.max(start)).num_seconds();
+            if overlap > 0 {
+                day.downtime_seconds += u64::try_from(overlap).unwrap_or(0);
+                day.incidents += 1;
             }
-            Day {
-                date,
-                uptime: rollup.and_then(|rollup| rollup.uptime()),
-                maintenance: rollup.is_some_and(|rollup| rollup.maintenance_runs > 0),
-                incidents: count,
-                downtime_seconds: u64::try_from(downtime).unwrap_or(0),
-            }
-        })
-        .collect()
+        }
+    }
+    days
 }
 
 /// One check on a status page.
@@ -299,11 +302,10 @@ async fn snapshot(ui: &Ui, slug: &str, visitor_logged_in: bool, bars: bool) -> R
         groups.push((group.name.clone(), cards));
     }
     if bars {
-        let ids = members_ids.iter().map(|(id, _)| *id).collect();
-        let series = store.series(ids, Period::Day, from, now + Duration::days(1)).await.map_err(storage)?;
+        let counts = store.day_counts(from, now + Duration::days(1)).await.map_err(storage)?;
         for (card, id) in groups.iter_mut().flat_map(|(_, cards)| cards.iter_mut()) {
             let days = days_of(
-                series.get(id).map(Vec::as_slice).unwrap_or_default(),
+                counts.get(id).map(Vec::as_slice).unwrap_or_default(),
                 by_check.get(id).map(Vec::as_slice).unwrap_or_default(),
                 today,
                 now,
@@ -413,7 +415,9 @@ pub(super) async fn days(State(ui): State<Arc<Ui>>, Path((slug, name)): Path<(St
         (Err(err), _) | (_, Err(err)) => return storage(err).into_response(),
     };
     let incidents: Vec<&Incident> = incidents.iter().collect();
-    let days = days_of(series.get(&id).map(Vec::as_slice).unwrap_or_default(), &incidents, now.date_naive(), now);
+    let counts: Vec<DayCount> =
+        series.get(&id).into_iter().flatten().map(|(start, rollup)| DayCount::of(*start, rollup)).collect();
+    let days = days_of(&counts, &incidents, now.date_naive(), now);
     let texts: Vec<String> = days.iter().map(svg::Day::describe).collect();
     let mut response = axum::Json(serde_json::json!({"check": name, "days": texts})).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
@@ -940,5 +944,48 @@ pub(super) async fn pause(
             let (status, message) = storage(err);
             ui.error(&visitor, status, &message, &back)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn incident(from: DateTime<Utc>, to: Option<DateTime<Utc>>) -> Incident {
+        Incident {
+            id: None,
+            started_at: from,
+            ended_at: to,
+            phase: "connect".into(),
+            reason: "refused".into(),
+            notified_at: None,
+        }
+    }
+
+    #[test]
+    fn days_carry_their_counts_and_the_incidents_that_overlap_them() {
+        let now = Utc.with_ymd_and_hms(2026, 12, 6, 12, 0, 0).unwrap();
+        let today = now.date_naive();
+        let midnight = |back: i64| (today - Duration::days(back)).and_hms_opt(0, 0, 0).unwrap().and_utc();
+        let counts = [
+            DayCount { start: midnight(95), runs: 10, successes: 0, maintenance_runs: 0 },
+            DayCount { start: midnight(2), runs: 100, successes: 75, maintenance_runs: 0 },
+            DayCount { start: midnight(1), runs: 0, successes: 0, maintenance_runs: 5 },
+            DayCount { start: midnight(0), runs: 10, successes: 10, maintenance_runs: 0 },
+        ];
+        // Two days ago 22:00 to yesterday 02:00, a long-closed one before
+        // the 90 days, and one open since 11:00 today.
+        let across = incident(midnight(2) + Duration::hours(22), Some(midnight(1) + Duration::hours(2)));
+        let old = incident(midnight(120), Some(midnight(119)));
+        let open = incident(midnight(0) + Duration::hours(11), None);
+        let days = days_of(&counts, &[&across, &old, &open], today, now);
+        assert_eq!(days.len(), 90);
+        assert_eq!(days[0].date, today - Duration::days(89));
+        assert!(days[..87].iter().all(|day| day.uptime.is_none() && day.incidents == 0), "the old day is left out");
+        assert_eq!((days[87].uptime, days[87].incidents, days[87].downtime_seconds), (Some(0.75), 1, 2 * 3600));
+        assert_eq!((days[88].uptime, days[88].maintenance, days[88].incidents), (None, true, 1));
+        assert_eq!(days[88].downtime_seconds, 2 * 3600);
+        assert_eq!((days[89].uptime, days[89].incidents, days[89].downtime_seconds), (Some(1.0), 1, 3600));
     }
 }

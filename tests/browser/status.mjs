@@ -70,6 +70,19 @@ try {
     failures.check(badge.title === `www ${badge.window}: ${expected}`, `the ${badge.window} badge says ${badge.title}, API ${expected}`);
   }
 
+  // The Atom feed the page links to is well-formed XML with an entry per incident.
+  const feed = await page.evaluate(async () => {
+    const href = document.querySelector("link[rel=alternate][type='application/atom+xml']").getAttribute("href");
+    const doc = new DOMParser().parseFromString(await (await fetch(href)).text(), "application/xml");
+    return {
+      wellFormed: doc.getElementsByTagName("parsererror").length === 0,
+      root: doc.documentElement.namespaceURI + " " + doc.documentElement.localName,
+      titles: Array.from(doc.getElementsByTagName("entry")).map((entry) => entry.getElementsByTagName("title")[0].textContent),
+    };
+  });
+  failures.check(feed.wellFormed && feed.root === "http://www.w3.org/2005/Atom feed", `the feed is Atom XML (${feed.root})`);
+  failures.check(feed.titles.includes("www down: refused (connect) (resolved)"), `the feed lists the www outage (${feed.titles})`);
+
   // The day bar by keyboard: focus it (today), step back a day, read the tip.
   const tip = page.locator("#daytip");
   await page.locator("[data-check=www] svg.daybar").focus();

@@ -163,9 +163,9 @@ async fn runs(client: &tokio_postgres::Client) -> BTreeMap<String, Vec<i64>> {
 const INTERVAL_MS: i64 = 2_000;
 const CHECKS: usize = 8;
 
-#[tokio::test]
-async fn two_replicas_on_postgres_run_each_check_once_per_interval_and_take_over_after_kill_9() {
-    let pg = peer!(Postgres::start(PostgresOpts::default()).await);
+/// Starts two replicas sharing `pg` that run `CHECKS` TCP checks every
+/// `interval` against a loopback listener; returns once both have joined.
+async fn check_replicas(pg: &Postgres, dir: &Path, interval: &str) -> (tokio_postgres::Client, Vec<Checkit>) {
     let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = target.local_addr().expect("addr");
     tokio::spawn(async move {
@@ -173,14 +173,21 @@ async fn two_replicas_on_postgres_run_each_check_once_per_interval_and_take_over
             drop(stream);
         }
     });
-    let dir = tempfile::tempdir().expect("temp dir");
     let checks: String = (0..CHECKS)
-        .map(|index| format!("- {{name: c{index}, module: tcp_connect, target: '{address}', interval: 2s}}\n"))
+        .map(|index| format!("- {{name: c{index}, module: tcp_connect, target: '{address}', interval: {interval}}}\n"))
         .collect();
-    let yaml = format!("{MODULES}{}checks:\n{checks}", storage_block(&pg, dir.path()));
-    let client = database(&pg).await;
-    let mut started = replicas(dir.path(), &yaml, 2).await;
+    let yaml = format!("{MODULES}{}checks:\n{checks}", storage_block(pg, dir));
+    let client = database(pg).await;
+    let started = replicas(dir, &yaml, 2).await;
     wait_for_replicas(&client, "checks", 2).await;
+    (client, started)
+}
+
+#[tokio::test]
+async fn two_replicas_on_postgres_run_each_check_once_per_interval_and_take_over_after_kill_9() {
+    let pg = peer!(Postgres::start(PostgresOpts::default()).await);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (client, mut started) = check_replicas(&pg, dir.path(), "2s").await;
     // Let both replicas see each other (a refresh a second) before counting.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let from = Utc::now().timestamp_millis();
@@ -324,6 +331,13 @@ async fn check_store_suite(store: checkit::checks::store::CheckStore) {
     assert_eq!((raw.runs, raw.maintenance_runs), (236, 4));
     assert_eq!(store.rollups_by_check(Period::Hour, start, end).await.expect("all")[&id], raw);
     assert_eq!(store.count_results(id, start, end).await.expect("count"), 240);
+    let days = store.day_counts(start, end).await.expect("day counts");
+    let first_day = store.rollup(id, Period::Day, start, start + chrono::Duration::hours(2)).await.expect("day");
+    let midnight = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
+    assert_eq!(days[&id].len(), 2, "the evening's day and the next, oldest first");
+    assert_eq!(days[&id][0], checkit::checks::store::DayCount::of(midnight, &first_day));
+    assert_eq!(days[&id].iter().map(|count| count.runs).sum::<u64>(), raw.runs);
+    assert!(!days.contains_key(&saved["b"].id), "a check without runs has no days");
 
     let down_at = end + chrono::Duration::minutes(1);
     let incident = Incident {
@@ -369,7 +383,8 @@ async fn check_store_suite(store: checkit::checks::store::CheckStore) {
     let update = Update { at: down_at, status: UpdateStatus::Identified, body: "**db** full".into(), author: None };
     store.annotate(opened, Some("DB down".into()), Some(update.clone())).await.expect("annotate");
     assert!(store.annotate(opened + 1000, None, None).await.is_err(), "no such incident");
-    let notes = store.notes(vec![opened]).await.expect("notes");
+    let notes = store.notes(vec![opened - 1, opened, opened + 1]).await.expect("notes");
+    assert_eq!(notes.len(), 1, "only incidents with notes: {notes:?}");
     assert_eq!((notes[&opened].title.as_deref(), &notes[&opened].updates[..]), (Some("DB down"), &[update][..]));
     let planned = Planned {
         id: 0,
@@ -444,6 +459,101 @@ async fn heartbeat_pings_and_states_survive_a_reopen_on_sqlite_and_postgres() {
         assert_eq!((pings[0].duration_seconds, pings[0].exit_status), (Some(1.5), Some(0)));
         assert_eq!(store.records().await.expect("records")["backup"], record);
     }
+}
+
+/// The rows of the window table on `replica`'s `/ui/maintenance`.
+async fn listed_windows(http: &reqwest::Client, replica: &Checkit) -> Vec<String> {
+    let page = http.get(replica.url("/ui/maintenance")).send().await.expect("get").text().await.expect("body");
+    let table = page.split("<tbody>").nth(1).and_then(|rest| rest.split("</tbody>").next()).unwrap_or_default();
+    table.split("<tr data-active=").skip(1).map(|row| row.to_string()).collect()
+}
+
+/// Polls `replica`'s maintenance list (bounded: 10 s) until `wanted` says yes.
+async fn wait_for_listing(http: &reqwest::Client, replica: &Checkit, wanted: impl Fn(&[String]) -> bool) -> bool {
+    for _ in 0..100 {
+        if wanted(&listed_windows(http, replica).await) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn maintenance_planned_on_one_replica_applies_on_the_other_within_seconds() {
+    let pg = peer!(Postgres::start(PostgresOpts::default()).await);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (client, started) = check_replicas(&pg, dir.path(), "1s").await;
+    let http = reqwest::Client::new();
+    let (planner, other) = (&started[0], &started[1]);
+    assert!(listed_windows(&http, other).await.is_empty(), "nothing planned yet");
+
+    // Plan a window over every check on the first replica, as an operator would.
+    let form_page = http.get(planner.url("/ui/maintenance")).send().await.expect("get").text().await.expect("body");
+    let token = crate::web_ui::form_token(&form_page);
+    let now = Utc::now();
+    let start = now.format("%Y-%m-%dT%H:%M").to_string();
+    let end = (now + chrono::Duration::hours(1)).format("%Y-%m-%dT%H:%M").to_string();
+    let form = [
+        ("csrf", token.as_str()),
+        ("title", "Replica-wide upgrade"),
+        ("start", start.as_str()),
+        ("end", end.as_str()),
+        ("scope", "all"),
+    ];
+    let response = http.post(planner.url("/ui/maintenance")).header("sec-fetch-site", "same-origin").form(&form);
+    let response = response.send().await.expect("post");
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap_or_default());
+    let planned_at = Utc::now().timestamp_millis();
+
+    // The other replica lists it, and every check (each run by one of the
+    // two replicas) stores its next runs as maintenance.
+    assert!(
+        wait_for_listing(&http, other, |rows| rows.iter().any(|row| row.contains("Replica-wide upgrade"))).await,
+        "the other replica never listed the window: {:?}",
+        listed_windows(&http, other).await
+    );
+    let mut marked = BTreeMap::new();
+    for _ in 0..100 {
+        let rows = client
+            .query(
+                "SELECT c.name, COUNT(*) FROM results r JOIN checks c ON c.id = r.check_id \
+                 WHERE r.at > $1 AND (r.flags & 2) <> 0 GROUP BY c.name",
+                &[&(planned_at + 1_500)],
+            )
+            .await
+            .expect("read results");
+        marked = rows.iter().map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1))).collect();
+        if marked.len() == CHECKS {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(marked.len(), CHECKS, "every check ran in maintenance on whichever replica runs it: {marked:?}");
+
+    // Ending it on the first replica ends it on the other one too.
+    let page = http.get(planner.url("/ui/maintenance")).send().await.expect("get").text().await.expect("body");
+    let action = page
+        .split("action=\"/ui/maintenance/")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("an End now form: {page}"))
+        .to_string();
+    let token = crate::web_ui::form_token(&page);
+    let response = http
+        .post(planner.url(&format!("/ui/maintenance/{action}")))
+        .header("sec-fetch-site", "same-origin")
+        .form(&[("csrf", token.as_str())])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap_or_default());
+    assert!(
+        wait_for_listing(&http, other, |rows| !rows.iter().any(|row| row.contains("Replica-wide upgrade"))).await,
+        "the other replica still lists the ended window: {:?}",
+        listed_windows(&http, other).await
+    );
+    drop(started);
 }
 
 /// Posts agent `index`'s batch of check `site` results, `(seconds before
