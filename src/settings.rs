@@ -28,9 +28,12 @@ pub struct Config {
     /// The compiled target policy.
     #[serde(skip)]
     pub policy: TargetPolicy,
-    /// Each module rendered as YAML once, for debug output and `/logs`.
+    /// Each module rendered as YAML on first use (debug output, `/logs`, agents'
+    /// assignments): rendering every module at load ran the YAML serializer
+    /// and every prober's `Serialize`, code whose pages then stayed resident
+    /// in a process that may never show a module.
     #[serde(skip)]
-    module_yaml: BTreeMap<String, Arc<str>>,
+    module_yaml: BTreeMap<String, std::sync::OnceLock<Arc<str>>>,
     /// The alert bridge, when enabled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bridge: Option<Arc<crate::bridge::Config>>,
@@ -112,8 +115,7 @@ impl Config {
             None => ExporterConfig::default(),
         };
         let policy = exporter.policy("exporter", &mut problems);
-        let bridge =
-            yaml::block_each(raw.bridge, "bridge", &mut problems, crate::bridge::Config::validate).map(Arc::new);
+        let bridge = yaml::block(raw.bridge, "bridge", &mut problems, crate::bridge::Config::validate).map(Arc::new);
         let checks = crate::checks::config::Settings::from_yaml(
             raw.checks,
             raw.check_files,
@@ -166,7 +168,7 @@ impl Config {
         if !problems.is_empty() {
             return Err(Error::Invalid(problems.0));
         }
-        let module_yaml = modules.iter().map(|(name, module)| (name.clone(), yaml::to_string(module).into())).collect();
+        let module_yaml = modules.keys().map(|name| (name.clone(), std::sync::OnceLock::new())).collect();
         Ok(Config {
             modules,
             exporter,
@@ -197,7 +199,10 @@ impl Config {
 
     /// The module called `name` as YAML (empty when there is none).
     pub fn module_yaml(&self, name: &str) -> Arc<str> {
-        self.module_yaml.get(name).cloned().unwrap_or_else(|| "".into())
+        match (self.modules.get(name), self.module_yaml.get(name)) {
+            (Some(module), Some(rendered)) => rendered.get_or_init(|| yaml::to_string(module).into()).clone(),
+            _ => "".into(),
+        }
     }
 
     /// The store of a part: its own (deprecated) `store:` when given, else `storage:`.

@@ -172,17 +172,8 @@ impl fmt::Display for Matchers {
 /// list of such strings, as Alertmanager's `matchers:` does.
 impl<'de> Deserialize<'de> for Matchers {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            One(String),
-            Many(Vec<String>),
-        }
-        match Raw::deserialize(deserializer)? {
-            Raw::One(text) => Matchers::parse(&text),
-            Raw::Many(texts) => Matchers::parse_all(&texts),
-        }
-        .map_err(serde::de::Error::custom)
+        let texts = crate::config::types::one_or_many(deserializer)?;
+        Matchers::parse_all(&texts).map_err(serde::de::Error::custom)
     }
 }
 

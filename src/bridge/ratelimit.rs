@@ -117,16 +117,7 @@ fn parse_window(spec: &str) -> Result<Window, String> {
 
 impl<'de> Deserialize<'de> for RateLimit {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            One(String),
-            Many(Vec<String>),
-        }
-        let specs = match Raw::deserialize(deserializer)? {
-            Raw::One(spec) => vec![spec],
-            Raw::Many(specs) => specs,
-        };
+        let specs = crate::config::types::one_or_many(deserializer)?;
         // Keep malformed entries so that `validate` reports each with its path.
         let windows = specs.iter().filter_map(|spec| parse_window(spec).ok()).collect();
         Ok(RateLimit { specs, windows })

@@ -216,7 +216,25 @@ async fn list(State(shared): State<Arc<Shared>>) -> Response {
 
 async fn one(State(shared): State<Arc<Shared>>, Path(name): Path<String>) -> Result<Response, ApiError> {
     let slot = find(&shared, &name)?;
-    Ok(axum::Json(json!({"status": "success", "check": view_json(&slot.view(), shared.clock.now())})).into_response())
+    let now = shared.clock.now();
+    let view = slot.view();
+    let mut check = view_json(&view, now);
+    // Each location's last 24 hours, from its stored results.
+    if !view.check.locations.is_empty() {
+        let summaries = shared
+            .store
+            .location_summaries(slot.id, now - chrono::Duration::hours(24), now)
+            .await
+            .map_err(unavailable)?;
+        if let Some(locations) = check.get_mut("locations").and_then(Value::as_object_mut) {
+            for summary in summaries {
+                if let Some(entry) = locations.get_mut(&summary.location).and_then(Value::as_object_mut) {
+                    entry.insert("last_24h".into(), json!(summary));
+                }
+            }
+        }
+    }
+    Ok(axum::Json(json!({"status": "success", "check": check})).into_response())
 }
 
 async fn results(

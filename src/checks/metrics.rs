@@ -46,6 +46,8 @@ pub const METRIC_NAMES: &[&str] = &[
     "checkit_checks_notifications_total",
     "checkit_check_location_state",
     "checkit_check_location_last_success",
+    "checkit_check_location_last_run_timestamp_seconds",
+    "checkit_check_location_last_duration_seconds",
     "checkit_agent_batches_total",
     "checkit_agent_last_seen_timestamp_seconds",
     "checkit_agent_silent",
@@ -244,22 +246,38 @@ fn encode_locations(views: &[super::View], encoder: &mut DescriptorEncoder) -> R
             }
         }
     }
-    let mut family = encoder.encode_descriptor(
-        "checkit_check_location_last_success",
-        "Whether the last result of a check pushed from one agent location succeeded",
-        None,
-        MetricType::Gauge,
-    )?;
-    for view in &located {
-        for (location, entry) in &view.locations {
-            let Some(success) = entry.last_success else { continue };
-            let labels = [
-                ("check", view.check.name.as_str()),
-                ("module", view.check.module.as_str()),
-                ("target", view.check.target.as_str()),
-                ("location", location.as_str()),
-            ];
-            ConstGauge::new(f64::from(u8::from(success))).encode(family.encode_family(&labels)?)?;
+    // The per-check last-run families, per location.
+    type Read = fn(&super::agents::LocationState) -> Option<f64>;
+    let families: [(&str, &str, Read); 3] = [
+        (
+            "checkit_check_location_last_success",
+            "Whether the last result of a check pushed from one agent location succeeded",
+            |entry| entry.last_success.map(|success| f64::from(u8::from(success))),
+        ),
+        (
+            "checkit_check_location_last_run_timestamp_seconds",
+            "When the last result of a check pushed from one agent location started, Unix seconds",
+            |entry| entry.last_at.map(|at| at.timestamp_millis() as f64 / 1000.0),
+        ),
+        (
+            "checkit_check_location_last_duration_seconds",
+            "How long the last run of a check at one agent location took",
+            |entry| entry.last_duration_seconds,
+        ),
+    ];
+    for (name, help, read) in families {
+        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for view in &located {
+            for (location, entry) in &view.locations {
+                let Some(value) = read(entry) else { continue };
+                let labels = [
+                    ("check", view.check.name.as_str()),
+                    ("module", view.check.module.as_str()),
+                    ("target", view.check.target.as_str()),
+                    ("location", location.as_str()),
+                ];
+                ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+            }
         }
     }
     Ok(())

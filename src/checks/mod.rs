@@ -152,6 +152,24 @@ pub struct View {
 }
 
 impl Slot {
+    /// A slot for `check` with what the store saved about it.
+    fn restore(saved: store::Saved, check: Check) -> Arc<Slot> {
+        Arc::new(Slot {
+            id: saved.id,
+            state: Mutex::new(SlotState {
+                paused_override: saved.paused,
+                machine: Machine::restore(saved.health, saved.since, saved.incident),
+                last: None,
+                uptime: [None; WINDOWS.len()],
+                reminders: 0,
+                locations: BTreeMap::new(),
+                pending: None,
+                status: None,
+            }),
+            check: RwLock::new(Arc::new(check)),
+        })
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -243,13 +261,15 @@ impl Shared {
 
     /// Every slot, probed and unprobed, by name.
     pub(crate) fn slots(&self) -> Vec<Arc<Slot>> {
-        let mut slots: Vec<Arc<Slot>> = {
-            let running = self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            running.values().map(|running| Arc::clone(&running.slot)).collect()
-        };
-        slots.extend(self.unprobed_slots());
-        slots.sort_by(|a, b| a.check().name.cmp(&b.check().name));
-        slots
+        // Lock order: `running`, then `unprobed`.
+        let running = self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let unprobed = self.unprobed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut named: Vec<(&String, &Arc<Slot>)> =
+            running.iter().map(|(name, running)| (name, &running.slot)).chain(unprobed.iter()).collect();
+        if !unprobed.is_empty() {
+            named.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        }
+        named.into_iter().map(|(_, slot)| Arc::clone(slot)).collect()
     }
 
     /// The slot of check `name`.
@@ -639,20 +659,7 @@ async fn apply(shared: &Arc<Shared>, checks: Vec<Check>) -> Result<(), Error> {
             continue;
         }
         let Some(saved) = saved.remove(&check.name) else { continue };
-        let slot = Arc::new(Slot {
-            id: saved.id,
-            state: Mutex::new(SlotState {
-                paused_override: saved.paused,
-                machine: Machine::restore(saved.health, saved.since, saved.incident),
-                last: None,
-                uptime: [None; WINDOWS.len()],
-                reminders: 0,
-                locations: BTreeMap::new(),
-                pending: None,
-                status: None,
-            }),
-            check: RwLock::new(Arc::new(check.clone())),
-        });
+        let slot = Slot::restore(saved, check.clone());
         let (stop, stop_rx) = watch::channel(false);
         let _ = shared.launches.send((Arc::clone(shared), Arc::clone(&slot), stop_rx));
         running.insert(check.name, Running { slot, stop });

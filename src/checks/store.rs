@@ -253,6 +253,22 @@ pub struct ReceivedResult {
     pub received_at: DateTime<Utc>,
 }
 
+/// One location's results of a check over a window ([`CheckStore::location_summaries`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LocationSummary {
+    /// The location.
+    #[serde(skip)]
+    pub location: String,
+    /// Runs outside maintenance.
+    pub runs: u64,
+    /// Failed runs outside maintenance.
+    pub failures: u64,
+    /// Successes over runs (none without runs).
+    pub uptime: Option<f64>,
+    /// The newest failure outside maintenance.
+    pub last_failure_at: Option<DateTime<Utc>>,
+}
+
 /// What [`CheckStore::ingest`] did with a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Ingested {
@@ -697,6 +713,39 @@ impl CheckStore {
                         maintenance: flags & FLAG_MAINTENANCE != 0,
                     },
                     received_at: from_ms(row[4].int()),
+                }
+            })
+            .collect())
+    }
+
+    /// Per location, check `id`'s pushed results started in `[from, to)`.
+    pub async fn location_summaries(
+        &self,
+        id: i64,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<LocationSummary>, StoreError> {
+        // flags 0: a failure, 1: a success, 2 and 3: in maintenance.
+        let rows = self
+            .storage
+            .select(
+                "SELECT location, CAST(SUM(CASE WHEN flags < 2 THEN 1 ELSE 0 END) AS BIGINT), \
+                 CAST(SUM(CASE WHEN flags = 0 THEN 1 ELSE 0 END) AS BIGINT), MAX(CASE WHEN flags = 0 THEN at END) \
+                 FROM location_results WHERE check_id = $1 AND at >= $2 AND at < $3 GROUP BY location ORDER BY location",
+                vec![id.into(), to_ms(from).into(), to_ms(to).into()],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let runs = u64::try_from(row[1].int()).unwrap_or(0);
+                let failures = u64::try_from(row[2].int()).unwrap_or(0);
+                LocationSummary {
+                    location: row[0].text().unwrap_or_default().to_string(),
+                    runs,
+                    failures,
+                    uptime: (runs > 0).then(|| runs.saturating_sub(failures) as f64 / runs as f64),
+                    last_failure_at: matches!(row[3], SqlValue::Int(_)).then(|| from_ms(row[3].int())),
                 }
             })
             .collect())

@@ -9,14 +9,13 @@
 //! they never announce: their owner notifies through the pipeline itself.
 
 use super::config::Check;
-use super::state::{Machine, Run, Thresholds};
+use super::state::{Run, Thresholds};
 use super::store::NewResult;
-use super::{Checks, Error, Last, Shared, Slot, SlotState};
+use super::{Checks, Error, Last, Shared, Slot};
 use crate::storage::StoreError;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 
 /// The part that owns unprobed checks; an operator's pause or resume of one
 /// (UI or checks API) goes to it first.
@@ -39,12 +38,6 @@ pub struct Outcome {
 }
 
 impl Shared {
-    /// Every unprobed slot.
-    pub(super) fn unprobed_slots(&self) -> Vec<Arc<Slot>> {
-        let unprobed = self.unprobed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        unprobed.values().cloned().collect()
-    }
-
     /// The unprobed slot of `name`.
     pub(super) fn unprobed_slot(&self, name: &str) -> Option<Arc<Slot>> {
         let unprobed = self.unprobed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -108,20 +101,7 @@ impl Checks {
                 continue;
             }
             let Some(saved) = saved.remove(&check.name) else { continue };
-            let slot = Arc::new(Slot {
-                id: saved.id,
-                state: Mutex::new(SlotState {
-                    paused_override: saved.paused,
-                    machine: Machine::restore(saved.health, saved.since, saved.incident),
-                    last: None,
-                    uptime: [None; super::rollup::WINDOWS.len()],
-                    reminders: 0,
-                    locations: BTreeMap::new(),
-                    pending: None,
-                    status: None,
-                }),
-                check: RwLock::new(Arc::new(check.clone())),
-            });
+            let slot = Slot::restore(saved, check.clone());
             unprobed.insert(check.name, slot);
         }
         Ok(())

@@ -302,6 +302,21 @@ pub fn read_secret_file(path: &str) -> Result<Secret, String> {
     Ok(Secret(text.to_string()))
 }
 
+/// Deserializes one string or a list of strings (`a` or `[a, b]`, as
+/// Alertmanager's `matchers:` takes them) into a list.
+pub fn one_or_many<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Raw::deserialize(deserializer)? {
+        Raw::One(text) => vec![text],
+        Raw::Many(texts) => texts,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -101,29 +101,10 @@ pub fn from_value_each<T: DeserializeOwned>(value: Value, base: &str) -> Partial
 
 /// Decodes an optional block (absent or `null`: `None`) and validates it,
 /// recording every problem under `path`: how a part reads its own block.
+/// Every key is decoded even when one fails ([`from_value_each`]) and what
+/// decoded is validated, so one bad key does not hide problems under the
+/// others; problems under a key that failed to decode are not repeated.
 pub fn block<T: DeserializeOwned>(
-    value: Option<Value>,
-    path: &str,
-    problems: &mut super::Problems,
-    validate: impl FnOnce(&T, &str, &mut super::Problems),
-) -> Option<T> {
-    let value = value.filter(|value| !value.is_null())?;
-    match from_value::<T>(value, path) {
-        Ok(decoded) => {
-            validate(&decoded, path, problems);
-            Some(decoded)
-        }
-        Err(problem) => {
-            problems.0.push(problem);
-            None
-        }
-    }
-}
-
-/// Like [`block`], but every key is decoded even when one fails ([`from_value_each`])
-/// and what decoded is validated, so one bad key does not hide problems under
-/// the others; problems under a key that failed to decode are not repeated.
-pub fn block_each<T: DeserializeOwned>(
     value: Option<Value>,
     path: &str,
     problems: &mut super::Problems,

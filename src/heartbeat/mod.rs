@@ -356,15 +356,12 @@ impl Shared {
         let mut changes = Vec::new();
         let mut notifications = Vec::new();
         let history = self.history();
-        let mut missed = std::collections::BTreeSet::new();
+        let mut missed = BTreeMap::new();
         for (name, entry) in &runtime.checks {
             let record = records.entry(name.clone()).or_default();
             if let Some(reason) = record.unrecorded_miss(&entry.spec, now) {
                 record.missed_at = Some(now);
-                missed.insert(name.clone());
-                if let Some(history) = &history {
-                    history.record_unprobed(name, history::missed(now, reason)).await;
-                }
+                missed.insert(name.clone(), reason);
             }
             for (kind, wanted) in record.wanted_alerts(&entry.spec, now) {
                 let (since, ended) = match (wanted, record.alerts.get(kind)) {
@@ -387,10 +384,16 @@ impl Shared {
                 changes.push(Change { name: name.clone(), kind, since, resolved: true });
             }
         }
-        // Submitted together, so that many deadlines passing at once share
-        // the bridge's group commit instead of paying one commit each.
+        // Misses and alerts are stored together, so that many deadlines
+        // passing at once share the stores' group commits instead of paying
+        // one commit each.
+        if let Some(history) = &history {
+            let results =
+                missed.iter().map(|(name, reason)| history.record_unprobed(name, history::missed(now, reason)));
+            futures::future::join_all(results).await;
+        }
         let outcomes = futures::future::join_all(notifications.into_iter().map(|n| self.notifier.submit(n))).await;
-        let mut touched = missed;
+        let mut touched: std::collections::BTreeSet<String> = missed.into_keys().collect();
         for (change, outcome) in changes.iter().zip(outcomes) {
             match outcome {
                 Ok(()) => {
@@ -532,12 +535,15 @@ impl Heartbeats {
     }
 
     /// Brings the checks' history in line with the configured heartbeats
-    /// (after a reload) and wakes the evaluator to report their statuses.
+    /// (after a reload), with their statuses.
     pub async fn sync_history(&self) -> Result<(), crate::checks::Error> {
         let Some(checks) = self.shared.history() else { return Ok(()) };
         let runtime = self.shared.runtime();
         let unprobed = runtime.checks.values().map(history::check_of).collect();
         checks.set_unprobed(unprobed, history::owner(&self.shared)).await?;
+        for (name, status) in self.statuses().await {
+            checks.report_status(&name, status.as_str(), status == Status::Paused);
+        }
         self.shared.wake.notify_one();
         Ok(())
     }

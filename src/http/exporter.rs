@@ -165,14 +165,14 @@ async fn probe_handler(State(app): State<Arc<Exporter>>, headers: HeaderMap, req
     drop(in_flight);
     let result = outcome.error.as_ref().map_or("success", |err| err.reason.as_str());
     app.telemetry.probes.get_or_create(&ProbeLabels { module: params.module.clone(), result: result.into() }).inc();
-    let module_yaml = config.module_yaml(&params.module);
     let body = outcome.registry.encode();
-    let debug = params.debug.then(|| probe::debug::debug_output(&outcome.log, &body, &module_yaml));
+    let debug =
+        params.debug.then(|| probe::debug::debug_output(&outcome.log, &body, &config.module_yaml(&params.module)));
     // Shared with the history entry rather than copied.
     let body = bytes::Bytes::from(body);
     let denied = outcome.error.as_ref().filter(|err| err.reason == Reason::Denied).map(|err| err.detail.clone());
     if let Ok(mut history) = app.history.lock() {
-        history.add(&params.module, &target, outcome.success(), outcome.log, body.clone(), module_yaml);
+        history.add(&params.module, &target, outcome.success(), outcome.log, body.clone(), Arc::clone(&config));
     }
     if let Some(detail) = denied {
         app.telemetry.reject("denied");

@@ -20,15 +20,17 @@ pub struct Entry {
     /// The metrics it returned, encoded (smaller to keep than the registry),
     /// sharing the bytes of the `/probe` answer.
     pub metrics: bytes::Bytes,
-    /// The module as YAML (shared with the config).
-    pub module_yaml: std::sync::Arc<str>,
+    /// The config the probe ran with: its module is rendered as YAML only
+    /// when the entry is shown.
+    pub config: std::sync::Arc<crate::settings::Config>,
 }
 
 impl Entry {
     /// blackbox's three-section debug output, rendered only when asked for:
     /// rendering on every probe would cost more than most probes do.
     pub fn debug_output(&self) -> String {
-        crate::probe::debug::debug_output(&self.log, &String::from_utf8_lossy(&self.metrics), &self.module_yaml)
+        let module_yaml = self.config.module_yaml(&self.module);
+        crate::probe::debug::debug_output(&self.log, &String::from_utf8_lossy(&self.metrics), &module_yaml)
     }
 }
 
@@ -55,7 +57,7 @@ impl History {
         success: bool,
         log: crate::probe::ProbeLog,
         metrics: bytes::Bytes,
-        module_yaml: std::sync::Arc<str>,
+        config: std::sync::Arc<crate::settings::Config>,
     ) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
@@ -69,7 +71,7 @@ impl History {
             success,
             log,
             metrics,
-            module_yaml,
+            config,
         });
         while self.recent.len() > self.limit {
             if let Some(evicted) = self.recent.pop_front() {
@@ -111,9 +113,10 @@ mod tests {
     #[test]
     fn failures_outlive_successes() {
         let mut history = History::new(2);
+        let config = std::sync::Arc::new(crate::settings::Config::parse("modules:\n  m:\n    prober: tcp\n").unwrap());
         let mut log = crate::probe::ProbeLog::default();
         log.error("line");
-        history.add("m", "failed", false, log, "probe_success 0\n".into(), "prober: tcp\n".into());
+        history.add("m", "failed", false, log, "probe_success 0\n".into(), config.clone());
         for index in 0..5 {
             history.add(
                 "m",
@@ -121,7 +124,7 @@ mod tests {
                 true,
                 Default::default(),
                 "probe_success 1\n".into(),
-                "prober: tcp\n".into(),
+                config.clone(),
             );
         }
         let targets: Vec<&str> = history.list().iter().map(|entry| entry.target.as_str()).collect();
@@ -129,7 +132,7 @@ mod tests {
         let debug_output = history.get(0).map(Entry::debug_output).unwrap_or_default();
         assert!(debug_output.starts_with("Logs for the probe:\nts="), "{debug_output}");
         assert!(debug_output.contains(" level=error msg=\"line\"\n"), "{debug_output}");
-        assert!(debug_output.ends_with("Module configuration:\nprober: tcp\n"), "{debug_output}");
+        assert!(debug_output.contains("Module configuration:\nprober: tcp\n"), "{debug_output}");
         assert!(history.latest("ok3", Some("m")).is_some());
         assert!(history.latest("ok3", Some("other")).is_none());
     }

@@ -63,14 +63,7 @@ impl Config {
 
 const PORTS: Ports = Ports { plain: 21, implicit: 990, starttls: None };
 
-const FAMILIES: Families = Families {
-    duration: "probe_ftp_duration_seconds",
-    duration_help: "Duration of the FTP probe by phase",
-    ssl: "probe_ftp_ssl",
-    ssl_help: "Indicates if TLS was used for the FTP control connection",
-    server_info: "probe_ftp_server_info",
-    server_info_help: "Server software recognised in the greeting, from a fixed list",
-};
+const FAMILIES: Families = textproto::families!("ftp", "FTP", "FTP control connection");
 const STATUS: &str = "probe_ftp_status_code";
 const STATUS_HELP: &str = "Returns the last FTP reply code received, 0 when there was none";
 const ENTRIES: &str = "probe_ftp_directory_entries";
@@ -116,16 +109,15 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
         ctx.registry.set(STATUS, STATUS_HELP, 200.0);
     }
 
-    if let (Some(connector), TlsMode::Starttls | TlsMode::Opportunistic) = (&connector, endpoint.tls) {
-        if endpoint.tls == TlsMode::Starttls || offers_tls(ctx, &mut ftp).await? {
+    if let Some(connector) = &connector {
+        let offered = endpoint.tls != TlsMode::Opportunistic || offers_tls(ctx, &mut ftp).await?;
+        if FAMILIES.wants_starttls(ctx, endpoint.tls, "AUTH TLS", offered)? {
             ctx.log.debug("Sending command=\"AUTH TLS\"");
             let result = FAMILIES.step(ctx, Phase::Tls, ftp.into_secure(connector.clone(), &server_name)).await?;
             ftp = result.map_err(|err| failure(ctx, Phase::Tls, err, Some(connector)))?;
             // The last replies were PBSZ's and PROT's 200.
             ctx.registry.set(STATUS, STATUS_HELP, 200.0);
             connector.record(ctx);
-        } else {
-            ctx.log.info("The server does not offer AUTH TLS; continuing without TLS");
         }
     }
     // Data connections go to the control connection's peer only: the address

@@ -5,7 +5,7 @@
 //! itself, so address selection, the target policy and the TLS metrics stay
 //! the framework's.
 
-use super::textproto::{self, Families, Opened, Ports, Stream, TlsMode};
+use super::textproto::{self, Families, Opened, Ports, Stream};
 use super::{Phase, ProbeCtx, ProbeError, ProbeResult, Reason};
 use crate::config::Problems;
 use async_imap::error::Error as ImapError;
@@ -44,30 +44,14 @@ impl Config {
                 problems.push(format!("{path}.mailbox"), "mailbox must be a non-empty name without line breaks");
             }
         }
-        for (key, set) in [("min_messages", self.min_messages.is_some()), ("max_messages", self.max_messages.is_some())]
-        {
-            if set && self.mailbox.is_none() {
-                problems.push(format!("{path}.{key}"), format!("{key} needs mailbox"));
-            }
-        }
-        if let (Some(min), Some(max)) = (self.min_messages, self.max_messages) {
-            if min > max {
-                problems.push(format!("{path}.min_messages"), "min_messages must not be greater than max_messages");
-            }
-        }
+        let missing = self.mailbox.is_none().then_some("mailbox");
+        textproto::validate_message_bounds(path, (self.min_messages, self.max_messages), missing, problems);
     }
 }
 
 const PORTS: Ports = Ports { plain: 143, implicit: 993, starttls: None };
 
-const FAMILIES: Families = Families {
-    duration: "probe_imap_duration_seconds",
-    duration_help: "Duration of the IMAP probe by phase",
-    ssl: "probe_imap_ssl",
-    ssl_help: "Indicates if TLS was used for the IMAP session",
-    server_info: "probe_imap_server_info",
-    server_info_help: "Server software recognised in the greeting, from a fixed list",
-};
+const FAMILIES: Families = textproto::families!("imap", "IMAP", "IMAP session");
 const MESSAGES: &str = "probe_imap_mailbox_messages";
 const MESSAGES_HELP: &str = "Number of messages in the examined mailbox";
 
@@ -80,7 +64,7 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
     let greeting = greeting(ctx, &mut client).await?;
     FAMILIES.greeted(ctx, &config.common, &greeting)?;
 
-    if matches!(endpoint.tls, TlsMode::Starttls | TlsMode::Opportunistic) {
+    if FAMILIES.wants_starttls(ctx, endpoint.tls, "STARTTLS", true)? {
         ctx.log.debug("Sending command=\"STARTTLS\"");
         let result = FAMILIES.step(ctx, Phase::Tls, client.run_command_and_check_ok("STARTTLS", None)).await?;
         match result {
@@ -91,10 +75,13 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
                 let stream = FAMILIES.handshake(ctx, &config.common.tls_config, &server_name, tcp).await?;
                 client = Client::new(Either::Right(stream));
             }
-            Err(ImapError::No(text) | ImapError::Bad(text)) if endpoint.tls == TlsMode::Opportunistic => {
-                ctx.log.info(format!("The server refused STARTTLS reply={text:?}; continuing without TLS"));
+            Err(err) => {
+                let (ImapError::No(text) | ImapError::Bad(text)) = &err else {
+                    return Err(failure(Phase::Tls, err));
+                };
+                let reply = format!("{text:?}");
+                FAMILIES.starttls_refused(ctx, endpoint.tls, "STARTTLS", &reply, || failure(Phase::Tls, err))?;
             }
-            Err(err) => return Err(failure(Phase::Tls, err)),
         }
     }
 

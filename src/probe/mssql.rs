@@ -55,12 +55,7 @@ impl Config {
     }
 }
 
-const METRICS: Metrics = Metrics {
-    name: "probe_mssql_duration_seconds",
-    help: "Duration of MSSQL probe phases in seconds: resolve, connect, tls, auth, query",
-    ssl_name: "probe_mssql_ssl",
-    ssl_help: "Whether the MSSQL session is encrypted with TLS",
-};
+const METRICS: Metrics = super::sql::metrics!("mssql", "MSSQL");
 const VERSION: &str = "probe_mssql_version_info";
 const HELP_VERSION: &str = "The server version the MSSQL server announced in its PRELOGIN response";
 const DEFAULT_PORT: u16 = 1433;
@@ -98,7 +93,7 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
         })
         .await;
     METRICS.add(ctx, Phase::Connect, start.elapsed());
-    let response = exchanged?.map_err(|err| io_failure(Phase::Connect, err))?;
+    let response = exchanged?.map_err(|err| sql::io_failure(Phase::Connect, err))?;
     let prelogin = Prelogin::parse(&response.payload)
         .ok_or_else(|| ProbeError::new(Phase::Connect, Reason::UnexpectedResponse, "invalid PRELOGIN response"))?;
     if let Some(version) = &prelogin.version {
@@ -282,18 +277,8 @@ fn tiberius_failure(phase: Phase, err: tiberius::error::Error) -> ProbeError {
             if phase == Phase::Query { Reason::Query } else { Reason::Status },
             format!("error {}: {}", token.code(), token.message()),
         ),
-        Error::Io { kind, message } => io_failure(phase, io::Error::new(*kind, message.clone())),
+        Error::Io { kind, message } => sql::io_failure(phase, io::Error::new(*kind, message.clone())),
         _ => ProbeError::new(phase, Reason::UnexpectedResponse, err),
-    }
-}
-
-fn io_failure(phase: Phase, err: io::Error) -> ProbeError {
-    match err.kind() {
-        io::ErrorKind::InvalidData => ProbeError::new(phase, Reason::UnexpectedResponse, err),
-        io::ErrorKind::UnexpectedEof => {
-            ProbeError::new(phase, Reason::UnexpectedResponse, "the server closed the connection")
-        }
-        _ => ProbeError::io(phase, &err),
     }
 }
 

@@ -67,12 +67,7 @@ impl Config {
     }
 }
 
-const METRICS: Metrics = Metrics {
-    name: "probe_mysql_duration_seconds",
-    help: "Duration of MySQL probe phases in seconds: resolve, connect, tls, auth, query",
-    ssl_name: "probe_mysql_ssl",
-    ssl_help: "Whether the MySQL session is encrypted with TLS",
-};
+const METRICS: Metrics = super::sql::metrics!("mysql", "MySQL");
 const VERSION: &str = "probe_mysql_version_info";
 const HELP_VERSION: &str = "The server version the MySQL or MariaDB server announced in its greeting";
 const DEFAULT_PORT: u16 = 3306;
@@ -94,7 +89,7 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
     let mut conn = Packets { stream: Box::new(stream), seq: 0 };
     let greeting = ctx.within(Phase::Connect, conn.read_limited(MAX_GREETING)).await;
     METRICS.add(ctx, Phase::Connect, dialed.elapsed());
-    let greeting = greeting?.map_err(|err| io_failure(Phase::Connect, err))?;
+    let greeting = greeting?.map_err(|err| sql::io_failure(Phase::Connect, err))?;
     let handshake = parse_greeting(&greeting)?;
     let version = server_version(&handshake);
     ctx.log.info(format!("Greeting received version={version:?} plugin={:?}", handshake.auth_plugin_name_str()));
@@ -121,7 +116,7 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
             let start = Instant::now();
             let sent = ctx.within(Phase::Tls, conn.write(&request)).await;
             METRICS.add(ctx, Phase::Tls, start.elapsed());
-            sent?.map_err(|err| io_failure(Phase::Tls, err))?;
+            sent?.map_err(|err| sql::io_failure(Phase::Tls, err))?;
             let server_name = sql::server_name(ctx, &config.common.tls_config, &host);
             let plain = std::mem::replace(&mut conn.stream, Box::new(tokio::io::empty()));
             let secure = sql::tls_handshake(ctx, METRICS, &client, &server_name, plain).await?;
@@ -235,12 +230,12 @@ async fn login(
         MAX_PACKET as u32,
     )
     .serialize(&mut response);
-    conn.write(&response).await.map_err(|err| io_failure(Phase::Auth, err))?;
+    conn.write(&response).await.map_err(|err| sql::io_failure(Phase::Auth, err))?;
 
     let mut switched = false;
     // Bounded: one switch, then at most a key request and a full exchange.
     for _ in 0..6 {
-        let packet = conn.read().await.map_err(|err| io_failure(Phase::Auth, err))?;
+        let packet = conn.read().await.map_err(|err| sql::io_failure(Phase::Auth, err))?;
         match packet.first() {
             Some(0x00) => return Ok(()),
             Some(0xFF) => return Err(server_error(Phase::Auth, &packet, caps)),
@@ -252,7 +247,7 @@ async fn login(
                 plugin = request.auth_plugin().into_owned();
                 nonce = request.plugin_data().to_vec();
                 let data = auth_data(&plugin, pass, &nonce, encrypted)?;
-                conn.write(&data).await.map_err(|err| io_failure(Phase::Auth, err))?;
+                conn.write(&data).await.map_err(|err| sql::io_failure(Phase::Auth, err))?;
             }
             // caching_sha2_password: 3 = the cached hash matched, OK follows.
             Some(0x01) if plugin == AuthPlugin::CachingSha2Password && packet.get(1) == Some(&0x03) => {}
@@ -261,10 +256,10 @@ async fn login(
                 let mut secret = pass.unwrap_or_default().as_bytes().to_vec();
                 secret.push(0);
                 if encrypted {
-                    conn.write(&secret).await.map_err(|err| io_failure(Phase::Auth, err))?;
+                    conn.write(&secret).await.map_err(|err| sql::io_failure(Phase::Auth, err))?;
                 } else {
-                    conn.write(&[0x02]).await.map_err(|err| io_failure(Phase::Auth, err))?;
-                    let key = conn.read().await.map_err(|err| io_failure(Phase::Auth, err))?;
+                    conn.write(&[0x02]).await.map_err(|err| sql::io_failure(Phase::Auth, err))?;
+                    let key = conn.read().await.map_err(|err| sql::io_failure(Phase::Auth, err))?;
                     let key = match key.split_first() {
                         Some((0x01, pem)) => pem.to_vec(),
                         _ => {
@@ -279,7 +274,7 @@ async fn login(
                         *byte ^= nonce[index % nonce.len().max(1)];
                     }
                     let encrypted_secret = mysql_common::crypto::encrypt(&secret, &key);
-                    conn.write(&encrypted_secret).await.map_err(|err| io_failure(Phase::Auth, err))?;
+                    conn.write(&encrypted_secret).await.map_err(|err| sql::io_failure(Phase::Auth, err))?;
                 }
             }
             _ => {
@@ -342,7 +337,7 @@ fn server_error(phase: Phase, payload: &[u8], caps: CapabilityFlags) -> ProbeErr
 
 /// Runs `query` with the text protocol and reads the first result set.
 async fn run_query(conn: &mut Packets, query: &str, caps: CapabilityFlags) -> Result<QueryResult, ProbeError> {
-    let fail = |err| io_failure(Phase::Query, err);
+    let fail = |err| sql::io_failure(Phase::Query, err);
     let mut command = vec![COM_QUERY];
     command.extend_from_slice(query.as_bytes());
     conn.seq = 0;
@@ -415,18 +410,6 @@ fn lenenc_int(input: &mut &[u8]) -> Option<u64> {
     let bytes = rest.get(..width)?;
     *input = &rest[width..];
     Some(bytes.iter().rev().fold(0, |value, &byte| (value << 8) | u64::from(byte)))
-}
-
-/// Maps an I/O failure: bytes that are not MySQL framing are an unexpected
-/// response, the rest keep their I/O reason.
-fn io_failure(phase: Phase, err: io::Error) -> ProbeError {
-    match err.kind() {
-        io::ErrorKind::InvalidData => ProbeError::new(phase, Reason::UnexpectedResponse, err),
-        io::ErrorKind::UnexpectedEof => {
-            ProbeError::new(phase, Reason::UnexpectedResponse, "the server closed the connection")
-        }
-        _ => ProbeError::io(phase, &err),
-    }
 }
 
 /// MySQL packet framing: a 3-byte little-endian length and a sequence id.

@@ -8,7 +8,6 @@ use super::textproto::{self, Families, Lines, Opened, Ports, TlsMode};
 use super::{Phase, ProbeCtx, ProbeError, ProbeResult, Reason};
 use crate::config::Problems;
 use serde::{Deserialize, Serialize};
-use tokio_util::either::Either;
 
 /// The `pop3:` block of a module.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -29,30 +28,14 @@ impl Config {
     /// Records every problem of this block.
     pub fn validate(&self, path: &str, problems: &mut Problems) {
         self.common.validate(path, true, problems);
-        for (key, set) in [("min_messages", self.min_messages.is_some()), ("max_messages", self.max_messages.is_some())]
-        {
-            if set && self.common.username.is_none() {
-                problems.push(format!("{path}.{key}"), format!("{key} needs username (STAT runs after login)"));
-            }
-        }
-        if let (Some(min), Some(max)) = (self.min_messages, self.max_messages) {
-            if min > max {
-                problems.push(format!("{path}.min_messages"), "min_messages must not be greater than max_messages");
-            }
-        }
+        let missing = self.common.username.is_none().then_some("username (STAT runs after login)");
+        textproto::validate_message_bounds(path, (self.min_messages, self.max_messages), missing, problems);
     }
 }
 
 const PORTS: Ports = Ports { plain: 110, implicit: 995, starttls: None };
 
-const FAMILIES: Families = Families {
-    duration: "probe_pop3_duration_seconds",
-    duration_help: "Duration of the POP3 probe by phase",
-    ssl: "probe_pop3_ssl",
-    ssl_help: "Indicates if TLS was used for the POP3 session",
-    server_info: "probe_pop3_server_info",
-    server_info_help: "Server software recognised in the greeting, from a fixed list",
-};
+const FAMILIES: Families = textproto::families!("pop3", "POP3", "POP3 session");
 const MESSAGES: &str = "probe_pop3_messages";
 const MESSAGES_HELP: &str = "Number of messages in the maildrop, as reported by STAT";
 const SIZE: &str = "probe_pop3_maildrop_size_bytes";
@@ -70,24 +53,19 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
     };
     FAMILIES.greeted(ctx, &config.common, &greeting)?;
 
-    if matches!(endpoint.tls, TlsMode::Starttls | TlsMode::Opportunistic) {
-        let required = endpoint.tls == TlsMode::Starttls;
-        // Opportunistic TLS asks first (CAPA, RFC 2449) so that a server
-        // without STLS is not sent a command it does not know.
-        let offered = required || capabilities(ctx, &mut lines).await?.iter().any(|line| line == "STLS");
-        if !offered {
-            ctx.log.info("The server does not offer STLS; continuing without TLS");
-        } else {
-            match exchange(ctx, &mut lines, Phase::Tls, Some(("STLS", "STLS"))).await? {
-                Answer::Ok(_) => {
-                    let tcp = lines.into_plain()?;
-                    let stream = FAMILIES.handshake(ctx, &config.common.tls_config, &server_name, tcp).await?;
-                    lines = Lines::new(Either::Right(stream));
-                }
-                Answer::Err(line) if required => return Err(unexpected(Phase::Tls, "STLS", &line)),
-                Answer::Err(line) => ctx.log.info(format!("The server refused STLS reply={line:?}; continuing")),
-            }
-        }
+    // Opportunistic TLS asks first (CAPA, RFC 2449) so that a server
+    // without STLS is not sent a command it does not know.
+    let offered = endpoint.tls != TlsMode::Opportunistic
+        || capabilities(ctx, &mut lines).await?.iter().any(|line| line == "STLS");
+    if FAMILIES.wants_starttls(ctx, endpoint.tls, "STLS", offered)? {
+        let (accepted, line) = match exchange(ctx, &mut lines, Phase::Tls, Some(("STLS", "STLS"))).await? {
+            Answer::Ok(line) => (true, line),
+            Answer::Err(line) => (false, line),
+        };
+        let refused = || unexpected(Phase::Tls, "STLS", &line);
+        let answer = ("STLS", &*format!("{line:?}"), accepted);
+        (lines, _) =
+            FAMILIES.starttls_answered(ctx, &config.common, &server_name, endpoint.tls, lines, answer, refused).await?;
     }
 
     if let Some(username) = &config.common.username {

@@ -65,12 +65,7 @@ impl Config {
     }
 }
 
-const METRICS: Metrics = Metrics {
-    name: "probe_postgres_duration_seconds",
-    help: "Duration of PostgreSQL probe phases in seconds: resolve, connect, tls, auth, query",
-    ssl_name: "probe_postgres_ssl",
-    ssl_help: "Whether the PostgreSQL session is encrypted with TLS",
-};
+const METRICS: Metrics = super::sql::metrics!("postgres", "PostgreSQL");
 const VERSION: &str = "probe_postgres_version_info";
 const HELP_VERSION: &str = "The server_version the PostgreSQL server reported at login";
 const DEFAULT_PORT: u16 = 5432;

@@ -6,7 +6,7 @@
 //! codes) and cannot stop after RCPT TO without sending DATA. A probe never
 //! sends DATA, so no message is ever delivered.
 
-use super::textproto::{self, Families, Lines, Opened, Ports, TlsMode};
+use super::textproto::{self, Families, Lines, Opened, Ports};
 use super::{Phase, ProbeCtx, ProbeError, ProbeResult, Reason};
 use crate::config::Problems;
 use crate::config::types::Secret;
@@ -14,7 +14,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 use std::io;
-use tokio_util::either::Either;
 
 /// The `smtp:` block of a module.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -78,14 +77,7 @@ impl Config {
 
 const PORTS: Ports = Ports { plain: 25, implicit: 465, starttls: Some(587) };
 
-const FAMILIES: Families = Families {
-    duration: "probe_smtp_duration_seconds",
-    duration_help: "Duration of the SMTP probe by phase",
-    ssl: "probe_smtp_ssl",
-    ssl_help: "Indicates if TLS was used for the SMTP session",
-    server_info: "probe_smtp_server_info",
-    server_info_help: "Server software recognised in the greeting, from a fixed list",
-};
+const FAMILIES: Families = textproto::families!("smtp", "SMTP", "SMTP session");
 const STATUS: &str = "probe_smtp_status_code";
 const STATUS_HELP: &str = "Returns the last SMTP reply code received, 0 when there was none";
 
@@ -105,30 +97,15 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
 
     let ehlo = config.ehlo.clone().unwrap_or_else(|| address_literal(lines.local_addr()));
     let mut capabilities = hello(ctx, &mut lines, &ehlo).await?;
-    if matches!(endpoint.tls, TlsMode::Starttls | TlsMode::Opportunistic) {
-        let required = endpoint.tls == TlsMode::Starttls;
-        if !capabilities.has("STARTTLS") {
-            if required {
-                return Err(ProbeError::new(
-                    Phase::Tls,
-                    Reason::UnexpectedResponse,
-                    "the server does not offer STARTTLS",
-                ));
-            }
-            ctx.log.info("The server does not offer STARTTLS; continuing without TLS");
-        } else {
-            let reply = exchange(ctx, &mut lines, Phase::Tls, Some(("STARTTLS", "STARTTLS"))).await?;
-            if reply.code == 220 {
-                let tcp = lines.into_plain()?;
-                lines = Lines::new(Either::Right(
-                    FAMILIES.handshake(ctx, &config.common.tls_config, &server_name, tcp).await?,
-                ));
-                capabilities = hello(ctx, &mut lines, &ehlo).await?;
-            } else if required {
-                return Err(unexpected(Phase::Tls, "STARTTLS", &reply));
-            } else {
-                ctx.log.info(format!("The server refused STARTTLS code={}; continuing without TLS", reply.code));
-            }
+    if FAMILIES.wants_starttls(ctx, endpoint.tls, "STARTTLS", capabilities.has("STARTTLS"))? {
+        let reply = exchange(ctx, &mut lines, Phase::Tls, Some(("STARTTLS", "STARTTLS"))).await?;
+        let answer = ("STARTTLS", &*format!("{:?}", reply.lines), reply.code == 220);
+        let refused = || unexpected(Phase::Tls, "STARTTLS", &reply);
+        let secured;
+        (lines, secured) =
+            FAMILIES.starttls_answered(ctx, &config.common, &server_name, endpoint.tls, lines, answer, refused).await?;
+        if secured {
+            capabilities = hello(ctx, &mut lines, &ehlo).await?;
         }
     }
 

@@ -20,6 +20,19 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 pub const PHASES: [Phase; 5] = [Phase::Resolve, Phase::Connect, Phase::Tls, Phase::Auth, Phase::Query];
 
 /// The families every database prober always emits: the
+/// The [`Metrics`] of database `$proto` (`"mysql"`) named `$title` in HELP texts.
+macro_rules! metrics {
+    ($proto:literal, $title:literal) => {
+        $crate::probe::sql::Metrics {
+            name: concat!("probe_", $proto, "_duration_seconds"),
+            help: concat!("Duration of ", $title, " probe phases in seconds: resolve, connect, tls, auth, query"),
+            ssl_name: concat!("probe_", $proto, "_ssl"),
+            ssl_help: concat!("Whether the ", $title, " session is encrypted with TLS"),
+        }
+    };
+}
+pub(crate) use metrics;
+
 /// `probe_<proto>_duration_seconds{phase}` family and `probe_<proto>_ssl`.
 #[derive(Debug, Clone, Copy)]
 pub struct Metrics {
@@ -345,6 +358,19 @@ impl Expectation<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// Maps an I/O failure of a hand-written wire protocol (MySQL, TDS): bytes
+/// that are not the protocol's framing, or a connection closed mid-answer,
+/// are an unexpected response; the rest keep their I/O reason.
+pub fn io_failure(phase: Phase, err: std::io::Error) -> ProbeError {
+    match err.kind() {
+        std::io::ErrorKind::InvalidData => ProbeError::new(phase, Reason::UnexpectedResponse, err),
+        std::io::ErrorKind::UnexpectedEof => {
+            ProbeError::new(phase, Reason::UnexpectedResponse, "the server closed the connection")
+        }
+        _ => ProbeError::io(phase, &err),
     }
 }
 

@@ -148,11 +148,16 @@ fn start_connect(addr: SocketAddr, source: Option<IpAddr>) -> std::io::Result<Pr
         Err(err) if err.raw_os_error() == Some(nix::errno::Errno::EINPROGRESS as i32) => {}
         Err(err) => return Err(err),
     }
-    if let Some(err) = socket.take_error()? {
-        return Err(err);
+    // getpeername succeeds only once the handshake is complete; only a
+    // socket that is not connected is asked for its error (one system call
+    // fewer on the common path).
+    if socket.peer_addr().is_ok() {
+        return Ok(Progress::Done);
     }
-    // getpeername succeeds only once the handshake is complete.
-    Ok(if socket.peer_addr().is_ok() { Progress::Done } else { Progress::Pending(socket) })
+    match socket.take_error()? {
+        Some(err) => Err(err),
+        None => Ok(Progress::Pending(socket)),
+    }
 }
 
 /// Runs one probe.

@@ -158,6 +158,42 @@ pub fn endpoint(target: &str, tls: Option<TlsMode>, ports: Ports) -> Result<Endp
 pub const PHASES: [Phase; 6] =
     [Phase::Resolve, Phase::Connect, Phase::Tls, Phase::Processing, Phase::Auth, Phase::Query];
 
+/// Checks a mailbox's `min_messages` and `max_messages`: each needs what
+/// `missing` names when that is not set, and min must not exceed max.
+pub fn validate_message_bounds<N: PartialOrd>(
+    path: &str,
+    (min, max): (Option<N>, Option<N>),
+    missing: Option<&str>,
+    problems: &mut Problems,
+) {
+    for (key, set) in [("min_messages", min.is_some()), ("max_messages", max.is_some())] {
+        if let (true, Some(missing)) = (set, missing) {
+            problems.push(format!("{path}.{key}"), format!("{key} needs {missing}"));
+        }
+    }
+    if let (Some(min), Some(max)) = (min, max) {
+        if min > max {
+            problems.push(format!("{path}.min_messages"), "min_messages must not be greater than max_messages");
+        }
+    }
+}
+
+/// The [`Families`] of protocol `$proto` (`"smtp"`) named `$title` in HELP
+/// texts, whose TLS gauge describes `$session` (`"SMTP session"`).
+macro_rules! families {
+    ($proto:literal, $title:literal, $session:literal) => {
+        $crate::probe::textproto::Families {
+            duration: concat!("probe_", $proto, "_duration_seconds"),
+            duration_help: concat!("Duration of the ", $title, " probe by phase"),
+            ssl: concat!("probe_", $proto, "_ssl"),
+            ssl_help: concat!("Indicates if TLS was used for the ", $session),
+            server_info: concat!("probe_", $proto, "_server_info"),
+            server_info_help: "Server software recognised in the greeting, from a fixed list",
+        }
+    };
+}
+pub(crate) use families;
+
 /// The per-protocol families shared by the line-based probers.
 #[derive(Debug, Clone, Copy)]
 pub struct Families {
@@ -251,6 +287,73 @@ impl Families {
         let (stream, info) = result?;
         self.tls_done(ctx, &info);
         Ok(stream)
+    }
+
+    /// The STARTTLS decision every line protocol shares: whether to send its
+    /// `command` (`STARTTLS`, `STLS`, `AUTH TLS`). Only in `starttls` and
+    /// `opportunistic` modes, and only when the server `offered` it; a
+    /// required upgrade the server does not offer fails.
+    pub fn wants_starttls(
+        &self,
+        ctx: &mut ProbeCtx<'_>,
+        mode: TlsMode,
+        command: &str,
+        offered: bool,
+    ) -> Result<bool, ProbeError> {
+        match mode {
+            TlsMode::Starttls | TlsMode::Opportunistic if offered => Ok(true),
+            TlsMode::Starttls => Err(ProbeError::new(
+                Phase::Tls,
+                Reason::UnexpectedResponse,
+                format!("the server does not offer {command}"),
+            )),
+            TlsMode::Opportunistic => {
+                ctx.log.info(format!("The server does not offer {command}; continuing without TLS"));
+                Ok(false)
+            }
+            TlsMode::None | TlsMode::Implicit => Ok(false),
+        }
+    }
+
+    /// The server answered the STARTTLS `command` with `reply`: when
+    /// `accepted`, the session continues over TLS (the handshake within the
+    /// deadline); otherwise a required upgrade fails with `refused` and an
+    /// opportunistic one carries on in plain text.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn starttls_answered(
+        &self,
+        ctx: &mut ProbeCtx<'_>,
+        common: &Common,
+        server_name: &str,
+        mode: TlsMode,
+        lines: Lines,
+        (command, reply, accepted): (&str, &str, bool),
+        refused: impl FnOnce() -> ProbeError,
+    ) -> Result<(Lines, bool), ProbeError> {
+        if accepted {
+            let tcp = lines.into_plain()?;
+            let stream = self.handshake(ctx, &common.tls_config, server_name, tcp).await?;
+            return Ok((Lines::new(Either::Right(stream)), true));
+        }
+        self.starttls_refused(ctx, mode, command, reply, refused)?;
+        Ok((lines, false))
+    }
+
+    /// The server refused the STARTTLS `command` with `reply`: a required
+    /// upgrade fails with `refused`, an opportunistic one carries on in plain text.
+    pub fn starttls_refused(
+        &self,
+        ctx: &mut ProbeCtx<'_>,
+        mode: TlsMode,
+        command: &str,
+        reply: &str,
+        refused: impl FnOnce() -> ProbeError,
+    ) -> Result<(), ProbeError> {
+        if mode == TlsMode::Starttls {
+            return Err(refused());
+        }
+        ctx.log.info(format!("The server refused {command} reply={reply}; continuing without TLS"));
+        Ok(())
     }
 
     /// Reads the target, the password, connects and, with implicit TLS,

@@ -24,6 +24,7 @@ pub mod badge;
 pub mod config;
 mod deliveries;
 mod heartbeat;
+mod locations;
 pub mod markdown;
 mod operate;
 mod status;

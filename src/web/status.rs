@@ -706,6 +706,13 @@ pub(super) async fn check_page(
             }
         })
         .collect();
+    let locations = match super::locations::rows(store, id, &view, now).await {
+        Ok(locations) => locations,
+        Err(err) => {
+            let (status, message) = storage(err);
+            return ui.error(&visitor, status, &message, &back);
+        }
+    };
     let notes = notes_of(store, &incidents).await;
     let incidents: Vec<IncidentItem> = incidents
         .iter()
@@ -738,6 +745,8 @@ pub(super) async fn check_page(
         results,
         pings,
         incidents,
+        locations,
+        down_when => view.check.down_when,
         badges => badge_links(&ui, &name),
         json_url => format!("{}api/v1/checks/{}/results", ui.base(), urlencode(&name)),
         csv_url => format!("{}checks/{}/results.csv", ui.base(), urlencode(&name)),

@@ -42,6 +42,17 @@ export async function launch() {
   });
 }
 
+// A guarded page in the dark theme at phone width (390 × 844, 2×).
+export async function darkPhonePage(browser, failures, options = {}) {
+  const context = await browser.newContext({
+    ...options,
+    colorScheme: "dark",
+    viewport: { width: 390, height: 844 },
+    deviceScaleFactor: 2,
+  });
+  return guardedPage(context, failures);
+}
+
 // A page whose every console error, uncaught exception and non-loopback
 // request is recorded as a failure. `allowStatus` lists URL substrings whose
 // HTTP error status is expected (the browser logs those as console errors).

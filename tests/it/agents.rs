@@ -645,6 +645,18 @@ async fn push(
     batch_id: &str,
     runs: &[(i64, bool)],
 ) -> serde_json::Value {
+    push_to(client, &central.url(""), index, batch_id, runs).await
+}
+
+/// Pushes one batch as agent `index` to the central instance at `base`;
+/// `runs` are (seconds ago, success) of check `site`.
+async fn push_to(
+    client: &reqwest::Client,
+    base: &str,
+    index: usize,
+    batch_id: &str,
+    runs: &[(i64, bool)],
+) -> serde_json::Value {
     let now = chrono::Utc::now();
     let results: Vec<serde_json::Value> = runs
         .iter()
@@ -659,7 +671,7 @@ async fn push(
         })
         .collect();
     let response = client
-        .post(central.url("/api/v1/agent/results"))
+        .post(format!("{base}/api/v1/agent/results"))
         .bearer_auth(format!("{TOKEN_BYTES}{index}"))
         .json(&serde_json::json!({"batch_id": batch_id, "sent_at": now, "results": results}))
         .send()
@@ -809,4 +821,60 @@ async fn a_full_queue_drops_its_oldest_results_with_a_metric_and_a_log_line() {
     }
     assert!(dropped >= 50.0, "checkit_agent_queue_dropped_total{{reason=\"size\"}} = {dropped}");
     agent.process.stop();
+}
+
+/// The check page of a check run by agents, in Chromium: loc0 up, loc1 down
+/// (two failures of three), loc2 without results.
+#[tokio::test]
+async fn check_page_shows_each_location_in_chromium() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_tokens(dir.path(), 3);
+    let mut yaml =
+        String::from("modules:\n  tcp_connect: {prober: tcp, timeout: 1s}\nui:\n  operators: [olivia]\nagents:\n");
+    for index in 0..3 {
+        yaml.push_str(&format!(
+            "  - {{name: agent{index}, location: loc{index}, token_file: '{}', stale_after: 1h}}\n",
+            dir.path().join(format!("token{index}")).display()
+        ));
+    }
+    yaml.push_str(
+        "checks:\n  - {name: site, module: tcp_connect, target: '127.0.0.1:9', interval: 10s, notify: false, \
+         locations: [loc0, loc1, loc2], down_when: {failing: 2, of: 3}}\n",
+    );
+    let app = crate::support::app::start_app_with(
+        &yaml,
+        checkit::app::Options::default(),
+        crate::web_ui::web_config(dir.path()),
+    )
+    .await;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).no_proxy().build().expect("client");
+    push_to(&client, &app.url(""), 0, "b0", &[(30, true), (20, true), (10, true)]).await;
+    push_to(&client, &app.url(""), 1, "b1", &[(30, true), (20, false), (10, false)]).await;
+    // /metrics: the per-check last-run families, per location (loc2 has no result yet).
+    let metrics = client
+        .get(app.url("/metrics"))
+        .basic_auth("olivia", Some("pw"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics");
+    let value = |family: &str, location: &str| {
+        metrics
+            .lines()
+            .find(|line| line.starts_with(&format!("{family}{{")) && line.contains(&format!("location=\"{location}\"")))
+            .and_then(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    assert_eq!(value("checkit_check_location_last_success", "loc0"), Some(1.0), "{metrics}");
+    assert_eq!(value("checkit_check_location_last_success", "loc1"), Some(0.0), "{metrics}");
+    assert_eq!(value("checkit_check_location_last_duration_seconds", "loc1"), Some(0.01), "{metrics}");
+    let started = value("checkit_check_location_last_run_timestamp_seconds", "loc0").unwrap_or_default();
+    assert!((chrono::Utc::now().timestamp() as f64 - started - 10.0).abs() < 5.0, "{metrics}");
+    assert_eq!(value("checkit_check_location_last_success", "loc2"), None, "{metrics}");
+    let screenshots = crate::web_browser::screenshot_dir("locations");
+    crate::web_browser::run_script("locations.mjs", &app.url(""), "olivia", "pw", &screenshots, &[]).await;
+    for name in ["check-locations.png", "check-locations-dark-phone.png"] {
+        assert!(screenshots.join(name).is_file(), "{name} written");
+    }
 }

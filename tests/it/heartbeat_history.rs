@@ -9,8 +9,8 @@ use crate::peer;
 use crate::support::peers::{Postgres, PostgresOpts};
 use checkit::app::{App, ConfigSource, Options};
 use checkit::bridge::clock::TestClock;
-use checkit::settings::Config;
 use checkit::http::webconfig::Web;
+use checkit::settings::Config;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -24,7 +24,7 @@ struct HeartbeatApp {
     addr: SocketAddr,
     clock: Arc<TestClock>,
     client: reqwest::Client,
-    _dir: tempfile::TempDir,
+    dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for HeartbeatApp {
@@ -33,17 +33,16 @@ impl Drop for HeartbeatApp {
     }
 }
 
-impl HeartbeatApp {
-    /// Starts checkit with heartbeat `backup` (hourly, 5 minutes' grace,
-    /// label `kind=batch`), one status page that names it and one that
-    /// selects it by label, on `storage` (a `storage:` block; empty for the
-    /// default SQLite file).
-    async fn start(storage: &str, dir: tempfile::TempDir) -> HeartbeatApp {
-        let yaml = format!(
-            r#"{storage}heartbeats:
+/// Heartbeat `backup` (hourly, 5 minutes' grace, label `kind=batch`) and
+/// `more` heartbeats, one status page that names `backup` and one that
+/// selects it by label, on `storage` (a `storage:` block; empty for the
+/// default SQLite file).
+fn config_yaml(storage: &str, more: &str) -> String {
+    format!(
+        r#"{storage}heartbeats:
   checks:
     - {{name: backup, uuid: {BACKUP}, period: 1h, grace: 5m, labels: {{kind: batch}}}}
-status_pages:
+{more}status_pages:
   - slug: jobs
     title: Jobs
     public: true
@@ -53,11 +52,20 @@ status_pages:
     public: true
     groups: [{{name: Batch, selector: ['kind="batch"']}}]
 "#
-        );
+    )
+}
+
+impl HeartbeatApp {
+    /// Starts checkit on [`config_yaml`] with `storage`, its clock at [`t0`].
+    async fn start(storage: &str, dir: tempfile::TempDir) -> HeartbeatApp {
+        std::fs::write(dir.path().join("checkit.yml"), config_yaml(storage, "")).expect("write config");
+        HeartbeatApp::open(dir, TestClock::new(t0())).await
+    }
+
+    /// Starts checkit on the config file in `dir`, reading time from `clock`.
+    async fn open(dir: tempfile::TempDir, clock: Arc<TestClock>) -> HeartbeatApp {
         let path = dir.path().join("checkit.yml");
-        std::fs::write(&path, yaml).expect("write config");
         let config = Config::load(&path).unwrap_or_else(|err| panic!("config loads: {err}"));
-        let clock = TestClock::new(t0());
         let app =
             App::new_with_clock(config, ConfigSource::File(path), Options::default(), Web::default(), clock.clone())
                 .await
@@ -65,7 +73,16 @@ status_pages:
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         app.serve(listener, app.router());
-        HeartbeatApp { app, addr, clock, client: reqwest::Client::new(), _dir: dir }
+        HeartbeatApp { app, addr, clock, client: reqwest::Client::new(), dir: Some(dir) }
+    }
+
+    /// Shuts the app down and starts it again on the same files and clock.
+    async fn restart(mut self) -> HeartbeatApp {
+        self.app.shutdown().await;
+        let dir = self.dir.take().expect("the app's dir");
+        let clock = Arc::clone(&self.clock);
+        drop(self);
+        HeartbeatApp::open(dir, clock).await
     }
 
     fn url(&self, path: &str) -> String {
@@ -259,4 +276,37 @@ fn a_heartbeat_may_not_take_a_checks_name() {
     let err = Config::load(&path).expect_err("refused").to_string();
     assert!(err.contains("heartbeats.checks[1].name: \"www\" is also the name of a check"), "{err}");
     assert!(!err.contains("heartbeats.checks[0]"), "{err}");
+}
+
+#[tokio::test]
+async fn a_miss_is_recorded_once_across_a_restart_and_reloads_add_and_remove_heartbeats() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let app = HeartbeatApp::start("", dir).await;
+    app.ping(&format!("/ping/{BACKUP}"), "ok").await;
+    app.wait_for("up", "up").await;
+    app.clock.set(t0() + Duration::minutes(66));
+    let down = app.wait_for("down", "down").await;
+    let incident = down["incident"]["id"].clone();
+    assert!(incident.is_i64(), "{down}");
+
+    // After a restart the outage is the same incident and the miss is not recorded again.
+    let app = app.restart().await;
+    app.clock.advance(Duration::minutes(1));
+    let down = app.wait_for("down", "down").await;
+    assert_eq!(down["incident"]["id"], incident, "{down}");
+    app.ping(&format!("/ping/{BACKUP}/log"), "only a log line").await;
+    let results = app.json("/api/v1/checks/backup/results").await;
+    assert_eq!(results["results"].as_array().expect("results").len(), 2, "{results}");
+
+    // A reload adds a heartbeat to the checks and removes it again.
+    let more = "    - {name: report, uuid: 1c6b1d6f-4d66-4b4a-8e3c-1f1f2f7f7b62, period: 1h, grace: 5m}\n";
+    let path = app.dir.as_ref().expect("dir").path().join("checkit.yml");
+    std::fs::write(&path, config_yaml("", more)).expect("rewrite config");
+    assert_eq!(app.client.post(app.url("/-/reload")).send().await.expect("reload").status(), 200);
+    let report = app.json("/api/v1/checks/report").await;
+    assert_eq!((&report["check"]["kind"], &report["check"]["state"]), (&"heartbeat".into(), &"unknown".into()));
+    assert_eq!(row_state(&app.text("/ui/checks").await, "report"), "new");
+    std::fs::write(&path, config_yaml("", "")).expect("rewrite config");
+    assert_eq!(app.client.post(app.url("/-/reload")).send().await.expect("reload").status(), 200);
+    assert_eq!(app.client.get(app.url("/api/v1/checks/report")).send().await.expect("get").status(), 404);
 }
