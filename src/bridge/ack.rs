@@ -882,7 +882,7 @@ fn alert_with(labels: &[(&str, &str)]) -> super::payload::Alert {
     super::payload::Alert::local(
         Status::Firing,
         labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        std::collections::BTreeMap::new(),
+        super::payload::LabelSet::new(),
         String::new(),
     )
 }

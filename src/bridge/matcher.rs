@@ -10,6 +10,25 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::fmt;
 
+/// A label set a matcher can look into: alerts keep theirs in a compact
+/// [`LabelSet`](super::payload::LabelSet), checks and configs in a `BTreeMap`.
+pub trait Labels {
+    /// The value of label `name`, if set.
+    fn label(&self, name: &str) -> Option<&str>;
+}
+
+impl Labels for BTreeMap<String, String> {
+    fn label(&self, name: &str) -> Option<&str> {
+        self.get(name).map(String::as_str)
+    }
+}
+
+impl Labels for super::payload::LabelSet {
+    fn label(&self, name: &str) -> Option<&str> {
+        self.get(name).map(String::as_str)
+    }
+}
+
 /// How a matcher compares a label value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -68,8 +87,8 @@ impl Matcher {
     }
 
     /// True when `labels` satisfy this matcher.
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        let actual = labels.get(&self.name).map(String::as_str).unwrap_or("");
+    pub fn matches(&self, labels: &impl Labels) -> bool {
+        let actual = labels.label(&self.name).unwrap_or("");
         match (self.op, &self.regex) {
             (Op::Equal, _) => actual == self.value,
             (Op::NotEqual, _) => actual != self.value,
@@ -132,7 +151,7 @@ impl Matchers {
     }
 
     /// True when every matcher matches `labels`.
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+    pub fn matches(&self, labels: &impl Labels) -> bool {
         self.0.iter().all(|matcher| matcher.matches(labels))
     }
 

@@ -313,12 +313,12 @@ fn notification(sender: &str, message: &NewMessage, now: DateTime<Utc>) -> Notif
 /// the "acknowledged by" note).
 pub(super) fn message_notification(message: Message, now: DateTime<Utc>) -> Notification {
     let sender = message.sender.as_str();
-    let labels = LabelSet::from([
+    let labels = LabelSet::from_iter([
         ("alertname".to_string(), "message".to_string()),
         ("sender".to_string(), sender.to_string()),
         ("severity".to_string(), message.severity.clone()),
     ]);
-    let annotations = LabelSet::from([
+    let annotations = LabelSet::from_iter([
         ("summary".to_string(), message.subject.clone()),
         ("description".to_string(), message.body.clone()),
     ]);

@@ -8,10 +8,12 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
-use std::collections::BTreeMap;
 
-/// Label or annotation names to values.
-pub type LabelSet = BTreeMap<String, String>;
+/// Label or annotation names to values, sorted by name: a vector of pairs
+/// (one allocation of 48 bytes a pair) rather than a `BTreeMap` (a node of
+/// over 500 bytes even for one pair), since a 100,000-alert body holds
+/// 200,000 of them (issue 13, defect 8).
+pub type LabelSet = litemap::LiteMap<String, String>;
 
 /// Whether an alert (or a whole notification) is firing or resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -100,8 +102,10 @@ pub struct Alert {
     /// Firing or resolved.
     pub status: Status,
     /// The full label set.
+    #[serde(deserialize_with = "compact")]
     pub labels: LabelSet,
     /// Annotations.
+    #[serde(deserialize_with = "compact")]
     pub annotations: LabelSet,
     /// When the alert started, if known.
     pub starts_at: Option<DateTime<Utc>>,
@@ -433,20 +437,115 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
 
 impl<'de> Deserialize<'de> for Labels {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw: Option<BTreeMap<String, serde_json::Value>> = Option::deserialize(deserializer)?;
-        let mut labels = LabelSet::new();
+        // Pairs are collected as they are read (no intermediate map of JSON
+        // values), then sorted once; a repeated name keeps its last value.
+        let raw = Option::<Pairs>::deserialize(deserializer)?.map(|Pairs(pairs)| pairs);
+        let mut pairs = Vec::new();
         for (name, value) in raw.unwrap_or_default() {
             let text = match value {
-                serde_json::Value::Null => continue,
-                serde_json::Value::String(text) => text,
-                serde_json::Value::Bool(_) | serde_json::Value::Number(_) => value.to_string(),
-                serde_json::Value::Array(_) | serde_json::Value::Object(_) => {
+                LabelValue::Null => None,
+                LabelValue::Text(text) => Some(text),
+                LabelValue::Other => {
                     return Err(serde::de::Error::custom(format!("label {name:?} must be a string")));
                 }
             };
-            labels.insert(name, text);
+            pairs.push((name, text));
         }
-        Ok(Labels(labels))
+        // A repeated name keeps its last value (`null` removes it), as with a map.
+        let labels: litemap::LiteMap<String, Option<String>> = pairs.into_iter().collect();
+        let pairs: Vec<(String, String)> =
+            labels.into_tuple_vec().into_iter().filter_map(|(name, value)| value.map(|value| (name, value))).collect();
+        // Still sorted and unique: the pairs of a `LiteMap`, filtered.
+        Ok(Labels(exact(pairs)))
+    }
+}
+
+/// A label set from sorted, unique `pairs`, in an allocation of exactly
+/// their size (a vector grown pair by pair keeps room for four).
+fn exact(mut pairs: Vec<(String, String)>) -> LabelSet {
+    pairs.shrink_to_fit();
+    LabelSet::from_sorted_store_unchecked(pairs)
+}
+
+/// Deserialises a stored label set into an exactly sized allocation.
+fn compact<'de, D: Deserializer<'de>>(deserializer: D) -> Result<LabelSet, D::Error> {
+    Ok(exact(LabelSet::deserialize(deserializer)?.into_tuple_vec()))
+}
+
+/// The entries of a JSON object in the order sent.
+struct Pairs(Vec<(String, LabelValue)>);
+
+impl<'de> Deserialize<'de> for Pairs {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Pairs;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut pairs = Vec::new();
+                while let Some(pair) = map.next_entry()? {
+                    pairs.push(pair);
+                }
+                Ok(Pairs(pairs))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
+/// A label value as sent: text (numbers and booleans as their JSON text),
+/// `null`, or something that is not a label value.
+enum LabelValue {
+    Null,
+    Text(String),
+    Other,
+}
+
+impl<'de> Deserialize<'de> for LabelValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = LabelValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a label value")
+            }
+            fn visit_unit<E>(self) -> Result<LabelValue, E> {
+                Ok(LabelValue::Null)
+            }
+            fn visit_none<E>(self) -> Result<LabelValue, E> {
+                Ok(LabelValue::Null)
+            }
+            fn visit_str<E>(self, text: &str) -> Result<LabelValue, E> {
+                Ok(LabelValue::Text(text.to_string()))
+            }
+            fn visit_string<E>(self, text: String) -> Result<LabelValue, E> {
+                Ok(LabelValue::Text(text))
+            }
+            fn visit_bool<E>(self, value: bool) -> Result<LabelValue, E> {
+                Ok(LabelValue::Text(value.to_string()))
+            }
+            fn visit_i64<E>(self, value: i64) -> Result<LabelValue, E> {
+                Ok(LabelValue::Text(value.to_string()))
+            }
+            fn visit_u64<E>(self, value: u64) -> Result<LabelValue, E> {
+                Ok(LabelValue::Text(value.to_string()))
+            }
+            fn visit_f64<E>(self, value: f64) -> Result<LabelValue, E> {
+                // The JSON text of the number, as `serde_json::Value` prints it.
+                Ok(LabelValue::Text(serde_json::Value::from(value).to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<LabelValue, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(LabelValue::Other)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<LabelValue, A::Error> {
+                while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+                Ok(LabelValue::Other)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
     }
 }
 
@@ -587,6 +686,20 @@ mod tests {
             assert_eq!(err.reason(), reason, "{err}");
             assert!(err.to_string().contains(text), "{err} should mention {text}");
         }
+    }
+
+    #[test]
+    fn label_sets_take_one_exact_allocation() {
+        // 100,000 alerts hold 200,000 label sets (issue 13, defect 8): each is
+        // one vector of exactly its pairs, not a map node of 11 slots.
+        let body = br#"{"alerts":[{"labels":{"i":"1"},"annotations":{"b":"2","a":1,"c":null}}]}"#;
+        let alert = parse(body, Utc::now()).unwrap().alerts.remove(0);
+        assert!(std::mem::size_of::<LabelSet>() <= 3 * std::mem::size_of::<usize>());
+        let labels = alert.labels.into_tuple_vec();
+        assert_eq!((labels.len(), labels.capacity()), (1, 1));
+        let annotations = alert.annotations.into_tuple_vec();
+        assert_eq!(annotations, [("a".to_string(), "1".to_string()), ("b".to_string(), "2".to_string())]);
+        assert_eq!(annotations.capacity(), 2);
     }
 
     #[test]

@@ -259,9 +259,9 @@ impl Content {
             kind,
             status: status.as_str().to_string(),
             receiver: self.receiver.clone(),
-            group_labels: self.group_labels.clone(),
-            common_labels: self.common_labels.clone(),
-            common_annotations: self.common_annotations.clone(),
+            group_labels: sorted(&self.group_labels),
+            common_labels: sorted(&self.common_labels),
+            common_annotations: sorted(&self.common_annotations),
             external_url: self.external_url.clone(),
             suppressed_count: if mode == Mode::Overflow { counts.alerts } else { 0 },
             counts,
@@ -276,6 +276,11 @@ impl Content {
     }
 }
 
+/// Templates' copy of a label set (views are few: bounded by the display limit).
+fn sorted(labels: &LabelSet) -> std::collections::BTreeMap<String, String> {
+    labels.iter().map(|(name, value)| (name.clone(), value.clone())).collect()
+}
+
 fn alert_view(alert: &Alert, received_at: DateTime<Utc>, now: DateTime<Utc>) -> AlertView {
     let firing_for = alert.starts_at.map(|starts_at| {
         let until = match alert.status {
@@ -286,8 +291,8 @@ fn alert_view(alert: &Alert, received_at: DateTime<Utc>, now: DateTime<Utc>) -> 
     });
     AlertView {
         status: alert.status.as_str().to_string(),
-        labels: alert.labels.clone(),
-        annotations: alert.annotations.clone(),
+        labels: sorted(&alert.labels),
+        annotations: sorted(&alert.annotations),
         starts_at: alert.starts_at.unwrap_or(received_at),
         ends_at: alert.ends_at,
         fingerprint: alert.fingerprint.clone(),

@@ -154,7 +154,8 @@ pub fn agent_silent(
             ),
         ),
     ]
-    .into();
+    .into_iter()
+    .collect();
     let (status, reason) = if ended.is_some() { (Status::Resolved, "resolved") } else { (Status::Firing, "firing") };
     single(labels, annotations, status, (since, ended), ("agent", &agent.name), reason.into())
 }
@@ -215,9 +216,9 @@ mod tests {
         let resolved = notification(&check, &incident, Kind::Resolved, start + chrono::Duration::hours(2));
         let alert = &resolved.alerts[0];
         assert_eq!(alert.status, Status::Resolved);
-        assert_eq!(alert.annotations["outage_duration"], "1h2m3s");
-        assert_eq!(alert.labels["team"], "ops");
-        assert_eq!(alert.labels["alertname"], "CheckDown");
+        assert_eq!(alert.annotations.get("outage_duration").unwrap(), "1h2m3s");
+        assert_eq!(alert.labels.get("team").unwrap(), "ops");
+        assert_eq!(alert.labels.get("alertname").unwrap(), "CheckDown");
         assert_eq!(alert.fingerprint, firing.alerts[0].fingerprint, "one alert, firing then resolved");
         assert_eq!(firing.alerts[0].ends_at, None);
         assert_eq!(human_duration(chrono::Duration::seconds(59)), "59s");

@@ -78,7 +78,7 @@ fn build(
         source: Source::Check,
         status,
         labels,
-        annotations: [("summary".to_string(), summary)].into(),
+        annotations: [("summary".to_string(), summary)].into_iter().collect(),
         starts_at: Some(since),
         ends_at: ended,
         fingerprint: None,
@@ -89,8 +89,8 @@ fn build(
     batch
 }
 
-fn labels(name: &str, kind: AlertKind, extra: &LabelSet) -> LabelSet {
-    let mut labels = extra.clone();
+fn labels<'a>(name: &str, kind: AlertKind, extra: impl IntoIterator<Item = (&'a String, &'a String)>) -> LabelSet {
+    let mut labels: LabelSet = extra.into_iter().map(|(name, value)| (name.clone(), value.clone())).collect();
     labels.insert("alertname".into(), kind.alertname().into());
     labels.insert("check".into(), name.into());
     labels
@@ -125,15 +125,15 @@ mod tests {
     fn firing_and_resolved_share_the_fingerprint() {
         let config = Config::default();
         let since = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
-        let extra: LabelSet = [("team".to_string(), "ops".to_string())].into();
+        let extra: LabelSet = [("team".to_string(), "ops".to_string())].into_iter().collect();
         let firing = build(&config, labels("backup", AlertKind::Missing, &extra), "s".into(), since, None);
         let resolved = build(&config, labels("backup", AlertKind::Missing, &extra), "s".into(), since, Some(since));
         let (firing, resolved) = (firing.into_notification().unwrap(), resolved.into_notification().unwrap());
         assert_eq!(firing.status, Status::Firing);
         assert_eq!(resolved.status, Status::Resolved);
         assert_eq!(firing.alerts[0].fingerprint, resolved.alerts[0].fingerprint);
-        assert_eq!(firing.alerts[0].labels["alertname"], "HeartbeatMissing");
-        assert_eq!(firing.alerts[0].labels["team"], "ops");
+        assert_eq!(firing.alerts[0].labels.get("alertname").unwrap(), "HeartbeatMissing");
+        assert_eq!(firing.alerts[0].labels.get("team").unwrap(), "ops");
         assert_eq!(firing.receiver, "heartbeats");
         assert_eq!(firing.group_labels.len(), 2);
     }
