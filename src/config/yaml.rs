@@ -194,11 +194,13 @@ fn keep_binary_tags(text: &str) -> Cow<'_, str> {
                         quote = Some(c);
                     }
                     let rest = &line[pos..];
-                    let tag_ends = rest[TAG.len().min(rest.len())..]
-                        .chars()
-                        .next()
-                        .is_none_or(|next| next.is_whitespace() || next == ',' || next == ']' || next == '}');
-                    if token_start && rest.starts_with(TAG) && tag_ends {
+                    // `strip_prefix`, not an index: the text after a
+                    // shorter match may start inside a multi-byte character
+                    // (found by fuzzing the config loader).
+                    let tagged = rest.strip_prefix(TAG).is_some_and(|after| {
+                        after.chars().next().is_none_or(|next| next.is_whitespace() || ",]}".contains(next))
+                    });
+                    if token_start && tagged {
                         out.push_str("!binary");
                         for _ in 1..TAG.len() {
                             chars.next();
@@ -244,6 +246,21 @@ mod tests {
              f: x!!binary\n"
         );
         assert!(matches!(keep_binary_tags("a: b\n"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn a_multi_byte_character_after_a_partial_tag_is_kept() {
+        // Found by fuzzing the config loader: `!!binar` and a three-byte
+        // character put the end of the tag's slice inside that character.
+        let text = "a: !!binar\u{FFFD}x\nb: !!binary QQ==\n";
+        assert_eq!(keep_binary_tags(text), "a: !!binar\u{FFFD}x\nb: !binary QQ==\n");
+        assert_eq!(
+            keep_binary_tags("a: !!binary\u{20AC}\nb: !!binary QQ==\n"),
+            "a: !!binary\u{20AC}\nb: !binary QQ==\n"
+        );
+        // The fuzzer's own input is a config error, not a panic.
+        let crash = include_bytes!("../../tests/fuzz/regressions/config_load-332f79f3");
+        assert!(parse_value(&String::from_utf8_lossy(crash)).is_err());
     }
 
     #[test]
