@@ -681,10 +681,11 @@ async fn push_to(
     response.json().await.expect("batch answer")
 }
 
-/// No namespaces needed: the pushes come from the test itself, on loopback.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_quorum_outage_already_over_when_its_results_arrive_is_history_not_a_page() {
-    let Some(smtp) = SmtpServer::start(SmtpOpts::default()).await else { return };
+/// A central instance with the 2-of-3 quorum check `site` (target
+/// 127.0.0.1:9, three agents' tokens) paging to a real SMTP peer, and a
+/// client; `None` when the peer is missing outside CI.
+async fn quorum_central() -> Option<(SmtpServer, tempfile::TempDir, Central, reqwest::Client)> {
+    let smtp = SmtpServer::start(SmtpOpts::default()).await?;
     let dir = tempfile::tempdir().expect("temp dir");
     write_tokens(dir.path(), 3);
     let port = free_port();
@@ -692,6 +693,13 @@ async fn a_quorum_outage_already_over_when_its_results_arrive_is_history_not_a_p
     let mut central = Central::spawn(dir.path(), &quorum_yaml(target, &smtp), Vec::new(), port);
     central.wait_ready().await;
     let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).no_proxy().build().expect("client");
+    Some((smtp, dir, central, client))
+}
+
+/// No namespaces needed: the pushes come from the test itself, on loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quorum_outage_already_over_when_its_results_arrive_is_history_not_a_page() {
+    let Some((smtp, _dir, mut central, client)) = quorum_central().await else { return };
     // loc2 up, loc0 down (two failures), each in its own batch.
     push(&client, &central, 2, "b2", &[(30, true), (29, true)]).await;
     push(&client, &central, 0, "b0", &[(30, false), (29, false)]).await;
@@ -737,14 +745,7 @@ async fn a_quorum_outage_already_over_when_its_results_arrive_is_history_not_a_p
 /// quorum goes down in history; nobody is paged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backlog_ending_in_young_failures_pages_nobody() {
-    let Some(smtp) = SmtpServer::start(SmtpOpts::default()).await else { return };
-    let dir = tempfile::tempdir().expect("temp dir");
-    write_tokens(dir.path(), 3);
-    let port = free_port();
-    let target: SocketAddr = "127.0.0.1:9".parse().expect("addr");
-    let mut central = Central::spawn(dir.path(), &quorum_yaml(target, &smtp), Vec::new(), port);
-    central.wait_ready().await;
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).no_proxy().build().expect("client");
+    let Some((smtp, _dir, mut central, client)) = quorum_central().await else { return };
     for index in 0..3 {
         push(&client, &central, index, &format!("up{index}"), &[(20, true)]).await;
     }
