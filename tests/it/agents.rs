@@ -419,6 +419,13 @@ fn quorum_yaml(target: SocketAddr, smtp: &SmtpServer) -> String {
     )
 }
 
+/// The incidents of check `site`, from the checks API.
+async fn site_incidents(client: &reqwest::Client, central: &Central) -> Vec<serde_json::Value> {
+    let response = client.get(central.url("/api/v1/checks/site/incidents")).send().await.expect("GET incidents");
+    let body: serde_json::Value = response.json().await.expect("incidents json");
+    body["incidents"].as_array().expect("incidents").clone()
+}
+
 async fn check_json(client: &reqwest::Client, central: &Central, name: &str) -> serde_json::Value {
     let response = client.get(central.url(&format!("/api/v1/checks/{name}"))).send().await.expect("GET check");
     response.json::<serde_json::Value>().await.expect("check json")["check"].clone()
@@ -711,15 +718,7 @@ async fn a_quorum_outage_already_over_when_its_results_arrive_is_history_not_a_p
     assert_eq!(again["duplicate"], true, "a batch sent twice is stored once");
     let site = check_json(&client, &central, "site").await;
     assert_eq!(site["state"], "up", "{site}");
-    let incidents: serde_json::Value = client
-        .get(central.url("/api/v1/checks/site/incidents"))
-        .send()
-        .await
-        .expect("GET incidents")
-        .json()
-        .await
-        .expect("incidents json");
-    let incidents = incidents["incidents"].as_array().expect("incidents").clone();
+    let incidents = site_incidents(&client, &central).await;
     assert_eq!(incidents.len(), 1, "the outage is in history: {incidents:?}");
     assert!(incidents[0]["ended_at"].is_string() && incidents[0]["notified_at"].is_null(), "{incidents:?}");
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -763,15 +762,7 @@ async fn a_backlog_ending_in_young_failures_pages_nobody() {
     push(&client, &central, 0, "back0", &[(0, true)]).await;
     push(&client, &central, 1, "back1", &[(0, true)]).await;
     assert_eq!(check_json(&client, &central, "site").await["state"], "up");
-    let incidents: serde_json::Value = client
-        .get(central.url("/api/v1/checks/site/incidents"))
-        .send()
-        .await
-        .expect("GET incidents")
-        .json()
-        .await
-        .expect("incidents json");
-    let incidents = incidents["incidents"].as_array().expect("incidents").clone();
+    let incidents = site_incidents(&client, &central).await;
     assert_eq!(incidents.len(), 1, "the outage is in history: {incidents:?}");
     assert!(incidents[0]["notified_at"].is_null(), "{incidents:?}");
     tokio::time::sleep(Duration::from_secs(2)).await;
