@@ -174,7 +174,7 @@ pub fn line_chart(title: &str, from: DateTime<Utc>, to: DateTime<Utc>, series: &
             x2 = CHART_WIDTH - RIGHT,
             lx = LEFT - 6.0,
             ty = y + 4.0,
-            label = format_millis(value),
+            label = axis_millis(value),
         );
     }
     for step in 0..=4 {
@@ -249,6 +249,17 @@ pub fn describe_series(series: &[Series]) -> String {
         ));
     }
     parts.join("; ")
+}
+
+/// An axis label: quarter steps of a small scale (0.25 ms, 1.25 ms) keep
+/// their fraction, which `format_millis` rounds away, so no two gridlines
+/// carry the same label.
+fn axis_millis(millis: f64) -> String {
+    if millis < 1000.0 && millis.fract() != 0.0 {
+        format!("{} ms", format!("{millis:.2}").trim_end_matches('0'))
+    } else {
+        format_millis(millis)
+    }
 }
 
 /// The smallest 1/2/5×10ⁿ at or above `value` (at least 1 ms), so axis
@@ -351,6 +362,15 @@ mod tests {
         assert!(bar.contains(r#"<rect class="d-up" width="5" height="1"/>"#), "the common class is the ground: {bar}");
         assert!(bar.contains(r#"<path class="d-down" d="M0 0h1v1h-1zM3 0h1v1h-1z"/>"#), "{bar}");
         assert!(bar.contains(r#"<path class="d-none" d="M4 0h1v1h-1z"/>"#), "{bar}");
+    }
+
+    #[test]
+    fn axis_labels_of_a_small_scale_are_distinct() {
+        let labels: Vec<String> = (0..=4).map(|step| axis_millis(f64::from(step) / 4.0)).collect();
+        assert_eq!(labels, ["0 ms", "0.25 ms", "0.5 ms", "0.75 ms", "1 ms"]);
+        assert_eq!(axis_millis(1.25), "1.25 ms");
+        assert_eq!(axis_millis(500.0), "500 ms");
+        assert_eq!(axis_millis(2500.0), "2.50 s");
     }
 
     #[test]
