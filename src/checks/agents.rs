@@ -100,6 +100,7 @@ pub struct Assignment {
 }
 
 /// One result in a pushed batch.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PushedResult {
@@ -112,10 +113,10 @@ pub struct PushedResult {
     /// Whether it succeeded.
     pub success: bool,
     /// Failure phase (`probe_failure_info`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub phase: Option<String>,
     /// Failure reason.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub reason: Option<String>,
 }
 

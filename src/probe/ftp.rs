@@ -22,6 +22,7 @@ use suppaftp::{FtpError, FtpResult, Mode, Status};
 use tokio::net::TcpStream;
 
 /// The `ftp:` block of a module.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -29,10 +30,8 @@ pub struct Config {
     #[serde(flatten)]
     pub common: textproto::Common,
     /// Directory to LIST after login (`.` is the login directory).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub list_directory: Option<String>,
     /// File that must exist (checked with MDTM, which also gives its age).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub file_exists: Option<String>,
 }
 

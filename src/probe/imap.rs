@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::either::Either;
 
 /// The `imap:` block of a module.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -22,13 +23,10 @@ pub struct Config {
     #[serde(flatten)]
     pub common: textproto::Common,
     /// Mailbox to open read-only (EXAMINE) after login, e.g. `INBOX`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub mailbox: Option<String>,
     /// Fail when the mailbox holds fewer messages.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub min_messages: Option<u32>,
     /// Fail when the mailbox holds more messages.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_messages: Option<u32>,
 }
 

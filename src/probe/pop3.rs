@@ -10,6 +10,7 @@ use crate::config::Problems;
 use serde::{Deserialize, Serialize};
 
 /// The `pop3:` block of a module.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -17,10 +18,8 @@ pub struct Config {
     #[serde(flatten)]
     pub common: textproto::Common,
     /// Fail when STAT reports fewer messages.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub min_messages: Option<u64>,
     /// Fail when STAT reports more messages.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_messages: Option<u64>,
 }
 

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use std::io;
 
 /// The `smtp:` block of a module.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -23,16 +24,12 @@ pub struct Config {
     #[serde(flatten)]
     pub common: textproto::Common,
     /// The EHLO name; default: the address literal of the local end, e.g. `[192.0.2.1]`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub ehlo: Option<String>,
     /// `PLAIN` or `LOGIN`; unset means the first of these the server offers.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_mechanism: Option<AuthMechanism>,
     /// Envelope sender for the acceptance check (`""` is the null sender `<>`).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub mail_from: Option<String>,
     /// Recipient that must be accepted; setting it runs MAIL FROM, RCPT TO, RSET.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub rcpt_to: Option<String>,
 }
 

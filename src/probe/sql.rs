@@ -162,6 +162,7 @@ pub fn record_tls(ctx: &mut ProbeCtx<'_>, metrics: Metrics, info: &TlsInfo) {
 
 /// The keys every database prober's block shares, flattened into each
 /// block (`postgres:`, `mysql:`, `mssql:`) beside its own TLS mode key.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct Common {
@@ -172,29 +173,22 @@ pub struct Common {
     /// The login (required).
     pub user: String,
     /// File holding the password.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub password_file: Option<String>,
     /// Environment variable holding the password.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub password_env: Option<String>,
     /// Database to use after login; the server's default for the login otherwise.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub database: Option<String>,
     /// TLS settings (CA, client certificate, server name).
     pub tls_config: TlsConfig,
     /// The application name the server shows for the session.
     pub application_name: String,
     /// A query to run after login.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
     /// Minimum number of rows the query (its first result set) must return.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub expect_rows: Option<u64>,
     /// The first column of the first row must equal this text.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub expect_value: Option<String>,
     /// The first column of the first row must match this regular expression.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub expect_value_regex: Option<Regex>,
 }
 

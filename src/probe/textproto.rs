@@ -46,6 +46,7 @@ pub struct Ports {
 
 /// The keys every line-based prober's block shares, flattened into each
 /// block (`ftp:`, `imap:`, `smtp:`, `pop3:`) beside its own keys.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct Common {
@@ -56,21 +57,16 @@ pub struct Common {
     /// `none`, `starttls`, `opportunistic` or `implicit`; unset means implicit
     /// on the protocol's implicit-TLS port, STARTTLS on a STARTTLS port (SMTP
     /// submission, 587) and plain elsewhere.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsMode>,
     /// TLS settings for implicit TLS and STARTTLS.
     pub tls_config: TlsConfig,
     /// Must match the greeting (all lines, joined by newlines).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub banner_regexp: Option<Regex>,
     /// Log in as this user; unset means no login.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
     /// File holding the password, read at every probe.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub password_file: Option<String>,
     /// Environment variable holding the password.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub password_env: Option<String>,
 }
 
