@@ -133,10 +133,7 @@ pub(crate) fn page_json<T: serde::Serialize>(total: u64, limit: u32, offset: u64
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
+    use crate::bridge::string_map as params;
 
     #[test]
     fn queries_parse_with_defaults() {

@@ -605,10 +605,7 @@ async fn search(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
+    use crate::bridge::string_map as params;
 
     #[test]
     fn an_offset_past_sql_integers_is_a_bad_request() {

@@ -442,3 +442,10 @@ async fn run_housekeeping(shared: Arc<Shared>, mut shutdown: watch::Receiver<boo
         }
     }
 }
+
+/// A map of owned strings from `(name, value)` pairs: the query parameters
+/// and label sets the tests of the bridge and its surfaces start from.
+#[cfg(test)]
+pub(crate) fn string_map<M: FromIterator<(String, String)>>(pairs: &[(&str, &str)]) -> M {
+    pairs.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect()
+}
