@@ -11,23 +11,18 @@ use crate::config::Problems;
 use async_imap::error::Error as ImapError;
 use async_imap::imap_proto::{Response, Status};
 use async_imap::{Client, Session};
-use serde::{Deserialize, Serialize};
 use tokio_util::either::Either;
 
-/// The `imap:` block of a module.
-#[serde_with::skip_serializing_none]
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    /// The keys every line-based prober shares.
-    #[serde(flatten)]
-    pub common: textproto::Common,
-    /// Mailbox to open read-only (EXAMINE) after login, e.g. `INBOX`.
-    pub mailbox: Option<String>,
-    /// Fail when the mailbox holds fewer messages.
-    pub min_messages: Option<u32>,
-    /// Fail when the mailbox holds more messages.
-    pub max_messages: Option<u32>,
+textproto::block! {
+    /// The `imap:` block of a module.
+    pub struct Config {
+        /// Mailbox to open read-only (EXAMINE) after login, e.g. `INBOX`.
+        pub mailbox: Option<String>,
+        /// Fail when the mailbox holds fewer messages.
+        pub min_messages: Option<u32>,
+        /// Fail when the mailbox holds more messages.
+        pub max_messages: Option<u32>,
+    }
 }
 
 impl Config {

@@ -7,20 +7,15 @@
 use super::textproto::{self, Families, Lines, Opened, Ports, TlsMode};
 use super::{Phase, ProbeCtx, ProbeError, ProbeResult, Reason};
 use crate::config::Problems;
-use serde::{Deserialize, Serialize};
 
-/// The `pop3:` block of a module.
-#[serde_with::skip_serializing_none]
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    /// The keys every line-based prober shares.
-    #[serde(flatten)]
-    pub common: textproto::Common,
-    /// Fail when STAT reports fewer messages.
-    pub min_messages: Option<u64>,
-    /// Fail when STAT reports more messages.
-    pub max_messages: Option<u64>,
+textproto::block! {
+    /// The `pop3:` block of a module.
+    pub struct Config {
+        /// Fail when STAT reports fewer messages.
+        pub min_messages: Option<u64>,
+        /// Fail when STAT reports more messages.
+        pub max_messages: Option<u64>,
+    }
 }
 
 impl Config {

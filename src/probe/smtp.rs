@@ -15,22 +15,18 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 use std::io;
 
-/// The `smtp:` block of a module.
-#[serde_with::skip_serializing_none]
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    /// The keys every line-based prober shares.
-    #[serde(flatten)]
-    pub common: textproto::Common,
-    /// The EHLO name; default: the address literal of the local end, e.g. `[192.0.2.1]`.
-    pub ehlo: Option<String>,
-    /// `PLAIN` or `LOGIN`; unset means the first of these the server offers.
-    pub auth_mechanism: Option<AuthMechanism>,
-    /// Envelope sender for the acceptance check (`""` is the null sender `<>`).
-    pub mail_from: Option<String>,
-    /// Recipient that must be accepted; setting it runs MAIL FROM, RCPT TO, RSET.
-    pub rcpt_to: Option<String>,
+textproto::block! {
+    /// The `smtp:` block of a module.
+    pub struct Config {
+        /// The EHLO name; default: the address literal of the local end, e.g. `[192.0.2.1]`.
+        pub ehlo: Option<String>,
+        /// `PLAIN` or `LOGIN`; unset means the first of these the server offers.
+        pub auth_mechanism: Option<AuthMechanism>,
+        /// Envelope sender for the acceptance check (`""` is the null sender `<>`).
+        pub mail_from: Option<String>,
+        /// Recipient that must be accepted; setting it runs MAIL FROM, RCPT TO, RSET.
+        pub rcpt_to: Option<String>,
+    }
 }
 
 /// The SASL mechanisms the prober speaks.

@@ -174,6 +174,25 @@ pub fn validate_message_bounds<N: PartialOrd>(
     }
 }
 
+/// Declares a line-based prober's block: its own keys beside [`Common`]'s,
+/// which are flattened in, with the derives and serde attributes every
+/// such block carries.
+macro_rules! block {
+    ($(#[$meta:meta])* pub struct Config { $($(#[$key_meta:meta])* pub $key:ident: $ty:ty,)* }) => {
+        $(#[$meta])*
+        #[serde_with::skip_serializing_none]
+        #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct Config {
+            /// The keys every line-based prober shares.
+            #[serde(flatten)]
+            pub common: $crate::probe::textproto::Common,
+            $($(#[$key_meta])* pub $key: $ty,)*
+        }
+    };
+}
+pub(crate) use block;
+
 /// The [`Families`] of protocol `$proto` (`"smtp"`) named `$title` in HELP
 /// texts, whose TLS gauge describes `$session` (`"SMTP session"`).
 macro_rules! families {
