@@ -23,6 +23,7 @@ pub mod pop3;
 pub mod postgres;
 pub mod rdap;
 pub mod resolve;
+pub mod session;
 pub mod smtp;
 pub mod sql;
 pub mod target;

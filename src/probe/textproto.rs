@@ -4,6 +4,7 @@
 //! reader that can switch to TLS in the middle of a session (STARTTLS).
 
 use super::resolve::{self, IpProtocol};
+use super::session::PhaseFamilies;
 use super::tls::{self, TlsConfig};
 use super::{Phase, ProbeCtx, ProbeError, Reason};
 use crate::config::Problems;
@@ -198,10 +199,13 @@ pub(crate) use block;
 macro_rules! families {
     ($proto:literal, $title:literal, $session:literal) => {
         $crate::probe::textproto::Families {
-            duration: concat!("probe_", $proto, "_duration_seconds"),
-            duration_help: concat!("Duration of the ", $title, " probe by phase"),
-            ssl: concat!("probe_", $proto, "_ssl"),
-            ssl_help: concat!("Indicates if TLS was used for the ", $session),
+            phased: $crate::probe::session::PhaseFamilies {
+                duration: concat!("probe_", $proto, "_duration_seconds"),
+                duration_help: concat!("Duration of the ", $title, " probe by phase"),
+                ssl: concat!("probe_", $proto, "_ssl"),
+                ssl_help: concat!("Indicates if TLS was used for the ", $session),
+                phases: &$crate::probe::textproto::PHASES,
+            },
             server_info: concat!("probe_", $proto, "_server_info"),
             server_info_help: "Server software recognised in the greeting, from a fixed list",
         }
@@ -212,14 +216,8 @@ pub(crate) use families;
 /// The per-protocol families shared by the line-based probers.
 #[derive(Debug, Clone, Copy)]
 pub struct Families {
-    /// `probe_<proto>_duration_seconds{phase}`.
-    pub duration: &'static str,
-    /// Its HELP text.
-    pub duration_help: &'static str,
-    /// `probe_<proto>_ssl`: 1 when the session ended up encrypted.
-    pub ssl: &'static str,
-    /// Its HELP text.
-    pub ssl_help: &'static str,
+    /// The duration family and TLS gauge.
+    pub phased: PhaseFamilies,
     /// `probe_<proto>_server_info{software}`.
     pub server_info: &'static str,
     /// Its HELP text.
@@ -229,14 +227,12 @@ pub struct Families {
 impl Families {
     /// Creates the families that exist whatever happens, at 0.
     pub fn seed(&self, ctx: &mut ProbeCtx<'_>) {
-        let phases: Vec<&str> = PHASES.iter().map(|phase| phase.as_str()).collect();
-        ctx.registry.seed_phases(self.duration, self.duration_help, &phases);
-        ctx.registry.set(self.ssl, self.ssl_help, 0.0);
+        self.phased.seed(ctx);
     }
 
     /// Adds `elapsed` to `phase`.
     pub fn add(&self, ctx: &mut ProbeCtx<'_>, phase: Phase, elapsed: Duration) {
-        ctx.registry.add_phase(self.duration, self.duration_help, phase.as_str(), elapsed.as_secs_f64());
+        self.phased.add(ctx, phase, elapsed);
     }
 
     /// Runs one step within the deadline and adds its time to `phase`, also
@@ -397,8 +393,7 @@ impl Families {
 
     /// Records a finished handshake.
     pub fn tls_done(&self, ctx: &mut ProbeCtx<'_>, info: &tls::TlsInfo) {
-        tls::record(info, &mut ctx.registry, tls::Families { cipher: true, last_chain_expiry: true });
-        ctx.registry.set(self.ssl, self.ssl_help, 1.0);
+        self.phased.tls_done(ctx, info);
     }
 }
 
