@@ -113,10 +113,8 @@ pub struct PushedResult {
     /// Whether it succeeded.
     pub success: bool,
     /// Failure phase (`probe_failure_info`).
-    #[serde(default)]
     pub phase: Option<String>,
     /// Failure reason.
-    #[serde(default)]
     pub reason: Option<String>,
 }
 

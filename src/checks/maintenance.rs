@@ -21,19 +21,15 @@ use std::collections::BTreeMap;
 #[serde(deny_unknown_fields)]
 pub struct Window {
     /// One-off: the start (RFC 3339).
-    #[serde(default)]
     pub start: Option<DateTime<Utc>>,
     /// One-off: the end (RFC 3339), exclusive.
-    #[serde(default)]
     pub end: Option<DateTime<Utc>>,
     /// Recurring: the days the window starts on (`mon`, `sat-sun`…); empty is every day.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub weekdays: Vec<String>,
     /// Recurring: local start time, `HH:MM`.
-    #[serde(default)]
     pub time: Option<String>,
     /// Recurring: how long.
-    #[serde(default)]
     pub duration: Option<GoDuration>,
     /// Recurring: IANA time zone of `time` and `weekdays`.
     #[serde(default = "utc")]

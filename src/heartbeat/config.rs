@@ -66,13 +66,10 @@ pub struct Check {
     /// `<name>` of the API.
     pub name: String,
     /// The UUID of `/ping/<uuid>`.
-    #[serde(default)]
     pub uuid: Option<String>,
     /// Simple schedule: a success is expected this often.
-    #[serde(default)]
     pub period: Option<GoDuration>,
     /// Cron schedule: 5 fields, in `timezone`.
-    #[serde(default)]
     pub schedule: Option<String>,
     /// IANA time zone of `schedule`.
     #[serde(default = "utc")]
@@ -80,13 +77,10 @@ pub struct Check {
     /// How long past due before the check is down.
     pub grace: GoDuration,
     /// How long a run may take after `/start` (default: `grace`).
-    #[serde(default)]
     pub start_grace: Option<GoDuration>,
     /// Successes closer together than this raise `HeartbeatTooOften`.
-    #[serde(default)]
     pub min_interval: Option<GoDuration>,
     /// A file holding the token for `POST /api/v1/checks/<name>/results`.
-    #[serde(default)]
     pub token_file: Option<String>,
     /// Paused: no alerts.
     #[serde(default)]
