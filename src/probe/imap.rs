@@ -50,7 +50,6 @@ const MESSAGES_HELP: &str = "Number of messages in the examined mailbox";
 
 /// Runs one probe.
 pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
-    FAMILIES.seed(ctx);
     let Opened { endpoint, password, server_name, stream } = FAMILIES.open(ctx, &config.common, PORTS).await?;
     let mut client = Client::new(stream);
 

@@ -37,7 +37,6 @@ const SIZE_HELP: &str = "Size of the maildrop in bytes, as reported by STAT";
 
 /// Runs one probe.
 pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
-    FAMILIES.seed(ctx);
     let Opened { endpoint, password, server_name, stream } = FAMILIES.open(ctx, &config.common, PORTS).await?;
     let mut lines = Lines::new(stream);
 

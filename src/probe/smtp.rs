@@ -76,7 +76,6 @@ const STATUS_HELP: &str = "Returns the last SMTP reply code received, 0 when the
 
 /// Runs one probe.
 pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
-    FAMILIES.seed(ctx);
     ctx.registry.set(STATUS, STATUS_HELP, 0.0);
     let Opened { endpoint, password, server_name, stream } = FAMILIES.open(ctx, &config.common, PORTS).await?;
     let mut lines = Lines::new(stream);

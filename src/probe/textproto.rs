@@ -367,9 +367,10 @@ impl Families {
         Ok(())
     }
 
-    /// Reads the target, the password, connects and, with implicit TLS,
-    /// shakes hands.
+    /// Seeds the families, reads the target, the password, connects and,
+    /// with implicit TLS, shakes hands.
     pub async fn open(&self, ctx: &mut ProbeCtx<'_>, common: &Common, ports: Ports) -> Result<Opened, ProbeError> {
+        self.seed(ctx);
         let endpoint = endpoint(ctx.target, common.tls, ports)?;
         let password = common.password()?;
         let tcp = self.connect(ctx, &endpoint, common.preferred_ip_protocol, common.ip_protocol_fallback).await?;
