@@ -84,25 +84,15 @@ enum Answer {
     Err(String),
 }
 
-/// Sends a command (if any) and reads the status line. `command` is
-/// `(sent, logged)` so that the password never reaches the log.
+/// Sends a command (if any) and reads the status line (see
+/// [`Families::exchange`]).
 async fn exchange(
     ctx: &mut ProbeCtx<'_>,
     lines: &mut Lines,
     phase: Phase,
     command: Option<(&str, &str)>,
 ) -> Result<Answer, ProbeError> {
-    if let Some((_, logged)) = command {
-        ctx.log.debug(format!("Sending command={logged:?}"));
-    }
-    let result = FAMILIES
-        .step(ctx, phase, async {
-            if let Some((sent, _)) = command {
-                lines.write_line(sent).await?;
-            }
-            lines.read_line().await
-        })
-        .await?;
+    let result = FAMILIES.exchange(ctx, lines, phase, command, Lines::read_line).await?;
     let line = result.map_err(|err| {
         ctx.log.error(format!("Error reading reply err={err}"));
         ProbeError::io(phase, &err)

@@ -135,6 +135,12 @@ enum ReplyError {
     Malformed(String),
 }
 
+impl From<io::Error> for ReplyError {
+    fn from(err: io::Error) -> Self {
+        ReplyError::Io(err)
+    }
+}
+
 /// Reads a (possibly multi-line) reply: `250-…` lines until `250 …`.
 async fn read_reply(lines: &mut Lines) -> Result<Reply, ReplyError> {
     let mut reply = Reply { code: 0, lines: Vec::new() };
@@ -161,26 +167,14 @@ async fn read_reply(lines: &mut Lines) -> Result<Reply, ReplyError> {
     }
 }
 
-/// Sends a command (if any) and reads the reply. `command` is `(sent, logged)`
-/// so that credentials never reach the log.
+/// Sends a command (if any) and reads the reply (see [`Families::exchange`]).
 async fn exchange(
     ctx: &mut ProbeCtx<'_>,
     lines: &mut Lines,
     phase: Phase,
     command: Option<(&str, &str)>,
 ) -> Result<Reply, ProbeError> {
-    if let Some((_, logged)) = command {
-        ctx.log.debug(format!("Sending command={logged:?}"));
-    }
-    let result = FAMILIES
-        .step(ctx, phase, async {
-            if let Some((sent, _)) = command {
-                lines.write_line(sent).await.map_err(ReplyError::Io)?;
-            }
-            read_reply(lines).await
-        })
-        .await?;
-    match result {
+    match FAMILIES.exchange(ctx, lines, phase, command, read_reply).await? {
         Ok(reply) => {
             ctx.registry.set(STATUS, STATUS_HELP, f64::from(reply.code));
             ctx.log.debug(format!("Received reply lines={:?}", reply.lines));

@@ -249,6 +249,30 @@ impl Families {
         result
     }
 
+    /// Sends a command (if any) and reads the answer with `read`, timed as
+    /// `phase`. `command` is `(sent, logged)` so that credentials never
+    /// reach the log. The outer error is the deadline, the inner one the
+    /// exchange's.
+    pub async fn exchange<T, E: From<io::Error>>(
+        &self,
+        ctx: &mut ProbeCtx<'_>,
+        lines: &mut Lines,
+        phase: Phase,
+        command: Option<(&str, &str)>,
+        read: impl AsyncFnOnce(&mut Lines) -> Result<T, E>,
+    ) -> Result<Result<T, E>, ProbeError> {
+        if let Some((_, logged)) = command {
+            ctx.log.debug(format!("Sending command={logged:?}"));
+        }
+        self.step(ctx, phase, async {
+            if let Some((sent, _)) = command {
+                lines.write_line(sent).await?;
+            }
+            read(lines).await
+        })
+        .await
+    }
+
     /// Resolves the endpoint's host and picks one address as blackbox does.
     pub async fn resolve(
         &self,
