@@ -538,11 +538,8 @@ pub fn parse_query(params: &HashMap<String, String>) -> Result<MessageQuery, Str
             "since" => query.since = Some(history::parse_time(name, value)?),
             "until" => query.until = Some(history::parse_time(name, value)?),
             "sort" => {
-                let (descending, key) = match value.strip_prefix('-') {
-                    Some(key) => (true, key),
-                    None => (false, value.as_str()),
-                };
-                query.ascending = !descending;
+                let (key, ascending) = history::parse_sort(value);
+                query.ascending = ascending;
                 query.sort = match key {
                     "time" => MessageSort::Time,
                     "sender" => MessageSort::Sender,
