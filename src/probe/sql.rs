@@ -1,6 +1,6 @@
 //! Shared pieces of the database probers (`postgres`, `mysql`, `mssql`): the
 //! keys of their blocks ([`Common`]), the target address and TCP dial, the password source, the query expectation
-//! and the per-phase duration family.
+//! and `metrics!`, each prober's [`PhaseFamilies`].
 
 use super::resolve::{self, IpProtocol};
 use super::session::PhaseFamilies;
