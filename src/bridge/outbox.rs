@@ -226,9 +226,17 @@ impl LaneWorker<'_> {
         let store = &self.shared.store;
         let now = self.shared.clock.now();
         let mut content = self.content(&row).await?;
-        let states = store.alert_states(content.fingerprints()).await?;
+        // Only a catch-up, a summary or a delayed first attempt asks what
+        // its alerts do now; one notification says what it says, so its
+        // (maybe 100,000) states are not read.
+        let delayed_first = row.delayed && row.attempts == 0 && row.mode == Mode::Notification;
+        let states = if row.mode != Mode::Notification || delayed_first {
+            store.alert_states(content.fingerprints()).await?
+        } else {
+            HashMap::new()
+        };
 
-        if row.delayed && row.attempts == 0 && row.mode == Mode::Notification {
+        if delayed_first {
             let resolved: Vec<String> = content
                 .alerts
                 .iter()
@@ -416,7 +424,7 @@ impl LaneWorker<'_> {
                 if content.totals.is_some() {
                     transition.told_summary = Some(row.id);
                 } else {
-                    let told = content.told(row.mode, states);
+                    let told = content.into_told(row.mode, states);
                     transition.told_firing = told.firing;
                     transition.told_resolved = told.resolved;
                 }

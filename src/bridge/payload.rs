@@ -7,6 +7,7 @@
 //! Alertmanager computes it (FNV-1a over the sorted labels).
 
 use chrono::{DateTime, Utc};
+use litemap::LiteMap;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// Label or annotation names to values, sorted by name: a vector of pairs
@@ -69,10 +70,12 @@ pub struct Notification {
     /// Alerts dropped by `max_alerts`.
     pub truncated_alerts: u64,
     /// Alertmanager 0.32+: why this notification was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notification_reason: Option<String>,
     /// Alertmanager 0.34+: labels set on the route.
     pub route_labels: LabelSet,
     /// Grafana: the rendered title, when sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     /// Set for a message from the message API (never from a webhook body).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -96,40 +99,153 @@ pub struct Message {
 }
 
 /// One alert of a notification.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+///
+/// Kept small: a 100,000-alert body holds 100,000 of these at once (issue 13,
+/// defect 8), so Grafana's five links, almost always absent, share one box.
+/// Stored as JSON without its absent or empty fields ([`Alert`]'s
+/// `Serialize`); older stored rows with `null`s read back the same.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(from = "StoredAlert")]
 pub struct Alert {
     /// Firing or resolved.
     pub status: Status,
     /// The full label set.
-    #[serde(deserialize_with = "compact")]
     pub labels: LabelSet,
     /// Annotations.
-    #[serde(deserialize_with = "compact")]
     pub annotations: LabelSet,
     /// When the alert started, if known.
     pub starts_at: Option<DateTime<Utc>>,
     /// When it ended; `None` while it fires.
     pub ends_at: Option<DateTime<Utc>>,
     /// Link to the expression.
-    #[serde(rename = "generatorURL")]
     pub generator_url: String,
     /// 16 hex characters identifying the label set.
     pub fingerprint: String,
-    /// Grafana: link to silence the alert.
-    #[serde(rename = "silenceURL")]
+    /// Grafana's links and values, when it sent any.
+    pub grafana: Option<Box<Grafana>>,
+}
+
+/// What Grafana adds to an alert.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Grafana {
+    /// Link to silence the alert.
+    #[serde(rename = "silenceURL", default, skip_serializing_if = "Option::is_none")]
     pub silence_url: Option<String>,
-    /// Grafana: dashboard link.
-    #[serde(rename = "dashboardURL")]
+    /// Dashboard link.
+    #[serde(rename = "dashboardURL", default, skip_serializing_if = "Option::is_none")]
     pub dashboard_url: Option<String>,
-    /// Grafana: panel link.
-    #[serde(rename = "panelURL")]
+    /// Panel link.
+    #[serde(rename = "panelURL", default, skip_serializing_if = "Option::is_none")]
     pub panel_url: Option<String>,
-    /// Grafana: panel image.
-    #[serde(rename = "imageURL")]
+    /// Panel image.
+    #[serde(rename = "imageURL", default, skip_serializing_if = "Option::is_none")]
     pub image_url: Option<String>,
-    /// Grafana: `B=22, C=1`.
+    /// `B=22, C=1`.
+    #[serde(rename = "valueString", default, skip_serializing_if = "Option::is_none")]
     pub value_string: Option<String>,
+}
+
+impl Grafana {
+    /// The non-empty values, boxed; `None` when there are none.
+    fn boxed(self) -> Option<Box<Grafana>> {
+        let keep = |value: Option<String>| value.filter(|value| !value.is_empty());
+        let grafana = Grafana {
+            silence_url: keep(self.silence_url),
+            dashboard_url: keep(self.dashboard_url),
+            panel_url: keep(self.panel_url),
+            image_url: keep(self.image_url),
+            value_string: keep(self.value_string),
+        };
+        (grafana != Grafana::default()).then(|| Box::new(grafana))
+    }
+}
+
+impl Serialize for Alert {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        /// The stored form: absent and empty fields left out.
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Compact<'a> {
+            status: Status,
+            #[serde(skip_serializing_if = "LiteMap::is_empty")]
+            labels: &'a LabelSet,
+            #[serde(skip_serializing_if = "LiteMap::is_empty")]
+            annotations: &'a LabelSet,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            starts_at: Option<DateTime<Utc>>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            ends_at: Option<DateTime<Utc>>,
+            #[serde(rename = "generatorURL", skip_serializing_if = "str::is_empty")]
+            generator_url: &'a str,
+            fingerprint: &'a str,
+            #[serde(flatten, skip_serializing_if = "Option::is_none")]
+            grafana: Option<&'a Grafana>,
+        }
+        Compact {
+            status: self.status,
+            labels: &self.labels,
+            annotations: &self.annotations,
+            starts_at: self.starts_at,
+            ends_at: self.ends_at,
+            generator_url: &self.generator_url,
+            fingerprint: &self.fingerprint,
+            grafana: self.grafana.as_deref(),
+        }
+        .serialize(serializer)
+    }
+}
+
+/// An alert as stored (by this version, or with `null`s by older ones).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredAlert {
+    status: Status,
+    #[serde(default, deserialize_with = "compact")]
+    labels: LabelSet,
+    #[serde(default, deserialize_with = "compact")]
+    annotations: LabelSet,
+    #[serde(default)]
+    starts_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    ends_at: Option<DateTime<Utc>>,
+    #[serde(default, rename = "generatorURL")]
+    generator_url: String,
+    #[serde(default)]
+    fingerprint: String,
+    // Grafana's fields one by one: `flatten` would buffer every alert's
+    // fields on the way in.
+    #[serde(default, rename = "silenceURL")]
+    silence_url: Option<String>,
+    #[serde(default, rename = "dashboardURL")]
+    dashboard_url: Option<String>,
+    #[serde(default, rename = "panelURL")]
+    panel_url: Option<String>,
+    #[serde(default, rename = "imageURL")]
+    image_url: Option<String>,
+    #[serde(default)]
+    value_string: Option<String>,
+}
+
+impl From<StoredAlert> for Alert {
+    fn from(stored: StoredAlert) -> Alert {
+        Alert {
+            status: stored.status,
+            labels: stored.labels,
+            annotations: stored.annotations,
+            starts_at: stored.starts_at,
+            ends_at: stored.ends_at,
+            generator_url: stored.generator_url,
+            fingerprint: stored.fingerprint,
+            grafana: Grafana {
+                silence_url: stored.silence_url,
+                dashboard_url: stored.dashboard_url,
+                panel_url: stored.panel_url,
+                image_url: stored.image_url,
+                value_string: stored.value_string,
+            }
+            .boxed(),
+        }
+    }
 }
 
 impl Alert {
@@ -144,11 +260,7 @@ impl Alert {
             ends_at: None,
             generator_url: String::new(),
             fingerprint,
-            silence_url: None,
-            dashboard_url: None,
-            panel_url: None,
-            image_url: None,
-            value_string: None,
+            grafana: None,
         }
     }
 
@@ -212,9 +324,20 @@ pub fn parse(body: &[u8], received_at: DateTime<Utc>) -> Result<Notification, Pa
             Status::parse(text).ok_or_else(|| PayloadError::Status { field: "status".into(), value: text.into() })?,
         ),
     };
-    let mut alerts = Vec::with_capacity(raw.alerts.len());
-    for (index, Object(raw_alert)) in raw.alerts.into_iter().enumerate() {
-        alerts.push(raw_alert.normalise(index, top_status, received_at)?);
+    let Alerts { mut alerts, undecided, error } = raw.alerts;
+    if let Some(error) = error {
+        return Err(error);
+    }
+    // Old bodies omit the alert status: an end in the past means resolved,
+    // else the body's status decides (it may come after the alerts).
+    for index in undecided {
+        if let Some(alert) = alerts.get_mut(index) {
+            alert.status = match (alert.ends_at, top_status) {
+                (Some(ends_at), _) if ends_at <= received_at => Status::Resolved,
+                (_, Some(Status::Resolved)) => Status::Resolved,
+                _ => Status::Firing,
+            };
+        }
     }
     let status = top_status.unwrap_or_else(|| {
         if alerts.iter().any(|alert| alert.status == Status::Firing) { Status::Firing } else { Status::Resolved }
@@ -298,7 +421,7 @@ struct RawNotification {
     receiver: Option<String>,
     #[serde(default)]
     status: Option<String>,
-    alerts: Vec<Object<RawAlert>>,
+    alerts: Alerts,
     #[serde(default)]
     group_labels: Labels,
     #[serde(default)]
@@ -345,43 +468,85 @@ struct RawAlert {
 }
 
 impl RawAlert {
-    fn normalise(
-        self,
-        index: usize,
-        top_status: Option<Status>,
-        received_at: DateTime<Utc>,
-    ) -> Result<Alert, PayloadError> {
+    /// The alert, and whether its status was left out (then it is inferred
+    /// once the whole body is read).
+    fn normalise(self, index: usize) -> Result<(Alert, bool), PayloadError> {
         let starts_at = parse_time(self.starts_at.as_deref(), index, "startsAt")?;
         let ends_at = parse_time(self.ends_at.as_deref(), index, "endsAt")?;
         let status = match self.status.as_deref() {
-            Some(text) if !text.is_empty() => Status::parse(text)
-                .ok_or_else(|| PayloadError::Status { field: format!("alerts[{index}].status"), value: text.into() })?,
-            // Old bodies omit the alert status: an end in the past means resolved.
-            _ => match (ends_at, top_status) {
-                (Some(ends_at), _) if ends_at <= received_at => Status::Resolved,
-                (_, Some(Status::Resolved)) => Status::Resolved,
-                _ => Status::Firing,
-            },
+            Some(text) if !text.is_empty() => Some(Status::parse(text).ok_or_else(|| PayloadError::Status {
+                field: format!("alerts[{index}].status"),
+                value: text.into(),
+            })?),
+            _ => None,
         };
         let labels = self.labels.0;
         let fingerprint = match self.fingerprint {
             Some(fingerprint) if !fingerprint.is_empty() => fingerprint,
             _ => fingerprint(&labels),
         };
-        Ok(Alert {
-            status,
+        let grafana = Grafana {
+            silence_url: self.silence_url,
+            dashboard_url: self.dashboard_url,
+            panel_url: self.panel_url,
+            image_url: self.image_url,
+            value_string: self.value_string,
+        };
+        let alert = Alert {
+            status: status.unwrap_or(Status::Firing),
             labels,
             annotations: self.annotations.0,
             starts_at,
             ends_at,
             generator_url: self.generator_url.unwrap_or_default(),
             fingerprint,
-            silence_url: self.silence_url.filter(|url| !url.is_empty()),
-            dashboard_url: self.dashboard_url.filter(|url| !url.is_empty()),
-            panel_url: self.panel_url.filter(|url| !url.is_empty()),
-            image_url: self.image_url.filter(|url| !url.is_empty()),
-            value_string: self.value_string.filter(|text| !text.is_empty()),
-        })
+            grafana: grafana.boxed(),
+        };
+        Ok((alert, status.is_none()))
+    }
+}
+
+/// The `alerts` array, each alert normalised as soon as it is read: a
+/// 100,000-alert body never holds its raw alerts and the normalised ones at
+/// once (issue 13, defect 8).
+struct Alerts {
+    alerts: Vec<Alert>,
+    /// Alerts that left out their status.
+    undecided: Vec<usize>,
+    /// The first alert that cannot be normalised; the rest are only checked
+    /// for shape.
+    error: Option<PayloadError>,
+}
+
+impl<'de> Deserialize<'de> for Alerts {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Alerts;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array of alerts")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Alerts, A::Error> {
+                let mut read = Alerts { alerts: Vec::new(), undecided: Vec::new(), error: None };
+                while let Some(Object(raw)) = seq.next_element::<Object<RawAlert>>()? {
+                    if read.error.is_some() {
+                        continue;
+                    }
+                    match raw.normalise(read.alerts.len()) {
+                        Ok((alert, undecided)) => {
+                            if undecided {
+                                read.undecided.push(read.alerts.len());
+                            }
+                            read.alerts.push(alert);
+                        }
+                        Err(err) => read.error = Some(err),
+                    }
+                }
+                read.alerts.shrink_to_fit();
+                Ok(read)
+            }
+        }
+        deserializer.deserialize_seq(Visitor)
     }
 }
 
@@ -647,12 +812,13 @@ mod tests {
         assert_eq!(notification.receiver, "My Super Webhook");
         assert_eq!(notification.title.as_deref(), Some("[FIRING:2]  (blue)"));
         let first = &notification.alerts[0];
-        assert!(first.silence_url.as_deref().unwrap().contains("silence"));
+        let grafana = first.grafana.as_deref().unwrap();
+        assert!(grafana.silence_url.as_deref().unwrap().contains("silence"));
         assert_eq!(
             first.starts_at.unwrap(),
             Utc.with_ymd_and_hms(2021, 10, 12, 7, 51, 3).unwrap() + chrono::Duration::microseconds(157_076)
         );
-        assert_eq!(notification.alerts[1].dashboard_url, None);
+        assert_eq!(notification.alerts[1].grafana.as_ref().and_then(|grafana| grafana.dashboard_url.clone()), None);
     }
 
     #[test]

@@ -35,8 +35,8 @@ pub struct Content {
     pub external_url: String,
     /// The latest version of each alert, in first-seen order.
     pub alerts: Vec<Alert>,
-    /// Fingerprints seen firing in any of the notifications.
-    pub fired: HashSet<String>,
+    /// Beside each alert: whether it was seen firing in any of the notifications.
+    pub fired: Vec<bool>,
     /// When the latest notification arrived.
     pub received_at: DateTime<Utc>,
     /// The message, when this is one message from the message API.
@@ -59,11 +59,10 @@ pub struct Told {
 pub type Part = (StoredNotification, Option<Vec<String>>);
 
 /// Gathers `parts` (oldest first) into one message's content. The parts are
-/// consumed: a notification of 100,000 alerts is moved, not copied.
+/// consumed: a notification of 100,000 alerts is moved, not copied, and its
+/// fingerprints are looked up without copies of them.
 pub fn collect(parts: Vec<Part>) -> Content {
     let mut alerts: Vec<Alert> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
-    let mut fired = HashSet::new();
     let mut group_labels: Option<LabelSet> = None;
     let single_whole = matches!(parts.as_slice(), [(_, None)]);
     let single = parts.len() == 1;
@@ -87,23 +86,16 @@ pub fn collect(parts: Vec<Part>) -> Content {
         if single_whole {
             whole_common = Some((notification.common_labels, notification.common_annotations));
         }
-        let subset: Option<HashSet<String>> = subset.map(|subset| subset.into_iter().collect());
-        for alert in notification.alerts {
-            if subset.as_ref().is_some_and(|subset| !subset.contains(&alert.fingerprint)) {
-                continue;
-            }
-            if alert.status == Status::Firing {
-                fired.insert(alert.fingerprint.clone());
-            }
-            match index.get(&alert.fingerprint) {
-                Some(&position) => alerts[position] = alert,
-                None => {
-                    index.insert(alert.fingerprint.clone(), alerts.len());
-                    alerts.push(alert);
-                }
+        match subset {
+            None if alerts.is_empty() => alerts = notification.alerts,
+            None => alerts.extend(notification.alerts),
+            Some(subset) => {
+                let subset: HashSet<String> = subset.into_iter().collect();
+                alerts.extend(notification.alerts.into_iter().filter(|alert| subset.contains(&alert.fingerprint)));
             }
         }
     }
+    let (alerts, fired) = latest_versions(alerts);
     let (common_labels, common_annotations) = whole_common.unwrap_or_else(|| {
         (common(alerts.iter().map(|alert| &alert.labels)), common(alerts.iter().map(|alert| &alert.annotations)))
     });
@@ -121,16 +113,50 @@ pub fn collect(parts: Vec<Part>) -> Content {
     }
 }
 
+/// One alert per fingerprint: the latest version, at the place of the first;
+/// beside each, whether any version of it fired.
+fn latest_versions(mut alerts: Vec<Alert>) -> (Vec<Alert>, Vec<bool>) {
+    let mut fired = vec![false; alerts.len()];
+    // (place of the first version, a later version), in order.
+    let mut later = Vec::new();
+    {
+        let mut first: HashMap<&str, usize> = HashMap::with_capacity(alerts.len());
+        for (position, alert) in alerts.iter().enumerate() {
+            let at = *first.entry(alert.fingerprint.as_str()).or_insert(position);
+            if alert.status == Status::Firing {
+                fired[at] = true;
+            }
+            if at != position {
+                later.push((at, position));
+            }
+        }
+    }
+    if later.is_empty() {
+        return (alerts, fired);
+    }
+    let mut gone = vec![false; alerts.len()];
+    for (at, position) in later {
+        alerts.swap(at, position);
+        gone[position] = true;
+    }
+    let mut position = 0;
+    alerts.retain(|_| {
+        position += 1;
+        !gone[position - 1]
+    });
+    let mut position = 0;
+    fired.retain(|_| {
+        position += 1;
+        !gone[position - 1]
+    });
+    (alerts, fired)
+}
+
 impl Content {
     /// The content of a catch-up or overflow summary as the store read it:
     /// only the alerts its lists show, with the exact counts beside them.
     pub fn summary(summary: Summary) -> Content {
-        let fired = summary
-            .listed
-            .iter()
-            .filter(|listed| listed.fired)
-            .map(|listed| listed.alert.fingerprint.clone())
-            .collect();
+        let fired = summary.listed.iter().map(|listed| listed.fired).collect();
         let counts = summary.counts;
         Content {
             receiver: summary.receiver,
@@ -155,9 +181,23 @@ impl Content {
     /// and resolutions of alerts the contact was told about. False when
     /// nothing is left.
     pub fn keep_still_relevant(&mut self, states: &HashMap<String, AlertState>, told: &HashSet<String>) -> bool {
-        self.alerts.retain(|alert| match alert.status {
-            Status::Firing => states.get(&alert.fingerprint).is_none_or(|state| state.status == Status::Firing),
-            Status::Resolved => told.contains(&alert.fingerprint),
+        let keep: Vec<bool> = self
+            .alerts
+            .iter()
+            .map(|alert| match alert.status {
+                Status::Firing => states.get(&alert.fingerprint).is_none_or(|state| state.status == Status::Firing),
+                Status::Resolved => told.contains(&alert.fingerprint),
+            })
+            .collect();
+        let mut position = 0;
+        self.alerts.retain(|_| {
+            position += 1;
+            keep[position - 1]
+        });
+        let mut position = 0;
+        self.fired.retain(|_| {
+            position += 1;
+            keep[position - 1]
         });
         !self.alerts.is_empty()
     }
@@ -190,18 +230,21 @@ impl Content {
         states.get(&alert.fingerprint).map(|state| state.status).unwrap_or(alert.status)
     }
 
-    /// What the contact is told by this message.
-    pub fn told(&self, mode: Mode, states: &HashMap<String, AlertState>) -> Told {
+    /// What the contact is told by this message; the fingerprints are moved
+    /// out of the content.
+    pub fn into_told(self, mode: Mode, states: &HashMap<String, AlertState>) -> Told {
         let mut firing = Vec::new();
         let mut resolved = Vec::new();
-        for alert in &self.alerts {
+        for alert in self.alerts {
             let status = match mode {
                 Mode::Notification => alert.status,
-                Mode::CatchUp | Mode::Overflow => self.current(alert, states),
+                Mode::CatchUp | Mode::Overflow => {
+                    states.get(&alert.fingerprint).map(|state| state.status).unwrap_or(alert.status)
+                }
             };
             match status {
-                Status::Firing => firing.push((alert.fingerprint.clone(), alert.starts_at)),
-                Status::Resolved => resolved.push(alert.fingerprint.clone()),
+                Status::Firing => firing.push((alert.fingerprint, alert.starts_at)),
+                Status::Resolved => resolved.push(alert.fingerprint),
             }
         }
         Told { firing, resolved }
@@ -218,10 +261,11 @@ impl Content {
         let listed = LIST_LIMIT;
         let all: Vec<AlertView> = self.alerts.iter().take(listed).map(alert_view).collect();
         // Each list is counted whole and cut to `listed` only for display.
-        let listed_and_counted = |keep: &dyn Fn(&Alert) -> bool| -> (Vec<AlertView>, u64) {
+        let listed_and_counted = |keep: &dyn Fn(usize, &Alert) -> bool| -> (Vec<AlertView>, u64) {
             let mut count = 0u64;
             let mut shown = Vec::new();
-            for alert in self.alerts.iter().filter(|alert| keep(alert)) {
+            let alerts = self.alerts.iter().enumerate().filter(|(position, alert)| keep(*position, alert));
+            for (_, alert) in alerts {
                 count += 1;
                 if shown.len() < listed {
                     shown.push(alert_view(alert));
@@ -232,14 +276,14 @@ impl Content {
         let (kind, (firing, firing_count), (resolved, resolved_count), (still_firing, still_firing_count)) = match mode
         {
             Mode::Notification => {
-                let firing = listed_and_counted(&|alert| alert.status == Status::Firing);
-                let resolved = listed_and_counted(&|alert| alert.status == Status::Resolved);
+                let firing = listed_and_counted(&|_, alert| alert.status == Status::Firing);
+                let resolved = listed_and_counted(&|_, alert| alert.status == Status::Resolved);
                 (ViewKind::Notification, firing.clone(), resolved, firing)
             }
             Mode::CatchUp | Mode::Overflow => {
-                let firing = listed_and_counted(&|alert| self.fired.contains(&alert.fingerprint));
-                let resolved = listed_and_counted(&|alert| self.current(alert, states) == Status::Resolved);
-                let still_firing = listed_and_counted(&|alert| self.current(alert, states) == Status::Firing);
+                let firing = listed_and_counted(&|position, _| self.fired.get(position).copied().unwrap_or(false));
+                let resolved = listed_and_counted(&|_, alert| self.current(alert, states) == Status::Resolved);
+                let still_firing = listed_and_counted(&|_, alert| self.current(alert, states) == Status::Firing);
                 let kind = if mode == Mode::CatchUp { ViewKind::CatchUp } else { ViewKind::Overflow };
                 (kind, firing, resolved, still_firing)
             }
@@ -456,7 +500,7 @@ mod tests {
         let overflow = content.view(Mode::Overflow, &states, "alice", at(30));
         assert_eq!(overflow.kind, ViewKind::Overflow);
         assert_eq!(overflow.suppressed_count, 3);
-        let told = content.told(Mode::CatchUp, &states);
+        let told = content.clone().into_told(Mode::CatchUp, &states);
         assert_eq!(told.firing.len(), 1);
         assert_eq!(told.resolved, ["a", "c"]);
     }

@@ -12,6 +12,7 @@
 //! (rate-limit checks, catch-up and overflow merges) is, across replicas:
 //! PostgreSQL claims lanes with `FOR UPDATE SKIP LOCKED`.
 
+mod encode;
 mod messages;
 mod postgres;
 mod schema;

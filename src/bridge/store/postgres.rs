@@ -7,7 +7,7 @@
 use super::{
     AlertState, Dialect, HistoryPage, HistoryQuery, HistorySql, Ingested, Lane, Mode, NewNotification, OutboxRow,
     QueueStats, RawHistory, RawRow, Retention, RowState, StoreError, StoredNotification, Transition, alertnames,
-    encode_fingerprints, from_ms, schema, sql, to_ms,
+    encode, encode_fingerprints, from_ms, schema, sql, to_ms,
 };
 use crate::bridge::payload::Status;
 use crate::storage::lease::{self, dead_sql};
@@ -85,14 +85,17 @@ impl PostgresStore {
         self.db.pooled().await
     }
 
-    pub(super) async fn ingest(&self, new: NewNotification) -> Result<Ingested, StoreError> {
-        let payload = serde_json::to_string(&new.notification)
-            .map_err(|err| StoreError::Corrupt(format!("cannot encode notification: {err}")))?;
+    pub(super) async fn ingest(&self, mut new: NewNotification) -> Result<Ingested, StoreError> {
+        let payload = encode::notification_json(&new.notification)?;
         let received_at = to_ms(new.received_at);
         // A fixed lock order (alerts, then lanes, each sorted) avoids deadlocks
-        // between concurrent intakes.
-        let mut alerts: Vec<_> = new.notification.alerts.iter().collect();
-        alerts.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+        // between concurrent intakes. The parsed alerts are freed once their
+        // states are taken (fingerprints moved, not copied).
+        let mut alerts: Vec<(String, Status, Option<i64>)> = std::mem::take(&mut new.notification.alerts)
+            .into_iter()
+            .map(|alert| (alert.fingerprint, alert.status, alert.starts_at.map(to_ms)))
+            .collect();
+        alerts.sort_by(|a, b| a.0.cmp(&b.0));
         let mut deliveries: Vec<_> = new.deliveries.iter().collect();
         deliveries.sort_by(|a, b| (&a.contact, &a.channel).cmp(&(&b.contact, &b.channel)));
         let mut pooled = self.pooled().await?;
@@ -138,13 +141,8 @@ impl PostgresStore {
                     )
                     .await?;
             }
-            for alert in alerts {
-                pooled
-                    .execute(
-                        sql::UPSERT_ALERT,
-                        &[&alert.fingerprint, &alert.status.as_str(), &alert.starts_at.map(to_ms), &received_at],
-                    )
-                    .await?;
+            for (fingerprint, status, starts_at) in &alerts {
+                pooled.execute(sql::UPSERT_ALERT, &[fingerprint, &status.as_str(), starts_at, &received_at]).await?;
             }
             for delivery in deliveries {
                 let due_at = to_ms(delivery.due_at);

@@ -7,7 +7,7 @@
 use super::{
     AlertState, Dialect, HistoryPage, HistoryQuery, HistorySql, Ingested, Lane, Mode, NewNotification, OutboxRow,
     QueueStats, ROW_COLUMNS, RawHistory, RawRow, Retention, RowState, StoreError, StoredNotification, Transition,
-    alertnames, encode_fingerprints, from_ms, schema, sql, sqlite_sql, to_ms,
+    alertnames, encode, encode_fingerprints, from_ms, schema, sql, sqlite_sql, to_ms,
 };
 use crate::bridge::payload::Status;
 use crate::storage::sqlite::Sqlite;
@@ -54,9 +54,11 @@ impl SqliteStore {
         self.db.read(work).await
     }
 
-    pub(super) async fn ingest(&self, new: NewNotification) -> Result<Ingested, StoreError> {
-        let payload = serde_json::to_string(&new.notification)
-            .map_err(|err| StoreError::Corrupt(format!("cannot encode notification: {err}")))?;
+    pub(super) async fn ingest(&self, mut new: NewNotification) -> Result<Ingested, StoreError> {
+        let payload = encode::notification_json(&new.notification)?;
+        // The text is all the write needs: free the parsed alerts before
+        // SQLite copies it.
+        new.notification.alerts = Vec::new();
         let received_at = to_ms(new.received_at);
         self.write(move |connection| {
             if let Some(key) = &new.dedup_key {
@@ -93,14 +95,15 @@ impl SqliteStore {
                 ])?;
             }
             let mut upsert_alert = connection.prepare_cached(&sqlite_sql(sql::UPSERT_ALERT))?;
-            for alert in &notification.alerts {
+            encode::for_each_alert(&payload, |alert| {
                 upsert_alert.execute(params![
                     alert.fingerprint,
                     alert.status.as_str(),
                     alert.starts_at.map(to_ms),
                     received_at
                 ])?;
-            }
+                Ok(())
+            })?;
             let mut insert_outbox = connection.prepare_cached(&sqlite_sql(sql::INSERT_OUTBOX))?;
             let mut upsert_lane = connection.prepare_cached(&sqlite_sql(sql::UPSERT_LANE))?;
             for delivery in &new.deliveries {
@@ -261,13 +264,21 @@ impl SqliteStore {
             let mut statement = connection.prepare_cached(&sqlite_sql(sql::NOTIFICATION))?;
             let mut found = Vec::with_capacity(ids.len());
             for id in ids {
-                let row: Option<(i64, i64, String)> =
-                    statement.query_row(params![id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?))).optional()?;
-                if let Some((id, received_at, payload)) = row {
+                // Parsed from SQLite's own buffer: a large notification's
+                // text is not copied once more.
+                let row = statement
+                    .query_row(params![id], |row| {
+                        let payload = row.get_ref(2)?.as_str().map_err(|err| {
+                            rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(err))
+                        })?;
+                        Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, serde_json::from_str(payload)))
+                    })
+                    .optional()?;
+                if let Some((id, received_at, notification)) = row {
                     found.push(StoredNotification {
                         id,
                         received_at: from_ms(received_at),
-                        notification: serde_json::from_str(&payload)
+                        notification: notification
                             .map_err(|err| StoreError::Corrupt(format!("notification {id}: {err}")))?,
                     });
                 }
