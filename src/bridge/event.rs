@@ -7,7 +7,7 @@
 //! routing, dedup, quiet hours, rate limits, rendering and history treat every
 //! source alike.
 
-use super::payload::{self, Alert, Grafana, LabelSet, Notification, Status};
+use super::payload::{self, Alert, Encoded, Grafana, LabelSet, Notification, Status};
 use chrono::{DateTime, Utc};
 
 /// Who reported an event.
@@ -101,10 +101,9 @@ pub struct Batch {
     /// The events, in the source's order; all from one source.
     pub events: Vec<Event>,
     /// A webhook's notification, kept whole (`group` and `events` stay
-    /// empty): it already is the stored form, and turning 100,000 alerts
-    /// into events and back held two copies of them at once (issue 13,
-    /// defect 8).
-    webhook: Option<(Source, Notification)>,
+    /// empty): turning 100,000 alerts into events and back held two copies
+    /// of them at once (issue 13, defect 8).
+    webhook: Option<(Source, Webhook)>,
 }
 
 impl Batch {
@@ -116,7 +115,13 @@ impl Batch {
     /// The events of a parsed Alertmanager/Grafana webhook body.
     pub fn from_webhook(notification: Notification) -> Batch {
         let source = Source::Webhook { version: notification.version.clone() };
-        Batch { group: Group::default(), events: Vec::new(), webhook: Some((source, notification)) }
+        Batch { group: Group::default(), events: Vec::new(), webhook: Some((source, Webhook::Parsed(notification))) }
+    }
+
+    /// A webhook body already in its stored form ([`payload::parse_encoded`]).
+    pub fn from_encoded(encoded: Encoded) -> Batch {
+        let source = Source::Webhook { version: encoded.head().version.clone() };
+        Batch { group: Group::default(), events: Vec::new(), webhook: Some((source, Webhook::Encoded(encoded))) }
     }
 
     /// The events of an Alertmanager-shaped `notification` from `source`,
@@ -168,8 +173,12 @@ impl Batch {
 
     /// The stored form: one notification with one alert per event.
     pub fn into_notification(self) -> Result<Notification, BatchError> {
-        if let Some((_, notification)) = self.webhook {
-            return Ok(notification);
+        match self.webhook {
+            Some((_, Webhook::Parsed(notification))) => return Ok(notification),
+            Some((_, Webhook::Encoded(encoded))) => {
+                return encoded.decode().map_err(|err| BatchError::Unreadable(err.to_string()));
+            }
+            None => {}
         }
         let source = self.source()?.cloned().unwrap_or(Source::Webhook { version: String::new() });
         let alerts: Vec<Alert> = self
@@ -221,6 +230,24 @@ impl Batch {
     }
 }
 
+/// A webhook's notification as the batch keeps it.
+#[derive(Debug, Clone, PartialEq)]
+enum Webhook {
+    Parsed(Notification),
+    Encoded(Encoded),
+}
+
+impl Batch {
+    /// The stored form, which the pipeline routes and commits: a webhook
+    /// parsed straight into it stays as it is.
+    pub fn into_encoded(self) -> Result<Encoded, BatchError> {
+        if let Some((_, Webhook::Encoded(encoded))) = self.webhook {
+            return Ok(encoded);
+        }
+        Encoded::new(self.into_notification()?).map_err(|err| BatchError::Unreadable(err.to_string()))
+    }
+}
+
 /// The pairs every set shares.
 fn common<'a>(mut sets: impl Iterator<Item = &'a LabelSet>) -> LabelSet {
     let Some(first) = sets.next() else {
@@ -239,6 +266,9 @@ pub enum BatchError {
     /// One batch holds events of different sources.
     #[error("one batch must hold events of one source")]
     MixedSources,
+    /// The notification cannot be written or read in its stored form.
+    #[error("cannot encode the notification: {0}")]
+    Unreadable(String),
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ fn new_notification(group: &str, status: &str, at: DateTime<Utc>, contacts: &[&s
     let notification = payload::parse(body.as_bytes(), at).expect("test fixture");
     NewNotification {
         received_at: at,
-        dedup_key: Some(checkit::bridge::dedup::key(&notification)),
+        dedup_key: Some(checkit::bridge::dedup::key(&notification).expect("a parsed notification")),
         dedup_since: at - Duration::minutes(10),
         deliveries: contacts
             .iter()
@@ -34,7 +34,7 @@ fn new_notification(group: &str, status: &str, at: DateTime<Utc>, contacts: &[&s
                 fingerprints: None,
             })
             .collect(),
-        notification,
+        notification: payload::Encoded::new(notification).expect("encodes"),
         message: None,
     }
 }
@@ -81,7 +81,7 @@ async fn store_suite(store: Store) {
     assert!(matches!(store.ingest(again).await.expect("store operation"), Ingested::Accepted { deliveries: 0, .. }));
     let stored = store.notifications(vec![notification_id, 999_999]).await.expect("store operation");
     assert_eq!(stored.len(), 1);
-    assert_eq!(stored[0].notification, first.notification);
+    assert_eq!(stored[0].notification, first.notification.decode().expect("decodes"));
 
     // Lanes: each due lane is leased once until released.
     let wall = Utc::now();
@@ -157,7 +157,7 @@ async fn store_suite(store: Store) {
     assert!(store.told("alice", vec!["fp-a".into()]).await.expect("store operation").is_empty());
 
     // The latest alert state wins, whatever order notifications arrive in.
-    let fingerprint = first.notification.alerts[0].fingerprint.clone();
+    let fingerprint = first.notification.decode().expect("decodes").alerts[0].fingerprint.clone();
     store.ingest(new_notification("g3", "resolved", t0() + Duration::minutes(30), &[])).await.expect("store operation");
     let states = store.alert_states(vec![fingerprint.clone(), "unknown".into()]).await.expect("store operation");
     assert_eq!(states.len(), 1);
@@ -279,7 +279,7 @@ async fn summary_suite(store: Store) {
                 dedup_key: None,
                 dedup_since: received_at,
                 deliveries: vec![delivery],
-                notification,
+                notification: payload::Encoded::new(notification).expect("encodes"),
                 message: None,
             };
             store.ingest(new).await.expect("store operation");

@@ -25,7 +25,7 @@ pub use sqlite::SqliteStore;
 pub(crate) use summary::Dialect;
 pub use summary::{ListedAlert, Summary, SummaryCounts};
 
-use super::payload::{Notification, Status};
+use super::payload::{Encoded, Notification, Status};
 use crate::storage::Storage;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -120,8 +120,8 @@ impl Mode {
 pub struct NewNotification {
     /// When the webhook arrived.
     pub received_at: DateTime<Utc>,
-    /// The parsed body.
-    pub notification: Notification,
+    /// The notification in its stored form.
+    pub notification: Encoded,
     /// The idempotency key, or `None` when dedup is off.
     pub dedup_key: Option<String>,
     /// A previous key seen before this instant no longer counts.

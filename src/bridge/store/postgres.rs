@@ -85,17 +85,18 @@ impl PostgresStore {
         self.db.pooled().await
     }
 
-    pub(super) async fn ingest(&self, mut new: NewNotification) -> Result<Ingested, StoreError> {
-        let payload = encode::notification_json(&new.notification)?;
+    pub(super) async fn ingest(&self, new: NewNotification) -> Result<Ingested, StoreError> {
         let received_at = to_ms(new.received_at);
         // A fixed lock order (alerts, then lanes, each sorted) avoids deadlocks
-        // between concurrent intakes. The parsed alerts are freed once their
-        // states are taken (fingerprints moved, not copied).
-        let mut alerts: Vec<(String, Status, Option<i64>)> = std::mem::take(&mut new.notification.alerts)
-            .into_iter()
-            .map(|alert| (alert.fingerprint, alert.status, alert.starts_at.map(to_ms)))
-            .collect();
+        // between concurrent intakes. The states are read from the stored
+        // text, one alert at a time.
+        let mut alerts: Vec<(String, Status, Option<i64>)> = Vec::with_capacity(new.notification.len());
+        encode::for_each_alert(new.notification.json(), |alert| {
+            alerts.push((alert.fingerprint.into_owned(), alert.status, alert.starts_at.map(to_ms)));
+            Ok(())
+        })?;
         alerts.sort_by(|a, b| a.0.cmp(&b.0));
+        let (notification, payload) = new.notification.into_parts();
         let mut deliveries: Vec<_> = new.deliveries.iter().collect();
         deliveries.sort_by(|a, b| (&a.contact, &a.channel).cmp(&(&b.contact, &b.channel)));
         let mut pooled = self.pooled().await?;
@@ -108,7 +109,6 @@ impl PostgresStore {
                     return Ok(Ingested::Duplicate);
                 }
             }
-            let notification = &new.notification;
             let row = pooled
                 .query_opt(
                     sql::INSERT_NOTIFICATION,

@@ -54,11 +54,7 @@ impl SqliteStore {
         self.db.read(work).await
     }
 
-    pub(super) async fn ingest(&self, mut new: NewNotification) -> Result<Ingested, StoreError> {
-        let payload = encode::notification_json(&new.notification)?;
-        // The text is all the write needs: free the parsed alerts before
-        // SQLite copies it.
-        new.notification.alerts = Vec::new();
+    pub(super) async fn ingest(&self, new: NewNotification) -> Result<Ingested, StoreError> {
         let received_at = to_ms(new.received_at);
         self.write(move |connection| {
             if let Some(key) = &new.dedup_key {
@@ -70,7 +66,8 @@ impl SqliteStore {
                     return Ok(Ingested::Duplicate);
                 }
             }
-            let notification = &new.notification;
+            let notification = new.notification.head();
+            let payload = new.notification.json();
             let notification_id: i64 = connection.prepare_cached(&sqlite_sql(sql::INSERT_NOTIFICATION))?.query_row(
                 params![
                     received_at,
@@ -95,7 +92,7 @@ impl SqliteStore {
                 ])?;
             }
             let mut upsert_alert = connection.prepare_cached(&sqlite_sql(sql::UPSERT_ALERT))?;
-            encode::for_each_alert(&payload, |alert| {
+            encode::for_each_alert(payload, |alert| {
                 upsert_alert.execute(params![
                     alert.fingerprint,
                     alert.status.as_str(),
