@@ -231,7 +231,7 @@ impl LaneWorker<'_> {
         // (maybe 100,000) states are not read.
         let delayed_first = row.delayed && row.attempts == 0 && row.mode == Mode::Notification;
         let states = if row.mode != Mode::Notification || delayed_first {
-            store.alert_states(content.fingerprints()).await?
+            store.alert_states(content.fingerprints().map_err(unreadable)?).await?
         } else {
             HashMap::new()
         };
@@ -257,7 +257,10 @@ impl LaneWorker<'_> {
         if let Some(quiet_hours) = &target.contact.quiet_hours {
             if let Some(until) = quiet_until(Some(quiet_hours), now) {
                 let bypass = self.runtime.bypass.get(&self.lane.contact).map(Vec::as_slice).unwrap_or_default();
-                if !content.any_alert(|labels| bypass.iter().any(|matchers| matchers.matches(labels))) {
+                let bypassed = content
+                    .any_alert(|labels| bypass.iter().any(|matchers| matchers.matches(labels)))
+                    .map_err(unreadable)?;
+                if !bypassed {
                     let mut transition = Transition::of(&row, RowState::Held, until);
                     transition.event = Some(self.event(
                         &row,
@@ -321,6 +324,17 @@ impl LaneWorker<'_> {
         if row.mode != Mode::Notification && store.member_count(row.id).await? > 0 {
             let limit = u32::try_from(plan::LIST_LIMIT).unwrap_or(u32::MAX);
             return Ok(Content::summary(store.summary(row.id, limit).await?));
+        }
+        // One whole notification is read from its text, one alert at a time
+        // (a delayed first attempt drops alerts, so it reads them all).
+        let delayed_first = row.delayed && row.attempts == 0;
+        if row.mode == Mode::Notification && row.fingerprints.is_none() && !delayed_first {
+            let Some((received_at, json)) = store.notification_text(row.notification_id).await? else {
+                return Ok(plan::collect(Vec::new()));
+            };
+            if let Some(content) = Content::stored(received_at, json).map_err(unreadable)? {
+                return Ok(content);
+            }
         }
         let parts = store
             .notifications(vec![row.notification_id])
@@ -421,10 +435,11 @@ impl LaneWorker<'_> {
         match result {
             Ok((receipt, elapsed)) => {
                 transition.sent_at = Some(done_at);
-                if content.totals.is_some() {
+                if content.is_summary() {
                     transition.told_summary = Some(row.id);
                 } else {
-                    let told = content.into_told(row.mode, states);
+                    // The text was read whole once already: it reads again.
+                    let told = content.into_told(row.mode, states).map_err(unreadable)?;
                     transition.told_firing = told.firing;
                     transition.told_resolved = told.resolved;
                 }
@@ -538,6 +553,11 @@ impl LaneWorker<'_> {
             duration_ms: duration.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
         }
     }
+}
+
+/// A stored notification whose text does not read as one.
+fn unreadable(err: serde_json::Error) -> StoreError {
+    StoreError::Corrupt(format!("stored notification: {err}"))
 }
 
 /// The end of the quiet hours `now` falls in, if any.

@@ -5,7 +5,7 @@
 //! **Architecture invariant:** nothing here does I/O or reads the clock; the
 //! outbox worker passes `now` and the stored state in.
 
-use super::payload::{Alert, LabelSet, Message, Status};
+use super::payload::{Alert, LabelSet, Message, Status, Stopped, each_stored_alert};
 use super::render::{AlertView, Counts, View, ViewKind};
 use super::store::{AlertRef, AlertState, Mode, StoredNotification, Summary};
 use chrono::{DateTime, Utc};
@@ -41,9 +41,13 @@ pub struct Content {
     pub received_at: DateTime<Utc>,
     /// The message, when this is one message from the message API.
     pub message: Option<Message>,
-    /// For a summary read from the store ([`Content::summary`]): the exact
+    /// For a summary read from the store ([`Content::summary`]) or one
+    /// notification read from its text ([`Content::stored`]): the exact
     /// sizes of its lists, of which `alerts` holds only the listed part.
     pub totals: Option<Counts>,
+    /// For one notification read from its text: that text, which the
+    /// alerts left out of `alerts` are read from when needed.
+    stored: Option<String>,
 }
 
 /// What a sent message told the contact.
@@ -110,6 +114,7 @@ pub fn collect(parts: Vec<Part>) -> Content {
         received_at,
         message,
         totals: None,
+        stored: None,
     }
 }
 
@@ -174,6 +179,109 @@ impl Content {
                 resolved: counts.resolved,
                 still_firing: counts.still_firing,
             }),
+            stored: None,
+        }
+    }
+
+    /// The content of one whole notification, read from its stored `json`
+    /// one alert at a time: it keeps the alerts its message and history list
+    /// (the first [`HISTORY_ALERTS`], and the first [`LIST_LIMIT`] firing
+    /// and resolved), the exact counts, and the text for what reads every
+    /// alert (what the contact was told, the quiet-hours bypass). A
+    /// notification of 100,000 alerts is never held parsed (issue 13,
+    /// defect 8). `None` when two alerts share a fingerprint: [`collect`]
+    /// decides which version counts. Not for a delayed first attempt, which
+    /// drops alerts ([`Content::keep_still_relevant`]).
+    pub fn stored(received_at: DateTime<Utc>, json: String) -> Result<Option<Content>, serde_json::Error> {
+        /// What the message needs of the notification itself.
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Head {
+            #[serde(default)]
+            receiver: String,
+            #[serde(default)]
+            group_labels: LabelSet,
+            #[serde(default)]
+            common_labels: LabelSet,
+            #[serde(default)]
+            common_annotations: LabelSet,
+            #[serde(default, rename = "externalURL")]
+            external_url: String,
+            #[serde(default)]
+            message: Option<Message>,
+        }
+        let head: Head = serde_json::from_str(&json)?;
+        let hasher = std::collections::hash_map::RandomState::new();
+        let mut seen = HashSet::new();
+        let mut listed = Vec::new();
+        let (mut alerts, mut firing, mut resolved) = (0usize, 0usize, 0usize);
+        let read = each_stored_alert(&json, |alert: Alert| {
+            // A hash per fingerprint; a repeat (or a collision) leaves the
+            // choice of versions to `collect`.
+            if !seen.insert(std::hash::BuildHasher::hash_one(&hasher, &alert.fingerprint)) {
+                return Err(());
+            }
+            let first_of_its_status = match alert.status {
+                Status::Firing => firing < LIST_LIMIT,
+                Status::Resolved => resolved < LIST_LIMIT,
+            };
+            match alert.status {
+                Status::Firing => firing += 1,
+                Status::Resolved => resolved += 1,
+            }
+            if alerts < HISTORY_ALERTS || first_of_its_status {
+                listed.push(alert);
+            }
+            alerts += 1;
+            Ok(())
+        });
+        match read {
+            Ok(()) => {}
+            Err(Stopped::By(())) => return Ok(None),
+            Err(Stopped::Json(err)) => return Err(err),
+        }
+        let count = |n: usize| n as u64;
+        Ok(Some(Content {
+            receiver: head.receiver,
+            group_labels: head.group_labels,
+            common_labels: head.common_labels,
+            common_annotations: head.common_annotations,
+            external_url: head.external_url,
+            fired: listed.iter().map(|alert| alert.status == Status::Firing).collect(),
+            alerts: listed,
+            received_at,
+            message: head.message,
+            totals: Some(Counts {
+                alerts: count(alerts),
+                firing: count(firing),
+                resolved: count(resolved),
+                still_firing: count(firing),
+            }),
+            stored: Some(json),
+        }))
+    }
+
+    /// True for a catch-up or overflow summary the store summed up: what it
+    /// told is recorded by the store too.
+    pub fn is_summary(&self) -> bool {
+        self.totals.is_some() && self.stored.is_none()
+    }
+
+    /// Calls `each` with every alert: those held, or those of the text.
+    fn each(&self, mut each: impl FnMut(Alert)) -> Result<(), serde_json::Error> {
+        match &self.stored {
+            Some(json) => each_stored_alert(json, |alert| {
+                each(alert);
+                Ok::<(), std::convert::Infallible>(())
+            })
+            .map_err(|stopped| match stopped {
+                Stopped::Json(err) => err,
+                Stopped::By(never) => match never {},
+            }),
+            None => {
+                self.alerts.iter().cloned().for_each(each);
+                Ok(())
+            }
         }
     }
 
@@ -203,8 +311,13 @@ impl Content {
     }
 
     /// Fingerprints of every alert.
-    pub fn fingerprints(&self) -> Vec<String> {
-        self.alerts.iter().map(|a| a.fingerprint.clone()).collect()
+    pub fn fingerprints(&self) -> Result<Vec<String>, serde_json::Error> {
+        if self.stored.is_none() {
+            return Ok(self.alerts.iter().map(|a| a.fingerprint.clone()).collect());
+        }
+        let mut fingerprints = Vec::new();
+        self.each(|alert| fingerprints.push(alert.fingerprint))?;
+        Ok(fingerprints)
     }
 
     /// The alerts as listed in history (capped).
@@ -221,8 +334,13 @@ impl Content {
     }
 
     /// True when an alert's labels satisfy `test` (quiet-hours bypass).
-    pub fn any_alert(&self, test: impl Fn(&LabelSet) -> bool) -> bool {
-        self.alerts.iter().any(|alert| test(&alert.labels))
+    pub fn any_alert(&self, test: impl Fn(&LabelSet) -> bool) -> Result<bool, serde_json::Error> {
+        if self.stored.is_none() {
+            return Ok(self.alerts.iter().any(|alert| test(&alert.labels)));
+        }
+        let mut any = false;
+        self.each(|alert| any = any || test(&alert.labels))?;
+        Ok(any)
     }
 
     /// The current status of `alert`: the stored latest state, else its own.
@@ -232,10 +350,10 @@ impl Content {
 
     /// What the contact is told by this message; the fingerprints are moved
     /// out of the content.
-    pub fn into_told(self, mode: Mode, states: &HashMap<String, AlertState>) -> Told {
+    pub fn into_told(self, mode: Mode, states: &HashMap<String, AlertState>) -> Result<Told, serde_json::Error> {
         let mut firing = Vec::new();
         let mut resolved = Vec::new();
-        for alert in self.alerts {
+        let mut tell = |alert: Alert| {
             let status = match mode {
                 Mode::Notification => alert.status,
                 Mode::CatchUp | Mode::Overflow => {
@@ -246,8 +364,12 @@ impl Content {
                 Status::Firing => firing.push((alert.fingerprint, alert.starts_at)),
                 Status::Resolved => resolved.push(alert.fingerprint),
             }
+        };
+        match self.stored {
+            Some(_) => self.each(&mut tell)?,
+            None => self.alerts.into_iter().for_each(tell),
         }
-        Told { firing, resolved }
+        Ok(Told { firing, resolved })
     }
 
     /// The template view of this content for `contact`.
@@ -500,7 +622,7 @@ mod tests {
         let overflow = content.view(Mode::Overflow, &states, "alice", at(30));
         assert_eq!(overflow.kind, ViewKind::Overflow);
         assert_eq!(overflow.suppressed_count, 3);
-        let told = content.clone().into_told(Mode::CatchUp, &states);
+        let told = content.clone().into_told(Mode::CatchUp, &states).unwrap();
         assert_eq!(told.firing.len(), 1);
         assert_eq!(told.resolved, ["a", "c"]);
     }
@@ -524,6 +646,39 @@ mod tests {
     }
 
     #[test]
+    fn a_notification_read_from_its_text_says_and_tells_what_the_parsed_one_does() {
+        let alerts: Vec<(String, String, &str)> = (0..HISTORY_ALERTS + 300)
+            .map(|i| (format!("A{i}"), format!("f{i}"), if i % 3 == 0 { "resolved" } else { "firing" }))
+            .collect();
+        let refs: Vec<(&str, &str, &str)> =
+            alerts.iter().map(|(name, fingerprint, status)| (name.as_str(), fingerprint.as_str(), *status)).collect();
+        let notification = stored(1, 30, &refs);
+        let json = crate::bridge::payload::Encoded::new(notification.notification.clone()).unwrap().json().to_string();
+        let parsed = collect(vec![(notification.clone(), None)]);
+        let read = Content::stored(at(30), json).unwrap().expect("no repeated fingerprint");
+        assert!(read.alerts.len() < parsed.alerts.len(), "only the listed alerts are held");
+        let states = HashMap::new();
+        let (parsed_view, read_view) = (
+            parsed.view(Mode::Notification, &states, "alice", at(40)),
+            read.view(Mode::Notification, &states, "alice", at(40)),
+        );
+        assert_eq!(format!("{read_view:?}"), format!("{parsed_view:?}"));
+        assert_eq!(read.alert_refs(), parsed.alert_refs());
+        assert_eq!(read.fingerprints().unwrap(), parsed.fingerprints().unwrap());
+        let last = |labels: &LabelSet| labels.get("alertname").is_some_and(|name| name == "A799");
+        assert!(read.any_alert(last).unwrap() && parsed.any_alert(last).unwrap());
+        assert!(!read.is_summary());
+        assert_eq!(
+            read.into_told(Mode::Notification, &states).unwrap(),
+            parsed.into_told(Mode::Notification, &states).unwrap()
+        );
+        // A repeated fingerprint leaves the choice of versions to `collect`.
+        let repeated = stored(2, 30, &[("Disk", "a", "firing"), ("Disk", "a", "resolved")]);
+        let json = crate::bridge::payload::Encoded::new(repeated.notification).unwrap().json().to_string();
+        assert!(Content::stored(at(30), json).unwrap().is_none());
+    }
+
+    #[test]
     fn delayed_content_keeps_only_what_still_matters() {
         let notification = stored(
             1,
@@ -535,7 +690,7 @@ mod tests {
         states.insert("a".to_string(), AlertState { status: Status::Resolved, starts_at: None });
         let told: HashSet<String> = ["c".to_string()].into();
         assert!(content.keep_still_relevant(&states, &told));
-        assert_eq!(content.fingerprints(), ["b", "c"]);
+        assert_eq!(content.fingerprints().unwrap(), ["b", "c"]);
         let mut gone = collect(vec![(notification, Some(vec!["a".to_string()]))]);
         assert!(!gone.keep_still_relevant(&states, &told));
     }

@@ -2,7 +2,7 @@
 //! text one alert at a time (issue 13, defect 8: a 100,000-alert webhook is
 //! never held as parsed alerts while the database copies its text).
 
-use super::StoreError;
+use super::{SqlParam, SqlValue, Store, StoreError, from_ms};
 use crate::bridge::payload::{Status, Stopped, each_stored_alert};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -32,6 +32,20 @@ pub(crate) fn for_each_alert(
         Stopped::By(err) => err,
         Stopped::Json(err) => StoreError::Corrupt(format!("stored notification: {err}")),
     })
+}
+
+impl Store {
+    /// When notification `id` arrived, and its stored text (`None` when it
+    /// is gone), for a reader that goes through the alerts one at a time.
+    pub async fn notification_text(&self, id: i64) -> Result<Option<(DateTime<Utc>, String)>, StoreError> {
+        let rows = self
+            .select("SELECT received_at, payload FROM notifications WHERE id = $1".into(), vec![SqlParam::Int(id)])
+            .await?;
+        Ok(rows.into_iter().next().and_then(|row| match <[SqlValue; 2]>::try_from(row) {
+            Ok([received_at, SqlValue::Text(payload)]) => Some((from_ms(received_at.int()), payload)),
+            _ => None,
+        }))
+    }
 }
 
 #[cfg(test)]
