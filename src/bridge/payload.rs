@@ -341,9 +341,12 @@ pub fn parse_encoded(body: &[u8], received_at: DateTime<Utc>) -> Result<Encoded,
     }
     head.status = top_status.unwrap_or(if checked.fires(received_at) { Status::Firing } else { Status::Resolved });
     let (prefix, suffix) = Encoded::frame(&head)?;
-    // The stored form adds a status and a fingerprint to alerts that lack
-    // them; a buffer a little larger than the body rarely grows.
-    let mut json = Vec::with_capacity(prefix.len() + body.len() + checked.count.saturating_mul(48) + suffix.len());
+    // The stored form adds a status and a fingerprint (51 bytes) to alerts
+    // that lack them: room for that, so the buffer does not grow by doubling
+    // and copying. What stays unused is never touched, so it is never
+    // resident, and is given back below.
+    let room = body.len().saturating_add(checked.count.saturating_mul(64));
+    let mut json = Vec::with_capacity(prefix.len() + room + suffix.len());
     json.extend_from_slice(prefix.as_bytes());
     let mut writer = Writer { json, top_status, received_at, count: 0 };
     serde::Deserializer::deserialize_map(&mut serde_json::Deserializer::from_slice(body), &mut writer)?;

@@ -66,18 +66,20 @@ impl SqliteStore {
                     return Ok(Ingested::Duplicate);
                 }
             }
-            let notification = new.notification.head();
-            let payload = new.notification.json();
-            let notification_id: i64 = connection.prepare_cached(&sqlite_sql(sql::INSERT_NOTIFICATION))?.query_row(
-                params![
-                    received_at,
-                    notification.receiver,
-                    notification.group_key,
-                    notification.status.as_str(),
-                    payload
-                ],
-                |row| row.get(0),
-            )?;
+            let (notification, payload) = new.notification.into_parts();
+            // The alerts' states first: they are read from the text, which
+            // is freed below as soon as SQLite holds its own copy.
+            let mut upsert_alert = connection.prepare_cached(&sqlite_sql(sql::UPSERT_ALERT))?;
+            encode::for_each_alert(&payload, |alert| {
+                upsert_alert.execute(params![
+                    alert.fingerprint,
+                    alert.status.as_str(),
+                    alert.starts_at.map(to_ms),
+                    received_at
+                ])?;
+                Ok(())
+            })?;
+            let notification_id = insert_notification(connection, received_at, &notification, payload)?;
             if let Some(message) = &new.message {
                 connection.prepare_cached(&sqlite_sql(sql::INSERT_MESSAGE))?.execute(params![
                     notification_id,
@@ -91,16 +93,6 @@ impl SqliteStore {
                     super::messages::joined(&message.channels)
                 ])?;
             }
-            let mut upsert_alert = connection.prepare_cached(&sqlite_sql(sql::UPSERT_ALERT))?;
-            encode::for_each_alert(payload, |alert| {
-                upsert_alert.execute(params![
-                    alert.fingerprint,
-                    alert.status.as_str(),
-                    alert.starts_at.map(to_ms),
-                    received_at
-                ])?;
-                Ok(())
-            })?;
             let mut insert_outbox = connection.prepare_cached(&sqlite_sql(sql::INSERT_OUTBOX))?;
             let mut upsert_lane = connection.prepare_cached(&sqlite_sql(sql::UPSERT_LANE))?;
             for delivery in &new.deliveries {
@@ -414,6 +406,27 @@ impl SqliteStore {
         })
         .await
     }
+}
+
+/// Inserts the notification row; returns its ID. `payload` is freed once
+/// bound, before SQLite builds the row from its own copy: a large
+/// notification's text is held twice at most, not three times.
+fn insert_notification(
+    connection: &Connection,
+    received_at: i64,
+    notification: &crate::bridge::payload::Notification,
+    payload: String,
+) -> Result<i64, StoreError> {
+    let mut insert = connection.prepare_cached(&sqlite_sql(sql::INSERT_NOTIFICATION))?;
+    insert.raw_bind_parameter(1, received_at)?;
+    insert.raw_bind_parameter(2, &notification.receiver)?;
+    insert.raw_bind_parameter(3, &notification.group_key)?;
+    insert.raw_bind_parameter(4, notification.status.as_str())?;
+    insert.raw_bind_parameter(5, payload.as_str())?;
+    drop(payload);
+    let mut rows = insert.raw_query();
+    let row = rows.next()?.ok_or_else(|| StoreError::Unavailable("insert returned no id".into()))?;
+    Ok(row.get(0)?)
 }
 
 fn apply_one(
