@@ -349,7 +349,7 @@ pub fn parse_encoded(body: &[u8], received_at: DateTime<Utc>) -> Result<Encoded,
     let mut json = Vec::with_capacity(prefix.len() + room + suffix.len());
     json.extend_from_slice(prefix.as_bytes());
     let mut writer = Writer { json, top_status, received_at, count: 0 };
-    serde::Deserializer::deserialize_map(&mut serde_json::Deserializer::from_slice(body), &mut writer)?;
+    read_alerts_field(body, WriteAlerts(&mut writer))?;
     let Writer { mut json, count, .. } = writer;
     json.extend_from_slice(suffix.as_bytes());
     json.shrink_to_fit();
@@ -653,21 +653,32 @@ struct Writer {
     count: usize,
 }
 
-impl<'de> serde::de::Visitor<'de> for &mut Writer {
-    type Value = ();
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a webhook body")
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<String>()? {
-            if key == "alerts" {
-                map.next_value_seed(WriteAlerts(&mut *self))?;
-            } else {
-                map.next_value::<serde::de::IgnoredAny>()?;
-            }
+/// Reads the JSON object `json`, handing its `alerts` value to `seed` and
+/// skipping everything else.
+fn read_alerts_field<'de, S: serde::de::DeserializeSeed<'de, Value = ()>>(
+    json: &'de [u8],
+    seed: S,
+) -> Result<(), serde_json::Error> {
+    struct Field<S>(Option<S>);
+    impl<'de, S: serde::de::DeserializeSeed<'de, Value = ()>> serde::de::Visitor<'de> for Field<S> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a notification")
         }
-        Ok(())
+        fn visit_map<A: serde::de::MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<String>()? {
+                match self.0.take() {
+                    Some(seed) if key == "alerts" => map.next_value_seed(seed)?,
+                    seed => {
+                        self.0 = seed;
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(())
+        }
     }
+    serde::Deserializer::deserialize_map(&mut serde_json::Deserializer::from_slice(json), Field(Some(seed)))
 }
 
 struct WriteAlerts<'w>(&'w mut Writer);
@@ -815,22 +826,6 @@ pub fn each_stored_alert<'de, T: Deserialize<'de>, E>(
         stopped: Option<E>,
         alert: std::marker::PhantomData<fn(T)>,
     }
-    impl<'de, T: Deserialize<'de>, E, F: FnMut(T) -> Result<(), E>> serde::de::Visitor<'de> for &mut Reader<T, E, F> {
-        type Value = ();
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a stored notification")
-        }
-        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-            while let Some(key) = map.next_key::<String>()? {
-                if key == "alerts" {
-                    map.next_value_seed(ReadAlerts(&mut *self))?;
-                } else {
-                    map.next_value::<serde::de::IgnoredAny>()?;
-                }
-            }
-            Ok(())
-        }
-    }
     struct ReadAlerts<'r, T, E, F>(&'r mut Reader<T, E, F>);
     impl<'de, T: Deserialize<'de>, E, F: FnMut(T) -> Result<(), E>> serde::de::DeserializeSeed<'de>
         for ReadAlerts<'_, T, E, F>
@@ -856,7 +851,7 @@ pub fn each_stored_alert<'de, T: Deserialize<'de>, E>(
         }
     }
     let mut reader = Reader { each, stopped: None, alert: std::marker::PhantomData };
-    let read = serde::Deserializer::deserialize_map(&mut serde_json::Deserializer::from_str(json), &mut reader);
+    let read = read_alerts_field(json.as_bytes(), ReadAlerts(&mut reader));
     match (reader.stopped, read) {
         (Some(err), _) => Err(Stopped::By(err)),
         (None, Err(err)) => Err(Stopped::Json(err)),
