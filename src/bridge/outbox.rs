@@ -231,7 +231,7 @@ impl LaneWorker<'_> {
         // (maybe 100,000) states are not read.
         let delayed_first = row.delayed && row.attempts == 0 && row.mode == Mode::Notification;
         let states = if row.mode != Mode::Notification || delayed_first {
-            store.alert_states(content.fingerprints().map_err(unreadable)?).await?
+            store.alert_states(self.fingerprints(&content).await?).await?
         } else {
             HashMap::new()
         };
@@ -257,9 +257,7 @@ impl LaneWorker<'_> {
         if let Some(quiet_hours) = &target.contact.quiet_hours {
             if let Some(until) = quiet_until(Some(quiet_hours), now) {
                 let bypass = self.runtime.bypass.get(&self.lane.contact).map(Vec::as_slice).unwrap_or_default();
-                let bypassed = content
-                    .any_alert(|labels| bypass.iter().any(|matchers| matchers.matches(labels)))
-                    .map_err(unreadable)?;
+                let bypassed = self.any_alert(&content, bypass).await?;
                 if !bypassed {
                     let mut transition = Transition::of(&row, RowState::Held, until);
                     transition.event = Some(self.event(
@@ -329,11 +327,14 @@ impl LaneWorker<'_> {
         // (a delayed first attempt drops alerts, so it reads them all).
         let delayed_first = row.delayed && row.attempts == 0;
         if row.mode == Mode::Notification && row.fingerprints.is_none() && !delayed_first {
-            let Some((received_at, json)) = store.notification_text(row.notification_id).await? else {
-                return Ok(plan::collect(Vec::new()));
-            };
-            if let Some(content) = Content::stored(received_at, json).map_err(unreadable)? {
-                return Ok(content);
+            let id = row.notification_id;
+            match store.read_notification(id, move |received_at, json| Content::stored(received_at, json, id)).await? {
+                None => return Ok(plan::collect(Vec::new())),
+                Some(read) => {
+                    if let Some(content) = read.map_err(unreadable)? {
+                        return Ok(content);
+                    }
+                }
             }
         }
         let parts = store
@@ -343,6 +344,28 @@ impl LaneWorker<'_> {
             .map(|stored| (stored, row.fingerprints.clone()))
             .collect();
         Ok(plan::collect(parts))
+    }
+
+    /// Fingerprints of every alert of `content`, read again from the store
+    /// when it holds only the listed ones.
+    async fn fingerprints(&self, content: &Content) -> Result<Vec<String>, StoreError> {
+        let Some(id) = content.stored_notification() else {
+            return Ok(content.fingerprints());
+        };
+        let read = self.shared.store.read_notification(id, |_, json| plan::fingerprints_in(json)).await?;
+        read.unwrap_or(Ok(Vec::new())).map_err(unreadable)
+    }
+
+    /// True when an alert of `content` matches one of `bypass` (quiet
+    /// hours), read again from the store when it holds only the listed ones.
+    async fn any_alert(&self, content: &Content, bypass: &[super::matcher::Matchers]) -> Result<bool, StoreError> {
+        let Some(id) = content.stored_notification() else {
+            return Ok(content.any_alert(|labels| bypass.iter().any(|matchers| matchers.matches(labels))));
+        };
+        let bypass = bypass.to_vec();
+        let test = move |labels: &super::payload::LabelSet| bypass.iter().any(|matchers| matchers.matches(labels));
+        let read = self.shared.store.read_notification(id, move |_, json| plan::any_alert_in(json, test)).await?;
+        read.unwrap_or(Ok(false)).map_err(unreadable)
     }
 
     /// When the budget of this contact and channel allows the next send.
@@ -437,9 +460,10 @@ impl LaneWorker<'_> {
                 transition.sent_at = Some(done_at);
                 if content.is_summary() {
                     transition.told_summary = Some(row.id);
+                } else if let Some(notification) = content.stored_notification() {
+                    transition.told_notification = Some(notification);
                 } else {
-                    // The text was read whole once already: it reads again.
-                    let told = content.into_told(row.mode, states).map_err(unreadable)?;
+                    let told = content.into_told(row.mode, states);
                     transition.told_firing = told.firing;
                     transition.told_resolved = told.resolved;
                 }

@@ -45,9 +45,10 @@ pub struct Content {
     /// notification read from its text ([`Content::stored`]): the exact
     /// sizes of its lists, of which `alerts` holds only the listed part.
     pub totals: Option<Counts>,
-    /// For one notification read from its text: that text, which the
-    /// alerts left out of `alerts` are read from when needed.
-    stored: Option<String>,
+    /// For one notification read from its text: its ID. What reads every
+    /// alert (what the contact was told, the quiet-hours bypass, states)
+    /// reads the text again from the store; only the listed alerts are held.
+    stored: Option<i64>,
 }
 
 /// What a sent message told the contact.
@@ -183,16 +184,16 @@ impl Content {
         }
     }
 
-    /// The content of one whole notification, read from its stored `json`
-    /// one alert at a time: it keeps the alerts its message and history list
-    /// (the first [`HISTORY_ALERTS`], and the first [`LIST_LIMIT`] firing
-    /// and resolved), the exact counts, and the text for what reads every
-    /// alert (what the contact was told, the quiet-hours bypass). A
-    /// notification of 100,000 alerts is never held parsed (issue 13,
-    /// defect 8). `None` when two alerts share a fingerprint: [`collect`]
-    /// decides which version counts. Not for a delayed first attempt, which
-    /// drops alerts ([`Content::keep_still_relevant`]).
-    pub fn stored(received_at: DateTime<Utc>, json: String) -> Result<Option<Content>, serde_json::Error> {
+    /// The content of one whole notification (`id`), read from its stored
+    /// `json` one alert at a time: it keeps the alerts its message and
+    /// history list (the first [`HISTORY_ALERTS`], and the first
+    /// [`LIST_LIMIT`] firing and resolved) and the exact counts; what reads
+    /// every alert reads the text again ([`Content::stored_notification`]).
+    /// A notification of 100,000 alerts is never held parsed, nor its text
+    /// (issue 13, defect 8). `None` when two alerts share a fingerprint:
+    /// [`collect`] decides which version counts. Not for a delayed first
+    /// attempt, which drops alerts ([`Content::keep_still_relevant`]).
+    pub fn stored(received_at: DateTime<Utc>, json: &str, id: i64) -> Result<Option<Content>, serde_json::Error> {
         /// What the message needs of the notification itself.
         #[derive(serde::Deserialize)]
         #[serde(rename_all = "camelCase")]
@@ -210,12 +211,12 @@ impl Content {
             #[serde(default)]
             message: Option<Message>,
         }
-        let head: Head = serde_json::from_str(&json)?;
+        let head: Head = serde_json::from_str(json)?;
         let hasher = std::collections::hash_map::RandomState::new();
         let mut seen = HashSet::new();
         let mut listed = Vec::new();
         let (mut alerts, mut firing, mut resolved) = (0usize, 0usize, 0usize);
-        let read = each_stored_alert(&json, |alert: Alert| {
+        let read = each_stored_alert(json, |alert: Alert| {
             // A hash per fingerprint; a repeat (or a collision) leaves the
             // choice of versions to `collect`.
             if !seen.insert(std::hash::BuildHasher::hash_one(&hasher, &alert.fingerprint)) {
@@ -257,7 +258,7 @@ impl Content {
                 resolved: count(resolved),
                 still_firing: count(firing),
             }),
-            stored: Some(json),
+            stored: Some(id),
         }))
     }
 
@@ -267,22 +268,12 @@ impl Content {
         self.totals.is_some() && self.stored.is_none()
     }
 
-    /// Calls `each` with every alert: those held, or those of the text.
-    fn each(&self, mut each: impl FnMut(Alert)) -> Result<(), serde_json::Error> {
-        match &self.stored {
-            Some(json) => each_stored_alert(json, |alert| {
-                each(alert);
-                Ok::<(), std::convert::Infallible>(())
-            })
-            .map_err(|stopped| match stopped {
-                Stopped::Json(err) => err,
-                Stopped::By(never) => match never {},
-            }),
-            None => {
-                self.alerts.iter().cloned().for_each(each);
-                Ok(())
-            }
-        }
+    /// The notification this content was read from without holding all its
+    /// alerts ([`Content::stored`]): what reads every alert reads its text
+    /// ([`fingerprints_in`], [`any_alert_in`]), and the store records what
+    /// the contact was told from it.
+    pub fn stored_notification(&self) -> Option<i64> {
+        self.stored
     }
 
     /// Keeps what a delayed message should still say: alerts that still fire,
@@ -310,14 +301,10 @@ impl Content {
         !self.alerts.is_empty()
     }
 
-    /// Fingerprints of every alert.
-    pub fn fingerprints(&self) -> Result<Vec<String>, serde_json::Error> {
-        if self.stored.is_none() {
-            return Ok(self.alerts.iter().map(|a| a.fingerprint.clone()).collect());
-        }
-        let mut fingerprints = Vec::new();
-        self.each(|alert| fingerprints.push(alert.fingerprint))?;
-        Ok(fingerprints)
+    /// Fingerprints of every alert held (all of them, unless
+    /// [`Content::stored_notification`]).
+    pub fn fingerprints(&self) -> Vec<String> {
+        self.alerts.iter().map(|a| a.fingerprint.clone()).collect()
     }
 
     /// The alerts as listed in history (capped).
@@ -333,14 +320,10 @@ impl Content {
             .collect()
     }
 
-    /// True when an alert's labels satisfy `test` (quiet-hours bypass).
-    pub fn any_alert(&self, test: impl Fn(&LabelSet) -> bool) -> Result<bool, serde_json::Error> {
-        if self.stored.is_none() {
-            return Ok(self.alerts.iter().any(|alert| test(&alert.labels)));
-        }
-        let mut any = false;
-        self.each(|alert| any = any || test(&alert.labels))?;
-        Ok(any)
+    /// True when the labels of an alert held satisfy `test` (quiet-hours
+    /// bypass; all of them, unless [`Content::stored_notification`]).
+    pub fn any_alert(&self, test: impl Fn(&LabelSet) -> bool) -> bool {
+        self.alerts.iter().any(|alert| test(&alert.labels))
     }
 
     /// The current status of `alert`: the stored latest state, else its own.
@@ -350,10 +333,10 @@ impl Content {
 
     /// What the contact is told by this message; the fingerprints are moved
     /// out of the content.
-    pub fn into_told(self, mode: Mode, states: &HashMap<String, AlertState>) -> Result<Told, serde_json::Error> {
+    pub fn into_told(self, mode: Mode, states: &HashMap<String, AlertState>) -> Told {
         let mut firing = Vec::new();
         let mut resolved = Vec::new();
-        let mut tell = |alert: Alert| {
+        for alert in self.alerts {
             let status = match mode {
                 Mode::Notification => alert.status,
                 Mode::CatchUp | Mode::Overflow => {
@@ -364,12 +347,8 @@ impl Content {
                 Status::Firing => firing.push((alert.fingerprint, alert.starts_at)),
                 Status::Resolved => resolved.push(alert.fingerprint),
             }
-        };
-        match self.stored {
-            Some(_) => self.each(&mut tell)?,
-            None => self.alerts.into_iter().for_each(tell),
         }
-        Ok(Told { firing, resolved })
+        Told { firing, resolved }
     }
 
     /// The template view of this content for `contact`.
@@ -440,6 +419,32 @@ impl Content {
             acknowledge_url: None,
         }
     }
+}
+
+/// Fingerprints of every alert of the stored notification `json`.
+pub fn fingerprints_in(json: &str) -> Result<Vec<String>, serde_json::Error> {
+    let mut fingerprints = Vec::new();
+    each_alert_in(json, |alert| fingerprints.push(alert.fingerprint))?;
+    Ok(fingerprints)
+}
+
+/// True when the labels of an alert of the stored notification `json`
+/// satisfy `test`.
+pub fn any_alert_in(json: &str, test: impl Fn(&LabelSet) -> bool) -> Result<bool, serde_json::Error> {
+    let mut any = false;
+    each_alert_in(json, |alert| any = any || test(&alert.labels))?;
+    Ok(any)
+}
+
+fn each_alert_in(json: &str, mut each: impl FnMut(Alert)) -> Result<(), serde_json::Error> {
+    each_stored_alert(json, |alert| {
+        each(alert);
+        Ok::<(), std::convert::Infallible>(())
+    })
+    .map_err(|stopped| match stopped {
+        Stopped::Json(err) => err,
+        Stopped::By(never) => match never {},
+    })
 }
 
 /// Templates' copy of a label set (views are few: bounded by the display limit).
@@ -622,7 +627,7 @@ mod tests {
         let overflow = content.view(Mode::Overflow, &states, "alice", at(30));
         assert_eq!(overflow.kind, ViewKind::Overflow);
         assert_eq!(overflow.suppressed_count, 3);
-        let told = content.clone().into_told(Mode::CatchUp, &states).unwrap();
+        let told = content.clone().into_told(Mode::CatchUp, &states);
         assert_eq!(told.firing.len(), 1);
         assert_eq!(told.resolved, ["a", "c"]);
     }
@@ -655,8 +660,9 @@ mod tests {
         let notification = stored(1, 30, &refs);
         let json = crate::bridge::payload::Encoded::new(notification.notification.clone()).unwrap().json().to_string();
         let parsed = collect(vec![(notification.clone(), None)]);
-        let read = Content::stored(at(30), json).unwrap().expect("no repeated fingerprint");
+        let read = Content::stored(at(30), &json, 1).unwrap().expect("no repeated fingerprint");
         assert!(read.alerts.len() < parsed.alerts.len(), "only the listed alerts are held");
+        assert_eq!(read.stored_notification(), Some(1));
         let states = HashMap::new();
         let (parsed_view, read_view) = (
             parsed.view(Mode::Notification, &states, "alice", at(40)),
@@ -664,18 +670,14 @@ mod tests {
         );
         assert_eq!(format!("{read_view:?}"), format!("{parsed_view:?}"));
         assert_eq!(read.alert_refs(), parsed.alert_refs());
-        assert_eq!(read.fingerprints().unwrap(), parsed.fingerprints().unwrap());
+        assert_eq!(fingerprints_in(&json).unwrap(), parsed.fingerprints());
         let last = |labels: &LabelSet| labels.get("alertname").is_some_and(|name| name == "A799");
-        assert!(read.any_alert(last).unwrap() && parsed.any_alert(last).unwrap());
+        assert!(any_alert_in(&json, last).unwrap() && parsed.any_alert(last));
         assert!(!read.is_summary());
-        assert_eq!(
-            read.into_told(Mode::Notification, &states).unwrap(),
-            parsed.into_told(Mode::Notification, &states).unwrap()
-        );
         // A repeated fingerprint leaves the choice of versions to `collect`.
         let repeated = stored(2, 30, &[("Disk", "a", "firing"), ("Disk", "a", "resolved")]);
         let json = crate::bridge::payload::Encoded::new(repeated.notification).unwrap().json().to_string();
-        assert!(Content::stored(at(30), json).unwrap().is_none());
+        assert!(Content::stored(at(30), &json, 2).unwrap().is_none());
     }
 
     #[test]
@@ -690,7 +692,7 @@ mod tests {
         states.insert("a".to_string(), AlertState { status: Status::Resolved, starts_at: None });
         let told: HashSet<String> = ["c".to_string()].into();
         assert!(content.keep_still_relevant(&states, &told));
-        assert_eq!(content.fingerprints().unwrap(), ["b", "c"]);
+        assert_eq!(content.fingerprints(), ["b", "c"]);
         let mut gone = collect(vec![(notification, Some(vec!["a".to_string()]))]);
         assert!(!gone.keep_still_relevant(&states, &told));
     }

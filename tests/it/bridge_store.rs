@@ -155,6 +155,28 @@ async fn store_suite(store: Store) {
     resolved.told_resolved = vec!["fp-a".into()];
     store.apply(vec![resolved], &alice, sent_at).await.expect("store operation");
     assert!(store.told("alice", vec!["fp-a".into()]).await.expect("store operation").is_empty());
+    // What one notification told is recorded from its stored text.
+    let parsed = first.notification.decode().expect("decodes");
+    let told_fingerprint = parsed.alerts[0].fingerprint.clone();
+    let text = store.read_notification(notification_id, |_, json| json.to_string()).await.expect("store operation");
+    assert_eq!(text.as_deref(), Some(first.notification.json()));
+    assert!(store.read_notification(999_999, |_, _| ()).await.expect("store operation").is_none());
+    let mut told_whole = Transition::of(&due[0], RowState::Sent, sent_at);
+    told_whole.told_notification = Some(notification_id);
+    store.apply(vec![told_whole], &alice, sent_at).await.expect("store operation");
+    let told = store.told("alice", vec![told_fingerprint.clone()]).await.expect("store operation");
+    assert_eq!(told, HashSet::from([told_fingerprint.clone()]), "the firing alert of the notification");
+    let Ingested::Accepted { notification_id: resolution, .. } = store
+        .ingest(new_notification("g1", "resolved", t0() + Duration::minutes(20), &[]))
+        .await
+        .expect("store operation")
+    else {
+        panic!("a resolution is a new notification");
+    };
+    let mut told_resolution = Transition::of(&due[0], RowState::Sent, sent_at);
+    told_resolution.told_notification = Some(resolution);
+    store.apply(vec![told_resolution], &alice, sent_at).await.expect("store operation");
+    assert!(store.told("alice", vec![told_fingerprint]).await.expect("store operation").is_empty());
 
     // The latest alert state wins, whatever order notifications arrive in.
     let fingerprint = first.notification.decode().expect("decodes").alerts[0].fingerprint.clone();

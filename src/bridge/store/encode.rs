@@ -2,7 +2,7 @@
 //! text one alert at a time (issue 13, defect 8: a 100,000-alert webhook is
 //! never held as parsed alerts while the database copies its text).
 
-use super::{SqlParam, SqlValue, Store, StoreError, from_ms};
+use super::{Store, StoreError};
 use crate::bridge::payload::{Status, Stopped, each_stored_alert};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -35,17 +35,31 @@ pub(crate) fn for_each_alert(
 }
 
 impl Store {
-    /// When notification `id` arrived, and its stored text (`None` when it
-    /// is gone), for a reader that goes through the alerts one at a time.
-    pub async fn notification_text(&self, id: i64) -> Result<Option<(DateTime<Utc>, String)>, StoreError> {
-        let rows = self
-            .select("SELECT received_at, payload FROM notifications WHERE id = $1".into(), vec![SqlParam::Int(id)])
-            .await?;
-        Ok(rows.into_iter().next().and_then(|row| match <[SqlValue; 2]>::try_from(row) {
-            Ok([received_at, SqlValue::Text(payload)]) => Some((from_ms(received_at.int()), payload)),
-            _ => None,
-        }))
+    /// Calls `read` with when notification `id` arrived and its stored text
+    /// as the database holds it (not copied); `None` when it is gone.
+    pub async fn read_notification<T: Send + 'static>(
+        &self,
+        id: i64,
+        read: impl FnOnce(DateTime<Utc>, &str) -> T + Send + 'static,
+    ) -> Result<Option<T>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.read_notification(id, read).await,
+            Store::Postgres(store) => store.read_notification(id, read).await,
+        }
     }
+}
+
+/// What the contact is told by notification `json` as it says it: every
+/// firing alert (with its start) and every resolved one, in order.
+pub(crate) fn told_by(
+    json: &str,
+    mut firing: impl FnMut(&str, Option<i64>) -> Result<(), StoreError>,
+    mut resolved: impl FnMut(&str) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    for_each_alert(json, |alert| match alert.status {
+        Status::Firing => firing(&alert.fingerprint, alert.starts_at.map(super::to_ms)),
+        Status::Resolved => resolved(&alert.fingerprint),
+    })
 }
 
 #[cfg(test)]

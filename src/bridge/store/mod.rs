@@ -265,6 +265,10 @@ pub struct Transition {
     /// A summary (by its leader row) whose every alert the contact has now
     /// been told of as it stands: recorded by the store, not listed here.
     pub told_summary: Option<i64>,
+    /// A notification (by ID) whose every alert the contact has now been
+    /// told of as the notification says: recorded by the store from its
+    /// text, not listed here (it may hold 100,000 alerts).
+    pub told_notification: Option<i64>,
 }
 
 impl Transition {
@@ -282,6 +286,7 @@ impl Transition {
             told_firing: Vec::new(),
             told_resolved: Vec::new(),
             told_summary: None,
+            told_notification: None,
         }
     }
 }

@@ -278,6 +278,20 @@ impl PostgresStore {
         Ok(found)
     }
 
+    pub(super) async fn read_notification<T: Send + 'static>(
+        &self,
+        id: i64,
+        read: impl FnOnce(DateTime<Utc>, &str) -> T + Send + 'static,
+    ) -> Result<Option<T>, StoreError> {
+        let mut pooled = self.pooled().await?;
+        let Some(row) = pooled.query_opt(sql::NOTIFICATION, &[&id]).await? else {
+            return Ok(None);
+        };
+        let received_at: i64 = row.try_get(1)?;
+        let text: &str = row.try_get(2)?;
+        Ok(Some(read(from_ms(received_at), text)))
+    }
+
     pub(super) async fn alert_states(
         &self,
         fingerprints: Vec<String>,
@@ -430,6 +444,30 @@ async fn apply_one(pooled: &mut Pooled, transition: &Transition, lane: &Lane, no
     }
     for fingerprint in &transition.told_resolved {
         pooled.execute(sql::TOLD_RESOLVED, &[&lane.contact, fingerprint]).await?;
+    }
+    if let Some(id) = transition.told_notification {
+        // Read first, then written: a statement per alert cannot wait inside the read.
+        let mut firing: Vec<(String, Option<i64>)> = Vec::new();
+        let mut resolved: Vec<String> = Vec::new();
+        if let Some(row) = pooled.query_opt(sql::NOTIFICATION, &[&id]).await? {
+            encode::told_by(
+                row.try_get(2)?,
+                |fingerprint, starts_at| {
+                    firing.push((fingerprint.to_string(), starts_at));
+                    Ok(())
+                },
+                |fingerprint| {
+                    resolved.push(fingerprint.to_string());
+                    Ok(())
+                },
+            )?;
+        }
+        for (fingerprint, starts_at) in &firing {
+            pooled.execute(sql::TOLD_FIRING, &[&lane.contact, fingerprint, starts_at, &now]).await?;
+        }
+        for fingerprint in &resolved {
+            pooled.execute(sql::TOLD_RESOLVED, &[&lane.contact, fingerprint]).await?;
+        }
     }
     if let Some(leader) = transition.told_summary {
         pooled.execute(&Dialect::Postgres.told_firing_sql(), &[&leader, &lane.contact, &now]).await?;

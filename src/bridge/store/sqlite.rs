@@ -277,6 +277,23 @@ impl SqliteStore {
         .await
     }
 
+    pub(super) async fn read_notification<T: Send + 'static>(
+        &self,
+        id: i64,
+        read: impl FnOnce(DateTime<Utc>, &str) -> T + Send + 'static,
+    ) -> Result<Option<T>, StoreError> {
+        self.read(move |connection| {
+            let mut statement = connection.prepare_cached(&sqlite_sql(sql::NOTIFICATION))?;
+            let mut rows = statement.query(params![id])?;
+            let Some(row) = rows.next()? else {
+                return Ok(None);
+            };
+            let received_at: i64 = row.get(1)?;
+            Ok(Some(read(from_ms(received_at), stored_text(row, id)?)))
+        })
+        .await
+    }
+
     pub(super) async fn alert_states(
         &self,
         fingerprints: Vec<String>,
@@ -429,6 +446,11 @@ fn insert_notification(
     Ok(row.get(0)?)
 }
 
+/// The stored text of notification `id` in `row` (of `sql::NOTIFICATION`).
+fn stored_text<'r>(row: &'r rusqlite::Row<'_>, id: i64) -> Result<&'r str, StoreError> {
+    row.get_ref(2)?.as_str().map_err(|err| StoreError::Corrupt(format!("notification {id}: {err}")))
+}
+
 fn apply_one(
     connection: &Connection,
     transition: &Transition,
@@ -476,6 +498,23 @@ fn apply_one(
     let mut told_resolved = connection.prepare_cached(&sqlite_sql(sql::TOLD_RESOLVED))?;
     for fingerprint in &transition.told_resolved {
         told_resolved.execute(params![lane.contact, fingerprint])?;
+    }
+    if let Some(id) = transition.told_notification {
+        let mut select = connection.prepare_cached(&sqlite_sql(sql::NOTIFICATION))?;
+        let mut rows = select.query(params![id])?;
+        if let Some(row) = rows.next()? {
+            encode::told_by(
+                stored_text(row, id)?,
+                |fingerprint, starts_at| {
+                    told_firing.execute(params![lane.contact, fingerprint, starts_at, now])?;
+                    Ok(())
+                },
+                |fingerprint| {
+                    told_resolved.execute(params![lane.contact, fingerprint])?;
+                    Ok(())
+                },
+            )?;
+        }
     }
     if let Some(leader) = transition.told_summary {
         connection.prepare_cached(&sqlite_sql(&Dialect::Sqlite.told_firing_sql()))?.execute(params![
