@@ -17,7 +17,7 @@
 
 use super::Shared;
 use super::intake::refuse_unauthorized;
-use super::payload::{Message, Notification, Status};
+use super::payload::{Encoded, Message, Notification, Status};
 use super::store::{NewNotification, SqlParam, SqlValue, StoreError};
 use crate::config::Problems;
 use crate::config::types::GoDuration;
@@ -699,7 +699,7 @@ async fn submit(
 ) -> Result<(), String> {
     let new = NewNotification {
         received_at: now,
-        notification,
+        notification: Encoded::new(notification).map_err(|err| err.to_string())?,
         dedup_key: None,
         dedup_since: now,
         deliveries,

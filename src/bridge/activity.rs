@@ -3,7 +3,7 @@
 //! the receiver, contact, channel and alert names; never an address, a
 //! token or message text.
 
-use super::payload::{Notification, Status};
+use super::payload::{AlertList, Status};
 use super::store::{AlertRef, NewDelivery};
 
 /// Alert names shown in one log line; the rest are counted.
@@ -11,20 +11,37 @@ const SHOWN_NAMES: usize = 5;
 
 /// Distinct alert names in order of appearance, `A, B (+3 more)`.
 pub fn alert_names<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
-    // A set beside the list: a notification may hold 100,000 names.
-    let mut seen = std::collections::HashSet::new();
-    let mut distinct: Vec<&str> = Vec::new();
-    for name in names {
-        if seen.insert(name) {
-            distinct.push(name);
+    let mut distinct = Names::default();
+    names.into_iter().for_each(|name| distinct.add(name));
+    distinct.text()
+}
+
+/// Distinct names as they come: the first few kept to show, the rest only
+/// counted (a set beside them: a notification may hold 100,000 names).
+#[derive(Default)]
+struct Names {
+    seen: std::collections::HashSet<String>,
+    shown: Vec<String>,
+}
+
+impl Names {
+    fn add(&mut self, name: &str) {
+        if !self.seen.contains(name) {
+            self.seen.insert(name.to_string());
+            if self.shown.len() < SHOWN_NAMES {
+                self.shown.push(name.to_string());
+            }
         }
     }
-    let hidden = distinct.len().saturating_sub(SHOWN_NAMES);
-    let mut text = distinct.into_iter().take(SHOWN_NAMES).collect::<Vec<_>>().join(", ");
-    if hidden > 0 {
-        text.push_str(&format!(" (+{hidden} more)"));
+
+    fn text(&self) -> String {
+        let hidden = self.seen.len().saturating_sub(self.shown.len());
+        let mut text = self.shown.join(", ");
+        if hidden > 0 {
+            text.push_str(&format!(" (+{hidden} more)"));
+        }
+        text
     }
-    text
 }
 
 /// What an accepted notification's log line says, taken before the
@@ -38,14 +55,17 @@ pub struct Accepted {
 
 impl Accepted {
     /// Summarises `notification` and whom `deliveries` address.
-    pub fn of(notification: &Notification, deliveries: &[NewDelivery]) -> Accepted {
+    pub fn of<L: AlertList>(notification: &L, deliveries: &[NewDelivery]) -> Result<Accepted, L::Error> {
         let to = deliveries.iter().map(|delivery| format!("{}/{}", delivery.contact, delivery.channel));
-        Accepted {
-            receiver: notification.receiver.clone(),
-            status: status(notification.status),
-            alerts: alert_names(notification.alerts.iter().map(|alert| alert_name(&alert.labels))),
+        let mut names = Names::default();
+        notification.each_alert(&mut |alert| names.add(alert_name(&alert.labels)))?;
+        let head = notification.head();
+        Ok(Accepted {
+            receiver: head.receiver.clone(),
+            status: status(head.status),
+            alerts: names.text(),
             to: to.collect::<Vec<_>>().join(", "),
-        }
+        })
     }
 
     /// Logs the notification the store committed as `notification_id`.

@@ -7,7 +7,7 @@
 //! routing, dedup, quiet hours, rate limits, rendering and history treat every
 //! source alike.
 
-use super::payload::{self, Alert, LabelSet, Notification, Status};
+use super::payload::{self, Alert, Encoded, Grafana, LabelSet, Notification, Status};
 use chrono::{DateTime, Utc};
 
 /// Who reported an event.
@@ -38,16 +38,8 @@ impl Source {
 pub struct Links {
     /// Where the event comes from (Prometheus' expression, a check's page).
     pub generator_url: String,
-    /// Grafana: link to silence the alert.
-    pub silence_url: Option<String>,
-    /// Grafana: dashboard link.
-    pub dashboard_url: Option<String>,
-    /// Grafana: panel link.
-    pub panel_url: Option<String>,
-    /// Grafana: panel image.
-    pub image_url: Option<String>,
-    /// Grafana: `B=22, C=1`.
-    pub value_string: Option<String>,
+    /// Grafana's links and values, when it sent any.
+    pub grafana: Option<Box<Grafana>>,
 }
 
 /// Something that fires or resolves, from any source.
@@ -108,18 +100,28 @@ pub struct Batch {
     pub group: Group,
     /// The events, in the source's order; all from one source.
     pub events: Vec<Event>,
+    /// A webhook's notification, kept whole (`group` and `events` stay
+    /// empty): turning 100,000 alerts into events and back held two copies
+    /// of them at once (issue 13, defect 8).
+    webhook: Option<(Source, Webhook)>,
 }
 
 impl Batch {
     /// One event on its own (a check changing state).
     pub fn single(event: Event) -> Batch {
-        Batch { group: Group::default(), events: vec![event] }
+        Batch { group: Group::default(), events: vec![event], webhook: None }
     }
 
     /// The events of a parsed Alertmanager/Grafana webhook body.
     pub fn from_webhook(notification: Notification) -> Batch {
         let source = Source::Webhook { version: notification.version.clone() };
-        Batch::from_notification(notification, source)
+        Batch { group: Group::default(), events: Vec::new(), webhook: Some((source, Webhook::Parsed(notification))) }
+    }
+
+    /// A webhook body already in its stored form ([`payload::parse_encoded`]).
+    pub fn from_encoded(encoded: Encoded) -> Batch {
+        let source = Source::Webhook { version: encoded.head().version.clone() };
+        Batch { group: Group::default(), events: Vec::new(), webhook: Some((source, Webhook::Encoded(encoded))) }
     }
 
     /// The events of an Alertmanager-shaped `notification` from `source`,
@@ -137,14 +139,7 @@ impl Batch {
                 starts_at: alert.starts_at,
                 ends_at: alert.ends_at,
                 fingerprint: Some(alert.fingerprint),
-                links: Links {
-                    generator_url: alert.generator_url,
-                    silence_url: alert.silence_url,
-                    dashboard_url: alert.dashboard_url,
-                    panel_url: alert.panel_url,
-                    image_url: alert.image_url,
-                    value_string: alert.value_string,
-                },
+                links: Links { generator_url: alert.generator_url, grafana: alert.grafana },
             })
             .collect();
         let group = Group {
@@ -160,11 +155,14 @@ impl Batch {
             route_labels: notification.route_labels,
             title: notification.title,
         };
-        Batch { group, events }
+        Batch { group, events, webhook: None }
     }
 
     /// The one source of every event; `None` for an empty batch.
     pub fn source(&self) -> Result<Option<&Source>, BatchError> {
+        if let Some((source, _)) = &self.webhook {
+            return Ok(Some(source));
+        }
         let mut sources = self.events.iter().map(|event| &event.source);
         let first = sources.next();
         match first {
@@ -175,6 +173,13 @@ impl Batch {
 
     /// The stored form: one notification with one alert per event.
     pub fn into_notification(self) -> Result<Notification, BatchError> {
+        match self.webhook {
+            Some((_, Webhook::Parsed(notification))) => return Ok(notification),
+            Some((_, Webhook::Encoded(encoded))) => {
+                return encoded.decode().map_err(|err| BatchError::Unreadable(err.to_string()));
+            }
+            None => {}
+        }
         let source = self.source()?.cloned().unwrap_or(Source::Webhook { version: String::new() });
         let alerts: Vec<Alert> = self
             .events
@@ -187,11 +192,7 @@ impl Batch {
                 starts_at: event.starts_at,
                 ends_at: event.ends_at,
                 generator_url: event.links.generator_url,
-                silence_url: event.links.silence_url,
-                dashboard_url: event.links.dashboard_url,
-                panel_url: event.links.panel_url,
-                image_url: event.links.image_url,
-                value_string: event.links.value_string,
+                grafana: event.links.grafana,
             })
             .collect();
         let group = self.group;
@@ -229,6 +230,24 @@ impl Batch {
     }
 }
 
+/// A webhook's notification as the batch keeps it.
+#[derive(Debug, Clone, PartialEq)]
+enum Webhook {
+    Parsed(Notification),
+    Encoded(Encoded),
+}
+
+impl Batch {
+    /// The stored form, which the pipeline routes and commits: a webhook
+    /// parsed straight into it stays as it is.
+    pub fn into_encoded(self) -> Result<Encoded, BatchError> {
+        if let Some((_, Webhook::Encoded(encoded))) = self.webhook {
+            return Ok(encoded);
+        }
+        Encoded::new(self.into_notification()?).map_err(|err| BatchError::Unreadable(err.to_string()))
+    }
+}
+
 /// The pairs every set shares.
 fn common<'a>(mut sets: impl Iterator<Item = &'a LabelSet>) -> LabelSet {
     let Some(first) = sets.next() else {
@@ -247,6 +266,9 @@ pub enum BatchError {
     /// One batch holds events of different sources.
     #[error("one batch must hold events of one source")]
     MixedSources,
+    /// The notification cannot be written or read in its stored form.
+    #[error("cannot encode the notification: {0}")]
+    Unreadable(String),
 }
 
 #[cfg(test)]
@@ -278,8 +300,11 @@ mod tests {
             let Ok(notification) = payload::parse(&std::fs::read(&path).expect("read"), Utc::now()) else {
                 continue;
             };
-            let back = Batch::from_webhook(notification.clone()).into_notification().expect("one source");
+            let source = Source::Webhook { version: notification.version.clone() };
+            let back = Batch::from_notification(notification.clone(), source).into_notification().expect("one source");
             assert_eq!(back, notification, "{}", path.display());
+            let kept = Batch::from_webhook(notification.clone()).into_notification().expect("one source");
+            assert_eq!(kept, notification, "{}", path.display());
             checked += 1;
         }
         assert!(checked >= 3, "only {checked} fixtures parsed");
@@ -302,6 +327,7 @@ mod tests {
     fn status_and_common_labels_follow_the_events() {
         let batch = Batch {
             group: Group::default(),
+            webhook: None,
             events: vec![
                 event(&[("alertname", "Down"), ("instance", "a")], Status::Resolved),
                 event(&[("alertname", "Down"), ("instance", "b")], Status::Resolved),
@@ -316,8 +342,11 @@ mod tests {
     fn mixed_sources_are_refused() {
         let mut other = event(&[("alertname", "X")], Status::Firing);
         other.source = Source::Webhook { version: "4".into() };
-        let batch =
-            Batch { group: Group::default(), events: vec![event(&[("alertname", "X")], Status::Firing), other] };
+        let batch = Batch {
+            group: Group::default(),
+            events: vec![event(&[("alertname", "X")], Status::Firing), other],
+            webhook: None,
+        };
         assert_eq!(batch.into_notification(), Err(BatchError::MixedSources));
     }
 }

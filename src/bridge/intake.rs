@@ -164,8 +164,9 @@ async fn webhook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bo
     };
     let received_at = shared.clock.now();
     // Parsing 100,000 alerts takes a while: off the async threads, so other
-    // requests (and the accept loop) keep being served meanwhile.
-    let parsed = tokio::task::spawn_blocking(move || payload::parse(&bytes, received_at)).await;
+    // requests (and the accept loop) keep being served meanwhile. The body
+    // is parsed straight into its stored form, and freed once parsed.
+    let parsed = tokio::task::spawn_blocking(move || payload::parse_encoded(&bytes, received_at)).await;
     let Ok(parsed) = parsed else {
         shared.metrics.reject("malformed");
         return refuse(StatusCode::INTERNAL_SERVER_ERROR, "the webhook parser failed\n");
@@ -178,7 +179,7 @@ async fn webhook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bo
             return refuse(StatusCode::BAD_REQUEST, format!("{err}\n"));
         }
     };
-    match submit::submit(&shared, Batch::from_webhook(notification)).await {
+    match submit::submit(&shared, Batch::from_encoded(notification)).await {
         Ok(Submitted::Accepted { notification_id, deliveries }) => {
             let body = serde_json::json!({
                 "status": "accepted",

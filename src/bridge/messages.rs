@@ -23,7 +23,7 @@ use super::channels::ChannelKind;
 use super::config::Config;
 use super::history;
 use super::intake::refuse_unauthorized;
-use super::payload::{Alert, LabelSet, Message, Notification, Status};
+use super::payload::{Alert, Encoded, LabelSet, Message, Notification, Status};
 use super::ratelimit::RateLimit;
 use super::store::{Ingested, MessageQuery, MessageSort, NewDelivery, NewMessage, NewNotification};
 use crate::config::Problems;
@@ -361,7 +361,7 @@ fn deliveries(
     asked: &[ChannelKind],
     now: DateTime<Utc>,
 ) -> Result<Vec<NewDelivery>, Refusal> {
-    let routed = runtime.routing.route(notification, now);
+    let Ok(routed) = runtime.routing.route(notification, now);
     let mut rows = Vec::new();
     for name in recipients {
         let Some(contact) = runtime.config.contacts.get(name) else {
@@ -480,6 +480,10 @@ async fn send(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body)
     let rows = match deliveries(&runtime, token, &notification, &recipients, &asked, now) {
         Ok(rows) => rows,
         Err((status, reason)) => return refusal(status, reason),
+    };
+    let notification = match Encoded::new(notification) {
+        Ok(notification) => notification,
+        Err(err) => return refusal(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode the message: {err}")),
     };
     let new = NewNotification {
         received_at: now,

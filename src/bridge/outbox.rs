@@ -226,9 +226,17 @@ impl LaneWorker<'_> {
         let store = &self.shared.store;
         let now = self.shared.clock.now();
         let mut content = self.content(&row).await?;
-        let states = store.alert_states(content.fingerprints()).await?;
+        // Only a catch-up, a summary or a delayed first attempt asks what
+        // its alerts do now; one notification says what it says, so its
+        // (maybe 100,000) states are not read.
+        let delayed_first = row.delayed && row.attempts == 0 && row.mode == Mode::Notification;
+        let states = if row.mode != Mode::Notification || delayed_first {
+            store.alert_states(self.fingerprints(&content).await?).await?
+        } else {
+            HashMap::new()
+        };
 
-        if row.delayed && row.attempts == 0 && row.mode == Mode::Notification {
+        if delayed_first {
             let resolved: Vec<String> = content
                 .alerts
                 .iter()
@@ -249,7 +257,8 @@ impl LaneWorker<'_> {
         if let Some(quiet_hours) = &target.contact.quiet_hours {
             if let Some(until) = quiet_until(Some(quiet_hours), now) {
                 let bypass = self.runtime.bypass.get(&self.lane.contact).map(Vec::as_slice).unwrap_or_default();
-                if !content.any_alert(|labels| bypass.iter().any(|matchers| matchers.matches(labels))) {
+                let bypassed = self.any_alert(&content, bypass).await?;
+                if !bypassed {
                     let mut transition = Transition::of(&row, RowState::Held, until);
                     transition.event = Some(self.event(
                         &row,
@@ -314,6 +323,20 @@ impl LaneWorker<'_> {
             let limit = u32::try_from(plan::LIST_LIMIT).unwrap_or(u32::MAX);
             return Ok(Content::summary(store.summary(row.id, limit).await?));
         }
+        // One whole notification is read from its text, one alert at a time
+        // (a delayed first attempt drops alerts, so it reads them all).
+        let delayed_first = row.delayed && row.attempts == 0;
+        if row.mode == Mode::Notification && row.fingerprints.is_none() && !delayed_first {
+            let id = row.notification_id;
+            match store.read_notification(id, move |received_at, json| Content::stored(received_at, json, id)).await? {
+                None => return Ok(plan::collect(Vec::new())),
+                Some(read) => {
+                    if let Some(content) = read.map_err(unreadable)? {
+                        return Ok(content);
+                    }
+                }
+            }
+        }
         let parts = store
             .notifications(vec![row.notification_id])
             .await?
@@ -321,6 +344,28 @@ impl LaneWorker<'_> {
             .map(|stored| (stored, row.fingerprints.clone()))
             .collect();
         Ok(plan::collect(parts))
+    }
+
+    /// Fingerprints of every alert of `content`, read again from the store
+    /// when it holds only the listed ones.
+    async fn fingerprints(&self, content: &Content) -> Result<Vec<String>, StoreError> {
+        let Some(id) = content.stored_notification() else {
+            return Ok(content.fingerprints());
+        };
+        let read = self.shared.store.read_notification(id, |_, json| plan::fingerprints_in(json)).await?;
+        read.unwrap_or(Ok(Vec::new())).map_err(unreadable)
+    }
+
+    /// True when an alert of `content` matches one of `bypass` (quiet
+    /// hours), read again from the store when it holds only the listed ones.
+    async fn any_alert(&self, content: &Content, bypass: &[super::matcher::Matchers]) -> Result<bool, StoreError> {
+        let Some(id) = content.stored_notification() else {
+            return Ok(content.any_alert(|labels| bypass.iter().any(|matchers| matchers.matches(labels))));
+        };
+        let bypass = bypass.to_vec();
+        let test = move |labels: &super::payload::LabelSet| bypass.iter().any(|matchers| matchers.matches(labels));
+        let read = self.shared.store.read_notification(id, move |_, json| plan::any_alert_in(json, test)).await?;
+        read.unwrap_or(Ok(false)).map_err(unreadable)
     }
 
     /// When the budget of this contact and channel allows the next send.
@@ -413,10 +458,12 @@ impl LaneWorker<'_> {
         match result {
             Ok((receipt, elapsed)) => {
                 transition.sent_at = Some(done_at);
-                if content.totals.is_some() {
+                if content.is_summary() {
                     transition.told_summary = Some(row.id);
+                } else if let Some(notification) = content.stored_notification() {
+                    transition.told_notification = Some(notification);
                 } else {
-                    let told = content.told(row.mode, states);
+                    let told = content.into_told(row.mode, states);
                     transition.told_firing = told.firing;
                     transition.told_resolved = told.resolved;
                 }
@@ -530,6 +577,11 @@ impl LaneWorker<'_> {
             duration_ms: duration.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
         }
     }
+}
+
+/// A stored notification whose text does not read as one.
+fn unreadable(err: serde_json::Error) -> StoreError {
+    StoreError::Corrupt(format!("stored notification: {err}"))
 }
 
 /// The end of the quiet hours `now` falls in, if any.

@@ -7,6 +7,7 @@
 //! Alertmanager computes it (FNV-1a over the sorted labels).
 
 use chrono::{DateTime, Utc};
+use litemap::LiteMap;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// Label or annotation names to values, sorted by name: a vector of pairs
@@ -67,10 +68,12 @@ pub struct Notification {
     /// Alerts dropped by `max_alerts`.
     pub truncated_alerts: u64,
     /// Alertmanager 0.32+: why this notification was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notification_reason: Option<String>,
     /// Alertmanager 0.34+: labels set on the route.
     pub route_labels: LabelSet,
     /// Grafana: the rendered title, when sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     /// Set for a message from the message API (never from a webhook body).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -94,40 +97,153 @@ pub struct Message {
 }
 
 /// One alert of a notification.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+///
+/// Kept small: a 100,000-alert body holds 100,000 of these at once (issue 13,
+/// defect 8), so Grafana's five links, almost always absent, share one box.
+/// Stored as JSON without its absent or empty fields ([`Alert`]'s
+/// `Serialize`); older stored rows with `null`s read back the same.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(from = "StoredAlert")]
 pub struct Alert {
     /// Firing or resolved.
     pub status: Status,
     /// The full label set.
-    #[serde(deserialize_with = "compact")]
     pub labels: LabelSet,
     /// Annotations.
-    #[serde(deserialize_with = "compact")]
     pub annotations: LabelSet,
     /// When the alert started, if known.
     pub starts_at: Option<DateTime<Utc>>,
     /// When it ended; `None` while it fires.
     pub ends_at: Option<DateTime<Utc>>,
     /// Link to the expression.
-    #[serde(rename = "generatorURL")]
     pub generator_url: String,
     /// 16 hex characters identifying the label set.
     pub fingerprint: String,
-    /// Grafana: link to silence the alert.
-    #[serde(rename = "silenceURL")]
+    /// Grafana's links and values, when it sent any.
+    pub grafana: Option<Box<Grafana>>,
+}
+
+/// What Grafana adds to an alert.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Grafana {
+    /// Link to silence the alert.
+    #[serde(rename = "silenceURL", default, skip_serializing_if = "Option::is_none")]
     pub silence_url: Option<String>,
-    /// Grafana: dashboard link.
-    #[serde(rename = "dashboardURL")]
+    /// Dashboard link.
+    #[serde(rename = "dashboardURL", default, skip_serializing_if = "Option::is_none")]
     pub dashboard_url: Option<String>,
-    /// Grafana: panel link.
-    #[serde(rename = "panelURL")]
+    /// Panel link.
+    #[serde(rename = "panelURL", default, skip_serializing_if = "Option::is_none")]
     pub panel_url: Option<String>,
-    /// Grafana: panel image.
-    #[serde(rename = "imageURL")]
+    /// Panel image.
+    #[serde(rename = "imageURL", default, skip_serializing_if = "Option::is_none")]
     pub image_url: Option<String>,
-    /// Grafana: `B=22, C=1`.
+    /// `B=22, C=1`.
+    #[serde(rename = "valueString", default, skip_serializing_if = "Option::is_none")]
     pub value_string: Option<String>,
+}
+
+impl Grafana {
+    /// The non-empty values, boxed; `None` when there are none.
+    fn boxed(self) -> Option<Box<Grafana>> {
+        let keep = |value: Option<String>| value.filter(|value| !value.is_empty());
+        let grafana = Grafana {
+            silence_url: keep(self.silence_url),
+            dashboard_url: keep(self.dashboard_url),
+            panel_url: keep(self.panel_url),
+            image_url: keep(self.image_url),
+            value_string: keep(self.value_string),
+        };
+        (grafana != Grafana::default()).then(|| Box::new(grafana))
+    }
+}
+
+impl Serialize for Alert {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        /// The stored form: absent and empty fields left out.
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Compact<'a> {
+            status: Status,
+            #[serde(skip_serializing_if = "LiteMap::is_empty")]
+            labels: &'a LabelSet,
+            #[serde(skip_serializing_if = "LiteMap::is_empty")]
+            annotations: &'a LabelSet,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            starts_at: Option<DateTime<Utc>>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            ends_at: Option<DateTime<Utc>>,
+            #[serde(rename = "generatorURL", skip_serializing_if = "str::is_empty")]
+            generator_url: &'a str,
+            fingerprint: &'a str,
+            #[serde(flatten, skip_serializing_if = "Option::is_none")]
+            grafana: Option<&'a Grafana>,
+        }
+        Compact {
+            status: self.status,
+            labels: &self.labels,
+            annotations: &self.annotations,
+            starts_at: self.starts_at,
+            ends_at: self.ends_at,
+            generator_url: &self.generator_url,
+            fingerprint: &self.fingerprint,
+            grafana: self.grafana.as_deref(),
+        }
+        .serialize(serializer)
+    }
+}
+
+/// An alert as stored (by this version, or with `null`s by older ones).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredAlert {
+    status: Status,
+    #[serde(default, deserialize_with = "compact")]
+    labels: LabelSet,
+    #[serde(default, deserialize_with = "compact")]
+    annotations: LabelSet,
+    #[serde(default)]
+    starts_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    ends_at: Option<DateTime<Utc>>,
+    #[serde(default, rename = "generatorURL")]
+    generator_url: String,
+    #[serde(default)]
+    fingerprint: String,
+    // Grafana's fields one by one: `flatten` would buffer every alert's
+    // fields on the way in.
+    #[serde(default, rename = "silenceURL")]
+    silence_url: Option<String>,
+    #[serde(default, rename = "dashboardURL")]
+    dashboard_url: Option<String>,
+    #[serde(default, rename = "panelURL")]
+    panel_url: Option<String>,
+    #[serde(default, rename = "imageURL")]
+    image_url: Option<String>,
+    #[serde(default)]
+    value_string: Option<String>,
+}
+
+impl From<StoredAlert> for Alert {
+    fn from(stored: StoredAlert) -> Alert {
+        Alert {
+            status: stored.status,
+            labels: stored.labels,
+            annotations: stored.annotations,
+            starts_at: stored.starts_at,
+            ends_at: stored.ends_at,
+            generator_url: stored.generator_url,
+            fingerprint: stored.fingerprint,
+            grafana: Grafana {
+                silence_url: stored.silence_url,
+                dashboard_url: stored.dashboard_url,
+                panel_url: stored.panel_url,
+                image_url: stored.image_url,
+                value_string: stored.value_string,
+            }
+            .boxed(),
+        }
+    }
 }
 
 impl Alert {
@@ -142,11 +258,7 @@ impl Alert {
             ends_at: None,
             generator_url: String::new(),
             fingerprint,
-            silence_url: None,
-            dashboard_url: None,
-            panel_url: None,
-            image_url: None,
-            value_string: None,
+            grafana: None,
         }
     }
 
@@ -196,7 +308,55 @@ impl PayloadError {
 /// Parses a webhook body received at `received_at` (used to infer a missing
 /// alert status from `endsAt`).
 pub fn parse(body: &[u8], received_at: DateTime<Utc>) -> Result<Notification, PayloadError> {
-    let Object(raw): Object<RawNotification> = serde_json::from_slice(body)?;
+    let Object(raw): Object<RawNotification<Alerts>> = serde_json::from_slice(body)?;
+    let (mut head, top_status, Alerts { mut alerts, undecided, error }) = head(raw)?;
+    if let Some(error) = error {
+        return Err(error);
+    }
+    for index in undecided {
+        if let Some(alert) = alerts.get_mut(index) {
+            alert.status = inferred_status(alert.ends_at, top_status, received_at);
+        }
+    }
+    head.status = top_status.unwrap_or_else(|| {
+        if alerts.iter().any(|alert| alert.status == Status::Firing) { Status::Firing } else { Status::Resolved }
+    });
+    head.alerts = alerts;
+    Ok(head)
+}
+
+/// Parses a webhook body received at `received_at` straight into its stored
+/// form, as [`parse`] would read it: the alerts are normalised and written
+/// one at a time, so a 100,000-alert body is never held as 100,000 parsed
+/// alerts (issue 13, defect 8). The body is read twice: once to check it
+/// and learn the notification's status (which may follow the alerts and
+/// decides the status of alerts that leave theirs out), once to write it.
+pub fn parse_encoded(body: &[u8], received_at: DateTime<Utc>) -> Result<Encoded, PayloadError> {
+    let Object(raw): Object<RawNotification<Checked>> = serde_json::from_slice(body)?;
+    let (mut head, top_status, checked) = head(raw)?;
+    if let Some(error) = checked.error {
+        return Err(error);
+    }
+    head.status = top_status.unwrap_or(if checked.fires(received_at) { Status::Firing } else { Status::Resolved });
+    let (prefix, suffix) = Encoded::frame(&head)?;
+    // The stored form adds a status and a fingerprint (51 bytes) to alerts
+    // that lack them: room for that, so the buffer does not grow by doubling
+    // and copying. What stays unused is never touched, so it is never
+    // resident, and is given back below.
+    let room = body.len().saturating_add(checked.count.saturating_mul(64));
+    let mut json = Vec::with_capacity(prefix.len() + room + suffix.len());
+    json.extend_from_slice(prefix.as_bytes());
+    let mut writer = Writer { json, top_status, received_at, count: 0 };
+    read_alerts_field(body, WriteAlerts(&mut writer))?;
+    let Writer { mut json, count, .. } = writer;
+    json.extend_from_slice(suffix.as_bytes());
+    json.shrink_to_fit();
+    let json = String::from_utf8(json).map_err(|err| PayloadError::Json(serde::de::Error::custom(err)))?;
+    Ok(Encoded { head, json, count })
+}
+
+/// The notification without its alerts, checked, and the body's own status.
+fn head<A>(raw: RawNotification<A>) -> Result<(Notification, Option<Status>, A), PayloadError> {
     let version = match raw.version {
         None => String::new(),
         Some(Scalar(text)) => text,
@@ -210,21 +370,14 @@ pub fn parse(body: &[u8], received_at: DateTime<Utc>) -> Result<Notification, Pa
             Status::parse(text).ok_or_else(|| PayloadError::Status { field: "status".into(), value: text.into() })?,
         ),
     };
-    let mut alerts = Vec::with_capacity(raw.alerts.len());
-    for (index, Object(raw_alert)) in raw.alerts.into_iter().enumerate() {
-        alerts.push(raw_alert.normalise(index, top_status, received_at)?);
-    }
-    let status = top_status.unwrap_or_else(|| {
-        if alerts.iter().any(|alert| alert.status == Status::Firing) { Status::Firing } else { Status::Resolved }
-    });
     let receiver = raw.receiver.unwrap_or_default();
     // Grafana does not escape the receiver; Alertmanager applies regexp.QuoteMeta.
     let receiver = if version == "1" { receiver } else { unescape_receiver(&receiver) };
-    Ok(Notification {
+    let head = Notification {
         version,
         receiver,
-        status,
-        alerts,
+        status: top_status.unwrap_or(Status::Firing),
+        alerts: Vec::new(),
         group_labels: raw.group_labels.0,
         common_labels: raw.common_labels.0,
         common_annotations: raw.common_annotations.0,
@@ -235,7 +388,18 @@ pub fn parse(body: &[u8], received_at: DateTime<Utc>) -> Result<Notification, Pa
         route_labels: raw.route_labels.0,
         title: raw.title,
         message: None,
-    })
+    };
+    Ok((head, top_status, raw.alerts))
+}
+
+/// The status of an alert that left its out: an end in the past means
+/// resolved, else the body's status decides.
+fn inferred_status(ends_at: Option<DateTime<Utc>>, top_status: Option<Status>, received_at: DateTime<Utc>) -> Status {
+    match (ends_at, top_status) {
+        (Some(ends_at), _) if ends_at <= received_at => Status::Resolved,
+        (_, Some(Status::Resolved)) => Status::Resolved,
+        _ => Status::Firing,
+    }
 }
 
 /// Undoes Go's `regexp.QuoteMeta`, which Alertmanager applies to the receiver name.
@@ -285,7 +449,7 @@ pub fn fingerprint(labels: &LabelSet) -> String {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RawNotification {
+struct RawNotification<A> {
     #[serde(default)]
     version: Option<Scalar>,
     #[serde(default)]
@@ -296,7 +460,7 @@ struct RawNotification {
     receiver: Option<String>,
     #[serde(default)]
     status: Option<String>,
-    alerts: Vec<Object<RawAlert>>,
+    alerts: A,
     #[serde(default)]
     group_labels: Labels,
     #[serde(default)]
@@ -343,43 +507,394 @@ struct RawAlert {
 }
 
 impl RawAlert {
-    fn normalise(
-        self,
-        index: usize,
-        top_status: Option<Status>,
-        received_at: DateTime<Utc>,
-    ) -> Result<Alert, PayloadError> {
+    /// The alert, and whether its status was left out (then it is inferred
+    /// once the whole body is read).
+    fn normalise(self, index: usize) -> Result<(Alert, bool), PayloadError> {
         let starts_at = parse_time(self.starts_at.as_deref(), index, "startsAt")?;
         let ends_at = parse_time(self.ends_at.as_deref(), index, "endsAt")?;
         let status = match self.status.as_deref() {
-            Some(text) if !text.is_empty() => Status::parse(text)
-                .ok_or_else(|| PayloadError::Status { field: format!("alerts[{index}].status"), value: text.into() })?,
-            // Old bodies omit the alert status: an end in the past means resolved.
-            _ => match (ends_at, top_status) {
-                (Some(ends_at), _) if ends_at <= received_at => Status::Resolved,
-                (_, Some(Status::Resolved)) => Status::Resolved,
-                _ => Status::Firing,
-            },
+            Some(text) if !text.is_empty() => Some(Status::parse(text).ok_or_else(|| PayloadError::Status {
+                field: format!("alerts[{index}].status"),
+                value: text.into(),
+            })?),
+            _ => None,
         };
         let labels = self.labels.0;
         let fingerprint = match self.fingerprint {
             Some(fingerprint) if !fingerprint.is_empty() => fingerprint,
             _ => fingerprint(&labels),
         };
-        Ok(Alert {
-            status,
+        let grafana = Grafana {
+            silence_url: self.silence_url,
+            dashboard_url: self.dashboard_url,
+            panel_url: self.panel_url,
+            image_url: self.image_url,
+            value_string: self.value_string,
+        };
+        let alert = Alert {
+            status: status.unwrap_or(Status::Firing),
             labels,
             annotations: self.annotations.0,
             starts_at,
             ends_at,
             generator_url: self.generator_url.unwrap_or_default(),
             fingerprint,
-            silence_url: self.silence_url.filter(|url| !url.is_empty()),
-            dashboard_url: self.dashboard_url.filter(|url| !url.is_empty()),
-            panel_url: self.panel_url.filter(|url| !url.is_empty()),
-            image_url: self.image_url.filter(|url| !url.is_empty()),
-            value_string: self.value_string.filter(|text| !text.is_empty()),
+            grafana: grafana.boxed(),
+        };
+        Ok((alert, status.is_none()))
+    }
+}
+
+/// The `alerts` array, each alert normalised as soon as it is read: a
+/// 100,000-alert body never holds its raw alerts and the normalised ones at
+/// once (issue 13, defect 8).
+struct Alerts {
+    alerts: Vec<Alert>,
+    /// Alerts that left out their status.
+    undecided: Vec<usize>,
+    /// The first alert that cannot be normalised; the rest are only checked
+    /// for shape.
+    error: Option<PayloadError>,
+}
+
+impl<'de> Deserialize<'de> for Alerts {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Alerts;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array of alerts")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Alerts, A::Error> {
+                let mut read = Alerts { alerts: Vec::new(), undecided: Vec::new(), error: None };
+                while let Some(Object(raw)) = seq.next_element::<Object<RawAlert>>()? {
+                    if read.error.is_some() {
+                        continue;
+                    }
+                    match raw.normalise(read.alerts.len()) {
+                        Ok((alert, undecided)) => {
+                            if undecided {
+                                read.undecided.push(read.alerts.len());
+                            }
+                            read.alerts.push(alert);
+                        }
+                        Err(err) => read.error = Some(err),
+                    }
+                }
+                read.alerts.shrink_to_fit();
+                Ok(read)
+            }
+        }
+        deserializer.deserialize_seq(Visitor)
+    }
+}
+
+/// The `alerts` array, checked alert by alert and not kept: the first pass
+/// of [`parse_encoded`].
+struct Checked {
+    count: usize,
+    /// The first alert that cannot be normalised.
+    error: Option<PayloadError>,
+    /// An alert says it fires.
+    firing: bool,
+    /// An alert without a status has no end.
+    undecided_open: bool,
+    /// The latest end of an alert without a status.
+    undecided_end: Option<DateTime<Utc>>,
+}
+
+impl Checked {
+    /// Whether any alert fires, for a body that does not say.
+    fn fires(&self, received_at: DateTime<Utc>) -> bool {
+        self.firing || self.undecided_open || self.undecided_end.is_some_and(|end| end > received_at)
+    }
+}
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Checked;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array of alerts")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+                let mut checked =
+                    Checked { count: 0, error: None, firing: false, undecided_open: false, undecided_end: None };
+                while let Some(Object(raw)) = seq.next_element::<Object<RawAlert>>()? {
+                    if checked.error.is_some() {
+                        continue;
+                    }
+                    match raw.normalise(checked.count) {
+                        Ok((alert, true)) => match alert.ends_at {
+                            None => checked.undecided_open = true,
+                            Some(end) => checked.undecided_end = checked.undecided_end.max(Some(end)),
+                        },
+                        Ok((alert, false)) => checked.firing |= alert.status == Status::Firing,
+                        Err(err) => checked.error = Some(err),
+                    }
+                    checked.count += 1;
+                }
+                Ok(checked)
+            }
+        }
+        deserializer.deserialize_seq(Visitor)
+    }
+}
+
+/// The second pass of [`parse_encoded`]: writes each alert of the body's
+/// `alerts` as stored, skipping everything else.
+struct Writer {
+    json: Vec<u8>,
+    top_status: Option<Status>,
+    received_at: DateTime<Utc>,
+    count: usize,
+}
+
+/// Reads the JSON object `json`, handing its `alerts` value to `seed` and
+/// skipping everything else.
+fn read_alerts_field<'de, S: serde::de::DeserializeSeed<'de, Value = ()>>(
+    json: &'de [u8],
+    seed: S,
+) -> Result<(), serde_json::Error> {
+    struct Field<S>(Option<S>);
+    impl<'de, S: serde::de::DeserializeSeed<'de, Value = ()>> serde::de::Visitor<'de> for Field<S> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a notification")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<String>()? {
+                match self.0.take() {
+                    Some(seed) if key == "alerts" => map.next_value_seed(seed)?,
+                    seed => {
+                        self.0 = seed;
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+    serde::Deserializer::deserialize_map(&mut serde_json::Deserializer::from_slice(json), Field(Some(seed)))
+}
+
+struct WriteAlerts<'w>(&'w mut Writer);
+
+impl<'de> serde::de::DeserializeSeed<'de> for WriteAlerts<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for WriteAlerts<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array of alerts")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let writer = self.0;
+        while let Some(Object(raw)) = seq.next_element::<Object<RawAlert>>()? {
+            let (mut alert, undecided) = raw.normalise(writer.count).map_err(serde::de::Error::custom)?;
+            if undecided {
+                alert.status = inferred_status(alert.ends_at, writer.top_status, writer.received_at);
+            }
+            if writer.count > 0 {
+                writer.json.push(b',');
+            }
+            serde_json::to_writer(&mut writer.json, &alert).map_err(serde::de::Error::custom)?;
+            writer.count += 1;
+        }
+        Ok(())
+    }
+}
+
+/// A notification in its stored form: the JSON text the store keeps, with
+/// the fields of the notification itself beside it. This is the form a
+/// webhook goes through the pipeline in: routing, dedup and the store read
+/// its alerts from the text one at a time ([`Encoded::each`]), so a large
+/// notification is held once, compactly (about the size of its body).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Encoded {
+    /// The notification without its alerts.
+    head: Notification,
+    /// The whole notification as stored, alerts included.
+    json: String,
+    /// How many alerts.
+    count: usize,
+}
+
+impl Encoded {
+    /// The stored form of `notification`, in a buffer of exactly its size.
+    pub fn new(mut notification: Notification) -> Result<Encoded, serde_json::Error> {
+        /// Counts what would be written.
+        struct Count(usize);
+        impl std::io::Write for Count {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0 = self.0.saturating_add(bytes.len());
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut size = Count(0);
+        serde_json::to_writer(&mut size, &notification)?;
+        let mut json = Vec::with_capacity(size.0);
+        serde_json::to_writer(&mut json, &notification)?;
+        let json = String::from_utf8(json).map_err(serde::ser::Error::custom)?;
+        let count = notification.alerts.len();
+        notification.alerts = Vec::new();
+        Ok(Encoded { head: notification, json, count })
+    }
+
+    /// The stored text before and after the alerts of `head`.
+    fn frame(head: &Notification) -> Result<(String, String), serde_json::Error> {
+        const EMPTY: &str = r#""alerts":[]"#;
+        let text = serde_json::to_string(head)?;
+        // The first match is the field: the fields before it are a string
+        // (where a quote is escaped) and a status.
+        let at = text.find(EMPTY).ok_or_else(|| serde::ser::Error::custom("no alerts field"))?;
+        let split = at + EMPTY.len() - 1;
+        Ok((text[..split].to_string(), text[split..].to_string()))
+    }
+
+    /// The notification without its alerts (`alerts` is empty).
+    pub fn head(&self) -> &Notification {
+        &self.head
+    }
+
+    /// How many alerts it holds.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// True when it holds no alert.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The stored JSON text.
+    pub fn json(&self) -> &str {
+        &self.json
+    }
+
+    /// The notification without its alerts, and the stored text.
+    pub fn into_parts(self) -> (Notification, String) {
+        (self.head, self.json)
+    }
+
+    /// Calls `each` with every alert, in order, parsed one at a time.
+    pub fn each(&self, mut each: impl FnMut(Alert)) -> Result<(), serde_json::Error> {
+        each_stored_alert(&self.json, |alert| {
+            each(alert);
+            Ok::<(), std::convert::Infallible>(())
         })
+        .map_err(|stopped| match stopped {
+            Stopped::Json(err) => err,
+            Stopped::By(never) => match never {},
+        })
+    }
+
+    /// The whole notification, alerts parsed.
+    pub fn decode(&self) -> Result<Notification, serde_json::Error> {
+        serde_json::from_str(&self.json)
+    }
+}
+
+/// Why [`each_stored_alert`] stopped early.
+#[derive(Debug)]
+pub enum Stopped<E> {
+    /// The text is not a stored notification.
+    Json(serde_json::Error),
+    /// The callback failed.
+    By(E),
+}
+
+/// Calls `each` with every alert of the stored notification `json` (as
+/// `T`: a whole [`Alert`], or the part of one a caller needs), in order,
+/// reading one at a time; stops at the first error.
+pub fn each_stored_alert<'de, T: Deserialize<'de>, E>(
+    json: &'de str,
+    each: impl FnMut(T) -> Result<(), E>,
+) -> Result<(), Stopped<E>> {
+    struct Reader<T, E, F> {
+        each: F,
+        stopped: Option<E>,
+        alert: std::marker::PhantomData<fn(T)>,
+    }
+    struct ReadAlerts<'r, T, E, F>(&'r mut Reader<T, E, F>);
+    impl<'de, T: Deserialize<'de>, E, F: FnMut(T) -> Result<(), E>> serde::de::DeserializeSeed<'de>
+        for ReadAlerts<'_, T, E, F>
+    {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+            deserializer.deserialize_seq(self)
+        }
+    }
+    impl<'de, T: Deserialize<'de>, E, F: FnMut(T) -> Result<(), E>> serde::de::Visitor<'de> for ReadAlerts<'_, T, E, F> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an array of alerts")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while let Some(alert) = seq.next_element::<T>()? {
+                if let Err(err) = (self.0.each)(alert) {
+                    self.0.stopped = Some(err);
+                    return Err(serde::de::Error::custom("stopped by the caller"));
+                }
+            }
+            Ok(())
+        }
+    }
+    let mut reader = Reader { each, stopped: None, alert: std::marker::PhantomData };
+    let read = read_alerts_field(json.as_bytes(), ReadAlerts(&mut reader));
+    match (reader.stopped, read) {
+        (Some(err), _) => Err(Stopped::By(err)),
+        (None, Err(err)) => Err(Stopped::Json(err)),
+        (None, Ok(())) => Ok(()),
+    }
+}
+
+/// A notification's alerts, visited one at a time: parsed ([`Notification`],
+/// which cannot fail) or in their stored form ([`Encoded`]). Routing, dedup
+/// and the intake log read either.
+pub trait AlertList {
+    /// Why the alerts cannot be read.
+    type Error;
+    /// The notification's own fields (its alerts may be left out).
+    fn head(&self) -> &Notification;
+    /// How many alerts.
+    fn alert_count(&self) -> usize;
+    /// Calls `each` with every alert, in order.
+    fn each_alert(&self, each: &mut dyn FnMut(&Alert)) -> Result<(), Self::Error>;
+}
+
+impl AlertList for Notification {
+    type Error = std::convert::Infallible;
+    fn head(&self) -> &Notification {
+        self
+    }
+    fn alert_count(&self) -> usize {
+        self.alerts.len()
+    }
+    fn each_alert(&self, each: &mut dyn FnMut(&Alert)) -> Result<(), Self::Error> {
+        self.alerts.iter().for_each(each);
+        Ok(())
+    }
+}
+
+impl AlertList for Encoded {
+    type Error = serde_json::Error;
+    fn head(&self) -> &Notification {
+        &self.head
+    }
+    fn alert_count(&self) -> usize {
+        self.count
+    }
+    fn each_alert(&self, each: &mut dyn FnMut(&Alert)) -> Result<(), Self::Error> {
+        self.each(|alert| each(&alert))
     }
 }
 
@@ -645,12 +1160,13 @@ mod tests {
         assert_eq!(notification.receiver, "My Super Webhook");
         assert_eq!(notification.title.as_deref(), Some("[FIRING:2]  (blue)"));
         let first = &notification.alerts[0];
-        assert!(first.silence_url.as_deref().unwrap().contains("silence"));
+        let grafana = first.grafana.as_deref().unwrap();
+        assert!(grafana.silence_url.as_deref().unwrap().contains("silence"));
         assert_eq!(
             first.starts_at.unwrap(),
             Utc.with_ymd_and_hms(2021, 10, 12, 7, 51, 3).unwrap() + chrono::Duration::microseconds(157_076)
         );
-        assert_eq!(notification.alerts[1].dashboard_url, None);
+        assert_eq!(notification.alerts[1].grafana.as_ref().and_then(|grafana| grafana.dashboard_url.clone()), None);
     }
 
     #[test]
@@ -698,6 +1214,43 @@ mod tests {
         let annotations = alert.annotations.into_tuple_vec();
         assert_eq!(annotations, [("a".to_string(), "1".to_string()), ("b".to_string(), "2".to_string())]);
         assert_eq!(annotations.capacity(), 2);
+    }
+
+    #[test]
+    fn bodies_parse_straight_into_the_stored_form_as_they_parse_whole() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 22, 18, 0, 0).unwrap();
+        let mut bodies: Vec<Vec<u8>> = Vec::new();
+        for entry in std::fs::read_dir(SAMPLES).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|extension| extension == "json") {
+                bodies.push(std::fs::read(path).unwrap());
+            }
+        }
+        assert!(bodies.len() >= 3);
+        for body in [
+            &br#"{"alerts":[{"labels":{"a":"1"},"endsAt":"2026-11-22T17:00:00Z"},{"labels":{"a":"2"}}],"status":"resolved"}"#[..],
+            br#"{"alerts":[{"labels":{"a":"1"},"endsAt":"2026-11-22T19:00:00Z"}]}"#,
+            br#"{"alerts":[{"labels":{"a":"1"},"endsAt":"2026-11-22T17:00:00Z"}]}"#,
+            br#"{"alerts":[{"status":"weird"},{"startsAt":"yesterday"}],"version":"5"}"#,
+            br#"{"alerts":[{"startsAt":"yesterday"}],"status":"pending"}"#,
+            br#"{"alerts":[{"startsAt":"yesterday"}]}"#,
+            br#"{"alerts":[[]]}"#,
+            br#"{"alerts":[{"labels":{"a":[1]}}]}"#,
+            br#"{"alerts":[],"alerts":[]}"#,
+        ] {
+            bodies.push(body.to_vec());
+        }
+        for body in bodies {
+            let text = String::from_utf8_lossy(&body);
+            match (parse(&body, now), parse_encoded(&body, now)) {
+                (Ok(whole), Ok(encoded)) => {
+                    assert_eq!(encoded.decode().unwrap(), whole, "{text}");
+                    assert_eq!(encoded, Encoded::new(whole).unwrap(), "{text}");
+                }
+                (Err(whole), Err(encoded)) => assert_eq!(encoded.to_string(), whole.to_string(), "{text}"),
+                (whole, encoded) => panic!("{text}: {whole:?} but {encoded:?}"),
+            }
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! **Architecture invariant:** nothing here does I/O or reads the clock; the
 //! outbox worker passes `now` and the stored state in.
 
-use super::payload::{Alert, LabelSet, Message, Status};
+use super::payload::{Alert, LabelSet, Message, Status, Stopped, each_stored_alert};
 use super::render::{AlertView, Counts, View, ViewKind};
 use super::store::{AlertRef, AlertState, Mode, StoredNotification, Summary};
 use chrono::{DateTime, Utc};
@@ -35,15 +35,20 @@ pub struct Content {
     pub external_url: String,
     /// The latest version of each alert, in first-seen order.
     pub alerts: Vec<Alert>,
-    /// Fingerprints seen firing in any of the notifications.
-    pub fired: HashSet<String>,
+    /// Beside each alert: whether it was seen firing in any of the notifications.
+    pub fired: Vec<bool>,
     /// When the latest notification arrived.
     pub received_at: DateTime<Utc>,
     /// The message, when this is one message from the message API.
     pub message: Option<Message>,
-    /// For a summary read from the store ([`Content::summary`]): the exact
+    /// For a summary read from the store ([`Content::summary`]) or one
+    /// notification read from its text ([`Content::stored`]): the exact
     /// sizes of its lists, of which `alerts` holds only the listed part.
     pub totals: Option<Counts>,
+    /// For one notification read from its text: its ID. What reads every
+    /// alert (what the contact was told, the quiet-hours bypass, states)
+    /// reads the text again from the store; only the listed alerts are held.
+    stored: Option<i64>,
 }
 
 /// What a sent message told the contact.
@@ -59,11 +64,10 @@ pub struct Told {
 pub type Part = (StoredNotification, Option<Vec<String>>);
 
 /// Gathers `parts` (oldest first) into one message's content. The parts are
-/// consumed: a notification of 100,000 alerts is moved, not copied.
+/// consumed: a notification of 100,000 alerts is moved, not copied, and its
+/// fingerprints are looked up without copies of them.
 pub fn collect(parts: Vec<Part>) -> Content {
     let mut alerts: Vec<Alert> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
-    let mut fired = HashSet::new();
     let mut group_labels: Option<LabelSet> = None;
     let single_whole = matches!(parts.as_slice(), [(_, None)]);
     let single = parts.len() == 1;
@@ -87,23 +91,16 @@ pub fn collect(parts: Vec<Part>) -> Content {
         if single_whole {
             whole_common = Some((notification.common_labels, notification.common_annotations));
         }
-        let subset: Option<HashSet<String>> = subset.map(|subset| subset.into_iter().collect());
-        for alert in notification.alerts {
-            if subset.as_ref().is_some_and(|subset| !subset.contains(&alert.fingerprint)) {
-                continue;
-            }
-            if alert.status == Status::Firing {
-                fired.insert(alert.fingerprint.clone());
-            }
-            match index.get(&alert.fingerprint) {
-                Some(&position) => alerts[position] = alert,
-                None => {
-                    index.insert(alert.fingerprint.clone(), alerts.len());
-                    alerts.push(alert);
-                }
+        match subset {
+            None if alerts.is_empty() => alerts = notification.alerts,
+            None => alerts.extend(notification.alerts),
+            Some(subset) => {
+                let subset: HashSet<String> = subset.into_iter().collect();
+                alerts.extend(notification.alerts.into_iter().filter(|alert| subset.contains(&alert.fingerprint)));
             }
         }
     }
+    let (alerts, fired) = latest_versions(alerts);
     let (common_labels, common_annotations) = whole_common.unwrap_or_else(|| {
         (common(alerts.iter().map(|alert| &alert.labels)), common(alerts.iter().map(|alert| &alert.annotations)))
     });
@@ -118,19 +115,54 @@ pub fn collect(parts: Vec<Part>) -> Content {
         received_at,
         message,
         totals: None,
+        stored: None,
     }
+}
+
+/// One alert per fingerprint: the latest version, at the place of the first;
+/// beside each, whether any version of it fired.
+fn latest_versions(mut alerts: Vec<Alert>) -> (Vec<Alert>, Vec<bool>) {
+    let mut fired = vec![false; alerts.len()];
+    // (place of the first version, a later version), in order.
+    let mut later = Vec::new();
+    {
+        let mut first: HashMap<&str, usize> = HashMap::with_capacity(alerts.len());
+        for (position, alert) in alerts.iter().enumerate() {
+            let at = *first.entry(alert.fingerprint.as_str()).or_insert(position);
+            if alert.status == Status::Firing {
+                fired[at] = true;
+            }
+            if at != position {
+                later.push((at, position));
+            }
+        }
+    }
+    if later.is_empty() {
+        return (alerts, fired);
+    }
+    let mut gone = vec![false; alerts.len()];
+    for (at, position) in later {
+        alerts.swap(at, position);
+        gone[position] = true;
+    }
+    let mut position = 0;
+    alerts.retain(|_| {
+        position += 1;
+        !gone[position - 1]
+    });
+    let mut position = 0;
+    fired.retain(|_| {
+        position += 1;
+        !gone[position - 1]
+    });
+    (alerts, fired)
 }
 
 impl Content {
     /// The content of a catch-up or overflow summary as the store read it:
     /// only the alerts its lists show, with the exact counts beside them.
     pub fn summary(summary: Summary) -> Content {
-        let fired = summary
-            .listed
-            .iter()
-            .filter(|listed| listed.fired)
-            .map(|listed| listed.alert.fingerprint.clone())
-            .collect();
+        let fired = summary.listed.iter().map(|listed| listed.fired).collect();
         let counts = summary.counts;
         Content {
             receiver: summary.receiver,
@@ -148,21 +180,129 @@ impl Content {
                 resolved: counts.resolved,
                 still_firing: counts.still_firing,
             }),
+            stored: None,
         }
+    }
+
+    /// The content of one whole notification (`id`), read from its stored
+    /// `json` one alert at a time: it keeps the alerts its message and
+    /// history list (the first [`HISTORY_ALERTS`], and the first
+    /// [`LIST_LIMIT`] firing and resolved) and the exact counts; what reads
+    /// every alert reads the text again ([`Content::stored_notification`]).
+    /// A notification of 100,000 alerts is never held parsed, nor its text
+    /// (issue 13, defect 8). `None` when two alerts share a fingerprint:
+    /// [`collect`] decides which version counts. Not for a delayed first
+    /// attempt, which drops alerts ([`Content::keep_still_relevant`]).
+    pub fn stored(received_at: DateTime<Utc>, json: &str, id: i64) -> Result<Option<Content>, serde_json::Error> {
+        /// What the message needs of the notification itself.
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Head {
+            #[serde(default)]
+            receiver: String,
+            #[serde(default)]
+            group_labels: LabelSet,
+            #[serde(default)]
+            common_labels: LabelSet,
+            #[serde(default)]
+            common_annotations: LabelSet,
+            #[serde(default, rename = "externalURL")]
+            external_url: String,
+            #[serde(default)]
+            message: Option<Message>,
+        }
+        let head: Head = serde_json::from_str(json)?;
+        let hasher = std::collections::hash_map::RandomState::new();
+        let mut seen = HashSet::new();
+        let mut listed = Vec::new();
+        let (mut alerts, mut firing, mut resolved) = (0usize, 0usize, 0usize);
+        let read = each_stored_alert(json, |alert: Alert| {
+            // A hash per fingerprint; a repeat (or a collision) leaves the
+            // choice of versions to `collect`.
+            if !seen.insert(std::hash::BuildHasher::hash_one(&hasher, &alert.fingerprint)) {
+                return Err(());
+            }
+            let first_of_its_status = match alert.status {
+                Status::Firing => firing < LIST_LIMIT,
+                Status::Resolved => resolved < LIST_LIMIT,
+            };
+            match alert.status {
+                Status::Firing => firing += 1,
+                Status::Resolved => resolved += 1,
+            }
+            if alerts < HISTORY_ALERTS || first_of_its_status {
+                listed.push(alert);
+            }
+            alerts += 1;
+            Ok(())
+        });
+        match read {
+            Ok(()) => {}
+            Err(Stopped::By(())) => return Ok(None),
+            Err(Stopped::Json(err)) => return Err(err),
+        }
+        let count = |n: usize| n as u64;
+        Ok(Some(Content {
+            receiver: head.receiver,
+            group_labels: head.group_labels,
+            common_labels: head.common_labels,
+            common_annotations: head.common_annotations,
+            external_url: head.external_url,
+            fired: listed.iter().map(|alert| alert.status == Status::Firing).collect(),
+            alerts: listed,
+            received_at,
+            message: head.message,
+            totals: Some(Counts {
+                alerts: count(alerts),
+                firing: count(firing),
+                resolved: count(resolved),
+                still_firing: count(firing),
+            }),
+            stored: Some(id),
+        }))
+    }
+
+    /// True for a catch-up or overflow summary the store summed up: what it
+    /// told is recorded by the store too.
+    pub fn is_summary(&self) -> bool {
+        self.totals.is_some() && self.stored.is_none()
+    }
+
+    /// The notification this content was read from without holding all its
+    /// alerts ([`Content::stored`]): what reads every alert reads its text
+    /// ([`fingerprints_in`], [`any_alert_in`]), and the store records what
+    /// the contact was told from it.
+    pub fn stored_notification(&self) -> Option<i64> {
+        self.stored
     }
 
     /// Keeps what a delayed message should still say: alerts that still fire,
     /// and resolutions of alerts the contact was told about. False when
     /// nothing is left.
     pub fn keep_still_relevant(&mut self, states: &HashMap<String, AlertState>, told: &HashSet<String>) -> bool {
-        self.alerts.retain(|alert| match alert.status {
-            Status::Firing => states.get(&alert.fingerprint).is_none_or(|state| state.status == Status::Firing),
-            Status::Resolved => told.contains(&alert.fingerprint),
+        let keep: Vec<bool> = self
+            .alerts
+            .iter()
+            .map(|alert| match alert.status {
+                Status::Firing => states.get(&alert.fingerprint).is_none_or(|state| state.status == Status::Firing),
+                Status::Resolved => told.contains(&alert.fingerprint),
+            })
+            .collect();
+        let mut position = 0;
+        self.alerts.retain(|_| {
+            position += 1;
+            keep[position - 1]
+        });
+        let mut position = 0;
+        self.fired.retain(|_| {
+            position += 1;
+            keep[position - 1]
         });
         !self.alerts.is_empty()
     }
 
-    /// Fingerprints of every alert.
+    /// Fingerprints of every alert held (all of them, unless
+    /// [`Content::stored_notification`]).
     pub fn fingerprints(&self) -> Vec<String> {
         self.alerts.iter().map(|a| a.fingerprint.clone()).collect()
     }
@@ -180,7 +320,8 @@ impl Content {
             .collect()
     }
 
-    /// True when an alert's labels satisfy `test` (quiet-hours bypass).
+    /// True when the labels of an alert held satisfy `test` (quiet-hours
+    /// bypass; all of them, unless [`Content::stored_notification`]).
     pub fn any_alert(&self, test: impl Fn(&LabelSet) -> bool) -> bool {
         self.alerts.iter().any(|alert| test(&alert.labels))
     }
@@ -190,18 +331,21 @@ impl Content {
         states.get(&alert.fingerprint).map(|state| state.status).unwrap_or(alert.status)
     }
 
-    /// What the contact is told by this message.
-    pub fn told(&self, mode: Mode, states: &HashMap<String, AlertState>) -> Told {
+    /// What the contact is told by this message; the fingerprints are moved
+    /// out of the content.
+    pub fn into_told(self, mode: Mode, states: &HashMap<String, AlertState>) -> Told {
         let mut firing = Vec::new();
         let mut resolved = Vec::new();
-        for alert in &self.alerts {
+        for alert in self.alerts {
             let status = match mode {
                 Mode::Notification => alert.status,
-                Mode::CatchUp | Mode::Overflow => self.current(alert, states),
+                Mode::CatchUp | Mode::Overflow => {
+                    states.get(&alert.fingerprint).map(|state| state.status).unwrap_or(alert.status)
+                }
             };
             match status {
-                Status::Firing => firing.push((alert.fingerprint.clone(), alert.starts_at)),
-                Status::Resolved => resolved.push(alert.fingerprint.clone()),
+                Status::Firing => firing.push((alert.fingerprint, alert.starts_at)),
+                Status::Resolved => resolved.push(alert.fingerprint),
             }
         }
         Told { firing, resolved }
@@ -218,10 +362,11 @@ impl Content {
         let listed = LIST_LIMIT;
         let all: Vec<AlertView> = self.alerts.iter().take(listed).map(alert_view).collect();
         // Each list is counted whole and cut to `listed` only for display.
-        let listed_and_counted = |keep: &dyn Fn(&Alert) -> bool| -> (Vec<AlertView>, u64) {
+        let listed_and_counted = |keep: &dyn Fn(usize, &Alert) -> bool| -> (Vec<AlertView>, u64) {
             let mut count = 0u64;
             let mut shown = Vec::new();
-            for alert in self.alerts.iter().filter(|alert| keep(alert)) {
+            let alerts = self.alerts.iter().enumerate().filter(|(position, alert)| keep(*position, alert));
+            for (_, alert) in alerts {
                 count += 1;
                 if shown.len() < listed {
                     shown.push(alert_view(alert));
@@ -232,14 +377,14 @@ impl Content {
         let (kind, (firing, firing_count), (resolved, resolved_count), (still_firing, still_firing_count)) = match mode
         {
             Mode::Notification => {
-                let firing = listed_and_counted(&|alert| alert.status == Status::Firing);
-                let resolved = listed_and_counted(&|alert| alert.status == Status::Resolved);
+                let firing = listed_and_counted(&|_, alert| alert.status == Status::Firing);
+                let resolved = listed_and_counted(&|_, alert| alert.status == Status::Resolved);
                 (ViewKind::Notification, firing.clone(), resolved, firing)
             }
             Mode::CatchUp | Mode::Overflow => {
-                let firing = listed_and_counted(&|alert| self.fired.contains(&alert.fingerprint));
-                let resolved = listed_and_counted(&|alert| self.current(alert, states) == Status::Resolved);
-                let still_firing = listed_and_counted(&|alert| self.current(alert, states) == Status::Firing);
+                let firing = listed_and_counted(&|position, _| self.fired.get(position).copied().unwrap_or(false));
+                let resolved = listed_and_counted(&|_, alert| self.current(alert, states) == Status::Resolved);
+                let still_firing = listed_and_counted(&|_, alert| self.current(alert, states) == Status::Firing);
                 let kind = if mode == Mode::CatchUp { ViewKind::CatchUp } else { ViewKind::Overflow };
                 (kind, firing, resolved, still_firing)
             }
@@ -274,6 +419,32 @@ impl Content {
             acknowledge_url: None,
         }
     }
+}
+
+/// Fingerprints of every alert of the stored notification `json`.
+pub fn fingerprints_in(json: &str) -> Result<Vec<String>, serde_json::Error> {
+    let mut fingerprints = Vec::new();
+    each_alert_in(json, |alert| fingerprints.push(alert.fingerprint))?;
+    Ok(fingerprints)
+}
+
+/// True when the labels of an alert of the stored notification `json`
+/// satisfy `test`.
+pub fn any_alert_in(json: &str, test: impl Fn(&LabelSet) -> bool) -> Result<bool, serde_json::Error> {
+    let mut any = false;
+    each_alert_in(json, |alert| any = any || test(&alert.labels))?;
+    Ok(any)
+}
+
+fn each_alert_in(json: &str, mut each: impl FnMut(Alert)) -> Result<(), serde_json::Error> {
+    each_stored_alert(json, |alert| {
+        each(alert);
+        Ok::<(), std::convert::Infallible>(())
+    })
+    .map_err(|stopped| match stopped {
+        Stopped::Json(err) => err,
+        Stopped::By(never) => match never {},
+    })
 }
 
 /// Templates' copy of a label set (views are few: bounded by the display limit).
@@ -456,7 +627,7 @@ mod tests {
         let overflow = content.view(Mode::Overflow, &states, "alice", at(30));
         assert_eq!(overflow.kind, ViewKind::Overflow);
         assert_eq!(overflow.suppressed_count, 3);
-        let told = content.told(Mode::CatchUp, &states);
+        let told = content.clone().into_told(Mode::CatchUp, &states);
         assert_eq!(told.firing.len(), 1);
         assert_eq!(told.resolved, ["a", "c"]);
     }
@@ -477,6 +648,36 @@ mod tests {
         let single = content.view(Mode::Notification, &HashMap::new(), "alice", at(1));
         assert_eq!(single.alerts.len(), LIST_LIMIT, "a large notification is listed up to the limit too");
         assert_eq!(single.counts.firing, exact, "and counted whole");
+    }
+
+    #[test]
+    fn a_notification_read_from_its_text_says_and_tells_what_the_parsed_one_does() {
+        let alerts: Vec<(String, String, &str)> = (0..HISTORY_ALERTS + 300)
+            .map(|i| (format!("A{i}"), format!("f{i}"), if i % 3 == 0 { "resolved" } else { "firing" }))
+            .collect();
+        let refs: Vec<(&str, &str, &str)> =
+            alerts.iter().map(|(name, fingerprint, status)| (name.as_str(), fingerprint.as_str(), *status)).collect();
+        let notification = stored(1, 30, &refs);
+        let json = crate::bridge::payload::Encoded::new(notification.notification.clone()).unwrap().json().to_string();
+        let parsed = collect(vec![(notification.clone(), None)]);
+        let read = Content::stored(at(30), &json, 1).unwrap().expect("no repeated fingerprint");
+        assert!(read.alerts.len() < parsed.alerts.len(), "only the listed alerts are held");
+        assert_eq!(read.stored_notification(), Some(1));
+        let states = HashMap::new();
+        let (parsed_view, read_view) = (
+            parsed.view(Mode::Notification, &states, "alice", at(40)),
+            read.view(Mode::Notification, &states, "alice", at(40)),
+        );
+        assert_eq!(format!("{read_view:?}"), format!("{parsed_view:?}"));
+        assert_eq!(read.alert_refs(), parsed.alert_refs());
+        assert_eq!(fingerprints_in(&json).unwrap(), parsed.fingerprints());
+        let last = |labels: &LabelSet| labels.get("alertname").is_some_and(|name| name == "A799");
+        assert!(any_alert_in(&json, last).unwrap() && parsed.any_alert(last));
+        assert!(!read.is_summary());
+        // A repeated fingerprint leaves the choice of versions to `collect`.
+        let repeated = stored(2, 30, &[("Disk", "a", "firing"), ("Disk", "a", "resolved")]);
+        let json = crate::bridge::payload::Encoded::new(repeated.notification).unwrap().json().to_string();
+        assert!(Content::stored(at(30), &json, 2).unwrap().is_none());
     }
 
     #[test]

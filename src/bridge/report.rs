@@ -12,8 +12,9 @@
 use super::Shared;
 use super::channels::ChannelKind;
 use super::config::Config;
+use super::event::BatchError;
 use super::matcher::Matchers;
-use super::payload::Message;
+use super::payload::{Encoded, Message};
 use super::render::{Outgoing, View, ViewKind};
 use super::store::{NewDelivery, NewNotification, SqlParam, StoreError, to_ms};
 use super::submit::{SubmitError, Submitted};
@@ -643,7 +644,8 @@ impl Desk {
             .collect();
         let new = NewNotification {
             received_at: now,
-            notification: super::messages::message_notification(report.message(), now),
+            notification: Encoded::new(super::messages::message_notification(report.message(), now))
+                .map_err(|err| SubmitError::Batch(BatchError::Unreadable(err.to_string())))?,
             dedup_key: Some(key(&report.name, contact, &report.period)),
             dedup_since: DateTime::<Utc>::UNIX_EPOCH,
             deliveries,

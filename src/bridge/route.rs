@@ -13,9 +13,10 @@
 
 use super::channels::ChannelKind;
 use super::config::Config;
-use super::payload::{Notification, Status};
+use super::payload::{AlertList, Status};
 use super::store::NewDelivery;
 use chrono::{DateTime, Utc};
+use std::collections::HashSet;
 use std::time::Duration;
 
 /// Routes resolved against contacts and groups, ready to match.
@@ -56,21 +57,32 @@ impl Routing {
     }
 
     /// The outbox rows for `notification` received at `received_at`.
-    pub fn route(&self, notification: &Notification, received_at: DateTime<Utc>) -> Vec<NewDelivery> {
-        struct Pending<'a> {
+    ///
+    /// Its alerts are read one at a time (a webhook's may be 100,000, in
+    /// their stored form): once to match them, remembering only their
+    /// places, and once more for their fingerprints only when some contact
+    /// gets part of them.
+    pub fn route<L: AlertList>(
+        &self,
+        notification: &L,
+        received_at: DateTime<Utc>,
+    ) -> Result<Vec<NewDelivery>, L::Error> {
+        struct Pending {
             contact: String,
             channel: ChannelKind,
-            fingerprints: Vec<String>,
-            /// The fingerprints above, for a lookup that stays linear in a
-            /// notification of 100,000 alerts (a list search was quadratic).
-            seen: std::collections::HashSet<&'a str>,
+            /// Places of the alerts routed here, ascending.
+            alerts: Vec<usize>,
             delay: Duration,
         }
+        let receiver = &notification.head().receiver;
         let mut pending: Vec<Pending> = Vec::new();
-        for alert in &notification.alerts {
+        let mut any_firing = false;
+        let mut place = 0;
+        notification.each_alert(&mut |alert| {
+            any_firing |= alert.status == Status::Firing;
             for resolved in &self.routes {
                 let route = &resolved.route;
-                if !route.receivers.is_empty() && !route.receivers.contains(&notification.receiver) {
+                if !route.receivers.is_empty() && !route.receivers.contains(receiver) {
                     continue;
                 }
                 if !route.matchers.matches(&alert.labels) {
@@ -88,30 +100,28 @@ impl Routing {
                             pending.push(Pending {
                                 contact: contact.clone(),
                                 channel: *channel,
-                                fingerprints: Vec::new(),
-                                seen: std::collections::HashSet::new(),
+                                alerts: Vec::new(),
                                 delay,
                             });
                             pending.len() - 1
                         }
                     };
                     let entry = &mut pending[index];
-                    if entry.seen.insert(alert.fingerprint.as_str()) {
-                        entry.fingerprints.push(alert.fingerprint.clone());
+                    if entry.alerts.last() != Some(&place) {
+                        entry.alerts.push(place);
                     }
                 }
                 if !route.continue_matching {
                     break;
                 }
             }
-        }
-        let mut all: Vec<&String> = notification.alerts.iter().map(|a| &a.fingerprint).collect();
-        all.sort_unstable();
-        all.dedup();
-        let any_firing = notification.alerts.iter().any(|a| a.status == Status::Firing);
-        pending
+            place += 1;
+        })?;
+        let subsets = self.subsets(notification, &pending.iter().map(|p| p.alerts.as_slice()).collect::<Vec<_>>())?;
+        Ok(pending
             .into_iter()
-            .map(|p| {
+            .zip(subsets)
+            .map(|(p, fingerprints)| {
                 let delayed = !p.delay.is_zero();
                 // Only firing news waits: a resolution goes out at once (to
                 // those who were told it fired).
@@ -120,23 +130,62 @@ impl Routing {
                 } else {
                     received_at
                 };
-                let covers_all = p.fingerprints.len() == all.len();
                 NewDelivery {
                     contact: p.contact,
                     channel: p.channel.as_str().to_string(),
                     due_at,
                     delayed,
-                    fingerprints: (!covers_all).then_some(p.fingerprints),
+                    fingerprints,
                 }
             })
-            .collect()
+            .collect())
+    }
+
+    /// For each list of alert places: the distinct fingerprints at those
+    /// places, in order, or `None` when they are every fingerprint of the
+    /// notification.
+    fn subsets<L: AlertList>(
+        &self,
+        notification: &L,
+        places: &[&[usize]],
+    ) -> Result<Vec<Option<Vec<String>>>, L::Error> {
+        let count = notification.alert_count();
+        let mut subsets: Vec<Option<Vec<String>>> = vec![None; places.len()];
+        if places.iter().all(|places| places.len() >= count) {
+            return Ok(subsets);
+        }
+        let mut all = HashSet::new();
+        // Per list: the fingerprints found, those seen, and the next place.
+        let mut found: Vec<(Vec<String>, HashSet<String>, usize)> =
+            places.iter().map(|_| (Vec::new(), HashSet::new(), 0)).collect();
+        let mut place = 0;
+        notification.each_alert(&mut |alert| {
+            if !all.contains(&alert.fingerprint) {
+                all.insert(alert.fingerprint.clone());
+            }
+            for (list, (fingerprints, seen, next)) in places.iter().zip(&mut found) {
+                if list.get(*next) == Some(&place) {
+                    *next += 1;
+                    if seen.insert(alert.fingerprint.clone()) {
+                        fingerprints.push(alert.fingerprint.clone());
+                    }
+                }
+            }
+            place += 1;
+        })?;
+        for (subset, (fingerprints, _, _)) in subsets.iter_mut().zip(found) {
+            if fingerprints.len() != all.len() {
+                *subset = Some(fingerprints);
+            }
+        }
+        Ok(subsets)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bridge::payload::parse;
+    use crate::bridge::payload::{Encoded, Notification, parse};
     use crate::config::yaml::{from_value, parse_value};
 
     fn routing(yaml: &str) -> Routing {
@@ -181,8 +230,11 @@ groups: {oncall: [alice, bob]}
   - contacts: [carol]
 "
         ));
-        let deliveries = routing.route(&notification(), Utc::now());
+        let now = Utc::now();
+        let deliveries = routing.route(&notification(), now).unwrap();
         assert_eq!(summary(&deliveries), ["alice/sms:c", "carol/log:w"]);
+        let stored = Encoded::new(notification()).unwrap();
+        assert_eq!(routing.route(&stored, now).unwrap(), deliveries, "the stored form routes the same");
     }
 
     #[test]
@@ -196,8 +248,11 @@ groups: {oncall: [alice, bob]}
     contacts: [bob, carol]
 "
         ));
-        let deliveries = routing.route(&notification(), Utc::now());
+        let now = Utc::now();
+        let deliveries = routing.route(&notification(), now).unwrap();
         assert_eq!(summary(&deliveries), ["alice/email:c", "alice/sms:c", "bob/email:all", "carol/log:all"]);
+        let stored = Encoded::new(notification()).unwrap();
+        assert_eq!(routing.route(&stored, now).unwrap(), deliveries, "the stored form routes the same");
     }
 
     #[test]
@@ -210,7 +265,7 @@ groups: {oncall: [alice, bob]}
     contacts: [carol]
 "
         ));
-        assert_eq!(summary(&routing.route(&notification(), Utc::now())), ["carol/log:all"]);
+        assert_eq!(summary(&routing.route(&notification(), Utc::now()).unwrap()), ["carol/log:all"]);
     }
 
     #[test]
@@ -221,7 +276,7 @@ groups: {oncall: [alice, bob]}
     contacts: [alice]
 "
         ));
-        assert!(routing.route(&notification(), Utc::now()).is_empty());
+        assert!(routing.route(&notification(), Utc::now()).unwrap().is_empty());
     }
 
     #[test]
@@ -237,14 +292,14 @@ groups: {oncall: [alice, bob]}
     delay: 5m
 "
         ));
-        let deliveries = routing.route(&notification(), now);
+        let deliveries = routing.route(&notification(), now).unwrap();
         assert_eq!(deliveries[0].due_at, now + chrono::Duration::minutes(5));
         assert!(deliveries[0].delayed);
         let mut resolved = notification();
         for alert in &mut resolved.alerts {
             alert.status = Status::Resolved;
         }
-        let deliveries = routing.route(&resolved, now);
+        let deliveries = routing.route(&resolved, now).unwrap();
         assert_eq!(deliveries[0].due_at, now, "resolutions are not delayed");
         assert!(deliveries[0].delayed, "but are checked against what was told");
     }

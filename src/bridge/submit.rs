@@ -79,12 +79,18 @@ impl Submitter {
 }
 
 pub(super) async fn submit(shared: &Shared, batch: Batch) -> Result<Submitted, SubmitError> {
-    let notification = batch.into_notification()?;
+    // The stored form is all the pipeline holds of a batch: routing and
+    // dedup read its alerts one at a time (issue 13, defect 8).
+    let notification = batch.into_encoded()?;
     let runtime = shared.runtime();
     let received_at = shared.clock.now();
-    let deliveries = runtime.routing.route(&notification, received_at);
+    let unreadable = |err: serde_json::Error| BatchError::Unreadable(err.to_string());
+    let deliveries = runtime.routing.route(&notification, received_at).map_err(unreadable)?;
     let window = runtime.config.dedup_window.get();
-    let dedup_key = (!window.is_zero()).then(|| dedup::key(&notification));
+    let dedup_key = match window.is_zero() {
+        true => None,
+        false => Some(dedup::key(&notification).map_err(unreadable)?),
+    };
     let dedup_since = received_at - chrono::Duration::from_std(window).unwrap_or_default();
     commit(shared, NewNotification { received_at, notification, dedup_key, dedup_since, deliveries, message: None })
         .await
@@ -99,7 +105,8 @@ pub(super) async fn commit(shared: &Shared, new: NewNotification) -> Result<Subm
         tracing::warn!(max_queue, "Refused a submission: the outbox is full.");
         return Err(SubmitError::QueueFull { max_queue });
     }
-    let activity = super::activity::Accepted::of(&new.notification, &new.deliveries);
+    let activity = super::activity::Accepted::of(&new.notification, &new.deliveries)
+        .map_err(|err| BatchError::Unreadable(err.to_string()))?;
     let committed = shared.store.ingest(new).await?;
     match committed {
         Submitted::Accepted { notification_id, deliveries } => {

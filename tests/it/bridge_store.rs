@@ -22,7 +22,7 @@ fn new_notification(group: &str, status: &str, at: DateTime<Utc>, contacts: &[&s
     let notification = payload::parse(body.as_bytes(), at).expect("test fixture");
     NewNotification {
         received_at: at,
-        dedup_key: Some(checkit::bridge::dedup::key(&notification)),
+        dedup_key: Some(checkit::bridge::dedup::key(&notification).expect("a parsed notification")),
         dedup_since: at - Duration::minutes(10),
         deliveries: contacts
             .iter()
@@ -34,7 +34,7 @@ fn new_notification(group: &str, status: &str, at: DateTime<Utc>, contacts: &[&s
                 fingerprints: None,
             })
             .collect(),
-        notification,
+        notification: payload::Encoded::new(notification).expect("encodes"),
         message: None,
     }
 }
@@ -81,7 +81,7 @@ async fn store_suite(store: Store) {
     assert!(matches!(store.ingest(again).await.expect("store operation"), Ingested::Accepted { deliveries: 0, .. }));
     let stored = store.notifications(vec![notification_id, 999_999]).await.expect("store operation");
     assert_eq!(stored.len(), 1);
-    assert_eq!(stored[0].notification, first.notification);
+    assert_eq!(stored[0].notification, first.notification.decode().expect("decodes"));
 
     // Lanes: each due lane is leased once until released.
     let wall = Utc::now();
@@ -155,9 +155,31 @@ async fn store_suite(store: Store) {
     resolved.told_resolved = vec!["fp-a".into()];
     store.apply(vec![resolved], &alice, sent_at).await.expect("store operation");
     assert!(store.told("alice", vec!["fp-a".into()]).await.expect("store operation").is_empty());
+    // What one notification told is recorded from its stored text.
+    let parsed = first.notification.decode().expect("decodes");
+    let told_fingerprint = parsed.alerts[0].fingerprint.clone();
+    let text = store.read_notification(notification_id, |_, json| json.to_string()).await.expect("store operation");
+    assert_eq!(text.as_deref(), Some(first.notification.json()));
+    assert!(store.read_notification(999_999, |_, _| ()).await.expect("store operation").is_none());
+    let mut told_whole = Transition::of(&due[0], RowState::Sent, sent_at);
+    told_whole.told_notification = Some(notification_id);
+    store.apply(vec![told_whole], &alice, sent_at).await.expect("store operation");
+    let told = store.told("alice", vec![told_fingerprint.clone()]).await.expect("store operation");
+    assert_eq!(told, HashSet::from([told_fingerprint.clone()]), "the firing alert of the notification");
+    let Ingested::Accepted { notification_id: resolution, .. } = store
+        .ingest(new_notification("g1", "resolved", t0() + Duration::minutes(20), &[]))
+        .await
+        .expect("store operation")
+    else {
+        panic!("a resolution is a new notification");
+    };
+    let mut told_resolution = Transition::of(&due[0], RowState::Sent, sent_at);
+    told_resolution.told_notification = Some(resolution);
+    store.apply(vec![told_resolution], &alice, sent_at).await.expect("store operation");
+    assert!(store.told("alice", vec![told_fingerprint]).await.expect("store operation").is_empty());
 
     // The latest alert state wins, whatever order notifications arrive in.
-    let fingerprint = first.notification.alerts[0].fingerprint.clone();
+    let fingerprint = first.notification.decode().expect("decodes").alerts[0].fingerprint.clone();
     store.ingest(new_notification("g3", "resolved", t0() + Duration::minutes(30), &[])).await.expect("store operation");
     let states = store.alert_states(vec![fingerprint.clone(), "unknown".into()]).await.expect("store operation");
     assert_eq!(states.len(), 1);
@@ -279,7 +301,7 @@ async fn summary_suite(store: Store) {
                 dedup_key: None,
                 dedup_since: received_at,
                 deliveries: vec![delivery],
-                notification,
+                notification: payload::Encoded::new(notification).expect("encodes"),
                 message: None,
             };
             store.ingest(new).await.expect("store operation");

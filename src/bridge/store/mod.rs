@@ -12,6 +12,7 @@
 //! (rate-limit checks, catch-up and overflow merges) is, across replicas:
 //! PostgreSQL claims lanes with `FOR UPDATE SKIP LOCKED`.
 
+mod encode;
 mod messages;
 mod postgres;
 mod schema;
@@ -24,7 +25,7 @@ pub use sqlite::SqliteStore;
 pub(crate) use summary::Dialect;
 pub use summary::{ListedAlert, Summary, SummaryCounts};
 
-use super::payload::{Notification, Status};
+use super::payload::{Encoded, Notification, Status};
 use crate::storage::Storage;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -109,8 +110,8 @@ impl Mode {
 pub struct NewNotification {
     /// When the webhook arrived.
     pub received_at: DateTime<Utc>,
-    /// The parsed body.
-    pub notification: Notification,
+    /// The notification in its stored form.
+    pub notification: Encoded,
     /// The idempotency key, or `None` when dedup is off.
     pub dedup_key: Option<String>,
     /// A previous key seen before this instant no longer counts.
@@ -254,6 +255,10 @@ pub struct Transition {
     /// A summary (by its leader row) whose every alert the contact has now
     /// been told of as it stands: recorded by the store, not listed here.
     pub told_summary: Option<i64>,
+    /// A notification (by ID) whose every alert the contact has now been
+    /// told of as the notification says: recorded by the store from its
+    /// text, not listed here (it may hold 100,000 alerts).
+    pub told_notification: Option<i64>,
 }
 
 impl Transition {
@@ -271,6 +276,7 @@ impl Transition {
             told_firing: Vec::new(),
             told_resolved: Vec::new(),
             told_summary: None,
+            told_notification: None,
         }
     }
 }

@@ -7,7 +7,7 @@
 use super::{
     AlertState, Dialect, HistoryPage, HistoryQuery, HistorySql, Ingested, Lane, Mode, NewNotification, OutboxRow,
     QueueStats, RawHistory, RawRow, Retention, RowState, StoreError, StoredNotification, Transition, alertnames,
-    encode_fingerprints, from_ms, schema, sql, to_ms,
+    encode, encode_fingerprints, from_ms, schema, sql, to_ms,
 };
 use crate::bridge::payload::Status;
 use crate::storage::lease::{self, dead_sql};
@@ -86,13 +86,17 @@ impl PostgresStore {
     }
 
     pub(super) async fn ingest(&self, new: NewNotification) -> Result<Ingested, StoreError> {
-        let payload = serde_json::to_string(&new.notification)
-            .map_err(|err| StoreError::Corrupt(format!("cannot encode notification: {err}")))?;
         let received_at = to_ms(new.received_at);
         // A fixed lock order (alerts, then lanes, each sorted) avoids deadlocks
-        // between concurrent intakes.
-        let mut alerts: Vec<_> = new.notification.alerts.iter().collect();
-        alerts.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+        // between concurrent intakes. The states are read from the stored
+        // text, one alert at a time.
+        let mut alerts: Vec<(String, Status, Option<i64>)> = Vec::with_capacity(new.notification.len());
+        encode::for_each_alert(new.notification.json(), |alert| {
+            alerts.push((alert.fingerprint.into_owned(), alert.status, alert.starts_at.map(to_ms)));
+            Ok(())
+        })?;
+        alerts.sort_by(|a, b| a.0.cmp(&b.0));
+        let (notification, payload) = new.notification.into_parts();
         let mut deliveries: Vec<_> = new.deliveries.iter().collect();
         deliveries.sort_by(|a, b| (&a.contact, &a.channel).cmp(&(&b.contact, &b.channel)));
         let mut pooled = self.pooled().await?;
@@ -104,7 +108,6 @@ impl PostgresStore {
                     return Ok(Ingested::Duplicate);
                 }
             }
-            let notification = &new.notification;
             let row = pooled
                 .query_opt(
                     sql::INSERT_NOTIFICATION,
@@ -137,13 +140,8 @@ impl PostgresStore {
                     )
                     .await?;
             }
-            for alert in alerts {
-                pooled
-                    .execute(
-                        sql::UPSERT_ALERT,
-                        &[&alert.fingerprint, &alert.status.as_str(), &alert.starts_at.map(to_ms), &received_at],
-                    )
-                    .await?;
+            for (fingerprint, status, starts_at) in &alerts {
+                pooled.execute(sql::UPSERT_ALERT, &[fingerprint, &status.as_str(), starts_at, &received_at]).await?;
             }
             for delivery in deliveries {
                 let due_at = to_ms(delivery.due_at);
@@ -272,6 +270,20 @@ impl PostgresStore {
             }
         }
         Ok(found)
+    }
+
+    pub(super) async fn read_notification<T: Send + 'static>(
+        &self,
+        id: i64,
+        read: impl FnOnce(DateTime<Utc>, &str) -> T + Send + 'static,
+    ) -> Result<Option<T>, StoreError> {
+        let mut pooled = self.pooled().await?;
+        let Some(row) = pooled.query_opt(sql::NOTIFICATION, &[&id]).await? else {
+            return Ok(None);
+        };
+        let received_at: i64 = row.try_get(1)?;
+        let text: &str = row.try_get(2)?;
+        Ok(Some(read(from_ms(received_at), text)))
     }
 
     pub(super) async fn alert_states(
@@ -426,6 +438,30 @@ async fn apply_one(pooled: &mut Pooled, transition: &Transition, lane: &Lane, no
     }
     for fingerprint in &transition.told_resolved {
         pooled.execute(sql::TOLD_RESOLVED, &[&lane.contact, fingerprint]).await?;
+    }
+    if let Some(id) = transition.told_notification {
+        // Read first, then written: a statement per alert cannot wait inside the read.
+        let mut firing: Vec<(String, Option<i64>)> = Vec::new();
+        let mut resolved: Vec<String> = Vec::new();
+        if let Some(row) = pooled.query_opt(sql::NOTIFICATION, &[&id]).await? {
+            encode::told_by(
+                row.try_get(2)?,
+                |fingerprint, starts_at| {
+                    firing.push((fingerprint.to_string(), starts_at));
+                    Ok(())
+                },
+                |fingerprint| {
+                    resolved.push(fingerprint.to_string());
+                    Ok(())
+                },
+            )?;
+        }
+        for (fingerprint, starts_at) in &firing {
+            pooled.execute(sql::TOLD_FIRING, &[&lane.contact, fingerprint, starts_at, &now]).await?;
+        }
+        for fingerprint in &resolved {
+            pooled.execute(sql::TOLD_RESOLVED, &[&lane.contact, fingerprint]).await?;
+        }
     }
     if let Some(leader) = transition.told_summary {
         pooled.execute(&Dialect::Postgres.told_firing_sql(), &[&leader, &lane.contact, &now]).await?;

@@ -7,7 +7,7 @@
 use super::{
     AlertState, Dialect, HistoryPage, HistoryQuery, HistorySql, Ingested, Lane, Mode, NewNotification, OutboxRow,
     QueueStats, ROW_COLUMNS, RawHistory, RawRow, Retention, RowState, StoreError, StoredNotification, Transition,
-    alertnames, encode_fingerprints, from_ms, schema, sql, sqlite_sql, to_ms,
+    alertnames, encode, encode_fingerprints, from_ms, schema, sql, sqlite_sql, to_ms,
 };
 use crate::bridge::payload::Status;
 use crate::storage::sqlite::Sqlite;
@@ -55,8 +55,6 @@ impl SqliteStore {
     }
 
     pub(super) async fn ingest(&self, new: NewNotification) -> Result<Ingested, StoreError> {
-        let payload = serde_json::to_string(&new.notification)
-            .map_err(|err| StoreError::Corrupt(format!("cannot encode notification: {err}")))?;
         let received_at = to_ms(new.received_at);
         self.write(move |connection| {
             if let Some(key) = &new.dedup_key {
@@ -68,17 +66,20 @@ impl SqliteStore {
                     return Ok(Ingested::Duplicate);
                 }
             }
-            let notification = &new.notification;
-            let notification_id: i64 = connection.prepare_cached(&sqlite_sql(sql::INSERT_NOTIFICATION))?.query_row(
-                params![
-                    received_at,
-                    notification.receiver,
-                    notification.group_key,
-                    notification.status.as_str(),
-                    payload
-                ],
-                |row| row.get(0),
-            )?;
+            let (notification, payload) = new.notification.into_parts();
+            // The alerts' states first: they are read from the text, which
+            // is freed below as soon as SQLite holds its own copy.
+            let mut upsert_alert = connection.prepare_cached(&sqlite_sql(sql::UPSERT_ALERT))?;
+            encode::for_each_alert(&payload, |alert| {
+                upsert_alert.execute(params![
+                    alert.fingerprint,
+                    alert.status.as_str(),
+                    alert.starts_at.map(to_ms),
+                    received_at
+                ])?;
+                Ok(())
+            })?;
+            let notification_id = insert_notification(connection, received_at, &notification, payload)?;
             if let Some(message) = &new.message {
                 connection.prepare_cached(&sqlite_sql(sql::INSERT_MESSAGE))?.execute(params![
                     notification_id,
@@ -90,15 +91,6 @@ impl SqliteStore {
                     message.severity,
                     super::messages::joined(&message.recipients),
                     super::messages::joined(&message.channels)
-                ])?;
-            }
-            let mut upsert_alert = connection.prepare_cached(&sqlite_sql(sql::UPSERT_ALERT))?;
-            for alert in &notification.alerts {
-                upsert_alert.execute(params![
-                    alert.fingerprint,
-                    alert.status.as_str(),
-                    alert.starts_at.map(to_ms),
-                    received_at
                 ])?;
             }
             let mut insert_outbox = connection.prepare_cached(&sqlite_sql(sql::INSERT_OUTBOX))?;
@@ -261,18 +253,43 @@ impl SqliteStore {
             let mut statement = connection.prepare_cached(&sqlite_sql(sql::NOTIFICATION))?;
             let mut found = Vec::with_capacity(ids.len());
             for id in ids {
-                let row: Option<(i64, i64, String)> =
-                    statement.query_row(params![id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?))).optional()?;
-                if let Some((id, received_at, payload)) = row {
+                // Parsed from SQLite's own buffer: a large notification's
+                // text is not copied once more.
+                let row = statement
+                    .query_row(params![id], |row| {
+                        let payload = row.get_ref(2)?.as_str().map_err(|err| {
+                            rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(err))
+                        })?;
+                        Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, serde_json::from_str(payload)))
+                    })
+                    .optional()?;
+                if let Some((id, received_at, notification)) = row {
                     found.push(StoredNotification {
                         id,
                         received_at: from_ms(received_at),
-                        notification: serde_json::from_str(&payload)
+                        notification: notification
                             .map_err(|err| StoreError::Corrupt(format!("notification {id}: {err}")))?,
                     });
                 }
             }
             Ok(found)
+        })
+        .await
+    }
+
+    pub(super) async fn read_notification<T: Send + 'static>(
+        &self,
+        id: i64,
+        read: impl FnOnce(DateTime<Utc>, &str) -> T + Send + 'static,
+    ) -> Result<Option<T>, StoreError> {
+        self.read(move |connection| {
+            let mut statement = connection.prepare_cached(&sqlite_sql(sql::NOTIFICATION))?;
+            let mut rows = statement.query(params![id])?;
+            let Some(row) = rows.next()? else {
+                return Ok(None);
+            };
+            let received_at: i64 = row.get(1)?;
+            Ok(Some(read(from_ms(received_at), stored_text(row, id)?)))
         })
         .await
     }
@@ -408,6 +425,32 @@ impl SqliteStore {
     }
 }
 
+/// Inserts the notification row; returns its ID. `payload` is freed once
+/// bound, before SQLite builds the row from its own copy: a large
+/// notification's text is held twice at most, not three times.
+fn insert_notification(
+    connection: &Connection,
+    received_at: i64,
+    notification: &crate::bridge::payload::Notification,
+    payload: String,
+) -> Result<i64, StoreError> {
+    let mut insert = connection.prepare_cached(&sqlite_sql(sql::INSERT_NOTIFICATION))?;
+    insert.raw_bind_parameter(1, received_at)?;
+    insert.raw_bind_parameter(2, &notification.receiver)?;
+    insert.raw_bind_parameter(3, &notification.group_key)?;
+    insert.raw_bind_parameter(4, notification.status.as_str())?;
+    insert.raw_bind_parameter(5, payload.as_str())?;
+    drop(payload);
+    let mut rows = insert.raw_query();
+    let row = rows.next()?.ok_or_else(|| StoreError::Unavailable("insert returned no id".into()))?;
+    Ok(row.get(0)?)
+}
+
+/// The stored text of notification `id` in `row` (of `sql::NOTIFICATION`).
+fn stored_text<'r>(row: &'r rusqlite::Row<'_>, id: i64) -> Result<&'r str, StoreError> {
+    row.get_ref(2)?.as_str().map_err(|err| StoreError::Corrupt(format!("notification {id}: {err}")))
+}
+
 fn apply_one(
     connection: &Connection,
     transition: &Transition,
@@ -455,6 +498,23 @@ fn apply_one(
     let mut told_resolved = connection.prepare_cached(&sqlite_sql(sql::TOLD_RESOLVED))?;
     for fingerprint in &transition.told_resolved {
         told_resolved.execute(params![lane.contact, fingerprint])?;
+    }
+    if let Some(id) = transition.told_notification {
+        let mut select = connection.prepare_cached(&sqlite_sql(sql::NOTIFICATION))?;
+        let mut rows = select.query(params![id])?;
+        if let Some(row) = rows.next()? {
+            encode::told_by(
+                stored_text(row, id)?,
+                |fingerprint, starts_at| {
+                    told_firing.execute(params![lane.contact, fingerprint, starts_at, now])?;
+                    Ok(())
+                },
+                |fingerprint| {
+                    told_resolved.execute(params![lane.contact, fingerprint])?;
+                    Ok(())
+                },
+            )?;
+        }
     }
     if let Some(leader) = transition.told_summary {
         connection.prepare_cached(&sqlite_sql(&Dialect::Sqlite.told_firing_sql()))?.execute(params![
