@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The whole, validated, immutable configuration.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
     /// Probe modules by name (blackbox.yml's only key).
@@ -35,13 +36,11 @@ pub struct Config {
     #[serde(skip)]
     module_yaml: BTreeMap<String, std::sync::OnceLock<Arc<str>>>,
     /// The alert bridge, when enabled.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub bridge: Option<Arc<crate::bridge::Config>>,
     /// Scheduled checks (`checks:`, `check_files:`, `check_options:`).
     #[serde(skip)]
     pub checks: Arc<crate::checks::config::Settings>,
     /// Heartbeat checks, when configured.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub heartbeats: Option<Arc<crate::heartbeat::Config>>,
     /// The directory relative paths were resolved against (the config
     /// file's, else the working directory); see [`paths`].

@@ -47,14 +47,11 @@ pub fn parse_query(params: &HashMap<String, String>) -> Result<HistoryQuery, Str
             "since" => query.since = Some(parse_time(name, value)?),
             "until" => query.until = Some(parse_time(name, value)?),
             "sort" => {
-                let (descending, column) = match value.strip_prefix('-') {
-                    Some(column) => (true, column),
-                    None => (false, value.as_str()),
-                };
+                let (column, ascending) = parse_sort(value);
                 query.order = HistoryOrder::parse(column).ok_or_else(|| {
                     format!("invalid sort {value:?}: expected time, contact, channel or outcome, optionally with a leading -")
                 })?;
-                query.ascending = !descending;
+                query.ascending = ascending;
             }
             "limit" => query.limit = parse_limit(value, MAX_LIMIT)?,
             "offset" => query.offset = parse_offset(value)?,
@@ -62,6 +59,15 @@ pub fn parse_query(params: &HashMap<String, String>) -> Result<HistoryQuery, Str
         }
     }
     Ok(query)
+}
+
+/// A `sort` value: its key, and whether it ascends (no leading `-`).
+/// Shared by every search API of the bridge.
+pub(super) fn parse_sort(value: &str) -> (&str, bool) {
+    match value.strip_prefix('-') {
+        Some(key) => (key, false),
+        None => (value, true),
+    }
 }
 
 /// A page size from 1 to `max`. Shared by every search API of the bridge.
@@ -133,10 +139,7 @@ pub(crate) fn page_json<T: serde::Serialize>(total: u64, limit: u32, offset: u64
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
+    use crate::bridge::string_map as params;
 
     #[test]
     fn queries_parse_with_defaults() {

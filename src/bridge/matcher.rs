@@ -278,14 +278,11 @@ impl<'a> Parser<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
+    use crate::bridge::string_map as labels;
 
     #[test]
     fn matchers_follow_alertmanager_semantics() {
-        let alert = labels(&[("severity", "critical"), ("team", "ops")]);
+        let alert: BTreeMap<String, String> = labels(&[("severity", "critical"), ("team", "ops")]);
         for (text, expected) in [
             (r#"severity="critical""#, true),
             (r#"severity=~"critical|page""#, true),

@@ -542,11 +542,8 @@ pub fn parse_query(params: &HashMap<String, String>) -> Result<MessageQuery, Str
             "since" => query.since = Some(history::parse_time(name, value)?),
             "until" => query.until = Some(history::parse_time(name, value)?),
             "sort" => {
-                let (descending, key) = match value.strip_prefix('-') {
-                    Some(key) => (true, key),
-                    None => (false, value.as_str()),
-                };
-                query.ascending = !descending;
+                let (key, ascending) = history::parse_sort(value);
+                query.ascending = ascending;
                 query.sort = match key {
                     "time" => MessageSort::Time,
                     "sender" => MessageSort::Sender,
@@ -609,10 +606,7 @@ async fn search(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
+    use crate::bridge::string_map as params;
 
     #[test]
     fn an_offset_past_sql_integers_is_a_bad_request() {

@@ -42,6 +42,7 @@ pub mod route;
 pub mod send;
 pub mod store;
 pub mod submit;
+pub mod tasks;
 
 pub use config::Config;
 
@@ -59,8 +60,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use store::{Retention, Store, StoreError};
+use tasks::Tasks;
 use tokio::sync::{Notify, watch};
-use tokio_util::task::TaskTracker;
 
 /// Why the bridge could not start or reload.
 #[derive(Debug, thiserror::Error)]
@@ -153,11 +154,8 @@ impl Shared {
 /// The running bridge.
 pub struct Bridge {
     shared: Arc<Shared>,
-    shutdown: watch::Sender<bool>,
-    /// Workers and housekeeping, until the composition root takes them to spawn.
-    tasks: Mutex<Vec<BoxFuture<'static, ()>>>,
-    /// Tracks the taken tasks so that [`Bridge::shutdown`] can wait for them.
-    running: TaskTracker,
+    /// Workers and housekeeping.
+    tasks: Tasks,
 }
 
 impl std::fmt::Debug for Bridge {
@@ -235,18 +233,14 @@ impl Bridge {
         tasks.push(run_housekeeping(Arc::clone(&shared), shutdown_rx.clone()).boxed());
         tasks.push(keep_presence(member, working, config.delivery_timeout.get(), shutdown_rx).boxed());
         tracing::info!(workers = config.workers, store = %described, "Bridge started.");
-        Ok(Bridge { shared, shutdown, tasks: Mutex::new(tasks), running: TaskTracker::new() })
+        Ok(Bridge { shared, tasks: Tasks::new(shutdown, tasks) })
     }
 
     /// The bridge's long-lived work (the outbox workers and housekeeping), for
     /// the caller to spawn; empty after the first call. Every task ends after
     /// [`Bridge::shutdown`].
     pub fn take_tasks(&self) -> Vec<BoxFuture<'static, ()>> {
-        let tasks = match self.tasks.lock() {
-            Ok(mut tasks) => std::mem::take(&mut *tasks),
-            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
-        };
-        tasks.into_iter().map(|task| self.running.track_future(task).boxed()).collect()
+        self.tasks.take()
     }
 
     /// Commits `batch` durably (see [`submit`]); the one way in for every source.
@@ -347,11 +341,9 @@ impl Bridge {
     /// Stops the workers after their in-flight attempt; pending rows stay
     /// in the store for the next start. Calling it again does nothing.
     pub async fn shutdown(&self) {
-        let _ = self.shutdown.send(true);
+        let stopped = self.tasks.stop();
         self.shared.wake.notify_waiters();
-        let stopped = !self.running.is_closed() && !self.running.is_empty();
-        self.running.close();
-        self.running.wait().await;
+        self.tasks.wait().await;
         if stopped {
             tracing::info!("Bridge stopped.");
         }
@@ -441,4 +433,11 @@ async fn run_housekeeping(shared: Arc<Shared>, mut shutdown: watch::Receiver<boo
             }
         }
     }
+}
+
+/// A map of owned strings from `(name, value)` pairs: the query parameters
+/// and label sets the tests of the bridge and its surfaces start from.
+#[cfg(test)]
+pub(crate) fn string_map<M: FromIterator<(String, String)>>(pairs: &[(&str, &str)]) -> M {
+    pairs.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect()
 }

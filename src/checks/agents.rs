@@ -42,7 +42,7 @@
 
 use super::config::{Agent, Check};
 use super::state::{Change, Machine, Run, State, Thresholds};
-use super::store::{LocationResult, NewChange};
+use super::store::{LocationResult, NewChange, NewResult};
 use super::{Shared, Slot};
 use axum::Router;
 use axum::body::Bytes;
@@ -100,6 +100,7 @@ pub struct Assignment {
 }
 
 /// One result in a pushed batch.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PushedResult {
@@ -112,10 +113,8 @@ pub struct PushedResult {
     /// Whether it succeeded.
     pub success: bool,
     /// Failure phase (`probe_failure_info`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
     /// Failure reason.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 
@@ -183,7 +182,8 @@ impl Agents {
     /// that waited in its agent's queue longer than [`QUEUED_LATE`] makes
     /// its batch a backlog.
     fn note(&self, location: &str, received_at: DateTime<Utc>, result: &LocationResult) {
-        let done = result.at + chrono::Duration::microseconds(i64::try_from(result.duration_us).unwrap_or(i64::MAX));
+        let run = &result.run;
+        let done = run.at + chrono::Duration::microseconds(i64::try_from(run.duration_us).unwrap_or(i64::MAX));
         if received_at - done <= QUEUED_LATE {
             return;
         }
@@ -363,19 +363,21 @@ async fn push(AxumState(shared): AxumState<Arc<Shared>>, headers: HeaderMap, bod
         results.push((
             Arc::clone(slot),
             LocationResult {
-                check_id: slot.id,
                 location: agent.location.clone(),
-                at: at.min(received_at),
                 agent_at: pushed.at,
-                duration_us: (pushed.duration_seconds * 1e6) as u64,
-                success: pushed.success,
-                failure: (!pushed.success).then(|| {
-                    (
-                        pushed.phase.clone().unwrap_or_else(|| "unknown".into()),
-                        pushed.reason.clone().unwrap_or_else(|| "unknown".into()),
-                    )
-                }),
-                maintenance,
+                run: NewResult {
+                    check_id: slot.id,
+                    at: at.min(received_at),
+                    duration_us: (pushed.duration_seconds * 1e6) as u64,
+                    success: pushed.success,
+                    failure: (!pushed.success).then(|| {
+                        (
+                            pushed.phase.clone().unwrap_or_else(|| "unknown".into()),
+                            pushed.reason.clone().unwrap_or_else(|| "unknown".into()),
+                        )
+                    }),
+                    maintenance,
+                },
             },
         ));
     }
@@ -412,7 +414,7 @@ async fn push(AxumState(shared): AxumState<Arc<Shared>>, headers: HeaderMap, bod
 /// announces each check's final transition once.
 async fn apply_results(shared: &Shared, results: Vec<(Arc<Slot>, LocationResult, bool)>) {
     let mut touched: Vec<Arc<Slot>> = Vec::new();
-    for (slot, result, decide) in results {
+    for (slot, LocationResult { location, run: result, .. }, decide) in results {
         let check = slot.check();
         let thresholds = Thresholds {
             failures_before_down: check.failures_before_down,
@@ -426,7 +428,7 @@ async fn apply_results(shared: &Shared, results: Vec<(Arc<Slot>, LocationResult,
         };
         {
             let mut state = slot.lock();
-            let entry = state.locations.entry(result.location.clone()).or_default();
+            let entry = state.locations.entry(location).or_default();
             // A result older than one already applied (a retry after a
             // central restart, a row a replica reads again) is history only.
             if entry.last_at.is_some_and(|last| result.at <= last) {
@@ -602,7 +604,7 @@ pub(crate) async fn follow_locations(shared: Arc<Shared>, mut shutdown: tokio::s
         let mut results = Vec::with_capacity(rows.len());
         for row in rows {
             cursor = cursor.max(row.received_at);
-            let Some((slot, here)) = slots.get(&row.result.check_id) else { continue };
+            let Some((slot, here)) = slots.get(&row.result.run.check_id) else { continue };
             shared.agents.note(&row.result.location, row.received_at, &row.result);
             // Rows replayed at start are state, not news: the check's own
             // state was read from the store.

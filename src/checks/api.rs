@@ -237,16 +237,27 @@ async fn one(State(shared): State<Arc<Shared>>, Path(name): Path<String>) -> Res
     Ok(axum::Json(json!({"status": "success", "check": check})).into_response())
 }
 
+/// The query of a listing (results, incidents: `from`, `to`, `limit`,
+/// `format`, no `window`) and the check it lists.
+fn listing(shared: &Shared, name: &str, raw: Option<String>, what: &str) -> Result<(Query, Arc<Slot>), ApiError> {
+    let query = parse_query(raw, 10_000)?;
+    if query.window.is_some() {
+        return Err(bad_request(format!("window: use from and to for {what}")));
+    }
+    Ok((query, find(shared, name)?))
+}
+
+/// Where the next page ends (`next_to`): the last row's time when the page is full.
+fn next_to<T>(rows: &[T], limit: u32, at: impl Fn(&T) -> DateTime<Utc>) -> Option<String> {
+    rows.last().filter(|_| rows.len() == limit as usize).map(|last| rfc3339(at(last)))
+}
+
 async fn results(
     State(shared): State<Arc<Shared>>,
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let query = parse_query(raw, 10_000)?;
-    if query.window.is_some() {
-        return Err(bad_request("window: use from and to for results"));
-    }
-    let slot = find(&shared, &name)?;
+    let (query, slot) = listing(&shared, &name, raw, "results")?;
     let to = query.to.unwrap_or_else(|| shared.clock.now() + Duration::milliseconds(1));
     let from = query.from.unwrap_or(to - Duration::hours(24));
     let limit = query.limit.unwrap_or(1000);
@@ -255,7 +266,7 @@ async fn results(
         let rows = rows.iter().map(result_row).collect();
         return Ok(csv_response(&name, "results", "at,duration_seconds,success,maintenance,phase,reason", rows));
     }
-    let next = (rows.len() == limit as usize).then(|| rows.last().map(|last| rfc3339(last.at))).flatten();
+    let next = next_to(&rows, limit, |last| last.at);
     Ok(axum::Json(json!({
         "status": "success", "check": name, "from": rfc3339(from), "to": rfc3339(to), "results": rows, "next_to": next,
     }))
@@ -278,11 +289,7 @@ async fn incidents(
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let query = parse_query(raw, 10_000)?;
-    if query.window.is_some() {
-        return Err(bad_request("window: use from and to for incidents"));
-    }
-    let slot = find(&shared, &name)?;
+    let (query, slot) = listing(&shared, &name, raw, "incidents")?;
     let now = shared.clock.now();
     let to = query.to.unwrap_or(now + Duration::milliseconds(1));
     let from = query.from.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
@@ -305,7 +312,7 @@ async fn incidents(
         return Ok(csv_response(&name, "incidents", "id,started_at,ended_at,duration_seconds,phase,reason", rows));
     }
     let incidents: Vec<Value> = rows.iter().map(|incident| incident_json(incident, now)).collect();
-    let next = (rows.len() == limit as usize).then(|| rows.last().map(|last| rfc3339(last.started_at))).flatten();
+    let next = next_to(&rows, limit, |last| last.started_at);
     Ok(axum::Json(json!({"status": "success", "check": name, "incidents": incidents, "next_to": next})).into_response())
 }
 

@@ -16,23 +16,20 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// One maintenance window.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Window {
     /// One-off: the start (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start: Option<DateTime<Utc>>,
     /// One-off: the end (RFC 3339), exclusive.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end: Option<DateTime<Utc>>,
     /// Recurring: the days the window starts on (`mon`, `sat-sun`…); empty is every day.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub weekdays: Vec<String>,
     /// Recurring: local start time, `HH:MM`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time: Option<String>,
     /// Recurring: how long.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<GoDuration>,
     /// Recurring: IANA time zone of `time` and `weekdays`.
     #[serde(default = "utc")]

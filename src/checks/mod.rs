@@ -34,6 +34,7 @@ pub mod unprobed;
 
 use crate::bridge::clock::Clock;
 use crate::bridge::submit::Submitter;
+use crate::bridge::tasks::Tasks;
 use crate::storage::lease::Member;
 use crate::storage::{Storage, StoreError};
 use chrono::{DateTime, Utc};
@@ -49,7 +50,6 @@ use store::{CheckStore, NewChange, NewResult};
 use tokio::sync::mpsc;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
-use tokio_util::task::TaskTracker;
 
 /// What the checks read from the config in force: `app` builds a new one
 /// from each loaded config and hands it over on reload.
@@ -379,12 +379,8 @@ impl Shared {
 /// The running scheduler.
 pub struct Checks {
     shared: Arc<Shared>,
-    shutdown: watch::Sender<bool>,
-    /// The supervisor of the check tasks and the housekeeping loops, until the
-    /// composition root takes them to spawn.
-    tasks: Mutex<Vec<BoxFuture<'static, ()>>>,
-    /// Tracks the taken tasks so that [`Checks::shutdown`] can wait for them.
-    running: TaskTracker,
+    /// The supervisor of the check tasks and the housekeeping loops.
+    tasks: Tasks,
 }
 
 impl std::fmt::Debug for Checks {
@@ -454,7 +450,7 @@ impl Checks {
             agents::follow_locations(Arc::clone(&shared), shutdown_rx).boxed(),
         ];
         tracing::info!(checks = shared.slots().len(), store = %shared.store.storage().describe(), "Checks started.");
-        Ok(Checks { shared, shutdown, tasks: Mutex::new(tasks), running: TaskTracker::new() })
+        Ok(Checks { shared, tasks: Tasks::new(shutdown, tasks) })
     }
 
     /// The long-lived tasks, for the composition root to spawn once: the
@@ -462,8 +458,7 @@ impl Checks {
     /// expiry), replica membership, the `check_files` watcher and the agents'
     /// watchdog. Until they run, no check is probed.
     pub fn take_tasks(&self) -> Vec<BoxFuture<'static, ()>> {
-        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
-        tasks.into_iter().map(|task| self.running.track_future(task).boxed()).collect()
+        self.tasks.take()
     }
 
     /// Applies a new config: unchanged checks keep state and schedule,
@@ -502,13 +497,12 @@ impl Checks {
 
     /// Stops every check after its run in flight. Calling it again does nothing.
     pub async fn shutdown(&self) {
-        let _ = self.shutdown.send(true);
+        self.tasks.stop();
         let running = std::mem::take(&mut *self.shared.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
         for (_, running) in running {
             let _ = running.stop.send(true);
         }
-        self.running.close();
-        self.running.wait().await;
+        self.tasks.wait().await;
     }
 }
 

@@ -192,6 +192,21 @@ pub struct NewResult {
     pub maintenance: bool,
 }
 
+impl NewResult {
+    /// Its stored columns: duration (µs), `flags`, failure phase and reason.
+    fn columns(&self) -> (i64, i64, Option<String>, Option<String>) {
+        let duration_us = i64::try_from(self.duration_us).unwrap_or(i64::MAX);
+        let flags = if self.success { FLAG_SUCCESS } else { 0 } | if self.maintenance { FLAG_MAINTENANCE } else { 0 };
+        let (phase, reason) = self.failure.clone().unzip();
+        (duration_us, flags, phase, reason)
+    }
+
+    /// The upserts of the hourly and daily roll-ups it counts in.
+    fn rollups(&self) -> Vec<Statement> {
+        rollup_statements(self.check_id, self.at, self.duration_us, self.success, self.maintenance)
+    }
+}
+
 /// A health change stored with the result that caused it.
 #[derive(Debug, Clone)]
 pub enum NewChange {
@@ -226,22 +241,13 @@ pub struct StoredResult {
 /// One result pushed by an agent, its time already corrected to the central clock.
 #[derive(Debug, Clone)]
 pub struct LocationResult {
-    /// The check's store id.
-    pub check_id: i64,
     /// The agent's location.
     pub location: String,
-    /// When it started (central time).
-    pub at: DateTime<Utc>,
     /// When it started by the agent's clock (the key of a resend).
     pub agent_at: DateTime<Utc>,
-    /// How long the probe took, microseconds.
-    pub duration_us: u64,
-    /// Whether it succeeded.
-    pub success: bool,
-    /// The failure's phase and reason.
-    pub failure: Option<(String, String)>,
-    /// Whether it ran in a maintenance window (decided centrally).
-    pub maintenance: bool,
+    /// The run: its start by the central clock, and whether it ran in a
+    /// maintenance window (decided centrally).
+    pub run: NewResult,
 }
 
 /// A stored agent result, as replicas follow them ([`CheckStore::location_results_since`]).
@@ -560,10 +566,7 @@ impl CheckStore {
     pub async fn record(&self, result: NewResult, change: Option<NewChange>) -> Result<Option<i64>, StoreError> {
         let at = to_ms(result.at);
         let check = result.check_id;
-        let duration_us = i64::try_from(result.duration_us).unwrap_or(i64::MAX);
-        let flags =
-            if result.success { FLAG_SUCCESS } else { 0 } | if result.maintenance { FLAG_MAINTENANCE } else { 0 };
-        let (phase, reason) = result.failure.clone().unzip();
+        let (duration_us, flags, phase, reason) = result.columns();
         let row = || -> Vec<SqlParam> {
             vec![check.into(), at.into(), duration_us.into(), flags.into(), phase.clone().into(), reason.clone().into()]
         };
@@ -581,7 +584,7 @@ impl CheckStore {
                 row(),
             ));
         }
-        statements.extend(rollup_statements(check, result.at, result.duration_us, result.success, result.maintenance));
+        statements.extend(result.rollups());
         let opens_incident = matches!(change, Some(NewChange::Down(_)));
         statements.extend(change.map(|change| change_statements(check, change)).unwrap_or_default());
         let done = self.storage.transaction(statements).await?;
@@ -658,23 +661,20 @@ impl CheckStore {
         ];
         let mut stored = 0;
         for result in results {
-            if !stored_keys.insert((result.check_id, to_ms(result.agent_at))) {
+            if !stored_keys.insert((result.run.check_id, to_ms(result.agent_at))) {
                 continue;
             }
             stored += 1;
-            let duration_us = i64::try_from(result.duration_us).unwrap_or(i64::MAX);
-            let flags =
-                if result.success { FLAG_SUCCESS } else { 0 } | if result.maintenance { FLAG_MAINTENANCE } else { 0 };
-            let (phase, reason) = result.failure.clone().unzip();
+            let (duration_us, flags, phase, reason) = result.run.columns();
             statements.push(statement(
                 "INSERT INTO location_results \
                  (check_id, location, agent_at, at, received_at, duration_us, flags, phase, reason) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 vec![
-                    result.check_id.into(),
+                    result.run.check_id.into(),
                     result.location.as_str().into(),
                     to_ms(result.agent_at).into(),
-                    to_ms(result.at).into(),
+                    to_ms(result.run.at).into(),
                     to_ms(received_at).into(),
                     duration_us.into(),
                     flags.into(),
@@ -682,13 +682,7 @@ impl CheckStore {
                     reason.into(),
                 ],
             ));
-            statements.extend(rollup_statements(
-                result.check_id,
-                result.at,
-                result.duration_us,
-                result.success,
-                result.maintenance,
-            ));
+            statements.extend(result.run.rollups());
         }
         self.storage.transaction(statements).await?;
         Ok(Ingested { duplicate: false, stored })
@@ -728,14 +722,16 @@ impl CheckStore {
                 let flags = row[6].int();
                 ReceivedResult {
                     result: LocationResult {
-                        check_id: row[0].int(),
                         location: text(1).unwrap_or_default(),
                         agent_at: from_ms(row[2].int()),
-                        at: from_ms(row[3].int()),
-                        duration_us: u64::try_from(row[5].int()).unwrap_or(0),
-                        success: flags & FLAG_SUCCESS != 0,
-                        failure: text(7).zip(text(8)),
-                        maintenance: flags & FLAG_MAINTENANCE != 0,
+                        run: NewResult {
+                            check_id: row[0].int(),
+                            at: from_ms(row[3].int()),
+                            duration_us: u64::try_from(row[5].int()).unwrap_or(0),
+                            success: flags & FLAG_SUCCESS != 0,
+                            failure: text(7).zip(text(8)),
+                            maintenance: flags & FLAG_MAINTENANCE != 0,
+                        },
                     },
                     received_at: from_ms(row[4].int()),
                 }

@@ -58,6 +58,7 @@ impl Default for Config {
 pub use crate::storage::config::StorageConfig as StoreConfig;
 
 /// One heartbeat check.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Check {
@@ -65,13 +66,10 @@ pub struct Check {
     /// `<name>` of the API.
     pub name: String,
     /// The UUID of `/ping/<uuid>`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uuid: Option<String>,
     /// Simple schedule: a success is expected this often.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub period: Option<GoDuration>,
     /// Cron schedule: 5 fields, in `timezone`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
     /// IANA time zone of `schedule`.
     #[serde(default = "utc")]
@@ -79,13 +77,10 @@ pub struct Check {
     /// How long past due before the check is down.
     pub grace: GoDuration,
     /// How long a run may take after `/start` (default: `grace`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_grace: Option<GoDuration>,
     /// Successes closer together than this raise `HeartbeatTooOften`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_interval: Option<GoDuration>,
     /// A file holding the token for `POST /api/v1/checks/<name>/results`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_file: Option<String>,
     /// Paused: no alerts.
     #[serde(default)]

@@ -24,6 +24,7 @@ pub mod store;
 pub use config::Config;
 
 use crate::bridge::clock::{Clock, SystemClock};
+use crate::bridge::tasks::Tasks;
 use crate::config::types::{Secret, read_secret_file};
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
@@ -41,7 +42,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use store::{Ping, Store, StoreError};
 use tokio::sync::{Notify, watch};
-use tokio_util::task::TaskTracker;
 
 /// Every metric family the heartbeats emit, as it appears in a scrape.
 pub const METRIC_NAMES: &[&str] = &[
@@ -438,9 +438,8 @@ impl Shared {
 /// The running heartbeat service.
 pub struct Heartbeats {
     shared: Arc<Shared>,
-    shutdown: watch::Sender<bool>,
-    tasks: Mutex<Vec<BoxFuture<'static, ()>>>,
-    running: TaskTracker,
+    /// The evaluator.
+    tasks: Tasks,
 }
 
 impl std::fmt::Debug for Heartbeats {
@@ -493,17 +492,13 @@ impl Heartbeats {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let task = run_evaluator(Arc::clone(&shared), shutdown_rx).boxed();
         tracing::info!(checks = config.checks.len(), "Heartbeats started.");
-        Ok(Heartbeats { shared, shutdown, tasks: Mutex::new(vec![task]), running: TaskTracker::new() })
+        Ok(Heartbeats { shared, tasks: Tasks::new(shutdown, vec![task]) })
     }
 
     /// The evaluator, for the caller to spawn; empty after the first call.
     /// It ends after [`Heartbeats::shutdown`].
     pub fn take_tasks(&self) -> Vec<BoxFuture<'static, ()>> {
-        let tasks = match self.tasks.lock() {
-            Ok(mut tasks) => std::mem::take(&mut *tasks),
-            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
-        };
-        tasks.into_iter().map(|task| self.running.track_future(task).boxed()).collect()
+        self.tasks.take()
     }
 
     /// Routes that never need the operator login: `/ping/…` and
@@ -575,9 +570,8 @@ impl Heartbeats {
 
     /// Stops the evaluator and waits for it.
     pub async fn shutdown(&self) {
-        self.shutdown.send_replace(true);
-        self.running.close();
-        self.running.wait().await;
+        self.tasks.stop();
+        self.tasks.wait().await;
     }
 }
 

@@ -29,37 +29,29 @@ pub enum TlsVersion {
 }
 
 /// `tls_config` (prometheus/common `TLSConfig`).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     /// Inline CA certificates (PEM).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub ca: Option<String>,
     /// CA certificates file (PEM).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<String>,
     /// Inline client certificate (PEM).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cert: Option<String>,
     /// Client certificate file (PEM).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cert_file: Option<String>,
     /// Inline client key (PEM).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<Secret>,
     /// Client key file (PEM).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub key_file: Option<String>,
     /// Name to verify and send as SNI; defaults to the target host.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub server_name: Option<String>,
     /// Accept any certificate (metrics still describe it).
     pub insecure_skip_verify: bool,
     /// Lowest version offered.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub min_version: Option<TlsVersion>,
     /// Highest version offered.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_version: Option<TlsVersion>,
 }
 

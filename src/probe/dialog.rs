@@ -115,20 +115,18 @@ pub struct Label {
 }
 
 /// One `query_response` step.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Step {
     /// Read lines until one matches (non-matching lines are skipped).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub expect: Option<Regex>,
     /// Read once and compare these bytes exactly.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub expect_bytes: Option<Payload>,
     /// Labels of `probe_expect_info`, set when `expect` matches.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<Label>,
     /// Written followed by `\n`; `${1}` expands to the `expect` captures.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub send: Option<Payload>,
     /// Upgrade the connection to TLS.
     #[serde(skip_serializing_if = "std::ops::Not::not")]

@@ -12,7 +12,6 @@ use super::tls::{self, TlsConfig, TlsInfo};
 use super::{Phase, ProbeCtx, ProbeError, ProbeResult, Reason};
 use crate::config::Problems;
 use rustls::pki_types::ServerName;
-use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -21,19 +20,14 @@ use suppaftp::tokio::{AsyncRustlsStream, AsyncTlsConnector, ImplAsyncFtpStream};
 use suppaftp::{FtpError, FtpResult, Mode, Status};
 use tokio::net::TcpStream;
 
-/// The `ftp:` block of a module.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    /// The keys every line-based prober shares.
-    #[serde(flatten)]
-    pub common: textproto::Common,
-    /// Directory to LIST after login (`.` is the login directory).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub list_directory: Option<String>,
-    /// File that must exist (checked with MDTM, which also gives its age).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub file_exists: Option<String>,
+textproto::block! {
+    /// The `ftp:` block of a module.
+    pub struct Config {
+        /// Directory to LIST after login (`.` is the login directory).
+        pub list_directory: Option<String>,
+        /// File that must exist (checked with MDTM, which also gives its age).
+        pub file_exists: Option<String>,
+    }
 }
 
 /// User names that log in anonymously (RFC 1635).

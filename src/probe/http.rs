@@ -147,6 +147,7 @@ fn default_true() -> bool {
 
 /// The `http:` block of a module: blackbox's `HTTPProbe` with prometheus/common's
 /// `HTTPClientConfig` inlined at the same level.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -184,10 +185,8 @@ pub struct Config {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fail_if_body_not_matches_regexp: Vec<Regex>,
     /// blackbox 0.27 CEL check; parsed, rejected at validation.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub fail_if_body_json_matches_cel: Option<String>,
     /// blackbox 0.27 CEL check; parsed, rejected at validation.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub fail_if_body_json_not_matches_cel: Option<String>,
     /// Fail when a header value matches.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -213,19 +212,14 @@ pub struct Config {
 
     // prometheus/common HTTPClientConfig, inlined.
     /// HTTP basic authentication.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub basic_auth: Option<BasicAuth>,
     /// `Authorization` header credentials.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub authorization: Option<Authorization>,
     /// OAuth 2.0 client credentials flow.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub oauth2: Option<OAuth2>,
     /// Deprecated: `authorization.credentials` with type Bearer.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub bearer_token: Option<Secret>,
     /// Deprecated: `authorization.credentials_file` with type Bearer.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub bearer_token_file: Option<String>,
     /// TLS settings for HTTPS targets.
     pub tls_config: TlsConfig,
@@ -234,13 +228,9 @@ pub struct Config {
     /// Offer HTTP/2 through ALPN on TLS connections.
     pub enable_http2: bool,
     /// HTTP proxy (`http://user:pass@host:port`).
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "crate::config::types::serialize_redacted_url_option"
-    )]
+    #[serde(serialize_with = "crate::config::types::serialize_redacted_url_option")]
     pub proxy_url: Option<String>,
     /// Comma-separated hosts, domains and CIDRs that bypass `proxy_url`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub no_proxy: Option<String>,
     /// Use `HTTP_PROXY`, `HTTPS_PROXY` and `NO_PROXY`.
     #[serde(skip_serializing_if = "is_false")]
@@ -249,7 +239,6 @@ pub struct Config {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub proxy_connect_header: BTreeMap<String, Vec<Secret>>,
     /// Extra headers from values, secrets and files (prometheus/common).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub http_headers: Option<BTreeMap<String, HttpHeader>>,
 }
 

@@ -11,25 +11,18 @@ use crate::config::Problems;
 use async_imap::error::Error as ImapError;
 use async_imap::imap_proto::{Response, Status};
 use async_imap::{Client, Session};
-use serde::{Deserialize, Serialize};
 use tokio_util::either::Either;
 
-/// The `imap:` block of a module.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    /// The keys every line-based prober shares.
-    #[serde(flatten)]
-    pub common: textproto::Common,
-    /// Mailbox to open read-only (EXAMINE) after login, e.g. `INBOX`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mailbox: Option<String>,
-    /// Fail when the mailbox holds fewer messages.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub min_messages: Option<u32>,
-    /// Fail when the mailbox holds more messages.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_messages: Option<u32>,
+textproto::block! {
+    /// The `imap:` block of a module.
+    pub struct Config {
+        /// Mailbox to open read-only (EXAMINE) after login, e.g. `INBOX`.
+        pub mailbox: Option<String>,
+        /// Fail when the mailbox holds fewer messages.
+        pub min_messages: Option<u32>,
+        /// Fail when the mailbox holds more messages.
+        pub max_messages: Option<u32>,
+    }
 }
 
 impl Config {
@@ -57,7 +50,6 @@ const MESSAGES_HELP: &str = "Number of messages in the examined mailbox";
 
 /// Runs one probe.
 pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
-    FAMILIES.seed(ctx);
     let Opened { endpoint, password, server_name, stream } = FAMILIES.open(ctx, &config.common, PORTS).await?;
     let mut client = Client::new(stream);
 

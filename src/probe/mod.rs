@@ -23,6 +23,7 @@ pub mod pop3;
 pub mod postgres;
 pub mod rdap;
 pub mod resolve;
+pub mod session;
 pub mod smtp;
 pub mod sql;
 pub mod target;
@@ -127,6 +128,7 @@ impl ProberKind {
 ///
 /// Like blackbox, every blackbox block is always present with its defaults,
 /// whatever the prober; checkit's own blocks are present when written.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize)]
 pub struct Module {
     /// Which prober runs.
@@ -146,31 +148,22 @@ pub struct Module {
     /// `unix:` block.
     pub unix: unix::Config,
     /// `postgres:` block (checkit).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub postgres: Option<postgres::Config>,
     /// `mysql:` block (checkit).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub mysql: Option<mysql::Config>,
     /// `mssql:` block (checkit).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub mssql: Option<mssql::Config>,
     /// `ftp:` block (checkit).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub ftp: Option<ftp::Config>,
     /// `imap:` block (checkit).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub imap: Option<imap::Config>,
     /// `smtp:` block (checkit).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub smtp: Option<smtp::Config>,
     /// `pop3:` block (checkit).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub pop3: Option<pop3::Config>,
     /// `tls:` block (checkit).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<tls_only::Config>,
     /// `rdap:` block (checkit).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub rdap: Option<rdap::Config>,
 }
 

@@ -9,7 +9,8 @@
 //! stream beneath it is already encrypted. tiberius 0.12 cannot be given a
 //! rustls config or show the peer certificate, hence this split.
 
-use super::sql::{self, Metrics, QueryResult, Verify};
+use super::session::PhaseFamilies;
+use super::sql::{self, QueryResult, Verify};
 use super::{Phase, ProbeCtx, ProbeError, ProbeResult, Reason};
 use crate::config::Problems;
 use futures::TryStreamExt;
@@ -55,7 +56,7 @@ impl Config {
     }
 }
 
-const METRICS: Metrics = super::sql::metrics!("mssql", "MSSQL");
+const METRICS: PhaseFamilies = super::sql::metrics!("mssql", "MSSQL");
 const VERSION: &str = "probe_mssql_version_info";
 const HELP_VERSION: &str = "The server version the MSSQL server announced in its PRELOGIN response";
 const DEFAULT_PORT: u16 = 1433;

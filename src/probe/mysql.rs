@@ -7,7 +7,8 @@
 //! and keeps its TLS session private, so with it neither the chosen address
 //! nor the server's certificate (for `probe_ssl_*`) would be ours.
 
-use super::sql::{self, Metrics, QueryResult, Verify};
+use super::session::PhaseFamilies;
+use super::sql::{self, QueryResult, Verify};
 use super::{Phase, ProbeCtx, ProbeError, ProbeResult, Reason};
 use crate::config::Problems;
 use crate::config::types::Secret;
@@ -67,7 +68,7 @@ impl Config {
     }
 }
 
-const METRICS: Metrics = super::sql::metrics!("mysql", "MySQL");
+const METRICS: PhaseFamilies = super::sql::metrics!("mysql", "MySQL");
 const VERSION: &str = "probe_mysql_version_info";
 const HELP_VERSION: &str = "The server version the MySQL or MariaDB server announced in its greeting";
 const DEFAULT_PORT: u16 = 3306;

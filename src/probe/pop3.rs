@@ -7,21 +7,15 @@
 use super::textproto::{self, Families, Lines, Opened, Ports, TlsMode};
 use super::{Phase, ProbeCtx, ProbeError, ProbeResult, Reason};
 use crate::config::Problems;
-use serde::{Deserialize, Serialize};
 
-/// The `pop3:` block of a module.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    /// The keys every line-based prober shares.
-    #[serde(flatten)]
-    pub common: textproto::Common,
-    /// Fail when STAT reports fewer messages.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub min_messages: Option<u64>,
-    /// Fail when STAT reports more messages.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_messages: Option<u64>,
+textproto::block! {
+    /// The `pop3:` block of a module.
+    pub struct Config {
+        /// Fail when STAT reports fewer messages.
+        pub min_messages: Option<u64>,
+        /// Fail when STAT reports more messages.
+        pub max_messages: Option<u64>,
+    }
 }
 
 impl Config {
@@ -43,7 +37,6 @@ const SIZE_HELP: &str = "Size of the maildrop in bytes, as reported by STAT";
 
 /// Runs one probe.
 pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
-    FAMILIES.seed(ctx);
     let Opened { endpoint, password, server_name, stream } = FAMILIES.open(ctx, &config.common, PORTS).await?;
     let mut lines = Lines::new(stream);
 
@@ -91,25 +84,15 @@ enum Answer {
     Err(String),
 }
 
-/// Sends a command (if any) and reads the status line. `command` is
-/// `(sent, logged)` so that the password never reaches the log.
+/// Sends a command (if any) and reads the status line (see
+/// [`Families::exchange`]).
 async fn exchange(
     ctx: &mut ProbeCtx<'_>,
     lines: &mut Lines,
     phase: Phase,
     command: Option<(&str, &str)>,
 ) -> Result<Answer, ProbeError> {
-    if let Some((_, logged)) = command {
-        ctx.log.debug(format!("Sending command={logged:?}"));
-    }
-    let result = FAMILIES
-        .step(ctx, phase, async {
-            if let Some((sent, _)) = command {
-                lines.write_line(sent).await?;
-            }
-            lines.read_line().await
-        })
-        .await?;
+    let result = FAMILIES.exchange(ctx, lines, phase, command, Lines::read_line).await?;
     let line = result.map_err(|err| {
         ctx.log.error(format!("Error reading reply err={err}"));
         ProbeError::io(phase, &err)

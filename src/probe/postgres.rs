@@ -6,7 +6,8 @@
 //! times and classifies the handshake, over [`crate::net::postgres`]), so `probe_ssl_*` / `probe_tls_*` describe the server's certificate
 //! exactly as for HTTPS.
 
-use super::sql::{self, Metrics, QueryResult, Verify};
+use super::session::PhaseFamilies;
+use super::sql::{self, QueryResult, Verify};
 use super::tls::{self, TlsInfo};
 use super::{Phase, ProbeCtx, ProbeError, ProbeResult, Reason};
 use crate::config::Problems;
@@ -65,7 +66,7 @@ impl Config {
     }
 }
 
-const METRICS: Metrics = super::sql::metrics!("postgres", "PostgreSQL");
+const METRICS: PhaseFamilies = super::sql::metrics!("postgres", "PostgreSQL");
 const VERSION: &str = "probe_postgres_version_info";
 const HELP_VERSION: &str = "The server_version the PostgreSQL server reported at login";
 const DEFAULT_PORT: u16 = 5432;

@@ -24,14 +24,13 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 /// The `rdap:` block of a module.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Query this RDAP base URL for every domain instead of using the bootstrap.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub server_url: Option<String>,
     /// An RFC 9224 bootstrap file (IANA's `dns.json`) replacing the bundled one.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub bootstrap_file: Option<String>,
     /// How long a successful answer is reused; 0 disables caching.
     pub cache_ttl: GoDuration,

@@ -15,25 +15,18 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 use std::io;
 
-/// The `smtp:` block of a module.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    /// The keys every line-based prober shares.
-    #[serde(flatten)]
-    pub common: textproto::Common,
-    /// The EHLO name; default: the address literal of the local end, e.g. `[192.0.2.1]`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ehlo: Option<String>,
-    /// `PLAIN` or `LOGIN`; unset means the first of these the server offers.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub auth_mechanism: Option<AuthMechanism>,
-    /// Envelope sender for the acceptance check (`""` is the null sender `<>`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mail_from: Option<String>,
-    /// Recipient that must be accepted; setting it runs MAIL FROM, RCPT TO, RSET.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rcpt_to: Option<String>,
+textproto::block! {
+    /// The `smtp:` block of a module.
+    pub struct Config {
+        /// The EHLO name; default: the address literal of the local end, e.g. `[192.0.2.1]`.
+        pub ehlo: Option<String>,
+        /// `PLAIN` or `LOGIN`; unset means the first of these the server offers.
+        pub auth_mechanism: Option<AuthMechanism>,
+        /// Envelope sender for the acceptance check (`""` is the null sender `<>`).
+        pub mail_from: Option<String>,
+        /// Recipient that must be accepted; setting it runs MAIL FROM, RCPT TO, RSET.
+        pub rcpt_to: Option<String>,
+    }
 }
 
 /// The SASL mechanisms the prober speaks.
@@ -83,7 +76,6 @@ const STATUS_HELP: &str = "Returns the last SMTP reply code received, 0 when the
 
 /// Runs one probe.
 pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
-    FAMILIES.seed(ctx);
     ctx.registry.set(STATUS, STATUS_HELP, 0.0);
     let Opened { endpoint, password, server_name, stream } = FAMILIES.open(ctx, &config.common, PORTS).await?;
     let mut lines = Lines::new(stream);
@@ -143,6 +135,12 @@ enum ReplyError {
     Malformed(String),
 }
 
+impl From<io::Error> for ReplyError {
+    fn from(err: io::Error) -> Self {
+        ReplyError::Io(err)
+    }
+}
+
 /// Reads a (possibly multi-line) reply: `250-…` lines until `250 …`.
 async fn read_reply(lines: &mut Lines) -> Result<Reply, ReplyError> {
     let mut reply = Reply { code: 0, lines: Vec::new() };
@@ -169,26 +167,14 @@ async fn read_reply(lines: &mut Lines) -> Result<Reply, ReplyError> {
     }
 }
 
-/// Sends a command (if any) and reads the reply. `command` is `(sent, logged)`
-/// so that credentials never reach the log.
+/// Sends a command (if any) and reads the reply (see [`Families::exchange`]).
 async fn exchange(
     ctx: &mut ProbeCtx<'_>,
     lines: &mut Lines,
     phase: Phase,
     command: Option<(&str, &str)>,
 ) -> Result<Reply, ProbeError> {
-    if let Some((_, logged)) = command {
-        ctx.log.debug(format!("Sending command={logged:?}"));
-    }
-    let result = FAMILIES
-        .step(ctx, phase, async {
-            if let Some((sent, _)) = command {
-                lines.write_line(sent).await.map_err(ReplyError::Io)?;
-            }
-            read_reply(lines).await
-        })
-        .await?;
-    match result {
+    match FAMILIES.exchange(ctx, lines, phase, command, read_reply).await? {
         Ok(reply) => {
             ctx.registry.set(STATUS, STATUS_HELP, f64::from(reply.code));
             ctx.log.debug(format!("Received reply lines={:?}", reply.lines));

@@ -1,14 +1,14 @@
 //! Shared pieces of the database probers (`postgres`, `mysql`, `mssql`): the
 //! keys of their blocks ([`Common`]), the target address and TCP dial, the password source, the query expectation
-//! and the per-phase duration family.
+//! and `metrics!`, each prober's [`PhaseFamilies`].
 
 use super::resolve::{self, IpProtocol};
+use super::session::PhaseFamilies;
 use super::tls::{self, TlsConfig, TlsInfo};
 use super::{Phase, ProbeCtx, ProbeError, Reason};
 use crate::config::Problems;
 use crate::config::types::{Regex, Secret};
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
@@ -19,47 +19,23 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 /// The phases every database prober pre-seeds, in order.
 pub const PHASES: [Phase; 5] = [Phase::Resolve, Phase::Connect, Phase::Tls, Phase::Auth, Phase::Query];
 
-/// The families every database prober always emits: the
-/// The [`Metrics`] of database `$proto` (`"mysql"`) named `$title` in HELP texts.
+/// The [`PhaseFamilies`] of database `$proto` (`"mysql"`) named `$title` in HELP texts.
 macro_rules! metrics {
     ($proto:literal, $title:literal) => {
-        $crate::probe::sql::Metrics {
-            name: concat!("probe_", $proto, "_duration_seconds"),
-            help: concat!("Duration of ", $title, " probe phases in seconds: resolve, connect, tls, auth, query"),
-            ssl_name: concat!("probe_", $proto, "_ssl"),
+        $crate::probe::session::PhaseFamilies {
+            duration: concat!("probe_", $proto, "_duration_seconds"),
+            duration_help: concat!(
+                "Duration of ",
+                $title,
+                " probe phases in seconds: resolve, connect, tls, auth, query"
+            ),
+            ssl: concat!("probe_", $proto, "_ssl"),
             ssl_help: concat!("Whether the ", $title, " session is encrypted with TLS"),
+            phases: &$crate::probe::sql::PHASES,
         }
     };
 }
 pub(crate) use metrics;
-
-/// `probe_<proto>_duration_seconds{phase}` family and `probe_<proto>_ssl`.
-#[derive(Debug, Clone, Copy)]
-pub struct Metrics {
-    /// Duration family name.
-    pub name: &'static str,
-    /// Duration HELP text.
-    pub help: &'static str,
-    /// Name of the gauge that says whether the session is encrypted.
-    pub ssl_name: &'static str,
-    /// Its HELP text.
-    pub ssl_help: &'static str,
-}
-
-impl Metrics {
-    /// Creates every phase sample at 0 so the series exist even when the
-    /// deadline strikes early, and the TLS gauge at 0.
-    pub fn seed(&self, ctx: &mut ProbeCtx<'_>) {
-        let phases: Vec<&str> = PHASES.iter().map(|phase| phase.as_str()).collect();
-        ctx.registry.seed_phases(self.name, self.help, &phases);
-        ctx.registry.set(self.ssl_name, self.ssl_help, 0.0);
-    }
-
-    /// Adds `elapsed` to `phase`.
-    pub fn add(&self, ctx: &mut ProbeCtx<'_>, phase: Phase, elapsed: Duration) {
-        ctx.registry.add_phase(self.name, self.help, phase.as_str(), elapsed.as_secs_f64());
-    }
-}
 
 /// Records `probe_<proto>_version_info{version} 1`.
 pub fn record_version(ctx: &mut ProbeCtx<'_>, name: &str, help: &str, version: &str) {
@@ -71,7 +47,7 @@ pub fn record_version(ctx: &mut ProbeCtx<'_>, name: &str, help: &str, version: &
 /// Returns the stream and the host as written (for TLS server names).
 pub async fn connect(
     ctx: &mut ProbeCtx<'_>,
-    metrics: Metrics,
+    metrics: PhaseFamilies,
     default_port: u16,
     preferred: IpProtocol,
     fallback: bool,
@@ -126,7 +102,7 @@ pub fn server_name(ctx: &ProbeCtx<'_>, tls_config: &TlsConfig, host: &str) -> St
 /// `tls` phase and recording the TLS families and `ssl_metric` on success.
 pub async fn tls_handshake<S>(
     ctx: &mut ProbeCtx<'_>,
-    metrics: Metrics,
+    metrics: PhaseFamilies,
     client: &tls::Client,
     server_name: &str,
     stream: S,
@@ -154,14 +130,14 @@ where
 
 /// Records a successful handshake: the `probe_ssl_*` / `probe_tls_*`
 /// families (the cipher too) and `probe_<proto>_ssl 1`.
-pub fn record_tls(ctx: &mut ProbeCtx<'_>, metrics: Metrics, info: &TlsInfo) {
-    tls::record(info, &mut ctx.registry, tls::Families { cipher: true, last_chain_expiry: true });
-    ctx.registry.set(metrics.ssl_name, metrics.ssl_help, 1.0);
+pub fn record_tls(ctx: &mut ProbeCtx<'_>, metrics: PhaseFamilies, info: &TlsInfo) {
+    metrics.tls_done(ctx, info);
     ctx.log.info(format!("TLS handshake done version={:?} cipher={}", info.version, info.cipher));
 }
 
 /// The keys every database prober's block shares, flattened into each
 /// block (`postgres:`, `mysql:`, `mssql:`) beside its own TLS mode key.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct Common {
@@ -172,29 +148,22 @@ pub struct Common {
     /// The login (required).
     pub user: String,
     /// File holding the password.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub password_file: Option<String>,
     /// Environment variable holding the password.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub password_env: Option<String>,
     /// Database to use after login; the server's default for the login otherwise.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub database: Option<String>,
     /// TLS settings (CA, client certificate, server name).
     pub tls_config: TlsConfig,
     /// The application name the server shows for the session.
     pub application_name: String,
     /// A query to run after login.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
     /// Minimum number of rows the query (its first result set) must return.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub expect_rows: Option<u64>,
     /// The first column of the first row must equal this text.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub expect_value: Option<String>,
     /// The first column of the first row must match this regular expression.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub expect_value_regex: Option<Regex>,
 }
 
@@ -241,7 +210,7 @@ impl Common {
     pub async fn open(
         &self,
         ctx: &mut ProbeCtx<'_>,
-        metrics: Metrics,
+        metrics: PhaseFamilies,
         default_port: u16,
     ) -> Result<(Option<Secret>, TcpStream, String), ProbeError> {
         metrics.seed(ctx);

@@ -4,6 +4,7 @@
 //! reader that can switch to TLS in the middle of a session (STARTTLS).
 
 use super::resolve::{self, IpProtocol};
+use super::session::PhaseFamilies;
 use super::tls::{self, TlsConfig};
 use super::{Phase, ProbeCtx, ProbeError, Reason};
 use crate::config::Problems;
@@ -46,6 +47,7 @@ pub struct Ports {
 
 /// The keys every line-based prober's block shares, flattened into each
 /// block (`ftp:`, `imap:`, `smtp:`, `pop3:`) beside its own keys.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct Common {
@@ -56,21 +58,16 @@ pub struct Common {
     /// `none`, `starttls`, `opportunistic` or `implicit`; unset means implicit
     /// on the protocol's implicit-TLS port, STARTTLS on a STARTTLS port (SMTP
     /// submission, 587) and plain elsewhere.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsMode>,
     /// TLS settings for implicit TLS and STARTTLS.
     pub tls_config: TlsConfig,
     /// Must match the greeting (all lines, joined by newlines).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub banner_regexp: Option<Regex>,
     /// Log in as this user; unset means no login.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
     /// File holding the password, read at every probe.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub password_file: Option<String>,
     /// Environment variable holding the password.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub password_env: Option<String>,
 }
 
@@ -178,15 +175,37 @@ pub fn validate_message_bounds<N: PartialOrd>(
     }
 }
 
+/// Declares a line-based prober's block: its own keys beside [`Common`]'s,
+/// which are flattened in, with the derives and serde attributes every
+/// such block carries.
+macro_rules! block {
+    ($(#[$meta:meta])* pub struct Config { $($(#[$key_meta:meta])* pub $key:ident: $ty:ty,)* }) => {
+        $(#[$meta])*
+        #[serde_with::skip_serializing_none]
+        #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct Config {
+            /// The keys every line-based prober shares.
+            #[serde(flatten)]
+            pub common: $crate::probe::textproto::Common,
+            $($(#[$key_meta])* pub $key: $ty,)*
+        }
+    };
+}
+pub(crate) use block;
+
 /// The [`Families`] of protocol `$proto` (`"smtp"`) named `$title` in HELP
 /// texts, whose TLS gauge describes `$session` (`"SMTP session"`).
 macro_rules! families {
     ($proto:literal, $title:literal, $session:literal) => {
         $crate::probe::textproto::Families {
-            duration: concat!("probe_", $proto, "_duration_seconds"),
-            duration_help: concat!("Duration of the ", $title, " probe by phase"),
-            ssl: concat!("probe_", $proto, "_ssl"),
-            ssl_help: concat!("Indicates if TLS was used for the ", $session),
+            phased: $crate::probe::session::PhaseFamilies {
+                duration: concat!("probe_", $proto, "_duration_seconds"),
+                duration_help: concat!("Duration of the ", $title, " probe by phase"),
+                ssl: concat!("probe_", $proto, "_ssl"),
+                ssl_help: concat!("Indicates if TLS was used for the ", $session),
+                phases: &$crate::probe::textproto::PHASES,
+            },
             server_info: concat!("probe_", $proto, "_server_info"),
             server_info_help: "Server software recognised in the greeting, from a fixed list",
         }
@@ -197,14 +216,8 @@ pub(crate) use families;
 /// The per-protocol families shared by the line-based probers.
 #[derive(Debug, Clone, Copy)]
 pub struct Families {
-    /// `probe_<proto>_duration_seconds{phase}`.
-    pub duration: &'static str,
-    /// Its HELP text.
-    pub duration_help: &'static str,
-    /// `probe_<proto>_ssl`: 1 when the session ended up encrypted.
-    pub ssl: &'static str,
-    /// Its HELP text.
-    pub ssl_help: &'static str,
+    /// The duration family and TLS gauge.
+    pub phased: PhaseFamilies,
     /// `probe_<proto>_server_info{software}`.
     pub server_info: &'static str,
     /// Its HELP text.
@@ -214,14 +227,12 @@ pub struct Families {
 impl Families {
     /// Creates the families that exist whatever happens, at 0.
     pub fn seed(&self, ctx: &mut ProbeCtx<'_>) {
-        let phases: Vec<&str> = PHASES.iter().map(|phase| phase.as_str()).collect();
-        ctx.registry.seed_phases(self.duration, self.duration_help, &phases);
-        ctx.registry.set(self.ssl, self.ssl_help, 0.0);
+        self.phased.seed(ctx);
     }
 
     /// Adds `elapsed` to `phase`.
     pub fn add(&self, ctx: &mut ProbeCtx<'_>, phase: Phase, elapsed: Duration) {
-        ctx.registry.add_phase(self.duration, self.duration_help, phase.as_str(), elapsed.as_secs_f64());
+        self.phased.add(ctx, phase, elapsed);
     }
 
     /// Runs one step within the deadline and adds its time to `phase`, also
@@ -236,6 +247,30 @@ impl Families {
         let result = ctx.within(phase, future).await;
         self.add(ctx, phase, start.elapsed());
         result
+    }
+
+    /// Sends a command (if any) and reads the answer with `read`, timed as
+    /// `phase`. `command` is `(sent, logged)` so that credentials never
+    /// reach the log. The outer error is the deadline, the inner one the
+    /// exchange's.
+    pub async fn exchange<T, E: From<io::Error>>(
+        &self,
+        ctx: &mut ProbeCtx<'_>,
+        lines: &mut Lines,
+        phase: Phase,
+        command: Option<(&str, &str)>,
+        read: impl AsyncFnOnce(&mut Lines) -> Result<T, E>,
+    ) -> Result<Result<T, E>, ProbeError> {
+        if let Some((_, logged)) = command {
+            ctx.log.debug(format!("Sending command={logged:?}"));
+        }
+        self.step(ctx, phase, async {
+            if let Some((sent, _)) = command {
+                lines.write_line(sent).await?;
+            }
+            read(lines).await
+        })
+        .await
     }
 
     /// Resolves the endpoint's host and picks one address as blackbox does.
@@ -356,9 +391,10 @@ impl Families {
         Ok(())
     }
 
-    /// Reads the target, the password, connects and, with implicit TLS,
-    /// shakes hands.
+    /// Seeds the families, reads the target, the password, connects and,
+    /// with implicit TLS, shakes hands.
     pub async fn open(&self, ctx: &mut ProbeCtx<'_>, common: &Common, ports: Ports) -> Result<Opened, ProbeError> {
+        self.seed(ctx);
         let endpoint = endpoint(ctx.target, common.tls, ports)?;
         let password = common.password()?;
         let tcp = self.connect(ctx, &endpoint, common.preferred_ip_protocol, common.ip_protocol_fallback).await?;
@@ -382,8 +418,7 @@ impl Families {
 
     /// Records a finished handshake.
     pub fn tls_done(&self, ctx: &mut ProbeCtx<'_>, info: &tls::TlsInfo) {
-        tls::record(info, &mut ctx.registry, tls::Families { cipher: true, last_chain_expiry: true });
-        ctx.registry.set(self.ssl, self.ssl_help, 1.0);
+        self.phased.tls_done(ctx, info);
     }
 }
 

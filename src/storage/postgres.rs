@@ -111,8 +111,19 @@ impl Pooled {
         Ok(self.connection()?.client.batch_execute(sql).await?)
     }
 
+    /// Runs `work` in one transaction on `pooled`: committed when it
+    /// succeeds, rolled back when it fails.
+    pub async fn in_transaction<T>(
+        pooled: &mut Pooled,
+        work: impl AsyncFnOnce(&mut Pooled) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        pooled.batch("BEGIN").await?;
+        let result = work(pooled).await;
+        pooled.finish(result).await
+    }
+
     /// Commits when `ok`, else rolls back; a failed rollback drops the connection.
-    pub async fn finish<T>(&mut self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+    async fn finish<T>(&mut self, result: Result<T, StoreError>) -> Result<T, StoreError> {
         match result {
             Ok(value) => {
                 self.batch("COMMIT").await?;
@@ -215,8 +226,7 @@ impl Postgres {
     /// See [`super::Storage::transaction`].
     pub async fn transaction(&self, statements: Vec<SqlStatement>) -> Result<Vec<Done>, StoreError> {
         let mut pooled = self.pooled().await?;
-        pooled.batch("BEGIN").await?;
-        let result = async {
+        Pooled::in_transaction(&mut pooled, async |pooled| {
             let mut done = Vec::with_capacity(statements.len());
             for (sql, params) in &statements {
                 let values = values(params);
@@ -231,9 +241,8 @@ impl Postgres {
                 }
             }
             Ok(done)
-        }
-        .await;
-        pooled.finish(result).await
+        })
+        .await
     }
 }
 

@@ -471,11 +471,8 @@ pub(super) async fn outbox(State(ui): State<Arc<Ui>>, visitor: Visitor) -> Respo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bridge::string_map as params;
     use chrono::TimeZone;
-
-    fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect()
-    }
 
     #[test]
     fn filters_become_a_query() {

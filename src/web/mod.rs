@@ -99,20 +99,27 @@ pub struct Ui {
     csrf: Csrf,
 }
 
+/// `(name, text)` of each file under `templates/`, named once.
+macro_rules! templates {
+    ($($name:literal),* $(,)?) => {
+        &[$(($name, include_str!(concat!("templates/", $name)))),*]
+    };
+}
+
 /// The templates, by name; `.html` names are auto-escaped.
-const TEMPLATES: &[(&str, &str)] = &[
-    ("layout.html", include_str!("templates/layout.html")),
-    ("error.html", include_str!("templates/error.html")),
-    ("home.html", include_str!("templates/home.html")),
-    ("deliveries.html", include_str!("templates/deliveries.html")),
-    ("delivery.html", include_str!("templates/delivery.html")),
-    ("outbox.html", include_str!("templates/outbox.html")),
-    ("status.html", include_str!("templates/status.html")),
-    ("check.html", include_str!("templates/check.html")),
-    ("checks.html", include_str!("templates/checks.html")),
-    ("incidents.html", include_str!("templates/incidents.html")),
-    ("incident.html", include_str!("templates/incident.html")),
-    ("maintenance.html", include_str!("templates/maintenance.html")),
+const TEMPLATES: &[(&str, &str)] = templates![
+    "layout.html",
+    "error.html",
+    "home.html",
+    "deliveries.html",
+    "delivery.html",
+    "outbox.html",
+    "status.html",
+    "check.html",
+    "checks.html",
+    "incidents.html",
+    "incident.html",
+    "maintenance.html"
 ];
 
 /// Every page forbids other origins, inline script and framing.

@@ -332,31 +332,57 @@ pub(crate) fn validate_headers(
     }
 }
 
-/// Builds the header map of the SMS and webhook channels, reading secrets.
-/// Secret values are marked sensitive so that they never show in debug output.
-pub(crate) fn build_headers(
-    headers: &BTreeMap<String, String>,
-    secret_headers: &BTreeMap<String, SecretSource>,
-    channel: ChannelKind,
-    secrets: &mut Vec<Secret>,
-) -> Result<reqwest::header::HeaderMap, Error> {
-    use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-    let invalid = |name: &str| Error::Invalid { channel, message: format!("invalid HTTP header {name:?}") };
-    let mut map = HeaderMap::new();
-    for (name, value) in headers {
-        let header_name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid(name))?;
-        let header_value = HeaderValue::from_str(value).map_err(|_| invalid(name))?;
-        map.insert(header_name, header_value);
+/// How the SMS and webhook channels send: the one client, the configured
+/// headers (secret values marked sensitive, so they never show in debug
+/// output) and the secrets scrubbed from answers.
+pub(crate) struct HeaderedHttp {
+    http: reqwest::Client,
+    headers: reqwest::header::HeaderMap,
+    secrets: Vec<Secret>,
+}
+
+impl HeaderedHttp {
+    /// Reads the secret headers; `content_type` is sent unless the headers set one.
+    pub(crate) fn new(
+        build: &Build,
+        headers: &BTreeMap<String, String>,
+        secret_headers: &BTreeMap<String, SecretSource>,
+        channel: ChannelKind,
+        content_type: Option<&'static str>,
+    ) -> Result<Self, Error> {
+        use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+        let invalid = |name: &str| Error::Invalid { channel, message: format!("invalid HTTP header {name:?}") };
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            let header_name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid(name))?;
+            let header_value = HeaderValue::from_str(value).map_err(|_| invalid(name))?;
+            map.insert(header_name, header_value);
+        }
+        let mut secrets = Vec::new();
+        for (name, source) in secret_headers {
+            let header_name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid(name))?;
+            let secret = source.load().map_err(|message| Error::Secret { channel, message })?;
+            let mut header_value = HeaderValue::from_str(secret.expose()).map_err(|_| invalid(name))?;
+            header_value.set_sensitive(true);
+            map.insert(header_name, header_value);
+            secrets.push(secret);
+        }
+        if let Some(content_type) = content_type {
+            map.entry(CONTENT_TYPE).or_insert(HeaderValue::from_static(content_type));
+        }
+        Ok(HeaderedHttp { http: build.http.clone(), headers: map, secrets })
     }
-    for (name, source) in secret_headers {
-        let header_name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid(name))?;
-        let secret = source.load().map_err(|message| Error::Secret { channel, message })?;
-        let mut header_value = HeaderValue::from_str(secret.expose()).map_err(|_| invalid(name))?;
-        header_value.set_sensitive(true);
-        map.insert(header_name, header_value);
-        secrets.push(secret);
+
+    /// The client to build a request with.
+    pub(crate) fn client(&self) -> &reqwest::Client {
+        &self.http
     }
-    Ok(map)
+
+    /// Sends `request` with the headers and reads the provider's verdict.
+    pub(crate) async fn deliver(&self, request: reqwest::RequestBuilder) -> Result<Receipt, DeliveryError> {
+        let answer = send_http(request.headers(self.headers.clone()), &self.secrets).await?;
+        http_outcome(&answer, SystemTime::now())
+    }
 }
 
 /// Checks a URL from the config (gateway, API base): http or https with a host.

@@ -6,17 +6,14 @@
 //! carriers bill per segment.
 
 use super::{
-    ChannelKind, DeliveryError, Error, Reason, Receipt, SecretSource, build_headers, http_outcome, send_http,
-    validate_config_url, validate_headers,
+    ChannelKind, DeliveryError, Error, HeaderedHttp, Reason, Receipt, SecretSource, validate_config_url,
+    validate_headers,
 };
 use crate::bridge::render::{self, Outgoing};
 use crate::config::Problems;
-use crate::config::types::Secret;
 use minijinja::Environment;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::time::SystemTime;
 
 /// HTTP method of the gateway request.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,26 +165,20 @@ fn form_encode(value: &str) -> String {
 pub(crate) struct Channel {
     config: Config,
     environment: Environment<'static>,
-    http: reqwest::Client,
-    headers: HeaderMap,
-    secrets: Vec<Secret>,
+    http: HeaderedHttp,
 }
 
 impl Channel {
     pub(crate) fn new(config: &Config, build: &super::Build) -> Result<Self, Error> {
-        let http = build.http.clone();
         let environment =
             config.environment().map_err(|message| Error::Invalid { channel: ChannelKind::Sms, message })?;
-        let mut secrets = Vec::new();
-        let mut headers = build_headers(&config.headers, &config.secret_headers, ChannelKind::Sms, &mut secrets)?;
-        if config.method != Method::Get {
-            let content_type = match config.format {
-                Format::Json => "application/json",
-                Format::Form => "application/x-www-form-urlencoded",
-            };
-            headers.entry(CONTENT_TYPE).or_insert(HeaderValue::from_static(content_type));
-        }
-        Ok(Channel { config: config.clone(), environment, http, headers, secrets })
+        let content_type = match (config.method, config.format) {
+            (Method::Get, _) => None,
+            (_, Format::Json) => Some("application/json"),
+            (_, Format::Form) => Some("application/x-www-form-urlencoded"),
+        };
+        let http = HeaderedHttp::new(build, &config.headers, &config.secret_headers, ChannelKind::Sms, content_type)?;
+        Ok(Channel { config: config.clone(), environment, http })
     }
 
     pub(crate) async fn deliver(&self, address: &str, message: &Outgoing) -> Result<Receipt, DeliveryError> {
@@ -199,13 +190,12 @@ impl Channel {
         let request = match self.config.method {
             Method::Get => {
                 let separator = if self.config.url.contains('?') { '&' } else { '?' };
-                self.http.get(format!("{}{separator}{body}", self.config.url))
+                self.http.client().get(format!("{}{separator}{body}", self.config.url))
             }
-            Method::Post => self.http.post(&self.config.url).body(body),
-            Method::Put => self.http.put(&self.config.url).body(body),
+            Method::Post => self.http.client().post(&self.config.url).body(body),
+            Method::Put => self.http.client().put(&self.config.url).body(body),
         };
-        let answer = send_http(request.headers(self.headers.clone()), &self.secrets).await?;
-        http_outcome(&answer, SystemTime::now())
+        self.http.deliver(request).await
     }
 }
 

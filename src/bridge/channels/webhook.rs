@@ -4,16 +4,11 @@
 //! failures are retryable (honouring `Retry-After`), other 4xx are not.
 
 use super::parse_http_url;
-use super::{
-    ChannelKind, DeliveryError, Error, Receipt, SecretSource, build_headers, http_outcome, send_http, validate_headers,
-};
+use super::{ChannelKind, DeliveryError, Error, HeaderedHttp, Receipt, SecretSource, validate_headers};
 use crate::bridge::render::Outgoing;
 use crate::config::Problems;
-use crate::config::types::Secret;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::time::SystemTime;
 
 /// `bridge.channels.webhook`: settings shared by every webhook contact.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -35,24 +30,18 @@ impl Config {
 
 /// The built webhook channel.
 pub(crate) struct Channel {
-    http: reqwest::Client,
-    headers: HeaderMap,
-    secrets: Vec<Secret>,
+    http: HeaderedHttp,
 }
 
 impl Channel {
     pub(crate) fn new(config: &Config, build: &super::Build) -> Result<Self, Error> {
-        let http = build.http.clone();
-        let mut secrets = Vec::new();
-        let mut headers = build_headers(&config.headers, &config.secret_headers, ChannelKind::Webhook, &mut secrets)?;
-        headers.entry(CONTENT_TYPE).or_insert(HeaderValue::from_static("application/json"));
-        Ok(Channel { http, headers, secrets })
+        let json = Some("application/json");
+        let http = HeaderedHttp::new(build, &config.headers, &config.secret_headers, ChannelKind::Webhook, json)?;
+        Ok(Channel { http })
     }
 
     pub(crate) async fn deliver(&self, address: &str, message: &Outgoing) -> Result<Receipt, DeliveryError> {
-        let request = self.http.post(address).headers(self.headers.clone()).body(message.body.clone());
-        let answer = send_http(request, &self.secrets).await?;
-        http_outcome(&answer, SystemTime::now())
+        self.http.deliver(self.http.client().post(address).body(message.body.clone())).await
     }
 }
 

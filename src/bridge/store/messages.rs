@@ -5,7 +5,9 @@
 //!
 //! The SQL is shared by both backends through [`Store::select`].
 
-use super::{HISTORY_COLUMNS, HistoryEntry, RawHistory, SqlParam, SqlValue, Store, StoreError, from_ms, to_ms};
+use super::{
+    HISTORY_COLUMNS, HistoryEntry, NewMessage, RawHistory, SqlParam, SqlValue, Store, StoreError, from_ms, to_ms,
+};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -76,20 +78,9 @@ pub struct MessageRecord {
     pub id: i64,
     /// When it was accepted.
     pub created_at: DateTime<Utc>,
-    /// The token's name.
-    pub sender: String,
-    /// The sender's idempotency key.
-    pub idempotency_key: Option<String>,
-    /// Subject.
-    pub subject: String,
-    /// Body.
-    pub body: String,
-    /// Severity.
-    pub severity: String,
-    /// Contacts it was addressed to (groups expanded).
-    pub recipients: Vec<String>,
-    /// Channels asked for; empty = chosen by routes and contacts.
-    pub channels: Vec<String>,
+    /// What was sent, as the sender gave it.
+    #[serde(flatten)]
+    pub message: NewMessage,
     /// Its copies in the outbox.
     pub copies: Vec<MessageCopy>,
     /// Every delivery step of its copies (including the catch-up or summary
@@ -204,13 +195,15 @@ impl Store {
             .map(|row| MessageRecord {
                 id: int(row, 0),
                 created_at: from_ms(int(row, 1)),
-                sender: text(row, 2),
-                idempotency_key: optional_text(row, 3),
-                subject: text(row, 4),
-                body: text(row, 5),
-                severity: text(row, 6),
-                recipients: split(&text(row, 7)),
-                channels: split(&text(row, 8)),
+                message: NewMessage {
+                    sender: text(row, 2),
+                    idempotency_key: optional_text(row, 3),
+                    subject: text(row, 4),
+                    body: text(row, 5),
+                    severity: text(row, 6),
+                    recipients: split(&text(row, 7)),
+                    channels: split(&text(row, 8)),
+                },
                 copies: Vec::new(),
                 deliveries: Vec::new(),
             })

@@ -134,7 +134,7 @@ pub struct NewNotification {
 }
 
 /// The searchable record of a message from the message API.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NewMessage {
     /// The token's name.
     pub sender: String,

@@ -100,8 +100,7 @@ impl PostgresStore {
         let mut deliveries: Vec<_> = new.deliveries.iter().collect();
         deliveries.sort_by(|a, b| (&a.contact, &a.channel).cmp(&(&b.contact, &b.channel)));
         let mut pooled = self.pooled().await?;
-        pooled.batch("BEGIN").await?;
-        let result = async {
+        Pooled::in_transaction(&mut pooled, async |pooled| {
             if let Some(key) = &new.dedup_key {
                 let dedup_since = to_ms(new.dedup_since);
                 let fresh = pooled.query_opt(sql::DEDUP, &[key, &received_at, &dedup_since]).await?;
@@ -163,9 +162,8 @@ impl PostgresStore {
                 pooled.execute(sql::UPSERT_LANE, &[&delivery.contact, &delivery.channel, &due_at]).await?;
             }
             Ok(Ingested::Accepted { notification_id, deliveries: new.deliveries.len() })
-        }
-        .await;
-        pooled.finish(result).await
+        })
+        .await
     }
 
     pub(super) async fn claim_lane(
@@ -229,17 +227,15 @@ impl PostgresStore {
     ) -> Result<(), StoreError> {
         let now = to_ms(now);
         let mut pooled = self.pooled().await?;
-        pooled.batch("BEGIN").await?;
-        let result = async {
+        Pooled::in_transaction(&mut pooled, async |pooled| {
             for member in members.into_iter().filter(|member| *member != leader) {
                 pooled.execute(sql::MERGE_MEMBER, &[&leader, &now, &member]).await?;
                 pooled.execute(sql::REPOINT_MEMBERS, &[&leader, &member]).await?;
             }
             pooled.execute(sql::MERGE_LEADER, &[&leader, &mode.as_str(), &now]).await?;
             Ok(())
-        }
-        .await;
-        pooled.finish(result).await
+        })
+        .await
     }
 
     pub(super) async fn apply(
@@ -250,15 +246,13 @@ impl PostgresStore {
     ) -> Result<(), StoreError> {
         let now = to_ms(now);
         let mut pooled = self.pooled().await?;
-        pooled.batch("BEGIN").await?;
-        let result = async {
+        Pooled::in_transaction(&mut pooled, async |pooled| {
             for transition in &transitions {
-                apply_one(&mut pooled, transition, lane, now).await?;
+                apply_one(pooled, transition, lane, now).await?;
             }
             Ok(())
-        }
-        .await;
-        pooled.finish(result).await
+        })
+        .await
     }
 
     pub(super) async fn notifications(&self, ids: Vec<i64>) -> Result<Vec<StoredNotification>, StoreError> {

@@ -17,6 +17,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 /// `basic_auth`.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BasicAuth {
@@ -24,23 +25,19 @@ pub struct BasicAuth {
     #[serde(skip_serializing_if = "String::is_empty")]
     pub username: String,
     /// File holding the user name.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub username_file: Option<String>,
     /// Secret-manager reference (not supported by checkit).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub username_ref: Option<String>,
     /// Password.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub password: Option<Secret>,
     /// File holding the password.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub password_file: Option<String>,
     /// Secret-manager reference (not supported by checkit).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub password_ref: Option<String>,
 }
 
 /// `authorization`: an `Authorization: <type> <credentials>` header.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Authorization {
@@ -48,13 +45,10 @@ pub struct Authorization {
     #[serde(rename = "type", skip_serializing_if = "String::is_empty")]
     pub kind: String,
     /// The credentials.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub credentials: Option<Secret>,
     /// File holding the credentials.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub credentials_file: Option<String>,
     /// Secret-manager reference (not supported by checkit).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub credentials_ref: Option<String>,
 }
 
@@ -66,6 +60,7 @@ impl Authorization {
 }
 
 /// `oauth2`: the client credentials flow, a fresh token for every probe.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OAuth2 {
@@ -73,25 +68,18 @@ pub struct OAuth2 {
     #[serde(skip_serializing_if = "String::is_empty")]
     pub client_id: String,
     /// Client secret.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<Secret>,
     /// File holding the client secret.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_secret_file: Option<String>,
     /// Secret-manager reference (not supported by checkit).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_secret_ref: Option<String>,
     /// JWT bearer grant (not supported by checkit).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_certificate_key_id: Option<String>,
     /// JWT bearer grant (not supported by checkit).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_certificate_key: Option<Secret>,
     /// JWT bearer grant (not supported by checkit).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_certificate_key_file: Option<String>,
     /// JWT bearer grant (not supported by checkit).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_certificate_key_ref: Option<String>,
     /// `client_credentials` (the default) is the only grant checkit performs.
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -120,13 +108,9 @@ pub struct OAuth2 {
     /// TLS settings for the token endpoint.
     pub tls_config: TlsConfig,
     /// Proxy for the token endpoint.
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "crate::config::types::serialize_redacted_url_option"
-    )]
+    #[serde(serialize_with = "crate::config::types::serialize_redacted_url_option")]
     pub proxy_url: Option<String>,
     /// Hosts that bypass `proxy_url`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub no_proxy: Option<String>,
     /// Use the proxy environment variables.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
