@@ -3,7 +3,8 @@
 //! `CHECKIT_REVISION` from the environment wins (image builds without `.git`
 //! set it); otherwise `git rev-parse`, else `unknown`.
 //!
-//! Also links the release binary as a position-dependent executable (see
+//! Also links the release binary with its hot code first (see
+//! `link_hot_code_first`) and as a position-dependent executable (see
 //! the README's Benchmarks section): a PIE binary carries ~1.5 MiB of pointer
 //! tables (vtables, panic locations, static string tables) that the dynamic
 //! loader rewrites at every start, which makes them private memory, plus
