@@ -87,10 +87,7 @@ pub(super) async fn submit(shared: &Shared, batch: Batch) -> Result<Submitted, S
     let unreadable = |err: serde_json::Error| BatchError::Unreadable(err.to_string());
     let deliveries = runtime.routing.route(&notification, received_at).map_err(unreadable)?;
     let window = runtime.config.dedup_window.get();
-    let dedup_key = match window.is_zero() {
-        true => None,
-        false => Some(dedup::key(&notification).map_err(unreadable)?),
-    };
+    let dedup_key = if window.is_zero() { None } else { Some(dedup::key(&notification).map_err(unreadable)?) };
     let dedup_since = received_at - chrono::Duration::from_std(window).unwrap_or_default();
     commit(shared, NewNotification { received_at, notification, dedup_key, dedup_since, deliveries, message: None })
         .await

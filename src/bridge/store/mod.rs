@@ -710,6 +710,10 @@ pub(crate) mod sql {
          RETURNING key";
     pub const INSERT_NOTIFICATION: &str = "INSERT INTO notifications \
          (received_at, receiver, group_key, status, payload) VALUES ($1, $2, $3, $4, $5) RETURNING id";
+    /// SQLite: the row with room for its text (a zero-filled BLOB of `$5`
+    /// bytes), which is then written in place.
+    pub const INSERT_NOTIFICATION_SPACE: &str = "INSERT INTO notifications \
+         (received_at, receiver, group_key, status, payload) VALUES ($1, $2, $3, $4, zeroblob($5)) RETURNING id";
     pub const UPSERT_ALERT: &str = "INSERT INTO alerts (fingerprint, status, starts_at, received_at) \
          VALUES ($1, $2, $3, $4) ON CONFLICT (fingerprint) DO UPDATE SET status = excluded.status, \
          starts_at = excluded.starts_at, received_at = excluded.received_at \

@@ -255,21 +255,12 @@ impl SqliteStore {
             for id in ids {
                 // Parsed from SQLite's own buffer: a large notification's
                 // text is not copied once more.
-                let row = statement
-                    .query_row(params![id], |row| {
-                        let payload = row.get_ref(2)?.as_str().map_err(|err| {
-                            rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(err))
-                        })?;
-                        Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, serde_json::from_str(payload)))
-                    })
-                    .optional()?;
-                if let Some((id, received_at, notification)) = row {
-                    found.push(StoredNotification {
-                        id,
-                        received_at: from_ms(received_at),
-                        notification: notification
-                            .map_err(|err| StoreError::Corrupt(format!("notification {id}: {err}")))?,
-                    });
+                let mut rows = statement.query(params![id])?;
+                if let Some(row) = rows.next()? {
+                    let received_at: i64 = row.get(1)?;
+                    let notification = serde_json::from_str(stored_text(row, id)?)
+                        .map_err(|err| StoreError::Corrupt(format!("notification {id}: {err}")))?;
+                    found.push(StoredNotification { id, received_at: from_ms(received_at), notification });
                 }
             }
             Ok(found)
@@ -425,30 +416,39 @@ impl SqliteStore {
     }
 }
 
-/// Inserts the notification row; returns its ID. `payload` is freed once
-/// bound, before SQLite builds the row from its own copy: a large
-/// notification's text is held twice at most, not three times.
+/// Inserts the notification row; returns its ID. The text is written into
+/// a zero-filled BLOB of its size, piece by piece through SQLite's pages
+/// (incremental BLOB I/O): binding it as a value made SQLite hold two
+/// copies of it (the value, then the row), for a large notification the
+/// largest part of its intake (issue 13, defect 8). Readers take text or
+/// BLOB ([`stored_text`]; the summary's SQL casts it to text).
 fn insert_notification(
     connection: &Connection,
     received_at: i64,
     notification: &crate::bridge::payload::Notification,
     payload: String,
 ) -> Result<i64, StoreError> {
-    let mut insert = connection.prepare_cached(&sqlite_sql(sql::INSERT_NOTIFICATION))?;
-    insert.raw_bind_parameter(1, received_at)?;
-    insert.raw_bind_parameter(2, &notification.receiver)?;
-    insert.raw_bind_parameter(3, &notification.group_key)?;
-    insert.raw_bind_parameter(4, notification.status.as_str())?;
-    insert.raw_bind_parameter(5, payload.as_str())?;
-    drop(payload);
-    let mut rows = insert.raw_query();
-    let row = rows.next()?.ok_or_else(|| StoreError::Unavailable("insert returned no id".into()))?;
-    Ok(row.get(0)?)
+    let size = i64::try_from(payload.len()).map_err(|_| StoreError::Corrupt("notification too large".into()))?;
+    let id: i64 = connection.prepare_cached(&sqlite_sql(sql::INSERT_NOTIFICATION_SPACE))?.query_row(
+        params![received_at, notification.receiver, notification.group_key, notification.status.as_str(), size],
+        |row| row.get(0),
+    )?;
+    let mut blob = connection.blob_open("main", "notifications", "payload", id, false)?;
+    std::io::Write::write_all(&mut blob, payload.as_bytes())
+        .map_err(|err| StoreError::Unavailable(format!("cannot write notification {id}: {err}")))?;
+    Ok(id)
 }
 
-/// The stored text of notification `id` in `row` (of `sql::NOTIFICATION`).
+/// The stored text of notification `id` in `row` (of `sql::NOTIFICATION`):
+/// text, or the BLOB [`insert_notification`] writes.
 fn stored_text<'r>(row: &'r rusqlite::Row<'_>, id: i64) -> Result<&'r str, StoreError> {
-    row.get_ref(2)?.as_str().map_err(|err| StoreError::Corrupt(format!("notification {id}: {err}")))
+    let corrupt = |what: &dyn std::fmt::Display| StoreError::Corrupt(format!("notification {id}: {what}"));
+    match row.get_ref(2)? {
+        rusqlite::types::ValueRef::Text(bytes) | rusqlite::types::ValueRef::Blob(bytes) => {
+            std::str::from_utf8(bytes).map_err(|err| corrupt(&err))
+        }
+        other => Err(corrupt(&format!("a stored notification of type {:?}", other.data_type()))),
+    }
 }
 
 fn apply_one(

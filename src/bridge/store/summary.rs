@@ -23,8 +23,18 @@ impl Dialect {
     /// `alias(key, value)`: the alerts of notification `n`, `key` ordering them.
     fn alerts(self) -> &'static str {
         match self {
-            Dialect::Sqlite => "json_each(n.payload -> 'alerts') a",
+            Dialect::Sqlite => "json_each(CAST(n.payload AS TEXT) -> 'alerts') a",
             Dialect::Postgres => "jsonb_array_elements(n.payload::jsonb -> 'alerts') WITH ORDINALITY AS a(value, key)",
+        }
+    }
+
+    /// The stored notification `n.payload` as JSON text: SQLite keeps it as
+    /// a BLOB of that text (written in place), which its JSON functions
+    /// would take for binary JSON.
+    fn payload(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "CAST(n.payload AS TEXT)",
+            Dialect::Postgres => "n.payload",
         }
     }
 
@@ -154,7 +164,7 @@ impl Dialect {
              SELECT x.key, x.value FROM parts p JOIN notifications n ON n.id = p.notification_id \
              CROSS JOIN {} GROUP BY x.key, x.value \
              HAVING COUNT(*) = (SELECT COUNT(*) FROM parts p JOIN notifications n ON n.id = p.notification_id)",
-            self.entries("n.payload", "groupLabels")
+            self.entries(self.payload(), "groupLabels")
         )
     }
 
@@ -164,7 +174,7 @@ impl Dialect {
         format!(
             "SELECT n.receiver, n.received_at, {} FROM outbox o JOIN notifications n ON n.id = o.notification_id \
              WHERE o.id = $1 OR o.merged_into = $1 ORDER BY o.created_at {order}, o.id {order} LIMIT 1",
-            self.text("n.payload", "externalURL")
+            self.text(self.payload(), "externalURL")
         )
     }
 
