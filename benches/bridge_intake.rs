@@ -381,6 +381,8 @@ async fn storm(options: &Options) {
 }
 
 fn main() {
+    // As the checkit binary does, so memory figures are the binary's.
+    checkit::cli::tune_allocator();
     let options = options();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {

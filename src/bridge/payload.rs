@@ -17,7 +17,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 pub type LabelSet = litemap::LiteMap<String, String>;
 
 /// Whether an alert (or a whole notification) is firing or resolved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// At least one alert fires.
@@ -29,10 +30,7 @@ pub enum Status {
 impl Status {
     /// `firing` or `resolved`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Firing => "firing",
-            Status::Resolved => "resolved",
-        }
+        self.into()
     }
 
     fn parse(text: &str) -> Option<Status> {

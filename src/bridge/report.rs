@@ -30,7 +30,8 @@ use std::sync::Arc;
 pub const KEY_KEEP_DAYS: i64 = 400;
 
 /// How often a report is made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "lowercase")]
 pub enum Every {
     /// Each local day, for the day before.
@@ -44,11 +45,7 @@ pub enum Every {
 impl Every {
     /// The config and display name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Every::Daily => "daily",
-            Every::Weekly => "weekly",
-            Every::Monthly => "monthly",
-        }
+        self.into()
     }
 
     /// The first local day of the period holding `day`; `None` only at the

@@ -21,7 +21,8 @@ pub const BODY_MAX: usize = 20_000;
 pub const PLANNED_MAX: chrono::Duration = chrono::Duration::days(31);
 
 /// Where an incident stands, as an operator's update says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "lowercase")]
 pub enum UpdateStatus {
     /// Looking for the cause.
@@ -41,12 +42,7 @@ impl UpdateStatus {
 
     /// The stored and shown word.
     pub fn as_str(self) -> &'static str {
-        match self {
-            UpdateStatus::Investigating => "investigating",
-            UpdateStatus::Identified => "identified",
-            UpdateStatus::Monitoring => "monitoring",
-            UpdateStatus::Resolved => "resolved",
-        }
+        self.into()
     }
 
     /// Parses a status word.

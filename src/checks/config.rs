@@ -144,7 +144,8 @@ fn default_stale_after() -> GoDuration {
 }
 
 /// What produces a check's results.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// checkit probes it on its schedule (or agents do, at their locations).
@@ -157,10 +158,7 @@ pub enum Kind {
 impl Kind {
     /// The JSON and page value.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Probe => "probe",
-            Kind::Heartbeat => "heartbeat",
-        }
+        self.into()
     }
 }
 

@@ -10,7 +10,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 /// What a check is, as shown on the API and `/metrics`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     /// Never ran (or no result since it was added).
@@ -31,13 +32,7 @@ impl State {
 
     /// The label and JSON value.
     pub fn as_str(self) -> &'static str {
-        match self {
-            State::Unknown => "unknown",
-            State::Up => "up",
-            State::Down => "down",
-            State::Paused => "paused",
-            State::Maintenance => "maintenance",
-        }
+        self.into()
     }
 
     /// Parses a stored health value; anything else is `unknown`.

@@ -26,7 +26,8 @@ pub struct Spec {
 }
 
 /// A status, as shown on the API and `/metrics`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// No ping yet (or none since a resume).
@@ -49,19 +50,13 @@ impl Status {
 
     /// The label and JSON value.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Status::New => "new",
-            Status::Up => "up",
-            Status::Late => "late",
-            Status::Down => "down",
-            Status::Started => "started",
-            Status::Paused => "paused",
-        }
+        self.into()
     }
 }
 
 /// What a ping says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// A run succeeded (`/ping/<uuid>`, exit status 0, a successful result).
@@ -80,12 +75,7 @@ impl Kind {
 
     /// The stored and displayed name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Success => "success",
-            Kind::Start => "start",
-            Kind::Fail => "fail",
-            Kind::Log => "log",
-        }
+        self.into()
     }
 
     /// Parses a stored name.

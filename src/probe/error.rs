@@ -7,7 +7,8 @@ use std::fmt;
 
 /// Where in a probe something happened. Also the `phase` label of the
 /// per-protocol duration families.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum Phase {
     /// Name resolution of the target.
     Resolve,
@@ -36,19 +37,7 @@ pub enum Phase {
 impl Phase {
     /// The label value.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Resolve => "resolve",
-            Phase::Connect => "connect",
-            Phase::Tls => "tls",
-            Phase::Processing => "processing",
-            Phase::Transfer => "transfer",
-            Phase::Request => "request",
-            Phase::Auth => "auth",
-            Phase::Query => "query",
-            Phase::Setup => "setup",
-            Phase::Rtt => "rtt",
-            Phase::Check => "check",
-        }
+        self.into()
     }
 }
 
@@ -59,7 +48,8 @@ impl fmt::Display for Phase {
 }
 
 /// Why a probe failed: a small, fixed set, safe as a label value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum Reason {
     /// The name did not resolve, or not to an address of the wanted family.
     Resolve,
@@ -106,28 +96,7 @@ pub enum Reason {
 impl Reason {
     /// The label value.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Resolve => "resolve",
-            Reason::Refused => "refused",
-            Reason::Connect => "connect",
-            Reason::Timeout => "timeout",
-            Reason::Tls => "tls",
-            Reason::TlsUntrusted => "tls_untrusted",
-            Reason::TlsExpired => "tls_expired",
-            Reason::TlsPolicy => "tls_policy",
-            Reason::Status => "status",
-            Reason::HttpVersion => "http_version",
-            Reason::Regex => "regex",
-            Reason::Bytes => "bytes",
-            Reason::AuthFailed => "auth_failed",
-            Reason::UnexpectedResponse => "unexpected_response",
-            Reason::Query => "query",
-            Reason::Body => "body",
-            Reason::NotServing => "not_serving",
-            Reason::Denied => "denied",
-            Reason::Io => "io",
-            Reason::Config => "config",
-        }
+        self.into()
     }
 
     /// Every reason, for documentation and tidy tests.

@@ -43,7 +43,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// The closed set of probe kinds (`prober:` in a module).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "lowercase")]
 pub enum ProberKind {
     /// blackbox `http`.
@@ -81,23 +82,7 @@ pub enum ProberKind {
 impl ProberKind {
     /// The `prober:` value.
     pub fn as_str(self) -> &'static str {
-        match self {
-            ProberKind::Http => "http",
-            ProberKind::Tcp => "tcp",
-            ProberKind::Icmp => "icmp",
-            ProberKind::Dns => "dns",
-            ProberKind::Grpc => "grpc",
-            ProberKind::Unix => "unix",
-            ProberKind::Postgres => "postgres",
-            ProberKind::Mysql => "mysql",
-            ProberKind::Mssql => "mssql",
-            ProberKind::Ftp => "ftp",
-            ProberKind::Imap => "imap",
-            ProberKind::Smtp => "smtp",
-            ProberKind::Pop3 => "pop3",
-            ProberKind::Tls => "tls",
-            ProberKind::Rdap => "rdap",
-        }
+        self.into()
     }
 
     fn parse(text: &str) -> Option<Self> {

@@ -171,7 +171,8 @@ pub fn validate(pages: &[StatusPage], path: &str, check_names: Option<&HashSet<&
 }
 
 /// The overall state of a page, Statuspage's vocabulary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum Overall {
     /// Every check is up.
@@ -203,14 +204,7 @@ impl Overall {
 
     /// The class and JSON name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Overall::Operational => "operational",
-            Overall::Degraded => "degraded",
-            Overall::PartialOutage => "partial_outage",
-            Overall::MajorOutage => "major_outage",
-            Overall::Maintenance => "maintenance",
-            Overall::Unknown => "unknown",
-        }
+        self.into()
     }
 
     /// The overall state from each check's (state, failing now) pair, where

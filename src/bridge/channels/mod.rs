@@ -428,7 +428,8 @@ pub struct Receipt {
 
 /// Why a delivery attempt failed: a closed set whose names are metric label
 /// values and the first word of the error in the delivery history.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum Reason {
     /// The attempt ran out of time (retryable).
     Timeout,
@@ -478,21 +479,7 @@ impl Reason {
 
     /// The snake_case name (a metric label value).
     pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Timeout => "timeout",
-            Reason::Connect => "connect",
-            Reason::Tls => "tls",
-            Reason::RateLimited => "rate_limited",
-            Reason::ServerError => "server_error",
-            Reason::ClientError => "client_error",
-            Reason::Auth => "auth",
-            Reason::SmtpTransient => "smtp_transient",
-            Reason::SmtpPermanent => "smtp_permanent",
-            Reason::InvalidAddress => "invalid_address",
-            Reason::InvalidMessage => "invalid_message",
-            Reason::Template => "template",
-            Reason::NotConfigured => "not_configured",
-        }
+        self.into()
     }
 }
 

@@ -37,7 +37,8 @@ pub use crate::storage::StoreError;
 pub(crate) use crate::storage::{SqlParam, SqlValue, from_ms, sqlite_sql, to_ms};
 
 /// Where a message is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum RowState {
     /// Waiting for `due_at`: first attempt, delay or retry backoff.
@@ -59,15 +60,7 @@ pub enum RowState {
 impl RowState {
     /// The stored and displayed name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            RowState::Pending => "pending",
-            RowState::Held => "held",
-            RowState::Limited => "limited",
-            RowState::Sent => "sent",
-            RowState::Dead => "dead",
-            RowState::Merged => "merged",
-            RowState::Skipped => "skipped",
-        }
+        self.into()
     }
 
     fn parse(text: &str) -> Result<RowState, StoreError> {
@@ -87,7 +80,8 @@ impl RowState {
 }
 
 /// What a row will render as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// One notification.
@@ -101,11 +95,7 @@ pub enum Mode {
 impl Mode {
     /// The stored and displayed name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Notification => "notification",
-            Mode::CatchUp => "catch_up",
-            Mode::Overflow => "overflow",
-        }
+        self.into()
     }
 
     fn parse(text: &str) -> Result<Mode, StoreError> {
@@ -293,7 +283,8 @@ impl Transition {
 }
 
 /// What happened, as listed by `GET /api/v1/deliveries`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Delivered.
@@ -313,14 +304,7 @@ pub enum Outcome {
 impl Outcome {
     /// The stored and displayed name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Sent => "sent",
-            Outcome::Failed => "failed",
-            Outcome::Dead => "dead",
-            Outcome::Held => "held",
-            Outcome::RateLimited => "rate_limited",
-            Outcome::Skipped => "skipped",
-        }
+        self.into()
     }
 
     /// Parses a stored or query value.
@@ -414,7 +398,8 @@ pub struct HistoryQuery {
 }
 
 /// The sort column of a history query.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum HistoryOrder {
     /// Entry time.
     #[default]
@@ -434,12 +419,7 @@ impl HistoryOrder {
 
     /// The query-parameter name, which is also the column.
     pub fn as_str(self) -> &'static str {
-        match self {
-            HistoryOrder::Time => "time",
-            HistoryOrder::Contact => "contact",
-            HistoryOrder::Channel => "channel",
-            HistoryOrder::Outcome => "outcome",
-        }
+        self.into()
     }
 
     /// Parses a query-parameter name.
