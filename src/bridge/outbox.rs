@@ -328,7 +328,7 @@ impl LaneWorker<'_> {
         let delayed_first = row.delayed && row.attempts == 0;
         if row.mode == Mode::Notification && row.fingerprints.is_none() && !delayed_first {
             let id = row.notification_id;
-            match store.read_notification(id, move |received_at, json| Content::stored(received_at, json, id)).await? {
+            match store.read_notification(id, move |received_at, text| Content::stored(received_at, text, id)).await? {
                 None => return Ok(plan::collect(Vec::new())),
                 Some(read) => {
                     if let Some(content) = read.map_err(unreadable)? {
@@ -352,7 +352,7 @@ impl LaneWorker<'_> {
         let Some(id) = content.stored_notification() else {
             return Ok(content.fingerprints());
         };
-        let read = self.shared.store.read_notification(id, |_, json| plan::fingerprints_in(json)).await?;
+        let read = self.shared.store.read_notification(id, |_, text| plan::fingerprints_in(text)).await?;
         read.unwrap_or(Ok(Vec::new())).map_err(unreadable)
     }
 
@@ -364,7 +364,7 @@ impl LaneWorker<'_> {
         };
         let bypass = bypass.to_vec();
         let test = move |labels: &super::payload::LabelSet| bypass.iter().any(|matchers| matchers.matches(labels));
-        let read = self.shared.store.read_notification(id, move |_, json| plan::any_alert_in(json, test)).await?;
+        let read = self.shared.store.read_notification(id, move |_, text| plan::any_alert_in(text, test)).await?;
         read.unwrap_or(Ok(false)).map_err(unreadable)
     }
 

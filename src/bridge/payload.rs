@@ -347,7 +347,7 @@ pub fn parse_encoded(body: &[u8], received_at: DateTime<Utc>) -> Result<Encoded,
     let mut json = Vec::with_capacity(prefix.len() + room + suffix.len());
     json.extend_from_slice(prefix.as_bytes());
     let mut writer = Writer { json, top_status, received_at, count: 0 };
-    read_alerts_field(body, WriteAlerts(&mut writer))?;
+    read_alerts_field(serde_json::de::SliceRead::new(body), WriteAlerts(&mut writer))?;
     let Writer { mut json, count, .. } = writer;
     json.extend_from_slice(suffix.as_bytes());
     json.shrink_to_fit();
@@ -651,10 +651,10 @@ struct Writer {
     count: usize,
 }
 
-/// Reads the JSON object `json`, handing its `alerts` value to `seed` and
-/// skipping everything else.
-fn read_alerts_field<'de, S: serde::de::DeserializeSeed<'de, Value = ()>>(
-    json: &'de [u8],
+/// Reads the JSON object from `source`, handing its `alerts` value to
+/// `seed` and skipping everything else.
+fn read_alerts_field<'de, R: serde_json::de::Read<'de>, S: serde::de::DeserializeSeed<'de, Value = ()>>(
+    source: R,
     seed: S,
 ) -> Result<(), serde_json::Error> {
     struct Field<S>(Option<S>);
@@ -676,7 +676,7 @@ fn read_alerts_field<'de, S: serde::de::DeserializeSeed<'de, Value = ()>>(
             Ok(())
         }
     }
-    serde::Deserializer::deserialize_map(&mut serde_json::Deserializer::from_slice(json), Field(Some(seed)))
+    serde::Deserializer::deserialize_map(&mut serde_json::Deserializer::new(source), Field(Some(seed)))
 }
 
 struct WriteAlerts<'w>(&'w mut Writer);
@@ -819,6 +819,22 @@ pub fn each_stored_alert<'de, T: Deserialize<'de>, E>(
     json: &'de str,
     each: impl FnMut(T) -> Result<(), E>,
 ) -> Result<(), Stopped<E>> {
+    each_alert_from(serde_json::de::StrRead::new(json), each)
+}
+
+/// [`each_stored_alert`] for a stored notification read from `reader` (a
+/// database's handle on it, which never holds it whole).
+pub fn each_stored_alert_in<T: serde::de::DeserializeOwned, E>(
+    reader: impl std::io::Read,
+    each: impl FnMut(T) -> Result<(), E>,
+) -> Result<(), Stopped<E>> {
+    each_alert_from(serde_json::de::IoRead::new(reader), each)
+}
+
+fn each_alert_from<'de, R: serde_json::de::Read<'de>, T: Deserialize<'de>, E>(
+    source: R,
+    each: impl FnMut(T) -> Result<(), E>,
+) -> Result<(), Stopped<E>> {
     struct Reader<T, E, F> {
         each: F,
         stopped: Option<E>,
@@ -849,7 +865,7 @@ pub fn each_stored_alert<'de, T: Deserialize<'de>, E>(
         }
     }
     let mut reader = Reader { each, stopped: None, alert: std::marker::PhantomData };
-    let read = read_alerts_field(json.as_bytes(), ReadAlerts(&mut reader));
+    let read = read_alerts_field(source, ReadAlerts(&mut reader));
     match (reader.stopped, read) {
         (Some(err), _) => Err(Stopped::By(err)),
         (None, Err(err)) => Err(Stopped::Json(err)),

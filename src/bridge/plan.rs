@@ -5,8 +5,9 @@
 //! **Architecture invariant:** nothing here does I/O or reads the clock; the
 //! outbox worker passes `now` and the stored state in.
 
-use super::payload::{Alert, LabelSet, Message, Status, Stopped, each_stored_alert};
+use super::payload::{Alert, LabelSet, Message, Status, Stopped, each_stored_alert_in};
 use super::render::{AlertView, Counts, View, ViewKind};
+use super::store::Source;
 use super::store::{AlertRef, AlertState, Mode, StoredNotification, Summary};
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
@@ -193,7 +194,11 @@ impl Content {
     /// (issue 13, defect 8). `None` when two alerts share a fingerprint:
     /// [`collect`] decides which version counts. Not for a delayed first
     /// attempt, which drops alerts ([`Content::keep_still_relevant`]).
-    pub fn stored(received_at: DateTime<Utc>, json: &str, id: i64) -> Result<Option<Content>, serde_json::Error> {
+    pub fn stored(
+        received_at: DateTime<Utc>,
+        json: &mut dyn Source,
+        id: i64,
+    ) -> Result<Option<Content>, serde_json::Error> {
         /// What the message needs of the notification itself.
         #[derive(serde::Deserialize)]
         #[serde(rename_all = "camelCase")]
@@ -211,12 +216,13 @@ impl Content {
             #[serde(default)]
             message: Option<Message>,
         }
-        let head: Head = serde_json::from_str(json)?;
+        let head: Head = serde_json::from_reader(&mut *json)?;
+        json.seek(std::io::SeekFrom::Start(0)).map_err(serde_json::Error::io)?;
         let hasher = std::collections::hash_map::RandomState::new();
         let mut seen = HashSet::new();
         let mut listed = Vec::new();
         let (mut alerts, mut firing, mut resolved) = (0usize, 0usize, 0usize);
-        let read = each_stored_alert(json, |alert: Alert| {
+        let read = each_stored_alert_in(&mut *json, |alert: Alert| {
             // A hash per fingerprint; a repeat (or a collision) leaves the
             // choice of versions to `collect`.
             if !seen.insert(std::hash::BuildHasher::hash_one(&hasher, &alert.fingerprint)) {
@@ -422,7 +428,7 @@ impl Content {
 }
 
 /// Fingerprints of every alert of the stored notification `json`.
-pub fn fingerprints_in(json: &str) -> Result<Vec<String>, serde_json::Error> {
+pub fn fingerprints_in(json: impl std::io::Read) -> Result<Vec<String>, serde_json::Error> {
     let mut fingerprints = Vec::new();
     each_alert_in(json, |alert| fingerprints.push(alert.fingerprint))?;
     Ok(fingerprints)
@@ -430,14 +436,14 @@ pub fn fingerprints_in(json: &str) -> Result<Vec<String>, serde_json::Error> {
 
 /// True when the labels of an alert of the stored notification `json`
 /// satisfy `test`.
-pub fn any_alert_in(json: &str, test: impl Fn(&LabelSet) -> bool) -> Result<bool, serde_json::Error> {
+pub fn any_alert_in(json: impl std::io::Read, test: impl Fn(&LabelSet) -> bool) -> Result<bool, serde_json::Error> {
     let mut any = false;
     each_alert_in(json, |alert| any = any || test(&alert.labels))?;
     Ok(any)
 }
 
-fn each_alert_in(json: &str, mut each: impl FnMut(Alert)) -> Result<(), serde_json::Error> {
-    each_stored_alert(json, |alert| {
+fn each_alert_in(json: impl std::io::Read, mut each: impl FnMut(Alert)) -> Result<(), serde_json::Error> {
+    each_stored_alert_in(json, |alert| {
         each(alert);
         Ok::<(), std::convert::Infallible>(())
     })
@@ -660,7 +666,8 @@ mod tests {
         let notification = stored(1, 30, &refs);
         let json = crate::bridge::payload::Encoded::new(notification.notification.clone()).unwrap().json().to_string();
         let parsed = collect(vec![(notification.clone(), None)]);
-        let read = Content::stored(at(30), &json, 1).unwrap().expect("no repeated fingerprint");
+        let text = |json: &str| std::io::Cursor::new(json.as_bytes().to_vec());
+        let read = Content::stored(at(30), &mut text(&json), 1).unwrap().expect("no repeated fingerprint");
         assert!(read.alerts.len() < parsed.alerts.len(), "only the listed alerts are held");
         assert_eq!(read.stored_notification(), Some(1));
         let states = HashMap::new();
@@ -670,14 +677,14 @@ mod tests {
         );
         assert_eq!(format!("{read_view:?}"), format!("{parsed_view:?}"));
         assert_eq!(read.alert_refs(), parsed.alert_refs());
-        assert_eq!(fingerprints_in(&json).unwrap(), parsed.fingerprints());
+        assert_eq!(fingerprints_in(text(&json)).unwrap(), parsed.fingerprints());
         let last = |labels: &LabelSet| labels.get("alertname").is_some_and(|name| name == "A799");
-        assert!(any_alert_in(&json, last).unwrap() && parsed.any_alert(last));
+        assert!(any_alert_in(text(&json), last).unwrap() && parsed.any_alert(last));
         assert!(!read.is_summary());
         // A repeated fingerprint leaves the choice of versions to `collect`.
         let repeated = stored(2, 30, &[("Disk", "a", "firing"), ("Disk", "a", "resolved")]);
         let json = crate::bridge::payload::Encoded::new(repeated.notification).unwrap().json().to_string();
-        assert!(Content::stored(at(30), &json, 2).unwrap().is_none());
+        assert!(Content::stored(at(30), &mut text(&json), 2).unwrap().is_none());
     }
 
     #[test]

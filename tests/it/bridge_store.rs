@@ -158,7 +158,13 @@ async fn store_suite(store: Store) {
     // What one notification told is recorded from its stored text.
     let parsed = first.notification.decode().expect("decodes");
     let told_fingerprint = parsed.alerts[0].fingerprint.clone();
-    let text = store.read_notification(notification_id, |_, json| json.to_string()).await.expect("store operation");
+    let text = store
+        .read_notification(notification_id, |_, source| {
+            let mut text = String::new();
+            source.read_to_string(&mut text).map(|_| text).expect("readable")
+        })
+        .await
+        .expect("store operation");
     assert_eq!(text.as_deref(), Some(first.notification.json()));
     assert!(store.read_notification(999_999, |_, _| ()).await.expect("store operation").is_none());
     let mut told_whole = Transition::of(&due[0], RowState::Sent, sent_at);

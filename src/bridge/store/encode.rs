@@ -3,18 +3,16 @@
 //! never held as parsed alerts while the database copies its text).
 
 use super::{Store, StoreError};
-use crate::bridge::payload::{Status, Stopped, each_stored_alert};
+use crate::bridge::payload::{Status, Stopped, each_stored_alert, each_stored_alert_in};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use std::borrow::Cow;
 
-/// What the `alerts` table records of one alert.
+/// What the `alerts` and `told` tables record of one alert.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct AlertRow<'a> {
+pub(crate) struct AlertRow {
     /// Its fingerprint.
-    #[serde(borrow)]
-    pub fingerprint: Cow<'a, str>,
+    pub fingerprint: String,
     /// Firing or resolved.
     pub status: Status,
     /// Its start, if known.
@@ -26,7 +24,7 @@ pub(crate) struct AlertRow<'a> {
 /// order, reading one alert at a time; stops at the first error.
 pub(crate) fn for_each_alert(
     json: &str,
-    each: impl FnMut(AlertRow<'_>) -> Result<(), StoreError>,
+    each: impl FnMut(AlertRow) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     each_stored_alert(json, each).map_err(|stopped| match stopped {
         Stopped::By(err) => err,
@@ -34,13 +32,20 @@ pub(crate) fn for_each_alert(
     })
 }
 
+/// A stored notification's text, read in order (and from the start again if
+/// need be) from the database's handle on it: SQLite's BLOB handle reads it
+/// a page at a time, so a 100,000-alert notification is never held whole.
+pub trait Source: std::io::Read + std::io::Seek {}
+
+impl<S: std::io::Read + std::io::Seek> Source for S {}
+
 impl Store {
-    /// Calls `read` with when notification `id` arrived and its stored text
-    /// as the database holds it (not copied); `None` when it is gone.
+    /// Calls `read` with when notification `id` arrived and a reader of its
+    /// stored text; `None` when it is gone.
     pub async fn read_notification<T: Send + 'static>(
         &self,
         id: i64,
-        read: impl FnOnce(DateTime<Utc>, &str) -> T + Send + 'static,
+        read: impl FnOnce(DateTime<Utc>, &mut dyn Source) -> T + Send + 'static,
     ) -> Result<Option<T>, StoreError> {
         match self {
             Store::Sqlite(store) => store.read_notification(id, read).await,
@@ -52,13 +57,17 @@ impl Store {
 /// What the contact is told by notification `json` as it says it: every
 /// firing alert (with its start) and every resolved one, in order.
 pub(crate) fn told_by(
-    json: &str,
+    json: impl std::io::Read,
     mut firing: impl FnMut(&str, Option<i64>) -> Result<(), StoreError>,
     mut resolved: impl FnMut(&str) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
-    for_each_alert(json, |alert| match alert.status {
+    each_stored_alert_in(json, |alert: AlertRow| match alert.status {
         Status::Firing => firing(&alert.fingerprint, alert.starts_at.map(super::to_ms)),
         Status::Resolved => resolved(&alert.fingerprint),
+    })
+    .map_err(|stopped| match stopped {
+        Stopped::By(err) => err,
+        Stopped::Json(err) => StoreError::Corrupt(format!("stored notification: {err}")),
     })
 }
 
@@ -83,7 +92,7 @@ mod tests {
         assert_eq!(encoded.decode().unwrap(), notification);
         let mut rows = Vec::new();
         for_each_alert(json, |row| {
-            rows.push((row.fingerprint.into_owned(), row.status, row.starts_at));
+            rows.push((row.fingerprint, row.status, row.starts_at));
             Ok(())
         })
         .unwrap();
@@ -107,7 +116,7 @@ mod tests {
         assert_eq!(notification.alerts[0].fingerprint, "f1");
         let mut count = 0;
         for_each_alert(json, |row| {
-            assert_eq!((row.fingerprint.as_ref(), row.starts_at), ("f1", None));
+            assert_eq!((row.fingerprint.as_str(), row.starts_at), ("f1", None));
             count += 1;
             Ok(())
         })

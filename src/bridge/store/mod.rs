@@ -19,6 +19,7 @@ mod schema;
 pub(crate) mod sqlite;
 mod summary;
 
+pub use encode::Source;
 pub use messages::{MessageCopy, MessagePage, MessageQuery, MessageRecord, MessageSort};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

@@ -92,7 +92,7 @@ impl PostgresStore {
         // text, one alert at a time.
         let mut alerts: Vec<(String, Status, Option<i64>)> = Vec::with_capacity(new.notification.len());
         encode::for_each_alert(new.notification.json(), |alert| {
-            alerts.push((alert.fingerprint.into_owned(), alert.status, alert.starts_at.map(to_ms)));
+            alerts.push((alert.fingerprint, alert.status, alert.starts_at.map(to_ms)));
             Ok(())
         })?;
         alerts.sort_by(|a, b| a.0.cmp(&b.0));
@@ -275,7 +275,7 @@ impl PostgresStore {
     pub(super) async fn read_notification<T: Send + 'static>(
         &self,
         id: i64,
-        read: impl FnOnce(DateTime<Utc>, &str) -> T + Send + 'static,
+        read: impl FnOnce(DateTime<Utc>, &mut dyn encode::Source) -> T + Send + 'static,
     ) -> Result<Option<T>, StoreError> {
         let mut pooled = self.pooled().await?;
         let Some(row) = pooled.query_opt(sql::NOTIFICATION, &[&id]).await? else {
@@ -283,7 +283,7 @@ impl PostgresStore {
         };
         let received_at: i64 = row.try_get(1)?;
         let text: &str = row.try_get(2)?;
-        Ok(Some(read(from_ms(received_at), text)))
+        Ok(Some(read(from_ms(received_at), &mut std::io::Cursor::new(text.as_bytes()))))
     }
 
     pub(super) async fn alert_states(
@@ -445,7 +445,7 @@ async fn apply_one(pooled: &mut Pooled, transition: &Transition, lane: &Lane, no
         let mut resolved: Vec<String> = Vec::new();
         if let Some(row) = pooled.query_opt(sql::NOTIFICATION, &[&id]).await? {
             encode::told_by(
-                row.try_get(2)?,
+                row.try_get::<_, &str>(2)?.as_bytes(),
                 |fingerprint, starts_at| {
                     firing.push((fingerprint.to_string(), starts_at));
                     Ok(())

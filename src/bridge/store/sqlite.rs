@@ -271,16 +271,17 @@ impl SqliteStore {
     pub(super) async fn read_notification<T: Send + 'static>(
         &self,
         id: i64,
-        read: impl FnOnce(DateTime<Utc>, &str) -> T + Send + 'static,
+        read: impl FnOnce(DateTime<Utc>, &mut dyn encode::Source) -> T + Send + 'static,
     ) -> Result<Option<T>, StoreError> {
         self.read(move |connection| {
-            let mut statement = connection.prepare_cached(&sqlite_sql(sql::NOTIFICATION))?;
-            let mut rows = statement.query(params![id])?;
-            let Some(row) = rows.next()? else {
+            let received_at: Option<i64> = connection
+                .prepare_cached("SELECT received_at FROM notifications WHERE id = ?1")?
+                .query_row(params![id], |row| row.get(0))
+                .optional()?;
+            let (Some(received_at), Some(mut source)) = (received_at, open_text(connection, id)?) else {
                 return Ok(None);
             };
-            let received_at: i64 = row.get(1)?;
-            Ok(Some(read(from_ms(received_at), stored_text(row, id)?)))
+            Ok(Some(read(from_ms(received_at), &mut source)))
         })
         .await
     }
@@ -439,6 +440,21 @@ fn insert_notification(
     Ok(id)
 }
 
+/// A reader of notification `id`'s stored text: a page at a time through
+/// SQLite's BLOB handle (the text is never held whole); a copy for a text
+/// value SQLite will not open that way. `None` when the row is gone.
+fn open_text(connection: &Connection, id: i64) -> Result<Option<Box<dyn encode::Source + '_>>, StoreError> {
+    if let Ok(blob) = connection.blob_open("main", "notifications", "payload", id, true) {
+        return Ok(Some(Box::new(std::io::BufReader::with_capacity(64 << 10, blob))));
+    }
+    let mut select = connection.prepare_cached(&sqlite_sql(sql::NOTIFICATION))?;
+    let mut rows = select.query(params![id])?;
+    let Some(row) = rows.next()? else {
+        return Ok(None);
+    };
+    Ok(Some(Box::new(std::io::Cursor::new(stored_text(row, id)?.as_bytes().to_vec()))))
+}
+
 /// The stored text of notification `id` in `row` (of `sql::NOTIFICATION`):
 /// text, or the BLOB [`insert_notification`] writes.
 fn stored_text<'r>(row: &'r rusqlite::Row<'_>, id: i64) -> Result<&'r str, StoreError> {
@@ -500,11 +516,9 @@ fn apply_one(
         told_resolved.execute(params![lane.contact, fingerprint])?;
     }
     if let Some(id) = transition.told_notification {
-        let mut select = connection.prepare_cached(&sqlite_sql(sql::NOTIFICATION))?;
-        let mut rows = select.query(params![id])?;
-        if let Some(row) = rows.next()? {
+        if let Some(source) = open_text(connection, id)? {
             encode::told_by(
-                stored_text(row, id)?,
+                source,
                 |fingerprint, starts_at| {
                     told_firing.execute(params![lane.contact, fingerprint, starts_at, now])?;
                     Ok(())
