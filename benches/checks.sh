@@ -29,16 +29,7 @@ fi
 tune_for_probing
 ulimit -n 65536 2>/dev/null || true
 
-work=$(mktemp -d)
-chmod 0755 "$work"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-  restore_sysctls
-}
-trap cleanup EXIT
+bench_workdir
 nginx_port=$(free_port); checkit_port=$(free_port); blackbox_port=$(free_port)
 
 nginx_pid=$(start_nginx "$work" "$nginx_port"); pids+=("$nginx_pid")

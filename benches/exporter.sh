@@ -57,16 +57,7 @@ checkit=${CHECKIT:-${CARGO_TARGET_DIR:-target}/release/checkit}
 tune_for_probing
 ulimit -n 65536 2>/dev/null || true
 
-work=$(mktemp -d)
-chmod 0755 "$work"  # nginx workers run unprivileged and must read the document root
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-  restore_sysctls
-}
-trap cleanup EXIT
+bench_workdir
 
 nginx_port=$(free_port)
 nginx_pid=$(start_nginx "$work" "$nginx_port"); pids+=("$nginx_pid")
@@ -98,19 +89,7 @@ PY
 for _ in $(seq 50); do [[ -s $work/hole.port ]] && break; sleep 0.1; done
 hole_port=$(cat "$work/hole.port")
 
-cat > "$work/blackbox.yml" <<YAML
-modules:
-  http_2xx:
-    prober: http
-    timeout: 5s
-    http:
-      preferred_ip_protocol: ip4
-  tcp_connect:
-    prober: tcp
-    timeout: 5s
-    tcp:
-      preferred_ip_protocol: ip4
-YAML
+bench_modules > "$work/blackbox.yml"
 
 # Counts /probe answers without `probe_success 1` (each wrk thread has its own
 # Lua state; done() sums them).

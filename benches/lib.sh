@@ -8,6 +8,41 @@ wait_port() {
   echo "port $1 never opened" >&2; exit 1
 }
 
+# bench_workdir: a temporary dir in $work that nginx's unprivileged workers
+# can read, an empty $pids, and an EXIT trap that stops every pid in $pids,
+# removes the dir (kept with KEEP=1) and restores the kernel settings.
+bench_workdir() {
+  work=$(mktemp -d)
+  chmod 0755 "$work"
+  pids=()
+  trap bench_cleanup EXIT
+}
+bench_cleanup() {
+  local pid
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [[ -n ${KEEP:-} ]] || rm -rf "$work"
+  restore_sysctls
+}
+
+# bench_modules: the modules both exporters run in the benchmarks, as a
+# blackbox.yml (callers may append more modules).
+bench_modules() {
+  cat <<YAML
+modules:
+  http_2xx:
+    prober: http
+    timeout: 5s
+    http:
+      preferred_ip_protocol: ip4
+  tcp_connect:
+    prober: tcp
+    timeout: 5s
+    tcp:
+      preferred_ip_protocol: ip4
+YAML
+}
+
 # set_sysctl NAME VALUE: changes a kernel setting for this run (root only;
 # silently skipped otherwise), remembering its first value for
 # restore_sysctls, which the scripts' EXIT trap calls.

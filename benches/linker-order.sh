@@ -44,33 +44,16 @@ if [[ -z ${CHECKIT:-} ]]; then
 fi
 checkit=${CHECKIT:-$target/release/checkit}
 
-work=$(mktemp -d)
-chmod 0755 "$work"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [[ -n ${KEEP:-} ]] || rm -rf "$work"
-}
-trap cleanup EXIT
+bench_workdir
 
 nginx_port=$(free_port)
 nginx_pid=$(start_nginx "$work" "$nginx_port"); pids+=("$nginx_pid")
 wait_port "$nginx_port"
 closed_port=$(free_port)
 
-cat > "$work/blackbox.yml" <<YAML
-modules:
-  http_2xx:
-    prober: http
-    timeout: 5s
-    http:
-      preferred_ip_protocol: ip4
-  tcp_connect:
-    prober: tcp
-    timeout: 5s
-    tcp:
-      preferred_ip_protocol: ip4
+{
+  bench_modules
+  cat <<YAML
   icmp:
     prober: icmp
     timeout: 5s
@@ -80,6 +63,7 @@ modules:
     dns:
       query_name: localhost
 YAML
+} > "$work/blackbox.yml"
 
 # run NAME ARGS...: one checkit under callgrind, driven through its endpoints,
 # then stopped with SIGTERM so callgrind writes its profile.
@@ -127,7 +111,6 @@ run() {
 echo "exporter on blackbox.yml" >&2
 run exporter --config.file="$work/blackbox.yml"
 echo "embedded default config" >&2
-echo "work dir: $work" >&2
 (cd "$work" && run default)
 
 python3 - benches/linker-order.ld "$checkit" "$work"/*.out <<'PY'
