@@ -1,5 +1,5 @@
 //! The Alertmanager/Grafana webhook source, `POST /webhook`: auth → size →
-//! parse into events → [`submit`](super::submit) (back-pressure, route,
+//! parse into events → [`submit`] (back-pressure, route,
 //! durable commit) → 2xx.
 //!
 //! The status codes follow the bridge's inbound contract: 401 for missing or

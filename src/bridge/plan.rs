@@ -187,7 +187,7 @@ impl Content {
 
     /// The content of one whole notification (`id`), read from its stored
     /// `json` one alert at a time: it keeps the alerts its message and
-    /// history list (the first [`HISTORY_ALERTS`], and the first
+    /// history list (the first `HISTORY_ALERTS`, and the first
     /// [`LIST_LIMIT`] firing and resolved) and the exact counts; what reads
     /// every alert reads the text again ([`Content::stored_notification`]).
     /// A notification of 100,000 alerts is never held parsed, nor its text

@@ -58,7 +58,7 @@ impl RateLimit {
 
     /// `None` when a send is allowed at `now`; otherwise the earliest instant
     /// at which every window has budget again, assuming no further sends.
-    /// `recent_sends` need not be sorted; sends older than [`max_window`]
+    /// `recent_sends` need not be sorted; sends older than `max_window`
     /// (`Self::max_window`) do not matter.
     pub fn next_allowed(&self, recent_sends: &[DateTime<Utc>], now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let mut newest_first = recent_sends.to_vec();

@@ -25,17 +25,17 @@
 //!
 //! **Fresh evidence.** A page needs `down_when.failing` locations down by
 //! fresh results. A batch holding a result that waited in the agent's queue
-//! longer than [`QUEUED_LATE`] is a backlog: the agent was out of contact,
+//! longer than `QUEUED_LATE` is a backlog: the agent was out of contact,
 //! and what it measured before that batch arrived (also the last failures
 //! measured just before its link came back, which may reach us in a later,
 //! young batch) is history for the quorum, never a page. Locations are also
 //! compared by arrival, not by time: a location's newest result must be at
-//! most two intervals (plus [`FRESH_SLACK`]) old to count.
+//! most two intervals (plus `FRESH_SLACK`) old to count.
 //!
 //! **Replicas.** On SQLite the receiving instance feeds a batch to the
 //! machines at once. On PostgreSQL any replica stores a batch (idempotently,
 //! as above) and feeds nothing: every replica follows the stored rows by
-//! receive time ([`follow_locations`]), so each keeps every location's
+//! receive time (`follow_locations`), so each keeps every location's
 //! machines, and only the replica that runs the check moves it by its quorum
 //! and tells people. When each agent last called is stored too
 //! (`agent_contacts`), so silence is judged alike everywhere.

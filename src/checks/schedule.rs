@@ -7,7 +7,7 @@
 //! overlaps itself; a slot missed because the previous run overran is
 //! skipped, not queued. A shared semaphore bounds probes in flight. With
 //! replicas on PostgreSQL every replica keeps every check's schedule and runs
-//! a slot only when the check is its own ([`super::Shared::runs_here`]).
+//! a slot only when the check is its own (`super::Shared::runs_here`).
 
 use super::Shared;
 use super::Slot;

@@ -136,7 +136,7 @@ pub fn to_value<T: Serialize>(value: &T) -> Value {
 }
 
 /// The variant name under which a `!!binary` scalar reaches a `Deserialize`
-/// impl's `visit_enum` (see [`keep_binary_tags`]).
+/// impl's `visit_enum` (see `keep_binary_tags`).
 pub const BINARY_TAG: &str = "binary";
 
 /// serde_yaml resolves the core tag `!!binary` to `tag:yaml.org,2002:binary`

@@ -5,7 +5,7 @@
 //! `/metrics`, `/-/reload`, `/logs`, …), the bridge's webhook and its
 //! deliveries API. [`compose`] merges the surfaces a listener serves and puts
 //! the `--web.config.file` layer (basic auth, extra headers) in front of them,
-//! so every listener is guarded the same way; [`serve`] runs a router on an
+//! so every listener is guarded the same way; [`serve()`] runs a router on an
 //! already-bound listener (HTTPS when the web config has TLS).
 
 pub mod exporter;

@@ -157,7 +157,7 @@ impl Web {
     /// Checks an `Authorization` header value.
     ///
     /// bcrypt is slow by design (~50 ms at cost 10), so it runs on the
-    /// blocking pool, at most [`Web::verifying`] at a time, and never on the
+    /// blocking pool, at most `Web::verifying` at a time, and never on the
     /// async runtime's threads: wrong passwords must not stall other requests.
     /// An unknown user is compared against a real user's hash too, so the
     /// answer takes as long as for a wrong password and does not reveal

@@ -78,7 +78,7 @@ pub(crate) struct Build {
 
 macro_rules! channels {
     ($($(#[$doc:meta])* $variant:ident $module:ident;)*) => {
-        /// The closed set of channel kinds (see [`for_each_channel`]).
+        /// The closed set of channel kinds (see `for_each_channel`).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(rename_all = "lowercase")]
         pub enum ChannelKind {
