@@ -103,7 +103,7 @@ pub struct Message {
 /// Stored as JSON without its absent or empty fields ([`Alert`]'s
 /// `Serialize`); older stored rows with `null`s read back the same.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(from = "StoredAlert")]
+#[serde(try_from = "RawAlert")]
 pub struct Alert {
     /// Firing or resolved.
     pub status: Status,
@@ -193,56 +193,13 @@ impl Serialize for Alert {
     }
 }
 
-/// An alert as stored (by this version, or with `null`s by older ones).
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct StoredAlert {
-    status: Status,
-    #[serde(default, deserialize_with = "compact")]
-    labels: LabelSet,
-    #[serde(default, deserialize_with = "compact")]
-    annotations: LabelSet,
-    #[serde(default)]
-    starts_at: Option<DateTime<Utc>>,
-    #[serde(default)]
-    ends_at: Option<DateTime<Utc>>,
-    #[serde(default, rename = "generatorURL")]
-    generator_url: String,
-    #[serde(default)]
-    fingerprint: String,
-    // Grafana's fields one by one: `flatten` would buffer every alert's
-    // fields on the way in.
-    #[serde(default, rename = "silenceURL")]
-    silence_url: Option<String>,
-    #[serde(default, rename = "dashboardURL")]
-    dashboard_url: Option<String>,
-    #[serde(default, rename = "panelURL")]
-    panel_url: Option<String>,
-    #[serde(default, rename = "imageURL")]
-    image_url: Option<String>,
-    #[serde(default)]
-    value_string: Option<String>,
-}
-
-impl From<StoredAlert> for Alert {
-    fn from(stored: StoredAlert) -> Alert {
-        Alert {
-            status: stored.status,
-            labels: stored.labels,
-            annotations: stored.annotations,
-            starts_at: stored.starts_at,
-            ends_at: stored.ends_at,
-            generator_url: stored.generator_url,
-            fingerprint: stored.fingerprint,
-            grafana: Grafana {
-                silence_url: stored.silence_url,
-                dashboard_url: stored.dashboard_url,
-                panel_url: stored.panel_url,
-                image_url: stored.image_url,
-                value_string: stored.value_string,
-            }
-            .boxed(),
-        }
+/// A stored alert reads back through the webhook's own reader: what the
+/// store wrote (by this version, or with `null`s by older ones) is a webhook
+/// alert already normalised, so normalising it again changes nothing.
+impl TryFrom<RawAlert> for Alert {
+    type Error = PayloadError;
+    fn try_from(raw: RawAlert) -> Result<Alert, PayloadError> {
+        raw.normalise(0).map(|(alert, _)| alert)
     }
 }
 
@@ -994,11 +951,6 @@ impl<'de> Deserialize<'de> for Labels {
 fn exact(mut pairs: Vec<(String, String)>) -> LabelSet {
     pairs.shrink_to_fit();
     LabelSet::from_sorted_store_unchecked(pairs)
-}
-
-/// Deserialises a stored label set into an exactly sized allocation.
-fn compact<'de, D: Deserializer<'de>>(deserializer: D) -> Result<LabelSet, D::Error> {
-    Ok(exact(LabelSet::deserialize(deserializer)?.into_tuple_vec()))
 }
 
 /// The entries of a JSON object in the order sent.
