@@ -265,11 +265,12 @@ impl PayloadError {
 /// Parses a webhook body received at `received_at` (used to infer a missing
 /// alert status from `endsAt`).
 pub fn parse(body: &[u8], received_at: DateTime<Utc>) -> Result<Notification, PayloadError> {
-    let Object(raw): Object<RawNotification<Alerts>> = serde_json::from_slice(body)?;
-    let (mut head, top_status, Alerts { mut alerts, undecided, error }) = head(raw)?;
+    let Object(raw): Object<RawNotification<Folded<Alerts>>> = serde_json::from_slice(body)?;
+    let (mut head, top_status, Folded { fold: Alerts { mut alerts, undecided }, error, .. }) = head(raw)?;
     if let Some(error) = error {
         return Err(error);
     }
+    alerts.shrink_to_fit();
     for index in undecided {
         if let Some(alert) = alerts.get_mut(index) {
             alert.status = inferred_status(alert.ends_at, top_status, received_at);
@@ -289,12 +290,13 @@ pub fn parse(body: &[u8], received_at: DateTime<Utc>) -> Result<Notification, Pa
 /// and learn the notification's status (which may follow the alerts and
 /// decides the status of alerts that leave theirs out), once to write it.
 pub fn parse_encoded(body: &[u8], received_at: DateTime<Utc>) -> Result<Encoded, PayloadError> {
-    let Object(raw): Object<RawNotification<Checked>> = serde_json::from_slice(body)?;
+    let Object(raw): Object<RawNotification<Folded<Checked>>> = serde_json::from_slice(body)?;
     let (mut head, top_status, checked) = head(raw)?;
     if let Some(error) = checked.error {
         return Err(error);
     }
-    head.status = top_status.unwrap_or(if checked.fires(received_at) { Status::Firing } else { Status::Resolved });
+    let fires = checked.fold.fires(received_at);
+    head.status = top_status.unwrap_or(if fires { Status::Firing } else { Status::Resolved });
     let (prefix, suffix) = Encoded::frame(&head)?;
     // The stored form adds a status and a fingerprint (51 bytes) to alerts
     // that lack them: room for that, so the buffer does not grow by doubling
@@ -502,56 +504,71 @@ impl RawAlert {
     }
 }
 
-/// The `alerts` array, each alert normalised as soon as it is read: a
-/// 100,000-alert body never holds its raw alerts and the normalised ones at
-/// once (issue 13, defect 8).
-struct Alerts {
-    alerts: Vec<Alert>,
-    /// Alerts that left out their status.
-    undecided: Vec<usize>,
+/// What one pass over the `alerts` array keeps of each normalised alert.
+trait AlertFold: Default {
+    /// Takes alert number `index`; `undecided` when it left out its status.
+    fn take(&mut self, index: usize, alert: Alert, undecided: bool);
+}
+
+/// The `alerts` array read alert by alert, each normalised as soon as it is
+/// read and handed to `F`: a 100,000-alert body never holds its raw alerts
+/// and the normalised ones at once (issue 13, defect 8).
+struct Folded<F> {
+    fold: F,
+    /// Alerts in the array.
+    count: usize,
     /// The first alert that cannot be normalised; the rest are only checked
     /// for shape.
     error: Option<PayloadError>,
 }
 
-impl<'de> Deserialize<'de> for Alerts {
+impl<'de, F: AlertFold> Deserialize<'de> for Folded<F> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = Alerts;
+        struct Visitor<F>(std::marker::PhantomData<F>);
+        impl<'de, F: AlertFold> serde::de::Visitor<'de> for Visitor<F> {
+            type Value = Folded<F>;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("an array of alerts")
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Alerts, A::Error> {
-                let mut read = Alerts { alerts: Vec::new(), undecided: Vec::new(), error: None };
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Folded<F>, A::Error> {
+                let mut folded = Folded { fold: F::default(), count: 0, error: None };
                 while let Some(Object(raw)) = seq.next_element::<Object<RawAlert>>()? {
-                    if read.error.is_some() {
-                        continue;
-                    }
-                    match raw.normalise(read.alerts.len()) {
-                        Ok((alert, undecided)) => {
-                            if undecided {
-                                read.undecided.push(read.alerts.len());
-                            }
-                            read.alerts.push(alert);
+                    if folded.error.is_none() {
+                        match raw.normalise(folded.count) {
+                            Ok((alert, undecided)) => folded.fold.take(folded.count, alert, undecided),
+                            Err(err) => folded.error = Some(err),
                         }
-                        Err(err) => read.error = Some(err),
                     }
+                    folded.count += 1;
                 }
-                read.alerts.shrink_to_fit();
-                Ok(read)
+                Ok(folded)
             }
         }
-        deserializer.deserialize_seq(Visitor)
+        deserializer.deserialize_seq(Visitor(std::marker::PhantomData))
     }
 }
 
-/// The `alerts` array, checked alert by alert and not kept: the first pass
-/// of [`parse_encoded`].
+/// Every alert, for [`parse`].
+#[derive(Default)]
+struct Alerts {
+    alerts: Vec<Alert>,
+    /// Alerts that left out their status.
+    undecided: Vec<usize>,
+}
+
+impl AlertFold for Alerts {
+    fn take(&mut self, index: usize, alert: Alert, undecided: bool) {
+        if undecided {
+            self.undecided.push(index);
+        }
+        self.alerts.push(alert);
+    }
+}
+
+/// What the first pass of [`parse_encoded`] learns of the alerts, which it
+/// does not keep.
+#[derive(Default)]
 struct Checked {
-    count: usize,
-    /// The first alert that cannot be normalised.
-    error: Option<PayloadError>,
     /// An alert says it fires.
     firing: bool,
     /// An alert without a status has no end.
@@ -567,35 +584,13 @@ impl Checked {
     }
 }
 
-impl<'de> Deserialize<'de> for Checked {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = Checked;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an array of alerts")
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
-                let mut checked =
-                    Checked { count: 0, error: None, firing: false, undecided_open: false, undecided_end: None };
-                while let Some(Object(raw)) = seq.next_element::<Object<RawAlert>>()? {
-                    if checked.error.is_some() {
-                        continue;
-                    }
-                    match raw.normalise(checked.count) {
-                        Ok((alert, true)) => match alert.ends_at {
-                            None => checked.undecided_open = true,
-                            Some(end) => checked.undecided_end = checked.undecided_end.max(Some(end)),
-                        },
-                        Ok((alert, false)) => checked.firing |= alert.status == Status::Firing,
-                        Err(err) => checked.error = Some(err),
-                    }
-                    checked.count += 1;
-                }
-                Ok(checked)
-            }
+impl AlertFold for Checked {
+    fn take(&mut self, _index: usize, alert: Alert, undecided: bool) {
+        match (undecided, alert.ends_at) {
+            (true, None) => self.undecided_open = true,
+            (true, Some(end)) => self.undecided_end = self.undecided_end.max(Some(end)),
+            (false, _) => self.firing |= alert.status == Status::Firing,
         }
-        deserializer.deserialize_seq(Visitor)
     }
 }
 
