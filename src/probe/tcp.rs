@@ -146,6 +146,14 @@ fn start_connect(addr: SocketAddr, source: Option<IpAddr>) -> std::io::Result<Pr
     // prober, not the target, runs out of ports at scale) and cost four
     // packets instead of one.
     socket.set_linger(Some(std::time::Duration::ZERO))?;
+    // And the handshake's last ACK is never sent (SYN, SYN-ACK, RST, as
+    // HAProxy's pure connect checks): with quick ACKs off, the kernel delays
+    // the ACK that completes the handshake, and the reset goes first. connect
+    // still returns on the SYN-ACK, so the timing and the verdict are the
+    // same, but the target only ever holds a half-open request: it creates no
+    // connection, wakes no accept and logs no reset.
+    #[cfg(target_os = "linux")]
+    socket.set_tcp_quickack(false)?;
     if let Some(source) = source {
         socket.bind(&SocketAddr::new(source, 0).into())?;
     }

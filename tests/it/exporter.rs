@@ -78,6 +78,35 @@ async fn failed_probe_is_200_with_probe_success_0_and_its_reason() {
     assert!(index.contains("Failure") && index.contains(&target), "{index}");
 }
 
+/// A bare connect check is SYN, SYN-ACK, reset: the target's kernel never
+/// completes the connection, so its accept queue never holds it (the
+/// application sees nothing), while a dialogue probe still connects fully.
+#[tokio::test]
+async fn a_bare_tcp_connect_never_reaches_the_target_s_accept_queue() {
+    let app = start_app(CONFIG).await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("non-blocking");
+    let target = listener.local_addr().expect("address").to_string();
+    for _ in 0..3 {
+        let (status, body) = app.probe("tcp_connect", &target).await;
+        assert_eq!(status, 200);
+        assert_eq!(value(&parse_exposition(&body), "probe_success"), Some(1.0), "{body}");
+    }
+    match listener.accept() {
+        Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the target's accept queue held a probe's connection: {other:?}"),
+    }
+    // Control: a dialogue probe completes the handshake, and that connection
+    // does reach the queue.
+    let (status, _) = app.probe("tcp_banner", &target).await;
+    assert_eq!(status, 200);
+    let accepted = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        listener.accept().is_ok()
+    });
+    assert!(accepted, "the dialogue probe's connection never reached the accept queue");
+}
+
 #[tokio::test]
 async fn debug_output_has_the_three_sections() {
     let app = start_app(CONFIG).await;

@@ -283,10 +283,22 @@ async fn source_ip_address_is_the_local_end() {
     let target = listener.local_addr().expect("addr").to_string();
     let accepted = tokio::spawn(async move { listener.accept().await.map(|(_, peer)| peer.ip()) });
     // All of 127.0.0.0/8 is local on Linux, so 127.0.0.2 is a usable source.
-    let yaml = "modules:\n  tcp:\n    prober: tcp\n    tcp:\n      source_ip_address: 127.0.0.2\n";
+    // A dialogue completes the handshake, so the target sees where it came from.
+    let yaml = "modules:\n  tcp:\n    prober: tcp\n    tcp:\n      source_ip_address: 127.0.0.2\n      \
+                query_response:\n        - send: ping\n";
     let outcome = run(yaml, &target, None, TIMEOUT).await;
     assert_success(&outcome);
     assert_eq!(accepted.await.expect("join").expect("accept").to_string(), "127.0.0.2");
+
+    // A bare connect never completes the handshake (SYN, SYN-ACK, reset), so
+    // no target sees it: its source shows in that a local address works and a
+    // foreign one cannot be bound.
+    let bare = "modules:\n  tcp:\n    prober: tcp\n    tcp:\n      source_ip_address: 127.0.0.2\n";
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let target = listener.local_addr().expect("addr").to_string();
+    assert_success(&run(bare, &target, None, TIMEOUT).await);
+    let outcome = run(&bare.replace("127.0.0.2", "192.0.2.1"), &target, None, TIMEOUT).await;
+    assert_eq!(failure(&outcome), (Phase::Connect, Reason::Connect));
 
     // A source of the other family cannot reach the target.
     let yaml = "modules:\n  tcp:\n    prober: tcp\n    tcp:\n      source_ip_address: '::1'\n";
