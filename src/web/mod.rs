@@ -109,6 +109,7 @@ macro_rules! templates {
 /// The templates, by name; `.html` names are auto-escaped.
 const TEMPLATES: &[(&str, &str)] = templates![
     "layout.html",
+    "filters.html",
     "error.html",
     "home.html",
     "deliveries.html",
