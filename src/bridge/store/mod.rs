@@ -488,6 +488,16 @@ pub struct Retention {
     pub sends_before: DateTime<Utc>,
 }
 
+/// A lane claim as both backends bind it (times in milliseconds): `owner`
+/// leases until `lease_until` the earliest lane due by `due_by` whose lease
+/// ran out before `lease_now`.
+pub(crate) struct LaneClaim {
+    owner: String,
+    due_by: i64,
+    lease_now: i64,
+    lease_until: i64,
+}
+
 /// The store, SQLite or PostgreSQL.
 #[derive(Debug, Clone)]
 pub enum Store {
@@ -529,7 +539,13 @@ impl Store {
         lease_now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<Option<Lane>, StoreError> {
-        dispatch!(self, store => store.claim_lane(owner, due_by, lease_now, lease_until))
+        let claim = LaneClaim {
+            owner: owner.to_string(),
+            due_by: to_ms(due_by),
+            lease_now: to_ms(lease_now),
+            lease_until: to_ms(lease_until),
+        };
+        dispatch!(self, store => store.claim_lane(claim))
     }
 
     /// Ends the lease on `lane` and records when it is next due.
@@ -590,7 +606,7 @@ impl Store {
         if transitions.is_empty() {
             return Ok(());
         }
-        dispatch!(self, store => store.apply(transitions, lane, now))
+        dispatch!(self, store => store.apply(transitions, lane, to_ms(now)))
     }
 
     /// Notifications by ID (missing ones are left out).

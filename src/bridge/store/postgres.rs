@@ -5,12 +5,12 @@
 //! same notification arriving at two replicas is committed once.
 
 use super::{
-    AlertState, Dialect, Ingested, Lane, NewNotification, QueueStats, Retention, StoreError, StoredNotification,
-    Transition, alertnames, encode, encode_fingerprints, from_ms, schema, sql, to_ms,
+    AlertState, Dialect, Ingested, Lane, LaneClaim, NewNotification, QueueStats, Retention, StoreError,
+    StoredNotification, Transition, alertnames, encode, encode_fingerprints, from_ms, schema, sql, to_ms,
 };
 use crate::bridge::payload::Status;
 use crate::storage::lease::{self, dead_sql};
-use crate::storage::postgres::{Pooled, Postgres};
+use crate::storage::postgres::{Param, Pooled, Postgres};
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock};
@@ -151,16 +151,10 @@ impl PostgresStore {
         .await
     }
 
-    pub(super) async fn claim_lane(
-        &self,
-        owner: &str,
-        due_by: DateTime<Utc>,
-        lease_now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-    ) -> Result<Option<Lane>, StoreError> {
+    pub(super) async fn claim_lane(&self, claim: LaneClaim) -> Result<Option<Lane>, StoreError> {
         let mut pooled = self.pooled().await?;
-        let row =
-            pooled.query_opt(&CLAIM_LANE, &[&owner, &to_ms(lease_until), &to_ms(due_by), &to_ms(lease_now)]).await?;
+        let params: [Param<'_>; 4] = [&claim.owner, &claim.lease_until, &claim.due_by, &claim.lease_now];
+        let row = pooled.query_opt(&CLAIM_LANE, &params).await?;
         row.map(|row| Ok(Lane { contact: row.try_get(0)?, channel: row.try_get(1)? })).transpose()
     }
 
@@ -180,13 +174,7 @@ impl PostgresStore {
         Ok(next.map(from_ms))
     }
 
-    pub(super) async fn apply(
-        &self,
-        transitions: Vec<Transition>,
-        lane: &Lane,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let now = to_ms(now);
+    pub(super) async fn apply(&self, transitions: Vec<Transition>, lane: &Lane, now: i64) -> Result<(), StoreError> {
         let mut pooled = self.pooled().await?;
         Pooled::in_transaction(&mut pooled, async |pooled| {
             for transition in &transitions {

@@ -5,8 +5,8 @@
 //! therefore cleared at open: whatever held them died with the last process.
 
 use super::{
-    AlertState, Dialect, Ingested, Lane, NewNotification, QueueStats, Retention, StoreError, StoredNotification,
-    Transition, alertnames, encode, encode_fingerprints, from_ms, schema, sql, sqlite_sql, to_ms,
+    AlertState, Dialect, Ingested, Lane, LaneClaim, NewNotification, QueueStats, Retention, StoreError,
+    StoredNotification, Transition, alertnames, encode, encode_fingerprints, from_ms, schema, sql, sqlite_sql, to_ms,
 };
 use crate::bridge::payload::Status;
 use crate::storage::sqlite::Sqlite;
@@ -112,14 +112,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn claim_lane(
-        &self,
-        owner: &str,
-        due_by: DateTime<Utc>,
-        lease_now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-    ) -> Result<Option<Lane>, StoreError> {
-        let owner = owner.to_string();
+    pub(super) async fn claim_lane(&self, claim: LaneClaim) -> Result<Option<Lane>, StoreError> {
         self.write(move |connection| {
             Ok(connection
                 .prepare_cached(
@@ -128,7 +121,7 @@ impl SqliteStore {
                      AND (lease_until IS NULL OR lease_until < ?4) ORDER BY next_due_at LIMIT 1) \
                      RETURNING contact, channel",
                 )?
-                .query_row(params![owner, to_ms(lease_until), to_ms(due_by), to_ms(lease_now)], |row| {
+                .query_row(params![claim.owner, claim.lease_until, claim.due_by, claim.lease_now], |row| {
                     Ok(Lane { contact: row.get(0)?, channel: row.get(1)? })
                 })
                 .optional()?)
@@ -160,14 +153,8 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn apply(
-        &self,
-        transitions: Vec<Transition>,
-        lane: &Lane,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    pub(super) async fn apply(&self, transitions: Vec<Transition>, lane: &Lane, now: i64) -> Result<(), StoreError> {
         let lane = lane.clone();
-        let now = to_ms(now);
         let mut encoded = Vec::with_capacity(transitions.len());
         for transition in transitions {
             let event = transition
