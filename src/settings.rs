@@ -58,28 +58,19 @@ pub struct Config {
     pub status_pages: Vec<crate::web::config::StatusPage>,
 }
 
+/// The top-level keys, each decoded by its part (a missing key is `None`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
-    #[serde(default)]
     modules: Option<BTreeMap<String, yaml::Value>>,
-    #[serde(default)]
     exporter: Option<yaml::Value>,
-    #[serde(default)]
     bridge: Option<yaml::Value>,
-    #[serde(default)]
     checks: Option<yaml::Value>,
-    #[serde(default)]
     check_files: Option<yaml::Value>,
-    #[serde(default)]
     check_options: Option<yaml::Value>,
-    #[serde(default)]
     heartbeats: Option<yaml::Value>,
-    #[serde(default)]
     agents: Option<yaml::Value>,
-    #[serde(default)]
     ui: Option<yaml::Value>,
-    #[serde(default)]
     storage: Option<yaml::Value>,
     status_pages: Option<yaml::Value>,
 }

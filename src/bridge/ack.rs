@@ -394,13 +394,18 @@ fn not_configured() -> Response {
     page(StatusCode::NOT_FOUND, "Acknowledgement is not configured", "<p>Set <code>bridge.acknowledgement</code>.</p>")
 }
 
-async fn confirm(State(shared): State<Arc<Shared>>, Path(token): Path<String>) -> Response {
+/// The link `token` stands for, or the page saying why it cannot be used.
+fn verified(shared: &Shared, token: &str) -> Result<Link, Box<Response>> {
     let Some(acks) = shared.runtime().acks.clone() else {
-        return not_configured();
+        return Err(Box::new(not_configured()));
     };
-    let link = match acks.verify(&token, shared.clock.now()) {
+    acks.verify(token, shared.clock.now()).map_err(|err| Box::new(refused(err)))
+}
+
+async fn confirm(State(shared): State<Arc<Shared>>, Path(token): Path<String>) -> Response {
+    let link = match verified(&shared, &token) {
         Ok(link) => link,
-        Err(err) => return refused(err),
+        Err(page) => return *page,
     };
     let title = match shared.store.notifications(vec![link.notification_id]).await {
         Ok(found) => found.first().map(|stored| group_title(&stored.notification)).unwrap_or_default(),
@@ -425,12 +430,9 @@ fn storage_page(err: StoreError) -> Response {
 }
 
 async fn acknowledge(State(shared): State<Arc<Shared>>, Path(token): Path<String>) -> Response {
-    let Some(acks) = shared.runtime().acks.clone() else {
-        return not_configured();
-    };
-    let link = match acks.verify(&token, shared.clock.now()) {
+    let link = match verified(&shared, &token) {
         Ok(link) => link,
-        Err(err) => return refused(err),
+        Err(page) => return *page,
     };
     match acknowledge_group(&shared, link.notification_id, &link.contact).await {
         Ok(outcome) => outcome_page(&outcome),

@@ -259,23 +259,8 @@ impl LaneWorker<'_> {
                 let bypass = self.runtime.bypass.get(&self.lane.contact).map(Vec::as_slice).unwrap_or_default();
                 let bypassed = self.any_alert(&content, bypass).await?;
                 if !bypassed {
-                    let mut transition = Transition::of(&row, RowState::Held, until);
-                    transition.event = Some(self.event(
-                        &row,
-                        row.mode,
-                        Outcome::Held,
-                        now,
-                        content.alert_refs(),
-                        None,
-                        Some(format!("quiet hours until {}", until.to_rfc3339())),
-                        None,
-                    ));
-                    self.shared
-                        .metrics
-                        .held
-                        .get_or_create(&super::metrics::ChannelLabels { channel: target.kind.as_str() })
-                        .inc();
-                    self.deferred.push(transition);
+                    let reason = format!("quiet hours until {}", until.to_rfc3339());
+                    self.put_off(&row, &content, (RowState::Held, Outcome::Held), until, now, reason);
                     return Ok(());
                 }
             }
@@ -290,23 +275,8 @@ impl LaneWorker<'_> {
         };
         if let Some(until) = self.next_allowed(target, now).await? {
             self.limited_until = Some(until);
-            let mut transition = Transition::of(&row, RowState::Limited, until);
-            transition.event = Some(self.event(
-                &row,
-                row.mode,
-                Outcome::RateLimited,
-                now,
-                content.alert_refs(),
-                None,
-                Some(format!("rate limited until {}", until.to_rfc3339())),
-                None,
-            ));
-            self.shared
-                .metrics
-                .rate_limited
-                .get_or_create(&super::metrics::ChannelLabels { channel: target.kind.as_str() })
-                .inc();
-            self.deferred.push(transition);
+            let reason = format!("rate limited until {}", until.to_rfc3339());
+            self.put_off(&row, &content, (RowState::Limited, Outcome::RateLimited), until, now, reason);
             return Ok(());
         }
         // Holds and limits decided so far are written before anything goes out.
@@ -390,19 +360,26 @@ impl LaneWorker<'_> {
     }
 
     fn skip(&mut self, row: &OutboxRow, content: &Content, now: DateTime<Utc>, reason: &str) {
-        let mut transition = Transition::of(row, RowState::Skipped, now);
-        transition.event = Some(self.event(
-            row,
-            row.mode,
-            Outcome::Skipped,
-            now,
-            content.alert_refs(),
-            None,
-            Some(reason.to_string()),
-            None,
-        ));
-        self.count(Outcome::Skipped);
+        self.put_off(row, content, (RowState::Skipped, Outcome::Skipped), now, now, reason.to_string());
+    }
+
+    /// Moves `row` to `state` until `due_at` without an attempt (held,
+    /// limited or skipped), recorded in history as `outcome` with `reason`
+    /// and counted.
+    fn put_off(
+        &mut self,
+        row: &OutboxRow,
+        content: &Content,
+        (state, outcome): (RowState, Outcome),
+        due_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        reason: String,
+    ) {
+        let mut transition = Transition::of(row, state, due_at);
+        transition.event =
+            Some(self.event(row, row.mode, outcome, now, content.alert_refs(), None, Some(reason), None));
         self.deferred.push(transition);
+        self.count(outcome);
     }
 
     async fn deliver(
@@ -534,6 +511,7 @@ impl LaneWorker<'_> {
         self.shared.store.apply(vec![transition], self.lane, done_at).await
     }
 
+    /// Counts `outcome` on the lane's channel: deliveries, holds and rate limits.
     fn count(&self, outcome: Outcome) {
         let channel = channel_kind(&self.lane.channel).map(ChannelKind::as_str).unwrap_or("unknown");
         let outcome = match outcome {
@@ -541,7 +519,14 @@ impl LaneWorker<'_> {
             Outcome::Failed => "failed",
             Outcome::Dead => "dead",
             Outcome::Skipped => "skipped",
-            Outcome::Held | Outcome::RateLimited => return,
+            Outcome::Held => {
+                self.shared.metrics.held.get_or_create(&super::metrics::ChannelLabels { channel }).inc();
+                return;
+            }
+            Outcome::RateLimited => {
+                self.shared.metrics.rate_limited.get_or_create(&super::metrics::ChannelLabels { channel }).inc();
+                return;
+            }
         };
         self.shared.metrics.delivery(channel, outcome);
     }

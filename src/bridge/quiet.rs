@@ -504,7 +504,7 @@ mod tests {
         };
         let mut problems = Problems::default();
         hours.validate("contacts.alice.quiet_hours", &mut problems);
-        let paths: Vec<&str> = problems.0.iter().map(|p| p.path.as_str()).collect();
+        let paths = problems.paths();
         assert_eq!(
             paths,
             [

@@ -229,7 +229,7 @@ mod tests {
         assert_eq!(many.specs().len(), 3);
         let mut problems = Problems::default();
         many.validate("contacts.bob.rate_limit", &mut problems);
-        let paths: Vec<&str> = problems.0.iter().map(|p| p.path.as_str()).collect();
+        let paths = problems.paths();
         assert_eq!(paths, ["contacts.bob.rate_limit[1]", "contacts.bob.rate_limit[2]"]);
         // Only the valid window limits until the config is fixed.
         assert_eq!(many.max_window(), Duration::from_secs(3_600));

@@ -238,7 +238,7 @@ mod tests {
         assert_eq!(problems.0.len(), 2, "{:?}", problems.0);
         let mut problems = Problems::default();
         recurring(&["noday"], "25:00", 0, "Mars/Olympus").validate("w", true, &mut problems);
-        let paths: Vec<&str> = problems.0.iter().map(|problem| problem.path.as_str()).collect();
+        let paths = problems.paths();
         assert_eq!(paths, ["w.time", "w.duration", "w.weekdays[0]", "w.timezone", "w.matchers"]);
     }
 }

@@ -50,6 +50,10 @@ impl Problems {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+    /// The problems' paths, in order (what tests compare).
+    pub fn paths(&self) -> Vec<&str> {
+        self.0.iter().map(|problem| problem.path.as_str()).collect()
+    }
 }
 
 /// A config that failed to load, with every problem found.

@@ -2,6 +2,7 @@
 //! base-2 byte sizes and secrets that never print.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_with::{DeserializeFromStr, SerializeDisplay};
 use std::fmt;
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use std::time::Duration;
 /// Written by hand because blackbox.yml uses Go's `time.ParseDuration`
 /// grammar, which general-purpose crates do not match (they accept `1d`,
 /// spaces or bare numbers, and reject `1.5h`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Hash, DeserializeFromStr, SerializeDisplay)]
 pub struct GoDuration(pub Duration);
 
 impl GoDuration {
@@ -101,22 +102,16 @@ fn trim_fraction(value: f64) -> String {
     text.to_string()
 }
 
-impl<'de> Deserialize<'de> for GoDuration {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        GoDuration::parse(&text).map_err(serde::de::Error::custom)
-    }
-}
-
-impl Serialize for GoDuration {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+impl std::str::FromStr for GoDuration {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        GoDuration::parse(text)
     }
 }
 
 /// A regular expression compiled at load time. Like Go's RE2 it is
 /// unanchored: `is_match` finds it anywhere in the input.
-#[derive(Clone)]
+#[derive(Clone, DeserializeFromStr, SerializeDisplay)]
 pub struct Regex(pub regex::Regex);
 
 impl Regex {
@@ -149,16 +144,17 @@ impl PartialEq for Regex {
     }
 }
 
-impl<'de> Deserialize<'de> for Regex {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Regex::new(&text).map_err(serde::de::Error::custom)
+impl std::str::FromStr for Regex {
+    type Err = String;
+    fn from_str(pattern: &str) -> Result<Self, String> {
+        Regex::new(pattern)
     }
 }
 
-impl Serialize for Regex {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
+/// The original pattern, as `/config` shows it.
+impl fmt::Display for Regex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -1,7 +1,7 @@
 //! rustls for tokio-postgres, which ships adapters only for native-tls and
 //! OpenSSL. Used by the bridge's PostgreSQL store ([`MakeRustls`]) and by the
-//! postgres prober (its own `TlsConnect`, which times and classifies the
-//! handshake, wraps the finished stream in [`RustlsStream`]).
+//! postgres prober (one [`Connect`] with a [`Watch`] that times and
+//! classifies the handshake).
 //!
 //! Not `tokio-postgres-rustls`: its stream hides the rustls connection (no
 //! `get_ref`), so the prober could not read the negotiated version, cipher
@@ -57,10 +57,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for RustlsStream<S> {
 #[derive(Clone)]
 pub struct MakeRustls(pub Arc<rustls::ClientConfig>);
 
-/// One connection's handshake.
-pub struct Connect {
-    config: Arc<rustls::ClientConfig>,
+/// What a [`Connect`] tells about its handshake: the prober times it and
+/// describes the session; the store needs nothing (`()`).
+pub trait Watch: Send + 'static {
+    /// The server accepted the SSL request: the handshake starts.
+    fn started(&self) {}
+    /// The handshake ended, with the connection or the error.
+    fn finished(&self, _handshake: Result<&rustls::ClientConnection, &io::Error>) {}
+}
+
+impl Watch for () {}
+
+/// One connection's handshake; without a client config TLS is refused (the
+/// prober's `sslmode: disable`, where tokio-postgres never asks for it).
+pub struct Connect<W = ()> {
+    config: Option<Arc<rustls::ClientConfig>>,
     server_name: rustls::pki_types::ServerName<'static>,
+    watch: W,
+}
+
+impl<W> Connect<W> {
+    /// A handshake with `config` (`None`: refused) naming `server_name`, told to `watch`.
+    pub fn new(
+        config: Option<Arc<rustls::ClientConfig>>,
+        server_name: rustls::pki_types::ServerName<'static>,
+        watch: W,
+    ) -> Self {
+        Connect { config, server_name, watch }
+    }
 }
 
 impl<S> MakeTlsConnect<S> for MakeRustls
@@ -74,11 +98,11 @@ where
     fn make_tls_connect(&mut self, domain: &str) -> io::Result<Connect> {
         let server_name = rustls::pki_types::ServerName::try_from(domain.to_string())
             .map_err(|err| io::Error::other(format!("invalid server name {domain:?}: {err}")))?;
-        Ok(Connect { config: Arc::clone(&self.0), server_name })
+        Ok(Connect::new(Some(Arc::clone(&self.0)), server_name, ()))
     }
 }
 
-impl<S> TlsConnect<S> for Connect
+impl<S, W: Watch> TlsConnect<S> for Connect<W>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -88,8 +112,13 @@ where
 
     fn connect(self, stream: S) -> Self::Future {
         Box::pin(async move {
-            let connector = tokio_rustls::TlsConnector::from(self.config);
-            connector.connect(self.server_name, stream).await.map(RustlsStream::new)
+            self.watch.started();
+            let Some(config) = self.config else {
+                return Err(io::Error::other("TLS is disabled"));
+            };
+            let handshake = tokio_rustls::TlsConnector::from(config).connect(self.server_name, stream).await;
+            self.watch.finished(handshake.as_ref().map(|stream| stream.get_ref().1));
+            handshake.map(RustlsStream::new)
         })
     }
 }

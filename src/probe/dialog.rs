@@ -415,7 +415,7 @@ mod tests {
         let parsed = steps("- expect: a\n  expect_bytes: b\n  labels: [{name: 'bad-name', value: x}]\n");
         let mut problems = Problems::default();
         validate(&parsed, "modules.m.tcp.query_response", &mut problems);
-        let paths: Vec<&str> = problems.0.iter().map(|p| p.path.as_str()).collect();
+        let paths = problems.paths();
         assert_eq!(paths, ["modules.m.tcp.query_response[0]", "modules.m.tcp.query_response[0].labels[0].name"]);
     }
 

@@ -581,18 +581,7 @@ fn name(name: &Name) -> String {
     }
     let mut out = String::new();
     for label in name.iter() {
-        for &byte in label {
-            match byte {
-                b'.' | b' ' | b'\'' | b'@' | b';' | b'(' | b')' | b'"' | b'\\' => {
-                    out.push('\\');
-                    out.push(char::from(byte));
-                }
-                b' '..=b'~' => out.push(char::from(byte)),
-                _ => {
-                    let _ = write!(out, "\\{byte:03}");
-                }
-            }
-        }
+        escape_into(&mut out, label, b".'@;()\" \\");
         out.push('.');
     }
     out
@@ -607,21 +596,27 @@ fn quoted_strings<'a>(strings: impl Iterator<Item = &'a [u8]>) -> String {
             out.push(' ');
         }
         out.push('"');
-        for &byte in text {
-            match byte {
-                b'"' | b'\\' => {
-                    out.push('\\');
-                    out.push(char::from(byte));
-                }
-                b' '..=b'~' => out.push(char::from(byte)),
-                _ => {
-                    let _ = write!(out, "\\{byte:03}");
-                }
-            }
-        }
+        escape_into(&mut out, text, b"\"\\");
         out.push('"');
     }
     out
+}
+
+/// Appends `bytes` as miekg prints them: each of `special` behind a `\`,
+/// other printable ASCII as is, anything else as `\DDD`.
+fn escape_into(out: &mut String, bytes: &[u8], special: &[u8]) {
+    for &byte in bytes {
+        match byte {
+            _ if special.contains(&byte) => {
+                out.push('\\');
+                out.push(char::from(byte));
+            }
+            b' '..=b'~' => out.push(char::from(byte)),
+            _ => {
+                let _ = write!(out, "\\{byte:03}");
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -680,30 +675,18 @@ mod tests {
         assert!(
             check_records(&[], &RrValidator { fail_if_none_matches_regexp: vec![re(".")], ..none.clone() }).is_err()
         );
-        assert!(
-            check_records(&records, &RrValidator { fail_if_matches_regexp: vec![re("10.0.0.2")], ..none.clone() })
-                .is_err()
-        );
-        // blackbox's inverted fail_if_all_match_regexp.
-        assert!(
-            check_records(&records, &RrValidator { fail_if_all_match_regexp: vec![re("10.0.0")], ..none.clone() })
-                .is_ok()
-        );
-        assert!(
-            check_records(&records, &RrValidator { fail_if_all_match_regexp: vec![re("0.1$")], ..none.clone() })
-                .is_err()
-        );
-        assert!(
-            check_records(&records, &RrValidator { fail_if_not_matches_regexp: vec![re("0.1$")], ..none.clone() })
-                .is_err()
-        );
-        assert!(
-            check_records(&records, &RrValidator { fail_if_none_matches_regexp: vec![re("0.2$")], ..none.clone() })
-                .is_ok()
-        );
-        assert!(
-            check_records(&records, &RrValidator { fail_if_none_matches_regexp: vec![re("AAAA")], ..none }).is_err()
-        );
+        let cases = [
+            (RrValidator { fail_if_matches_regexp: vec![re("10.0.0.2")], ..none.clone() }, false),
+            // blackbox's inverted fail_if_all_match_regexp.
+            (RrValidator { fail_if_all_match_regexp: vec![re("10.0.0")], ..none.clone() }, true),
+            (RrValidator { fail_if_all_match_regexp: vec![re("0.1$")], ..none.clone() }, false),
+            (RrValidator { fail_if_not_matches_regexp: vec![re("0.1$")], ..none.clone() }, false),
+            (RrValidator { fail_if_none_matches_regexp: vec![re("0.2$")], ..none.clone() }, true),
+            (RrValidator { fail_if_none_matches_regexp: vec![re("AAAA")], ..none }, false),
+        ];
+        for (validator, passes) in cases {
+            assert_eq!(check_records(&records, &validator).is_ok(), passes, "{validator:?}");
+        }
     }
 
     #[test]

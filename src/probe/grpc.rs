@@ -547,7 +547,7 @@ mod tests {
         config.metadata.insert("x-raw-bin".into(), vec!["a\nb".into()]);
         let mut problems = Problems::default();
         config.validate("modules.g.grpc", &mut problems);
-        let paths: Vec<&str> = problems.0.iter().map(|problem| problem.path.as_str()).collect();
+        let paths = problems.paths();
         assert_eq!(paths, ["modules.g.grpc.metadata.bad key", "modules.g.grpc.metadata.x-line[0]"]);
     }
 

@@ -123,13 +123,7 @@ async fn examine(ctx: &mut ProbeCtx<'_>, session: &mut Session<Stream>, name: &s
     let messages = mailbox.exists;
     ctx.registry.set(MESSAGES, MESSAGES_HELP, f64::from(messages));
     ctx.log.info(format!("Mailbox examined mailbox={name:?} messages={messages}"));
-    if let Some(min) = config.min_messages.filter(|min| messages < *min) {
-        return Err(ProbeError::new(Phase::Query, Reason::Query, format!("{messages} messages, fewer than {min}")));
-    }
-    if let Some(max) = config.max_messages.filter(|max| messages > *max) {
-        return Err(ProbeError::new(Phase::Query, Reason::Query, format!("{messages} messages, more than {max}")));
-    }
-    Ok(())
+    textproto::check_message_bounds(messages, (config.min_messages, config.max_messages))
 }
 
 /// LOGOUT without a session, briefly and never failing the probe.

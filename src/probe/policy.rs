@@ -240,7 +240,7 @@ mod tests {
         let mut problems = Problems::default();
         let config = PolicyConfig { allow: vec!["10.0.0.0/33".into(), "ok.example".into()], deny: vec!["a b".into()] };
         TargetPolicy::new(&config, "exporter.targets", &mut problems);
-        let paths: Vec<&str> = problems.0.iter().map(|p| p.path.as_str()).collect();
+        let paths = problems.paths();
         assert_eq!(paths, ["exporter.targets.allow[0]", "exporter.targets.deny[0]"]);
     }
 }

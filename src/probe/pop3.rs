@@ -148,13 +148,7 @@ async fn stat(ctx: &mut ProbeCtx<'_>, lines: &mut Lines, config: &Config) -> Pro
     ctx.registry.set(MESSAGES, MESSAGES_HELP, messages as f64);
     ctx.registry.set(SIZE, SIZE_HELP, size as f64);
     ctx.log.info(format!("Maildrop messages={messages} size_bytes={size}"));
-    if let Some(min) = config.min_messages.filter(|min| messages < *min) {
-        return Err(ProbeError::new(Phase::Query, Reason::Query, format!("{messages} messages, fewer than {min}")));
-    }
-    if let Some(max) = config.max_messages.filter(|max| messages > *max) {
-        return Err(ProbeError::new(Phase::Query, Reason::Query, format!("{messages} messages, more than {max}")));
-    }
-    Ok(())
+    textproto::check_message_bounds(messages, (config.min_messages, config.max_messages))
 }
 
 fn parse_stat(line: &str) -> Option<(u64, u64)> {

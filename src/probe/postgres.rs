@@ -2,19 +2,18 @@
 //! socket it dialed itself (so address selection and the target policy hold),
 //! optionally runs a query and checks its result.
 //!
-//! TLS goes through checkit's own rustls client (a `TlsConnect` below that
-//! times and classifies the handshake, over [`crate::net::postgres`]), so `probe_ssl_*` / `probe_tls_*` describe the server's certificate
-//! exactly as for HTTPS.
+//! TLS goes through checkit's own rustls client ([`crate::net::postgres`]'s
+//! `TlsConnect`, with a watcher below that times and classifies the
+//! handshake), so `probe_ssl_*` / `probe_tls_*` describe the server's
+//! certificate exactly as for HTTPS.
 
 use super::session::PhaseFamilies;
 use super::sql::{self, QueryResult, Verify};
 use super::tls::{self, TlsInfo};
 use super::{Phase, ProbeCtx, ProbeError, ProbeResult, Reason};
 use crate::config::Problems;
-use crate::net::postgres::RustlsStream;
-use rustls::pki_types::ServerName;
+use crate::net::postgres::{Connect, Watch};
 use serde::{Deserialize, Serialize};
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -22,7 +21,6 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::tls::TlsConnect;
 
 /// libpq's `sslmode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -74,8 +72,7 @@ const DEFAULT_PORT: u16 = 5432;
 /// Runs one probe.
 pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
     let (password, stream, host) = config.common.open(ctx, METRICS, DEFAULT_PORT).await?;
-    let connector = Connector::new(config, &sql::server_name(ctx, &config.common.tls_config, &host))?;
-    let state = connector.state.clone();
+    let (connector, state) = connector(config, &sql::server_name(ctx, &config.common.tls_config, &host))?;
     let uses_tls = config.sslmode != SslMode::Disable;
     let stream = Watched { inner: stream, state: state.clone(), ssl_request: uses_tls };
 
@@ -249,63 +246,48 @@ impl TlsState {
 
 type SharedState = Arc<Mutex<TlsState>>;
 
-/// tokio-postgres' hook for TLS, backed by checkit's rustls client.
-struct Connector {
-    client: Option<Arc<tls::Client>>,
-    server_name: ServerName<'static>,
+/// Times the handshake and keeps its description for `probe_tls_*`.
+struct Watcher {
+    client: Option<tls::Client>,
     state: SharedState,
 }
 
-impl Connector {
-    fn new(config: &Config, server_name: &str) -> Result<Connector, ProbeError> {
-        let state = SharedState::default();
-        let server_name = tls::server_name(server_name)?;
-        let names_ca = config.common.tls_config.ca.is_some() || config.common.tls_config.ca_file.is_some();
-        let verify = match config.sslmode {
-            SslMode::Disable => return Ok(Connector { client: None, server_name, state }),
-            SslMode::Prefer => Verify::Nothing,
-            // libpq verifies a `require` connection when a root certificate is configured.
-            SslMode::Require if !names_ca => Verify::Nothing,
-            SslMode::Require | SslMode::VerifyCa => Verify::Chain,
-            SslMode::VerifyFull => Verify::ChainAndName,
-        };
-        let client = sql::tls_client(&config.common.tls_config, verify)?;
-        Ok(Connector { client: Some(Arc::new(client)), server_name, state })
+impl Watch for Watcher {
+    fn started(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            state.tls_started = Some(Instant::now());
+        }
+    }
+
+    fn finished(&self, handshake: Result<&rustls::ClientConnection, &io::Error>) {
+        if let Ok(mut state) = self.state.lock() {
+            state.tls_done = Some(Instant::now());
+            match handshake {
+                Ok(connection) => state.info = self.client.as_ref().map(|client| client.info(connection)),
+                Err(err) => state.failure = Some(tls::classify(err)),
+            }
+        }
     }
 }
 
-impl<S> TlsConnect<S> for Connector
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    type Stream = RustlsStream<S>;
-    type Error = io::Error;
-    type Future = Pin<Box<dyn Future<Output = io::Result<RustlsStream<S>>> + Send>>;
-
-    fn connect(self, stream: S) -> Self::Future {
-        Box::pin(async move {
-            if let Ok(mut state) = self.state.lock() {
-                state.tls_started = Some(Instant::now());
-            }
-            let Some(client) = self.client else {
-                return Err(io::Error::other("TLS is disabled"));
-            };
-            let connector = tokio_rustls::TlsConnector::from(client.config.clone());
-            let handshake = connector.connect(self.server_name, stream).await;
-            let mut state = self.state.lock().map_err(|_| io::Error::other("TLS state lock poisoned"))?;
-            state.tls_done = Some(Instant::now());
-            match handshake {
-                Ok(stream) => {
-                    state.info = Some(client.info(stream.get_ref().1));
-                    Ok(RustlsStream::new(stream))
-                }
-                Err(err) => {
-                    state.failure = Some(tls::classify(&err));
-                    Err(err)
-                }
-            }
-        })
-    }
+/// tokio-postgres' hook for TLS, backed by checkit's rustls client, and the
+/// state its [`Watcher`] fills in.
+fn connector(config: &Config, server_name: &str) -> Result<(Connect<Watcher>, SharedState), ProbeError> {
+    let state = SharedState::default();
+    let server_name = tls::server_name(server_name)?;
+    let names_ca = config.common.tls_config.ca.is_some() || config.common.tls_config.ca_file.is_some();
+    let verify = match config.sslmode {
+        SslMode::Disable => None,
+        SslMode::Prefer => Some(Verify::Nothing),
+        // libpq verifies a `require` connection when a root certificate is configured.
+        SslMode::Require if !names_ca => Some(Verify::Nothing),
+        SslMode::Require | SslMode::VerifyCa => Some(Verify::Chain),
+        SslMode::VerifyFull => Some(Verify::ChainAndName),
+    };
+    let client = verify.map(|verify| sql::tls_client(&config.common.tls_config, verify)).transpose()?;
+    let rustls_config = client.as_ref().map(|client| Arc::clone(&client.config));
+    let watcher = Watcher { client, state: Arc::clone(&state) };
+    Ok((Connect::new(rustls_config, server_name, watcher), state))
 }
 
 /// The raw socket, noting when the server first answered: with `prefer`, a

@@ -609,7 +609,7 @@ mod tests {
         };
         let mut problems = Problems::default();
         config.validate("modules.r.rdap", &mut problems);
-        let paths: Vec<&str> = problems.0.iter().map(|problem| problem.path.as_str()).collect();
+        let paths = problems.paths();
         assert_eq!(
             paths,
             ["modules.r.rdap.server_url", "modules.r.rdap.bootstrap_file", "modules.r.rdap.bootstrap_file"]

@@ -372,7 +372,7 @@ mod tests {
         let regex = Regex::new("x").unwrap();
         let mut problems = Problems::default();
         Expectation { query: None, rows: Some(1), value: Some("a"), regex: Some(&regex) }.validate("m", &mut problems);
-        let paths: Vec<&str> = problems.0.iter().map(|problem| problem.path.as_str()).collect();
+        let paths = problems.paths();
         assert_eq!(paths, ["m.expect_rows", "m.expect_value", "m.expect_value_regex"]);
     }
 
@@ -380,7 +380,7 @@ mod tests {
     fn login_keys_are_validated() {
         let mut problems = Problems::default();
         validate_login("m", "", &Some("/nonexistent/checkit-password".into()), &Some(String::new()), &mut problems);
-        let paths: Vec<&str> = problems.0.iter().map(|problem| problem.path.as_str()).collect();
+        let paths = problems.paths();
         assert_eq!(paths, ["m.user", "m.password_file", "m.password_file", "m.password_env"]);
     }
 }

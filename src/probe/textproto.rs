@@ -6,7 +6,7 @@
 use super::resolve::{self, IpProtocol};
 use super::session::PhaseFamilies;
 use super::tls::{self, TlsConfig};
-use super::{Phase, ProbeCtx, ProbeError, Reason};
+use super::{Phase, ProbeCtx, ProbeError, ProbeResult, Reason};
 use crate::config::Problems;
 use crate::config::types::{Regex, Secret};
 use serde::{Deserialize, Serialize};
@@ -154,6 +154,21 @@ pub fn endpoint(target: &str, tls: Option<TlsMode>, ports: Ports) -> Result<Endp
 /// The phases every line-based prober seeds, in protocol order.
 pub const PHASES: [Phase; 6] =
     [Phase::Resolve, Phase::Connect, Phase::Tls, Phase::Processing, Phase::Auth, Phase::Query];
+
+/// Fails the probe when a mailbox's `messages` lie outside `min_messages`
+/// and `max_messages`.
+pub fn check_message_bounds<N: PartialOrd + std::fmt::Display>(
+    messages: N,
+    (min, max): (Option<N>, Option<N>),
+) -> ProbeResult {
+    if let Some(min) = min.filter(|min| messages < *min) {
+        return Err(ProbeError::new(Phase::Query, Reason::Query, format!("{messages} messages, fewer than {min}")));
+    }
+    if let Some(max) = max.filter(|max| messages > *max) {
+        return Err(ProbeError::new(Phase::Query, Reason::Query, format!("{messages} messages, more than {max}")));
+    }
+    Ok(())
+}
 
 /// Checks a mailbox's `min_messages` and `max_messages`: each needs what
 /// `missing` names when that is not set, and min must not exceed max.

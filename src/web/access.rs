@@ -15,9 +15,10 @@
 
 use super::Ui;
 use crate::http::webconfig::{Authorization, decode_basic};
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use ring::hmac;
 use serde::Serialize;
@@ -80,6 +81,37 @@ impl FromRequestParts<Arc<Ui>> for Visitor {
 
     async fn from_request_parts(parts: &mut Parts, ui: &Arc<Ui>) -> Result<Self, Self::Rejection> {
         Ok(Visitor::of(ui, &parts.headers).await)
+    }
+}
+
+/// A form post: who sent it, its headers and its body (`Bytes` or a
+/// `Form`), to be accepted unless [`Posted::refusal`] says why not.
+pub struct Posted<T> {
+    /// The sender.
+    pub visitor: Visitor,
+    headers: HeaderMap,
+    /// The body, as `T` reads it.
+    pub body: T,
+}
+
+impl<T> Posted<T> {
+    /// The page (linking `back`) refusing the post, unless [`Csrf::verify`]
+    /// accepts its `token`: only an operator, from this site.
+    pub fn refusal(&self, ui: &Ui, token: &str, back: &str) -> Option<Response> {
+        let refusal = ui.csrf.verify(&self.visitor, &self.headers, token).err()?;
+        Some(ui.error(&self.visitor, refusal.status(), &refusal.to_string(), back))
+    }
+}
+
+impl<T: FromRequest<Arc<Ui>>> FromRequest<Arc<Ui>> for Posted<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, ui: &Arc<Ui>) -> Result<Self, Self::Rejection> {
+        let (parts, body) = request.into_parts();
+        let visitor = Visitor::of(ui, &parts.headers).await;
+        let headers = parts.headers.clone();
+        let body = T::from_request(Request::from_parts(parts, body), ui).await.map_err(IntoResponse::into_response)?;
+        Ok(Posted { visitor, headers, body })
     }
 }
 

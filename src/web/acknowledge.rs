@@ -3,27 +3,26 @@
 //! would (Alertmanager silences, or for checkit's own checks no more
 //! reminders; the note to the others), with the operator as author.
 
-use super::access::Visitor;
+use super::access::Posted;
 use super::{TokenForm, Ui};
 use crate::bridge::ack::AckOutcome;
 use crate::bridge::store::HistoryQuery;
 use axum::extract::{Form, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use std::sync::Arc;
 
 /// `POST /ui/deliveries/{id}/acknowledge`.
 pub(super) async fn acknowledge(
     State(ui): State<Arc<Ui>>,
-    visitor: Visitor,
-    headers: HeaderMap,
     Path(id): Path<i64>,
-    Form(form): Form<TokenForm>,
+    post: Posted<Form<TokenForm>>,
 ) -> Response {
     let back = format!("{}ui/deliveries/{id}", ui.base());
-    if let Err(refusal) = ui.csrf.verify(&visitor, &headers, &form.csrf) {
-        return ui.error(&visitor, refusal.status(), &refusal.to_string(), &back);
+    if let Some(page) = post.refusal(&ui, &post.body.csrf, &back) {
+        return page;
     }
+    let visitor = post.visitor;
     let Some(bridge) = ui.services.bridge() else {
         return ui.error(&visitor, StatusCode::NOT_FOUND, "The alert bridge is not configured.", &back);
     };

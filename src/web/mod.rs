@@ -36,10 +36,10 @@ use crate::checks::Checks;
 use crate::config::live::Live;
 use crate::http::exporter::Reload;
 use crate::http::webconfig::Web;
-use access::{Csrf, Visitor};
+use access::{Csrf, Posted, Visitor};
 use axum::Router;
 use axum::extract::{Form, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
@@ -109,6 +109,7 @@ macro_rules! templates {
 /// The templates, by name; `.html` names are auto-escaped.
 const TEMPLATES: &[(&str, &str)] = templates![
     "layout.html",
+    "filters.html",
     "error.html",
     "home.html",
     "deliveries.html",
@@ -278,15 +279,11 @@ struct TokenForm {
     csrf: String,
 }
 
-async fn reload(
-    State(ui): State<Arc<Ui>>,
-    visitor: Visitor,
-    headers: HeaderMap,
-    Form(form): Form<TokenForm>,
-) -> Response {
-    if let Err(refusal) = ui.csrf.verify(&visitor, &headers, &form.csrf) {
-        return ui.error(&visitor, refusal.status(), &refusal.to_string(), &format!("{}ui/", ui.base()));
+async fn reload(State(ui): State<Arc<Ui>>, post: Posted<Form<TokenForm>>) -> Response {
+    if let Some(page) = post.refusal(&ui, &post.body.csrf, &format!("{}ui/", ui.base())) {
+        return page;
     }
+    let visitor = post.visitor;
     let flash = match ui.services.reload().await {
         Ok(()) => "Configuration reloaded.".to_string(),
         Err(err) => format!("Reload failed; the running configuration stays: {err}"),

@@ -7,12 +7,12 @@
 //! Everyone logged in reads these pages; every post goes through
 //! `Csrf::verify`, which also refuses viewers.
 
-use super::access::Visitor;
+use super::access::{Posted, Visitor};
 use super::{Ui, markdown, relative_text, time_text};
 use crate::checks::annotations::{AnnotationError, BODY_MAX, Planned, Update, UpdateStatus, clean_title};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Duration, NaiveDateTime, Timelike, Utc};
 use minijinja::{Value, context};
@@ -46,16 +46,16 @@ enum Post<'a> {
     Refused(Response),
 }
 
-/// Accepts `body` only from an operator, from this site, with a good token,
+/// Accepts `post` only from an operator, from this site, with a good token,
 /// when checks are configured.
-fn accept<'a>(ui: &'a Ui, visitor: &Visitor, headers: &HeaderMap, body: &[u8], back: &str) -> Post<'a> {
-    let fields = Fields::parse(body);
-    if let Err(refusal) = ui.csrf.verify(visitor, headers, fields.get("csrf")) {
-        return Post::Refused(ui.error(visitor, refusal.status(), &refusal.to_string(), back));
+fn accept<'a>(ui: &'a Ui, post: &Posted<Bytes>, back: &str) -> Post<'a> {
+    let fields = Fields::parse(&post.body);
+    if let Some(page) = post.refusal(ui, fields.get("csrf"), back) {
+        return Post::Refused(page);
     }
     match ui.services.checks() {
         Some(checks) => Post::Accepted(fields, checks),
-        None => Post::Refused(ui.error(visitor, StatusCode::NOT_FOUND, "No checks are configured.", back)),
+        None => Post::Refused(ui.error(&post.visitor, StatusCode::NOT_FOUND, "No checks are configured.", back)),
     }
 }
 
@@ -170,18 +170,13 @@ async fn render_incident(ui: &Ui, visitor: &Visitor, id: i64, flash: Option<Stri
 
 /// `POST /ui/incidents/{id}`: sets the title (empty: the derived one) and,
 /// when a text is given, adds an update with the chosen status.
-pub(super) async fn annotate(
-    State(ui): State<Arc<Ui>>,
-    visitor: Visitor,
-    headers: HeaderMap,
-    Path(id): Path<i64>,
-    body: Bytes,
-) -> Response {
+pub(super) async fn annotate(State(ui): State<Arc<Ui>>, Path(id): Path<i64>, post: Posted<Bytes>) -> Response {
     let back = format!("{}ui/incidents/{id}", ui.base());
-    let (fields, checks) = match accept(&ui, &visitor, &headers, &body, &back) {
+    let (fields, checks) = match accept(&ui, &post, &back) {
         Post::Accepted(fields, checks) => (fields, checks),
         Post::Refused(page) => return page,
     };
+    let visitor = post.visitor;
     let title = match fields.get("title").trim() {
         "" => None,
         title => match clean_title(title) {
@@ -277,12 +272,13 @@ fn parse_local(text: &str, field: &str) -> Result<DateTime<Utc>, AnnotationError
 }
 
 /// `POST /ui/maintenance`: plans a window.
-pub(super) async fn plan(State(ui): State<Arc<Ui>>, visitor: Visitor, headers: HeaderMap, body: Bytes) -> Response {
+pub(super) async fn plan(State(ui): State<Arc<Ui>>, post: Posted<Bytes>) -> Response {
     let back = format!("{}ui/maintenance", ui.base());
-    let (fields, checks) = match accept(&ui, &visitor, &headers, &body, &back) {
+    let (fields, checks) = match accept(&ui, &post, &back) {
         Post::Accepted(fields, checks) => (fields, checks),
         Post::Refused(page) => return page,
     };
+    let visitor = post.visitor;
     let every = fields.get("scope") == "all";
     let chosen = fields.all("checks");
     if !every && chosen.is_empty() {
@@ -313,18 +309,13 @@ pub(super) async fn plan(State(ui): State<Arc<Ui>>, visitor: Visitor, headers: H
 }
 
 /// `POST /ui/maintenance/{id}/end`: ends a planned window now.
-pub(super) async fn end(
-    State(ui): State<Arc<Ui>>,
-    visitor: Visitor,
-    headers: HeaderMap,
-    Path(id): Path<i64>,
-    body: Bytes,
-) -> Response {
+pub(super) async fn end(State(ui): State<Arc<Ui>>, Path(id): Path<i64>, post: Posted<Bytes>) -> Response {
     let back = format!("{}ui/maintenance", ui.base());
-    let checks = match accept(&ui, &visitor, &headers, &body, &back) {
+    let checks = match accept(&ui, &post, &back) {
         Post::Accepted(_, checks) => checks,
         Post::Refused(page) => return page,
     };
+    let visitor = post.visitor;
     match checks.end_maintenance(id).await {
         Ok(()) => {
             tracing::info!(user = visitor.user.as_deref().unwrap_or("-"), window = id, "Maintenance ended from the UI");

@@ -3,7 +3,7 @@
 //! under `/badge/<check>/…`, and the operator's `/ui/checks` with pause and
 //! resume.
 
-use super::access::Visitor;
+use super::access::{Posted, Visitor};
 use super::badge::{self, Audience, Badge};
 use super::status_config::{Overall, StatusPage};
 use super::svg::{self, Day, Series, Span};
@@ -909,16 +909,12 @@ pub(super) struct PauseForm {
 }
 
 /// `POST /ui/checks/pause`.
-pub(super) async fn pause(
-    State(ui): State<Arc<Ui>>,
-    visitor: Visitor,
-    headers: HeaderMap,
-    Form(form): Form<PauseForm>,
-) -> Response {
+pub(super) async fn pause(State(ui): State<Arc<Ui>>, post: Posted<Form<PauseForm>>) -> Response {
     let back = format!("{}ui/checks", ui.base());
-    if let Err(refusal) = ui.csrf.verify(&visitor, &headers, &form.csrf) {
-        return ui.error(&visitor, refusal.status(), &refusal.to_string(), &back);
+    if let Some(page) = post.refusal(&ui, &post.body.csrf, &back) {
+        return page;
     }
+    let (visitor, Form(form)) = (post.visitor, post.body);
     let Some(checks) = ui.services.checks() else {
         return ui.error(&visitor, StatusCode::NOT_FOUND, "No checks are configured.", &back);
     };

@@ -354,7 +354,7 @@ mod tests {
         bad.ca_file = Some("/nonexistent/ca.pem".into());
         let mut problems = Problems::default();
         bad.validate("bridge.channels.email", &mut problems);
-        let paths: Vec<&str> = problems.0.iter().map(|p| p.path.as_str()).collect();
+        let paths = problems.paths();
         assert_eq!(
             paths,
             [

@@ -184,7 +184,7 @@ mod tests {
         };
         let mut problems = Problems::default();
         config.validate("n", &mut problems);
-        let paths: Vec<&str> = problems.0.iter().map(|p| p.path.as_str()).collect();
+        let paths = problems.paths();
         assert_eq!(paths, ["n.server", "n.priority", "n.tags[1]"]);
         let mut problems = Problems::default();
         Config::default().validate("n", &mut problems);

@@ -272,7 +272,7 @@ mod tests {
         bad.max_segments = 0;
         let mut problems = Problems::default();
         bad.validate("s", &mut problems);
-        let paths: Vec<&str> = problems.0.iter().map(|p| p.path.as_str()).collect();
+        let paths = problems.paths();
         assert_eq!(paths, ["s.method", "s.max_segments", "s.body"]);
         assert!(problems.0[2].message.contains("not \"{{ text }}\""), "{}", problems.0[2]);
 

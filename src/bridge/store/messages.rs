@@ -6,7 +6,8 @@
 //! The SQL is shared by both backends through [`Store::select`].
 
 use super::{
-    HISTORY_COLUMNS, HistoryEntry, NewMessage, RawHistory, SqlParam, SqlValue, Store, StoreError, from_ms, to_ms,
+    HISTORY_COLUMNS, HistoryEntry, NewMessage, SqlParam, SqlValue, Store, StoreError, from_ms, int, optional_text,
+    text, to_ms,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -171,18 +172,6 @@ fn placeholders(first: usize, count: usize) -> String {
     (first..first + count).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
 }
 
-fn text(row: &[SqlValue], index: usize) -> String {
-    row.get(index).and_then(SqlValue::text).unwrap_or_default().to_string()
-}
-
-fn int(row: &[SqlValue], index: usize) -> i64 {
-    row.get(index).map(SqlValue::int).unwrap_or_default()
-}
-
-fn optional_text(row: &[SqlValue], index: usize) -> Option<String> {
-    row.get(index).and_then(SqlValue::text).map(str::to_string)
-}
-
 impl Store {
     /// One page of messages, each with its copies and delivery steps.
     pub async fn messages(&self, query: MessageQuery) -> Result<MessagePage, StoreError> {
@@ -248,25 +237,7 @@ impl Store {
             .await?;
         let mut steps: HashMap<i64, Vec<HistoryEntry>> = HashMap::new();
         for row in history {
-            let entry = RawHistory {
-                id: int(&row, 0),
-                at: int(&row, 1),
-                outbox_id: int(&row, 2),
-                notification_id: int(&row, 3),
-                contact: text(&row, 4),
-                channel: text(&row, 5),
-                kind: text(&row, 6),
-                outcome: text(&row, 7),
-                attempt: int(&row, 8),
-                alerts: text(&row, 9),
-                provider_response: optional_text(&row, 10),
-                error: optional_text(&row, 11),
-                duration_ms: match row.get(12) {
-                    Some(SqlValue::Int(ms)) => Some(*ms),
-                    _ => None,
-                },
-            }
-            .into_entry()?;
+            let entry = HistoryEntry::read(&row)?;
             let mut owners = vec![entry.event.notification_id];
             if let Some(message) = leaders.get(&entry.event.outbox_id) {
                 owners.push(*message);

@@ -34,7 +34,7 @@ use std::collections::{HashMap, HashSet};
 
 /// A storage failure; the webhook answers 503 on any of these.
 pub use crate::storage::StoreError;
-pub(crate) use crate::storage::{SqlParam, SqlValue, from_ms, sqlite_sql, to_ms};
+pub(crate) use crate::storage::{SqlParam, SqlValue, Statement, from_ms, sqlite_sql, to_ms};
 
 /// Where a message is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr)]
@@ -488,6 +488,16 @@ pub struct Retention {
     pub sends_before: DateTime<Utc>,
 }
 
+/// A lane claim as both backends bind it (times in milliseconds): `owner`
+/// leases until `lease_until` the earliest lane due by `due_by` whose lease
+/// ran out before `lease_now`.
+pub(crate) struct LaneClaim {
+    owner: String,
+    due_by: i64,
+    lease_now: i64,
+    lease_until: i64,
+}
+
 /// The store, SQLite or PostgreSQL.
 #[derive(Debug, Clone)]
 pub enum Store {
@@ -529,7 +539,13 @@ impl Store {
         lease_now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<Option<Lane>, StoreError> {
-        dispatch!(self, store => store.claim_lane(owner, due_by, lease_now, lease_until))
+        let claim = LaneClaim {
+            owner: owner.to_string(),
+            due_by: to_ms(due_by),
+            lease_now: to_ms(lease_now),
+            lease_until: to_ms(lease_until),
+        };
+        dispatch!(self, store => store.claim_lane(claim))
     }
 
     /// Ends the lease on `lane` and records when it is next due.
@@ -544,17 +560,25 @@ impl Store {
 
     /// Rows of `lane` that are due, oldest first.
     pub async fn due_rows(&self, lane: &Lane, due_by: DateTime<Utc>, limit: u32) -> Result<Vec<OutboxRow>, StoreError> {
-        dispatch!(self, store => store.due_rows(lane, due_by, limit))
+        let (contact, channel) = (lane.contact.as_str().into(), lane.channel.as_str().into());
+        self.outbox_rows(sql::DUE_ROWS, vec![contact, channel, to_ms(due_by).into(), i64::from(limit).into()]).await
     }
 
     /// Every row of `lane` in `state`, due or not.
     pub async fn lane_rows(&self, lane: &Lane, state: RowState) -> Result<Vec<OutboxRow>, StoreError> {
-        dispatch!(self, store => store.lane_rows(lane, state))
+        let params = vec![lane.contact.as_str().into(), lane.channel.as_str().into(), state.as_str().into()];
+        self.outbox_rows(sql::LANE_ROWS, params).await
     }
 
     /// Rows merged into `leader`.
     pub async fn members(&self, leader: i64) -> Result<Vec<OutboxRow>, StoreError> {
-        dispatch!(self, store => store.members(leader))
+        self.outbox_rows(sql::MEMBERS, vec![leader.into()]).await
+    }
+
+    /// The outbox rows `sql` selects (as [`sql::OPEN_ROWS`] does), the same
+    /// SQL on both backends.
+    async fn outbox_rows(&self, sql: &'static str, params: Vec<SqlParam>) -> Result<Vec<OutboxRow>, StoreError> {
+        self.storage().select(sql, params).await?.iter().map(|row| OutboxRow::read(row)).collect()
     }
 
     /// Folds `members` into `leader`, which becomes a pending `mode` message.
@@ -565,7 +589,15 @@ impl Store {
         mode: Mode,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        dispatch!(self, store => store.merge(leader, members, mode, now))
+        let now = to_ms(now);
+        let mut statements: Vec<Statement> = Vec::new();
+        for member in members.into_iter().filter(|member| *member != leader) {
+            statements.push((sql::MERGE_MEMBER.into(), vec![leader.into(), now.into(), member.into()]));
+            statements.push((sql::REPOINT_MEMBERS.into(), vec![leader.into(), member.into()]));
+        }
+        statements.push((sql::MERGE_LEADER.into(), vec![leader.into(), mode.as_str().into(), now.into()]));
+        self.storage().transaction(statements).await?;
+        Ok(())
     }
 
     /// Applies row transitions, each with its history entry, send record and
@@ -574,7 +606,7 @@ impl Store {
         if transitions.is_empty() {
             return Ok(());
         }
-        dispatch!(self, store => store.apply(transitions, lane, now))
+        dispatch!(self, store => store.apply(transitions, lane, to_ms(now)))
     }
 
     /// Notifications by ID (missing ones are left out).
@@ -594,7 +626,11 @@ impl Store {
         channel: Option<&str>,
         since: DateTime<Utc>,
     ) -> Result<Vec<DateTime<Utc>>, StoreError> {
-        dispatch!(self, store => store.recent_sends(contact, channel, since))
+        let (sql, params) = match channel {
+            Some(channel) => (sql::SENDS_CHANNEL, vec![contact.into(), channel.into(), to_ms(since).into()]),
+            None => (sql::SENDS_CONTACT, vec![contact.into(), to_ms(since).into()]),
+        };
+        Ok(self.storage().select(sql, params).await?.iter().map(|row| from_ms(int(row, 0))).collect())
     }
 
     /// Which of `fingerprints` `contact` has been told are firing.
@@ -609,12 +645,17 @@ impl Store {
 
     /// One page of history.
     pub async fn history(&self, query: HistoryQuery) -> Result<HistoryPage, StoreError> {
-        dispatch!(self, store => store.history(query))
+        let built = HistorySql::build(&query, self.dialect());
+        let storage = self.storage();
+        let total = storage.select(built.count, built.params.clone()).await?.first().map_or(0, |row| int(row, 0));
+        let rows = storage.select(built.page, built.params).await?;
+        let items = rows.iter().map(|row| HistoryEntry::read(row)).collect::<Result<_, _>>()?;
+        Ok(HistoryPage { total: u64::try_from(total).unwrap_or(0), items })
     }
 
     /// Unfinished rows (pending, held, limited), soonest due first, at most `limit`.
     pub async fn open_rows(&self, limit: u32) -> Result<Vec<OutboxRow>, StoreError> {
-        dispatch!(self, store => store.open_rows(limit))
+        self.outbox_rows(sql::OPEN_ROWS, vec![i64::from(limit).into()]).await
     }
 
     /// Deletes what retention no longer needs.
@@ -665,43 +706,44 @@ pub(crate) fn alertnames(alerts: &[AlertRef]) -> String {
     format!("|{}|", names.join("|"))
 }
 
-/// Columns of `outbox` in the order [`OutboxRow`] is read.
-pub(crate) const ROW_COLUMNS: &str = "id, notification_id, contact, channel, state, mode, created_at, \
-     due_at, delayed, fingerprints, attempts, first_attempt_at";
-
-/// The raw column values of an outbox row, decoded by [`RawRow::into_row`].
-pub(crate) struct RawRow {
-    pub id: i64,
-    pub notification_id: i64,
-    pub contact: String,
-    pub channel: String,
-    pub state: String,
-    pub mode: String,
-    pub created_at: i64,
-    pub due_at: i64,
-    pub delayed: i64,
-    pub fingerprints: Option<String>,
-    pub attempts: i64,
-    pub first_attempt_at: Option<i64>,
-}
-
-impl RawRow {
-    pub(crate) fn into_row(self) -> Result<OutboxRow, StoreError> {
+impl OutboxRow {
+    /// Reads a row selected with the columns of [`sql::OPEN_ROWS`].
+    fn read(row: &[SqlValue]) -> Result<OutboxRow, StoreError> {
         Ok(OutboxRow {
-            id: self.id,
-            notification_id: self.notification_id,
-            contact: self.contact,
-            channel: self.channel,
-            state: RowState::parse(&self.state)?,
-            mode: Mode::parse(&self.mode)?,
-            created_at: from_ms(self.created_at),
-            due_at: from_ms(self.due_at),
-            delayed: self.delayed != 0,
-            fingerprints: decode_fingerprints(self.fingerprints)?,
-            attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
-            first_attempt_at: self.first_attempt_at.map(from_ms),
+            id: int(row, 0),
+            notification_id: int(row, 1),
+            contact: text(row, 2),
+            channel: text(row, 3),
+            state: RowState::parse(&text(row, 4))?,
+            mode: Mode::parse(&text(row, 5))?,
+            created_at: from_ms(int(row, 6)),
+            due_at: from_ms(int(row, 7)),
+            delayed: int(row, 8) != 0,
+            fingerprints: decode_fingerprints(optional_text(row, 9))?,
+            attempts: u32::try_from(int(row, 10)).unwrap_or(u32::MAX),
+            first_attempt_at: optional_int(row, 11).map(from_ms),
         })
     }
+}
+
+/// Column `index` as text (empty when NULL or missing).
+pub(crate) fn text(row: &[SqlValue], index: usize) -> String {
+    row.get(index).and_then(SqlValue::text).unwrap_or_default().to_string()
+}
+
+/// Column `index` as an integer (0 when NULL or missing).
+pub(crate) fn int(row: &[SqlValue], index: usize) -> i64 {
+    row.get(index).map(SqlValue::int).unwrap_or_default()
+}
+
+/// Column `index` as text, `None` when NULL.
+pub(crate) fn optional_text(row: &[SqlValue], index: usize) -> Option<String> {
+    row.get(index).and_then(SqlValue::text).map(str::to_string)
+}
+
+/// Column `index` as an integer, `None` when NULL.
+pub(crate) fn optional_int(row: &[SqlValue], index: usize) -> Option<i64> {
+    row.get(index).and_then(SqlValue::opt_int)
 }
 
 /// SQL shared by both backends.
@@ -752,6 +794,19 @@ pub(crate) mod sql {
     pub const SENDS_CHANNEL: &str = "SELECT sent_at FROM sends WHERE contact = $1 AND channel = $2 AND sent_at > $3";
     pub const SENDS_CONTACT: &str = "SELECT sent_at FROM sends WHERE contact = $1 AND sent_at > $2";
     pub const TOLD: &str = "SELECT 1 FROM told WHERE contact = $1 AND fingerprint = $2";
+    /// A lane's due rows, oldest first; binds contact, channel, due-by and limit.
+    pub const DUE_ROWS: &str = "SELECT id, notification_id, contact, channel, state, mode, created_at, \
+         due_at, delayed, fingerprints, attempts, first_attempt_at FROM outbox \
+         WHERE contact = $1 AND channel = $2 AND state IN ('pending', 'held', 'limited') \
+         AND due_at <= $3 ORDER BY due_at, id LIMIT $4";
+    /// A lane's rows in one state; binds contact, channel and state.
+    pub const LANE_ROWS: &str = "SELECT id, notification_id, contact, channel, state, mode, created_at, \
+         due_at, delayed, fingerprints, attempts, first_attempt_at FROM outbox \
+         WHERE contact = $1 AND channel = $2 AND state = $3 ORDER BY id";
+    /// The rows merged into a leader; binds the leader.
+    pub const MEMBERS: &str = "SELECT id, notification_id, contact, channel, state, mode, created_at, \
+         due_at, delayed, fingerprints, attempts, first_attempt_at FROM outbox \
+         WHERE merged_into = $1 ORDER BY id";
     /// Unfinished rows, soonest due first; binds the limit.
     pub const OPEN_ROWS: &str = "SELECT id, notification_id, contact, channel, state, mode, created_at, \
          due_at, delayed, fingerprints, attempts, first_attempt_at FROM outbox \
@@ -820,7 +875,11 @@ pub(crate) const HISTORY_COLUMNS: &str = "id, at, outbox_id, notification_id, co
      outcome, attempt, alerts, provider_response, error, duration_ms";
 
 impl HistorySql {
-    pub(crate) fn build(query: &HistoryQuery, alertname_test: fn(usize) -> String) -> HistorySql {
+    pub(crate) fn build(query: &HistoryQuery, dialect: Dialect) -> HistorySql {
+        let alertname_test = |n: usize| match dialect {
+            Dialect::Sqlite => format!("instr(alertnames, ${n}) > 0"),
+            Dialect::Postgres => format!("strpos(alertnames, ${n}) > 0"),
+        };
         let mut conditions = Vec::new();
         let mut params = Vec::new();
         let mut add = |condition: &dyn Fn(usize) -> String, param: SqlParam| {
@@ -883,42 +942,27 @@ impl HistorySql {
     }
 }
 
-/// Raw column values of a history row.
-pub(crate) struct RawHistory {
-    pub id: i64,
-    pub at: i64,
-    pub outbox_id: i64,
-    pub notification_id: i64,
-    pub contact: String,
-    pub channel: String,
-    pub kind: String,
-    pub outcome: String,
-    pub attempt: i64,
-    pub alerts: String,
-    pub provider_response: Option<String>,
-    pub error: Option<String>,
-    pub duration_ms: Option<i64>,
-}
-
-impl RawHistory {
-    pub(crate) fn into_entry(self) -> Result<HistoryEntry, StoreError> {
+impl HistoryEntry {
+    /// Reads a row selected as [`HISTORY_COLUMNS`].
+    pub(crate) fn read(row: &[SqlValue]) -> Result<HistoryEntry, StoreError> {
+        let (kind, outcome, alerts) = (text(row, 6), text(row, 7), text(row, 9));
         Ok(HistoryEntry {
-            id: self.id,
+            id: int(row, 0),
             event: HistoryEvent {
-                at: from_ms(self.at),
-                outbox_id: self.outbox_id,
-                notification_id: self.notification_id,
-                contact: self.contact,
-                channel: self.channel,
-                kind: Mode::parse(&self.kind)?,
-                outcome: Outcome::parse(&self.outcome)
-                    .ok_or_else(|| StoreError::Corrupt(format!("unknown outcome {:?}", self.outcome)))?,
-                attempt: u32::try_from(self.attempt).unwrap_or(0),
-                alerts: serde_json::from_str(&self.alerts)
+                at: from_ms(int(row, 1)),
+                outbox_id: int(row, 2),
+                notification_id: int(row, 3),
+                contact: text(row, 4),
+                channel: text(row, 5),
+                kind: Mode::parse(&kind)?,
+                outcome: Outcome::parse(&outcome)
+                    .ok_or_else(|| StoreError::Corrupt(format!("unknown outcome {outcome:?}")))?,
+                attempt: u32::try_from(int(row, 8)).unwrap_or(0),
+                alerts: serde_json::from_str(&alerts)
                     .map_err(|err| StoreError::Corrupt(format!("history alerts: {err}")))?,
-                provider_response: self.provider_response,
-                error: self.error,
-                duration_ms: self.duration_ms,
+                provider_response: optional_text(row, 10),
+                error: optional_text(row, 11),
+                duration_ms: optional_int(row, 12),
             },
         })
     }

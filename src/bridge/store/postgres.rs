@@ -5,17 +5,15 @@
 //! same notification arriving at two replicas is committed once.
 
 use super::{
-    AlertState, Dialect, HistoryPage, HistoryQuery, HistorySql, Ingested, Lane, Mode, NewNotification, OutboxRow,
-    QueueStats, RawHistory, RawRow, Retention, RowState, StoreError, StoredNotification, Transition, alertnames,
-    encode, encode_fingerprints, from_ms, schema, sql, to_ms,
+    AlertState, Dialect, Ingested, Lane, LaneClaim, NewNotification, QueueStats, Retention, StoreError,
+    StoredNotification, Transition, alertnames, encode, encode_fingerprints, from_ms, schema, sql, to_ms,
 };
 use crate::bridge::payload::Status;
 use crate::storage::lease::{self, dead_sql};
-use crate::storage::postgres::{Param, Pooled, Postgres, values};
+use crate::storage::postgres::{Param, Pooled, Postgres};
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock};
-use tokio_postgres::Row;
 
 /// The bridge's PostgreSQL store; cheap to clone.
 #[derive(Debug, Clone)]
@@ -42,19 +40,6 @@ static NEXT_DUE: LazyLock<String> = LazyLock::new(|| {
         dead_sql("lanes.lease_owner")
     )
 });
-
-const DUE_ROWS: &str = "SELECT id, notification_id, contact, channel, state, mode, created_at, \
-     due_at, delayed, fingerprints, attempts, first_attempt_at FROM outbox \
-     WHERE contact = $1 AND channel = $2 AND state IN ('pending', 'held', 'limited') \
-     AND due_at <= $3 ORDER BY due_at, id LIMIT $4";
-
-const LANE_ROWS: &str = "SELECT id, notification_id, contact, channel, state, mode, created_at, \
-     due_at, delayed, fingerprints, attempts, first_attempt_at FROM outbox \
-     WHERE contact = $1 AND channel = $2 AND state = $3 ORDER BY id";
-
-const MEMBERS: &str = "SELECT id, notification_id, contact, channel, state, mode, created_at, \
-     due_at, delayed, fingerprints, attempts, first_attempt_at FROM outbox \
-     WHERE merged_into = $1 ORDER BY id";
 
 impl PostgresStore {
     /// Connects with `url` (a URL or `key=value` string) and migrates.
@@ -166,16 +151,10 @@ impl PostgresStore {
         .await
     }
 
-    pub(super) async fn claim_lane(
-        &self,
-        owner: &str,
-        due_by: DateTime<Utc>,
-        lease_now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-    ) -> Result<Option<Lane>, StoreError> {
+    pub(super) async fn claim_lane(&self, claim: LaneClaim) -> Result<Option<Lane>, StoreError> {
         let mut pooled = self.pooled().await?;
-        let row =
-            pooled.query_opt(&CLAIM_LANE, &[&owner, &to_ms(lease_until), &to_ms(due_by), &to_ms(lease_now)]).await?;
+        let params: [Param<'_>; 4] = [&claim.owner, &claim.lease_until, &claim.due_by, &claim.lease_now];
+        let row = pooled.query_opt(&CLAIM_LANE, &params).await?;
         row.map(|row| Ok(Lane { contact: row.try_get(0)?, channel: row.try_get(1)? })).transpose()
     }
 
@@ -195,56 +174,7 @@ impl PostgresStore {
         Ok(next.map(from_ms))
     }
 
-    pub(super) async fn due_rows(
-        &self,
-        lane: &Lane,
-        due_by: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<OutboxRow>, StoreError> {
-        let mut pooled = self.pooled().await?;
-        let rows = pooled.query(DUE_ROWS, &[&lane.contact, &lane.channel, &to_ms(due_by), &i64::from(limit)]).await?;
-        decode_rows(rows)
-    }
-
-    pub(super) async fn lane_rows(&self, lane: &Lane, state: RowState) -> Result<Vec<OutboxRow>, StoreError> {
-        let mut pooled = self.pooled().await?;
-        let rows = pooled.query(LANE_ROWS, &[&lane.contact, &lane.channel, &state.as_str()]).await?;
-        decode_rows(rows)
-    }
-
-    pub(super) async fn members(&self, leader: i64) -> Result<Vec<OutboxRow>, StoreError> {
-        let mut pooled = self.pooled().await?;
-        let rows = pooled.query(MEMBERS, &[&leader]).await?;
-        decode_rows(rows)
-    }
-
-    pub(super) async fn merge(
-        &self,
-        leader: i64,
-        members: Vec<i64>,
-        mode: Mode,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let now = to_ms(now);
-        let mut pooled = self.pooled().await?;
-        Pooled::in_transaction(&mut pooled, async |pooled| {
-            for member in members.into_iter().filter(|member| *member != leader) {
-                pooled.execute(sql::MERGE_MEMBER, &[&leader, &now, &member]).await?;
-                pooled.execute(sql::REPOINT_MEMBERS, &[&leader, &member]).await?;
-            }
-            pooled.execute(sql::MERGE_LEADER, &[&leader, &mode.as_str(), &now]).await?;
-            Ok(())
-        })
-        .await
-    }
-
-    pub(super) async fn apply(
-        &self,
-        transitions: Vec<Transition>,
-        lane: &Lane,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let now = to_ms(now);
+    pub(super) async fn apply(&self, transitions: Vec<Transition>, lane: &Lane, now: i64) -> Result<(), StoreError> {
         let mut pooled = self.pooled().await?;
         Pooled::in_transaction(&mut pooled, async |pooled| {
             for transition in &transitions {
@@ -303,21 +233,6 @@ impl PostgresStore {
         Ok(states)
     }
 
-    pub(super) async fn recent_sends(
-        &self,
-        contact: &str,
-        channel: Option<&str>,
-        since: DateTime<Utc>,
-    ) -> Result<Vec<DateTime<Utc>>, StoreError> {
-        let mut pooled = self.pooled().await?;
-        let since = to_ms(since);
-        let rows = match channel {
-            Some(channel) => pooled.query(sql::SENDS_CHANNEL, &[&contact, &channel, &since]).await?,
-            None => pooled.query(sql::SENDS_CONTACT, &[&contact, &since]).await?,
-        };
-        rows.iter().map(|row| Ok(from_ms(row.try_get(0)?))).collect()
-    }
-
     pub(super) async fn told(&self, contact: &str, fingerprints: Vec<String>) -> Result<HashSet<String>, StoreError> {
         let mut pooled = self.pooled().await?;
         let mut told = HashSet::new();
@@ -327,12 +242,6 @@ impl PostgresStore {
             }
         }
         Ok(told)
-    }
-
-    pub(super) async fn open_rows(&self, limit: u32) -> Result<Vec<OutboxRow>, StoreError> {
-        let mut pooled = self.pooled().await?;
-        let rows = pooled.query(sql::OPEN_ROWS, &[&i64::from(limit)]).await?;
-        decode_rows(rows)
     }
 
     pub(super) async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
@@ -345,38 +254,6 @@ impl PostgresStore {
             stats.add_row(&state, count, oldest);
         }
         Ok(stats)
-    }
-
-    pub(super) async fn history(&self, query: HistoryQuery) -> Result<HistoryPage, StoreError> {
-        let built = HistorySql::build(&query, |n| format!("strpos(alertnames, ${n}) > 0"));
-        let values = values(&built.params);
-        let params: Vec<Param<'_>> = values.iter().map(|value| value.as_ref() as Param<'_>).collect();
-        let mut pooled = self.pooled().await?;
-        let client = pooled.client()?;
-        let total: i64 = client.query_one(&built.count, &params).await?.try_get(0)?;
-        let rows = client.query(&built.page, &params).await?;
-        let mut items = Vec::with_capacity(rows.len());
-        for row in rows {
-            items.push(
-                RawHistory {
-                    id: row.try_get(0)?,
-                    at: row.try_get(1)?,
-                    outbox_id: row.try_get(2)?,
-                    notification_id: row.try_get(3)?,
-                    contact: row.try_get(4)?,
-                    channel: row.try_get(5)?,
-                    kind: row.try_get(6)?,
-                    outcome: row.try_get(7)?,
-                    attempt: row.try_get(8)?,
-                    alerts: row.try_get(9)?,
-                    provider_response: row.try_get(10)?,
-                    error: row.try_get(11)?,
-                    duration_ms: row.try_get(12)?,
-                }
-                .into_entry()?,
-            );
-        }
-        Ok(HistoryPage { total: u64::try_from(total).unwrap_or(0), items })
     }
 
     pub(super) async fn gc(&self, retention: Retention) -> Result<(), StoreError> {
@@ -468,26 +345,4 @@ async fn apply_one(pooled: &mut Pooled, transition: &Transition, lane: &Lane, no
         pooled.execute(&Dialect::Postgres.told_resolved_sql(), &[&leader, &lane.contact]).await?;
     }
     Ok(())
-}
-
-fn decode_rows(rows: Vec<Row>) -> Result<Vec<OutboxRow>, StoreError> {
-    rows.into_iter()
-        .map(|row| {
-            RawRow {
-                id: row.try_get(0)?,
-                notification_id: row.try_get(1)?,
-                contact: row.try_get(2)?,
-                channel: row.try_get(3)?,
-                state: row.try_get(4)?,
-                mode: row.try_get(5)?,
-                created_at: row.try_get(6)?,
-                due_at: row.try_get(7)?,
-                delayed: row.try_get(8)?,
-                fingerprints: row.try_get(9)?,
-                attempts: row.try_get(10)?,
-                first_attempt_at: row.try_get(11)?,
-            }
-            .into_row()
-        })
-        .collect()
 }

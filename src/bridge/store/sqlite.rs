@@ -5,9 +5,8 @@
 //! therefore cleared at open: whatever held them died with the last process.
 
 use super::{
-    AlertState, Dialect, HistoryPage, HistoryQuery, HistorySql, Ingested, Lane, Mode, NewNotification, OutboxRow,
-    QueueStats, ROW_COLUMNS, RawHistory, RawRow, Retention, RowState, StoreError, StoredNotification, Transition,
-    alertnames, encode, encode_fingerprints, from_ms, schema, sql, sqlite_sql, to_ms,
+    AlertState, Dialect, Ingested, Lane, LaneClaim, NewNotification, QueueStats, Retention, StoreError,
+    StoredNotification, Transition, alertnames, encode, encode_fingerprints, from_ms, schema, sql, sqlite_sql, to_ms,
 };
 use crate::bridge::payload::Status;
 use crate::storage::sqlite::Sqlite;
@@ -113,14 +112,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn claim_lane(
-        &self,
-        owner: &str,
-        due_by: DateTime<Utc>,
-        lease_now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-    ) -> Result<Option<Lane>, StoreError> {
-        let owner = owner.to_string();
+    pub(super) async fn claim_lane(&self, claim: LaneClaim) -> Result<Option<Lane>, StoreError> {
         self.write(move |connection| {
             Ok(connection
                 .prepare_cached(
@@ -129,7 +121,7 @@ impl SqliteStore {
                      AND (lease_until IS NULL OR lease_until < ?4) ORDER BY next_due_at LIMIT 1) \
                      RETURNING contact, channel",
                 )?
-                .query_row(params![owner, to_ms(lease_until), to_ms(due_by), to_ms(lease_now)], |row| {
+                .query_row(params![claim.owner, claim.lease_until, claim.due_by, claim.lease_now], |row| {
                     Ok(Lane { contact: row.get(0)?, channel: row.get(1)? })
                 })
                 .optional()?)
@@ -161,71 +153,8 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn due_rows(
-        &self,
-        lane: &Lane,
-        due_by: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<OutboxRow>, StoreError> {
+    pub(super) async fn apply(&self, transitions: Vec<Transition>, lane: &Lane, now: i64) -> Result<(), StoreError> {
         let lane = lane.clone();
-        self.read(move |connection| {
-            let sql = format!(
-                "SELECT {ROW_COLUMNS} FROM outbox WHERE contact = ?1 AND channel = ?2 \
-                 AND state IN ('pending', 'held', 'limited') AND due_at <= ?3 ORDER BY due_at, id LIMIT ?4"
-            );
-            query_rows(connection, &sql, params![lane.contact, lane.channel, to_ms(due_by), i64::from(limit)])
-        })
-        .await
-    }
-
-    pub(super) async fn lane_rows(&self, lane: &Lane, state: RowState) -> Result<Vec<OutboxRow>, StoreError> {
-        let lane = lane.clone();
-        self.read(move |connection| {
-            let sql = format!(
-                "SELECT {ROW_COLUMNS} FROM outbox WHERE contact = ?1 AND channel = ?2 AND state = ?3 ORDER BY id"
-            );
-            query_rows(connection, &sql, params![lane.contact, lane.channel, state.as_str()])
-        })
-        .await
-    }
-
-    pub(super) async fn members(&self, leader: i64) -> Result<Vec<OutboxRow>, StoreError> {
-        self.read(move |connection| {
-            let sql = format!("SELECT {ROW_COLUMNS} FROM outbox WHERE merged_into = ?1 ORDER BY id");
-            query_rows(connection, &sql, params![leader])
-        })
-        .await
-    }
-
-    pub(super) async fn merge(
-        &self,
-        leader: i64,
-        members: Vec<i64>,
-        mode: Mode,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let now = to_ms(now);
-        self.write(move |connection| {
-            let mut merge_member = connection.prepare_cached(&sqlite_sql(sql::MERGE_MEMBER))?;
-            let mut repoint = connection.prepare_cached(&sqlite_sql(sql::REPOINT_MEMBERS))?;
-            for member in members.into_iter().filter(|member| *member != leader) {
-                merge_member.execute(params![leader, now, member])?;
-                repoint.execute(params![leader, member])?;
-            }
-            connection.prepare_cached(&sqlite_sql(sql::MERGE_LEADER))?.execute(params![leader, mode.as_str(), now])?;
-            Ok(())
-        })
-        .await
-    }
-
-    pub(super) async fn apply(
-        &self,
-        transitions: Vec<Transition>,
-        lane: &Lane,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let lane = lane.clone();
-        let now = to_ms(now);
         let mut encoded = Vec::with_capacity(transitions.len());
         for transition in transitions {
             let event = transition
@@ -306,31 +235,6 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn recent_sends(
-        &self,
-        contact: &str,
-        channel: Option<&str>,
-        since: DateTime<Utc>,
-    ) -> Result<Vec<DateTime<Utc>>, StoreError> {
-        let contact = contact.to_string();
-        let channel = channel.map(str::to_string);
-        self.read(move |connection| {
-            let since = to_ms(since);
-            let times: Vec<i64> = match &channel {
-                Some(channel) => connection
-                    .prepare_cached(&sqlite_sql(sql::SENDS_CHANNEL))?
-                    .query_map(params![contact, channel, since], |row| row.get(0))?
-                    .collect::<Result<_, _>>()?,
-                None => connection
-                    .prepare_cached(&sqlite_sql(sql::SENDS_CONTACT))?
-                    .query_map(params![contact, since], |row| row.get(0))?
-                    .collect::<Result<_, _>>()?,
-            };
-            Ok(times.into_iter().map(from_ms).collect())
-        })
-        .await
-    }
-
     pub(super) async fn told(&self, contact: &str, fingerprints: Vec<String>) -> Result<HashSet<String>, StoreError> {
         let contact = contact.to_string();
         self.read(move |connection| {
@@ -346,11 +250,6 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn open_rows(&self, limit: u32) -> Result<Vec<OutboxRow>, StoreError> {
-        self.read(move |connection| query_rows(connection, &sqlite_sql(sql::OPEN_ROWS), params![i64::from(limit)]))
-            .await
-    }
-
     pub(super) async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
         self.read(|connection| {
             let mut stats = QueueStats::default();
@@ -363,41 +262,6 @@ impl SqliteStore {
                 stats.add_row(&state, count, oldest);
             }
             Ok(stats)
-        })
-        .await
-    }
-
-    pub(super) async fn history(&self, query: HistoryQuery) -> Result<HistoryPage, StoreError> {
-        self.read(move |connection| {
-            let built = HistorySql::build(&query, |n| format!("instr(alertnames, ${n}) > 0"));
-            let params: Vec<rusqlite::types::Value> = built.params.iter().map(crate::storage::sqlite::value).collect();
-            let total: i64 = connection
-                .prepare(&sqlite_sql(&built.count))?
-                .query_row(rusqlite::params_from_iter(params.iter()), |row| row.get(0))?;
-            let mut statement = connection.prepare(&sqlite_sql(&built.page))?;
-            let raw = statement
-                .query_map(rusqlite::params_from_iter(params.iter()), |row| {
-                    Ok(RawHistory {
-                        id: row.get(0)?,
-                        at: row.get(1)?,
-                        outbox_id: row.get(2)?,
-                        notification_id: row.get(3)?,
-                        contact: row.get(4)?,
-                        channel: row.get(5)?,
-                        kind: row.get(6)?,
-                        outcome: row.get(7)?,
-                        attempt: row.get(8)?,
-                        alerts: row.get(9)?,
-                        provider_response: row.get(10)?,
-                        error: row.get(11)?,
-                        duration_ms: row.get(12)?,
-                    })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(HistoryPage {
-                total: u64::try_from(total).unwrap_or(0),
-                items: raw.into_iter().map(RawHistory::into_entry).collect::<Result<_, _>>()?,
-            })
         })
         .await
     }
@@ -541,27 +405,4 @@ fn apply_one(
             .execute(params![leader, lane.contact])?;
     }
     Ok(())
-}
-
-fn query_rows(connection: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<OutboxRow>, StoreError> {
-    let mut statement = connection.prepare_cached(sql)?;
-    let raw = statement
-        .query_map(params, |row| {
-            Ok(RawRow {
-                id: row.get(0)?,
-                notification_id: row.get(1)?,
-                contact: row.get(2)?,
-                channel: row.get(3)?,
-                state: row.get(4)?,
-                mode: row.get(5)?,
-                created_at: row.get(6)?,
-                due_at: row.get(7)?,
-                delayed: row.get(8)?,
-                fingerprints: row.get(9)?,
-                attempts: row.get(10)?,
-                first_attempt_at: row.get(11)?,
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    raw.into_iter().map(RawRow::into_row).collect()
 }
