@@ -816,7 +816,7 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
     if failure.is_none() && !(config.fail_if_header_matches.is_empty() && config.fail_if_header_not_matches.is_empty())
     {
         if let Some(why) = check_headers(config, &response.headers) {
-            ctx.log.error(&why);
+            ctx.log.error(why.clone());
             ctx.registry.set(REGEX, HELP_REGEX, 1.0);
             failure = Some(ProbeError::new(Phase::Check, Reason::Regex, why));
         }
@@ -839,7 +839,7 @@ pub async fn probe(ctx: &mut ProbeCtx<'_>, config: &Config) -> ProbeResult {
     if failure.is_none() && body_failure.is_none() && body_regexes {
         match check_body(config, &sink.data) {
             Some(why) => {
-                ctx.log.error(&why);
+                ctx.log.error(why.clone());
                 ctx.registry.set(REGEX, HELP_REGEX, 1.0);
                 failure = Some(ProbeError::new(Phase::Check, Reason::Regex, why));
             }

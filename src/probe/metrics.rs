@@ -11,15 +11,18 @@ use std::fmt::Write as _;
 ///
 /// Families are kept sorted by name in a `Vec`: a probe has a few dozen at
 /// most, and looking one up by `&str` allocates nothing, where a `BTreeMap`
-/// keyed by `String` needs an owned key for every `set`.
+/// keyed by `String` needs an owned key for every `set`. Names and HELP
+/// texts are the probers' constants, borrowed rather than copied into every
+/// probe, and samples are kept in label order as they are added, so encoding
+/// neither allocates nor sorts.
 #[derive(Debug, Default, Clone)]
 pub struct Registry {
-    families: Vec<(String, Family)>,
+    families: Vec<(&'static str, Family)>,
 }
 
 #[derive(Debug, Clone)]
 struct Family {
-    help: String,
+    help: &'static str,
     samples: Vec<Sample>,
 }
 
@@ -46,34 +49,34 @@ impl Registry {
     }
 
     /// Sets an unlabelled gauge.
-    pub fn set(&mut self, name: &str, help: &str, value: f64) {
+    pub fn set(&mut self, name: &'static str, help: &'static str, value: f64) {
         self.set_with(name, help, &[], value);
     }
 
     /// Sets a labelled gauge, replacing the sample with the same label values.
-    pub fn set_with(&mut self, name: &str, help: &str, labels: &[(&str, &str)], value: f64) {
+    pub fn set_with(&mut self, name: &'static str, help: &'static str, labels: &[(&str, &str)], value: f64) {
         *self.sample_mut(name, help, labels) = value;
     }
 
     /// Adds to a labelled gauge (phases are summed across redirects).
-    pub fn add_with(&mut self, name: &str, help: &str, labels: &[(&str, &str)], delta: f64) {
+    pub fn add_with(&mut self, name: &'static str, help: &'static str, labels: &[(&str, &str)], delta: f64) {
         *self.sample_mut(name, help, labels) += delta;
     }
 
     /// Creates each `phase` sample at 0 so the series exist even when a phase never ran.
-    pub fn seed_phases(&mut self, name: &str, help: &str, phases: &[&str]) {
+    pub fn seed_phases(&mut self, name: &'static str, help: &'static str, phases: &[&str]) {
         for phase in phases {
             self.sample_mut(name, help, &[("phase", phase)]);
         }
     }
 
     /// Adds `delta` to the `phase` sample of `name`.
-    pub fn add_phase(&mut self, name: &str, help: &str, phase: &str, delta: f64) {
+    pub fn add_phase(&mut self, name: &'static str, help: &'static str, phase: &str, delta: f64) {
         self.add_with(name, help, &[("phase", phase)], delta);
     }
 
     fn position(&self, name: &str) -> Result<usize, usize> {
-        self.families.binary_search_by(|(family, _)| family.as_str().cmp(name))
+        self.families.binary_search_by(|(family, _)| (*family).cmp(name))
     }
 
     fn family(&self, name: &str) -> Option<&Family> {
@@ -81,9 +84,9 @@ impl Registry {
     }
 
     /// The sample, created at 0 if new; allocates only for a new family or sample.
-    fn sample_mut(&mut self, name: &str, help: &str, labels: &[(&str, &str)]) -> &mut f64 {
+    fn sample_mut(&mut self, name: &'static str, help: &'static str, labels: &[(&str, &str)]) -> &mut f64 {
         let index = self.position(name).unwrap_or_else(|index| {
-            self.families.insert(index, (name.to_string(), Family { help: help.to_string(), samples: Vec::new() }));
+            self.families.insert(index, (name, Family { help, samples: Vec::new() }));
             index
         });
         let family = &mut self.families[index].1;
@@ -93,8 +96,9 @@ impl Registry {
                 let mut sorted: Vec<(String, String)> =
                     labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
                 sorted.sort();
-                family.samples.push(Sample { labels: sorted, value: 0.0 });
-                family.samples.len() - 1
+                let at = family.samples.partition_point(|sample| sample.labels < sorted);
+                family.samples.insert(at, Sample { labels: sorted, value: 0.0 });
+                at
             }
         };
         &mut family.samples[sample].value
@@ -121,16 +125,13 @@ impl Registry {
     /// by name; for re-exposing a probe's families with more labels.
     pub fn samples(&self) -> impl Iterator<Item = (&str, &str, &[(String, String)], f64)> {
         self.families.iter().flat_map(|(name, family)| {
-            family
-                .samples
-                .iter()
-                .map(move |sample| (name.as_str(), family.help.as_str(), sample.labels.as_slice(), sample.value))
+            family.samples.iter().map(move |sample| (*name, family.help, sample.labels.as_slice(), sample.value))
         })
     }
 
     /// Family names, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.families.iter().map(|(name, _)| name.as_str())
+        self.families.iter().map(|(name, _)| *name)
     }
 
     /// Encodes in the Prometheus text format 0.0.4, families sorted by name and
@@ -138,16 +139,14 @@ impl Registry {
     pub fn encode(&self) -> String {
         let mut out = String::with_capacity(self.families.len() * 128);
         for (name, family) in &self.families {
-            let mut samples: Vec<&Sample> = family.samples.iter().collect();
-            samples.sort_by(|a, b| a.labels.cmp(&b.labels));
             out.push_str("# HELP ");
             out.push_str(name);
             out.push(' ');
-            escape_into(&mut out, &family.help, false);
+            escape_into(&mut out, family.help, false);
             out.push_str("\n# TYPE ");
             out.push_str(name);
             out.push_str(" gauge\n");
-            for sample in samples {
+            for sample in &family.samples {
                 out.push_str(name);
                 if !sample.labels.is_empty() {
                     out.push('{');
@@ -209,7 +208,7 @@ fn write_float(out: &mut String, value: f64) {
     if value.fract() == 0.0 && value.abs() < 1e6 && !(value == 0.0 && value.is_sign_negative()) {
         let _ = write!(out, "{}", value as i64);
     } else {
-        out.push_str(&format_float(value));
+        write_go_float(out, value);
     }
 }
 
@@ -217,69 +216,86 @@ fn write_float(out: &mut String, value: f64) {
 /// the Go client writes: shortest round-trip digits, exponent form when the
 /// decimal exponent is below -4 or at least 6, two-digit exponents.
 pub fn format_float(value: f64) -> String {
+    let mut out = String::new();
+    write_go_float(&mut out, value);
+    out
+}
+
+/// [`format_float`] appended to `out`. Every probe answer writes a few floats
+/// (durations, the address hash), so the digits go through a stack buffer
+/// rather than three short-lived strings.
+fn write_go_float(out: &mut String, value: f64) {
     if value.is_nan() {
-        return "NaN".into();
+        return out.push_str("NaN");
     }
     if value.is_infinite() {
-        return if value > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return out.push_str(if value > 0.0 { "+Inf" } else { "-Inf" });
     }
     if value == 0.0 {
-        return if value.is_sign_negative() { "-0".into() } else { "0".into() };
+        return out.push_str(if value.is_sign_negative() { "-0" } else { "0" });
     }
-    // Rust's `{:e}` gives the same shortest round-trip digits: "1.797959492e9".
-    let sci = format!("{value:e}");
-    let (mantissa, exponent) = sci.split_once('e').unwrap_or((&sci, "0"));
+    // Rust's `{:e}` gives the same shortest round-trip digits: "1.797959492e9"
+    // (at most 17 digits, a sign, a point and a three-digit exponent).
+    let mut buffer = [0u8; 32];
+    let mut cursor = std::io::Cursor::new(&mut buffer[..]);
+    let _ = std::io::Write::write_fmt(&mut cursor, format_args!("{:e}", value.abs()));
+    let written = usize::try_from(cursor.position()).unwrap_or(0);
+    let sci = std::str::from_utf8(&buffer[..written]).unwrap_or("0");
+    let (mantissa, exponent) = sci.split_once('e').unwrap_or((sci, "0"));
     let exponent: i32 = exponent.parse().unwrap_or(0);
-    let negative = mantissa.starts_with('-');
-    let digits: String = mantissa.chars().filter(|c| c.is_ascii_digit()).collect();
-    let digit_count = digits.len() as i32;
-    // Go uses precision 6 for the %e/%f decision when formatting shortest.
-    let eprec = 6;
-    let mut out = String::new();
-    if negative {
+    let (first, rest) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = || first.chars().chain(rest.chars());
+    let digit_count = first.len() + rest.len();
+    if value < 0.0 {
         out.push('-');
     }
+    // Go uses precision 6 for the %e/%f decision when formatting shortest.
+    let eprec = 6;
     if exponent < -4 || exponent >= eprec {
-        out.push_str(&digits[..1]);
-        if digit_count > 1 {
+        out.push_str(first);
+        if !rest.is_empty() {
             out.push('.');
-            out.push_str(&digits[1..]);
+            out.push_str(rest);
         }
         let sign = if exponent < 0 { '-' } else { '+' };
-        let _ = write!(out, "e{sign}{:02}", exponent.abs());
+        let _ = write!(out, "e{sign}{:02}", exponent.unsigned_abs());
     } else if exponent < 0 {
         out.push_str("0.");
-        for _ in 0..(-exponent - 1) {
-            out.push('0');
-        }
-        out.push_str(&digits);
+        out.extend(std::iter::repeat_n('0', exponent.unsigned_abs() as usize - 1));
+        out.extend(digits());
     } else {
-        let integer_len = (exponent + 1) as usize;
-        if digits.len() <= integer_len {
-            out.push_str(&digits);
-            for _ in digits.len()..integer_len {
-                out.push('0');
-            }
+        let integer_len = exponent.unsigned_abs() as usize + 1;
+        out.extend(digits().take(integer_len));
+        if digit_count <= integer_len {
+            out.extend(std::iter::repeat_n('0', integer_len - digit_count));
         } else {
-            out.push_str(&digits[..integer_len]);
             out.push('.');
-            out.push_str(&digits[integer_len..]);
+            out.extend(digits().skip(integer_len));
         }
     }
-    out
 }
 
 /// FNV-1a (32 bit) over the address bytes, as blackbox's `probe_ip_addr_hash`.
 pub fn ip_hash(ip: std::net::IpAddr) -> f64 {
-    let bytes: Vec<u8> = match ip {
-        std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
-        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.octets().to_vec(),
-            None => v6.octets().to_vec(),
+    let (v4, v6);
+    let bytes: &[u8] = match ip {
+        std::net::IpAddr::V4(ip) => {
+            v4 = ip.octets();
+            &v4
+        }
+        std::net::IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
+            Some(ip) => {
+                v4 = ip.octets();
+                &v4
+            }
+            None => {
+                v6 = ip.octets();
+                &v6
+            }
         },
     };
     let mut hash: u32 = 0x811c_9dc5;
-    for byte in bytes {
+    for &byte in bytes {
         hash ^= u32::from(byte);
         hash = hash.wrapping_mul(0x0100_0193);
     }

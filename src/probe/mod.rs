@@ -304,7 +304,7 @@ pub struct ProbeLog {
 pub struct LogLine {
     at: std::time::SystemTime,
     level: &'static str,
-    message: String,
+    message: std::borrow::Cow<'static, str>,
 }
 
 impl std::fmt::Display for LogLine {
@@ -318,22 +318,22 @@ impl std::fmt::Display for LogLine {
 }
 
 impl ProbeLog {
-    fn push(&mut self, level: &'static str, message: impl Into<String>) {
+    fn push(&mut self, level: &'static str, message: impl Into<std::borrow::Cow<'static, str>>) {
         let message = message.into();
         // Fields are evaluated only when debug logging is on.
         tracing::debug!(message = crate::config::types::redact_url_passwords(&message).as_ref());
         self.lines.push(LogLine { at: std::time::SystemTime::now(), level, message });
     }
     /// A routine step.
-    pub fn debug(&mut self, message: impl Into<String>) {
+    pub fn debug(&mut self, message: impl Into<std::borrow::Cow<'static, str>>) {
         self.push("debug", message);
     }
     /// A notable step.
-    pub fn info(&mut self, message: impl Into<String>) {
+    pub fn info(&mut self, message: impl Into<std::borrow::Cow<'static, str>>) {
         self.push("info", message);
     }
     /// A failure.
-    pub fn error(&mut self, message: impl Into<String>) {
+    pub fn error(&mut self, message: impl Into<std::borrow::Cow<'static, str>>) {
         self.push("error", message);
     }
     /// The lines so far.

@@ -38,7 +38,7 @@ macro_rules! metrics {
 pub(crate) use metrics;
 
 /// Records `probe_<proto>_version_info{version} 1`.
-pub fn record_version(ctx: &mut ProbeCtx<'_>, name: &str, help: &str, version: &str) {
+pub fn record_version(ctx: &mut ProbeCtx<'_>, name: &'static str, help: &'static str, version: &str) {
     ctx.registry.set_with(name, help, &[("version", version)], 1.0);
 }
 
