@@ -161,6 +161,14 @@ CREATE TABLE agent_contacts (
 ) WITHOUT ROWID;
 ",
     ),
+    (
+        5,
+        // Status pages and feeds ask for the incidents that overlap a window
+        // (`ended_at IS NULL OR ended_at >= from`): with an index on the end
+        // time both terms are index lookups instead of a scan of every
+        // incident kept.
+        "CREATE INDEX incidents_ended ON incidents (ended_at);",
+    ),
 ];
 
 /// The upsert of an agent's contact time (never moving it back).
