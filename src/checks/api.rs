@@ -264,7 +264,12 @@ async fn results(
     let rows = shared.store.results(slot.id, from, to, limit).await.map_err(unavailable)?;
     if query.csv {
         let rows = rows.iter().map(result_row).collect();
-        return Ok(csv_response(&name, "results", "at,duration_seconds,success,maintenance,phase,reason", rows));
+        return Ok(csv_response(
+            &name,
+            "results",
+            "at,duration_seconds,success,maintenance,phase,reason,location",
+            rows,
+        ));
     }
     let next = next_to(&rows, limit, |last| last.at);
     Ok(axum::Json(json!({
@@ -281,6 +286,7 @@ fn result_row(result: &StoredResult) -> Vec<String> {
         result.maintenance.to_string(),
         result.phase.clone().unwrap_or_default(),
         result.reason.clone().unwrap_or_default(),
+        result.location.clone().unwrap_or_default(),
     ]
 }
 

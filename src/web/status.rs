@@ -792,17 +792,20 @@ pub(super) async fn results_csv(State(ui): State<Arc<Ui>>, Path(name): Path<Stri
         Err(err) => return storage(err).into_response(),
     };
     let quote = |text: &str| format!("\"{}\"", text.replace('"', "\"\""));
-    let mut csv = String::from("at,duration_seconds,success,maintenance,phase,reason\n");
+    // `location` is the agent's location that measured the result, empty
+    // for checkit's own; last, so the columns before it keep their places.
+    let mut csv = String::from("at,duration_seconds,success,maintenance,phase,reason,location\n");
     for result in results {
         let _ = writeln!(
             csv,
-            "{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{}",
             result.at.to_rfc3339(),
             result.duration_seconds,
             result.success,
             result.maintenance,
             quote(result.phase.as_deref().unwrap_or_default()),
-            quote(result.reason.as_deref().unwrap_or_default())
+            quote(result.reason.as_deref().unwrap_or_default()),
+            quote(result.location.as_deref().unwrap_or_default())
         );
     }
     let disposition = format!("attachment; filename=\"{}-results.csv\"", name.replace(['"', '\\', '/'], "_"));

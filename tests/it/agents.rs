@@ -864,6 +864,17 @@ async fn check_page_shows_each_location_in_chromium() {
     let started = value("checkit_check_location_last_run_timestamp_seconds", "loc0").unwrap_or_default();
     assert!((chrono::Utc::now().timestamp() as f64 - started - 10.0).abs() < 5.0, "{metrics}");
     assert_eq!(value("checkit_check_location_last_success", "loc2"), None, "{metrics}");
+    // Both CSV exports name the location that measured each result.
+    for (path, failed) in [
+        ("/checks/site/results.csv", ",false,false,\"connect\",\"refused\",\"loc1\""),
+        ("/api/v1/checks/site/results?format=csv", ",false,false,connect,refused,loc1"),
+    ] {
+        let response = client.get(app.url(path)).basic_auth("olivia", Some("pw")).send().await.expect("GET csv");
+        assert_eq!(response.status(), 200, "{path}");
+        let csv = response.text().await.expect("csv");
+        assert!(csv.starts_with("at,duration_seconds,success,maintenance,phase,reason,location\n"), "{csv}");
+        assert_eq!(csv.lines().filter(|line| line.ends_with(failed)).count(), 2, "{path}: {csv}");
+    }
     let screenshots = crate::web_browser::screenshot_dir("locations");
     crate::web_browser::run_script("locations.mjs", &app.url(""), "olivia", "pw", &screenshots, &[]).await;
     for name in ["check-locations.png", "check-locations-dark-phone.png"] {

@@ -319,7 +319,7 @@ async fn check_page_and_operator_list_with_pause_and_resume() {
     let (status, csv, headers) = get(&app, "/checks/db/results.csv", Some("victor")).await;
     assert_eq!(status, 200);
     assert_eq!(headers["content-type"], "text/csv; charset=utf-8");
-    assert!(csv.starts_with("at,duration_seconds,success,maintenance,phase,reason\n"));
+    assert!(csv.starts_with("at,duration_seconds,success,maintenance,phase,reason,location\n"));
     assert!(csv.contains(",false,false,\"connect\",\"refused\""), "{csv}");
     assert_eq!(get(&app, "/checks/www?window=1y", Some("victor")).await.0, 400);
     assert_eq!(get(&app, "/checks/ghost", Some("victor")).await.0, 404);
