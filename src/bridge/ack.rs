@@ -18,7 +18,7 @@
 use super::Shared;
 use super::intake::refuse_unauthorized;
 use super::payload::{Encoded, Message, Notification, Status};
-use super::store::{NewNotification, SqlParam, SqlValue, StoreError};
+use super::store::{NewNotification, SqlParam, SqlValue, StoreError, column};
 use crate::config::Problems;
 use crate::config::types::GoDuration;
 use axum::extract::{Path, State};
@@ -228,7 +228,7 @@ const ACK_COLUMNS: &str = "id, notification_id, group_key, contact, created_at, 
 
 fn ack_from_row(row: &[SqlValue]) -> Acknowledgement {
     let text = |index: usize| row.get(index).and_then(SqlValue::text).unwrap_or_default().to_string();
-    let int = |index: usize| row.get(index).map(SqlValue::int).unwrap_or_default();
+    let int = |index: usize| column(row, index).int();
     Acknowledgement {
         id: int(0),
         notification_id: int(1),

@@ -8,7 +8,7 @@
 
 use super::state::Incident;
 use super::store::{CheckStore, INCIDENT_COLUMNS, read_incident};
-use crate::storage::{SqlValue, StoreError, from_ms, to_ms};
+use crate::storage::{SqlValue, StoreError, column, from_ms, to_ms};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -137,7 +137,7 @@ pub fn clean_title(title: &str) -> Result<String, AnnotationError> {
 
 /// A planned window from a `planned_maintenance` row.
 fn read_planned(row: &[SqlValue]) -> Planned {
-    let get = |index: usize| row.get(index).cloned().unwrap_or(SqlValue::Null);
+    let get = |index: usize| column(row, index);
     Planned {
         id: get(0).int(),
         title: get(1).string(),
@@ -155,7 +155,7 @@ impl CheckStore {
             .storage()
             .select(format!("SELECT {INCIDENT_COLUMNS}, check_id FROM incidents WHERE id = $1"), vec![id.into()])
             .await?;
-        Ok(rows.first().map(|row| (row.get(6).map(SqlValue::int).unwrap_or(0), read_incident(row))))
+        Ok(rows.first().map(|row| (column(row, 6).int(), read_incident(row))))
     }
 
     /// The notes of incidents `ids` (incidents without a note are left out).
@@ -181,13 +181,13 @@ impl CheckStore {
             .await?;
         let mut notes: HashMap<i64, Note> = HashMap::new();
         for row in &titles {
-            let get = |index: usize| row.get(index).cloned().unwrap_or(SqlValue::Null);
+            let get = |index: usize| column(row, index);
             if wanted.contains(&get(0).int()) {
                 notes.entry(get(0).int()).or_default().title = get(1).text().map(str::to_string);
             }
         }
         for row in &updates {
-            let get = |index: usize| row.get(index).cloned().unwrap_or(SqlValue::Null);
+            let get = |index: usize| column(row, index);
             if wanted.contains(&get(0).int()) {
                 notes.entry(get(0).int()).or_default().updates.push(Update {
                     at: from_ms(get(1).int()),

@@ -21,7 +21,7 @@
 
 use super::rollup::{BUCKET_COUNT, Period, Rollup, bucket_of};
 use super::state::{Incident, State};
-use crate::storage::{Area, SqlParam, SqlValue, Statement, Storage, StoreError, from_ms, to_ms};
+use crate::storage::{Area, SqlParam, SqlValue, Statement, Storage, StoreError, column, from_ms, to_ms};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::borrow::Cow;
@@ -293,7 +293,7 @@ pub struct Ingested {
 }
 
 fn read_result(row: &[SqlValue]) -> StoredResult {
-    let get = |index: usize| row.get(index).cloned().unwrap_or(SqlValue::Null);
+    let get = |index: usize| column(row, index);
     let flags = get(2).int();
     StoredResult {
         at: from_ms(get(0).int()),
@@ -355,7 +355,7 @@ pub struct CheckStore {
 pub(super) const INCIDENT_COLUMNS: &str = "id, started_at, ended_at, phase, reason, notified_at";
 
 pub(super) fn read_incident(row: &[SqlValue]) -> Incident {
-    let get = |index: usize| row.get(index).cloned().unwrap_or(SqlValue::Null);
+    let get = |index: usize| column(row, index);
     Incident {
         id: get(0).opt_int(),
         started_at: from_ms(get(1).int()),
@@ -367,8 +367,7 @@ pub(super) fn read_incident(row: &[SqlValue]) -> Incident {
 }
 
 fn read_rollup(row: &[SqlValue], first: usize) -> Rollup {
-    let get =
-        |index: usize| -> u64 { u64::try_from(row.get(first + index).map(SqlValue::int).unwrap_or(0)).unwrap_or(0) };
+    let get = |index: usize| -> u64 { u64::try_from(column(row, first + index).int()).unwrap_or(0) };
     let mut histogram = [0u64; BUCKET_COUNT];
     for (index, slot) in histogram.iter_mut().enumerate() {
         *slot = get(6 + index);

@@ -178,6 +178,18 @@ impl SqlValue {
     pub fn string(&self) -> String {
         self.text().unwrap_or_default().to_string()
     }
+
+    /// The text, or `None` for NULL and integers.
+    pub fn opt_string(&self) -> Option<String> {
+        self.text().map(str::to_string)
+    }
+}
+
+/// Column `index` of a row [`Storage::select`] returned; NULL past its end,
+/// so a reader never panics on a shorter row.
+pub fn column(row: &[SqlValue], index: usize) -> &SqlValue {
+    static NULL: SqlValue = SqlValue::Null;
+    row.get(index).unwrap_or(&NULL)
 }
 
 /// One statement of a [`Storage::transaction`].

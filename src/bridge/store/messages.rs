@@ -5,10 +5,7 @@
 //!
 //! The SQL is shared by both backends through [`Store::select`].
 
-use super::{
-    HISTORY_COLUMNS, HistoryEntry, NewMessage, SqlParam, SqlValue, Store, StoreError, from_ms, int, optional_text,
-    text, to_ms,
-};
+use super::{HISTORY_COLUMNS, HistoryEntry, NewMessage, SqlParam, SqlValue, Store, StoreError, column, from_ms, to_ms};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -176,22 +173,23 @@ impl Store {
     /// One page of messages, each with its copies and delivery steps.
     pub async fn messages(&self, query: MessageQuery) -> Result<MessagePage, StoreError> {
         let (count, page, params) = search_sql(&query);
-        let total = self.select(count, params.clone()).await?.first().map(|row| int(row, 0)).unwrap_or_default();
+        let total =
+            self.select(count, params.clone()).await?.first().map(|row| column(row, 0).int()).unwrap_or_default();
         let mut items: Vec<MessageRecord> = self
             .select(page, params)
             .await?
             .iter()
             .map(|row| MessageRecord {
-                id: int(row, 0),
-                created_at: from_ms(int(row, 1)),
+                id: column(row, 0).int(),
+                created_at: from_ms(column(row, 1).int()),
                 message: NewMessage {
-                    sender: text(row, 2),
-                    idempotency_key: optional_text(row, 3),
-                    subject: text(row, 4),
-                    body: text(row, 5),
-                    severity: text(row, 6),
-                    recipients: split(&text(row, 7)),
-                    channels: split(&text(row, 8)),
+                    sender: column(row, 2).string(),
+                    idempotency_key: column(row, 3).opt_string(),
+                    subject: column(row, 4).string(),
+                    body: column(row, 5).string(),
+                    severity: column(row, 6).string(),
+                    recipients: split(&column(row, 7).string()),
+                    channels: split(&column(row, 8).string()),
                 },
                 copies: Vec::new(),
                 deliveries: Vec::new(),
@@ -215,14 +213,14 @@ impl Store {
         let mut leaders: HashMap<i64, i64> = HashMap::new();
         let mut by_message: HashMap<i64, Vec<MessageCopy>> = HashMap::new();
         for row in &copies {
-            let message = int(row, 0);
+            let message = column(row, 0).int();
             if let Some(SqlValue::Int(leader)) = row.get(4) {
                 leaders.insert(*leader, message);
             }
             by_message.entry(message).or_default().push(MessageCopy {
-                contact: text(row, 1),
-                channel: text(row, 2),
-                state: text(row, 3),
+                contact: column(row, 1).string(),
+                channel: column(row, 2).string(),
+                state: column(row, 3).string(),
             });
         }
         let mut params = ids;
@@ -262,7 +260,7 @@ impl Store {
                 vec![SqlParam::Text(sender.to_string()), SqlParam::Text(idempotency_key.to_string())],
             )
             .await?;
-        Ok(rows.first().map(|row| int(row, 0)))
+        Ok(rows.first().map(|row| column(row, 0).int()))
     }
 
     /// When `sender`'s messages since `since` were accepted, oldest first
@@ -275,7 +273,7 @@ impl Store {
                 vec![SqlParam::Text(sender.to_string()), SqlParam::Int(to_ms(since))],
             )
             .await?;
-        Ok(rows.iter().map(|row| from_ms(int(row, 0))).collect())
+        Ok(rows.iter().map(|row| from_ms(column(row, 0).int())).collect())
     }
 }
 

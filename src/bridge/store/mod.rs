@@ -34,7 +34,7 @@ use std::collections::{HashMap, HashSet};
 
 /// A storage failure; the webhook answers 503 on any of these.
 pub use crate::storage::StoreError;
-pub(crate) use crate::storage::{SqlParam, SqlValue, Statement, from_ms, sqlite_sql, to_ms};
+pub(crate) use crate::storage::{SqlParam, SqlValue, Statement, column, from_ms, sqlite_sql, to_ms};
 
 /// Where a message is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr)]
@@ -575,7 +575,7 @@ impl Store {
         self.outbox_rows(sql::MEMBERS, vec![leader.into()]).await
     }
 
-    /// The outbox rows `sql` selects (as [`sql::OPEN_ROWS`] does), the same
+    /// The outbox rows `sql` (one of `sql::select_rows!`) selects, the same
     /// SQL on both backends.
     async fn outbox_rows(&self, sql: &'static str, params: Vec<SqlParam>) -> Result<Vec<OutboxRow>, StoreError> {
         self.storage().select(sql, params).await?.iter().map(|row| OutboxRow::read(row)).collect()
@@ -630,7 +630,7 @@ impl Store {
             Some(channel) => (sql::SENDS_CHANNEL, vec![contact.into(), channel.into(), to_ms(since).into()]),
             None => (sql::SENDS_CONTACT, vec![contact.into(), to_ms(since).into()]),
         };
-        Ok(self.storage().select(sql, params).await?.iter().map(|row| from_ms(int(row, 0))).collect())
+        Ok(self.storage().select(sql, params).await?.iter().map(|row| from_ms(column(row, 0).int())).collect())
     }
 
     /// Which of `fingerprints` `contact` has been told are firing.
@@ -647,7 +647,8 @@ impl Store {
     pub async fn history(&self, query: HistoryQuery) -> Result<HistoryPage, StoreError> {
         let built = HistorySql::build(&query, self.dialect());
         let storage = self.storage();
-        let total = storage.select(built.count, built.params.clone()).await?.first().map_or(0, |row| int(row, 0));
+        let total =
+            storage.select(built.count, built.params.clone()).await?.first().map_or(0, |row| column(row, 0).int());
         let rows = storage.select(built.page, built.params).await?;
         let items = rows.iter().map(|row| HistoryEntry::read(row)).collect::<Result<_, _>>()?;
         Ok(HistoryPage { total: u64::try_from(total).unwrap_or(0), items })
@@ -707,43 +708,23 @@ pub(crate) fn alertnames(alerts: &[AlertRef]) -> String {
 }
 
 impl OutboxRow {
-    /// Reads a row selected with the columns of [`sql::OPEN_ROWS`].
+    /// Reads a row of `sql::select_rows!` (the outbox columns, in order).
     fn read(row: &[SqlValue]) -> Result<OutboxRow, StoreError> {
         Ok(OutboxRow {
-            id: int(row, 0),
-            notification_id: int(row, 1),
-            contact: text(row, 2),
-            channel: text(row, 3),
-            state: RowState::parse(&text(row, 4))?,
-            mode: Mode::parse(&text(row, 5))?,
-            created_at: from_ms(int(row, 6)),
-            due_at: from_ms(int(row, 7)),
-            delayed: int(row, 8) != 0,
-            fingerprints: decode_fingerprints(optional_text(row, 9))?,
-            attempts: u32::try_from(int(row, 10)).unwrap_or(u32::MAX),
-            first_attempt_at: optional_int(row, 11).map(from_ms),
+            id: column(row, 0).int(),
+            notification_id: column(row, 1).int(),
+            contact: column(row, 2).string(),
+            channel: column(row, 3).string(),
+            state: RowState::parse(&column(row, 4).string())?,
+            mode: Mode::parse(&column(row, 5).string())?,
+            created_at: from_ms(column(row, 6).int()),
+            due_at: from_ms(column(row, 7).int()),
+            delayed: column(row, 8).int() != 0,
+            fingerprints: decode_fingerprints(column(row, 9).opt_string())?,
+            attempts: u32::try_from(column(row, 10).int()).unwrap_or(u32::MAX),
+            first_attempt_at: column(row, 11).opt_int().map(from_ms),
         })
     }
-}
-
-/// Column `index` as text (empty when NULL or missing).
-pub(crate) fn text(row: &[SqlValue], index: usize) -> String {
-    row.get(index).and_then(SqlValue::text).unwrap_or_default().to_string()
-}
-
-/// Column `index` as an integer (0 when NULL or missing).
-pub(crate) fn int(row: &[SqlValue], index: usize) -> i64 {
-    row.get(index).map(SqlValue::int).unwrap_or_default()
-}
-
-/// Column `index` as text, `None` when NULL.
-pub(crate) fn optional_text(row: &[SqlValue], index: usize) -> Option<String> {
-    row.get(index).and_then(SqlValue::text).map(str::to_string)
-}
-
-/// Column `index` as an integer, `None` when NULL.
-pub(crate) fn optional_int(row: &[SqlValue], index: usize) -> Option<i64> {
-    row.get(index).and_then(SqlValue::opt_int)
 }
 
 /// SQL shared by both backends.
@@ -794,23 +775,28 @@ pub(crate) mod sql {
     pub const SENDS_CHANNEL: &str = "SELECT sent_at FROM sends WHERE contact = $1 AND channel = $2 AND sent_at > $3";
     pub const SENDS_CONTACT: &str = "SELECT sent_at FROM sends WHERE contact = $1 AND sent_at > $2";
     pub const TOLD: &str = "SELECT 1 FROM told WHERE contact = $1 AND fingerprint = $2";
+    /// The outbox columns [`OutboxRow::read`](super::OutboxRow) reads, then `$rest`.
+    macro_rules! select_rows {
+        ($rest:literal) => {
+            concat!(
+                "SELECT id, notification_id, contact, channel, state, mode, created_at, due_at, delayed, \
+                 fingerprints, attempts, first_attempt_at FROM outbox ",
+                $rest
+            )
+        };
+    }
     /// A lane's due rows, oldest first; binds contact, channel, due-by and limit.
-    pub const DUE_ROWS: &str = "SELECT id, notification_id, contact, channel, state, mode, created_at, \
-         due_at, delayed, fingerprints, attempts, first_attempt_at FROM outbox \
-         WHERE contact = $1 AND channel = $2 AND state IN ('pending', 'held', 'limited') \
-         AND due_at <= $3 ORDER BY due_at, id LIMIT $4";
+    pub const DUE_ROWS: &str = select_rows!(
+        "WHERE contact = $1 AND channel = $2 AND state IN ('pending', 'held', 'limited') \
+         AND due_at <= $3 ORDER BY due_at, id LIMIT $4"
+    );
     /// A lane's rows in one state; binds contact, channel and state.
-    pub const LANE_ROWS: &str = "SELECT id, notification_id, contact, channel, state, mode, created_at, \
-         due_at, delayed, fingerprints, attempts, first_attempt_at FROM outbox \
-         WHERE contact = $1 AND channel = $2 AND state = $3 ORDER BY id";
+    pub const LANE_ROWS: &str = select_rows!("WHERE contact = $1 AND channel = $2 AND state = $3 ORDER BY id");
     /// The rows merged into a leader; binds the leader.
-    pub const MEMBERS: &str = "SELECT id, notification_id, contact, channel, state, mode, created_at, \
-         due_at, delayed, fingerprints, attempts, first_attempt_at FROM outbox \
-         WHERE merged_into = $1 ORDER BY id";
+    pub const MEMBERS: &str = select_rows!("WHERE merged_into = $1 ORDER BY id");
     /// Unfinished rows, soonest due first; binds the limit.
-    pub const OPEN_ROWS: &str = "SELECT id, notification_id, contact, channel, state, mode, created_at, \
-         due_at, delayed, fingerprints, attempts, first_attempt_at FROM outbox \
-         WHERE state IN ('pending', 'held', 'limited') ORDER BY due_at, id LIMIT $1";
+    pub const OPEN_ROWS: &str =
+        select_rows!("WHERE state IN ('pending', 'held', 'limited') ORDER BY due_at, id LIMIT $1");
     pub const QUEUE_STATS: &str = "SELECT state, COUNT(*), MIN(created_at) FROM outbox \
          WHERE state IN ('pending', 'held', 'limited') GROUP BY state";
     /// Retention deletes; each binds the one cut-off it names.
@@ -945,24 +931,24 @@ impl HistorySql {
 impl HistoryEntry {
     /// Reads a row selected as [`HISTORY_COLUMNS`].
     pub(crate) fn read(row: &[SqlValue]) -> Result<HistoryEntry, StoreError> {
-        let (kind, outcome, alerts) = (text(row, 6), text(row, 7), text(row, 9));
+        let (kind, outcome, alerts) = (column(row, 6).string(), column(row, 7).string(), column(row, 9).string());
         Ok(HistoryEntry {
-            id: int(row, 0),
+            id: column(row, 0).int(),
             event: HistoryEvent {
-                at: from_ms(int(row, 1)),
-                outbox_id: int(row, 2),
-                notification_id: int(row, 3),
-                contact: text(row, 4),
-                channel: text(row, 5),
+                at: from_ms(column(row, 1).int()),
+                outbox_id: column(row, 2).int(),
+                notification_id: column(row, 3).int(),
+                contact: column(row, 4).string(),
+                channel: column(row, 5).string(),
                 kind: Mode::parse(&kind)?,
                 outcome: Outcome::parse(&outcome)
                     .ok_or_else(|| StoreError::Corrupt(format!("unknown outcome {outcome:?}")))?,
-                attempt: u32::try_from(int(row, 8)).unwrap_or(0),
+                attempt: u32::try_from(column(row, 8).int()).unwrap_or(0),
                 alerts: serde_json::from_str(&alerts)
                     .map_err(|err| StoreError::Corrupt(format!("history alerts: {err}")))?,
-                provider_response: optional_text(row, 10),
-                error: optional_text(row, 11),
-                duration_ms: optional_int(row, 12),
+                provider_response: column(row, 10).opt_string(),
+                error: column(row, 11).opt_string(),
+                duration_ms: column(row, 12).opt_int(),
             },
         })
     }
