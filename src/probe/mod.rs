@@ -38,6 +38,7 @@ use crate::config::types::GoDuration;
 use crate::config::yaml::{self, Value};
 pub use error::{Phase, ProbeError, ProbeResult, Reason};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -304,7 +305,7 @@ pub struct ProbeLog {
 pub struct LogLine {
     at: std::time::SystemTime,
     level: &'static str,
-    message: std::borrow::Cow<'static, str>,
+    message: Cow<'static, str>,
 }
 
 impl std::fmt::Display for LogLine {
@@ -318,22 +319,22 @@ impl std::fmt::Display for LogLine {
 }
 
 impl ProbeLog {
-    fn push(&mut self, level: &'static str, message: impl Into<std::borrow::Cow<'static, str>>) {
+    fn push(&mut self, level: &'static str, message: impl Into<Cow<'static, str>>) {
         let message = message.into();
         // Fields are evaluated only when debug logging is on.
         tracing::debug!(message = crate::config::types::redact_url_passwords(&message).as_ref());
         self.lines.push(LogLine { at: std::time::SystemTime::now(), level, message });
     }
     /// A routine step.
-    pub fn debug(&mut self, message: impl Into<std::borrow::Cow<'static, str>>) {
+    pub fn debug(&mut self, message: impl Into<Cow<'static, str>>) {
         self.push("debug", message);
     }
     /// A notable step.
-    pub fn info(&mut self, message: impl Into<std::borrow::Cow<'static, str>>) {
+    pub fn info(&mut self, message: impl Into<Cow<'static, str>>) {
         self.push("info", message);
     }
     /// A failure.
-    pub fn error(&mut self, message: impl Into<std::borrow::Cow<'static, str>>) {
+    pub fn error(&mut self, message: impl Into<Cow<'static, str>>) {
         self.push("error", message);
     }
     /// The lines so far.
@@ -502,10 +503,10 @@ pub async fn run(
 /// probe's, and unboxed every `/probe` request would hold (and allocate) the
 /// largest of them, whichever prober it runs.
 async fn dispatch(ctx: &mut ProbeCtx<'_>, module: &Module) -> ProbeResult {
-    fn block<T: Default + Clone>(config: &Option<T>) -> std::borrow::Cow<'_, T> {
+    fn block<T: Default + Clone>(config: &Option<T>) -> Cow<'_, T> {
         match config {
-            Some(config) => std::borrow::Cow::Borrowed(config),
-            None => std::borrow::Cow::Owned(T::default()),
+            Some(config) => Cow::Borrowed(config),
+            None => Cow::Owned(T::default()),
         }
     }
     match module.prober {
