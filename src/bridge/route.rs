@@ -203,6 +203,16 @@ mod tests {
         .unwrap()
     }
 
+    /// Routes [`notification`] as parsed and in its stored form, asserts
+    /// both give the same deliveries, and returns them.
+    fn route_both_forms(routing: &Routing) -> Vec<NewDelivery> {
+        let now = Utc::now();
+        let deliveries = routing.route(&notification(), now).unwrap();
+        let stored = Encoded::new(notification()).unwrap();
+        assert_eq!(routing.route(&stored, now).unwrap(), deliveries, "the stored form routes the same");
+        deliveries
+    }
+
     fn summary(deliveries: &[NewDelivery]) -> Vec<String> {
         deliveries
             .iter()
@@ -230,11 +240,7 @@ groups: {oncall: [alice, bob]}
   - contacts: [carol]
 "
         ));
-        let now = Utc::now();
-        let deliveries = routing.route(&notification(), now).unwrap();
-        assert_eq!(summary(&deliveries), ["alice/sms:c", "carol/log:w"]);
-        let stored = Encoded::new(notification()).unwrap();
-        assert_eq!(routing.route(&stored, now).unwrap(), deliveries, "the stored form routes the same");
+        assert_eq!(summary(&route_both_forms(&routing)), ["alice/sms:c", "carol/log:w"]);
     }
 
     #[test]
@@ -248,11 +254,10 @@ groups: {oncall: [alice, bob]}
     contacts: [bob, carol]
 "
         ));
-        let now = Utc::now();
-        let deliveries = routing.route(&notification(), now).unwrap();
-        assert_eq!(summary(&deliveries), ["alice/email:c", "alice/sms:c", "bob/email:all", "carol/log:all"]);
-        let stored = Encoded::new(notification()).unwrap();
-        assert_eq!(routing.route(&stored, now).unwrap(), deliveries, "the stored form routes the same");
+        assert_eq!(
+            summary(&route_both_forms(&routing)),
+            ["alice/email:c", "alice/sms:c", "bob/email:all", "carol/log:all"]
+        );
     }
 
     #[test]

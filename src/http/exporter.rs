@@ -3,6 +3,7 @@
 
 use crate::config::live::Live;
 use crate::http::history::History;
+use crate::http::text;
 use crate::probe::{self, ProberKind, Reason};
 use crate::settings::Config;
 use crate::telemetry::{ProbeLabels, Telemetry};
@@ -70,10 +71,6 @@ impl Exporter {
             .route("/logs", get(logs_handler))
             .with_state(self)
     }
-}
-
-fn text(status: StatusCode, body: impl Into<String>) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body.into()).into_response()
 }
 
 /// The query parameters of `/probe`.

@@ -18,7 +18,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 use webconfig::Web;
 
@@ -82,11 +82,7 @@ async fn web_layer(State(layer): State<Arc<Layer>>, request: Request, next: Next
                 .unwrap_or_default();
         }
         webconfig::Authorization::Busy => {
-            return Response::builder()
-                .status(StatusCode::SERVICE_UNAVAILABLE)
-                .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-                .body(Body::from("Too many password checks in progress; try again later\n"))
-                .unwrap_or_default();
+            return text(StatusCode::SERVICE_UNAVAILABLE, "Too many password checks in progress; try again later\n");
         }
     }
     let mut response = next.run(request).await;
@@ -96,6 +92,11 @@ async fn web_layer(State(layer): State<Arc<Layer>>, request: Request, next: Next
         }
     }
     response
+}
+
+/// A plain-text answer (the exporter's and the web layer's refusals and errors).
+fn text(status: StatusCode, body: impl Into<String>) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body.into()).into_response()
 }
 
 pub use serve::serve;

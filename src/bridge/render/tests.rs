@@ -20,6 +20,11 @@ fn render(kind: ChannelKind, view_kind: ViewKind) -> Outgoing {
     defaults().render_at(kind, &View::sample(view_kind), now()).unwrap()
 }
 
+/// The sample notification rendered for `kind` with the templates of `config`.
+fn render_with(config: &TemplatesConfig, kind: ChannelKind) -> Outgoing {
+    Templates::new(config).unwrap().render_at(kind, &View::sample(ViewKind::Notification), now()).unwrap()
+}
+
 #[test]
 fn durations_read_like_people_write_them() {
     for (seconds, text) in [
@@ -184,10 +189,7 @@ fn template_files_are_read() {
         email: Some(TemplateSet { subject_file: Some(path.to_string_lossy().into_owned()), ..TemplateSet::default() }),
         ..TemplatesConfig::default()
     };
-    let out = Templates::new(&config)
-        .unwrap()
-        .render_at(ChannelKind::Email, &View::sample(ViewKind::Notification), now())
-        .unwrap();
+    let out = render_with(&config, ChannelKind::Email);
     assert_eq!(out.subject, "team-payments: 2 alerts");
 }
 
@@ -238,10 +240,7 @@ fn missing_labels_render_empty_instead_of_failing() {
         }),
         ..TemplatesConfig::default()
     };
-    let out = Templates::new(&config)
-        .unwrap()
-        .render_at(ChannelKind::Slack, &View::sample(ViewKind::Notification), now())
-        .unwrap();
+    let out = render_with(&config, ChannelKind::Slack);
     assert_eq!(out.body, "[][]");
 }
 
@@ -345,10 +344,7 @@ fn the_documented_example_compiles() {
     let value = crate::config::yaml::parse_value(&yaml).unwrap();
     let mut config: TemplatesConfig = crate::config::yaml::from_value(value, "bridge.templates").unwrap();
     config.email.as_mut().unwrap().html_file = None;
-    let out = Templates::new(&config)
-        .unwrap()
-        .render_at(ChannelKind::Webhook, &View::sample(ViewKind::Notification), now())
-        .unwrap();
+    let out = render_with(&config, ChannelKind::Webhook);
     assert_eq!(out.body, r#"{"text": "[FIRING:1] HighLatency (api critical payments)", "alerts": 2}"#);
 }
 
