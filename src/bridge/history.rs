@@ -19,7 +19,7 @@
 
 use super::Shared;
 use super::intake::refuse_unauthorized;
-use super::store::{HistoryOrder, HistoryQuery, Outcome};
+use super::store::{HistoryQuery, Outcome};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -48,7 +48,7 @@ pub fn parse_query(params: &HashMap<String, String>) -> Result<HistoryQuery, Str
             "until" => query.until = Some(parse_time(name, value)?),
             "sort" => {
                 let (column, ascending) = parse_sort(value);
-                query.order = HistoryOrder::parse(column).ok_or_else(|| {
+                query.order = column.parse().map_err(|_| {
                     format!("invalid sort {value:?}: expected time, contact, channel or outcome, optionally with a leading -")
                 })?;
                 query.ascending = ascending;
@@ -91,8 +91,9 @@ pub(super) fn parse_offset(value: &str) -> Result<u64, String> {
 
 /// A delivery outcome named by parameter `name`.
 pub(super) fn parse_outcome(name: &str, value: &str) -> Result<Outcome, String> {
-    Outcome::parse(value)
-        .ok_or_else(|| format!("invalid {name} {value:?}: expected sent, failed, dead, held, rate_limited or skipped"))
+    value
+        .parse()
+        .map_err(|_| format!("invalid {name} {value:?}: expected sent, failed, dead, held, rate_limited or skipped"))
 }
 
 /// An RFC 3339 time named by parameter `name`.
@@ -139,6 +140,7 @@ pub(crate) fn page_json<T: serde::Serialize>(total: u64, limit: u32, offset: u64
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bridge::store::HistoryOrder;
     use crate::bridge::string_map as params;
 
     #[test]

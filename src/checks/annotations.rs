@@ -20,8 +20,11 @@ pub const BODY_MAX: usize = 20_000;
 /// The longest planned window.
 pub const PLANNED_MAX: chrono::Duration = chrono::Duration::days(31);
 
-/// Where an incident stands, as an operator's update says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, strum::IntoStaticStr)]
+/// Where an incident stands, as an operator's update says; the variants
+/// are in the order an incident usually goes through them.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, strum::IntoStaticStr, strum::EnumString, strum::VariantNames,
+)]
 #[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "lowercase")]
 pub enum UpdateStatus {
@@ -36,18 +39,9 @@ pub enum UpdateStatus {
 }
 
 impl UpdateStatus {
-    /// Every status, in the order an incident usually goes through them.
-    pub const ALL: [UpdateStatus; 4] =
-        [UpdateStatus::Investigating, UpdateStatus::Identified, UpdateStatus::Monitoring, UpdateStatus::Resolved];
-
     /// The stored and shown word.
     pub fn as_str(self) -> &'static str {
         self.into()
-    }
-
-    /// Parses a status word.
-    pub fn parse(text: &str) -> Option<UpdateStatus> {
-        UpdateStatus::ALL.into_iter().find(|status| status.as_str() == text)
     }
 }
 
@@ -191,7 +185,7 @@ impl CheckStore {
             if wanted.contains(&get(0).int()) {
                 notes.entry(get(0).int()).or_default().updates.push(Update {
                     at: from_ms(get(1).int()),
-                    status: UpdateStatus::parse(&get(2).string()).unwrap_or(UpdateStatus::Investigating),
+                    status: get(2).string().parse().unwrap_or(UpdateStatus::Investigating),
                     body: get(3).string(),
                     author: get(4).text().map(str::to_string),
                 });

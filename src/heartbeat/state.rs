@@ -55,7 +55,7 @@ impl Status {
 }
 
 /// What a ping says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumString)]
 #[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
@@ -76,11 +76,6 @@ impl Kind {
     /// The stored and displayed name.
     pub fn as_str(self) -> &'static str {
         self.into()
-    }
-
-    /// Parses a stored name.
-    pub fn parse(text: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|kind| kind.as_str() == text)
     }
 }
 

@@ -188,7 +188,7 @@ impl Store {
             .iter()
             .map(|row| Ping {
                 at: from_ms(row[0].int()),
-                kind: Kind::parse(row[1].text().unwrap_or_default()).unwrap_or(Kind::Log),
+                kind: row[1].text().unwrap_or_default().parse().unwrap_or(Kind::Log),
                 exit_status: row[2].opt_int().and_then(|status| u8::try_from(status).ok()),
                 rid: row[3].text().map(str::to_string),
                 duration_seconds: row[4].opt_int().map(|ms| ms as f64 / 1000.0),

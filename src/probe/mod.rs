@@ -41,10 +41,11 @@ use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Duration;
+use strum::{EnumString, IntoStaticStr, VariantNames};
 use tokio::time::Instant;
 
 /// The closed set of probe kinds (`prober:` in a module).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, IntoStaticStr, EnumString, VariantNames)]
 #[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "lowercase")]
 pub enum ProberKind {
@@ -85,29 +86,6 @@ impl ProberKind {
     pub fn as_str(self) -> &'static str {
         self.into()
     }
-
-    fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|kind| kind.as_str() == text)
-    }
-
-    /// Every kind.
-    pub const ALL: [ProberKind; 15] = [
-        ProberKind::Http,
-        ProberKind::Tcp,
-        ProberKind::Icmp,
-        ProberKind::Dns,
-        ProberKind::Grpc,
-        ProberKind::Unix,
-        ProberKind::Postgres,
-        ProberKind::Mysql,
-        ProberKind::Mssql,
-        ProberKind::Ftp,
-        ProberKind::Imap,
-        ProberKind::Smtp,
-        ProberKind::Pop3,
-        ProberKind::Tls,
-        ProberKind::Rdap,
-    ];
 }
 
 /// A named probe configuration (`modules.<name>` in blackbox.yml).
@@ -217,12 +195,11 @@ impl Module {
                 None
             }
             Some(name) => {
-                let kind = ProberKind::parse(name);
+                let kind = name.parse().ok();
                 if kind.is_none() {
-                    let known: Vec<&str> = ProberKind::ALL.iter().map(|k| k.as_str()).collect();
                     problems.push(
                         format!("{path}.prober"),
-                        format!("prober '{name}' is not valid (known: {})", known.join(", ")),
+                        format!("prober '{name}' is not valid (known: {})", ProberKind::VARIANTS.join(", ")),
                     );
                 }
                 kind

@@ -69,8 +69,7 @@ impl Filters {
         query.channel = text(&self.channel);
         query.alertname = text(&self.alertname);
         if !self.status.is_empty() {
-            query.outcome =
-                Some(Outcome::parse(&self.status).ok_or_else(|| format!("unknown outcome {:?}", self.status))?);
+            query.outcome = Some(self.status.parse().map_err(|_| format!("unknown outcome {:?}", self.status))?);
         }
         if !self.range.is_empty() {
             let (_, _, seconds) = RANGES
@@ -92,7 +91,7 @@ impl Filters {
         }
         let sort = if self.sort.is_empty() { "-time" } else { self.sort.as_str() };
         let (descending, column) = sort.strip_prefix('-').map_or((false, sort), |column| (true, column));
-        query.order = HistoryOrder::parse(column).ok_or_else(|| format!("unknown sort {sort:?}"))?;
+        query.order = column.parse().map_err(|_| format!("unknown sort {sort:?}"))?;
         query.ascending = !descending;
         self.sort = sort.to_string();
         if let Some(page) = params.get("page").filter(|page| !page.is_empty()) {

@@ -17,6 +17,7 @@ use axum::response::Response;
 use chrono::{DateTime, Duration, NaiveDateTime, Timelike, Utc};
 use minijinja::{Value, context};
 use std::sync::Arc;
+use strum::VariantNames;
 
 /// How far back the incident list goes.
 const INCIDENT_DAYS: i64 = 90;
@@ -160,7 +161,7 @@ async fn render_incident(ui: &Ui, visitor: &Visitor, id: i64, flash: Option<Stri
         ended_text => incident.ended_at.map(time_text),
         duration => super::svg::format_duration(u64::try_from(incident.duration(now).num_seconds()).unwrap_or(0)),
         updates => note.updates.iter().map(update_context).collect::<Vec<_>>(),
-        statuses => UpdateStatus::ALL.iter().map(|status| status.as_str()).collect::<Vec<_>>(),
+        statuses => UpdateStatus::VARIANTS,
         next_status => if incident.ended_at.is_some() { "resolved" } else { status.as_str() },
         body_max => BODY_MAX,
         flash,
@@ -192,7 +193,7 @@ pub(super) async fn annotate(State(ui): State<Arc<Ui>>, Path(id): Path<i64>, pos
             let err = AnnotationError::Invalid(format!("an update is at most {BODY_MAX} bytes"));
             return annotation_error(&ui, &visitor, &err, &back);
         }
-        let Some(status) = UpdateStatus::parse(fields.get("status")) else {
+        let Some(status) = fields.get("status").parse::<UpdateStatus>().ok() else {
             let err = AnnotationError::Invalid(format!(
                 "unknown status {:?}: use investigating, identified, monitoring or resolved",
                 fields.get("status")

@@ -37,7 +37,7 @@ pub use crate::storage::StoreError;
 pub(crate) use crate::storage::{SqlParam, SqlValue, Statement, column, from_ms, sqlite_sql, to_ms};
 
 /// Where a message is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumString)]
 #[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum RowState {
@@ -64,23 +64,12 @@ impl RowState {
     }
 
     fn parse(text: &str) -> Result<RowState, StoreError> {
-        [
-            RowState::Pending,
-            RowState::Held,
-            RowState::Limited,
-            RowState::Sent,
-            RowState::Dead,
-            RowState::Merged,
-            RowState::Skipped,
-        ]
-        .into_iter()
-        .find(|state| state.as_str() == text)
-        .ok_or_else(|| StoreError::Corrupt(format!("unknown row state {text:?}")))
+        text.parse().map_err(|_| StoreError::Corrupt(format!("unknown row state {text:?}")))
     }
 }
 
 /// What a row will render as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumString)]
 #[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
@@ -99,10 +88,7 @@ impl Mode {
     }
 
     fn parse(text: &str) -> Result<Mode, StoreError> {
-        [Mode::Notification, Mode::CatchUp, Mode::Overflow]
-            .into_iter()
-            .find(|mode| mode.as_str() == text)
-            .ok_or_else(|| StoreError::Corrupt(format!("unknown row mode {text:?}")))
+        text.parse().map_err(|_| StoreError::Corrupt(format!("unknown row mode {text:?}")))
     }
 }
 
@@ -282,8 +268,9 @@ impl Transition {
     }
 }
 
-/// What happened, as listed by `GET /api/v1/deliveries`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
+/// What happened, as listed by `GET /api/v1/deliveries` (parsed with
+/// `str::parse`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumString)]
 #[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
@@ -305,13 +292,6 @@ impl Outcome {
     /// The stored and displayed name.
     pub fn as_str(self) -> &'static str {
         self.into()
-    }
-
-    /// Parses a stored or query value.
-    pub fn parse(text: &str) -> Option<Outcome> {
-        [Outcome::Sent, Outcome::Failed, Outcome::Dead, Outcome::Held, Outcome::RateLimited, Outcome::Skipped]
-            .into_iter()
-            .find(|outcome| outcome.as_str() == text)
     }
 }
 
@@ -398,7 +378,7 @@ pub struct HistoryQuery {
 }
 
 /// The sort column of a history query.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, strum::IntoStaticStr)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString)]
 #[strum(serialize_all = "snake_case")]
 pub enum HistoryOrder {
     /// Entry time.
@@ -413,18 +393,9 @@ pub enum HistoryOrder {
 }
 
 impl HistoryOrder {
-    /// Every order, for parsing and for the UI's sort links.
-    pub const ALL: [HistoryOrder; 4] =
-        [HistoryOrder::Time, HistoryOrder::Contact, HistoryOrder::Channel, HistoryOrder::Outcome];
-
     /// The query-parameter name, which is also the column.
     pub fn as_str(self) -> &'static str {
         self.into()
-    }
-
-    /// Parses a query-parameter name.
-    pub fn parse(text: &str) -> Option<HistoryOrder> {
-        HistoryOrder::ALL.into_iter().find(|order| order.as_str() == text)
     }
 
     fn column(self) -> &'static str {
@@ -941,8 +912,7 @@ impl HistoryEntry {
                 contact: column(row, 4).string(),
                 channel: column(row, 5).string(),
                 kind: Mode::parse(&kind)?,
-                outcome: Outcome::parse(&outcome)
-                    .ok_or_else(|| StoreError::Corrupt(format!("unknown outcome {outcome:?}")))?,
+                outcome: outcome.parse().map_err(|_| StoreError::Corrupt(format!("unknown outcome {outcome:?}")))?,
                 attempt: u32::try_from(column(row, 8).int()).unwrap_or(0),
                 alerts: serde_json::from_str(&alerts)
                     .map_err(|err| StoreError::Corrupt(format!("history alerts: {err}")))?,
