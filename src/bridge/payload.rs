@@ -17,7 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 pub type LabelSet = litemap::LiteMap<String, String>;
 
 /// Whether an alert (or a whole notification) is firing or resolved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumString)]
 #[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
@@ -31,14 +31,6 @@ impl Status {
     /// `firing` or `resolved`.
     pub fn as_str(self) -> &'static str {
         self.into()
-    }
-
-    fn parse(text: &str) -> Option<Status> {
-        match text {
-            "firing" => Some(Status::Firing),
-            "resolved" => Some(Status::Resolved),
-            _ => None,
-        }
     }
 }
 
@@ -325,9 +317,9 @@ fn head<A>(raw: RawNotification<A>) -> Result<(Notification, Option<Status>, A),
     }
     let top_status = match raw.status.as_deref() {
         None | Some("") => None,
-        Some(text) => Some(
-            Status::parse(text).ok_or_else(|| PayloadError::Status { field: "status".into(), value: text.into() })?,
-        ),
+        Some(text) => {
+            Some(text.parse().map_err(|_| PayloadError::Status { field: "status".into(), value: text.into() })?)
+        }
     };
     let receiver = raw.receiver.unwrap_or_default();
     // Grafana does not escape the receiver; Alertmanager applies regexp.QuoteMeta.
@@ -471,13 +463,14 @@ impl RawAlert {
     fn normalise(self, index: usize) -> Result<(Alert, bool), PayloadError> {
         let starts_at = parse_time(self.starts_at.as_deref(), index, "startsAt")?;
         let ends_at = parse_time(self.ends_at.as_deref(), index, "endsAt")?;
-        let status = match self.status.as_deref() {
-            Some(text) if !text.is_empty() => Some(Status::parse(text).ok_or_else(|| PayloadError::Status {
-                field: format!("alerts[{index}].status"),
-                value: text.into(),
-            })?),
-            _ => None,
-        };
+        let status =
+            match self.status.as_deref() {
+                Some(text) if !text.is_empty() => Some(text.parse().map_err(|_| PayloadError::Status {
+                    field: format!("alerts[{index}].status"),
+                    value: text.into(),
+                })?),
+                _ => None,
+            };
         let labels = self.labels.0;
         let fingerprint = match self.fingerprint {
             Some(fingerprint) if !fingerprint.is_empty() => fingerprint,
