@@ -9,6 +9,7 @@
 use chrono::{DateTime, Utc};
 use litemap::LiteMap;
 use serde::{Deserialize, Deserializer, Serialize};
+use serde_with::{Map, Same};
 
 /// Label or annotation names to values, sorted by name: a vector of pairs
 /// (one allocation of 48 bytes a pair) rather than a `BTreeMap` (a node of
@@ -911,9 +912,11 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
 
 impl<'de> Deserialize<'de> for Labels {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        // Pairs are collected as they are read (no intermediate map of JSON
-        // values), then sorted once; a repeated name keeps its last value.
-        let raw = Option::<Pairs>::deserialize(deserializer)?.map(|Pairs(pairs)| pairs);
+        // Pairs are collected in the order sent as they are read (serde_with's
+        // `Map`: no intermediate map of JSON values), then sorted once; a
+        // repeated name keeps its last value.
+        let raw: Option<Vec<(String, LabelValue)>> =
+            serde_with::As::<Option<Map<Same, Same>>>::deserialize(deserializer)?;
         let mut pairs = Vec::new();
         for (name, value) in raw.unwrap_or_default() {
             let text = match value {
@@ -939,29 +942,6 @@ impl<'de> Deserialize<'de> for Labels {
 fn exact(mut pairs: Vec<(String, String)>) -> LabelSet {
     pairs.shrink_to_fit();
     LabelSet::from_sorted_store_unchecked(pairs)
-}
-
-/// The entries of a JSON object in the order sent.
-struct Pairs(Vec<(String, LabelValue)>);
-
-impl<'de> Deserialize<'de> for Pairs {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = Pairs;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a map")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut pairs = Vec::new();
-                while let Some(pair) = map.next_entry()? {
-                    pairs.push(pair);
-                }
-                Ok(Pairs(pairs))
-            }
-        }
-        deserializer.deserialize_map(Visitor)
-    }
 }
 
 /// A label value as sent: text (numbers and booleans as their JSON text),
