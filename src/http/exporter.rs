@@ -106,7 +106,8 @@ fn parse_probe_params(query: &str) -> ProbeParams {
     params
 }
 
-async fn probe_handler(State(app): State<Arc<Exporter>>, headers: HeaderMap, request: Request) -> Response {
+async fn probe_handler(State(app): State<Arc<Exporter>>, request: Request) -> Response {
+    let headers = request.headers();
     let params = parse_probe_params(request.uri().query().unwrap_or_default());
     let config = app.config.get();
     let Some(module) = config.module(&params.module) else {

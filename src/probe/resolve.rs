@@ -84,7 +84,7 @@ pub async fn resolve(
             .error(format!("Resolution with IP protocol failed target={host} err=\"unable to find ip; no fallback\""));
         ProbeError::new(Phase::Resolve, Reason::Resolve, format!("no suitable address for {host}"))
     })?;
-    ctx.log.info(format!("Resolved target address target={host} ip={ip}"));
+    ctx.log.info(super::Message::Resolved { target: host.into(), ip });
     ctx.registry.set("probe_ip_protocol", HELP_PROTOCOL, if ip.is_ipv4() { 4.0 } else { 6.0 });
     ctx.registry.set("probe_ip_addr_hash", HELP_HASH, ip_hash(ip));
     ctx.policy.check_address(host, ip).map_err(|why| ProbeError::new(Phase::Resolve, Reason::Denied, why))?;
