@@ -407,6 +407,8 @@ pub struct ProbeCtx<'a> {
 pub struct Env {
     /// The rdap prober's HTTP client, bootstrap registries and answer cache.
     pub rdap: rdap::Env,
+    /// The tcp prober's idle sockets, reused by bare connect checks.
+    pub tcp: tcp::Sockets,
 }
 
 impl ProbeCtx<'_> {

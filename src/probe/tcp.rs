@@ -103,62 +103,145 @@ pub(crate) async fn dial(
 /// and closes with a reset.
 ///
 /// On loopback the kernel completes the handshake (or the refusal) inside
-/// connect(2) itself. Such a socket is closed without ever being registered
-/// with the runtime's poller: no `epoll_ctl` to add and remove it and no task
-/// wake-up, about a tenth of such a probe's CPU time. A connect still in
-/// progress is handed to tokio and awaited like any other.
+/// connect(2) itself. Such a socket is never registered with the runtime's
+/// poller: no `epoll_ctl` to add and remove it and no task wake-up, about a
+/// tenth of such a probe's CPU time. A connect still in progress is handed to
+/// tokio and awaited like any other. Either way a connected socket goes back
+/// to `ctx.env.tcp` for the next check.
 async fn connect_only(ctx: &mut ProbeCtx<'_>, addr: SocketAddr, source: Option<IpAddr>) -> ProbeResult {
     let failed = |ctx: &mut ProbeCtx<'_>, err: std::io::Error| {
         ctx.log.error(format!("Error dialing TCP err={err}"));
         ProbeError::connect(&err)
     };
+    let sockets = &ctx.env.tcp;
     ctx.enter(Phase::Connect);
-    let socket = match start_connect(addr, source) {
-        Ok(Progress::Done) => return Ok(()),
+    let socket = match start_connect(sockets, addr, source) {
+        Ok(Progress::Done(socket)) => {
+            sockets.put_back(socket, addr, source);
+            return Ok(());
+        }
         Ok(Progress::Pending(socket)) => socket,
         Err(err) => return Err(failed(ctx, err)),
     };
     let waited = async {
         let stream = tokio::net::TcpStream::from_std(socket.into())?;
         stream.writable().await?;
-        stream.take_error()?.map_or(Ok(()), Err)
+        stream.take_error()?.map_or(Ok(stream), Err)
     };
     match ctx.within(Phase::Connect, waited).await? {
-        Ok(()) => Ok(()),
+        Ok(stream) => {
+            // Off the poller first: a pooled socket must not stay registered.
+            if let Ok(stream) = stream.into_std() {
+                sockets.put_back(stream.into(), addr, source);
+            }
+            Ok(())
+        }
         Err(err) => Err(failed(ctx, err)),
     }
 }
 
 /// Where a non-blocking connect stands when connect(2) returns.
 enum Progress {
-    /// Connected already; the socket was closed.
-    Done,
+    /// Connected already.
+    Done(socket2::Socket),
     /// Still handshaking.
     Pending(socket2::Socket),
 }
 
-fn start_connect(addr: SocketAddr, source: Option<IpAddr>) -> std::io::Result<Progress> {
+/// Idle sockets of finished bare connect checks, per address family.
+///
+/// A check's socket is disconnected (connect(2) to `AF_UNSPEC`, which sends
+/// the same reset as closing it and frees its port) and kept for the next
+/// check, instead of being closed and a new one made: creating and tearing
+/// down the socket, its file and its inode was an eighth of a `tcp_connect`
+/// probe's CPU time. Sockets bound to a `source_ip_address` are closed.
+#[derive(Debug, Default)]
+pub struct Sockets {
+    v4: std::sync::Mutex<Vec<socket2::Socket>>,
+    v6: std::sync::Mutex<Vec<socket2::Socket>>,
+}
+
+/// Idle sockets kept per family: enough for a busy exporter's concurrent
+/// checks, few enough not to matter against the open-files limit.
+const IDLE_SOCKETS: usize = 64;
+
+impl Sockets {
+    fn idle(&self, v6: bool) -> &std::sync::Mutex<Vec<socket2::Socket>> {
+        if v6 { &self.v6 } else { &self.v4 }
+    }
+
+    /// An idle socket of `addr`'s family, if one is kept.
+    fn take(&self, addr: SocketAddr) -> Option<socket2::Socket> {
+        self.idle(addr.is_ipv6()).lock().ok()?.pop()
+    }
+
+    /// Disconnects a check's connected socket (sending the reset) and keeps
+    /// it; closes it instead when it is bound to a source address, when the
+    /// disconnect fails or when enough are kept.
+    fn put_back(&self, socket: socket2::Socket, addr: SocketAddr, source: Option<IpAddr>) {
+        if !cfg!(target_os = "linux") || source.is_some() || disconnect(&socket).is_err() {
+            return;
+        }
+        // The disconnect leaves ECONNRESET pending on the socket; the next
+        // connect clears it as it starts (the reuse test in
+        // tests/it/probe_tcp.rs takes one through the poller).
+        if let Ok(mut idle) = self.idle(addr.is_ipv6()).lock() {
+            if idle.len() < IDLE_SOCKETS {
+                idle.push(socket);
+            }
+        }
+    }
+
+    /// How many idle sockets are kept (for tests).
+    pub fn idle_count(&self) -> usize {
+        [&self.v4, &self.v6].iter().map(|idle| idle.lock().map_or(0, |idle| idle.len())).sum()
+    }
+}
+
+/// connect(2) to an `AF_UNSPEC` address, which on Linux ends a TCP socket's
+/// association (with a reset when connected, as closing it with a zero
+/// linger) and leaves the socket unconnected and reusable (connect(2)'s manual
+/// page). Elsewhere sockets are simply closed.
+#[allow(unsafe_code)]
+fn disconnect(socket: &socket2::Socket) -> std::io::Result<()> {
+    let length = std::mem::size_of::<libc::sa_family_t>() as socket2::socklen_t;
+    // SAFETY: a zeroed storage is a valid address of family 0, AF_UNSPEC,
+    // and the length covers only its family field.
+    let unspecified = unsafe { socket2::SockAddr::new(socket2::SockAddrStorage::zeroed(), length) };
+    socket.connect(&unspecified)
+}
+
+fn start_connect(sockets: &Sockets, addr: SocketAddr, source: Option<IpAddr>) -> std::io::Result<Progress> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking(), Some(Protocol::TCP))?;
-    // Closed with a reset rather than a FIN, as HAProxy closes its health
-    // checks: the probe has nothing to say to the target, and an orderly
-    // close would leave this side's port in TIME_WAIT for a minute (the
-    // prober, not the target, runs out of ports at scale) and cost four
-    // packets instead of one.
-    socket.set_linger(Some(std::time::Duration::ZERO))?;
+    let reused = if source.is_none() { sockets.take(addr) } else { None };
+    let socket = match reused {
+        Some(socket) => socket,
+        None => {
+            let socket = Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking(), Some(Protocol::TCP))?;
+            // Closed with a reset rather than a FIN, as HAProxy closes its
+            // health checks: the probe has nothing to say to the target, and
+            // an orderly close would leave this side's port in TIME_WAIT for
+            // a minute (the prober, not the target, runs out of ports at
+            // scale) and cost four packets instead of one. The option stays
+            // set on a reused socket.
+            socket.set_linger(Some(std::time::Duration::ZERO))?;
+            socket
+        }
+    };
     // And the handshake's last ACK is never sent (SYN, SYN-ACK, RST, as
     // HAProxy's pure connect checks): with quick ACKs off, the kernel delays
     // the ACK that completes the handshake, and the reset goes first. connect
     // still returns on the SYN-ACK, so the timing and the verdict are the
     // same, but the target only ever holds a half-open request: it creates no
-    // connection, wakes no accept and logs no reset.
+    // connection, wakes no accept and logs no reset. (Set on every check: a
+    // disconnect turns quick ACKs back on.)
     #[cfg(target_os = "linux")]
     socket.set_tcp_quickack(false)?;
     if let Some(source) = source {
         socket.bind(&SocketAddr::new(source, 0).into())?;
     }
     match socket.connect(&addr.into()) {
-        Ok(()) => return Ok(Progress::Done),
+        Ok(()) => return Ok(Progress::Done(socket)),
         Err(err) if err.raw_os_error() == Some(nix::errno::Errno::EINPROGRESS as i32) => {}
         Err(err) => return Err(err),
     }
@@ -166,7 +249,7 @@ fn start_connect(addr: SocketAddr, source: Option<IpAddr>) -> std::io::Result<Pr
     // socket that is not connected is asked for its error (one system call
     // fewer on the common path).
     if socket.peer_addr().is_ok() {
-        return Ok(Progress::Done);
+        return Ok(Progress::Done(socket));
     }
     match socket.take_error()? {
         Some(err) => Err(err),

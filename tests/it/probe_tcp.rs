@@ -59,6 +59,55 @@ async fn connect_only_succeeds_with_the_blackbox_families() {
     );
 }
 
+/// Bare checks hand their disconnected sockets to the next check, and each
+/// check still reports its own result: a refusal; a success that completes
+/// only after a SYN retransmission, through the poller (where a pending
+/// ECONNRESET left by the previous check's disconnect would have been read
+/// as its failure); and the target's accept queue never holding a check.
+#[tokio::test]
+async fn bare_checks_reuse_their_sockets_and_report_their_own_results() {
+    let config = Config::parse("modules:\n  tcp:\n    prober: tcp\n    tcp:\n      preferred_ip_protocol: ip4\n")
+        .expect("config parses");
+    let env = checkit::probe::Env::default();
+    let probe = |target: String| {
+        let (config, env) = (&config, &env);
+        async move { checkit::probe::run(&config.modules["tcp"], &target, None, TIMEOUT, &config.policy, env).await }
+    };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("non-blocking");
+    let target = listener.local_addr().expect("address").to_string();
+    for _ in 0..3 {
+        assert_success(&probe(target.clone()).await);
+        assert_eq!(env.tcp.idle_count(), 1, "one check at a time reuses one socket");
+    }
+    let refused = probe(closed_port().to_string()).await;
+    assert_eq!(failure(&refused), (Phase::Connect, Reason::Refused));
+    assert_eq!(env.tcp.idle_count(), 0, "a failed check's socket is closed");
+    assert_success(&probe(target.clone()).await);
+    match listener.accept() {
+        Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the target's accept queue held a check's connection: {other:?}"),
+    }
+    // A listener whose accept queue (backlog 0: one connection) is full
+    // drops the check's SYN; a connection is accepted after 200 ms, so the
+    // SYN sent again after a second completes the handshake.
+    let full = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    full.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into()).expect("bind");
+    full.listen(0).expect("listen");
+    let full: std::net::TcpListener = full.into();
+    let full_target = full.local_addr().expect("address");
+    let queued = std::net::TcpStream::connect(full_target).expect("fill the accept queue");
+    let drain = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        full.accept().map(|_| full)
+    });
+    let slow = probe(full_target.to_string()).await;
+    assert_success(&slow);
+    assert!(slow.duration >= Duration::from_millis(500), "the SYN was not dropped: {:?}", slow.duration);
+    assert_eq!(env.tcp.idle_count(), 1, "the socket is kept after a connect through the poller");
+    drop((queued, drain.join().expect("drain thread")));
+}
+
 #[tokio::test]
 async fn closed_port_is_refused() {
     let outcome = run("modules:\n  tcp:\n    prober: tcp\n", &closed_port().to_string(), None, TIMEOUT).await;
