@@ -3,7 +3,7 @@
 //! transaction) before it returns. Every source enters here: the webhook
 //! (`intake`), scheduled checks, and whatever comes next.
 //!
-//! ```ignore
+//! ```text
 //! let submitter = bridge.submitter();
 //! match submitter.submit(Batch::single(event)).await {
 //!     Ok(Submitted::Accepted { .. } | Submitted::Duplicate) => {} // committed (or already was)
