@@ -1,6 +1,8 @@
 //! Maintenance windows: one-off (`start`, `end`) or recurring (`weekdays`,
 //! `time`, `duration`, IANA `timezone`), per check or, under
-//! `check_options.maintenance`, for every check whose labels match.
+//! `check_options.maintenance`, for every check whose labels match. Heartbeats
+//! take the same windows (`heartbeats.maintenance`, `checks[].maintenance`
+//! there) to hold their alerts.
 //!
 //! During a window a check still runs and its results are stored, marked as
 //! maintenance; its up/down state does not move and nobody is notified.
@@ -34,7 +36,8 @@ pub struct Window {
     /// Recurring: IANA time zone of `time` and `weekdays`.
     #[serde(default = "utc")]
     pub timezone: String,
-    /// Only under `check_options.maintenance`: label matchers selecting checks
+    /// Only in shared windows (`check_options.maintenance`,
+    /// `heartbeats.maintenance`): label matchers selecting checks
     /// (`team="db"`; `check`, `module` and `target` can be matched too).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub matchers: Vec<String>,
@@ -94,7 +97,10 @@ impl Window {
             problems.push(format!("{path}.matchers"), "a shared window needs matchers selecting its checks");
         }
         if !global && !self.matchers.is_empty() {
-            problems.push(format!("{path}.matchers"), "only windows under check_options.maintenance select by labels");
+            problems.push(
+                format!("{path}.matchers"),
+                "only shared windows (check_options.maintenance, heartbeats.maintenance) select by labels",
+            );
         }
         if let Err(message) = Matchers::parse_all(&self.matchers) {
             problems.push(format!("{path}.matchers"), message);

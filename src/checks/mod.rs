@@ -564,6 +564,12 @@ impl Checks {
         Ok(())
     }
 
+    /// Whether a maintenance window planned from the UI or the API covers
+    /// the check (or heartbeat) `name` at `at`.
+    pub fn planned_covers(&self, name: &str, at: DateTime<Utc>) -> bool {
+        self.shared.planned().iter().any(|planned| planned.covers(name, at))
+    }
+
     /// Every maintenance window, configured or planned, that overlaps
     /// `[from, to)`, with the checks it covers, by start.
     pub fn maintenance_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Scheduled> {

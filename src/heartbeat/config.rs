@@ -15,6 +15,7 @@
 
 use super::schedule::{self, Schedule};
 use super::state::Spec;
+use crate::checks::maintenance::Window;
 use crate::config::Problems;
 use crate::config::types::GoDuration;
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,10 @@ pub struct Config {
     pub keep_pings: u32,
     /// The Alertmanager-style receiver name notifications carry, for routes.
     pub receiver: String,
+    /// Maintenance windows for every heartbeat whose labels (its `labels` and
+    /// `check`, its name) the window's `matchers` select.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub maintenance: Vec<Window>,
     /// The checks.
     pub checks: Vec<Check>,
 }
@@ -49,6 +54,7 @@ impl Default for Config {
             max_pings_per_minute: 60,
             keep_pings: 100,
             receiver: "heartbeats".into(),
+            maintenance: Vec::new(),
             checks: Vec::new(),
         }
     }
@@ -88,6 +94,9 @@ pub struct Check {
     /// Labels added to this check's alerts.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// This check's own maintenance windows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub maintenance: Vec<Window>,
 }
 
 fn utc() -> String {
@@ -185,10 +194,16 @@ impl Config {
                 Err(message) => problems.push(format!("{path}.ping_key_file"), message),
             }
         }
+        for (index, window) in self.maintenance.iter().enumerate() {
+            window.validate(&format!("{path}.maintenance[{index}]"), true, problems);
+        }
         let mut names = HashSet::new();
         let mut uuids = HashSet::new();
         for (index, check) in self.checks.iter().enumerate() {
             let at = format!("{path}.checks[{index}]");
+            for (window_index, window) in check.maintenance.iter().enumerate() {
+                window.validate(&format!("{at}.maintenance[{window_index}]"), false, problems);
+            }
             if !valid_name(&check.name) {
                 problems.push(format!("{at}.name"), "must be 1-128 letters, digits, '-', '_' or '.'");
             } else if !names.insert(check.name.as_str()) {
@@ -287,6 +302,25 @@ mod tests {
     }
 
     #[test]
+    fn maintenance_windows_are_checked_with_their_paths() {
+        let found = problems(
+            "maintenance:\n\
+             - {start: '2026-03-02T12:00:00Z', end: '2026-03-02T13:00:00Z'}\n\
+             checks:\n\
+             - name: a\n  uuid: 5b0c8f7e-3c55-4a39-9d2b-0f0e1e6f6a51\n  period: 1h\n  grace: 1m\n  maintenance:\n\
+             \x20   - {start: '2026-03-02T12:00:00Z', end: '2026-03-02T11:00:00Z'}\n",
+        );
+        // The section's windows select by labels, as `check_options.maintenance`.
+        assert_eq!(
+            found,
+            [
+                "heartbeats.maintenance[0].matchers: a shared window needs matchers selecting its checks",
+                "heartbeats.checks[0].maintenance[0].end: must be after start",
+            ]
+        );
+    }
+
+    #[test]
     fn start_grace_defaults_to_grace() {
         let check = Check {
             name: "x".into(),
@@ -300,6 +334,7 @@ mod tests {
             token_file: None,
             paused: false,
             labels: BTreeMap::new(),
+            maintenance: Vec::new(),
         };
         assert_eq!(check.spec().unwrap().start_grace, chrono::Duration::seconds(30));
     }

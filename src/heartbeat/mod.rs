@@ -54,6 +54,23 @@ pub const METRIC_NAMES: &[&str] = &[
 /// How soon a failed notification or state write is retried.
 const RETRY_AFTER_FAILURE: chrono::Duration = chrono::Duration::seconds(5);
 
+/// How often a held alert looks again whether its maintenance window ended.
+const MAINTENANCE_RECHECK: chrono::Duration = chrono::Duration::seconds(30);
+
+/// Whether a maintenance window covers heartbeat `entry` at `at`: one of its
+/// own, one of the section's that selects its labels and name, or one
+/// planned from the UI or the API.
+fn in_maintenance(config: &Config, entry: &Entry, checks: Option<&crate::checks::Checks>, at: DateTime<Utc>) -> bool {
+    let windows = entry.check.maintenance.iter().chain(&config.maintenance);
+    let labels = || {
+        let mut labels = entry.check.labels.clone();
+        labels.insert("check".into(), entry.check.name.clone());
+        labels
+    };
+    (windows.clone().next().is_some() && crate::checks::maintenance::in_maintenance(windows, &labels(), at))
+        || checks.is_some_and(|checks| checks.planned_covers(&entry.check.name, at))
+}
+
 /// Why heartbeats could not start or reload.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -365,6 +382,13 @@ impl Shared {
             }
             for (kind, wanted) in record.wanted_alerts(&entry.spec, now) {
                 let (since, ended) = match (wanted, record.alerts.get(kind)) {
+                    // Held while a maintenance window covers the check, and
+                    // told once it ends if still wanted; an alert firing
+                    // before the window may still resolve during it.
+                    (true, None) if in_maintenance(&runtime.config, entry, history.as_deref(), now) => {
+                        earliest(now + MAINTENANCE_RECHECK);
+                        continue;
+                    }
                     (true, None) => (record.alert_start(&entry.spec, kind, now), None),
                     (false, Some(since)) => (since, Some(now)),
                     _ => continue,

@@ -236,6 +236,31 @@ async fn period_and_grace_late_then_down_at_the_deadline_then_up_notify_through_
     hb.stop().await;
 }
 
+/// A heartbeat that goes down inside one of its maintenance windows tells
+/// nobody until the window ends; then, still down, it does.
+#[tokio::test]
+async fn a_miss_inside_a_maintenance_window_is_told_when_the_window_ends() {
+    let recorder = Recorder::start().await;
+    let config = PERIOD_CHECK.replace(
+        "labels: {team: ops}}",
+        "labels: {team: ops}, maintenance: [{start: \"2026-03-02T12:12:00Z\", end: \"2026-03-02T12:30:00Z\"}]}",
+    );
+    let hb = TestHeartbeats::start(&webhook_bridge(&recorder), &config, t0()).await;
+    assert_eq!(hb.ping(BACKUP).await, 200);
+    hb.at(t0(), "backup", "up").await;
+    hb.at(t0() + Duration::minutes(15), "backup", "down").await;
+    hb.at(t0() + Duration::minutes(29), "backup", "down").await;
+    assert!(hb.alerts("backup").await.is_empty(), "no alert inside the window");
+    assert!(recorder.requests().is_empty(), "nobody told inside the window");
+    hb.clock.set(t0() + Duration::minutes(30));
+    hb.wait_alerts("backup", &["HeartbeatMissing"]).await;
+    recorder.wait_for(1).await;
+    assert_eq!(received(&recorder), [pair("HeartbeatMissing", "firing")]);
+    let firing: serde_json::Value = serde_json::from_str(&recorder.requests()[0].body).expect("json");
+    assert_eq!(firing["alerts"][0]["starts_at"], "2026-03-02T12:15:00Z", "down since the deadline");
+    hb.stop().await;
+}
+
 #[tokio::test]
 async fn cron_in_a_time_zone_follows_the_spring_forward_change() {
     let recorder = Recorder::start().await;

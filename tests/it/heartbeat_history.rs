@@ -242,6 +242,43 @@ async fn pings_and_a_missed_run_make_the_history(app: &HeartbeatApp) {
     assert_eq!(check["paused"], false);
 }
 
+/// A maintenance window planned from the UI (here for every check) holds a
+/// heartbeat's alert while it lasts; the miss itself still enters the
+/// history, and the alert fires once the window is over.
+#[tokio::test]
+async fn a_planned_window_holds_a_heartbeat_s_alert_until_it_ends() {
+    let app = HeartbeatApp::start("", tempfile::tempdir().expect("tempdir")).await;
+    app.ping(&format!("/ping/{BACKUP}"), "").await;
+    app.wait_for("up", "up").await;
+    let checks = app.app.checks().expect("checks run");
+    let planned = checkit::checks::annotations::Planned {
+        id: 0,
+        title: "Storage migration".into(),
+        start: t0() + Duration::minutes(30),
+        end: t0() + Duration::hours(2),
+        checks: Vec::new(),
+        created_by: None,
+    };
+    checks.plan_maintenance(planned).await.expect("window planned");
+    let alerts = |value: Value| value["alerts"].as_array().map_or(0, Vec::len);
+    // Due at 10:00, down at 10:05 + 1 s: inside the window.
+    app.clock.set(t0() + Duration::minutes(65) + Duration::seconds(1));
+    let down = app.wait_for("down", "down").await;
+    assert_eq!(down["last"]["reason"], "missed", "the miss is in the history");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(alerts(app.json("/api/v1/heartbeats/backup").await), 0, "held during the window");
+    app.clock.set(t0() + Duration::hours(2));
+    for _ in 0..200 {
+        if alerts(app.json("/api/v1/heartbeats/backup").await) == 1 {
+            let heartbeat = app.json("/api/v1/heartbeats/backup").await;
+            assert_eq!(heartbeat["alerts"][0]["alertname"], "HeartbeatMissing", "{heartbeat}");
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no alert after the window: {}", app.json("/api/v1/heartbeats/backup").await);
+}
+
 #[tokio::test]
 async fn on_sqlite_a_heartbeats_pings_and_misses_are_its_history() {
     let dir = tempfile::tempdir().expect("temp dir");
