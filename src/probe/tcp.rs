@@ -234,7 +234,7 @@ fn start_connect(sockets: &Sockets, addr: SocketAddr, source: Option<IpAddr>) ->
     // still returns on the SYN-ACK, so the timing and the verdict are the
     // same, but the target only ever holds a half-open request: it creates no
     // connection, wakes no accept and logs no reset. (Set on every check: a
-    // disconnect turns quick ACKs back on.)
+    // disconnect resets the socket's ACK state.)
     #[cfg(target_os = "linux")]
     socket.set_tcp_quickack(false)?;
     if let Some(source) = source {
