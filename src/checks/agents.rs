@@ -357,7 +357,7 @@ async fn push(AxumState(shared): AxumState<Arc<Shared>>, headers: HeaderMap, bod
         let check = slot.check();
         let maintenance = super::maintenance::in_maintenance(
             check.maintenance.iter().chain(&config.checks.options.maintenance),
-            &super::selector_labels(&check),
+            || super::selector_labels(&check),
             at,
         );
         results.push((

@@ -252,6 +252,11 @@ impl Shared {
         Arc::clone(&self.planned.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
     }
 
+    /// Whether a window planned from the UI or the API covers `name` at `at`.
+    fn planned_covers(&self, name: &str, at: DateTime<Utc>) -> bool {
+        self.planned().iter().any(|planned| planned.covers(name, at))
+    }
+
     /// Re-reads the planned windows that have not ended.
     async fn reload_planned(&self) -> Result<(), StoreError> {
         let planned = self.store.planned(self.clock.now()).await?;
@@ -567,7 +572,7 @@ impl Checks {
     /// Whether a maintenance window planned from the UI or the API covers
     /// the check (or heartbeat) `name` at `at`.
     pub fn planned_covers(&self, name: &str, at: DateTime<Utc>) -> bool {
-        self.shared.planned().iter().any(|planned| planned.covers(name, at))
+        self.shared.planned_covers(name, at)
     }
 
     /// Every maintenance window, configured or planned, that overlaps
@@ -690,11 +695,9 @@ pub(crate) async fn run_once(shared: &Shared, slot: &Slot, check: &Check, starte
         shared.timeout_offset,
     );
     let outcome = crate::probe::run(module, &check.target, None, timeout, &config.policy, &shared.probe_env).await;
-    // The selector labels are built only when some window could select the check.
-    let maintenance = {
-        let windows = check.maintenance.iter().chain(&config.checks.options.maintenance);
-        windows.clone().next().is_some() && maintenance::in_maintenance(windows, &selector_labels(check), started)
-    } || shared.planned().iter().any(|planned| planned.covers(&check.name, started));
+    let windows = check.maintenance.iter().chain(&config.checks.options.maintenance);
+    let maintenance = maintenance::in_maintenance(windows, || selector_labels(check), started)
+        || shared.planned_covers(&check.name, started);
     let failure = outcome.error.as_ref().map(|err| (err.phase.as_str().to_string(), err.reason.as_str().to_string()));
     let run = Run { at: started, success: outcome.success(), failure: failure.clone(), maintenance };
     let thresholds =

@@ -67,7 +67,7 @@ fn in_maintenance(config: &Config, entry: &Entry, checks: Option<&crate::checks:
         labels.insert("check".into(), entry.check.name.clone());
         labels
     };
-    (windows.clone().next().is_some() && crate::checks::maintenance::in_maintenance(windows, &labels(), at))
+    crate::checks::maintenance::in_maintenance(windows, labels, at)
         || checks.is_some_and(|checks| checks.planned_covers(&entry.check.name, at))
 }
 
