@@ -138,7 +138,7 @@ fn read_planned(row: &[SqlValue]) -> Planned {
         start: from_ms(get(2).int()),
         end: from_ms(get(3).int()),
         checks: serde_json::from_str(&get(4).string()).unwrap_or_default(),
-        created_by: get(5).text().map(str::to_string),
+        created_by: get(5).opt_string(),
     }
 }
 
@@ -177,7 +177,7 @@ impl CheckStore {
         for row in &titles {
             let get = |index: usize| column(row, index);
             if wanted.contains(&get(0).int()) {
-                notes.entry(get(0).int()).or_default().title = get(1).text().map(str::to_string);
+                notes.entry(get(0).int()).or_default().title = get(1).opt_string();
             }
         }
         for row in &updates {
@@ -187,7 +187,7 @@ impl CheckStore {
                     at: from_ms(get(1).int()),
                     status: get(2).string().parse().unwrap_or(UpdateStatus::Investigating),
                     body: get(3).string(),
-                    author: get(4).text().map(str::to_string),
+                    author: get(4).opt_string(),
                 });
             }
         }

@@ -300,9 +300,9 @@ fn read_result(row: &[SqlValue]) -> StoredResult {
         duration_seconds: get(1).int() as f64 / 1e6,
         success: flags & FLAG_SUCCESS != 0,
         maintenance: flags & FLAG_MAINTENANCE != 0,
-        phase: get(3).text().map(str::to_string),
-        reason: get(4).text().map(str::to_string),
-        location: get(5).text().map(str::to_string),
+        phase: get(3).opt_string(),
+        reason: get(4).opt_string(),
+        location: get(5).opt_string(),
     }
 }
 
@@ -505,8 +505,8 @@ impl CheckStore {
             .select("SELECT id, paused, health, health_since FROM checks WHERE name = $1", vec![name.into()])
             .await?;
         let Some(row) = rows.first() else { return Ok(None) };
-        let id = row[0].int();
-        let health = State::parse_health(row[2].text().unwrap_or("unknown"));
+        let id = column(row, 0).int();
+        let health = State::parse_health(column(row, 2).text().unwrap_or("unknown"));
         let incident = if health == State::Down {
             let open = self
                 .storage
@@ -524,9 +524,9 @@ impl CheckStore {
         };
         Ok(Some(Saved {
             id,
-            paused: row[1].opt_int().map(|paused| paused != 0),
+            paused: column(row, 1).opt_int().map(|paused| paused != 0),
             health,
-            since: row[3].opt_int().map(from_ms),
+            since: column(row, 3).opt_int().map(from_ms),
             incident,
         }))
     }
@@ -534,7 +534,7 @@ impl CheckStore {
     /// Pauses and resumes set by the API, by check id (replicas pick up each other's).
     pub async fn pauses(&self) -> Result<HashMap<i64, bool>, StoreError> {
         let rows = self.storage.select("SELECT id, paused FROM checks WHERE paused IS NOT NULL", Vec::new()).await?;
-        Ok(rows.iter().map(|row| (row[0].int(), row[1].int() != 0)).collect())
+        Ok(rows.iter().map(|row| (column(row, 0).int(), column(row, 1).int() != 0)).collect())
     }
 
     /// What is saved about every check the store knows, by name.
@@ -549,21 +549,22 @@ impl CheckStore {
             )
             .await?;
         // The newest open incident of each check (ordered oldest first).
-        let open: HashMap<i64, Incident> = open.iter().map(|row| (row[0].int(), read_incident(&row[1..]))).collect();
+        let open: HashMap<i64, Incident> =
+            open.iter().map(|row| (column(row, 0).int(), read_incident(&row[1..]))).collect();
         let rows = self.storage.select("SELECT id, name, paused, health, health_since FROM checks", Vec::new()).await?;
         Ok(rows
             .into_iter()
             .map(|row| {
-                let id = row[0].int();
-                let health = State::parse_health(row[3].text().unwrap_or("unknown"));
+                let id = column(&row, 0).int();
+                let health = State::parse_health(column(&row, 3).text().unwrap_or("unknown"));
                 let saved = Saved {
                     id,
-                    paused: row[2].opt_int().map(|paused| paused != 0),
+                    paused: column(&row, 2).opt_int().map(|paused| paused != 0),
                     health,
-                    since: row[4].opt_int().map(from_ms),
+                    since: column(&row, 4).opt_int().map(from_ms),
                     incident: if health == State::Down { open.get(&id).cloned() } else { None },
                 };
-                (row[1].string(), saved)
+                (column(&row, 1).string(), saved)
             })
             .collect())
     }
@@ -595,7 +596,11 @@ impl CheckStore {
         let opens_incident = matches!(change, Some(NewChange::Down(_)));
         statements.extend(change.map(|change| change_statements(check, change)).unwrap_or_default());
         let done = self.storage.transaction(statements).await?;
-        Ok(if opens_incident { done.last().and_then(|done| done.rows.first()).map(|row| row[0].int()) } else { None })
+        Ok(if opens_incident {
+            done.last().and_then(|done| done.rows.first()).map(|row| column(row, 0).int())
+        } else {
+            None
+        })
     }
 
     /// Stores agent `agent`'s batch `batch_id` in one transaction: a batch
@@ -652,7 +657,7 @@ impl CheckStore {
                     vec![location.into(), first.into(), last.into()],
                 )
                 .await?;
-            stored_keys.extend(rows.iter().map(|row| (row[0].int(), row[1].int())));
+            stored_keys.extend(rows.iter().map(|row| (column(row, 0).int(), column(row, 1).int())));
         }
         let mut statements = vec![
             statement(
@@ -704,7 +709,7 @@ impl CheckStore {
     /// When each agent last called, by name.
     pub async fn agent_contacts(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
         let rows = self.storage.select("SELECT agent, last_seen FROM agent_contacts", Vec::new()).await?;
-        Ok(rows.iter().map(|row| (row[0].text().unwrap_or_default().to_string(), from_ms(row[1].int()))).collect())
+        Ok(rows.iter().map(|row| (column(row, 0).string(), from_ms(column(row, 1).int()))).collect())
     }
 
     /// Agents' results received at or after `since` (by the receiving
@@ -725,22 +730,22 @@ impl CheckStore {
         Ok(rows
             .iter()
             .map(|row| {
-                let text = |index: usize| row[index].text().map(str::to_string);
-                let flags = row[6].int();
+                let text = |index: usize| column(row, index).opt_string();
+                let flags = column(row, 6).int();
                 ReceivedResult {
                     result: LocationResult {
                         location: text(1).unwrap_or_default(),
-                        agent_at: from_ms(row[2].int()),
+                        agent_at: from_ms(column(row, 2).int()),
                         run: NewResult {
-                            check_id: row[0].int(),
-                            at: from_ms(row[3].int()),
-                            duration_us: u64::try_from(row[5].int()).unwrap_or(0),
+                            check_id: column(row, 0).int(),
+                            at: from_ms(column(row, 3).int()),
+                            duration_us: u64::try_from(column(row, 5).int()).unwrap_or(0),
                             success: flags & FLAG_SUCCESS != 0,
                             failure: text(7).zip(text(8)),
                             maintenance: flags & FLAG_MAINTENANCE != 0,
                         },
                     },
-                    received_at: from_ms(row[4].int()),
+                    received_at: from_ms(column(row, 4).int()),
                 }
             })
             .collect())
@@ -766,14 +771,14 @@ impl CheckStore {
         Ok(rows
             .iter()
             .map(|row| {
-                let runs = u64::try_from(row[1].int()).unwrap_or(0);
-                let failures = u64::try_from(row[2].int()).unwrap_or(0);
+                let runs = u64::try_from(column(row, 1).int()).unwrap_or(0);
+                let failures = u64::try_from(column(row, 2).int()).unwrap_or(0);
                 LocationSummary {
-                    location: row[0].text().unwrap_or_default().to_string(),
+                    location: column(row, 0).string(),
                     runs,
                     failures,
                     uptime: (runs > 0).then(|| runs.saturating_sub(failures) as f64 / runs as f64),
-                    last_failure_at: matches!(row[3], SqlValue::Int(_)).then(|| from_ms(row[3].int())),
+                    last_failure_at: matches!(column(row, 3), SqlValue::Int(_)).then(|| from_ms(column(row, 3).int())),
                 }
             })
             .collect())
@@ -784,7 +789,11 @@ impl CheckStore {
     pub async fn record_change(&self, check_id: i64, change: NewChange) -> Result<Option<i64>, StoreError> {
         let opens_incident = matches!(change, NewChange::Down(_));
         let done = self.storage.transaction(change_statements(check_id, change)).await?;
-        Ok(if opens_incident { done.last().and_then(|done| done.rows.first()).map(|row| row[0].int()) } else { None })
+        Ok(if opens_incident {
+            done.last().and_then(|done| done.rows.first()).map(|row| column(row, 0).int())
+        } else {
+            None
+        })
     }
 
     /// Records that people were told about incident `id` at `at`.
@@ -900,7 +909,7 @@ impl CheckStore {
                     vec![id.into(), period.code().into(), to_ms(period.floor(from)).into(), to_ms(to).into()],
                 )
                 .await?;
-            let buckets = rows.iter().map(|row| (from_ms(row[0].int()), read_rollup(row, 1))).collect();
+            let buckets = rows.iter().map(|row| (from_ms(column(row, 0).int()), read_rollup(row, 1))).collect();
             series.insert(id, buckets);
         }
         Ok(series)
@@ -957,7 +966,7 @@ impl CheckStore {
                 vec![to_ms(from).into(), to_ms(to).into(), i64::from(limit).into()],
             )
             .await?;
-        Ok(rows.iter().map(|row| (row[6].int(), read_incident(row))).collect())
+        Ok(rows.iter().map(|row| (column(row, 6).int(), read_incident(row))).collect())
     }
 
     /// Every check's roll-up sum over `period` buckets starting in `[from, to)`.
@@ -977,7 +986,7 @@ impl CheckStore {
                 vec![period.code().into(), to_ms(period.floor(from)).into(), to_ms(to).into()],
             )
             .await?;
-        Ok(rows.iter().map(|row| (row[0].int(), read_rollup(row, 1))).collect())
+        Ok(rows.iter().map(|row| (column(row, 0).int(), read_rollup(row, 1))).collect())
     }
 
     /// The same sums as [`CheckStore::rollup`], computed from raw results
@@ -992,8 +1001,8 @@ impl CheckStore {
             .await?;
         let mut rollup = Rollup::default();
         for row in rows {
-            let duration_us = u64::try_from(row[0].int()).unwrap_or(0);
-            let flags = row[1].int();
+            let duration_us = u64::try_from(column(&row, 0).int()).unwrap_or(0);
+            let flags = column(&row, 1).int();
             let mut one = Rollup::default();
             if flags & FLAG_MAINTENANCE != 0 {
                 one.maintenance_runs = 1;
@@ -1019,7 +1028,7 @@ impl CheckStore {
                 vec![id.into(), to_ms(from).into(), to_ms(to).into()],
             )
             .await?;
-        Ok(rows.first().map_or(0, |row| u64::try_from(row[0].int()).unwrap_or(0)))
+        Ok(rows.first().map_or(0, |row| u64::try_from(column(row, 0).int()).unwrap_or(0)))
     }
 
     /// Deletes raw results of check `id` older than `raw_before`, and its
@@ -1055,6 +1064,6 @@ impl CheckStore {
     /// Ids of every check the store knows (removed ones included), for expiry.
     pub async fn all_ids(&self) -> Result<Vec<i64>, StoreError> {
         let rows = self.storage.select("SELECT id FROM checks ORDER BY id", Vec::new()).await?;
-        Ok(rows.iter().map(|row| row[0].int()).collect())
+        Ok(rows.iter().map(|row| column(row, 0).int()).collect())
     }
 }

@@ -4,7 +4,7 @@
 //! the state the last answer told. The SQL runs on SQLite and PostgreSQL.
 
 use super::state::{Kind, Record};
-use crate::storage::{Area, SqlParam, Statement, Storage, from_ms, to_ms};
+use crate::storage::{Area, SqlParam, Statement, Storage, column, from_ms, to_ms};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -111,7 +111,12 @@ impl Store {
     pub async fn records(&self) -> Result<HashMap<String, Record>, StoreError> {
         let rows = self.storage.select("SELECT check_name, record FROM heartbeat_state", Vec::new()).await?;
         rows.iter()
-            .map(|row| Ok((row[0].string(), serde_json::from_str(row[1].text().unwrap_or_default()).map_err(corrupt)?)))
+            .map(|row| {
+                Ok((
+                    column(row, 0).string(),
+                    serde_json::from_str(column(row, 1).text().unwrap_or_default()).map_err(corrupt)?,
+                ))
+            })
             .collect()
     }
 
@@ -187,17 +192,17 @@ impl Store {
         Ok(rows
             .iter()
             .map(|row| Ping {
-                at: from_ms(row[0].int()),
-                kind: row[1].text().unwrap_or_default().parse().unwrap_or(Kind::Log),
-                exit_status: row[2].opt_int().and_then(|status| u8::try_from(status).ok()),
-                rid: row[3].text().map(str::to_string),
-                duration_seconds: row[4].opt_int().map(|ms| ms as f64 / 1000.0),
-                source: source_name(row[5].text().unwrap_or_default()),
-                method: row[6].string(),
-                remote_addr: row[7].text().map(str::to_string),
-                user_agent: row[8].text().map(str::to_string),
-                body: row[9].string(),
-                body_truncated: row[10].int() != 0,
+                at: from_ms(column(row, 0).int()),
+                kind: column(row, 1).text().unwrap_or_default().parse().unwrap_or(Kind::Log),
+                exit_status: column(row, 2).opt_int().and_then(|status| u8::try_from(status).ok()),
+                rid: column(row, 3).opt_string(),
+                duration_seconds: column(row, 4).opt_int().map(|ms| ms as f64 / 1000.0),
+                source: source_name(column(row, 5).text().unwrap_or_default()),
+                method: column(row, 6).string(),
+                remote_addr: column(row, 7).opt_string(),
+                user_agent: column(row, 8).opt_string(),
+                body: column(row, 9).string(),
+                body_truncated: column(row, 10).int() != 0,
             })
             .collect())
     }

@@ -137,20 +137,14 @@ impl Registry {
     /// samples by label values, as Go's registry gathers them.
     pub fn encode(&self) -> String {
         // Sized up front: growing the answer copied it three or four times.
-        let size: usize = self
-            .families
-            .iter()
-            .map(|(name, family)| {
-                let samples: usize = family
-                    .samples
-                    .iter()
-                    .map(|sample| {
-                        name.len() + 28 + sample.labels.iter().map(|(l, v)| l.len() + v.len() + 4).sum::<usize>()
-                    })
-                    .sum();
-                2 * name.len() + family.help.len() + 24 + samples
+        let comments: usize = self.families.iter().map(|(name, family)| 2 * name.len() + family.help.len() + 24).sum();
+        let lines: usize = self
+            .samples()
+            .map(|(name, _, labels, _)| {
+                name.len() + 28 + labels.iter().map(|(l, v)| l.len() + v.len() + 4).sum::<usize>()
             })
             .sum();
+        let size = comments + lines;
         let mut out = String::with_capacity(size);
         for (name, family) in &self.families {
             out.push_str("# HELP ");

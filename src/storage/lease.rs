@@ -12,7 +12,7 @@
 //! On SQLite there is one process per file: a member is alone and always alive.
 
 use super::postgres::Pooled;
-use super::{Area, Storage, StoreError};
+use super::{Area, Storage, StoreError, column};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -227,7 +227,7 @@ impl Member {
             alive_conditions()
         );
         let rows = self.inner.storage.select(sql, vec![self.inner.role.into()]).await?;
-        Ok(rows.iter().map(|row| row[0].string()).collect())
+        Ok(rows.iter().map(|row| column(row, 0).string()).collect())
     }
 
     /// Ends the membership: the session and its lock go, so the others
