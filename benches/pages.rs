@@ -145,7 +145,7 @@ async fn main() {
     let app = App::new(config, ConfigSource::File(config_path), Options::default(), Web::default()).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    app.serve(listener, app.router());
+    app.serve(listener, app.router(), &Default::default());
     // Every check runs once (10 s interval) before anything is measured.
     tokio::time::sleep(Duration::from_secs(11)).await;
     app.checks().unwrap().refresh_uptime().await.unwrap();

@@ -63,6 +63,8 @@ pub struct Serving {
     pub listen_addresses: Vec<String>,
     /// `--config.enable-auto-reload`'s interval, when enabled.
     pub auto_reload: Option<Duration>,
+    /// The serving threads beside the main runtime (see [`http::threads`]).
+    pub threads: http::threads::Threads,
 }
 
 /// The running process: every part, built from one config.
@@ -390,8 +392,8 @@ impl App {
     }
 
     /// Serves `router` on `listener` until shutdown.
-    pub fn serve(&self, listener: TcpListener, router: Router) {
-        let serving = http::serve(listener, router, self.web.tls.clone(), self.shutdown.clone());
+    pub fn serve(&self, listener: TcpListener, router: Router, threads: &http::threads::Threads) {
+        let serving = http::serve(listener, router, self.web.tls.clone(), self.shutdown.clone(), threads.clone());
         self.tasks.spawn(async move {
             if let Err(err) = serving.await {
                 tracing::error!(error = %err, "A listener stopped");
@@ -559,12 +561,12 @@ pub async fn run(
     for address in &serving.listen_addresses {
         let listener = bind(address).await.map_err(|err| anyhow::anyhow!("cannot listen on {address}: {err}"))?;
         tracing::info!(address = %listener.local_addr()?, tls = app.web.tls.is_some(), "Listening");
-        app.serve(listener, router.clone());
+        app.serve(listener, router.clone(), &serving.threads);
     }
     if let (Some(address), Some(bridge_router)) = (bridge_listen, app.bridge_router()) {
         let listener = bind(&address).await.map_err(|err| anyhow::anyhow!("cannot listen on {address}: {err}"))?;
         tracing::info!(address = %listener.local_addr()?, "Bridge listening");
-        app.serve(listener, bridge_router);
+        app.serve(listener, bridge_router, &serving.threads);
     }
     app.watch_reloads(serving.auto_reload);
     wait_for_signal().await;

@@ -94,14 +94,25 @@ pub fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
     crate::logging::init(&cli.log_level, &cli.log_format);
-    let runtime = match runtime() {
+    let (runtime, serving) = match runtime() {
         Ok(runtime) => runtime,
         Err(err) => {
             tracing::error!(error = %err, "Cannot start the runtime");
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(cli))
+    // Only the server serves connections; the subcommands and --config.check do not.
+    let serves = cli.command.is_none() && !cli.config_check;
+    let threads = match crate::http::threads::Threads::start(if serves { serving } else { 0 }) {
+        Ok(threads) => threads,
+        Err(err) => {
+            tracing::error!(error = %err, "Cannot start the serving threads");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(run(cli, threads.clone()));
+    threads.stop();
+    code
 }
 
 /// Makes glibc return large freed blocks to the system. glibc raises its
@@ -127,21 +138,27 @@ pub fn tune_allocator() {
 /// The runtime: one worker thread fewer than the CPUs, and a single-threaded
 /// runtime on one or two CPUs. Most of a probe's CPU time is the kernel's
 /// (connections, loopback or not), and the box also runs the scraper and
-/// often the targets. On two cores a second worker bought no throughput and
-/// cost cross-thread wake-ups and a second malloc arena (see
+/// often the targets. On two cores a second worker cost cross-thread
+/// wake-ups on every probe and a second malloc arena (see
 /// `benches/exporter.sh` in the README). `TOKIO_WORKER_THREADS`, tokio's own
 /// variable, overrides the count; 1 means single-threaded.
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+///
+/// The second number is how many serving threads ([`crate::http::threads`])
+/// serve HTTP connections beside a single-threaded runtime: one per spare
+/// CPU, none when `TOKIO_WORKER_THREADS` is set (the operator chose) or when
+/// the process may use only one CPU (`taskset`, a CPU quota).
+fn runtime() -> std::io::Result<(tokio::runtime::Runtime, usize)> {
     let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let workers = std::env::var("TOKIO_WORKER_THREADS")
+    let chosen = std::env::var("TOKIO_WORKER_THREADS")
         .ok()
         .and_then(|value| value.trim().parse::<usize>().ok())
-        .filter(|workers| *workers > 0)
-        .unwrap_or(cpus.saturating_sub(1).max(1));
+        .filter(|workers| *workers > 0);
+    let workers = chosen.unwrap_or(cpus.saturating_sub(1).max(1));
     if workers == 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
+        let serving = if chosen.is_some() { 0 } else { cpus - 1 };
+        Ok((tokio::runtime::Builder::new_current_thread().enable_all().build()?, serving))
     } else {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build()
+        Ok((tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build()?, 0))
     }
 }
 
@@ -153,7 +170,7 @@ fn config_source(cli: &Cli) -> ConfigSource {
     }
 }
 
-async fn run(cli: Cli) -> ExitCode {
+async fn run(cli: Cli, threads: crate::http::threads::Threads) -> ExitCode {
     if let Some(Command::Healthcheck { url }) = &cli.command {
         return healthcheck(url).await;
     }
@@ -179,7 +196,7 @@ async fn run(cli: Cli) -> ExitCode {
     if let Some(Command::Probe { module, target, hostname, timeout }) = &cli.command {
         return probe_once(&config, module, target, hostname.as_deref(), *timeout, cli.timeout_offset).await;
     }
-    match serve(cli, config, source).await {
+    match serve(cli, config, source, threads).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = %format!("{err:#}"), "checkit stopped");
@@ -228,7 +245,12 @@ async fn healthcheck(url: &str) -> ExitCode {
     }
 }
 
-async fn serve(cli: Cli, config: Config, source: ConfigSource) -> anyhow::Result<()> {
+async fn serve(
+    cli: Cli,
+    config: Config,
+    source: ConfigSource,
+    threads: crate::http::threads::Threads,
+) -> anyhow::Result<()> {
     let web = match &cli.web_config_file {
         Some(path) => Web::load(path).map_err(|problems| {
             anyhow::anyhow!(
@@ -247,6 +269,7 @@ async fn serve(cli: Cli, config: Config, source: ConfigSource) -> anyhow::Result
     let serving = Serving {
         listen_addresses: cli.listen_addresses,
         auto_reload: cli.auto_reload.then(|| cli.auto_reload_interval.get()),
+        threads,
     };
     app::run(config, source, options, web, serving).await
 }

@@ -11,6 +11,7 @@
 pub mod exporter;
 pub mod history;
 pub mod serve;
+pub mod threads;
 pub mod webconfig;
 
 use axum::Router;

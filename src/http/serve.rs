@@ -12,13 +12,15 @@
 //!   The bridge answers a webhook only after its commit, so cutting a
 //!   connection never loses an accepted notification.
 
+use super::threads::Threads;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -31,18 +33,20 @@ pub const MAX_CONNECTIONS: usize = 4096;
 pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
 
 /// Serves `router` on `listener` (HTTPS when `tls` is set) until `shutdown`,
-/// then drains for at most [`SHUTDOWN_DRAIN`].
+/// then drains for at most [`SHUTDOWN_DRAIN`]. Each connection is served on
+/// the runtime of `threads` with the fewest open connections.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: CancellationToken,
+    threads: Threads,
 ) -> std::io::Result<()> {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let mut builder = Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
     builder.http2().timer(TokioTimer::new());
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut connections = JoinSet::new();
     loop {
@@ -66,25 +70,34 @@ pub async fn serve(
             },
             () = shutdown.cancelled() => break,
         };
+        let slot = threads.pick();
         let (builder, router, acceptor, watcher) =
             (builder.clone(), router.clone(), acceptor.clone(), graceful.watcher());
-        connections.spawn(async move {
-            let _permit = permit;
-            let service = TowerToHyperService::new(router);
-            let result = match acceptor {
-                None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
-                Some(acceptor) => {
-                    let Ok(Ok(stream)) = tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await
-                    else {
-                        return;
-                    };
-                    watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await
-                }
-            };
-            if let Err(err) = result {
-                tracing::debug!(error = %err, "Connection ended with an error");
+        let Some(handle) = slot.handle().cloned() else {
+            connections.spawn(async move {
+                let _held = (permit, slot);
+                connection(stream, builder, router, acceptor, watcher).await;
+            });
+            continue;
+        };
+        // Another runtime's reactor must watch the socket: take it off this one.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(err) => {
+                tracing::debug!(error = %err, "Cannot hand a connection over");
+                continue;
             }
-        });
+        };
+        connections.spawn_on(
+            async move {
+                let _held = (permit, slot);
+                match TcpStream::from_std(stream) {
+                    Ok(stream) => connection(stream, builder, router, acceptor, watcher).await,
+                    Err(err) => tracing::debug!(error = %err, "Cannot take a connection over"),
+                }
+            },
+            &handle,
+        );
     }
     drop(listener);
     if tokio::time::timeout(SHUTDOWN_DRAIN, graceful.shutdown()).await.is_err() {
@@ -92,4 +105,28 @@ pub async fn serve(
     }
     connections.shutdown().await;
     Ok(())
+}
+
+/// Serves one connection until the client closes it, it idles past
+/// [`HEADER_READ_TIMEOUT`] or the graceful shutdown ends it.
+async fn connection(
+    stream: TcpStream,
+    builder: Builder<TokioExecutor>,
+    router: Router,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    watcher: Watcher,
+) {
+    let service = TowerToHyperService::new(router);
+    let result = match acceptor {
+        None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
+        Some(acceptor) => {
+            let Ok(Ok(stream)) = tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await else {
+                return;
+            };
+            watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await
+        }
+    };
+    if let Err(err) = result {
+        tracing::debug!(error = %err, "Connection ended with an error");
+    }
 }

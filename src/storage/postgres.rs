@@ -30,6 +30,10 @@ struct Inner {
     tls: Option<Arc<rustls::ClientConfig>>,
     idle: Mutex<Vec<Connection>>,
     permits: Arc<Semaphore>,
+    /// The runtime the pool was opened on: connections are made and driven
+    /// there, so a pooled connection never depends on the runtime of the
+    /// request that happened to open it (see `http::threads`).
+    runtime: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -154,6 +158,7 @@ impl Postgres {
                 tls,
                 idle: Mutex::new(Vec::new()),
                 permits: Arc::new(Semaphore::new(max_connections.max(1))),
+                runtime: tokio::runtime::Handle::current(),
             }),
         };
         // Fail at start, not at the first write, when the server is unreachable.
@@ -183,21 +188,26 @@ impl Postgres {
     }
 
     async fn connect(&self) -> Result<Connection, StoreError> {
-        let refused =
-            |err: tokio_postgres::Error| StoreError::Unavailable(format!("cannot connect to postgres: {err}"));
-        let client = match &self.inner.tls {
-            None => {
-                let (client, connection) = tokio_postgres::connect(&self.inner.url, NoTls).await.map_err(refused)?;
-                tokio::spawn(drive(connection));
-                client
+        let inner = Arc::clone(&self.inner);
+        let connecting = self.inner.runtime.spawn(async move {
+            let refused =
+                |err: tokio_postgres::Error| StoreError::Unavailable(format!("cannot connect to postgres: {err}"));
+            match &inner.tls {
+                None => {
+                    let (client, connection) = tokio_postgres::connect(&inner.url, NoTls).await.map_err(refused)?;
+                    tokio::spawn(drive(connection));
+                    Ok::<_, StoreError>(client)
+                }
+                Some(config) => {
+                    let tls = crate::net::postgres::MakeRustls(Arc::clone(config));
+                    let (client, connection) = tokio_postgres::connect(&inner.url, tls).await.map_err(refused)?;
+                    tokio::spawn(drive(connection));
+                    Ok::<_, StoreError>(client)
+                }
             }
-            Some(config) => {
-                let tls = crate::net::postgres::MakeRustls(Arc::clone(config));
-                let (client, connection) = tokio_postgres::connect(&self.inner.url, tls).await.map_err(refused)?;
-                tokio::spawn(drive(connection));
-                client
-            }
-        };
+        });
+        let client =
+            connecting.await.map_err(|err| StoreError::Unavailable(format!("cannot connect to postgres: {err}")))??;
         Ok(Connection { client, statements: HashMap::new() })
     }
 

@@ -27,7 +27,7 @@ async fn start(dir: &Path, yaml: &str, clock: Arc<TestClock>) -> (Arc<App>, Stri
         .expect("app starts");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    app.serve(listener, app.router());
+    app.serve(listener, app.router(), &Default::default());
     (app, base)
 }
 

@@ -38,7 +38,7 @@ impl Checkit {
             .expect("app starts");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        app.serve(listener, app.router());
+        app.serve(listener, app.router(), &Default::default());
         Checkit { app, addr, clock, client: reqwest::Client::new() }
     }
 

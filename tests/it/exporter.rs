@@ -340,7 +340,7 @@ async fn web_config_basic_auth_guards_the_bridge_listener() {
     let router = app.app.bridge_router().expect("a bridge router for bridge.listen_address");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let bridge_url = format!("http://{}/api/v1/deliveries", listener.local_addr().expect("addr"));
-    app.app.serve(listener, router);
+    app.app.serve(listener, router, &Default::default());
     assert_eq!(client.get(&bridge_url).send().await.expect("request").status().as_u16(), 401);
     let authorized = client.get(&bridge_url).basic_auth("prometheus", Some("s3cret")).send().await.expect("request");
     assert_eq!(authorized.status().as_u16(), 200);

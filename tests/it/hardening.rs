@@ -317,7 +317,7 @@ async fn the_bridge_listener_applies_the_web_config() {
     let bridge_router = app.app.bridge_router().expect("bridge router");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    app.app.serve(listener, bridge_router);
+    app.app.serve(listener, bridge_router, &Default::default());
     let client = reqwest::Client::new();
     let webhook = client.post(format!("http://{addr}/webhook")).body(r#"{"alerts":[]}"#);
     assert_eq!(webhook.send().await.expect("request").status().as_u16(), 401);
@@ -431,4 +431,89 @@ routes: [{contacts: [bob]}]
     assert_eq!(summary["counts"]["resolved"], 50, "{summary}");
     assert_eq!(summary["listed"], 200, "the list itself stays cut to the display limit");
     bridge.stop().await;
+}
+
+/// CPU time so far (ns, from `schedstat`) of the main thread and of each
+/// serving thread (`checkit-http-N`) of one checkit process.
+fn thread_cpu(pid: u32) -> (u64, Vec<(String, u64)>) {
+    let cpu = |task: &std::path::Path| {
+        let schedstat = std::fs::read_to_string(task.join("schedstat")).unwrap_or_default();
+        schedstat.split_whitespace().next().and_then(|ns| ns.parse().ok()).expect("schedstat")
+    };
+    let mut main = 0;
+    let mut serving = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks").flatten() {
+        let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default().trim().to_string();
+        if task.file_name().to_str() == Some(pid.to_string().as_str()) {
+            main = cpu(&task.path());
+        } else if name.starts_with("checkit-http-") {
+            serving.push((name, cpu(&task.path())));
+        }
+    }
+    (main, serving)
+}
+
+/// On two CPUs a serving thread takes connections beside the single-threaded
+/// main runtime, and probes run on it; pinned to one CPU (`taskset`) or with
+/// `TOKIO_WORKER_THREADS` set, checkit starts none.
+#[tokio::test]
+async fn serving_threads_follow_the_cpus_the_process_may_use() {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let target = std::net::TcpListener::bind("127.0.0.1:0").expect("target");
+    let target = target.local_addr().expect("addr");
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("blackbox.yml");
+    std::fs::write(&config, "modules:\n  tcp:\n    prober: tcp\n    timeout: 5s\n").expect("write config");
+    let start = |launcher: &[&str], env: Option<(&str, &str)>| {
+        let addr = crate::support::loopback(crate::support::free_port());
+        let mut command =
+            std::process::Command::new(launcher.first().copied().unwrap_or(env!("CARGO_BIN_EXE_checkit")));
+        command.args(launcher.iter().skip(1));
+        if !launcher.is_empty() {
+            command.arg(env!("CARGO_BIN_EXE_checkit"));
+        }
+        command.arg(format!("--config.file={}", config.display())).arg(format!("--web.listen-address={addr}"));
+        command.env_remove("TOKIO_WORKER_THREADS");
+        if let Some((key, value)) = env {
+            command.env(key, value);
+        }
+        let log = dir.path().join(format!("checkit-{}.log", addr.port()));
+        (crate::support::ChildGuard::spawn("checkit", command, &log), addr)
+    };
+
+    let (mut free, addr) = start(&[], None);
+    free.wait_for_port(addr, std::time::Duration::from_secs(20)).await;
+    let (main_before, before) = thread_cpu(free.pid());
+    // The main runtime is single-threaded on one or two CPUs, multi-threaded above.
+    let expected = if cpus == 2 { 1 } else { 0 };
+    assert_eq!(before.len(), expected, "serving threads on {cpus} CPUs: {before:?}");
+    let client = reqwest::Client::new();
+    for _ in 0..50 {
+        let body = client
+            .get(format!("http://{addr}/probe?module=tcp&target={target}"))
+            .send()
+            .await
+            .expect("probe")
+            .text()
+            .await
+            .expect("body");
+        assert!(body.contains("\nprobe_success 1\n"), "{body}");
+    }
+    if let Some((name, serving_before)) = before.first() {
+        // The one connection went to the idle serving thread (a tie goes
+        // there): it did the probing, the main thread only accepted.
+        let (main_after, after) = thread_cpu(free.pid());
+        let serving = after.iter().find(|(other, _)| other == name).map_or(0, |(_, ns)| ns - serving_before);
+        let main = main_after - main_before;
+        assert!(serving > main, "50 probes took {serving} ns on {name} and {main} ns on the main thread");
+    }
+
+    if cpus >= 2 {
+        let (mut pinned, addr) = start(&["taskset", "-c", "0"], None);
+        pinned.wait_for_port(addr, std::time::Duration::from_secs(20)).await;
+        assert_eq!(thread_cpu(pinned.pid()).1, vec![], "pinned to one CPU");
+    }
+    let (mut chosen, addr) = start(&[], Some(("TOKIO_WORKER_THREADS", "1")));
+    chosen.wait_for_port(addr, std::time::Duration::from_secs(20)).await;
+    assert_eq!(thread_cpu(chosen.pid()).1, vec![], "TOKIO_WORKER_THREADS=1");
 }

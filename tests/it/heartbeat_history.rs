@@ -72,7 +72,7 @@ impl HeartbeatApp {
                 .expect("app starts");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        app.serve(listener, app.router());
+        app.serve(listener, app.router(), &Default::default());
         HeartbeatApp { app, addr, clock, client: reqwest::Client::new(), dir: Some(dir) }
     }
 

@@ -27,7 +27,7 @@ async fn start(dir: &Path, yaml: &str, clock: &Arc<TestClock>) -> (Arc<App>, std
         .expect("app starts");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    app.serve(listener, app.router());
+    app.serve(listener, app.router(), &Default::default());
     (app, addr)
 }
 

@@ -106,7 +106,7 @@ status_pages:
         .expect("app starts");
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = tcp.local_addr().expect("addr");
-    app.serve(tcp, app.router());
+    app.serve(tcp, app.router(), &Default::default());
     seed(&app).await;
     let status = StatusApp { app, addr, clock, _listener: listener, _dir: dir };
     let ping = reqwest::Client::new().post(status.url(&format!("/ping/{NIGHTLY}"))).body(NIGHTLY_BODY).send().await;

@@ -40,7 +40,7 @@ pub async fn start_app_with(config_yaml: &str, options: Options, web: Web) -> Te
     let app = App::new(config, ConfigSource::File(config_path.clone()), options, web).await.expect("app starts");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    app.serve(listener, app.router());
+    app.serve(listener, app.router(), &Default::default());
     TestApp { addr, app, config_path, _dir: dir }
 }
 
