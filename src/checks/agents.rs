@@ -355,11 +355,7 @@ async fn push(AxumState(shared): AxumState<Arc<Shared>>, headers: HeaderMap, bod
             return refuse(StatusCode::BAD_REQUEST, "a result's time is out of range");
         };
         let check = slot.check();
-        let maintenance = super::maintenance::in_maintenance(
-            check.maintenance.iter().chain(&config.checks.options.maintenance),
-            || super::selector_labels(&check),
-            at,
-        );
+        let maintenance = shared.in_maintenance(&config, &check, at);
         results.push((
             Arc::clone(slot),
             LocationResult {

@@ -257,6 +257,14 @@ impl Shared {
         self.planned().iter().any(|planned| planned.covers(name, at))
     }
 
+    /// Whether a result of `check` at `at` is a maintenance result: a window
+    /// of its own or of `check_options` covers it, or one planned from the UI
+    /// or the API. Checkit's own runs and agents' results alike.
+    fn in_maintenance(&self, config: &Inputs, check: &Check, at: DateTime<Utc>) -> bool {
+        let windows = check.maintenance.iter().chain(&config.checks.options.maintenance);
+        maintenance::in_maintenance(windows, || selector_labels(check), at) || self.planned_covers(&check.name, at)
+    }
+
     /// Re-reads the planned windows that have not ended.
     async fn reload_planned(&self) -> Result<(), StoreError> {
         let planned = self.store.planned(self.clock.now()).await?;
@@ -695,9 +703,7 @@ pub(crate) async fn run_once(shared: &Shared, slot: &Slot, check: &Check, starte
         shared.timeout_offset,
     );
     let outcome = crate::probe::run(module, &check.target, None, timeout, &config.policy, &shared.probe_env).await;
-    let windows = check.maintenance.iter().chain(&config.checks.options.maintenance);
-    let maintenance = maintenance::in_maintenance(windows, || selector_labels(check), started)
-        || shared.planned_covers(&check.name, started);
+    let maintenance = shared.in_maintenance(&config, check, started);
     let failure = outcome.error.as_ref().map(|err| (err.phase.as_str().to_string(), err.reason.as_str().to_string()));
     let run = Run { at: started, success: outcome.success(), failure: failure.clone(), maintenance };
     let thresholds =

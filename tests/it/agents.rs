@@ -770,6 +770,55 @@ async fn a_backlog_ending_in_young_failures_pages_nobody() {
     central.process.stop();
 }
 
+/// A window planned from the UI covers what agents push as it covers
+/// checkit's own runs: their results are stored as maintenance results, and
+/// the quorum's outage during the window pages nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planned_window_covers_the_results_agents_push() {
+    let Some((smtp, _dir, mut central, client)) = quorum_central().await else { return };
+    for index in 0..3 {
+        push(&client, &central, index, &format!("up{index}"), &[(20, true)]).await;
+    }
+    assert_eq!(check_json(&client, &central, "site").await["state"], "up");
+    let form_page = client.get(central.url("/ui/maintenance")).send().await.expect("get").text().await.expect("body");
+    let token = crate::web_ui::form_token(&form_page);
+    let now = chrono::Utc::now();
+    let start = now.format("%Y-%m-%dT%H:%M").to_string();
+    let end = (now + chrono::Duration::hours(1)).format("%Y-%m-%dT%H:%M").to_string();
+    let form = [
+        ("csrf", token.as_str()),
+        ("title", "Network work"),
+        ("start", start.as_str()),
+        ("end", end.as_str()),
+        ("scope", "all"),
+    ];
+    let planned = client.post(central.url("/ui/maintenance")).header("sec-fetch-site", "same-origin").form(&form);
+    let planned = planned.send().await.expect("post");
+    assert_eq!(planned.status(), 200, "{}", planned.text().await.unwrap_or_default());
+    // Two of three locations see the target down, well inside the window.
+    push(&client, &central, 0, "down0", &[(1, false), (0, false)]).await;
+    push(&client, &central, 1, "down1", &[(1, false), (0, false)]).await;
+    let csv = client
+        .get(central.url("/api/v1/checks/site/results?format=csv"))
+        .send()
+        .await
+        .expect("GET csv")
+        .text()
+        .await
+        .expect("csv");
+    for location in ["loc0", "loc1"] {
+        let marked = csv.lines().filter(|line| line.ends_with(&format!(",false,true,connect,refused,{location}")));
+        assert_eq!(marked.count(), 2, "{location}'s failures are not maintenance results:\n{csv}");
+    }
+    assert!(
+        csv.lines().filter(|line| line.contains(",true,false,,,loc")).count() == 3,
+        "the results before the window are ordinary:\n{csv}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(smtp.messages().is_empty(), "an outage inside a planned window paged");
+    central.process.stop();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_drops_its_oldest_results_with_a_metric_and_a_log_line() {
     if !privileged() {
