@@ -44,7 +44,7 @@ async fn main() {
                 let result = NewResult {
                     check_id: id,
                     at: start + Duration::seconds(step * 15) + Duration::milliseconds(id % 15_000),
-                    duration_us: 1_000 + ((step * 7919 + id * 104_729) % 199_000) as u64,
+                    duration_us: Some(1_000 + ((step * 7919 + id * 104_729) % 199_000) as u64),
                     success,
                     failure: (!success).then(|| ("connect".to_string(), "refused".to_string())),
                     maintenance: false,

@@ -183,7 +183,8 @@ impl Agents {
     /// its batch a backlog.
     fn note(&self, location: &str, received_at: DateTime<Utc>, result: &LocationResult) {
         let run = &result.run;
-        let done = run.at + chrono::Duration::microseconds(i64::try_from(run.duration_us).unwrap_or(i64::MAX));
+        let duration_us = run.duration_us.unwrap_or(0);
+        let done = run.at + chrono::Duration::microseconds(i64::try_from(duration_us).unwrap_or(i64::MAX));
         if received_at - done <= QUEUED_LATE {
             return;
         }
@@ -364,7 +365,7 @@ async fn push(AxumState(shared): AxumState<Arc<Shared>>, headers: HeaderMap, bod
                 run: NewResult {
                     check_id: slot.id,
                     at: at.min(received_at),
-                    duration_us: (pushed.duration_seconds * 1e6) as u64,
+                    duration_us: Some((pushed.duration_seconds * 1e6) as u64),
                     success: pushed.success,
                     failure: (!pushed.success).then(|| {
                         (
@@ -433,12 +434,13 @@ async fn apply_results(shared: &Shared, results: Vec<(Arc<Slot>, LocationResult,
             entry.machine.apply(&run, thresholds);
             entry.last_at = Some(result.at);
             entry.last_success = Some(result.success);
-            entry.last_duration_seconds = Some(result.duration_us as f64 / 1e6);
+            let duration_seconds = result.duration_us.map(|us| us as f64 / 1e6);
+            entry.last_duration_seconds = duration_seconds;
             if state.last.as_ref().is_none_or(|last| last.at <= result.at) {
                 state.last = Some(super::Last {
                     at: result.at,
                     success: result.success,
-                    duration_seconds: result.duration_us as f64 / 1e6,
+                    duration_seconds,
                     failure: result.failure.clone(),
                     maintenance: result.maintenance,
                     registry: Arc::new(crate::probe::metrics::Registry::new()),

@@ -281,7 +281,7 @@ async fn results(
 fn result_row(result: &StoredResult) -> Vec<String> {
     vec![
         rfc3339(result.at),
-        result.duration_seconds.to_string(),
+        result.duration_seconds.map(|seconds| seconds.to_string()).unwrap_or_default(),
         result.success.to_string(),
         result.maintenance.to_string(),
         result.phase.clone().unwrap_or_default(),
@@ -359,8 +359,8 @@ async fn uptime(
         "maintenance_runs": rollup.maintenance_runs,
         "duration_seconds": {
             "mean": rollup.mean_seconds(),
-            "min": (rollup.runs > 0).then(|| rollup.duration_min_us as f64 / 1e6),
-            "max": (rollup.runs > 0).then(|| rollup.duration_max_us as f64 / 1e6),
+            "min": rollup.min_max_seconds().map(|(min, _)| min),
+            "max": rollup.min_max_seconds().map(|(_, max)| max),
             "p95_estimate": rollup.p95_seconds(),
         },
     }))

@@ -181,7 +181,7 @@ impl prometheus_client::collector::Collector for Collector {
                 },
             ),
             ("checkit_check_last_duration_seconds", "How long the last run of a scheduled check took", &|view| {
-                view.last.as_ref().map(|last| (None, last.duration_seconds)).into_iter().collect()
+                view.last.as_ref().and_then(|last| Some((None, last.duration_seconds?))).into_iter().collect()
             }),
             ("checkit_check_paused", "Whether a scheduled check is paused (by config or API)", &|view| {
                 vec![(None, f64::from(u8::from(view.paused)))]

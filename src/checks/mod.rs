@@ -94,8 +94,8 @@ pub struct Last {
     pub at: DateTime<Utc>,
     /// Success.
     pub success: bool,
-    /// Seconds.
-    pub duration_seconds: f64,
+    /// Seconds (`None`: not measured, e.g. a heartbeat's ping without a start).
+    pub duration_seconds: Option<f64>,
     /// Phase and reason of a failure.
     pub failure: Option<(String, String)>,
     /// Whether it ran in maintenance.
@@ -718,7 +718,7 @@ pub(crate) async fn run_once(shared: &Shared, slot: &Slot, check: &Check, starte
     let result = NewResult {
         check_id: slot.id,
         at: started,
-        duration_us: u64::try_from(outcome.duration.as_micros()).unwrap_or(u64::MAX),
+        duration_us: Some(u64::try_from(outcome.duration.as_micros()).unwrap_or(u64::MAX)),
         success: run.success,
         failure: failure.clone(),
         maintenance,
@@ -730,7 +730,7 @@ pub(crate) async fn run_once(shared: &Shared, slot: &Slot, check: &Check, starte
         state.last = Some(Last {
             at: started,
             success: run.success,
-            duration_seconds: outcome.duration.as_secs_f64(),
+            duration_seconds: Some(outcome.duration.as_secs_f64()),
             failure,
             maintenance,
             registry: Arc::new(outcome.registry),

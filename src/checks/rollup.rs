@@ -5,7 +5,9 @@
 //! exact to the roll-up boundary (the hour for 24h and 7d, the UTC day for
 //! longer windows). Runs inside maintenance windows are counted apart
 //! (`maintenance_runs`) and left out of `runs`, so maintenance never counts
-//! as downtime nor as uptime.
+//! as downtime nor as uptime. Runs without a measured duration (a
+//! heartbeat's ping without a start, a missed deadline) count in `runs` but
+//! not in the durations: those are over the histogram's runs.
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde::Serialize;
@@ -67,13 +69,13 @@ pub struct Rollup {
     pub successes: u64,
     /// Runs inside maintenance windows (not in `runs`).
     pub maintenance_runs: u64,
-    /// Sum of durations of `runs`, microseconds.
+    /// Sum of the measured durations of `runs`, microseconds.
     pub duration_sum_us: u64,
-    /// Shortest duration, microseconds (0 with no runs).
+    /// Shortest measured duration, microseconds (0 with none).
     pub duration_min_us: u64,
     /// Longest duration, microseconds.
     pub duration_max_us: u64,
-    /// Duration histogram over [`BUCKETS`].
+    /// Duration histogram over [`BUCKETS`]: one count per timed run.
     #[serde(skip)]
     pub histogram: [u64; BUCKET_COUNT],
 }
@@ -81,9 +83,12 @@ pub struct Rollup {
 impl Rollup {
     /// Adds `other` (a later or earlier bucket) to this one.
     pub fn merge(&mut self, other: &Rollup) {
-        if other.runs > 0 {
-            self.duration_min_us =
-                if self.runs == 0 { other.duration_min_us } else { self.duration_min_us.min(other.duration_min_us) };
+        if other.timed_runs() > 0 {
+            self.duration_min_us = if self.timed_runs() == 0 {
+                other.duration_min_us
+            } else {
+                self.duration_min_us.min(other.duration_min_us)
+            };
             self.duration_max_us = self.duration_max_us.max(other.duration_max_us);
         }
         self.runs += other.runs;
@@ -100,15 +105,26 @@ impl Rollup {
         (self.runs > 0).then(|| self.successes as f64 / self.runs as f64)
     }
 
-    /// Mean duration in seconds.
+    /// Runs with a measured duration (the durations' count).
+    pub fn timed_runs(&self) -> u64 {
+        self.histogram.iter().sum()
+    }
+
+    /// Mean measured duration in seconds.
     pub fn mean_seconds(&self) -> Option<f64> {
-        (self.runs > 0).then(|| self.duration_sum_us as f64 / self.runs as f64 / 1e6)
+        let timed = self.timed_runs();
+        (timed > 0).then(|| self.duration_sum_us as f64 / timed as f64 / 1e6)
+    }
+
+    /// Shortest and longest measured durations in seconds.
+    pub fn min_max_seconds(&self) -> Option<(f64, f64)> {
+        (self.timed_runs() > 0).then(|| (self.duration_min_us as f64 / 1e6, self.duration_max_us as f64 / 1e6))
     }
 
     /// The p95 duration estimated from the histogram: linear inside the
     /// bucket holding the 95th percentile, clamped to the observed min/max.
     pub fn p95_seconds(&self) -> Option<f64> {
-        let total: u64 = self.histogram.iter().sum();
+        let total = self.timed_runs();
         if total == 0 {
             return None;
         }
@@ -196,6 +212,18 @@ mod tests {
         assert!((0.25..=0.4).contains(&p95), "{p95}");
         assert_eq!(Rollup::default().p95_seconds(), None);
         assert_eq!(rollup_of(&[30.0], 1).p95_seconds(), Some(30.0), "+Inf bucket is capped by the max");
+    }
+
+    #[test]
+    fn untimed_runs_count_but_leave_the_durations_alone() {
+        let untimed = Rollup { runs: 3, successes: 2, ..Rollup::default() };
+        let mut rollup = untimed.clone();
+        rollup.merge(&rollup_of(&[2.0, 4.0], 2));
+        rollup.merge(&untimed);
+        assert_eq!((rollup.runs, rollup.successes, rollup.timed_runs()), (8, 6, 2));
+        assert_eq!(rollup.mean_seconds(), Some(3.0));
+        assert_eq!(rollup.min_max_seconds(), Some((2.0, 4.0)));
+        assert_eq!((untimed.mean_seconds(), untimed.min_max_seconds(), untimed.p95_seconds()), (None, None, None));
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //! **Row layout.** At 10,000 checks every 15 s, 48 hours of raw results are
 //! ~115 million rows, so `results` is keyed by `(check_id, at)` and holds
 //! nothing else to index: the integer check id instead of the name, times in
-//! milliseconds, the duration in microseconds, success and maintenance packed
-//! in `flags`, and phase/reason only on failures (NULL costs a bit of the row
+//! milliseconds, the duration in microseconds, success, maintenance and "no
+//! duration measured" packed in `flags`, and phase/reason only on failures (NULL costs a bit of the row
 //! header). On SQLite the table is `WITHOUT ROWID` (one B-tree clustered on
 //! the key); on PostgreSQL a heap with its primary-key index, so a check's
 //! history is an index range scan and expiry deletes per check by key range
@@ -182,6 +182,10 @@ pub static AREA: Area = Area { name: "checks", migrations: MIGRATIONS, legacy_ta
 /// `flags` bits of a stored result.
 const FLAG_SUCCESS: i64 = 1;
 const FLAG_MAINTENANCE: i64 = 2;
+/// No duration was measured (a heartbeat's ping without a start, a missed
+/// deadline): `duration_us` is 0 and means nothing. A flag rather than a
+/// NULL column, so that the `NOT NULL` column needs no table rebuild.
+const FLAG_NO_DURATION: i64 = 4;
 
 /// One finished run to store.
 #[derive(Debug, Clone)]
@@ -190,8 +194,8 @@ pub struct NewResult {
     pub check_id: i64,
     /// When it started.
     pub at: DateTime<Utc>,
-    /// How long the probe took, microseconds.
-    pub duration_us: u64,
+    /// How long the run took, microseconds (`None`: not measured).
+    pub duration_us: Option<u64>,
     /// Whether it succeeded.
     pub success: bool,
     /// The failure's phase and reason.
@@ -203,8 +207,10 @@ pub struct NewResult {
 impl NewResult {
     /// Its stored columns: duration (µs), `flags`, failure phase and reason.
     fn columns(&self) -> (i64, i64, Option<String>, Option<String>) {
-        let duration_us = i64::try_from(self.duration_us).unwrap_or(i64::MAX);
-        let flags = if self.success { FLAG_SUCCESS } else { 0 } | if self.maintenance { FLAG_MAINTENANCE } else { 0 };
+        let duration_us = i64::try_from(self.duration_us.unwrap_or(0)).unwrap_or(i64::MAX);
+        let flags = if self.success { FLAG_SUCCESS } else { 0 }
+            | if self.maintenance { FLAG_MAINTENANCE } else { 0 }
+            | if self.duration_us.is_none() { FLAG_NO_DURATION } else { 0 };
         let (phase, reason) = self.failure.clone().unzip();
         (duration_us, flags, phase, reason)
     }
@@ -231,8 +237,8 @@ pub enum NewChange {
 pub struct StoredResult {
     /// Start, RFC 3339.
     pub at: DateTime<Utc>,
-    /// Seconds.
-    pub duration_seconds: f64,
+    /// Seconds (`None`: not measured).
+    pub duration_seconds: Option<f64>,
     /// Whether it succeeded.
     pub success: bool,
     /// Whether it ran in maintenance.
@@ -297,7 +303,7 @@ fn read_result(row: &[SqlValue]) -> StoredResult {
     let flags = get(2).int();
     StoredResult {
         at: from_ms(get(0).int()),
-        duration_seconds: get(1).int() as f64 / 1e6,
+        duration_seconds: (flags & FLAG_NO_DURATION == 0).then(|| get(1).int() as f64 / 1e6),
         success: flags & FLAG_SUCCESS != 0,
         maintenance: flags & FLAG_MAINTENANCE != 0,
         phase: get(3).opt_string(),
@@ -384,10 +390,13 @@ fn read_rollup(row: &[SqlValue], first: usize) -> Rollup {
 }
 
 /// Summed roll-up columns, in [`read_rollup`]'s order (sums cast back to
-/// integers: PostgreSQL sums `BIGINT` as `NUMERIC`).
+/// integers: PostgreSQL sums `BIGINT` as `NUMERIC`). The minimum is taken
+/// over buckets with timed runs (histogram counts), as runs without a
+/// measured duration leave `duration_min_us` at 0.
 const SUM_COLUMNS: &str = "CAST(SUM(runs) AS BIGINT), CAST(SUM(successes) AS BIGINT), \
      CAST(SUM(maintenance_runs) AS BIGINT), CAST(SUM(duration_sum_us) AS BIGINT), \
-     MIN(CASE WHEN runs > 0 THEN duration_min_us END), MAX(duration_max_us), CAST(SUM(b0) AS BIGINT), \
+     MIN(CASE WHEN b0 + b1 + b2 + b3 + b4 + b5 + b6 + b7 + b8 + b9 + b10 + b11 > 0 THEN duration_min_us END), \
+     MAX(duration_max_us), CAST(SUM(b0) AS BIGINT), \
      CAST(SUM(b1) AS BIGINT), CAST(SUM(b2) AS BIGINT), CAST(SUM(b3) AS BIGINT), CAST(SUM(b4) AS BIGINT), \
      CAST(SUM(b5) AS BIGINT), CAST(SUM(b6) AS BIGINT), CAST(SUM(b7) AS BIGINT), CAST(SUM(b8) AS BIGINT), \
      CAST(SUM(b9) AS BIGINT), CAST(SUM(b10) AS BIGINT), CAST(SUM(b11) AS BIGINT)";
@@ -396,15 +405,17 @@ fn statement(sql: impl Into<Cow<'static, str>>, params: Vec<SqlParam>) -> Statem
     (sql.into(), params)
 }
 
-/// The upsert of one non-maintenance run into a roll-up, per histogram bucket.
+/// The upsert of one timed non-maintenance run into a roll-up, per
+/// histogram bucket; the bucket's first timed run sets its minimum.
 fn rollup_upsert(bucket: usize) -> String {
+    let timed = (0..BUCKET_COUNT).map(|index| format!("rollups.b{index}")).collect::<Vec<_>>().join(" + ");
     format!(
         "INSERT INTO rollups (check_id, period, start, runs, successes, maintenance_runs, duration_sum_us, \
          duration_min_us, duration_max_us, b{bucket}) VALUES ($1, $2, $3, 1, $4, 0, $5, $5, $5, 1) \
          ON CONFLICT (check_id, period, start) DO UPDATE SET runs = rollups.runs + 1, \
          successes = rollups.successes + excluded.successes, \
          duration_sum_us = rollups.duration_sum_us + excluded.duration_sum_us, \
-         duration_min_us = CASE WHEN rollups.runs = 0 OR excluded.duration_min_us < rollups.duration_min_us \
+         duration_min_us = CASE WHEN {timed} = 0 OR excluded.duration_min_us < rollups.duration_min_us \
          THEN excluded.duration_min_us ELSE rollups.duration_min_us END, \
          duration_max_us = CASE WHEN excluded.duration_max_us > rollups.duration_max_us \
          THEN excluded.duration_max_us ELSE rollups.duration_max_us END, b{bucket} = rollups.b{bucket} + 1"
@@ -415,20 +426,35 @@ const MAINTENANCE_UPSERT: &str = "INSERT INTO rollups (check_id, period, start, 
      duration_sum_us, duration_min_us, duration_max_us) VALUES ($1, $2, $3, 0, 0, 1, 0, 0, 0) \
      ON CONFLICT (check_id, period, start) DO UPDATE SET maintenance_runs = rollups.maintenance_runs + 1";
 
+/// The upsert of one non-maintenance run without a measured duration: it
+/// counts, and leaves the durations and histogram alone.
+const UNTIMED_UPSERT: &str = "INSERT INTO rollups (check_id, period, start, runs, successes, maintenance_runs, \
+     duration_sum_us, duration_min_us, duration_max_us) VALUES ($1, $2, $3, 1, $4, 0, 0, 0, 0) \
+     ON CONFLICT (check_id, period, start) DO UPDATE SET runs = rollups.runs + 1, \
+     successes = rollups.successes + excluded.successes";
+
 /// The roll-up upserts (hourly and daily) of one run.
-fn rollup_statements(check: i64, at: DateTime<Utc>, duration: u64, success: bool, maintenance: bool) -> Vec<Statement> {
-    let bucket = bucket_of(duration as f64 / 1e6);
-    let duration_us = i64::try_from(duration).unwrap_or(i64::MAX);
+fn rollup_statements(
+    check: i64,
+    at: DateTime<Utc>,
+    duration: Option<u64>,
+    success: bool,
+    maintenance: bool,
+) -> Vec<Statement> {
     [Period::Hour, Period::Day]
         .into_iter()
         .map(|period| {
-            let key = vec![check.into(), period.code().into(), to_ms(period.floor(at)).into()];
+            let mut params = vec![check.into(), period.code().into(), to_ms(period.floor(at)).into()];
             if maintenance {
-                statement(MAINTENANCE_UPSERT, key)
-            } else {
-                let mut params = key;
-                params.extend([i64::from(success).into(), duration_us.into()]);
-                statement(rollup_upsert(bucket), params)
+                return statement(MAINTENANCE_UPSERT, params);
+            }
+            params.push(i64::from(success).into());
+            match duration {
+                None => statement(UNTIMED_UPSERT, params),
+                Some(duration) => {
+                    params.push(i64::try_from(duration).unwrap_or(i64::MAX).into());
+                    statement(rollup_upsert(bucket_of(duration as f64 / 1e6)), params)
+                }
             }
         })
         .collect()
@@ -739,7 +765,8 @@ impl CheckStore {
                         run: NewResult {
                             check_id: column(row, 0).int(),
                             at: from_ms(column(row, 3).int()),
-                            duration_us: u64::try_from(column(row, 5).int()).unwrap_or(0),
+                            duration_us: (flags & FLAG_NO_DURATION == 0)
+                                .then(|| u64::try_from(column(row, 5).int()).unwrap_or(0)),
                             success: flags & FLAG_SUCCESS != 0,
                             failure: text(7).zip(text(8)),
                             maintenance: flags & FLAG_MAINTENANCE != 0,
@@ -758,12 +785,13 @@ impl CheckStore {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<LocationSummary>, StoreError> {
-        // flags 0: a failure, 1: a success, 2 and 3: in maintenance.
+        // Bit 1: a success, bit 2: in maintenance (other bits don't matter here).
         let rows = self
             .storage
             .select(
-                "SELECT location, CAST(SUM(CASE WHEN flags < 2 THEN 1 ELSE 0 END) AS BIGINT), \
-                 CAST(SUM(CASE WHEN flags = 0 THEN 1 ELSE 0 END) AS BIGINT), MAX(CASE WHEN flags = 0 THEN at END) \
+                "SELECT location, CAST(SUM(CASE WHEN (flags & 2) = 0 THEN 1 ELSE 0 END) AS BIGINT), \
+                 CAST(SUM(CASE WHEN (flags & 3) = 0 THEN 1 ELSE 0 END) AS BIGINT), \
+                 MAX(CASE WHEN (flags & 3) = 0 THEN at END) \
                  FROM location_results WHERE check_id = $1 AND at >= $2 AND at < $3 GROUP BY location ORDER BY location",
                 vec![id.into(), to_ms(from).into(), to_ms(to).into()],
             )
@@ -1009,6 +1037,8 @@ impl CheckStore {
             } else {
                 one.runs = 1;
                 one.successes = u64::from(flags & FLAG_SUCCESS != 0);
+            }
+            if flags & (FLAG_MAINTENANCE | FLAG_NO_DURATION) == 0 {
                 one.duration_sum_us = duration_us;
                 one.duration_min_us = duration_us;
                 one.duration_max_us = duration_us;

@@ -31,10 +31,15 @@ pub struct Outcome {
     pub at: DateTime<Utc>,
     /// Up or down.
     pub success: bool,
-    /// The run's duration, when known (a start paired with its end).
+    /// The run's duration, when known (a start paired with its end);
+    /// stored as "no duration measured" otherwise.
     pub duration: Option<std::time::Duration>,
     /// Phase and reason of a failure, as probed checks have them.
     pub failure: Option<(String, String)>,
+    /// Whether a maintenance window covered it (its owner knows its
+    /// windows): kept out of uptime and the state machine's streaks, as a
+    /// probed check's run in maintenance.
+    pub maintenance: bool,
 }
 
 impl Shared {
@@ -121,32 +126,42 @@ impl Checks {
             Some(last_at) if outcome.at <= last_at => last_at + chrono::Duration::milliseconds(1),
             _ => outcome.at,
         };
-        let run = Run { at, success: outcome.success, failure: outcome.failure.clone(), maintenance: false };
+        let maintenance = outcome.maintenance;
+        let run = Run { at, success: outcome.success, failure: outcome.failure.clone(), maintenance };
         let thresholds = Thresholds {
             failures_before_down: check.failures_before_down,
             successes_before_up: check.successes_before_up,
         };
         let change = slot.lock().machine.apply(&run, thresholds);
-        let duration = outcome.duration.unwrap_or_default();
         let result = NewResult {
             check_id: slot.id,
             at,
-            duration_us: u64::try_from(duration.as_micros()).unwrap_or(u64::MAX),
+            duration_us: outcome.duration.map(|duration| u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)),
             success: outcome.success,
             failure: outcome.failure.clone(),
-            maintenance: false,
+            maintenance,
         };
         let stored = shared.store.record(result, super::to_store(change.as_ref(), at)).await;
         super::remember_incident(shared, &slot, name, stored);
         slot.lock().last = Some(Last {
             at,
             success: outcome.success,
-            duration_seconds: duration.as_secs_f64(),
+            duration_seconds: outcome.duration.map(|duration| duration.as_secs_f64()),
             failure: outcome.failure,
-            maintenance: false,
+            maintenance,
             registry: Arc::new(crate::probe::metrics::Registry::default()),
         });
         super::log_change(name, change.as_ref(), at);
+    }
+
+    /// The failure of unprobed check `name`'s last result when that result
+    /// was a failure inside a maintenance window (its owner enters it again
+    /// once the window is over, if the check is still down then).
+    pub fn held_failure(&self, name: &str) -> Option<(String, String)> {
+        let slot = self.shared.unprobed_slot(name)?;
+        let state = slot.lock();
+        let last = state.last.as_ref()?;
+        if last.maintenance && !last.success { last.failure.clone() } else { None }
     }
 
     /// Shows unprobed check `name` with its owner's finer `status` (`new`,

@@ -4,7 +4,9 @@
 //! A success ping is an up result (with the run's duration when a start
 //! pairs with it), a failure ping or a non-zero exit status a down result
 //! with its reason, a missed deadline (or a run past its `start_grace`) a
-//! down result at the instant it was detected. Late, started and new are no
+//! down result at the instant it was detected. A result without a measured
+//! duration is stored as such (never as 0 s), and one inside a maintenance
+//! window as a maintenance result. Late, started and new are no
 //! results: the check stays what its last result made it, and the finer
 //! status is shown beside it. Pauses go both ways through [`Owner`].
 
@@ -23,8 +25,9 @@ use std::sync::{Arc, Weak};
 /// The `phase` of every failure a heartbeat records.
 pub const PHASE: &str = "heartbeat";
 
-/// The result a ping adds to the history (`None` for start and log pings).
-pub(crate) fn outcome(ping: &Ping) -> Option<Outcome> {
+/// The result a ping adds to the history (`None` for start and log pings);
+/// `maintenance`: whether a window covers the check at the ping.
+pub(crate) fn outcome(ping: &Ping, maintenance: bool) -> Option<Outcome> {
     let success = match ping.kind {
         Kind::Success => true,
         Kind::Fail => false,
@@ -38,13 +41,20 @@ pub(crate) fn outcome(ping: &Ping) -> Option<Outcome> {
         (PHASE.to_string(), reason)
     });
     let duration = ping.duration_seconds.and_then(|seconds| std::time::Duration::try_from_secs_f64(seconds).ok());
-    Some(Outcome { at: ping.at, success, duration, failure })
+    Some(Outcome { at: ping.at, success, duration, failure, maintenance })
 }
 
 /// The down result of a deadline detected missed at `at`; `reason` is
-/// `missed` or `run_too_long`.
-pub(crate) fn missed(at: DateTime<Utc>, reason: &'static str) -> Outcome {
-    Outcome { at, success: false, duration: None, failure: Some((PHASE.to_string(), reason.to_string())) }
+/// `missed` or `run_too_long`; `maintenance`: whether a window covers the
+/// check at `at`.
+pub(crate) fn missed(at: DateTime<Utc>, reason: &'static str, maintenance: bool) -> Outcome {
+    Outcome { at, success: false, duration: None, failure: Some((PHASE.to_string(), reason.to_string())), maintenance }
+}
+
+/// A down result at `at` with `failure`, outside maintenance: a failure
+/// first recorded inside a window, entered again once the window is over.
+pub(crate) fn down(at: DateTime<Utc>, failure: (String, String)) -> Outcome {
+    Outcome { at, success: false, duration: None, failure: Some(failure), maintenance: false }
 }
 
 /// The check a heartbeat is in the history: its name and labels, its period
@@ -100,15 +110,17 @@ mod tests {
 
     #[test]
     fn pings_become_results_with_their_reason_and_duration() {
-        let up = outcome(&ping(Kind::Success, Some(0), Some(2.5))).expect("a result");
+        let up = outcome(&ping(Kind::Success, Some(0), Some(2.5)), false).expect("a result");
         assert!(up.success && up.failure.is_none());
         assert_eq!(up.duration, Some(std::time::Duration::from_millis(2500)));
-        let down = outcome(&ping(Kind::Fail, Some(3), None)).expect("a result");
+        let down = outcome(&ping(Kind::Fail, Some(3), None), false).expect("a result");
         assert_eq!(down.failure, Some(("heartbeat".into(), "exit_status_3".into())));
-        let failed = outcome(&ping(Kind::Fail, None, Some(-1.0))).expect("a result");
+        let failed = outcome(&ping(Kind::Fail, None, Some(-1.0)), false).expect("a result");
         assert_eq!(failed.failure, Some(("heartbeat".into(), "failed".into())));
         assert_eq!(failed.duration, None);
-        assert_eq!(outcome(&ping(Kind::Start, None, None)), None);
-        assert_eq!(outcome(&ping(Kind::Log, None, None)), None);
+        assert!(outcome(&ping(Kind::Success, None, None), true).expect("a result").maintenance);
+        assert!(missed(DateTime::<Utc>::UNIX_EPOCH, "missed", true).maintenance);
+        assert_eq!(outcome(&ping(Kind::Start, None, None), false), None);
+        assert_eq!(outcome(&ping(Kind::Log, None, None), false), None);
     }
 }

@@ -292,12 +292,13 @@ impl Shared {
         ping.duration_seconds = ping
             .duration_seconds
             .or_else(|| applied.duration.map(|duration| duration.num_milliseconds().max(0) as f64 / 1000.0));
-        let outcome = history::outcome(&ping);
+        let history = self.history();
+        let outcome = history::outcome(&ping, in_maintenance(&runtime.config, entry, history.as_deref(), now));
         self.store.save(name, Some(ping), &record, runtime.config.keep_pings, now).await?;
         let status = record.status(&entry.spec, now);
         self.metrics.set_status(name, status);
         records.insert(name.to_string(), record);
-        if let Some(history) = self.history() {
+        if let Some(history) = history {
             if let Some(outcome) = outcome {
                 history.record_unprobed(name, outcome).await;
             }
@@ -378,7 +379,19 @@ impl Shared {
             let record = records.entry(name.clone()).or_default();
             if let Some(reason) = record.unrecorded_miss(&entry.spec, now) {
                 record.missed_at = Some(now);
-                missed.insert(name.clone(), reason);
+                let maintenance = in_maintenance(&runtime.config, entry, history.as_deref(), now);
+                missed.insert(name.clone(), history::missed(now, reason, maintenance));
+            } else if let Some(failure) = history.as_ref().and_then(|history| history.held_failure(name)) {
+                // Down in a window's result, and still down: once the window
+                // is over that is downtime, as a probed check's next run after
+                // it would be, so the failure is entered again outside it.
+                if record.status(&entry.spec, now) == Status::Down {
+                    if in_maintenance(&runtime.config, entry, history.as_deref(), now) {
+                        earliest(now + MAINTENANCE_RECHECK);
+                    } else {
+                        missed.insert(name.clone(), history::down(now, failure));
+                    }
+                }
             }
             for (kind, wanted) in record.wanted_alerts(&entry.spec, now) {
                 let (since, ended) = match (wanted, record.alerts.get(kind)) {
@@ -412,8 +425,7 @@ impl Shared {
         // passing at once share the stores' group commits instead of paying
         // one commit each.
         if let Some(history) = &history {
-            let results =
-                missed.iter().map(|(name, reason)| history.record_unprobed(name, history::missed(now, reason)));
+            let results = missed.iter().map(|(name, outcome)| history.record_unprobed(name, outcome.clone()));
             futures::future::join_all(results).await;
         }
         let outcomes = futures::future::join_all(notifications.into_iter().map(|n| self.notifier.submit(n))).await;

@@ -704,7 +704,8 @@ pub(super) async fn check_page(
                 at_text => time_text(result.at),
                 success => result.success,
                 maintenance => result.maintenance,
-                duration => badge::format_millis(result.duration_seconds * 1000.0),
+                // None (not measured: a heartbeat's ping without a start) shows as "—".
+                duration => result.duration_seconds.map(|seconds| badge::format_millis(seconds * 1000.0)),
                 phase => result.phase.clone().unwrap_or_default(),
                 reason => result.reason.clone().unwrap_or_default(),
             }
@@ -800,7 +801,7 @@ pub(super) async fn results_csv(State(ui): State<Arc<Ui>>, Path(name): Path<Stri
             csv,
             "{},{},{},{},{},{},{}",
             result.at.to_rfc3339(),
-            result.duration_seconds,
+            result.duration_seconds.map(|seconds| seconds.to_string()).unwrap_or_default(),
             result.success,
             result.maintenance,
             quote(result.phase.as_deref().unwrap_or_default()),

@@ -243,8 +243,10 @@ async fn pings_and_a_missed_run_make_the_history(app: &HeartbeatApp) {
 }
 
 /// A maintenance window planned from the UI (here for every check) holds a
-/// heartbeat's alert while it lasts; the miss itself still enters the
-/// history, and the alert fires once the window is over.
+/// heartbeat's alert while it lasts, and its miss enters the history as a
+/// maintenance result, out of uptime (the check shows as in maintenance,
+/// not down); once the window is over the alert fires and, the heartbeat
+/// still silent, the miss enters the history again as downtime.
 #[tokio::test]
 async fn a_planned_window_holds_a_heartbeat_s_alert_until_it_ends() {
     let app = HeartbeatApp::start("", tempfile::tempdir().expect("tempdir")).await;
@@ -263,20 +265,126 @@ async fn a_planned_window_holds_a_heartbeat_s_alert_until_it_ends() {
     let alerts = |value: Value| value["alerts"].as_array().map_or(0, Vec::len);
     // Due at 10:00, down at 10:05 + 1 s: inside the window.
     app.clock.set(t0() + Duration::minutes(65) + Duration::seconds(1));
-    let down = app.wait_for("down", "down").await;
-    assert_eq!(down["last"]["reason"], "missed", "the miss is in the history");
+    let held = app.wait_for("maintenance", "down").await;
+    assert_eq!(held["last"]["reason"], "missed", "the miss is in the history");
+    assert_eq!(held["last"]["maintenance"], true, "{held}");
+    assert!(held["incident"].is_null(), "no outage opened in the window: {held}");
+    let results = app.json("/api/v1/checks/backup/results").await;
+    assert_eq!(results["results"][0]["maintenance"], true, "{results}");
+    assert_eq!(results["results"][1]["maintenance"], false, "the ping before the window: {results}");
+    let uptime = app.json("/api/v1/checks/backup/uptime?window=24h").await;
+    assert_eq!((&uptime["runs"], &uptime["maintenance_runs"]), (&1.into(), &1.into()), "{uptime}");
+    assert_eq!(uptime["uptime"], 1.0, "the miss in the window is no downtime: {uptime}");
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(alerts(app.json("/api/v1/heartbeats/backup").await), 0, "held during the window");
+
     app.clock.set(t0() + Duration::hours(2));
+    let mut fired = false;
     for _ in 0..200 {
         if alerts(app.json("/api/v1/heartbeats/backup").await) == 1 {
             let heartbeat = app.json("/api/v1/heartbeats/backup").await;
             assert_eq!(heartbeat["alerts"][0]["alertname"], "HeartbeatMissing", "{heartbeat}");
-            return;
+            fired = true;
+            break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    panic!("no alert after the window: {}", app.json("/api/v1/heartbeats/backup").await);
+    assert!(fired, "no alert after the window: {}", app.json("/api/v1/heartbeats/backup").await);
+    let down = app.wait_for("down", "down").await;
+    assert_eq!((&down["last"]["reason"], &down["last"]["maintenance"]), (&"missed".into(), &false.into()), "{down}");
+    let results = app.json("/api/v1/checks/backup/results").await;
+    let at = DateTime::parse_from_rfc3339(results["results"][0]["at"].as_str().expect("at")).expect("time");
+    assert_eq!(at, t0() + Duration::hours(2), "entered when the window ended: {results}");
+    // Roll-ups are read up to the current instant, exclusive.
+    app.clock.advance(Duration::seconds(1));
+    let uptime = app.json("/api/v1/checks/backup/uptime?window=24h").await;
+    assert_eq!((&uptime["runs"], &uptime["successes"]), (&2.into(), &1.into()), "{uptime}");
+    assert_eq!(uptime["maintenance_runs"], 1, "{uptime}");
+    assert_eq!(app.json("/api/v1/checks/backup/results").await["results"].as_array().map(Vec::len), Some(3));
+}
+
+/// A success ping without a start carries no duration: its result has
+/// none (not 0 s) in the API, the CSVs and the check page, and the roll-ups
+/// count the run while their durations are the timed run's alone.
+async fn a_ping_without_a_start_has_no_duration(app: &HeartbeatApp) {
+    app.ping(&format!("/ping/{BACKUP}/start?rid=r1"), "").await;
+    app.clock.advance(Duration::seconds(2));
+    app.ping(&format!("/ping/{BACKUP}?rid=r1"), "").await;
+    app.wait_for("up", "up").await;
+    app.clock.advance(Duration::minutes(1));
+    app.ping(&format!("/ping/{BACKUP}"), "").await;
+    let mut untimed = Value::Null;
+    for _ in 0..200 {
+        untimed = app.json("/api/v1/checks/backup").await["check"].clone();
+        if untimed["last"]["duration_seconds"].is_null() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(untimed["last"]["success"], true, "{untimed}");
+    assert!(untimed["last"]["duration_seconds"].is_null(), "{untimed}");
+
+    let results = app.json("/api/v1/checks/backup/results").await;
+    let results = results["results"].as_array().expect("results").clone();
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert!(results[0]["duration_seconds"].is_null(), "the bare success: {results:?}");
+    assert_eq!(results[1]["duration_seconds"], 2.0, "the timed run: {results:?}");
+
+    for path in ["/checks/backup/results.csv", "/api/v1/checks/backup/results?format=csv"] {
+        let csv = app.text(path).await;
+        let durations: Vec<_> = csv.lines().skip(1).map(|line| line.split(',').nth(1)).collect();
+        assert_eq!(durations, [Some(""), Some("2")], "{path}: the bare success's is empty: {csv}");
+    }
+
+    let page = app.text("/checks/backup").await;
+    assert!(!page.contains(">0 ms</td>"), "no zero duration in the results: {page}");
+    assert!(page.contains("mean: min 2.00 s, average 2.00 s, max 2.00 s"), "the chart's durations: {page}");
+    assert!(page.contains("<td class=\"num\">—</td>"), "{page}");
+    assert!(page.contains("2.00 s"), "{page}");
+
+    let uptime = app.json("/api/v1/checks/backup/uptime?window=24h").await;
+    assert_eq!((&uptime["runs"], &uptime["successes"]), (&2.into(), &2.into()), "{uptime}");
+    let durations = &uptime["duration_seconds"];
+    for key in ["mean", "min", "max"] {
+        assert_eq!(durations[key], 2.0, "{key}: only the timed run counts: {uptime}");
+    }
+    let badge = app.text("/badge/backup/response-time/24h.svg").await;
+    assert!(badge.contains("2.00 s"), "{badge}");
+
+    // A miss has no duration either, and leaves the durations alone.
+    app.clock.advance(Duration::minutes(66));
+    app.wait_for("down", "down").await;
+    let uptime = app.json("/api/v1/checks/backup/uptime?window=24h").await;
+    assert_eq!((&uptime["runs"], &uptime["successes"]), (&3.into(), &2.into()), "{uptime}");
+    assert_eq!((&uptime["duration_seconds"]["min"], &uptime["duration_seconds"]["mean"]), (&2.0.into(), &2.0.into()));
+    let results = app.json("/api/v1/checks/backup/results").await;
+    assert!(results["results"][0]["duration_seconds"].is_null(), "{results}");
+
+    // A timed run after untimed ones in the same hour sets the minimum.
+    app.ping(&format!("/ping/{BACKUP}/start?rid=r2"), "").await;
+    app.clock.advance(Duration::seconds(3));
+    app.ping(&format!("/ping/{BACKUP}?rid=r2"), "").await;
+    app.wait_for("up", "up").await;
+    let uptime = app.json("/api/v1/checks/backup/uptime?window=24h").await;
+    let durations = &uptime["duration_seconds"];
+    assert_eq!((&durations["min"], &durations["max"], &durations["mean"]), (&2.0.into(), &3.0.into(), &2.5.into()));
+}
+
+#[tokio::test]
+async fn on_sqlite_a_ping_without_a_start_has_no_duration() {
+    let app = HeartbeatApp::start("", tempfile::tempdir().expect("temp dir")).await;
+    a_ping_without_a_start_has_no_duration(&app).await;
+}
+
+#[tokio::test]
+async fn on_postgres_a_ping_without_a_start_has_no_duration() {
+    let pg = peer!(Postgres::start(PostgresOpts::default()).await);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url_file = dir.path().join("pg-url");
+    std::fs::write(&url_file, pg.url()).expect("write url");
+    let storage = format!("storage: {{postgres: {{url_file: {}}}}}\n", url_file.display());
+    let app = HeartbeatApp::start(&storage, dir).await;
+    a_ping_without_a_start_has_no_duration(&app).await;
 }
 
 #[tokio::test]

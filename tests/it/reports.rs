@@ -115,7 +115,7 @@ async fn seed(
         let result = NewResult {
             check_id: id,
             at: time,
-            duration_us: (seconds * 1e6) as u64,
+            duration_us: Some((seconds * 1e6) as u64),
             success: !failing,
             failure: failing.then(|| ("connect".into(), "refused".into())),
             maintenance: false,

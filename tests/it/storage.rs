@@ -317,7 +317,7 @@ async fn check_store_suite(store: checkit::checks::store::CheckStore) {
         let result = NewResult {
             check_id: id,
             at: start + chrono::Duration::seconds(step * 60),
-            duration_us: 1_000 + (step as u64 % 13) * 10_000,
+            duration_us: Some(1_000 + (step as u64 % 13) * 10_000),
             success,
             failure: (!success).then(|| ("connect".into(), "refused".into())),
             maintenance: step % 50 == 49,
@@ -351,7 +351,7 @@ async fn check_store_suite(store: checkit::checks::store::CheckStore) {
     let failed = NewResult {
         check_id: id,
         at: down_at,
-        duration_us: 5,
+        duration_us: Some(5),
         success: false,
         failure: Some(("connect".into(), "refused".into())),
         maintenance: false,

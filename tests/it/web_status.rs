@@ -147,7 +147,7 @@ async fn seed(app: &App) {
         let result = NewResult {
             check_id: id,
             at,
-            duration_us: 20_000 + u64::try_from(hour % 7).unwrap_or(0) * 5_000,
+            duration_us: Some(20_000 + u64::try_from(hour % 7).unwrap_or(0) * 5_000),
             success: !failing,
             failure: failing.then(|| ("connect".to_string(), "refused".to_string())),
             maintenance: false,
