@@ -157,6 +157,14 @@ listen_overflows() {
     /proc/net/netstat
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime, in clock ticks
+# The target's CPU (nginx's master and workers) and the machine's idle time,
+# in clock ticks: what the rest of the box spent on the same probes.
+nginx_ticks() {
+  local sum=0 pid
+  for pid in $nginx_pid $(pgrep -P "$nginx_pid"); do sum=$(( sum + $(cpu_ticks "$pid") )); done
+  echo "$sum"
+}
+idle_ticks() { awk '/^cpu / {print $5 + $6}' /proc/stat; }  # idle + iowait, all CPUs
 ticks_per_s=$(getconf CLK_TCK)
 exporter_pid() { [[ $1 == checkit ]] && echo "$checkit_pid" || echo "$blackbox_pid"; }
 exporter_port() { [[ $1 == checkit ]] && echo "$checkit_port" || echo "$blackbox_port"; }
@@ -189,17 +197,25 @@ measure() {
   local runner=()
   [[ -n $pin ]] && runner=(taskset -c "$pin")
   before=$(cpu_ticks "$pid"); overflows_before=$(listen_overflows)
+  local nginx_before idle_before started_ns
+  nginx_before=$(nginx_ticks); idle_before=$(idle_ticks); started_ns=$(date +%s%N)
   out=$("${runner[@]}" wrk -t"$THREADS" -c"$connections" -d"$duration" --timeout 10s --latency -s "$work/check.lua" \
     "http://127.0.0.1:$port/probe?module=$module&target=127.0.0.1:$nginx_port")
   after=$(cpu_ticks "$pid"); overflows=$(( $(listen_overflows) - overflows_before ))
+  local nginx_spent=$(( $(nginx_ticks) - nginx_before )) idle_spent=$(( $(idle_ticks) - idle_before ))
+  local elapsed_ns=$(( $(date +%s%N) - started_ns ))
   read -r total rps p50 p99 errors failures < <(wrk_stats "$out")
-  local cpu_us
+  local cpu_us nginx_us idle_cores
   cpu_us=$(awk -v ticks=$((after - before)) -v hz="$ticks_per_s" -v n="$total" \
     'BEGIN { if (n > 0) printf "%.1f\n", ticks / hz * 1e6 / n; else print "-" }')
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
-    "$phase" "$module" "$name" "$connections" "$rps" "$p50" "$p99" "$cpu_us" "$errors" "$failures" "$overflows" >>"$results"
-  printf '  %-9s %-12s %-9s c=%-4s %10s probes/s  p50 %7s ms  p99 %7s ms  CPU %6s us/probe  errors %s  failed %s  SYN drops %s\n' \
-    "$phase" "$module" "$name" "$connections" "$rps" "$p50" "$p99" "$cpu_us" "$errors" "$failures" "$overflows" >&2
+  nginx_us=$(awk -v ticks="$nginx_spent" -v hz="$ticks_per_s" -v n="$total" \
+    'BEGIN { if (n > 0) printf "%.1f\n", ticks / hz * 1e6 / n; else print "-" }')
+  idle_cores=$(awk -v ticks="$idle_spent" -v hz="$ticks_per_s" -v ns="$elapsed_ns" 'BEGIN { printf "%.2f\n", ticks / hz / (ns / 1e9) }')
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+    "$phase" "$module" "$name" "$connections" "$rps" "$p50" "$p99" "$cpu_us" "$errors" "$failures" "$overflows" \
+    "$nginx_us" "$idle_cores" >>"$results"
+  printf '  %-9s %-12s %-9s c=%-4s %10s probes/s  p50 %7s ms  p99 %7s ms  CPU %6s us/probe  nginx %6s us/probe  idle %s cores  errors %s  failed %s  SYN drops %s\n' \
+    "$phase" "$module" "$name" "$connections" "$rps" "$p50" "$p99" "$cpu_us" "$nginx_us" "$idle_cores" "$errors" "$failures" "$overflows" >&2
 }
 
 # Alternates which exporter goes first, so neither always runs on a machine
@@ -250,7 +266,7 @@ for name in checkit blackbox; do
   read -r total rps p50 p99 errors failures < <(wrk_stats "$(cat "$work/slow.$name")")
   printf '  %-9s %-12s %-9s c=%-4s %10s probes/s  p50 %7s ms (blackholed target, all time out)\n' \
     slow http_2xx "$name" 10 "$rps" "$p50" >&2
-  printf 'slow\thttp_2xx\t%s\t10\t%s\t%s\t%s\t-\t%s\t-\t-\n' "$name" "$rps" "$p50" "$p99" "$errors" >>"$results"
+  printf 'slow\thttp_2xx\t%s\t10\t%s\t%s\t%s\t-\t%s\t-\t-\t-\t-\n' "$name" "$rps" "$p50" "$p99" "$errors" >>"$results"
 done
 record_rss scale
 stop_exporters
@@ -264,18 +280,19 @@ path, elapsed, load_before, load, date = sys.argv[1:6]
 rss = list(map(int, sys.argv[6:]))
 rows = {}
 for line in open(path):
-    phase, module, name, conns, rps, p50, p99, cpu, errors, failed, drops = line.rstrip("\n").split("\t")
+    phase, module, name, conns, rps, p50, p99, cpu, errors, failed, drops, nginx, idle = line.rstrip("\n").split("\t")
     rows[(phase, module, name, int(conns))] = dict(rps=float(rps), p50=float(p50), p99=float(p99),
                                                    cpu=None if cpu == "-" else float(cpu), errors=errors, failed=failed,
-                                                   drops=drops)
+                                                   drops=drops, nginx=nginx, idle=idle)
 
 def ratio(a, b):
     return f"{a / b:.2f}x" if b else "-"
 
 print()
 print("| phase | module | conns | probes/s checkit / blackbox | ratio | p99 ms checkit / blackbox | "
-      "CPU us/probe checkit / blackbox | ratio | errors+failed checkit / blackbox | SYN drops checkit / blackbox |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+      "CPU us/probe checkit / blackbox | ratio | errors+failed checkit / blackbox | SYN drops checkit / blackbox | "
+      "nginx us/probe checkit / blackbox | idle cores checkit / blackbox |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for phase in ("unpinned", "pinned", "scale", "fast_only", "mixed"):
     keys = sorted({(m, c) for (p, m, n, c) in rows if p == phase}, key=lambda k: (k[1], k[0]))
     for module, conns in keys:
@@ -285,7 +302,7 @@ for phase in ("unpinned", "pinned", "scale", "fast_only", "mixed"):
         print(f"| {phase} | {module} | {conns} | {c['rps']:,.0f} / {b['rps']:,.0f} | {ratio(c['rps'], b['rps'])} | "
               f"{c['p99']} / {b['p99']} | {c['cpu']} / {b['cpu']} | {ratio(c['cpu'], b['cpu'])} | "
               f"{int(c['errors']) + int(c['failed'])} / {int(b['errors']) + int(b['failed'])} | "
-              f"{c['drops']} / {b['drops']} |")
+              f"{c['drops']} / {b['drops']} | {c['nginx']} / {b['nginx']} | {c['idle']} / {b['idle']} |")
 for name in ("checkit", "blackbox"):
     fast, mixed = rows.get(("fast_only", "http_2xx", name, 90)), rows.get(("mixed", "http_2xx", name, 90))
     slow = rows.get(("slow", "http_2xx", name, 10))
