@@ -62,6 +62,15 @@ impl HeartbeatApp {
         HeartbeatApp::open(dir, TestClock::new(t0())).await
     }
 
+    /// Starts checkit on [`config_yaml`] with its store in `pg`.
+    async fn on_postgres(pg: &Postgres) -> HeartbeatApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url_file = dir.path().join("pg-url");
+        std::fs::write(&url_file, pg.url()).expect("write url");
+        let storage = format!("storage: {{postgres: {{url_file: {}}}}}\n", url_file.display());
+        HeartbeatApp::start(&storage, dir).await
+    }
+
     /// Starts checkit on the config file in `dir`, reading time from `clock`.
     async fn open(dir: tempfile::TempDir, clock: Arc<TestClock>) -> HeartbeatApp {
         let path = dir.path().join("checkit.yml");
@@ -379,11 +388,7 @@ async fn on_sqlite_a_ping_without_a_start_has_no_duration() {
 #[tokio::test]
 async fn on_postgres_a_ping_without_a_start_has_no_duration() {
     let pg = peer!(Postgres::start(PostgresOpts::default()).await);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url_file = dir.path().join("pg-url");
-    std::fs::write(&url_file, pg.url()).expect("write url");
-    let storage = format!("storage: {{postgres: {{url_file: {}}}}}\n", url_file.display());
-    let app = HeartbeatApp::start(&storage, dir).await;
+    let app = HeartbeatApp::on_postgres(&pg).await;
     a_ping_without_a_start_has_no_duration(&app).await;
 }
 
@@ -397,11 +402,7 @@ async fn on_sqlite_a_heartbeats_pings_and_misses_are_its_history() {
 #[tokio::test]
 async fn on_postgres_a_heartbeats_pings_and_misses_are_its_history() {
     let pg = peer!(Postgres::start(PostgresOpts::default()).await);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url_file = dir.path().join("pg-url");
-    std::fs::write(&url_file, pg.url()).expect("write url");
-    let storage = format!("storage: {{postgres: {{url_file: {}}}}}\n", url_file.display());
-    let app = HeartbeatApp::start(&storage, dir).await;
+    let app = HeartbeatApp::on_postgres(&pg).await;
     pings_and_a_missed_run_make_the_history(&app).await;
 }
 
