@@ -10,11 +10,12 @@
 
 use super::config::Check;
 use super::state::{Run, Thresholds};
-use super::store::NewResult;
+use super::store::{NewResult, StoredResult};
 use super::{Checks, Error, Last, Shared, Slot};
 use crate::storage::StoreError;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The part that owns unprobed checks; an operator's pause or resume of one
@@ -40,6 +41,18 @@ pub struct Outcome {
     /// windows): kept out of uptime and the state machine's streaks, as a
     /// probed check's run in maintenance.
     pub maintenance: bool,
+}
+
+/// The in-memory last result of a stored one.
+fn last_of(result: StoredResult) -> Last {
+    Last {
+        at: result.at,
+        success: result.success,
+        duration_seconds: result.duration_seconds,
+        failure: result.phase.zip(result.reason),
+        maintenance: result.maintenance,
+        registry: Arc::new(crate::probe::metrics::Registry::default()),
+    }
 }
 
 impl Shared {
@@ -96,6 +109,16 @@ impl Checks {
             checks.iter().filter(|check| !unprobed.contains_key(&check.name)).map(|check| check.name.clone()).collect()
         };
         let mut saved = shared.store.register(new_names).await?;
+        // A heartbeat may not report for a day: its last result is read
+        // back, so a restart neither forgets what it shows nor a failure
+        // held in a maintenance window ([`Checks::held_failure`]).
+        let mut lasts = HashMap::new();
+        for (name, found) in &saved {
+            let newest = shared.store.results(found.id, DateTime::UNIX_EPOCH, DateTime::<Utc>::MAX_UTC, 1).await?;
+            if let Some(result) = newest.into_iter().next() {
+                lasts.insert(name.clone(), last_of(result));
+            }
+        }
         let mut unprobed = shared.unprobed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         unprobed.retain(|name, _| checks.iter().any(|check| check.name == *name));
         for check in checks {
@@ -107,6 +130,7 @@ impl Checks {
             }
             let Some(saved) = saved.remove(&check.name) else { continue };
             let slot = Slot::restore(saved, check.clone());
+            slot.lock().last = lasts.remove(&check.name);
             unprobed.insert(check.name, slot);
         }
         Ok(())

@@ -255,13 +255,13 @@ async fn pings_and_a_missed_run_make_the_history(app: &HeartbeatApp) {
 /// heartbeat's alert while it lasts, and its miss enters the history as a
 /// maintenance result, out of uptime (the check shows as in maintenance,
 /// not down); once the window is over the alert fires and, the heartbeat
-/// still silent, the miss enters the history again as downtime.
+/// still silent, the miss enters the history again as downtime (also
+/// after a restart inside the window).
 #[tokio::test]
 async fn a_planned_window_holds_a_heartbeat_s_alert_until_it_ends() {
     let app = HeartbeatApp::start("", tempfile::tempdir().expect("tempdir")).await;
     app.ping(&format!("/ping/{BACKUP}"), "").await;
     app.wait_for("up", "up").await;
-    let checks = app.app.checks().expect("checks run");
     let planned = checkit::checks::annotations::Planned {
         id: 0,
         title: "Storage migration".into(),
@@ -270,7 +270,7 @@ async fn a_planned_window_holds_a_heartbeat_s_alert_until_it_ends() {
         checks: Vec::new(),
         created_by: None,
     };
-    checks.plan_maintenance(planned).await.expect("window planned");
+    app.app.checks().expect("checks run").plan_maintenance(planned).await.expect("window planned");
     let alerts = |value: Value| value["alerts"].as_array().map_or(0, Vec::len);
     // Due at 10:00, down at 10:05 + 1 s: inside the window.
     app.clock.set(t0() + Duration::minutes(65) + Duration::seconds(1));
@@ -286,6 +286,11 @@ async fn a_planned_window_holds_a_heartbeat_s_alert_until_it_ends() {
     assert_eq!(uptime["uptime"], 1.0, "the miss in the window is no downtime: {uptime}");
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(alerts(app.json("/api/v1/heartbeats/backup").await), 0, "held during the window");
+
+    // A restart in the window keeps the held miss (read back from the store).
+    let app = app.restart().await;
+    let held = app.wait_for("maintenance", "down").await;
+    assert_eq!(held["last"]["maintenance"], true, "{held}");
 
     app.clock.set(t0() + Duration::hours(2));
     let mut fired = false;
