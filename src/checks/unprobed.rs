@@ -110,8 +110,8 @@ impl Checks {
         };
         let mut saved = shared.store.register(new_names).await?;
         // A heartbeat may not report for a day: its last result is read
-        // back, so a restart neither forgets what it shows nor a failure
-        // held in a maintenance window ([`Checks::held_failure`]).
+        // back, so a restart neither forgets what it shows nor a result
+        // held in a maintenance window ([`Checks::held`]).
         let mut lasts = HashMap::new();
         for (name, found) in &saved {
             let newest = shared.store.results(found.id, DateTime::UNIX_EPOCH, DateTime::<Utc>::MAX_UTC, 1).await?;
@@ -178,14 +178,23 @@ impl Checks {
         super::log_change(name, change.as_ref(), at);
     }
 
-    /// The failure of unprobed check `name`'s last result when that result
-    /// was a failure inside a maintenance window (its owner enters it again
-    /// once the window is over, if the check is still down then).
-    pub fn held_failure(&self, name: &str) -> Option<(String, String)> {
+    /// Unprobed check `name`'s last result when it was inside a
+    /// maintenance window and its health did not follow it (a failure while
+    /// not down, a success while down): maintenance runs leave the streaks
+    /// alone. Its owner enters it again once the window is over, if the
+    /// check is still so then.
+    pub fn held(&self, name: &str) -> Option<Outcome> {
         let slot = self.shared.unprobed_slot(name)?;
         let state = slot.lock();
         let last = state.last.as_ref()?;
-        if last.maintenance && !last.success { last.failure.clone() } else { None }
+        let followed = last.success == (state.machine.health != super::state::State::Down);
+        (last.maintenance && !followed).then(|| Outcome {
+            at: last.at,
+            success: last.success,
+            duration: None,
+            failure: last.failure.clone(),
+            maintenance: true,
+        })
     }
 
     /// Shows unprobed check `name` with its owner's finer `status` (`new`,

@@ -51,10 +51,10 @@ pub(crate) fn missed(at: DateTime<Utc>, reason: &'static str, maintenance: bool)
     Outcome { at, success: false, duration: None, failure: Some((PHASE.to_string(), reason.to_string())), maintenance }
 }
 
-/// A down result at `at` with `failure`, outside maintenance: a failure
-/// first recorded inside a window, entered again once the window is over.
-pub(crate) fn down(at: DateTime<Utc>, failure: (String, String)) -> Outcome {
-    Outcome { at, success: false, duration: None, failure: Some(failure), maintenance: false }
+/// `held`, a result first recorded inside a maintenance window, entered
+/// again at `at` outside it once the window is over.
+pub(crate) fn again(at: DateTime<Utc>, held: Outcome) -> Outcome {
+    Outcome { at, duration: None, maintenance: false, ..held }
 }
 
 /// The check a heartbeat is in the history: its name and labels, its period

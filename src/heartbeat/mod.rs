@@ -374,22 +374,25 @@ impl Shared {
         let mut changes = Vec::new();
         let mut notifications = Vec::new();
         let history = self.history();
-        let mut missed = BTreeMap::new();
+        // Results for the history: misses, and results held in a window.
+        let mut entered = BTreeMap::new();
         for (name, entry) in &runtime.checks {
             let record = records.entry(name.clone()).or_default();
             if let Some(reason) = record.unrecorded_miss(&entry.spec, now) {
                 record.missed_at = Some(now);
                 let maintenance = in_maintenance(&runtime.config, entry, history.as_deref(), now);
-                missed.insert(name.clone(), history::missed(now, reason, maintenance));
-            } else if let Some(failure) = history.as_ref().and_then(|history| history.held_failure(name)) {
-                // Down in a window's result, and still down: once the window
-                // is over that is downtime, as a probed check's next run after
-                // it would be, so the failure is entered again outside it.
-                if record.status(&entry.spec, now) == Status::Down {
+                entered.insert(name.clone(), history::missed(now, reason, maintenance));
+            } else if let Some(held) = history.as_ref().and_then(|history| history.held(name)) {
+                // A result in a window that the health has not followed (a
+                // miss while up, a success while down), and the heartbeat
+                // still so: once the window is over it counts, as a probed
+                // check's next run after it would, so it is entered again.
+                let status = record.status(&entry.spec, now);
+                if status != Status::Paused && (status == Status::Down) != held.success {
                     if in_maintenance(&runtime.config, entry, history.as_deref(), now) {
                         earliest(now + MAINTENANCE_RECHECK);
                     } else {
-                        missed.insert(name.clone(), history::down(now, failure));
+                        entered.insert(name.clone(), history::again(now, held));
                     }
                 }
             }
@@ -425,11 +428,11 @@ impl Shared {
         // passing at once share the stores' group commits instead of paying
         // one commit each.
         if let Some(history) = &history {
-            let results = missed.iter().map(|(name, outcome)| history.record_unprobed(name, outcome.clone()));
+            let results = entered.iter().map(|(name, outcome)| history.record_unprobed(name, outcome.clone()));
             futures::future::join_all(results).await;
         }
         let outcomes = futures::future::join_all(notifications.into_iter().map(|n| self.notifier.submit(n))).await;
-        let mut touched: std::collections::BTreeSet<String> = missed.into_keys().collect();
+        let mut touched: std::collections::BTreeSet<String> = entered.into_keys().collect();
         for (change, outcome) in changes.iter().zip(outcomes) {
             match outcome {
                 Ok(()) => {

@@ -317,6 +317,49 @@ async fn a_planned_window_holds_a_heartbeat_s_alert_until_it_ends() {
     assert_eq!(app.json("/api/v1/checks/backup/results").await["results"].as_array().map(Vec::len), Some(3));
 }
 
+/// A heartbeat that recovers inside a maintenance window: the success is a
+/// maintenance result, so the outage stays open while the window lasts and
+/// closes when it ends (as a probed check's first run after it would).
+#[tokio::test]
+async fn a_recovery_inside_a_window_closes_the_outage_when_the_window_ends() {
+    let app = HeartbeatApp::start("", tempfile::tempdir().expect("tempdir")).await;
+    app.ping(&format!("/ping/{BACKUP}"), "").await;
+    app.wait_for("up", "up").await;
+    app.clock.set(t0() + Duration::minutes(66));
+    let down = app.wait_for("down", "down").await;
+    assert!(down["incident"].is_object(), "{down}");
+    let planned = checkit::checks::annotations::Planned {
+        id: 0,
+        title: "Repairs".into(),
+        start: t0() + Duration::minutes(70),
+        end: t0() + Duration::hours(2),
+        checks: vec!["backup".into()],
+        created_by: None,
+    };
+    app.app.checks().expect("checks run").plan_maintenance(planned).await.expect("window planned");
+    app.clock.set(t0() + Duration::minutes(80));
+    app.ping(&format!("/ping/{BACKUP}"), "").await;
+    let held = app.wait_for("maintenance", "up").await;
+    assert_eq!((&held["last"]["success"], &held["last"]["maintenance"]), (&true.into(), &true.into()), "{held}");
+    assert!(held["incident"].is_object(), "still open in the window: {held}");
+
+    app.clock.set(t0() + Duration::hours(2));
+    let up = app.wait_for("up", "up").await;
+    assert!(up["incident"].is_null(), "{up}");
+    let incidents = app.json("/api/v1/checks/backup/incidents").await;
+    let ended = incidents["incidents"][0]["ended_at"].as_str().unwrap_or_else(|| panic!("{incidents}"));
+    assert_eq!(DateTime::parse_from_rfc3339(ended).expect("time"), t0() + Duration::hours(2), "{incidents}");
+    let results = app.json("/api/v1/checks/backup/results").await;
+    let flags: Vec<_> = results["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|result| (result["success"].clone(), result["maintenance"].clone()))
+        .collect();
+    let expected = [(true, false), (true, true), (false, false), (true, false)];
+    assert_eq!(flags, expected.map(|(success, maintenance)| (success.into(), maintenance.into())), "{results}");
+}
+
 /// A success ping without a start carries no duration: its result has
 /// none (not 0 s) in the API, the CSVs and the check page, and the roll-ups
 /// count the run while their durations are the timed run's alone.
