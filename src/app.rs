@@ -391,7 +391,9 @@ impl App {
         self.bridge_listens_apart().then(|| http::compose(self.bridge_surfaces(), "/", &self.web))
     }
 
-    /// Serves `router` on `listener` until shutdown.
+    /// Serves `router` on `listener` until shutdown, each connection on the
+    /// runtime of `threads` with the fewest open ones (tests pass the default:
+    /// everything on the test's runtime).
     pub fn serve(&self, listener: TcpListener, router: Router, threads: &http::threads::Threads) {
         let serving = http::serve(listener, router, self.web.tls.clone(), self.shutdown.clone(), threads.clone());
         self.tasks.spawn(async move {

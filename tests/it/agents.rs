@@ -780,21 +780,7 @@ async fn a_planned_window_covers_the_results_agents_push() {
         push(&client, &central, index, &format!("up{index}"), &[(20, true)]).await;
     }
     assert_eq!(check_json(&client, &central, "site").await["state"], "up");
-    let form_page = client.get(central.url("/ui/maintenance")).send().await.expect("get").text().await.expect("body");
-    let token = crate::web_ui::form_token(&form_page);
-    let now = chrono::Utc::now();
-    let start = now.format("%Y-%m-%dT%H:%M").to_string();
-    let end = (now + chrono::Duration::hours(1)).format("%Y-%m-%dT%H:%M").to_string();
-    let form = [
-        ("csrf", token.as_str()),
-        ("title", "Network work"),
-        ("start", start.as_str()),
-        ("end", end.as_str()),
-        ("scope", "all"),
-    ];
-    let planned = client.post(central.url("/ui/maintenance")).header("sec-fetch-site", "same-origin").form(&form);
-    let planned = planned.send().await.expect("post");
-    assert_eq!(planned.status(), 200, "{}", planned.text().await.unwrap_or_default());
+    crate::web_ui::plan_window_over_every_check(&client, &central.url("/ui/maintenance"), "Network work").await;
     // Two of three locations see the target down, well inside the window.
     push(&client, &central, 0, "down0", &[(1, false), (0, false)]).await;
     push(&client, &central, 1, "down1", &[(1, false), (0, false)]).await;

@@ -489,21 +489,7 @@ async fn maintenance_planned_on_one_replica_applies_on_the_other_within_seconds(
     assert!(listed_windows(&http, other).await.is_empty(), "nothing planned yet");
 
     // Plan a window over every check on the first replica, as an operator would.
-    let form_page = http.get(planner.url("/ui/maintenance")).send().await.expect("get").text().await.expect("body");
-    let token = crate::web_ui::form_token(&form_page);
-    let now = Utc::now();
-    let start = now.format("%Y-%m-%dT%H:%M").to_string();
-    let end = (now + chrono::Duration::hours(1)).format("%Y-%m-%dT%H:%M").to_string();
-    let form = [
-        ("csrf", token.as_str()),
-        ("title", "Replica-wide upgrade"),
-        ("start", start.as_str()),
-        ("end", end.as_str()),
-        ("scope", "all"),
-    ];
-    let response = http.post(planner.url("/ui/maintenance")).header("sec-fetch-site", "same-origin").form(&form);
-    let response = response.send().await.expect("post");
-    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap_or_default());
+    crate::web_ui::plan_window_over_every_check(&http, &planner.url("/ui/maintenance"), "Replica-wide upgrade").await;
     let planned_at = Utc::now().timestamp_millis();
 
     // The other replica lists it, and every check (each run by one of the

@@ -106,6 +106,31 @@ pub fn form_token(html: &str) -> String {
     html[start..].split('"').next().expect("token value").to_string()
 }
 
+/// Plans a window over every check, from this minute for an hour, through
+/// the form at `page` (an open UI's `/ui/maintenance`), as an operator would.
+pub async fn plan_window_over_every_check(http: &reqwest::Client, page: &str, title: &str) {
+    // The form takes minutes: planned in a minute's first seconds, the window
+    // would not cover what happened a second earlier, which callers assume.
+    let into_minute = chrono::Timelike::second(&chrono::Utc::now());
+    if into_minute < 3 {
+        tokio::time::sleep(std::time::Duration::from_secs(u64::from(3 - into_minute))).await;
+    }
+    let form_page = http.get(page).send().await.expect("get").text().await.expect("body");
+    let token = form_token(&form_page);
+    let now = chrono::Utc::now();
+    let start = now.format("%Y-%m-%dT%H:%M").to_string();
+    let end = (now + chrono::Duration::hours(1)).format("%Y-%m-%dT%H:%M").to_string();
+    let form = [
+        ("csrf", token.as_str()),
+        ("title", title),
+        ("start", start.as_str()),
+        ("end", end.as_str()),
+        ("scope", "all"),
+    ];
+    let response = http.post(page).header("sec-fetch-site", "same-origin").form(&form).send().await.expect("post");
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap_or_default());
+}
+
 #[tokio::test]
 async fn without_web_config_the_ui_is_open_and_says_so() {
     let app = start_app("modules: {}\n").await;
