@@ -180,14 +180,18 @@ impl Checks {
 
     /// Unprobed check `name`'s last result when it was inside a
     /// maintenance window and its health did not follow it (a failure while
-    /// not down, a success while down): maintenance runs leave the streaks
+    /// not down, a success while not up): maintenance runs leave the streaks
     /// alone. Its owner enters it again once the window is over, if the
     /// check is still so then.
     pub fn held(&self, name: &str) -> Option<Outcome> {
         let slot = self.shared.unprobed_slot(name)?;
         let state = slot.lock();
         let last = state.last.as_ref()?;
-        let followed = last.success == (state.machine.health != super::state::State::Down);
+        let followed = match state.machine.health {
+            super::state::State::Up => last.success,
+            super::state::State::Down => !last.success,
+            _ => false,
+        };
         (last.maintenance && !followed).then(|| Outcome {
             at: last.at,
             success: last.success,

@@ -384,7 +384,7 @@ impl Shared {
                 entered.insert(name.clone(), history::missed(now, reason, maintenance));
             } else if let Some(held) = history.as_ref().and_then(|history| history.held(name)) {
                 // A result in a window that the health has not followed (a
-                // miss while up, a success while down), and the heartbeat
+                // miss while not down, a success while not up), and the heartbeat
                 // still so: once the window is over it counts, as a probed
                 // check's next run after it would, so it is entered again.
                 let status = record.status(&entry.spec, now);

@@ -360,6 +360,29 @@ async fn a_recovery_inside_a_window_closes_the_outage_when_the_window_ends() {
     assert_eq!(flags, expected.map(|(success, maintenance)| (success.into(), maintenance.into())), "{results}");
 }
 
+/// A new heartbeat's first ping inside a window leaves it unknown while the
+/// window lasts, and up once it ends.
+#[tokio::test]
+async fn a_first_ping_inside_a_window_makes_the_heartbeat_up_when_the_window_ends() {
+    let app = HeartbeatApp::start("", tempfile::tempdir().expect("tempdir")).await;
+    let planned = checkit::checks::annotations::Planned {
+        id: 0,
+        title: "Setup".into(),
+        start: t0() + Duration::minutes(5),
+        end: t0() + Duration::minutes(30),
+        checks: vec!["backup".into()],
+        created_by: None,
+    };
+    app.app.checks().expect("checks run").plan_maintenance(planned).await.expect("window planned");
+    app.clock.set(t0() + Duration::minutes(10));
+    app.ping(&format!("/ping/{BACKUP}"), "").await;
+    let held = app.wait_for("maintenance", "up").await;
+    assert!(held["since"].is_null(), "no health yet: {held}");
+    app.clock.set(t0() + Duration::minutes(30));
+    let up = app.wait_for("up", "up").await;
+    assert_eq!(up["last"]["maintenance"], false, "{up}");
+}
+
 /// A success ping without a start carries no duration: its result has
 /// none (not 0 s) in the API, the CSVs and the check page, and the roll-ups
 /// count the run while their durations are the timed run's alone.
