@@ -94,6 +94,19 @@ impl HeartbeatApp {
         HeartbeatApp::open(dir, clock).await
     }
 
+    /// Plans a maintenance window over `checks` (every check when empty).
+    async fn plan(&self, title: &str, start: DateTime<Utc>, end: DateTime<Utc>, checks: &[&str]) {
+        let planned = checkit::checks::annotations::Planned {
+            id: 0,
+            title: title.into(),
+            start,
+            end,
+            checks: checks.iter().map(ToString::to_string).collect(),
+            created_by: None,
+        };
+        self.app.checks().expect("checks run").plan_maintenance(planned).await.expect("window planned");
+    }
+
     fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
@@ -262,15 +275,7 @@ async fn a_planned_window_holds_a_heartbeat_s_alert_until_it_ends() {
     let app = HeartbeatApp::start("", tempfile::tempdir().expect("tempdir")).await;
     app.ping(&format!("/ping/{BACKUP}"), "").await;
     app.wait_for("up", "up").await;
-    let planned = checkit::checks::annotations::Planned {
-        id: 0,
-        title: "Storage migration".into(),
-        start: t0() + Duration::minutes(30),
-        end: t0() + Duration::hours(2),
-        checks: Vec::new(),
-        created_by: None,
-    };
-    app.app.checks().expect("checks run").plan_maintenance(planned).await.expect("window planned");
+    app.plan("Storage migration", t0() + Duration::minutes(30), t0() + Duration::hours(2), &[]).await;
     let alerts = |value: Value| value["alerts"].as_array().map_or(0, Vec::len);
     // Due at 10:00, down at 10:05 + 1 s: inside the window.
     app.clock.set(t0() + Duration::minutes(65) + Duration::seconds(1));
@@ -328,15 +333,7 @@ async fn a_recovery_inside_a_window_closes_the_outage_when_the_window_ends() {
     app.clock.set(t0() + Duration::minutes(66));
     let down = app.wait_for("down", "down").await;
     assert!(down["incident"].is_object(), "{down}");
-    let planned = checkit::checks::annotations::Planned {
-        id: 0,
-        title: "Repairs".into(),
-        start: t0() + Duration::minutes(70),
-        end: t0() + Duration::hours(2),
-        checks: vec!["backup".into()],
-        created_by: None,
-    };
-    app.app.checks().expect("checks run").plan_maintenance(planned).await.expect("window planned");
+    app.plan("Repairs", t0() + Duration::minutes(70), t0() + Duration::hours(2), &["backup"]).await;
     app.clock.set(t0() + Duration::minutes(80));
     app.ping(&format!("/ping/{BACKUP}"), "").await;
     let held = app.wait_for("maintenance", "up").await;
@@ -365,15 +362,7 @@ async fn a_recovery_inside_a_window_closes_the_outage_when_the_window_ends() {
 #[tokio::test]
 async fn a_first_ping_inside_a_window_makes_the_heartbeat_up_when_the_window_ends() {
     let app = HeartbeatApp::start("", tempfile::tempdir().expect("tempdir")).await;
-    let planned = checkit::checks::annotations::Planned {
-        id: 0,
-        title: "Setup".into(),
-        start: t0() + Duration::minutes(5),
-        end: t0() + Duration::minutes(30),
-        checks: vec!["backup".into()],
-        created_by: None,
-    };
-    app.app.checks().expect("checks run").plan_maintenance(planned).await.expect("window planned");
+    app.plan("Setup", t0() + Duration::minutes(5), t0() + Duration::minutes(30), &["backup"]).await;
     app.clock.set(t0() + Duration::minutes(10));
     app.ping(&format!("/ping/{BACKUP}"), "").await;
     let held = app.wait_for("maintenance", "up").await;
