@@ -6,11 +6,12 @@
 //! ~115 million rows, so `results` is keyed by `(check_id, at)` and holds
 //! nothing else to index: the integer check id instead of the name, times in
 //! milliseconds, the duration in microseconds, success, maintenance and "no
-//! duration measured" packed in `flags`, and phase/reason only on failures (NULL costs a bit of the row
-//! header). On SQLite the table is `WITHOUT ROWID` (one B-tree clustered on
-//! the key); on PostgreSQL a heap with its primary-key index, so a check's
-//! history is an index range scan and expiry deletes per check by key range
-//! (small transactions that autovacuum keeps up with). Roll-ups are keyed by
+//! duration measured" packed in `flags`, and phase/reason only on failures
+//! (NULL costs a bit of the row header). On SQLite the table is `WITHOUT
+//! ROWID` (one B-tree clustered on the key); on PostgreSQL a heap with its
+//! primary-key index, so a check's history is an index range scan and expiry
+//! deletes per check by key range (small transactions that autovacuum keeps
+//! up with). Roll-ups are keyed by
 //! `(check_id, period, start)` and updated in the same transaction as the raw
 //! row (an upsert adding counts and one histogram column), so they are exact
 //! and survive crashes. Failed results are also copied to `failures`, kept as
