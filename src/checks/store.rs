@@ -407,21 +407,24 @@ fn statement(sql: impl Into<Cow<'static, str>>, params: Vec<SqlParam>) -> Statem
 }
 
 /// The upsert of one timed non-maintenance run into a roll-up, per
-/// histogram bucket; the bucket's first timed run sets its minimum.
-fn rollup_upsert(bucket: usize) -> String {
+/// histogram bucket; the bucket's first timed run sets its minimum. Written
+/// once: every stored result runs one of them, twice (hour and day).
+static ROLLUP_UPSERTS: std::sync::LazyLock<[String; BUCKET_COUNT]> = std::sync::LazyLock::new(|| {
     let timed = (0..BUCKET_COUNT).map(|index| format!("rollups.b{index}")).collect::<Vec<_>>().join(" + ");
-    format!(
-        "INSERT INTO rollups (check_id, period, start, runs, successes, maintenance_runs, duration_sum_us, \
-         duration_min_us, duration_max_us, b{bucket}) VALUES ($1, $2, $3, 1, $4, 0, $5, $5, $5, 1) \
-         ON CONFLICT (check_id, period, start) DO UPDATE SET runs = rollups.runs + 1, \
-         successes = rollups.successes + excluded.successes, \
-         duration_sum_us = rollups.duration_sum_us + excluded.duration_sum_us, \
-         duration_min_us = CASE WHEN {timed} = 0 OR excluded.duration_min_us < rollups.duration_min_us \
-         THEN excluded.duration_min_us ELSE rollups.duration_min_us END, \
-         duration_max_us = CASE WHEN excluded.duration_max_us > rollups.duration_max_us \
-         THEN excluded.duration_max_us ELSE rollups.duration_max_us END, b{bucket} = rollups.b{bucket} + 1"
-    )
-}
+    std::array::from_fn(|bucket| {
+        format!(
+            "INSERT INTO rollups (check_id, period, start, runs, successes, maintenance_runs, duration_sum_us, \
+             duration_min_us, duration_max_us, b{bucket}) VALUES ($1, $2, $3, 1, $4, 0, $5, $5, $5, 1) \
+             ON CONFLICT (check_id, period, start) DO UPDATE SET runs = rollups.runs + 1, \
+             successes = rollups.successes + excluded.successes, \
+             duration_sum_us = rollups.duration_sum_us + excluded.duration_sum_us, \
+             duration_min_us = CASE WHEN {timed} = 0 OR excluded.duration_min_us < rollups.duration_min_us \
+             THEN excluded.duration_min_us ELSE rollups.duration_min_us END, \
+             duration_max_us = CASE WHEN excluded.duration_max_us > rollups.duration_max_us \
+             THEN excluded.duration_max_us ELSE rollups.duration_max_us END, b{bucket} = rollups.b{bucket} + 1"
+        )
+    })
+});
 
 const MAINTENANCE_UPSERT: &str = "INSERT INTO rollups (check_id, period, start, runs, successes, maintenance_runs, \
      duration_sum_us, duration_min_us, duration_max_us) VALUES ($1, $2, $3, 0, 0, 1, 0, 0, 0) \
@@ -454,7 +457,7 @@ fn rollup_statements(
                 None => statement(UNTIMED_UPSERT, params),
                 Some(duration) => {
                     params.push(i64::try_from(duration).unwrap_or(i64::MAX).into());
-                    statement(rollup_upsert(bucket_of(duration as f64 / 1e6)), params)
+                    statement(ROLLUP_UPSERTS[bucket_of(duration as f64 / 1e6)].as_str(), params)
                 }
             }
         })
@@ -871,6 +874,24 @@ impl CheckStore {
             )
             .await?;
         Ok(rows.iter().map(|row| read_result(row)).collect())
+    }
+
+    /// The newest result of check `id`, raw or kept among the failures, for
+    /// a check without an agent's locations (a heartbeat). Each side is one
+    /// step down its primary key, where [`CheckStore::results`] would merge
+    /// the check's whole history to find it.
+    pub async fn last_result(&self, id: i64) -> Result<Option<StoredResult>, StoreError> {
+        let rows = self
+            .storage
+            .select(
+                "SELECT * FROM (SELECT at, duration_us, flags, phase, reason, NULL AS location FROM results \
+                 WHERE check_id = $1 ORDER BY at DESC LIMIT 1) AS raw \
+                 UNION ALL SELECT * FROM (SELECT at, duration_us, flags, phase, reason, NULL AS location \
+                 FROM failures WHERE check_id = $1 ORDER BY at DESC LIMIT 1) AS kept ORDER BY 1 DESC LIMIT 1",
+                vec![id.into()],
+            )
+            .await?;
+        Ok(rows.first().map(|row| read_result(row)))
     }
 
     /// Incidents of check `id` that overlap `[from, to)`, newest first.

@@ -114,8 +114,7 @@ impl Checks {
         // held in a maintenance window ([`Checks::held`]).
         let mut lasts = HashMap::new();
         for (name, found) in &saved {
-            let newest = shared.store.results(found.id, DateTime::UNIX_EPOCH, DateTime::<Utc>::MAX_UTC, 1).await?;
-            if let Some(result) = newest.into_iter().next() {
+            if let Some(result) = shared.store.last_result(found.id).await? {
                 lasts.insert(name.clone(), last_of(result));
             }
         }

@@ -378,10 +378,12 @@ impl Shared {
         let mut entered = BTreeMap::new();
         for (name, entry) in &runtime.checks {
             let record = records.entry(name.clone()).or_default();
+            // Asked at most once per heartbeat and pass, only when needed.
+            let window = std::cell::OnceCell::new();
+            let in_window = || *window.get_or_init(|| in_maintenance(&runtime.config, entry, history.as_deref(), now));
             if let Some(reason) = record.unrecorded_miss(&entry.spec, now) {
                 record.missed_at = Some(now);
-                let maintenance = in_maintenance(&runtime.config, entry, history.as_deref(), now);
-                entered.insert(name.clone(), history::missed(now, reason, maintenance));
+                entered.insert(name.clone(), history::missed(now, reason, in_window()));
             } else if let Some(held) = history.as_ref().and_then(|history| history.held(name)) {
                 // A result in a window that the health has not followed (a
                 // miss while not down, a success while not up), and the heartbeat
@@ -389,7 +391,7 @@ impl Shared {
                 // check's next run after it would, so it is entered again.
                 let status = record.status(&entry.spec, now);
                 if status != Status::Paused && (status == Status::Down) != held.success {
-                    if in_maintenance(&runtime.config, entry, history.as_deref(), now) {
+                    if in_window() {
                         earliest(now + MAINTENANCE_RECHECK);
                     } else {
                         entered.insert(name.clone(), history::again(now, held));
@@ -401,7 +403,7 @@ impl Shared {
                     // Held while a maintenance window covers the check, and
                     // told once it ends if still wanted; an alert firing
                     // before the window may still resolve during it.
-                    (true, None) if in_maintenance(&runtime.config, entry, history.as_deref(), now) => {
+                    (true, None) if in_window() => {
                         earliest(now + MAINTENANCE_RECHECK);
                         continue;
                     }

@@ -190,24 +190,12 @@ impl Postgres {
     async fn connect(&self) -> Result<Connection, StoreError> {
         let inner = Arc::clone(&self.inner);
         let connecting = self.inner.runtime.spawn(async move {
-            let refused =
-                |err: tokio_postgres::Error| StoreError::Unavailable(format!("cannot connect to postgres: {err}"));
             match &inner.tls {
-                None => {
-                    let (client, connection) = tokio_postgres::connect(&inner.url, NoTls).await.map_err(refused)?;
-                    tokio::spawn(drive(connection));
-                    Ok::<_, StoreError>(client)
-                }
-                Some(config) => {
-                    let tls = crate::net::postgres::MakeRustls(Arc::clone(config));
-                    let (client, connection) = tokio_postgres::connect(&inner.url, tls).await.map_err(refused)?;
-                    tokio::spawn(drive(connection));
-                    Ok::<_, StoreError>(client)
-                }
+                None => open(&inner.url, NoTls).await,
+                Some(config) => open(&inner.url, crate::net::postgres::MakeRustls(Arc::clone(config))).await,
             }
         });
-        let client =
-            connecting.await.map_err(|err| StoreError::Unavailable(format!("cannot connect to postgres: {err}")))??;
+        let client = connecting.await.map_err(|err| refused(&err))??;
         Ok(Connection { client, statements: HashMap::new() })
     }
 
@@ -352,6 +340,21 @@ async fn migrate(pooled: &mut Pooled, area: &'static Area) -> Result<(), StoreEr
 }
 
 /// Runs a connection until it closes.
+/// Connects with `tls` and drives the connection on the current runtime.
+async fn open<T>(url: &str, tls: T) -> Result<Client, StoreError>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, connection) = tokio_postgres::connect(url, tls).await.map_err(|err| refused(&err))?;
+    tokio::spawn(drive(connection));
+    Ok(client)
+}
+
+fn refused(err: &dyn std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("cannot connect to postgres: {err}"))
+}
+
 async fn drive<F: std::future::Future<Output = Result<(), tokio_postgres::Error>>>(connection: F) {
     if let Err(err) = connection.await {
         tracing::warn!(error = %err, "PostgreSQL connection closed.");
